@@ -1,0 +1,1253 @@
+//! Typed configuration and its resolution from code and `OTEL_*` environment variables.
+//!
+//! Precedence, for every setting: **code > signal-specific env var > generic env var > default**.
+//! Environment variables whose value is empty count as unset, as the OpenTelemetry
+//! specification asks. The names are public constants so applications can refer to them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{ConfigError, Source};
+
+/// `OTEL_SDK_DISABLED`: `true` turns every OpenTelemetry export off (local logs and the
+/// Prometheus registry keep working).
+pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+/// `OTEL_SERVICE_NAME`: the `service.name` resource attribute.
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// `OTEL_RESOURCE_ATTRIBUTES`: `key=value,key=value` resource attributes, values percent-encoded.
+pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: base URL for every signal (HTTP appends `/v1/<signal>`).
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` or `http/protobuf`.
+pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value,key=value` headers sent with every export.
+pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`: export timeout in milliseconds.
+pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: full URL for traces, used as given.
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`: full URL for logs, used as given.
+pub const OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_LOGS_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_LOGS_HEADERS: &str = "OTEL_EXPORTER_OTLP_LOGS_HEADERS";
+/// `OTEL_EXPORTER_OTLP_LOGS_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_LOGS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`: full URL for metrics, used as given.
+pub const OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_METRICS_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_METRICS_HEADERS: &str = "OTEL_EXPORTER_OTLP_METRICS_HEADERS";
+/// `OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT";
+/// `OTEL_TRACES_EXPORTER`: `otlp` or `none`.
+pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// `OTEL_LOGS_EXPORTER`: `otlp` or `none`.
+pub const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
+/// `OTEL_METRICS_EXPORTER`: `otlp`, `prometheus` (pull only) or `none`.
+pub const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+/// `OTEL_TRACES_SAMPLER`: `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`,
+/// `parentbased_always_off`, `parentbased_traceidratio`.
+pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+/// `OTEL_TRACES_SAMPLER_ARG`: the ratio for the `*traceidratio` samplers, within `0..=1`.
+pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+/// `OTEL_PROPAGATORS`: comma-separated `tracecontext`, `baggage`, `none`.
+pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+/// `OTEL_METRIC_EXPORT_INTERVAL`: OTLP metric push interval in milliseconds.
+pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+/// `RUST_LOG`: the log filter, in `tracing-subscriber` `EnvFilter` syntax.
+pub const RUST_LOG: &str = "RUST_LOG";
+/// `AXI_LOG_FORMAT`: `json`, `pretty` or `compact`.
+pub const AXI_LOG_FORMAT: &str = "AXI_LOG_FORMAT";
+/// `AXI_LOG_FILE`: write logs to this file, rotated daily, instead of standard output.
+pub const AXI_LOG_FILE: &str = "AXI_LOG_FILE";
+
+/// Default OTLP/HTTP endpoint, used when an exporter is selected explicitly without one.
+pub const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
+/// Default OTLP/gRPC endpoint, used when an exporter is selected explicitly without one.
+pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
+/// Default export timeout (the OpenTelemetry default).
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default OTLP metric push interval (the OpenTelemetry default).
+pub const DEFAULT_METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default log filter when neither code nor `RUST_LOG` sets one.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Where environment variables are read from.
+///
+/// [`Env::process`] (the default) reads the process environment. Tests and applications that
+/// want no environment influence use [`Env::empty`] or a fixed map with [`Env::from_pairs`], so
+/// nothing has to mutate the (process-global, `unsafe` to change) environment.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    fixed: Option<BTreeMap<String, String>>,
+}
+
+impl Env {
+    /// Reads the process environment. This is the default.
+    pub fn process() -> Self {
+        Self { fixed: None }
+    }
+
+    /// An environment with no variables set.
+    pub fn empty() -> Self {
+        Self {
+            fixed: Some(BTreeMap::new()),
+        }
+    }
+
+    /// A fixed set of variables; nothing is read from the process.
+    pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            fixed: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The value of `name`, with empty values treated as unset.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let value = match &self.fixed {
+            Some(map) => map.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }?;
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            None
+        } else {
+            Some(trimmed.to_owned())
+        }
+    }
+}
+
+/// An OTLP wire protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP over gRPC (port 4317 by convention).
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318 by convention). The default.
+    HttpProtobuf,
+}
+
+impl Protocol {
+    fn parse(value: &str, setting: Source) -> Result<Self, ConfigError> {
+        match value {
+            "grpc" => Ok(Protocol::Grpc),
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            "http/json" => Err(ConfigError::new(
+                setting,
+                value,
+                "http/json is not supported; use grpc or http/protobuf",
+            )),
+            _ => Err(ConfigError::new(
+                setting,
+                value,
+                "unknown OTLP protocol; expected grpc or http/protobuf",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        })
+    }
+}
+
+/// One of the three OpenTelemetry signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    /// Spans.
+    Traces,
+    /// Log records.
+    Logs,
+    /// Metric points.
+    Metrics,
+}
+
+impl Signal {
+    /// The lower-case name used in URLs, env var names and self-telemetry labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+
+    fn env(self) -> SignalEnv {
+        match self {
+            Signal::Traces => SignalEnv {
+                endpoint: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+                protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+                headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+                timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+                exporter: OTEL_TRACES_EXPORTER,
+            },
+            Signal::Logs => SignalEnv {
+                endpoint: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+                protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+                headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
+                timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+                exporter: OTEL_LOGS_EXPORTER,
+            },
+            Signal::Metrics => SignalEnv {
+                endpoint: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+                protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+                headers: OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+                timeout: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+                exporter: OTEL_METRICS_EXPORTER,
+            },
+        }
+    }
+}
+
+struct SignalEnv {
+    endpoint: &'static str,
+    protocol: &'static str,
+    headers: &'static str,
+    timeout: &'static str,
+    exporter: &'static str,
+}
+
+/// How log lines are written locally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line with ECS field names (`@timestamp`, `log.level`, `message`,
+    /// `trace.id`, ...). The default when standard output is not a terminal.
+    Json,
+    /// Multi-line, human-oriented output.
+    Pretty,
+    /// One line per event, human-oriented. The default on a terminal.
+    Compact,
+}
+
+impl LogFormat {
+    fn parse(value: &str, setting: Source) -> Result<Self, ConfigError> {
+        match value.to_ascii_lowercase().as_str() {
+            "json" => Ok(LogFormat::Json),
+            "pretty" => Ok(LogFormat::Pretty),
+            "compact" => Ok(LogFormat::Compact),
+            _ => Err(ConfigError::new(
+                setting,
+                value,
+                "unknown log format; expected json, pretty or compact",
+            )),
+        }
+    }
+}
+
+/// How often a log file is rotated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// A new file every hour.
+    Hourly,
+    /// A new file every day. The default.
+    Daily,
+    /// Never rotate (leave rotation to logrotate and reopen-free appends).
+    Never,
+}
+
+/// A rotating log file.
+///
+/// The file name `/var/log/api/api.log` becomes `/var/log/api/api.2026-11-25.log` with daily
+/// rotation; `keep` old files are kept (default 7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFile {
+    pub(crate) path: PathBuf,
+    pub(crate) rotation: Rotation,
+    pub(crate) keep: usize,
+}
+
+impl LogFile {
+    /// A daily-rotated file at `path`, keeping 7 old files.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            rotation: Rotation::Daily,
+            keep: 7,
+        }
+    }
+
+    /// Sets the rotation. Defaults to [`Rotation::Daily`].
+    pub fn rotation(mut self, rotation: Rotation) -> Self {
+        self.rotation = rotation;
+        self
+    }
+
+    /// Sets how many rotated files are kept. Defaults to 7.
+    pub fn keep(mut self, files: usize) -> Self {
+        self.keep = files.max(1);
+        self
+    }
+}
+
+/// Which root sampler decides whether a new trace is recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sampler {
+    /// Record every trace.
+    AlwaysOn,
+    /// Record no trace.
+    AlwaysOff,
+    /// Record this fraction of traces, by trace id, within `0..=1`.
+    TraceIdRatio(f64),
+    /// Follow the caller's sampling decision when there is a parent; otherwise use the inner
+    /// sampler. `ParentBased(AlwaysOn)` is the default.
+    ParentBased(Box<Sampler>),
+}
+
+impl Sampler {
+    fn parse(name: &str, arg: Option<&str>) -> Result<Self, ConfigError> {
+        let ratio = || -> Result<f64, ConfigError> {
+            match arg {
+                None => Ok(1.0),
+                Some(a) => {
+                    let r: f64 = a.parse().map_err(|_| {
+                        ConfigError::new(
+                            Source::Env(OTEL_TRACES_SAMPLER_ARG),
+                            a,
+                            "not a number; expected a sampling ratio within 0..=1",
+                        )
+                    })?;
+                    if (0.0..=1.0).contains(&r) {
+                        Ok(r)
+                    } else {
+                        Err(ConfigError::new(
+                            Source::Env(OTEL_TRACES_SAMPLER_ARG),
+                            a,
+                            "the sampling ratio must be within 0..=1",
+                        ))
+                    }
+                }
+            }
+        };
+        Ok(match name {
+            "always_on" => Sampler::AlwaysOn,
+            "always_off" => Sampler::AlwaysOff,
+            "traceidratio" => Sampler::TraceIdRatio(ratio()?),
+            "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+            "parentbased_traceidratio" => {
+                Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(ratio()?)))
+            }
+            other => {
+                return Err(ConfigError::new(
+                    Source::Env(OTEL_TRACES_SAMPLER),
+                    other,
+                    "unsupported sampler; expected always_on, always_off, traceidratio, \
+                     parentbased_always_on, parentbased_always_off or parentbased_traceidratio",
+                ));
+            }
+        })
+    }
+
+    pub(crate) fn validate(&self, setting: Source) -> Result<(), ConfigError> {
+        match self {
+            Sampler::TraceIdRatio(r) if !(0.0..=1.0).contains(r) => Err(ConfigError::new(
+                setting,
+                r.to_string(),
+                "the sampling ratio must be within 0..=1",
+            )),
+            Sampler::ParentBased(inner) => inner.validate(setting),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A W3C context propagator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagator {
+    /// W3C `traceparent` / `tracestate`.
+    TraceContext,
+    /// W3C `baggage`.
+    Baggage,
+}
+
+/// Whether a signal is exported over OTLP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exporter {
+    /// Export over OTLP (to the default endpoint if none is configured).
+    Otlp,
+    /// Do not export this signal.
+    None,
+}
+
+/// OTLP settings for one signal (or for all of them), as set in code.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OtlpSettings {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) protocol: Option<Protocol>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) exporter: Option<Exporter>,
+}
+
+/// Everything set in code through the builder. Resolved against the environment by [`resolve`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Settings {
+    pub(crate) env: Env,
+    pub(crate) sdk_disabled: Option<bool>,
+    pub(crate) service_name: Option<String>,
+    pub(crate) service_version: Option<String>,
+    pub(crate) service_namespace: Option<String>,
+    pub(crate) service_instance_id: Option<String>,
+    pub(crate) environment: Option<String>,
+    pub(crate) resource_attributes: Vec<(String, String)>,
+    pub(crate) vcs_revision: Option<String>,
+    pub(crate) log_format: Option<LogFormat>,
+    pub(crate) log_filter: Option<String>,
+    pub(crate) default_log_filter: Option<String>,
+    pub(crate) log_file: Option<LogFile>,
+    pub(crate) log_buffer_lines: Option<usize>,
+    pub(crate) otlp: OtlpSettings,
+    pub(crate) traces: OtlpSettings,
+    pub(crate) logs: OtlpSettings,
+    pub(crate) metrics: OtlpSettings,
+    pub(crate) sampler: Option<Sampler>,
+    pub(crate) propagators: Option<Vec<Propagator>>,
+    pub(crate) metric_export_interval: Option<Duration>,
+    pub(crate) series_cap: Option<usize>,
+    pub(crate) process_metrics: Option<bool>,
+    pub(crate) histogram_buckets: Vec<(String, Vec<f64>)>,
+    pub(crate) queue_size: Option<usize>,
+    pub(crate) shutdown_timeout: Option<Duration>,
+}
+
+/// A resolved, validated OTLP destination for one signal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OtlpTarget {
+    /// The full URL: for HTTP including the `/v1/<signal>` path, for gRPC the server address.
+    pub endpoint: String,
+    /// The wire protocol.
+    pub protocol: Protocol,
+    /// Headers (gRPC metadata) sent with every export, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Per-export timeout.
+    pub timeout: Duration,
+}
+
+/// The configuration after applying code, environment and defaults.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolved {
+    pub(crate) resource: Vec<(String, String)>,
+    pub(crate) vcs_revision: Option<String>,
+    pub(crate) log_format: Option<LogFormat>,
+    pub(crate) log_filter: String,
+    pub(crate) log_file: Option<LogFile>,
+    pub(crate) log_buffer_lines: usize,
+    pub(crate) traces: Option<OtlpTarget>,
+    pub(crate) logs: Option<OtlpTarget>,
+    pub(crate) metrics: Option<OtlpTarget>,
+    pub(crate) sampler: Sampler,
+    pub(crate) propagators: Vec<Propagator>,
+    pub(crate) metric_export_interval: Duration,
+    pub(crate) series_cap: usize,
+    pub(crate) process_metrics: bool,
+    pub(crate) histogram_buckets: Vec<(String, Vec<f64>)>,
+    pub(crate) queue_size: usize,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+/// Default per-metric series cap (the OpenTelemetry SDK's cardinality limit).
+pub const DEFAULT_SERIES_CAP: usize = 2000;
+/// Default bound of each export queue (spans, log records), as `OTEL_BSP_MAX_QUEUE_SIZE`.
+pub const DEFAULT_QUEUE_SIZE: usize = 2048;
+/// Default bound of the local log writer's buffer, in lines.
+pub const DEFAULT_LOG_BUFFER_LINES: usize = 65_536;
+/// Default deadline for flushing and shutting down every provider.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
+    let env = &s.env;
+    let sdk_disabled = match s.sdk_disabled {
+        Some(v) => v,
+        None => match env.get(OTEL_SDK_DISABLED) {
+            None => false,
+            Some(v) => parse_bool(&v, Source::Env(OTEL_SDK_DISABLED))?,
+        },
+    };
+
+    let resource = resolve_resource(s)?;
+
+    let log_format = match s.log_format {
+        Some(f) => Some(f),
+        None => match env.get(AXI_LOG_FORMAT) {
+            Some(v) => Some(LogFormat::parse(&v, Source::Env(AXI_LOG_FORMAT))?),
+            None => None,
+        },
+    };
+    let log_filter = match (&s.log_filter, env.get(RUST_LOG), &s.default_log_filter) {
+        (Some(code), _, _) => validate_filter(code, Source::Code("log_filter"))?,
+        (None, Some(envv), _) => validate_filter(&envv, Source::Env(RUST_LOG))?,
+        (None, None, Some(default)) => validate_filter(default, Source::Code("default_log_filter"))?,
+        (None, None, None) => DEFAULT_LOG_FILTER.to_owned(),
+    };
+    let log_file = match &s.log_file {
+        Some(f) => Some(f.clone()),
+        None => env.get(AXI_LOG_FILE).map(LogFile::new),
+    };
+
+    let (traces, logs, metrics) = if sdk_disabled {
+        (None, None, None)
+    } else {
+        (
+            resolve_target(s, Signal::Traces)?,
+            resolve_target(s, Signal::Logs)?,
+            resolve_target(s, Signal::Metrics)?,
+        )
+    };
+
+    let sampler = match &s.sampler {
+        Some(sampler) => {
+            sampler.validate(Source::Code("sampler"))?;
+            sampler.clone()
+        }
+        None => match env.get(OTEL_TRACES_SAMPLER) {
+            Some(name) => Sampler::parse(&name, env.get(OTEL_TRACES_SAMPLER_ARG).as_deref())?,
+            None => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        },
+    };
+
+    let propagators = match &s.propagators {
+        Some(p) => p.clone(),
+        None => match env.get(OTEL_PROPAGATORS) {
+            Some(v) => parse_propagators(&v)?,
+            None => vec![Propagator::TraceContext, Propagator::Baggage],
+        },
+    };
+
+    let metric_export_interval = match s.metric_export_interval {
+        Some(d) if d.is_zero() => {
+            return Err(ConfigError::new(
+                Source::Code("metric_export_interval"),
+                "0s",
+                "the interval must be positive",
+            ));
+        }
+        Some(d) => d,
+        None => match env.get(OTEL_METRIC_EXPORT_INTERVAL) {
+            Some(v) => parse_millis(&v, Source::Env(OTEL_METRIC_EXPORT_INTERVAL))?,
+            None => DEFAULT_METRIC_EXPORT_INTERVAL,
+        },
+    };
+
+    for (name, bounds) in &s.histogram_buckets {
+        validate_buckets(name, bounds)?;
+    }
+
+    Ok(Resolved {
+        resource,
+        vcs_revision: s.vcs_revision.clone(),
+        log_format,
+        log_filter,
+        log_file,
+        log_buffer_lines: s.log_buffer_lines.unwrap_or(DEFAULT_LOG_BUFFER_LINES).max(1),
+        traces,
+        logs,
+        metrics,
+        sampler,
+        propagators,
+        metric_export_interval,
+        series_cap: s.series_cap.unwrap_or(DEFAULT_SERIES_CAP).max(1),
+        process_metrics: s.process_metrics.unwrap_or(true),
+        histogram_buckets: s.histogram_buckets.clone(),
+        queue_size: s.queue_size.unwrap_or(DEFAULT_QUEUE_SIZE).max(1),
+        shutdown_timeout: s.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+    })
+}
+
+fn parse_bool(value: &str, setting: Source) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::new(setting, value, "expected true or false")),
+    }
+}
+
+fn parse_millis(value: &str, setting: Source) -> Result<Duration, ConfigError> {
+    match value.parse::<u64>() {
+        Ok(0) => Err(ConfigError::new(setting, value, "must be a positive number of milliseconds")),
+        Ok(ms) => Ok(Duration::from_millis(ms)),
+        Err(_) => Err(ConfigError::new(
+            setting,
+            value,
+            "expected a whole number of milliseconds",
+        )),
+    }
+}
+
+fn validate_filter(filter: &str, setting: Source) -> Result<String, ConfigError> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map_err(|e| ConfigError::new(setting, filter, e.to_string()))?;
+    Ok(filter.to_owned())
+}
+
+fn validate_buckets(name: &str, bounds: &[f64]) -> Result<(), ConfigError> {
+    let setting = Source::Code("histogram_buckets");
+    if bounds.is_empty() {
+        return Err(ConfigError::new(setting, name, "at least one bucket bound is needed"));
+    }
+    if bounds.iter().any(|b| !b.is_finite()) {
+        return Err(ConfigError::new(
+            setting,
+            format!("{name}: {bounds:?}"),
+            "bucket bounds must be finite (+Inf is implicit)",
+        ));
+    }
+    if bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(ConfigError::new(
+            setting,
+            format!("{name}: {bounds:?}"),
+            "bucket bounds must be strictly increasing",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_propagators(value: &str) -> Result<Vec<Propagator>, ConfigError> {
+    let mut out = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item {
+            "tracecontext" => out.push(Propagator::TraceContext),
+            "baggage" => out.push(Propagator::Baggage),
+            "none" => {}
+            other => {
+                return Err(ConfigError::new(
+                    Source::Env(OTEL_PROPAGATORS),
+                    value,
+                    format!("unsupported propagator {other:?}; expected tracecontext, baggage or none"),
+                ));
+            }
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// Parses `key=value,key=value` lists (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS`),
+/// percent-decoding values.
+pub(crate) fn parse_key_values(
+    value: &str,
+    setting: Source,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for item in value.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(ConfigError::new(
+                setting,
+                value,
+                format!("item {item:?} is not of the form key=value"),
+            ));
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(ConfigError::new(
+                setting,
+                value,
+                format!("item {item:?} has an empty key"),
+            ));
+        }
+        let v = percent_decode(v.trim()).ok_or_else(|| {
+            ConfigError::new(
+                setting.clone(),
+                value,
+                format!("item {item:?} has an invalid percent-encoding"),
+            )
+        })?;
+        out.push((k.to_owned(), v));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn resolve_resource(s: &Settings) -> Result<Vec<(String, String)>, ConfigError> {
+    // Lowest precedence first; later inserts win.
+    let mut attrs: BTreeMap<String, String> = BTreeMap::new();
+    attrs.insert("service.name".into(), default_service_name());
+    attrs.insert("telemetry.sdk.name".into(), "opentelemetry".into());
+    attrs.insert("telemetry.sdk.language".into(), "rust".into());
+    attrs.insert("telemetry.sdk.version".into(), opentelemetry_sdk_version().into());
+    attrs.insert("telemetry.distro.name".into(), "axi-obs".into());
+    attrs.insert("telemetry.distro.version".into(), env!("CARGO_PKG_VERSION").into());
+    if let Some(host) = host_name() {
+        attrs.insert("host.name".into(), host);
+    }
+    if let Some(v) = s.env.get(OTEL_RESOURCE_ATTRIBUTES) {
+        for (k, v) in parse_key_values(&v, Source::Env(OTEL_RESOURCE_ATTRIBUTES))? {
+            attrs.insert(k, v);
+        }
+    }
+    if let Some(name) = s.env.get(OTEL_SERVICE_NAME) {
+        attrs.insert("service.name".into(), name);
+    }
+    let code = [
+        ("service.name", &s.service_name, "service_name"),
+        ("service.version", &s.service_version, "service_version"),
+        ("service.namespace", &s.service_namespace, "service_namespace"),
+        ("service.instance.id", &s.service_instance_id, "service_instance_id"),
+        ("deployment.environment.name", &s.environment, "environment"),
+    ];
+    for (key, value, method) in code {
+        if let Some(v) = value {
+            if v.trim().is_empty() {
+                return Err(ConfigError::new(Source::Code(method), v, "must not be empty"));
+            }
+            attrs.insert(key.into(), v.clone());
+        }
+    }
+    for (k, v) in &s.resource_attributes {
+        if k.trim().is_empty() {
+            return Err(ConfigError::new(
+                Source::Code("resource_attribute"),
+                format!("{k}={v}"),
+                "the key must not be empty",
+            ));
+        }
+        attrs.insert(k.clone(), v.clone());
+    }
+    Ok(attrs.into_iter().collect())
+}
+
+fn opentelemetry_sdk_version() -> &'static str {
+    // The SDK version this crate is built against (workspace pins one).
+    "0.33.1"
+}
+
+fn default_service_name() -> String {
+    // As the specification says: `unknown_service:` followed by the executable name.
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
+    match exe {
+        Some(e) => format!("unknown_service:{e}"),
+        None => "unknown_service".to_owned(),
+    }
+}
+
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, ConfigError> {
+    let env = &s.env;
+    let names = signal.env();
+    let code = match signal {
+        Signal::Traces => &s.traces,
+        Signal::Logs => &s.logs,
+        Signal::Metrics => &s.metrics,
+    };
+    let method = |m: &'static str| Source::Code(m);
+
+    // Exporter selection: code (signal, then generic) > signal env.
+    let exporter = match code.exporter.or(s.otlp.exporter) {
+        Some(e) => Some(e),
+        None => match env.get(names.exporter) {
+            None => None,
+            Some(v) => Some(parse_exporter(&v, signal, names.exporter)?),
+        },
+    };
+    if exporter == Some(Exporter::None) {
+        return Ok(None);
+    }
+
+    let protocol = match code.protocol.or(s.otlp.protocol) {
+        Some(p) => p,
+        None => match env.get(names.protocol) {
+            Some(v) => Protocol::parse(&v, Source::Env(names.protocol))?,
+            None => match env.get(OTEL_EXPORTER_OTLP_PROTOCOL) {
+                Some(v) => Protocol::parse(&v, Source::Env(OTEL_EXPORTER_OTLP_PROTOCOL))?,
+                None => Protocol::HttpProtobuf,
+            },
+        },
+    };
+
+    // Endpoint: a signal endpoint (code or env) is used as given; a generic one gets the
+    // signal path appended for HTTP.
+    let signal_method = match signal {
+        Signal::Traces => "traces_endpoint",
+        Signal::Logs => "logs_endpoint",
+        Signal::Metrics => "metrics_endpoint",
+    };
+    let endpoint = if let Some(e) = &code.endpoint {
+        Some(validate_endpoint(e, method(signal_method))?)
+    } else if let Some(e) = &s.otlp.endpoint {
+        Some(join_endpoint(
+            &validate_endpoint(e, method("otlp_endpoint"))?,
+            protocol,
+            signal,
+        ))
+    } else if let Some(e) = env.get(names.endpoint) {
+        Some(validate_endpoint(&e, Source::Env(names.endpoint))?)
+    } else if let Some(e) = env.get(OTEL_EXPORTER_OTLP_ENDPOINT) {
+        Some(join_endpoint(
+            &validate_endpoint(&e, Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT))?,
+            protocol,
+            signal,
+        ))
+    } else if exporter == Some(Exporter::Otlp) {
+        let default = match protocol {
+            Protocol::Grpc => DEFAULT_GRPC_ENDPOINT,
+            Protocol::HttpProtobuf => DEFAULT_HTTP_ENDPOINT,
+        };
+        Some(join_endpoint(default, protocol, signal))
+    } else {
+        None
+    };
+    let Some(endpoint) = endpoint else {
+        // No endpoint anywhere and no explicit exporter: nothing dials out.
+        return Ok(None);
+    };
+
+    // Headers: merge per key with precedence code (signal, generic) > signal env > generic env.
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    let mut add = |pairs: Vec<(String, String)>, setting: Source| -> Result<(), ConfigError> {
+        for (k, v) in pairs {
+            let name = k.to_ascii_lowercase();
+            http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                ConfigError::new(setting.clone(), &k, "not a valid header name")
+            })?;
+            http::HeaderValue::from_str(&v).map_err(|_| {
+                ConfigError::new(
+                    setting.clone(),
+                    format!("{k}=<redacted>"),
+                    "the header value contains characters not allowed in a header",
+                )
+            })?;
+            headers.insert(name, v);
+        }
+        Ok(())
+    };
+    if let Some(v) = env.get(OTEL_EXPORTER_OTLP_HEADERS) {
+        add(
+            parse_key_values(&v, Source::Env(OTEL_EXPORTER_OTLP_HEADERS))?,
+            Source::Env(OTEL_EXPORTER_OTLP_HEADERS),
+        )?;
+    }
+    if let Some(v) = env.get(names.headers) {
+        add(
+            parse_key_values(&v, Source::Env(names.headers))?,
+            Source::Env(names.headers),
+        )?;
+    }
+    add(s.otlp.headers.clone(), method("otlp_header"))?;
+    add(code.headers.clone(), method("header"))?;
+
+    let timeout = match code.timeout.or(s.otlp.timeout) {
+        Some(t) if t.is_zero() => {
+            return Err(ConfigError::new(
+                method("otlp_timeout"),
+                "0s",
+                "the timeout must be positive",
+            ));
+        }
+        Some(t) => t,
+        None => match env.get(names.timeout) {
+            Some(v) => parse_millis(&v, Source::Env(names.timeout))?,
+            None => match env.get(OTEL_EXPORTER_OTLP_TIMEOUT) {
+                Some(v) => parse_millis(&v, Source::Env(OTEL_EXPORTER_OTLP_TIMEOUT))?,
+                None => DEFAULT_EXPORT_TIMEOUT,
+            },
+        },
+    };
+
+    Ok(Some(OtlpTarget {
+        endpoint,
+        protocol,
+        headers: headers.into_iter().collect(),
+        timeout,
+    }))
+}
+
+fn parse_exporter(value: &str, signal: Signal, var: &'static str) -> Result<Exporter, ConfigError> {
+    match value {
+        "otlp" => Ok(Exporter::Otlp),
+        "none" => Ok(Exporter::None),
+        // Pull-based Prometheus is always available; it only means "no push".
+        "prometheus" if signal == Signal::Metrics => Ok(Exporter::None),
+        other => Err(ConfigError::new(
+            Source::Env(var),
+            other,
+            if signal == Signal::Metrics {
+                "unsupported exporter; expected otlp, prometheus or none"
+            } else {
+                "unsupported exporter; expected otlp or none"
+            },
+        )),
+    }
+}
+
+/// Checks that `url` is an absolute `http`/`https` URL with a host, and returns it trimmed.
+fn validate_endpoint(url: &str, setting: Source) -> Result<String, ConfigError> {
+    let url = url.trim();
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| ConfigError::new(setting.clone(), url, e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        Some(other) => {
+            return Err(ConfigError::new(
+                setting,
+                url,
+                format!("unsupported URL scheme {other:?}; expected http or https"),
+            ));
+        }
+        None => {
+            return Err(ConfigError::new(
+                setting,
+                url,
+                "not an absolute URL; expected e.g. http://localhost:4318",
+            ));
+        }
+    }
+    match uri.host() {
+        Some(h) if !h.is_empty() => {}
+        _ => return Err(ConfigError::new(setting, url, "the URL has no host")),
+    }
+    if uri.scheme_str() == Some("https") {
+        return Err(ConfigError::new(
+            setting,
+            url,
+            "https endpoints need TLS, which this build of axi-obs-core does not include; \
+             export to a local collector over http",
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+fn join_endpoint(base: &str, protocol: Protocol, signal: Signal) -> String {
+    match protocol {
+        Protocol::Grpc => base.to_owned(),
+        Protocol::HttpProtobuf => {
+            format!("{}/v1/{}", base.trim_end_matches('/'), signal.as_str())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings {
+            env: Env::from_pairs(pairs.iter().copied()),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn nothing_configured_means_no_exporter() {
+        let r = resolve(&settings(&[])).unwrap();
+        assert!(r.traces.is_none() && r.logs.is_none() && r.metrics.is_none());
+        assert_eq!(r.log_filter, "info");
+        assert_eq!(r.sampler, Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        assert_eq!(r.propagators, vec![Propagator::TraceContext, Propagator::Baggage]);
+    }
+
+    #[test]
+    fn generic_endpoint_gets_signal_paths_for_http() {
+        let r = resolve(&settings(&[(OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4318/")]))
+            .unwrap();
+        assert_eq!(r.traces.unwrap().endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(r.logs.unwrap().endpoint, "http://collector:4318/v1/logs");
+        assert_eq!(r.metrics.unwrap().endpoint, "http://collector:4318/v1/metrics");
+    }
+
+    #[test]
+    fn signal_endpoint_is_used_as_given_and_beats_generic() {
+        let r = resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://generic:4318"),
+            (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "http://traces:9999/custom"),
+        ]))
+        .unwrap();
+        assert_eq!(r.traces.unwrap().endpoint, "http://traces:9999/custom");
+        assert_eq!(r.logs.unwrap().endpoint, "http://generic:4318/v1/logs");
+    }
+
+    #[test]
+    fn code_beats_signal_env_beats_generic_env_beats_default() {
+        let env = [
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://generic:4317"),
+            (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
+            (OTEL_EXPORTER_OTLP_TIMEOUT, "2000"),
+            (OTEL_EXPORTER_OTLP_LOGS_TIMEOUT, "3000"),
+            (OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, "http/protobuf"),
+        ];
+        let mut s = settings(&env);
+        s.traces.timeout = Some(Duration::from_millis(1500));
+        let r = resolve(&s).unwrap();
+        let traces = r.traces.unwrap();
+        let logs = r.logs.unwrap();
+        let metrics = r.metrics.unwrap();
+        assert_eq!(traces.timeout, Duration::from_millis(1500)); // code
+        assert_eq!(logs.timeout, Duration::from_millis(3000)); // signal env
+        assert_eq!(metrics.timeout, Duration::from_millis(2000)); // generic env
+        assert_eq!(traces.protocol, Protocol::Grpc);
+        assert_eq!(traces.endpoint, "http://generic:4317"); // grpc: no path appended
+        assert_eq!(metrics.protocol, Protocol::HttpProtobuf);
+        assert_eq!(metrics.endpoint, "http://generic:4317/v1/metrics");
+
+        let r = resolve(&settings(&[(OTEL_TRACES_EXPORTER, "otlp")])).unwrap();
+        let traces = r.traces.unwrap();
+        assert_eq!(traces.endpoint, "http://localhost:4318/v1/traces"); // default
+        assert_eq!(traces.timeout, DEFAULT_EXPORT_TIMEOUT);
+        assert!(r.logs.is_none());
+    }
+
+    #[test]
+    fn headers_merge_by_key_with_precedence() {
+        let mut s = settings(&[
+            (OTEL_EXPORTER_OTLP_HEADERS, "a=generic,b=generic,c=generic"),
+            (OTEL_EXPORTER_OTLP_TRACES_HEADERS, "b=signal,c=signal"),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318"),
+        ]);
+        s.traces.headers.push(("C".into(), "code".into()));
+        let r = resolve(&s).unwrap();
+        assert_eq!(
+            r.traces.unwrap().headers,
+            vec![
+                ("a".to_owned(), "generic".to_owned()),
+                ("b".to_owned(), "signal".to_owned()),
+                ("c".to_owned(), "code".to_owned()),
+            ]
+        );
+        let logs = r.logs.unwrap();
+        assert_eq!(logs.headers[1], ("b".to_owned(), "generic".to_owned()));
+    }
+
+    #[test]
+    fn headers_are_percent_decoded() {
+        let r = resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_HEADERS, "authorization=Basic%20dXNlcjpwYXNz"),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318"),
+        ]))
+        .unwrap();
+        assert_eq!(r.traces.unwrap().headers[0].1, "Basic dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn exporter_none_and_sdk_disabled_turn_export_off() {
+        let r = resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318"),
+            (OTEL_TRACES_EXPORTER, "none"),
+            (OTEL_METRICS_EXPORTER, "prometheus"),
+        ]))
+        .unwrap();
+        assert!(r.traces.is_none());
+        assert!(r.logs.is_some());
+        assert!(r.metrics.is_none());
+
+        let r = resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318"),
+            (OTEL_SDK_DISABLED, "true"),
+        ]))
+        .unwrap();
+        assert!(r.traces.is_none() && r.logs.is_none() && r.metrics.is_none());
+
+        // Code wins over env.
+        let mut s = settings(&[(OTEL_SDK_DISABLED, "true"), (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318")]);
+        s.sdk_disabled = Some(false);
+        assert!(resolve(&s).unwrap().traces.is_some());
+    }
+
+    #[test]
+    fn service_name_precedence() {
+        let r = resolve(&settings(&[])).unwrap();
+        let name = |r: &Resolved| {
+            r.resource
+                .iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert!(name(&r).starts_with("unknown_service"));
+        let r = resolve(&settings(&[(OTEL_RESOURCE_ATTRIBUTES, "service.name=from-attrs,team=core")]))
+            .unwrap();
+        assert_eq!(name(&r), "from-attrs");
+        assert!(r.resource.contains(&("team".into(), "core".into())));
+        let r = resolve(&settings(&[
+            (OTEL_RESOURCE_ATTRIBUTES, "service.name=from-attrs"),
+            (OTEL_SERVICE_NAME, "from-env"),
+        ]))
+        .unwrap();
+        assert_eq!(name(&r), "from-env");
+        let mut s = settings(&[(OTEL_SERVICE_NAME, "from-env")]);
+        s.service_name = Some("from-code".into());
+        assert_eq!(name(&resolve(&s).unwrap()), "from-code");
+    }
+
+    #[test]
+    fn sampler_from_env() {
+        let r = resolve(&settings(&[
+            (OTEL_TRACES_SAMPLER, "parentbased_traceidratio"),
+            (OTEL_TRACES_SAMPLER_ARG, "0.25"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            r.sampler,
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(0.25)))
+        );
+        let r = resolve(&settings(&[(OTEL_TRACES_SAMPLER, "always_off")])).unwrap();
+        assert_eq!(r.sampler, Sampler::AlwaysOff);
+    }
+
+    #[test]
+    fn propagators_from_env() {
+        let r = resolve(&settings(&[(OTEL_PROPAGATORS, "baggage")])).unwrap();
+        assert_eq!(r.propagators, vec![Propagator::Baggage]);
+        let r = resolve(&settings(&[(OTEL_PROPAGATORS, "none")])).unwrap();
+        assert!(r.propagators.is_empty());
+    }
+
+    #[test]
+    fn log_filter_precedence() {
+        let r = resolve(&settings(&[(RUST_LOG, "debug")])).unwrap();
+        assert_eq!(r.log_filter, "debug");
+        let mut s = settings(&[(RUST_LOG, "debug")]);
+        s.default_log_filter = Some("warn".into());
+        assert_eq!(resolve(&s).unwrap().log_filter, "debug");
+        s.log_filter = Some("error".into());
+        assert_eq!(resolve(&s).unwrap().log_filter, "error");
+        let mut s = settings(&[]);
+        s.default_log_filter = Some("warn".into());
+        assert_eq!(resolve(&s).unwrap().log_filter, "warn");
+    }
+
+    #[test]
+    fn log_format_and_file_from_env() {
+        let r = resolve(&settings(&[(AXI_LOG_FORMAT, "PRETTY"), (AXI_LOG_FILE, "/tmp/x/app.log")]))
+            .unwrap();
+        assert_eq!(r.log_format, Some(LogFormat::Pretty));
+        assert_eq!(r.log_file.unwrap().path, PathBuf::from("/tmp/x/app.log"));
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let r = resolve(&settings(&[(OTEL_EXPORTER_OTLP_ENDPOINT, ""), (OTEL_SERVICE_NAME, " ")]))
+            .unwrap();
+        assert!(r.traces.is_none());
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> ConfigError {
+        resolve(&settings(pairs)).unwrap_err()
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_value() {
+        let e = err(&[(OTEL_EXPORTER_OTLP_ENDPOINT, "not a url")]);
+        assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT));
+        assert_eq!(e.value, "not a url");
+        assert!(e.to_string().starts_with("OTEL_EXPORTER_OTLP_ENDPOINT=\"not a url\""), "{e}");
+
+        let e = err(&[(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "localhost:4318")]);
+        assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT));
+
+        let e = err(&[(OTEL_EXPORTER_OTLP_ENDPOINT, "ftp://x:21")]);
+        assert!(e.reason.contains("scheme"), "{e}");
+
+        let e = err(&[(OTEL_EXPORTER_OTLP_PROTOCOL, "udp"), (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:1")]);
+        assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_PROTOCOL));
+        assert_eq!(e.value, "udp");
+
+        let e = err(&[(OTEL_TRACES_SAMPLER, "traceidratio"), (OTEL_TRACES_SAMPLER_ARG, "1.5")]);
+        assert_eq!(e.setting, Source::Env(OTEL_TRACES_SAMPLER_ARG));
+        assert_eq!(e.value, "1.5");
+
+        let e = err(&[(OTEL_TRACES_SAMPLER, "traceidratio"), (OTEL_TRACES_SAMPLER_ARG, "half")]);
+        assert_eq!(e.setting, Source::Env(OTEL_TRACES_SAMPLER_ARG));
+
+        let e = err(&[(OTEL_TRACES_SAMPLER, "jaeger_remote")]);
+        assert_eq!(e.setting, Source::Env(OTEL_TRACES_SAMPLER));
+
+        let e = err(&[(OTEL_RESOURCE_ATTRIBUTES, "team=core,broken")]);
+        assert_eq!(e.setting, Source::Env(OTEL_RESOURCE_ATTRIBUTES));
+        assert!(e.reason.contains("\"broken\""), "{e}");
+        let e = err(&[(OTEL_RESOURCE_ATTRIBUTES, "=v")]);
+        assert!(e.reason.contains("empty key"), "{e}");
+        let e = err(&[(OTEL_RESOURCE_ATTRIBUTES, "k=%zz")]);
+        assert!(e.reason.contains("percent"), "{e}");
+
+        let e = err(&[(OTEL_EXPORTER_OTLP_TIMEOUT, "10s"), (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:1")]);
+        assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_TIMEOUT));
+
+        let e = err(&[(OTEL_SDK_DISABLED, "yes")]);
+        assert_eq!(e.setting, Source::Env(OTEL_SDK_DISABLED));
+
+        let e = err(&[(OTEL_PROPAGATORS, "tracecontext,b3")]);
+        assert!(e.reason.contains("b3"), "{e}");
+
+        let e = err(&[(OTEL_TRACES_EXPORTER, "jaeger")]);
+        assert_eq!(e.setting, Source::Env(OTEL_TRACES_EXPORTER));
+
+        let e = err(&[(RUST_LOG, "foo=notalevel")]);
+        assert_eq!(e.setting, Source::Env(RUST_LOG));
+
+        let e = err(&[(AXI_LOG_FORMAT, "xml")]);
+        assert_eq!(e.setting, Source::Env(AXI_LOG_FORMAT));
+
+        let e = err(&[(OTEL_EXPORTER_OTLP_HEADERS, "bad header=x"), (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:1")]);
+        assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_HEADERS));
+    }
+
+    #[test]
+    fn bad_code_values_name_the_builder_method() {
+        let mut s = settings(&[]);
+        s.sampler = Some(Sampler::TraceIdRatio(2.0));
+        let e = resolve(&s).unwrap_err();
+        assert_eq!(e.setting, Source::Code("sampler"));
+        assert!(e.to_string().starts_with("TelemetryBuilder::sampler="), "{e}");
+
+        let mut s = settings(&[]);
+        s.otlp.endpoint = Some("http//missing-colon".into());
+        let e = resolve(&s).unwrap_err();
+        assert_eq!(e.setting, Source::Code("otlp_endpoint"));
+
+        let mut s = settings(&[]);
+        s.histogram_buckets.push(("x".into(), vec![1.0, 0.5]));
+        assert!(resolve(&s).unwrap_err().reason.contains("increasing"));
+    }
+}

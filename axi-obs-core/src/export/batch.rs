@@ -1,0 +1,241 @@
+//! Bounded batching queues between the application and an OTLP transport.
+//!
+//! The application side only ever calls `try_send`: when the queue is full the item is dropped
+//! and counted (`axi_obs_export_items_total{outcome="dropped"}`), never waited for. The export
+//! side runs as a task on the export runtime, sending a batch when it reaches `max_batch` items
+//! or when `delay` passes, and on flush / shutdown requests.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::transport::{ExportError, Request, Transport};
+use crate::internal::{ExportCounters, RateLimit};
+
+/// How a batching queue behaves.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchConfig {
+    /// Queue bound; when full, new items are dropped.
+    pub(crate) max_queue: usize,
+    /// Items per export request.
+    pub(crate) max_batch: usize,
+    /// Longest time an item waits before its batch is sent.
+    pub(crate) delay: Duration,
+}
+
+pub(crate) type Reply = std_mpsc::Sender<Result<(), String>>;
+
+pub(crate) enum Control {
+    Flush(Reply),
+    Shutdown(Reply),
+}
+
+/// What the application side holds: the item queue and the control channel.
+#[derive(Debug)]
+pub(crate) struct BatchHandle<T> {
+    tx: mpsc::Sender<T>,
+    control: ControlHandle,
+    counters: ExportCounters,
+}
+
+/// Sends flush and shutdown requests to a background export task and waits, bounded.
+#[derive(Debug, Clone)]
+pub(crate) struct ControlHandle {
+    tx: mpsc::Sender<Control>,
+}
+
+impl ControlHandle {
+    pub(crate) fn channel() -> (Self, mpsc::Receiver<Control>) {
+        let (tx, rx) = mpsc::channel(16);
+        (Self { tx }, rx)
+    }
+
+    fn request(&self, make: fn(Reply) -> Control, timeout: Duration) -> Result<(), String> {
+        let (reply_tx, reply_rx) = std_mpsc::channel();
+        if self.tx.try_send(make(reply_tx)).is_err() {
+            // Closed (already shut down) or a burst of control requests: nothing to wait for.
+            return Ok(());
+        }
+        match reply_rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(format!("timed out after {timeout:?}")),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Ok(()),
+        }
+    }
+
+    /// Exports everything queued so far; waits at most `timeout`.
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), String> {
+        self.request(Control::Flush, timeout)
+    }
+
+    /// Exports everything queued and stops the task; waits at most `timeout`.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Result<(), String> {
+        self.request(Control::Shutdown, timeout)
+    }
+}
+
+impl<T: Send + 'static> BatchHandle<T> {
+    /// Starts the export task for `transport` on `runtime`.
+    pub(crate) fn start(
+        runtime: &tokio::runtime::Handle,
+        transport: Transport,
+        encode: impl Fn(Vec<T>) -> Request + Send + 'static,
+        config: BatchConfig,
+        counters: ExportCounters,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(config.max_queue.max(1));
+        let (control, ctrl_rx) = ControlHandle::channel();
+        let task = Batcher {
+            transport,
+            encode: Box::new(encode),
+            config,
+            counters: counters.clone(),
+            fail_warn: RateLimit::every_secs(10),
+            drop_warn: RateLimit::every_secs(10),
+            reported_drops: 0,
+        };
+        runtime.spawn(task.run(rx, ctrl_rx));
+        Self {
+            tx,
+            control,
+            counters,
+        }
+    }
+
+    /// Queues `item` without waiting; drops and counts it when the queue is full.
+    #[inline]
+    pub(crate) fn push(&self, item: T) {
+        if self.tx.try_send(item).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn control(&self) -> &ControlHandle {
+        &self.control
+    }
+}
+
+struct Batcher<T> {
+    transport: Transport,
+    encode: Box<dyn Fn(Vec<T>) -> Request + Send>,
+    config: BatchConfig,
+    counters: ExportCounters,
+    fail_warn: RateLimit,
+    drop_warn: RateLimit,
+    reported_drops: u64,
+}
+
+impl<T: Send + 'static> Batcher<T> {
+    async fn run(mut self, mut rx: mpsc::Receiver<T>, mut ctrl: mpsc::Receiver<Control>) {
+        let mut batch: Vec<T> = Vec::with_capacity(self.config.max_batch);
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.config.delay,
+            self.config.delay,
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                c = ctrl.recv() => match c {
+                    Some(Control::Flush(reply)) => {
+                        let r = self.drain(&mut rx, &mut batch).await;
+                        let _ = reply.send(r);
+                    }
+                    Some(Control::Shutdown(reply)) => {
+                        rx.close();
+                        let r = self.drain(&mut rx, &mut batch).await;
+                        self.report_drops();
+                        let _ = reply.send(r);
+                        return;
+                    }
+                    None => {
+                        rx.close();
+                        let _ = self.drain(&mut rx, &mut batch).await;
+                        return;
+                    }
+                },
+                item = rx.recv() => match item {
+                    Some(item) => {
+                        batch.push(item);
+                        if batch.len() >= self.config.max_batch {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(self.config.max_batch));
+                            let _ = self.export(full).await;
+                        }
+                    }
+                    None => {
+                        let _ = self.drain(&mut rx, &mut batch).await;
+                        return;
+                    }
+                },
+                _ = tick.tick() => {
+                    if !batch.is_empty() {
+                        let due = std::mem::replace(&mut batch, Vec::with_capacity(self.config.max_batch));
+                        let _ = self.export(due).await;
+                    }
+                    self.report_drops();
+                }
+            }
+        }
+    }
+
+    /// Exports what is batched plus everything queued now.
+    async fn drain(&mut self, rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) -> Result<(), String> {
+        let mut result = Ok(());
+        while let Ok(item) = rx.try_recv() {
+            batch.push(item);
+            if batch.len() >= self.config.max_batch {
+                let full = std::mem::replace(batch, Vec::with_capacity(self.config.max_batch));
+                if let Err(e) = self.export(full).await {
+                    result = Err(e.to_string());
+                }
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = self.export(std::mem::take(batch)).await {
+                result = Err(e.to_string());
+            }
+        }
+        result
+    }
+
+    async fn export(&mut self, items: Vec<T>) -> Result<(), ExportError> {
+        let n = items.len() as u64;
+        let started = Instant::now();
+        match self.transport.send((self.encode)(items)).await {
+            Ok(()) => {
+                self.counters.exported.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.failed.fetch_add(n, Ordering::Relaxed);
+                if self.fail_warn.allow() {
+                    tracing::warn!(
+                        target: "axi_obs_core::export",
+                        signal = self.counters.signal.as_str(),
+                        items = n,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        error = %e,
+                        "OTLP export failed; the items are lost (axi_obs_export_items_total{{outcome=\"failed\"}})"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn report_drops(&mut self) {
+        let dropped = self.counters.dropped.load(Ordering::Relaxed);
+        if dropped > self.reported_drops && self.drop_warn.allow() {
+            tracing::warn!(
+                target: "axi_obs_core::export",
+                signal = self.counters.signal.as_str(),
+                dropped = dropped - self.reported_drops,
+                total_dropped = dropped,
+                "the OTLP export queue was full; items were dropped (axi_obs_export_items_total{{outcome=\"dropped\"}})"
+            );
+            self.reported_drops = dropped;
+        }
+    }
+}

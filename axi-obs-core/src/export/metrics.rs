@@ -1,0 +1,183 @@
+//! OTLP push of the metrics registry: the same series `/metrics` shows, as cumulative OTLP
+//! sums, gauges and explicit-bucket histograms, every export interval and at shutdown.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use tokio::sync::mpsc;
+
+use super::batch::{Control, ControlHandle};
+use super::transport::{Request, Transport};
+use crate::internal::{ExportCounters, RateLimit};
+use crate::metrics::{MetricKind, MetricsHandle, Snapshot, Value, ucum};
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.to_owned())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Converts a snapshot to an OTLP request; returns it with its number of data points.
+pub(crate) fn to_request(
+    snapshot: &Snapshot,
+    resource: &[(String, String)],
+    start: SystemTime,
+) -> (ExportMetricsServiceRequest, u64) {
+    let now = nanos(snapshot.time.unwrap_or_else(SystemTime::now));
+    let start = nanos(start);
+    let mut points = 0u64;
+    let metrics = snapshot
+        .families
+        .iter()
+        .map(|f| {
+            let attrs = |labels: &[(String, String)]| -> Vec<KeyValue> {
+                labels.iter().map(|(k, v)| kv(k, v)).collect()
+            };
+            let number = |labels: &[(String, String)], v: &Value| NumberDataPoint {
+                attributes: attrs(labels),
+                start_time_unix_nano: start,
+                time_unix_nano: now,
+                value: Some(match v {
+                    Value::Counter(c) => number_data_point::Value::AsInt(*c as i64),
+                    Value::Gauge(g) => number_data_point::Value::AsDouble(*g),
+                    Value::Histogram(_) => number_data_point::Value::AsDouble(0.0),
+                }),
+                ..Default::default()
+            };
+            points += f.series.len() as u64;
+            let data = match f.kind {
+                MetricKind::Counter => metric::Data::Sum(Sum {
+                    data_points: f.series.iter().map(|s| number(&s.labels, &s.value)).collect(),
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    is_monotonic: true,
+                }),
+                MetricKind::Gauge => metric::Data::Gauge(Gauge {
+                    data_points: f.series.iter().map(|s| number(&s.labels, &s.value)).collect(),
+                }),
+                MetricKind::Histogram => metric::Data::Histogram(Histogram {
+                    data_points: f
+                        .series
+                        .iter()
+                        .filter_map(|s| {
+                            let h = s.value.as_histogram()?;
+                            Some(HistogramDataPoint {
+                                attributes: attrs(&s.labels),
+                                start_time_unix_nano: start,
+                                time_unix_nano: now,
+                                count: h.count,
+                                sum: Some(h.sum),
+                                bucket_counts: h.counts.clone(),
+                                explicit_bounds: h.bounds.to_vec(),
+                                ..Default::default()
+                            })
+                        })
+                        .collect(),
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                }),
+            };
+            Metric {
+                name: f.name.clone(),
+                description: f.help.clone().unwrap_or_default(),
+                unit: f.unit.map(ucum).unwrap_or_default().to_owned(),
+                data: Some(data),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let request = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: resource.iter().map(|(k, v)| kv(k, v)).collect(),
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "axi-obs-core".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    (request, points)
+}
+
+/// Starts the periodic push task; returns its control handle.
+pub(crate) fn start(
+    runtime: &tokio::runtime::Handle,
+    transport: Transport,
+    metrics: MetricsHandle,
+    resource: Vec<(String, String)>,
+    interval: Duration,
+    counters: ExportCounters,
+) -> ControlHandle {
+    let (control, rx) = ControlHandle::channel();
+    runtime.spawn(run(transport, metrics, resource, interval, counters, rx));
+    control
+}
+
+async fn run(
+    transport: Transport,
+    metrics: MetricsHandle,
+    resource: Vec<(String, String)>,
+    interval: Duration,
+    counters: ExportCounters,
+    mut ctrl: mpsc::Receiver<Control>,
+) {
+    let warn = RateLimit::every_secs(60);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let push = || async {
+        let snapshot = metrics.snapshot_with_extras();
+        let (request, points) = to_request(&snapshot, &resource, metrics.inner.start_time);
+        match transport.send(Request::Metrics(request)).await {
+            Ok(()) => {
+                counters.exported.fetch_add(points, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                counters.failed.fetch_add(points, Ordering::Relaxed);
+                if warn.allow() {
+                    tracing::warn!(
+                        target: "axi_obs_core::export",
+                        signal = "metrics",
+                        error = %e,
+                        "OTLP metric export failed"
+                    );
+                }
+                Err(e.to_string())
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            c = ctrl.recv() => match c {
+                Some(Control::Flush(reply)) => { let _ = reply.send(push().await); }
+                Some(Control::Shutdown(reply)) => { let _ = reply.send(push().await); return; }
+                None => return,
+            },
+            _ = tick.tick() => { let _ = push().await; }
+        }
+    }
+}

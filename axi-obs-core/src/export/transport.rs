@@ -1,0 +1,280 @@
+//! OTLP over HTTP/protobuf and gRPC: one request per batch, bounded retries within the
+//! export timeout.
+//!
+//! Retries follow the OTLP specification: HTTP 429, 502, 503, 504 and connection failures;
+//! gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, `ABORTED`, `CANCELLED`,
+//! `OUT_OF_RANGE`, `DATA_LOSS`. Backoff doubles from 100 ms; no attempt starts after the
+//! timeout, so one batch never holds the pipeline longer than the configured export timeout.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, logs_service_client::LogsServiceClient,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
+};
+use prost::Message;
+
+use crate::config::{OtlpTarget, Protocol};
+
+/// Why one export failed (after retries).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExportError {
+    #[error("HTTP {status} from {url}")]
+    HttpStatus { status: u16, url: String },
+    #[error("request to {url} failed: {message}")]
+    Http { url: String, message: String },
+    #[error("gRPC {code:?} from {url}: {message}")]
+    Grpc {
+        code: tonic::Code,
+        url: String,
+        message: String,
+    },
+    #[error("invalid gRPC endpoint {url}: {message}")]
+    Endpoint { url: String, message: String },
+    #[error("export timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl ExportError {
+    fn retryable(&self) -> bool {
+        match self {
+            ExportError::HttpStatus { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            ExportError::Http { .. } => true,
+            ExportError::Grpc { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Aborted
+                    | tonic::Code::Cancelled
+                    | tonic::Code::OutOfRange
+                    | tonic::Code::DataLoss
+            ),
+            ExportError::Endpoint { .. } | ExportError::Timeout(_) => false,
+        }
+    }
+}
+
+/// A connection to one OTLP endpoint for one signal.
+#[derive(Debug, Clone)]
+pub(crate) struct Transport {
+    kind: Kind,
+    url: String,
+    timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Http {
+        client: reqwest::Client,
+        headers: http::HeaderMap,
+    },
+    Grpc {
+        channel: tonic::transport::Channel,
+        metadata: tonic::metadata::MetadataMap,
+    },
+}
+
+/// A request of one of the three signals.
+pub(crate) enum Request {
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+}
+
+impl Request {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Request::Traces(r) => r.encode_to_vec(),
+            Request::Logs(r) => r.encode_to_vec(),
+            Request::Metrics(r) => r.encode_to_vec(),
+        }
+    }
+}
+
+impl Transport {
+    /// Builds the transport. For gRPC this must run inside the export runtime (the channel's
+    /// connection task is spawned there); it connects lazily, so nothing dials out yet.
+    pub(crate) fn new(target: &OtlpTarget) -> Result<Self, ExportError> {
+        let url = target.endpoint.clone();
+        let kind = match target.protocol {
+            Protocol::HttpProtobuf => {
+                let mut headers = http::HeaderMap::new();
+                for (k, v) in &target.headers {
+                    // Validated during configuration.
+                    if let (Ok(k), Ok(v)) = (
+                        http::HeaderName::from_bytes(k.as_bytes()),
+                        http::HeaderValue::from_str(v),
+                    ) {
+                        headers.insert(k, v);
+                    }
+                }
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/x-protobuf"),
+                );
+                headers.insert(
+                    http::header::USER_AGENT,
+                    http::HeaderValue::from_static(concat!(
+                        "axi-obs/",
+                        env!("CARGO_PKG_VERSION")
+                    )),
+                );
+                let client = reqwest::Client::builder()
+                    .timeout(target.timeout)
+                    .connect_timeout(target.timeout)
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .build()
+                    .map_err(|e| ExportError::Http {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    })?;
+                Kind::Http { client, headers }
+            }
+            Protocol::Grpc => {
+                let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                    .map_err(|e| ExportError::Endpoint {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    })?
+                    .timeout(target.timeout)
+                    .connect_timeout(target.timeout)
+                    .user_agent(concat!("axi-obs/", env!("CARGO_PKG_VERSION")))
+                    .map_err(|e| ExportError::Endpoint {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    })?;
+                let mut metadata = tonic::metadata::MetadataMap::new();
+                for (k, v) in &target.headers {
+                    if let (Ok(k), Ok(v)) = (
+                        tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
+                        tonic::metadata::MetadataValue::try_from(v.as_str()),
+                    ) {
+                        metadata.insert(k, v);
+                    }
+                }
+                Kind::Grpc {
+                    channel: endpoint.connect_lazy(),
+                    metadata,
+                }
+            }
+        };
+        Ok(Self {
+            kind,
+            url,
+            timeout: target.timeout,
+        })
+    }
+
+    /// Sends `request`, retrying retryable failures until the timeout.
+    pub(crate) async fn send(&self, request: Request) -> Result<(), ExportError> {
+        let deadline = Instant::now() + self.timeout;
+        let body = match self.kind {
+            Kind::Http { .. } => request.encode(),
+            Kind::Grpc { .. } => Vec::new(),
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let attempt = match &self.kind {
+                Kind::Http { client, headers } => {
+                    self.send_http(client, headers, body.clone()).await
+                }
+                Kind::Grpc { channel, metadata } => {
+                    self.send_grpc(channel, metadata, &request).await
+                }
+            };
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(e) if e.retryable() && Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn send_http(
+        &self,
+        client: &reqwest::Client,
+        headers: &http::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<(), ExportError> {
+        let res = client
+            .post(&self.url)
+            .headers(headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    ExportError::Timeout(self.timeout)
+                } else {
+                    ExportError::Http {
+                        url: self.url.clone(),
+                        message: error_chain(&e),
+                    }
+                }
+            })?;
+        let status = res.status();
+        // Drain the body so the connection can be reused.
+        let _ = res.bytes().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ExportError::HttpStatus {
+                status: status.as_u16(),
+                url: self.url.clone(),
+            })
+        }
+    }
+
+    async fn send_grpc(
+        &self,
+        channel: &tonic::transport::Channel,
+        metadata: &tonic::metadata::MetadataMap,
+        request: &Request,
+    ) -> Result<(), ExportError> {
+        fn req<T>(msg: T, metadata: &tonic::metadata::MetadataMap, timeout: Duration) -> tonic::Request<T> {
+            let mut r = tonic::Request::new(msg);
+            *r.metadata_mut() = metadata.clone();
+            r.set_timeout(timeout);
+            r
+        }
+        let result = match request {
+            Request::Traces(m) => TraceServiceClient::new(channel.clone())
+                .export(req(m.clone(), metadata, self.timeout))
+                .await
+                .map(drop),
+            Request::Logs(m) => LogsServiceClient::new(channel.clone())
+                .export(req(m.clone(), metadata, self.timeout))
+                .await
+                .map(drop),
+            Request::Metrics(m) => MetricsServiceClient::new(channel.clone())
+                .export(req(m.clone(), metadata, self.timeout))
+                .await
+                .map(drop),
+        };
+        result.map_err(|s| ExportError::Grpc {
+            code: s.code(),
+            url: self.url.clone(),
+            message: s.message().to_owned(),
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

@@ -1,0 +1,129 @@
+//! One builder for JSON logs, OTLP traces and logs, and Prometheus / OTLP metrics.
+//!
+//! ```no_run
+//! fn main() {
+//!     // Everything from the environment (OTEL_*, RUST_LOG, AXI_LOG_*), code wins where set.
+//!     let _telemetry = axi_obs_core::Telemetry::builder()
+//!         .service_name("shop-api")
+//!         .service_version(env!("CARGO_PKG_VERSION"))
+//!         .install(); // flushes and shuts down when dropped at the end of main
+//!
+//!     metrics::describe_counter!("orders_total", "Orders placed");
+//!     metrics::counter!("orders_total", "channel" => "web").increment(1);
+//!     let span = tracing::info_span!("checkout", order_id = 42);
+//!     let _entered = span.enter();
+//!     tracing::info!(amount_cents = 1999, "order placed"); // JSON line with trace.id
+//! }
+//! ```
+//!
+//! What you get, with no configuration:
+//!
+//! * **Logs**: JSON lines with ECS names (`@timestamp`, `log.level`, `message`, `log.logger`,
+//!   `service.name`, `trace.id`, `span.id`, fields flattened) when standard output is not a
+//!   terminal, a compact human format when it is; written by a background thread through a
+//!   bounded buffer that drops (and counts) rather than blocks. See [`logs::JsonLayer`].
+//! * **Metrics**: the [`metrics`] facade recorded in memory, rendered as Prometheus text by
+//!   [`MetricsHandle::render`] (mount it on your router; `axi-obs-axum` does). Histograms are
+//!   always buckets, durations use the OpenTelemetry semantic-convention bounds, each metric
+//!   holds at most 2000 label sets, `process_*`, `target_info` and `service_build_info` are
+//!   included. No port is opened.
+//! * **Traces**: nothing leaves the process until an OTLP endpoint is configured. Then spans
+//!   go out in batches with a parent-based sampler, logs go out as OTLP log records carrying
+//!   their span's trace id, and metrics are pushed every 60 s.
+//!
+//! Everything that could hurt the host is bounded: export runs on its own thread behind
+//! bounded queues; full queues drop and count (`axi_obs_export_items_total`,
+//! `axi_obs_log_lines_dropped_total`, see [`internal`]); shutdown finishes within its timeout
+//! on any runtime.
+//!
+//! # Configuration
+//!
+//! Precedence for every setting: **code > signal-specific environment variable > generic
+//! environment variable > default**. Empty variables count as unset. Invalid values are
+//! errors naming the setting and the value, never silently ignored.
+//!
+//! | variable | builder | default |
+//! |---|---|---|
+//! | `OTEL_SDK_DISABLED` | [`sdk_disabled`](TelemetryBuilder::sdk_disabled) | `false`; `true` turns all OTLP export off (local logs and `/metrics` stay) |
+//! | `OTEL_SERVICE_NAME` | [`service_name`](TelemetryBuilder::service_name) | `service.name` from `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:<exe>` |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | [`resource_attribute`](TelemetryBuilder::resource_attribute), [`service_version`](TelemetryBuilder::service_version), [`service_namespace`](TelemetryBuilder::service_namespace), [`environment`](TelemetryBuilder::environment) | `telemetry.sdk.*`, `host.name` |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | [`otlp`](TelemetryBuilder::otlp)`(OtlpConfig::new().endpoint(..))` | none: no export. HTTP appends `/v1/traces`, `/v1/logs`, `/v1/metrics` |
+//! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_ENDPOINT` | [`traces`](TelemetryBuilder::traces) / [`logs`](TelemetryBuilder::logs) / [`metrics_export`](TelemetryBuilder::metrics_export) | the generic endpoint; used as given |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS,METRICS}_PROTOCOL` | [`OtlpConfig::protocol`] | `http/protobuf`; `grpc` supported, `http/json` refused |
+//! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS,METRICS}_HEADERS` | [`OtlpConfig::header`] | none; merged per key with the same precedence |
+//! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS,METRICS}_TIMEOUT` (ms) | [`OtlpConfig::timeout`] | 10000 |
+//! | `OTEL_{TRACES,LOGS,METRICS}_EXPORTER` | [`OtlpConfig::exporter`] | export iff an endpoint is set; `otlp` without endpoint uses `localhost:4318` (`4317` for gRPC); `none` turns the signal off; `prometheus` (metrics) means pull only |
+//! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | [`sampler`](TelemetryBuilder::sampler) | `parentbased_always_on`; ratio within `0..=1` |
+//! | `OTEL_PROPAGATORS` | [`propagators`](TelemetryBuilder::propagators) | `tracecontext,baggage`; `none` allowed |
+//! | `OTEL_METRIC_EXPORT_INTERVAL` (ms) | [`metric_export_interval`](TelemetryBuilder::metric_export_interval) | 60000 |
+//! | `RUST_LOG` | [`log_filter`](TelemetryBuilder::log_filter) (wins) / [`default_log_filter`](TelemetryBuilder::default_log_filter) (loses) | `info`; `h2`, `hyper`, `tonic`, `tower`, `reqwest`, `opentelemetry*` capped at `warn` unless named |
+//! | `AXI_LOG_FORMAT` | [`log_format`](TelemetryBuilder::log_format) | `compact` on a terminal, else `json` |
+//! | `AXI_LOG_FILE` | [`log_file`](TelemetryBuilder::log_file) | standard output; a file is rotated daily, 7 kept |
+//!
+//! Names are public constants in [`config`]. Tests pass their own environment with
+//! [`TelemetryBuilder::env`] instead of mutating the process's.
+//!
+//! # Install, build, shut down
+//!
+//! * [`TelemetryBuilder::install`] sets the globals (tracing subscriber and `log` bridge,
+//!   metrics recorder, OpenTelemetry tracer provider and propagator) and panics with a clear
+//!   message on error; [`try_install`](TelemetryBuilder::try_install) returns
+//!   [`InitError`] instead (a second install in one process is
+//!   [`InitError::AlreadyInstalled`]). [`init`] is the zero-configuration form.
+//! * [`TelemetryBuilder::build`] returns the [`Telemetry`] parts and sets nothing global: for
+//!   tests, and for composing your own subscriber.
+//! * The returned [`TelemetryGuard`] flushes and shuts down on drop, or through
+//!   `guard.shutdown().await`; both within the shutdown timeout (default 5 s).
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `testing` | no | [`testing::capture`]: metrics, spans and log lines of one test, without globals |
+//!
+//! TLS for OTLP endpoints is not built in: export to a local collector (the usual
+//! single-server setup) over plain HTTP or gRPC; `https://` endpoints are refused with an
+//! error saying so.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod builder;
+pub mod config;
+mod error;
+mod export;
+mod guard;
+pub mod internal;
+pub mod logs;
+pub mod metrics;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+mod traces;
+
+pub use builder::{OtlpConfig, Telemetry, TelemetryBuilder, global_metrics, init, try_init};
+pub use config::{Env, Exporter, LogFile, LogFormat, Propagator, Protocol, Rotation, Sampler, Signal};
+pub use error::{ConfigError, InitError, ShutdownError, Source};
+pub use guard::TelemetryGuard;
+pub use metrics::{MetricsHandle, MetricsRecorder};
+
+/// The pinned OpenTelemetry crates, re-exported so applications never build a second version.
+pub mod otel {
+    pub use opentelemetry;
+    pub use opentelemetry_sdk;
+    pub use opentelemetry_semantic_conventions as semconv;
+    pub use tracing_opentelemetry;
+}
+
+/// The `metrics` facade this crate records, re-exported for version alignment.
+pub use ::metrics as metrics_facade;
+
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

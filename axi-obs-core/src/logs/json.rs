@@ -1,0 +1,510 @@
+//! JSON lines with Elastic Common Schema (ECS) field names.
+//!
+//! One object per event:
+//!
+//! ```json
+//! {"@timestamp":"2026-11-25T20:16:03.123456Z","log.level":"INFO","message":"order placed",
+//!  "log.logger":"shop::orders","service.name":"shop","service.version":"1.4.0",
+//!  "trace.id":"4bf92f3577b34da6a3ce929d0e0e4736","span.id":"00f067aa0ba902b7","order_id":42}
+//! ```
+//!
+//! * `@timestamp` is RFC 3339 UTC with microseconds; `log.level` is `TRACE` … `ERROR`.
+//! * `trace.id` / `span.id` are present on every line emitted inside a span that the
+//!   OpenTelemetry layer knows about (sampled or not).
+//! * Event fields are flattened at the top level; fields of the enclosing spans follow (the
+//!   innermost span wins, the event's own fields win over all). A field named `error` is written
+//!   as `error.message` (ECS reserves `error` for an object); a field whose name collides with one
+//!   of the fixed keys above is written as `fields.<name>`.
+//!
+//! Filebeat's `ndjson` parser (or Elasticsearch directly) ingests these lines with no pipeline.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::TraceContextExt;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+/// Keys this layer writes itself; event fields with these names are renamed `fields.<name>`.
+const RESERVED: &[&str] = &[
+    "@timestamp",
+    "log.level",
+    "log.logger",
+    "service.name",
+    "service.version",
+    "service.namespace",
+    "service.environment",
+    "trace.id",
+    "span.id",
+];
+
+/// A [`Layer`] that writes one ECS JSON object per event to `W`.
+#[derive(Debug)]
+pub struct JsonLayer<W> {
+    make_writer: W,
+    /// Pre-rendered `,"service.name":"…",…` fragment.
+    service: String,
+}
+
+impl<W> JsonLayer<W>
+where
+    W: for<'a> MakeWriter<'a> + 'static,
+{
+    /// A layer writing to `make_writer`, stamping each line with the given service fields
+    /// (pairs of ECS key and value, e.g. `("service.name", "shop")`).
+    pub fn new<'k>(make_writer: W, service: impl IntoIterator<Item = (&'k str, &'k str)>) -> Self {
+        let mut fragment = String::new();
+        for (k, v) in service {
+            fragment.push(',');
+            push_json_str(&mut fragment, k);
+            fragment.push(':');
+            push_json_str(&mut fragment, v);
+        }
+        Self {
+            make_writer,
+            service: fragment,
+        }
+    }
+}
+
+/// Fields recorded on a span, pre-rendered as JSON values.
+#[derive(Debug, Default)]
+struct SpanFields(Vec<(&'static str, String)>);
+
+thread_local! {
+    static BUF: RefCell<String> = RefCell::new(String::with_capacity(512));
+}
+
+impl<S, W> Layer<S> for JsonLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + 'static,
+{
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        if attrs.fields().is_empty() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = SpanFields::default();
+        attrs.record(&mut SpanVisitor(&mut fields));
+        if !fields.0.is_empty() {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<SpanFields>() {
+            Some(fields) => values.record(&mut SpanVisitor(fields)),
+            None => {
+                let mut fields = SpanFields::default();
+                values.record(&mut SpanVisitor(&mut fields));
+                ext.insert(fields);
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        BUF.with(|buf| {
+            // A log call inside a `Debug` impl of a logged value would re-enter; write that
+            // inner event with a fresh buffer instead of panicking on the borrow.
+            match buf.try_borrow_mut() {
+                Ok(mut buf) => self.write_event(&mut buf, event, &ctx),
+                Err(_) => self.write_event(&mut String::new(), event, &ctx),
+            }
+        });
+    }
+}
+
+impl<W> JsonLayer<W>
+where
+    W: for<'a> MakeWriter<'a> + 'static,
+{
+    fn write_event<S>(&self, buf: &mut String, event: &Event<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        buf.clear();
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        buf.push_str("{\"@timestamp\":\"");
+        push_rfc3339(buf, SystemTime::now());
+        buf.push_str("\",\"log.level\":\"");
+        buf.push_str(meta.level().as_str());
+        buf.push_str("\",\"log.logger\":");
+        push_json_str(buf, meta.target());
+        buf.push_str(&self.service);
+
+        let ids = opentelemetry::Context::map_current(|cx| {
+            let sc = cx.span().span_context().clone();
+            sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
+        });
+        if let Some((trace_id, span_id)) = ids {
+            let _ = write!(buf, ",\"trace.id\":\"{trace_id}\",\"span.id\":\"{span_id}\"");
+        }
+
+        let mut seen: smallvec::SmallVec<[&'static str; 16]> = smallvec::SmallVec::new();
+        let mut visitor = EventVisitor {
+            buf,
+            seen: &mut seen,
+            is_log: normalized.is_some(),
+        };
+        event.record(&mut visitor);
+
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<SpanFields>() {
+                    for (k, v) in &fields.0 {
+                        if seen.contains(k) {
+                            continue;
+                        }
+                        seen.push(k);
+                        buf.push(',');
+                        push_key(buf, k);
+                        buf.push(':');
+                        buf.push_str(v);
+                    }
+                }
+            }
+        }
+        buf.push_str("}\n");
+        let _ = self.make_writer.make_writer_for(meta).write_all(buf.as_bytes());
+    }
+}
+
+/// The output key for a field name.
+fn push_key(buf: &mut String, name: &str) {
+    if name == "error" {
+        buf.push_str("\"error.message\"");
+    } else if RESERVED.contains(&name) {
+        buf.push_str("\"fields.");
+        push_json_str_inner(buf, name);
+        buf.push('"');
+    } else {
+        push_json_str(buf, name);
+    }
+}
+
+struct EventVisitor<'a, 'b> {
+    buf: &'a mut String,
+    seen: &'b mut smallvec::SmallVec<[&'static str; 16]>,
+    is_log: bool,
+}
+
+impl EventVisitor<'_, '_> {
+    fn key(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if self.is_log && name.starts_with("log.") {
+            // `log` crate records: tracing-log's target/module/file/line fields are already
+            // reflected in the normalized metadata.
+            return false;
+        }
+        self.seen.push(name);
+        self.buf.push(',');
+        if name == "message" {
+            self.buf.push_str("\"message\"");
+        } else {
+            push_key(self.buf, name);
+        }
+        self.buf.push(':');
+        true
+    }
+}
+
+impl Visit for EventVisitor<'_, '_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.key(field) {
+            push_json_f64(self.buf, value);
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.key(field) {
+            self.buf.push_str(itoa::Buffer::new().format(value));
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.key(field) {
+            self.buf.push_str(itoa::Buffer::new().format(value));
+        }
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        if self.key(field) {
+            self.buf.push_str(itoa::Buffer::new().format(value));
+        }
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        if self.key(field) {
+            self.buf.push_str(itoa::Buffer::new().format(value));
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.key(field) {
+            self.buf.push_str(if value { "true" } else { "false" });
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.key(field) {
+            push_json_str(self.buf, value);
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.key(field) {
+            self.buf.push('"');
+            let _ = write!(JsonEscaper(self.buf), "{value}");
+            let mut source = value.source();
+            while let Some(s) = source {
+                let _ = write!(JsonEscaper(self.buf), ": {s}");
+                source = s.source();
+            }
+            self.buf.push('"');
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.key(field) {
+            self.buf.push('"');
+            let _ = write!(JsonEscaper(self.buf), "{value:?}");
+            self.buf.push('"');
+        }
+    }
+}
+
+struct SpanVisitor<'a>(&'a mut SpanFields);
+
+impl SpanVisitor<'_> {
+    fn put(&mut self, field: &Field, value: String) {
+        let name = field.name();
+        match self.0.0.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.0.push((name, value)),
+        }
+    }
+}
+
+impl Visit for SpanVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let mut s = String::new();
+        push_json_f64(&mut s, value);
+        self.put(field, s);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, itoa::Buffer::new().format(value).to_owned());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, itoa::Buffer::new().format(value).to_owned());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.to_string());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let mut s = String::with_capacity(value.len() + 2);
+        push_json_str(&mut s, value);
+        self.put(field, s);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let mut s = String::from("\"");
+        let _ = write!(JsonEscaper(&mut s), "{value:?}");
+        s.push('"');
+        self.put(field, s);
+    }
+}
+
+/// A `fmt::Write` that JSON-escapes what passes through it.
+struct JsonEscaper<'a>(&'a mut String);
+
+impl fmt::Write for JsonEscaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        push_json_str_inner(self.0, s);
+        Ok(())
+    }
+}
+
+pub(crate) fn push_json_str(buf: &mut String, s: &str) {
+    buf.push('"');
+    push_json_str_inner(buf, s);
+    buf.push('"');
+}
+
+fn push_json_str_inner(buf: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f | 0x7f => "",
+            _ => continue,
+        };
+        buf.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(buf, "\\u{b:04x}");
+        } else {
+            buf.push_str(esc);
+        }
+        start = i + 1;
+    }
+    buf.push_str(&s[start..]);
+}
+
+fn push_json_f64(buf: &mut String, v: f64) {
+    if v.is_finite() {
+        buf.push_str(ryu::Buffer::new().format_finite(v));
+    } else {
+        // JSON has no NaN or infinities.
+        buf.push('"');
+        buf.push_str(if v.is_nan() {
+            "NaN"
+        } else if v > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        });
+        buf.push('"');
+    }
+}
+
+/// Writes `t` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub(crate) fn push_rfc3339(buf: &mut String, t: SystemTime) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, day) = civil_from_days(days);
+    let _ = write!(
+        buf,
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_micros()
+    );
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    pub(crate) struct Buf(pub(crate) Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    fn lines(buf: &Buf) -> Vec<serde_json::Value> {
+        String::from_utf8(buf.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn timestamps() {
+        let mut s = String::new();
+        push_rfc3339(&mut s, UNIX_EPOCH + Duration::new(1_764_101_763, 123_456_789));
+        assert_eq!(s, "2025-11-25T20:16:03.123456Z");
+        s.clear();
+        push_rfc3339(&mut s, UNIX_EPOCH + Duration::from_secs(951_782_400)); // leap day
+        assert_eq!(s, "2000-02-29T00:00:00.000000Z");
+        s.clear();
+        push_rfc3339(&mut s, UNIX_EPOCH);
+        assert_eq!(s, "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn escaping() {
+        let mut s = String::new();
+        push_json_str(&mut s, "a\"b\\c\nd\u{1}é");
+        assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
+    }
+
+    #[test]
+    fn event_fields_flattened_with_ecs_names() {
+        let buf = Buf::default();
+        let layer = JsonLayer::new(buf.clone(), [("service.name", "shop"), ("service.version", "1.2.3")]);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "r-1", user = 7);
+            let _g = span.enter();
+            let inner = tracing::info_span!("db", user = 8);
+            let _g2 = inner.enter();
+            let err = std::io::Error::other("disk full");
+            tracing::warn!(order_id = 42u64, ok = true, ratio = 0.5, error = &err as &dyn std::error::Error, "order \"placed\"");
+            tracing::info!(target: "custom", { log.level = "x", nan = f64::NAN }, "second");
+        });
+        let l = lines(&buf);
+        assert_eq!(l.len(), 2);
+        let a = &l[0];
+        assert_eq!(a["log.level"], "WARN");
+        assert_eq!(a["message"], "order \"placed\"");
+        assert_eq!(a["service.name"], "shop");
+        assert_eq!(a["service.version"], "1.2.3");
+        assert_eq!(a["order_id"], 42);
+        assert_eq!(a["ok"], true);
+        assert_eq!(a["ratio"], 0.5);
+        assert_eq!(a["error.message"], "disk full");
+        assert_eq!(a["request_id"], "r-1");
+        assert_eq!(a["user"], 8, "the innermost span wins");
+        assert!(a["log.logger"].as_str().unwrap().contains("json"));
+        assert!(a["@timestamp"].as_str().unwrap().ends_with('Z'));
+        assert!(a.get("trace.id").is_none(), "no OpenTelemetry layer, no trace id");
+        let b = &l[1];
+        assert_eq!(b["log.logger"], "custom");
+        assert_eq!(b["log.level"], "INFO");
+        assert_eq!(b["fields.log.level"], "x");
+        assert_eq!(b["nan"], "NaN");
+    }
+
+    #[test]
+    fn span_fields_recorded_later_appear() {
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(buf.clone(), []));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("req", status = tracing::field::Empty);
+            span.record("status", 200);
+            let _g = span.enter();
+            tracing::info!("done");
+        });
+        assert_eq!(lines(&buf)[0]["status"], 200);
+    }
+}

@@ -1,0 +1,215 @@
+//! Local log output (JSON lines or a human format, to standard output or a rotating file) and
+//! the filters shared by every log and trace layer.
+
+mod json;
+mod writer;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::{Layer, Registry};
+
+pub use json::JsonLayer;
+pub use writer::{LineWriter, NonBlocking};
+pub(crate) use writer::{WriterWorker, non_blocking};
+
+use crate::config::{LogFile, LogFormat, Resolved, Rotation};
+use crate::error::InitError;
+
+/// A layer over the plain registry, as the builder assembles them.
+pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
+
+/// Crates whose own logs and spans describe exporting itself; kept at `warn` by default and
+/// never fed back into OTLP export.
+pub(crate) const NOISY_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "reqwest",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_http",
+];
+
+/// Builds the `EnvFilter` for `directives`, adding `target=warn` for the noisy crates the
+/// directives do not mention.
+pub(crate) fn env_filter(directives: &str) -> EnvFilter {
+    let mut filter = EnvFilter::builder().parse_lossy(directives);
+    for target in NOISY_TARGETS {
+        let mentioned = directives
+            .split(',')
+            .any(|d| d.trim().split(['=', '[']).next() == Some(*target));
+        if !mentioned && let Ok(d) = format!("{target}=warn").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
+/// A per-layer filter for the OTLP log bridge and the span layer: nothing emitted by the export
+/// machinery itself (its thread, its HTTP/gRPC client crates) is exported, so a failing
+/// exporter cannot feed on its own error reports.
+pub(crate) fn not_export_feedback() -> FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
+    FilterFn::new(is_not_export_feedback as fn(&tracing::Metadata<'_>) -> bool)
+}
+
+fn is_not_export_feedback(meta: &tracing::Metadata<'_>) -> bool {
+    if crate::export::on_export_thread() {
+        return false;
+    }
+    let target = meta.target();
+    let root = target.split("::").next().unwrap_or(target);
+    !(NOISY_TARGETS.contains(&root) || target.starts_with("axi_obs_core::export"))
+}
+
+/// The local output: its layer and the worker that owns the writer thread.
+pub(crate) struct LocalLogs {
+    pub(crate) layer: BoxedLayer,
+    pub(crate) worker: WriterWorker,
+}
+
+/// Builds the local log layer writing to standard output or the configured file.
+pub(crate) fn local(
+    resolved: &Resolved,
+    dropped: Arc<AtomicU64>,
+) -> Result<LocalLogs, InitError> {
+    let (out, is_terminal): (Box<dyn std::io::Write + Send>, bool) = match &resolved.log_file {
+        Some(file) => (Box::new(open_file(file)?), false),
+        None => {
+            let stdout = std::io::stdout();
+            let tty = stdout.is_terminal();
+            (Box::new(stdout), tty)
+        }
+    };
+    let format = resolved.log_format.unwrap_or(if is_terminal {
+        LogFormat::Compact
+    } else {
+        LogFormat::Json
+    });
+    let (writer, worker) =
+        non_blocking(out, resolved.log_buffer_lines, dropped).map_err(InitError::Runtime)?;
+    let layer: BoxedLayer = match format {
+        LogFormat::Json => {
+            let attr = |k: &str| {
+                resolved
+                    .resource
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.as_str())
+            };
+            let service: Vec<(&str, &str)> = [
+                ("service.name", attr("service.name")),
+                ("service.version", attr("service.version")),
+                ("service.namespace", attr("service.namespace")),
+                ("service.environment", attr("deployment.environment.name")),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            Box::new(JsonLayer::new(writer, service))
+        }
+        LogFormat::Pretty => Box::new(
+            tracing_subscriber::fmt::layer()
+                .pretty()
+                .with_ansi(is_terminal)
+                .with_writer(writer),
+        ),
+        LogFormat::Compact => Box::new(
+            tracing_subscriber::fmt::layer()
+                .compact()
+                .with_ansi(is_terminal)
+                .with_writer(writer),
+        ),
+    };
+    Ok(LocalLogs { layer, worker })
+}
+
+fn open_file(file: &LogFile) -> Result<tracing_appender::rolling::RollingFileAppender, InitError> {
+    let err = |source: std::io::Error| InitError::LogFile {
+        path: file.path.clone(),
+        source,
+    };
+    let name = file
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| err(std::io::Error::other("the path has no file name")))?;
+    let dir = file
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (prefix, suffix) = match (file.rotation, name.rsplit_once('.')) {
+        (Rotation::Never, _) => (name.clone(), String::new()),
+        (_, Some((stem, ext))) if !stem.is_empty() => (stem.to_owned(), ext.to_owned()),
+        _ => (name.clone(), String::new()),
+    };
+    let rotation = match file.rotation {
+        Rotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
+        Rotation::Daily => tracing_appender::rolling::Rotation::DAILY,
+        Rotation::Never => tracing_appender::rolling::Rotation::NEVER,
+    };
+    let mut builder = tracing_appender::rolling::Builder::new()
+        .rotation(rotation)
+        .filename_prefix(prefix)
+        .max_log_files(file.keep);
+    if !suffix.is_empty() {
+        builder = builder.filename_suffix(suffix);
+    }
+    builder
+        .build(dir)
+        .map_err(|e| err(std::io::Error::other(error_chain(&e))))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noisy_targets_are_capped_unless_mentioned() {
+        let f = env_filter("debug").to_string();
+        assert!(f.contains("h2=warn") && f.contains("tonic=warn"), "{f}");
+        let f = env_filter("info,h2=debug").to_string();
+        assert!(f.contains("h2=debug") && !f.contains("h2=warn"), "{f}");
+    }
+
+    #[test]
+    fn unwritable_log_file_names_the_path() {
+        let file = LogFile::new("/proc/definitely/not/writable/app.log");
+        let e = open_file(&file).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("/proc/definitely/not/writable/app.log"), "{msg}");
+        assert!(msg.contains("AXI_LOG_FILE"), "{msg}");
+    }
+
+    #[test]
+    fn daily_file_keeps_the_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = open_file(&LogFile::new(dir.path().join("api.log"))).unwrap();
+        use std::io::Write;
+        f.write_all(b"x\n").unwrap();
+        f.flush().unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(names[0].starts_with("api.") && names[0].ends_with(".log"), "{names:?}");
+    }
+}

@@ -1,0 +1,364 @@
+//! The `metrics` recorder: a sharded registry of series with a per-metric series cap.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use metrics::{
+    Counter, CounterFn, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString,
+    Unit,
+};
+use metrics_util::registry::{Registry, Storage};
+
+use super::naming::MetricKind;
+use super::storage::{DEFAULT_BUCKETS, HistogramCell, SEMCONV_DURATION_BUCKETS};
+use crate::internal::RateLimit;
+
+/// The label put on the series that absorbs label sets beyond the cap, as the OpenTelemetry
+/// SDK does (`otel.metric.overflow="true"`, rendered `otel_metric_overflow="true"`).
+pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
+/// Counter of measurements folded into an overflow series, labelled by metric name.
+pub const SERIES_OVERFLOW_METRIC: &str = "axi_obs_metric_series_overflow_total";
+
+#[derive(Clone, Debug)]
+pub(crate) struct Description {
+    pub(crate) unit: Option<Unit>,
+    pub(crate) help: SharedString,
+}
+
+type Descriptions = RwLock<HashMap<String, Description>>;
+
+/// Storage that picks histogram buckets by metric name and unit.
+#[derive(Debug)]
+pub(crate) struct CellStorage {
+    descriptions: Arc<Descriptions>,
+    explicit: HashMap<String, Arc<[f64]>>,
+    semconv: Arc<[f64]>,
+    default: Arc<[f64]>,
+}
+
+impl CellStorage {
+    fn bounds_for(&self, name: &str) -> Arc<[f64]> {
+        if let Some(b) = self.explicit.get(name) {
+            return b.clone();
+        }
+        let unit = self
+            .descriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .and_then(|d| d.unit);
+        let seconds = match unit {
+            Some(u) => u == Unit::Seconds,
+            None => {
+                name.ends_with("_seconds") || name.ends_with(".duration") || name.ends_with("_duration")
+            }
+        };
+        if seconds {
+            self.semconv.clone()
+        } else {
+            self.default.clone()
+        }
+    }
+}
+
+impl Storage<Key> for CellStorage {
+    type Counter = Arc<AtomicU64>;
+    type Gauge = Arc<AtomicU64>;
+    type Histogram = Arc<HistogramCell>;
+
+    fn counter(&self, _: &Key) -> Self::Counter {
+        Arc::new(AtomicU64::new(0))
+    }
+
+    fn gauge(&self, _: &Key) -> Self::Gauge {
+        Arc::new(AtomicU64::new(0f64.to_bits()))
+    }
+
+    fn histogram(&self, key: &Key) -> Self::Histogram {
+        Arc::new(HistogramCell::new(self.bounds_for(key.name())))
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) registry: Registry<Key, CellStorage>,
+    pub(crate) descriptions: Arc<Descriptions>,
+    /// Number of series per (kind, metric name); touched only when a series is created.
+    cardinality: Mutex<HashMap<(MetricKind, KeyName), usize>>,
+    cap: usize,
+    overflow_warn: RateLimit,
+    pub(crate) start_time: SystemTime,
+    pub(crate) info: super::Info,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsRecorder")
+            .field("series_cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for a [`MetricsRecorder`].
+#[derive(Clone, Debug)]
+pub(crate) struct RecorderOptions {
+    pub(crate) series_cap: usize,
+    pub(crate) histogram_buckets: Vec<(String, Vec<f64>)>,
+    pub(crate) info: super::Info,
+}
+
+/// A [`metrics::Recorder`] that keeps every series in memory for Prometheus rendering and OTLP
+/// push.
+///
+/// Cheap to clone (an `Arc`). Each metric name holds at most the configured number of label
+/// sets (default 2000); further label sets are folded into one series labelled
+/// `otel_metric_overflow="true"`, and `axi_obs_metric_series_overflow_total{metric=...}` counts
+/// the measurements that went there. A flood of unique label values therefore cannot grow
+/// memory or the `/metrics` page without bound.
+#[derive(Clone, Debug)]
+pub struct MetricsRecorder {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl MetricsRecorder {
+    pub(crate) fn new(opts: RecorderOptions) -> Self {
+        let descriptions: Arc<Descriptions> = Arc::default();
+        let storage = CellStorage {
+            descriptions: descriptions.clone(),
+            explicit: opts
+                .histogram_buckets
+                .into_iter()
+                .map(|(name, b)| (name, Arc::from(b)))
+                .collect(),
+            semconv: Arc::from(SEMCONV_DURATION_BUCKETS),
+            default: Arc::from(DEFAULT_BUCKETS),
+        };
+        let inner = Inner {
+            registry: Registry::new(storage),
+            descriptions,
+            cardinality: Mutex::default(),
+            cap: opts.series_cap,
+            overflow_warn: RateLimit::every_secs(10),
+            start_time: SystemTime::now(),
+            info: opts.info,
+        };
+        let rec = Self {
+            inner: Arc::new(inner),
+        };
+        rec.describe(
+            SERIES_OVERFLOW_METRIC,
+            None,
+            "Measurements folded into a metric's overflow series because it reached its series cap",
+        );
+        crate::internal::describe_all(&rec);
+        rec
+    }
+
+    /// A handle for rendering and inspecting what this recorder holds.
+    pub fn handle(&self) -> super::MetricsHandle {
+        super::MetricsHandle {
+            inner: self.inner.clone(),
+        }
+    }
+
+    pub(crate) fn describe(&self, name: &str, unit: Option<Unit>, help: &'static str) {
+        self.inner
+            .descriptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                name.to_owned(),
+                Description {
+                    unit,
+                    help: SharedString::const_str(help),
+                },
+            );
+    }
+
+    /// An internal counter that bypasses the cap (for self-telemetry with bounded labels).
+    pub(crate) fn internal_counter(&self, key: &Key) -> Arc<AtomicU64> {
+        self.inner
+            .registry
+            .get_or_create_counter(key, |c| c.clone())
+    }
+
+    fn describe_key(&self, key: KeyName, unit: Option<Unit>, help: SharedString) {
+        let mut map = self
+            .inner
+            .descriptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry(key.as_str().to_owned()).or_insert(Description {
+            unit: None,
+            help: SharedString::const_str(""),
+        });
+        if unit.is_some() {
+            entry.unit = unit;
+        }
+        if !help.is_empty() {
+            entry.help = help;
+        }
+    }
+
+    /// Returns the key under which a new series for `key` is stored: `key` itself while the
+    /// metric has room, or its overflow key once it reached the cap.
+    fn admit(&self, kind: MetricKind, key: &Key, exists: impl Fn(&Key) -> bool) -> Key {
+        let mut counts = self
+            .inner
+            .cardinality
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have created it while we waited for the lock.
+        if exists(key) {
+            return key.clone();
+        }
+        let n = counts.entry((kind, key.name_shared())).or_insert(0);
+        if *n < self.inner.cap {
+            *n += 1;
+            return key.clone();
+        }
+        drop(counts);
+        self.note_overflow(key.name());
+        Key::from_parts(
+            key.name_shared(),
+            vec![Label::new(OVERFLOW_LABEL, "true")],
+        )
+    }
+
+    fn note_overflow(&self, name: &str) {
+        let counter_key = Key::from_parts(
+            SERIES_OVERFLOW_METRIC,
+            vec![Label::new("metric", name.to_owned())],
+        );
+        self.internal_counter(&counter_key).increment(1);
+        if self.inner.overflow_warn.allow() {
+            tracing::warn!(
+                target: "axi_obs_core::metrics",
+                metric = name,
+                series_cap = self.inner.cap,
+                "metric reached its series cap; new label sets are folded into the overflow series"
+            );
+        }
+    }
+}
+
+impl Recorder for MetricsRecorder {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.describe_key(key, unit, description);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.describe_key(key, unit, description);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.describe_key(key, unit, description);
+    }
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let reg = &self.inner.registry;
+        if let Some(c) = reg.get_counter(key) {
+            return Counter::from_arc(c);
+        }
+        let key = self.admit(MetricKind::Counter, key, |k| reg.get_counter(k).is_some());
+        reg.get_or_create_counter(&key, |c| Counter::from_arc(c.clone()))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        let reg = &self.inner.registry;
+        if let Some(g) = reg.get_gauge(key) {
+            return Gauge::from_arc(g);
+        }
+        let key = self.admit(MetricKind::Gauge, key, |k| reg.get_gauge(k).is_some());
+        reg.get_or_create_gauge(&key, |g| Gauge::from_arc(g.clone()))
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        let reg = &self.inner.registry;
+        if let Some(h) = reg.get_histogram(key) {
+            return Histogram::from_arc(h);
+        }
+        let key = self.admit(MetricKind::Histogram, key, |k| reg.get_histogram(k).is_some());
+        reg.get_or_create_histogram(&key, |h| Histogram::from_arc(h.clone()))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn recorder(cap: usize) -> MetricsRecorder {
+        MetricsRecorder::new(RecorderOptions {
+            series_cap: cap,
+            histogram_buckets: vec![("custom".into(), vec![1.0, 2.0])],
+            info: super::super::Info::default(),
+        })
+    }
+
+    #[test]
+    fn series_beyond_the_cap_fold_into_one_overflow_series() {
+        let rec = recorder(3);
+        metrics::with_local_recorder(&rec, || {
+            for i in 0..10 {
+                metrics::counter!("hits", "user" => i.to_string()).increment(1);
+            }
+            // Existing series keep working after the cap is reached.
+            metrics::counter!("hits", "user" => "0").increment(5);
+        });
+        let snap = rec.handle().snapshot();
+        let hits = snap.family("hits").expect("hits family");
+        assert_eq!(hits.series.len(), 4, "3 admitted + 1 overflow");
+        let overflow = hits
+            .series
+            .iter()
+            .find(|s| s.labels == vec![("otel.metric.overflow".to_owned(), "true".to_owned())])
+            .expect("overflow series");
+        assert_eq!(overflow.value.as_counter(), Some(7));
+        let zero = hits
+            .series
+            .iter()
+            .find(|s| s.labels == vec![("user".to_owned(), "0".to_owned())])
+            .unwrap();
+        assert_eq!(zero.value.as_counter(), Some(6));
+        let folded = snap.family(SERIES_OVERFLOW_METRIC).unwrap();
+        assert_eq!(folded.series[0].labels, vec![("metric".to_owned(), "hits".to_owned())]);
+        assert_eq!(folded.series[0].value.as_counter(), Some(7));
+    }
+
+    #[test]
+    fn cap_is_per_metric_and_per_kind() {
+        let rec = recorder(2);
+        metrics::with_local_recorder(&rec, || {
+            for i in 0..2 {
+                metrics::counter!("a", "k" => i.to_string()).increment(1);
+                metrics::counter!("b", "k" => i.to_string()).increment(1);
+                metrics::gauge!("a", "k" => i.to_string()).set(1.0);
+            }
+        });
+        let snap = rec.handle().snapshot();
+        assert!(snap.family(SERIES_OVERFLOW_METRIC).is_none());
+    }
+
+    #[test]
+    fn histogram_buckets_follow_name_unit_and_config() {
+        let rec = recorder(10);
+        metrics::with_local_recorder(&rec, || {
+            metrics::describe_histogram!("payload", Unit::Bytes, "payload size");
+            metrics::describe_histogram!("work.time", Unit::Seconds, "work time");
+            metrics::histogram!("payload").record(1.0);
+            metrics::histogram!("work.time").record(1.0);
+            metrics::histogram!("db_query_seconds").record(1.0);
+            metrics::histogram!("custom").record(1.0);
+        });
+        let snap = rec.handle().snapshot();
+        let bounds = |name: &str| match &snap.family(name).unwrap().series[0].value {
+            super::super::Value::Histogram(h) => h.bounds.to_vec(),
+            _ => panic!("not a histogram"),
+        };
+        assert_eq!(bounds("payload"), DEFAULT_BUCKETS);
+        assert_eq!(bounds("work.time"), SEMCONV_DURATION_BUCKETS);
+        assert_eq!(bounds("db_query_seconds"), SEMCONV_DURATION_BUCKETS);
+        assert_eq!(bounds("custom"), vec![1.0, 2.0]);
+    }
+}

@@ -1,0 +1,224 @@
+//! Prometheus text exposition format 0.0.4.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::naming::{prometheus_name, sanitize_label_name};
+use super::{Family, MetricKind, Snapshot, Value};
+
+/// The `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(crate) fn render(snapshot: &Snapshot) -> String {
+    // Group by the Prometheus family name; the first kind seen for a name wins (a counter and
+    // a gauge cannot share a family).
+    let mut groups: BTreeMap<String, Vec<&Family>> = BTreeMap::new();
+    for f in &snapshot.families {
+        let name = prometheus_name(&f.name, f.kind, f.unit);
+        let group = groups.entry(name).or_default();
+        if group.first().is_none_or(|g| g.kind == f.kind) {
+            group.push(f);
+        }
+    }
+    let mut out = String::with_capacity(4096);
+    for (name, families) in groups {
+        let kind = families[0].kind;
+        if let Some(help) = families.iter().find_map(|f| f.help.as_deref()) {
+            out.push_str("# HELP ");
+            out.push_str(&name);
+            out.push(' ');
+            escape_help(&mut out, help);
+            out.push('\n');
+        }
+        let _ = writeln!(out, "# TYPE {name} {}", kind.prometheus_type());
+        let mut series: Vec<(Vec<(String, String)>, &Value)> = families
+            .iter()
+            .flat_map(|f| f.series.iter())
+            .map(|s| (prometheus_labels(&s.labels), &s.value))
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        for (labels, value) in series {
+            match value {
+                Value::Counter(v) => {
+                    sample(&mut out, &name, "", &labels, None);
+                    out.push_str(itoa::Buffer::new().format(*v));
+                    out.push('\n');
+                }
+                Value::Gauge(v) => {
+                    sample(&mut out, &name, "", &labels, None);
+                    push_float(&mut out, *v);
+                    out.push('\n');
+                }
+                Value::Histogram(h) => {
+                    let mut cumulative = 0u64;
+                    let mut le = String::new();
+                    for (i, count) in h.counts.iter().enumerate() {
+                        cumulative += count;
+                        le.clear();
+                        match h.bounds.get(i) {
+                            Some(b) => push_float(&mut le, *b),
+                            None => le.push_str("+Inf"),
+                        }
+                        sample(&mut out, &name, "_bucket", &labels, Some(&le));
+                        out.push_str(itoa::Buffer::new().format(cumulative));
+                        out.push('\n');
+                    }
+                    sample(&mut out, &name, "_sum", &labels, None);
+                    push_float(&mut out, h.sum);
+                    out.push('\n');
+                    sample(&mut out, &name, "_count", &labels, None);
+                    out.push_str(itoa::Buffer::new().format(h.count));
+                    out.push('\n');
+                }
+            }
+        }
+        debug_assert!(kind == MetricKind::Histogram || !out.is_empty());
+    }
+    out
+}
+
+/// Label keys translated to Prometheus names; keys that collide after translation have their
+/// values joined with `;` (as the OpenTelemetry specification says), ordered by original key.
+fn prometheus_labels(labels: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(labels.len());
+    for (k, v) in labels {
+        let k = sanitize_label_name(k);
+        if k == "le" || k == "__name__" {
+            // Reserved by the histogram encoding / the metric name itself.
+            let k = format!("_{k}");
+            out.push((k, v.clone()));
+            continue;
+        }
+        if let Some(existing) = out.iter_mut().find(|(ek, _)| *ek == k) {
+            existing.1.push(';');
+            existing.1.push_str(v);
+        } else {
+            out.push((k, v.clone()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn sample(out: &mut String, name: &str, suffix: &str, labels: &[(String, String)], le: Option<&str>) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || le.is_some() {
+        out.push('{');
+        let mut first = true;
+        for (k, v) in labels {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label_value(out, v);
+            out.push('"');
+        }
+        if let Some(le) = le {
+            if !first {
+                out.push(',');
+            }
+            out.push_str("le=\"");
+            out.push_str(le);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+}
+
+pub(crate) fn push_float(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        // Integral values without a trailing ".0", as Go's strconv 'g' prints them.
+        out.push_str(itoa::Buffer::new().format(v as i64));
+    } else {
+        out.push_str(ryu::Buffer::new().format_finite(v));
+    }
+}
+
+fn escape_help(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_label_value(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::recorder;
+    use metrics::Unit;
+
+    #[test]
+    fn renders_exact_exposition_text() {
+        let rec = recorder(100);
+        metrics::with_local_recorder(&rec, || {
+            metrics::describe_counter!("orders", "Orders placed.\nBy \\ kind");
+            metrics::describe_histogram!("work.duration", Unit::Seconds, "Work time");
+            metrics::describe_gauge!("queue.depth", "Items waiting");
+            metrics::counter!("orders", "kind" => "a\"b\\c\nd").increment(3);
+            metrics::counter!("orders", "kind" => "plain").increment(1);
+            metrics::gauge!("queue.depth").set(2.5);
+            metrics::histogram!("work.duration", "http.route" => "/x").record(0.3);
+            metrics::histogram!("work.duration", "http.route" => "/x").record(20.0);
+        });
+        let text = super::render(&rec.handle().snapshot());
+        let expected = r#"# HELP orders_total Orders placed.\nBy \\ kind
+# TYPE orders_total counter
+orders_total{kind="a\"b\\c\nd"} 3
+orders_total{kind="plain"} 1
+# HELP queue_depth Items waiting
+# TYPE queue_depth gauge
+queue_depth 2.5
+# HELP work_duration_seconds Work time
+# TYPE work_duration_seconds histogram
+work_duration_seconds_bucket{http_route="/x",le="0.005"} 0
+work_duration_seconds_bucket{http_route="/x",le="0.01"} 0
+work_duration_seconds_bucket{http_route="/x",le="0.025"} 0
+work_duration_seconds_bucket{http_route="/x",le="0.05"} 0
+work_duration_seconds_bucket{http_route="/x",le="0.075"} 0
+work_duration_seconds_bucket{http_route="/x",le="0.1"} 0
+work_duration_seconds_bucket{http_route="/x",le="0.25"} 0
+work_duration_seconds_bucket{http_route="/x",le="0.5"} 1
+work_duration_seconds_bucket{http_route="/x",le="0.75"} 1
+work_duration_seconds_bucket{http_route="/x",le="1"} 1
+work_duration_seconds_bucket{http_route="/x",le="2.5"} 1
+work_duration_seconds_bucket{http_route="/x",le="5"} 1
+work_duration_seconds_bucket{http_route="/x",le="7.5"} 1
+work_duration_seconds_bucket{http_route="/x",le="10"} 1
+work_duration_seconds_bucket{http_route="/x",le="+Inf"} 2
+work_duration_seconds_sum{http_route="/x"} 20.3
+work_duration_seconds_count{http_route="/x"} 2
+"#;
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn floats_render_like_go() {
+        let mut s = String::new();
+        for v in [1.0, 0.005, -2.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-7, 1e20] {
+            super::push_float(&mut s, v);
+            s.push(' ');
+        }
+        assert_eq!(s, "1 0.005 -2 NaN +Inf -Inf 1e-7 1e20 ");
+    }
+}
