@@ -177,6 +177,16 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Write local log lines to `writer` (through the same bounded background writer) instead
+    /// of standard output or a log file; e.g. `std::io::stderr()`, or `std::io::sink()` to
+    /// keep only OTLP logs.
+    pub fn log_writer(mut self, writer: impl std::io::Write + Send + 'static) -> Self {
+        self.s.log_writer = Some(config::WriterSlot(std::sync::Arc::new(
+            std::sync::Mutex::new(Some(Box::new(writer))),
+        )));
+        self
+    }
+
     /// OTLP settings for every signal. See [`OtlpConfig`].
     pub fn otlp(mut self, config: OtlpConfig) -> Self {
         self.s.otlp = config.inner;
@@ -245,7 +255,11 @@ impl TelemetryBuilder {
     /// Explicit bucket bounds for the histogram recorded as `name` (strictly increasing,
     /// finite; `+Inf` is implicit). Defaults: the semantic-convention duration bounds
     /// `0.005 … 10` for seconds, the OpenTelemetry default bounds otherwise.
-    pub fn histogram_buckets(mut self, name: impl Into<String>, bounds: impl Into<Vec<f64>>) -> Self {
+    pub fn histogram_buckets(
+        mut self,
+        name: impl Into<String>,
+        bounds: impl Into<Vec<f64>>,
+    ) -> Self {
         self.s.histogram_buckets.push((name.into(), bounds.into()));
         self
     }
@@ -411,7 +425,10 @@ impl TelemetryBuilder {
     pub fn install(self) -> TelemetryGuard {
         match self.try_install() {
             Ok(guard) => guard,
-            Err(e) => panic!("axi-obs: cannot install telemetry: {}", crate::error_chain(&e)),
+            Err(e) => panic!(
+                "axi-obs: cannot install telemetry: {}",
+                crate::error_chain(&e)
+            ),
         }
     }
 }
@@ -483,9 +500,8 @@ impl Telemetry {
         metrics::set_global_recorder(self.recorder)
             .map_err(|_| InitError::AlreadyInstalled("another global metrics recorder is set"))?;
         let subscriber = tracing_subscriber::registry().with(self.layer);
-        tracing::subscriber::set_global_default(subscriber).map_err(|_| {
-            InitError::AlreadyInstalled("another global tracing subscriber is set")
-        })?;
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| InitError::AlreadyInstalled("another global tracing subscriber is set"))?;
         // Route `log` records into tracing; another logger may already own `log`.
         let _ = tracing_log::LogTracer::init();
         if let Some(p) = self.tracer_provider {
@@ -533,10 +549,16 @@ mod tests {
     #[test]
     fn bad_configuration_is_an_error_not_a_panic() {
         let e = Telemetry::builder()
-            .env(Env::from_pairs([(config::OTEL_EXPORTER_OTLP_PROTOCOL, "carrier-pigeon"), (config::OTEL_EXPORTER_OTLP_ENDPOINT, "http://localhost:1")]))
+            .env(Env::from_pairs([
+                (config::OTEL_EXPORTER_OTLP_PROTOCOL, "carrier-pigeon"),
+                (config::OTEL_EXPORTER_OTLP_ENDPOINT, "http://localhost:1"),
+            ]))
             .build()
             .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && msg.contains("carrier-pigeon"), "{msg}");
+        assert!(
+            msg.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && msg.contains("carrier-pigeon"),
+            "{msg}"
+        );
     }
 }

@@ -302,6 +302,18 @@ impl LogFile {
     }
 }
 
+/// A custom log destination set with `TelemetryBuilder::log_writer`; taken once at build.
+#[derive(Clone)]
+pub(crate) struct WriterSlot(
+    pub(crate) std::sync::Arc<std::sync::Mutex<Option<Box<dyn std::io::Write + Send>>>>,
+);
+
+impl fmt::Debug for WriterSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WriterSlot")
+    }
+}
+
 /// Which root sampler decides whether a new trace is recorded.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sampler {
@@ -419,6 +431,7 @@ pub(crate) struct Settings {
     pub(crate) default_log_filter: Option<String>,
     pub(crate) log_file: Option<LogFile>,
     pub(crate) log_buffer_lines: Option<usize>,
+    pub(crate) log_writer: Option<WriterSlot>,
     pub(crate) otlp: OtlpSettings,
     pub(crate) traces: OtlpSettings,
     pub(crate) logs: OtlpSettings,
@@ -455,6 +468,7 @@ pub(crate) struct Resolved {
     pub(crate) log_filter: String,
     pub(crate) log_file: Option<LogFile>,
     pub(crate) log_buffer_lines: usize,
+    pub(crate) log_writer: Option<WriterSlot>,
     pub(crate) traces: Option<OtlpTarget>,
     pub(crate) logs: Option<OtlpTarget>,
     pub(crate) metrics: Option<OtlpTarget>,
@@ -499,7 +513,9 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
     let log_filter = match (&s.log_filter, env.get(RUST_LOG), &s.default_log_filter) {
         (Some(code), _, _) => validate_filter(code, Source::Code("log_filter"))?,
         (None, Some(envv), _) => validate_filter(&envv, Source::Env(RUST_LOG))?,
-        (None, None, Some(default)) => validate_filter(default, Source::Code("default_log_filter"))?,
+        (None, None, Some(default)) => {
+            validate_filter(default, Source::Code("default_log_filter"))?
+        }
         (None, None, None) => DEFAULT_LOG_FILTER.to_owned(),
     };
     let log_file = match &s.log_file {
@@ -561,7 +577,11 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
         log_format,
         log_filter,
         log_file,
-        log_buffer_lines: s.log_buffer_lines.unwrap_or(DEFAULT_LOG_BUFFER_LINES).max(1),
+        log_buffer_lines: s
+            .log_buffer_lines
+            .unwrap_or(DEFAULT_LOG_BUFFER_LINES)
+            .max(1),
+        log_writer: s.log_writer.clone(),
         traces,
         logs,
         metrics,
@@ -586,7 +606,11 @@ fn parse_bool(value: &str, setting: Source) -> Result<bool, ConfigError> {
 
 fn parse_millis(value: &str, setting: Source) -> Result<Duration, ConfigError> {
     match value.parse::<u64>() {
-        Ok(0) => Err(ConfigError::new(setting, value, "must be a positive number of milliseconds")),
+        Ok(0) => Err(ConfigError::new(
+            setting,
+            value,
+            "must be a positive number of milliseconds",
+        )),
         Ok(ms) => Ok(Duration::from_millis(ms)),
         Err(_) => Err(ConfigError::new(
             setting,
@@ -606,7 +630,11 @@ fn validate_filter(filter: &str, setting: Source) -> Result<String, ConfigError>
 fn validate_buckets(name: &str, bounds: &[f64]) -> Result<(), ConfigError> {
     let setting = Source::Code("histogram_buckets");
     if bounds.is_empty() {
-        return Err(ConfigError::new(setting, name, "at least one bucket bound is needed"));
+        return Err(ConfigError::new(
+            setting,
+            name,
+            "at least one bucket bound is needed",
+        ));
     }
     if bounds.iter().any(|b| !b.is_finite()) {
         return Err(ConfigError::new(
@@ -636,7 +664,9 @@ fn parse_propagators(value: &str) -> Result<Vec<Propagator>, ConfigError> {
                 return Err(ConfigError::new(
                     Source::Env(OTEL_PROPAGATORS),
                     value,
-                    format!("unsupported propagator {other:?}; expected tracecontext, baggage or none"),
+                    format!(
+                        "unsupported propagator {other:?}; expected tracecontext, baggage or none"
+                    ),
                 ));
             }
         }
@@ -708,9 +738,15 @@ fn resolve_resource(s: &Settings) -> Result<Vec<(String, String)>, ConfigError> 
     attrs.insert("service.name".into(), default_service_name());
     attrs.insert("telemetry.sdk.name".into(), "opentelemetry".into());
     attrs.insert("telemetry.sdk.language".into(), "rust".into());
-    attrs.insert("telemetry.sdk.version".into(), opentelemetry_sdk_version().into());
+    attrs.insert(
+        "telemetry.sdk.version".into(),
+        opentelemetry_sdk_version().into(),
+    );
     attrs.insert("telemetry.distro.name".into(), "axi-obs".into());
-    attrs.insert("telemetry.distro.version".into(), env!("CARGO_PKG_VERSION").into());
+    attrs.insert(
+        "telemetry.distro.version".into(),
+        env!("CARGO_PKG_VERSION").into(),
+    );
     if let Some(host) = host_name() {
         attrs.insert("host.name".into(), host);
     }
@@ -725,14 +761,26 @@ fn resolve_resource(s: &Settings) -> Result<Vec<(String, String)>, ConfigError> 
     let code = [
         ("service.name", &s.service_name, "service_name"),
         ("service.version", &s.service_version, "service_version"),
-        ("service.namespace", &s.service_namespace, "service_namespace"),
-        ("service.instance.id", &s.service_instance_id, "service_instance_id"),
+        (
+            "service.namespace",
+            &s.service_namespace,
+            "service_namespace",
+        ),
+        (
+            "service.instance.id",
+            &s.service_instance_id,
+            "service_instance_id",
+        ),
         ("deployment.environment.name", &s.environment, "environment"),
     ];
     for (key, value, method) in code {
         if let Some(v) = value {
             if v.trim().is_empty() {
-                return Err(ConfigError::new(Source::Code(method), v, "must not be empty"));
+                return Err(ConfigError::new(
+                    Source::Code(method),
+                    v,
+                    "must not be empty",
+                ));
             }
             attrs.insert(key.into(), v.clone());
         }
@@ -848,9 +896,8 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
     let mut add = |pairs: Vec<(String, String)>, setting: Source| -> Result<(), ConfigError> {
         for (k, v) in pairs {
             let name = k.to_ascii_lowercase();
-            http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ConfigError::new(setting.clone(), &k, "not a valid header name")
-            })?;
+            http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ConfigError::new(setting.clone(), &k, "not a valid header name"))?;
             http::HeaderValue::from_str(&v).map_err(|_| {
                 ConfigError::new(
                     setting.clone(),
@@ -924,9 +971,9 @@ fn parse_exporter(value: &str, signal: Signal, var: &'static str) -> Result<Expo
 /// Checks that `url` is an absolute `http`/`https` URL with a host, and returns it trimmed.
 fn validate_endpoint(url: &str, setting: Source) -> Result<String, ConfigError> {
     let url = url.trim();
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| ConfigError::new(setting.clone(), url, e.to_string()))?;
+    let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
+        ConfigError::new(setting.clone(), url, e.to_string())
+    })?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         Some(other) => {
@@ -985,23 +1032,38 @@ mod tests {
         assert!(r.traces.is_none() && r.logs.is_none() && r.metrics.is_none());
         assert_eq!(r.log_filter, "info");
         assert_eq!(r.sampler, Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
-        assert_eq!(r.propagators, vec![Propagator::TraceContext, Propagator::Baggage]);
+        assert_eq!(
+            r.propagators,
+            vec![Propagator::TraceContext, Propagator::Baggage]
+        );
     }
 
     #[test]
     fn generic_endpoint_gets_signal_paths_for_http() {
-        let r = resolve(&settings(&[(OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4318/")]))
-            .unwrap();
-        assert_eq!(r.traces.unwrap().endpoint, "http://collector:4318/v1/traces");
+        let r = resolve(&settings(&[(
+            OTEL_EXPORTER_OTLP_ENDPOINT,
+            "http://collector:4318/",
+        )]))
+        .unwrap();
+        assert_eq!(
+            r.traces.unwrap().endpoint,
+            "http://collector:4318/v1/traces"
+        );
         assert_eq!(r.logs.unwrap().endpoint, "http://collector:4318/v1/logs");
-        assert_eq!(r.metrics.unwrap().endpoint, "http://collector:4318/v1/metrics");
+        assert_eq!(
+            r.metrics.unwrap().endpoint,
+            "http://collector:4318/v1/metrics"
+        );
     }
 
     #[test]
     fn signal_endpoint_is_used_as_given_and_beats_generic() {
         let r = resolve(&settings(&[
             (OTEL_EXPORTER_OTLP_ENDPOINT, "http://generic:4318"),
-            (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "http://traces:9999/custom"),
+            (
+                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+                "http://traces:9999/custom",
+            ),
         ]))
         .unwrap();
         assert_eq!(r.traces.unwrap().endpoint, "http://traces:9999/custom");
@@ -1062,7 +1124,10 @@ mod tests {
     #[test]
     fn headers_are_percent_decoded() {
         let r = resolve(&settings(&[
-            (OTEL_EXPORTER_OTLP_HEADERS, "authorization=Basic%20dXNlcjpwYXNz"),
+            (
+                OTEL_EXPORTER_OTLP_HEADERS,
+                "authorization=Basic%20dXNlcjpwYXNz",
+            ),
             (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318"),
         ]))
         .unwrap();
@@ -1089,7 +1154,10 @@ mod tests {
         assert!(r.traces.is_none() && r.logs.is_none() && r.metrics.is_none());
 
         // Code wins over env.
-        let mut s = settings(&[(OTEL_SDK_DISABLED, "true"), (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318")]);
+        let mut s = settings(&[
+            (OTEL_SDK_DISABLED, "true"),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318"),
+        ]);
         s.sdk_disabled = Some(false);
         assert!(resolve(&s).unwrap().traces.is_some());
     }
@@ -1105,8 +1173,11 @@ mod tests {
                 .unwrap()
         };
         assert!(name(&r).starts_with("unknown_service"));
-        let r = resolve(&settings(&[(OTEL_RESOURCE_ATTRIBUTES, "service.name=from-attrs,team=core")]))
-            .unwrap();
+        let r = resolve(&settings(&[(
+            OTEL_RESOURCE_ATTRIBUTES,
+            "service.name=from-attrs,team=core",
+        )]))
+        .unwrap();
         assert_eq!(name(&r), "from-attrs");
         assert!(r.resource.contains(&("team".into(), "core".into())));
         let r = resolve(&settings(&[
@@ -1159,16 +1230,22 @@ mod tests {
 
     #[test]
     fn log_format_and_file_from_env() {
-        let r = resolve(&settings(&[(AXI_LOG_FORMAT, "PRETTY"), (AXI_LOG_FILE, "/tmp/x/app.log")]))
-            .unwrap();
+        let r = resolve(&settings(&[
+            (AXI_LOG_FORMAT, "PRETTY"),
+            (AXI_LOG_FILE, "/tmp/x/app.log"),
+        ]))
+        .unwrap();
         assert_eq!(r.log_format, Some(LogFormat::Pretty));
         assert_eq!(r.log_file.unwrap().path, PathBuf::from("/tmp/x/app.log"));
     }
 
     #[test]
     fn empty_values_count_as_unset() {
-        let r = resolve(&settings(&[(OTEL_EXPORTER_OTLP_ENDPOINT, ""), (OTEL_SERVICE_NAME, " ")]))
-            .unwrap();
+        let r = resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_ENDPOINT, ""),
+            (OTEL_SERVICE_NAME, " "),
+        ]))
+        .unwrap();
         assert!(r.traces.is_none());
     }
 
@@ -1181,7 +1258,11 @@ mod tests {
         let e = err(&[(OTEL_EXPORTER_OTLP_ENDPOINT, "not a url")]);
         assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT));
         assert_eq!(e.value, "not a url");
-        assert!(e.to_string().starts_with("OTEL_EXPORTER_OTLP_ENDPOINT=\"not a url\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("OTEL_EXPORTER_OTLP_ENDPOINT=\"not a url\""),
+            "{e}"
+        );
 
         let e = err(&[(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "localhost:4318")]);
         assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT));
@@ -1189,15 +1270,24 @@ mod tests {
         let e = err(&[(OTEL_EXPORTER_OTLP_ENDPOINT, "ftp://x:21")]);
         assert!(e.reason.contains("scheme"), "{e}");
 
-        let e = err(&[(OTEL_EXPORTER_OTLP_PROTOCOL, "udp"), (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:1")]);
+        let e = err(&[
+            (OTEL_EXPORTER_OTLP_PROTOCOL, "udp"),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:1"),
+        ]);
         assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_PROTOCOL));
         assert_eq!(e.value, "udp");
 
-        let e = err(&[(OTEL_TRACES_SAMPLER, "traceidratio"), (OTEL_TRACES_SAMPLER_ARG, "1.5")]);
+        let e = err(&[
+            (OTEL_TRACES_SAMPLER, "traceidratio"),
+            (OTEL_TRACES_SAMPLER_ARG, "1.5"),
+        ]);
         assert_eq!(e.setting, Source::Env(OTEL_TRACES_SAMPLER_ARG));
         assert_eq!(e.value, "1.5");
 
-        let e = err(&[(OTEL_TRACES_SAMPLER, "traceidratio"), (OTEL_TRACES_SAMPLER_ARG, "half")]);
+        let e = err(&[
+            (OTEL_TRACES_SAMPLER, "traceidratio"),
+            (OTEL_TRACES_SAMPLER_ARG, "half"),
+        ]);
         assert_eq!(e.setting, Source::Env(OTEL_TRACES_SAMPLER_ARG));
 
         let e = err(&[(OTEL_TRACES_SAMPLER, "jaeger_remote")]);
@@ -1211,7 +1301,10 @@ mod tests {
         let e = err(&[(OTEL_RESOURCE_ATTRIBUTES, "k=%zz")]);
         assert!(e.reason.contains("percent"), "{e}");
 
-        let e = err(&[(OTEL_EXPORTER_OTLP_TIMEOUT, "10s"), (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:1")]);
+        let e = err(&[
+            (OTEL_EXPORTER_OTLP_TIMEOUT, "10s"),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:1"),
+        ]);
         assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_TIMEOUT));
 
         let e = err(&[(OTEL_SDK_DISABLED, "yes")]);
@@ -1229,7 +1322,10 @@ mod tests {
         let e = err(&[(AXI_LOG_FORMAT, "xml")]);
         assert_eq!(e.setting, Source::Env(AXI_LOG_FORMAT));
 
-        let e = err(&[(OTEL_EXPORTER_OTLP_HEADERS, "bad header=x"), (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:1")]);
+        let e = err(&[
+            (OTEL_EXPORTER_OTLP_HEADERS, "bad header=x"),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:1"),
+        ]);
         assert_eq!(e.setting, Source::Env(OTEL_EXPORTER_OTLP_HEADERS));
     }
 
@@ -1239,7 +1335,10 @@ mod tests {
         s.sampler = Some(Sampler::TraceIdRatio(2.0));
         let e = resolve(&s).unwrap_err();
         assert_eq!(e.setting, Source::Code("sampler"));
-        assert!(e.to_string().starts_with("TelemetryBuilder::sampler="), "{e}");
+        assert!(
+            e.to_string().starts_with("TelemetryBuilder::sampler="),
+            "{e}"
+        );
 
         let mut s = settings(&[]);
         s.otlp.endpoint = Some("http//missing-colon".into());

@@ -37,7 +37,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(setting: Source, value: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        setting: Source,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Self {
             setting,
             value: value.into(),

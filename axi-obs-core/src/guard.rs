@@ -99,7 +99,9 @@ impl TelemetryGuard {
             });
         match spawned {
             Ok(_) => rx.await.unwrap_or(Err(ShutdownError::Timeout(timeout))),
-            Err(e) => Err(ShutdownError::Export(format!("cannot start the shutdown thread: {e}"))),
+            Err(e) => Err(ShutdownError::Export(format!(
+                "cannot start the shutdown thread: {e}"
+            ))),
         }
     }
 }

@@ -101,7 +101,9 @@ pub mod testing;
 mod traces;
 
 pub use builder::{OtlpConfig, Telemetry, TelemetryBuilder, global_metrics, init, try_init};
-pub use config::{Env, Exporter, LogFile, LogFormat, Propagator, Protocol, Rotation, Sampler, Signal};
+pub use config::{
+    Env, Exporter, LogFile, LogFormat, Propagator, Protocol, Rotation, Sampler, Signal,
+};
 pub use error::{ConfigError, InitError, ShutdownError, Source};
 pub use guard::TelemetryGuard;
 pub use metrics::{MetricsHandle, MetricsRecorder};

@@ -181,7 +181,11 @@ impl<T: Send + 'static> Batcher<T> {
     }
 
     /// Exports what is batched plus everything queued now.
-    async fn drain(&mut self, rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) -> Result<(), String> {
+    async fn drain(
+        &mut self,
+        rx: &mut mpsc::Receiver<T>,
+        batch: &mut Vec<T>,
+    ) -> Result<(), String> {
         let mut result = Ok(());
         while let Ok(item) = rx.try_recv() {
             batch.push(item);

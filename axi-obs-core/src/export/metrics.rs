@@ -64,12 +64,20 @@ pub(crate) fn to_request(
             points += f.series.len() as u64;
             let data = match f.kind {
                 MetricKind::Counter => metric::Data::Sum(Sum {
-                    data_points: f.series.iter().map(|s| number(&s.labels, &s.value)).collect(),
+                    data_points: f
+                        .series
+                        .iter()
+                        .map(|s| number(&s.labels, &s.value))
+                        .collect(),
                     aggregation_temporality: AggregationTemporality::Cumulative as i32,
                     is_monotonic: true,
                 }),
                 MetricKind::Gauge => metric::Data::Gauge(Gauge {
-                    data_points: f.series.iter().map(|s| number(&s.labels, &s.value)).collect(),
+                    data_points: f
+                        .series
+                        .iter()
+                        .map(|s| number(&s.labels, &s.value))
+                        .collect(),
                 }),
                 MetricKind::Histogram => metric::Data::Histogram(Histogram {
                     data_points: f

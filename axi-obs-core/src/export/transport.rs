@@ -120,10 +120,7 @@ impl Transport {
                 );
                 headers.insert(
                     http::header::USER_AGENT,
-                    http::HeaderValue::from_static(concat!(
-                        "axi-obs/",
-                        env!("CARGO_PKG_VERSION")
-                    )),
+                    http::HeaderValue::from_static(concat!("axi-obs/", env!("CARGO_PKG_VERSION"))),
                 );
                 let client = reqwest::Client::builder()
                     .timeout(target.timeout)
@@ -240,7 +237,11 @@ impl Transport {
         metadata: &tonic::metadata::MetadataMap,
         request: &Request,
     ) -> Result<(), ExportError> {
-        fn req<T>(msg: T, metadata: &tonic::metadata::MetadataMap, timeout: Duration) -> tonic::Request<T> {
+        fn req<T>(
+            msg: T,
+            metadata: &tonic::metadata::MetadataMap,
+            timeout: Duration,
+        ) -> tonic::Request<T> {
             let mut r = tonic::Request::new(msg);
             *r.metadata_mut() = metadata.clone();
             r.set_timeout(timeout);

@@ -87,7 +87,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'a> MakeWriter<'a> + 'static,
 {
-    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
         if attrs.fields().is_empty() {
             return;
         }
@@ -99,7 +104,12 @@ where
         }
     }
 
-    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         match ext.get_mut::<SpanFields>() {
@@ -148,7 +158,10 @@ where
             sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
         });
         if let Some((trace_id, span_id)) = ids {
-            let _ = write!(buf, ",\"trace.id\":\"{trace_id}\",\"span.id\":\"{span_id}\"");
+            let _ = write!(
+                buf,
+                ",\"trace.id\":\"{trace_id}\",\"span.id\":\"{span_id}\""
+            );
         }
 
         let mut seen: smallvec::SmallVec<[&'static str; 16]> = smallvec::SmallVec::new();
@@ -177,7 +190,10 @@ where
             }
         }
         buf.push_str("}\n");
-        let _ = self.make_writer.make_writer_for(meta).write_all(buf.as_bytes());
+        let _ = self
+            .make_writer
+            .make_writer_for(meta)
+            .write_all(buf.as_bytes());
     }
 }
 
@@ -441,7 +457,10 @@ mod tests {
     #[test]
     fn timestamps() {
         let mut s = String::new();
-        push_rfc3339(&mut s, UNIX_EPOCH + Duration::new(1_764_101_763, 123_456_789));
+        push_rfc3339(
+            &mut s,
+            UNIX_EPOCH + Duration::new(1_764_101_763, 123_456_789),
+        );
         assert_eq!(s, "2025-11-25T20:16:03.123456Z");
         s.clear();
         push_rfc3339(&mut s, UNIX_EPOCH + Duration::from_secs(951_782_400)); // leap day
@@ -461,7 +480,10 @@ mod tests {
     #[test]
     fn event_fields_flattened_with_ecs_names() {
         let buf = Buf::default();
-        let layer = JsonLayer::new(buf.clone(), [("service.name", "shop"), ("service.version", "1.2.3")]);
+        let layer = JsonLayer::new(
+            buf.clone(),
+            [("service.name", "shop"), ("service.version", "1.2.3")],
+        );
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request", request_id = "r-1", user = 7);
@@ -469,7 +491,13 @@ mod tests {
             let inner = tracing::info_span!("db", user = 8);
             let _g2 = inner.enter();
             let err = std::io::Error::other("disk full");
-            tracing::warn!(order_id = 42u64, ok = true, ratio = 0.5, error = &err as &dyn std::error::Error, "order \"placed\"");
+            tracing::warn!(
+                order_id = 42u64,
+                ok = true,
+                ratio = 0.5,
+                error = &err as &dyn std::error::Error,
+                "order \"placed\""
+            );
             tracing::info!(target: "custom", { log.level = "x", nan = f64::NAN }, "second");
         });
         let l = lines(&buf);
@@ -487,7 +515,10 @@ mod tests {
         assert_eq!(a["user"], 8, "the innermost span wins");
         assert!(a["log.logger"].as_str().unwrap().contains("json"));
         assert!(a["@timestamp"].as_str().unwrap().ends_with('Z'));
-        assert!(a.get("trace.id").is_none(), "no OpenTelemetry layer, no trace id");
+        assert!(
+            a.get("trace.id").is_none(),
+            "no OpenTelemetry layer, no trace id"
+        );
         let b = &l[1];
         assert_eq!(b["log.logger"], "custom");
         assert_eq!(b["log.level"], "INFO");

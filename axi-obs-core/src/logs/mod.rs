@@ -74,18 +74,23 @@ pub(crate) struct LocalLogs {
 }
 
 /// Builds the local log layer writing to standard output or the configured file.
-pub(crate) fn local(
-    resolved: &Resolved,
-    dropped: Arc<AtomicU64>,
-) -> Result<LocalLogs, InitError> {
-    let (out, is_terminal): (Box<dyn std::io::Write + Send>, bool) = match &resolved.log_file {
-        Some(file) => (Box::new(open_file(file)?), false),
-        None => {
-            let stdout = std::io::stdout();
-            let tty = stdout.is_terminal();
-            (Box::new(stdout), tty)
-        }
-    };
+pub(crate) fn local(resolved: &Resolved, dropped: Arc<AtomicU64>) -> Result<LocalLogs, InitError> {
+    let custom = resolved.log_writer.as_ref().and_then(|slot| {
+        slot.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    });
+    let (out, is_terminal): (Box<dyn std::io::Write + Send>, bool) =
+        match (custom, &resolved.log_file) {
+            (Some(w), _) => (w, false),
+            (None, Some(file)) => (Box::new(open_file(file)?), false),
+            (None, None) => {
+                let stdout = std::io::stdout();
+                let tty = stdout.is_terminal();
+                (Box::new(stdout), tty)
+            }
+        };
     let format = resolved.log_format.unwrap_or(if is_terminal {
         LogFormat::Compact
     } else {
@@ -194,7 +199,10 @@ mod tests {
         let file = LogFile::new("/proc/definitely/not/writable/app.log");
         let e = open_file(&file).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("/proc/definitely/not/writable/app.log"), "{msg}");
+        assert!(
+            msg.contains("/proc/definitely/not/writable/app.log"),
+            "{msg}"
+        );
         assert!(msg.contains("AXI_LOG_FILE"), "{msg}");
     }
 
@@ -210,6 +218,9 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 1);
-        assert!(names[0].starts_with("api.") && names[0].ends_with(".log"), "{names:?}");
+        assert!(
+            names[0].starts_with("api.") && names[0].ends_with(".log"),
+            "{names:?}"
+        );
     }
 }

@@ -236,7 +236,9 @@ mod tests {
         let dropped = Arc::new(AtomicU64::new(0));
         let (w, worker) = non_blocking(Box::new(sink.clone()), 1024, dropped.clone()).unwrap();
         for i in 0..100 {
-            w.make_writer().write_all(format!("{i}\n").as_bytes()).unwrap();
+            w.make_writer()
+                .write_all(format!("{i}\n").as_bytes())
+                .unwrap();
         }
         assert!(worker.flush(Instant::now() + Duration::from_secs(5)));
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();

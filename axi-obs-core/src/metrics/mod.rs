@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 pub use naming::MetricKind;
-pub use render::CONTENT_TYPE;
-pub use recorder::{MetricsRecorder, OVERFLOW_LABEL, SERIES_OVERFLOW_METRIC};
 pub(crate) use recorder::RecorderOptions;
+pub use recorder::{MetricsRecorder, OVERFLOW_LABEL, SERIES_OVERFLOW_METRIC};
+pub use render::CONTENT_TYPE;
 pub use storage::{DEFAULT_BUCKETS, HistogramSnapshot, SEMCONV_DURATION_BUCKETS};
 
 pub(crate) use naming::{prometheus_name, ucum};
@@ -246,7 +246,9 @@ impl MetricsHandle {
             });
             let mut labels = vec![(
                 "service.name".to_owned(),
-                info.attr("service.name").unwrap_or("unknown_service").to_owned(),
+                info.attr("service.name")
+                    .unwrap_or("unknown_service")
+                    .to_owned(),
             )];
             if let Some(v) = info.attr("service.version") {
                 labels.push(("service.version".into(), v.into()));
@@ -267,7 +269,8 @@ impl MetricsHandle {
             });
         }
         if info.process {
-            snap.families.extend(process::collect(self.inner.start_time));
+            snap.families
+                .extend(process::collect(self.inner.start_time));
         }
         snap
     }

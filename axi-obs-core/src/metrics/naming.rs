@@ -126,21 +126,43 @@ mod tests {
     #[test]
     fn otel_names_translate_like_the_specification() {
         assert_eq!(
-            prometheus_name("http.server.request.duration", MetricKind::Histogram, Some(Unit::Seconds)),
+            prometheus_name(
+                "http.server.request.duration",
+                MetricKind::Histogram,
+                Some(Unit::Seconds)
+            ),
             "http_server_request_duration_seconds"
         );
         assert_eq!(
-            prometheus_name("http.server.active_requests", MetricKind::Gauge, Some(Unit::Count)),
+            prometheus_name(
+                "http.server.active_requests",
+                MetricKind::Gauge,
+                Some(Unit::Count)
+            ),
             "http_server_active_requests"
         );
         assert_eq!(
-            prometheus_name("http.server.request.body.size", MetricKind::Histogram, Some(Unit::Bytes)),
+            prometheus_name(
+                "http.server.request.body.size",
+                MetricKind::Histogram,
+                Some(Unit::Bytes)
+            ),
             "http_server_request_body_size_bytes"
         );
-        assert_eq!(prometheus_name("requests", MetricKind::Counter, None), "requests_total");
-        assert_eq!(prometheus_name("requests_total", MetricKind::Counter, None), "requests_total");
         assert_eq!(
-            prometheus_name("cpu_seconds_total", MetricKind::Counter, Some(Unit::Seconds)),
+            prometheus_name("requests", MetricKind::Counter, None),
+            "requests_total"
+        );
+        assert_eq!(
+            prometheus_name("requests_total", MetricKind::Counter, None),
+            "requests_total"
+        );
+        assert_eq!(
+            prometheus_name(
+                "cpu_seconds_total",
+                MetricKind::Counter,
+                Some(Unit::Seconds)
+            ),
             "cpu_seconds_total"
         );
         assert_eq!(

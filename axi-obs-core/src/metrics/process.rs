@@ -69,7 +69,11 @@ pub(crate) fn collect(_start: SystemTime) -> Vec<Family> {
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         // The directory handle itself is one of the entries; do not count it.
         let n = dir.count().saturating_sub(1);
-        out.push(gauge("process_open_fds", "Number of open file descriptors.", n as f64));
+        out.push(gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            n as f64,
+        ));
     }
     if let Some(max) = max_fds() {
         out.push(gauge(
@@ -157,13 +161,19 @@ mod tests {
         let line = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 \
                     12345 1048576 300 18446744073709551615";
         let s = parse_stat(line).unwrap();
-        assert_eq!((s.utime, s.stime, s.threads, s.starttime, s.vsize), (250, 50, 7, 12345, 1048576));
+        assert_eq!(
+            (s.utime, s.stime, s.threads, s.starttime, s.vsize),
+            (250, 50, 7, 12345, 1048576)
+        );
     }
 
     #[cfg(target_os = "linux")]
     #[test]
     fn collects_every_standard_metric_on_linux() {
-        let names: Vec<String> = collect(SystemTime::now()).into_iter().map(|f| f.name).collect();
+        let names: Vec<String> = collect(SystemTime::now())
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
         for want in [
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",
@@ -173,7 +183,10 @@ mod tests {
             "process_start_time_seconds",
             "process_threads",
         ] {
-            assert!(names.iter().any(|n| n == want), "missing {want} in {names:?}");
+            assert!(
+                names.iter().any(|n| n == want),
+                "missing {want} in {names:?}"
+            );
         }
     }
 }

@@ -52,7 +52,9 @@ impl CellStorage {
         let seconds = match unit {
             Some(u) => u == Unit::Seconds,
             None => {
-                name.ends_with("_seconds") || name.ends_with(".duration") || name.ends_with("_duration")
+                name.ends_with("_seconds")
+                    || name.ends_with(".duration")
+                    || name.ends_with("_duration")
             }
         };
         if seconds {
@@ -220,10 +222,7 @@ impl MetricsRecorder {
         }
         drop(counts);
         self.note_overflow(key.name());
-        Key::from_parts(
-            key.name_shared(),
-            vec![Label::new(OVERFLOW_LABEL, "true")],
-        )
+        Key::from_parts(key.name_shared(), vec![Label::new(OVERFLOW_LABEL, "true")])
     }
 
     fn note_overflow(&self, name: &str) {
@@ -279,7 +278,9 @@ impl Recorder for MetricsRecorder {
         if let Some(h) = reg.get_histogram(key) {
             return Histogram::from_arc(h);
         }
-        let key = self.admit(MetricKind::Histogram, key, |k| reg.get_histogram(k).is_some());
+        let key = self.admit(MetricKind::Histogram, key, |k| {
+            reg.get_histogram(k).is_some()
+        });
         reg.get_or_create_histogram(&key, |h| Histogram::from_arc(h.clone()))
     }
 }
@@ -322,7 +323,10 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(zero.value.as_counter(), Some(6));
         let folded = snap.family(SERIES_OVERFLOW_METRIC).unwrap();
-        assert_eq!(folded.series[0].labels, vec![("metric".to_owned(), "hits".to_owned())]);
+        assert_eq!(
+            folded.series[0].labels,
+            vec![("metric".to_owned(), "hits".to_owned())]
+        );
         assert_eq!(folded.series[0].value.as_counter(), Some(7));
     }
 

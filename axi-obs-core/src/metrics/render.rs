@@ -100,7 +100,13 @@ fn prometheus_labels(labels: &[(String, String)]) -> Vec<(String, String)> {
     out
 }
 
-fn sample(out: &mut String, name: &str, suffix: &str, labels: &[(String, String)], le: Option<&str>) {
+fn sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &[(String, String)],
+    le: Option<&str>,
+) {
     out.push_str(name);
     out.push_str(suffix);
     if !labels.is_empty() || le.is_some() {
@@ -215,7 +221,16 @@ work_duration_seconds_count{http_route="/x"} 2
     #[test]
     fn floats_render_like_go() {
         let mut s = String::new();
-        for v in [1.0, 0.005, -2.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-7, 1e20] {
+        for v in [
+            1.0,
+            0.005,
+            -2.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-7,
+            1e20,
+        ] {
             super::push_float(&mut s, v);
             s.push(' ');
         }

@@ -20,6 +20,8 @@
 //! Tests run in parallel threads; each `Capture` sees only what runs inside its own
 //! [`run`](Capture::run) (the subscriber and recorder are thread-scoped defaults).
 
+mod otlp;
+
 use std::sync::{Arc, Mutex, PoisonError};
 
 use opentelemetry::trace::TracerProvider as _;
@@ -32,6 +34,9 @@ use crate::logs::JsonLayer;
 use crate::metrics::{Info, MetricsHandle, MetricsRecorder, RecorderOptions, Snapshot};
 
 pub use opentelemetry_sdk::trace::SpanData as CapturedSpan;
+pub use otlp::{
+    OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, attr, hex, proto, value_string,
+};
 
 /// Collects what code under test emits. See the [module documentation](self).
 #[derive(Debug)]
