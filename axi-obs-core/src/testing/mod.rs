@@ -183,3 +183,41 @@ impl Capture {
             .into_owned()
     }
 }
+
+/// Environment variable naming the folder that holds the peer binaries tests run against
+/// (`prometheus`, `promtool`, ...); set by `scripts/install-peers.sh`.
+pub const PEERS_BIN_ENV: &str = "AXI_PEERS_BIN";
+/// Environment variable that, set to `1`, makes a missing peer a test failure instead of a skip.
+pub const REQUIRE_PEERS_ENV: &str = "AXI_REQUIRE_PEERS";
+
+/// Locates the external tool `name` a test runs against, in `$AXI_PEERS_BIN`, then `PATH`.
+///
+/// When it is missing: with `AXI_REQUIRE_PEERS=1` (as `scripts/test.sh` and CI set it) this
+/// panics; otherwise it prints a notice and returns `None`, so the test can skip.
+///
+/// # Panics
+///
+/// If the tool is missing and peers are required.
+pub fn peer(name: &str) -> Option<std::path::PathBuf> {
+    let dirs = std::env::var_os(PEERS_BIN_ENV)
+        .into_iter()
+        .chain(std::env::var_os("PATH"))
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
+    for dir in dirs {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    if std::env::var(REQUIRE_PEERS_ENV).as_deref() == Ok("1") {
+        panic!(
+            "peer `{name}` not found in ${PEERS_BIN_ENV} or PATH, and {REQUIRE_PEERS_ENV}=1; \
+             run scripts/install-peers.sh"
+        );
+    }
+    eprintln!(
+        "SKIPPED: peer `{name}` not found (set {PEERS_BIN_ENV}, or run scripts/test.sh, which \
+         installs it)"
+    );
+    None
+}
