@@ -1,19 +1,17 @@
 //! One builder for JSON logs, OTLP traces and logs, and Prometheus / OTLP metrics.
 //!
 //! ```no_run
-//! fn main() {
-//!     // Everything from the environment (OTEL_*, RUST_LOG, AXI_LOG_*), code wins where set.
-//!     let _telemetry = axi_obs_core::Telemetry::builder()
-//!         .service_name("shop-api")
-//!         .service_version(env!("CARGO_PKG_VERSION"))
-//!         .install(); // flushes and shuts down when dropped at the end of main
+//! // Everything from the environment (OTEL_*, RUST_LOG, AXI_LOG_*); code wins where set.
+//! let _telemetry = axi_obs_core::Telemetry::builder()
+//!     .service_name("shop-api")
+//!     .service_version(env!("CARGO_PKG_VERSION"))
+//!     .install(); // flushes and shuts down when dropped at the end of main
 //!
-//!     metrics::describe_counter!("orders_total", "Orders placed");
-//!     metrics::counter!("orders_total", "channel" => "web").increment(1);
-//!     let span = tracing::info_span!("checkout", order_id = 42);
-//!     let _entered = span.enter();
-//!     tracing::info!(amount_cents = 1999, "order placed"); // JSON line with trace.id
-//! }
+//! metrics::describe_counter!("orders_total", "Orders placed");
+//! metrics::counter!("orders_total", "channel" => "web").increment(1);
+//! let span = tracing::info_span!("checkout", order_id = 42);
+//! let _entered = span.enter();
+//! tracing::info!(amount_cents = 1999, "order placed"); // JSON line with trace.id
 //! ```
 //!
 //! What you get, with no configuration:

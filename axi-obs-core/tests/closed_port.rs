@@ -1,6 +1,8 @@
 //! Exporting to a closed port while emitting spans and logs at full speed for 10 s: the service
 //! keeps serving, memory stays bounded, losses are counted, and shutdown returns.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

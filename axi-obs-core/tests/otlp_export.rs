@@ -2,6 +2,8 @@
 //! spans, log records and metrics with the configured resource; log records carry their span's
 //! trace id; what was emitted right before shutdown arrives.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 use std::time::Duration;
 
 use axi_obs_core::testing::{OtlpReceiver, attr, hex};

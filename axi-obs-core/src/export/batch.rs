@@ -196,10 +196,10 @@ impl<T: Send + 'static> Batcher<T> {
                 }
             }
         }
-        if !batch.is_empty() {
-            if let Err(e) = self.export(std::mem::take(batch)).await {
-                result = Err(e.to_string());
-            }
+        if !batch.is_empty()
+            && let Err(e) = self.export(std::mem::take(batch)).await
+        {
+            result = Err(e.to_string());
         }
         result
     }

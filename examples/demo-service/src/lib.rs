@@ -39,7 +39,10 @@ pub mod names {
 /// Describes the demo's metrics (units and help text) on the installed recorder.
 pub fn describe_metrics() {
     metrics::describe_counter!(names::ORDERS, "Orders received, by outcome");
-    metrics::describe_histogram!(names::ORDER_VALUE, "Value of created orders, in currency units");
+    metrics::describe_histogram!(
+        names::ORDER_VALUE,
+        "Value of created orders, in currency units"
+    );
     metrics::describe_histogram!(
         names::PAYMENT_DURATION,
         metrics::Unit::Seconds,
@@ -92,10 +95,26 @@ impl AppState {
     /// State serving `/metrics` from `metrics`.
     pub fn new(metrics: MetricsHandle) -> Self {
         let products = vec![
-            Product { id: 1, name: "Keyboard".into(), price_cents: 4_999 },
-            Product { id: 2, name: "Mouse".into(), price_cents: 1_999 },
-            Product { id: 3, name: "Monitor".into(), price_cents: 18_999 },
-            Product { id: 4, name: "Cable".into(), price_cents: 599 },
+            Product {
+                id: 1,
+                name: "Keyboard".into(),
+                price_cents: 4_999,
+            },
+            Product {
+                id: 2,
+                name: "Mouse".into(),
+                price_cents: 1_999,
+            },
+            Product {
+                id: 3,
+                name: "Monitor".into(),
+                price_cents: 18_999,
+            },
+            Product {
+                id: 4,
+                name: "Cable".into(),
+                price_cents: 599,
+            },
         ];
         Self {
             products: Arc::new(products),
@@ -149,7 +168,12 @@ async fn create_order(
 ) -> Result<(StatusCode, Json<Order>), (StatusCode, Json<serde_json::Value>)> {
     let reject = |reason: &str| {
         metrics::counter!(names::ORDERS, "status" => "rejected").increment(1);
-        tracing::warn!(product_id = req.product_id, quantity = req.quantity, reason, "order rejected");
+        tracing::warn!(
+            product_id = req.product_id,
+            quantity = req.quantity,
+            reason,
+            "order rejected"
+        );
         (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(serde_json::json!({ "error": reason })),
@@ -220,7 +244,11 @@ pub async fn generate_load(base: String, rps: u32) {
                         .post(format!("{base}/api/orders"))
                         .json(&NewOrder {
                             product_id: 1 + (n % 5) as u32,
-                            quantity: if n % 23 == 0 { 0 } else { 1 + (n % 3) as u32 },
+                            quantity: if n.is_multiple_of(23) {
+                                0
+                            } else {
+                                1 + (n % 3) as u32
+                            },
                         })
                         .send()
                         .await

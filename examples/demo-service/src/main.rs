@@ -47,7 +47,10 @@ async fn main() -> anyhow::Result<()> {
     eprintln!(
         "demo-service listening on {base}\n  try: curl {base}/api/products\n  metrics: {base}/metrics\n{}",
         if args.load {
-            format!("  generating about {} requests per second (--load)", args.load_rps)
+            format!(
+                "  generating about {} requests per second (--load)",
+                args.load_rps
+            )
         } else {
             "  run with --load to generate traffic".to_owned()
         }

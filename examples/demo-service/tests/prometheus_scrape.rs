@@ -1,6 +1,8 @@
 //! A real Prometheus 3.x scrapes the demo: `up` is 1, and the process metrics and application
 //! metrics are queryable through its HTTP API.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 mod support;
 
 use std::process::{Command, Stdio};
@@ -13,7 +15,8 @@ fn query(prom: &str, q: &str) -> Option<Vec<serde_json::Value>> {
         "{prom}/api/v1/query?query={}",
         q.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' =>
+                    (b as char).to_string(),
                 _ => format!("%{b:02X}"),
             })
             .collect::<String>()
@@ -47,14 +50,19 @@ fn prometheus_scrapes_the_demo() {
     let _prometheus = Killed(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    poll(Duration::from_secs(60), "Prometheus ready", || get(&format!("{prom}/-/ready")));
+    poll(Duration::from_secs(60), "Prometheus ready", || {
+        get(&format!("{prom}/-/ready"))
+    });
 
     let up = poll(Duration::from_secs(60), "up{job=\"demo\"} == 1", || {
         let r = query(&prom, "up{job=\"demo\"}")?;

@@ -1,5 +1,7 @@
 //! The demo's `/metrics` page passes `promtool check metrics` (Prometheus 3.x) with no findings.
 
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
 mod support;
 
 use std::io::Write;
@@ -15,13 +17,17 @@ fn metrics_page_passes_promtool_check_metrics() {
     };
     let demo = Demo::start(&[]);
     // Wait until the load has produced business metrics of every kind.
-    let page = poll(Duration::from_secs(60), "business metrics on /metrics", || {
-        let page = get(&demo.url("/metrics"))?;
-        (page.contains("shop_orders_total{status=\"created\"}")
-            && page.contains("shop_orders_total{status=\"rejected\"}")
-            && page.contains("shop_payment_duration_seconds_bucket"))
-        .then_some(page)
-    });
+    let page = poll(
+        Duration::from_secs(60),
+        "business metrics on /metrics",
+        || {
+            let page = get(&demo.url("/metrics"))?;
+            (page.contains("shop_orders_total{status=\"created\"}")
+                && page.contains("shop_orders_total{status=\"rejected\"}")
+                && page.contains("shop_payment_duration_seconds_bucket"))
+            .then_some(page)
+        },
+    );
     let mut child = Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -29,13 +35,22 @@ fn metrics_page_passes_promtool_check_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let findings = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "promtool failed ({}):\n{findings}\n--- page ---\n{page}", out.status);
+    assert!(
+        out.status.success(),
+        "promtool failed ({}):\n{findings}\n--- page ---\n{page}",
+        out.status
+    );
     assert_eq!(findings.trim(), "", "promtool reported findings");
 }

@@ -37,7 +37,13 @@ impl Demo {
                     && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["message"] == "listening"
                 {
-                    let _ = tx.send(v["address"].as_str().unwrap().parse::<SocketAddr>().unwrap());
+                    let _ = tx.send(
+                        v["address"]
+                            .as_str()
+                            .unwrap()
+                            .parse::<SocketAddr>()
+                            .unwrap(),
+                    );
                     sent = true;
                 }
                 // Keep draining so the child never blocks on a full pipe.

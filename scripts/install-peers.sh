@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the real peers axi-obs's tests run against, into a cache folder (no system-wide
+# install): Prometheus 3.x + promtool, Alertmanager + amtool, node_exporter, unpacked from
+# Debian unstable's packages (current upstream releases; Debian 12's own are older).
+#
+#   usage: scripts/install-peers.sh [DIR]    DIR defaults to $AXI_PEERS_DIR or ~/.cache/axi-obs-peers
+#
+# Prints the folder holding the binaries on its last line; scripts/test.sh exports it as
+# AXI_PEERS_BIN. A second run with everything in place does nothing and takes milliseconds.
+set -euo pipefail
+dir=${1:-${AXI_PEERS_DIR:-$HOME/.cache/axi-obs-peers}}
+bin=$dir/root/usr/bin
+need=(prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter)
+have_all=1
+for b in "${need[@]}"; do [[ -x $bin/$b ]] || have_all=0; done
+if [[ $have_all == 1 ]]; then
+  echo "$bin"; exit 0
+fi
+command -v apt-get >/dev/null || { echo "install-peers: apt-get is needed to fetch Debian packages" >&2; exit 1; }
+mkdir -p "$dir/apt/lists/partial" "$dir/apt/etc" "$dir/apt/cache/archives/partial" "$dir/debs" "$dir/root"
+cat >"$dir/apt/etc/sources.list" <<'LIST'
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main
+LIST
+o=(-oDir::State::Lists="$dir/apt/lists" -oDir::Etc::SourceList="$dir/apt/etc/sources.list"
+   -oDir::Etc::SourceParts=/nonexistent -oDir::Cache="$dir/apt/cache" -oAPT::Sandbox::User=root)
+echo "install-peers: fetching Prometheus, promtool, Alertmanager, node_exporter into $dir" >&2
+apt-get "${o[@]}" -qq update >&2
+( cd "$dir/debs" && apt-get "${o[@]}" -qq download prometheus promtool prometheus-alertmanager prometheus-node-exporter >&2 )
+for f in "$dir"/debs/*.deb; do dpkg -x "$f" "$dir/root"; done
+ln -sf prometheus-alertmanager "$bin/alertmanager"
+ln -sf prometheus-node-exporter "$bin/node_exporter"
+# Debian's Alertmanager reads its built-in templates from this absolute path; link it when we
+# may (root in CI), else Alertmanager tests will say what is missing.
+if [[ ! -e /usr/share/prometheus/alertmanager/default.tmpl ]] && mkdir -p /usr/share/prometheus 2>/dev/null; then
+  ln -sfn "$dir/root/usr/share/prometheus/alertmanager" /usr/share/prometheus/alertmanager || true
+fi
+for b in prometheus promtool alertmanager node_exporter; do
+  "$bin/$b" --version 2>&1 | head -1 >&2
+done
+echo "$bin"

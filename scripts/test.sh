@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against the real peers: installs them into a cache first
+# (scripts/install-peers.sh), then `cargo test`. Tests that need a peer fail, not skip, here.
+#
+#   usage: scripts/test.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(scripts/install-peers.sh | tail -n 1)
+export AXI_PEERS_BIN="$bin"
+export AXI_REQUIRE_PEERS=1
+# Upstream conformance data (Prometheus/Alertmanager test files), read in place, never copied.
+if [[ -z ${AXI_CONFORMANCE_DIR:-} && -d ../shared/conformance ]]; then
+  export AXI_CONFORMANCE_DIR=$(cd ../shared/conformance && pwd)
+fi
+cargo test --workspace "$@"
