@@ -77,7 +77,7 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `testing` | no | [`testing::capture`]: metrics, spans and log lines of one test, without globals |
+//! | `testing` | no | [`testing::Capture`] (metrics, spans and log lines of one test, without globals), [`testing::OtlpReceiver`] (an in-process OTLP receiver), [`testing::peer`] |
 //!
 //! TLS for OTLP endpoints is not built in: export to a local collector (the usual
 //! single-server setup) over plain HTTP or gRPC; `https://` endpoints are refused with an

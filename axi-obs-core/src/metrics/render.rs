@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::naming::{prometheus_name, sanitize_label_name};
 use super::{Family, MetricKind, Snapshot, Value};
 
-/// The `Content-Type` of [`render`]'s output.
+/// The `Content-Type` of [`MetricsHandle::render`](super::MetricsHandle::render)'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(crate) fn render(snapshot: &Snapshot) -> String {

@@ -1,0 +1,95 @@
+//! Process-global installation: the first install wins, a second one is a typed error
+//! (`try_install`) or a clear panic (`install`). This file is its own test process, so the
+//! globals it sets cannot leak into other tests.
+
+#![allow(clippy::unwrap_used)]
+
+use axi_obs_core::{Env, InitError, Telemetry};
+
+#[test]
+fn second_install_is_an_error_and_install_panics_clearly() {
+    let builder = || {
+        Telemetry::builder()
+            .env(Env::empty())
+            .service_name("install-test")
+            .log_writer(std::io::sink())
+    };
+    let guard = builder().try_install().expect("first install");
+    assert!(axi_obs_core::global_metrics().is_some());
+    // The global recorder is ours: a counter recorded anywhere shows up on the page.
+    metrics::counter!("installed_total").increment(1);
+    let page = axi_obs_core::global_metrics().unwrap().render();
+    assert!(page.contains("installed_total 1"), "{page}");
+    // The global propagator is W3C trace context + baggage.
+    let fields: Vec<String> =
+        opentelemetry::global::get_text_map_propagator(|p| p.fields().map(str::to_owned).collect());
+    assert!(fields.contains(&"traceparent".to_owned()) && fields.contains(&"baggage".to_owned()));
+
+    match builder().try_install() {
+        Err(InitError::AlreadyInstalled(what)) => assert_eq!(what, "axi-obs telemetry"),
+        other => panic!("expected AlreadyInstalled, got {other:?}"),
+    }
+    let panic = std::panic::catch_unwind(|| builder().install()).unwrap_err();
+    let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains("cannot install telemetry") && msg.contains("already installed"),
+        "{msg}"
+    );
+    drop(guard);
+}
+
+#[test]
+fn bad_log_file_is_an_init_error_naming_the_path() {
+    let e = Telemetry::builder()
+        .env(Env::from_pairs([(
+            "AXI_LOG_FILE",
+            "/proc/no/such/dir/app.log",
+        )]))
+        .build()
+        .unwrap_err();
+    match &e {
+        InitError::LogFile { path, .. } => {
+            assert_eq!(path, std::path::Path::new("/proc/no/such/dir/app.log"))
+        }
+        other => panic!("expected LogFile, got {other:?}"),
+    }
+    assert!(e.to_string().contains("AXI_LOG_FILE"), "{e}");
+}
+
+/// With no endpoint configured, no export thread exists: nothing can dial out.
+#[test]
+fn no_endpoint_no_export_thread() {
+    let threads = || -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|s| s.trim().to_owned())
+            .collect()
+    };
+    let parts = Telemetry::builder()
+        .env(Env::empty())
+        .log_writer(std::io::sink())
+        .build()
+        .unwrap();
+    assert!(parts.tracer_provider.is_none() && parts.logger_provider.is_none());
+    assert!(
+        !threads().iter().any(|t| t.starts_with("axi-obs-export")),
+        "{:?}",
+        threads()
+    );
+    let with_endpoint = Telemetry::builder()
+        .env(Env::from_pairs([(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://127.0.0.1:9",
+        )]))
+        .log_writer(std::io::sink())
+        .build()
+        .unwrap();
+    assert!(
+        threads().iter().any(|t| t.starts_with("axi-obs-export")),
+        "{:?}",
+        threads()
+    );
+    drop(with_endpoint);
+    drop(parts);
+}
