@@ -16,5 +16,5 @@ cargo test --workspace "$@"
 # Export and shutdown once more pinned to a single CPU: the known exporter deadlocks of
 # current-thread runtimes and 1-vCPU machines must not exist here.
 if command -v taskset >/dev/null; then
-  taskset -c 0 cargo test -p axi-obs-core --test otlp_export --test closed_port "$@"
+  taskset -c 0 cargo test --workspace --test otlp_export --test closed_port "$@"
 fi

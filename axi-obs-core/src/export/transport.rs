@@ -214,7 +214,7 @@ impl Transport {
                 } else {
                     ExportError::Http {
                         url: self.url.clone(),
-                        message: error_chain(&e),
+                        message: crate::error_chain(&e),
                     }
                 }
             })?;
@@ -269,13 +269,3 @@ impl Transport {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}

@@ -168,19 +168,9 @@ fn open_file(file: &LogFile) -> Result<tracing_appender::rolling::RollingFileApp
     }
     builder
         .build(dir)
-        .map_err(|e| err(std::io::Error::other(error_chain(&e))))
+        .map_err(|e| err(std::io::Error::other(crate::error_chain(&e))))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
 
 #[cfg(test)]
 mod tests {
