@@ -327,14 +327,17 @@ impl TelemetryBuilder {
             })
         };
 
-        let tracer_provider: Option<SdkTracerProvider> = match (&r.traces, &runtime) {
+        // Spans exist (and carry W3C ids into logs and outgoing requests) whenever the SDK is
+        // enabled; they are exported only when a traces endpoint is configured.
+        let span_queue = match (&r.traces, &runtime) {
             (Some(target), Some(rt)) => {
                 let t = transport(target, config::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)?;
-                let q = SpanQueue::start(rt, t, &r.resource, &r, Some(&recorder));
-                Some(crate::traces::provider(&r.sampler, &r.resource, Some(q)))
+                Some(SpanQueue::start(rt, t, &r.resource, &r, Some(&recorder)))
             }
             _ => None,
         };
+        let tracer_provider: Option<SdkTracerProvider> =
+            (!r.sdk_disabled).then(|| crate::traces::provider(&r.sampler, &r.resource, span_queue));
         let logger_provider: Option<SdkLoggerProvider> = match (&r.logs, &runtime) {
             (Some(target), Some(rt)) => {
                 let t = transport(target, config::OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)?;
@@ -461,7 +464,8 @@ pub struct Telemetry {
     pub recorder: MetricsRecorder,
     /// The configured W3C propagators.
     pub propagator: TextMapCompositePropagator,
-    /// The tracer provider, when traces are exported.
+    /// The tracer provider; `None` only when the SDK is disabled. Spans are exported only
+    /// when a traces endpoint is configured, but always get W3C ids (for logs and propagation).
     pub tracer_provider: Option<SdkTracerProvider>,
     /// The logger provider, when logs are exported.
     pub logger_provider: Option<SdkLoggerProvider>,
@@ -491,17 +495,12 @@ impl Telemetry {
     }
 
     fn install(self) -> Result<TelemetryGuard, InitError> {
-        if tracing::dispatcher::has_been_set() {
-            return Err(InitError::AlreadyInstalled(
-                "another global tracing subscriber is set",
-            ));
-        }
         let handle = self.recorder.handle();
-        metrics::set_global_recorder(self.recorder)
-            .map_err(|_| InitError::AlreadyInstalled("another global metrics recorder is set"))?;
         let subscriber = tracing_subscriber::registry().with(self.layer);
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| InitError::AlreadyInstalled("another global tracing subscriber is set"))?;
+        metrics::set_global_recorder(self.recorder)
+            .map_err(|_| InitError::AlreadyInstalled("another global metrics recorder is set"))?;
         // Route `log` records into tracing; another logger may already own `log`.
         let _ = tracing_log::LogTracer::init();
         if let Some(p) = self.tracer_provider {
@@ -540,9 +539,15 @@ mod tests {
     #[test]
     fn build_sets_no_global_and_starts_no_export_thread_without_endpoints() {
         let t = Telemetry::builder().env(Env::empty()).build().unwrap();
-        assert!(t.tracer_provider.is_none());
         assert!(t.logger_provider.is_none());
-        assert!(!tracing::dispatcher::has_been_set());
+        let disabled = Telemetry::builder()
+            .env(Env::from_pairs([("OTEL_SDK_DISABLED", "true")]))
+            .build()
+            .unwrap();
+        assert!(disabled.tracer_provider.is_none());
+        assert!(tracing::dispatcher::get_default(|d| {
+            d.is::<tracing::subscriber::NoSubscriber>()
+        }));
         assert!(global_metrics().is_none());
     }
 

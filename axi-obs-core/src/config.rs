@@ -462,6 +462,7 @@ pub struct OtlpTarget {
 /// The configuration after applying code, environment and defaults.
 #[derive(Clone, Debug)]
 pub(crate) struct Resolved {
+    pub(crate) sdk_disabled: bool,
     pub(crate) resource: Vec<(String, String)>,
     pub(crate) vcs_revision: Option<String>,
     pub(crate) log_format: Option<LogFormat>,
@@ -572,6 +573,7 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
     }
 
     Ok(Resolved {
+        sdk_disabled,
         resource,
         vcs_revision: s.vcs_revision.clone(),
         log_format,
@@ -1151,6 +1153,7 @@ mod tests {
             (OTEL_SDK_DISABLED, "true"),
         ]))
         .unwrap();
+        assert!(r.sdk_disabled);
         assert!(r.traces.is_none() && r.logs.is_none() && r.metrics.is_none());
 
         // Code wins over env.

@@ -25,9 +25,11 @@
 //!   always buckets, durations use the OpenTelemetry semantic-convention bounds, each metric
 //!   holds at most 2000 label sets, `process_*`, `target_info` and `service_build_info` are
 //!   included. No port is opened.
-//! * **Traces**: nothing leaves the process until an OTLP endpoint is configured. Then spans
-//!   go out in batches with a parent-based sampler, logs go out as OTLP log records carrying
-//!   their span's trace id, and metrics are pushed every 60 s.
+//! * **Traces**: `tracing` spans are OpenTelemetry spans with W3C ids (so log lines carry
+//!   `trace.id` and outgoing requests can propagate context) from the start, but nothing
+//!   leaves the process until an OTLP endpoint is configured. Then spans go out in batches
+//!   with a parent-based sampler, logs go out as OTLP log records carrying their span's trace
+//!   id, and metrics are pushed every 60 s. `OTEL_SDK_DISABLED=true` removes the span layer.
 //!
 //! Everything that could hurt the host is bounded: export runs on its own thread behind
 //! bounded queues; full queues drop and count (`axi_obs_export_items_total`,

@@ -71,7 +71,7 @@ fn no_endpoint_no_export_thread() {
         .log_writer(std::io::sink())
         .build()
         .unwrap();
-    assert!(parts.tracer_provider.is_none() && parts.logger_provider.is_none());
+    assert!(parts.logger_provider.is_none());
     assert!(
         !threads().iter().any(|t| t.starts_with("axi-obs-export")),
         "{:?}",
@@ -92,4 +92,50 @@ fn no_endpoint_no_export_thread() {
     );
     drop(with_endpoint);
     drop(parts);
+}
+
+/// Log lines inside a span carry `trace.id` / `span.id` even when nothing is exported.
+#[test]
+fn json_lines_carry_trace_ids_without_any_exporter() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let parts = Telemetry::builder()
+        .env(Env::empty())
+        .service_name("ids")
+        .log_format(axi_obs_core::LogFormat::Json)
+        .log_writer(sink.clone())
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(parts.layer);
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info!("outside");
+        let _s = tracing::info_span!("request").entered();
+        tracing::info!("inside");
+    });
+    parts.guard.force_flush().unwrap();
+    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].get("trace.id").is_none());
+    let id = lines[1]["trace.id"].as_str().unwrap();
+    assert_eq!(id.len(), 32);
+    assert_ne!(id, "00000000000000000000000000000000");
+    assert_eq!(lines[1]["span.id"].as_str().unwrap().len(), 16);
 }

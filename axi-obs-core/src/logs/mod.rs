@@ -171,7 +171,6 @@ fn open_file(file: &LogFile) -> Result<tracing_appender::rolling::RollingFileApp
         .map_err(|e| err(std::io::Error::other(crate::error_chain(&e))))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
