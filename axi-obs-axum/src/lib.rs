@@ -1,9 +1,84 @@
-//! axum integration for axi-obs: **not yet implemented** (issue "axi-obs-axum: one layer for
-//! HTTP metrics, server spans, request ids and access logs").
+//! One layer for axum: HTTP metrics with OpenTelemetry semantic-convention names, a server
+//! span continuing the caller's W3C trace, a request id, and one access-log line per request;
+//! plus the `/metrics`, `/healthz`, `/readyz` and `/version` routes.
 //!
-//! This crate will hold a tower layer for axum 0.8 routers that records
-//! `http.server.request.duration` / `http.server.active_requests` with OpenTelemetry
-//! semantic-convention names, a server span continuing the caller's W3C trace, a request id
-//! and one access-log line per request, plus the `/metrics`, `/healthz`, `/readyz` and
-//! `/version` routes. Until then it exports nothing; use `axi_obs_core::MetricsHandle::render`
-//! to serve `/metrics` yourself.
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     let _telemetry = axi_obs_core::Telemetry::builder().service_name("shop-api").install();
+//!     let app = Router::new()
+//!         .route("/api/products/{id}", get(|| async { "a product" }))
+//!         .layer(axi_obs_axum::ObsLayer::new())      // after the routes it observes
+//!         .merge(axi_obs_axum::ObsRoutes::new().version(axi_obs_axum::version_info!()).into_router());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+//!     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+//!         .await
+//!         .unwrap();
+//! }
+//! ```
+//!
+//! # What one request produces
+//!
+//! | signal | what |
+//! |---|---|
+//! | metrics | `http.server.request.duration` (Prometheus `http_server_request_duration_seconds`, buckets `0.005 … 10`) with `http_request_method` (unknown methods `_OTHER`), `http_route` (the matched template; `unmatched` otherwise, never the raw path), `http_response_status_code`, `url_scheme`, `network_protocol_version`, `error_type` on 5xx; `http.server.active_requests`; optionally body sizes; optionally [`Naming::AxumPrometheus`] names |
+//! | span | `"{method} {route}"`, kind server, semconv attributes, parent from `traceparent` / `tracestate` / `baggage`; status error only for 5xx and panics; optionally `traceparent` on the response |
+//! | request id | a valid incoming `x-request-id` (1–128 of `A-Za-z0-9-_.:@/+=`) or a new random one; echoed on the response, in the request's extensions as [`RequestId`], on the span and every log line inside it (`http.request.id`) |
+//! | access log | one event (target `axi_obs_axum::access`): method, route, path without query, status, `event.duration` (ns), `duration_ms`, request id, trace id (from the span), client address, user agent; INFO, 5xx at ERROR, 2xx sampling optional. No header but `User-Agent` is ever logged: `Authorization`, `Cookie`, `Set-Cookie`, API keys and query strings (by default) never reach a log |
+//! | panics | a handler panic becomes a `500`, counted and logged with the request id; the server keeps running |
+//!
+//! `/metrics`, `/healthz` and `/readyz` are excluded from all of it by default
+//! ([`ObsLayer::exclude_paths`]).
+//!
+//! # Where to put the layer
+//!
+//! ```text
+//!            request
+//!               │
+//!   Router ─────┼── matches a route, inserts MatchedPath
+//!               ▼
+//!   ┌──────────────────────────────┐   Router::layer(ObsLayer): wraps every route added
+//!   │ ObsLayer                      │   *before* the call, and the fallback. Sees
+//!   │  ┌────────────────────────┐   │   MatchedPath, so `http.route` is the template.
+//!   │  │ layers added earlier   │   │   Unmatched requests (404 fallback) are observed
+//!   │  │  ┌──────────────────┐  │   │   with http_route="unmatched".
+//!   │  │  │ handler          │  │   │
+//!   │  │  └──────────────────┘  │   │   Layers added *after* ObsLayer run outside it: their
+//!   │  └────────────────────────┘   │   time is not in the metric, and responses they
+//!   └──────────────────────────────┘   produce themselves (timeouts, auth rejections) are
+//!               │                        not observed.
+//!               ▼ response
+//! ```
+//!
+//! * `Router::layer(ObsLayer::new())` after the routes: the normal place. Routes added after
+//!   the call are not observed (axum applies a layer to the routes it already has).
+//! * `Router::route_layer(...)`: only matched routes are observed; 404s pass unobserved.
+//! * Nested routers: `Router::nest("/api", api)` with the layer on the outer router gives the
+//!   full template (`/api/users/{id}`); a layer on the inner router sees the same full
+//!   template.
+//! * Wrapping the whole `Router` from outside (`tower::ServiceBuilder` around it) runs before
+//!   routing: no `MatchedPath` yet, so every request would be `unmatched`. Don't.
+//! * Client addresses need `into_make_service_with_connect_info::<SocketAddr>()`, or
+//!   [`ObsLayer::trust_forwarded_headers`] behind a proxy.
+//!
+//! # Outbound
+//!
+//! [`client::TracedClient`] wraps a `reqwest::Client`: it injects the current trace context,
+//! makes a client span and records `http.client.request.duration`.
+
+mod http;
+pub mod names;
+mod request_id;
+mod routes;
+
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
+
+pub use crate::http::{
+    CUSTOM_LABEL_OVERFLOW, DEFAULT_EXCLUDED, Naming, Obs, ObsLayer, RequestView, ResponseFuture,
+};
+pub use request_id::RequestId;
+pub use routes::{ObsRoutes, VersionInfo};

@@ -629,7 +629,7 @@ fn validate_filter(filter: &str, setting: Source) -> Result<String, ConfigError>
     Ok(filter.to_owned())
 }
 
-fn validate_buckets(name: &str, bounds: &[f64]) -> Result<(), ConfigError> {
+pub(crate) fn validate_buckets(name: &str, bounds: &[f64]) -> Result<(), ConfigError> {
     let setting = Source::Code("histogram_buckets");
     if bounds.is_empty() {
         return Err(ConfigError::new(

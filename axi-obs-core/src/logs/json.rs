@@ -14,7 +14,8 @@
 //! * Event fields are flattened at the top level; fields of the enclosing spans follow (the
 //!   innermost span wins, the event's own fields win over all). A field named `error` is written
 //!   as `error.message` (ECS reserves `error` for an object); a field whose name collides with one
-//!   of the fixed keys above is written as `fields.<name>`.
+//!   of the fixed keys above is written as `fields.<name>`. Span fields named `otel.*`
+//!   (tracing-opentelemetry's span name, kind and status) are not repeated on log lines.
 //!
 //! Filebeat's `ndjson` parser (or Elasticsearch directly) ingests these lines with no pipeline.
 
@@ -298,6 +299,10 @@ struct SpanVisitor<'a>(&'a mut SpanFields);
 impl SpanVisitor<'_> {
     fn put(&mut self, field: &Field, value: String) {
         let name = field.name();
+        if name.starts_with("otel.") {
+            // tracing-opentelemetry's control fields (span name, kind, status): not log data.
+            return;
+        }
         match self.0.0.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
             None => self.0.0.push((name, value)),

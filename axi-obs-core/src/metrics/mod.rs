@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering;
 pub use naming::MetricKind;
 pub(crate) use recorder::RecorderOptions;
 pub use recorder::{MetricsRecorder, OVERFLOW_LABEL, SERIES_OVERFLOW_METRIC};
-pub use render::CONTENT_TYPE;
+pub use render::{CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 pub use storage::{DEFAULT_BUCKETS, HistogramSnapshot, SEMCONV_DURATION_BUCKETS};
 
 pub(crate) use naming::{prometheus_name, ucum};
@@ -165,6 +165,34 @@ impl MetricsHandle {
     /// (`text/plain; version=0.0.4; charset=utf-8`).
     pub fn render(&self) -> String {
         render::render(&self.snapshot_with_extras())
+    }
+
+    /// Renders every metric in the OpenMetrics text format 1.0.0 (for scrapers that negotiate
+    /// it; Prometheus 3 does), ending with `# EOF`.
+    pub fn render_openmetrics(&self) -> String {
+        render::render_as(&self.snapshot_with_extras(), render::Format::OpenMetrics)
+    }
+
+    /// Sets the bucket bounds for histograms recorded as `name` from now on (series created
+    /// earlier keep theirs). Libraries use this to pin the buckets of the metrics they define.
+    ///
+    /// # Errors
+    ///
+    /// If `bounds` is empty, not finite or not strictly increasing.
+    pub fn set_histogram_buckets(
+        &self,
+        name: &str,
+        bounds: &[f64],
+    ) -> Result<(), crate::ConfigError> {
+        crate::config::validate_buckets(name, bounds)?;
+        self.inner
+            .registry
+            .storage()
+            .explicit
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), Arc::from(bounds));
+        Ok(())
     }
 
     /// A snapshot of the recorded metrics (without the computed process and info metrics).

@@ -33,14 +33,19 @@ type Descriptions = RwLock<HashMap<String, Description>>;
 #[derive(Debug)]
 pub(crate) struct CellStorage {
     descriptions: Arc<Descriptions>,
-    explicit: HashMap<String, Arc<[f64]>>,
+    pub(crate) explicit: RwLock<HashMap<String, Arc<[f64]>>>,
     semconv: Arc<[f64]>,
     default: Arc<[f64]>,
 }
 
 impl CellStorage {
     fn bounds_for(&self, name: &str) -> Arc<[f64]> {
-        if let Some(b) = self.explicit.get(name) {
+        if let Some(b) = self
+            .explicit
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
             return b.clone();
         }
         let unit = self
@@ -128,11 +133,12 @@ impl MetricsRecorder {
         let descriptions: Arc<Descriptions> = Arc::default();
         let storage = CellStorage {
             descriptions: descriptions.clone(),
-            explicit: opts
-                .histogram_buckets
-                .into_iter()
-                .map(|(name, b)| (name, Arc::from(b)))
-                .collect(),
+            explicit: RwLock::new(
+                opts.histogram_buckets
+                    .into_iter()
+                    .map(|(name, b)| (name, Arc::from(b)))
+                    .collect(),
+            ),
             semconv: Arc::from(SEMCONV_DURATION_BUCKETS),
             default: Arc::from(DEFAULT_BUCKETS),
         };
@@ -176,6 +182,30 @@ impl MetricsRecorder {
                     help: SharedString::const_str(help),
                 },
             );
+    }
+
+    /// Sets the bucket bounds for histograms recorded as `name` from now on (series created
+    /// earlier keep theirs). Libraries use this to pin the buckets of the metrics they define.
+    ///
+    /// # Errors
+    ///
+    /// If `bounds` is empty, not finite or not strictly increasing.
+    pub fn set_histogram_buckets(
+        &self,
+        name: &str,
+        bounds: &[f64],
+    ) -> Result<(), crate::ConfigError> {
+        self.handle().set_histogram_buckets(name, bounds)
+    }
+
+    /// Describes a metric (unit and help text) on this recorder, like the `describe_*!`
+    /// macros do on the global one.
+    pub fn describe_metric(&self, name: &str, unit: Option<Unit>, help: &str) {
+        self.describe_key(
+            KeyName::from(name.to_owned()),
+            unit,
+            SharedString::from(help.to_owned()),
+        );
     }
 
     /// An internal counter that bypasses the cap (for self-telemetry with bounded labels).

@@ -8,8 +8,26 @@ use super::{Family, MetricKind, Snapshot, Value};
 
 /// The `Content-Type` of [`MetricsHandle::render`](super::MetricsHandle::render)'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` of
+/// [`MetricsHandle::render_openmetrics`](super::MetricsHandle::render_openmetrics)'s output.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Which text format to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Prometheus text exposition 0.0.4.
+    Prometheus,
+    /// OpenMetrics text 1.0.0.
+    OpenMetrics,
+}
 
 pub(crate) fn render(snapshot: &Snapshot) -> String {
+    render_as(snapshot, Format::Prometheus)
+}
+
+pub(crate) fn render_as(snapshot: &Snapshot, format: Format) -> String {
+    let om = format == Format::OpenMetrics;
     // Group by the Prometheus family name; the first kind seen for a name wins (a counter and
     // a gauge cannot share a family).
     let mut groups: BTreeMap<String, Vec<&Family>> = BTreeMap::new();
@@ -23,14 +41,26 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
     for (name, families) in groups {
         let kind = families[0].kind;
+        // OpenMetrics names a counter family without `_total`; its samples carry the suffix.
+        let family = if om && kind == MetricKind::Counter {
+            name.strip_suffix("_total").unwrap_or(&name)
+        } else {
+            &name
+        };
         if let Some(help) = families.iter().find_map(|f| f.help.as_deref()) {
             out.push_str("# HELP ");
-            out.push_str(&name);
+            out.push_str(family);
             out.push(' ');
-            escape_help(&mut out, help);
+            escape_help(&mut out, help, om);
             out.push('\n');
         }
-        let _ = writeln!(out, "# TYPE {name} {}", kind.prometheus_type());
+        let _ = writeln!(out, "# TYPE {family} {}", kind.prometheus_type());
+        if om
+            && let Some(unit) = families[0].unit.and_then(super::naming::unit_suffix)
+            && family.ends_with(unit)
+        {
+            let _ = writeln!(out, "# UNIT {family} {unit}");
+        }
         let mut series: Vec<(Vec<(String, String)>, &Value)> = families
             .iter()
             .flat_map(|f| f.series.iter())
@@ -72,7 +102,9 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
                 }
             }
         }
-        debug_assert!(kind == MetricKind::Histogram || !out.is_empty());
+    }
+    if om {
+        out.push_str("# EOF\n");
     }
     out
 }
@@ -148,11 +180,12 @@ pub(crate) fn push_float(out: &mut String, v: f64) {
     }
 }
 
-fn escape_help(out: &mut String, s: &str) {
+fn escape_help(out: &mut String, s: &str, om: bool) {
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
+            '"' if om => out.push_str("\\\""),
             c => out.push(c),
         }
     }
@@ -216,6 +249,32 @@ work_duration_seconds_sum{http_route="/x"} 20.3
 work_duration_seconds_count{http_route="/x"} 2
 "#;
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn openmetrics_text() {
+        let rec = recorder(100);
+        metrics::with_local_recorder(&rec, || {
+            metrics::describe_counter!("gc.time", Unit::Seconds, "GC \"pause\" time");
+            metrics::counter!("gc.time").increment(2);
+            metrics::counter!("jobs_total").increment(1);
+            metrics::histogram!("lat_seconds").record(0.3);
+        });
+        let text = super::render_as(&rec.handle().snapshot(), super::Format::OpenMetrics);
+        assert!(
+            text.contains("# HELP gc_time_seconds GC \\\"pause\\\" time\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE gc_time_seconds counter\n# UNIT gc_time_seconds seconds\ngc_time_seconds_total 2\n"), "{text}");
+        assert!(
+            text.contains("# TYPE jobs counter\njobs_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lat_seconds_bucket{le=\"+Inf\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]

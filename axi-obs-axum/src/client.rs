@@ -1,0 +1,192 @@
+//! Outbound HTTP with reqwest: W3C `traceparent` / `tracestate` / `baggage` injected into
+//! every request, a client span per request, and `http.client.request.duration`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), reqwest::Error> {
+//! let client = axi_obs_axum::client::TracedClient::new(reqwest::Client::new());
+//! // Inside a request handler, this continues the handler's trace in the callee.
+//! let body = client.send(client.inner().get("http://inventory:8080/api/stock")).await?.text().await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::Instant;
+
+use axi_obs_core::MetricsRecorder;
+use metrics::{Key, Label, Metadata, SharedString, Unit};
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::http::{Sink, method_label, redact_query};
+use crate::names::{self, attr};
+
+static META: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// A reqwest client that propagates trace context and records client spans and metrics.
+#[derive(Clone, Debug)]
+pub struct TracedClient {
+    inner: reqwest::Client,
+    sink: Sink,
+    described: std::sync::Arc<std::sync::OnceLock<()>>,
+}
+
+/// Writes W3C context headers for the OpenTelemetry propagator.
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// Injects the current span's context (`traceparent`, `tracestate`, `baggage`, as the global
+/// propagator is configured) into `headers`. For clients other than reqwest.
+pub fn inject_context(headers: &mut http::HeaderMap) {
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(headers))
+    });
+}
+
+impl TracedClient {
+    /// Wraps `client`; metrics go to the global recorder.
+    pub fn new(client: reqwest::Client) -> Self {
+        Self {
+            inner: client,
+            sink: Sink::Global,
+            described: std::sync::Arc::default(),
+        }
+    }
+
+    /// Records metrics into `recorder` instead of the global one.
+    pub fn recorder(mut self, recorder: MetricsRecorder) -> Self {
+        self.sink = Sink::Explicit(recorder);
+        self.described = std::sync::Arc::default();
+        self
+    }
+
+    /// The wrapped client, to start request builders.
+    pub fn inner(&self) -> &reqwest::Client {
+        &self.inner
+    }
+
+    /// Builds and sends `request` (from [`inner`](Self::inner)`.get(..)` etc.).
+    ///
+    /// # Errors
+    ///
+    /// As `reqwest::RequestBuilder::send`.
+    pub fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + Send + '_ {
+        let built = request.build();
+        async move { self.execute(built?).await }
+    }
+
+    /// Sends `request` with trace context, a client span and the duration metric.
+    ///
+    /// # Errors
+    ///
+    /// As `reqwest::Client::execute`.
+    pub async fn execute(
+        &self,
+        mut request: reqwest::Request,
+    ) -> reqwest::Result<reqwest::Response> {
+        let method = method_label(request.method());
+        let url = request.url();
+        let host: SharedString = SharedString::from(url.host_str().unwrap_or_default().to_owned());
+        let port = url.port_or_known_default().unwrap_or_default();
+        let full = scrub_url(url);
+        let span = tracing::info_span!(
+            target: "axi_obs_axum::client",
+            "HTTP client request",
+            otel.name = if method == "_OTHER" { "HTTP" } else { method },
+            otel.kind = "client",
+            otel.status_code = Empty,
+            http.request.method = method,
+            server.address = &*host,
+            server.port = port,
+            url.full = %full,
+            http.response.status_code = Empty,
+            error.type = Empty,
+        );
+        let cx = span.context();
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut HeaderInjector(request.headers_mut()))
+        });
+        let start = Instant::now();
+        let result = self.inner.execute(request).instrument(span.clone()).await;
+        let seconds = start.elapsed().as_secs_f64();
+        let (status, error_type): (Option<u16>, Option<SharedString>) = match &result {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                (
+                    Some(s),
+                    (s >= 400).then(|| SharedString::from(s.to_string())),
+                )
+            }
+            Err(e) => (
+                e.status().map(|s| s.as_u16()),
+                Some(SharedString::const_str(if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "_OTHER"
+                })),
+            ),
+        };
+        if let Some(s) = status {
+            span.record("http.response.status_code", s);
+        }
+        if let Some(e) = &error_type {
+            span.record("error.type", &**e);
+            span.record("otel.status_code", "error");
+        }
+        let mut labels = vec![
+            Label::from_static_parts(attr::HTTP_REQUEST_METHOD, method),
+            Label::new(attr::SERVER_ADDRESS, host),
+            Label::new(attr::SERVER_PORT, port.to_string()),
+        ];
+        if let Some(s) = status {
+            labels.push(Label::new(attr::HTTP_RESPONSE_STATUS_CODE, s.to_string()));
+        }
+        if let Some(e) = error_type {
+            labels.push(Label::new(attr::ERROR_TYPE, e));
+        }
+        let key = Key::from_parts(names::CLIENT_REQUEST_DURATION, labels);
+        let describe = |r: &dyn metrics::Recorder| {
+            self.described.get_or_init(|| {
+                r.describe_histogram(
+                    names::CLIENT_REQUEST_DURATION.into(),
+                    Some(Unit::Seconds),
+                    "Duration of HTTP client requests.".into(),
+                );
+            });
+            r.register_histogram(&key, &META).record(seconds);
+        };
+        match &self.sink {
+            Sink::Global => metrics::with_recorder(describe),
+            Sink::Explicit(r) => describe(r),
+        }
+        result
+    }
+}
+
+/// The URL without credentials, and with credential-like query values redacted.
+fn scrub_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if let Some(q) = url.query() {
+        u.set_query(Some(&redact_query(q)));
+    }
+    u.to_string()
+}

@@ -1,0 +1,314 @@
+//! [`ResponseFuture`]: finishes the observation when the response is ready.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use axum::body::Body;
+use http::{HeaderValue, Response, StatusCode};
+use metrics::{Gauge, SharedString};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::instruments::Labels;
+use super::layer::Config;
+use super::service::panic_message;
+use crate::request_id::{RequestId, unit_random};
+
+/// Decrements the in-flight gauge however the request ends (completed, failed, or dropped
+/// because the client went away).
+pub(crate) struct ActiveGuard(pub(crate) Option<Gauge>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if let Some(g) = self.0.take() {
+            g.decrement(1.0);
+        }
+    }
+}
+
+/// Per-request state carried from `call` to the response.
+pub(crate) struct State {
+    pub(crate) config: Arc<Config>,
+    pub(crate) start: Instant,
+    pub(crate) span: tracing::Span,
+    pub(crate) labels: Option<Labels>,
+    pub(crate) active: ActiveGuard,
+    pub(crate) request_id: RequestId,
+    pub(crate) method: Option<http::Method>,
+    pub(crate) route: SharedString,
+    pub(crate) uri: Option<http::Uri>,
+    pub(crate) client: Option<String>,
+    pub(crate) user_agent: Option<HeaderValue>,
+    pub(crate) req_body: Option<u64>,
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Obs`](super::Obs).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        // The panic message when the inner service panicked in `call`.
+        call_panic: Option<String>,
+        state: Option<State>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn passthrough(inner: Result<F, String>) -> Self {
+        let (inner, call_panic) = split(inner);
+        Self {
+            inner,
+            call_panic,
+            state: None,
+        }
+    }
+
+    pub(crate) fn observed(inner: Result<F, String>, state: State) -> Self {
+        let (inner, call_panic) = split(inner);
+        Self {
+            inner,
+            call_panic,
+            state: Some(state),
+        }
+    }
+}
+
+fn split<F>(r: Result<F, String>) -> (Option<F>, Option<String>) {
+    match r {
+        Ok(f) => (Some(f), None),
+        Err(p) => (None, Some(p)),
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let polled = {
+            let _enter = this.state.as_ref().map(|s| s.span.enter());
+            match this.inner.as_pin_mut() {
+                Some(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
+                    Ok(p) => Ok(ready!(p)),
+                    Err(payload) => Err(panic_message(payload)),
+                },
+                None => Err(this
+                    .call_panic
+                    .take()
+                    .unwrap_or_else(|| "polled after completion".to_owned())),
+            }
+        };
+        let Some(state) = this.state.take() else {
+            // Excluded path: no observation, but a panic still becomes a 500.
+            return Poll::Ready(match polled {
+                Ok(r) => r,
+                Err(msg) => {
+                    tracing::error!(target: "axi_obs_axum::http", panic = %msg, "handler panicked");
+                    Ok(internal_error())
+                }
+            });
+        };
+        Poll::Ready(match polled {
+            Ok(Ok(response)) => Ok(state.finish(response, None)),
+            Ok(Err(e)) => {
+                state.failed();
+                Err(e)
+            }
+            Err(msg) => Ok(state.finish(internal_error(), Some(msg))),
+        })
+    }
+}
+
+fn internal_error() -> Response<Body> {
+    let mut r = Response::new(Body::from("internal server error"));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// `tracing::event!` at a level chosen at run time.
+macro_rules! event_at {
+    ($level:expr, $target:literal, { $($fields:tt)* }, $($msg:tt)+) => {
+        match $level {
+            tracing::Level::ERROR => tracing::event!(target: $target, tracing::Level::ERROR, { $($fields)* }, $($msg)+),
+            tracing::Level::WARN => tracing::event!(target: $target, tracing::Level::WARN, { $($fields)* }, $($msg)+),
+            tracing::Level::INFO => tracing::event!(target: $target, tracing::Level::INFO, { $($fields)* }, $($msg)+),
+            tracing::Level::DEBUG => tracing::event!(target: $target, tracing::Level::DEBUG, { $($fields)* }, $($msg)+),
+            tracing::Level::TRACE => tracing::event!(target: $target, tracing::Level::TRACE, { $($fields)* }, $($msg)+),
+        }
+    };
+}
+
+impl State {
+    /// Records metrics, span fields and the access log; echoes the request id.
+    fn finish(self, mut response: Response<Body>, panic: Option<String>) -> Response<Body> {
+        let cfg = &*self.config;
+        let status = response.status().as_u16();
+        let elapsed = self.start.elapsed();
+        let server_error = status >= 500;
+        let error_type: Option<SharedString> =
+            server_error.then(|| SharedString::from(status.to_string()));
+
+        let _enter = self.span.enter();
+        if let Some(msg) = &panic {
+            event_at!(cfg.server_error_level, "axi_obs_axum::http", {
+                panic = %msg,
+                http.request.id = self.request_id.as_str()
+            }, "handler panicked; answered 500");
+        }
+        if let Some(labels) = self.labels {
+            let resp_body = if cfg.instruments.body_sizes {
+                response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .or_else(|| http_body::Body::size_hint(response.body()).exact())
+            } else {
+                None
+            };
+            cfg.instruments.finish(
+                labels,
+                Some(status),
+                error_type.clone(),
+                elapsed.as_secs_f64(),
+                (self.req_body, resp_body),
+            );
+        }
+        if !self.span.is_disabled() {
+            self.span.record("http.response.status_code", status);
+            if server_error {
+                self.span.record("otel.status_code", "error");
+                if let Some(e) = &error_type {
+                    self.span.record("error.type", &**e);
+                }
+            }
+        }
+        if cfg.access_log {
+            let level = if server_error {
+                Some(cfg.server_error_level)
+            } else if status >= 400 {
+                Some(cfg.client_error_level)
+            } else if cfg.success_sample >= 1.0 || unit_random() < cfg.success_sample {
+                Some(cfg.level)
+            } else {
+                None
+            };
+            if let Some(level) = level {
+                let path = self.uri.as_ref().map(http::Uri::path).unwrap_or_default();
+                let query = if cfg.log_query {
+                    self.uri
+                        .as_ref()
+                        .and_then(http::Uri::query)
+                        .map(redact_query)
+                } else {
+                    None
+                };
+                let method = self
+                    .method
+                    .as_ref()
+                    .map(http::Method::as_str)
+                    .unwrap_or_default();
+                let route: &str = &self.route;
+                let ua = self.user_agent.as_ref().and_then(|v| v.to_str().ok());
+                event_at!(level, "axi_obs_axum::access", {
+                    http.request.method = method,
+                    http.route = route,
+                    url.path = path,
+                    url.query = query.as_deref(),
+                    http.response.status_code = status,
+                    event.duration = elapsed.as_nanos() as u64,
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    http.request.id = self.request_id.as_str(),
+                    client.address = self.client.as_deref(),
+                    user_agent.original = ua
+                }, "{method} {path} {status}");
+            }
+        }
+        let headers = response.headers_mut();
+        headers.insert(cfg.request_id.header.clone(), self.request_id.0.clone());
+        if cfg.traceparent_response {
+            let cx = self.span.context();
+            use opentelemetry::trace::TraceContextExt;
+            let sc = cx.span().span_context().clone();
+            if sc.is_valid()
+                && let Ok(v) = HeaderValue::from_str(&format!(
+                    "00-{}-{}-{:02x}",
+                    sc.trace_id(),
+                    sc.span_id(),
+                    sc.trace_flags().to_u8()
+                ))
+            {
+                headers.insert("traceparent", v);
+            }
+        }
+        drop(_enter);
+        drop(self.active);
+        response
+    }
+
+    /// The inner service returned an error (never for axum routes, which are infallible).
+    fn failed(self) {
+        if let Some(labels) = self.labels {
+            self.config.instruments.finish(
+                labels,
+                None,
+                Some(SharedString::const_str("_OTHER")),
+                self.start.elapsed().as_secs_f64(),
+                (self.req_body, None),
+            );
+        }
+        if !self.span.is_disabled() {
+            self.span.record("otel.status_code", "error");
+            self.span.record("error.type", "_OTHER");
+        }
+    }
+}
+
+/// The query string with the values of credential-like keys replaced by `REDACTED`.
+pub(crate) fn redact_query(q: &str) -> String {
+    const SENSITIVE: &[&str] = &[
+        "token",
+        "key",
+        "password",
+        "passwd",
+        "secret",
+        "signature",
+        "sig",
+        "auth",
+        "session",
+        "code",
+        "credential",
+    ];
+    q.split('&')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let lower = k.to_ascii_lowercase();
+            if !v.is_empty() && SENSITIVE.iter().any(|s| lower.contains(s)) {
+                format!("{k}=REDACTED")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credential_like_query_values_are_redacted() {
+        assert_eq!(
+            super::redact_query("page=2&access_token=abc&apiKey=k&q=rust&password="),
+            "page=2&access_token=REDACTED&apiKey=REDACTED&q=rust&password="
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! Recording the HTTP server metrics: names, labels, handles.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
+
+use axi_obs_core::MetricsRecorder;
+use metrics::{Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
+
+use crate::names::{self, attr, axum_prometheus as ap};
+
+static META: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// Which metric names the layer records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Naming {
+    /// OpenTelemetry semantic conventions: `http.server.request.duration`,
+    /// `http.server.active_requests` (Prometheus: `http_server_request_duration_seconds`,
+    /// `http_server_active_requests`) with `http_request_method`, `http_route`,
+    /// `http_response_status_code`, `url_scheme`, `network_protocol_version`, `error_type`.
+    #[default]
+    OpenTelemetry,
+    /// The names axum-prometheus 0.10 uses, for dashboards migrating from it:
+    /// `axum_http_requests_total`, `axum_http_requests_duration_seconds` (its buckets),
+    /// `axum_http_requests_pending`, labels `method`, `endpoint`, `status`. Unlike
+    /// axum-prometheus, unmatched requests get `endpoint="unmatched"`, never the raw path.
+    AxumPrometheus,
+}
+
+/// Where metrics go: the process's global recorder, or an explicit one.
+#[derive(Clone, Debug)]
+pub(crate) enum Sink {
+    Global,
+    Explicit(MetricsRecorder),
+}
+
+impl Sink {
+    fn with<T>(&self, f: impl FnOnce(&dyn Recorder) -> T) -> T {
+        match self {
+            Sink::Global => metrics::with_recorder(f),
+            Sink::Explicit(r) => f(r),
+        }
+    }
+}
+
+/// Labels added by the application's hook, each key capped in distinct values.
+pub(crate) struct CustomLabels {
+    pub(crate) hook:
+        Box<dyn Fn(&crate::RequestView<'_>) -> Vec<(&'static str, String)> + Send + Sync>,
+    pub(crate) cap: usize,
+    seen: Mutex<HashMap<&'static str, HashSet<String>>>,
+}
+
+/// The value used for a custom label once its key reached the cap.
+pub const CUSTOM_LABEL_OVERFLOW: &str = "_other";
+
+impl CustomLabels {
+    pub(crate) fn new(
+        hook: Box<dyn Fn(&crate::RequestView<'_>) -> Vec<(&'static str, String)> + Send + Sync>,
+        cap: usize,
+    ) -> Self {
+        Self {
+            hook,
+            cap,
+            seen: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn labels(&self, view: &crate::RequestView<'_>) -> Vec<Label> {
+        let raw = (self.hook)(view);
+        if raw.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        raw.into_iter()
+            .map(|(k, v)| {
+                let values = seen.entry(k).or_default();
+                if values.contains(&v) || values.len() < self.cap {
+                    values.insert(v.clone());
+                    Label::new(k, v)
+                } else {
+                    Label::new(k, CUSTOM_LABEL_OVERFLOW)
+                }
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for CustomLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomLabels")
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the layer knows about a request when it records it.
+pub(crate) struct Labels {
+    pub(crate) method: &'static str,
+    pub(crate) route: SharedString,
+    pub(crate) scheme: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) custom: Vec<Label>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Instruments {
+    pub(crate) sink: Sink,
+    pub(crate) naming: Naming,
+    pub(crate) body_sizes: bool,
+    described: OnceLock<()>,
+    routes: RwLock<HashMap<Box<str>, SharedString>>,
+}
+
+/// At most this many distinct route templates are interned (an application has far fewer).
+const MAX_ROUTES: usize = 10_000;
+
+impl Clone for Instruments {
+    fn clone(&self) -> Self {
+        Self::new(self.sink.clone(), self.naming, self.body_sizes)
+    }
+}
+
+impl Instruments {
+    pub(crate) fn new(sink: Sink, naming: Naming, body_sizes: bool) -> Self {
+        Self {
+            sink,
+            naming,
+            body_sizes,
+            described: OnceLock::new(),
+            routes: RwLock::default(),
+        }
+    }
+
+    /// Describes the metrics on first use (the global recorder may be installed after the
+    /// layer is built).
+    fn describe(&self) {
+        self.described.get_or_init(|| {
+            self.sink.with(|r| match self.naming {
+                Naming::OpenTelemetry => {
+                    r.describe_histogram(
+                        names::SERVER_REQUEST_DURATION.into(),
+                        Some(Unit::Seconds),
+                        "Duration of HTTP server requests.".into(),
+                    );
+                    r.describe_gauge(
+                        names::SERVER_ACTIVE_REQUESTS.into(),
+                        Some(Unit::Count),
+                        "Number of active HTTP server requests.".into(),
+                    );
+                    if self.body_sizes {
+                        r.describe_histogram(
+                            names::SERVER_REQUEST_BODY_SIZE.into(),
+                            Some(Unit::Bytes),
+                            "Size of HTTP server request bodies.".into(),
+                        );
+                        r.describe_histogram(
+                            names::SERVER_RESPONSE_BODY_SIZE.into(),
+                            Some(Unit::Bytes),
+                            "Size of HTTP server response bodies.".into(),
+                        );
+                    }
+                }
+                Naming::AxumPrometheus => {
+                    r.describe_counter(
+                        ap::REQUESTS_TOTAL.into(),
+                        None,
+                        "The total number of HTTP requests handled by the Axum application.".into(),
+                    );
+                    r.describe_histogram(
+                        ap::REQUESTS_DURATION_SECONDS.into(),
+                        Some(Unit::Seconds),
+                        "The HTTP request latencies in seconds.".into(),
+                    );
+                    r.describe_gauge(
+                        ap::REQUESTS_PENDING.into(),
+                        None,
+                        "The number of currently in-flight requests.".into(),
+                    );
+                }
+            });
+            let buckets = match self.naming {
+                Naming::OpenTelemetry => (names::SERVER_REQUEST_DURATION, names::DURATION_BUCKETS),
+                Naming::AxumPrometheus => (ap::REQUESTS_DURATION_SECONDS, ap::BUCKETS),
+            };
+            let handle = match &self.sink {
+                Sink::Explicit(r) => Some(r.handle()),
+                Sink::Global => axi_obs_core::global_metrics(),
+            };
+            if let Some(h) = handle {
+                // Static, valid bounds.
+                let _ = h.set_histogram_buckets(buckets.0, buckets.1);
+            }
+        });
+    }
+
+    /// The route label for a matched path, interned so each request clones an `Arc`.
+    pub(crate) fn route(&self, matched: Option<&str>) -> SharedString {
+        let Some(path) = matched else {
+            return SharedString::const_str(names::UNMATCHED_ROUTE);
+        };
+        if let Some(s) = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+        {
+            return s.clone();
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        if routes.len() >= MAX_ROUTES {
+            return SharedString::const_str(names::UNMATCHED_ROUTE);
+        }
+        routes
+            .entry(path.into())
+            .or_insert_with(|| SharedString::from(std::sync::Arc::<str>::from(path)))
+            .clone()
+    }
+
+    /// Registers and increments the in-flight gauge; returns it for the decrement.
+    pub(crate) fn start(&self, labels: &Labels) -> Gauge {
+        self.describe();
+        let key = match self.naming {
+            Naming::OpenTelemetry => Key::from_parts(
+                names::SERVER_ACTIVE_REQUESTS,
+                vec![
+                    Label::from_static_parts(attr::HTTP_REQUEST_METHOD, labels.method),
+                    Label::from_static_parts(attr::URL_SCHEME, labels.scheme),
+                ],
+            ),
+            Naming::AxumPrometheus => Key::from_parts(
+                ap::REQUESTS_PENDING,
+                vec![
+                    Label::from_static_parts("method", labels.method),
+                    Label::new("endpoint", labels.route.clone()),
+                ],
+            ),
+        };
+        let g = self.sink.with(|r| r.register_gauge(&key, &META));
+        g.increment(1.0);
+        g
+    }
+
+    /// Records the finished request.
+    pub(crate) fn finish(
+        &self,
+        labels: Labels,
+        status: Option<u16>,
+        error_type: Option<SharedString>,
+        seconds: f64,
+        body_sizes: (Option<u64>, Option<u64>),
+    ) {
+        match self.naming {
+            Naming::OpenTelemetry => {
+                let mut l = Vec::with_capacity(6 + labels.custom.len());
+                l.push(Label::from_static_parts(
+                    attr::HTTP_REQUEST_METHOD,
+                    labels.method,
+                ));
+                l.push(Label::new(attr::HTTP_ROUTE, labels.route));
+                if let Some(s) = status {
+                    l.push(Label::new(attr::HTTP_RESPONSE_STATUS_CODE, status_str(s)));
+                }
+                l.push(Label::from_static_parts(attr::URL_SCHEME, labels.scheme));
+                l.push(Label::from_static_parts(
+                    attr::NETWORK_PROTOCOL_VERSION,
+                    labels.version,
+                ));
+                if let Some(e) = error_type {
+                    l.push(Label::new(attr::ERROR_TYPE, e));
+                }
+                l.extend(labels.custom);
+                let sizes = self.body_sizes.then_some(body_sizes);
+                self.sink.with(|r| {
+                    if let Some((req, resp)) = sizes {
+                        if let Some(n) = req {
+                            r.register_histogram(
+                                &Key::from_parts(names::SERVER_REQUEST_BODY_SIZE, l.clone()),
+                                &META,
+                            )
+                            .record(n as f64);
+                        }
+                        if let Some(n) = resp {
+                            r.register_histogram(
+                                &Key::from_parts(names::SERVER_RESPONSE_BODY_SIZE, l.clone()),
+                                &META,
+                            )
+                            .record(n as f64);
+                        }
+                    }
+                    r.register_histogram(
+                        &Key::from_parts(names::SERVER_REQUEST_DURATION, l),
+                        &META,
+                    )
+                    .record(seconds);
+                });
+            }
+            Naming::AxumPrometheus => {
+                let mut l = Vec::with_capacity(3 + labels.custom.len());
+                l.push(Label::from_static_parts("method", labels.method));
+                l.push(Label::new("endpoint", labels.route));
+                l.push(Label::new(
+                    "status",
+                    status.map(status_str).unwrap_or_default(),
+                ));
+                l.extend(labels.custom);
+                self.sink.with(|r| {
+                    r.register_counter(&Key::from_parts(ap::REQUESTS_TOTAL, l.clone()), &META)
+                        .increment(1);
+                    r.register_histogram(&Key::from_parts(ap::REQUESTS_DURATION_SECONDS, l), &META)
+                        .record(seconds);
+                });
+            }
+        }
+    }
+}
+
+/// Static label values for every status code 100..=599 (others are formatted).
+fn status_str(code: u16) -> SharedString {
+    static TABLE: OnceLock<Vec<SharedString>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        (100u16..600)
+            .map(|c| SharedString::from(std::sync::Arc::<str>::from(c.to_string())))
+            .collect()
+    });
+    match code {
+        100..=599 => table[(code - 100) as usize].clone(),
+        other => SharedString::from(other.to_string()),
+    }
+}
+
+/// The semantic-convention method value: a known method, or `_OTHER`.
+pub(crate) fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PATCH => "PATCH",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ if m.as_str() == "QUERY" => "QUERY",
+        _ => "_OTHER",
+    }
+}
+
+/// `network.protocol.version` for an HTTP version.
+pub(crate) fn version_label(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "_OTHER",
+    }
+}

@@ -1,0 +1,204 @@
+//! [`ObsLayer`]: the configuration, and the tower `Layer`.
+
+use std::sync::Arc;
+
+use axi_obs_core::MetricsRecorder;
+use http::HeaderName;
+
+use super::instruments::{CustomLabels, Instruments, Naming, Sink};
+use super::service::Obs;
+use crate::request_id::RequestIdConfig;
+
+/// Observes every request of an axum `Router`: HTTP metrics, a server span, a request id and an
+/// access-log line. See the [crate documentation](crate) for what is recorded and where to put
+/// the layer.
+///
+/// Every setter documents its default. Cheap to clone (an `Arc`).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ObsLayer {
+    pub(crate) config: Arc<Config>,
+}
+
+/// The resolved configuration shared by every request.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) instruments: Instruments,
+    pub(crate) metrics: bool,
+    pub(crate) spans: bool,
+    pub(crate) access_log: bool,
+    pub(crate) level: tracing::Level,
+    pub(crate) client_error_level: tracing::Level,
+    pub(crate) server_error_level: tracing::Level,
+    pub(crate) success_sample: f64,
+    pub(crate) request_id: RequestIdConfig,
+    pub(crate) excluded: Vec<String>,
+    pub(crate) trust_forwarded: bool,
+    pub(crate) traceparent_response: bool,
+    pub(crate) log_query: bool,
+    pub(crate) custom: Option<Arc<CustomLabels>>,
+}
+
+/// Paths excluded from metrics, spans and access logs by default.
+pub const DEFAULT_EXCLUDED: &[&str] = &["/metrics", "/healthz", "/readyz"];
+
+impl Default for ObsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObsLayer {
+    /// Everything on: metrics to the global recorder with OpenTelemetry names, server spans,
+    /// `x-request-id`, an access-log line per request; `/metrics`, `/healthz`, `/readyz`
+    /// excluded.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config {
+                instruments: Instruments::new(Sink::Global, Naming::OpenTelemetry, false),
+                metrics: true,
+                spans: true,
+                access_log: true,
+                level: tracing::Level::INFO,
+                client_error_level: tracing::Level::INFO,
+                server_error_level: tracing::Level::ERROR,
+                success_sample: 1.0,
+                request_id: RequestIdConfig::default(),
+                excluded: DEFAULT_EXCLUDED.iter().map(|s| (*s).to_owned()).collect(),
+                trust_forwarded: false,
+                traceparent_response: false,
+                log_query: false,
+                custom: None,
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Records into `recorder` instead of the global `metrics` recorder (tests, or several
+    /// registries in one process). Defaults to the global recorder.
+    pub fn recorder(self, recorder: MetricsRecorder) -> Self {
+        self.edit(|c| {
+            c.instruments = Instruments::new(
+                Sink::Explicit(recorder),
+                c.instruments.naming,
+                c.instruments.body_sizes,
+            )
+        })
+    }
+
+    /// Metric names: [`Naming::OpenTelemetry`] (default) or [`Naming::AxumPrometheus`].
+    pub fn naming(self, naming: Naming) -> Self {
+        self.edit(|c| {
+            c.instruments =
+                Instruments::new(c.instruments.sink.clone(), naming, c.instruments.body_sizes)
+        })
+    }
+
+    /// Records `http.server.request.body.size` and `http.server.response.body.size` (from
+    /// `Content-Length` or an exact body size). Defaults to off (opt-in in the conventions).
+    pub fn body_size_metrics(self, on: bool) -> Self {
+        self.edit(|c| {
+            c.instruments = Instruments::new(c.instruments.sink.clone(), c.instruments.naming, on)
+        })
+    }
+
+    /// Records metrics at all. Defaults to on.
+    pub fn metrics(self, on: bool) -> Self {
+        self.edit(|c| c.metrics = on)
+    }
+
+    /// Creates a server span per request. Defaults to on.
+    pub fn spans(self, on: bool) -> Self {
+        self.edit(|c| c.spans = on)
+    }
+
+    /// Emits one access-log event per request (target `axi_obs_axum::access`). Defaults to on.
+    pub fn access_log(self, on: bool) -> Self {
+        self.edit(|c| c.access_log = on)
+    }
+
+    /// Level of access-log events for 1xx–3xx responses. Defaults to INFO.
+    pub fn access_log_level(self, level: tracing::Level) -> Self {
+        self.edit(|c| c.level = level)
+    }
+
+    /// Level for 4xx responses. Defaults to INFO.
+    pub fn client_error_level(self, level: tracing::Level) -> Self {
+        self.edit(|c| c.client_error_level = level)
+    }
+
+    /// Level for 5xx responses and panics. Defaults to ERROR.
+    pub fn server_error_level(self, level: tracing::Level) -> Self {
+        self.edit(|c| c.server_error_level = level)
+    }
+
+    /// Logs only this fraction (0..=1) of successful (1xx–3xx) requests; errors are always
+    /// logged. Defaults to 1 (all).
+    pub fn sample_successes(self, ratio: f64) -> Self {
+        self.edit(|c| c.success_sample = ratio.clamp(0.0, 1.0))
+    }
+
+    /// The request-id header. Defaults to `x-request-id`.
+    pub fn request_id_header(self, header: HeaderName) -> Self {
+        self.edit(|c| c.request_id.header = header)
+    }
+
+    /// Longest incoming request id accepted (longer ones are replaced). Defaults to 128.
+    pub fn request_id_max_len(self, len: usize) -> Self {
+        self.edit(|c| c.request_id.max_len = len.max(1))
+    }
+
+    /// Paths (exact, without query) excluded from metrics, spans and logs. Defaults to
+    /// `/metrics`, `/healthz`, `/readyz`; pass an empty list to observe everything.
+    pub fn exclude_paths<I, S>(self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let paths: Vec<String> = paths.into_iter().map(Into::into).collect();
+        self.edit(|c| c.excluded = paths)
+    }
+
+    /// Trusts `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` for the client address and
+    /// scheme. Only turn on behind a proxy that sets them (nginx); otherwise clients can forge
+    /// them. Defaults to off: the socket peer address is used.
+    pub fn trust_forwarded_headers(self, on: bool) -> Self {
+        self.edit(|c| c.trust_forwarded = on)
+    }
+
+    /// Adds a `traceparent` header to responses, so clients can find the trace. Defaults to
+    /// off.
+    pub fn traceparent_response(self, on: bool) -> Self {
+        self.edit(|c| c.traceparent_response = on)
+    }
+
+    /// Logs the query string, with values of credential-like keys (`token`, `key`,
+    /// `password`, `secret`, `signature`, `auth`, `session`, `code`) redacted. Defaults to off.
+    pub fn log_query(self, on: bool) -> Self {
+        self.edit(|c| c.log_query = on)
+    }
+
+    /// Adds labels computed from the request (a tenant, say) to the duration metric. Each
+    /// label key keeps at most `cap` distinct values; further values become `_other`.
+    pub fn custom_labels<F>(self, cap: usize, hook: F) -> Self
+    where
+        F: Fn(&crate::RequestView<'_>) -> Vec<(&'static str, String)> + Send + Sync + 'static,
+    {
+        self.edit(|c| c.custom = Some(Arc::new(CustomLabels::new(Box::new(hook), cap.max(1)))))
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ObsLayer {
+    type Service = Obs<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Obs {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The per-request layer: [`ObsLayer`] → [`Obs`] → [`ResponseFuture`], tower-http style.
+
+mod future;
+mod instruments;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub(crate) use future::redact_query;
+pub use instruments::{CUSTOM_LABEL_OVERFLOW, Naming};
+pub(crate) use instruments::{Sink, method_label};
+pub use layer::{DEFAULT_EXCLUDED, ObsLayer};
+pub use service::{Obs, RequestView};
