@@ -44,10 +44,14 @@ impl Sink {
     }
 }
 
+/// Label pairs a hook returns.
+pub(crate) type LabelPairs = Vec<(&'static str, String)>;
+/// The application's custom-label hook.
+pub(crate) type LabelHook = Box<dyn Fn(&crate::RequestView<'_>) -> LabelPairs + Send + Sync>;
+
 /// Labels added by the application's hook, each key capped in distinct values.
 pub(crate) struct CustomLabels {
-    pub(crate) hook:
-        Box<dyn Fn(&crate::RequestView<'_>) -> Vec<(&'static str, String)> + Send + Sync>,
+    pub(crate) hook: LabelHook,
     pub(crate) cap: usize,
     seen: Mutex<HashMap<&'static str, HashSet<String>>>,
 }
@@ -56,10 +60,7 @@ pub(crate) struct CustomLabels {
 pub const CUSTOM_LABEL_OVERFLOW: &str = "_other";
 
 impl CustomLabels {
-    pub(crate) fn new(
-        hook: Box<dyn Fn(&crate::RequestView<'_>) -> Vec<(&'static str, String)> + Send + Sync>,
-        cap: usize,
-    ) -> Self {
+    pub(crate) fn new(hook: LabelHook, cap: usize) -> Self {
         Self {
             hook,
             cap,

@@ -1,0 +1,280 @@
+//! The operational routes and the outbound client.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use axi_obs_axum::ObsRoutes;
+use axi_obs_core::testing::Capture;
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+async fn get(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    (
+        status,
+        headers,
+        res.into_body().collect().await.unwrap().to_bytes().to_vec(),
+    )
+}
+
+fn req(uri: &str) -> http::request::Builder {
+    Request::get(uri)
+}
+
+#[tokio::test]
+async fn metrics_route_negotiates_format_compression_and_token() {
+    let cap = Capture::new();
+    cap.run(|| metrics::counter!("hits_total").increment(3));
+    let app: Router = ObsRoutes::new().metrics(cap.metrics_handle()).into_router();
+
+    let (status, headers, body) = get(&app, req("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(String::from_utf8(body).unwrap().contains("hits_total 3"));
+
+    let (_, headers, body) = get(
+        &app,
+        req("/metrics")
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            )
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        headers["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("# TYPE hits counter\nhits_total 3\n") && text.ends_with("# EOF\n"),
+        "{text}"
+    );
+
+    let (_, headers, body) = get(
+        &app,
+        req("/metrics")
+            .header("accept-encoding", "gzip")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(headers["content-encoding"], "gzip");
+    let mut plain = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut plain)
+        .unwrap();
+    assert!(plain.contains("hits_total 3"));
+
+    let secured: Router = ObsRoutes::new()
+        .metrics(cap.metrics_handle())
+        .bearer_token("s3cret")
+        .into_router();
+    let (status, headers, _) = get(&secured, req("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    let (status, _, _) = get(
+        &secured,
+        req("/metrics")
+            .header("authorization", "Bearer wrong")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = get(
+        &secured,
+        req("/metrics")
+            .header("authorization", "Bearer s3cret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Readiness turns 503 when a check fails or times out, and back.
+#[tokio::test]
+async fn readiness_follows_its_checks() {
+    // 0 = ok, 1 = failing, 2 = hanging
+    let mode = Arc::new(AtomicU8::new(0));
+    let m = mode.clone();
+    let app: Router = ObsRoutes::new()
+        .readiness_check("database", Duration::from_millis(200), move || {
+            let m = m.clone();
+            async move {
+                match m.load(Ordering::SeqCst) {
+                    0 => Ok(()),
+                    1 => Err("connection refused".to_owned()),
+                    _ => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok(())
+                    }
+                }
+            }
+        })
+        .readiness_check("cache", Duration::from_secs(1), || async { Ok(()) })
+        .into_router();
+    let ready = |app: Router| async move {
+        let (status, _, body) = get(&app, req("/readyz").body(Body::empty()).unwrap()).await;
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        )
+    };
+
+    let (status, body) = ready(app.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"].as_array().unwrap().len(), 2);
+
+    mode.store(1, Ordering::SeqCst);
+    let (status, body) = ready(app.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "not_ready");
+    let db = &body["checks"][0];
+    assert_eq!(db["name"], "database");
+    assert_eq!(db["status"], "fail");
+    assert_eq!(db["error"], "connection refused");
+    assert_eq!(body["checks"][1]["status"], "ok");
+    assert!(db["latency_ms"].as_f64().is_some());
+
+    mode.store(2, Ordering::SeqCst);
+    let (status, body) = ready(app.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["checks"][0]["status"], "timeout");
+
+    mode.store(0, Ordering::SeqCst);
+    let (status, _) = ready(app).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn healthz_and_version() {
+    let app: Router = ObsRoutes::new()
+        .version(axi_obs_axum::VersionInfo {
+            name: "shop".into(),
+            version: "1.2.3".into(),
+            git_sha: Some("abc123".into()),
+            build_time: None,
+        })
+        .into_router();
+    let (status, _, body) = get(&app, req("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["status"],
+        "ok"
+    );
+    let (_, _, body) = get(&app, req("/version").body(Body::empty()).unwrap()).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"name": "shop", "version": "1.2.3", "git_sha": "abc123"})
+    );
+    let own = axi_obs_axum::version_info!();
+    assert_eq!(own.name, "axi-obs-axum", "the calling package");
+}
+
+/// The reqwest integration continues the current trace into the callee and records
+/// `http.client.request.duration`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traced_client_propagates_context_and_records_metrics() {
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    // The callee echoes the traceparent it received.
+    let callee = Router::new().route(
+        "/echo",
+        axum::routing::get(|headers: http::HeaderMap| async move {
+            headers
+                .get("traceparent")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, callee).await.unwrap() });
+
+    let cap = Capture::new();
+    let client = axi_obs_axum::client::TracedClient::new(reqwest::Client::new())
+        .recorder(cap.recorder().clone());
+    let dispatch = cap.dispatch();
+    let (echoed, parent_trace) = {
+        use tracing::instrument::WithSubscriber;
+        async {
+            let parent = tracing::info_span!("handler");
+            let trace = {
+                use opentelemetry::trace::TraceContextExt;
+                use tracing_opentelemetry::OpenTelemetrySpanExt;
+                parent
+                    .context()
+                    .span()
+                    .span_context()
+                    .trace_id()
+                    .to_string()
+            };
+            let echoed = tracing::Instrument::instrument(
+                async {
+                    client
+                        .send(
+                            client
+                                .inner()
+                                .get(format!("http://{addr}/echo?token=SECRET")),
+                        )
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap()
+                },
+                parent,
+            )
+            .await;
+            (echoed, trace)
+        }
+        .with_subscriber(dispatch)
+        .await
+    };
+    let spans = cap.spans();
+    let client_span = spans.iter().find(|s| s.name == "GET").unwrap();
+    assert_eq!(
+        client_span.span_kind,
+        opentelemetry::trace::SpanKind::Client
+    );
+    assert_eq!(
+        client_span.span_context.trace_id().to_string(),
+        parent_trace
+    );
+    assert_eq!(
+        echoed,
+        format!(
+            "00-{}-{}-01",
+            parent_trace,
+            client_span.span_context.span_id()
+        ),
+        "the callee saw the client span as its parent"
+    );
+    let url = client_span
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "url.full")
+        .unwrap();
+    assert!(!url.value.to_string().contains("SECRET"), "{url:?}");
+    let page = cap.metrics_handle().render();
+    assert!(page.contains(&format!("http_client_request_duration_seconds_count{{http_request_method=\"GET\",http_response_status_code=\"200\",server_address=\"127.0.0.1\",server_port=\"{}\"}} 1", addr.port())), "{page}");
+}
