@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers axi-obs's tests run against, into a cache folder (no system-wide
 # install): Prometheus 3.x + promtool, Alertmanager + amtool, node_exporter, unpacked from
-# Debian unstable's packages (current upstream releases; Debian 12's own are older).
+# Debian unstable's packages (current upstream releases; Debian 12's own are older), and the
+# official OpenTelemetry Python SDK in a virtualenv, run through the `otel-python` wrapper.
 #
 #   usage: scripts/install-peers.sh [DIR]    DIR defaults to $AXI_PEERS_DIR or ~/.cache/axi-obs-peers
 #
@@ -10,10 +11,28 @@
 set -euo pipefail
 dir=${1:-${AXI_PEERS_DIR:-$HOME/.cache/axi-obs-peers}}
 bin=$dir/root/usr/bin
-need=(prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter)
+need=(prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter otel-python)
 have_all=1
 for b in "${need[@]}"; do [[ -x $bin/$b ]] || have_all=0; done
 if [[ $have_all == 1 ]]; then
+  echo "$bin"; exit 0
+fi
+install_python_sdk() {
+  # The official OpenTelemetry Python SDK (PyPI), a real W3C/OTLP client for the tests.
+  [[ -x $bin/otel-python ]] && return 0
+  echo "install-peers: installing the OpenTelemetry Python SDK into $dir/venv" >&2
+  python3 -m venv "$dir/venv" >&2
+  "$dir/venv/bin/pip" install -q --disable-pip-version-check \
+    'opentelemetry-sdk>=1.30' 'opentelemetry-exporter-otlp-proto-http>=1.30' >&2
+  mkdir -p "$bin"
+  printf '#!/bin/sh\nexec "%s/venv/bin/python" "$@"\n' "$dir" >"$bin/otel-python"
+  chmod +x "$bin/otel-python"
+  "$bin/otel-python" -c 'import opentelemetry.version as v; print("opentelemetry-sdk (python)", v.__version__)' >&2
+}
+debs_present=1
+for b in prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter; do [[ -x $bin/$b ]] || debs_present=0; done
+if [[ $debs_present == 1 ]]; then
+  install_python_sdk
   echo "$bin"; exit 0
 fi
 command -v apt-get >/dev/null || { echo "install-peers: apt-get is needed to fetch Debian packages" >&2; exit 1; }
@@ -37,4 +56,5 @@ fi
 for b in prometheus promtool alertmanager node_exporter; do
   "$bin/$b" --version 2>&1 | head -1 >&2
 done
+install_python_sdk
 echo "$bin"

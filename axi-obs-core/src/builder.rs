@@ -105,6 +105,14 @@ impl TelemetryBuilder {
         self
     }
 
+    /// `service.name` used only when neither `OTEL_SERVICE_NAME` nor `service.name` in
+    /// `OTEL_RESOURCE_ATTRIBUTES` is set: a default that deployments can override (binaries
+    /// pass their crate name here). Loses to [`service_name`](Self::service_name).
+    pub fn default_service_name(mut self, name: impl Into<String>) -> Self {
+        self.s.default_service_name = Some(name.into());
+        self
+    }
+
     /// `service.version`. Defaults to `OTEL_RESOURCE_ATTRIBUTES`, else unset.
     pub fn service_version(mut self, version: impl Into<String>) -> Self {
         self.s.service_version = Some(version.into());

@@ -420,6 +420,7 @@ pub(crate) struct Settings {
     pub(crate) env: Env,
     pub(crate) sdk_disabled: Option<bool>,
     pub(crate) service_name: Option<String>,
+    pub(crate) default_service_name: Option<String>,
     pub(crate) service_version: Option<String>,
     pub(crate) service_namespace: Option<String>,
     pub(crate) service_instance_id: Option<String>,
@@ -751,6 +752,13 @@ fn resolve_resource(s: &Settings) -> Result<Vec<(String, String)>, ConfigError> 
     );
     if let Some(host) = host_name() {
         attrs.insert("host.name".into(), host);
+    }
+    if let Some(name) = s
+        .default_service_name
+        .as_ref()
+        .filter(|n| !n.trim().is_empty())
+    {
+        attrs.insert("service.name".into(), name.clone());
     }
     if let Some(v) = s.env.get(OTEL_RESOURCE_ATTRIBUTES) {
         for (k, v) in parse_key_values(&v, Source::Env(OTEL_RESOURCE_ATTRIBUTES))? {
@@ -1192,6 +1200,13 @@ mod tests {
         let mut s = settings(&[(OTEL_SERVICE_NAME, "from-env")]);
         s.service_name = Some("from-code".into());
         assert_eq!(name(&resolve(&s).unwrap()), "from-code");
+        // A default from code loses to the environment, and beats the executable name.
+        let mut s = settings(&[(OTEL_SERVICE_NAME, "from-env")]);
+        s.default_service_name = Some("default".into());
+        assert_eq!(name(&resolve(&s).unwrap()), "from-env");
+        let mut s = settings(&[]);
+        s.default_service_name = Some("default".into());
+        assert_eq!(name(&resolve(&s).unwrap()), "default");
     }
 
     #[test]

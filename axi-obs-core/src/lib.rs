@@ -45,7 +45,7 @@
 //! | variable | builder | default |
 //! |---|---|---|
 //! | `OTEL_SDK_DISABLED` | [`sdk_disabled`](TelemetryBuilder::sdk_disabled) | `false`; `true` turns all OTLP export off (local logs and `/metrics` stay) |
-//! | `OTEL_SERVICE_NAME` | [`service_name`](TelemetryBuilder::service_name) | `service.name` from `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:<exe>` |
+//! | `OTEL_SERVICE_NAME` | [`service_name`](TelemetryBuilder::service_name) (wins) / [`default_service_name`](TelemetryBuilder::default_service_name) (loses) | `service.name` from `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:<exe>` |
 //! | `OTEL_RESOURCE_ATTRIBUTES` | [`resource_attribute`](TelemetryBuilder::resource_attribute), [`service_version`](TelemetryBuilder::service_version), [`service_namespace`](TelemetryBuilder::service_namespace), [`environment`](TelemetryBuilder::environment) | `telemetry.sdk.*`, `host.name` |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | [`otlp`](TelemetryBuilder::otlp)`(OtlpConfig::new().endpoint(..))` | none: no export. HTTP appends `/v1/traces`, `/v1/logs`, `/v1/metrics` |
 //! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_ENDPOINT` | [`traces`](TelemetryBuilder::traces) / [`logs`](TelemetryBuilder::logs) / [`metrics_export`](TelemetryBuilder::metrics_export) | the generic endpoint; used as given |

@@ -8,8 +8,11 @@
 //! | `GET /api/products` | the catalogue |
 //! | `GET /api/products/{id}` | one product, 404 if unknown |
 //! | `POST /api/orders` | `{"product_id": 1, "quantity": 2}`: 201, 422 when invalid, 503 when the (simulated) payment provider fails |
-//! | `GET /metrics` | Prometheus text from axi-obs-core |
-//! | `GET /healthz` | `ok` |
+//! | `GET /api/recommendations` | calls the `--downstream` service's catalogue (trace context propagated), or this service's own |
+//! | `GET /metrics`, `/healthz`, `/readyz`, `/version` | axi-obs-axum's operational routes |
+//!
+//! Every request is observed by axi-obs-axum's `ObsLayer` (HTTP metrics, server span, request
+//! id, access log).
 //!
 //! Business metrics: `shop_orders_total{status}`, `shop_order_value` (histogram, currency
 //! units), `shop_payment_duration_seconds` (histogram).
@@ -18,10 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use axi_obs_axum::client::TracedClient;
+use axi_obs_axum::{ObsLayer, ObsRoutes};
 use axi_obs_core::MetricsHandle;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -89,11 +93,14 @@ pub struct AppState {
     products: Arc<Vec<Product>>,
     next_order: Arc<AtomicU64>,
     metrics: MetricsHandle,
+    downstream: Option<String>,
+    client: TracedClient,
 }
 
 impl AppState {
-    /// State serving `/metrics` from `metrics`.
-    pub fn new(metrics: MetricsHandle) -> Self {
+    /// State serving `/metrics` from `metrics`; `/api/recommendations` asks `downstream` (a
+    /// base URL such as `http://127.0.0.1:8081`) when given.
+    pub fn new(metrics: MetricsHandle, downstream: Option<String>) -> Self {
         let products = vec![
             Product {
                 id: 1,
@@ -120,26 +127,80 @@ impl AppState {
             products: Arc::new(products),
             next_order: Arc::new(AtomicU64::new(1)),
             metrics,
+            downstream,
+            client: TracedClient::new(reqwest::Client::new()),
         }
     }
 }
 
-/// The demo router.
+/// The demo router: the API behind `ObsLayer`, plus the operational routes.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    app_with(state, Some(ObsLayer::new()))
+}
+
+/// The demo router with a given layer, or none (for measuring what the layer costs).
+pub fn app_with(state: AppState, layer: Option<ObsLayer>) -> Router {
+    let api = Router::new()
         .route("/api/products", get(list_products))
         .route("/api/products/{id}", get(get_product))
         .route("/api/orders", post(create_order))
-        .route("/metrics", get(metrics_page))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
+        .route("/api/recommendations", get(recommendations))
+        .with_state(state.clone());
+    let api = match layer {
+        Some(layer) => api.layer(layer),
+        None => api,
+    };
+    let mut routes = ObsRoutes::new()
+        .metrics(state.metrics.clone())
+        .version(axi_obs_axum::version_info!())
+        .readiness_check("catalogue", Duration::from_millis(500), {
+            let products = state.products.clone();
+            move || {
+                let n = products.len();
+                async move {
+                    if n > 0 {
+                        Ok(())
+                    } else {
+                        Err("empty catalogue".to_owned())
+                    }
+                }
+            }
+        });
+    if let Some(base) = state.downstream.clone() {
+        let client = state.client.clone();
+        routes = routes.readiness_check("downstream", Duration::from_secs(1), move || {
+            let (client, url) = (client.clone(), format!("{base}/healthz"));
+            async move {
+                match client.send(client.inner().get(url)).await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("downstream answered {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        });
+    }
+    api.merge(routes.into_router())
 }
 
-async fn metrics_page(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, axi_obs_core::metrics::CONTENT_TYPE)],
-        state.metrics.render(),
-    )
+/// Recommends two products from the downstream catalogue (or our own).
+#[tracing::instrument(skip_all)]
+async fn recommendations(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<Product>>, (StatusCode, String)> {
+    let Some(base) = &state.downstream else {
+        return Ok(Json(state.products.iter().take(2).cloned().collect()));
+    };
+    let res = state
+        .client
+        .send(state.client.inner().get(format!("{base}/api/products")))
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, format!("downstream: {e}")))?;
+    let products: Vec<Product> = res
+        .json()
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, format!("downstream body: {e}")))?;
+    tracing::info!(downstream = %base, received = products.len(), "recommendations from downstream");
+    Ok(Json(products.into_iter().take(2).collect()))
 }
 
 #[tracing::instrument(skip_all)]
@@ -232,7 +293,13 @@ pub async fn generate_load(base: String, rps: u32) {
         // Each request on its own task so a slow one does not hold the rate back.
         tokio::spawn(async move {
             let result = match n % 10 {
-                0..=3 => client.get(format!("{base}/api/products")).send().await,
+                0..=2 => client.get(format!("{base}/api/products")).send().await,
+                3 => {
+                    client
+                        .get(format!("{base}/api/recommendations"))
+                        .send()
+                        .await
+                }
                 4..=5 => {
                     client
                         .get(format!("{base}/api/products/{}", 1 + n % 6))

@@ -25,13 +25,22 @@ struct Args {
     /// Requests per second sent in --load mode.
     #[arg(long, default_value_t = 20, requires = "load")]
     load_rps: u32,
+
+    /// Base URL of a second service whose catalogue /api/recommendations fetches (trace
+    /// context propagated), e.g. http://127.0.0.1:8081.
+    #[arg(long, env = "DEMO_DOWNSTREAM")]
+    downstream: Option<String>,
+
+    /// Serve without the axi-obs layer (only to measure what it costs).
+    #[arg(long, hide = true)]
+    no_obs: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let telemetry = axi_obs_core::Telemetry::builder()
-        .service_name("demo-service")
+        .default_service_name("demo-service")
         .service_version(env!("CARGO_PKG_VERSION"))
         .try_install()
         .context("cannot start telemetry")?;
@@ -45,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let base = format!("http://{addr}");
     tracing::info!(address = %addr, "listening");
     eprintln!(
-        "demo-service listening on {base}\n  try: curl {base}/api/products\n  metrics: {base}/metrics\n{}",
+        "demo-service listening on {base}\n  try: curl {base}/api/products\n  metrics: {base}/metrics   health: {base}/readyz   version: {base}/version\n{}",
         if args.load {
             format!(
                 "  generating about {} requests per second (--load)",
@@ -60,11 +69,16 @@ async fn main() -> anyhow::Result<()> {
         .load
         .then(|| tokio::spawn(demo_service::generate_load(base.clone(), args.load_rps)));
 
-    let app = demo_service::app(demo_service::AppState::new(metrics));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    let state = demo_service::AppState::new(metrics, args.downstream.clone());
+    let layer = (!args.no_obs).then(axi_obs_axum::ObsLayer::new);
+    let app = demo_service::app_with(state, layer);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("server error")?;
     if let Some(load) = load {
         load.abort();
     }

@@ -1,5 +1,6 @@
-//! A real Prometheus 3.x scrapes the demo: `up` is 1, and the process metrics and application
-//! metrics are queryable through its HTTP API.
+//! A real Prometheus 3.x scrapes the demo under load, once negotiating OpenMetrics and once
+//! the Prometheus text format: `up` is 1 for both, the process and application metrics are
+//! queryable, and the p99 latency by route has exactly one series per route.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -40,8 +41,8 @@ fn prometheus_scrapes_the_demo() {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{}']\n",
-            demo.addr
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: demo\n    scrape_protocols: [OpenMetricsText1.0.0]\n    static_configs:\n      - targets: ['{addr}']\n  - job_name: demo-text\n    scrape_protocols: [PrometheusText0.0.4]\n    static_configs:\n      - targets: ['{addr}']\n",
+            addr = demo.addr
         ),
     )
     .unwrap();
@@ -69,6 +70,14 @@ fn prometheus_scrapes_the_demo() {
         (r[0]["value"][1] == "1").then_some(r)
     });
     assert_eq!(up[0]["metric"]["instance"], demo.addr.to_string());
+    poll(
+        Duration::from_secs(60),
+        "up{job=\"demo-text\"} == 1",
+        || {
+            let r = query(&prom, "up{job=\"demo-text\"}")?;
+            (r[0]["value"][1] == "1").then_some(())
+        },
+    );
 
     for q in [
         "process_resident_memory_bytes{job=\"demo\"}",
@@ -87,6 +96,31 @@ fn prometheus_scrapes_the_demo() {
         (v > 0.0).then_some(v)
     });
     assert!(created > 0.0);
+    // The query: p99 by route, one series per route the load exercises.
+    let expected = [
+        "/api/orders",
+        "/api/products",
+        "/api/products/{id}",
+        "/api/recommendations",
+    ];
+    let routes = poll(Duration::from_secs(90), "p99 latency by route", || {
+        let r = query(
+            &prom,
+            "histogram_quantile(0.99, sum by (le, http_route) (rate(http_server_request_duration_seconds_bucket{job=\"demo\"}[1m])))",
+        )?;
+        let mut routes: Vec<String> = r
+            .iter()
+            .map(|s| {
+                s["metric"]["http_route"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        routes.sort();
+        (routes == expected).then_some(routes)
+    });
+    assert_eq!(routes, expected);
     poll(Duration::from_secs(60), "payment latency quantile", || {
         query(
             &prom,

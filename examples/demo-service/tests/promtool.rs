@@ -15,7 +15,10 @@ fn metrics_page_passes_promtool_check_metrics() {
     let Some(promtool) = axi_obs_core::testing::peer("promtool") else {
         return;
     };
-    let demo = Demo::start(&[]);
+    // Two instances, so the outbound client metric is on the page too.
+    let downstream = Demo::start_with(&[], &[]);
+    let base = format!("http://{}", downstream.addr);
+    let demo = Demo::start_with(&["--load", "--load-rps", "50", "--downstream", &base], &[]);
     // Wait until the load has produced business metrics of every kind.
     let page = poll(
         Duration::from_secs(60),
@@ -24,7 +27,9 @@ fn metrics_page_passes_promtool_check_metrics() {
             let page = get(&demo.url("/metrics"))?;
             (page.contains("shop_orders_total{status=\"created\"}")
                 && page.contains("shop_orders_total{status=\"rejected\"}")
-                && page.contains("shop_payment_duration_seconds_bucket"))
+                && page.contains("shop_payment_duration_seconds_bucket")
+                && page.contains("http_server_request_duration_seconds_bucket")
+                && page.contains("http_client_request_duration_seconds_bucket"))
             .then_some(page)
         },
     );

@@ -10,14 +10,22 @@ use std::time::{Duration, Instant};
 pub struct Demo {
     child: Child,
     pub addr: SocketAddr,
+    /// Every line the demo wrote to standard output (its JSON logs).
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Demo {
     /// Starts the demo on an ephemeral loopback port with `--load`, in a clean environment
     /// (no OTEL_* from the caller), and waits for its "listening" log line.
     pub fn start(extra_env: &[(&str, &str)]) -> Demo {
+        Self::start_with(&["--load", "--load-rps", "50"], extra_env)
+    }
+
+    /// Starts the demo with `args` (plus `--listen 127.0.0.1:0`).
+    pub fn start_with(args: &[&str], extra_env: &[(&str, &str)]) -> Demo {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_demo-service"));
-        cmd.args(["--listen", "127.0.0.1:0", "--load", "--load-rps", "50"])
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AXI_LOG_FORMAT", "json")
@@ -29,10 +37,13 @@ impl Demo {
         let mut child = cmd.spawn().expect("spawn demo-service");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line.clone());
                 if !sent
                     && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["message"] == "listening"
@@ -52,7 +63,29 @@ impl Demo {
         let addr = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("demo-service did not log its listening address");
-        Demo { child, addr }
+        Demo { child, addr, lines }
+    }
+
+    /// Log lines parsed as JSON.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (the demo flushes its telemetry).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        poll(Duration::from_secs(30), "demo-service to exit", || {
+            self.child.try_wait().unwrap()
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
