@@ -46,10 +46,12 @@ impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
     }
 }
 
-/// Injects the current span's context (`traceparent`, `tracestate`, `baggage`, as the global
-/// propagator is configured) into `headers`. For clients other than reqwest.
+/// Injects the current OpenTelemetry context (`traceparent`, `tracestate`, `baggage`, as the
+/// global propagator is configured) into `headers`: inside a request observed by
+/// [`ObsLayer`](crate::ObsLayer), or an entered `tracing` span, that is the current span. For
+/// clients other than reqwest.
 pub fn inject_context(headers: &mut http::HeaderMap) {
-    let cx = tracing::Span::current().context();
+    let cx = opentelemetry::Context::current();
     opentelemetry::global::get_text_map_propagator(|p| {
         p.inject_context(&cx, &mut HeaderInjector(headers))
     });

@@ -24,6 +24,13 @@ fn propagator() {
     );
 }
 
+/// The layer recording into `cap`'s recorder and tracer provider.
+fn obs(cap: &Capture) -> ObsLayer {
+    ObsLayer::new()
+        .recorder(cap.recorder().clone())
+        .tracer_provider(cap.tracer_provider())
+}
+
 fn routes() -> Router {
     Router::new()
         .route("/users/{id}", get(|| async { "user" }))
@@ -74,7 +81,7 @@ async fn text(r: Response<Body>) -> String {
 #[tokio::test(flavor = "current_thread")]
 async fn metrics_use_semantic_convention_names_and_route_templates() {
     let cap = Capture::new();
-    let app = routes().layer(ObsLayer::new().recorder(cap.recorder().clone()));
+    let app = routes().layer(obs(&cap));
     let _g = tracing::dispatcher::set_default(&cap.dispatch());
     for uri in ["/users/1", "/users/2", "/nope/1"] {
         send(&app, get_req(uri)).await;
@@ -150,11 +157,7 @@ async fn metrics_use_semantic_convention_names_and_route_templates() {
 async fn server_span_continues_the_callers_trace() {
     propagator();
     let cap = Capture::new();
-    let app = routes().layer(
-        ObsLayer::new()
-            .recorder(cap.recorder().clone())
-            .traceparent_response(true),
-    );
+    let app = routes().layer(obs(&cap).traceparent_response(true));
     let _g = tracing::dispatcher::set_default(&cap.dispatch());
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent = "00f067aa0ba902b7";
@@ -215,7 +218,7 @@ async fn server_span_continues_the_callers_trace() {
 #[tokio::test(flavor = "current_thread")]
 async fn request_ids_are_kept_or_generated_and_echoed() {
     let cap = Capture::new();
-    let app = routes().layer(ObsLayer::new().recorder(cap.recorder().clone()));
+    let app = routes().layer(obs(&cap));
     let _g = tracing::dispatcher::set_default(&cap.dispatch());
     let res = send(
         &app,
@@ -239,11 +242,8 @@ async fn request_ids_are_kept_or_generated_and_echoed() {
     assert_eq!(generated.len(), 32);
     assert_eq!(text(res).await, generated);
 
-    let custom = routes().layer(
-        ObsLayer::new()
-            .recorder(cap.recorder().clone())
-            .request_id_header(http::HeaderName::from_static("x-correlation-id")),
-    );
+    let custom = routes()
+        .layer(obs(&cap).request_id_header(http::HeaderName::from_static("x-correlation-id")));
     let res = send(
         &custom,
         Request::get("/id")
@@ -258,7 +258,7 @@ async fn request_ids_are_kept_or_generated_and_echoed() {
 #[tokio::test(flavor = "current_thread")]
 async fn one_access_log_line_per_request_without_credentials() {
     let cap = Capture::new();
-    let app = routes().layer(ObsLayer::new().recorder(cap.recorder().clone()));
+    let app = routes().layer(obs(&cap));
     let _g = tracing::dispatcher::set_default(&cap.dispatch());
     send(
         &app,
@@ -315,7 +315,7 @@ async fn one_access_log_line_per_request_without_credentials() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_panicking_handler_becomes_a_counted_logged_500() {
     let cap = Capture::new();
-    let app = routes().layer(ObsLayer::new().recorder(cap.recorder().clone()));
+    let app = routes().layer(obs(&cap));
     let _g = tracing::dispatcher::set_default(&cap.dispatch());
     let res = send(
         &app,
@@ -353,7 +353,7 @@ async fn a_panicking_handler_becomes_a_counted_logged_500() {
 #[tokio::test(flavor = "current_thread")]
 async fn excluded_paths_are_not_observed() {
     let cap = Capture::new();
-    let app = routes().layer(ObsLayer::new().recorder(cap.recorder().clone()));
+    let app = routes().layer(obs(&cap));
     let _g = tracing::dispatcher::set_default(&cap.dispatch());
     assert_eq!(
         text(send(&app, get_req("/metrics")).await).await,
@@ -366,11 +366,7 @@ async fn excluded_paths_are_not_observed() {
     );
     assert!(cap.logs().is_empty());
     assert!(cap.spans().is_empty());
-    let all = routes().layer(
-        ObsLayer::new()
-            .recorder(cap.recorder().clone())
-            .exclude_paths(Vec::<String>::new()),
-    );
+    let all = routes().layer(obs(&cap).exclude_paths(Vec::<String>::new()));
     send(&all, get_req("/metrics")).await;
     assert!(
         cap.metrics_handle()
@@ -382,12 +378,7 @@ async fn excluded_paths_are_not_observed() {
 #[tokio::test(flavor = "current_thread")]
 async fn ordering_with_nested_routers_and_route_layer() {
     let cap = Capture::new();
-    let layer = || {
-        ObsLayer::new()
-            .recorder(cap.recorder().clone())
-            .spans(false)
-            .access_log(false)
-    };
+    let layer = || obs(&cap).spans(false).access_log(false);
     // Layer on the outer router: nested routes get their full template.
     let api = Router::new().route("/items/{id}", get(|| async { "item" }));
     let outer = Router::new().nest("/api", api.clone()).layer(layer());
@@ -422,11 +413,7 @@ async fn ordering_with_nested_routers_and_route_layer() {
 #[tokio::test(flavor = "current_thread")]
 async fn axum_prometheus_naming_mode() {
     let cap = Capture::new();
-    let app = routes().layer(
-        ObsLayer::new()
-            .recorder(cap.recorder().clone())
-            .naming(Naming::AxumPrometheus),
-    );
+    let app = routes().layer(obs(&cap).naming(Naming::AxumPrometheus));
     let _g = tracing::dispatcher::set_default(&cap.dispatch());
     send(&app, get_req("/users/1")).await;
     send(&app, get_req("/random/path")).await;
@@ -454,8 +441,7 @@ async fn axum_prometheus_naming_mode() {
 async fn custom_labels_are_capped() {
     let cap = Capture::new();
     let app = routes().layer(
-        ObsLayer::new()
-            .recorder(cap.recorder().clone())
+        obs(&cap)
             .spans(false)
             .access_log(false)
             .custom_labels(2, |req| {
@@ -487,7 +473,7 @@ async fn custom_labels_are_capped() {
 #[tokio::test(flavor = "current_thread")]
 async fn span_duration_matches_the_recorded_metric() {
     let cap = Capture::new();
-    let app = routes().layer(ObsLayer::new().recorder(cap.recorder().clone()));
+    let app = routes().layer(obs(&cap));
     let _g = tracing::dispatcher::set_default(&cap.dispatch());
     send(&app, get_req("/slow")).await;
     let span = cap
@@ -521,12 +507,7 @@ async fn span_duration_matches_the_recorded_metric() {
 #[tokio::test(flavor = "current_thread")]
 async fn random_unmatched_requests_cannot_grow_the_series_count() {
     let cap = Capture::new();
-    let app = routes().layer(
-        ObsLayer::new()
-            .recorder(cap.recorder().clone())
-            .spans(false)
-            .access_log(false),
-    );
+    let app = routes().layer(obs(&cap).spans(false).access_log(false));
     let series = |page: &str| {
         page.lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())

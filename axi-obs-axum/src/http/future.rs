@@ -5,16 +5,18 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode};
 use metrics::{Gauge, SharedString};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Status, TraceContextExt};
 
 use super::instruments::Labels;
 use super::layer::Config;
 use super::service::panic_message;
+use crate::names::attr;
 use crate::request_id::{RequestId, unit_random};
 
 /// Decrements the in-flight gauge however the request ends (completed, failed, or dropped
@@ -33,12 +35,15 @@ impl Drop for ActiveGuard {
 pub(crate) struct State {
     pub(crate) config: Arc<Config>,
     pub(crate) start: Instant,
-    pub(crate) span: tracing::Span,
+    pub(crate) start_time: SystemTime,
+    /// The server span (when spans are on) and the request id for log lines.
+    pub(crate) cx: Option<opentelemetry::Context>,
     pub(crate) labels: Option<Labels>,
     pub(crate) active: ActiveGuard,
     pub(crate) request_id: RequestId,
     pub(crate) method: Option<http::Method>,
-    pub(crate) route: SharedString,
+    /// The route label, for the access log.
+    pub(crate) route: Option<SharedString>,
     pub(crate) uri: Option<http::Uri>,
     pub(crate) client: Option<String>,
     pub(crate) user_agent: Option<HeaderValue>,
@@ -52,7 +57,9 @@ pin_project_lite::pin_project! {
         inner: Option<F>,
         // The panic message when the inner service panicked in `call`.
         call_panic: Option<String>,
-        state: Option<State>,
+        // Boxed: the future is moved several times on its way into axum's boxed route
+        // future; one pointer moves cheaper than the whole state.
+        state: Option<Box<State>>,
     }
 }
 
@@ -66,7 +73,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn observed(inner: Result<F, String>, state: State) -> Self {
+    pub(crate) fn observed(inner: Result<F, String>, state: Box<State>) -> Self {
         let (inner, call_panic) = split(inner);
         Self {
             inner,
@@ -92,7 +99,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = {
-            let _enter = this.state.as_ref().map(|s| s.span.enter());
+            let _attached = this
+                .state
+                .as_ref()
+                .and_then(|s| s.cx.clone())
+                .map(opentelemetry::Context::attach);
             match this.inner.as_pin_mut() {
                 Some(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
                     Ok(p) => Ok(ready!(p)),
@@ -150,7 +161,17 @@ macro_rules! event_at {
 
 impl State {
     /// Records metrics, span fields and the access log; echoes the request id.
-    fn finish(self, mut response: Response<Body>, panic: Option<String>) -> Response<Body> {
+    fn finish(
+        self: Box<Self>,
+        mut response: Response<Body>,
+        panic: Option<String>,
+    ) -> Response<Body> {
+        let this = *self;
+        this.finish_inner(&mut response, panic);
+        response
+    }
+
+    fn finish_inner(self, response: &mut Response<Body>, panic: Option<String>) {
         let cfg = &*self.config;
         let status = response.status().as_u16();
         let elapsed = self.start.elapsed();
@@ -158,7 +179,7 @@ impl State {
         let error_type: Option<SharedString> =
             server_error.then(|| SharedString::from(status.to_string()));
 
-        let _enter = self.span.enter();
+        let _attached = self.cx.clone().map(opentelemetry::Context::attach);
         if let Some(msg) = &panic {
             event_at!(cfg.server_error_level, "axi_obs_axum::http", {
                 panic = %msg,
@@ -183,12 +204,27 @@ impl State {
                 (self.req_body, resp_body),
             );
         }
-        if !self.span.is_disabled() {
-            self.span.record("http.response.status_code", status);
-            if server_error {
-                self.span.record("otel.status_code", "error");
+        if cfg.spans
+            && let Some(cx) = &self.cx
+        {
+            let span = cx.span();
+            if span.is_recording() {
+                span.set_attribute(KeyValue::new(
+                    attr::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(status),
+                ));
                 if let Some(e) = &error_type {
-                    self.span.record("error.type", &**e);
+                    span.set_attribute(KeyValue::new(attr::ERROR_TYPE, e.to_string()));
+                    span.set_status(Status::error(""));
+                }
+                if let Some(msg) = &panic {
+                    span.add_event(
+                        "exception",
+                        vec![
+                            KeyValue::new("exception.type", "panic"),
+                            KeyValue::new("exception.message", msg.clone()),
+                        ],
+                    );
                 }
             }
         }
@@ -217,7 +253,7 @@ impl State {
                     .as_ref()
                     .map(http::Method::as_str)
                     .unwrap_or_default();
-                let route: &str = &self.route;
+                let route: &str = self.route.as_deref().unwrap_or_default();
                 let ua = self.user_agent.as_ref().and_then(|v| v.to_str().ok());
                 event_at!(level, "axi_obs_axum::access", {
                     http.request.method = method,
@@ -226,37 +262,40 @@ impl State {
                     url.query = query.as_deref(),
                     http.response.status_code = status,
                     event.duration = elapsed.as_nanos() as u64,
-                    duration_ms = elapsed.as_secs_f64() * 1000.0,
                     http.request.id = self.request_id.as_str(),
                     client.address = self.client.as_deref(),
                     user_agent.original = ua
-                }, "{method} {path} {status}");
+                }, "request completed");
             }
         }
         let headers = response.headers_mut();
         headers.insert(cfg.request_id.header.clone(), self.request_id.0.clone());
-        if cfg.traceparent_response {
-            let cx = self.span.context();
-            use opentelemetry::trace::TraceContextExt;
-            let sc = cx.span().span_context().clone();
-            if sc.is_valid()
-                && let Ok(v) = HeaderValue::from_str(&format!(
-                    "00-{}-{}-{:02x}",
-                    sc.trace_id(),
-                    sc.span_id(),
-                    sc.trace_flags().to_u8()
-                ))
-            {
-                headers.insert("traceparent", v);
+        if let Some(cx) = &self.cx {
+            let span = cx.span();
+            if cfg.traceparent_response {
+                let sc = span.span_context();
+                if sc.is_valid()
+                    && let Ok(v) = HeaderValue::from_str(&format!(
+                        "00-{}-{}-{:02x}",
+                        sc.trace_id(),
+                        sc.span_id(),
+                        sc.trace_flags().to_u8()
+                    ))
+                {
+                    headers.insert("traceparent", v);
+                }
+            }
+            if cfg.spans {
+                // The span ends at exactly the duration the metric recorded.
+                span.end_with_timestamp(self.start_time + elapsed);
             }
         }
-        drop(_enter);
+        drop(_attached);
         drop(self.active);
-        response
     }
 
     /// The inner service returned an error (never for axum routes, which are infallible).
-    fn failed(self) {
+    fn failed(self: Box<Self>) {
         if let Some(labels) = self.labels {
             self.config.instruments.finish(
                 labels,
@@ -266,9 +305,13 @@ impl State {
                 (self.req_body, None),
             );
         }
-        if !self.span.is_disabled() {
-            self.span.record("otel.status_code", "error");
-            self.span.record("error.type", "_OTHER");
+        if self.config.spans
+            && let Some(cx) = &self.cx
+        {
+            let span = cx.span();
+            span.set_attribute(KeyValue::new(crate::names::attr::ERROR_TYPE, "_OTHER"));
+            span.set_status(Status::error(""));
+            span.end_with_timestamp(self.start_time + self.start.elapsed());
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Recording the HTTP server metrics: names, labels, handles.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 
 use axi_obs_core::MetricsRecorder;
-use metrics::{Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 
 use crate::names::{self, attr, axum_prometheus as ap};
 
@@ -111,7 +112,85 @@ pub(crate) struct Instruments {
     pub(crate) naming: Naming,
     pub(crate) body_sizes: bool,
     described: OnceLock<()>,
-    routes: RwLock<HashMap<Box<str>, SharedString>>,
+    routes: RwLock<HashMap<Box<str>, SharedString, BuildHasherDefault<FastHasher>>>,
+    /// Registered handles by their label values, so a request costs a hash of a few integers
+    /// instead of building and hashing a `metrics::Key` (used without custom labels).
+    active: HandleCache<(usize, u8, u8), Gauge>,
+    durations: HandleCache<(usize, u16, u8, u8, u8), (Histogram, Option<Counter>)>,
+}
+
+/// A bounded map from small keys to metric handles.
+struct HandleCache<K, V> {
+    map: RwLock<HashMap<K, V, BuildHasherDefault<FastHasher>>>,
+}
+
+/// Most handles a cache keeps (label sets are bounded by routes × methods × statuses anyway).
+const MAX_CACHED: usize = 100_000;
+
+impl<K, V> Default for HandleCache<K, V> {
+    fn default() -> Self {
+        Self {
+            map: RwLock::default(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for HandleCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandleCache")
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V: Clone> HandleCache<K, V> {
+    fn get_or(&self, key: K, make: impl FnOnce() -> V) -> V {
+        if let Some(v) = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return v.clone();
+        }
+        let v = make();
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() < MAX_CACHED {
+            map.entry(key).or_insert_with(|| v.clone());
+        }
+        v
+    }
+}
+
+/// FxHash-style hashing for small integer keys.
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        for b in chunks.remainder() {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
 /// At most this many distinct route templates are interned (an application has far fewer).
@@ -131,6 +210,8 @@ impl Instruments {
             body_sizes,
             described: OnceLock::new(),
             routes: RwLock::default(),
+            active: HandleCache::default(),
+            durations: HandleCache::default(),
         }
     }
 
@@ -201,6 +282,7 @@ impl Instruments {
         let Some(path) = matched else {
             return SharedString::const_str(names::UNMATCHED_ROUTE);
         };
+
         if let Some(s) = self
             .routes
             .read()
@@ -222,29 +304,123 @@ impl Instruments {
     /// Registers and increments the in-flight gauge; returns it for the decrement.
     pub(crate) fn start(&self, labels: &Labels) -> Gauge {
         self.describe();
-        let key = match self.naming {
-            Naming::OpenTelemetry => Key::from_parts(
-                names::SERVER_ACTIVE_REQUESTS,
-                vec![
-                    Label::from_static_parts(attr::HTTP_REQUEST_METHOD, labels.method),
-                    Label::from_static_parts(attr::URL_SCHEME, labels.scheme),
-                ],
-            ),
-            Naming::AxumPrometheus => Key::from_parts(
-                ap::REQUESTS_PENDING,
-                vec![
-                    Label::from_static_parts("method", labels.method),
-                    Label::new("endpoint", labels.route.clone()),
-                ],
-            ),
+        let route_id = match self.naming {
+            Naming::OpenTelemetry => 0,
+            Naming::AxumPrometheus => labels.route.as_ptr() as usize,
         };
-        let g = self.sink.with(|r| r.register_gauge(&key, &META));
+        let key = (
+            route_id,
+            method_index(labels.method),
+            scheme_index(labels.scheme),
+        );
+        let g = self.active.get_or(key, || {
+            let key = match self.naming {
+                Naming::OpenTelemetry => Key::from_parts(
+                    names::SERVER_ACTIVE_REQUESTS,
+                    vec![
+                        Label::from_static_parts(attr::HTTP_REQUEST_METHOD, labels.method),
+                        Label::from_static_parts(attr::URL_SCHEME, labels.scheme),
+                    ],
+                ),
+                Naming::AxumPrometheus => Key::from_parts(
+                    ap::REQUESTS_PENDING,
+                    vec![
+                        Label::from_static_parts("method", labels.method),
+                        Label::new("endpoint", labels.route.clone()),
+                    ],
+                ),
+            };
+            self.sink.with(|r| r.register_gauge(&key, &META))
+        });
         g.increment(1.0);
         g
     }
 
     /// Records the finished request.
     pub(crate) fn finish(
+        &self,
+        labels: Labels,
+        status: Option<u16>,
+        error_type: Option<SharedString>,
+        seconds: f64,
+        body_sizes: (Option<u64>, Option<u64>),
+    ) {
+        // The fast path: no custom labels, no body sizes, a status (so `error.type` follows
+        // from it). The cached handles are the very ones the slow path registers.
+        if labels.custom.is_empty()
+            && !self.body_sizes
+            && let Some(code) = status
+        {
+            let key = (
+                labels.route.as_ptr() as usize,
+                code,
+                method_index(labels.method),
+                scheme_index(labels.scheme),
+                version_index(labels.version),
+            );
+            let (h, c) = self
+                .durations
+                .get_or(key, || self.register_duration(&labels, code, error_type));
+            h.record(seconds);
+            if let Some(c) = c {
+                c.increment(1);
+            }
+            return;
+        }
+        self.finish_slow(labels, status, error_type, seconds, body_sizes);
+    }
+
+    /// Registers the duration histogram (and, for axum-prometheus names, the request counter)
+    /// of a label set without custom labels.
+    fn register_duration(
+        &self,
+        labels: &Labels,
+        code: u16,
+        error_type: Option<SharedString>,
+    ) -> (Histogram, Option<Counter>) {
+        match self.naming {
+            Naming::OpenTelemetry => {
+                let mut l = Vec::with_capacity(6);
+                l.push(Label::from_static_parts(
+                    attr::HTTP_REQUEST_METHOD,
+                    labels.method,
+                ));
+                l.push(Label::new(attr::HTTP_ROUTE, labels.route.clone()));
+                l.push(Label::new(
+                    attr::HTTP_RESPONSE_STATUS_CODE,
+                    status_str(code),
+                ));
+                l.push(Label::from_static_parts(attr::URL_SCHEME, labels.scheme));
+                l.push(Label::from_static_parts(
+                    attr::NETWORK_PROTOCOL_VERSION,
+                    labels.version,
+                ));
+                if let Some(e) = error_type {
+                    l.push(Label::new(attr::ERROR_TYPE, e));
+                }
+                let key = Key::from_parts(names::SERVER_REQUEST_DURATION, l);
+                (self.sink.with(|r| r.register_histogram(&key, &META)), None)
+            }
+            Naming::AxumPrometheus => {
+                let l = vec![
+                    Label::from_static_parts("method", labels.method),
+                    Label::new("endpoint", labels.route.clone()),
+                    Label::new("status", status_str(code)),
+                ];
+                self.sink.with(|r| {
+                    (
+                        r.register_histogram(
+                            &Key::from_parts(ap::REQUESTS_DURATION_SECONDS, l.clone()),
+                            &META,
+                        ),
+                        Some(r.register_counter(&Key::from_parts(ap::REQUESTS_TOTAL, l), &META)),
+                    )
+                })
+            }
+        }
+    }
+
+    fn finish_slow(
         &self,
         labels: Labels,
         status: Option<u16>,
@@ -329,6 +505,26 @@ fn status_str(code: u16) -> SharedString {
         100..=599 => table[(code - 100) as usize].clone(),
         other => SharedString::from(other.to_string()),
     }
+}
+
+const METHODS: [&str; 11] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "QUERY",
+    "_OTHER",
+];
+
+fn method_index(m: &str) -> u8 {
+    METHODS
+        .iter()
+        .position(|x| *x == m)
+        .unwrap_or(METHODS.len()) as u8
+}
+
+fn scheme_index(s: &str) -> u8 {
+    u8::from(s == "https")
+}
+
+fn version_index(v: &str) -> u8 {
+    v.as_bytes().first().copied().unwrap_or(0) ^ v.as_bytes().get(2).copied().unwrap_or(0)
 }
 
 /// The semantic-convention method value: a known method, or `_OTHER`.

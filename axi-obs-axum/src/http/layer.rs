@@ -1,9 +1,11 @@
 //! [`ObsLayer`]: the configuration, and the tower `Layer`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axi_obs_core::MetricsRecorder;
 use http::HeaderName;
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::TracerProvider;
 
 use super::instruments::{CustomLabels, Instruments, Naming, Sink};
 use super::service::Obs;
@@ -24,6 +26,7 @@ pub struct ObsLayer {
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) instruments: Instruments,
+    pub(crate) tracer: TracerSource,
     pub(crate) metrics: bool,
     pub(crate) spans: bool,
     pub(crate) access_log: bool,
@@ -37,6 +40,40 @@ pub(crate) struct Config {
     pub(crate) traceparent_response: bool,
     pub(crate) log_query: bool,
     pub(crate) custom: Option<Arc<CustomLabels>>,
+}
+
+/// Where server spans come from: the global tracer provider (resolved at the first request, so
+/// telemetry may be installed after the layer is built), or an explicit one.
+#[derive(Clone)]
+pub(crate) enum TracerSource {
+    Global(Arc<OnceLock<BoxedTracer>>),
+    Explicit(Arc<BoxedTracer>),
+}
+
+impl std::fmt::Debug for TracerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TracerSource::Global(_) => "TracerSource::Global",
+            TracerSource::Explicit(_) => "TracerSource::Explicit",
+        })
+    }
+}
+
+fn scope() -> opentelemetry::InstrumentationScope {
+    opentelemetry::InstrumentationScope::builder("axi-obs-axum")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+impl TracerSource {
+    pub(crate) fn tracer(&self) -> &BoxedTracer {
+        match self {
+            TracerSource::Global(cell) => {
+                cell.get_or_init(|| opentelemetry::global::tracer_with_scope(scope()))
+            }
+            TracerSource::Explicit(t) => t,
+        }
+    }
 }
 
 /// Paths excluded from metrics, spans and access logs by default.
@@ -56,6 +93,7 @@ impl ObsLayer {
         Self {
             config: Arc::new(Config {
                 instruments: Instruments::new(Sink::Global, Naming::OpenTelemetry, false),
+                tracer: TracerSource::Global(Arc::default()),
                 metrics: true,
                 spans: true,
                 access_log: true,
@@ -90,6 +128,19 @@ impl ObsLayer {
         })
     }
 
+    /// Creates server spans with `provider` instead of the global tracer provider (tests, or
+    /// several providers in one process). Defaults to the global provider, which
+    /// `axi_obs_core`'s `install()` sets.
+    pub fn tracer_provider<P>(self, provider: &P) -> Self
+    where
+        P: TracerProvider,
+        P::Tracer: Send + Sync + 'static,
+        <P::Tracer as opentelemetry::trace::Tracer>::Span: Send + Sync + 'static,
+    {
+        let tracer = BoxedTracer::new(Box::new(provider.tracer_with_scope(scope())));
+        self.edit(|c| c.tracer = TracerSource::Explicit(Arc::new(tracer)))
+    }
+
     /// Metric names: [`Naming::OpenTelemetry`] (default) or [`Naming::AxumPrometheus`].
     pub fn naming(self, naming: Naming) -> Self {
         self.edit(|c| {
@@ -111,7 +162,8 @@ impl ObsLayer {
         self.edit(|c| c.metrics = on)
     }
 
-    /// Creates a server span per request. Defaults to on.
+    /// Creates an OpenTelemetry server span per request (sampled by the tracer provider's
+    /// sampler; a sampled-out span costs an id and a context, nothing more). Defaults to on.
     pub fn spans(self, on: bool) -> Self {
         self.edit(|c| c.spans = on)
     }

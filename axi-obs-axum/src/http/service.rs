@@ -4,19 +4,20 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use axi_obs_core::logs::ContextFields;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath};
 use http::{HeaderMap, Request, Response};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer as _};
 use tower_service::Service;
-use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::future::{ActiveGuard, ResponseFuture, State};
 use super::instruments::{Labels, method_label, version_label};
 use super::layer::Config;
-use crate::names::UNMATCHED_ROUTE;
+use crate::names::{UNMATCHED_ROUTE, attr};
 
 /// The service [`ObsLayer`](super::ObsLayer) wraps around each route.
 #[derive(Clone, Debug)]
@@ -66,7 +67,7 @@ where
             .extensions()
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
-        let route = cfg.instruments.route(matched);
+        let mut route = cfg.instruments.route(matched);
         let scheme = scheme(&req, cfg.trust_forwarded);
         let version = version_label(req.version());
 
@@ -82,7 +83,11 @@ where
             };
             let labels = Labels {
                 method,
-                route: route.clone(),
+                route: if cfg.access_log || cfg.spans {
+                    route.clone()
+                } else {
+                    std::mem::replace(&mut route, metrics::SharedString::const_str(""))
+                },
                 scheme,
                 version,
                 custom,
@@ -106,69 +111,84 @@ where
             .then(|| req.headers().get(http::header::USER_AGENT).cloned())
             .flatten();
 
-        let span = if cfg.spans {
-            let route_str: &str = &route;
-            let unmatched = route_str == UNMATCHED_ROUTE;
-            let name_method = if method == "_OTHER" { "HTTP" } else { method };
-            let span = tracing::info_span!(
-                target: "axi_obs_axum::http",
-                "HTTP request",
-                otel.name = %SpanName(name_method, (!unmatched).then_some(route_str)),
-                otel.kind = "server",
-                otel.status_code = Empty,
-                http.request.method = method,
-                http.request.method_original = Empty,
-                http.route = Empty,
-                url.path = req.uri().path(),
-                url.scheme = scheme,
-                network.protocol.version = version,
-                http.response.status_code = Empty,
-                error.type = Empty,
-                client.address = Empty,
-                user_agent.original = Empty,
-                http.request.id = request_id.as_str(),
-            );
-            if !span.is_disabled() {
-                if !unmatched {
-                    span.record("http.route", route_str);
-                }
-                if method == "_OTHER" {
-                    span.record("http.request.method_original", req.method().as_str());
-                }
-                if let Some(c) = &client {
-                    span.record("client.address", c.as_str());
-                }
-                if let Some(ua) = user_agent.as_ref().and_then(|v| v.to_str().ok()) {
-                    span.record("user_agent.original", ua);
-                }
-                if has_context(req.headers()) {
-                    let parent = opentelemetry::global::get_text_map_propagator(|p| {
-                        p.extract(&HeaderExtractor(req.headers()))
-                    });
-                    let _ = span.set_parent(parent);
-                }
-            }
-            span
+        // Wall-clock start for the span (its end is this plus the measured duration).
+        let start_time = if cfg.spans {
+            SystemTime::now()
         } else {
-            tracing::Span::none()
+            SystemTime::UNIX_EPOCH
         };
+        let cx = (cfg.spans || cfg.access_log).then(|| {
+            let mut cx = if cfg.spans && has_context(req.headers()) {
+                opentelemetry::global::get_text_map_propagator(|p| {
+                    p.extract(&HeaderExtractor(req.headers()))
+                })
+            } else {
+                opentelemetry::Context::new()
+            };
+            if cfg.spans {
+                let route_str: &str = &route;
+                let unmatched = route_str == UNMATCHED_ROUTE;
+                let name_method = if method == "_OTHER" { "HTTP" } else { method };
+                let mut name = String::with_capacity(name_method.len() + 1 + route_str.len());
+                name.push_str(name_method);
+                if !unmatched {
+                    name.push(' ');
+                    name.push_str(route_str);
+                }
+                let tracer = cfg.tracer.tracer();
+                let builder = tracer
+                    .span_builder(name)
+                    .with_kind(SpanKind::Server)
+                    .with_start_time(start_time);
+                let mut span = tracer.build_with_context(builder, &cx);
+                if span.is_recording() {
+                    // Attributes only for recorded spans: a sampled-out request pays nothing.
+                    let mut attrs = vec![
+                        KeyValue::new(attr::HTTP_REQUEST_METHOD, method),
+                        KeyValue::new("url.path", req.uri().path().to_owned()),
+                        KeyValue::new(attr::URL_SCHEME, scheme),
+                        KeyValue::new(attr::NETWORK_PROTOCOL_VERSION, version),
+                        KeyValue::new("http.request.id", request_id.as_str().to_owned()),
+                    ];
+                    if !unmatched {
+                        attrs.push(KeyValue::new(attr::HTTP_ROUTE, route_str.to_owned()));
+                    }
+                    if method == "_OTHER" {
+                        attrs.push(KeyValue::new(
+                            attr::HTTP_REQUEST_METHOD_ORIGINAL,
+                            req.method().as_str().to_owned(),
+                        ));
+                    }
+                    if let Some(c) = &client {
+                        attrs.push(KeyValue::new("client.address", c.clone()));
+                    }
+                    if let Some(ua) = user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+                        attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
+                    }
+                    span.set_attributes(attrs);
+                }
+                cx = cx.with_span(span);
+            }
+            cx.with_value(ContextFields::new().with("http.request.id", request_id.as_str()))
+        });
 
-        let state = State {
+        let state = Box::new(State {
             config: self.config.clone(),
             start,
-            span,
+            start_time,
+            cx,
             labels,
             active,
             request_id,
             method: cfg.access_log.then(|| req.method().clone()),
-            route,
+            route: cfg.access_log.then_some(route),
             uri: cfg.access_log.then(|| req.uri().clone()),
             client,
             user_agent,
             req_body,
-        };
+        });
         let future = {
-            let _enter = state.span.enter();
+            let _attached = state.cx.clone().map(opentelemetry::Context::attach);
             call_catching(&mut self.inner, req)
         };
         ResponseFuture::observed(future, state)
@@ -192,19 +212,11 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-struct SpanName<'a>(&'a str, Option<&'a str>);
-
-impl std::fmt::Display for SpanName<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.1 {
-            Some(route) => write!(f, "{} {}", self.0, route),
-            None => f.write_str(self.0),
-        }
-    }
-}
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 
 fn has_context(headers: &HeaderMap) -> bool {
-    headers.contains_key("traceparent") || headers.contains_key("baggage")
+    headers.contains_key(TRACEPARENT) || headers.contains_key(BAGGAGE)
 }
 
 /// Reads W3C context headers for the OpenTelemetry propagator.

@@ -17,6 +17,10 @@
 //!   of the fixed keys above is written as `fields.<name>`. Span fields named `otel.*`
 //!   (tracing-opentelemetry's span name, kind and status) are not repeated on log lines.
 //!
+//! * [`ContextFields`] attached to the current OpenTelemetry context (a middleware's request
+//!   id, say) are added to every line written while that context is current, after the event's
+//!   and the spans' own fields.
+//!
 //! Filebeat's `ndjson` parser (or Elasticsearch directly) ingests these lines with no pipeline.
 
 use std::cell::RefCell;
@@ -72,6 +76,41 @@ where
             make_writer,
             service: fragment,
         }
+    }
+}
+
+/// String fields carried by an OpenTelemetry [`Context`](opentelemetry::Context), written on
+/// every JSON log line emitted while that context is current.
+///
+/// Middleware that does not create a `tracing` span per request (the axum layer's server span
+/// is an OpenTelemetry span) attaches its request id this way:
+///
+/// ```
+/// use axi_obs_core::logs::ContextFields;
+/// let cx = opentelemetry::Context::current()
+///     .with_value(ContextFields::new().with("http.request.id", "r-42"));
+/// let _guard = cx.attach();
+/// // every log line written here carries "http.request.id":"r-42"
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContextFields(std::sync::Arc<Vec<(&'static str, String)>>);
+
+impl ContextFields {
+    /// No fields.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a field.
+    #[must_use]
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        std::sync::Arc::make_mut(&mut self.0).push((key, value.into()));
+        self
+    }
+
+    /// The fields.
+    pub fn fields(&self) -> &[(&'static str, String)] {
+        &self.0
     }
 }
 
@@ -154,16 +193,18 @@ where
         push_json_str(buf, meta.target());
         buf.push_str(&self.service);
 
-        let ids = opentelemetry::Context::map_current(|cx| {
-            let sc = cx.span().span_context().clone();
-            sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
+        let context_fields = opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let sc = span.span_context();
+            if sc.is_valid() {
+                buf.push_str(",\"trace.id\":\"");
+                push_hex(buf, &sc.trace_id().to_bytes());
+                buf.push_str("\",\"span.id\":\"");
+                push_hex(buf, &sc.span_id().to_bytes());
+                buf.push('"');
+            }
+            cx.get::<ContextFields>().cloned()
         });
-        if let Some((trace_id, span_id)) = ids {
-            let _ = write!(
-                buf,
-                ",\"trace.id\":\"{trace_id}\",\"span.id\":\"{span_id}\""
-            );
-        }
 
         let mut seen: smallvec::SmallVec<[&'static str; 16]> = smallvec::SmallVec::new();
         let mut visitor = EventVisitor {
@@ -177,7 +218,7 @@ where
             for span in scope {
                 let ext = span.extensions();
                 if let Some(fields) = ext.get::<SpanFields>() {
-                    for (k, v) in &fields.0 {
+                    for (k, v) in fields.0.iter() {
                         if seen.contains(k) {
                             continue;
                         }
@@ -190,6 +231,18 @@ where
                 }
             }
         }
+        if let Some(fields) = context_fields {
+            for (k, v) in fields.0.iter() {
+                if seen.contains(k) {
+                    continue;
+                }
+                seen.push(k);
+                buf.push(',');
+                push_key(buf, k);
+                buf.push(':');
+                push_json_str(buf, v);
+            }
+        }
         buf.push_str("}\n");
         let _ = self
             .make_writer
@@ -200,9 +253,14 @@ where
 
 /// The output key for a field name.
 fn push_key(buf: &mut String, name: &str) {
+    let reserved = || {
+        // Every reserved key starts with one of these; skip the comparisons for the rest.
+        matches!(name.as_bytes().first(), Some(b'@' | b'l' | b's' | b't'))
+            && RESERVED.contains(&name)
+    };
     if name == "error" {
         buf.push_str("\"error.message\"");
-    } else if RESERVED.contains(&name) {
+    } else if reserved() {
         buf.push_str("\"fields.");
         push_json_str_inner(buf, name);
         buf.push('"');
@@ -354,28 +412,85 @@ pub(crate) fn push_json_str(buf: &mut String, s: &str) {
     buf.push('"');
 }
 
+/// Bytes that need escaping in a JSON string: `"`, `\\`, control characters and DEL.
+const ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[0x7f] = true;
+    t
+};
+
+/// True if any byte of `w` needs escaping (SWAR: control bytes, `"`, `\\`, DEL).
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
+    (below_space
+        | has_zero(w ^ (LO * b'"' as u64))
+        | has_zero(w ^ (LO * b'\\' as u64))
+        | has_zero(w ^ (LO * 0x7f)))
+        != 0
+}
+
 fn push_json_str_inner(buf: &mut String, s: &str) {
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f | 0x7f => "",
-            _ => continue,
-        };
+    // Fast path: most keys and values need no escaping; check eight bytes at a time.
+    let mut clean = 0;
+    while clean + 8 <= bytes.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[clean..clean + 8]);
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            break;
+        }
+        clean += 8;
+    }
+    while clean < bytes.len() && !ESCAPE[bytes[clean] as usize] {
+        clean += 1;
+    }
+    if clean == bytes.len() {
+        buf.push_str(s);
+        return;
+    }
+    buf.push_str(&s[..clean]);
+    let mut start = clean;
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
+        if !ESCAPE[b as usize] {
+            continue;
+        }
         buf.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(buf, "\\u{b:04x}");
-        } else {
-            buf.push_str(esc);
+        match b {
+            b'"' => buf.push_str("\\\""),
+            b'\\' => buf.push_str("\\\\"),
+            b'\n' => buf.push_str("\\n"),
+            b'\r' => buf.push_str("\\r"),
+            b'\t' => buf.push_str("\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.push_str("\\u00");
+                buf.push(HEX[(b >> 4) as usize] as char);
+                buf.push(HEX[(b & 0xf) as usize] as char);
+            }
         }
         start = i + 1;
     }
     buf.push_str(&s[start..]);
+}
+
+/// Appends `bytes` as lower-case hex.
+fn push_hex(buf: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        buf.push(HEX[(b >> 4) as usize] as char);
+        buf.push(HEX[(b & 0xf) as usize] as char);
+    }
 }
 
 fn push_json_f64(buf: &mut String, v: f64) {
@@ -395,20 +510,51 @@ fn push_json_f64(buf: &mut String, v: f64) {
     }
 }
 
-/// Writes `t` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+/// Writes `t` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`. The date-and-seconds prefix is cached per
+/// thread, so most calls only format the microseconds.
 pub(crate) fn push_rfc3339(buf: &mut String, t: SystemTime) {
+    thread_local! {
+        static PREFIX: RefCell<(u64, String)> = RefCell::new((u64::MAX, String::new()));
+    }
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    PREFIX.with(|cell| {
+        let Ok(mut cached) = cell.try_borrow_mut() else {
+            push_prefix(buf, secs);
+            return;
+        };
+        if cached.0 != secs {
+            cached.1.clear();
+            push_prefix(&mut cached.1, secs);
+            cached.0 = secs;
+        }
+        buf.push_str(&cached.1);
+    });
+    let micros = d.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut m = micros;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
+    buf.push('.');
+    for d in digits {
+        buf.push(d as char);
+    }
+    buf.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for `secs` since the epoch.
+fn push_prefix(buf: &mut String, secs: u64) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, day) = civil_from_days(days);
     let _ = write!(
         buf,
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         (rem / 60) % 60,
-        rem % 60,
-        d.subsec_micros()
+        rem % 60
     );
 }
 
@@ -480,6 +626,20 @@ mod tests {
         let mut s = String::new();
         push_json_str(&mut s, "a\"b\\c\nd\u{1}é");
         assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
+        // Escapes found by the eight-byte fast path at every position.
+        for special in ['"', '\\', '\n', '\u{1f}', '\u{7f}'] {
+            for pos in 0..20 {
+                let mut input: String = "abcdefghijklmnopqrst".into();
+                input.replace_range(pos..pos + 1, &special.to_string());
+                let mut got = String::new();
+                push_json_str(&mut got, &input);
+                let parsed: String = serde_json::from_str(&got).unwrap();
+                assert_eq!(parsed, input, "{got}");
+            }
+        }
+        let mut got = String::new();
+        push_json_str(&mut got, "plain ascii text with é and 日本 and spaces");
+        assert_eq!(got, "\"plain ascii text with é and 日本 and spaces\"");
     }
 
     #[test]
@@ -529,6 +689,24 @@ mod tests {
         assert_eq!(b["log.level"], "INFO");
         assert_eq!(b["fields.log.level"], "x");
         assert_eq!(b["nan"], "NaN");
+    }
+
+    #[test]
+    fn context_fields_are_added_after_event_fields() {
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(buf.clone(), []));
+        tracing::subscriber::with_default(subscriber, || {
+            let cx = opentelemetry::Context::current().with_value(
+                ContextFields::new()
+                    .with("http.request.id", "r-1")
+                    .with("tenant", "acme"),
+            );
+            let _g = cx.attach();
+            tracing::info!(tenant = "event-wins", "inside");
+        });
+        let l = lines(&buf);
+        assert_eq!(l[0]["http.request.id"], "r-1");
+        assert_eq!(l[0]["tenant"], "event-wins");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicU64;
 use tracing_subscriber::filter::{EnvFilter, FilterFn};
 use tracing_subscriber::{Layer, Registry};
 
-pub use json::JsonLayer;
+pub use json::{ContextFields, JsonLayer};
 pub use writer::{LineWriter, NonBlocking};
 pub(crate) use writer::{WriterWorker, non_blocking};
 
@@ -29,7 +29,6 @@ pub(crate) const NOISY_TARGETS: &[&str] = &[
     "hyper",
     "hyper_util",
     "tonic",
-    "tower",
     "reqwest",
     "opentelemetry",
     "opentelemetry_sdk",
@@ -37,7 +36,8 @@ pub(crate) const NOISY_TARGETS: &[&str] = &[
 ];
 
 /// Builds the `EnvFilter` for `directives`, adding `target=warn` for the noisy crates the
-/// directives do not mention.
+/// directives do not mention. (`EnvFilter` matches targets by prefix, so each entry must not
+/// be a prefix of a crate whose logs users want: `tower` would silence `tower_http`.)
 pub(crate) fn env_filter(directives: &str) -> EnvFilter {
     let mut filter = EnvFilter::builder().parse_lossy(directives);
     for target in NOISY_TARGETS {
@@ -179,6 +179,10 @@ mod tests {
     fn noisy_targets_are_capped_unless_mentioned() {
         let f = env_filter("debug").to_string();
         assert!(f.contains("h2=warn") && f.contains("tonic=warn"), "{f}");
+        assert!(
+            !f.contains("tower"),
+            "tower_http logs must stay visible: {f}"
+        );
         let f = env_filter("info,h2=debug").to_string();
         assert!(f.contains("h2=debug") && !f.contains("h2=warn"), "{f}");
     }

@@ -70,8 +70,9 @@ impl HistogramFn for HistogramCell {
             // NaN has no bucket; ignoring it keeps _count equal to the +Inf bucket.
             return;
         }
-        // First bound >= value: Prometheus buckets are `le` (less than or equal).
-        let idx = self.bounds.partition_point(|b| *b < value);
+        // First bound >= value: Prometheus buckets are `le` (less than or equal). A branch-free
+        // count beats a binary search on the 10-20 bounds histograms have.
+        let idx = self.bounds.iter().filter(|b| **b < value).count();
         self.buckets[idx].fetch_add(count as u64, Ordering::Relaxed);
         let add = value * count as f64;
         let mut current = self.sum.load(Ordering::Relaxed);

@@ -138,6 +138,12 @@ impl Capture {
         self.dispatch.clone()
     }
 
+    /// The tracer provider whose spans this capture collects, for code that creates
+    /// OpenTelemetry spans directly (the axum layer's server span).
+    pub fn tracer_provider(&self) -> &SdkTracerProvider {
+        &self.provider
+    }
+
     /// The recorder, for code that takes explicit handles or `with_local_recorder`.
     pub fn recorder(&self) -> &MetricsRecorder {
         &self.recorder
