@@ -344,8 +344,16 @@ impl TelemetryBuilder {
             }
             _ => None,
         };
+        // Without a traces exporter and without an explicit sampler, new root traces are not
+        // sampled (nothing would receive them): spans still carry ids for logs, and a caller's
+        // sampled flag is still honoured and propagated, but nothing is recorded for nobody.
+        let sampler = if span_queue.is_none() && !r.sampler_explicit {
+            Sampler::ParentBased(Box::new(Sampler::AlwaysOff))
+        } else {
+            r.sampler.clone()
+        };
         let tracer_provider: Option<SdkTracerProvider> =
-            (!r.sdk_disabled).then(|| crate::traces::provider(&r.sampler, &r.resource, span_queue));
+            (!r.sdk_disabled).then(|| crate::traces::provider(&sampler, &r.resource, span_queue));
         let logger_provider: Option<SdkLoggerProvider> = match (&r.logs, &runtime) {
             (Some(target), Some(rt)) => {
                 let t = transport(target, config::OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)?;

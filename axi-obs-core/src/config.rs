@@ -475,6 +475,8 @@ pub(crate) struct Resolved {
     pub(crate) logs: Option<OtlpTarget>,
     pub(crate) metrics: Option<OtlpTarget>,
     pub(crate) sampler: Sampler,
+    /// True when the sampler came from code or `OTEL_TRACES_SAMPLER`, not the default.
+    pub(crate) sampler_explicit: bool,
     pub(crate) propagators: Vec<Propagator>,
     pub(crate) metric_export_interval: Duration,
     pub(crate) series_cap: usize,
@@ -535,6 +537,7 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
         )
     };
 
+    let sampler_explicit = s.sampler.is_some() || env.get(OTEL_TRACES_SAMPLER).is_some();
     let sampler = match &s.sampler {
         Some(sampler) => {
             sampler.validate(Source::Code("sampler"))?;
@@ -589,6 +592,7 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
         logs,
         metrics,
         sampler,
+        sampler_explicit,
         propagators,
         metric_export_interval,
         series_cap: s.series_cap.unwrap_or(DEFAULT_SERIES_CAP).max(1),

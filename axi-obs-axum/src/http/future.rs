@@ -45,7 +45,7 @@ pub(crate) struct State {
     /// The route label, for the access log.
     pub(crate) route: Option<SharedString>,
     pub(crate) uri: Option<http::Uri>,
-    pub(crate) client: Option<String>,
+    pub(crate) client: Option<super::service::ClientAddr>,
     pub(crate) user_agent: Option<HeaderValue>,
     pub(crate) req_body: Option<u64>,
 }
@@ -263,7 +263,7 @@ impl State {
                     http.response.status_code = status,
                     event.duration = elapsed.as_nanos() as u64,
                     http.request.id = self.request_id.as_str(),
-                    client.address = self.client.as_deref(),
+                    client.address = self.client.as_ref().map(tracing::field::display),
                     user_agent.original = ua
                 }, "request completed");
             }

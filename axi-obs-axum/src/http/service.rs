@@ -160,7 +160,7 @@ where
                         ));
                     }
                     if let Some(c) = &client {
-                        attrs.push(KeyValue::new("client.address", c.clone()));
+                        attrs.push(KeyValue::new("client.address", c.to_string()));
                     }
                     if let Some(ua) = user_agent.as_ref().and_then(|v| v.to_str().ok()) {
                         attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
@@ -260,9 +260,26 @@ fn scheme<B>(req: &Request<B>, trust_forwarded: bool) -> &'static str {
     }
 }
 
+/// A client address: the socket peer, or what a trusted proxy header said. Formatted only when
+/// written.
+#[derive(Debug)]
+pub(crate) enum ClientAddr {
+    Peer(std::net::IpAddr),
+    Forwarded(String),
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAddr::Peer(ip) => ip.fmt(f),
+            ClientAddr::Forwarded(s) => f.write_str(s),
+        }
+    }
+}
+
 /// The client address: the first `X-Forwarded-For` / `Forwarded: for=` entry when trusted,
 /// else the socket peer (`ConnectInfo`, when the app is served with connect info).
-fn client_address<B>(req: &Request<B>, trust_forwarded: bool) -> Option<String> {
+fn client_address<B>(req: &Request<B>, trust_forwarded: bool) -> Option<ClientAddr> {
     if trust_forwarded {
         if let Some(xff) = req
             .headers()
@@ -272,19 +289,21 @@ fn client_address<B>(req: &Request<B>, trust_forwarded: bool) -> Option<String> 
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
-            return Some(xff.to_owned());
+            return Some(ClientAddr::Forwarded(xff.to_owned()));
         }
         if let Some(fwd) = req.headers().get("forwarded").and_then(|v| v.to_str().ok()) {
             let first = fwd.split(',').next().unwrap_or_default();
             for part in first.split(';') {
                 let part = part.trim();
                 if part.len() > 4 && part[..4].eq_ignore_ascii_case("for=") {
-                    return Some(part[4..].trim_matches('"').to_owned());
+                    return Some(ClientAddr::Forwarded(
+                        part[4..].trim_matches('"').to_owned(),
+                    ));
                 }
             }
         }
     }
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string())
+        .map(|ci| ClientAddr::Peer(ci.0.ip()))
 }

@@ -34,6 +34,10 @@ struct Args {
     /// Serve without the axi-obs layer (only to measure what it costs).
     #[arg(long, hide = true)]
     no_obs: bool,
+
+    /// Serve with the layer but without access-log lines (only to measure what they cost).
+    #[arg(long, hide = true)]
+    no_access_log: bool,
 }
 
 #[tokio::main]
@@ -70,7 +74,8 @@ async fn main() -> anyhow::Result<()> {
         .then(|| tokio::spawn(demo_service::generate_load(base.clone(), args.load_rps)));
 
     let state = demo_service::AppState::new(metrics, args.downstream.clone());
-    let layer = (!args.no_obs).then(axi_obs_axum::ObsLayer::new);
+    let layer =
+        (!args.no_obs).then(|| axi_obs_axum::ObsLayer::new().access_log(!args.no_access_log));
     let app = demo_service::app_with(state, layer);
     axum::serve(
         listener,
