@@ -514,7 +514,7 @@ fn push_json_f64(buf: &mut String, v: f64) {
 /// thread, so most calls only format the microseconds.
 pub(crate) fn push_rfc3339(buf: &mut String, t: SystemTime) {
     thread_local! {
-        static PREFIX: RefCell<(u64, String)> = RefCell::new((u64::MAX, String::new()));
+        static PREFIX: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
