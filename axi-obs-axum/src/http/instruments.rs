@@ -116,8 +116,11 @@ pub(crate) struct Instruments {
     /// Registered handles by their label values, so a request costs a hash of a few integers
     /// instead of building and hashing a `metrics::Key` (used without custom labels).
     active: HandleCache<(usize, u8, u8), Gauge>,
-    durations: HandleCache<(usize, u16, u8, u8, u8), (Histogram, Option<Counter>)>,
+    durations: HandleCache<DurationKey, (Histogram, Option<Counter>)>,
 }
+
+/// Route (interned address), status, method, scheme, protocol version.
+type DurationKey = (usize, u16, u8, u8, u8);
 
 /// A bounded map from small keys to metric handles.
 struct HandleCache<K, V> {
