@@ -14,11 +14,12 @@ use std::time::Instant;
 
 use axi_obs_core::MetricsRecorder;
 use metrics::{Key, Label, Metadata, SharedString, Unit};
+use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::http::{Sink, method_label, redact_query};
+use crate::http::{Sink, method_label};
 use crate::names::{self, attr};
 
 static META: Metadata<'static> =
@@ -119,7 +120,15 @@ impl TracedClient {
             http.response.status_code = Empty,
             error.type = Empty,
         );
-        let cx = span.context();
+        // A span filtered out (RUST_LOG=warn), or seen by no OpenTelemetry layer, has no
+        // context of its own: propagate the current one (the server span ObsLayer attached),
+        // never nothing.
+        let own = span.context();
+        let cx = if own.span().span_context().is_valid() {
+            own
+        } else {
+            opentelemetry::Context::current()
+        };
         opentelemetry::global::get_text_map_propagator(|p| {
             p.inject_context(&cx, &mut HeaderInjector(request.headers_mut()))
         });
@@ -182,13 +191,13 @@ impl TracedClient {
     }
 }
 
-/// The URL without credentials, and with credential-like query values redacted.
+/// The URL without credentials, fragment or query string (queries carry tokens too often to
+/// record by default; the server side logs them only when asked to).
 fn scrub_url(url: &reqwest::Url) -> String {
     let mut u = url.clone();
     let _ = u.set_username("");
     let _ = u.set_password(None);
-    if let Some(q) = url.query() {
-        u.set_query(Some(&redact_query(q)));
-    }
+    u.set_query(None);
+    u.set_fragment(None);
     u.to_string()
 }

@@ -554,3 +554,68 @@ async fn random_unmatched_requests_cannot_grow_the_series_count() {
     );
     assert_eq!(Some(end), after_first);
 }
+
+/// Regression: a request whose future was dropped (client gone, outer timeout) used to vanish
+/// from the latency histogram and the logs.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cancelled_request_is_still_counted_and_logged() {
+    let cap = Capture::new();
+    let app = routes().layer(obs(&cap));
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    let outcome =
+        tokio::time::timeout(Duration::from_millis(5), send(&app, get_req("/slow"))).await;
+    assert!(outcome.is_err(), "the outer timeout fires first");
+    let page = cap.metrics_handle().render();
+    assert!(
+        page.contains("http_server_request_duration_seconds_count{error_type=\"cancelled\",http_request_method=\"GET\",http_route=\"/slow\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "http_server_active_requests{http_request_method=\"GET\",url_scheme=\"http\"} 0"
+        ),
+        "{page}"
+    );
+    let logs = cap.logs();
+    let line = logs
+        .iter()
+        .find(|l| l["message"] == "request cancelled before a response")
+        .unwrap_or_else(|| panic!("{logs:#?}"));
+    assert_eq!(line["url.path"], "/slow");
+    assert_eq!(line["error.type"], "cancelled");
+    let span = cap
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "GET /slow")
+        .unwrap();
+    assert!(matches!(span.status, Status::Error { .. }));
+}
+
+/// `tracestate` split over two header fields is joined, as W3C Trace Context says.
+#[tokio::test(flavor = "current_thread")]
+async fn split_tracestate_headers_are_combined() {
+    propagator();
+    let cap = Capture::new();
+    let app = routes().layer(obs(&cap));
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    send(
+        &app,
+        Request::get("/users/1")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .header("tracestate", "a=1")
+            .header("tracestate", "b=2")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let span = cap
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "GET /users/{id}")
+        .unwrap();
+    let state = span.span_context.trace_state().header();
+    assert!(state.contains("a=1") && state.contains("b=2"), "{state}");
+}

@@ -278,3 +278,48 @@ async fn traced_client_propagates_context_and_records_metrics() {
     let page = cap.metrics_handle().render();
     assert!(page.contains(&format!("http_client_request_duration_seconds_count{{http_request_method=\"GET\",http_response_status_code=\"200\",server_address=\"127.0.0.1\",server_port=\"{}\"}} 1", addr.port())), "{page}");
 }
+
+/// Regression: with the client span filtered out (RUST_LOG=warn) the client used to send no
+/// trace context at all; it must propagate the current one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traced_client_propagates_without_a_tracing_subscriber() {
+    use opentelemetry::trace::{Span as _, TraceContextExt, Tracer, TracerProvider as _};
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let callee = Router::new().route(
+        "/echo",
+        axum::routing::get(|headers: http::HeaderMap| async move {
+            headers
+                .get("traceparent")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, callee).await.unwrap() });
+
+    // No tracing subscriber at all: the client's tracing span is disabled. The current
+    // OpenTelemetry context (what ObsLayer attaches for a request) holds the server span.
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let server = provider.tracer("test").start("GET /x");
+    let trace_id = server.span_context().trace_id().to_string();
+    let cx = opentelemetry::Context::new().with_span(server);
+    let client = axi_obs_axum::client::TracedClient::new(reqwest::Client::new())
+        .recorder(Capture::new().recorder().clone());
+    let echoed = {
+        let _attached = cx.attach();
+        client
+            .send(client.inner().get(format!("http://{addr}/echo")))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert!(
+        echoed.contains(&trace_id),
+        "callee saw {echoed:?}, expected trace {trace_id}"
+    );
+}

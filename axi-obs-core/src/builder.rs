@@ -337,10 +337,13 @@ impl TelemetryBuilder {
 
         // Spans exist (and carry W3C ids into logs and outgoing requests) whenever the SDK is
         // enabled; they are exported only when a traces endpoint is configured.
+        let mut controls = Vec::new();
         let span_queue = match (&r.traces, &runtime) {
             (Some(target), Some(rt)) => {
                 let t = transport(target, config::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)?;
-                Some(SpanQueue::start(rt, t, &r.resource, &r, Some(&recorder)))
+                let q = SpanQueue::start(rt, t, &r.resource, &r, Some(&recorder));
+                controls.push(q.control());
+                Some(q)
             }
             _ => None,
         };
@@ -358,6 +361,7 @@ impl TelemetryBuilder {
             (Some(target), Some(rt)) => {
                 let t = transport(target, config::OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)?;
                 let q = LogQueue::start(rt, t, &r.resource, &r, Some(&recorder));
+                controls.push(q.control());
                 Some(
                     SdkLoggerProvider::builder()
                         .with_resource(crate::traces::sdk_resource(&r.resource))
@@ -367,20 +371,17 @@ impl TelemetryBuilder {
             }
             _ => None,
         };
-        let metrics_push = match (&r.metrics, &runtime) {
-            (Some(target), Some(rt)) => {
-                let t = transport(target, config::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)?;
-                Some(export::metrics::start(
-                    rt.handle(),
-                    t,
-                    recorder.handle(),
-                    r.resource.clone(),
-                    r.metric_export_interval,
-                    export::metric_counters(&recorder),
-                ))
-            }
-            _ => None,
-        };
+        if let (Some(target), Some(rt)) = (&r.metrics, &runtime) {
+            let t = transport(target, config::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)?;
+            controls.push(export::metrics::start(
+                rt.handle(),
+                t,
+                recorder.handle(),
+                r.resource.clone(),
+                r.metric_export_interval,
+                export::metric_counters(&recorder),
+            ));
+        }
 
         let mut layers: Vec<BoxedLayer> = vec![local.layer];
         if let Some(p) = &tracer_provider {
@@ -402,7 +403,7 @@ impl TelemetryBuilder {
         let guard = TelemetryGuard::new(guard::Inner {
             tracer_provider: tracer_provider.clone(),
             logger_provider: logger_provider.clone(),
-            metrics_push,
+            exports: controls,
             runtime,
             writer: Some(local.worker),
             timeout: r.shutdown_timeout,
@@ -512,11 +513,13 @@ impl Telemetry {
 
     fn install(self) -> Result<TelemetryGuard, InitError> {
         let handle = self.recorder.handle();
+        // The recorder first: if it fails nothing irreversible has happened. If the subscriber
+        // then fails, the recorder installed is ours and keeps working without the guard.
+        metrics::set_global_recorder(self.recorder)
+            .map_err(|_| InitError::AlreadyInstalled("another global metrics recorder is set"))?;
         let subscriber = tracing_subscriber::registry().with(self.layer);
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| InitError::AlreadyInstalled("another global tracing subscriber is set"))?;
-        metrics::set_global_recorder(self.recorder)
-            .map_err(|_| InitError::AlreadyInstalled("another global metrics recorder is set"))?;
         // Route `log` records into tracing; another logger may already own `log`.
         let _ = tracing_log::LogTracer::init();
         if let Some(p) = self.tracer_provider {

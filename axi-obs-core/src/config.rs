@@ -148,7 +148,7 @@ pub enum Protocol {
 
 impl Protocol {
     fn parse(value: &str, setting: Source) -> Result<Self, ConfigError> {
-        match value {
+        match value.to_ascii_lowercase().as_str() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
             "http/json" => Err(ConfigError::new(
@@ -353,7 +353,7 @@ impl Sampler {
                 }
             }
         };
-        Ok(match name {
+        Ok(match name.to_ascii_lowercase().as_str() {
             "always_on" => Sampler::AlwaysOn,
             "always_off" => Sampler::AlwaysOff,
             "traceidratio" => Sampler::TraceIdRatio(ratio()?),
@@ -663,7 +663,7 @@ pub(crate) fn validate_buckets(name: &str, bounds: &[f64]) -> Result<(), ConfigE
 fn parse_propagators(value: &str) -> Result<Vec<Propagator>, ConfigError> {
     let mut out = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match item {
+        match item.to_ascii_lowercase().as_str() {
             "tracecontext" => out.push(Propagator::TraceContext),
             "baggage" => out.push(Propagator::Baggage),
             "none" => {}
@@ -683,37 +683,57 @@ fn parse_propagators(value: &str) -> Result<Vec<Propagator>, ConfigError> {
 }
 
 /// Parses `key=value,key=value` lists (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS`),
-/// percent-decoding values.
+/// percent-decoding values. With `secret` (headers carry API keys and tokens), errors show
+/// keys and positions only, never values.
 pub(crate) fn parse_key_values(
     value: &str,
     setting: Source,
+    secret: bool,
 ) -> Result<Vec<(String, String)>, ConfigError> {
+    let shown = |v: &str| -> String {
+        if secret {
+            v.split(',')
+                .map(|item| match item.split_once('=') {
+                    Some((k, _)) => format!("{}=<redacted>", k.trim()),
+                    None => "<redacted>".to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            v.to_owned()
+        }
+    };
     let mut out = Vec::new();
-    for item in value.split(',') {
+    for (index, item) in value.split(',').enumerate() {
         let item = item.trim();
         if item.is_empty() {
             continue;
         }
+        let which = if secret {
+            format!("item {}", index + 1)
+        } else {
+            format!("item {item:?}")
+        };
         let Some((k, v)) = item.split_once('=') else {
             return Err(ConfigError::new(
                 setting,
-                value,
-                format!("item {item:?} is not of the form key=value"),
+                shown(value),
+                format!("{which} is not of the form key=value"),
             ));
         };
         let k = k.trim();
         if k.is_empty() {
             return Err(ConfigError::new(
                 setting,
-                value,
-                format!("item {item:?} has an empty key"),
+                shown(value),
+                format!("{which} has an empty key"),
             ));
         }
         let v = percent_decode(v.trim()).ok_or_else(|| {
             ConfigError::new(
                 setting.clone(),
-                value,
-                format!("item {item:?} has an invalid percent-encoding"),
+                shown(value),
+                format!("{which} (key {k:?}) has an invalid percent-encoding"),
             )
         })?;
         out.push((k.to_owned(), v));
@@ -765,7 +785,7 @@ fn resolve_resource(s: &Settings) -> Result<Vec<(String, String)>, ConfigError> 
         attrs.insert("service.name".into(), name.clone());
     }
     if let Some(v) = s.env.get(OTEL_RESOURCE_ATTRIBUTES) {
-        for (k, v) in parse_key_values(&v, Source::Env(OTEL_RESOURCE_ATTRIBUTES))? {
+        for (k, v) in parse_key_values(&v, Source::Env(OTEL_RESOURCE_ATTRIBUTES), false)? {
             attrs.insert(k, v);
         }
     }
@@ -925,13 +945,13 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
     };
     if let Some(v) = env.get(OTEL_EXPORTER_OTLP_HEADERS) {
         add(
-            parse_key_values(&v, Source::Env(OTEL_EXPORTER_OTLP_HEADERS))?,
+            parse_key_values(&v, Source::Env(OTEL_EXPORTER_OTLP_HEADERS), true)?,
             Source::Env(OTEL_EXPORTER_OTLP_HEADERS),
         )?;
     }
     if let Some(v) = env.get(names.headers) {
         add(
-            parse_key_values(&v, Source::Env(names.headers))?,
+            parse_key_values(&v, Source::Env(names.headers), true)?,
             Source::Env(names.headers),
         )?;
     }
@@ -964,22 +984,30 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
     }))
 }
 
+/// Parses an `OTEL_*_EXPORTER` list (comma-separated, case-insensitive): `otlp` anywhere in it
+/// exports; `none` alone (or `prometheus` for metrics, which is pull-only) does not.
 fn parse_exporter(value: &str, signal: Signal, var: &'static str) -> Result<Exporter, ConfigError> {
-    match value {
-        "otlp" => Ok(Exporter::Otlp),
-        "none" => Ok(Exporter::None),
-        // Pull-based Prometheus is always available; it only means "no push".
-        "prometheus" if signal == Signal::Metrics => Ok(Exporter::None),
-        other => Err(ConfigError::new(
-            Source::Env(var),
-            other,
-            if signal == Signal::Metrics {
-                "unsupported exporter; expected otlp, prometheus or none"
-            } else {
-                "unsupported exporter; expected otlp or none"
-            },
-        )),
+    let mut otlp = false;
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item.to_ascii_lowercase().as_str() {
+            "otlp" => otlp = true,
+            "none" => {}
+            // Pull-based Prometheus is always available; it only means "no push".
+            "prometheus" if signal == Signal::Metrics => {}
+            other => {
+                return Err(ConfigError::new(
+                    Source::Env(var),
+                    value,
+                    if signal == Signal::Metrics {
+                        format!("unsupported exporter {other:?}; expected otlp, prometheus or none")
+                    } else {
+                        format!("unsupported exporter {other:?}; expected otlp or none")
+                    },
+                ));
+            }
+        }
     }
+    Ok(if otlp { Exporter::Otlp } else { Exporter::None })
 }
 
 /// Checks that `url` is an absolute `http`/`https` URL with a host, and returns it trimmed.

@@ -25,11 +25,17 @@ pub struct TelemetryGuard {
 pub(crate) struct Inner {
     pub(crate) tracer_provider: Option<SdkTracerProvider>,
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
-    pub(crate) metrics_push: Option<ControlHandle>,
+    /// The export tasks (spans, logs, metric push), flushed directly so each flush carries the
+    /// one shared deadline.
+    pub(crate) exports: Vec<ControlHandle>,
     pub(crate) runtime: Option<ExportRuntime>,
     pub(crate) writer: Option<WriterWorker>,
     pub(crate) timeout: Duration,
 }
+
+/// Local log lines get at least this long to reach their file or pipe, even when exports used
+/// up the deadline: they are what explains a failed shutdown.
+const LOCAL_LOG_MINIMUM: Duration = Duration::from_millis(250);
 
 impl TelemetryGuard {
     pub(crate) fn new(inner: Inner) -> Self {
@@ -46,23 +52,13 @@ impl TelemetryGuard {
         let inner = self.inner.as_ref().ok_or(ShutdownError::AlreadyShutdown)?;
         let deadline = Instant::now() + inner.timeout;
         let mut errors = Vec::new();
-        if let Some(p) = &inner.tracer_provider
-            && let Err(e) = p.force_flush()
-        {
-            errors.push(format!("traces: {e}"));
-        }
-        if let Some(p) = &inner.logger_provider
-            && let Err(e) = p.force_flush()
-        {
-            errors.push(format!("logs: {e}"));
-        }
-        if let Some(m) = &inner.metrics_push
-            && let Err(e) = m.flush(left(deadline))
-        {
-            errors.push(format!("metrics: {e}"));
+        for export in &inner.exports {
+            if let Err(e) = export.flush(left(deadline)) {
+                errors.push(e);
+            }
         }
         if let Some(w) = &inner.writer
-            && !w.flush(deadline)
+            && !w.flush(deadline.max(Instant::now() + LOCAL_LOG_MINIMUM))
         {
             return Err(ShutdownError::Timeout(inner.timeout));
         }
@@ -109,28 +105,32 @@ impl TelemetryGuard {
 impl Inner {
     fn shutdown(mut self) -> Result<(), ShutdownError> {
         let deadline = Instant::now() + self.timeout;
+        // Local lines first: whatever happens to the exports below, what the service logged
+        // before shutting down reaches its file or pipe.
+        if let Some(w) = &self.writer {
+            let _ = w.flush(Instant::now() + LOCAL_LOG_MINIMUM.min(self.timeout));
+        }
         let mut errors = Vec::new();
-        if let Some(p) = self.tracer_provider.take()
-            && let Err(e) = p.shutdown_with_timeout(left(deadline))
-        {
-            errors.push(format!("traces: {e}"));
+        for export in std::mem::take(&mut self.exports) {
+            if let Err(e) = export.shutdown(left(deadline)) {
+                errors.push(e);
+            }
         }
-        if let Some(p) = self.logger_provider.take()
-            && let Err(e) = p.shutdown_with_timeout(left(deadline))
-        {
-            errors.push(format!("logs: {e}"));
+        // The providers' processors are the export tasks just stopped: this only marks the
+        // providers shut down (their requests find the tasks gone and return at once).
+        if let Some(p) = self.tracer_provider.take() {
+            let _ = p.shutdown_with_timeout(left(deadline));
         }
-        if let Some(m) = self.metrics_push.take()
-            && let Err(e) = m.shutdown(left(deadline))
-        {
-            errors.push(format!("metrics: {e}"));
+        if let Some(p) = self.logger_provider.take() {
+            let _ = p.shutdown_with_timeout(left(deadline));
         }
         if let Some(mut rt) = self.runtime.take() {
             rt.stop();
         }
         let mut timed_out = errors.iter().any(|e| e.contains("timed out"));
+        // Export warnings logged during shutdown get the local-log minimum too.
         if let Some(mut w) = self.writer.take()
-            && !w.shutdown(deadline)
+            && !w.shutdown(deadline.max(Instant::now() + LOCAL_LOG_MINIMUM))
         {
             timed_out = true;
         }

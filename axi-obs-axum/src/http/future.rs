@@ -61,6 +61,17 @@ pin_project_lite::pin_project! {
         // future; one pointer moves cheaper than the whole state.
         state: Option<Box<State>>,
     }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before a response (the client went away, an outer timeout fired): the
+            // request still counts, so the slowest requests are not missing from the latency
+            // histogram and the logs.
+            if let Some(state) = this.project().state.take() {
+                state.abandoned("cancelled", "request cancelled before a response");
+            }
+        }
+    }
 }
 
 impl<F> ResponseFuture<F> {
@@ -128,7 +139,10 @@ where
         Poll::Ready(match polled {
             Ok(Ok(response)) => Ok(state.finish(response, None)),
             Ok(Err(e)) => {
-                state.failed();
+                state.abandoned(
+                    "_OTHER",
+                    "the service returned an error instead of a response",
+                );
                 Err(e)
             }
             Err(msg) => Ok(state.finish(internal_error(), Some(msg))),
@@ -294,25 +308,48 @@ impl State {
         drop(self.active);
     }
 
-    /// The inner service returned an error (never for axum routes, which are infallible).
-    fn failed(self: Box<Self>) {
-        if let Some(labels) = self.labels {
-            self.config.instruments.finish(
+    /// Ends a request that got no response: the inner service failed (never for axum routes,
+    /// which are infallible) or the future was dropped.
+    fn abandoned(self: Box<Self>, error_type: &'static str, message: &'static str) {
+        let this = *self;
+        let elapsed = this.start.elapsed();
+        if let Some(labels) = this.labels {
+            this.config.instruments.finish(
                 labels,
                 None,
-                Some(SharedString::const_str("_OTHER")),
-                self.start.elapsed().as_secs_f64(),
-                (self.req_body, None),
+                Some(SharedString::const_str(error_type)),
+                elapsed.as_secs_f64(),
+                (this.req_body, None),
             );
         }
-        if self.config.spans
-            && let Some(cx) = &self.cx
+        let _attached = this.cx.clone().map(opentelemetry::Context::attach);
+        if this.config.access_log {
+            let path = this.uri.as_ref().map(http::Uri::path).unwrap_or_default();
+            let method = this
+                .method
+                .as_ref()
+                .map(http::Method::as_str)
+                .unwrap_or_default();
+            let route: &str = this.route.as_deref().unwrap_or_default();
+            event_at!(this.config.client_error_level, "axi_obs_axum::access", {
+                http.request.method = method,
+                http.route = route,
+                url.path = path,
+                error.type = error_type,
+                event.duration = elapsed.as_nanos() as u64,
+                http.request.id = this.request_id.as_str()
+            }, "{message}");
+        }
+        if this.config.spans
+            && let Some(cx) = &this.cx
         {
             let span = cx.span();
-            span.set_attribute(KeyValue::new(crate::names::attr::ERROR_TYPE, "_OTHER"));
+            span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type));
             span.set_status(Status::error(""));
-            span.end_with_timestamp(self.start_time + self.start.elapsed());
+            span.end_with_timestamp(this.start_time + elapsed);
         }
+        drop(_attached);
+        drop(this.active);
     }
 }
 

@@ -6,7 +6,6 @@ mod layer;
 mod service;
 
 pub use future::ResponseFuture;
-pub(crate) use future::redact_query;
 pub use instruments::{CUSTOM_LABEL_OVERFLOW, Naming};
 pub(crate) use instruments::{Sink, method_label};
 pub use layer::{DEFAULT_EXCLUDED, ObsLayer};

@@ -119,9 +119,7 @@ where
         };
         let cx = (cfg.spans || cfg.access_log).then(|| {
             let mut cx = if cfg.spans && has_context(req.headers()) {
-                opentelemetry::global::get_text_map_propagator(|p| {
-                    p.extract(&HeaderExtractor(req.headers()))
-                })
+                extract_context(req.headers())
             } else {
                 opentelemetry::Context::new()
             };
@@ -214,9 +212,38 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 fn has_context(headers: &HeaderMap) -> bool {
     headers.contains_key(TRACEPARENT) || headers.contains_key(BAGGAGE)
+}
+
+/// The caller's context from W3C headers, through the global propagator. `tracestate` and
+/// `baggage` may be split over several header fields; they are joined first (W3C says they
+/// combine as one comma-separated list).
+fn extract_context(headers: &HeaderMap) -> opentelemetry::Context {
+    let split = [TRACESTATE, BAGGAGE]
+        .iter()
+        .any(|h| headers.get_all(h).iter().nth(1).is_some());
+    if !split {
+        return opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(headers))
+        });
+    }
+    let mut joined = HeaderMap::new();
+    for name in [TRACEPARENT, TRACESTATE, BAGGAGE] {
+        let values: Vec<&str> = headers
+            .get_all(&name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !values.is_empty()
+            && let Ok(v) = http::HeaderValue::from_str(&values.join(","))
+        {
+            joined.insert(name, v);
+        }
+    }
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&joined)))
 }
 
 /// Reads W3C context headers for the OpenTelemetry propagator.

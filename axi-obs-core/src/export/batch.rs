@@ -27,9 +27,10 @@ pub(crate) struct BatchConfig {
 
 pub(crate) type Reply = std_mpsc::Sender<Result<(), String>>;
 
+/// A request to the export task, with the instant by which it must answer.
 pub(crate) enum Control {
-    Flush(Reply),
-    Shutdown(Reply),
+    Flush(Reply, Instant),
+    Shutdown(Reply, Instant),
 }
 
 /// What the application side holds: the item queue and the control channel.
@@ -52,9 +53,17 @@ impl ControlHandle {
         (Self { tx }, rx)
     }
 
-    fn request(&self, make: fn(Reply) -> Control, timeout: Duration) -> Result<(), String> {
+    fn request(
+        &self,
+        make: fn(Reply, Instant) -> Control,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let (reply_tx, reply_rx) = std_mpsc::channel();
-        if self.tx.try_send(make(reply_tx)).is_err() {
+        if self
+            .tx
+            .try_send(make(reply_tx, Instant::now() + timeout))
+            .is_err()
+        {
             // Closed (already shut down) or a burst of control requests: nothing to wait for.
             return Ok(());
         }
@@ -139,20 +148,20 @@ impl<T: Send + 'static> Batcher<T> {
             tokio::select! {
                 biased;
                 c = ctrl.recv() => match c {
-                    Some(Control::Flush(reply)) => {
-                        let r = self.drain(&mut rx, &mut batch).await;
+                    Some(Control::Flush(reply, until)) => {
+                        let r = self.drain(&mut rx, &mut batch, Some(until)).await;
                         let _ = reply.send(r);
                     }
-                    Some(Control::Shutdown(reply)) => {
+                    Some(Control::Shutdown(reply, until)) => {
                         rx.close();
-                        let r = self.drain(&mut rx, &mut batch).await;
+                        let r = self.drain(&mut rx, &mut batch, Some(until)).await;
                         self.report_drops();
                         let _ = reply.send(r);
                         return;
                     }
                     None => {
                         rx.close();
-                        let _ = self.drain(&mut rx, &mut batch).await;
+                        let _ = self.drain(&mut rx, &mut batch, None).await;
                         return;
                     }
                 },
@@ -161,18 +170,18 @@ impl<T: Send + 'static> Batcher<T> {
                         batch.push(item);
                         if batch.len() >= self.config.max_batch {
                             let full = std::mem::replace(&mut batch, Vec::with_capacity(self.config.max_batch));
-                            let _ = self.export(full).await;
+                            let _ = self.export(full, None).await;
                         }
                     }
                     None => {
-                        let _ = self.drain(&mut rx, &mut batch).await;
+                        let _ = self.drain(&mut rx, &mut batch, None).await;
                         return;
                     }
                 },
                 _ = tick.tick() => {
                     if !batch.is_empty() {
                         let due = std::mem::replace(&mut batch, Vec::with_capacity(self.config.max_batch));
-                        let _ = self.export(due).await;
+                        let _ = self.export(due, None).await;
                     }
                     self.report_drops();
                 }
@@ -180,34 +189,35 @@ impl<T: Send + 'static> Batcher<T> {
         }
     }
 
-    /// Exports what is batched plus everything queued now.
+    /// Exports what is batched plus everything queued now, giving up at `until`.
     async fn drain(
         &mut self,
         rx: &mut mpsc::Receiver<T>,
         batch: &mut Vec<T>,
+        until: Option<Instant>,
     ) -> Result<(), String> {
         let mut result = Ok(());
         while let Ok(item) = rx.try_recv() {
             batch.push(item);
             if batch.len() >= self.config.max_batch {
                 let full = std::mem::replace(batch, Vec::with_capacity(self.config.max_batch));
-                if let Err(e) = self.export(full).await {
+                if let Err(e) = self.export(full, until).await {
                     result = Err(e.to_string());
                 }
             }
         }
         if !batch.is_empty()
-            && let Err(e) = self.export(std::mem::take(batch)).await
+            && let Err(e) = self.export(std::mem::take(batch), until).await
         {
             result = Err(e.to_string());
         }
         result
     }
 
-    async fn export(&mut self, items: Vec<T>) -> Result<(), ExportError> {
+    async fn export(&mut self, items: Vec<T>, until: Option<Instant>) -> Result<(), ExportError> {
         let n = items.len() as u64;
         let started = Instant::now();
-        match self.transport.send((self.encode)(items)).await {
+        match self.transport.send((self.encode)(items), until).await {
             Ok(()) => {
                 self.counters.exported.fetch_add(n, Ordering::Relaxed);
                 Ok(())

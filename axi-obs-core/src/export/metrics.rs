@@ -72,7 +72,7 @@ pub(crate) fn to_request(
                     aggregation_temporality: AggregationTemporality::Cumulative as i32,
                     is_monotonic: true,
                 }),
-                MetricKind::Gauge => metric::Data::Gauge(Gauge {
+                MetricKind::Gauge | MetricKind::Untyped => metric::Data::Gauge(Gauge {
                     data_points: f
                         .series
                         .iter()
@@ -155,10 +155,12 @@ async fn run(
     let warn = RateLimit::every_secs(60);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let push = || async {
-        let snapshot = metrics.snapshot_with_extras();
-        let (request, points) = to_request(&snapshot, &resource, metrics.inner.start_time);
-        match transport.send(Request::Metrics(request)).await {
+    let (metrics, transport, resource, counters, warn) =
+        (&metrics, &transport, &resource, &counters, &warn);
+    let push = move |until: Option<std::time::Instant>| async move {
+        let snapshot = metrics.snapshot_for_push();
+        let (request, points) = to_request(&snapshot, resource, metrics.inner.start_time);
+        match transport.send(Request::Metrics(request), until).await {
             Ok(()) => {
                 counters.exported.fetch_add(points, Ordering::Relaxed);
                 Ok(())
@@ -181,11 +183,11 @@ async fn run(
         tokio::select! {
             biased;
             c = ctrl.recv() => match c {
-                Some(Control::Flush(reply)) => { let _ = reply.send(push().await); }
-                Some(Control::Shutdown(reply)) => { let _ = reply.send(push().await); return; }
+                Some(Control::Flush(reply, until)) => { let _ = reply.send(push(Some(until)).await); }
+                Some(Control::Shutdown(reply, until)) => { let _ = reply.send(push(Some(until)).await); return; }
                 None => return,
             },
-            _ = tick.tick() => { let _ = push().await; }
+            _ = tick.tick() => { let _ = push(None).await; }
         }
     }
 }

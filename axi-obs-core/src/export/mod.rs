@@ -147,6 +147,13 @@ impl SpanQueue {
     }
 }
 
+impl SpanQueue {
+    /// The queue's control handle, for deadline-bound flushes.
+    pub(crate) fn control(&self) -> ControlHandle {
+        self.queue.control().clone()
+    }
+}
+
 impl SpanProcessor for SpanQueue {
     fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
 
@@ -212,6 +219,13 @@ impl LogQueue {
             queue,
             flush_timeout: resolved.shutdown_timeout,
         }
+    }
+}
+
+impl LogQueue {
+    /// The queue's control handle, for deadline-bound flushes.
+    pub(crate) fn control(&self) -> ControlHandle {
+        self.queue.control().clone()
     }
 }
 

@@ -168,9 +168,17 @@ impl Transport {
         })
     }
 
-    /// Sends `request`, retrying retryable failures until the timeout.
-    pub(crate) async fn send(&self, request: Request) -> Result<(), ExportError> {
-        let deadline = Instant::now() + self.timeout;
+    /// Sends `request`, retrying retryable failures until the export timeout, or `until` when
+    /// that comes first (a flush or shutdown deadline).
+    pub(crate) async fn send(
+        &self,
+        request: Request,
+        until: Option<Instant>,
+    ) -> Result<(), ExportError> {
+        let deadline = match until {
+            Some(u) => u.min(Instant::now() + self.timeout),
+            None => Instant::now() + self.timeout,
+        };
         let body = match self.kind {
             Kind::Http { .. } => request.encode(),
             Kind::Grpc { .. } => Vec::new(),
@@ -179,10 +187,11 @@ impl Transport {
         loop {
             let attempt = match &self.kind {
                 Kind::Http { client, headers } => {
-                    self.send_http(client, headers, body.clone()).await
+                    self.send_http(client, headers, body.clone(), deadline)
+                        .await
                 }
                 Kind::Grpc { channel, metadata } => {
-                    self.send_grpc(channel, metadata, &request).await
+                    self.send_grpc(channel, metadata, &request, deadline).await
                 }
             };
             match attempt {
@@ -201,10 +210,15 @@ impl Transport {
         client: &reqwest::Client,
         headers: &http::HeaderMap,
         body: Vec<u8>,
+        deadline: Instant,
     ) -> Result<(), ExportError> {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
         let res = client
             .post(&self.url)
             .headers(headers.clone())
+            .timeout(left)
             .body(body)
             .send()
             .await
@@ -236,7 +250,11 @@ impl Transport {
         channel: &tonic::transport::Channel,
         metadata: &tonic::metadata::MetadataMap,
         request: &Request,
+        deadline: Instant,
     ) -> Result<(), ExportError> {
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
         fn req<T>(
             msg: T,
             metadata: &tonic::metadata::MetadataMap,
@@ -249,15 +267,15 @@ impl Transport {
         }
         let result = match request {
             Request::Traces(m) => TraceServiceClient::new(channel.clone())
-                .export(req(m.clone(), metadata, self.timeout))
+                .export(req(m.clone(), metadata, timeout))
                 .await
                 .map(drop),
             Request::Logs(m) => LogsServiceClient::new(channel.clone())
-                .export(req(m.clone(), metadata, self.timeout))
+                .export(req(m.clone(), metadata, timeout))
                 .await
                 .map(drop),
             Request::Metrics(m) => MetricsServiceClient::new(channel.clone())
-                .export(req(m.clone(), metadata, self.timeout))
+                .export(req(m.clone(), metadata, timeout))
                 .await
                 .map(drop),
         };

@@ -6,9 +6,10 @@
 //! per line. While lines keep coming, the writer thread polls every 5 ms on its own (lines wait
 //! at most that long); producers wake it only when the buffer reaches a quarter of its bound,
 //! or when it went to sleep after being idle. When the
-//! buffer is full (the disk or the pipe cannot keep up) the line is dropped,
-//! `axi_obs_log_lines_dropped_total` is incremented, and a notice goes to standard error at
-//! most every 10 seconds: the host service never waits on its logs.
+//! buffer is full (the disk or the pipe cannot keep up) the line is dropped and
+//! `axi_obs_log_lines_dropped_total` is incremented; the writer thread (never the caller, whose
+//! standard error may be the same clogged pipe) reports drops on standard error at most every
+//! 10 seconds. The host service never waits on its logs.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,7 +101,19 @@ const IDLE_POLLS: u32 = 4;
 fn run(mut out: Box<dyn Write + Send>, shared: &Shared) {
     let mut batch: Vec<u8> = Vec::new();
     let mut idle = 0u32;
+    let mut reported = 0u64;
     loop {
+        let dropped = shared.dropped.load(Ordering::Relaxed);
+        if dropped > reported && shared.notice.allow() {
+            // On this thread: if standard error is clogged too, only the writer waits.
+            let _ = writeln!(
+                io::stderr(),
+                "axi-obs: the log writer cannot keep up; {} log lines dropped ({dropped} so far, \
+                 axi_obs_log_lines_dropped_total)",
+                dropped - reported
+            );
+            reported = dropped;
+        }
         let (acks, closed) = {
             let mut p = shared.lock();
             while p.bytes.is_empty() && p.flushes.is_empty() && !p.closed {
@@ -146,23 +159,14 @@ impl NonBlocking {
     fn send(&self, line: &[u8]) {
         let shared = &*self.shared;
         let mut p = shared.lock();
-        if p.lines >= shared.max_lines || p.bytes.len() + line.len() > MAX_BUFFERED_BYTES {
+        // Full, or shut down (late lines after the guard is gone): drop and count. Never write
+        // on the caller's thread: it must not wait on a clogged sink.
+        if p.closed
+            || p.lines >= shared.max_lines
+            || p.bytes.len() + line.len() > MAX_BUFFERED_BYTES
+        {
             drop(p);
-            let n = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if shared.notice.allow() {
-                // The log itself is what is clogged, so the notice goes to stderr.
-                let _ = writeln!(
-                    io::stderr(),
-                    "axi-obs: the log writer cannot keep up; {n} log lines dropped so far \
-                     (axi_obs_log_lines_dropped_total)"
-                );
-            }
-            return;
-        }
-        if p.closed {
-            // After shutdown: write synchronously rather than lose the line.
-            drop(p);
-            let _ = io::stderr().write_all(line);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         p.bytes.extend_from_slice(line);
@@ -228,7 +232,7 @@ impl WriterWorker {
         }
     }
 
-    /// Flushes and stops the writer thread. Lines logged afterwards go to standard error.
+    /// Flushes and stops the writer thread. Lines logged afterwards are dropped and counted.
     /// Does not wait past the deadline: a stuck sink cannot hold shutdown.
     pub(crate) fn shutdown(&mut self, deadline: Instant) -> bool {
         let ok = self.flush(deadline);

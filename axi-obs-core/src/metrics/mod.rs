@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering;
 pub use naming::MetricKind;
 pub(crate) use recorder::RecorderOptions;
 pub use recorder::{MetricsRecorder, OVERFLOW_LABEL, SERIES_OVERFLOW_METRIC};
-pub use render::{CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
+pub use render::{CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, render_families};
 pub use storage::{DEFAULT_BUCKETS, HistogramSnapshot, SEMCONV_DURATION_BUCKETS};
 
 pub(crate) use naming::{prometheus_name, ucum};
@@ -170,7 +170,10 @@ impl MetricsHandle {
     /// Renders every metric in the OpenMetrics text format 1.0.0 (for scrapers that negotiate
     /// it; Prometheus 3 does), ending with `# EOF`.
     pub fn render_openmetrics(&self) -> String {
-        render::render_as(&self.snapshot_with_extras(), render::Format::OpenMetrics)
+        render::render_as(
+            &self.snapshot_with_extras().families,
+            render::Format::OpenMetrics,
+        )
     }
 
     /// Sets the bucket bounds for histograms recorded as `name` from now on (series created
@@ -255,6 +258,18 @@ impl MetricsHandle {
             families,
             time: Some(std::time::SystemTime::now()),
         }
+    }
+
+    /// What the OTLP push sends: the recorded metrics and the process metrics. Not
+    /// `target_info` / `service_build_info`: over OTLP the resource travels as the resource,
+    /// and receivers derive their own `target_info` from it.
+    pub(crate) fn snapshot_for_push(&self) -> Snapshot {
+        let mut snap = self.snapshot();
+        if self.inner.info.process {
+            snap.families
+                .extend(process::collect(self.inner.start_time));
+        }
+        snap
     }
 
     /// A snapshot including `target_info`, `service_build_info` and the process metrics.

@@ -16,6 +16,9 @@ pub enum MetricKind {
     Gauge,
     /// A histogram with explicit buckets.
     Histogram,
+    /// A value of unknown kind (Prometheus `untyped`, OpenMetrics `unknown`), for metrics
+    /// copied from sources that do not say (node_exporter's `/proc/vmstat` fields).
+    Untyped,
 }
 
 impl MetricKind {
@@ -24,6 +27,7 @@ impl MetricKind {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
             MetricKind::Histogram => "histogram",
+            MetricKind::Untyped => "untyped",
         }
     }
 }
@@ -40,7 +44,8 @@ pub(crate) fn unit_suffix(unit: Unit) -> Option<&'static str> {
 /// The UCUM unit string OTLP carries for a unit.
 pub(crate) fn ucum(unit: Unit) -> &'static str {
     match unit {
-        Unit::Count => "1",
+        // Not "1": OpenTelemetry-to-Prometheus translation turns "1" into a `_ratio` suffix.
+        Unit::Count => "{count}",
         Unit::Percent => "%",
         Unit::Seconds => "s",
         Unit::Milliseconds => "ms",

@@ -233,9 +233,16 @@ impl MetricsRecorder {
         }
     }
 
-    /// Returns the key under which a new series for `key` is stored: `key` itself while the
-    /// metric has room, or its overflow key once it reached the cap.
-    fn admit(&self, kind: MetricKind, key: &Key, exists: impl Fn(&Key) -> bool) -> Key {
+    /// Creates the series for a key not yet registered: `key` itself while the metric has
+    /// room, else its overflow series. Counting and creating happen under one lock, so
+    /// concurrent first registrations of one label set count once.
+    fn admit<H>(
+        &self,
+        kind: MetricKind,
+        key: &Key,
+        get_or_create: impl Fn(&Key) -> H,
+        exists: impl Fn(&Key) -> bool,
+    ) -> H {
         let mut counts = self
             .inner
             .cardinality
@@ -243,16 +250,18 @@ impl MetricsRecorder {
             .unwrap_or_else(PoisonError::into_inner);
         // Another thread may have created it while we waited for the lock.
         if exists(key) {
-            return key.clone();
+            return get_or_create(key);
         }
         let n = counts.entry((kind, key.name_shared())).or_insert(0);
         if *n < self.inner.cap {
             *n += 1;
-            return key.clone();
+            return get_or_create(key);
         }
+        let overflow = Key::from_parts(key.name_shared(), vec![Label::new(OVERFLOW_LABEL, "true")]);
+        let handle = get_or_create(&overflow);
         drop(counts);
         self.note_overflow(key.name());
-        Key::from_parts(key.name_shared(), vec![Label::new(OVERFLOW_LABEL, "true")])
+        handle
     }
 
     fn note_overflow(&self, name: &str) {
@@ -290,8 +299,12 @@ impl Recorder for MetricsRecorder {
         if let Some(c) = reg.get_counter(key) {
             return Counter::from_arc(c);
         }
-        let key = self.admit(MetricKind::Counter, key, |k| reg.get_counter(k).is_some());
-        reg.get_or_create_counter(&key, |c| Counter::from_arc(c.clone()))
+        self.admit(
+            MetricKind::Counter,
+            key,
+            |k| reg.get_or_create_counter(k, |c| Counter::from_arc(c.clone())),
+            |k| reg.get_counter(k).is_some(),
+        )
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
@@ -299,8 +312,12 @@ impl Recorder for MetricsRecorder {
         if let Some(g) = reg.get_gauge(key) {
             return Gauge::from_arc(g);
         }
-        let key = self.admit(MetricKind::Gauge, key, |k| reg.get_gauge(k).is_some());
-        reg.get_or_create_gauge(&key, |g| Gauge::from_arc(g.clone()))
+        self.admit(
+            MetricKind::Gauge,
+            key,
+            |k| reg.get_or_create_gauge(k, |g| Gauge::from_arc(g.clone())),
+            |k| reg.get_gauge(k).is_some(),
+        )
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
@@ -308,10 +325,12 @@ impl Recorder for MetricsRecorder {
         if let Some(h) = reg.get_histogram(key) {
             return Histogram::from_arc(h);
         }
-        let key = self.admit(MetricKind::Histogram, key, |k| {
-            reg.get_histogram(k).is_some()
-        });
-        reg.get_or_create_histogram(&key, |h| Histogram::from_arc(h.clone()))
+        self.admit(
+            MetricKind::Histogram,
+            key,
+            |k| reg.get_or_create_histogram(k, |h| Histogram::from_arc(h.clone())),
+            |k| reg.get_histogram(k).is_some(),
+        )
     }
 }
 
@@ -358,6 +377,30 @@ pub(crate) mod tests {
             vec![("metric".to_owned(), "hits".to_owned())]
         );
         assert_eq!(folded.series[0].value.as_counter(), Some(7));
+    }
+
+    /// Regression: concurrent first registrations of one label set used to count it once per
+    /// thread, filling the cap with phantom series.
+    #[test]
+    fn concurrent_registrations_of_one_series_count_once() {
+        let rec = recorder(2);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    metrics::with_local_recorder(&rec, || {
+                        metrics::counter!("c", "k" => "same").increment(1);
+                    })
+                });
+            }
+        });
+        metrics::with_local_recorder(&rec, || metrics::counter!("c", "k" => "other").increment(1));
+        let snap = rec.handle().snapshot();
+        assert_eq!(
+            snap.family("c").unwrap().series.len(),
+            2,
+            "no overflow: 2 series fit the cap"
+        );
+        assert!(snap.family(SERIES_OVERFLOW_METRIC).is_none());
     }
 
     #[test]

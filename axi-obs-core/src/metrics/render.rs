@@ -22,16 +22,22 @@ pub(crate) enum Format {
     OpenMetrics,
 }
 
-pub(crate) fn render(snapshot: &Snapshot) -> String {
-    render_as(snapshot, Format::Prometheus)
+/// Renders `families` in the Prometheus text format 0.0.4: the same encoder `/metrics` uses,
+/// for programs that collect families themselves (collectors reading `/proc`, say).
+pub fn render_families(families: &[Family]) -> String {
+    render_as(families, Format::Prometheus)
 }
 
-pub(crate) fn render_as(snapshot: &Snapshot, format: Format) -> String {
+pub(crate) fn render(snapshot: &Snapshot) -> String {
+    render_as(&snapshot.families, Format::Prometheus)
+}
+
+pub(crate) fn render_as(families: &[Family], format: Format) -> String {
     let om = format == Format::OpenMetrics;
     // Group by the Prometheus family name; the first kind seen for a name wins (a counter and
     // a gauge cannot share a family).
     let mut groups: BTreeMap<String, Vec<&Family>> = BTreeMap::new();
-    for f in &snapshot.families {
+    for f in families {
         let name = prometheus_name(&f.name, f.kind, f.unit);
         let group = groups.entry(name).or_default();
         if group.first().is_none_or(|g| g.kind == f.kind) {
@@ -41,9 +47,19 @@ pub(crate) fn render_as(snapshot: &Snapshot, format: Format) -> String {
     let mut out = String::with_capacity(4096);
     for (name, families) in groups {
         let kind = families[0].kind;
-        // OpenMetrics names a counter family without `_total`; its samples carry the suffix.
+        // OpenMetrics names a counter family without `_total` and an info family without
+        // `_info`; their samples carry the suffix (`target_info` is the info family `target`).
+        let is_info = om
+            && kind == MetricKind::Gauge
+            && name.ends_with("_info")
+            && families
+                .iter()
+                .flat_map(|f| &f.series)
+                .all(|s| s.value.as_gauge() == Some(1.0));
         let family = if om && kind == MetricKind::Counter {
             name.strip_suffix("_total").unwrap_or(&name)
+        } else if is_info {
+            name.strip_suffix("_info").unwrap_or(&name)
         } else {
             &name
         };
@@ -54,7 +70,12 @@ pub(crate) fn render_as(snapshot: &Snapshot, format: Format) -> String {
             escape_help(&mut out, help, om);
             out.push('\n');
         }
-        let _ = writeln!(out, "# TYPE {family} {}", kind.prometheus_type());
+        let type_name = match (om, kind) {
+            (true, MetricKind::Untyped) => "unknown",
+            _ if is_info => "info",
+            _ => kind.prometheus_type(),
+        };
+        let _ = writeln!(out, "# TYPE {family} {type_name}");
         if om
             && let Some(unit) = families[0].unit.and_then(super::naming::unit_suffix)
             && family.ends_with(unit)
@@ -260,7 +281,10 @@ work_duration_seconds_count{http_route="/x"} 2
             metrics::counter!("jobs_total").increment(1);
             metrics::histogram!("lat_seconds").record(0.3);
         });
-        let text = super::render_as(&rec.handle().snapshot(), super::Format::OpenMetrics);
+        let text = super::render_as(
+            &rec.handle().snapshot().families,
+            super::Format::OpenMetrics,
+        );
         assert!(
             text.contains("# HELP gc_time_seconds GC \\\"pause\\\" time\n"),
             "{text}"
@@ -275,6 +299,28 @@ work_duration_seconds_count{http_route="/x"} 2
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn openmetrics_info_families() {
+        use super::super::{Family, MetricKind, Series, Value};
+        let info = Family {
+            name: "target_info".into(),
+            kind: MetricKind::Gauge,
+            unit: None,
+            help: Some("Target metadata".into()),
+            series: vec![Series {
+                labels: vec![("service_name".into(), "x".into())],
+                value: Value::Gauge(1.0),
+            }],
+        };
+        let text = super::render_as(std::slice::from_ref(&info), super::Format::OpenMetrics);
+        assert_eq!(
+            text,
+            "# HELP target Target metadata\n# TYPE target info\ntarget_info{service_name=\"x\"} 1\n# EOF\n"
+        );
+        let text = super::render_as(&[info], super::Format::Prometheus);
+        assert!(text.contains("# TYPE target_info gauge\n"), "{text}");
     }
 
     #[test]
