@@ -78,6 +78,7 @@ macro_rules! version_info {
 #[must_use]
 pub struct ObsRoutes {
     metrics: Option<MetricsHandle>,
+    no_metrics_route: bool,
     bearer: Option<Arc<str>>,
     checks: Vec<Check>,
     version: Option<VersionInfo>,
@@ -113,6 +114,13 @@ impl ObsRoutes {
     /// Serves `/metrics` from `handle`. Defaults to the globally installed telemetry's.
     pub fn metrics(mut self, handle: MetricsHandle) -> Self {
         self.metrics = Some(handle);
+        self
+    }
+
+    /// Leaves `/metrics` out, for applications that serve their own page (a collector that
+    /// combines its readings with its own metrics). Defaults to serving it.
+    pub fn without_metrics_route(mut self) -> Self {
+        self.no_metrics_route = true;
         self
     }
 
@@ -160,8 +168,12 @@ impl ObsRoutes {
             checks: self.checks.into(),
             version: Arc::new(self.version.unwrap_or_else(|| crate::version_info!())),
         };
-        Router::new()
-            .route("/metrics", get(metrics))
+        let router = if self.no_metrics_route {
+            Router::new()
+        } else {
+            Router::new().route("/metrics", get(metrics))
+        };
+        router
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/version", get(version))

@@ -1,0 +1,273 @@
+//! Mounted filesystems: sizes and inodes from `statvfs`, read-only state, mount info.
+
+use crate::{CollectError, Collector, Families, Paths, read};
+
+/// `node_filesystem_{size,free,avail}_bytes`, `node_filesystem_files`,
+/// `node_filesystem_files_free`, `node_filesystem_readonly`, `node_filesystem_device_error`
+/// `{device,device_error,fstype,mountpoint}` and `node_filesystem_mount_info`, for the mounts of
+/// PID 1 (the host's view, as node_exporter reads it), excluding node_exporter's default
+/// pseudo-filesystem types and mount points.
+#[derive(Debug)]
+pub struct Filesystem;
+
+/// node_exporter's default `--collector.filesystem.fs-types-exclude`.
+const EXCLUDED_TYPES: &[&str] = &[
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "devfs",
+    "fusectl",
+    "hugetlbfs",
+    "iso9660",
+    "mqueue",
+    "nsfs",
+    "overlay",
+    "proc",
+    "procfs",
+    "pstore",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "erofs",
+    "sysfs",
+    "tracefs",
+];
+
+/// node_exporter's default `--collector.filesystem.mount-points-exclude`:
+/// `^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)`.
+fn excluded_mount(mountpoint: &str) -> bool {
+    let Some(rest) = mountpoint.strip_prefix('/') else {
+        return false;
+    };
+    let under = |dir: &str| rest == dir || rest.starts_with(&format!("{dir}/"));
+    let strictly_under =
+        |dir: &str| rest.len() > dir.len() + 1 && rest.starts_with(&format!("{dir}/"));
+    under("dev")
+        || under("proc")
+        || under("sys")
+        || strictly_under("run/credentials")
+        || strictly_under("var/lib/docker")
+        || strictly_under("var/lib/containers/storage")
+}
+
+/// One line of a mounts file (`/proc/<pid>/mounts`), with `\040`-style escapes decoded.
+struct Mount {
+    device: String,
+    mountpoint: String,
+    fstype: String,
+    readonly: bool,
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v as char);
+            i += 4;
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn parse_mounts(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 4 {
+                return None;
+            }
+            Some(Mount {
+                device: unescape(f[0]),
+                mountpoint: unescape(f[1]),
+                fstype: f[2].to_owned(),
+                readonly: f[3].split(',').any(|o| o == "ro"),
+            })
+        })
+        .collect()
+}
+
+impl Collector for Filesystem {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
+        let mounts_path = paths.proc("1/mounts");
+        let text = match read(mounts_path) {
+            Ok(t) => t,
+            // Without access to PID 1 (an unprivileged container), our own view.
+            Err(_) => read(paths.proc("self/mounts"))?,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for m in parse_mounts(&text) {
+            if EXCLUDED_TYPES.contains(&m.fstype.as_str()) || excluded_mount(&m.mountpoint) {
+                continue;
+            }
+            // A mount point listed twice (stacked mounts) is reported once, as node_exporter does.
+            if !seen.insert(m.mountpoint.clone()) {
+                continue;
+            }
+            let labels = |err: &str| -> Vec<(String, String)> {
+                vec![
+                    ("device".into(), m.device.clone()),
+                    ("device_error".into(), err.to_owned()),
+                    ("fstype".into(), m.fstype.clone()),
+                    ("mountpoint".into(), m.mountpoint.clone()),
+                ]
+            };
+            match rustix::fs::statvfs(paths.root(&m.mountpoint).as_path()) {
+                Ok(st) => {
+                    let l = labels("");
+                    let l: Vec<(&str, &str)> =
+                        l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let bs = st.f_frsize as f64;
+                    out.gauge(
+                        "node_filesystem_size_bytes",
+                        "Filesystem size in bytes.",
+                        &l,
+                        st.f_blocks as f64 * bs,
+                    );
+                    out.gauge(
+                        "node_filesystem_free_bytes",
+                        "Filesystem free space in bytes.",
+                        &l,
+                        st.f_bfree as f64 * bs,
+                    );
+                    out.gauge(
+                        "node_filesystem_avail_bytes",
+                        "Filesystem space available to non-root users in bytes.",
+                        &l,
+                        st.f_bavail as f64 * bs,
+                    );
+                    out.gauge(
+                        "node_filesystem_files",
+                        "Filesystem total file nodes.",
+                        &l,
+                        st.f_files as f64,
+                    );
+                    out.gauge(
+                        "node_filesystem_files_free",
+                        "Filesystem total free file nodes.",
+                        &l,
+                        st.f_ffree as f64,
+                    );
+                    out.gauge(
+                        "node_filesystem_readonly",
+                        "Filesystem read-only status.",
+                        &l,
+                        if m.readonly { 1.0 } else { 0.0 },
+                    );
+                    out.gauge(
+                        "node_filesystem_device_error",
+                        "Whether an error occurred while getting statistics for the given device.",
+                        &l,
+                        0.0,
+                    );
+                }
+                Err(e) => {
+                    let l = labels(&e.to_string());
+                    let l: Vec<(&str, &str)> =
+                        l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    out.gauge(
+                        "node_filesystem_device_error",
+                        "Whether an error occurred while getting statistics for the given device.",
+                        &l,
+                        1.0,
+                    );
+                }
+            }
+        }
+        // Mount information (device numbers) from mountinfo, for the same mounts.
+        if let Ok(info) =
+            read(paths.proc("1/mountinfo")).or_else(|_| read(paths.proc("self/mountinfo")))
+        {
+            let mut seen_info = std::collections::HashSet::new();
+            for line in info.lines() {
+                let Some((left, right)) = line.split_once(" - ") else {
+                    continue;
+                };
+                let l: Vec<&str> = left.split_whitespace().collect();
+                let r: Vec<&str> = right.split_whitespace().collect();
+                if l.len() < 5 || r.len() < 2 {
+                    continue;
+                }
+                let mountpoint = unescape(l[4]);
+                let fstype = r[0];
+                if !seen.contains(&mountpoint) || EXCLUDED_TYPES.contains(&fstype) {
+                    continue;
+                }
+                if !seen_info.insert(mountpoint.clone()) {
+                    continue;
+                }
+                let (major, minor) = l[2].split_once(':').unwrap_or((l[2], ""));
+                let device = unescape(r[1]);
+                out.gauge(
+                    "node_filesystem_mount_info",
+                    "Filesystem mount information.",
+                    &[
+                        ("device", &device),
+                        ("major", major),
+                        ("minor", minor),
+                        ("mountpoint", &mountpoint),
+                    ],
+                    1.0,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_point_exclusions() {
+        for yes in [
+            "/dev",
+            "/dev/shm",
+            "/proc",
+            "/sys/fs/cgroup",
+            "/run/credentials/x.service",
+            "/var/lib/docker/overlay2/abc",
+        ] {
+            assert!(excluded_mount(yes), "{yes}");
+        }
+        for no in [
+            "/",
+            "/home",
+            "/devices",
+            "/run",
+            "/run/credentials",
+            "/var/lib/docker",
+            "/mnt/data",
+        ] {
+            assert!(!excluded_mount(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn mounts_parse_with_escapes() {
+        let m = parse_mounts("/dev/sdb1 /mnt/my\\040disk ext4 ro,relatime 0 0\n");
+        assert_eq!(m[0].mountpoint, "/mnt/my disk");
+        assert!(m[0].readonly);
+        assert_eq!(m[0].fstype, "ext4");
+    }
+}

@@ -1,0 +1,186 @@
+//! `/proc/meminfo` and `/proc/vmstat`.
+
+use super::num;
+use crate::{CollectError, Collector, Families, Paths, read};
+
+/// `node_memory_<Field>_bytes` for the `/proc/meminfo` fields node_exporter reports
+/// (`Active(anon)` becomes `Active_anon`; fields without a `kB` unit, the `HugePages_*` counts,
+/// keep no suffix).
+#[derive(Debug)]
+pub struct MemInfo;
+
+/// `node_vmstat_<field>` for node_exporter's default field selection
+/// (`oom_kill`, `pgpg*`, `pswp*`, `pg*fault*`), untyped as node_exporter has them.
+#[derive(Debug)]
+pub struct VmStat;
+
+impl Collector for MemInfo {
+    fn name(&self) -> &'static str {
+        "meminfo"
+    }
+
+    fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
+        let path = paths.proc("meminfo");
+        let text = read(path.clone())?;
+        parse_meminfo(&text, &path, out)
+    }
+}
+
+/// The `/proc/meminfo` fields node_exporter reports (those its procfs library knows); newer
+/// kernel fields it does not know are left out too, so dashboards and lints see the same set.
+const FIELDS: &[&str] = &[
+    "MemTotal",
+    "MemFree",
+    "MemAvailable",
+    "Buffers",
+    "Cached",
+    "SwapCached",
+    "Active",
+    "Inactive",
+    "Active(anon)",
+    "Inactive(anon)",
+    "Active(file)",
+    "Inactive(file)",
+    "Unevictable",
+    "Mlocked",
+    "SwapTotal",
+    "SwapFree",
+    "Zswap",
+    "Zswapped",
+    "Dirty",
+    "Writeback",
+    "AnonPages",
+    "Mapped",
+    "Shmem",
+    "Slab",
+    "SReclaimable",
+    "SUnreclaim",
+    "KernelStack",
+    "PageTables",
+    "NFS_Unstable",
+    "Bounce",
+    "WritebackTmp",
+    "CommitLimit",
+    "Committed_AS",
+    "VmallocTotal",
+    "VmallocUsed",
+    "VmallocChunk",
+    "Percpu",
+    "HardwareCorrupted",
+    "AnonHugePages",
+    "ShmemHugePages",
+    "ShmemPmdMapped",
+    "CmaTotal",
+    "CmaFree",
+    "HugePages_Total",
+    "HugePages_Free",
+    "HugePages_Rsvd",
+    "HugePages_Surp",
+    "Hugepagesize",
+    "DirectMap4k",
+    "DirectMap2M",
+    "DirectMap1G",
+];
+
+pub(crate) fn parse_meminfo(
+    text: &str,
+    path: &std::path::Path,
+    out: &mut Families,
+) -> Result<(), CollectError> {
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if !FIELDS.contains(&key) {
+            continue;
+        }
+        let mut parts = rest.split_whitespace();
+        let Some(value) = parts.next() else { continue };
+        let mut v = num(value, path)?;
+        let mut name: String = key.replace('(', "_").replace(')', "");
+        if parts.next() == Some("kB") {
+            v *= 1024.0;
+            name.push_str("_bytes");
+        }
+        out.gauge(
+            &format!("node_memory_{name}"),
+            &format!("Memory information field {name}."),
+            &[],
+            v,
+        );
+    }
+    Ok(())
+}
+
+impl Collector for VmStat {
+    fn name(&self) -> &'static str {
+        "vmstat"
+    }
+
+    fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
+        let path = paths.proc("vmstat");
+        let text = read(path.clone())?;
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(' ') else {
+                continue;
+            };
+            if !vmstat_selected(key) {
+                continue;
+            }
+            out.untyped(
+                &format!("node_vmstat_{key}"),
+                &format!("/proc/vmstat information field {key}."),
+                &[],
+                num(value.trim(), &path)?,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// node_exporter's default `--collector.vmstat.fields`: `^(oom_kill|pgpg|pswp|pg.*fault).*`.
+fn vmstat_selected(key: &str) -> bool {
+    key.starts_with("oom_kill")
+        || key.starts_with("pgpg")
+        || key.starts_with("pswp")
+        || (key.starts_with("pg") && key[2..].contains("fault"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_names_and_units() {
+        let mut f = Families::default();
+        parse_meminfo(
+            "MemTotal:       24684084 kB\nActive(anon):      1000 kB\nHugePages_Total:       0\n",
+            std::path::Path::new("/proc/meminfo"),
+            &mut f,
+        )
+        .unwrap();
+        let total = f.get("node_memory_MemTotal_bytes").unwrap();
+        assert_eq!(total.series[0].value.as_gauge(), Some(24684084.0 * 1024.0));
+        assert_eq!(
+            total.help.as_deref(),
+            Some("Memory information field MemTotal_bytes.")
+        );
+        assert!(f.get("node_memory_Active_anon_bytes").is_some());
+        assert_eq!(
+            f.get("node_memory_HugePages_Total").unwrap().series[0]
+                .value
+                .as_gauge(),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn vmstat_selection() {
+        for yes in ["oom_kill", "pgpgin", "pswpout", "pgfault", "pgmajfault"] {
+            assert!(vmstat_selected(yes), "{yes}");
+        }
+        for no in ["nr_free_pages", "pgfree", "numa_hit"] {
+            assert!(!vmstat_selected(no), "{no}");
+        }
+    }
+}

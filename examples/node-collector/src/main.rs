@@ -1,0 +1,134 @@
+//! `axi-node-collector`: system metrics with node_exporter's names on `/metrics`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use clap::Parser;
+use node_collector::{Node, Paths};
+
+/// System metrics with node_exporter's names, types, labels and HELP text, read from /proc and
+/// /sys at each scrape, so node_exporter dashboards work unchanged.
+///
+/// GET /metrics returns the node metrics followed by the collector's own (process, HTTP);
+/// /healthz, /readyz and /version come from axi-obs-axum. Logs are JSON lines on standard
+/// output (AXI_LOG_FORMAT, RUST_LOG and the OTEL_* variables apply).
+#[derive(Debug, Parser)]
+#[command(name = "axi-node-collector", version, about, long_about)]
+struct Args {
+    /// Address to listen on (loopback by default; node_exporter's port).
+    #[arg(long, default_value = "127.0.0.1:9100", env = "AXI_NODE_LISTEN")]
+    listen: SocketAddr,
+
+    /// Where /proc is (node_exporter's --path.procfs), e.g. /host/proc in a container.
+    #[arg(long, default_value = "/proc")]
+    procfs: PathBuf,
+
+    /// Where /sys is (--path.sysfs).
+    #[arg(long, default_value = "/sys")]
+    sysfs: PathBuf,
+
+    /// The root filesystem, for /etc/os-release and statvfs of mounts (--path.rootfs).
+    #[arg(long, default_value = "/")]
+    rootfs: PathBuf,
+
+    /// Only these collectors (comma-separated); default all. `--collectors list` prints them.
+    #[arg(long, value_delimiter = ',')]
+    collectors: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let paths = Paths {
+        proc: args.procfs,
+        sys: args.sysfs,
+        root: args.rootfs,
+    };
+    let node = if args.collectors.is_empty() {
+        Node::new(paths)
+    } else {
+        let all = Node::new(paths.clone()).collector_names();
+        if args.collectors.iter().any(|c| c == "list") {
+            #[allow(clippy::print_stdout)]
+            for c in all {
+                println!("{c}");
+            }
+            return Ok(());
+        }
+        if let Some(unknown) = args.collectors.iter().find(|c| !all.contains(&c.as_str())) {
+            anyhow::bail!("unknown collector {unknown:?}; known: {}", all.join(", "));
+        }
+        let names: Vec<&str> = args.collectors.iter().map(String::as_str).collect();
+        Node::with_collectors(paths, &names)
+    };
+
+    let telemetry = axi_obs_core::Telemetry::builder()
+        .default_service_name("axi-node-collector")
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .try_install()
+        .context("cannot start telemetry")?;
+
+    let node = Arc::new(node);
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(node.clone())
+        .merge(
+            axi_obs_axum::ObsRoutes::new()
+                .without_metrics_route()
+                .version(axi_obs_axum::version_info!())
+                .into_router(),
+        )
+        .layer(axi_obs_axum::ObsLayer::new().exclude_paths(["/healthz", "/readyz"]));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(address = %addr, collectors = ?node.collector_names(), "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    telemetry.shutdown().await.context("telemetry shutdown")?;
+    Ok(())
+}
+
+/// Node metrics, gathered on a blocking thread (they read files), then the collector's own.
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let body = tokio::task::spawn_blocking(move || node.render())
+        .await
+        .unwrap_or_default();
+    let own = axi_obs_core::global_metrics()
+        .map(|m| m.render())
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axi_obs_core::metrics::CONTENT_TYPE,
+        )],
+        format!("{body}{own}"),
+    )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
