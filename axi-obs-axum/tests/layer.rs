@@ -619,3 +619,51 @@ async fn split_tracestate_headers_are_combined() {
     let state = span.span_context.trace_state().header();
     assert!(state.contains("a=1") && state.contains("b=2"), "{state}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn body_sizes_sampling_and_forwarded_headers() {
+    let cap = Capture::new();
+    let app = Router::new()
+        .route("/echo", post(|body: String| async move { body }))
+        .route("/users/{id}", get(|| async { "user" }))
+        .layer(
+            obs(&cap)
+                .body_size_metrics(true)
+                .sample_successes(0.0)
+                .trust_forwarded_headers(true),
+        );
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    send(
+        &app,
+        Request::post("/echo")
+            .header("content-length", "5")
+            .body(Body::from("hello"))
+            .unwrap(),
+    )
+    .await;
+    send(
+        &app,
+        Request::get("/nope")
+            .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
+            .header("x-forwarded-proto", "https")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let page = cap.metrics_handle().render();
+    assert!(page.contains("http_server_request_body_size_bytes_sum{http_request_method=\"POST\",http_response_status_code=\"200\",http_route=\"/echo\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 5"), "{page}");
+    assert!(page.contains("http_server_response_body_size_bytes_sum{http_request_method=\"POST\",http_response_status_code=\"200\",http_route=\"/echo\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 5"), "{page}");
+    assert!(
+        page.contains("url_scheme=\"https\""),
+        "trusted X-Forwarded-Proto: {page}"
+    );
+    let logs = cap.logs();
+    let access: Vec<_> = logs
+        .iter()
+        .filter(|l| l["log.logger"] == "axi_obs_axum::access")
+        .collect();
+    // The 200 was sampled out (ratio 0); the 404 is always logged.
+    assert_eq!(access.len(), 1, "{logs:#?}");
+    assert_eq!(access[0]["http.response.status_code"], 404);
+    assert_eq!(access[0]["client.address"], "203.0.113.7");
+}
