@@ -28,12 +28,19 @@
 //! `adjtimex` system call), `udp_queues`, the `nf_conntrack_stat_*` counters, `disk_info`,
 //! `textfile`. The side-by-side test prints the coverage on the machine it runs on.
 //!
+//! Beyond node_exporter: [`checks`] watches configured processes and listening ports, and
+//! [`probes`] runs HTTP and TCP probes in the background with blackbox_exporter's metric names;
+//! both are configured by the YAML file described in [`config`].
+//!
 //! Every collector reports `node_scrape_collector_success{collector}` and
 //! `node_scrape_collector_duration_seconds{collector}`, as node_exporter does. A collector that
 //! fails (a file missing on this kernel) reports success 0 and the others go on.
 
+pub mod checks;
 pub mod collectors;
+pub mod config;
 mod families;
+pub mod probes;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -157,6 +164,11 @@ impl Node {
                 .filter(|c| names.contains(&c.name()))
                 .collect(),
         }
+    }
+
+    /// Adds a collector (checks, probes) after the built-in ones.
+    pub fn add(&mut self, collector: Box<dyn Collector>) {
+        self.collectors.push(collector);
     }
 
     /// Names of the active collectors.

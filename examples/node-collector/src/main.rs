@@ -37,9 +37,15 @@ struct Args {
     #[arg(long, default_value = "/")]
     rootfs: PathBuf,
 
-    /// Only these collectors (comma-separated); default all. `--collectors list` prints them.
+    /// Only these collectors (comma-separated); default all, or the config file's list.
+    /// `--collectors list` prints the names.
     #[arg(long, value_delimiter = ',')]
     collectors: Vec<String>,
+
+    /// YAML file with process and port checks, probes and the collector list (see the crate
+    /// documentation for its format). Without it: every collector, no checks.
+    #[arg(long, env = "AXI_NODE_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -50,30 +56,55 @@ async fn main() -> anyhow::Result<()> {
         sys: args.sysfs,
         root: args.rootfs,
     };
-    let node = if args.collectors.is_empty() {
-        Node::new(paths)
-    } else {
-        let all = Node::new(paths.clone()).collector_names();
-        if args.collectors.iter().any(|c| c == "list") {
-            #[allow(clippy::print_stdout)]
-            for c in all {
-                println!("{c}");
-            }
-            return Ok(());
+    let all = Node::new(paths.clone()).collector_names();
+    if args.collectors.iter().any(|c| c == "list") {
+        #[allow(clippy::print_stdout)]
+        for c in &all {
+            println!("{c}");
         }
-        if let Some(unknown) = args.collectors.iter().find(|c| !all.contains(&c.as_str())) {
-            anyhow::bail!("unknown collector {unknown:?}; known: {}", all.join(", "));
-        }
-        let names: Vec<&str> = args.collectors.iter().map(String::as_str).collect();
-        Node::with_collectors(paths, &names)
+        return Ok(());
+    }
+    let config = match &args.config {
+        Some(file) => node_collector::config::Config::load(file, &all)?,
+        None => node_collector::config::Config::default(),
     };
-
+    let chosen: Vec<String> = if !args.collectors.is_empty() {
+        if let Some(unknown) = args.collectors.iter().find(|c| !all.contains(&c.as_str())) {
+            anyhow::bail!(
+                "--collectors: unknown collector {unknown:?}; known: {}",
+                all.join(", ")
+            );
+        }
+        args.collectors.clone()
+    } else {
+        config
+            .collectors
+            .clone()
+            .unwrap_or_else(|| all.iter().map(|s| (*s).to_owned()).collect())
+    };
+    let names: Vec<&str> = chosen.iter().map(String::as_str).collect();
+    let mut node = Node::with_collectors(paths, &names);
     let telemetry = axi_obs_core::Telemetry::builder()
         .default_service_name("axi-node-collector")
         .service_version(env!("CARGO_PKG_VERSION"))
         .try_install()
         .context("cannot start telemetry")?;
 
+    if !config.processes.is_empty() {
+        node.add(Box::new(node_collector::checks::Processes::new(
+            config.processes.clone(),
+        )));
+    }
+    if !config.ports.is_empty() {
+        node.add(Box::new(node_collector::checks::Ports::new(
+            config.ports.clone(),
+        )));
+    }
+    if !config.probes.is_empty() {
+        node.add(Box::new(node_collector::probes::Probes::start(
+            config.probes.clone(),
+        )));
+    }
     let node = Arc::new(node);
     let app = Router::new()
         .route("/metrics", get(metrics))

@@ -1,0 +1,257 @@
+//! Service checks and probes against real local servers and processes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axi_obs_core::metrics::Family;
+use node_collector::checks::{Ports, Processes};
+use node_collector::config::Config;
+use node_collector::probes::Probes;
+use node_collector::{Node, Paths};
+
+fn value(families: &[Family], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    families
+        .iter()
+        .find(|f| f.name == name)?
+        .series
+        .iter()
+        .find(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })?
+        .value
+        .as_gauge()
+}
+
+fn config(yaml: &str) -> Config {
+    Config::parse(yaml, Path::new("test.yml"), &[]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_against_local_servers() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/ok", get(|| async { "status ok" }))
+        .route(
+            "/fail",
+            get(|| async { (http::StatusCode::INTERNAL_SERVER_ERROR, "broken") }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    drop(std::net::TcpListener::bind(closed));
+
+    let yaml = format!(
+        "probes:
+  - name: healthy
+    interval: 1h
+    http: {{ url: 'http://{addr}/ok', body_pattern: 'status ok' }}
+  - name: regex-miss
+    interval: 1h
+    http: {{ url: 'http://{addr}/ok', body_pattern: 'nope' }}
+  - name: server-error
+    interval: 1h
+    http: {{ url: 'http://{addr}/fail' }}
+  - name: expected-500
+    interval: 1h
+    http: {{ url: 'http://{addr}/fail', expect_status: [500] }}
+  - name: slow
+    interval: 1h
+    http: {{ url: 'http://{addr}/slow', timeout: 300ms }}
+  - name: tcp-open
+    interval: 1h
+    tcp: {{ address: '{addr}' }}
+  - name: tcp-closed
+    interval: 1h
+    tcp: {{ address: '{closed}', timeout: 1s }}
+"
+    );
+    let probes = Probes::start(config(&yaml).probes);
+    let names = [
+        "healthy",
+        "regex-miss",
+        "server-error",
+        "expected-500",
+        "slow",
+        "tcp-open",
+        "tcp-closed",
+    ];
+    assert!(probes.wait_for(&names, Duration::from_secs(10)).await);
+    let mut node = Node::with_collectors(Paths::default(), &[]);
+    node.add(Box::new(probes));
+    let f = node.gather();
+    let success = |p: &str| value(&f, "probe_success", &[("probe", p)]).unwrap();
+    assert_eq!(success("healthy"), 1.0);
+    assert_eq!(
+        value(&f, "probe_http_status_code", &[("probe", "healthy")]),
+        Some(200.0)
+    );
+    assert_eq!(
+        value(&f, "probe_http_content_length", &[("probe", "healthy")]),
+        Some(9.0)
+    );
+    assert_eq!(success("regex-miss"), 0.0);
+    assert_eq!(
+        value(&f, "probe_failed_due_to_regex", &[("probe", "regex-miss")]),
+        Some(1.0)
+    );
+    assert_eq!(success("server-error"), 0.0);
+    assert_eq!(
+        value(&f, "probe_http_status_code", &[("probe", "server-error")]),
+        Some(500.0)
+    );
+    assert_eq!(success("expected-500"), 1.0);
+    assert_eq!(success("slow"), 0.0);
+    assert_eq!(
+        value(&f, "probe_http_status_code", &[("probe", "slow")]),
+        Some(0.0)
+    );
+    assert!(
+        value(&f, "probe_duration_seconds", &[("probe", "slow")]).unwrap() < 5.0,
+        "the timeout cut it"
+    );
+    assert_eq!(success("tcp-open"), 1.0);
+    assert_eq!(success("tcp-closed"), 0.0);
+    let phases: Vec<&str> = ["resolve", "connect", "tls", "processing", "transfer"].to_vec();
+    for phase in phases {
+        assert!(
+            value(
+                &f,
+                "probe_http_duration_seconds",
+                &[("probe", "healthy"), ("phase", phase)]
+            )
+            .is_some(),
+            "{phase}"
+        );
+    }
+    // A scrape never waits on the network: the slow endpoint is still slow, the gather is not.
+    let started = std::time::Instant::now();
+    let _ = node.gather();
+    println!("gather with 7 probes took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_watched_process_goes_down_and_comes_back_with_a_restart_counted() {
+    // A process with a unique command line: `sleep` with a fractional, recognizable argument.
+    let marker = format!("9{}.25", std::process::id());
+    let spawn = || {
+        Command::new("sleep")
+            .arg(&marker)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let yaml = format!(
+        "processes:\n  - name: sleeper\n    match: {{ cmdline: '^sleep {}$' }}\n",
+        marker.replace('.', "\\.")
+    );
+    let mut node = Node::with_collectors(Paths::default(), &[]);
+    node.add(Box::new(Processes::new(config(&yaml).processes)));
+    let up = |node: &Node| value(&node.gather(), "axi_process_up", &[("name", "sleeper")]).unwrap();
+    // A freshly spawned child shows the parent's command line until it has exec'd: poll.
+    let wait_up = |node: &Node, want: f64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while up(node) != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "axi_process_up never became {want}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let restarts = |node: &Node| {
+        value(
+            &node.gather(),
+            "axi_process_restarts_total",
+            &[("name", "sleeper")],
+        )
+        .unwrap()
+    };
+
+    assert_eq!(up(&node), 0.0, "not started yet");
+    let mut child = spawn();
+    wait_up(&node, 1.0);
+    assert_eq!(restarts(&node), 0.0, "a first start is not a restart");
+    let f = node.gather();
+    assert!(
+        value(
+            &f,
+            "axi_process_resident_memory_bytes",
+            &[("name", "sleeper")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(value(&f, "axi_process_start_time_seconds", &[("name", "sleeper")]).unwrap() > 1.0e9);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(up(&node), 0.0, "down after kill");
+    let mut again = spawn();
+    wait_up(&node, 1.0);
+    assert_eq!(restarts(&node), 1.0);
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
+
+#[test]
+fn listening_ports() {
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let yaml = format!(
+        "ports:\n  - name: open\n    port: {open_port}\n  - name: closed\n    port: {closed_port}\n"
+    );
+    let mut node = Node::with_collectors(Paths::default(), &[]);
+    node.add(Box::new(Ports::new(config(&yaml).ports)));
+    let f = node.gather();
+    assert_eq!(
+        value(&f, "axi_port_listening", &[("name", "open")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&f, "axi_port_listening", &[("name", "closed")]),
+        Some(0.0)
+    );
+    drop(open);
+}
+
+/// The binary reads `--config` and reports configuration errors with file and line.
+#[test]
+fn binary_reports_config_errors_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.yml");
+    std::fs::write(
+        &file,
+        "probes:\n  - name: x\n    tcp: { address: 'nohostport' }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_axi-node-collector"))
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:2", file.display())) && err.contains("host:port"),
+        "{err}"
+    );
+}
