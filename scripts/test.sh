@@ -9,8 +9,14 @@ bin=$(scripts/install-peers.sh | tail -n 1)
 export AXI_PEERS_BIN="$bin"
 export AXI_REQUIRE_PEERS=1
 # Upstream conformance data (Prometheus/Alertmanager test files), read in place, never copied.
-if [[ -z ${AXI_CONFORMANCE_DIR:-} && -d ../shared/conformance ]]; then
-  export AXI_CONFORMANCE_DIR=$(cd ../shared/conformance && pwd)
+# Tests that use it print a notice and skip when it is not found.
+if [[ -z ${AXI_CONFORMANCE_DIR:-} ]]; then
+  for dir in ../shared/conformance /work/shared/conformance; do
+    if [[ -d $dir ]]; then
+      export AXI_CONFORMANCE_DIR=$(cd "$dir" && pwd)
+      break
+    fi
+  done
 fi
 cargo test --workspace "$@"
 # Export and shutdown once more pinned to a single CPU: the known exporter deadlocks of

@@ -1,7 +1,36 @@
-//! Alerting for axi-obs: **not yet implemented** (issues "axi-obs-alert engine" and
-//! "axi-obs-alert delivery").
+//! Alerting for axi-obs: Prometheus-format rules evaluated by a PromQL engine of our own.
 //!
-//! This crate will hold Prometheus-format rule files with `promtool`-compatible validation, a
-//! PromQL engine judged by Prometheus's own promqltest files, the alert life-cycle exactly as
-//! Prometheus runs it, and Alertmanager-compatible delivery to webhook, mail, DingTalk and
-//! WeCom. It exports nothing yet.
+//! Built in slices; present now:
+//!
+//! - [`promql`]: parse with `promql-parser` plus Prometheus's extra checks, evaluate instant
+//!   and range queries over any [`promql::Storage`] with Prometheus 3 semantics (left-open
+//!   windows, 5 m lookback, staleness markers, rate extrapolation, every stable float
+//!   function and aggregation, vector matching with `on`/`ignoring`/`group_*`, `@`,
+//!   subqueries, sample and time limits). Native histograms and experimental syntax are
+//!   refused with an "unsupported" error.
+//! - [`promqltest`]: Prometheus's own PromQL conformance scripts, run against the engine
+//!   (`axi-alert promqltest`).
+//! - [`rules`]: rule files loaded and validated as `promtool check rules` does
+//!   (`axi-alert check`), and rule groups evaluated with Prometheus's alert life-cycle.
+//!
+//! Next: the rule unit-test runner (`axi-alert test`), template expansion, the standalone
+//! evaluator (`axi-alert run`) and Alertmanager-compatible delivery.
+//!
+//! ```
+//! use axi_obs_alert::promql::{parse, Engine, Labels, MemStorage, Value};
+//!
+//! let mut store = MemStorage::new();
+//! let up = Labels::from_pairs([("__name__", "up"), ("job", "api"), ("instance", "a:80")]);
+//! store.add(&up, 0, 0.0);
+//! let Value::Vector(down) = Engine::default()
+//!     .instant(&store, &parse("up == 0").unwrap(), 10_000)
+//!     .unwrap()
+//! else {
+//!     unreachable!()
+//! };
+//! assert_eq!(down[0].labels.get("instance"), Some("a:80"));
+//! ```
+
+pub mod promql;
+pub mod promqltest;
+pub mod rules;

@@ -1,0 +1,527 @@
+//! `axi-alert`: the command line of axi-obs-alert.
+//!
+//! - `axi-alert promqltest FILES...` runs Prometheus promqltest files against the engine;
+//! - `axi-alert query --data FILE --time T EXPR` evaluates one instant query over a data file
+//!   and prints the answer as Prometheus's `/api/v1/query` would;
+//! - `axi-alert query-range --data FILE --start A --end B --step S EXPR` does the same for a
+//!   range query (`/api/v1/query_range`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use axi_obs_alert::promql::{Engine, Labels, MemStorage, Value, format_go_float, parse};
+use axi_obs_alert::promqltest::{self, FileReport};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "axi-alert",
+    version,
+    about = "Prometheus-compatible alerting tools: run PromQL conformance files and evaluate queries \
+             with axi-obs-alert's PromQL engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check rule files as `promtool check rules` does.
+    ///
+    /// Reads each file as Prometheus does (first YAML document, anchors and merge keys,
+    /// unknown fields refused), parses every expression, checks names, durations and alert
+    /// templates. Prints `file: SUCCESS: N rules found` or every error as
+    /// `file:line: group "g", rule i ("name"): message`, and promtool's duplicate-rules lint
+    /// as a warning. Exits with status 1 when any file is invalid.
+    Check {
+        /// Rule files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run Prometheus promqltest files (PromQL conformance scripts) against the engine.
+    ///
+    /// Files use Prometheus's format (`load`, `clear`, `eval instant|range`, `expect` lines).
+    /// Prints `file: N passed, M failed, K unsupported` per file, each failure as
+    /// `file:line: expr: message`, then `N passed, M failed[, K unsupported]`. Exits with
+    /// status 1 when anything failed (a format error in a file counts as a failure).
+    ///
+    /// Unsupported evals are counted apart: those expecting native histogram values, using
+    /// experimental syntax or native-histogram functions, or failing on series whose
+    /// native histogram samples could not be loaded. `expect warn` / `expect info` are not
+    /// checked (the engine has no annotations).
+    Promqltest {
+        /// Test files to run.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also list each unsupported eval and why it was skipped.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Evaluate an instant query over a data file and print the `/api/v1/query` JSON answer.
+    ///
+    /// The data file is either promqltest `load` blocks (first non-comment line starting with
+    /// `load`, e.g. `load 15s` then `  up{job="a"} 1 1 0`; sample i is at i*step after the
+    /// Unix epoch) or Prometheus text exposition lines `name{labels} value [timestamp_ms]`
+    /// (`#` lines ignored; a sample without timestamp is placed at the query time).
+    /// Errors print `{"status":"error",...}` and exit with status 2.
+    Query {
+        /// The data file.
+        #[arg(long)]
+        data: PathBuf,
+        /// Evaluation time: Unix seconds (e.g. `1.5`) or RFC 3339 (`2024-01-01T00:00:00Z`).
+        #[arg(long)]
+        time: String,
+        /// The PromQL expression.
+        expr: String,
+    },
+    /// Evaluate a range query over a data file and print the `/api/v1/query_range` JSON
+    /// answer (data file as for `query`).
+    QueryRange {
+        /// The data file.
+        #[arg(long)]
+        data: PathBuf,
+        /// Start: Unix seconds or RFC 3339.
+        #[arg(long)]
+        start: String,
+        /// End: Unix seconds or RFC 3339.
+        #[arg(long)]
+        end: String,
+        /// Step: seconds (`15`, `0.5`) or a Prometheus duration (`15s`, `1m`).
+        #[arg(long)]
+        step: String,
+        /// The PromQL expression.
+        expr: String,
+    },
+}
+
+fn run_check(out: &mut impl Write, files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for f in files {
+        match axi_obs_alert::rules::load(f) {
+            Ok((file, warnings)) => {
+                let n: usize = file.groups.iter().map(|g| g.rules.len()).sum();
+                let _ = writeln!(out, "{}: SUCCESS: {n} rules found", f.display());
+                for w in warnings {
+                    let _ = writeln!(out, "{}: warning: {}", f.display(), w.message);
+                }
+            }
+            Err(errors) => {
+                ok = false;
+                let _ = writeln!(out, "{}: FAILED:", f.display());
+                for e in errors {
+                    let _ = writeln!(out, "{e}");
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let code = match cli.command {
+        Command::Check { files } => run_check(&mut out, &files),
+        Command::Promqltest { files, verbose } => run_promqltest(&mut out, &files, verbose),
+        Command::Query { data, time, expr } => {
+            let answer = (|| {
+                let t = parse_time(&time).map_err(bad_data)?;
+                let storage = read_data(&data, t).map_err(bad_data)?;
+                let e = parse(&expr).map_err(|e| bad_data(e.0))?;
+                let v = Engine::default()
+                    .instant(&storage, &e, t)
+                    .map_err(|e| ("execution", e.0))?;
+                Ok(value_json(&v, t))
+            })();
+            print_answer(&mut out, answer)
+        }
+        Command::QueryRange {
+            data,
+            start,
+            end,
+            step,
+            expr,
+        } => {
+            let answer = (|| {
+                let s = parse_time(&start).map_err(bad_data)?;
+                let e_t = parse_time(&end).map_err(bad_data)?;
+                let st = parse_step(&step).map_err(bad_data)?;
+                if e_t < s {
+                    return Err(bad_data(
+                        "end timestamp must not be before start time".into(),
+                    ));
+                }
+                let storage = read_data(&data, e_t).map_err(bad_data)?;
+                let e = parse(&expr).map_err(|e| bad_data(e.0))?;
+                let m = Engine::default()
+                    .range(&storage, &e, s, e_t, st)
+                    .map_err(|e| ("execution", e.0))?;
+                Ok(value_json(&Value::Matrix(m), e_t))
+            })();
+            print_answer(&mut out, answer)
+        }
+    };
+    let _ = out.flush();
+    code
+}
+
+fn bad_data(msg: String) -> (&'static str, String) {
+    ("bad_data", msg)
+}
+
+fn run_promqltest(out: &mut impl Write, files: &[PathBuf], verbose: bool) -> ExitCode {
+    let mut passed = 0;
+    let mut failed = 0;
+    let mut unsupported = 0;
+    for f in files {
+        let report = promqltest::run_file(f);
+        let _ = write_report(out, &report, verbose);
+        passed += report.passed;
+        failed += report.failed.len();
+        unsupported += report.unsupported.len();
+    }
+    let _ = if unsupported > 0 {
+        writeln!(
+            out,
+            "{passed} passed, {failed} failed, {unsupported} unsupported"
+        )
+    } else {
+        writeln!(out, "{passed} passed, {failed} failed")
+    };
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn write_report(out: &mut impl Write, r: &FileReport, verbose: bool) -> std::io::Result<()> {
+    writeln!(out, "{r}")?;
+    for f in &r.failed {
+        let kind = match f.kind {
+            promqltest::FailureKind::Format => "format error: ",
+            promqltest::FailureKind::Eval => "",
+        };
+        writeln!(
+            out,
+            "{}:{}: {}: {kind}{}",
+            r.name, f.line, f.expr, f.message
+        )?;
+    }
+    if verbose {
+        for u in &r.unsupported {
+            writeln!(
+                out,
+                "{}:{}: {}: unsupported: {}",
+                r.name,
+                u.line,
+                u.expr,
+                u.reason.trim_start_matches("unsupported: ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn print_answer(out: &mut impl Write, answer: Result<String, (&str, String)>) -> ExitCode {
+    match answer {
+        Ok(data) => {
+            let _ = writeln!(out, r#"{{"status":"success","data":{data}}}"#);
+            ExitCode::SUCCESS
+        }
+        Err((kind, msg)) => {
+            let _ = writeln!(
+                out,
+                r#"{{"status":"error","errorType":"{kind}","error":{}}}"#,
+                json_str(&msg)
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads `load` blocks or text exposition; samples without timestamps go at `default_t`.
+fn read_data(path: &Path, default_t: i64) -> Result<MemStorage, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    if first.is_some_and(|l| l.to_ascii_lowercase().starts_with("load")) {
+        return promqltest::load_storage(&text).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    parse_exposition(&text, default_t).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Prometheus text exposition: `name{labels} value [timestamp_ms]` per line.
+fn parse_exposition(text: &str, default_t: i64) -> Result<MemStorage, String> {
+    let mut storage = MemStorage::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let err = |m: String| format!("line {}: {m}", i + 1);
+        let (labels, rest) = split_sample(line).map_err(err)?;
+        let mut fields = rest.split_whitespace();
+        let value = fields
+            .next()
+            .ok_or_else(|| err("missing value".into()))
+            .and_then(|v| promqltest::parse_number(v).map_err(err))?;
+        let t = match fields.next() {
+            Some(ts) => ts
+                .parse::<i64>()
+                .map_err(|_| err(format!("invalid timestamp {ts:?}")))?,
+            None => default_t,
+        };
+        if let Some(extra) = fields.next() {
+            return Err(err(format!("unexpected {extra:?} after the timestamp")));
+        }
+        storage.add(&labels, t, value);
+    }
+    Ok(storage)
+}
+
+fn split_sample(line: &str) -> Result<(Labels, &str), String> {
+    // The series part ends at the first space outside braces and quotes.
+    let mut in_braces = false;
+    let mut quote = false;
+    let mut escaped = false;
+    let mut end = line.len();
+    for (i, c) in line.char_indices() {
+        if quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quote = false;
+            }
+            continue;
+        }
+        match c {
+            '"' if in_braces => quote = true,
+            '{' => in_braces = true,
+            '}' => in_braces = false,
+            c if c.is_whitespace() && !in_braces => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let labels = promqltest::parse_metric(&line[..end])?;
+    Ok((labels, &line[end..]))
+}
+
+/// Unix seconds (float) or RFC 3339, to milliseconds.
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+    {
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+}
+
+fn parse_step(s: &str) -> Result<i64, String> {
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+    {
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    promqltest::parse_duration(s).map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let digits = format!("{:0<3}", &s[start..i.min(start + 3)]);
+        frac_ms = digits.parse().ok()?;
+    }
+    let offset_s = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            if b[i + 3] != b':' {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if tz.starts_with('-') { -o } else { o }
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
+    Some(secs * 1000 + frac_ms)
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Prometheus's `jsonutil.MarshalTimestamp`: seconds with up to three decimals.
+fn format_ts(t: i64) -> String {
+    let sign = if t < 0 { "-" } else { "" };
+    let a = t.unsigned_abs();
+    let frac = a % 1000;
+    if frac == 0 {
+        format!("{sign}{}", a / 1000)
+    } else {
+        format!("{sign}{}.{frac:03}", a / 1000)
+    }
+}
+
+fn point_json(t: i64, v: f64) -> String {
+    format!("[{},\"{}\"]", format_ts(t), format_go_float(v))
+}
+
+fn labels_json(ls: &Labels) -> String {
+    let items: Vec<String> = ls
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// The `data` object of a query answer; `t` (the evaluation time) stamps string results.
+fn value_json(v: &Value, t: i64) -> String {
+    let (kind, result) = match v {
+        Value::Scalar { t, v } => ("scalar", point_json(*t, *v)),
+        Value::String(s) => ("string", format!("[{},{}]", format_ts(t), json_str(s))),
+        Value::Vector(samples) => {
+            let items: Vec<String> = samples
+                .iter()
+                .map(|s| {
+                    format!(
+                        r#"{{"metric":{},"value":{}}}"#,
+                        labels_json(&s.labels),
+                        point_json(s.t, s.v)
+                    )
+                })
+                .collect();
+            ("vector", format!("[{}]", items.join(",")))
+        }
+        Value::Matrix(series) => {
+            let items: Vec<String> = series
+                .iter()
+                .map(|s| {
+                    let pts: Vec<String> = s.points.iter().map(|p| point_json(p.t, p.v)).collect();
+                    format!(
+                        r#"{{"metric":{},"values":[{}]}}"#,
+                        labels_json(&s.labels),
+                        pts.join(",")
+                    )
+                })
+                .collect();
+            ("matrix", format!("[{}]", items.join(",")))
+        }
+    };
+    format!(r#"{{"resultType":"{kind}","result":{result}}}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axi_obs_alert::promql::Sample;
+
+    #[test]
+    fn formats_like_prometheus() {
+        assert_eq!(format_go_float(2.0), "2");
+        assert_eq!(format_go_float(0.1), "0.1");
+        assert_eq!(format_go_float(1e21), "1000000000000000000000");
+        assert_eq!(format_go_float(1e-7), "0.0000001");
+        assert_eq!(format_go_float(-1.5), "-1.5");
+        assert_eq!(format_go_float(f64::NAN), "NaN");
+        assert_eq!(format_go_float(f64::INFINITY), "+Inf");
+        assert_eq!(format_go_float(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_ts(1500), "1.500");
+        assert_eq!(format_ts(1_435_781_451_781), "1435781451.781");
+        assert_eq!(format_ts(60_000), "60");
+        assert_eq!(format_ts(-1005), "-1.005");
+        let v = Value::Vector(vec![Sample {
+            labels: Labels::from_pairs([("__name__", "up"), ("job", "a")]),
+            t: 1500,
+            v: 2.0,
+        }]);
+        assert_eq!(
+            value_json(&v, 1500),
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1.500,"2"]}]}"#
+        );
+        assert_eq!(
+            value_json(&Value::Scalar { t: 0, v: 1.0 }, 0),
+            r#"{"resultType":"scalar","result":[0,"1"]}"#
+        );
+    }
+
+    #[test]
+    fn parses_times() {
+        assert_eq!(parse_time("1.5"), Ok(1500));
+        assert_eq!(parse_time("0"), Ok(0));
+        assert_eq!(parse_time("1970-01-01T00:01:00Z"), Ok(60_000));
+        assert_eq!(
+            parse_time("2024-03-01T12:00:00.25+01:00"),
+            Ok(1_709_290_800_250)
+        );
+        assert!(parse_time("yesterday").is_err());
+        assert_eq!(parse_step("15s"), Ok(15_000));
+        assert_eq!(parse_step("0.5"), Ok(500));
+    }
+
+    #[test]
+    fn reads_exposition() {
+        let s = parse_exposition(
+            "# HELP up x\n# TYPE up gauge\nup{job=\"a b\"} 1 1000\nup{job=\"c\"} NaN\nother 2.5e3\n",
+            7,
+        )
+        .unwrap();
+        assert_eq!(s.series_count(), 3);
+        assert!(parse_exposition("up{job=\"a\"}\n", 0).is_err());
+        assert!(parse_exposition("up 1 x\n", 0).is_err());
+    }
+}

@@ -1,0 +1,817 @@
+//! The evaluator: walks the parsed expression at one timestamp at a time.
+//!
+//! A range query is a sequence of instant evaluations, which is how Prometheus defines it;
+//! `@ start()` and `@ end()` refer to the outermost query's bounds throughout.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::time::{Instant, SystemTime};
+
+use promql_parser::label::METRIC_NAME;
+use promql_parser::parser::token::{
+    T_ADD, T_ATAN2, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE,
+    T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW,
+    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUB, T_SUM, T_TOPK, TokenType,
+};
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{
+    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, LabelModifier, Offset, SubqueryExpr,
+    VectorMatchCardinality, VectorSelector,
+};
+
+use super::functions::{self, Arg, CallCtx, RangeArg};
+use super::numeric::{format_go_float, kahan_inc, quantile};
+use super::storage::Matcher;
+use super::value::{Labels, Point, Sample, Series, Value, is_stale};
+use super::{Engine, EvalError, Storage};
+
+type Result<T> = std::result::Result<T, EvalError>;
+
+pub(crate) struct Evaluator<'a> {
+    engine: &'a Engine,
+    storage: &'a dyn Storage,
+    start: i64,
+    end: i64,
+    step: i64,
+    deadline: Option<Instant>,
+    /// Samples loaded by the current step.
+    loaded: Cell<usize>,
+    /// Compiled matchers per selector node (keyed by the node's address, stable while the
+    /// expression is borrowed).
+    matchers: RefCell<HashMap<usize, Rc<Vec<Matcher>>>>,
+}
+
+impl<'a> Evaluator<'a> {
+    pub(crate) fn new(
+        engine: &'a Engine,
+        storage: &'a dyn Storage,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Self {
+        Evaluator {
+            engine,
+            storage,
+            start,
+            end,
+            step,
+            deadline: engine.timeout.map(|d| Instant::now() + d),
+            loaded: Cell::new(0),
+            matchers: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// An instant query at `start`.
+    pub(crate) fn instant(&self, expr: &Expr) -> Result<Value> {
+        let t = self.start;
+        Ok(match self.eval(expr, t)? {
+            Value::Vector(mut v) => {
+                for s in &mut v {
+                    s.t = t;
+                }
+                Value::Vector(v)
+            }
+            other => other,
+        })
+    }
+
+    /// A range query from `start` to `end` every `step`.
+    pub(crate) fn range(&self, expr: &Expr) -> Result<Vec<Series>> {
+        match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => {}
+            ValueType::Matrix => {
+                return Err(EvalError::new(
+                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+                ));
+            }
+            ValueType::String => {
+                return Err(EvalError::new(
+                    "invalid expression type \"string\" for range query, must be Scalar or instant Vector",
+                ));
+            }
+        }
+        let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        let mut t = self.start;
+        while t <= self.end {
+            self.loaded.set(0);
+            match self.eval(expr, t)? {
+                Value::Scalar { v, .. } => {
+                    out.entry(Labels::new()).or_default().push(Point { t, v })
+                }
+                Value::Vector(samples) => {
+                    for s in samples {
+                        out.entry(s.labels).or_default().push(Point { t, v: s.v });
+                    }
+                }
+                other => {
+                    return Err(EvalError::new(format!(
+                        "unexpected {} in range query",
+                        other.type_name()
+                    )));
+                }
+            }
+            t += self.step;
+        }
+        Ok(out
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect())
+    }
+
+    fn eval(&self, expr: &Expr, t: i64) -> Result<Value> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar { t, v: n.val }),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar { t, v } => Ok(Value::Scalar { t, v: -v }),
+                Value::Vector(v) => {
+                    let v: Vec<Sample> = v
+                        .into_iter()
+                        .map(|s| Sample {
+                            labels: s.labels.without_name(),
+                            t,
+                            v: -s.v,
+                        })
+                        .collect();
+                    check_unique(&v)?;
+                    Ok(Value::Vector(v))
+                }
+                other => Err(EvalError::new(format!(
+                    "unary minus is not defined for a {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.select_instant(vs, t, false)?)),
+            Expr::MatrixSelector(ms) => {
+                let (series, _, _) = self.select_range(&ms.vs, ms.range.as_millis() as i64, t)?;
+                Ok(Value::Matrix(series))
+            }
+            Expr::Subquery(sq) => {
+                let (series, _, _) = self.subquery(sq, t)?;
+                Ok(Value::Matrix(series))
+            }
+            Expr::Call(c) => self.call(c, t),
+            Expr::Aggregate(a) => self.aggregate(a, t),
+            Expr::Binary(b) => self.binary(b, t),
+            Expr::Extension(_) => Err(EvalError::new("unsupported: extension expressions")),
+        }
+    }
+
+    fn check_limits(&self, loaded: usize) -> Result<()> {
+        let total = self.loaded.get() + loaded;
+        self.loaded.set(total);
+        if total > self.engine.max_samples {
+            return Err(EvalError::new(
+                "query processing would load too many samples into memory in query execution",
+            ));
+        }
+        if let Some(deadline) = self.deadline
+            && Instant::now() > deadline
+        {
+            return Err(EvalError::new("query timed out in query execution"));
+        }
+        Ok(())
+    }
+
+    fn compiled(&self, vs: &VectorSelector) -> Result<Rc<Vec<Matcher>>> {
+        let key = vs as *const VectorSelector as usize;
+        if let Some(m) = self.matchers.borrow().get(&key) {
+            return Ok(m.clone());
+        }
+        let mut ms = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+        if let Some(name) = &vs.name {
+            ms.push(Matcher::equal(METRIC_NAME, name));
+        }
+        for m in &vs.matchers.matchers {
+            ms.push(Matcher::from_ast(m).map_err(EvalError)?);
+        }
+        let ms = Rc::new(ms);
+        self.matchers.borrow_mut().insert(key, ms.clone());
+        Ok(ms)
+    }
+
+    /// The time a selector or subquery looks at: `@` (or the evaluation time) minus `offset`.
+    fn reference_time(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
+        let base = match at {
+            None => t,
+            Some(AtModifier::Start) => self.start,
+            Some(AtModifier::End) => self.end,
+            Some(AtModifier::At(st)) => system_time_ms(*st),
+        };
+        base - offset_ms(offset)
+    }
+
+    /// The latest sample of each series within the lookback window, unless it is a staleness
+    /// marker. `keep_timestamps` keeps each sample's own time (for `timestamp()`).
+    fn select_instant(
+        &self,
+        vs: &VectorSelector,
+        t: i64,
+        keep_timestamps: bool,
+    ) -> Result<Vec<Sample>> {
+        let matchers = self.compiled(vs)?;
+        let reference = self.reference_time(&vs.at, &vs.offset, t);
+        let series = self
+            .storage
+            .select(&matchers, reference - self.engine.lookback_ms, reference);
+        self.check_limits(series.len())?;
+        Ok(series
+            .into_iter()
+            .filter_map(|s| {
+                let last = *s.points.last()?;
+                (!is_stale(last.v)).then_some(Sample {
+                    labels: s.labels,
+                    t: if keep_timestamps { last.t } else { t },
+                    v: last.v,
+                })
+            })
+            .collect())
+    }
+
+    /// The points of each series in `(reference - range, reference]`, staleness markers
+    /// removed; series left empty are dropped. Returns the window too.
+    fn select_range(
+        &self,
+        vs: &VectorSelector,
+        range: i64,
+        t: i64,
+    ) -> Result<(Vec<Series>, i64, i64)> {
+        let matchers = self.compiled(vs)?;
+        let end = self.reference_time(&vs.at, &vs.offset, t);
+        let start = end - range;
+        let mut series = self.storage.select(&matchers, start, end);
+        self.check_limits(series.iter().map(|s| s.points.len()).sum())?;
+        series.retain_mut(|s| {
+            s.points.retain(|p| !is_stale(p.v));
+            !s.points.is_empty()
+        });
+        Ok((series, start, end))
+    }
+
+    /// Evaluates the inner expression at every step of the subquery's window, steps aligned
+    /// to multiples of the step as Prometheus does.
+    fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<(Vec<Series>, i64, i64)> {
+        let end = self.reference_time(&sq.at, &sq.offset, t);
+        let range = sq.range.as_millis() as i64;
+        let step = sq
+            .step
+            .map(|d| d.as_millis() as i64)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.engine.subquery_step_ms);
+        let start = end - range;
+        let mut ts = step * (start / step);
+        if ts <= start {
+            ts += step;
+        }
+        let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        while ts <= end {
+            match self.eval(&sq.expr, ts)? {
+                Value::Vector(v) => {
+                    for s in v {
+                        out.entry(s.labels)
+                            .or_default()
+                            .push(Point { t: ts, v: s.v });
+                    }
+                }
+                Value::Scalar { v, .. } => {
+                    out.entry(Labels::new())
+                        .or_default()
+                        .push(Point { t: ts, v });
+                }
+                other => {
+                    return Err(EvalError::new(format!(
+                        "subquery is only allowed on instant vector, got {}",
+                        other.type_name()
+                    )));
+                }
+            }
+            ts += step;
+        }
+        let series: Vec<Series> = out
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect();
+        self.check_limits(series.iter().map(|s| s.points.len()).sum())?;
+        Ok((series, start, end))
+    }
+
+    fn call(&self, c: &Call, t: i64) -> Result<Value> {
+        let mut args = Vec::with_capacity(c.args.args.len());
+        for (i, a) in c.args.args.iter().enumerate() {
+            let a = unwrap_parens(a);
+            let arg = match a {
+                Expr::VectorSelector(vs) if c.func.name == "timestamp" && i == 0 => {
+                    Arg::Vector(self.select_instant(vs, t, true)?)
+                }
+                Expr::MatrixSelector(ms) => {
+                    let (series, start, end) =
+                        self.select_range(&ms.vs, ms.range.as_millis() as i64, t)?;
+                    Arg::Range(RangeArg { series, start, end })
+                }
+                Expr::Subquery(sq) => {
+                    let (series, start, end) = self.subquery(sq, t)?;
+                    Arg::Range(RangeArg { series, start, end })
+                }
+                _ => match self.eval(a, t)? {
+                    Value::Scalar { v, .. } => Arg::Scalar(v),
+                    Value::String(s) => Arg::String(s),
+                    Value::Vector(v) => Arg::Vector(v),
+                    Value::Matrix(_) => {
+                        return Err(EvalError::new(format!(
+                            "unsupported: a range vector from {a} as an argument of {}()",
+                            c.func.name
+                        )));
+                    }
+                },
+            };
+            args.push(arg);
+        }
+        let value = functions::call(&CallCtx { t, call: c }, args)?;
+        if let Value::Vector(v) = &value {
+            check_unique(v)?;
+        }
+        Ok(value)
+    }
+
+    fn scalar_param(&self, param: Option<&Expr>, t: i64, op: TokenType) -> Result<f64> {
+        match param.map(|p| self.eval(p, t)).transpose()? {
+            Some(Value::Scalar { v, .. }) => Ok(v),
+            _ => Err(EvalError::new(format!("{op} needs a scalar parameter"))),
+        }
+    }
+
+    fn aggregate(&self, a: &AggregateExpr, t: i64) -> Result<Value> {
+        let op = a.op;
+        let Value::Vector(input) = self.eval(&a.expr, t)? else {
+            return Err(EvalError::new(format!("{op} needs an instant vector")));
+        };
+        let grouping = |ls: &Labels| -> Labels {
+            match &a.modifier {
+                None => Labels::new(),
+                Some(LabelModifier::Include(by)) => ls.keep(&by.labels),
+                Some(LabelModifier::Exclude(without)) => ls.drop_names(&without.labels),
+            }
+        };
+        let id = op.id();
+        // Group in order of first appearance, as Prometheus outputs them.
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
+        let count_values_label = if id == T_COUNT_VALUES {
+            match a.param.as_deref().map(|p| self.eval(p, t)).transpose()? {
+                Some(Value::String(s)) => {
+                    if !is_valid_label_name(&s) {
+                        return Err(EvalError::new(format!("invalid label name {s:?}")));
+                    }
+                    Some(s)
+                }
+                _ => return Err(EvalError::new("count_values needs a string parameter")),
+            }
+        } else {
+            None
+        };
+        for s in input {
+            let mut key = grouping(&s.labels);
+            if let Some(label) = &count_values_label {
+                key.set(label.clone(), format_go_float(s.v));
+            }
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(s);
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        match id {
+            T_TOPK | T_BOTTOMK => {
+                let k = self.scalar_param(a.param.as_deref(), t, op)?;
+                if k.is_nan() {
+                    return Err(EvalError::new("Parameter value is NaN"));
+                }
+                if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&k) {
+                    return Err(EvalError::new(format!("Scalar value {k} overflows int64")));
+                }
+                let k = k as i64;
+                if k < 1 {
+                    return Ok(Value::Vector(Vec::new()));
+                }
+                for (_, mut members) in groups {
+                    if id == T_TOPK {
+                        members.sort_by(|x, y| desc_nan_last(x.v, y.v));
+                    } else {
+                        members.sort_by(|x, y| asc_nan_last(x.v, y.v));
+                    }
+                    members.truncate(k as usize);
+                    out.extend(members.into_iter().map(|s| Sample { t, ..s }));
+                }
+            }
+            _ => {
+                let q = if id == T_QUANTILE {
+                    Some(self.scalar_param(a.param.as_deref(), t, op)?)
+                } else {
+                    None
+                };
+                for (labels, members) in groups {
+                    let values: Vec<f64> = members.iter().map(|s| s.v).collect();
+                    let v = match id {
+                        T_SUM => kahan_sum(&values),
+                        T_AVG => average(&values),
+                        T_COUNT | T_COUNT_VALUES => values.len() as f64,
+                        T_GROUP => 1.0,
+                        T_MIN => values.iter().fold(f64::NAN, |acc, &x| {
+                            if acc > x || acc.is_nan() { x } else { acc }
+                        }),
+                        T_MAX => values.iter().fold(f64::NAN, |acc, &x| {
+                            if acc < x || acc.is_nan() { x } else { acc }
+                        }),
+                        T_STDVAR => variance(&values),
+                        T_STDDEV => variance(&values).sqrt(),
+                        T_QUANTILE => quantile(q.unwrap_or(f64::NAN), values),
+                        _ => {
+                            return Err(EvalError::new(format!(
+                                "unsupported: the aggregation {op}"
+                            )));
+                        }
+                    };
+                    out.push(Sample { labels, t, v });
+                }
+            }
+        }
+        Ok(Value::Vector(out))
+    }
+
+    fn binary(&self, b: &BinaryExpr, t: i64) -> Result<Value> {
+        let op = b.op.id();
+        let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+        let lhs = self.eval(&b.lhs, t)?;
+        let rhs = self.eval(&b.rhs, t)?;
+        let value = match (lhs, rhs) {
+            (Value::Scalar { v: l, .. }, Value::Scalar { v: r, .. }) => {
+                let (v, keep) = scalar_op(op, l, r)?;
+                let v = if is_comparison(op) {
+                    if keep { 1.0 } else { 0.0 }
+                } else {
+                    v
+                };
+                return Ok(Value::Scalar { t, v });
+            }
+            (Value::Vector(l), Value::Scalar { v: r, .. }) => {
+                vector_scalar(op, l, r, false, return_bool, t)?
+            }
+            (Value::Scalar { v: l, .. }, Value::Vector(r)) => {
+                vector_scalar(op, r, l, true, return_bool, t)?
+            }
+            (Value::Vector(l), Value::Vector(r)) => self.vector_vector(b, op, l, r, t)?,
+            (l, r) => {
+                return Err(EvalError::new(format!(
+                    "binary operator {} is not defined between {} and {}",
+                    b.op,
+                    l.type_name(),
+                    r.type_name()
+                )));
+            }
+        };
+        check_unique(&value)?;
+        Ok(Value::Vector(value))
+    }
+
+    fn vector_vector(
+        &self,
+        b: &BinaryExpr,
+        op: u16,
+        lhs: Vec<Sample>,
+        rhs: Vec<Sample>,
+        t: i64,
+    ) -> Result<Vec<Sample>> {
+        let modifier = b.modifier.as_ref();
+        let (on, names): (bool, &[String]) = match modifier.and_then(|m| m.matching.as_ref()) {
+            Some(LabelModifier::Include(l)) => (true, &l.labels),
+            Some(LabelModifier::Exclude(l)) => (false, &l.labels),
+            None => (false, &[]),
+        };
+        let signature = |ls: &Labels| -> Labels {
+            if on {
+                ls.keep(names)
+            } else {
+                ls.drop_names(names)
+            }
+        };
+        match op {
+            T_LAND => {
+                let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels)).collect();
+                return Ok(lhs
+                    .into_iter()
+                    .filter(|s| right.contains(&signature(&s.labels)))
+                    .map(|s| Sample { t, ..s })
+                    .collect());
+            }
+            T_LUNLESS => {
+                let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels)).collect();
+                return Ok(lhs
+                    .into_iter()
+                    .filter(|s| !right.contains(&signature(&s.labels)))
+                    .map(|s| Sample { t, ..s })
+                    .collect());
+            }
+            T_LOR => {
+                let left: HashSet<Labels> = lhs.iter().map(|s| signature(&s.labels)).collect();
+                let mut out: Vec<Sample> = lhs.into_iter().map(|s| Sample { t, ..s }).collect();
+                out.extend(
+                    rhs.into_iter()
+                        .filter(|s| !left.contains(&signature(&s.labels)))
+                        .map(|s| Sample { t, ..s }),
+                );
+                return Ok(out);
+            }
+            _ => {}
+        }
+        if lhs.is_empty() || rhs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let card = modifier
+            .map(|m| m.card.clone())
+            .unwrap_or(VectorMatchCardinality::OneToOne);
+        let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+        let include: &[String] = match &card {
+            VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => {
+                &l.labels
+            }
+            _ => &[],
+        };
+        // `many` is the side whose samples each produce one output; `one` is looked up.
+        let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+        let mut one_by_sig: HashMap<Labels, &Sample> = HashMap::with_capacity(one.len());
+        for s in &one {
+            let sig = signature(&s.labels);
+            if let Some(dup) = one_by_sig.get(&sig) {
+                let side = if one_to_many { "left" } else { "right" };
+                let matched = if on {
+                    s.labels.keep(names)
+                } else {
+                    s.labels.drop_names(names)
+                };
+                return Err(EvalError::new(format!(
+                    "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    matched.go_string(),
+                    dup.labels.go_string(),
+                    s.labels.go_string()
+                )));
+            }
+            one_by_sig.insert(sig, s);
+        }
+        let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+        let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+        let mut out = Vec::new();
+        for m in &many {
+            let sig = signature(&m.labels);
+            let Some(o) = one_by_sig.get(&sig) else {
+                continue;
+            };
+            // One-to-one matching must be unique even for pairs a comparison filters out.
+            if one_to_one
+                && !matched
+                    .entry(sig.clone())
+                    .or_default()
+                    .insert(Labels::new())
+            {
+                return Err(EvalError::new(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                ));
+            }
+            let (l, r) = if one_to_many { (o.v, m.v) } else { (m.v, o.v) };
+            let (mut v, keep) = scalar_op(op, l, r)?;
+            let return_bool = modifier.is_some_and(|m| m.return_bool);
+            if return_bool {
+                v = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            let mut labels = m.labels.clone();
+            if drops_name(op) || return_bool {
+                labels.remove(METRIC_NAME);
+            }
+            if one_to_one {
+                labels = if on {
+                    labels.keep(names)
+                } else {
+                    let mut kept = labels.clone();
+                    for n in names {
+                        kept.remove(n);
+                    }
+                    kept
+                };
+            }
+            for n in include {
+                match o.labels.get(n) {
+                    Some(v) => labels.set(n.clone(), v.to_owned()),
+                    None => labels.remove(n),
+                }
+            }
+            if !one_to_one && !matched.entry(sig).or_default().insert(labels.clone()) {
+                return Err(EvalError::new(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                ));
+            }
+            out.push(Sample { labels, t, v });
+        }
+        Ok(out)
+    }
+}
+
+fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}
+
+fn system_time_ms(st: SystemTime) -> i64 {
+    match st.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+fn is_comparison(op: u16) -> bool {
+    matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
+}
+
+fn drops_name(op: u16) -> bool {
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_MOD | T_POW | T_ATAN2)
+}
+
+/// One operation on two floats: the value and, for comparisons, whether it holds (the value is
+/// then the left operand).
+fn scalar_op(op: u16, l: f64, r: f64) -> Result<(f64, bool)> {
+    Ok(match op {
+        T_ADD => (l + r, true),
+        T_SUB => (l - r, true),
+        T_MUL => (l * r, true),
+        T_DIV => (l / r, true),
+        T_MOD => (l % r, true),
+        T_POW => (l.powf(r), true),
+        T_ATAN2 => (l.atan2(r), true),
+        T_EQLC => (l, l == r),
+        T_NEQ => (l, l != r),
+        T_GTR => (l, l > r),
+        T_LSS => (l, l < r),
+        T_GTE => (l, l >= r),
+        T_LTE => (l, l <= r),
+        _ => {
+            return Err(EvalError::new(format!(
+                "operator {} not allowed here",
+                TokenType::new(op)
+            )));
+        }
+    })
+}
+
+/// A vector with a scalar; `swapped` when the scalar was on the left.
+fn vector_scalar(
+    op: u16,
+    vector: Vec<Sample>,
+    scalar: f64,
+    swapped: bool,
+    return_bool: bool,
+    t: i64,
+) -> Result<Vec<Sample>> {
+    if matches!(op, T_LAND | T_LOR | T_LUNLESS) {
+        return Err(EvalError::new(
+            "set operator not allowed in binary scalar expression",
+        ));
+    }
+    let mut out = Vec::with_capacity(vector.len());
+    for s in vector {
+        let (l, r) = if swapped {
+            (scalar, s.v)
+        } else {
+            (s.v, scalar)
+        };
+        let (mut v, mut keep) = scalar_op(op, l, r)?;
+        if is_comparison(op) && swapped {
+            v = r;
+        }
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if keep {
+            let labels = if drops_name(op) || return_bool {
+                s.labels.without_name()
+            } else {
+                s.labels
+            };
+            out.push(Sample { labels, t, v });
+        }
+    }
+    Ok(out)
+}
+
+fn check_unique(v: &[Sample]) -> Result<()> {
+    if v.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.labels) {
+            return Err(EvalError::new(
+                "vector cannot contain metrics with the same labelset",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn kahan_sum(values: &[f64]) -> f64 {
+    let (mut sum, mut c) = (0.0, 0.0);
+    for &v in values {
+        (sum, c) = kahan_inc(v, sum, c);
+    }
+    sum + c
+}
+
+/// `avg`: a Kahan sum divided by the count, switching to an incremental mean when the sum
+/// would overflow, as Prometheus does.
+fn average(values: &[f64]) -> f64 {
+    let Some((&first, rest)) = values.split_first() else {
+        return f64::NAN;
+    };
+    let (mut sum, mut c) = (first, 0.0);
+    let mut mean = 0.0;
+    let mut incremental = false;
+    let mut count = 1.0;
+    for &v in rest {
+        count += 1.0;
+        if !incremental {
+            let (s, k) = kahan_inc(v, sum, c);
+            if !s.is_infinite() {
+                (sum, c) = (s, k);
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_inc(v / count, q * mean, q * c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
+}
+
+/// Population variance with Welford's method, as Prometheus's `stdvar`.
+fn variance(values: &[f64]) -> f64 {
+    let (mut count, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for &v in values {
+        count += 1.0;
+        let delta = v - mean;
+        mean += delta / count;
+        m2 += delta * (v - mean);
+    }
+    m2 / count
+}
+
+fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+pub(crate) fn is_valid_label_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+}

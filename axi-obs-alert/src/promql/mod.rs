@@ -1,0 +1,223 @@
+//! A PromQL engine: parse with [`parse`], evaluate with [`Engine::instant`] and
+//! [`Engine::range`] over any [`Storage`].
+//!
+//! Semantics follow Prometheus 3: left-open range windows, a 5-minute lookback for instant
+//! selectors, staleness markers ending a series, Prometheus's rate extrapolation. Native
+//! histograms and experimental syntax are refused with an "unsupported" error.
+//!
+//! ```
+//! use axi_obs_alert::promql::{parse, Engine, Labels, MemStorage, Value};
+//!
+//! let mut store = MemStorage::new();
+//! let series = Labels::from_pairs([("__name__", "http_requests_total"), ("job", "api")]);
+//! for i in 0..=10 {
+//!     store.add(&series, i * 15_000, (i * 30) as f64); // 2 requests per second
+//! }
+//! let expr = parse("sum by (job) (rate(http_requests_total[1m]))").unwrap();
+//! let Value::Vector(v) = Engine::default().instant(&store, &expr, 150_000).unwrap() else {
+//!     unreachable!()
+//! };
+//! assert_eq!(v[0].labels.get("job"), Some("api"));
+//! assert!((v[0].v - 2.0).abs() < 1e-9);
+//! ```
+
+mod eval;
+mod functions;
+mod numeric;
+pub mod storage;
+pub mod value;
+
+use std::time::Duration;
+
+pub use promql_parser::parser::Expr;
+
+pub use numeric::format_go_float;
+pub use storage::{Matcher, MemStorage, Storage};
+pub use value::{Labels, Point, Sample, Series, Value};
+
+/// An error evaluating a query. The message is Prometheus's wording where Prometheus has one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
+impl EvalError {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
+        EvalError(msg.into())
+    }
+}
+
+/// An error parsing a query.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// Parses a PromQL expression with `promql-parser`, then refuses what Prometheus would refuse
+/// but the parser accepts (`or` between matchers) and what this engine does not evaluate
+/// (experimental functions), so a query never gets a silently wrong answer.
+pub fn parse(query: &str) -> Result<Expr, ParseError> {
+    if has_invalid_byte_escape(query) {
+        // Go keeps `"\xff"` as a lone invalid UTF-8 byte, which a Rust string cannot hold;
+        // promql-parser would silently read it as `ÿ`.
+        return Err(ParseError(
+            "unsupported: a \\x escape of a byte above 0x7f (invalid UTF-8) in a string literal"
+                .into(),
+        ));
+    }
+    let expr = promql_parser::parser::parse(query).map_err(ParseError)?;
+    check_supported(&expr)?;
+    Ok(expr)
+}
+
+/// Whether a quoted string in `query` holds `\x80`..`\xff` (backslash-escaped, not raw).
+fn has_invalid_byte_escape(query: &str) -> bool {
+    let b = query.as_bytes();
+    let mut quote = None;
+    let mut i = 0;
+    while i < b.len() {
+        match (quote, b[i]) {
+            (None, q @ (b'"' | b'\'' | b'`')) => quote = Some(q),
+            (Some(b'`'), b'`') => quote = None,
+            (Some(q), b'\\') if q != b'`' => {
+                if b.get(i + 1) == Some(&b'x')
+                    && b.get(i + 2)
+                        .is_some_and(|c| matches!(c, b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
+                {
+                    return true;
+                }
+                i += 1;
+            }
+            (Some(q), c) if c == q => quote = None,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+fn check_supported(expr: &Expr) -> Result<(), ParseError> {
+    let unsupported = |what: String| Err(ParseError(format!("unsupported: {what}")));
+    match expr {
+        Expr::Aggregate(a) => {
+            use promql_parser::parser::token::{T_LIMIT_RATIO, T_LIMITK};
+            if matches!(a.op.id(), T_LIMITK | T_LIMIT_RATIO) {
+                return unsupported(format!("the experimental aggregation {}", a.op));
+            }
+            check_supported(&a.expr)?;
+            if let Some(p) = &a.param {
+                check_supported(p)?;
+            }
+            Ok(())
+        }
+        Expr::Unary(u) => check_supported(&u.expr),
+        Expr::Binary(b) => {
+            if let Some(m) = &b.modifier
+                && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+            {
+                return unsupported("the experimental fill modifiers".into());
+            }
+            check_supported(&b.lhs)?;
+            check_supported(&b.rhs)
+        }
+        Expr::Paren(p) => check_supported(&p.expr),
+        Expr::Subquery(s) => check_supported(&s.expr),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
+        Expr::VectorSelector(vs) => check_selector(vs),
+        Expr::MatrixSelector(ms) => check_selector(&ms.vs),
+        Expr::Call(c) => {
+            if c.func.experimental {
+                return unsupported(format!("the experimental function {}()", c.func.name));
+            }
+            if c.func.name.starts_with("histogram_")
+                && !matches!(c.func.name, "histogram_quantile" | "histogram_fraction")
+            {
+                return unsupported(format!(
+                    "{}() works on native histograms, which this engine does not store",
+                    c.func.name
+                ));
+            }
+            c.args.args.iter().try_for_each(|a| check_supported(a))
+        }
+        Expr::Extension(_) => unsupported("extension expressions".into()),
+    }
+}
+
+fn check_selector(vs: &promql_parser::parser::VectorSelector) -> Result<(), ParseError> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(ParseError(
+            "unexpected \"or\" in label matching: Prometheus does not allow or between matchers"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Evaluates parsed expressions.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub(crate) lookback_ms: i64,
+    pub(crate) max_samples: usize,
+    pub(crate) subquery_step_ms: i64,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Default for Engine {
+    /// Prometheus's defaults: 5 m lookback, 50 million samples per query, no timeout; 1 m
+    /// for subqueries without a step (rule groups set their interval instead).
+    fn default() -> Self {
+        Engine {
+            lookback_ms: 5 * 60_000,
+            max_samples: 50_000_000,
+            subquery_step_ms: 60_000,
+            timeout: None,
+        }
+    }
+}
+
+impl Engine {
+    /// How far back an instant selector looks for the latest sample (default 5 m).
+    pub fn lookback(mut self, d: Duration) -> Self {
+        self.lookback_ms = d.as_millis() as i64;
+        self
+    }
+
+    /// The most samples one query may hold at once before it fails (default 50 million).
+    pub fn max_samples(mut self, n: usize) -> Self {
+        self.max_samples = n;
+        self
+    }
+
+    /// The step of subqueries written without one, e.g. `x[5m:]` (default 1 m).
+    pub fn default_subquery_step(mut self, d: Duration) -> Self {
+        self.subquery_step_ms = (d.as_millis() as i64).max(1);
+        self
+    }
+
+    /// A time limit per query (default none).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Evaluates `expr` at `t` (milliseconds since the Unix epoch).
+    pub fn instant(&self, storage: &dyn Storage, expr: &Expr, t: i64) -> Result<Value, EvalError> {
+        eval::Evaluator::new(self, storage, t, t, 0).instant(expr)
+    }
+
+    /// Evaluates `expr` at every `step` from `start` to `end` (inclusive, milliseconds) and
+    /// returns one series per label set, sorted by labels, as `/api/v1/query_range` does.
+    pub fn range(
+        &self,
+        storage: &dyn Storage,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Vec<Series>, EvalError> {
+        if step <= 0 {
+            return Err(EvalError::new(
+                "zero or negative query resolution step widths are not accepted",
+            ));
+        }
+        eval::Evaluator::new(self, storage, start, end, step).range(expr)
+    }
+}

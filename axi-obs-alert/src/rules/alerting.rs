@@ -1,0 +1,362 @@
+//! The alert life-cycle of one alerting rule, as Prometheus's `AlertingRule.Eval`: pending,
+//! firing, inactive; `for`, `keep_firing_for`, resolved retention, `limit`; the `ALERTS` and
+//! `ALERTS_FOR_STATE` samples.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::promql::{EvalError, Labels, Sample};
+
+/// How long a resolved alert is kept (and re-sent as resolved), as Prometheus.
+pub const RESOLVED_RETENTION_MS: i64 = 15 * 60_000;
+
+/// Where an alert is in its life-cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertState {
+    /// Resolved (kept for [`RESOLVED_RETENTION_MS`] so it can be sent as resolved).
+    Inactive,
+    /// The condition holds, `for` has not elapsed yet.
+    Pending,
+    /// The condition held for `for`.
+    Firing,
+}
+
+impl AlertState {
+    /// `inactive`, `pending` or `firing`, as in Prometheus's API and `ALERTS{alertstate}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Inactive => "inactive",
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+        }
+    }
+}
+
+/// One alert (one label set) of a rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Labels: the sample's (without `__name__`), then the rule's, then `alertname`.
+    pub labels: Labels,
+    /// Expanded annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The state.
+    pub state: AlertState,
+    /// The last value of the expression for this alert.
+    pub value: f64,
+    /// When the condition started to hold (ms).
+    pub active_at: i64,
+    /// When it started firing (ms).
+    pub fired_at: Option<i64>,
+    /// When it was resolved (ms).
+    pub resolved_at: Option<i64>,
+    /// When it was last sent to Alertmanager (ms), maintained by the sender.
+    pub last_sent_at: Option<i64>,
+    /// The first evaluation at which the condition no longer held while `keep_firing_for`
+    /// kept it firing (ms).
+    pub keep_firing_since: Option<i64>,
+}
+
+/// What the rule needs to expand templates for one output sample: the sample's labels
+/// (without `__name__`), its value, and the text; returns the expansion (Prometheus puts
+/// expansion errors into the text itself).
+pub type Expand<'a> = dyn Fn(&Labels, f64, &str) -> String + 'a;
+
+/// The state of one alerting rule across evaluations.
+#[derive(Debug, Clone)]
+pub struct AlertingState {
+    /// The alert name.
+    pub name: String,
+    /// `for`, in ms.
+    pub for_ms: i64,
+    /// `keep_firing_for`, in ms.
+    pub keep_firing_for_ms: i64,
+    /// Rule labels (templates), group labels already merged in.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (templates).
+    pub annotations: BTreeMap<String, String>,
+    /// Active and recently resolved alerts, by label set.
+    pub active: HashMap<Labels, Alert>,
+    /// Whether `for` state has been restored after a start (only then are `ALERTS` and
+    /// `ALERTS_FOR_STATE` written).
+    pub restored: bool,
+}
+
+impl AlertingState {
+    /// A rule with no alerts yet.
+    pub fn new(
+        name: String,
+        for_ms: i64,
+        keep_firing_for_ms: i64,
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+    ) -> Self {
+        AlertingState {
+            name,
+            for_ms,
+            keep_firing_for_ms,
+            labels,
+            annotations,
+            active: HashMap::new(),
+            restored: true,
+        }
+    }
+
+    /// Advances the life-cycle with the expression's result at `ts` and returns the samples
+    /// to write at `write_ts` (`ts` minus the query offset): `ALERTS` and `ALERTS_FOR_STATE`
+    /// for every pending and firing alert.
+    pub fn eval(
+        &mut self,
+        result: Vec<Sample>,
+        ts: i64,
+        write_ts: i64,
+        limit: usize,
+        expand: &Expand<'_>,
+    ) -> Result<Vec<Sample>, EvalError> {
+        let mut current: HashMap<Labels, Alert> = HashMap::with_capacity(result.len());
+        for s in result {
+            let base = s.labels.without_name();
+            let mut labels = base.clone();
+            for (k, v) in &self.labels {
+                labels.set(k.clone(), expand(&base, s.v, v));
+            }
+            labels.set("alertname".into(), self.name.clone());
+            let annotations = self
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), expand(&base, s.v, v)))
+                .collect();
+            if current.contains_key(&labels) {
+                return Err(EvalError::new(
+                    "vector contains metrics with the same labelset after applying alert labels",
+                ));
+            }
+            current.insert(
+                labels.clone(),
+                Alert {
+                    labels,
+                    annotations,
+                    state: AlertState::Pending,
+                    value: s.v,
+                    active_at: ts,
+                    fired_at: None,
+                    resolved_at: None,
+                    last_sent_at: None,
+                    keep_firing_since: None,
+                },
+            );
+        }
+        let present: Vec<Labels> = current.keys().cloned().collect();
+        for (labels, a) in current {
+            match self.active.get_mut(&labels) {
+                Some(existing) if existing.state != AlertState::Inactive => {
+                    existing.value = a.value;
+                    existing.annotations = a.annotations;
+                }
+                _ => {
+                    self.active.insert(labels, a);
+                }
+            }
+        }
+
+        let mut out = Vec::new();
+        let mut active_count = 0;
+        let mut delete = Vec::new();
+        // Deterministic output order: by labels.
+        let mut keys: Vec<Labels> = self.active.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            let Some(a) = self.active.get_mut(&key) else {
+                continue;
+            };
+            if !present.contains(&key) {
+                let mut keep_firing = false;
+                if a.state == AlertState::Firing && self.keep_firing_for_ms > 0 {
+                    let since = *a.keep_firing_since.get_or_insert(ts);
+                    keep_firing = ts - since < self.keep_firing_for_ms;
+                }
+                if a.state == AlertState::Pending
+                    || a.resolved_at
+                        .is_some_and(|r| ts - r > RESOLVED_RETENTION_MS)
+                {
+                    delete.push(key.clone());
+                }
+                if a.state != AlertState::Inactive && !keep_firing {
+                    a.state = AlertState::Inactive;
+                    a.resolved_at = Some(ts);
+                }
+                if !keep_firing {
+                    continue;
+                }
+            } else {
+                a.keep_firing_since = None;
+            }
+            active_count += 1;
+            if a.state == AlertState::Pending && ts - a.active_at >= self.for_ms {
+                a.state = AlertState::Firing;
+                a.fired_at = Some(ts);
+            }
+            if self.restored {
+                let mut alerts = a.labels.clone();
+                alerts.set("__name__".into(), "ALERTS".into());
+                alerts.set("alertstate".into(), a.state.as_str().into());
+                out.push(Sample {
+                    labels: alerts,
+                    t: write_ts,
+                    v: 1.0,
+                });
+                let mut for_state = a.labels.clone();
+                for_state.set("__name__".into(), "ALERTS_FOR_STATE".into());
+                out.push(Sample {
+                    labels: for_state,
+                    t: write_ts,
+                    v: (a.active_at / 1000) as f64,
+                });
+            }
+        }
+        for key in delete {
+            self.active.remove(&key);
+        }
+        if limit > 0 && active_count > limit {
+            self.active.clear();
+            return Err(EvalError::new(format!(
+                "exceeded limit of {limit} with {active_count} alerts"
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Pending and firing alerts, sorted by labels.
+    pub fn alerts(&self) -> Vec<&Alert> {
+        let mut v: Vec<&Alert> = self
+            .active
+            .values()
+            .filter(|a| a.state != AlertState::Inactive)
+            .collect();
+        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(instance: &str, v: f64) -> Sample {
+        Sample {
+            labels: Labels::from_pairs([("__name__", "up"), ("instance", instance)]),
+            t: 0,
+            v,
+        }
+    }
+
+    fn no_templates(_: &Labels, _: f64, text: &str) -> String {
+        text.to_owned()
+    }
+
+    fn states(r: &AlertingState) -> Vec<(String, &'static str)> {
+        let mut v: Vec<_> = r
+            .active
+            .values()
+            .map(|a| {
+                (
+                    a.labels.get("instance").unwrap_or("").to_owned(),
+                    a.state.as_str(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn pending_then_firing_after_for_then_resolved() {
+        let mut r = AlertingState::new("Down".into(), 120_000, 0, BTreeMap::new(), BTreeMap::new());
+        let out = r
+            .eval(vec![sample("a", 0.0)], 0, 0, 0, &no_templates)
+            .unwrap();
+        assert_eq!(states(&r), [("a".into(), "pending")]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].labels.get("alertstate"), Some("pending"));
+        assert_eq!(out[0].labels.get("alertname"), Some("Down"));
+        assert_eq!(out[0].labels.get("__name__"), Some("ALERTS"));
+        r.eval(vec![sample("a", 0.0)], 60_000, 60_000, 0, &no_templates)
+            .unwrap();
+        assert_eq!(states(&r), [("a".into(), "pending")]);
+        let out = r
+            .eval(vec![sample("a", 0.0)], 120_000, 120_000, 0, &no_templates)
+            .unwrap();
+        assert_eq!(states(&r), [("a".into(), "firing")]);
+        assert_eq!(out[1].labels.get("__name__"), Some("ALERTS_FOR_STATE"));
+        assert_eq!(out[1].v, 0.0);
+        let out = r.eval(vec![], 180_000, 180_000, 0, &no_templates).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(states(&r), [("a".into(), "inactive")]);
+        assert_eq!(r.active.values().next().unwrap().resolved_at, Some(180_000));
+        // Kept for 15 minutes, then forgotten.
+        r.eval(vec![], 180_000 + RESOLVED_RETENTION_MS, 0, 0, &no_templates)
+            .unwrap();
+        assert_eq!(r.active.len(), 1);
+        r.eval(vec![], 181_000 + RESOLVED_RETENTION_MS, 0, 0, &no_templates)
+            .unwrap();
+        assert!(r.active.is_empty());
+    }
+
+    #[test]
+    fn a_pending_alert_that_vanishes_is_deleted() {
+        let mut r = AlertingState::new("Down".into(), 300_000, 0, BTreeMap::new(), BTreeMap::new());
+        r.eval(vec![sample("a", 0.0)], 0, 0, 0, &no_templates)
+            .unwrap();
+        r.eval(vec![], 60_000, 60_000, 0, &no_templates).unwrap();
+        assert!(r.active.is_empty());
+    }
+
+    #[test]
+    fn keep_firing_for_holds_a_firing_alert() {
+        let mut r = AlertingState::new("Down".into(), 0, 120_000, BTreeMap::new(), BTreeMap::new());
+        r.eval(vec![sample("a", 0.0)], 0, 0, 0, &no_templates)
+            .unwrap();
+        assert_eq!(states(&r), [("a".into(), "firing")]);
+        let out = r.eval(vec![], 60_000, 60_000, 0, &no_templates).unwrap();
+        assert_eq!(out.len(), 2, "still firing while keep_firing_for runs");
+        r.eval(vec![], 120_000, 120_000, 0, &no_templates).unwrap();
+        assert_eq!(states(&r), [("a".into(), "firing")]);
+        r.eval(vec![], 180_000, 180_000, 0, &no_templates).unwrap();
+        assert_eq!(states(&r), [("a".into(), "inactive")]);
+    }
+
+    #[test]
+    fn a_resolved_alert_that_returns_starts_pending_again() {
+        let mut r = AlertingState::new("Down".into(), 60_000, 0, BTreeMap::new(), BTreeMap::new());
+        r.eval(vec![sample("a", 0.0)], 0, 0, 0, &no_templates)
+            .unwrap();
+        r.eval(vec![sample("a", 0.0)], 60_000, 0, 0, &no_templates)
+            .unwrap();
+        r.eval(vec![], 120_000, 0, 0, &no_templates).unwrap();
+        r.eval(vec![sample("a", 0.0)], 180_000, 0, 0, &no_templates)
+            .unwrap();
+        let a = r.active.values().next().unwrap();
+        assert_eq!((a.state, a.active_at), (AlertState::Pending, 180_000));
+    }
+
+    #[test]
+    fn labels_and_annotations_are_expanded_and_limit_applies() {
+        let labels = BTreeMap::from([("severity".to_owned(), "page".to_owned())]);
+        let annotations = BTreeMap::from([("summary".to_owned(), "v=VALUE".to_owned())]);
+        let mut r = AlertingState::new("Down".into(), 0, 0, labels, annotations);
+        let expand = |_: &Labels, v: f64, text: &str| text.replace("VALUE", &v.to_string());
+        r.eval(vec![sample("a", 3.0)], 0, 0, 0, &expand).unwrap();
+        let a = r.alerts()[0];
+        assert_eq!(a.labels.get("severity"), Some("page"));
+        assert_eq!(a.annotations["summary"], "v=3");
+        let err = r
+            .eval(
+                vec![sample("a", 1.0), sample("b", 1.0)],
+                60_000,
+                0,
+                1,
+                &expand,
+            )
+            .unwrap_err();
+        assert_eq!(err.to_string(), "exceeded limit of 1 with 2 alerts");
+        assert!(r.active.is_empty());
+    }
+}
