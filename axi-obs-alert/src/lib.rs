@@ -12,9 +12,12 @@
 //!   (`axi-alert promqltest`).
 //! - [`rules`]: rule files loaded and validated as `promtool check rules` does
 //!   (`axi-alert check`), and rule groups evaluated with Prometheus's alert life-cycle.
+//! - [`template`]: Go `text/template` with Prometheus's template functions, for alert labels
+//!   and annotations.
+//! - [`unittest`]: rule unit tests in promtool's format (`axi-alert test`).
 //!
-//! Next: the rule unit-test runner (`axi-alert test`), template expansion, the standalone
-//! evaluator (`axi-alert run`) and Alertmanager-compatible delivery.
+//! Next: `for` restore, aligned scheduling, the standalone evaluator (`axi-alert run`) with
+//! scrape and remote-Prometheus sources, and Alertmanager-compatible delivery.
 //!
 //! ```
 //! use axi_obs_alert::promql::{parse, Engine, Labels, MemStorage, Value};
@@ -31,6 +34,9 @@
 //! assert_eq!(down[0].labels.get("instance"), Some("a:80"));
 //! ```
 
+mod civil;
 pub mod promql;
 pub mod promqltest;
 pub mod rules;
+pub mod template;
+pub mod unittest;

@@ -40,6 +40,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run rule unit tests in promtool's format, as `promtool test rules` does.
+    ///
+    /// Each file names rule files (relative to itself), input series in the expanding
+    /// notation, and expected firing alerts (labels, expanded annotations) and PromQL
+    /// results at given times. Prints `file: SUCCESS` or `file: FAILED:` with each mismatch,
+    /// and `file: UNSUPPORTED: reason` for files that need native histograms. Exits with
+    /// status 1 when any file failed or was unsupported.
+    Test {
+        /// Unit-test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run Prometheus promqltest files (PromQL conformance scripts) against the engine.
     ///
     /// Files use Prometheus's format (`load`, `clear`, `eval instant|range`, `expect` lines).
@@ -96,6 +108,35 @@ enum Command {
     },
 }
 
+fn run_unit_tests(out: &mut impl Write, files: &[PathBuf]) -> ExitCode {
+    use axi_obs_alert::unittest::{Outcome, run_file};
+    let mut ok = true;
+    for f in files {
+        let _ = writeln!(out, "Unit Testing: {}", f.display());
+        match run_file(f) {
+            Outcome::Passed => {
+                let _ = writeln!(out, "  SUCCESS\n");
+            }
+            Outcome::Failed(errors) => {
+                ok = false;
+                let _ = writeln!(out, "  FAILED:");
+                for e in errors {
+                    let _ = writeln!(out, "{e}\n");
+                }
+            }
+            Outcome::Unsupported(why) => {
+                ok = false;
+                let _ = writeln!(out, "  UNSUPPORTED: {why}\n");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn run_check(out: &mut impl Write, files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for f in files {
@@ -129,10 +170,11 @@ fn main() -> ExitCode {
     let mut out = stdout.lock();
     let code = match cli.command {
         Command::Check { files } => run_check(&mut out, &files),
+        Command::Test { files } => run_unit_tests(&mut out, &files),
         Command::Promqltest { files, verbose } => run_promqltest(&mut out, &files, verbose),
         Command::Query { data, time, expr } => {
             let answer = (|| {
-                let t = parse_time(&time).map_err(bad_data)?;
+                let t = promqltest::parse_time(&time).map_err(bad_data)?;
                 let storage = read_data(&data, t).map_err(bad_data)?;
                 let e = parse(&expr).map_err(|e| bad_data(e.0))?;
                 let v = Engine::default()
@@ -150,8 +192,8 @@ fn main() -> ExitCode {
             expr,
         } => {
             let answer = (|| {
-                let s = parse_time(&start).map_err(bad_data)?;
-                let e_t = parse_time(&end).map_err(bad_data)?;
+                let s = promqltest::parse_time(&start).map_err(bad_data)?;
+                let e_t = promqltest::parse_time(&end).map_err(bad_data)?;
                 let st = parse_step(&step).map_err(bad_data)?;
                 if e_t < s {
                     return Err(bad_data(
@@ -322,16 +364,6 @@ fn split_sample(line: &str) -> Result<(Labels, &str), String> {
     Ok((labels, &line[end..]))
 }
 
-/// Unix seconds (float) or RFC 3339, to milliseconds.
-fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(secs) = s.parse::<f64>()
-        && secs.is_finite()
-    {
-        return Ok((secs * 1000.0).round() as i64);
-    }
-    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
-}
-
 fn parse_step(s: &str) -> Result<i64, String> {
     if let Ok(secs) = s.parse::<f64>()
         && secs.is_finite()
@@ -339,66 +371,6 @@ fn parse_step(s: &str) -> Result<i64, String> {
         return Ok((secs * 1000.0).round() as i64);
     }
     promqltest::parse_duration(s).map_err(|_| format!("cannot parse {s:?} to a valid duration"))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())
-            .flatten()
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_ms = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let digits = format!("{:0<3}", &s[start..i.min(start + 3)]);
-        frac_ms = digits.parse().ok()?;
-    }
-    let offset_s = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
-            let oh = num(i + 1..i + 3)?;
-            let om = num(i + 4..i + 6)?;
-            if b[i + 3] != b':' {
-                return None;
-            }
-            let o = oh * 3600 + om * 60;
-            if tz.starts_with('-') { -o } else { o }
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
-    Some(secs * 1000 + frac_ms)
 }
 
 fn json_str(s: &str) -> String {
@@ -501,14 +473,14 @@ mod tests {
 
     #[test]
     fn parses_times() {
-        assert_eq!(parse_time("1.5"), Ok(1500));
-        assert_eq!(parse_time("0"), Ok(0));
-        assert_eq!(parse_time("1970-01-01T00:01:00Z"), Ok(60_000));
+        assert_eq!(promqltest::parse_time("1.5"), Ok(1500));
+        assert_eq!(promqltest::parse_time("0"), Ok(0));
+        assert_eq!(promqltest::parse_time("1970-01-01T00:01:00Z"), Ok(60_000));
         assert_eq!(
-            parse_time("2024-03-01T12:00:00.25+01:00"),
+            promqltest::parse_time("2024-03-01T12:00:00.25+01:00"),
             Ok(1_709_290_800_250)
         );
-        assert!(parse_time("yesterday").is_err());
+        assert!(promqltest::parse_time("yesterday").is_err());
         assert_eq!(parse_step("15s"), Ok(15_000));
         assert_eq!(parse_step("0.5"), Ok(500));
     }

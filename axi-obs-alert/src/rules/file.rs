@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::template_check;
 use crate::promql::{self, Expr};
 
 /// A loaded, validated rule file.
@@ -395,7 +394,7 @@ fn check_rule(r: RawRule) -> Result<Rule, Vec<String>> {
         let template = format!("__alert_{name}");
         for (what, map) in [("label", &r.labels), ("annotation", &r.annotations)] {
             for (k, v) in map {
-                if let Err(e) = template_check::check(&template, v) {
+                if let Err(e) = crate::template::check(&template, v) {
                     errs.push(format!("{what} {k:?}: {e}"));
                 }
             }

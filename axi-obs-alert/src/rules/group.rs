@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::promql::value::stale_nan;
-use crate::promql::{Engine, EvalError, Labels, MemStorage, Sample, Value};
+use crate::promql::{self, Engine, EvalError, Labels, MemStorage, Sample, Storage, Value};
+use crate::template::{self, Env, QuerySample};
 
-use super::alerting::{AlertingState, Expand};
+use super::alerting::AlertingState;
 use super::file::{RuleGroup, RuleKind};
 
 /// The state of one rule of a group.
@@ -22,6 +23,77 @@ pub enum RuleState {
         /// Labels set on every output sample (group labels merged in).
         labels: BTreeMap<String, String>,
     },
+}
+
+/// What alert templates see besides the alert itself.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateContext {
+    /// `$externalLabels`.
+    pub external_labels: BTreeMap<String, String>,
+    /// `$externalURL`, and `externalURL`/`pathPrefix`/`graphLink` in templates.
+    pub external_url: String,
+}
+
+impl TemplateContext {
+    /// Expands one label or annotation of alert `alert` as Prometheus's rule manager does;
+    /// the template's `query` function evaluates over `store` at `ts`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn expand(
+        &self,
+        alert: &str,
+        labels: &Labels,
+        value: f64,
+        text: &str,
+        engine: &Engine,
+        store: &dyn Storage,
+        ts: i64,
+    ) -> String {
+        if !text.contains("{{") {
+            return text.to_owned();
+        }
+        let query = |q: &str| -> Result<Vec<QuerySample>, String> {
+            let expr = promql::parse(q).map_err(|e| e.to_string())?;
+            let to_map = |l: Labels| -> BTreeMap<String, String> {
+                l.iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            };
+            match engine
+                .instant(store, &expr, ts)
+                .map_err(|e| e.to_string())?
+            {
+                Value::Vector(v) => Ok(v
+                    .into_iter()
+                    .map(|s| QuerySample {
+                        labels: to_map(s.labels),
+                        value: s.v,
+                    })
+                    .collect()),
+                Value::Scalar { v, .. } => Ok(vec![QuerySample {
+                    labels: BTreeMap::new(),
+                    value: v,
+                }]),
+                other => Err(format!(
+                    "query result is not a vector or scalar: {}",
+                    other.type_name()
+                )),
+            }
+        };
+        let env = Env::new(&self.external_url, ts).with_query(&query);
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        template::expand_alert(
+            &format!("__alert_{alert}"),
+            text,
+            &labels,
+            &self.external_labels,
+            &self.external_url,
+            value,
+            &env,
+        )
+    }
 }
 
 /// The outcome of one rule in one evaluation.
@@ -79,14 +151,14 @@ impl GroupState {
     }
 
     /// Evaluates every rule at `ts` (ms), querying at `ts - query_offset_ms`, and writes the
-    /// output into `store`. `expand` expands alert label and annotation templates.
+    /// output into `store`; alert labels and annotations are expanded with `templates`.
     pub fn eval(
         &mut self,
         engine: &Engine,
         store: &mut MemStorage,
         ts: i64,
         query_offset_ms: i64,
-        expand: &Expand<'_>,
+        templates: &TemplateContext,
     ) -> Vec<RuleOutcome> {
         let query_ts = ts - query_offset_ms;
         let limit = self.group.limit;
@@ -106,10 +178,15 @@ impl GroupState {
                 ))),
             });
             let (name, written) = match rule {
-                RuleState::Alerting(a) => (
-                    a.name.clone(),
-                    result.and_then(|v| a.eval(v, ts, query_ts, limit, expand)),
-                ),
+                RuleState::Alerting(a) => {
+                    let name = a.name.clone();
+                    let reader: &MemStorage = store;
+                    let expand = |labels: &Labels, value: f64, text: &str| {
+                        templates.expand(&name, labels, value, text, engine, reader, query_ts)
+                    };
+                    let written = result.and_then(|v| a.eval(v, ts, query_ts, limit, &expand));
+                    (name, written)
+                }
                 RuleState::Recording { name, labels } => (
                     name.clone(),
                     result.and_then(|v| record(name, labels, v, query_ts, limit)),
@@ -194,10 +271,6 @@ groups:
         labels: { severity: page }
 ";
 
-    fn no_templates(_: &Labels, _: f64, text: &str) -> String {
-        text.to_owned()
-    }
-
     #[test]
     fn recording_output_feeds_later_rules_and_goes_stale() {
         let (file, _) = parse(RULES, Path::new("r.yml")).unwrap();
@@ -209,7 +282,7 @@ groups:
         for step in 0..4 {
             let ts = step * 60_000;
             store.add(&up, ts, 0.0);
-            let out = g.eval(&engine, &mut store, ts, 0, &no_templates);
+            let out = g.eval(&engine, &mut store, ts, 0, &TemplateContext::default());
             assert!(out.iter().all(|o| o.error.is_none()), "{out:?}");
             let RuleState::Alerting(a) = &g.rules[1] else {
                 unreachable!()
@@ -237,7 +310,7 @@ groups:
 
         // The job comes back: the alert resolves, ALERTS goes stale.
         store.add(&up, 240_000, 1.0);
-        g.eval(&engine, &mut store, 240_000, 0, &no_templates);
+        g.eval(&engine, &mut store, 240_000, 0, &TemplateContext::default());
         let alerts = store.select(&[Matcher::equal("__name__", "ALERTS")], 0, 240_000);
         let last = alerts[0].points.last().unwrap();
         assert_eq!(last.t, 240_000);

@@ -10,10 +10,9 @@
 mod alerting;
 mod file;
 mod group;
-mod template_check;
 
 pub use alerting::{Alert, AlertState, AlertingState, Expand, RESOLVED_RETENTION_MS};
 pub use file::{
     Rule, RuleError, RuleFile, RuleGroup, RuleKind, RuleWarning, load, parse, parse_duration,
 };
-pub use group::{GroupState, RuleOutcome, RuleState};
+pub use group::{GroupState, RuleOutcome, RuleState, TemplateContext};

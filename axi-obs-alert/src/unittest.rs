@@ -1,0 +1,615 @@
+//! Rule unit tests in promtool's format (`promtool test rules`): input series in the
+//! expanding notation, rule files evaluated every `evaluation_interval`, firing alerts and
+//! PromQL results compared with what the test expects.
+//!
+//! Semantics follow `cmd/promtool/unittest.go`: samples are loaded lazily up to each
+//! evaluation time (a negative offset cannot see the future); all groups are evaluated at
+//! every step from the start to the latest `eval_time`; an alert test at `eval_time` is
+//! checked after the evaluation at the step `ts` with `ts <= eval_time < ts + interval`; only
+//! firing alerts are compared, with `alertname` added to the expected labels; PromQL tests
+//! run after the last evaluation; `for` state restoring is off. `start_timestamp` (newer
+//! than promtool 3.5) moves the whole test group in time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::promql::{self, Engine, Labels, MemStorage, Value};
+use crate::promqltest::{SeqValue, parse_duration, parse_metric, parse_values};
+use crate::rules::{AlertState, GroupState, RuleState, TemplateContext};
+
+/// The outcome of one unit-test file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every test group passed.
+    Passed,
+    /// What failed, in promtool's wording where it has one.
+    Failed(Vec<String>),
+    /// Every test group that ran passed, but some use what this implementation refuses
+    /// (native histograms); which, and why.
+    Unsupported(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    #[serde(default)]
+    rule_files: Vec<String>,
+    #[serde(default)]
+    evaluation_interval: Option<String>,
+    #[serde(default)]
+    group_eval_order: Vec<String>,
+    #[serde(default)]
+    fuzzy_compare: bool,
+    #[serde(default)]
+    tests: Vec<TestGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestGroup {
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    input_series: Vec<InputSeries>,
+    #[serde(default)]
+    alert_rule_test: Vec<AlertTest>,
+    #[serde(default)]
+    promql_expr_test: Vec<PromqlTest>,
+    #[serde(default)]
+    external_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    external_url: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    start_timestamp: Option<serde_norway::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputSeries {
+    series: String,
+    #[serde(default)]
+    values: serde_norway::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertTest {
+    #[serde(default)]
+    eval_time: Option<String>,
+    #[serde(default)]
+    alertname: String,
+    #[serde(default)]
+    exp_alerts: Vec<ExpAlert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpAlert {
+    #[serde(default)]
+    exp_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    exp_annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromqlTest {
+    expr: String,
+    #[serde(default)]
+    eval_time: Option<String>,
+    #[serde(default)]
+    exp_samples: Vec<ExpSample>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpSample {
+    #[serde(default)]
+    labels: String,
+    #[serde(default)]
+    value: Option<f64>,
+    #[serde(default)]
+    histogram: Option<String>,
+}
+
+/// Runs one unit-test file.
+pub fn run_file(path: &Path) -> Outcome {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Failed(vec![format!("{}: {e}", path.display())]),
+    };
+    let file: TestFile = match serde_norway::from_str(&text) {
+        Ok(f) => f,
+        Err(e) => return Outcome::Failed(vec![format!("{}: {e}", path.display())]),
+    };
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let eval_interval = match file.evaluation_interval.as_deref().map(parse_duration) {
+        None => 60_000,
+        Some(Ok(0)) => 60_000,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return Outcome::Failed(vec![format!("evaluation_interval: {e}")]),
+    };
+    let mut order: HashMap<&str, usize> = HashMap::new();
+    for (i, g) in file.group_eval_order.iter().enumerate() {
+        if order.insert(g, i).is_some() {
+            return Outcome::Failed(vec![format!(
+                "group name repeated in evaluation order: {g}"
+            )]);
+        }
+    }
+    let rule_files = match resolve_rule_files(base_dir, &file.rule_files) {
+        Ok(f) => f,
+        Err(e) => return Outcome::Failed(vec![e]),
+    };
+    let mut errors = Vec::new();
+    let mut unsupported = Vec::new();
+    for (i, tg) in file.tests.iter().enumerate() {
+        match run_group(tg, eval_interval, &order, &rule_files, file.fuzzy_compare) {
+            Ok(errs) => errors.extend(errs),
+            Err(GroupError::Unsupported(why)) => {
+                let name = tg
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                unsupported.push(format!("test group {}{name}: {why}", i + 1));
+            }
+            Err(GroupError::Failed(errs)) => errors.extend(errs),
+        }
+    }
+    if !errors.is_empty() {
+        Outcome::Failed(errors)
+    } else if !unsupported.is_empty() {
+        Outcome::Unsupported(unsupported.join("; "))
+    } else {
+        Outcome::Passed
+    }
+}
+
+enum GroupError {
+    Unsupported(String),
+    Failed(Vec<String>),
+}
+
+fn resolve_rule_files(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in patterns {
+        let full = if Path::new(p).is_absolute() {
+            PathBuf::from(p)
+        } else {
+            base.join(p)
+        };
+        let name = full
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !name.contains(['*', '?', '[']) {
+            if full.exists() {
+                out.push(full);
+            }
+            continue;
+        }
+        let dir = full.parent().unwrap_or(Path::new("."));
+        let mut matched: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|f| {
+                f.file_name()
+                    .is_some_and(|n| glob_match(&name, &n.to_string_lossy()))
+            })
+            .collect();
+        matched.sort();
+        out.extend(matched);
+    }
+    Ok(out)
+}
+
+/// `*` and `?` wildcards (no character classes), as far as rule-file globs need.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+fn duration_of(s: Option<&str>, what: &str) -> Result<i64, GroupError> {
+    match s {
+        None => Ok(0),
+        Some(s) => parse_duration(s).map_err(|e| GroupError::Failed(vec![format!("{what}: {e}")])),
+    }
+}
+
+fn start_timestamp(v: Option<&serde_norway::Value>) -> Result<i64, GroupError> {
+    let bad = |s: String| GroupError::Failed(vec![format!("start_timestamp: {s}")]);
+    match v {
+        None | Some(serde_norway::Value::Null) => Ok(0),
+        Some(serde_norway::Value::Number(n)) => n
+            .as_f64()
+            .map(|s| (s * 1000.0).round() as i64)
+            .ok_or_else(|| bad(n.to_string())),
+        Some(serde_norway::Value::String(s)) => {
+            crate::promqltest::parse_time(s).map_err(|e| bad(format!("{s:?}: {e}")))
+        }
+        Some(other) => Err(bad(format!("{other:?}"))),
+    }
+}
+
+fn run_group(
+    tg: &TestGroup,
+    eval_interval: i64,
+    order: &HashMap<&str, usize>,
+    rule_files: &[PathBuf],
+    fuzzy: bool,
+) -> Result<Vec<String>, GroupError> {
+    let interval = match duration_of(tg.interval.as_deref(), "interval")? {
+        0 => eval_interval,
+        d => d,
+    };
+    let base = start_timestamp(tg.start_timestamp.as_ref())?;
+    let test_name = tg
+        .name
+        .as_deref()
+        .map(|n| format!("    name: {n},\n"))
+        .unwrap_or_default();
+
+    // Input samples, sorted by time for lazy loading.
+    let mut input: Vec<(i64, Labels, f64)> = Vec::new();
+    for s in &tg.input_series {
+        let labels = parse_metric(&s.series).map_err(|e| GroupError::Failed(vec![e]))?;
+        let values = match &s.values {
+            serde_norway::Value::String(v) => v.clone(),
+            serde_norway::Value::Number(n) => n.to_string(),
+            serde_norway::Value::Null => String::new(),
+            other => format!("{other:?}"),
+        };
+        let values = parse_values(&values)
+            .map_err(|e| GroupError::Failed(vec![format!("{}: {e}", s.series)]))?;
+        for (i, v) in values.into_iter().enumerate() {
+            match v {
+                SeqValue::Omitted => {}
+                SeqValue::Float(f) => input.push((base + i as i64 * interval, labels.clone(), f)),
+                SeqValue::Histogram => {
+                    return Err(GroupError::Unsupported(format!(
+                        "native histogram input in {}",
+                        s.series
+                    )));
+                }
+            }
+        }
+    }
+    if tg
+        .promql_expr_test
+        .iter()
+        .any(|t| t.exp_samples.iter().any(|s| s.histogram.is_some()))
+    {
+        return Err(GroupError::Unsupported(
+            "expected native histogram samples".into(),
+        ));
+    }
+    input.sort_by_key(|(t, _, _)| *t);
+
+    // Rule groups, in group_eval_order first, then file order.
+    let mut groups = Vec::new();
+    for f in rule_files {
+        match crate::rules::load(f) {
+            Ok((file, _)) => groups.extend(file.groups),
+            Err(errs) => {
+                return Err(GroupError::Failed(
+                    errs.iter().map(ToString::to_string).collect(),
+                ));
+            }
+        }
+    }
+    groups.sort_by_key(|g| order.get(g.name.as_str()).copied().unwrap_or(0));
+    let mut states: Vec<GroupState> = groups.into_iter().map(GroupState::new).collect();
+    let templates = TemplateContext {
+        external_labels: tg.external_labels.clone(),
+        external_url: tg.external_url.clone().unwrap_or_default(),
+    };
+
+    let mut alert_tests: BTreeMap<i64, Vec<&AlertTest>> = BTreeMap::new();
+    for a in &tg.alert_rule_test {
+        let t = duration_of(a.eval_time.as_deref(), "eval_time")?;
+        if a.alertname.is_empty() {
+            let in_group = tg
+                .name
+                .as_deref()
+                .map(|n| format!(" (in TestGroup {n})"))
+                .unwrap_or_default();
+            return Err(GroupError::Failed(vec![format!(
+                "an item under alert_rule_test misses required attribute alertname at eval_time {}{in_group}",
+                go_duration(t)
+            )]));
+        }
+        alert_tests.entry(t).or_default().push(a);
+    }
+    let mut max_eval = alert_tests.keys().copied().max().unwrap_or(0);
+    let mut promql_times = Vec::with_capacity(tg.promql_expr_test.len());
+    for p in &tg.promql_expr_test {
+        let t = duration_of(p.eval_time.as_deref(), "eval_time")?;
+        max_eval = max_eval.max(t);
+        promql_times.push(t);
+    }
+
+    let engine = Engine::default()
+        .default_subquery_step(std::time::Duration::from_millis(eval_interval as u64));
+    let mut store = MemStorage::new();
+    let mut loaded = 0;
+    let mut errors = Vec::new();
+    let mut pending_checks = alert_tests.iter().peekable();
+    let mut ts = base;
+    while ts <= base + max_eval {
+        while loaded < input.len() && input[loaded].0 <= ts {
+            let (t, ls, v) = &input[loaded];
+            store.add(ls, *t, *v);
+            loaded += 1;
+        }
+        let mut eval_errors = Vec::new();
+        for g in &mut states {
+            for outcome in g.eval(&engine, &mut store, ts, 0, &templates) {
+                if let Some(e) = outcome.error {
+                    eval_errors.push(format!(
+                        "    rule: {}, time: {}, err: {e}",
+                        outcome.rule,
+                        go_duration(ts - base)
+                    ));
+                }
+            }
+        }
+        if !eval_errors.is_empty() {
+            errors.extend(eval_errors);
+            return Ok(errors);
+        }
+        while let Some(&(&t, _)) = pending_checks.peek() {
+            if !(ts - base <= t && t < ts - base + eval_interval) {
+                break;
+            }
+            if let Some((_, tests)) = pending_checks.next() {
+                for test in tests {
+                    check_alerts(&states, test, t, &test_name, &mut errors);
+                }
+            }
+        }
+        ts += eval_interval;
+    }
+
+    for (p, t) in tg.promql_expr_test.iter().zip(promql_times) {
+        let at = base + t;
+        let expr = match promql::parse(&p.expr) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(format!(
+                    "    expr: {:?}, time: {}, err: {e}",
+                    p.expr,
+                    go_duration(t)
+                ));
+                continue;
+            }
+        };
+        let got = match engine.instant(&store, &expr, at) {
+            Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels, s.v)).collect(),
+            Ok(Value::Scalar { v, .. }) => vec![(Labels::new(), v)],
+            Ok(_) => {
+                errors.push(format!(
+                    "    expr: {:?}, time: {}, err: rule result is not a vector or scalar",
+                    p.expr,
+                    go_duration(t)
+                ));
+                continue;
+            }
+            Err(e) => {
+                errors.push(format!(
+                    "    expr: {:?}, time: {}, err: {e}",
+                    p.expr,
+                    go_duration(t)
+                ));
+                continue;
+            }
+        };
+        let mut expected = Vec::with_capacity(p.exp_samples.len());
+        let mut bad = None;
+        for s in &p.exp_samples {
+            let parsed = if s.labels.trim().is_empty() {
+                Ok(Labels::new())
+            } else {
+                parse_metric(&s.labels)
+            };
+            match parsed {
+                Ok(l) => expected.push((l, s.value.unwrap_or(0.0))),
+                Err(e) => {
+                    bad = Some(format!("labels {:?}: {e}", s.labels));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = bad {
+            errors.push(format!(
+                "    expr: {:?}, time: {}, err: {e}",
+                p.expr,
+                go_duration(t)
+            ));
+            continue;
+        }
+        let mut got: Vec<(Labels, f64)> = got;
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        let same = got.len() == expected.len()
+            && got.iter().zip(&expected).all(|((gl, gv), (el, ev))| {
+                gl == el
+                    && if fuzzy {
+                        within_one_ulp(*gv, *ev)
+                    } else {
+                        gv == ev
+                    }
+            });
+        if !same {
+            errors.push(format!(
+                "{test_name}    expr: {:?}, time: {},\n        exp: {}\n        got: {}",
+                p.expr,
+                go_duration(t),
+                samples_string(&expected),
+                samples_string(&got)
+            ));
+        }
+    }
+    Ok(errors)
+}
+
+/// `fuzzy_compare`: equal, or neighbours (a difference in the last bit of the mantissa).
+fn within_one_ulp(a: f64, b: f64) -> bool {
+    a == b || a.next_up() == b || a.next_down() == b
+}
+
+type AlertView = (Labels, Vec<(String, String)>);
+
+fn check_alerts(
+    states: &[GroupState],
+    test: &AlertTest,
+    t: i64,
+    test_name: &str,
+    errors: &mut Vec<String>,
+) {
+    let mut got: Vec<AlertView> = Vec::new();
+    for g in states {
+        for r in &g.rules {
+            if let RuleState::Alerting(a) = r
+                && a.name == test.alertname
+            {
+                for alert in a.alerts() {
+                    if alert.state == AlertState::Firing {
+                        got.push((
+                            alert.labels.clone(),
+                            alert
+                                .annotations
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let mut expected: Vec<AlertView> = test
+        .exp_alerts
+        .iter()
+        .map(|a| {
+            let mut labels = Labels::from_pairs(a.exp_labels.clone());
+            labels.set("alertname".into(), test.alertname.clone());
+            (
+                labels,
+                a.exp_annotations
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    for (_, ann) in &mut got {
+        ann.retain(|(_, v)| !v.is_empty());
+    }
+    got.sort();
+    expected.sort();
+    if got != expected {
+        errors.push(format!(
+            "{test_name}    alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
+            test.alertname,
+            go_duration(t),
+            alerts_string(&expected),
+            alerts_string(&got)
+        ));
+    }
+}
+
+fn alerts_string(alerts: &[AlertView]) -> String {
+    if alerts.is_empty() {
+        return "[]".into();
+    }
+    let mut s = String::from("[\n");
+    for (i, (labels, ann)) in alerts.iter().enumerate() {
+        let ann = Labels::from_pairs(ann.clone());
+        let _ = write!(
+            s,
+            "            {i}:\n              Labels:{}\n              Annotations:{}\n",
+            labels.go_string(),
+            ann.go_string()
+        );
+    }
+    s.push_str("            ]");
+    s
+}
+
+fn samples_string(samples: &[(Labels, f64)]) -> String {
+    if samples.is_empty() {
+        return "nil".into();
+    }
+    samples
+        .iter()
+        .map(|(l, v)| format!("{} {v:E}", l.go_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Go's `time.Duration.String()` for whole milliseconds: `0s`, `1m0s`, `1h2m3.5s`, `500ms`.
+pub(crate) fn go_duration(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.unsigned_abs();
+    if ms < 1000 {
+        return format!("{sign}{ms}ms");
+    }
+    let (h, m) = (ms / 3_600_000, (ms / 60_000) % 60);
+    let s = (ms % 60_000) as f64 / 1000.0;
+    let mut out = String::from(sign);
+    if h > 0 {
+        let _ = write!(out, "{h}h");
+    }
+    if h > 0 || m > 0 {
+        let _ = write!(out, "{m}m");
+    }
+    let _ = write!(out, "{s}s");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(60_000), "1m0s");
+        assert_eq!(go_duration(3_723_500), "1h2m3.5s");
+        assert_eq!(go_duration(500), "500ms");
+        assert_eq!(go_duration(86_400_000), "24h0m0s");
+    }
+
+    #[test]
+    fn fuzzy_compare_allows_one_ulp() {
+        assert!(within_one_ulp(2.9999999999999996, 3.0));
+        assert!(within_one_ulp(3.0000000000000004, 3.0));
+        assert!(!within_one_ulp(2.9999999999999987, 3.0));
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("rules*.yml", "rules_large.yml"));
+        assert!(!glob_match("rules*.yml", "x.yml"));
+        assert!(glob_match("r?les.yml", "rules.yml"));
+    }
+}
