@@ -1,7 +1,89 @@
-//! Deploy monitoring for axi-obs: **not yet implemented** (issue "axi-obs-deploy: deploy events,
-//! hooks, history, a live stream, and the `axi-deploy` CLI").
+//! Deploy monitoring for axi-obs: a deployment is a typed, durable event stream that feeds
+//! metrics, logs and a history with DORA figures.
 //!
-//! This crate will hold a typed deploy event model (started, step, succeeded, failed, rolled
-//! back), hooks that turn deploys into metrics, logs, traces, notifications and a live stream,
-//! an SQLite history with DORA figures, and the `axi-deploy` CLI for CI pipelines. It exports
-//! nothing yet.
+//! ```
+//! use std::time::Duration;
+//! use axi_obs_deploy::dispatch::Dispatcher;
+//! use axi_obs_deploy::hook::{LogHook, MetricsHook};
+//! use axi_obs_deploy::store::{History, HistoryHook};
+//! use axi_obs_deploy::{DeploySpec, Status, Tracker};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = dir.path().join("deploys.db");
+//!
+//! // Hooks run on their own thread behind a bounded queue: a slow hook never blocks a deploy.
+//! let dispatcher = Dispatcher::builder()
+//!     .hook(MetricsHook::new()) // deploys_total, deploy_duration_seconds, ...
+//!     .hook(LogHook::new()) // one structured log event per transition
+//!     .hook(HistoryHook::new(History::open(&db)?))
+//!     .build()?;
+//! let tracker = Tracker::new(dispatcher);
+//!
+//! let deploy = tracker.start_with(DeploySpec::new("shop-api", "prod", "1.4.2").commit("3f2a9c1"));
+//! deploy.run_step("migrate", || Ok::<_, std::io::Error>(()))?;
+//! let step = deploy.step("restart");
+//! step.succeed();
+//! deploy.succeed(); // dropping `deploy` unfinished would record it as failed ("abandoned")
+//!
+//! tracker.dispatcher().flush(Duration::from_secs(5));
+//! let last = History::open(&db)?.last_deployment("shop-api", Some("prod"))?.expect("recorded");
+//! assert_eq!(last.status, Status::Succeeded);
+//! assert_eq!(last.steps.len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Parts
+//!
+//! * [`event`]: the events (started, step started / finished, succeeded, failed, rolled back,
+//!   cancelled) and their versioned JSON form (`"schema": 1`), which other tools may produce.
+//! * [`Deployment`]: the state folded from events (also what the history returns).
+//! * [`tracker`]: [`Tracker`] → [`Deploy`] → [`StepGuard`]; unfinished handles record a
+//!   failure with reason `abandoned`, so no deployment is silently lost.
+//! * [`dispatch`]: the bounded hook queue. **When full it drops the newest event** and counts
+//!   it in `axi_deploy_hook_events_dropped_total`; hook errors and panics are counted in
+//!   `axi_deploy_hook_failures_total{hook}` and logged, rate-limited.
+//! * [`hook`]: the [`Hook`](hook::Hook) trait (closures are hooks), [`MetricsHook`](hook::MetricsHook),
+//!   [`LogHook`](hook::LogHook); metric names in [`names`].
+//! * [`store`] (feature `sqlite`): the SQLite history (WAL, migrations, idempotent by event id),
+//!   list and filter, "last deployment of X", success rate, p50/p95 duration and the four
+//!   DORA figures.
+//! * [`session`] and [`spool`] (feature `cli`): what the `axi-deploy` CLI is made of: events
+//!   built across processes, `##[step] NAME` marker lines, and the on-disk spool delivered
+//!   at-least-once.
+//! * [`clock`]: injected time, so tests are exact.
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `sqlite` | yes | [`store`]: the SQLite history (SQLite compiled in) |
+//! | `cli` | yes | the `axi-deploy` binary, [`spool`] (adds clap, anyhow, reqwest) |
+//!
+//! Library users who only track deploys in a service can use `default-features = false`
+//! (plus `sqlite` for the history).
+//!
+//! # Not yet here
+//!
+//! The live stream (SSE / WebSocket), the HTTP intake and GitHub webhooks, a trace per
+//! deployment, and notifications are tracked in the crate's issue; see the README.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod dispatch;
+pub mod event;
+pub mod hook;
+mod model;
+pub mod names;
+pub mod session;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+pub mod spool;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod store;
+pub mod tracker;
+
+pub use event::{Event, EventKind};
+pub use model::{Deployment, Status, Step};
+pub use tracker::{Deploy, DeploySpec, StepGuard, Tracker};

@@ -1,0 +1,751 @@
+//! `axi-deploy`: records deployments from CI pipelines and deploy scripts.
+//!
+//! Thin wiring over the library: [`Session`] builds the events, [`Spool`] keeps what could
+//! not be delivered, [`History`] is the local store. See `axi-deploy --help`.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use axi_obs_deploy::event::{from_unix_ms, unix_ms};
+use axi_obs_deploy::session::{OutputTail, Session, parse_marker};
+use axi_obs_deploy::spool::Spool;
+use axi_obs_deploy::store::{Filter, History};
+use axi_obs_deploy::{DeploySpec, Deployment, Event, EventKind};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+
+const AFTER_HELP: &str = "\
+Where events go:
+  With an endpoint (--endpoint or AXI_DEPLOY_ENDPOINT), each event is POSTed there as JSON
+  (schema 1, header Idempotency-Key: <event id>). If it cannot be delivered, it is written to
+  the spool directory and delivered, oldest first, by the next invocation or `axi-deploy
+  flush`: at-least-once, and receivers deduplicate by event id.
+  Without an endpoint, events go straight into the local SQLite history (--db).
+
+Defaults: --db $XDG_DATA_HOME/axi-deploy/history.db, --spool $XDG_DATA_HOME/axi-deploy/spool
+(XDG_DATA_HOME defaults to ~/.local/share). Plain http:// endpoints only.
+
+Exit codes: `run` exits with the command's code (128 + signal if it was killed, 127 if it
+could not start); failing to record never changes it, it is reported on stderr. Other
+commands: 0 on success, 1 on error, 2 on bad usage.";
+
+const RUN_HELP: &str = "\
+Runs COMMAND, passing its output through, and records the deployment: started, one step
+per marker line, and succeeded (exit code 0) or failed.
+
+The command's stderr is merged into its stdout (as `2>&1`) so that lines keep their order;
+both are passed through to standard output. A line that starts with `##[step] NAME` (after optional
+spaces) finishes the open step as succeeded and opens step NAME. Output before the first
+marker goes to a step named by --first-step. When the command ends, the open step
+succeeds or fails with it. Each step keeps the last --tail-lines lines of its output.
+
+Example:
+  axi-deploy run --project shop-api --env prod --version 1.4.2 --commit $GIT_SHA -- ./deploy.sh
+  where deploy.sh prints `##[step] build`, `##[step] migrate`, ...";
+
+/// Records deployments: wraps a deploy command, or takes start/step/finish calls, and
+/// reports history and DORA figures.
+#[derive(Debug, Parser)]
+#[command(name = "axi-deploy", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// URL to POST events to (e.g. http://127.0.0.1:9464/deploy/events); without it events
+    /// go to the local history.
+    #[arg(long, env = "AXI_DEPLOY_ENDPOINT", global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Directory for events not yet delivered.
+    #[arg(long, env = "AXI_DEPLOY_SPOOL", global = true, value_name = "DIR")]
+    spool: Option<PathBuf>,
+    /// Local SQLite history file.
+    #[arg(long, env = "AXI_DEPLOY_DB", global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a deploy command and record it (steps from `##[step] NAME` lines).
+    #[command(long_about = RUN_HELP)]
+    Run(RunArgs),
+    /// Record the start of a deployment; prints its id for `step` and `finish`.
+    Start(Target),
+    /// Open a step of a started deployment (finishing the open one as succeeded).
+    Step(StepArgs),
+    /// Record the end of a started deployment.
+    Finish(FinishArgs),
+    /// Deliver spooled events (to the endpoint, or the local history without one).
+    Flush,
+    /// List deployments from the local history, newest first.
+    History(HistoryArgs),
+    /// Success rate, durations and DORA figures from the local history.
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+struct Target {
+    /// Project (service, site) deployed.
+    #[arg(long)]
+    project: String,
+    /// Target environment.
+    #[arg(long = "env", value_name = "ENV")]
+    environment: String,
+    /// Version deployed.
+    #[arg(long)]
+    version: String,
+    /// Commit deployed.
+    #[arg(long, value_name = "SHA")]
+    commit: Option<String>,
+    /// When the commit was made, RFC 3339 (for the DORA lead time).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    commit_time: Option<OffsetDateTime>,
+    /// Who deploys.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Why (push, manual, schedule, ...).
+    #[arg(long)]
+    trigger: Option<String>,
+    /// Deployment id. Defaults to a new random id.
+    #[arg(long)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Lines of output kept per step.
+    #[arg(long, default_value_t = 40)]
+    tail_lines: usize,
+    /// Name of the step that holds output printed before the first marker.
+    #[arg(long, default_value = "run")]
+    first_step: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+struct StepArgs {
+    /// Deployment id printed by `start`.
+    #[arg(long)]
+    id: String,
+    /// Step name.
+    name: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Outcome {
+    Succeeded,
+    Failed,
+    RolledBack,
+    Cancelled,
+}
+
+#[derive(Debug, Args)]
+struct FinishArgs {
+    /// Deployment id printed by `start`.
+    #[arg(long)]
+    id: String,
+    /// How it ended.
+    #[arg(long, value_enum)]
+    status: Outcome,
+    /// Why (for failed, rolled-back, cancelled).
+    #[arg(long)]
+    reason: Option<String>,
+    /// The version now running (required for rolled-back).
+    #[arg(long, value_name = "VERSION")]
+    to_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct HistoryArgs {
+    /// Only this project.
+    #[arg(long)]
+    project: Option<String>,
+    /// Only this environment.
+    #[arg(long = "env", value_name = "ENV")]
+    environment: Option<String>,
+    /// At most this many deployments.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatsArgs {
+    /// Project.
+    #[arg(long)]
+    project: String,
+    /// Environment.
+    #[arg(long = "env", value_name = "ENV")]
+    environment: String,
+    /// Window: the last DAYS days up to now.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2026-05-01T10:00:00Z"))
+}
+
+fn now() -> OffsetDateTime {
+    from_unix_ms(unix_ms(OffsetDateTime::now_utc()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr().lock(), "axi-deploy: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    let paths = Paths::resolve(&cli.global)?;
+    match cli.command {
+        Cmd::Run(args) => run(&paths, args),
+        Cmd::Start(target) => {
+            let (session, started) = Session::start(spec(target), now());
+            let mut sink = Sink::new(&paths);
+            sink.record(&[started]);
+            save_session(&paths, &session)?;
+            writeln!(std::io::stdout().lock(), "{}", session.deployment.id)?;
+            Ok(sink.exit_code())
+        }
+        Cmd::Step(args) => {
+            let mut session = load_session(&paths, &args.id)?;
+            let events = session.begin_step(&args.name, None, now());
+            let mut sink = Sink::new(&paths);
+            sink.record(&events);
+            save_session(&paths, &session)?;
+            Ok(sink.exit_code())
+        }
+        Cmd::Finish(args) => {
+            let mut session = load_session(&paths, &args.id)?;
+            let kind = match args.status {
+                Outcome::Succeeded => EventKind::Succeeded,
+                Outcome::Failed => EventKind::Failed {
+                    reason: args.reason.unwrap_or_else(|| "failed".into()),
+                },
+                Outcome::RolledBack => EventKind::RolledBack {
+                    to_version: args
+                        .to_version
+                        .context("--status rolled-back needs --to-version")?,
+                    reason: args.reason,
+                },
+                Outcome::Cancelled => EventKind::Cancelled {
+                    reason: args.reason,
+                },
+            };
+            let events = session.finish(kind, None, now());
+            let mut sink = Sink::new(&paths);
+            sink.record(&events);
+            let state = session_path(&paths, &args.id)?;
+            std::fs::remove_file(&state)
+                .with_context(|| format!("removing {}", state.display()))?;
+            Ok(sink.exit_code())
+        }
+        Cmd::Flush => {
+            let mut sink = Sink::new(&paths);
+            let spool = sink.spool()?;
+            let report = spool.flush(|e| sink.deliver(e))?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "delivered {}, remaining {}{}",
+                report.delivered,
+                report.remaining,
+                if report.quarantined > 0 {
+                    format!(", {} unreadable moved to bad/", report.quarantined)
+                } else {
+                    String::new()
+                }
+            )?;
+            match report.error {
+                Some(e) => bail!(
+                    "{} event(s) still spooled in {}: {e}",
+                    report.remaining,
+                    spool.dir().display()
+                ),
+                None => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Cmd::History(args) => history(&paths, args),
+        Cmd::Stats(args) => stats(&paths, args),
+    }
+}
+
+fn spec(t: Target) -> DeploySpec {
+    let mut s = DeploySpec::new(t.project, t.environment, t.version);
+    if let Some(v) = t.commit {
+        s = s.commit(v);
+    }
+    if let Some(v) = t.commit_time {
+        s = s.commit_time(v);
+    }
+    if let Some(v) = t.actor {
+        s = s.actor(v);
+    }
+    if let Some(v) = t.trigger {
+        s = s.trigger(v);
+    }
+    if let Some(v) = t.id {
+        s = s.id(v);
+    }
+    s
+}
+
+/// Resolved locations.
+struct Paths {
+    endpoint: Option<String>,
+    spool: Option<PathBuf>,
+    db: Option<PathBuf>,
+}
+
+impl Paths {
+    fn resolve(g: &Global) -> Result<Self> {
+        let non_empty = |v: &Option<PathBuf>| v.clone().filter(|p| !p.as_os_str().is_empty());
+        let data = data_dir();
+        Ok(Self {
+            endpoint: g.endpoint.clone().filter(|s| !s.is_empty()),
+            spool: non_empty(&g.spool).or_else(|| data.as_ref().map(|d| d.join("spool"))),
+            db: non_empty(&g.db).or_else(|| data.as_ref().map(|d| d.join("history.db"))),
+        })
+    }
+
+    fn spool(&self) -> Result<&Path> {
+        self.spool
+            .as_deref()
+            .context("no spool directory: pass --spool or set AXI_DEPLOY_SPOOL (HOME is not set)")
+    }
+
+    fn db(&self) -> Result<&Path> {
+        self.db
+            .as_deref()
+            .context("no history file: pass --db or set AXI_DEPLOY_DB (HOME is not set)")
+    }
+}
+
+fn data_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty());
+    let base = match xdg {
+        Some(d) => PathBuf::from(d),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".local/share")
+        }
+    };
+    Some(base.join("axi-deploy"))
+}
+
+fn open_history(path: &Path) -> Result<History> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(History::open(path)?)
+}
+
+/// Where recorded events go: the endpoint (spooling on failure), or the local history.
+/// Recording never fails the caller: problems are reported on stderr and remembered for the
+/// exit code of commands that only record.
+struct Sink<'a> {
+    paths: &'a Paths,
+    http: Option<reqwest::blocking::Client>,
+    history: Option<History>,
+    /// After one failed delivery, later events of this invocation go straight to the spool.
+    down: bool,
+    flushed: bool,
+    lost: bool,
+}
+
+impl<'a> Sink<'a> {
+    fn new(paths: &'a Paths) -> Self {
+        Self {
+            paths,
+            http: None,
+            history: None,
+            down: false,
+            flushed: false,
+            lost: false,
+        }
+    }
+
+    fn warn(&self, msg: std::fmt::Arguments<'_>) {
+        let _ = writeln!(std::io::stderr().lock(), "axi-deploy: warning: {msg}");
+    }
+
+    fn spool(&self) -> Result<Spool> {
+        Ok(Spool::open(self.paths.spool()?)?)
+    }
+
+    /// Delivers one event now: POST to the endpoint, or insert into the local history.
+    fn deliver(&mut self, event: &Event) -> Result<()> {
+        match &self.paths.endpoint {
+            Some(url) => {
+                if self.http.is_none() {
+                    self.http = Some(
+                        reqwest::blocking::Client::builder()
+                            .connect_timeout(Duration::from_secs(3))
+                            .timeout(Duration::from_secs(10))
+                            .build()
+                            .context("building the HTTP client")?,
+                    );
+                }
+                let Some(client) = &self.http else {
+                    bail!("no HTTP client");
+                };
+                let resp = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", &event.id)
+                    .body(event.to_json())
+                    .send()
+                    .with_context(|| format!("POST {url}"))?;
+                if !resp.status().is_success() {
+                    bail!("POST {url}: HTTP {}", resp.status());
+                }
+                Ok(())
+            }
+            None => {
+                if self.history.is_none() {
+                    self.history = Some(open_history(self.paths.db()?)?);
+                }
+                let Some(history) = &mut self.history else {
+                    bail!("no history");
+                };
+                history.insert(event)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Records events: earlier spooled ones are delivered first (once per invocation); an
+    /// event that cannot be delivered is spooled, and so are the ones after it.
+    fn record(&mut self, events: &[Event]) {
+        if !self.flushed {
+            self.flushed = true;
+            match self.spool().and_then(|s| Ok(s.flush(|e| self.deliver(e))?)) {
+                Ok(report) if report.remaining > 0 => self.down = true,
+                Ok(_) => {}
+                Err(e) => {
+                    self.warn(format_args!("cannot flush the spool: {e:#}"));
+                    self.down = true;
+                }
+            }
+        }
+        for event in events {
+            if !self.down {
+                match self.deliver(event) {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        self.warn(format_args!("{e:#}; spooling events"));
+                        self.down = true;
+                    }
+                }
+            }
+            if let Err(e) = self.spool().and_then(|s| Ok(s.put(event)?)) {
+                self.warn(format_args!(
+                    "event {} of deployment {} lost: {e:#}",
+                    event.id, event.deployment.id
+                ));
+                self.lost = true;
+            }
+        }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.lost {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn session_path(paths: &Paths, id: &str) -> Result<PathBuf> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("deployment id `{id}`: only letters, digits, `-` and `_` are allowed");
+    }
+    Ok(paths.spool()?.join("active").join(format!("{id}.json")))
+}
+
+fn save_session(paths: &Paths, session: &Session) -> Result<()> {
+    let path = session_path(paths, &session.deployment.id)?;
+    let dir = path.parent().context("state path has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("json.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(session)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().with_context(|| format!("writing {}", path.display()))
+}
+
+fn load_session(paths: &Paths, id: &str) -> Result<Session> {
+    let path = session_path(paths, id)?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "deployment {id} is not open here ({}); start it with `axi-deploy start`",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Reads lines from `from`, copies them to `to` as they come, and sends them (without the
+/// newline) to the recorder.
+fn pump<R: Read + Send + 'static>(
+    from: R,
+    mut to: impl Write + Send + 'static,
+    lines: std::sync::mpsc::SyncSender<String>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let _ = to.write_all(&buf).and_then(|()| to.flush());
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                    if lines.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
+    let (mut session, started) = Session::start(spec(args.target), now());
+    let mut sink = Sink::new(paths);
+    sink.record(&[started]);
+
+    let program = &args.command[0];
+    // One pipe for stdout and stderr (as `2>&1`), so lines keep their order and land in the
+    // right step.
+    let (reader, writer) = std::io::pipe().context("creating the output pipe")?;
+    let mut command = Command::new(program);
+    command
+        .args(&args.command[1..])
+        .stdin(Stdio::inherit())
+        .stdout(writer.try_clone().context("creating the output pipe")?)
+        .stderr(writer);
+    let spawned = command.spawn();
+    // The parent's copies of the write end must close, or the reader never sees the end.
+    drop(command);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let reason = format!("cannot start `{}`: {e}", program.to_string_lossy());
+            sink.warn(format_args!("{reason}"));
+            sink.record(&session.finish(EventKind::Failed { reason }, None, now()));
+            return Ok(ExitCode::from(127));
+        }
+    };
+    // Bounded: if recording falls behind, the pump waits (and the command's pipe fills).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<String>(1024);
+    let pump = pump(reader, std::io::stdout(), tx);
+
+    let mut tail = OutputTail::new(args.tail_lines);
+    for line in rx {
+        if let Some(name) = parse_marker(&line) {
+            let events = session.begin_step(name, tail.take(), now());
+            sink.record(&events);
+        } else {
+            if session.open_step.is_none() {
+                let events = session.begin_step(&args.first_step, None, now());
+                sink.record(&events);
+            }
+            tail.push(&line);
+        }
+    }
+    let _ = pump.join();
+    let status = child.wait().context("waiting for the command")?;
+    let code = match status.code() {
+        Some(c) => c,
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        }
+    };
+    let kind = if status.success() {
+        EventKind::Succeeded
+    } else if status.code().is_some() {
+        EventKind::Failed {
+            reason: format!("command exited with code {code}"),
+        }
+    } else {
+        EventKind::Failed {
+            reason: format!("command killed by signal {}", code - 128),
+        }
+    };
+    sink.record(&session.finish(kind, tail.take(), now()));
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn fmt_time(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| unix_ms(t).to_string())
+}
+
+fn fmt_duration(d: Option<Duration>) -> String {
+    let Some(d) = d else {
+        return "-".into();
+    };
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{:.1}s", d.as_secs_f64()),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m{:02}s", s / 3600, (s % 3600) / 60, s % 60),
+    }
+}
+
+fn fmt_rate(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn history(paths: &Paths, args: HistoryArgs) -> Result<ExitCode> {
+    let history = open_history(paths.db()?)?;
+    let mut filter = Filter::default().limit(args.limit);
+    if let Some(p) = args.project {
+        filter = filter.project(p);
+    }
+    if let Some(e) = args.environment {
+        filter = filter.environment(e);
+    }
+    let deployments = history.list(&filter)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for d in &deployments {
+            writeln!(out, "{}", serde_json::to_string(d)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<25} {:<16} {:<10} {:<12} {:<11} {:>10}  ID",
+        "STARTED", "PROJECT", "ENV", "VERSION", "STATUS", "DURATION"
+    )?;
+    for d in &deployments {
+        writeln!(out, "{}", history_row(d))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn history_row(d: &Deployment) -> String {
+    format!(
+        "{:<25} {:<16} {:<10} {:<12} {:<11} {:>10}  {}",
+        fmt_time(d.started_at),
+        d.project,
+        d.environment,
+        d.version,
+        d.status.as_str(),
+        fmt_duration(d.duration()),
+        d.id
+    )
+}
+
+fn stats(paths: &Paths, args: StatsArgs) -> Result<ExitCode> {
+    let history = open_history(paths.db()?)?;
+    let until = now();
+    let since = until - Duration::from_secs(u64::from(args.days) * 86_400);
+    let s = history.stats(&args.project, &args.environment, since, until)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&s)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{} / {}, last {} days ({} .. {})",
+        s.project,
+        s.environment,
+        args.days,
+        fmt_time(s.since),
+        fmt_time(s.until)
+    )?;
+    writeln!(
+        out,
+        "deployments            {} succeeded, {} failed, {} rolled back, {} cancelled, {} in progress",
+        s.succeeded, s.failed, s.rolled_back, s.cancelled, s.in_progress
+    )?;
+    writeln!(out, "success rate           {}", fmt_rate(s.success_rate))?;
+    writeln!(
+        out,
+        "duration               p50 {}, p95 {}",
+        fmt_duration(s.duration_p50),
+        fmt_duration(s.duration_p95)
+    )?;
+    writeln!(
+        out,
+        "deployment frequency   {:.2} per day",
+        s.dora.deployments_per_day
+    )?;
+    writeln!(
+        out,
+        "lead time (p50)        {}",
+        fmt_duration(s.dora.lead_time_p50)
+    )?;
+    writeln!(
+        out,
+        "change failure rate    {}",
+        fmt_rate(s.dora.change_failure_rate)
+    )?;
+    writeln!(
+        out,
+        "time to restore (p50)  {}{}",
+        fmt_duration(s.dora.time_to_restore_p50),
+        if s.dora.unrestored_incidents > 0 {
+            format!(" ({} not restored yet)", s.dora.unrestored_incidents)
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axi_obs_deploy::session::STEP_MARKER;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_names_the_marker() {
+        assert!(RUN_HELP.contains(STEP_MARKER));
+    }
+}

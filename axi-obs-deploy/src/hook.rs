@@ -1,0 +1,249 @@
+//! Hooks: what happens with each deploy event.
+//!
+//! A [`Hook`] receives every event on the dispatcher's thread (see [`crate::dispatch`]),
+//! never on the thread that deploys. Closures `FnMut(&Event) -> Result<(), HookError>` are
+//! hooks. Built in: [`MetricsHook`], [`LogHook`], and with the `sqlite` feature
+//! [`HistoryHook`](crate::store::HistoryHook).
+//!
+//! ```
+//! use axi_obs_deploy::hook::{Hook, HookError};
+//! use axi_obs_deploy::event::Event;
+//!
+//! let mut seen = 0;
+//! let mut count = move |_e: &Event| -> Result<(), HookError> {
+//!     seen += 1;
+//!     Ok(())
+//! };
+//! fn takes_hook(_h: &mut impl Hook) {}
+//! takes_hook(&mut count);
+//! ```
+
+use std::collections::HashSet;
+
+use crate::event::{Event, EventKind, StepStatus, unix_ms};
+use crate::names;
+
+/// The error a hook reports; counted and logged by the dispatcher.
+pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Receives deploy events, one at a time, on the dispatcher's thread.
+pub trait Hook: Send + 'static {
+    /// A short name for logs and the `hook` label of
+    /// [`HOOK_FAILURES_METRIC`](crate::names::HOOK_FAILURES_METRIC). Defaults to the type name.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
+    /// Handles one event. An error (or a panic) is counted and logged; the next event still
+    /// comes.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the hook could not do.
+    fn on_event(&mut self, event: &Event) -> Result<(), HookError>;
+}
+
+impl<F> Hook for F
+where
+    F: FnMut(&Event) -> Result<(), HookError> + Send + 'static,
+{
+    fn name(&self) -> &str {
+        "closure"
+    }
+
+    fn on_event(&mut self, event: &Event) -> Result<(), HookError> {
+        self(event)
+    }
+}
+
+/// Records deploys through the [`metrics`] facade (the recorder of the dispatcher's thread,
+/// see [`DispatcherBuilder::metrics_recorder`](crate::dispatch::DispatcherBuilder::metrics_recorder)).
+///
+/// | metric | type | labels |
+/// |---|---|---|
+/// | [`deploys_total`](names::DEPLOYS_TOTAL) | counter | `project`, `environment`, `status` |
+/// | [`deploy_duration_seconds`](names::DEPLOY_DURATION) | histogram | `project`, `environment`, `status` |
+/// | [`deploy_last_success_timestamp_seconds`](names::DEPLOY_LAST_SUCCESS) | gauge | `project`, `environment` |
+/// | [`deploys_in_progress`](names::DEPLOYS_IN_PROGRESS) | gauge | `project`, `environment` |
+/// | [`deploy_step_duration_seconds`](names::STEP_DURATION) | histogram | `project`, `environment`, `step`, `status` |
+///
+/// Step names are user text: the core recorder's per-metric series cap bounds them.
+#[derive(Debug, Default)]
+pub struct MetricsHook {
+    described: bool,
+    /// Deployments seen started and not yet finished, so a duplicate terminal event cannot
+    /// push the in-progress gauge below zero.
+    /// Bounded by [`MetricsHook::MAX_OPEN`].
+    open: HashSet<String>,
+}
+
+impl MetricsHook {
+    /// Most deployments tracked as in progress at once; past it, new ones are not added to
+    /// the in-progress gauge (their other metrics are still recorded).
+    pub const MAX_OPEN: usize = 10_000;
+
+    /// A metrics hook.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Hook for MetricsHook {
+    fn name(&self) -> &str {
+        "metrics"
+    }
+
+    fn on_event(&mut self, e: &Event) -> Result<(), HookError> {
+        if !self.described {
+            names::describe();
+            self.described = true;
+        }
+        let d = &e.deployment;
+        let (p, env) = (d.project.clone(), d.environment.clone());
+        match &e.kind {
+            EventKind::Started { .. } => {
+                if self.open.len() < Self::MAX_OPEN && self.open.insert(d.id.clone()) {
+                    metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => p, "environment" => env)
+                        .increment(1.0);
+                }
+            }
+            EventKind::StepStarted { .. } => {}
+            EventKind::StepFinished {
+                step,
+                started_at,
+                status,
+                ..
+            } => {
+                let secs = (e.at - *started_at).as_seconds_f64().max(0.0);
+                metrics::histogram!(names::STEP_DURATION, "project" => p, "environment" => env,
+                    "step" => step.name.clone(), "status" => status.as_str())
+                .record(secs);
+            }
+            kind => {
+                let Some(status) = kind.terminal_status() else {
+                    return Ok(());
+                };
+                if self.open.remove(&d.id) {
+                    metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => p.clone(), "environment" => env.clone())
+                        .decrement(1.0);
+                }
+                metrics::counter!(names::DEPLOYS_TOTAL, "project" => p.clone(),
+                    "environment" => env.clone(), "status" => status.as_str())
+                .increment(1);
+                let secs = (e.at - d.started_at).as_seconds_f64().max(0.0);
+                metrics::histogram!(names::DEPLOY_DURATION, "project" => p.clone(),
+                    "environment" => env.clone(), "status" => status.as_str())
+                .record(secs);
+                if status == crate::Status::Succeeded {
+                    metrics::gauge!(names::DEPLOY_LAST_SUCCESS, "project" => p, "environment" => env)
+                        .set(unix_ms(e.at) as f64 / 1000.0);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes one structured `tracing` event per transition, target `axi_obs_deploy`.
+///
+/// Fields: `deploy.id`, `deploy.project`, `deploy.environment`, `deploy.version`,
+/// `deploy.event` (the event type), and where they apply `deploy.step`, `deploy.status`,
+/// `deploy.duration_ms`, `deploy.reason`. Failures, rollbacks, cancellations and failed
+/// steps are `WARN`, the rest `INFO`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogHook;
+
+impl LogHook {
+    /// A log hook.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl Hook for LogHook {
+    fn name(&self) -> &str {
+        "log"
+    }
+
+    fn on_event(&mut self, e: &Event) -> Result<(), HookError> {
+        let d = &e.deployment;
+        let ms = |from: time::OffsetDateTime| (e.at - from).whole_milliseconds().max(0) as u64;
+        macro_rules! log {
+            ($lvl:ident, $msg:expr $(, $($k:ident).+ = $v:expr)*) => {
+                tracing::$lvl!(target: "axi_obs_deploy", {
+                    deploy.id = %d.id, deploy.project = %d.project,
+                    deploy.environment = %d.environment, deploy.version = %d.version,
+                    deploy.event = e.kind.type_name() $(, $($k).+ = $v)* }, $msg)
+            };
+        }
+        match &e.kind {
+            EventKind::Started { commit, .. } => log!(
+                info,
+                "deploy started",
+                deploy.commit = commit.as_deref().unwrap_or("")
+            ),
+            EventKind::StepStarted { step } => {
+                log!(
+                    info,
+                    "deploy step started",
+                    deploy.step = step.name.as_str()
+                )
+            }
+            EventKind::StepFinished {
+                step,
+                started_at,
+                status,
+                error,
+                ..
+            } => {
+                if *status == StepStatus::Failed {
+                    log!(
+                        warn,
+                        "deploy step failed",
+                        deploy.step = step.name.as_str(),
+                        deploy.status = status.as_str(),
+                        deploy.duration_ms = ms(*started_at),
+                        deploy.reason = error.as_deref().unwrap_or("")
+                    )
+                } else {
+                    log!(
+                        info,
+                        "deploy step finished",
+                        deploy.step = step.name.as_str(),
+                        deploy.status = status.as_str(),
+                        deploy.duration_ms = ms(*started_at)
+                    )
+                }
+            }
+            EventKind::Succeeded => log!(
+                info,
+                "deploy succeeded",
+                deploy.status = "succeeded",
+                deploy.duration_ms = ms(d.started_at)
+            ),
+            EventKind::Failed { reason } => log!(
+                warn,
+                "deploy failed",
+                deploy.status = "failed",
+                deploy.duration_ms = ms(d.started_at),
+                deploy.reason = reason.as_str()
+            ),
+            EventKind::RolledBack { to_version, reason } => log!(
+                warn,
+                "deploy rolled back",
+                deploy.status = "rolled_back",
+                deploy.duration_ms = ms(d.started_at),
+                deploy.rolled_back_to = to_version.as_str(),
+                deploy.reason = reason.as_deref().unwrap_or("")
+            ),
+            EventKind::Cancelled { reason } => log!(
+                warn,
+                "deploy cancelled",
+                deploy.status = "cancelled",
+                deploy.duration_ms = ms(d.started_at),
+                deploy.reason = reason.as_deref().unwrap_or("")
+            ),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! Metric names, in one place.
+//!
+//! Deploy metrics (recorded by [`MetricsHook`](crate::hook::MetricsHook)) and the
+//! dispatcher's own:
+//!
+//! | metric | labels | meaning |
+//! |---|---|---|
+//! | `deploys_total` | `project`, `environment`, `status` | finished deployments |
+//! | `deploy_duration_seconds` | `project`, `environment`, `status` | start to finish |
+//! | `deploy_last_success_timestamp_seconds` | `project`, `environment` | Unix time of the last success |
+//! | `deploys_in_progress` | `project`, `environment` | started, not finished |
+//! | `deploy_step_duration_seconds` | `project`, `environment`, `step`, `status` | step start to finish |
+//! | `axi_deploy_hook_events_dropped_total` | | events not queued for the hooks because the queue was full |
+//! | `axi_deploy_hook_failures_total` | `hook` | hook calls that returned an error or panicked |
+
+/// Finished deployments, by `project`, `environment`, `status`.
+pub const DEPLOYS_TOTAL: &str = "deploys_total";
+/// Deployment duration, start to finish, in seconds.
+pub const DEPLOY_DURATION: &str = "deploy_duration_seconds";
+/// Unix time (seconds) of the last successful deployment.
+pub const DEPLOY_LAST_SUCCESS: &str = "deploy_last_success_timestamp_seconds";
+/// Deployments started and not finished.
+pub const DEPLOYS_IN_PROGRESS: &str = "deploys_in_progress";
+/// Step duration, in seconds.
+pub const STEP_DURATION: &str = "deploy_step_duration_seconds";
+/// Events dropped because the hook queue was full.
+pub const HOOK_EVENTS_DROPPED_METRIC: &str = "axi_deploy_hook_events_dropped_total";
+/// Hook calls that failed (error or panic), by `hook`.
+pub const HOOK_FAILURES_METRIC: &str = "axi_deploy_hook_failures_total";
+
+/// Describes every metric above to the current recorder.
+pub(crate) fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(DEPLOYS_TOTAL, "Finished deployments, by status");
+    metrics::describe_histogram!(
+        DEPLOY_DURATION,
+        Unit::Seconds,
+        "Deployment duration from start to finish"
+    );
+    metrics::describe_gauge!(
+        DEPLOY_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the last successful deployment"
+    );
+    metrics::describe_gauge!(DEPLOYS_IN_PROGRESS, "Deployments started and not finished");
+    metrics::describe_histogram!(
+        STEP_DURATION,
+        Unit::Seconds,
+        "Deployment step duration from start to finish"
+    );
+    describe_dispatcher();
+}
+
+pub(crate) fn describe_dispatcher() {
+    metrics::describe_counter!(
+        HOOK_EVENTS_DROPPED_METRIC,
+        "Deploy events not handed to hooks because the bounded hook queue was full"
+    );
+    metrics::describe_counter!(
+        HOOK_FAILURES_METRIC,
+        "Deploy hook calls that returned an error or panicked"
+    );
+}

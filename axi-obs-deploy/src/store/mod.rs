@@ -1,0 +1,732 @@
+//! Deploy history in SQLite (feature `sqlite`).
+//!
+//! One file, opened in WAL mode with `synchronous=NORMAL`: a committed insert survives the
+//! process being killed (`kill -9`); a power loss may roll back the last few commits. The
+//! schema is created and upgraded by numbered migrations recorded in `schema_migrations`;
+//! a file written by a newer build is refused rather than damaged. Events are stored
+//! idempotently by event id, and each one also updates the folded `deployments` and `steps`
+//! rows (order-tolerant, first terminal event wins, as [`Deployment::apply`]).
+//!
+//! ```
+//! use axi_obs_deploy::store::{Filter, History};
+//! use axi_obs_deploy::{Event, EventKind, Status};
+//! use axi_obs_deploy::event::{DeploymentRef, from_unix_ms};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut history = History::open(dir.path().join("deploys.db"))?;
+//! let dref = DeploymentRef {
+//!     id: "d1".into(), project: "shop".into(), environment: "prod".into(),
+//!     version: "2.0.0".into(), started_at: from_unix_ms(0),
+//! };
+//! let started = Event::new(dref.clone(), 0, from_unix_ms(0), EventKind::Started {
+//!     commit: None, commit_time: None, actor: None, trigger: None,
+//! });
+//! assert!(history.insert(&started)?);
+//! assert!(!history.insert(&started)?, "the same event id is stored once");
+//! history.insert(&Event::new(dref, 1, from_unix_ms(60_000), EventKind::Succeeded))?;
+//!
+//! let last = history.last_deployment("shop", Some("prod"))?.expect("one deployment");
+//! assert_eq!(last.status, Status::Succeeded);
+//! assert_eq!(history.list(&Filter::default().project("shop"))?.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use time::OffsetDateTime;
+
+use crate::event::{Event, EventKind, StepStatus, from_unix_ms, unix_ms};
+use crate::hook::{Hook, HookError};
+use crate::model::{Deployment, Status, Step};
+
+pub use stats::{Dora, Stats, percentile};
+
+/// The migrations, in order; migration `n` (from 1) is `MIGRATIONS[n - 1]`.
+const MIGRATIONS: &[&str] = &[
+    // 1: events, folded deployments and steps.
+    "CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        deploy_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        json TEXT NOT NULL
+    );
+    CREATE INDEX events_by_deploy ON events (deploy_id, seq);
+    CREATE TABLE deployments (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        version TEXT NOT NULL,
+        commit_sha TEXT,
+        commit_time_ms INTEGER,
+        actor TEXT,
+        trigger_name TEXT,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        status TEXT NOT NULL,
+        error TEXT,
+        rolled_back_to TEXT
+    );
+    CREATE INDEX deployments_by_target ON deployments (project, environment, started_ms);
+    CREATE TABLE steps (
+        deploy_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        status TEXT NOT NULL,
+        output_tail TEXT,
+        error TEXT,
+        PRIMARY KEY (deploy_id, idx)
+    );",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// What went wrong with the history file; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An SQLite operation failed.
+    #[error("deploy history {}: {op}", path.display())]
+    Sql {
+        /// The database file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer build.
+    #[error(
+        "deploy history {}: schema version {found} is newer than this build's {SCHEMA_VERSION}; upgrade axi-obs-deploy",
+        path.display()
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// A stored value this build cannot read.
+    #[error("deploy history {}: deployment {deploy_id}: {problem}", path.display())]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// The deployment concerned.
+        deploy_id: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Which deployments [`History::list`] returns. Newest first by start time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Filter {
+    project: Option<String>,
+    environment: Option<String>,
+    status: Option<Status>,
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+    limit: u32,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self {
+            project: None,
+            environment: None,
+            status: None,
+            since: None,
+            until: None,
+            limit: 50,
+        }
+    }
+}
+
+impl Filter {
+    /// Only this project. Defaults to all.
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
+        self
+    }
+
+    /// Only this environment. Defaults to all.
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Only this status. Defaults to all.
+    pub fn status(mut self, status: Status) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only deployments started at or after `since`. Defaults to no bound.
+    pub fn since(mut self, since: OffsetDateTime) -> Self {
+        self.since = Some(since);
+        self
+    }
+
+    /// Only deployments started before `until`. Defaults to no bound.
+    pub fn until(mut self, until: OffsetDateTime) -> Self {
+        self.until = Some(until);
+        self
+    }
+
+    /// At most `limit` deployments. Defaults to 50.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// The deploy history file. See the [module documentation](self).
+#[derive(Debug)]
+pub struct History {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl History {
+    /// Opens (creating if needed) the history at `path`: WAL mode, a 5 s busy timeout for
+    /// concurrent writers, migrations applied.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] naming the file: cannot open, not a database, newer schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Connection::open(&path).map_err(sql(&path, "open"))?;
+        let mut history = Self { conn, path };
+        history.configure()?;
+        history.migrate()?;
+        Ok(history)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        sql(&self.path, op)
+    }
+
+    fn configure(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(sql(&self.path, "set busy timeout"))?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql(&self.path, "enable WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                deploy_id: String::new(),
+                problem: format!("journal mode is `{mode}`, WAL could not be enabled"),
+            });
+        }
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql(&self.path, "set synchronous=NORMAL"))
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql(&path, "begin migration"))?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY,
+                applied_ms INTEGER NOT NULL
+            )",
+        )
+        .map_err(sql(&path, "create schema_migrations"))?;
+        let current: u32 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql(&path, "read schema version"))?;
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path,
+                found: current,
+            });
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.execute_batch(migration)
+                .map_err(sql(&path, "apply migration"))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+                params![i as u32 + 1, unix_ms(OffsetDateTime::now_utc())],
+            )
+            .map_err(sql(&path, "record migration"))?;
+        }
+        tx.commit().map_err(sql(&path, "commit migration"))
+    }
+
+    /// The schema version of the open file.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`] if it cannot be read.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        self.conn
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.err("read schema version"))
+    }
+
+    /// Stores `event` (and updates its deployment) in one transaction; `false` if an event
+    /// with that id was already stored (nothing changes then).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`] naming the file; nothing is stored then.
+    pub fn insert(&mut self, event: &Event) -> Result<bool, StoreError> {
+        Ok(self.insert_batch(std::slice::from_ref(event))? == 1)
+    }
+
+    /// Stores `events` in one transaction (much faster than one by one); returns how many
+    /// were new.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`] naming the file; nothing is stored then.
+    pub fn insert_batch(&mut self, events: &[Event]) -> Result<usize, StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql(&path, "begin insert"))?;
+        let mut new = 0;
+        for event in events {
+            if apply(&tx, event).map_err(sql(&path, "insert event"))? {
+                new += 1;
+            }
+        }
+        tx.commit().map_err(sql(&path, "commit insert"))?;
+        Ok(new)
+    }
+
+    /// Whether an event with this id is stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`] naming the file.
+    pub fn contains_event(&self, event_id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT 1 FROM events WHERE id = ?1", [event_id], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(self.err("look up event"))
+    }
+
+    /// The stored events of one deployment, in `seq` order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] naming the file.
+    pub fn events(&self, deploy_id: &str) -> Result<Vec<Event>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT json FROM events WHERE deploy_id = ?1 ORDER BY seq, at_ms")
+            .map_err(self.err("read events"))?;
+        let rows = stmt
+            .query_map([deploy_id], |r| r.get::<_, String>(0))
+            .map_err(self.err("read events"))?;
+        let mut out = Vec::new();
+        for json in rows {
+            let json = json.map_err(self.err("read events"))?;
+            out.push(Event::from_json(&json).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                deploy_id: deploy_id.to_owned(),
+                problem: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// One deployment by id, with its steps.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] naming the file.
+    pub fn get(&self, deploy_id: &str) -> Result<Option<Deployment>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("SELECT {DEPLOY_COLUMNS} FROM deployments WHERE id = ?1"),
+                [deploy_id],
+                read_deployment,
+            )
+            .optional()
+            .map_err(self.err("read deployment"))?;
+        row.map(|r| self.finish_row(r)).transpose()
+    }
+
+    /// Deployments matching `filter`, newest first, with their steps.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] naming the file.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Deployment>, StoreError> {
+        let mut sql = format!("SELECT {DEPLOY_COLUMNS} FROM deployments WHERE 1=1");
+        let mut args: Vec<Value> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(p) = &filter.project {
+            arg(&mut sql, " AND project = ?", Value::Text(p.clone()));
+        }
+        if let Some(e) = &filter.environment {
+            arg(&mut sql, " AND environment = ?", Value::Text(e.clone()));
+        }
+        if let Some(s) = filter.status {
+            arg(&mut sql, " AND status = ?", Value::Text(s.as_str().into()));
+        }
+        if let Some(t) = filter.since {
+            arg(&mut sql, " AND started_ms >= ?", Value::Integer(unix_ms(t)));
+        }
+        if let Some(t) = filter.until {
+            arg(&mut sql, " AND started_ms < ?", Value::Integer(unix_ms(t)));
+        }
+        arg(
+            &mut sql,
+            " ORDER BY started_ms DESC, id DESC LIMIT ?",
+            Value::Integer(i64::from(filter.limit)),
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(self.err("list"))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), read_deployment)
+            .map_err(self.err("list"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err("list"))?;
+        rows.into_iter().map(|r| self.finish_row(r)).collect()
+    }
+
+    /// The most recently started deployment of `project` (in `environment`, if given), any
+    /// status: the "last deployment of X" an alert can be enriched with. For the last
+    /// successful one, use [`list`](Self::list) with `.status(Status::Succeeded).limit(1)`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] naming the file.
+    pub fn last_deployment(
+        &self,
+        project: &str,
+        environment: Option<&str>,
+    ) -> Result<Option<Deployment>, StoreError> {
+        let mut filter = Filter::default().project(project).limit(1);
+        if let Some(env) = environment {
+            filter = filter.environment(env);
+        }
+        Ok(self.list(&filter)?.into_iter().next())
+    }
+
+    /// Success rate, durations and DORA figures of `project` in `environment` for
+    /// deployments finished in `[since, until)`. See [`Stats`] for the definitions.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] naming the file.
+    pub fn stats(
+        &self,
+        project: &str,
+        environment: &str,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Stats, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT status, started_ms, finished_ms, commit_time_ms FROM deployments
+                 WHERE project = ?1 AND environment = ?2
+                   AND (finished_ms >= ?3 OR (finished_ms IS NULL AND started_ms < ?4))
+                 ORDER BY COALESCE(finished_ms, started_ms), id",
+            )
+            .map_err(self.err("stats"))?;
+        let rows = stmt
+            .query_map(
+                params![project, environment, unix_ms(since), unix_ms(until)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                },
+            )
+            .map_err(self.err("stats"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err("stats"))?;
+        let mut records = Vec::with_capacity(rows.len());
+        for (status, started, finished, commit) in rows {
+            let status = Status::parse(&status).ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                deploy_id: String::new(),
+                problem: format!("unknown status `{status}`"),
+            })?;
+            records.push(stats::Record {
+                status,
+                started_ms: started,
+                finished_ms: finished,
+                commit_ms: commit,
+            });
+        }
+        Ok(stats::compute(project, environment, since, until, &records))
+    }
+
+    fn finish_row(&self, row: DeployRow) -> Result<Deployment, StoreError> {
+        let corrupt = |problem: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            deploy_id: row.id.clone(),
+            problem,
+        };
+        let status = Status::parse(&row.status)
+            .ok_or_else(|| corrupt(format!("status `{}`", row.status)))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT idx, name, started_ms, finished_ms, status, output_tail, error
+                 FROM steps WHERE deploy_id = ?1 ORDER BY idx",
+            )
+            .map_err(self.err("read steps"))?;
+        let steps = stmt
+            .query_map([&row.id], |r| {
+                Ok((
+                    Step {
+                        index: r.get(0)?,
+                        name: r.get(1)?,
+                        started_at: from_unix_ms(r.get(2)?),
+                        finished_at: r.get::<_, Option<i64>>(3)?.map(from_unix_ms),
+                        status: StepStatus::Running,
+                        output_tail: r.get(5)?,
+                        error: r.get(6)?,
+                    },
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(self.err("read steps"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err("read steps"))?;
+        let steps = steps
+            .into_iter()
+            .map(|(mut step, status)| {
+                step.status = StepStatus::parse(&status)
+                    .ok_or_else(|| corrupt(format!("step status `{status}`")))?;
+                Ok(step)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Deployment {
+            id: row.id,
+            project: row.project,
+            environment: row.environment,
+            version: row.version,
+            commit: row.commit,
+            commit_time: row.commit_ms.map(from_unix_ms),
+            actor: row.actor,
+            trigger: row.trigger,
+            started_at: from_unix_ms(row.started_ms),
+            finished_at: row.finished_ms.map(from_unix_ms),
+            status,
+            steps,
+            error: row.error,
+            rolled_back_to: row.rolled_back_to,
+        })
+    }
+}
+
+fn sql<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
+    move |source| StoreError::Sql {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+const DEPLOY_COLUMNS: &str = "id, project, environment, version, commit_sha, commit_time_ms, \
+     actor, trigger_name, started_ms, finished_ms, status, error, rolled_back_to";
+
+struct DeployRow {
+    id: String,
+    project: String,
+    environment: String,
+    version: String,
+    commit: Option<String>,
+    commit_ms: Option<i64>,
+    actor: Option<String>,
+    trigger: Option<String>,
+    started_ms: i64,
+    finished_ms: Option<i64>,
+    status: String,
+    error: Option<String>,
+    rolled_back_to: Option<String>,
+}
+
+fn read_deployment(r: &Row<'_>) -> rusqlite::Result<DeployRow> {
+    Ok(DeployRow {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        environment: r.get(2)?,
+        version: r.get(3)?,
+        commit: r.get(4)?,
+        commit_ms: r.get(5)?,
+        actor: r.get(6)?,
+        trigger: r.get(7)?,
+        started_ms: r.get(8)?,
+        finished_ms: r.get(9)?,
+        status: r.get(10)?,
+        error: r.get(11)?,
+        rolled_back_to: r.get(12)?,
+    })
+}
+
+/// Stores one event and folds it into its deployment; `false` for a duplicate id.
+fn apply(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<bool> {
+    let d = &e.deployment;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (id, deploy_id, seq, at_ms, type, json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            e.id,
+            d.id,
+            e.seq,
+            unix_ms(e.at),
+            e.kind.type_name(),
+            e.to_json()
+        ])?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO deployments (id, project, environment, version, started_ms, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'in_progress')",
+    )?
+    .execute(params![
+        d.id,
+        d.project,
+        d.environment,
+        d.version,
+        unix_ms(d.started_at)
+    ])?;
+    let at = unix_ms(e.at);
+    match &e.kind {
+        EventKind::Started {
+            commit,
+            commit_time,
+            actor,
+            trigger,
+        } => {
+            tx.prepare_cached(
+                "UPDATE deployments SET commit_sha = ?2, commit_time_ms = ?3, actor = ?4,
+                 trigger_name = ?5 WHERE id = ?1",
+            )?
+            .execute(params![
+                d.id,
+                commit,
+                commit_time.map(unix_ms),
+                actor,
+                trigger
+            ])?;
+        }
+        EventKind::StepStarted { step } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO steps (deploy_id, idx, name, started_ms, status)
+                 VALUES (?1, ?2, ?3, ?4, 'running')",
+            )?
+            .execute(params![d.id, step.index, step.name, at])?;
+        }
+        EventKind::StepFinished {
+            step,
+            started_at,
+            status,
+            output_tail,
+            error,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO steps (deploy_id, idx, name, started_ms, finished_ms, status,
+                    output_tail, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (deploy_id, idx) DO UPDATE SET name = excluded.name,
+                    started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
+                    status = excluded.status, output_tail = excluded.output_tail,
+                    error = excluded.error",
+            )?
+            .execute(params![
+                d.id,
+                step.index,
+                step.name,
+                unix_ms(*started_at),
+                at,
+                status.as_str(),
+                output_tail,
+                error
+            ])?;
+        }
+        kind => {
+            let (error, to) = match kind {
+                EventKind::Failed { reason } => (Some(reason.as_str()), None),
+                EventKind::RolledBack { to_version, reason } => {
+                    (reason.as_deref(), Some(to_version.as_str()))
+                }
+                EventKind::Cancelled { reason } => (reason.as_deref(), None),
+                _ => (None, None),
+            };
+            if let Some(status) = kind.terminal_status() {
+                tx.prepare_cached(
+                    "UPDATE deployments SET status = ?2, finished_ms = ?3, error = ?4,
+                        rolled_back_to = ?5
+                     WHERE id = ?1 AND status = 'in_progress'",
+                )?
+                .execute(params![d.id, status.as_str(), at, error, to])?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// A hook that stores every event in a [`History`] (on the dispatcher's thread).
+#[derive(Debug)]
+pub struct HistoryHook {
+    history: History,
+}
+
+impl HistoryHook {
+    /// Stores into `history`.
+    pub fn new(history: History) -> Self {
+        Self { history }
+    }
+}
+
+impl Hook for HistoryHook {
+    fn name(&self) -> &str {
+        "history"
+    }
+
+    fn on_event(&mut self, event: &Event) -> Result<(), HookError> {
+        self.history.insert(event)?;
+        Ok(())
+    }
+}

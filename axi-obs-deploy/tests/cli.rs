@@ -1,0 +1,464 @@
+//! The `axi-deploy` binary: `run`, `start`/`step`/`finish`, `history`, `stats`, the spool
+//! and `flush` against a real HTTP endpoint.
+
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions unwrap too
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axi_obs_deploy::event::StepStatus;
+use axi_obs_deploy::store::{Filter, History};
+use axi_obs_deploy::{Event, Status};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("history.db")
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_axi-deploy"));
+        c.args(args)
+            .env_remove("AXI_DEPLOY_ENDPOINT")
+            .env("AXI_DEPLOY_DB", self.db())
+            .env("AXI_DEPLOY_SPOOL", self.spool())
+            .env("HOME", self.dir.path());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn spooled(&self) -> Vec<Event> {
+        spooled(&self.spool())
+    }
+}
+
+fn spooled(dir: &Path) -> Vec<Event> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    files
+        .iter()
+        .map(|p| Event::from_json(std::fs::read_to_string(p).unwrap().trim()).unwrap())
+        .collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const SCRIPT: &str = "echo preparing
+echo '##[step] build'
+echo compiling a
+echo compiling b
+echo '##[step] migrate'
+echo applying 1 >&2
+exit 3";
+
+#[test]
+fn run_records_marker_steps_keeps_the_output_tail_and_exits_with_the_commands_code() {
+    let env = Env::new();
+    let out = env.run(&[
+        "run",
+        "--project",
+        "shop-api",
+        "--env",
+        "prod",
+        "--version",
+        "1.4.2",
+        "--commit",
+        "3f2a9c1",
+        "--",
+        "sh",
+        "-c",
+        SCRIPT,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("compiling b\n"),
+        "output passes through"
+    );
+    assert!(
+        text(&out.stdout).contains("applying 1\n"),
+        "stderr is merged into stdout"
+    );
+
+    let h = History::open(env.db()).unwrap();
+    let all = h.list(&Filter::default()).unwrap();
+    assert_eq!(all.len(), 1);
+    let d = &all[0];
+    assert_eq!(
+        (d.project.as_str(), d.environment.as_str()),
+        ("shop-api", "prod")
+    );
+    assert_eq!(d.commit.as_deref(), Some("3f2a9c1"));
+    assert_eq!(d.status, Status::Failed);
+    assert_eq!(d.error.as_deref(), Some("command exited with code 3"));
+    let steps: Vec<_> = d
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.status, s.output_tail.as_deref()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("run", StepStatus::Succeeded, Some("preparing\n")),
+            (
+                "build",
+                StepStatus::Succeeded,
+                Some("compiling a\ncompiling b\n")
+            ),
+            ("migrate", StepStatus::Failed, Some("applying 1\n")),
+        ]
+    );
+    assert_eq!(
+        d.steps[2].error.as_deref(),
+        Some("command exited with code 3")
+    );
+    assert!(env.spooled().is_empty());
+}
+
+#[test]
+fn run_keeps_only_the_last_tail_lines_and_succeeds_with_the_command() {
+    let env = Env::new();
+    let out = env.run(&[
+        "run",
+        "--project",
+        "p",
+        "--env",
+        "e",
+        "--version",
+        "1",
+        "--tail-lines",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line $i; done",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d = History::open(env.db())
+        .unwrap()
+        .last_deployment("p", None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, Status::Succeeded);
+    assert_eq!(d.steps[0].output_tail.as_deref(), Some("line 4\nline 5\n"));
+}
+
+#[test]
+fn run_of_a_missing_command_exits_127_and_records_the_failure() {
+    let env = Env::new();
+    let out = env.run(&[
+        "run",
+        "--project",
+        "p",
+        "--env",
+        "e",
+        "--version",
+        "1",
+        "--",
+        "/nonexistent/deploy.sh",
+    ]);
+    assert_eq!(out.status.code(), Some(127));
+    let d = History::open(env.db())
+        .unwrap()
+        .last_deployment("p", None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, Status::Failed);
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap()
+            .contains("/nonexistent/deploy.sh")
+    );
+}
+
+#[test]
+fn start_step_finish_then_history_and_stats_print_what_happened() {
+    let env = Env::new();
+    let out = env.run(&[
+        "start",
+        "--project",
+        "docs",
+        "--env",
+        "prod",
+        "--version",
+        "7",
+        "--commit-time",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    assert_eq!(id.len(), 32);
+    assert!(env.run(&["step", "--id", &id, "upload"]).status.success());
+    assert!(
+        env.run(&["step", "--id", &id, "purge cache"])
+            .status
+            .success()
+    );
+    let out = env.run(&["finish", "--id", &id, "--status", "rolled-back"]);
+    assert!(
+        !out.status.success(),
+        "rolled-back without --to-version is refused"
+    );
+    assert!(text(&out.stderr).contains("--to-version"));
+    let out = env.run(&[
+        "finish",
+        "--id",
+        &id,
+        "--status",
+        "rolled-back",
+        "--to-version",
+        "6",
+        "--reason",
+        "404s",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = env.run(&["step", "--id", &id, "late"]);
+    assert!(!out.status.success(), "a finished deployment is closed");
+
+    let d = History::open(env.db()).unwrap().get(&id).unwrap().unwrap();
+    assert_eq!(d.status, Status::RolledBack);
+    assert_eq!(d.rolled_back_to.as_deref(), Some("6"));
+    let steps: Vec<_> = d
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("upload", StepStatus::Succeeded),
+            ("purge cache", StepStatus::Failed)
+        ]
+    );
+
+    let out = env.run(&["history", "--project", "docs"]);
+    assert!(out.status.success());
+    let table = text(&out.stdout);
+    let row = table.lines().nth(1).unwrap();
+    assert!(
+        row.contains("docs") && row.contains("rolled_back") && row.ends_with(&id),
+        "{table}"
+    );
+
+    let out = env.run(&["stats", "--project", "docs", "--env", "prod", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["rolled_back"], 1);
+    assert_eq!(stats["dora"]["change_failure_rate"], 1.0);
+    let out = env.run(&["stats", "--project", "docs", "--env", "prod"]);
+    assert!(text(&out.stdout).contains("change failure rate    100.0%"));
+}
+
+/// A tiny intake: records each POSTed body and answers with the current status code.
+struct Server {
+    url: String,
+    bodies: Arc<Mutex<Vec<String>>>,
+    status: Arc<AtomicU16>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(200));
+        let (b, s) = (bodies.clone(), status.clone());
+        let app = axum::Router::new().route(
+            "/events",
+            axum::routing::post(move |body: String| {
+                let (b, s) = (b.clone(), s.clone());
+                async move {
+                    let code = s.load(Ordering::SeqCst);
+                    if code == 200 {
+                        b.lock().unwrap().push(body);
+                    }
+                    axum::http::StatusCode::from_u16(code).unwrap()
+                }
+            }),
+        );
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}/events", listener.local_addr().unwrap());
+        rt.spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            bodies,
+            status,
+            _rt: rt,
+        }
+    }
+
+    fn received(&self) -> Vec<Event> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| Event::from_json(b).unwrap())
+            .collect()
+    }
+}
+
+fn down_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", l.local_addr().unwrap());
+    drop(l);
+    url
+}
+
+#[test]
+fn endpoint_down_spools_then_flush_delivers_each_event_exactly_once() {
+    let env = Env::new();
+    let down = down_url();
+    let out = env
+        .cmd(&[
+            "run",
+            "--project",
+            "shop-api",
+            "--env",
+            "prod",
+            "--version",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "echo '##[step] a'; echo x; echo '##[step] b'",
+        ])
+        .env("AXI_DEPLOY_ENDPOINT", &down)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "recording problems never fail the run"
+    );
+    assert!(
+        text(&out.stderr).contains("spooling events"),
+        "{}",
+        text(&out.stderr)
+    );
+    let spooled = env.spooled();
+    let kinds: Vec<_> = spooled.iter().map(|e| e.kind.type_name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "started",
+            "step_started",
+            "step_finished",
+            "step_started",
+            "step_finished",
+            "succeeded"
+        ]
+    );
+    assert!(
+        !env.db().exists(),
+        "with an endpoint nothing goes to the local history"
+    );
+
+    // Still down: flush fails and keeps everything.
+    let out = env.cmd(&["flush", "--endpoint", &down]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.spooled().len(), 6);
+
+    let server = Server::start();
+    let out = env
+        .cmd(&["flush", "--endpoint", &server.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "delivered 6, remaining 0");
+    assert_eq!(server.received(), spooled, "each event once, in order");
+    assert!(env.spooled().is_empty());
+
+    let out = env
+        .cmd(&["flush", "--endpoint", &server.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(server.received().len(), 6, "nothing delivered twice");
+}
+
+#[test]
+fn a_refusing_endpoint_keeps_the_spool_and_the_next_invocation_delivers_it_first() {
+    let env = Env::new();
+    let server = Server::start();
+    server.status.store(500, Ordering::SeqCst);
+    let out = env
+        .cmd(&[
+            "start",
+            "--project",
+            "p",
+            "--env",
+            "e",
+            "--version",
+            "1",
+            "--id",
+            "dep-1",
+        ])
+        .env("AXI_DEPLOY_ENDPOINT", &server.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("HTTP 500"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(env.spooled().len(), 1);
+
+    server.status.store(200, Ordering::SeqCst);
+    let out = env
+        .cmd(&["finish", "--id", "dep-1", "--status", "succeeded"])
+        .env("AXI_DEPLOY_ENDPOINT", &server.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = server.received();
+    let kinds: Vec<_> = got.iter().map(|e| e.kind.type_name()).collect();
+    assert_eq!(kinds, ["started", "succeeded"]);
+    let ids: HashSet<_> = got.iter().map(|e| &e.id).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(env.spooled().is_empty());
+}
+
+#[test]
+fn help_explains_markers_and_spooling() {
+    let env = Env::new();
+    let out = env.run(&["run", "--help"]);
+    let help = text(&out.stdout);
+    assert!(help.contains("##[step] NAME"), "{help}");
+    let out = env.run(&["--help"]);
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("AXI_DEPLOY_ENDPOINT") && help.contains("spool"),
+        "{help}"
+    );
+}
