@@ -2,7 +2,10 @@
 # Installs the real peers axi-obs's tests run against, into a cache folder (no system-wide
 # install): Prometheus 3.x + promtool, Alertmanager + amtool, node_exporter, unpacked from
 # Debian unstable's packages (current upstream releases; Debian 12's own are older), and the
-# official OpenTelemetry Python SDK in a virtualenv, run through the `otel-python` wrapper.
+# official OpenTelemetry Python SDK in a virtualenv, run through the `otel-python` wrapper,
+# and nginx (Debian's nginx-light, from this machine's own Debian release: sid's build needs a
+# newer glibc) for the log shipper's access-log tests; it runs unprivileged with
+# `nginx -p PREFIX -c CONF -e ERRLOG`.
 #
 #   usage: scripts/install-peers.sh [DIR]    DIR defaults to $AXI_PEERS_DIR or ~/.cache/axi-obs-peers
 #
@@ -11,7 +14,7 @@
 set -euo pipefail
 dir=${1:-${AXI_PEERS_DIR:-$HOME/.cache/axi-obs-peers}}
 bin=$dir/root/usr/bin
-need=(prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter otel-python)
+need=(prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter otel-python nginx)
 have_all=1
 for b in "${need[@]}"; do [[ -x $bin/$b ]] || have_all=0; done
 if [[ $have_all == 1 ]]; then
@@ -29,10 +32,36 @@ install_python_sdk() {
   chmod +x "$bin/otel-python"
   "$bin/otel-python" -c 'import opentelemetry.version as v; print("opentelemetry-sdk (python)", v.__version__)' >&2
 }
+install_nginx() {
+  # nginx-light: in Debian 12 a metapackage over `nginx`, which holds /usr/sbin/nginx. Fetched
+  # with a private apt state for this machine's release (no root needed), linked into $bin.
+  [[ -x $bin/nginx ]] && return 0
+  command -v apt-get >/dev/null || { echo "install-peers: apt-get is needed to fetch nginx" >&2; exit 1; }
+  local codename ng=$dir/apt-nginx
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+  echo "install-peers: fetching nginx-light ($codename) into $dir" >&2
+  mkdir -p "$ng/lists/partial" "$ng/etc" "$ng/cache/archives/partial" "$ng/debs" "$dir/root"
+  cat >"$ng/etc/sources.list" <<LIST
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $codename main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security $codename-security main
+LIST
+  local n=(-oDir::State::Lists="$ng/lists" -oDir::Etc::SourceList="$ng/etc/sources.list"
+     -oDir::Etc::SourceParts=/nonexistent -oDir::Cache="$ng/cache" -oAPT::Sandbox::User=root)
+  apt-get "${n[@]}" -qq update >&2
+  local version
+  version=$(apt-cache "${n[@]}" policy nginx-light | awk '/Candidate:/ {print $2}')
+  rm -f "$ng"/debs/*.deb
+  ( cd "$ng/debs" && apt-get "${n[@]}" -qq download "nginx-light=$version" "nginx=$version" >&2 )
+  for f in "$ng"/debs/*.deb; do dpkg-deb -x "$f" "$dir/root"; done
+  mkdir -p "$bin"
+  ln -sf ../sbin/nginx "$bin/nginx"
+  "$bin/nginx" -v 2>&1 | head -1 >&2
+}
 debs_present=1
 for b in prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter; do [[ -x $bin/$b ]] || debs_present=0; done
 if [[ $debs_present == 1 ]]; then
   install_python_sdk
+  install_nginx
   echo "$bin"; exit 0
 fi
 command -v apt-get >/dev/null || { echo "install-peers: apt-get is needed to fetch Debian packages" >&2; exit 1; }
@@ -57,4 +86,5 @@ for b in prometheus promtool alertmanager node_exporter; do
   "$bin/$b" --version 2>&1 | head -1 >&2
 done
 install_python_sdk
+install_nginx
 echo "$bin"

@@ -1,0 +1,539 @@
+//! The YAML configuration. Errors name the file, the line and the field.
+//!
+//! ```yaml
+//! registry: /var/lib/axi-log-shipper/registry.json  # offsets; written atomically
+//! poll_interval: 1s                  # how often globs are expanded and files read; default 1s
+//! inputs:
+//!   - name: nginx                    # unique; the `input` label of the self-metrics
+//!     paths: [/var/log/nginx/access.log*]   # globs
+//!     exclude: ["*.gz"]              # globs matched against the whole path; default none
+//!     format: nginx                  # nginx | json | text; default text
+//!     log_format: combined           # nginx only: `combined`, `main`, or a format string
+//!     service: docs-site             # service.name of the records; default the input name
+//!     access_metrics: true           # nginx only; default true
+//!     max_line_bytes: 1048576        # longer lines are cut (and counted); default 1 MiB
+//!     fingerprint_bytes: 1024        # identity = device + inode + hash of these first bytes
+//!     close_inactive: 5m             # close a file at its end after this long without data
+//!     start_at: beginning            # beginning | end, for files without a registry entry
+//!                                    # found at start-up; files appearing later start at 0
+//! access_metrics:
+//!   path_patterns: ["/docs/**", "/api/users/*"]
+//!   max_paths: 100                   # further path labels fold into `other`
+//!   max_vhosts: 20
+//!   default_vhost: "-"               # for formats without $host
+//! output:                            # exactly one
+//!   otlp:
+//!     endpoint: http://127.0.0.1:4318   # OTLP/HTTP protobuf; /v1/logs is appended
+//!     timeout: 10s
+//!     headers: { authorization: "Bearer ..." }
+//!   # stdout: {}                     # JSON lines, for debugging
+//! batch:
+//!   max_events: 1024                 # events per request
+//!   max_wait: 1s                     # a partial batch leaves after this long
+//!   queue_events: 4096               # read-ahead; reading pauses while full
+//! retry:
+//!   initial_backoff: 100ms           # doubles per failed attempt ...
+//!   max_backoff: 30s                 # ... up to this; retried until it succeeds
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::access::PathPattern;
+use crate::parse::nginx::LogFormat;
+
+/// A configuration error, naming the file and, where known, the line.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// The 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong, starting with the field.
+    pub message: String,
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The registry file.
+    pub registry: PathBuf,
+    /// How often globs are expanded and files read. Defaults to 1 s.
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// The inputs.
+    pub inputs: Vec<Input>,
+    /// Access-metrics settings.
+    #[serde(default)]
+    pub access_metrics: AccessMetricsConfig,
+    /// Where events go.
+    pub output: OutputConfig,
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// How an input's lines are parsed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// nginx access log (`log_format`).
+    Nginx,
+    /// JSON lines.
+    Json,
+    /// Plain text with level detection.
+    #[default]
+    Text,
+}
+
+/// Where reading starts in files without a registry entry found at start-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// From the first byte.
+    #[default]
+    Beginning,
+    /// From the current end (only new lines are shipped).
+    End,
+}
+
+/// One input: a set of globs read with one parser.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// Unique name.
+    pub name: String,
+    /// Globs of files to tail.
+    pub paths: Vec<String>,
+    /// Globs of paths to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Parser.
+    #[serde(default)]
+    pub format: Format,
+    /// nginx format name or string. Defaults to `combined`.
+    #[serde(default)]
+    pub log_format: Option<String>,
+    /// `service.name` of the records. Defaults to the input name.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Derive access metrics (nginx inputs). Defaults to true.
+    #[serde(default = "yes")]
+    pub access_metrics: bool,
+    /// Longest line kept whole, in bytes. Defaults to 1 MiB.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: usize,
+    /// Bytes hashed for the file identity. Defaults to 1024.
+    #[serde(default = "default_fingerprint")]
+    pub fingerprint_bytes: usize,
+    /// Close a file read to its end after this long without new data. Defaults to 5 min.
+    #[serde(default = "default_close_inactive", with = "humantime_serde")]
+    pub close_inactive: Duration,
+    /// Where reading starts in files found at start-up without a registry entry.
+    #[serde(default)]
+    pub start_at: StartAt,
+}
+
+/// Access-metrics settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessMetricsConfig {
+    /// Path patterns (`*` one segment, `**` the rest).
+    #[serde(default)]
+    pub path_patterns: Vec<String>,
+    /// Cap on path labels. Defaults to 100.
+    #[serde(default = "default_max_paths")]
+    pub max_paths: usize,
+    /// Cap on virtual hosts. Defaults to 20.
+    #[serde(default = "default_max_vhosts")]
+    pub max_vhosts: usize,
+    /// `vhost` for formats without `$host`. Defaults to `-`.
+    #[serde(default = "default_vhost")]
+    pub default_vhost: String,
+}
+
+impl Default for AccessMetricsConfig {
+    fn default() -> Self {
+        Self {
+            path_patterns: Vec::new(),
+            max_paths: default_max_paths(),
+            max_vhosts: default_max_vhosts(),
+            default_vhost: default_vhost(),
+        }
+    }
+}
+
+/// The output: exactly one of the fields.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// OTLP logs over HTTP/protobuf.
+    #[serde(default)]
+    pub otlp: Option<OtlpOutputConfig>,
+    /// JSON lines on standard output.
+    #[serde(default)]
+    pub stdout: Option<StdoutConfig>,
+}
+
+/// JSON lines on standard output (no settings).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {}
+
+/// OTLP/HTTP protobuf output.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpOutputConfig {
+    /// Base URL (`/v1/logs` is appended), as `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: String,
+    /// Per-request timeout. Defaults to 10 s.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Batching and read-ahead.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Events per request. Defaults to 1024.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// A partial batch is sent after this long. Defaults to 1 s.
+    #[serde(default = "default_max_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Events read ahead of the output; reading pauses while this many wait. Defaults to 4096.
+    #[serde(default = "default_queue")]
+    pub queue_events: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_events: default_max_events(),
+            max_wait: default_max_wait(),
+            queue_events: default_queue(),
+        }
+    }
+}
+
+/// Retry backoff.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First wait. Defaults to 100 ms.
+    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest wait. Defaults to 30 s.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_line() -> usize {
+    1 << 20
+}
+fn default_fingerprint() -> usize {
+    1024
+}
+fn default_close_inactive() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_paths() -> usize {
+    100
+}
+fn default_max_vhosts() -> usize {
+    20
+}
+fn default_vhost() -> String {
+    "-".into()
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_events() -> usize {
+    1024
+}
+fn default_max_wait() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_queue() -> usize {
+    4096
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Input {
+    /// The compiled nginx format of an nginx input (`combined` by default).
+    ///
+    /// # Errors
+    ///
+    /// When the format string does not compile.
+    pub fn nginx_format(&self) -> Result<LogFormat, crate::parse::nginx::FormatError> {
+        LogFormat::named_or_compile(self.log_format.as_deref().unwrap_or("combined"))
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or is not a valid configuration.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text`, read from `file`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load): unknown or missing fields, bad values (file:line), duplicate
+    /// input names, invalid globs, nginx formats or path patterns, zero sizes, not exactly one
+    /// output, a non-`http://` endpoint.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let err = |line: Option<usize>, message: String| ConfigError {
+            file: file.to_owned(),
+            line,
+            message,
+        };
+        let config: Config = serde_norway::from_str(text)
+            .map_err(|e| err(e.location().map(|l| l.line()), e.to_string()))?;
+        if config.inputs.is_empty() {
+            return Err(err(
+                line_of(text, "inputs"),
+                "inputs: at least one input is needed".into(),
+            ));
+        }
+        if config.poll_interval.is_zero() {
+            return Err(err(
+                line_of(text, "poll_interval"),
+                "poll_interval: must be positive".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for input in &config.inputs {
+            let line = line_of(text, &input.name);
+            let field = |f: &str, m: String| err(line, format!("inputs[{}].{f}: {m}", input.name));
+            if !names.insert(input.name.as_str()) {
+                return Err(field("name", "duplicate input name".into()));
+            }
+            if input.paths.is_empty() {
+                return Err(field("paths", "at least one glob is needed".into()));
+            }
+            for g in input.paths.iter().chain(&input.exclude) {
+                glob::Pattern::new(g).map_err(|e| {
+                    err(
+                        line_of(text, g).or(line),
+                        format!("inputs[{}]: invalid glob {g:?}: {e}", input.name),
+                    )
+                })?;
+            }
+            if input.format == Format::Nginx {
+                input.nginx_format().map_err(|e| {
+                    err(
+                        input
+                            .log_format
+                            .as_deref()
+                            .and_then(|f| line_of(text, "log_format").filter(|_| !f.is_empty()))
+                            .or(line),
+                        format!("inputs[{}].log_format: {e}", input.name),
+                    )
+                })?;
+            } else if input.log_format.is_some() {
+                return Err(field(
+                    "log_format",
+                    "only nginx inputs have a log_format".into(),
+                ));
+            }
+            if input.max_line_bytes == 0 {
+                return Err(field("max_line_bytes", "must be positive".into()));
+            }
+            if input.fingerprint_bytes == 0 {
+                return Err(field("fingerprint_bytes", "must be positive".into()));
+            }
+            if input.close_inactive.is_zero() {
+                return Err(field("close_inactive", "must be positive".into()));
+            }
+        }
+        for p in &config.access_metrics.path_patterns {
+            PathPattern::parse(p).map_err(|m| {
+                err(
+                    line_of(text, p),
+                    format!("access_metrics.path_patterns: {m}"),
+                )
+            })?;
+        }
+        match (&config.output.otlp, &config.output.stdout) {
+            (Some(o), None) => {
+                let uri: http::Uri = o.endpoint.parse().map_err(|e| {
+                    err(
+                        line_of(text, "endpoint"),
+                        format!("output.otlp.endpoint: {:?} is not a URL: {e}", o.endpoint),
+                    )
+                })?;
+                if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                    return Err(err(
+                        line_of(text, "endpoint"),
+                        format!(
+                            "output.otlp.endpoint: expected http://host:port (https is not supported; export to a local collector), got {:?}",
+                            o.endpoint
+                        ),
+                    ));
+                }
+            }
+            (None, Some(_)) => {}
+            _ => {
+                return Err(err(
+                    line_of(text, "output"),
+                    "output: exactly one of otlp or stdout is needed".into(),
+                ));
+            }
+        }
+        let b = &config.batch;
+        if b.max_events == 0 || b.queue_events == 0 || b.max_wait.is_zero() {
+            return Err(err(
+                line_of(text, "batch"),
+                "batch: max_events, queue_events and max_wait must be positive".into(),
+            ));
+        }
+        let r = &config.retry;
+        if r.initial_backoff.is_zero() || r.max_backoff < r.initial_backoff {
+            return Err(err(
+                line_of(text, "retry"),
+                "retry: initial_backoff must be positive and at most max_backoff".into(),
+            ));
+        }
+        Ok(config)
+    }
+}
+
+/// The first line (1-based) mentioning `needle`, to point at errors found after parsing.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/axi/shipper.yml"))
+    }
+
+    const MINIMAL: &str = "registry: /tmp/r.json\ninputs:\n  - name: app\n    paths: [/var/log/app/*.log]\noutput:\n  stdout: {}\n";
+
+    #[test]
+    fn defaults() {
+        let c = parse(MINIMAL).unwrap();
+        let i = &c.inputs[0];
+        assert_eq!(i.format, Format::Text);
+        assert_eq!(i.max_line_bytes, 1 << 20);
+        assert_eq!(i.fingerprint_bytes, 1024);
+        assert_eq!(i.close_inactive, Duration::from_secs(300));
+        assert_eq!(c.poll_interval, Duration::from_secs(1));
+        assert_eq!(c.batch.max_events, 1024);
+        assert_eq!(c.access_metrics.max_paths, 100);
+        assert!(c.output.stdout.is_some());
+    }
+
+    #[test]
+    fn a_full_file() {
+        let c = parse(
+            "registry: /tmp/r.json\npoll_interval: 200ms\ninputs:\n  - name: nginx\n    paths: ['/var/log/nginx/access.log*']\n    exclude: ['*.gz']\n    format: nginx\n    log_format: '$remote_addr [$time_local] \"$request\" $status $request_time'\n    service: docs\n    max_line_bytes: 4096\n    start_at: end\naccess_metrics:\n  path_patterns: ['/docs/**']\n  max_paths: 10\noutput:\n  otlp: { endpoint: 'http://127.0.0.1:4318', timeout: 2s, headers: { x-a: b } }\nbatch: { max_events: 10, max_wait: 50ms, queue_events: 100 }\nretry: { initial_backoff: 10ms, max_backoff: 1s }\n",
+        )
+        .unwrap();
+        let i = &c.inputs[0];
+        assert_eq!(i.nginx_format().unwrap().variables().count(), 5);
+        assert_eq!(i.start_at, StartAt::End);
+        assert_eq!(c.output.otlp.unwrap().timeout, Duration::from_secs(2));
+        assert_eq!(c.batch.max_wait, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let e = parse(&MINIMAL.replace("    paths:", "    pathz: [x]\n    paths:")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("/etc/axi/shipper.yml:4"), "{msg}");
+        assert!(msg.contains("pathz"), "{msg}");
+
+        let e = parse(&MINIMAL.replace("[/var/log/app/*.log]", "[]")).unwrap_err();
+        assert!(e.to_string().contains("inputs[app].paths"), "{e}");
+        assert_eq!(e.line, Some(3));
+
+        let e = parse(&MINIMAL.replace(
+            "    paths:",
+            "    format: nginx\n    log_format: '$a$b'\n    paths:",
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("log_format") && e.to_string().contains("$a"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(5));
+
+        let e = parse(&MINIMAL.replace(
+            "  stdout: {}",
+            "  stdout: {}\n  otlp: { endpoint: 'http://a:1' }",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("exactly one"), "{e}");
+
+        let e = parse(&MINIMAL.replace("  stdout: {}", "  otlp: { endpoint: 'https://a:1' }"))
+            .unwrap_err();
+        assert!(e.to_string().contains("https"), "{e}");
+        assert_eq!(e.line, Some(6));
+
+        let e = parse(&MINIMAL.replace("[/var/log/app/*.log]", "['/var/log/[']")).unwrap_err();
+        assert!(e.to_string().contains("invalid glob"), "{e}");
+
+        let e = parse(&format!("{MINIMAL}batch: {{ max_events: 0 }}\n")).unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+
+        let e = parse(&format!(
+            "{MINIMAL}access_metrics: {{ path_patterns: [docs] }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("must start with /"), "{e}");
+
+        let e = parse(&MINIMAL.replace("    paths:", "    max_line_bytes: -1\n    paths:"))
+            .unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+
+        let e = parse("registry: r\ninputs:\n  - name: app\n    paths: [x]\n  - name: app\n    paths: [y]\noutput:\n  stdout: {}\n").unwrap_err();
+        assert!(e.to_string().contains("inputs[app].name: duplicate"), "{e}");
+    }
+}

@@ -1,0 +1,243 @@
+//! OTLP logs over HTTP/protobuf (`POST {endpoint}/v1/logs`), one request per batch, decoded
+//! by any OpenTelemetry receiver. Records are grouped into one `ResourceLogs` per service,
+//! with `service.name` and `host.name` resource attributes; each record carries
+//! `log.file.path` and `log.file.name`.
+//!
+//! Status handling follows the OTLP specification: 2xx is success (a `partial_success` with
+//! rejected records is logged and counted as dropped); 429, 502, 503, 504 and connection
+//! failures are retryable (honouring `Retry-After` in seconds); other statuses are permanent.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+use super::{Output, SendError, SendFuture};
+use crate::names;
+use crate::record::{Record, Value};
+
+/// The OTLP/HTTP protobuf logs exporter.
+#[derive(Debug)]
+pub struct OtlpHttp {
+    client: reqwest::Client,
+    url: String,
+    headers: http::HeaderMap,
+    host_name: String,
+}
+
+/// Why the exporter could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP output: {0}")]
+pub struct OtlpConfigError(String);
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn any(v: &Value) -> any_value::Value {
+    match v {
+        Value::Str(s) => any_value::Value::StringValue(s.clone()),
+        Value::Int(i) => any_value::Value::IntValue(*i),
+        Value::Float(f) => any_value::Value::DoubleValue(*f),
+        Value::Bool(b) => any_value::Value::BoolValue(*b),
+    }
+}
+
+impl OtlpHttp {
+    /// An exporter to `endpoint` (`/v1/logs` is appended) with a per-request `timeout` and
+    /// extra `headers`.
+    ///
+    /// # Errors
+    ///
+    /// When a header name or value is invalid, or the HTTP client cannot be built.
+    pub fn new(
+        endpoint: &str,
+        timeout: Duration,
+        headers: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, OtlpConfigError> {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            let name = http::HeaderName::try_from(k.as_str())
+                .map_err(|e| OtlpConfigError(format!("header {k:?}: {e}")))?;
+            // The value is a secret more often than not: never echo it.
+            let value = http::HeaderValue::try_from(v.as_str())
+                .map_err(|_| OtlpConfigError(format!("header {k:?}: invalid value")))?;
+            map.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| OtlpConfigError(e.to_string()))?;
+        Ok(Self {
+            client,
+            url: format!("{}/v1/logs", endpoint.trim_end_matches('/')),
+            headers: map,
+            host_name: host_name(),
+        })
+    }
+
+    /// The request a batch becomes.
+    pub fn encode(&self, batch: &[Record]) -> ExportLogsServiceRequest {
+        let mut groups: Vec<(&str, Vec<LogRecord>)> = Vec::new();
+        for r in batch {
+            let record = log_record(r);
+            match groups.iter_mut().find(|(s, _)| *s == &*r.service) {
+                Some((_, v)) => v.push(record),
+                None => groups.push((&r.service, vec![record])),
+            }
+        }
+        ExportLogsServiceRequest {
+            resource_logs: groups
+                .into_iter()
+                .map(|(service, log_records)| ResourceLogs {
+                    resource: Some(Resource {
+                        attributes: vec![
+                            kv(
+                                "service.name",
+                                any_value::Value::StringValue(service.into()),
+                            ),
+                            kv(
+                                "host.name",
+                                any_value::Value::StringValue(self.host_name.clone()),
+                            ),
+                        ],
+                        ..Default::default()
+                    }),
+                    scope_logs: vec![ScopeLogs {
+                        scope: Some(InstrumentationScope {
+                            name: "axi-log-shipper".into(),
+                            version: env!("CARGO_PKG_VERSION").into(),
+                            ..Default::default()
+                        }),
+                        log_records,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    async fn post(&self, body: Vec<u8>, events: usize) -> Result<(), SendError> {
+        let response = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SendError::Retryable {
+                message: format!("request to {} failed: {}", self.url, error_chain(&e)),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            let bytes = response.bytes().await.unwrap_or_default();
+            if let Ok(reply) = ExportLogsServiceResponse::decode(bytes)
+                && let Some(partial) = reply.partial_success
+                && partial.rejected_log_records > 0
+            {
+                tracing::warn!(
+                    rejected = partial.rejected_log_records,
+                    of = events,
+                    message = %partial.error_message,
+                    "the OTLP receiver rejected some records"
+                );
+                metrics::counter!(names::EVENTS_DROPPED, names::OUTPUT => "otlp")
+                    .increment(u64::try_from(partial.rejected_log_records).unwrap_or(0));
+            }
+            return Ok(());
+        }
+        let message = format!("HTTP {} from {}", status.as_u16(), self.url);
+        if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
+            let retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            Err(SendError::Retryable {
+                message,
+                retry_after,
+            })
+        } else {
+            Err(SendError::Rejected { message })
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+fn log_record(r: &Record) -> LogRecord {
+    let mut attributes = Vec::with_capacity(r.attributes.len() + 3);
+    attributes.push(kv(
+        "log.file.path",
+        any_value::Value::StringValue(r.path.to_string()),
+    ));
+    let name = r.path.rsplit('/').next().unwrap_or(&r.path);
+    attributes.push(kv(
+        "log.file.name",
+        any_value::Value::StringValue(name.to_owned()),
+    ));
+    if r.truncated {
+        attributes.push(kv(
+            "log.record.truncated",
+            any_value::Value::BoolValue(true),
+        ));
+    }
+    for (k, v) in &r.attributes {
+        attributes.push(kv(k, any(v)));
+    }
+    LogRecord {
+        time_unix_nano: r.time_unix_nano.unwrap_or(0),
+        observed_time_unix_nano: r.observed_unix_nano,
+        severity_number: r.level.map(|l| l.severity_number()).unwrap_or(0),
+        severity_text: r.level.map(|l| l.as_str().to_owned()).unwrap_or_default(),
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(r.body.clone())),
+        }),
+        attributes,
+        trace_id: r.trace_id.map(|t| t.to_vec()).unwrap_or_default(),
+        span_id: r.span_id.map(|s| s.to_vec()).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// This machine's name, for `host.name`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Output for OtlpHttp {
+    fn kind(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn send<'a>(&'a mut self, batch: &'a [Record]) -> SendFuture<'a> {
+        let body = self.encode(batch).encode_to_vec();
+        Box::pin(self.post(body, batch.len()))
+    }
+}

@@ -1,0 +1,236 @@
+//! The pipeline: the tailer thread feeds a bounded queue; one task takes batches from it
+//! (by size and time), sends each through the output with retries, and only when the output
+//! acknowledged a batch moves the registry past its lines and persists it.
+//!
+//! ```text
+//!  files ──► tailer thread ──► bounded queue ──► batch ──► output ──ack──► registry (atomic file)
+//!            (parse, metrics)   (full: reading pauses)     (retries with backoff)
+//! ```
+//!
+//! One batch is in flight at a time, so after a crash at most that batch is sent again.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::access::{AccessMetrics, PathPattern};
+use crate::config::{Config, Format};
+use crate::names;
+use crate::output::{Output, SendError};
+use crate::parse::Parser;
+use crate::record::{FileKey, Position, Record};
+use crate::registry::Registry;
+use crate::tailer::{InputSpec, Tailer};
+
+/// Batching, queueing and retry settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often the tailer polls.
+    pub poll_interval: Duration,
+    /// Events per batch.
+    pub max_events: usize,
+    /// A partial batch leaves after this long.
+    pub max_wait: Duration,
+    /// Bound of the queue between tailer and output, in events.
+    pub queue_events: usize,
+    /// First retry wait.
+    pub initial_backoff: Duration,
+    /// Longest retry wait.
+    pub max_backoff: Duration,
+}
+
+impl From<&Config> for Settings {
+    fn from(c: &Config) -> Self {
+        Self {
+            poll_interval: c.poll_interval,
+            max_events: c.batch.max_events,
+            max_wait: c.batch.max_wait,
+            queue_events: c.batch.queue_events,
+            initial_backoff: c.retry.initial_backoff,
+            max_backoff: c.retry.max_backoff,
+        }
+    }
+}
+
+/// The tailer's inputs for a validated configuration; nginx inputs with access metrics share
+/// one [`AccessMetrics`] (so its caps hold across inputs).
+///
+/// # Errors
+///
+/// When a glob, nginx format or path pattern does not compile ([`Config::parse`] already
+/// checked them, so only for configurations built in code).
+pub fn input_specs(config: &Config) -> Result<Vec<InputSpec>, String> {
+    let am = &config.access_metrics;
+    let patterns = am
+        .path_patterns
+        .iter()
+        .map(|p| PathPattern::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let access = Arc::new(AccessMetrics::new(
+        patterns,
+        am.max_paths,
+        am.max_vhosts,
+        &am.default_vhost,
+    ));
+    config
+        .inputs
+        .iter()
+        .map(|i| {
+            let parser = match i.format {
+                Format::Nginx => Parser::Nginx(
+                    i.nginx_format()
+                        .map_err(|e| format!("inputs[{}].log_format: {e}", i.name))?,
+                ),
+                Format::Json => Parser::Json,
+                Format::Text => Parser::Text,
+            };
+            let exclude = i
+                .exclude
+                .iter()
+                .map(|g| {
+                    glob::Pattern::new(g).map_err(|e| format!("inputs[{}]: {g:?}: {e}", i.name))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(InputSpec {
+                name: i.name.clone(),
+                service: i.service.clone().unwrap_or_else(|| i.name.clone()),
+                paths: i.paths.clone(),
+                exclude,
+                access: (i.format == Format::Nginx && i.access_metrics).then(|| access.clone()),
+                parser,
+                max_line_bytes: i.max_line_bytes,
+                fingerprint_bytes: i.fingerprint_bytes,
+                close_inactive: i.close_inactive,
+                start_at: i.start_at,
+            })
+        })
+        .collect()
+}
+
+/// Why the pipeline could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The tailer thread could not be started.
+    #[error("cannot start the tailer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Runs until `shutdown` completes: tails, batches, sends, acknowledges. On shutdown the batch
+/// being sent is finished (its request is bounded by the output's timeout), retries stop, and
+/// what was read but not acknowledged is read again at the next start.
+///
+/// # Errors
+///
+/// If the tailer thread cannot be spawned.
+pub async fn run(
+    settings: Settings,
+    inputs: Vec<InputSpec>,
+    registry: Registry,
+    mut output: Box<dyn Output>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), PipelineError> {
+    let registry_path = registry.path().to_owned();
+    let registry = Arc::new(Mutex::new(registry));
+    let (tx, mut rx) = mpsc::channel::<Record>(settings.queue_events.max(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tailer = Tailer::new(inputs, registry.clone(), tx, stop.clone());
+    let poll = settings.poll_interval;
+    let thread = std::thread::Builder::new()
+        .name("axi-log-tailer".into())
+        .spawn(move || tailer.run(poll))
+        .map_err(PipelineError::Spawn)?;
+
+    tokio::pin!(shutdown);
+    let kind = output.kind();
+    let mut batch: Vec<Record> = Vec::with_capacity(settings.max_events);
+    'outer: loop {
+        // Wait for a first record, then fill the batch until it is full or max_wait passed.
+        let first = tokio::select! {
+            r = rx.recv() => r,
+            () = &mut shutdown => None,
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + settings.max_wait;
+        while batch.len() < settings.max_events {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => batch.push(r),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+                () = &mut shutdown => break 'outer,
+            }
+        }
+        let mut backoff = settings.initial_backoff;
+        loop {
+            match output.send(&batch).await {
+                Ok(()) => {
+                    metrics::counter!(names::EVENTS_SHIPPED, names::OUTPUT => kind)
+                        .increment(batch.len() as u64);
+                    break;
+                }
+                Err(SendError::Rejected { message }) => {
+                    tracing::error!(error = %message, events = batch.len(), "output refused the batch; dropped");
+                    metrics::counter!(names::EVENTS_DROPPED, names::OUTPUT => kind)
+                        .increment(batch.len() as u64);
+                    break;
+                }
+                Err(SendError::Retryable {
+                    message,
+                    retry_after,
+                }) => {
+                    let wait = retry_after.unwrap_or(backoff).min(settings.max_backoff);
+                    tracing::warn!(error = %message, retry_in = ?wait, events = batch.len(), "send failed; retrying");
+                    metrics::counter!(names::SEND_RETRIES, names::OUTPUT => kind).increment(1);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = &mut shutdown => break 'outer,
+                    }
+                    backoff = (backoff * 2).min(settings.max_backoff);
+                }
+            }
+        }
+        acknowledge(&registry, &registry_path, &batch).await;
+        batch.clear();
+    }
+    stop.store(true, Ordering::Relaxed);
+    // Closing the queue releases a tailer blocked on a full queue.
+    drop(rx);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    Ok(())
+}
+
+/// Moves the registry past the batch's lines and persists it (off the runtime's threads).
+async fn acknowledge(registry: &Arc<Mutex<Registry>>, path: &std::path::Path, batch: &[Record]) {
+    let mut last: HashMap<FileKey, u64> = HashMap::new();
+    for r in batch {
+        let e = last.entry(r.position.key).or_insert(0);
+        *e = (*e).max(r.position.end);
+    }
+    let json = {
+        let mut reg = registry.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, end) in last {
+            reg.ack(Position { key, end });
+        }
+        reg.to_json()
+    };
+    let path = path.to_owned();
+    let result =
+        tokio::task::spawn_blocking(move || Registry::write_atomically(&path, &json)).await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "registry not written; the next batch writes it again");
+            metrics::counter!(names::REGISTRY_ERRORS).increment(1);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "registry writer failed");
+            metrics::counter!(names::REGISTRY_ERRORS).increment(1);
+        }
+    }
+}

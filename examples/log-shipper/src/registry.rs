@@ -1,0 +1,376 @@
+//! The registry: how far each file has been shipped, persisted atomically.
+//!
+//! Offsets advance only when the output acknowledged the batch holding the lines
+//! ([`Registry::ack`]), and the file is replaced atomically (write to a temporary file in the
+//! same folder, `fsync`, `rename`, `fsync` of the folder), so after a crash or `kill -9` it
+//! holds either the previous or the new state, never a torn one, and never an offset past a
+//! line the output has not confirmed: at-least-once delivery. Lines re-read after a crash are
+//! at most those of the batch in flight.
+//!
+//! The file is JSON:
+//!
+//! ```json
+//! {"version":1,"files":[{"dev":2049,"ino":1234,"path":"/var/log/nginx/access.log",
+//!   "offset":52311,"fingerprint_len":1024,"fingerprint":"9f86d081884c7d65"}]}
+//! ```
+//!
+//! A file is recognised on restart by device, inode and the fingerprint of its first
+//! `fingerprint_len` bytes; the same inode with other content is a new file read from 0.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{FileKey, Position};
+
+/// A fingerprint of a file's first bytes: FNV-1a 64 of the first `len` bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// How many bytes were hashed.
+    #[serde(rename = "fingerprint_len")]
+    pub len: u64,
+    /// FNV-1a 64 of those bytes, as 16 hex digits.
+    #[serde(rename = "fingerprint", with = "hex64")]
+    pub hash: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Self {
+            len: bytes.len() as u64,
+            hash: h,
+        }
+    }
+}
+
+mod hex64 {
+    pub(super) fn serialize<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:016x}"))
+    }
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        u64::from_str_radix(&s, 16).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One file's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// The path it was last seen under.
+    pub path: PathBuf,
+    /// Bytes shipped and acknowledged: the next line starts here.
+    pub offset: u64,
+    /// Identity of the content.
+    #[serde(flatten)]
+    pub fingerprint: Fingerprint,
+    /// The generation acknowledgements must carry (in memory only).
+    #[serde(skip)]
+    generation: u32,
+    /// Set when the tailer let go of the file for good: the entry is dropped once
+    /// everything read from it is acknowledged.
+    #[serde(skip)]
+    forgotten_at: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FileFormat {
+    version: u32,
+    files: Vec<Entry>,
+}
+
+/// Why the registry could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Reading failed.
+    #[error("cannot read the registry {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The content is not a registry.
+    #[error(
+        "the registry {path} is not valid (line {line}): {message}; move it away to start over"
+    )]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Writing failed.
+    #[error("cannot write the registry {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Offsets of every tracked file. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Registry {
+    path: PathBuf,
+    entries: HashMap<(u64, u64), Entry>,
+}
+
+impl Registry {
+    /// Reads the registry at `path`; a missing file is an empty registry.
+    ///
+    /// # Errors
+    ///
+    /// If the file exists but cannot be read or parsed.
+    pub fn load(path: &Path) -> Result<Self, RegistryError> {
+        let mut entries = HashMap::new();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let f: FileFormat =
+                    serde_json::from_str(&text).map_err(|e| RegistryError::Invalid {
+                        path: path.to_owned(),
+                        line: e.line(),
+                        message: e.to_string(),
+                    })?;
+                for e in f.files {
+                    entries.insert((e.dev, e.ino), e);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(RegistryError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            entries,
+        })
+    }
+
+    /// The file this registry is persisted to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The entry for device `dev`, inode `ino`, if any.
+    pub fn get(&self, dev: u64, ino: u64) -> Option<&Entry> {
+        self.entries.get(&(dev, ino))
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Starts (or restarts, with a new generation) tracking a file from `offset`.
+    pub fn track(&mut self, key: FileKey, path: &Path, fingerprint: Fingerprint, offset: u64) {
+        self.entries.insert(
+            (key.dev, key.ino),
+            Entry {
+                dev: key.dev,
+                ino: key.ino,
+                path: path.to_owned(),
+                offset,
+                fingerprint,
+                generation: key.generation,
+                forgotten_at: None,
+            },
+        );
+    }
+
+    /// Records a longer fingerprint (the file grew) and the current path of a tracked file.
+    pub fn update(&mut self, key: FileKey, path: &Path, fingerprint: Fingerprint) {
+        if let Some(e) = self.entries.get_mut(&(key.dev, key.ino))
+            && e.generation == key.generation
+        {
+            e.fingerprint = fingerprint;
+            if e.path != path {
+                e.path = path.to_owned();
+            }
+        }
+    }
+
+    /// The output acknowledged every line up to `pos`. Returns whether an offset moved
+    /// (acknowledgements of an older generation, or for an untracked file, are ignored).
+    pub fn ack(&mut self, pos: Position) -> bool {
+        let key = (pos.key.dev, pos.key.ino);
+        let Some(e) = self.entries.get_mut(&key) else {
+            return false;
+        };
+        if e.generation != pos.key.generation || pos.end <= e.offset {
+            return false;
+        }
+        e.offset = pos.end;
+        if e.forgotten_at.is_some_and(|end| e.offset >= end) {
+            self.entries.remove(&key);
+        }
+        true
+    }
+
+    /// The tailer let go of a file for good (deleted or renamed out of the inputs, and read to
+    /// its end at `read_end`): drop the entry once everything up to there is acknowledged.
+    pub fn forget(&mut self, key: FileKey, read_end: u64) {
+        let k = (key.dev, key.ino);
+        if let Some(e) = self.entries.get_mut(&k)
+            && e.generation == key.generation
+        {
+            if e.offset >= read_end {
+                self.entries.remove(&k);
+            } else {
+                e.forgotten_at = Some(read_end);
+            }
+        }
+    }
+
+    /// The registry as the JSON text [`save`](Self::save) writes.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut files: Vec<Entry> = self.entries.values().cloned().collect();
+        files.sort_by(|a, b| (&a.path, a.dev, a.ino).cmp(&(&b.path, b.dev, b.ino)));
+        let f = FileFormat { version: 1, files };
+        // Serializing plain structs of numbers and strings cannot fail.
+        serde_json::to_vec_pretty(&f).unwrap_or_default()
+    }
+
+    /// Writes `json` (from [`to_json`](Self::to_json)) to `path` atomically: a temporary file
+    /// in the same folder, `fsync`, `rename`, `fsync` of the folder. Blocking: call it off
+    /// async runtime threads.
+    ///
+    /// # Errors
+    ///
+    /// If any step fails; the previous registry file is then intact.
+    pub fn write_atomically(path: &Path, json: &[u8]) -> Result<(), RegistryError> {
+        let err = |source| RegistryError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = dir.join(tmp_name);
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            f.write_all(json).map_err(err)?;
+            f.write_all(b"\n").map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, path).map_err(err)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Persists the registry atomically (see [`write_atomically`](Self::write_atomically)).
+    ///
+    /// # Errors
+    ///
+    /// As [`write_atomically`](Self::write_atomically).
+    pub fn save(&self) -> Result<(), RegistryError> {
+        Self::write_atomically(&self.path, &self.to_json())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(generation: u32) -> FileKey {
+        FileKey {
+            dev: 1,
+            ino: 2,
+            generation,
+        }
+    }
+
+    #[test]
+    fn acks_move_offsets_forward_for_the_current_generation_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::load(&dir.path().join("reg.json")).unwrap();
+        r.track(key(0), Path::new("/a.log"), Fingerprint::of(b"x"), 0);
+        assert!(r.ack(Position {
+            key: key(0),
+            end: 10
+        }));
+        assert!(
+            !r.ack(Position {
+                key: key(0),
+                end: 5
+            }),
+            "never backwards"
+        );
+        r.track(key(1), Path::new("/a.log"), Fingerprint::of(b"y"), 0);
+        assert!(
+            !r.ack(Position {
+                key: key(0),
+                end: 20
+            }),
+            "old generation"
+        );
+        assert_eq!(r.get(1, 2).unwrap().offset, 0);
+        assert!(r.ack(Position {
+            key: key(1),
+            end: 3
+        }));
+        r.save().unwrap();
+
+        let back = Registry::load(&dir.path().join("reg.json")).unwrap();
+        let e = back.get(1, 2).unwrap();
+        assert_eq!(e.offset, 3);
+        assert_eq!(e.fingerprint, Fingerprint::of(b"y"));
+        assert_eq!(e.path, Path::new("/a.log"));
+        assert!(!dir.path().join("reg.json.tmp").exists());
+    }
+
+    #[test]
+    fn forgotten_files_leave_once_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::load(&dir.path().join("reg.json")).unwrap();
+        r.track(key(0), Path::new("/a.log"), Fingerprint::of(b"x"), 0);
+        r.forget(key(0), 10);
+        assert!(r.get(1, 2).is_some());
+        r.ack(Position {
+            key: key(0),
+            end: 10,
+        });
+        assert!(r.get(1, 2).is_none());
+    }
+
+    #[test]
+    fn a_corrupt_registry_is_an_error_not_a_silent_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("reg.json");
+        std::fs::write(&p, "{\"version\":1,\n\"files\":[oops]}").unwrap();
+        let e = Registry::load(&p).unwrap_err();
+        assert!(matches!(e, RegistryError::Invalid { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn fingerprint_is_fnv1a() {
+        // FNV-1a 64 of "a" is af63dc4c8601ec8c.
+        assert_eq!(Fingerprint::of(b"a").hash, 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(Fingerprint::of(b"").len, 0);
+    }
+}

@@ -1,0 +1,487 @@
+//! The tailer: expands the inputs' globs every poll interval, follows each file by identity
+//! (device, inode and a fingerprint of its first bytes), reads new complete lines, parses them
+//! and hands them to the pipeline through a bounded channel. When the channel is full the
+//! tailer waits: reading pauses under backpressure, nothing is dropped.
+//!
+//! | what happens to a file | what the tailer does |
+//! |---|---|
+//! | renamed (logrotate `create`), new file at the old path | keeps the renamed file open and reads it to its end (the writer may still append until it reopens), then closes it after `close_inactive` without data; the new file is a new identity, read from 0 |
+//! | renamed to a name the globs still match | the same file (same identity): reading goes on |
+//! | truncated in place (`copytruncate`) | size below the read position, or different first bytes: a new generation read from 0 |
+//! | deleted | read to its end through the open descriptor, closed after `close_inactive` |
+//! | inode reused by a new file | the fingerprint differs from the registry's: read from 0 |
+//! | line longer than `max_line_bytes` | cut (`log.flags: truncated`), counted, the rest skipped |
+//! | last line without newline | held until the newline arrives (or the file is let go of for good) |
+//!
+//! For no loss across a restart during rotation, let the globs match the rotated name too
+//! (`access.log*` with `exclude: ["*.gz"]`): a file renamed out of the globs cannot be found
+//! again after a restart. With `copytruncate`, do the opposite: exclude the copies, which are
+//! new files holding lines already shipped.
+
+mod lines;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::access::AccessMetrics;
+use crate::names;
+use crate::parse::Parser;
+use crate::record::{FileKey, Position, Record, now_unix_nano};
+use crate::registry::{Fingerprint, Registry};
+
+use lines::{Line, LineSplitter};
+
+/// Where the tailer starts reading files without a registry entry found at start-up.
+pub use crate::config::StartAt;
+
+/// One input as the tailer runs it.
+#[derive(Debug)]
+pub struct InputSpec {
+    /// Name (the `input` label).
+    pub name: String,
+    /// `service.name` of its records.
+    pub service: String,
+    /// Globs.
+    pub paths: Vec<String>,
+    /// Globs of paths left out.
+    pub exclude: Vec<glob::Pattern>,
+    /// Parser.
+    pub parser: Parser,
+    /// Access metrics, for nginx inputs.
+    pub access: Option<Arc<AccessMetrics>>,
+    /// Longest line kept whole, bytes.
+    pub max_line_bytes: usize,
+    /// Bytes hashed for the identity.
+    pub fingerprint_bytes: usize,
+    /// Close a file at its end after this long without data.
+    pub close_inactive: Duration,
+    /// Where files without a registry entry found at start-up are read from.
+    pub start_at: StartAt,
+}
+
+/// The tailer stopped because the pipeline closed its channel or asked it to stop.
+#[derive(Debug, thiserror::Error)]
+#[error("the tailer was stopped")]
+pub struct Stopped;
+
+#[derive(Debug)]
+struct Tracked {
+    input: usize,
+    key: FileKey,
+    path: Arc<str>,
+    file: Option<File>,
+    lines: LineSplitter,
+    fingerprint: Fingerprint,
+    last_data: Instant,
+    matched: bool,
+    size: u64,
+}
+
+/// Reads the inputs' files. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Tailer {
+    inputs: Vec<InputSpec>,
+    input_names: Vec<Arc<str>>,
+    services: Vec<Arc<str>>,
+    registry: Arc<Mutex<Registry>>,
+    tx: mpsc::Sender<Record>,
+    stop: Arc<AtomicBool>,
+    files: HashMap<(u64, u64), Tracked>,
+    first_scan: bool,
+    chunk: Vec<u8>,
+}
+
+fn lock(r: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
+    r.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn fingerprint(file: &File, len: u64) -> std::io::Result<Fingerprint> {
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file.read_at(&mut buf[filled..], filled as u64)?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    Ok(Fingerprint::of(&buf))
+}
+
+impl Tailer {
+    /// A tailer over `inputs`, resuming from `registry`, sending records to `tx`. It stops
+    /// when `stop` is set or `tx` is closed.
+    pub fn new(
+        inputs: Vec<InputSpec>,
+        registry: Arc<Mutex<Registry>>,
+        tx: mpsc::Sender<Record>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            input_names: inputs.iter().map(|i| Arc::from(i.name.as_str())).collect(),
+            services: inputs
+                .iter()
+                .map(|i| Arc::from(i.service.as_str()))
+                .collect(),
+            inputs,
+            registry,
+            tx,
+            stop,
+            files: HashMap::new(),
+            first_scan: true,
+            chunk: vec![0; 64 * 1024],
+        }
+    }
+
+    /// Polls every `interval` until stopped. Blocking: run it on its own thread.
+    pub fn run(mut self, interval: Duration) {
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.poll().is_err() {
+                return;
+            }
+            let deadline = Instant::now() + interval;
+            while Instant::now() < deadline {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep((deadline - Instant::now()).min(Duration::from_millis(50)));
+            }
+        }
+    }
+
+    /// One pass: expand the globs, notice new, renamed, truncated and deleted files, read
+    /// every open file to its current end.
+    ///
+    /// # Errors
+    ///
+    /// [`Stopped`] when the pipeline is gone or stopping.
+    pub fn poll(&mut self) -> Result<(), Stopped> {
+        self.scan();
+        self.first_scan = false;
+        // Files that left the globs (rotated away, deleted) first: finish the old file before
+        // the new one.
+        let mut order: Vec<((u64, u64), bool, Arc<str>)> = self
+            .files
+            .iter()
+            .map(|(k, t)| (*k, t.matched, t.path.clone()))
+            .collect();
+        order.sort_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
+        for (k, _, _) in order {
+            self.service_file(k)?;
+        }
+        self.report();
+        Ok(())
+    }
+
+    fn scan(&mut self) {
+        for t in self.files.values_mut() {
+            t.matched = false;
+        }
+        let mut seen: HashSet<(u64, u64)> = HashSet::new();
+        for idx in 0..self.inputs.len() {
+            let mut paths: Vec<PathBuf> = Vec::new();
+            for g in &self.inputs[idx].paths {
+                match glob::glob(g) {
+                    Ok(it) => paths.extend(it.filter_map(Result::ok)),
+                    Err(e) => {
+                        tracing::warn!(input = %self.inputs[idx].name, glob = %g, error = %e, "invalid glob")
+                    }
+                }
+            }
+            paths.sort();
+            paths.dedup();
+            for path in paths {
+                if self.inputs[idx]
+                    .exclude
+                    .iter()
+                    .any(|p| p.matches_path(&path))
+                {
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                let k = (meta.dev(), meta.ino());
+                if !seen.insert(k) {
+                    continue; // the same file twice (a link, overlapping globs)
+                }
+                if let Some(t) = self.files.get_mut(&k) {
+                    t.matched = true;
+                    if *t.path != *path.to_string_lossy() {
+                        tracing::info!(from = %t.path, to = %path.display(), "file renamed");
+                        t.path = Arc::from(path.to_string_lossy().as_ref());
+                        lock(&self.registry).update(t.key, &path, t.fingerprint);
+                    }
+                    if t.file.is_none() && meta.len() != t.lines.read_pos() {
+                        match File::open(&path) {
+                            Ok(f) => {
+                                t.file = Some(f);
+                                t.last_data = Instant::now();
+                            }
+                            Err(e) => {
+                                tracing::warn!(path = %path.display(), error = %e, "cannot reopen")
+                            }
+                        }
+                    }
+                } else {
+                    self.discover(idx, &path);
+                }
+            }
+        }
+        // Closed files that are gone from the globs are let go of.
+        let gone: Vec<(u64, u64)> = self
+            .files
+            .iter()
+            .filter(|(_, t)| !t.matched && t.file.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            if let Some(t) = self.files.remove(&k) {
+                lock(&self.registry).forget(t.key, t.lines.line_start());
+            }
+        }
+    }
+
+    fn discover(&mut self, idx: usize, path: &Path) {
+        let input = &self.inputs[idx];
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open");
+                return;
+            }
+        };
+        let Ok(meta) = file.metadata() else { return };
+        let (dev, ino, size) = (meta.dev(), meta.ino(), meta.len());
+        let fp_len = size.min(input.fingerprint_bytes as u64);
+        let Ok(fp) = fingerprint(&file, fp_len) else {
+            return;
+        };
+        let mut registry = lock(&self.registry);
+        let start = match registry.get(dev, ino) {
+            // Same identity: resume, unless it is now shorter than the offset (truncated and
+            // refilled), then from 0.
+            Some(e)
+                if e.fingerprint.len <= size
+                    && fingerprint(&file, e.fingerprint.len).ok() == Some(e.fingerprint) =>
+            {
+                Some(e.offset).filter(|o| *o <= size).unwrap_or(0)
+            }
+            Some(_) => {
+                tracing::info!(path = %path.display(), "inode reused by a new file: reading from the start");
+                metrics::counter!(names::FILES_RESTARTED, names::INPUT => input.name.clone())
+                    .increment(1);
+                0
+            }
+            None if self.first_scan && input.start_at == StartAt::End => size,
+            None => 0,
+        };
+        let key = FileKey {
+            dev,
+            ino,
+            generation: 0,
+        };
+        registry.track(key, path, fp, start);
+        drop(registry);
+        tracing::info!(path = %path.display(), offset = start, "tailing");
+        self.files.insert(
+            (dev, ino),
+            Tracked {
+                input: idx,
+                key,
+                path: Arc::from(path.to_string_lossy().as_ref()),
+                file: Some(file),
+                lines: LineSplitter::new(input.max_line_bytes, start),
+                fingerprint: fp,
+                last_data: Instant::now(),
+                matched: true,
+                size,
+            },
+        );
+    }
+
+    /// Checks a tracked file for truncation, reads it to its end, closes it when inactive.
+    fn service_file(&mut self, k: (u64, u64)) -> Result<(), Stopped> {
+        let Some(mut t) = self.files.remove(&k) else {
+            return Ok(());
+        };
+        let result = self.service_tracked(&mut t);
+        let keep = match &result {
+            Ok(keep) => *keep,
+            Err(_) => true,
+        };
+        if keep {
+            self.files.insert(k, t);
+        }
+        result.map(|_| ())
+    }
+
+    fn service_tracked(&mut self, t: &mut Tracked) -> Result<bool, Stopped> {
+        let Some(file) = t.file.as_ref() else {
+            return Ok(true);
+        };
+        let input = &self.inputs[t.input];
+        let size = file.metadata().map(|m| m.len()).unwrap_or(t.size);
+        t.size = size;
+        let truncated = size < t.lines.read_pos();
+        let rewritten = !truncated
+            && t.fingerprint.len > 0
+            && fingerprint(file, t.fingerprint.len).ok() != Some(t.fingerprint);
+        if truncated || rewritten {
+            tracing::info!(path = %t.path, size, read = t.lines.read_pos(), "file truncated or rewritten: reading from the start");
+            metrics::counter!(names::FILES_RESTARTED, names::INPUT => input.name.clone())
+                .increment(1);
+            t.key.generation = t.key.generation.wrapping_add(1);
+            t.lines.reset(0);
+            t.fingerprint =
+                fingerprint(file, size.min(input.fingerprint_bytes as u64)).unwrap_or_default();
+            lock(&self.registry).track(t.key, Path::new(&*t.path), t.fingerprint, 0);
+        } else if t.fingerprint.len < input.fingerprint_bytes as u64
+            && size > t.fingerprint.len
+            && let Ok(fp) = fingerprint(file, size.min(input.fingerprint_bytes as u64))
+        {
+            t.fingerprint = fp;
+            lock(&self.registry).update(t.key, Path::new(&*t.path), fp);
+        }
+        let read = self.read_available(t)?;
+        if read > 0 {
+            t.last_data = Instant::now();
+            return Ok(true);
+        }
+        let input = &self.inputs[t.input];
+        if t.last_data.elapsed() < input.close_inactive {
+            return Ok(true);
+        }
+        t.file = None;
+        if t.matched {
+            // Still wanted: reopened when it grows; an unfinished line is read again then.
+            let start = t.lines.line_start();
+            t.lines.reset(start);
+            tracing::debug!(path = %t.path, "closed inactive file");
+            Ok(true)
+        } else {
+            // Rotated away or deleted, and quiet: the last line without newline is final.
+            if let Some(line) = t.lines.finish() {
+                let now = now_unix_nano();
+                if !self.emit(t, line, now) {
+                    return Err(Stopped);
+                }
+            }
+            lock(&self.registry).forget(t.key, t.lines.read_pos());
+            tracing::info!(path = %t.path, "finished rotated or deleted file");
+            Ok(false)
+        }
+    }
+
+    /// Reads `t` to its current end. Returns the number of bytes read.
+    fn read_available(&mut self, t: &mut Tracked) -> Result<u64, Stopped> {
+        let Some(file) = t.file.take() else {
+            return Ok(0);
+        };
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let mut total = 0u64;
+        let result = loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break Err(Stopped);
+            }
+            let n = match file.read_at(&mut chunk, t.lines.read_pos()) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(path = %t.path, error = %e, "read failed");
+                    break Ok(());
+                }
+            };
+            total += n as u64;
+            let now = now_unix_nano();
+            let mut lines = Vec::new();
+            t.lines.push(&chunk[..n], |l| {
+                lines.push(l);
+                true
+            });
+            let mut ok = true;
+            for line in lines {
+                if !self.emit(t, line, now) {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                break Err(Stopped);
+            }
+        };
+        self.chunk = chunk;
+        t.file = Some(file);
+        if total > 0 {
+            metrics::counter!(names::BYTES_READ, names::INPUT => self.inputs[t.input].name.clone())
+                .increment(total);
+        }
+        result.map(|()| total)
+    }
+
+    /// Parses and sends one line; false when the pipeline is gone.
+    fn emit(&self, t: &Tracked, line: Line, observed: u64) -> bool {
+        let input = &self.inputs[t.input];
+        let name = &self.input_names[t.input];
+        metrics::counter!(names::LINES_READ, names::INPUT => name.to_string()).increment(1);
+        if line.truncated {
+            metrics::counter!(names::LINES_TRUNCATED, names::INPUT => name.to_string())
+                .increment(1);
+        }
+        let text = match String::from_utf8(line.bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        let parsed = input.parser.parse(text);
+        if !parsed.ok {
+            metrics::counter!(names::PARSE_ERRORS, names::INPUT => name.to_string()).increment(1);
+        }
+        if let (Some(access), Some(m)) = (&parsed.access, &input.access) {
+            m.observe(access);
+        }
+        let record = Record {
+            input: name.clone(),
+            service: self.services[t.input].clone(),
+            path: t.path.clone(),
+            position: Position {
+                key: t.key,
+                end: line.end,
+            },
+            time_unix_nano: parsed.time_unix_nano,
+            observed_unix_nano: observed,
+            level: parsed.level,
+            body: parsed.body,
+            attributes: parsed.attributes,
+            trace_id: parsed.trace_id,
+            span_id: parsed.span_id,
+            truncated: line.truncated,
+        };
+        // Blocks while the queue is full: this is the backpressure that pauses reading.
+        self.tx.blocking_send(record).is_ok()
+    }
+
+    fn report(&self) {
+        for (idx, input) in self.inputs.iter().enumerate() {
+            let (mut open, mut lag) = (0u64, 0u64);
+            for t in self.files.values().filter(|t| t.input == idx) {
+                if t.file.is_some() {
+                    open += 1;
+                }
+                lag += t.size.saturating_sub(t.lines.read_pos());
+            }
+            metrics::gauge!(names::FILES_OPEN, names::INPUT => input.name.clone()).set(open as f64);
+            metrics::gauge!(names::LAG_BYTES, names::INPUT => input.name.clone()).set(lag as f64);
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The tailer and registry through the whole pipeline, in process: rotation, copytruncate,
+//! reused inodes, restarts, long and partial lines, retries under backpressure.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{Memory, append, counts, start, wait_until, yaml};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_by_rename_and_create_while_appending_ships_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    // Only the live name is matched: the renamed file must be finished through its open
+    // descriptor.
+    let out = Memory::default();
+    let running = start(
+        &yaml(dir.path(), &log.display().to_string(), ""),
+        out.clone(),
+    );
+    let n = 600;
+    let writer = {
+        let log = log.clone();
+        let dir = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            for i in 0..n {
+                if i == n / 2 {
+                    // logrotate: rename; the writer keeps writing to the old file for a while.
+                    std::fs::rename(&log, dir.join("app.log.1")).unwrap();
+                }
+                if i == n / 2 + 50 {
+                    // ... then reopens: a new file at the old path.
+                    f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .unwrap();
+                }
+                // Half lines now and then: the tailer must hold them until the newline.
+                let line = format!("line {i}\n");
+                if i % 7 == 0 {
+                    f.write_all(&line.as_bytes()[..3]).unwrap();
+                    f.flush().unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(3));
+                    f.write_all(&line.as_bytes()[3..]).unwrap();
+                } else {
+                    f.write_all(line.as_bytes()).unwrap();
+                }
+                if i % 10 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+            f.write_all(b"sentinel\n").unwrap();
+        })
+    };
+    writer.await.unwrap();
+    assert!(
+        wait_until(|| out.has("sentinel")).await,
+        "{:?}",
+        out.bodies().len()
+    );
+    assert!(
+        wait_until(|| out.bodies().len() > n).await,
+        "lines missing: got {}",
+        out.bodies().len()
+    );
+    running.stop().await;
+    let c = counts(&out.bodies());
+    for i in 0..n {
+        assert_eq!(c.get(&format!("line {i}")), Some(&1), "line {i}");
+    }
+    assert_eq!(out.bodies().len(), n + 1, "no duplicates, nothing else");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_reads_the_new_content_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = Memory::default();
+    // The copies are excluded: they hold lines already shipped.
+    let running = start(
+        &yaml(
+            dir.path(),
+            &dir.path().join("app.log*").display().to_string(),
+            "    exclude: ['*.1']\n",
+        ),
+        out.clone(),
+    );
+    let block = |from: usize, to: usize| {
+        (from..to)
+            .map(|i| format!("entry number {i:05}\n"))
+            .collect::<String>()
+    };
+    append(&log, &block(0, 100));
+    assert!(wait_until(|| out.bodies().len() == 100).await);
+    // copytruncate, then fewer bytes than were read: the size shrinks below the offset.
+    std::fs::copy(&log, dir.path().join("app.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, &block(100, 110));
+    assert!(
+        wait_until(|| out.bodies().len() == 110).await,
+        "{}",
+        out.bodies().len()
+    );
+    // copytruncate again, then more bytes than were read before the tailer looks: only the
+    // first bytes (the fingerprint) tell.
+    std::fs::copy(&log, dir.path().join("app.log.1")).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    f.set_len(0).unwrap();
+    drop(f);
+    append(&log, &block(110, 400));
+    append(&log, "sentinel\n");
+    assert!(wait_until(|| out.has("sentinel")).await);
+    running.stop().await;
+    let c = counts(&out.bodies());
+    for i in 0..400 {
+        assert_eq!(
+            c.get(&format!("entry number {i:05}")),
+            Some(&1),
+            "entry {i}"
+        );
+    }
+    assert_eq!(out.bodies().len(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_inode_with_different_content_is_a_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let config = yaml(dir.path(), &log.display().to_string(), "");
+    append(
+        &log,
+        &(0..100).map(|i| format!("old {i}\n")).collect::<String>(),
+    );
+    let out = Memory::default();
+    let running = start(&config, out.clone());
+    assert!(wait_until(|| out.bodies().len() == 100).await);
+    running.stop().await;
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&log).unwrap());
+
+    // While the shipper is down, the inode gets new, longer content (what a deleted file's
+    // inode reused by a new file looks like): device and inode match the registry, the
+    // offset is within the file, only the fingerprint differs.
+    std::fs::write(
+        &log,
+        (0..150).map(|i| format!("new {i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&log).unwrap()),
+        ino
+    );
+    let out = Memory::default();
+    let running = start(&config, out.clone());
+    assert!(
+        wait_until(|| out.bodies().len() >= 150).await,
+        "{}",
+        out.bodies().len()
+    );
+    running.stop().await;
+    let bodies = out.bodies();
+    assert_eq!(bodies.len(), 150);
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(b, &format!("new {i}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_from_the_registry_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let config = yaml(dir.path(), &log.display().to_string(), "");
+    append(
+        &log,
+        &(0..100).map(|i| format!("a {i}\n")).collect::<String>(),
+    );
+    let out = Memory::default();
+    let running = start(&config, out.clone());
+    assert!(wait_until(|| out.bodies().len() == 100).await);
+    running.stop().await;
+
+    let registry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("registry.json")).unwrap()).unwrap();
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert_eq!(registry["files"][0]["offset"], size);
+
+    append(
+        &log,
+        &(0..50).map(|i| format!("b {i}\n")).collect::<String>(),
+    );
+    append(&log, "partial without newline");
+    let out = Memory::default();
+    let running = start(&config, out.clone());
+    assert!(wait_until(|| out.bodies().len() == 50).await);
+    // The unfinished line is held until its newline arrives.
+    append(&log, "... finished\n");
+    assert!(wait_until(|| out.bodies().len() == 51).await);
+    running.stop().await;
+    let bodies = out.bodies();
+    for (i, b) in bodies.iter().take(50).enumerate() {
+        assert_eq!(b, &format!("b {i}"));
+    }
+    assert_eq!(bodies[50], "partial without newline... finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_are_cut_and_counted_as_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = Memory::default();
+    let running = start(
+        &yaml(
+            dir.path(),
+            &log.display().to_string(),
+            "    max_line_bytes: 16\n",
+        ),
+        out.clone(),
+    );
+    append(&log, &format!("{}\nshort\n", "x".repeat(100_000)));
+    assert!(wait_until(|| out.bodies().len() == 2).await);
+    running.stop().await;
+    let records = out.records.lock().unwrap().clone();
+    assert_eq!(records[0].body, "x".repeat(16));
+    assert!(records[0].truncated);
+    assert_eq!(records[1].body, "short");
+    assert!(!records[1].truncated);
+    assert_eq!(records[1].position.end, 100_001 + 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_is_read_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = Memory::default();
+    let running = start(
+        &yaml(dir.path(), &log.display().to_string(), ""),
+        out.clone(),
+    );
+    append(&log, "one\n");
+    assert!(wait_until(|| out.bodies().len() == 1).await);
+    // The writer still has it open after the unlink and writes on.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    std::io::Write::write_all(&mut f, b"two\nthree\n").unwrap();
+    assert!(
+        wait_until(|| out.bodies().len() == 3).await,
+        "{:?}",
+        out.bodies()
+    );
+    running.stop().await;
+    assert_eq!(out.bodies(), ["one", "two", "three"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_under_backpressure_deliver_everything_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = Memory::default();
+    out.fail_first.store(8, Ordering::SeqCst);
+    let running = start(
+        &yaml(dir.path(), &log.display().to_string(), ""),
+        out.clone(),
+    );
+    // Far more than the queue (100 events) holds: the tailer must wait for the output.
+    append(
+        &log,
+        &(0..1000).map(|i| format!("e {i}\n")).collect::<String>(),
+    );
+    assert!(wait_until(|| out.bodies().len() >= 1000).await);
+    running.stop().await;
+    assert_eq!(out.failures.load(Ordering::SeqCst), 8);
+    let bodies = out.bodies();
+    assert_eq!(bodies.len(), 1000);
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(b, &format!("e {i}"));
+    }
+    assert!(out.batches.lock().unwrap().iter().all(|n| *n <= 50));
+}
