@@ -4,7 +4,7 @@
 //! `@ start()` and `@ end()` refer to the outermost query's bounds throughout.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
@@ -21,6 +21,7 @@ use promql_parser::parser::{
 };
 
 use super::functions::{self, Arg, CallCtx, RangeArg};
+use super::fxhash::{FxMap, FxSet};
 use super::numeric::{format_go_float, kahan_inc, quantile};
 use super::storage::Matcher;
 use super::value::{Labels, Point, Sample, Series, Value, is_stale};
@@ -213,19 +214,17 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Vec<Sample>> {
         let matchers = self.compiled(vs)?;
         let reference = self.reference_time(&vs.at, &vs.offset, t);
-        let series = self
-            .storage
-            .select(&matchers, reference - self.engine.lookback_ms, reference);
-        self.check_limits(series.len())?;
-        Ok(series
+        let latest =
+            self.storage
+                .select_latest(&matchers, reference - self.engine.lookback_ms, reference);
+        self.check_limits(latest.len())?;
+        Ok(latest
             .into_iter()
-            .filter_map(|s| {
-                let last = *s.points.last()?;
-                (!is_stale(last.v)).then_some(Sample {
-                    labels: s.labels,
-                    t: if keep_timestamps { last.t } else { t },
-                    v: last.v,
-                })
+            .filter(|(_, p)| !is_stale(p.v))
+            .map(|(labels, p)| Sample {
+                labels,
+                t: if keep_timestamps { p.t } else { t },
+                v: p.v,
             })
             .collect())
     }
@@ -356,7 +355,7 @@ impl<'a> Evaluator<'a> {
         };
         let id = op.id();
         // Group in order of first appearance, as Prometheus outputs them.
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut index: FxMap<Labels, usize> = FxMap::default();
         let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
         let count_values_label = if id == T_COUNT_VALUES {
             match a.param.as_deref().map(|p| self.eval(p, t)).transpose()? {
@@ -499,7 +498,7 @@ impl<'a> Evaluator<'a> {
         };
         match op {
             T_LAND => {
-                let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels)).collect();
+                let right: FxSet<Labels> = rhs.iter().map(|s| signature(&s.labels)).collect();
                 return Ok(lhs
                     .into_iter()
                     .filter(|s| right.contains(&signature(&s.labels)))
@@ -507,7 +506,7 @@ impl<'a> Evaluator<'a> {
                     .collect());
             }
             T_LUNLESS => {
-                let right: HashSet<Labels> = rhs.iter().map(|s| signature(&s.labels)).collect();
+                let right: FxSet<Labels> = rhs.iter().map(|s| signature(&s.labels)).collect();
                 return Ok(lhs
                     .into_iter()
                     .filter(|s| !right.contains(&signature(&s.labels)))
@@ -515,7 +514,7 @@ impl<'a> Evaluator<'a> {
                     .collect());
             }
             T_LOR => {
-                let left: HashSet<Labels> = lhs.iter().map(|s| signature(&s.labels)).collect();
+                let left: FxSet<Labels> = lhs.iter().map(|s| signature(&s.labels)).collect();
                 let mut out: Vec<Sample> = lhs.into_iter().map(|s| Sample { t, ..s }).collect();
                 out.extend(
                     rhs.into_iter()
@@ -541,7 +540,7 @@ impl<'a> Evaluator<'a> {
         };
         // `many` is the side whose samples each produce one output; `one` is looked up.
         let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-        let mut one_by_sig: HashMap<Labels, &Sample> = HashMap::with_capacity(one.len());
+        let mut one_by_sig: FxMap<Labels, &Sample> = FxMap::default();
         for s in &one {
             let sig = signature(&s.labels);
             if let Some(dup) = one_by_sig.get(&sig) {
@@ -561,7 +560,7 @@ impl<'a> Evaluator<'a> {
             one_by_sig.insert(sig, s);
         }
         let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-        let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+        let mut matched: FxMap<Labels, FxSet<Labels>> = FxMap::default();
         let mut out = Vec::new();
         for m in &many {
             let sig = signature(&m.labels);
@@ -720,7 +719,7 @@ fn check_unique(v: &[Sample]) -> Result<()> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen = HashSet::with_capacity(v.len());
+    let mut seen = FxSet::default();
     for s in v {
         if !seen.insert(&s.labels) {
             return Err(EvalError::new(

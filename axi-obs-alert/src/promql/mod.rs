@@ -21,8 +21,10 @@
 //! assert!((v[0].v - 2.0).abs() < 1e-9);
 //! ```
 
+mod chunk;
 mod eval;
 mod functions;
+mod fxhash;
 mod numeric;
 pub mod storage;
 pub mod value;
@@ -32,7 +34,7 @@ use std::time::Duration;
 pub use promql_parser::parser::Expr;
 
 pub use numeric::format_go_float;
-pub use storage::{Matcher, MemStorage, Storage};
+pub use storage::{Matcher, MemStorage, Storage, StorageStats};
 pub use value::{Labels, Point, Sample, Series, Value};
 
 /// An error evaluating a query. The message is Prometheus's wording where Prometheus has one.

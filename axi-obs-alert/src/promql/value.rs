@@ -1,6 +1,7 @@
 //! The values PromQL works on: label sets, samples, series, and the four result types.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The label that holds a metric's name.
 pub const METRIC_NAME: &str = "__name__";
@@ -19,13 +20,16 @@ pub fn is_stale(v: f64) -> bool {
 }
 
 /// A label set, kept sorted by name with unique names and no empty values.
+///
+/// Cloning is cheap: the set is shared (reference counted), and so are its names and values,
+/// so a query touching 10,000 series does not copy 10,000 label sets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Arc<Vec<(Arc<str>, Arc<str>)>>);
 
 impl Labels {
     /// The empty set.
-    pub const fn new() -> Self {
-        Labels(Vec::new())
+    pub fn new() -> Self {
+        Labels::default()
     }
 
     /// Builds a set from pairs in any order; empty values are dropped and a later pair wins
@@ -40,12 +44,13 @@ impl Labels {
         ls
     }
 
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(name))
+    }
+
     /// The value of `name`, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].1.as_str())
+        self.position(name).ok().map(|i| &*self.0[i].1)
     }
 
     /// The metric name, if set.
@@ -55,55 +60,54 @@ impl Labels {
 
     /// Sets `name` to `value`; an empty value removes the label.
     pub fn set(&mut self, name: String, value: String) {
-        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&name)) {
+        match self.position(&name) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                Arc::make_mut(&mut self.0).remove(i);
             }
-            Ok(i) => self.0[i].1 = value,
+            Ok(i) => {
+                if *self.0[i].1 != *value {
+                    Arc::make_mut(&mut self.0)[i].1 = value.into();
+                }
+            }
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, (name, value)),
+            Err(i) => Arc::make_mut(&mut self.0).insert(i, (name.into(), value.into())),
         }
     }
 
     /// Removes `name`.
     pub fn remove(&mut self, name: &str) {
-        if let Ok(i) = self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-            self.0.remove(i);
+        if let Ok(i) = self.position(name) {
+            Arc::make_mut(&mut self.0).remove(i);
         }
     }
 
     /// The same set without `__name__`.
     pub fn without_name(&self) -> Labels {
-        let mut ls = self.clone();
-        ls.remove(METRIC_NAME);
-        ls
+        if self.position(METRIC_NAME).is_err() {
+            return self.clone();
+        }
+        self.filtered(|k| k != METRIC_NAME)
+    }
+
+    fn filtered(&self, keep: impl Fn(&str) -> bool) -> Labels {
+        Labels(Arc::new(
+            self.0.iter().filter(|(k, _)| keep(k)).cloned().collect(),
+        ))
     }
 
     /// Only the labels named in `names` (`on`, `by`).
     pub fn keep(&self, names: &[String]) -> Labels {
-        Labels(
-            self.0
-                .iter()
-                .filter(|(k, _)| names.iter().any(|n| n == k))
-                .cloned()
-                .collect(),
-        )
+        self.filtered(|k| names.iter().any(|n| n == k))
     }
 
     /// All labels except those named in `names` and `__name__` (`ignoring`, `without`).
     pub fn drop_names(&self, names: &[String]) -> Labels {
-        Labels(
-            self.0
-                .iter()
-                .filter(|(k, _)| k != METRIC_NAME && !names.iter().any(|n| n == k))
-                .cloned()
-                .collect(),
-        )
+        self.filtered(|k| k != METRIC_NAME && !names.iter().any(|n| n == k))
     }
 
     /// The pairs, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 
     /// How many labels.
