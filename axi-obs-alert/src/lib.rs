@@ -2,6 +2,9 @@
 //!
 //! Built in slices; present now:
 //!
+//! - [`delivery`]: Alertmanager configuration (strict), routing and group keys exactly as
+//!   Alertmanager, webhook payload v4, DingTalk and WeCom robots, and a Prometheus-style
+//!   sender to real Alertmanagers (`POST /api/v2/alerts`).
 //! - [`promql`]: parse with `promql-parser` plus Prometheus's extra checks, evaluate instant
 //!   and range queries over any [`promql::Storage`] with Prometheus 3 semantics (left-open
 //!   windows, 5 m lookback, staleness markers, rate extrapolation, every stable float
@@ -15,9 +18,12 @@
 //! - [`template`]: Go `text/template` with Prometheus's template functions, for alert labels
 //!   and annotations.
 //! - [`unittest`]: rule unit tests in promtool's format (`axi-alert test`).
+//! - [`daemon`] and [`scrape`]: `axi-alert run`, the standalone evaluator scraping static
+//!   targets with a Prometheus-compatible configuration.
 //!
-//! Next: `for` restore, aligned scheduling, the standalone evaluator (`axi-alert run`) with
-//! scrape and remote-Prometheus sources, and Alertmanager-compatible delivery.
+//! Next: `for` restore, Prometheus's group offsets, the in-process and remote-Prometheus
+//! sources; for delivery, the router runtime (aggregation groups, notification log, silences,
+//! inhibition), mail, retries and the Alertmanager-compatible API.
 //!
 //! ```
 //! use axi_obs_alert::promql::{parse, Engine, Labels, MemStorage, Value};
@@ -35,8 +41,11 @@
 //! ```
 
 mod civil;
+pub mod daemon;
+pub mod delivery;
 pub mod promql;
 pub mod promqltest;
 pub mod rules;
+pub mod scrape;
 pub mod template;
 pub mod unittest;

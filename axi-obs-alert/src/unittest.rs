@@ -211,7 +211,7 @@ fn resolve_rule_files(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, 
 }
 
 /// `*` and `?` wildcards (no character classes), as far as rule-file globs need.
-fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     fn go(p: &[u8], n: &[u8]) -> bool {
         match (p.first(), n.first()) {
             (None, None) => true,

@@ -76,25 +76,108 @@ fn expr() -> impl Strategy<Value = String> {
         let range = range.clone();
         let number = number.clone();
         prop_oneof![
-            (inner.clone(), prop::sample::select(vec!["+", "-", "*", "/", "%", "^", "atan2", "==", "!=", ">", "<", ">=", "<=", "> bool", "and", "or", "unless"]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(vec![
+                    "+", "-", "*", "/", "%", "^", "atan2", "==", "!=", ">", "<", ">=", "<=",
+                    "> bool", "and", "or", "unless"
+                ]),
+                inner.clone()
+            )
                 .prop_map(|(a, op, b)| format!("({a}) {op} ({b})")),
-            (inner.clone(), prop::sample::select(vec!["on(job)", "ignoring(instance)", "on(job) group_left(instance)", "on() group_right"]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(vec![
+                    "on(job)",
+                    "ignoring(instance)",
+                    "on(job) group_left(instance)",
+                    "on() group_right"
+                ]),
+                inner.clone()
+            )
                 .prop_map(|(a, m, b)| format!("({a}) * {m} ({b})")),
-            (prop::sample::select(vec!["sum", "avg", "min", "max", "count", "stddev", "stdvar", "group"]), inner.clone())
+            (
+                prop::sample::select(vec![
+                    "sum", "avg", "min", "max", "count", "stddev", "stdvar", "group"
+                ]),
+                inner.clone()
+            )
                 .prop_map(|(agg, a)| format!("{agg} by (job) ({a})")),
-            (prop::sample::select(vec!["topk", "bottomk", "quantile"]), number.clone(), inner.clone())
+            (
+                prop::sample::select(vec!["topk", "bottomk", "quantile"]),
+                number.clone(),
+                inner.clone()
+            )
                 .prop_map(|(agg, k, a)| format!("{agg}({k}, {a})")),
-            inner.clone().prop_map(|a| format!("count_values(\"v\", {a})")),
-            (prop::sample::select(vec!["abs", "ceil", "floor", "exp", "ln", "sqrt", "sgn", "round", "timestamp", "absent", "sort", "sort_desc", "hour", "month", "year", "days_in_month", "deg", "acosh", "scalar", "-"]), inner.clone())
-                .prop_map(|(f, a)| if f == "-" { format!("-({a})") } else { format!("{f}({a})") }),
-            (prop::sample::select(vec!["rate", "irate", "increase", "delta", "idelta", "deriv", "resets", "changes", "avg_over_time", "sum_over_time", "count_over_time", "stddev_over_time", "last_over_time", "present_over_time", "absent_over_time", "max_over_time"]), selector.clone(), range.clone())
+            inner
+                .clone()
+                .prop_map(|a| format!("count_values(\"v\", {a})")),
+            (
+                prop::sample::select(vec![
+                    "abs",
+                    "ceil",
+                    "floor",
+                    "exp",
+                    "ln",
+                    "sqrt",
+                    "sgn",
+                    "round",
+                    "timestamp",
+                    "absent",
+                    "sort",
+                    "sort_desc",
+                    "hour",
+                    "month",
+                    "year",
+                    "days_in_month",
+                    "deg",
+                    "acosh",
+                    "scalar",
+                    "-"
+                ]),
+                inner.clone()
+            )
+                .prop_map(|(f, a)| if f == "-" {
+                    format!("-({a})")
+                } else {
+                    format!("{f}({a})")
+                }),
+            (
+                prop::sample::select(vec![
+                    "rate",
+                    "irate",
+                    "increase",
+                    "delta",
+                    "idelta",
+                    "deriv",
+                    "resets",
+                    "changes",
+                    "avg_over_time",
+                    "sum_over_time",
+                    "count_over_time",
+                    "stddev_over_time",
+                    "last_over_time",
+                    "present_over_time",
+                    "absent_over_time",
+                    "max_over_time"
+                ]),
+                selector.clone(),
+                range.clone()
+            )
                 .prop_map(|(f, s, r)| format!("{f}({s}{r})")),
             (selector.clone(), range).prop_map(|(s, r)| format!("quantile_over_time(0.9, {s}{r})")),
-            (number.clone(), inner.clone()).prop_map(|(q, a)| format!("histogram_quantile({q}, {a})")),
-            (number.clone(), inner.clone()).prop_map(|(n, a)| format!("predict_linear(m[5m], {n}) + ({a})")),
-            (number.clone(), number, inner.clone()).prop_map(|(a, b, x)| format!("clamp({x}, {a}, {b})")),
-            inner.clone().prop_map(|a| format!("label_replace({a}, \"dst\", \"$1-$2\", \"job\", \"(.)(.*)\")")),
-            inner.clone().prop_map(|a| format!("label_join({a}, \"dst\", \",\", \"job\", \"instance\")")),
+            (number.clone(), inner.clone())
+                .prop_map(|(q, a)| format!("histogram_quantile({q}, {a})")),
+            (number.clone(), inner.clone())
+                .prop_map(|(n, a)| format!("predict_linear(m[5m], {n}) + ({a})")),
+            (number.clone(), number, inner.clone())
+                .prop_map(|(a, b, x)| format!("clamp({x}, {a}, {b})")),
+            inner.clone().prop_map(|a| format!(
+                "label_replace({a}, \"dst\", \"$1-$2\", \"job\", \"(.)(.*)\")"
+            )),
+            inner
+                .clone()
+                .prop_map(|a| format!("label_join({a}, \"dst\", \",\", \"job\", \"instance\")")),
             inner.clone().prop_map(|a| format!("vector(scalar({a}))")),
             inner.prop_map(|a| format!("max_over_time(({a})[10m:1m])")),
         ]

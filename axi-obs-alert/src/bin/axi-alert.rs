@@ -40,6 +40,22 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run the standalone evaluator: scrape the configured targets, evaluate the rule files,
+    /// answer `/api/v1/alerts` (Prometheus's shape), `/-/ready` and `POST /-/reload`.
+    ///
+    /// The configuration is a subset of Prometheus's `prometheus.yml` (`global`,
+    /// `rule_files`, `scrape_configs` with `static_configs`), so the same file works for
+    /// both. SIGHUP, `POST /-/reload` or a change to the configuration or a rule file
+    /// reloads; a bad reload keeps the running rules and logs why. Delivery to Alertmanager
+    /// is not part of this command yet.
+    Run {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// HTTP address.
+        #[arg(long, default_value = "127.0.0.1:9095")]
+        listen: std::net::SocketAddr,
+    },
     /// Run rule unit tests in promtool's format, as `promtool test rules` does.
     ///
     /// Each file names rule files (relative to itself), input series in the expanding
@@ -108,6 +124,43 @@ enum Command {
     },
 }
 
+fn run_daemon(config: PathBuf, listen: std::net::SocketAddr) -> ExitCode {
+    let telemetry = match axi_obs_core::Telemetry::builder()
+        .default_service_name("axi-alert")
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .try_install()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("axi-alert: cannot start telemetry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("axi-alert: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        let r = axi_obs_alert::daemon::run(config, listen).await;
+        let _ = telemetry.shutdown().await;
+        r
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("axi-alert: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn run_unit_tests(out: &mut impl Write, files: &[PathBuf]) -> ExitCode {
     use axi_obs_alert::unittest::{Outcome, run_file};
     let mut ok = true;
@@ -171,6 +224,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { files } => run_check(&mut out, &files),
         Command::Test { files } => run_unit_tests(&mut out, &files),
+        Command::Run { config, listen } => run_daemon(config, listen),
         Command::Promqltest { files, verbose } => run_promqltest(&mut out, &files, verbose),
         Command::Query { data, time, expr } => {
             let answer = (|| {
@@ -306,62 +360,10 @@ fn read_data(path: &Path, default_t: i64) -> Result<MemStorage, String> {
 /// Prometheus text exposition: `name{labels} value [timestamp_ms]` per line.
 fn parse_exposition(text: &str, default_t: i64) -> Result<MemStorage, String> {
     let mut storage = MemStorage::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let err = |m: String| format!("line {}: {m}", i + 1);
-        let (labels, rest) = split_sample(line).map_err(err)?;
-        let mut fields = rest.split_whitespace();
-        let value = fields
-            .next()
-            .ok_or_else(|| err("missing value".into()))
-            .and_then(|v| promqltest::parse_number(v).map_err(err))?;
-        let t = match fields.next() {
-            Some(ts) => ts
-                .parse::<i64>()
-                .map_err(|_| err(format!("invalid timestamp {ts:?}")))?,
-            None => default_t,
-        };
-        if let Some(extra) = fields.next() {
-            return Err(err(format!("unexpected {extra:?} after the timestamp")));
-        }
-        storage.add(&labels, t, value);
+    for s in axi_obs_alert::scrape::parse_text(text)? {
+        storage.add(&s.labels, s.timestamp.unwrap_or(default_t), s.value);
     }
     Ok(storage)
-}
-
-fn split_sample(line: &str) -> Result<(Labels, &str), String> {
-    // The series part ends at the first space outside braces and quotes.
-    let mut in_braces = false;
-    let mut quote = false;
-    let mut escaped = false;
-    let mut end = line.len();
-    for (i, c) in line.char_indices() {
-        if quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                quote = false;
-            }
-            continue;
-        }
-        match c {
-            '"' if in_braces => quote = true,
-            '{' => in_braces = true,
-            '}' => in_braces = false,
-            c if c.is_whitespace() && !in_braces => {
-                end = i;
-                break;
-            }
-            _ => {}
-        }
-    }
-    let labels = promqltest::parse_metric(&line[..end])?;
-    Ok((labels, &line[end..]))
 }
 
 fn parse_step(s: &str) -> Result<i64, String> {

@@ -232,6 +232,37 @@ impl MemStorage {
         self.series.iter().map(StoredSeries::samples).sum()
     }
 
+    /// Drops whole chunks whose newest sample is older than `t` (ms), and series left with
+    /// nothing; the retention of a rule evaluator that only reads recent windows.
+    pub fn drop_before(&mut self, t: i64) {
+        let mut emptied = false;
+        for s in &mut self.series {
+            let before = s.chunks.len();
+            s.chunks.retain(|c| c.max_t >= t);
+            emptied |= before > 0 && s.chunks.is_empty();
+        }
+        if emptied {
+            let keep: Vec<StoredSeries> = std::mem::take(&mut self.series)
+                .into_iter()
+                .filter(|s| !s.chunks.is_empty())
+                .collect();
+            *self = Self::default();
+            for s in keep {
+                let id = self.series.len() as u32;
+                for (k, v) in s.labels.iter() {
+                    self.postings
+                        .entry(k.to_owned())
+                        .or_default()
+                        .entry(v.to_owned())
+                        .or_default()
+                        .push(id);
+                }
+                self.by_labels.insert(s.labels.clone(), id);
+                self.series.push(s);
+            }
+        }
+    }
+
     /// Series, samples and the bytes their samples take.
     pub fn stats(&self) -> StorageStats {
         let sample_bytes = self

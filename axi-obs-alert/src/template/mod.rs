@@ -20,7 +20,7 @@
 
 mod exec;
 mod funcs;
-mod gofmt;
+pub(crate) mod gofmt;
 mod gotime;
 mod lexer;
 mod parse;

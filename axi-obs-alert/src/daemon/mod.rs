@@ -1,0 +1,353 @@
+//! `axi-alert run`: a standalone rule evaluator. It scrapes static targets, evaluates rule
+//! files on their groups' intervals, and answers `/api/v1/alerts` in Prometheus's shape. The
+//! configuration is a subset of Prometheus's own (see [`Config`]), so one file serves both.
+//!
+//! Samples live in a [`MemStorage`] trimmed to the longest range the rules read plus the
+//! lookback. A reload (SIGHUP, `POST /-/reload`, or a changed configuration or rule file)
+//! that fails keeps the running rules and reports why; alert state carries over for rules
+//! that did not change.
+
+mod config;
+mod scraper;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+pub use config::{Config, ScrapeConfig};
+
+use crate::promql::{Engine, MemStorage};
+use crate::rules::{AlertState, GroupState, RuleState, TemplateContext};
+
+/// Everything the tasks share.
+struct Shared {
+    config_path: PathBuf,
+    store: Mutex<MemStorage>,
+    rules: Mutex<Loaded>,
+}
+
+/// The loaded configuration and rule groups.
+struct Loaded {
+    config: Config,
+    groups: Vec<GroupState>,
+    /// Modification times of the configuration and rule files when loaded.
+    stamps: Vec<(PathBuf, Option<SystemTime>)>,
+    /// How far back the rules read (ms): the retention of the store.
+    retention_ms: i64,
+    /// The last reload error, if the last reload failed.
+    last_error: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn stamp(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Loads the configuration and every rule file; any error fails the whole load.
+fn load(config_path: &Path) -> Result<Loaded, String> {
+    let config = Config::load(config_path)?;
+    let mut groups = Vec::new();
+    let mut errors = Vec::new();
+    for f in &config.rule_files {
+        match crate::rules::load(f) {
+            Ok((file, _)) => groups.extend(file.groups.into_iter().map(GroupState::new)),
+            Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    let mut stamps = vec![(config_path.to_owned(), stamp(config_path))];
+    stamps.extend(config.rule_files.iter().map(|f| (f.clone(), stamp(f))));
+    let longest = groups
+        .iter()
+        .flat_map(|g| g.group.rules.iter())
+        .map(|r| longest_range_ms(&r.expr))
+        .max()
+        .unwrap_or(0);
+    Ok(Loaded {
+        retention_ms: longest + 5 * 60_000 + 2 * config.evaluation_interval_ms,
+        config,
+        groups,
+        stamps,
+        last_error: None,
+    })
+}
+
+/// The longest range, subquery window and offset an expression reads, summed per path.
+fn longest_range_ms(e: &crate::promql::Expr) -> i64 {
+    use crate::promql::Expr as E;
+    use promql_parser::parser::Offset;
+    let off = |o: &Option<Offset>| match o {
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        _ => 0,
+    };
+    match e {
+        E::Aggregate(a) => {
+            longest_range_ms(&a.expr).max(a.param.as_deref().map(longest_range_ms).unwrap_or(0))
+        }
+        E::Unary(u) => longest_range_ms(&u.expr),
+        E::Binary(b) => longest_range_ms(&b.lhs).max(longest_range_ms(&b.rhs)),
+        E::Paren(p) => longest_range_ms(&p.expr),
+        E::Subquery(s) => s.range.as_millis() as i64 + off(&s.offset) + longest_range_ms(&s.expr),
+        E::VectorSelector(vs) => off(&vs.offset),
+        E::MatrixSelector(ms) => ms.range.as_millis() as i64 + off(&ms.vs.offset),
+        E::Call(c) => c
+            .args
+            .args
+            .iter()
+            .map(|a| longest_range_ms(a))
+            .max()
+            .unwrap_or(0),
+        E::NumberLiteral(_) | E::StringLiteral(_) | E::Extension(_) => 0,
+    }
+}
+
+impl Shared {
+    /// Reloads; on failure keeps the running rules and records the error.
+    fn reload(&self) -> Result<(), String> {
+        match load(&self.config_path) {
+            Ok(mut fresh) => {
+                let mut current = lock(&self.rules);
+                carry_over_state(&current.groups, &mut fresh.groups);
+                *current = fresh;
+                tracing::info!(groups = current.groups.len(), "rules loaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed; keeping the running rules");
+                lock(&self.rules).last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn changed_on_disk(&self) -> bool {
+        lock(&self.rules).stamps.iter().any(|(p, s)| stamp(p) != *s)
+    }
+}
+
+/// Alert state moves to the reloaded rule with the same group, name and expression.
+fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) {
+    for g in new.iter_mut() {
+        let Some(prev) = old.iter().find(|o| o.group.name == g.group.name) else {
+            continue;
+        };
+        for (i, r) in g.rules.iter_mut().enumerate() {
+            let RuleState::Alerting(a) = r else { continue };
+            let expr = &g.group.rules[i].expr_text;
+            let matching =
+                prev.rules
+                    .iter()
+                    .zip(&prev.group.rules)
+                    .find_map(|(pr, def)| match pr {
+                        RuleState::Alerting(pa) if pa.name == a.name && &def.expr_text == expr => {
+                            Some(pa)
+                        }
+                        _ => None,
+                    });
+            if let Some(pa) = matching {
+                a.active = pa.active.clone();
+            }
+        }
+    }
+}
+
+/// Runs until SIGTERM/SIGINT: scrapes, rule evaluation, and the HTTP API on `listen`.
+pub async fn run(config_path: PathBuf, listen: std::net::SocketAddr) -> Result<(), String> {
+    let loaded = load(&config_path)?;
+    let shared = Arc::new(Shared {
+        config_path,
+        store: Mutex::new(MemStorage::new()),
+        rules: Mutex::new(loaded),
+    });
+    let scrapers = scraper::Scrapers::start(shared.clone());
+    tokio::spawn(evaluate(shared.clone()));
+    tokio::spawn(watch(shared.clone(), scrapers));
+
+    let app = Router::new()
+        .route("/api/v1/alerts", get(alerts))
+        .route("/-/ready", get(|| async { "Ready.\n" }))
+        .route("/-/reload", post(reload))
+        .with_state(shared);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(address = %listen, "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Reloads on SIGHUP and when a watched file changes (checked every second); restarts the
+/// scrapers when the configuration changed.
+async fn watch(shared: Arc<Shared>, mut scrapers: scraper::Scrapers) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let tick = tokio::time::sleep(Duration::from_secs(1));
+        #[cfg(unix)]
+        let signalled = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<()>();
+        let by_signal = tokio::select! {
+            () = tick => false,
+            () = signalled => true,
+        };
+        if by_signal || shared.changed_on_disk() {
+            if shared.reload().is_ok() {
+                scrapers.restart(shared.clone());
+            } else {
+                // Remember the failed files' stamps so the reload is not retried every second.
+                let mut r = lock(&shared.rules);
+                for (p, s) in r.stamps.iter_mut() {
+                    *s = stamp(p);
+                }
+            }
+        }
+    }
+}
+
+/// Evaluates every group at multiples of its interval.
+async fn evaluate(shared: Arc<Shared>) {
+    let engine = Engine::default();
+    let mut next_due: BTreeMap<String, i64> = BTreeMap::new();
+    loop {
+        let now = now_ms();
+        let mut wake = now + 1_000;
+        {
+            let mut rules = lock(&shared.rules);
+            let default_interval = rules.config.evaluation_interval_ms;
+            let templates = TemplateContext {
+                external_labels: rules.config.external_labels.clone(),
+                external_url: String::new(),
+            };
+            let retention = rules.retention_ms;
+            for g in rules.groups.iter_mut() {
+                let interval = g
+                    .group
+                    .interval
+                    .map(|d| d.as_millis() as i64)
+                    .filter(|i| *i > 0)
+                    .unwrap_or(default_interval);
+                let offset = g
+                    .group
+                    .query_offset
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                let due = next_due
+                    .entry(g.group.name.clone())
+                    .or_insert(now - now % interval);
+                if *due <= now {
+                    let ts = now - now % interval;
+                    let engine = engine
+                        .clone()
+                        .default_subquery_step(Duration::from_millis(interval as u64));
+                    let mut store = lock(&shared.store);
+                    for o in g.eval(&engine, &mut store, ts, offset, &templates) {
+                        if let Some(e) = o.error {
+                            tracing::warn!(group = %g.group.name, rule = %o.rule, error = %e, "rule evaluation failed");
+                        }
+                    }
+                    store.drop_before(ts - retention);
+                    *due = ts + interval;
+                }
+                wake = wake.min(*due);
+            }
+        }
+        let sleep = (wake - now_ms()).clamp(10, 1_000);
+        tokio::time::sleep(Duration::from_millis(sleep as u64)).await;
+    }
+}
+
+async fn reload(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    match shared.reload() {
+        Ok(()) => (axum::http::StatusCode::OK, String::new()),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// `/api/v1/alerts` as Prometheus answers it: pending and firing alerts.
+async fn alerts(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let rules = lock(&shared.rules);
+    let mut out = Vec::new();
+    for g in &rules.groups {
+        for r in &g.rules {
+            let RuleState::Alerting(a) = r else { continue };
+            for alert in a.alerts() {
+                if alert.state == AlertState::Inactive {
+                    continue;
+                }
+                let labels: serde_json::Map<String, serde_json::Value> = alert
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.into()))
+                    .collect();
+                out.push(serde_json::json!({
+                    "labels": labels,
+                    "annotations": alert.annotations,
+                    "state": alert.state.as_str(),
+                    "activeAt": rfc3339(alert.active_at),
+                    "value": crate::template::gofmt::format_float(alert.value, 'e', -1),
+                }));
+            }
+        }
+    }
+    axum::Json(serde_json::json!({"status": "success", "data": {"alerts": out}}))
+}
+
+/// `2006-01-02T15:04:05.000Z` for a Unix time in milliseconds.
+fn rfc3339(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, m, d) = crate::civil::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}

@@ -1,0 +1,151 @@
+//! Scraping static targets as Prometheus does: the text format, `up`,
+//! `scrape_duration_seconds`, `scrape_samples_scraped`, target labels (`job`, `instance`, the
+//! static labels; conflicting scraped labels renamed `exported_*` unless `honor_labels`), and
+//! staleness markers for series that disappear or whose target goes down.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use super::{ScrapeConfig, Shared, lock, now_ms};
+use crate::promql::Labels;
+use crate::promql::value::stale_nan;
+use crate::scrape::parse_text;
+
+/// The running scrape loops.
+pub(super) struct Scrapers {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Scrapers {
+    pub(super) fn start(shared: Arc<Shared>) -> Scrapers {
+        let jobs = lock(&shared.rules).config.scrape_configs.clone();
+        let client = reqwest::Client::new();
+        let mut tasks = Vec::new();
+        for job in jobs {
+            for (target, labels) in &job.targets {
+                let mut base = Labels::from_pairs(labels.clone());
+                base.set("job".into(), job.job_name.clone());
+                base.set("instance".into(), target.clone());
+                tasks.push(tokio::spawn(scrape_loop(
+                    shared.clone(),
+                    client.clone(),
+                    job.clone(),
+                    format!("http://{target}{}", job.metrics_path),
+                    base,
+                )));
+            }
+        }
+        Scrapers { tasks }
+    }
+
+    pub(super) fn restart(&mut self, shared: Arc<Shared>) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        *self = Scrapers::start(shared);
+    }
+}
+
+async fn scrape_loop(
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+    job: ScrapeConfig,
+    url: String,
+    target: Labels,
+) {
+    let mut previous: HashSet<Labels> = HashSet::new();
+    let interval = Duration::from_millis(job.interval_ms as u64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        let t = now_ms();
+        let started = Instant::now();
+        let body = async {
+            let resp = client
+                .get(&url)
+                .header("accept", "text/plain;version=0.0.4")
+                .timeout(Duration::from_millis(job.timeout_ms as u64))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !resp.status().is_success() {
+                return Err(format!("HTTP {}", resp.status()));
+            }
+            resp.text().await.map_err(|e| e.to_string())
+        }
+        .await
+        .and_then(|text| parse_text(&text));
+        let duration = started.elapsed().as_secs_f64();
+        let mut store = lock(&shared.store);
+        let mut current = HashSet::new();
+        let (up, scraped) = match body {
+            Ok(samples) => {
+                let n = samples.len();
+                for s in samples {
+                    let labels = with_target_labels(s.labels, &target, job.honor_labels);
+                    store.add(&labels, s.timestamp.unwrap_or(t), s.value);
+                    current.insert(labels);
+                }
+                (1.0, n)
+            }
+            Err(e) => {
+                tracing::warn!(target = %url, error = %e, "scrape failed");
+                (0.0, 0)
+            }
+        };
+        for gone in previous.difference(&current) {
+            store.add(gone, t, stale_nan());
+        }
+        for (name, v) in [
+            ("up", up),
+            ("scrape_duration_seconds", duration),
+            ("scrape_samples_scraped", scraped as f64),
+        ] {
+            let mut ls = target.clone();
+            ls.set("__name__".into(), name.into());
+            store.add(&ls, t, v);
+        }
+        previous = current;
+    }
+}
+
+/// Target labels win over scraped ones, which are kept as `exported_<name>`; with
+/// `honor_labels` the scraped ones win.
+fn with_target_labels(scraped: Labels, target: &Labels, honor: bool) -> Labels {
+    let mut out = scraped;
+    for (k, v) in target.iter() {
+        match out.get(k) {
+            Some(existing) if honor => {
+                let _ = existing;
+            }
+            Some(existing) => {
+                let existing = existing.to_owned();
+                out.set(format!("exported_{k}"), existing);
+                out.set(k.to_owned(), v.to_owned());
+            }
+            None => out.set(k.to_owned(), v.to_owned()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_labels_and_exported_conflicts() {
+        let target = Labels::from_pairs([("job", "api"), ("instance", "h:1")]);
+        let scraped = Labels::from_pairs([("__name__", "m"), ("job", "inner")]);
+        let l = with_target_labels(scraped.clone(), &target, false);
+        assert_eq!(l.get("job"), Some("api"));
+        assert_eq!(l.get("exported_job"), Some("inner"));
+        let l = with_target_labels(scraped, &target, true);
+        assert_eq!(l.get("job"), Some("inner"));
+        assert_eq!(l.get("instance"), Some("h:1"));
+    }
+}

@@ -1,0 +1,441 @@
+//! Sending alerts to real Alertmanagers the way Prometheus's notifier does:
+//! `POST /api/v2/alerts` to every Alertmanager, batches of at most 256, a bounded queue
+//! that drops the **oldest** alerts when full (counted), external labels added when absent.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use super::integrations::USER_AGENT;
+use super::model::{LabelSet, label_set, query_escape, rfc3339_millis};
+use crate::rules::{Alert, AlertState};
+
+/// Prometheus's default notification queue capacity (`--alertmanager.notification-queue-capacity`).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+/// Prometheus's batch size: at most this many alerts per request.
+pub const MAX_BATCH: usize = 256;
+/// Prometheus's default per-request timeout (`alertmanager_config.timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Prometheus's default `--rules.alert.resend-delay`.
+pub const DEFAULT_RESEND_DELAY: Duration = Duration::from_secs(60);
+/// The API path alerts are posted to.
+pub const ALERTS_PATH: &str = "/api/v2/alerts";
+
+/// One alert in a `POST /api/v2/alerts` body (`postableAlert`); times in ms since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostableAlert {
+    /// Labels (required by the API).
+    pub labels: LabelSet,
+    /// Annotations.
+    pub annotations: LabelSet,
+    /// When it started firing.
+    pub starts_at: Option<i64>,
+    /// When it ended (resolved) or until when it is valid (firing).
+    pub ends_at: Option<i64>,
+    /// Link to the expression in the source's UI.
+    pub generator_url: String,
+}
+
+impl Serialize for PostableAlert {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("labels", &self.labels)?;
+        m.serialize_entry("annotations", &self.annotations)?;
+        if let Some(t) = self.starts_at {
+            m.serialize_entry("startsAt", &rfc3339_millis(t))?;
+        }
+        if let Some(t) = self.ends_at {
+            m.serialize_entry("endsAt", &rfc3339_millis(t))?;
+        }
+        if !self.generator_url.is_empty() {
+            m.serialize_entry("generatorURL", &self.generator_url)?;
+        }
+        m.end()
+    }
+}
+
+/// Prometheus's generator URL: `<external URL>/graph?g0.expr=<expr>&g0.tab=1`.
+pub fn generator_url(external_url: &str, expr: &str) -> String {
+    format!(
+        "{}/graph?g0.expr={}&g0.tab=1",
+        external_url.trim_end_matches('/'),
+        query_escape(expr)
+    )
+}
+
+/// Picks the alerts of one rule to send after an evaluation at `ts_ms`, as Prometheus's
+/// `AlertingRule.sendAlerts`: not pending, and resolved since the last send or last sent
+/// more than `resend_delay` ago. Marks them sent (`last_sent_at = ts_ms`). `endsAt` is the
+/// resolution time for resolved alerts, else `ts + 4 × max(eval_interval, resend_delay)`.
+pub fn alerts_to_send<'a>(
+    alerts: impl IntoIterator<Item = &'a mut Alert>,
+    ts_ms: i64,
+    eval_interval: Duration,
+    resend_delay: Duration,
+    generator_url: &str,
+) -> Vec<PostableAlert> {
+    let delta = i64::try_from(eval_interval.max(resend_delay).as_millis()).unwrap_or(i64::MAX / 8);
+    let resend = i64::try_from(resend_delay.as_millis()).unwrap_or(i64::MAX / 8);
+    let mut out = Vec::new();
+    for a in alerts {
+        if a.state == AlertState::Pending {
+            continue;
+        }
+        let resolved_since_sent = match (a.resolved_at, a.last_sent_at) {
+            (Some(r), Some(s)) => r > s,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let due = a.last_sent_at.is_none_or(|s| s + resend < ts_ms);
+        if !(resolved_since_sent || due) {
+            continue;
+        }
+        a.last_sent_at = Some(ts_ms);
+        out.push(PostableAlert {
+            labels: label_set(&a.labels),
+            annotations: a.annotations.clone(),
+            starts_at: a.fired_at,
+            ends_at: Some(a.resolved_at.unwrap_or(ts_ms + 4 * delta)),
+            generator_url: generator_url.to_string(),
+        });
+    }
+    out
+}
+
+/// How an [`AlertmanagerSender`] is set up.
+#[derive(Debug, Clone)]
+pub struct SenderOptions {
+    /// Base URLs of the Alertmanagers (`http://host:9093`, a path prefix allowed); every
+    /// batch goes to all of them.
+    pub alertmanagers: Vec<String>,
+    /// Labels added to every alert that does not have them. Defaults to none.
+    pub external_labels: LabelSet,
+    /// The most alerts queued; when full, the oldest are dropped. Defaults to 10,000.
+    pub queue_capacity: NonZeroUsize,
+    /// The most alerts per request. Defaults to 256.
+    pub max_batch: NonZeroUsize,
+    /// Per-request timeout. Defaults to 10 s.
+    pub timeout: Duration,
+}
+
+impl SenderOptions {
+    /// Options for `alertmanagers` with Prometheus's defaults.
+    pub fn new(alertmanagers: Vec<String>) -> SenderOptions {
+        SenderOptions {
+            alertmanagers,
+            external_labels: LabelSet::new(),
+            queue_capacity: NonZeroUsize::new(DEFAULT_QUEUE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+            max_batch: NonZeroUsize::new(MAX_BATCH).unwrap_or(NonZeroUsize::MIN),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// What one [`AlertmanagerSender::flush`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Batches sent.
+    pub batches: usize,
+    /// Alerts in them.
+    pub alerts: usize,
+    /// Batches no Alertmanager accepted (dropped, as Prometheus does).
+    pub failed_batches: usize,
+    /// Each failed request: the Alertmanager's base URL and what went wrong.
+    pub errors: Vec<(String, String)>,
+}
+
+/// A Prometheus-style notifier: [`send`](Self::send) queues without waiting,
+/// [`flush`](Self::flush) or [`run`](Self::run) deliver.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), reqwest::Error> {
+/// use axi_obs_alert::delivery::{AlertmanagerSender, PostableAlert, SenderOptions};
+///
+/// let sender = AlertmanagerSender::new(SenderOptions::new(vec!["http://127.0.0.1:9093".into()]))?;
+/// sender.send(vec![PostableAlert {
+///     labels: [("alertname".to_string(), "Down".to_string())].into(),
+///     annotations: Default::default(),
+///     starts_at: Some(1_700_000_000_000),
+///     ends_at: Some(1_700_000_240_000),
+///     generator_url: String::new(),
+/// }]);
+/// let report = sender.flush().await;
+/// assert_eq!(report.failed_batches, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct AlertmanagerSender {
+    opts: SenderOptions,
+    client: reqwest::Client,
+    queue: Mutex<VecDeque<PostableAlert>>,
+    dropped: AtomicU64,
+    sent: AtomicU64,
+    errors: AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+impl AlertmanagerSender {
+    /// A sender; nothing is started and nothing dials out until a flush.
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn new(opts: SenderOptions) -> Result<AlertmanagerSender, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .user_agent(USER_AGENT)
+            .build()?;
+        Ok(AlertmanagerSender {
+            opts,
+            client,
+            queue: Mutex::new(VecDeque::new()),
+            dropped: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Queues alerts (external labels added where absent) and wakes [`run`](Self::run).
+    /// Never waits. When the queue would exceed its capacity, the oldest alerts are
+    /// dropped and counted in [`dropped`](Self::dropped).
+    pub fn send(&self, alerts: Vec<PostableAlert>) {
+        let cap = self.opts.queue_capacity.get();
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        for mut a in alerts {
+            for (k, v) in &self.opts.external_labels {
+                if a.labels.get(k).is_none_or(String::is_empty) {
+                    a.labels.insert(k.clone(), v.clone());
+                }
+            }
+            if q.len() == cap {
+                q.pop_front();
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            q.push_back(a);
+        }
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// Alerts waiting to be sent.
+    pub fn queue_len(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Alerts dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Alerts accepted by at least one Alertmanager.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Failed requests (per Alertmanager).
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    fn next_batch(&self) -> Vec<PostableAlert> {
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = q.len().min(self.opts.max_batch.get());
+        q.drain(..n).collect()
+    }
+
+    /// Sends everything queued, batch by batch, each batch to every Alertmanager at once.
+    /// A batch counts as sent when at least one Alertmanager accepted it (2xx); otherwise it
+    /// is dropped, as Prometheus does (firing alerts are re-sent after the resend delay).
+    pub async fn flush(&self) -> FlushReport {
+        let mut report = FlushReport::default();
+        loop {
+            let batch = self.next_batch();
+            if batch.is_empty() {
+                return report;
+            }
+            // Serializing plain strings and maps cannot fail.
+            let body = bytes_of(&batch);
+            let mut tasks = tokio::task::JoinSet::new();
+            for am in &self.opts.alertmanagers {
+                let url = format!("{}{ALERTS_PATH}", am.trim_end_matches('/'));
+                let client = self.client.clone();
+                let body = body.clone();
+                let am = am.clone();
+                tasks.spawn(async move { (am, post(&client, &url, body).await) });
+            }
+            let mut ok = false;
+            while let Some(res) = tasks.join_next().await {
+                match res {
+                    Ok((_, Ok(()))) => ok = true,
+                    Ok((am, Err(e))) => {
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        report.errors.push((am, e));
+                    }
+                    Err(e) => {
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        report.errors.push((String::new(), e.to_string()));
+                    }
+                }
+            }
+            report.batches += 1;
+            report.alerts += batch.len();
+            if ok {
+                self.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            } else {
+                report.failed_batches += 1;
+            }
+        }
+    }
+
+    /// Delivers queued alerts whenever [`send`](Self::send) adds some, until `shutdown`
+    /// completes; then sends what is still queued once and returns.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.wake.notified() => {
+                    self.flush().await;
+                }
+            }
+        }
+        self.flush().await;
+    }
+}
+
+fn bytes_of(batch: &[PostableAlert]) -> Vec<u8> {
+    serde_json::to_vec(batch).unwrap_or_default()
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
+    let resp = client
+        .post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = resp.text().await.unwrap_or_default();
+    Err(format!(
+        "bad response status {status}: {}",
+        text.chars().take(200).collect::<String>()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::Labels;
+    use std::collections::BTreeMap;
+
+    fn pa(name: &str) -> PostableAlert {
+        PostableAlert {
+            labels: [("alertname".to_string(), name.to_string())].into(),
+            annotations: LabelSet::new(),
+            starts_at: None,
+            ends_at: None,
+            generator_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn queue_drops_oldest_and_counts() {
+        let mut o = SenderOptions::new(vec![]);
+        o.queue_capacity = NonZeroUsize::new(3).unwrap();
+        o.external_labels = [("cluster".to_string(), "c1".to_string())].into();
+        let s = AlertmanagerSender::new(o).unwrap();
+        s.send((0..5).map(|i| pa(&i.to_string())).collect());
+        assert_eq!(s.queue_len(), 3);
+        assert_eq!(s.dropped(), 2);
+        let batch = s.next_batch();
+        let names: Vec<_> = batch
+            .iter()
+            .map(|a| a.labels["alertname"].clone())
+            .collect();
+        assert_eq!(names, ["2", "3", "4"]);
+        assert_eq!(batch[0].labels["cluster"], "c1");
+    }
+
+    #[test]
+    fn external_labels_do_not_override() {
+        let mut o = SenderOptions::new(vec![]);
+        o.external_labels = [("alertname".to_string(), "ext".to_string())].into();
+        let s = AlertmanagerSender::new(o).unwrap();
+        s.send(vec![pa("own")]);
+        assert_eq!(s.next_batch()[0].labels["alertname"], "own");
+    }
+
+    #[test]
+    fn batches_are_at_most_256() {
+        let s = AlertmanagerSender::new(SenderOptions::new(vec![])).unwrap();
+        s.send((0..600).map(|i| pa(&i.to_string())).collect());
+        assert_eq!(s.next_batch().len(), 256);
+        assert_eq!(s.next_batch().len(), 256);
+        assert_eq!(s.next_batch().len(), 88);
+    }
+
+    #[test]
+    fn body_shape() {
+        let a = PostableAlert {
+            starts_at: Some(1_500),
+            ends_at: Some(61_500),
+            generator_url: generator_url("http://p:9090/", "up == 0"),
+            ..pa("X")
+        };
+        assert_eq!(
+            serde_json::to_string(&[a]).unwrap(),
+            r#"[{"labels":{"alertname":"X"},"annotations":{},"startsAt":"1970-01-01T00:00:01.500Z","endsAt":"1970-01-01T00:01:01.500Z","generatorURL":"http://p:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1"}]"#
+        );
+    }
+
+    fn alert(state: AlertState) -> Alert {
+        Alert {
+            labels: Labels::from_pairs([("alertname", "A")]),
+            annotations: BTreeMap::new(),
+            state,
+            value: 1.0,
+            active_at: 0,
+            fired_at: Some(60_000),
+            resolved_at: None,
+            last_sent_at: None,
+            keep_firing_since: None,
+        }
+    }
+
+    #[test]
+    fn prometheus_send_rules() {
+        let (iv, rd) = (Duration::from_secs(15), Duration::from_secs(60));
+        let mut pending = alert(AlertState::Pending);
+        assert!(alerts_to_send([&mut pending], 60_000, iv, rd, "").is_empty());
+
+        let mut a = alert(AlertState::Firing);
+        let sent = alerts_to_send([&mut a], 60_000, iv, rd, "g");
+        // ValidUntil = ts + 4 × max(15 s, 60 s).
+        assert_eq!(sent[0].ends_at, Some(60_000 + 240_000));
+        assert_eq!(sent[0].starts_at, Some(60_000));
+        assert_eq!(a.last_sent_at, Some(60_000));
+        // Not again until the resend delay has passed (strictly).
+        assert!(alerts_to_send([&mut a], 120_000, iv, rd, "g").is_empty());
+        assert_eq!(alerts_to_send([&mut a], 120_001, iv, rd, "g").len(), 1);
+        // Resolved since the last send: at once, with endsAt = resolvedAt.
+        a.state = AlertState::Inactive;
+        a.resolved_at = Some(130_000);
+        let sent = alerts_to_send([&mut a], 130_000, iv, rd, "g");
+        assert_eq!(sent[0].ends_at, Some(130_000));
+        assert!(alerts_to_send([&mut a], 135_000, iv, rd, "g").is_empty());
+    }
+}

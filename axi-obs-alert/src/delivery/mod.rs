@@ -1,0 +1,102 @@
+//! Alert delivery: to real Alertmanagers as Prometheus sends, and the first pieces of a
+//! built-in router that reads Alertmanager's own configuration and behaves like
+//! Alertmanager 0.33.
+//!
+//! Present in this slice:
+//!
+//! - [`Config`]: Alertmanager's YAML (`global` with `resolve_timeout` and `smtp_*`, the
+//!   `route` tree, `inhibit_rules`, `receivers` with `webhook_configs` and our
+//!   `dingtalk_configs` / `wecom_configs`), read strictly: every other field or receiver type
+//!   is an error naming it with `file:line:column`.
+//! - [`Route`]: routing as `dispatch/route.go` (matchers in Alertmanager's syntax and the
+//!   legacy `match` / `match_re`, `continue`, inherited `group_by` and timers with the
+//!   defaults 30 s / 5 m / 4 h), route keys and group keys (`{}/{env="prod"}:{alertname="X"}`).
+//! - [`Fingerprint`]: Alertmanager's alert identity (FNV-1a 64 over the sorted labels).
+//! - [`WebhookMessage`]: the webhook payload version 4, field for field as Alertmanager
+//!   0.33.1 sends it, and [`send_webhook`]; [`send_dingtalk`] (signed markdown, `errcode`
+//!   checked) and [`send_wecom`] (markdown), rendered with the crate's Go
+//!   [`template`](crate::template) engine over Alertmanager's template data.
+//! - [`AlertmanagerSender`]: Prometheus's notifier: `POST /api/v2/alerts` to every
+//!   Alertmanager, batches of at most 256, a bounded queue dropping the oldest alerts
+//!   (counted), timeouts, external labels; [`alerts_to_send`] picks what a rule sends after an
+//!   evaluation, with Prometheus's `endsAt`.
+//!
+//! Not there yet: aggregation groups with their timers and the dispatcher, the
+//! notification log and dedup (a [`Notification`] carries the reason given by its caller),
+//! silences, inhibition *execution* (rules are parsed and validated only), mail
+//! (`email_configs` is refused), retries with backoff and delivery metrics, robot rate
+//! limits, TLS options and auth toward Alertmanagers (plain `reqwest` defaults), YAML merge
+//! keys, `templates:` files, time intervals, remediation actions, and the HTTP API.
+//!
+//! ```
+//! use std::path::Path;
+//! use axi_obs_alert::delivery::{
+//!     AmAlert, Config, LabelSet, Notification, NotificationReason, Route, WebhookMessage,
+//! };
+//!
+//! let cfg = Config::parse(
+//!     r#"
+//! route:
+//!   receiver: hook
+//!   group_by: [alertname]
+//! receivers:
+//! - name: hook
+//!   webhook_configs:
+//!   - url: http://127.0.0.1:5001/
+//! "#,
+//!     Path::new("alertmanager.yml"),
+//! )
+//! .unwrap();
+//! let tree = Route::from_config(cfg.route.as_ref().unwrap());
+//! let labels = LabelSet::from([("alertname".to_string(), "Down".to_string())]);
+//! let route = tree.matches(&labels)[0];
+//! let n = Notification {
+//!     receiver: route.opts.receiver.clone(),
+//!     group_key: route.group_key(&labels),
+//!     group_labels: route.group_labels(&labels),
+//!     alerts: vec![AmAlert {
+//!         labels,
+//!         annotations: LabelSet::new(),
+//!         starts_at: 1_700_000_000_000,
+//!         ends_at: None,
+//!         generator_url: String::new(),
+//!     }],
+//!     reason: NotificationReason::FirstNotification,
+//!     now_ms: 1_700_000_030_000,
+//!     external_url: "http://am:9093".into(),
+//! };
+//! let msg = WebhookMessage::new(&n, &n.alerts, 0);
+//! assert_eq!(msg.group_key, r#"{}:{alertname="Down"}"#);
+//! assert_eq!(msg.alerts[0].ends_at, "0001-01-01T00:00:00Z");
+//! ```
+
+mod alertmanager;
+mod config;
+mod integrations;
+mod matcher;
+mod model;
+mod notification;
+mod route;
+
+pub use alertmanager::{
+    ALERTS_PATH, AlertmanagerSender, DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT,
+    FlushReport, MAX_BATCH, PostableAlert, SenderOptions, alerts_to_send, generator_url,
+};
+pub use config::{
+    Config, ConfigError, DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, DEFAULT_REPEAT_INTERVAL,
+    DEFAULT_RESOLVE_TIMEOUT, DINGTALK_ROBOT_URL, DingTalkConfig, GlobalConfig, InhibitRule,
+    MatcherList, ModelDuration, Receiver, RegexMap, RouteConfig, Secret, WECOM_ROBOT_URL,
+    WeComConfig, WebhookConfig,
+};
+pub use integrations::{
+    DEFAULT_MESSAGE, DEFAULT_TITLE, Delivered, DeliveryError, USER_AGENT, WECOM_MARKDOWN_MAX_BYTES,
+    dingtalk_body, dingtalk_sign, dingtalk_url, send_dingtalk, send_webhook, send_wecom,
+    wecom_body,
+};
+pub use matcher::{MatchOp, Matcher, matchers_string, sort_matchers};
+pub use model::{
+    AmAlert, Fingerprint, LabelSet, ZERO_TIME, label_set, label_set_before, parse_rfc3339,
+    query_escape, rfc3339_millis, rfc3339_nano, sort_for_notification,
+};
+pub use notification::{AlertData, Notification, NotificationReason, TemplateData, WebhookMessage};
+pub use route::{Route, RouteOpts, label_set_string};

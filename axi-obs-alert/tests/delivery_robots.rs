@@ -1,0 +1,344 @@
+//! Webhook, DingTalk and WeCom deliveries to local HTTP receivers that check what the real
+//! services check: the DingTalk signature (computed here independently), the WeCom key,
+//! and the body shapes; `errcode != 0` and non-2xx answers are failures.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axi_obs_alert::delivery::{
+    AmAlert, Config, Delivered, DeliveryError, LabelSet, Notification, NotificationReason,
+    Receiver, WebhookMessage, send_dingtalk, send_webhook, send_wecom,
+};
+use axum::extract::Query;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const SECRET: &str = "SEC0123456789abcdef+/=";
+const TOKEN: &str = "tok123";
+const WECOM_KEY: &str = "key-456";
+
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    query: HashMap<String, String>,
+    body: Value,
+}
+
+type Log = Arc<Mutex<Vec<Received>>>;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// DingTalk's check, written from its documentation, not from our code.
+fn dingtalk_accepts(q: &HashMap<String, String>) -> bool {
+    let (Some(ts), Some(sign)) = (q.get("timestamp"), q.get("sign")) else {
+        return false;
+    };
+    let Ok(ts_ms) = ts.parse::<i64>() else {
+        return false;
+    };
+    if (now_ms() - ts_ms).abs() > 3_600_000
+        || q.get("access_token").map(String::as_str) != Some(TOKEN)
+    {
+        return false;
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(format!("{ts}\n{SECRET}").as_bytes());
+    let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    // The query is already URL-decoded here, as DingTalk's server sees it.
+    *sign == want
+}
+
+async fn receiver() -> (String, Log) {
+    let log: Log = Arc::default();
+    let (l1, l2, l3, l4) = (log.clone(), log.clone(), log.clone(), log.clone());
+    let app = axum::Router::new()
+        .route(
+            "/dingtalk",
+            axum::routing::post(
+                move |Query(q): Query<HashMap<String, String>>,
+                      axum::Json(body): axum::Json<Value>| {
+                    let ok = dingtalk_accepts(&q);
+                    l1.lock().expect("lock").push(Received {
+                        path: "/dingtalk".into(),
+                        query: q,
+                        body,
+                    });
+                    async move {
+                        if ok {
+                            axum::Json(json!({"errcode": 0, "errmsg": "ok"}))
+                        } else {
+                            axum::Json(json!({"errcode": 310000, "errmsg": "sign not match"}))
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/wecom",
+            axum::routing::post(
+                move |Query(q): Query<HashMap<String, String>>,
+                      axum::Json(body): axum::Json<Value>| {
+                    let ok = q.get("key").map(String::as_str) == Some(WECOM_KEY);
+                    l2.lock().expect("lock").push(Received {
+                        path: "/wecom".into(),
+                        query: q,
+                        body,
+                    });
+                    async move {
+                        if ok {
+                            axum::Json(json!({"errcode": 0, "errmsg": "ok"}))
+                        } else {
+                            axum::Json(json!({"errcode": 93000, "errmsg": "invalid webhook url"}))
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                l3.lock().expect("lock").push(Received {
+                    path: "/hook".into(),
+                    query: HashMap::new(),
+                    body,
+                });
+                async { StatusCode::OK }
+            }),
+        )
+        .route(
+            "/broken",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                l4.lock().expect("lock").push(Received {
+                    path: "/broken".into(),
+                    query: HashMap::new(),
+                    body,
+                });
+                async { (StatusCode::INTERNAL_SERVER_ERROR, "down for maintenance") }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), log)
+}
+
+fn receivers(base: &str, secret: &str, key: &str) -> Vec<Receiver> {
+    let yaml = format!(
+        r#"
+route:
+  receiver: robots
+receivers:
+- name: robots
+  webhook_configs:
+  - url: {base}/hook
+  - url: {base}/broken
+  - url: {base}/hook
+    send_resolved: false
+  dingtalk_configs:
+  - url: {base}/dingtalk?access_token={TOKEN}
+    secret: '{secret}'
+    at_mobiles: ['13800000000']
+  wecom_configs:
+  - url: {base}/wecom?key={key}
+    mentioned_list: [zhangsan]
+"#
+    );
+    Config::parse(&yaml, Path::new("robots.yml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .receivers
+}
+
+fn notification(resolved: bool) -> Notification {
+    let now = now_ms();
+    let labels: LabelSet = [
+        ("alertname", "DiskFull"),
+        ("instance", "db1:9100"),
+        ("severity", "warning"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Notification {
+        receiver: "robots".into(),
+        group_key: "{}:{alertname=\"DiskFull\"}".into(),
+        group_labels: [("alertname".to_string(), "DiskFull".to_string())].into(),
+        alerts: vec![AmAlert {
+            labels,
+            annotations: [("summary".to_string(), "磁盘使用率 95%".to_string())].into(),
+            starts_at: now - 60_000,
+            ends_at: Some(if resolved { now - 1000 } else { now + 300_000 }),
+            generator_url: "http://prom/graph".into(),
+        }],
+        reason: if resolved {
+            NotificationReason::AllAlertsResolved
+        } else {
+            NotificationReason::FirstNotification
+        },
+        now_ms: now,
+        external_url: "http://am:9093".into(),
+    }
+}
+
+fn last(log: &Log, path: &str) -> Option<Received> {
+    log.lock()
+        .expect("lock")
+        .iter()
+        .rev()
+        .find(|r| r.path == path)
+        .cloned()
+}
+
+#[tokio::test]
+async fn dingtalk_markdown_is_signed_and_accepted() {
+    let (base, log) = receiver().await;
+    let rcv = receivers(&base, SECRET, WECOM_KEY);
+    let client = reqwest::Client::new();
+    let n = notification(false);
+    let out = send_dingtalk(&client, &rcv[0].dingtalk_configs[0], &n)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out, Delivered::Sent);
+    let got = last(&log, "/dingtalk").expect("a request");
+    assert_eq!(got.query["timestamp"], n.now_ms.to_string());
+    assert_eq!(got.body["msgtype"], "markdown");
+    assert_eq!(got.body["markdown"]["title"], "[FIRING:1] DiskFull");
+    let text = got.body["markdown"]["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("### [FIRING] DiskFull\n> 磁盘使用率 95%\n"),
+        "{text}"
+    );
+    assert!(text.contains("- instance: db1:9100\n"), "{text}");
+    // DingTalk only mentions a mobile that also appears in the text.
+    assert!(text.contains("@13800000000"), "{text}");
+    assert_eq!(
+        got.body["at"],
+        json!({"atMobiles": ["13800000000"], "isAtAll": false})
+    );
+}
+
+#[tokio::test]
+async fn dingtalk_errcode_is_a_failure() {
+    let (base, log) = receiver().await;
+    let rcv = receivers(&base, "SECwrong", WECOM_KEY);
+    let err = send_dingtalk(
+        &reqwest::Client::new(),
+        &rcv[0].dingtalk_configs[0],
+        &notification(false),
+    )
+    .await
+    .expect_err("a wrong signature must fail");
+    assert!(
+        matches!(&err, DeliveryError::Robot { errcode: 310000, errmsg } if errmsg == "sign not match"),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    assert!(last(&log, "/dingtalk").is_some());
+}
+
+#[tokio::test]
+async fn wecom_markdown_with_mentions() {
+    let (base, log) = receiver().await;
+    let client = reqwest::Client::new();
+    let rcv = receivers(&base, SECRET, WECOM_KEY);
+    let n = notification(true);
+    assert_eq!(
+        send_wecom(&client, &rcv[0].wecom_configs[0], &n)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        Delivered::Sent
+    );
+    let got = last(&log, "/wecom").expect("a request");
+    assert_eq!(got.body["msgtype"], "markdown");
+    let content = got.body["markdown"]["content"].as_str().expect("content");
+    assert!(
+        content.starts_with("### [RESOLVED] DiskFull\n"),
+        "{content}"
+    );
+    assert!(content.ends_with("<@zhangsan>"), "{content}");
+
+    let bad = receivers(&base, SECRET, "nope");
+    let err = send_wecom(&client, &bad[0].wecom_configs[0], &n)
+        .await
+        .expect_err("invalid key");
+    assert!(
+        matches!(err, DeliveryError::Robot { errcode: 93000, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn webhook_posts_v4_and_reports_failures() {
+    let (base, log) = receiver().await;
+    let client = reqwest::Client::new();
+    let rcv = receivers(&base, SECRET, WECOM_KEY);
+    let hooks = &rcv[0].webhook_configs;
+
+    let n = notification(false);
+    assert_eq!(
+        send_webhook(&client, &hooks[0], &n).await.expect("sent"),
+        Delivered::Sent
+    );
+    let got = last(&log, "/hook").expect("a request");
+    assert_eq!(
+        got.body,
+        serde_json::to_value(WebhookMessage::new(&n, &n.alerts, 0)).expect("json")
+    );
+    assert_eq!(got.body["version"], "4");
+    assert_eq!(got.body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+
+    let err = send_webhook(&client, &hooks[1], &n).await.expect_err("500");
+    assert!(
+        matches!(&err, DeliveryError::Status { status: 500, body } if body == "down for maintenance"),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+
+    // send_resolved: false and only resolved alerts: no request at all.
+    let before = log.lock().expect("lock").len();
+    let resolved = notification(true);
+    assert_eq!(
+        send_webhook(&client, &hooks[2], &resolved)
+            .await
+            .expect("ok"),
+        Delivered::NothingToSend
+    );
+    assert_eq!(log.lock().expect("lock").len(), before);
+    // With send_resolved (the default) the resolved alert goes out with its end time.
+    send_webhook(&client, &hooks[0], &resolved)
+        .await
+        .expect("sent");
+    let got = last(&log, "/hook").expect("a request");
+    assert_eq!(got.body["status"], "resolved");
+    assert_ne!(got.body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn network_errors_are_retryable() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let rcv = receivers(&format!("http://127.0.0.1:{port}"), SECRET, WECOM_KEY);
+    let err = send_webhook(
+        &reqwest::Client::new(),
+        &rcv[0].webhook_configs[0],
+        &notification(false),
+    )
+    .await
+    .expect_err("connection refused");
+    assert!(matches!(err, DeliveryError::Http(_)), "{err}");
+    assert!(err.is_retryable());
+}
