@@ -18,8 +18,23 @@
 //!       expect_status: [200]               # default: any 2xx
 //!       body_pattern: '"status":"ok"'      # optional regex
 //!       timeout: 2s                        # default 5s
+//!   - name: site
+//!     http:
+//!       url: https://docs.example.com/
+//!       ca_file: /etc/axi/internal-ca.pem  # optional: trust only these; default: system store
+//!       insecure_skip_verify: false        # default false
 //!   - name: database
 //!     tcp: { address: "127.0.0.1:5432", timeout: 1s }
+//! pm2:                                     # all optional
+//!   enabled: auto                          # auto (pm2 on the PATH), true or false
+//!   command: pm2
+//!   interval: 15s
+//!   timeout: 5s
+//! systemd:                                 # read only where systemd runs
+//!   units: [nginx.service, cron.service]
+//!   command: systemctl
+//!   interval: 15s
+//!   timeout: 5s
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -55,6 +70,116 @@ pub struct Config {
     /// Endpoints to probe on their own schedule.
     #[serde(default)]
     pub probes: Vec<Probe>,
+    /// PM2 processes from `pm2 jlist`. Defaults to on when `pm2` is on the `PATH`.
+    #[serde(default)]
+    pub pm2: Pm2Config,
+    /// systemd unit states from `systemctl show`. Off unless units are listed.
+    #[serde(default)]
+    pub systemd: SystemdConfig,
+}
+
+/// Whether an optional source runs: `auto` (when its command is on the `PATH`), `true` or
+/// `false`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Enabled {
+    /// When the command is found on the `PATH` at start.
+    #[default]
+    Auto,
+    /// Always; a missing command is reported as a failed scrape.
+    Yes,
+    /// Never.
+    No,
+}
+
+impl<'de> Deserialize<'de> for Enabled {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Self::Yes),
+            Raw::Bool(false) => Ok(Self::No),
+            Raw::Text(t) if t == "auto" => Ok(Self::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "expected auto, true or false, found {t:?}"
+            ))),
+        }
+    }
+}
+
+/// `pm2:`: PM2's process list, read with `pm2 jlist` in the background.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pm2Config {
+    /// `auto`, `true` or `false`. Defaults to `auto`.
+    #[serde(default)]
+    pub enabled: Enabled,
+    /// The command (looked up on the `PATH` unless it contains a `/`). Defaults to `pm2`.
+    #[serde(default = "default_pm2")]
+    pub command: String,
+    /// How often `pm2 jlist` runs. Defaults to 15 s.
+    #[serde(default = "default_command_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long one run may take before it is killed. Defaults to 5 s.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for Pm2Config {
+    fn default() -> Self {
+        Self {
+            enabled: Enabled::Auto,
+            command: default_pm2(),
+            interval: default_command_interval(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+/// `systemd:`: the state of listed units, read with `systemctl show` in the background when
+/// systemd runs (`/run/systemd/system` exists under the root filesystem).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemdConfig {
+    /// Unit names, e.g. `nginx.service`. None by default (nothing runs).
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// The command (looked up on the `PATH` unless it contains a `/`). Defaults to
+    /// `systemctl`.
+    #[serde(default = "default_systemctl")]
+    pub command: String,
+    /// How often it runs. Defaults to 15 s.
+    #[serde(default = "default_command_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long one run may take before it is killed. Defaults to 5 s.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for SystemdConfig {
+    fn default() -> Self {
+        Self {
+            units: Vec::new(),
+            command: default_systemctl(),
+            interval: default_command_interval(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+fn default_pm2() -> String {
+    "pm2".into()
+}
+
+fn default_systemctl() -> String {
+    "systemctl".into()
+}
+
+fn default_command_interval() -> Duration {
+    Duration::from_secs(15)
 }
 
 /// A watched process (or group of processes matching one rule).
@@ -144,6 +269,14 @@ pub struct HttpProbe {
     /// Deadline of the whole probe. Defaults to 5 s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// `https://` only: accept any server certificate (a self-signed test server). The
+    /// expiry and TLS version are still reported. Defaults to false.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// `https://` only: trust exactly the PEM certificates in this file instead of the system
+    /// trust store. Read when the configuration is loaded.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A TCP connect probe.
@@ -217,20 +350,34 @@ impl Config {
                         )
                     })?;
                     match uri.scheme_str() {
-                        Some("http") => {}
+                        Some("http") => {
+                            if h.insecure_skip_verify || h.ca_file.is_some() {
+                                return Err(err(
+                                    line,
+                                    format!(
+                                        "probes[{}].http: insecure_skip_verify and ca_file apply to https:// URLs only",
+                                        p.name
+                                    ),
+                                ));
+                            }
+                        }
                         Some("https") => {
-                            return Err(err(
-                                line,
-                                format!(
-                                    "probes[{}].http.url: https probes are not supported yet",
-                                    p.name
-                                ),
-                            ));
+                            if let Some(ca) = &h.ca_file {
+                                crate::tls::read_ca_file(ca).map_err(|e| {
+                                    err(
+                                        line_of(text, "ca_file").or(line),
+                                        format!("probes[{}].http.{e}", p.name),
+                                    )
+                                })?;
+                            }
                         }
                         _ => {
                             return Err(err(
                                 line,
-                                format!("probes[{}].http.url: expected an http:// URL", p.name),
+                                format!(
+                                    "probes[{}].http.url: expected an http:// or https:// URL",
+                                    p.name
+                                ),
                             ));
                         }
                     }
@@ -273,6 +420,42 @@ impl Config {
                 return Err(err(
                     line_of(text, &p.name),
                     format!("ports: duplicate name {:?}", p.name),
+                ));
+            }
+        }
+        for (section, command, interval, timeout) in [
+            (
+                "pm2",
+                &config.pm2.command,
+                config.pm2.interval,
+                config.pm2.timeout,
+            ),
+            (
+                "systemd",
+                &config.systemd.command,
+                config.systemd.interval,
+                config.systemd.timeout,
+            ),
+        ] {
+            let line = line_of(text, &format!("{section}:"));
+            if command.trim().is_empty() {
+                return Err(err(line, format!("{section}.command: empty")));
+            }
+            if interval.is_zero() || timeout.is_zero() {
+                return Err(err(
+                    line,
+                    format!("{section}: interval and timeout must be positive"),
+                ));
+            }
+        }
+        for unit in &config.systemd.units {
+            if unit.is_empty()
+                || unit.starts_with('-')
+                || unit.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(err(
+                    line_of(text, unit).or_else(|| line_of(text, "units:")),
+                    format!("systemd.units: {unit:?} is not a unit name"),
                 ));
             }
         }
@@ -336,10 +519,59 @@ mod tests {
             "{e}"
         );
 
-        let e = parse("probes:\n  - name: s\n    http: { url: 'https://a/' }\n").unwrap_err();
-        assert!(e.to_string().contains("https"), "{e}");
+        assert!(parse("probes:\n  - name: s\n    http: { url: 'https://a/' }\n").is_ok());
+        let e = parse("probes:\n  - name: s\n    http:\n      url: 'https://a/'\n      ca_file: /nonexistent/ca.pem\n")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("ca_file /nonexistent/ca.pem: cannot read")
+                && e.line == Some(5),
+            "{e}"
+        );
+        let e = parse(
+            "probes:\n  - name: s\n    http: { url: 'http://a/', insecure_skip_verify: true }\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("https:// URLs only"), "{e}");
+        let e = parse("probes:\n  - name: s\n    http: { url: 'ftp://a/' }\n").unwrap_err();
+        assert!(e.to_string().contains("http:// or https://"), "{e}");
 
         let e = parse("ports:\n  - name: p\n    port: 70000\n").unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
+
+        let e = parse("pm2:\n  enabled: maybe\n").unwrap_err();
+        assert!(
+            e.to_string().contains("auto, true or false") && e.line == Some(2),
+            "{e}"
+        );
+        let e = parse("pm2:\n  timeout: 0s\n").unwrap_err();
+        assert!(e.to_string().contains("pm2: interval and timeout"), "{e}");
+        let e = parse("systemd:\n  units:\n    - nginx.service\n    - '--all'\n").unwrap_err();
+        assert!(
+            e.to_string().contains("\"--all\" is not a unit name") && e.line == Some(4),
+            "{e}"
+        );
+        let e = parse("systemd:\n  unit: [a.service]\n").unwrap_err();
+        assert!(e.to_string().contains("unit") && e.line == Some(2), "{e}");
+    }
+
+    #[test]
+    fn pm2_and_systemd_sections() {
+        let c = parse("").unwrap();
+        assert_eq!(c.pm2.enabled, Enabled::Auto);
+        assert_eq!(c.pm2.command, "pm2");
+        assert!(c.systemd.units.is_empty());
+        let c = parse(
+            "pm2: { enabled: false }\nsystemd:\n  units: [nginx.service, cron.service]\n  timeout: 2s\n",
+        )
+        .unwrap();
+        assert_eq!(c.pm2.enabled, Enabled::No);
+        assert_eq!(c.systemd.units, ["nginx.service", "cron.service"]);
+        assert_eq!(c.systemd.timeout, Duration::from_secs(2));
+        assert_eq!(c.systemd.command, "systemctl");
+        let c = parse("pm2: { enabled: true, command: /opt/pm2/bin/pm2, interval: 1m }\n").unwrap();
+        assert_eq!(c.pm2.enabled, Enabled::Yes);
+        assert_eq!(c.pm2.interval, Duration::from_secs(60));
+        assert_eq!(c.pm2.enabled, Enabled::Yes);
     }
 }

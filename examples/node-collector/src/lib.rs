@@ -28,9 +28,12 @@
 //! `adjtimex` system call), `udp_queues`, the `nf_conntrack_stat_*` counters, `disk_info`,
 //! `textfile`. The side-by-side test prints the coverage on the machine it runs on.
 //!
-//! Beyond node_exporter: [`checks`] watches configured processes and listening ports, and
-//! [`probes`] runs HTTP and TCP probes in the background with blackbox_exporter's metric names;
-//! both are configured by the YAML file described in [`config`].
+//! Beyond node_exporter: [`checks`] watches configured processes and listening ports;
+//! [`probes`] runs HTTP(S) and TCP probes in the background with blackbox_exporter's metric
+//! names, certificate expiry included ([`tls`]); [`pm2`] reads `pm2 jlist` and [`systemd`]
+//! `systemctl show` on their own schedule, through [`command`], which bounds each run with a
+//! timeout and caches the result. All are configured by the YAML file described in [`config`].
+//! No scrape waits on the network or on a subprocess: it reads the last cached results.
 //!
 //! Every collector reports `node_scrape_collector_success{collector}` and
 //! `node_scrape_collector_duration_seconds{collector}`, as node_exporter does. A collector that
@@ -38,9 +41,13 @@
 
 pub mod checks;
 pub mod collectors;
+pub mod command;
 pub mod config;
 mod families;
+pub mod pm2;
 pub mod probes;
+pub mod systemd;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| all.iter().map(|s| (*s).to_owned()).collect())
     };
     let names: Vec<&str> = chosen.iter().map(String::as_str).collect();
-    let mut node = Node::with_collectors(paths, &names);
+    let mut node = Node::with_collectors(paths.clone(), &names);
     let telemetry = axi_obs_core::Telemetry::builder()
         .default_service_name("axi-node-collector")
         .service_version(env!("CARGO_PKG_VERSION"))
@@ -104,6 +104,13 @@ async fn main() -> anyhow::Result<()> {
         node.add(Box::new(node_collector::probes::Probes::start(
             config.probes.clone(),
         )));
+    }
+    let path = node_collector::command::env_path();
+    if let Some(pm2) = node_collector::pm2::Pm2::start(&config.pm2, &path) {
+        node.add(Box::new(pm2));
+    }
+    if let Some(systemd) = node_collector::systemd::Systemd::start(&config.systemd, &paths, &path) {
+        node.add(Box::new(systemd));
     }
     let node = Arc::new(node);
     let app = Router::new()

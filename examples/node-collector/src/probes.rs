@@ -11,6 +11,13 @@
 //! | `probe_http_content_length` | `probe`, `target` | body length |
 //! | `probe_http_duration_seconds` | `probe`, `target`, `phase` (resolve, connect, tls, processing, transfer) | time per phase |
 //! | `probe_failed_due_to_regex` | `probe`, `target` | 1 when the body did not match `body_pattern` |
+//! | `probe_http_ssl` | `probe`, `target` | 1 when the response came over TLS |
+//! | `probe_ssl_earliest_cert_expiry` | `probe`, `target` | earliest `NotAfter` of the presented chain, Unix seconds (after a TLS handshake) |
+//! | `probe_tls_version_info` | `probe`, `target`, `version` | 1, for the negotiated version (`TLS 1.2`, `TLS 1.3`) |
+//!
+//! The `tls` phase is the handshake alone (blackbox_exporter's includes the TCP connect). HTTPS
+//! probes verify the server against the system trust store, or only `ca_file`, or not at all
+//! with `insecure_skip_verify` (see [`crate::tls`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -20,6 +27,15 @@ use http_body_util::BodyExt;
 
 use crate::config::{HttpProbe, Probe, TcpProbe};
 use crate::{CollectError, Collector, Families, Paths};
+
+/// What a TLS handshake showed.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOutcome {
+    /// blackbox_exporter's version name (`TLS 1.3`).
+    pub version: &'static str,
+    /// Earliest `NotAfter` of the presented chain, Unix seconds.
+    pub earliest_expiry: Option<i64>,
+}
 
 /// The outcome of one probe run.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +48,10 @@ pub struct Outcome {
     pub resolve: Duration,
     /// TCP connect.
     pub connect: Duration,
+    /// TLS handshake (zero for plain HTTP).
+    pub tls_handshake: Duration,
+    /// The TLS session, when the handshake completed.
+    pub tls: Option<TlsOutcome>,
     /// Request sent until response headers.
     pub processing: Duration,
     /// Body read.
@@ -60,13 +80,23 @@ impl Probes {
         let results: Results = Arc::default();
         for probe in probes {
             let results = results.clone();
+            // Built once per probe; an error (a `ca_file` gone since the configuration was
+            // checked) fails every run of this probe with that message.
+            let tls = probe
+                .http
+                .as_ref()
+                .filter(|h| h.url.starts_with("https://"))
+                .map(|h| {
+                    crate::tls::client_config(h.ca_file.as_deref(), h.insecure_skip_verify)
+                        .map_err(|e| e.to_string())
+                });
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(probe.interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
                     let (target, is_http, outcome) = match (&probe.http, &probe.tcp) {
-                        (Some(h), _) => (h.url.clone(), true, run_http(h).await),
+                        (Some(h), _) => (h.url.clone(), true, run_http(h, tls.as_ref()).await),
                         (None, Some(t)) => (t.address.clone(), false, run_tcp(t).await),
                         (None, None) => continue,
                     };
@@ -127,10 +157,12 @@ async fn run_tcp(p: &TcpProbe) -> Outcome {
     o
 }
 
-async fn run_http(p: &HttpProbe) -> Outcome {
+type TlsSetup = Result<Arc<rustls::ClientConfig>, String>;
+
+async fn run_http(p: &HttpProbe, tls: Option<&TlsSetup>) -> Outcome {
     let started = Instant::now();
     let mut o = Outcome::default();
-    let result = tokio::time::timeout(p.timeout, http_phases(p, &mut o)).await;
+    let result = tokio::time::timeout(p.timeout, http_phases(p, tls, &mut o)).await;
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => o.error = Some(e),
@@ -153,14 +185,17 @@ async fn run_http(p: &HttpProbe) -> Outcome {
     o
 }
 
-/// One HTTP/1.1 GET, timing each phase.
-async fn http_phases(p: &HttpProbe, o: &mut Outcome) -> Result<(), String> {
+/// One HTTP/1.1 GET over TCP or TLS, timing each phase.
+async fn http_phases(p: &HttpProbe, tls: Option<&TlsSetup>, o: &mut Outcome) -> Result<(), String> {
     // Validated when the configuration was read.
     let uri: http::Uri = p.url.parse().map_err(|e| format!("{e}"))?;
     let host = uri.host().ok_or("no host")?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
     let t = Instant::now();
-    let addr = tokio::net::lookup_host((host.as_str(), port))
+    let lookup_name = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = tokio::net::lookup_host((lookup_name, port))
         .await
         .map_err(|e| format!("resolve {host}: {e}"))?
         .next()
@@ -171,6 +206,42 @@ async fn http_phases(p: &HttpProbe, o: &mut Outcome) -> Result<(), String> {
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
     o.connect = t.elapsed();
+    let Some(tls) = tls else {
+        return exchange(stream, &uri, &host, p, o).await;
+    };
+    let config = tls.as_ref().map_err(Clone::clone)?;
+    let name =
+        crate::tls::server_name(&host).ok_or_else(|| format!("{host}: not a server name"))?;
+    let t = Instant::now();
+    let stream = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    o.tls_handshake = t.elapsed();
+    let session = stream.get_ref().1;
+    o.tls = Some(TlsOutcome {
+        version: session
+            .protocol_version()
+            .map(crate::tls::version_name)
+            .unwrap_or("unknown"),
+        earliest_expiry: session
+            .peer_certificates()
+            .and_then(crate::tls::earliest_expiry),
+    });
+    exchange(stream, &uri, &host, p, o).await
+}
+
+/// The request and response on an established connection (TCP or TLS).
+async fn exchange<S>(
+    stream: S,
+    uri: &http::Uri,
+    host: &str,
+    p: &HttpProbe,
+    o: &mut Outcome,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -179,7 +250,7 @@ async fn http_phases(p: &HttpProbe, o: &mut Outcome) -> Result<(), String> {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let host_header = match uri.port_u16() {
         Some(p) => format!("{host}:{p}"),
-        None => host.clone(),
+        None => host.to_owned(),
     };
     let req = http::Request::get(path)
         .header(http::header::HOST, host_header)
@@ -261,10 +332,36 @@ impl Collector for Probes {
                     &l,
                     f64::from(u8::from(o.failed_regex)),
                 );
+                out.gauge(
+                    "probe_http_ssl",
+                    "Indicates if SSL was used for the final redirect",
+                    &l,
+                    f64::from(u8::from(o.tls.is_some())),
+                );
+                if let Some(tls) = &o.tls {
+                    if let Some(expiry) = tls.earliest_expiry {
+                        out.gauge(
+                            "probe_ssl_earliest_cert_expiry",
+                            "Returns earliest SSL cert expiry in unixtime",
+                            &l,
+                            expiry as f64,
+                        );
+                    }
+                    out.gauge(
+                        "probe_tls_version_info",
+                        "Contains the TLS version used",
+                        &[
+                            ("probe", name.as_str()),
+                            ("target", target.as_str()),
+                            ("version", tls.version),
+                        ],
+                        1.0,
+                    );
+                }
                 for (phase, d) in [
                     ("resolve", o.resolve),
                     ("connect", o.connect),
-                    ("tls", Duration::ZERO),
+                    ("tls", o.tls_handshake),
                     ("processing", o.processing),
                     ("transfer", o.transfer),
                 ] {

@@ -255,3 +255,150 @@ fn binary_reports_config_errors_with_the_line() {
         "{err}"
     );
 }
+
+/// A TLS server on loopback answering every request with `200 ok`, presenting `cert`.
+async fn tls_server(
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that rejects the certificate ends the handshake: nothing to answer.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A self-signed certificate for 127.0.0.1 valid for two days, with its NotAfter in Unix
+/// seconds.
+fn short_lived_certificate() -> (rcgen::Certificate, rcgen::KeyPair, i64) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(2);
+    let cert = params.self_signed(&key).unwrap();
+    (cert, key, params.not_after.unix_timestamp())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_probes_report_certificate_expiry_and_verify_the_chain() {
+    let (cert, key, not_after) = short_lived_certificate();
+    let addr = tls_server(
+        cert.der().clone(),
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.pem()).unwrap();
+    // Another self-signed certificate: trusting only it must not trust the server.
+    let (other, _, _) = short_lived_certificate();
+    let other_ca = dir.path().join("other.pem");
+    std::fs::write(&other_ca, other.pem()).unwrap();
+
+    let yaml = format!(
+        "probes:
+  - name: trusted
+    interval: 1h
+    http: {{ url: 'https://{addr}/health', ca_file: '{ca}', body_pattern: '^ok$' }}
+  - name: system-roots
+    interval: 1h
+    http: {{ url: 'https://{addr}/health' }}
+  - name: wrong-ca
+    interval: 1h
+    http: {{ url: 'https://{addr}/health', ca_file: '{other}' }}
+  - name: insecure
+    interval: 1h
+    http: {{ url: 'https://{addr}/health', insecure_skip_verify: true }}
+",
+        ca = ca.display(),
+        other = other_ca.display(),
+    );
+    let probes = Probes::start(config(&yaml).probes);
+    let names = ["trusted", "system-roots", "wrong-ca", "insecure"];
+    assert!(probes.wait_for(&names, Duration::from_secs(10)).await);
+    let mut node = Node::with_collectors(Paths::default(), &[]);
+    node.add(Box::new(probes));
+    let f = node.gather();
+    let get = |metric: &str, probe: &str| value(&f, metric, &[("probe", probe)]);
+
+    assert_eq!(get("probe_success", "trusted"), Some(1.0));
+    assert_eq!(get("probe_http_status_code", "trusted"), Some(200.0));
+    assert_eq!(get("probe_http_ssl", "trusted"), Some(1.0));
+    assert_eq!(
+        get("probe_ssl_earliest_cert_expiry", "trusted"),
+        Some(not_after as f64),
+        "the certificate's NotAfter"
+    );
+    assert_eq!(
+        value(
+            &f,
+            "probe_tls_version_info",
+            &[("probe", "trusted"), ("version", "TLS 1.3")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        value(
+            &f,
+            "probe_http_duration_seconds",
+            &[("probe", "trusted"), ("phase", "tls")]
+        )
+        .unwrap()
+            > 0.0,
+        "a handshake took place"
+    );
+
+    for untrusted in ["system-roots", "wrong-ca"] {
+        assert_eq!(get("probe_success", untrusted), Some(0.0), "{untrusted}");
+        assert_eq!(get("probe_http_ssl", untrusted), Some(0.0), "{untrusted}");
+        assert_eq!(get("probe_http_status_code", untrusted), Some(0.0));
+        assert_eq!(get("probe_ssl_earliest_cert_expiry", untrusted), None);
+    }
+
+    assert_eq!(get("probe_success", "insecure"), Some(1.0));
+    assert_eq!(
+        get("probe_ssl_earliest_cert_expiry", "insecure"),
+        Some(not_after as f64)
+    );
+}
