@@ -289,6 +289,39 @@ impl Event {
         Ok(event)
     }
 
+    /// Reads an event from an already parsed JSON value, with the checks of
+    /// [`from_json`](Self::from_json).
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] naming the field at fault.
+    pub fn from_value(value: serde_json::Value) -> Result<Self, EventError> {
+        let found = value.get("schema").map(|s| s.as_u64());
+        match found {
+            None => {
+                return Err(EventError::Field {
+                    field: "schema",
+                    problem: "missing",
+                });
+            }
+            Some(Some(n)) if n == u64::from(SCHEMA_VERSION) => {}
+            Some(Some(n)) => {
+                return Err(EventError::Schema {
+                    found: u32::try_from(n).unwrap_or(u32::MAX),
+                });
+            }
+            Some(None) => {
+                return Err(EventError::Field {
+                    field: "schema",
+                    problem: "not a number",
+                });
+            }
+        }
+        let event: Event = serde_json::from_value(value)?;
+        event.validate()?;
+        Ok(event)
+    }
+
     /// The JSON form (one line).
     pub fn to_json(&self) -> String {
         // Serializing plain strings, numbers and formatted timestamps cannot fail; the

@@ -50,6 +50,13 @@
 //! * [`session`] and [`spool`] (feature `cli`): what the `axi-deploy` CLI is made of: events
 //!   built across processes, `##[step] NAME` marker lines, and the on-disk spool delivered
 //!   at-least-once.
+//! * [`stream`] (feature `stream`): [`LiveStream`](stream::LiveStream), a hook that keeps the
+//!   last N events with sequence numbers and broadcasts them; slow subscribers are
+//!   resynchronised from the ring or told what they missed, never waited for.
+//! * [`http`] (feature `http`): [`DeployRoutes`](http::DeployRoutes), axum routes for event
+//!   intake (what `axi-deploy --endpoint` posts to), the SSE stream with `Last-Event-ID`
+//!   replay, history, stats, Grafana annotations, and [GitHub webhooks](http::github)
+//!   verified with `X-Hub-Signature-256`.
 //! * [`clock`]: injected time, so tests are exact.
 //!
 //! # Features
@@ -58,14 +65,16 @@
 //! |---|---|---|
 //! | `sqlite` | yes | [`store`]: the SQLite history (SQLite compiled in) |
 //! | `cli` | yes | the `axi-deploy` binary, [`spool`] (adds clap, anyhow, reqwest) |
+//! | `stream` | with `http` | [`stream`]: the live stream hook (adds tokio's `sync`) |
+//! | `http` | yes | [`http`]: the axum routes (adds axum, hmac, sha2; implies `sqlite`, `stream`) |
 //!
 //! Library users who only track deploys in a service can use `default-features = false`
 //! (plus `sqlite` for the history).
 //!
 //! # Not yet here
 //!
-//! The live stream (SSE / WebSocket), the HTTP intake and GitHub webhooks, a trace per
-//! deployment, and notifications are tracked in the crate's issue; see the README.
+//! A WebSocket stream, a trace per deployment, and notifications are tracked in the crate's
+//! issue; see the README.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -73,6 +82,9 @@ pub mod clock;
 pub mod dispatch;
 pub mod event;
 pub mod hook;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod model;
 pub mod names;
 pub mod session;
@@ -82,6 +94,9 @@ pub mod spool;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod store;
+#[cfg(feature = "stream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+pub mod stream;
 pub mod tracker;
 
 pub use event::{Event, EventKind};

@@ -12,6 +12,8 @@
 //! | `deploy_step_duration_seconds` | `project`, `environment`, `step`, `status` | step start to finish |
 //! | `axi_deploy_hook_events_dropped_total` | | events not queued for the hooks because the queue was full |
 //! | `axi_deploy_hook_failures_total` | `hook` | hook calls that returned an error or panicked |
+//! | `axi_deploy_stream_events_missed_total` | | live-stream events subscribers missed by falling behind the replay window (feature `stream`) |
+//! | `axi_deploy_intake_events_total` | `source`, `result` | events received over HTTP (feature `http`): `source` is `events` or `github`, `result` is `stored`, `duplicate` or `invalid` |
 
 /// Finished deployments, by `project`, `environment`, `status`.
 pub const DEPLOYS_TOTAL: &str = "deploys_total";
@@ -27,6 +29,11 @@ pub const STEP_DURATION: &str = "deploy_step_duration_seconds";
 pub const HOOK_EVENTS_DROPPED_METRIC: &str = "axi_deploy_hook_events_dropped_total";
 /// Hook calls that failed (error or panic), by `hook`.
 pub const HOOK_FAILURES_METRIC: &str = "axi_deploy_hook_failures_total";
+
+/// Live-stream events a subscriber missed because it fell behind the replay window.
+pub const STREAM_EVENTS_MISSED_METRIC: &str = "axi_deploy_stream_events_missed_total";
+/// Events received over HTTP, by `source` and `result`.
+pub const INTAKE_EVENTS_METRIC: &str = "axi_deploy_intake_events_total";
 
 /// Describes every metric above to the current recorder.
 pub(crate) fn describe() {

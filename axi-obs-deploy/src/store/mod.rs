@@ -311,16 +311,25 @@ impl History {
     ///
     /// [`StoreError::Sql`] naming the file; nothing is stored then.
     pub fn insert_batch(&mut self, events: &[Event]) -> Result<usize, StoreError> {
+        Ok(self.insert_each(events)?.into_iter().filter(|&n| n).count())
+    }
+
+    /// Stores `events` in one transaction, like [`insert_batch`](Self::insert_batch), and
+    /// says for each one whether it was new (`false`: that id was already stored, or came
+    /// earlier in `events`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`] naming the file; nothing is stored then.
+    pub fn insert_each(&mut self, events: &[Event]) -> Result<Vec<bool>, StoreError> {
         let path = self.path.clone();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql(&path, "begin insert"))?;
-        let mut new = 0;
+        let mut new = Vec::with_capacity(events.len());
         for event in events {
-            if apply(&tx, event).map_err(sql(&path, "insert event"))? {
-                new += 1;
-            }
+            new.push(apply(&tx, event).map_err(sql(&path, "insert event"))?);
         }
         tx.commit().map_err(sql(&path, "commit insert"))?;
         Ok(new)

@@ -1,0 +1,162 @@
+//! `POST /api/deploy/events`: events from CI (the `axi-deploy` CLI) or any producer.
+
+use std::sync::{Arc, PoisonError};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use super::Shared;
+use super::params::ApiError;
+use crate::event::Event;
+use crate::names;
+
+/// What the intake answers.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// Events in the request.
+    pub(crate) received: usize,
+    /// Events new to the history (streamed and dispatched).
+    pub(crate) stored: usize,
+    /// Events whose id was already stored: nothing changed for them.
+    pub(crate) duplicates: usize,
+}
+
+pub(crate) async fn post_events(
+    State(s): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Json<Stored>, ApiError> {
+    let events = match parse_events(&body, s.max_batch) {
+        Ok(events) => events,
+        Err(e) => {
+            count("events", "invalid", 1);
+            return Err(e);
+        }
+    };
+    store(&s, events, "events").await.map(Json)
+}
+
+/// One event object or an array of them; the whole request is refused if one is invalid.
+fn parse_events(body: &[u8], max_batch: usize) -> Result<Vec<Event>, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("request body is not JSON: {e}")))?;
+    match value {
+        serde_json::Value::Array(items) => {
+            if items.len() > max_batch {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("{} events in one request; at most {max_batch}", items.len()),
+                ));
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    Event::from_value(v)
+                        .map_err(|e| ApiError::bad_request(format!("event [{i}]: {e}")))
+                })
+                .collect()
+        }
+        v @ serde_json::Value::Object(_) => Ok(vec![
+            Event::from_value(v).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ]),
+        _ => Err(ApiError::bad_request(
+            "request body must be a deploy event object or an array of them",
+        )),
+    }
+}
+
+/// Commits `events` to the history in one transaction; the new ones then go to the stream and
+/// the dispatcher, in order, while the history is still locked (so the stream's order is the
+/// history's).
+pub(crate) async fn store(
+    s: &Arc<Shared>,
+    events: Vec<Event>,
+    source: &'static str,
+) -> Result<Stored, ApiError> {
+    let received = events.len();
+    if received == 0 {
+        return Ok(Stored::default());
+    }
+    let shared = s.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let mut history = shared
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let new = history.insert_each(&events)?;
+        let mut stored = 0;
+        for (event, new) in events.into_iter().zip(new) {
+            if !new {
+                continue;
+            }
+            stored += 1;
+            if let Some(d) = &shared.dispatcher {
+                d.send(event.clone());
+            }
+            shared.stream.publish(event);
+        }
+        Ok::<_, crate::store::StoreError>(stored)
+    })
+    .await
+    .map_err(|e| ApiError::internal("storing deploy events", &e))?
+    .map_err(|e| ApiError::internal("storing deploy events", &e))?;
+    count(source, "stored", stored);
+    count(source, "duplicate", received - stored);
+    Ok(Stored {
+        received,
+        stored,
+        duplicates: received - stored,
+    })
+}
+
+fn count(source: &'static str, result: &'static str, n: usize) {
+    if n > 0 {
+        metrics::counter!(names::INTAKE_EVENTS_METRIC, "source" => source, "result" => result)
+            .increment(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT: &str = r#"{"schema":1,"id":"e1","deployment":{"id":"d","project":"p",
+        "environment":"prod","version":"1","started_at":"2026-05-01T10:00:00Z"},"seq":0,
+        "at":"2026-05-01T10:00:00Z","type":"succeeded"}"#;
+
+    #[test]
+    fn one_event_or_an_array_and_errors_name_the_event_and_field() {
+        assert_eq!(parse_events(EVENT.as_bytes(), 10).unwrap().len(), 1);
+        let two = format!("[{EVENT},{EVENT}]");
+        assert_eq!(parse_events(two.as_bytes(), 10).unwrap().len(), 2);
+        let e = parse_events(two.as_bytes(), 1).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let bad = format!(
+            "[{EVENT},{}]",
+            EVENT.replace(r#""project":"p""#, r#""project":"""#)
+        );
+        let e = parse_events(bad.as_bytes(), 10).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(
+            e.message.starts_with("event [1]:") && e.message.contains("deployment.project"),
+            "{}",
+            e.message
+        );
+        let e = parse_events(
+            EVENT.replace(r#""schema":1"#, r#""schema":2"#).as_bytes(),
+            10,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("schema 2"), "{}", e.message);
+        assert!(parse_events(b"42", 10).is_err());
+        assert!(
+            parse_events(b"{", 10)
+                .unwrap_err()
+                .message
+                .contains("not JSON")
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! axum routes: event intake, the live SSE stream, history, stats, Grafana annotations and
+//! GitHub webhooks (feature `http`).
+//!
+//! ```
+//! use axi_obs_deploy::http::DeployRoutes;
+//! use axi_obs_deploy::store::History;
+//! use axi_obs_deploy::stream::LiveStream;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("deploys.db");
+//! let stream = LiveStream::new(); // also a hook: add it to a Dispatcher to stream local deploys
+//! let routes: axum::Router = DeployRoutes::new(History::open(&path)?, stream.clone())
+//!     .github_secret(b"the webhook secret".to_vec()) // without it, /api/deploy/github is absent
+//!     .into_router();
+//! // axum::serve(listener, routes).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/deploy/events` | intake: one event (schema 1) or a JSON array of them, validated as a whole (`400` naming the event and field at fault; `413` past [`max_batch`](DeployRoutes::max_batch) events or [`max_body_bytes`](DeployRoutes::max_body_bytes)). Idempotent by event id: the answer `200 {"received", "stored", "duplicates"}` comes after the events are committed to the history, and a replay stores and streams nothing again. This is what `axi-deploy --endpoint http://HOST/api/deploy/events` posts to. |
+//! | `GET /api/deploy/stream` | Server-Sent Events: `id:` is the [sequence number](crate::stream), `data:` the event's JSON. With `Last-Event-ID` (header, or `?last_event_id=`) the events after it are replayed, else the last [`replay_on_connect`](DeployRoutes::replay_on_connect) (or `?replay=N`), then live. A subscriber that fell out of the replay window gets `event: missed` with `data: {"missed": N}`. Comments keep the connection alive. |
+//! | `GET /api/deploy/history` | deployments, newest first, as [`History::list`]: `project`, `environment`, `status`, `since`, `until` (RFC 3339 or Unix milliseconds), `limit` (default 50, at most 1000) |
+//! | `GET /api/deploy/stats` | [`History::stats`] as JSON (durations in seconds): `project` and `environment` required; the window is `since`/`until` or the last `days` (default 30) |
+//! | `GET /api/deploy/annotations` | Grafana annotation objects, see below |
+//! | `POST /api/deploy/github` | GitHub webhooks, see [`github`]; only with a [secret](DeployRoutes::github_secret) |
+//!
+//! Events stored through the intake (or a webhook) go to the history, then to the live stream
+//! and, when [`dispatcher`](DeployRoutes::dispatcher) is set, to its hooks (metrics, logs);
+//! that dispatcher should therefore not also hold a `HistoryHook` or the same `LiveStream`.
+//! The history is used from blocking tasks (`spawn_blocking`), one operation at a time.
+//!
+//! # Grafana annotations
+//!
+//! `GET /api/deploy/annotations` answers an array in the shape of Grafana's annotation API,
+//! one object per deployment started in `[from, to)` (Unix milliseconds, Grafana's own
+//! parameters; default: the last 7 days), newest first, at most `limit` (default 100):
+//!
+//! ```json
+//! [{"time": 1714557600000, "timeEnd": 1714557690000, "isRegion": true,
+//!   "title": "shop-api 1.4.2 → prod", "tags": ["shop-api", "prod", "succeeded"],
+//!   "text": "shop-api 1.4.2 → prod: succeeded in 90s, commit 3f2a9c1, by ci",
+//!   "deploymentId": "d-42"}]
+//! ```
+//!
+//! `tags` is `[project, environment, status]`; `tags=X` (repeatable) keeps deployments with all
+//! of them (any of them with `matchAny=true`); `project` and `environment` filter too. A
+//! deployment in progress ends at the current time. Parameters Grafana adds (`dashboardUID`,
+//! `panelId`, `type`, ...) are ignored.
+
+pub mod github;
+mod intake;
+mod params;
+mod query;
+mod sse;
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::clock::{Clock, SystemClock};
+use crate::dispatch::Dispatcher;
+use crate::store::History;
+use crate::stream::LiveStream;
+
+/// The intake route.
+pub const EVENTS_PATH: &str = "/api/deploy/events";
+/// The SSE route.
+pub const STREAM_PATH: &str = "/api/deploy/stream";
+/// The history route.
+pub const HISTORY_PATH: &str = "/api/deploy/history";
+/// The stats route.
+pub const STATS_PATH: &str = "/api/deploy/stats";
+/// The Grafana annotations route.
+pub const ANNOTATIONS_PATH: &str = "/api/deploy/annotations";
+/// The GitHub webhook route.
+pub const GITHUB_PATH: &str = "/api/deploy/github";
+
+/// Default most events in one intake request.
+pub const DEFAULT_MAX_BATCH: usize = 1_000;
+/// Default largest request body, in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default interval of SSE keep-alive comments.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The history, shared by the routes (and whoever else holds it).
+pub type SharedHistory = Arc<Mutex<History>>;
+
+/// Builds the deploy routes. See the [module documentation](self).
+#[must_use]
+pub struct DeployRoutes {
+    history: SharedHistory,
+    stream: LiveStream,
+    dispatcher: Option<Arc<Dispatcher>>,
+    github: Option<github::GithubConfig>,
+    clock: Arc<dyn Clock>,
+    max_batch: NonZeroUsize,
+    max_body_bytes: usize,
+    replay_on_connect: usize,
+    keep_alive: Duration,
+}
+
+impl std::fmt::Debug for DeployRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployRoutes")
+            .field("github", &self.github)
+            .field("max_batch", &self.max_batch)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("replay_on_connect", &self.replay_on_connect)
+            .field("keep_alive", &self.keep_alive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeployRoutes {
+    /// Routes over `history` and `stream`, with the defaults below.
+    pub fn new(history: History, stream: LiveStream) -> Self {
+        Self::with_shared_history(Arc::new(Mutex::new(history)), stream)
+    }
+
+    /// Routes over a history shared with other code.
+    pub fn with_shared_history(history: SharedHistory, stream: LiveStream) -> Self {
+        Self {
+            history,
+            stream,
+            dispatcher: None,
+            github: None,
+            clock: Arc::new(SystemClock),
+            max_batch: NonZeroUsize::new(DEFAULT_MAX_BATCH).unwrap_or(NonZeroUsize::MIN),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            replay_on_connect: crate::stream::DEFAULT_CAPACITY,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+        }
+    }
+
+    /// Also hands every newly stored event to `dispatcher`'s hooks (metrics, logs). Defaults
+    /// to none.
+    pub fn dispatcher(mut self, dispatcher: Arc<Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
+    }
+
+    /// Serves `POST /api/deploy/github`, verifying `X-Hub-Signature-256` with `secret`.
+    /// Defaults to no secret and no route: webhooks are never accepted unsigned.
+    pub fn github_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        let config = self.github.take().unwrap_or_default();
+        self.github = Some(config.secret(secret));
+        self
+    }
+
+    /// Full control over the GitHub webhook: secret, workflow filter, delivery-id memory
+    /// (see [`github::GithubConfig`]). Defaults to none.
+    pub fn github(mut self, config: github::GithubConfig) -> Self {
+        self.github = Some(config);
+        self
+    }
+
+    /// The clock for "now" (stats windows, annotation defaults, in-progress ends). Defaults
+    /// to the system clock.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Most events in one intake request. Defaults to [`DEFAULT_MAX_BATCH`].
+    pub fn max_batch(mut self, max: NonZeroUsize) -> Self {
+        self.max_batch = max;
+        self
+    }
+
+    /// Largest request body, in bytes, for the intake and the webhook. Defaults to
+    /// [`DEFAULT_MAX_BODY_BYTES`].
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
+    /// Events replayed to an SSE client that connects without `Last-Event-ID` (at most what
+    /// the stream keeps). Defaults to [`stream::DEFAULT_CAPACITY`](crate::stream::DEFAULT_CAPACITY).
+    pub fn replay_on_connect(mut self, events: usize) -> Self {
+        self.replay_on_connect = events;
+        self
+    }
+
+    /// Interval of SSE keep-alive comments. Defaults to [`DEFAULT_KEEP_ALIVE`].
+    pub fn keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// The router, to `merge` into the application's. Building it starts nothing.
+    pub fn into_router<S>(self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let github = self.github.map(|c| Arc::new(github::Webhook::new(c)));
+        let has_github = github.is_some();
+        let shared = Arc::new(Shared {
+            history: self.history,
+            stream: self.stream,
+            dispatcher: self.dispatcher,
+            github,
+            clock: self.clock,
+            max_batch: self.max_batch.get(),
+            replay_on_connect: self.replay_on_connect,
+            keep_alive: self.keep_alive,
+        });
+        let mut router = Router::new()
+            .route(EVENTS_PATH, post(intake::post_events))
+            .route(STREAM_PATH, get(sse::stream))
+            .route(HISTORY_PATH, get(query::history))
+            .route(STATS_PATH, get(query::stats))
+            .route(ANNOTATIONS_PATH, get(query::annotations));
+        if has_github {
+            router = router.route(GITHUB_PATH, post(github::post_webhook));
+        }
+        router
+            .layer(DefaultBodyLimit::max(self.max_body_bytes))
+            .with_state(shared)
+    }
+}
+
+pub(crate) struct Shared {
+    history: SharedHistory,
+    stream: LiveStream,
+    dispatcher: Option<Arc<Dispatcher>>,
+    github: Option<Arc<github::Webhook>>,
+    clock: Arc<dyn Clock>,
+    max_batch: usize,
+    replay_on_connect: usize,
+    keep_alive: Duration,
+}

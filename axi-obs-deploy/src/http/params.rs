@@ -1,0 +1,154 @@
+//! Query parameters and JSON error answers shared by the routes.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::event::from_unix_ms;
+
+/// An error answer: `{"error": "..."}` with a status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A server-side failure: the detail is logged, the client gets a short message.
+    pub(crate) fn internal(what: &str, detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(target: "axi_obs_deploy", error = %detail, "deploy routes: {what} failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} failed"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+/// Decoded `name=value` pairs of a query string, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub(crate) fn parse(query: Option<&str>) -> Self {
+        Self(
+            form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// Rejects names outside `known`.
+    pub(crate) fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            Some((k, _)) => Err(ApiError::bad_request(format!(
+                "unknown query parameter `{k}` (known: {})",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The one value of `name`; an error if it is given twice.
+    pub(crate) fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut found = self.0.iter().filter(|(k, _)| k == name);
+        let first = found.next().map(|(_, v)| v.as_str());
+        if found.next().is_some() {
+            return Err(ApiError::bad_request(format!(
+                "query parameter `{name}` given more than once"
+            )));
+        }
+        Ok(first)
+    }
+
+    /// Every value of `name`.
+    pub(crate) fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.one(name)?
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "query parameter `{name}`: `{v}` is not a valid number"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// An instant: RFC 3339 or Unix milliseconds.
+    pub(crate) fn time(&self, name: &str) -> Result<Option<OffsetDateTime>, ApiError> {
+        self.one(name)?
+            .map(|v| {
+                if let Ok(ms) = v.parse::<i64>() {
+                    return Ok(from_unix_ms(ms));
+                }
+                OffsetDateTime::parse(v, &Rfc3339).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "query parameter `{name}`: `{v}` is neither RFC 3339 nor Unix milliseconds ({e})"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.one(name)? {
+            None | Some("false" | "0") => Ok(false),
+            Some("" | "true" | "1") => Ok(true),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "query parameter `{name}`: `{v}` is not true or false"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_repeats_and_rejects_unknown_or_doubled_names() {
+        let p = Params::parse(Some(
+            "tags=a%20b&tags=c&since=2026-05-01T10%3A00%3A00Z&to=1000",
+        ));
+        assert_eq!(p.all("tags").collect::<Vec<_>>(), ["a b", "c"]);
+        assert!(p.one("tags").is_err());
+        assert_eq!(
+            crate::event::unix_ms(p.time("since").unwrap().unwrap()),
+            1_777_629_600_000
+        );
+        assert_eq!(crate::event::unix_ms(p.time("to").unwrap().unwrap()), 1000);
+        let err = p.only(&["tags", "since"]).unwrap_err();
+        assert!(err.message.contains("`to`"), "{}", err.message);
+        assert!(
+            Params::parse(Some("limit=x"))
+                .number::<u32>("limit")
+                .is_err()
+        );
+    }
+}
