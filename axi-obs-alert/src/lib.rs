@@ -21,7 +21,7 @@
 //! - [`daemon`] and [`scrape`]: `axi-alert run`, the standalone evaluator scraping static
 //!   targets with a Prometheus-compatible configuration.
 //!
-//! Next: `for` restore, Prometheus's group offsets, the in-process and remote-Prometheus
+//! Next: Prometheus's group offsets, the in-process and remote-Prometheus
 //! sources; for delivery, the router runtime (aggregation groups, notification log, silences,
 //! inhibition), mail, retries and the Alertmanager-compatible API.
 //!

@@ -185,7 +185,7 @@ fn expr() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn the_evaluator_never_panics(q in expr(), t in prop_oneof![Just(0i64), Just(300_000), Just(599_000), Just(-1), Just(i64::MAX / 4)]) {

@@ -55,6 +55,16 @@ enum Command {
         /// HTTP address.
         #[arg(long, default_value = "127.0.0.1:9095")]
         listen: std::net::SocketAddr,
+        /// Save alert `for` state here after every evaluation and restore it at start, as
+        /// Prometheus does from `ALERTS_FOR_STATE` (none: restarts start `for` again).
+        #[arg(long)]
+        state_file: Option<PathBuf>,
+        /// Rules with a shorter `for` are not restored; at least this remains after a restore.
+        #[arg(long, default_value = "10m", value_parser = duration_ms)]
+        for_grace_period: i64,
+        /// Saved state older than this is ignored.
+        #[arg(long, default_value = "1h", value_parser = duration_ms)]
+        for_outage_tolerance: i64,
     },
     /// Run rule unit tests in promtool's format, as `promtool test rules` does.
     ///
@@ -124,7 +134,15 @@ enum Command {
     },
 }
 
-fn run_daemon(config: PathBuf, listen: std::net::SocketAddr) -> ExitCode {
+fn duration_ms(s: &str) -> Result<i64, String> {
+    promqltest::parse_duration(s)
+}
+
+fn run_daemon(
+    config: PathBuf,
+    listen: std::net::SocketAddr,
+    options: axi_obs_alert::daemon::RunOptions,
+) -> ExitCode {
     let telemetry = match axi_obs_core::Telemetry::builder()
         .default_service_name("axi-alert")
         .service_version(env!("CARGO_PKG_VERSION"))
@@ -148,7 +166,7 @@ fn run_daemon(config: PathBuf, listen: std::net::SocketAddr) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let r = axi_obs_alert::daemon::run(config, listen).await;
+        let r = axi_obs_alert::daemon::run(config, listen, options).await;
         let _ = telemetry.shutdown().await;
         r
     });
@@ -224,7 +242,21 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { files } => run_check(&mut out, &files),
         Command::Test { files } => run_unit_tests(&mut out, &files),
-        Command::Run { config, listen } => run_daemon(config, listen),
+        Command::Run {
+            config,
+            listen,
+            state_file,
+            for_grace_period,
+            for_outage_tolerance,
+        } => run_daemon(
+            config,
+            listen,
+            axi_obs_alert::daemon::RunOptions {
+                state_file,
+                for_grace_period_ms: for_grace_period,
+                for_outage_tolerance_ms: for_outage_tolerance,
+            },
+        ),
         Command::Promqltest { files, verbose } => run_promqltest(&mut out, &files, verbose),
         Command::Query { data, time, expr } => {
             let answer = (|| {

@@ -25,8 +25,87 @@ pub use config::{Config, ScrapeConfig};
 use crate::promql::{Engine, MemStorage};
 use crate::rules::{AlertState, GroupState, RuleState, TemplateContext};
 
+/// How `run` keeps alert state across restarts.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where `for` state is saved after every evaluation (atomically) and read at start;
+    /// none: nothing is saved and every restart starts `for` again.
+    pub state_file: Option<PathBuf>,
+    /// Rules whose `for` is shorter are not restored; at least this much `for` remains after
+    /// a restore (Prometheus's `--rules.alert.for-grace-period`, 10 m).
+    pub for_grace_period_ms: i64,
+    /// Saved state older than this is ignored (`--rules.alert.for-outage-tolerance`, 1 h).
+    pub for_outage_tolerance_ms: i64,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            state_file: None,
+            for_grace_period_ms: 10 * 60_000,
+            for_outage_tolerance_ms: 60 * 60_000,
+        }
+    }
+}
+
+/// One saved alert: its group, labels, when the state was written and since when it was
+/// active (ms). Prometheus keeps the same as `ALERTS_FOR_STATE` samples.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SavedAlert {
+    group: String,
+    labels: BTreeMap<String, String>,
+    saved_at: i64,
+    active_at: i64,
+}
+
+fn read_state(path: &Path) -> Vec<SavedAlert> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), error = %e, "unreadable alert state; starting without it");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Writes the state next to its final name, then renames it over (atomic on POSIX).
+fn write_state(path: &Path, groups: &[GroupState], now: i64) {
+    let mut saved = Vec::new();
+    for g in groups {
+        for r in &g.rules {
+            if let RuleState::Alerting(a) = r {
+                for (labels, saved_at, active_at) in a.for_state(now) {
+                    saved.push(SavedAlert {
+                        group: g.group.name.clone(),
+                        labels: labels
+                            .iter()
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .collect(),
+                        saved_at,
+                        active_at,
+                    });
+                }
+            }
+        }
+    }
+    let tmp = path.with_extension("tmp");
+    let result = serde_json::to_vec(&saved)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        });
+    if let Err(e) = result {
+        tracing::warn!(file = %path.display(), error = %e, "cannot save alert state");
+    }
+}
+
 /// Everything the tasks share.
 struct Shared {
+    options: RunOptions,
     config_path: PathBuf,
     store: Mutex<MemStorage>,
     rules: Mutex<Loaded>,
@@ -170,15 +249,40 @@ fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) {
 }
 
 /// Runs until SIGTERM/SIGINT: scrapes, rule evaluation, and the HTTP API on `listen`.
-pub async fn run(config_path: PathBuf, listen: std::net::SocketAddr) -> Result<(), String> {
-    let loaded = load(&config_path)?;
+pub async fn run(
+    config_path: PathBuf,
+    listen: std::net::SocketAddr,
+    options: RunOptions,
+) -> Result<(), String> {
+    let mut loaded = load(&config_path)?;
+    let saved = options
+        .state_file
+        .as_deref()
+        .map(read_state)
+        .unwrap_or_default();
+    if options.state_file.is_some() {
+        // As Prometheus: no ALERTS series until `for` state is restored.
+        for g in &mut loaded.groups {
+            for r in &mut g.rules {
+                if let RuleState::Alerting(a) = r {
+                    a.restored = false;
+                }
+            }
+        }
+    }
     let shared = Arc::new(Shared {
+        options,
         config_path,
         store: Mutex::new(MemStorage::new()),
         rules: Mutex::new(loaded),
     });
     let scrapers = scraper::Scrapers::start(shared.clone());
-    tokio::spawn(evaluate(shared.clone()));
+    // Evaluation is CPU work under the store's lock: its own thread, not a runtime worker.
+    let evaluator = shared.clone();
+    std::thread::Builder::new()
+        .name("axi-alert-eval".into())
+        .spawn(move || evaluate(&evaluator, saved))
+        .map_err(|e| format!("cannot start the evaluation thread: {e}"))?;
     tokio::spawn(watch(shared.clone(), scrapers));
 
     let app = Router::new()
@@ -251,13 +355,16 @@ async fn watch(shared: Arc<Shared>, mut scrapers: scraper::Scrapers) {
     }
 }
 
-/// Evaluates every group at multiples of its interval.
-async fn evaluate(shared: Arc<Shared>) {
+/// Evaluates every group at multiples of its interval; restores saved `for` state after each
+/// group's second evaluation and saves the state after every round that evaluated.
+fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>) {
     let engine = Engine::default();
     let mut next_due: BTreeMap<String, i64> = BTreeMap::new();
+    let mut evaluations: BTreeMap<String, u32> = BTreeMap::new();
     loop {
         let now = now_ms();
         let mut wake = now + 1_000;
+        let mut evaluated = false;
         {
             let mut rules = lock(&shared.rules);
             let default_interval = rules.config.evaluation_interval_ms;
@@ -294,12 +401,42 @@ async fn evaluate(shared: Arc<Shared>) {
                     }
                     store.drop_before(ts - retention);
                     *due = ts + interval;
+                    evaluated = true;
+                    let n = evaluations.entry(g.group.name.clone()).or_insert(0);
+                    *n += 1;
+                    if *n == 2 {
+                        restore_group(g, &mut saved, now_ms(), &shared.options);
+                    }
                 }
                 wake = wake.min(*due);
             }
+            if evaluated && let Some(path) = &shared.options.state_file {
+                write_state(path, &rules.groups, now);
+            }
         }
         let sleep = (wake - now_ms()).clamp(10, 1_000);
-        tokio::time::sleep(Duration::from_millis(sleep as u64)).await;
+        std::thread::sleep(Duration::from_millis(sleep as u64));
+    }
+}
+
+/// Prometheus's `RestoreForState` for one group, from the saved state.
+fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &RunOptions) {
+    let mine: Vec<(crate::promql::Labels, i64, i64)> = saved
+        .iter()
+        .filter(|s| s.group == g.group.name)
+        .map(|s| {
+            (
+                crate::promql::Labels::from_pairs(s.labels.clone()),
+                s.saved_at,
+                s.active_at,
+            )
+        })
+        .collect();
+    saved.retain(|s| s.group != g.group.name);
+    for r in &mut g.rules {
+        if let RuleState::Alerting(a) = r {
+            a.restore_for_state(&mine, ts, o.for_grace_period_ms, o.for_outage_tolerance_ms);
+        }
     }
 }
 

@@ -224,6 +224,57 @@ impl AlertingState {
         Ok(out)
     }
 
+    /// Restores `for` state after a restart, as Prometheus's `RestoreForState`: `saved` holds,
+    /// per alert label set, the last `ALERTS_FOR_STATE` sample written before the restart
+    /// (`down_at`, the evaluation time it was written at, and `active_at`, its value), both in
+    /// ms. Called after the group's second evaluation at `ts`. Rules whose `for` is shorter
+    /// than `grace_ms` are not restored (they wait their `for` again); samples older than
+    /// `ts - outage_tolerance_ms` are ignored. For each currently active alert with a saved
+    /// state, the time already spent pending counts, except the downtime, and at least
+    /// `grace_ms` remains before it fires. `ALERTS` is written from then on.
+    pub fn restore_for_state(
+        &mut self,
+        saved: &[(Labels, i64, i64)],
+        ts: i64,
+        grace_ms: i64,
+        outage_tolerance_ms: i64,
+    ) {
+        self.restored = true;
+        if self.for_ms < grace_ms {
+            return;
+        }
+        for a in self.active.values_mut() {
+            if a.state == AlertState::Inactive {
+                continue;
+            }
+            let Some(&(_, down_at, active_at)) = saved
+                .iter()
+                .find(|(l, down_at, _)| *l == a.labels && *down_at >= ts - outage_tolerance_ms)
+            else {
+                continue;
+            };
+            // Prometheus keeps whole seconds here.
+            let (down_at, active_at) = (down_at / 1000 * 1000, active_at / 1000 * 1000);
+            let remaining = self.for_ms - (down_at - active_at);
+            a.active_at = if remaining <= 0 {
+                active_at
+            } else if remaining < grace_ms {
+                ts + grace_ms - self.for_ms
+            } else {
+                active_at + (ts - down_at)
+            };
+        }
+    }
+
+    /// What to save so that [`AlertingState::restore_for_state`] can restore after a restart:
+    /// (labels, now, active_at) for every pending and firing alert.
+    pub fn for_state(&self, now: i64) -> Vec<(Labels, i64, i64)> {
+        self.alerts()
+            .into_iter()
+            .map(|a| (a.labels.clone(), now, a.active_at))
+            .collect()
+    }
+
     /// Pending and firing alerts, sorted by labels.
     pub fn alerts(&self) -> Vec<&Alert> {
         let mut v: Vec<&Alert> = self
@@ -335,6 +386,91 @@ mod tests {
             .unwrap();
         let a = r.active.values().next().unwrap();
         assert_eq!((a.state, a.active_at), (AlertState::Pending, 180_000));
+    }
+
+    #[test]
+    fn for_state_is_restored_as_prometheus_does() {
+        let min = 60_000;
+        let new_rule = || {
+            let mut r =
+                AlertingState::new("Down".into(), 30 * min, 0, BTreeMap::new(), BTreeMap::new());
+            r.restored = false;
+            r
+        };
+        let labels = |r: &mut AlertingState, ts: i64| {
+            r.eval(vec![sample("a", 0.0)], ts, ts, 0, &no_templates)
+                .unwrap();
+            r.active.keys().next().unwrap().clone()
+        };
+        let restart = 100 * min;
+        let grace = 10 * min;
+        let tolerance = 60 * min;
+
+        // Pending for 10 of 30 minutes, down for 5: the downtime does not count.
+        let mut r = new_rule();
+        let ls = labels(&mut r, restart);
+        assert!(
+            r.eval(vec![sample("a", 0.0)], restart, restart, 0, &no_templates)
+                .unwrap()
+                .is_empty(),
+            "nothing written before the restore"
+        );
+        let saved = [(ls.clone(), restart - 5 * min, restart - 15 * min)];
+        r.restore_for_state(&saved, restart, grace, tolerance);
+        assert_eq!(r.active[&ls].active_at, restart - 10 * min);
+        assert_eq!(
+            r.eval(vec![sample("a", 0.0)], restart + min, 0, 0, &no_templates)
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // 25 of 30 minutes done: at least the grace period remains.
+        let mut r = new_rule();
+        let ls = labels(&mut r, restart);
+        r.restore_for_state(
+            &[(ls.clone(), restart - min, restart - 26 * min)],
+            restart,
+            grace,
+            tolerance,
+        );
+        assert_eq!(r.active[&ls].active_at, restart + grace - 30 * min);
+
+        // Already firing when it went down: fires at the next evaluation.
+        let mut r = new_rule();
+        let ls = labels(&mut r, restart);
+        r.restore_for_state(
+            &[(ls.clone(), restart - min, restart - 50 * min)],
+            restart,
+            grace,
+            tolerance,
+        );
+        r.eval(vec![sample("a", 0.0)], restart + min, 0, 0, &no_templates)
+            .unwrap();
+        assert_eq!(r.active[&ls].state, AlertState::Firing);
+
+        // Too old a state (beyond the outage tolerance) is ignored.
+        let mut r = new_rule();
+        let ls = labels(&mut r, restart);
+        r.restore_for_state(
+            &[(ls.clone(), restart - 61 * min, restart - 70 * min)],
+            restart,
+            grace,
+            tolerance,
+        );
+        assert_eq!(r.active[&ls].active_at, restart);
+
+        // A `for` shorter than the grace period is not restored.
+        let mut r = AlertingState::new("Down".into(), 5 * min, 0, BTreeMap::new(), BTreeMap::new());
+        let ls = labels(&mut r, restart);
+        r.restore_for_state(
+            &[(ls.clone(), restart - min, restart - 4 * min)],
+            restart,
+            grace,
+            tolerance,
+        );
+        assert_eq!(r.active[&ls].active_at, restart);
+        assert!(r.restored);
     }
 
     #[test]
