@@ -20,9 +20,10 @@
 //! - [`unittest`]: rule unit tests in promtool's format (`axi-alert test`).
 //! - [`daemon`] and [`scrape`]: `axi-alert run`, the standalone evaluator scraping static
 //!   targets with a Prometheus-compatible configuration.
+//! - [`inprocess`]: rules evaluated inside a service over its own axi-obs-core metrics, on a
+//!   background thread, no Prometheus needed.
 //!
-//! Next: Prometheus's group offsets, the in-process and remote-Prometheus
-//! sources; for delivery, the router runtime (aggregation groups, notification log, silences,
+//! Next: Prometheus's group offsets, the remote-Prometheus source; for delivery, the router runtime (aggregation groups, notification log, silences,
 //! inhibition), mail, retries and the Alertmanager-compatible API.
 //!
 //! ```
@@ -43,6 +44,7 @@
 mod civil;
 pub mod daemon;
 pub mod delivery;
+pub mod inprocess;
 pub mod promql;
 pub mod promqltest;
 pub mod rules;

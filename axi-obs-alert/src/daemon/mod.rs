@@ -170,7 +170,7 @@ fn load(config_path: &Path) -> Result<Loaded, String> {
 }
 
 /// The longest range, subquery window and offset an expression reads, summed per path.
-fn longest_range_ms(e: &crate::promql::Expr) -> i64 {
+pub(crate) fn longest_range_ms(e: &crate::promql::Expr) -> i64 {
     use crate::promql::Expr as E;
     use promql_parser::parser::Offset;
     let off = |o: &Option<Offset>| match o {

@@ -1,0 +1,287 @@
+//! Alerting on a service's own metrics, inside the service: no Prometheus, no scrape.
+//!
+//! [`InProcessRules`] reads the metrics the service records through axi-obs-core (or any
+//! source of Prometheus text you give it) on its own thread every interval, keeps them in a
+//! bounded [`MemStorage`], and evaluates Prometheus rule files over them. Alerts are read with
+//! [`InProcessRules::alerts`] or pushed to a callback after every round. Evaluation never runs
+//! on the caller's threads and a failing round is logged, never raised.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axi_obs_alert::inprocess::InProcessRules;
+//!
+//! let _telemetry = axi_obs_core::Telemetry::builder().service_name("shop").install();
+//! let rules = InProcessRules::builder()
+//!     .rules_yaml(
+//!         "groups:\n  - name: shop\n    rules:\n      - alert: PaymentsFailing\n        expr: rate(shop_payments_failed_total[1m]) > 0.1\n        for: 2m\n",
+//!     )
+//!     .interval(Duration::from_secs(15))
+//!     .on_alerts(|alerts| {
+//!         for a in alerts {
+//!             tracing::warn!(alert = %a.labels, state = a.state.as_str(), "alert");
+//!         }
+//!     })
+//!     .start()
+//!     .expect("valid rules");
+//! // ... the service runs; dropping `rules` stops the evaluation thread.
+//! # drop(rules);
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::promql::value::stale_nan;
+use crate::promql::{Engine, Labels, MemStorage};
+use crate::rules::{Alert, GroupState, RuleError, RuleState, TemplateContext};
+use crate::scrape::parse_text;
+
+type Source = Box<dyn FnMut() -> String + Send>;
+type OnAlerts = Box<dyn FnMut(&[Alert]) + Send>;
+
+/// Configures [`InProcessRules`].
+pub struct InProcessBuilder {
+    files: Vec<PathBuf>,
+    texts: Vec<String>,
+    interval: Duration,
+    labels: BTreeMap<String, String>,
+    templates: TemplateContext,
+    source: Option<Source>,
+    on_alerts: Option<OnAlerts>,
+}
+
+impl std::fmt::Debug for InProcessBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessBuilder")
+            .field("files", &self.files)
+            .field("interval", &self.interval)
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rules evaluated over the service's own metrics on a background thread.
+#[derive(Debug)]
+pub struct InProcessRules {
+    alerts: Arc<Mutex<Vec<Alert>>>,
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl InProcessRules {
+    /// Starts configuring: no rules, a 15 s interval, axi-obs-core's registry as the source.
+    pub fn builder() -> InProcessBuilder {
+        InProcessBuilder {
+            files: Vec::new(),
+            texts: Vec::new(),
+            interval: Duration::from_secs(15),
+            labels: BTreeMap::new(),
+            templates: TemplateContext::default(),
+            source: None,
+            on_alerts: None,
+        }
+    }
+
+    /// Pending and firing alerts after the last round.
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.alerts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for InProcessRules {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl InProcessBuilder {
+    /// Adds a rule file (Prometheus format).
+    pub fn rule_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.files.push(path.into());
+        self
+    }
+
+    /// Adds rules given as YAML text (Prometheus rule-file format).
+    pub fn rules_yaml(mut self, yaml: impl Into<String>) -> Self {
+        self.texts.push(yaml.into());
+        self
+    }
+
+    /// How often metrics are read and rules evaluated (default 15 s; at least 10 ms).
+    pub fn interval(mut self, d: Duration) -> Self {
+        self.interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// A label added to every sample read, as a scrape adds `job` and `instance`.
+    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(name.into(), value.into());
+        self
+    }
+
+    /// `$externalLabels` and `$externalURL` for templates.
+    pub fn templates(mut self, t: TemplateContext) -> Self {
+        self.templates = t;
+        self
+    }
+
+    /// Where metrics come from: a function returning Prometheus text (default: the registry
+    /// of the installed axi-obs-core telemetry, empty when none is installed).
+    pub fn source(mut self, f: impl FnMut() -> String + Send + 'static) -> Self {
+        self.source = Some(Box::new(f));
+        self
+    }
+
+    /// Called on the evaluation thread after every round with the pending and firing alerts.
+    pub fn on_alerts(mut self, f: impl FnMut(&[Alert]) + Send + 'static) -> Self {
+        self.on_alerts = Some(Box::new(f));
+        self
+    }
+
+    /// Loads and checks every rule (errors name `file:line`, the group and the rule) and
+    /// starts the evaluation thread.
+    pub fn start(self) -> Result<InProcessRules, Vec<RuleError>> {
+        let mut groups = Vec::new();
+        let mut errors = Vec::new();
+        for f in &self.files {
+            match crate::rules::load(f) {
+                Ok((file, _)) => groups.extend(file.groups),
+                Err(e) => errors.extend(e),
+            }
+        }
+        for (i, text) in self.texts.iter().enumerate() {
+            let name = format!("<rules {}>", i + 1);
+            match crate::rules::parse(text, Path::new(&name)) {
+                Ok((file, _)) => groups.extend(file.groups),
+                Err(e) => errors.extend(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut groups: Vec<GroupState> = groups.into_iter().map(GroupState::new).collect();
+        let alerts = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = channel::<()>();
+        let shared = alerts.clone();
+        let mut source = self.source.unwrap_or_else(|| {
+            Box::new(|| {
+                axi_obs_core::global_metrics()
+                    .map(|m| m.render())
+                    .unwrap_or_default()
+            })
+        });
+        let mut on_alerts = self.on_alerts;
+        let labels = Labels::from_pairs(self.labels);
+        let interval = self.interval;
+        let templates = self.templates;
+        let retention = retention_ms(&groups) + 2 * interval.as_millis() as i64;
+        let thread = std::thread::Builder::new()
+            .name("axi-alert-inprocess".into())
+            .spawn(move || {
+                let engine = Engine::default().default_subquery_step(interval);
+                let mut store = MemStorage::new();
+                let mut previous: HashSet<Labels> = HashSet::new();
+                loop {
+                    let t = now_ms();
+                    previous = read(&mut source, &labels, &mut store, t, &previous);
+                    for g in &mut groups {
+                        for o in g.eval(&engine, &mut store, t, 0, &templates) {
+                            if let Some(e) = o.error {
+                                tracing::warn!(group = %g.group.name, rule = %o.rule, error = %e, "rule evaluation failed");
+                            }
+                        }
+                    }
+                    store.drop_before(t - retention);
+                    let now: Vec<Alert> = groups
+                        .iter()
+                        .flat_map(|g| g.rules.iter())
+                        .filter_map(|r| match r {
+                            RuleState::Alerting(a) => Some(a.alerts()),
+                            RuleState::Recording { .. } => None,
+                        })
+                        .flatten()
+                        .cloned()
+                        .collect();
+                    if let Some(f) = on_alerts.as_mut() {
+                        f(&now);
+                    }
+                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = now;
+                    match stopped.recv_timeout(interval) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                }
+            })
+            .map_err(|e| {
+                vec![RuleError {
+                    file: PathBuf::new(),
+                    line: None,
+                    column: None,
+                    group: None,
+                    rule: None,
+                    message: format!("cannot start the evaluation thread: {e}"),
+                }]
+            })?;
+        Ok(InProcessRules {
+            alerts,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Reads one round of samples; series that disappeared get a staleness marker. Returns the
+/// series read.
+fn read(
+    source: &mut Source,
+    labels: &Labels,
+    store: &mut MemStorage,
+    t: i64,
+    previous: &HashSet<Labels>,
+) -> HashSet<Labels> {
+    let text = source();
+    let mut current = HashSet::new();
+    match parse_text(&text) {
+        Ok(samples) => {
+            for s in samples {
+                let mut ls = s.labels;
+                for (k, v) in labels.iter() {
+                    ls.set(k.to_owned(), v.to_owned());
+                }
+                store.add(&ls, s.timestamp.unwrap_or(t), s.value);
+                current.insert(ls);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the metrics source"),
+    }
+    for gone in previous.difference(&current) {
+        store.add(gone, t, stale_nan());
+    }
+    current
+}
+
+fn retention_ms(groups: &[GroupState]) -> i64 {
+    groups
+        .iter()
+        .flat_map(|g| g.group.rules.iter())
+        .map(|r| crate::daemon::longest_range_ms(&r.expr))
+        .max()
+        .unwrap_or(0)
+        + 5 * 60_000
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

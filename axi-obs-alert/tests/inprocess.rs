@@ -1,0 +1,119 @@
+//! Rules evaluated inside the process over its own metrics: from a given source, and from
+//! the registry of the installed axi-obs-core telemetry.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axi_obs_alert::inprocess::InProcessRules;
+use axi_obs_alert::rules::{Alert, AlertState};
+
+fn wait_for(rules: &InProcessRules, what: &str, pred: impl Fn(&[Alert]) -> bool) -> Vec<Alert> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = rules.alerts();
+        if pred(&a) {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {a:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn alerts_fire_from_a_source_and_resolve_when_the_series_goes() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let rules = InProcessRules::builder()
+        .rules_yaml(
+            "groups:\n  - name: g\n    rules:\n      - alert: QueueDeep\n        expr: queue_depth > 3\n        labels: {severity: page}\n        annotations: {summary: '{{ $labels.queue }} has {{ $value }} items on {{ $labels.instance }}'}\n",
+        )
+        .interval(Duration::from_millis(20))
+        .label("instance", "self")
+        .source(move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            if n < 40 {
+                format!("# TYPE queue_depth gauge\nqueue_depth{{queue=\"jobs\"}} {n}\n")
+            } else {
+                String::new() // the series disappears
+            }
+        })
+        .on_alerts(move |a| {
+            s.fetch_add(a.len() as u64, Ordering::SeqCst);
+        })
+        .start()
+        .unwrap();
+    let firing = wait_for(&rules, "a firing alert", |a| {
+        a.iter().any(|a| a.state == AlertState::Firing)
+    });
+    let a = &firing[0];
+    assert_eq!(a.labels.get("alertname"), Some("QueueDeep"));
+    assert_eq!(a.labels.get("severity"), Some("page"));
+    assert!(
+        a.annotations["summary"].starts_with("jobs has "),
+        "{:?}",
+        a.annotations
+    );
+    assert!(
+        a.annotations["summary"].ends_with(" items on self"),
+        "{:?}",
+        a.annotations
+    );
+    assert!(a.value > 3.0);
+    // The source stops exposing the series: a staleness marker ends it, the alert resolves.
+    wait_for(&rules, "the alert to resolve", |a| {
+        a.is_empty() && calls.load(Ordering::SeqCst) > 40
+    });
+    assert!(
+        seen.load(Ordering::SeqCst) > 0,
+        "on_alerts saw the firing alert"
+    );
+    drop(rules); // stops and joins the thread
+}
+
+#[test]
+fn bad_rules_are_refused_with_where() {
+    let err = InProcessRules::builder()
+        .rules_yaml(
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: 'rate(x[5m]'\n",
+        )
+        .start()
+        .unwrap_err();
+    let s = err[0].to_string();
+    assert!(
+        s.starts_with("<rules 1>:4: group \"g\", rule 1 (\"A\"): could not parse"),
+        "{s}"
+    );
+}
+
+#[test]
+fn the_registry_of_the_installed_telemetry_is_the_default_source() {
+    let _telemetry = axi_obs_core::Telemetry::builder()
+        .env(axi_obs_core::Env::empty())
+        .service_name("inprocess-test")
+        .log_writer(std::io::sink())
+        .try_install()
+        .unwrap();
+    let rules = InProcessRules::builder()
+        .rules_yaml(
+            "groups:\n  - name: shop\n    rules:\n      - alert: PaymentsFailing\n        expr: shop_payments_failed_total > 2\n",
+        )
+        .interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    for _ in 0..5 {
+        metrics::counter!("shop_payments_failed_total").increment(1);
+    }
+    let firing = wait_for(&rules, "the registry-driven alert", |a| {
+        a.iter().any(|a| a.state == AlertState::Firing)
+    });
+    assert_eq!(firing[0].labels.get("alertname"), Some("PaymentsFailing"));
+    assert_eq!(firing[0].value, 5.0);
+}
