@@ -4,20 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::routing::get;
+mod common;
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{Kill, free_port, serve_metrics};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -64,13 +56,8 @@ fn start(config: &std::path::Path, state: &std::path::Path, port: u16) -> Kill {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn for_state_survives_a_kill_9() {
-    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target_port = target.local_addr().unwrap().port();
-    let app = Router::new().route(
-        "/metrics",
-        get(|| async { "# TYPE temp_celsius gauge\ntemp_celsius{room=\"lab\"} 31.5\n" }),
-    );
-    tokio::spawn(async move { axum::serve(target, app).await });
+    let target_port =
+        serve_metrics("# TYPE temp_celsius gauge\ntemp_celsius{room=\"lab\"} 31.5\n").await;
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -87,11 +74,7 @@ async fn for_state_survives_a_kill_9() {
     )
     .unwrap();
     let state = dir.path().join("alert-state.json");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let client = reqwest::Client::new();
 
     // Pending for at least 5 of its 10 seconds, then SIGKILL.

@@ -9,28 +9,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::get;
+mod common;
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Kill, free_port, serve_metrics};
 
 const RULES: &str = r#"groups:
   - name: temperatures
@@ -80,15 +64,7 @@ async fn firing_alerts_agree_with_prometheus() {
         return;
     };
     // The target: two rooms, one too hot.
-    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target_port = target.local_addr().unwrap().port();
-    let app = Router::new().route(
-        "/metrics",
-        get(|| async {
-            "# TYPE temp_celsius gauge\ntemp_celsius{room=\"lab\",sensor=\"1\"} 31.5\ntemp_celsius{room=\"lab\",sensor=\"2\"} 30\ntemp_celsius{room=\"office\",sensor=\"3\"} 21\n"
-        }),
-    );
-    tokio::spawn(async move { axum::serve(target, app).await });
+    let target_port = serve_metrics("# TYPE temp_celsius gauge\ntemp_celsius{room=\"lab\",sensor=\"1\"} 31.5\ntemp_celsius{room=\"lab\",sensor=\"2\"} 30\ntemp_celsius{room=\"office\",sensor=\"3\"} 21\n").await;
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
