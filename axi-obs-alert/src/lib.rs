@@ -23,7 +23,7 @@
 //! - [`inprocess`]: rules evaluated inside a service over its own axi-obs-core metrics, on a
 //!   background thread, no Prometheus needed.
 //!
-//! Next: Prometheus's group offsets and the remote-Prometheus source; for delivery, the router
+//! Next: Prometheus's group offsets and remote write of recorded series; for delivery, the router
 //! runtime (aggregation groups, notification log, silences, inhibition), mail, retries and
 //! the Alertmanager-compatible API.
 //!

@@ -165,3 +165,87 @@ async fn firing_alerts_agree_with_prometheus() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The scale-out path: Prometheus scrapes and stores, `axi-alert run --query-url` holds the
+/// rules and asks Prometheus at each evaluation; the alerts are the ones Prometheus itself
+/// would compute (here Prometheus has no rules, so the comparison is with the expected set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_answered_by_a_remote_prometheus() {
+    let Some(prometheus) = axi_obs_core::testing::peer("prometheus") else {
+        return;
+    };
+    let target_port = serve_metrics(
+        "# TYPE temp_celsius gauge\ntemp_celsius{room=\"lab\",sensor=\"1\"} 31.5\ntemp_celsius{room=\"office\",sensor=\"3\"} 21\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sensors\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: t\n    interval: 1s\n    rules:\n      - alert: TooHot\n        expr: max by (room, job) (temp_celsius) > 25\n        annotations: {summary: '{{ $labels.room }} at {{ $value }}'}\n",
+    )
+    .unwrap();
+    let our_config = dir.path().join("axi-alert.yml");
+    std::fs::write(
+        &our_config,
+        "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n",
+    )
+    .unwrap();
+
+    let prom_port = free_port();
+    let _prom = Kill(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ours_port = free_port();
+    let _ours = Kill(
+        Command::new(env!("CARGO_BIN_EXE_axi-alert"))
+            .args(["run", "--config"])
+            .arg(&our_config)
+            .arg("--query-url")
+            .arg(format!("http://127.0.0.1:{prom_port}"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{ours_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let a = alerts(&client, ours_port).await.unwrap_or_default();
+        if !a.is_empty() {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert from the remote Prometheus"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let expected: AlertSet = [(
+        r#"{"alertname":"TooHot","job":"sensors","room":"lab"}"#.to_owned(),
+        r#"{"summary":"lab at 31.5"}"#.to_owned(),
+        "firing".to_owned(),
+    )]
+    .into_iter()
+    .collect();
+    assert_eq!(got, expected);
+}

@@ -65,6 +65,10 @@ enum Command {
         /// Saved state older than this is ignored.
         #[arg(long, default_value = "1h", value_parser = duration_ms)]
         for_outage_tolerance: i64,
+        /// Answer rule expressions with this Prometheus (`http://host:9090`) instead of the
+        /// local store: the scale-out path. Recording-rule output stays local.
+        #[arg(long)]
+        query_url: Option<String>,
     },
     /// Run rule unit tests in promtool's format, as `promtool test rules` does.
     ///
@@ -248,6 +252,7 @@ fn main() -> ExitCode {
             state_file,
             for_grace_period,
             for_outage_tolerance,
+            query_url,
         } => run_daemon(
             config,
             listen,
@@ -255,6 +260,7 @@ fn main() -> ExitCode {
                 state_file,
                 for_grace_period_ms: for_grace_period,
                 for_outage_tolerance_ms: for_outage_tolerance,
+                query_url,
             },
         ),
         Command::Promqltest { files, verbose } => run_promqltest(&mut out, &files, verbose),

@@ -8,6 +8,7 @@
 //! that did not change.
 
 mod config;
+mod remote;
 mod scraper;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,9 @@ pub struct RunOptions {
     pub for_grace_period_ms: i64,
     /// Saved state older than this is ignored (`--rules.alert.for-outage-tolerance`, 1 h).
     pub for_outage_tolerance_ms: i64,
+    /// Answer rule expressions with this Prometheus's `/api/v1/query` instead of the local
+    /// store (the scale-out path); scraping is then optional.
+    pub query_url: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -44,6 +48,7 @@ impl Default for RunOptions {
             state_file: None,
             for_grace_period_ms: 10 * 60_000,
             for_outage_tolerance_ms: 60 * 60_000,
+            query_url: None,
         }
     }
 }
@@ -277,11 +282,15 @@ pub async fn run(
         rules: Mutex::new(loaded),
     });
     let scrapers = scraper::Scrapers::start(shared.clone());
+    let remote = match &shared.options.query_url {
+        Some(url) => Some(remote::RemotePrometheus::new(url, Duration::from_secs(10))?),
+        None => None,
+    };
     // Evaluation is CPU work under the store's lock: its own thread, not a runtime worker.
     let evaluator = shared.clone();
     std::thread::Builder::new()
         .name("axi-alert-eval".into())
-        .spawn(move || evaluate(&evaluator, saved))
+        .spawn(move || evaluate(&evaluator, saved, remote))
         .map_err(|e| format!("cannot start the evaluation thread: {e}"))?;
     tokio::spawn(watch(shared.clone(), scrapers));
 
@@ -357,7 +366,7 @@ async fn watch(shared: Arc<Shared>, mut scrapers: scraper::Scrapers) {
 
 /// Evaluates every group at multiples of its interval; restores saved `for` state after each
 /// group's second evaluation and saves the state after every round that evaluated.
-fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>) {
+fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::RemotePrometheus>) {
     let engine = Engine::default();
     let mut next_due: BTreeMap<String, i64> = BTreeMap::new();
     let mut evaluations: BTreeMap<String, u32> = BTreeMap::new();
@@ -394,7 +403,17 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>) {
                         .clone()
                         .default_subquery_step(Duration::from_millis(interval as u64));
                     let mut store = lock(&shared.store);
-                    for o in g.eval(&engine, &mut store, ts, offset, &templates) {
+                    let outcomes = match &remote {
+                        Some(r) => {
+                            let ask =
+                                |_: &crate::promql::Expr, text: &str, t: i64, _: &MemStorage| {
+                                    r.instant(text, t)
+                                };
+                            g.eval_with(&ask, &engine, &mut store, ts, offset, &templates)
+                        }
+                        None => g.eval(&engine, &mut store, ts, offset, &templates),
+                    };
+                    for o in outcomes {
                         if let Some(e) = o.error {
                             tracing::warn!(group = %g.group.name, rule = %o.rule, error = %e, "rule evaluation failed");
                         }

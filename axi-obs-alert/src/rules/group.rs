@@ -160,12 +160,31 @@ impl GroupState {
         query_offset_ms: i64,
         templates: &TemplateContext,
     ) -> Vec<RuleOutcome> {
+        let local = |expr: &promql::Expr, _text: &str, t: i64, store: &MemStorage| {
+            engine.instant(store, expr, t)
+        };
+        self.eval_with(&local, engine, store, ts, query_offset_ms, templates)
+    }
+
+    /// As [`GroupState::eval`], but each rule's expression is answered by `query` (given the
+    /// parsed expression, its text, the query time and the local store): a remote Prometheus
+    /// for the scale-out path. Rule output is still written to `store`; templates query it.
+    pub fn eval_with(
+        &mut self,
+        query: &dyn Fn(&promql::Expr, &str, i64, &MemStorage) -> Result<Value, EvalError>,
+        engine: &Engine,
+        store: &mut MemStorage,
+        ts: i64,
+        query_offset_ms: i64,
+        templates: &TemplateContext,
+    ) -> Vec<RuleOutcome> {
         let query_ts = ts - query_offset_ms;
         let limit = self.group.limit;
         let mut outcomes = Vec::with_capacity(self.rules.len());
         for (i, rule) in self.rules.iter_mut().enumerate() {
             let expr = &self.group.rules[i].expr;
-            let result = engine.instant(store, expr, query_ts).and_then(|v| match v {
+            let text = &self.group.rules[i].expr_text;
+            let result = query(expr, text, query_ts, store).and_then(|v| match v {
                 Value::Vector(v) => Ok(v),
                 Value::Scalar { v, .. } => Ok(vec![Sample {
                     labels: Labels::new(),
