@@ -25,6 +25,12 @@ pub enum RuleState {
     },
 }
 
+/// Answers one rule's expression: given the parsed expression, its text, the query time (ms)
+/// and the local store. [`GroupState::eval`] uses the local engine; a remote Prometheus is
+/// another answer.
+pub type RuleQuery<'a> =
+    dyn Fn(&promql::Expr, &str, i64, &MemStorage) -> Result<Value, EvalError> + 'a;
+
 /// What alert templates see besides the alert itself.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateContext {
@@ -171,7 +177,7 @@ impl GroupState {
     /// for the scale-out path. Rule output is still written to `store`; templates query it.
     pub fn eval_with(
         &mut self,
-        query: &dyn Fn(&promql::Expr, &str, i64, &MemStorage) -> Result<Value, EvalError>,
+        query: &RuleQuery<'_>,
         engine: &Engine,
         store: &mut MemStorage,
         ts: i64,

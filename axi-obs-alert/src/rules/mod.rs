@@ -15,4 +15,4 @@ pub use alerting::{Alert, AlertState, AlertingState, Expand, RESOLVED_RETENTION_
 pub use file::{
     Rule, RuleError, RuleFile, RuleGroup, RuleKind, RuleWarning, load, parse, parse_duration,
 };
-pub use group::{GroupState, RuleOutcome, RuleState, TemplateContext};
+pub use group::{GroupState, RuleOutcome, RuleQuery, RuleState, TemplateContext};
