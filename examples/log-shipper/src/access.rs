@@ -22,6 +22,7 @@ use std::sync::Mutex;
 
 use crate::names;
 use crate::parse::nginx::Access;
+use crate::visitors::UniqueVisitors;
 
 /// A configured path pattern: segments separated by `/`, where `*` matches one segment and
 /// `**` (last) any number of segments.
@@ -122,6 +123,7 @@ pub struct AccessMetrics {
     paths: Capped,
     vhosts: Capped,
     default_vhost: String,
+    visitors: Option<UniqueVisitors>,
 }
 
 impl AccessMetrics {
@@ -138,7 +140,28 @@ impl AccessMetrics {
             paths: Capped::new(max_paths),
             vhosts: Capped::new(max_vhosts),
             default_vhost: default_vhost.to_owned(),
+            visitors: None,
         }
+    }
+
+    /// Also estimates unique visitors per virtual host and window (see
+    /// [`visitors`](crate::visitors)). Defaults to none.
+    #[must_use]
+    pub fn with_unique_visitors(mut self, visitors: UniqueVisitors) -> Self {
+        self.visitors = Some(visitors);
+        self
+    }
+
+    /// Ends the unique-visitor window if `now` (nanoseconds since the epoch) is past it.
+    pub fn tick(&self, now: u64) {
+        if let Some(v) = &self.visitors {
+            v.tick(now);
+        }
+    }
+
+    /// The unique-visitor estimates of the last complete window, if they are kept.
+    pub fn unique_visitors(&self) -> Option<&UniqueVisitors> {
+        self.visitors.as_ref()
     }
 
     /// The `status_class` label: `1xx` ... `5xx`, or `other`.
@@ -194,10 +217,19 @@ impl AccessMetrics {
         }
     }
 
-    /// Records one access-log line.
+    /// Records one access-log line, read now.
     pub fn observe(&self, a: &Access) {
+        self.observe_at(a, crate::record::now_unix_nano());
+    }
+
+    /// Records one access-log line read at `now` (nanoseconds since the epoch; the
+    /// unique-visitor windows follow it).
+    pub fn observe_at(&self, a: &Access, now: u64) {
         let class = Self::status_class(a.status);
         let vhost = self.vhost_label(a);
+        if let (Some(v), Some(addr)) = (&self.visitors, a.remote_addr.as_deref()) {
+            v.observe(&vhost, addr, a.user_agent.as_deref(), now);
+        }
         let method = Self::method_label(a.method.as_deref());
         metrics::counter!(names::REQUESTS,
             names::VHOST => vhost.clone(), names::METHOD => method, names::STATUS_CLASS => class)

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use log_shipper::config::Config;
-use log_shipper::output::{JsonLines, OtlpHttp, Output};
+use log_shipper::config::{Config, OtlpProtocol};
+use log_shipper::output::{ElasticsearchBulk, JsonLines, OtlpGrpc, OtlpHttp, Output};
 use log_shipper::pipeline;
 use log_shipper::registry::Registry;
 
 /// Tails log files without losing a line, parses nginx access logs (any `log_format`), JSON
-/// lines and plain text, derives access metrics, and ships the events as OTLP logs.
+/// lines and plain text, derives access metrics, and ships the events as OTLP logs (HTTP or
+/// gRPC), into Elasticsearch (`_bulk`) or as JSON lines on standard output.
 ///
 /// Files are found by globs polled every `poll_interval` and followed across rotation (rename
 /// and create, copytruncate, deletion) by device, inode and a fingerprint of their first bytes.
@@ -22,7 +23,7 @@ use log_shipper::registry::Registry;
 ///
 /// GET /metrics on --listen serves the access metrics (nginx_http_requests_total{vhost,
 /// method,status_class}, nginx_http_path_requests_total, nginx_http_response_bytes_total,
-/// nginx_http_request_duration_seconds) and the shipper's own (log_shipper_*, process_*);
+/// nginx_http_request_duration_seconds, nginx_http_unique_visitors{vhost,window}) and the shipper's own (log_shipper_*, process_*);
 /// /healthz, /readyz and /version too. The shipper's own logs are JSON lines on standard
 /// error (standard output may carry the events); RUST_LOG and AXI_LOG_FORMAT apply.
 ///
@@ -70,9 +71,18 @@ async fn main() -> anyhow::Result<()> {
 
     let inputs = pipeline::input_specs(&config).map_err(anyhow::Error::msg)?;
     let registry = Registry::load(&config.registry)?;
-    let output: Box<dyn Output> = match (&config.output.otlp, &config.output.stdout) {
+    let output: Box<dyn Output> = match (&config.output.otlp, &config.output.elasticsearch) {
+        (Some(o), _) if o.protocol == OtlpProtocol::Grpc => {
+            Box::new(OtlpGrpc::new(&o.endpoint, o.timeout, o.headers.clone())?)
+        }
         (Some(o), _) => Box::new(OtlpHttp::new(&o.endpoint, o.timeout, o.headers.clone())?),
-        _ => Box::new(JsonLines::stdout()),
+        (None, Some(e)) => Box::new(ElasticsearchBulk::new(
+            &e.endpoint,
+            &e.index_prefix,
+            e.timeout,
+            e.headers.clone(),
+        )?),
+        (None, None) => Box::new(JsonLines::stdout()),
     };
 
     let app = axi_obs_axum::ObsRoutes::new()

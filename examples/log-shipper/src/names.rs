@@ -8,6 +8,8 @@ pub const PATH_REQUESTS: &str = "nginx_http_path_requests_total";
 pub const RESPONSE_BYTES: &str = "nginx_http_response_bytes_total";
 /// `$request_time` histogram, seconds, by `vhost`.
 pub const REQUEST_DURATION: &str = "nginx_http_request_duration_seconds";
+/// Distinct clients (HyperLogLog estimate) in the last complete window, by `vhost`, `window`.
+pub const UNIQUE_VISITORS: &str = "nginx_http_unique_visitors";
 
 /// Lines read, by `input`.
 pub const LINES_READ: &str = "log_shipper_lines_read_total";
@@ -44,6 +46,8 @@ pub const METHOD: &str = "method";
 pub const STATUS_CLASS: &str = "status_class";
 /// Label: bounded path pattern.
 pub const PATH: &str = "path";
+/// Label: window length of the unique-visitor estimate (`5m`).
+pub const WINDOW: &str = "window";
 
 /// Describes every metric of this crate (HELP text and units) to the installed recorder.
 pub fn describe() {
@@ -65,6 +69,10 @@ pub fn describe() {
         REQUEST_DURATION,
         Unit::Seconds,
         "Request time ($request_time) in the access logs."
+    );
+    describe_gauge!(
+        UNIQUE_VISITORS,
+        "Distinct clients in the access logs during the last complete window (HyperLogLog estimate, about 1% error)."
     );
     describe_counter!(LINES_READ, "Lines read from the inputs' files.");
     describe_counter!(

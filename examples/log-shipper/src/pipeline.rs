@@ -25,6 +25,7 @@ use crate::parse::Parser;
 use crate::record::{FileKey, Position, Record};
 use crate::registry::Registry;
 use crate::tailer::{InputSpec, Tailer};
+use crate::visitors::UniqueVisitors;
 
 /// Batching, queueing and retry settings.
 #[derive(Clone, Debug)]
@@ -70,12 +71,14 @@ pub fn input_specs(config: &Config) -> Result<Vec<InputSpec>, String> {
         .iter()
         .map(|p| PathPattern::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let access = Arc::new(AccessMetrics::new(
-        patterns,
-        am.max_paths,
-        am.max_vhosts,
-        &am.default_vhost,
-    ));
+    let mut access = AccessMetrics::new(patterns, am.max_paths, am.max_vhosts, &am.default_vhost);
+    if am.unique_visitors.enabled {
+        access = access.with_unique_visitors(UniqueVisitors::new(
+            am.unique_visitors.window,
+            am.unique_visitors.include_user_agent,
+        ));
+    }
+    let access = Arc::new(access);
     config
         .inputs
         .iter()
@@ -106,6 +109,12 @@ pub fn input_specs(config: &Config) -> Result<Vec<InputSpec>, String> {
                 fingerprint_bytes: i.fingerprint_bytes,
                 close_inactive: i.close_inactive,
                 start_at: i.start_at,
+                multiline: i
+                    .multiline
+                    .as_ref()
+                    .map(|m| m.spec())
+                    .transpose()
+                    .map_err(|e| format!("inputs[{}].multiline.{e}", i.name))?,
             })
         })
         .collect()
@@ -169,9 +178,14 @@ pub async fn run(
         let mut backoff = settings.initial_backoff;
         loop {
             match output.send(&batch).await {
-                Ok(()) => {
+                Ok(delivered) => {
+                    let dropped = delivered.dropped.min(batch.len());
                     metrics::counter!(names::EVENTS_SHIPPED, names::OUTPUT => kind)
-                        .increment(batch.len() as u64);
+                        .increment((batch.len() - dropped) as u64);
+                    if dropped > 0 {
+                        metrics::counter!(names::EVENTS_DROPPED, names::OUTPUT => kind)
+                            .increment(dropped as u64);
+                    }
                     break;
                 }
                 Err(SendError::Rejected { message }) => {

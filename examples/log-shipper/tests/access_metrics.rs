@@ -81,3 +81,60 @@ fn metric_totals_equal_counts_by_status_and_paths_are_capped() {
         .sum();
     assert_eq!(total, 800);
 }
+
+#[test]
+fn unique_visitors_per_vhost_are_gauged_when_the_window_ends() {
+    use log_shipper::visitors::UniqueVisitors;
+    let parser = Parser::Nginx(
+        LogFormat::compile(
+            r#"$host $remote_addr [$time_local] "$request" $status "$http_user_agent""#,
+        )
+        .unwrap(),
+    );
+    let m = AccessMetrics::new(vec![], 10, 20, "-").with_unique_visitors(UniqueVisitors::new(
+        std::time::Duration::from_secs(300),
+        false,
+    ));
+    // 2026-11-26T10:00:00Z: a window starts.
+    let t0 = 1_795_687_200_000_000_000u64;
+    let cap = Capture::new();
+    cap.run(|| {
+        // docs.test: 30 000 distinct addresses, each seen twice; blog.test: 40 addresses.
+        for round in 0..2u64 {
+            for i in 0..30_000u64 {
+                let line = format!(
+                    r#"docs.test 10.{}.{}.{} [26/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 "ua""#,
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                );
+                let a = parser.parse(line).access.unwrap();
+                m.observe_at(&a, t0 + round * 1_000_000_000 + i);
+            }
+        }
+        for i in 0..400u64 {
+            let line = format!(
+                r#"blog.test 192.0.2.{} [26/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 "ua""#,
+                i % 40
+            );
+            m.observe_at(&parser.parse(line).access.unwrap(), t0 + i);
+        }
+        // Nothing is gauged before the window is complete.
+        m.tick(t0 + 299_000_000_000);
+        assert!(m.unique_visitors().unwrap().last_window().is_empty());
+        m.tick(t0 + 300_000_000_000);
+    });
+    let snap = cap.metrics();
+    let family = snap.family("nginx_http_unique_visitors").unwrap();
+    let gauge = |vhost: &str| {
+        family
+            .series_with(&[("vhost", vhost), ("window", "5m")])
+            .unwrap()
+            .value
+            .as_gauge()
+            .unwrap()
+    };
+    let docs = gauge("docs.test");
+    assert!((docs - 30_000.0).abs() / 30_000.0 < 0.03, "{docs}");
+    assert_eq!(gauge("blog.test"), 40.0);
+}

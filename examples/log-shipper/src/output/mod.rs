@@ -1,20 +1,33 @@
 //! Outputs: where batches of records go. An output acknowledges a batch by returning `Ok`;
 //! only then does the registry move past its lines.
 
+mod elasticsearch;
 mod otlp;
+mod otlp_grpc;
 mod stdout;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use otlp::OtlpHttp;
+pub use elasticsearch::{ElasticsearchBulk, ElasticsearchConfigError};
+pub use otlp::{OtlpConfigError, OtlpHttp};
+pub use otlp_grpc::{OtlpGrpc, OtlpGrpcConfigError};
 pub use stdout::JsonLines;
 
 use crate::record::Record;
 
 /// The future [`Output::send`] returns.
-pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivered, SendError>> + Send + 'a>>;
+
+/// What became of an acknowledged batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Events the destination refused for good within an otherwise accepted batch (OTLP
+    /// `partial_success`, Elasticsearch per-item 4xx such as mapping errors): counted in
+    /// `log_shipper_events_dropped_total`, not retried. The rest are stored.
+    pub dropped: usize,
+}
 
 /// Why a batch was not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +55,9 @@ pub trait Output: Send {
     /// The `output` label of the self-metrics (`otlp`, `stdout`).
     fn kind(&self) -> &'static str;
 
-    /// Sends one batch; `Ok` means the destination has it.
+    /// Sends one batch; `Ok` means the destination has it (except the events
+    /// [`Delivered::dropped`] counts). After an error the pipeline calls `send` again with the
+    /// same batch.
     fn send<'a>(&'a mut self, batch: &'a [Record]) -> SendFuture<'a>;
 }
 

@@ -17,8 +17,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use super::{Output, SendError, SendFuture};
-use crate::names;
+use super::{Delivered, Output, SendError, SendFuture};
 use crate::record::{Record, Value};
 
 /// The OTLP/HTTP protobuf logs exporter.
@@ -87,47 +86,10 @@ impl OtlpHttp {
 
     /// The request a batch becomes.
     pub fn encode(&self, batch: &[Record]) -> ExportLogsServiceRequest {
-        let mut groups: Vec<(&str, Vec<LogRecord>)> = Vec::new();
-        for r in batch {
-            let record = log_record(r);
-            match groups.iter_mut().find(|(s, _)| *s == &*r.service) {
-                Some((_, v)) => v.push(record),
-                None => groups.push((&r.service, vec![record])),
-            }
-        }
-        ExportLogsServiceRequest {
-            resource_logs: groups
-                .into_iter()
-                .map(|(service, log_records)| ResourceLogs {
-                    resource: Some(Resource {
-                        attributes: vec![
-                            kv(
-                                "service.name",
-                                any_value::Value::StringValue(service.into()),
-                            ),
-                            kv(
-                                "host.name",
-                                any_value::Value::StringValue(self.host_name.clone()),
-                            ),
-                        ],
-                        ..Default::default()
-                    }),
-                    scope_logs: vec![ScopeLogs {
-                        scope: Some(InstrumentationScope {
-                            name: "axi-log-shipper".into(),
-                            version: env!("CARGO_PKG_VERSION").into(),
-                            ..Default::default()
-                        }),
-                        log_records,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                })
-                .collect(),
-        }
+        encode_request(batch, &self.host_name)
     }
 
-    async fn post(&self, body: Vec<u8>, events: usize) -> Result<(), SendError> {
+    async fn post(&self, body: Vec<u8>, events: usize) -> Result<Delivered, SendError> {
         let response = self
             .client
             .post(&self.url)
@@ -143,6 +105,7 @@ impl OtlpHttp {
         let status = response.status();
         if status.is_success() {
             let bytes = response.bytes().await.unwrap_or_default();
+            let mut delivered = Delivered::default();
             if let Ok(reply) = ExportLogsServiceResponse::decode(bytes)
                 && let Some(partial) = reply.partial_success
                 && partial.rejected_log_records > 0
@@ -153,19 +116,15 @@ impl OtlpHttp {
                     message = %partial.error_message,
                     "the OTLP receiver rejected some records"
                 );
-                metrics::counter!(names::EVENTS_DROPPED, names::OUTPUT => "otlp")
-                    .increment(u64::try_from(partial.rejected_log_records).unwrap_or(0));
+                delivered.dropped = usize::try_from(partial.rejected_log_records)
+                    .unwrap_or(events)
+                    .min(events);
             }
-            return Ok(());
+            return Ok(delivered);
         }
         let message = format!("HTTP {} from {}", status.as_u16(), self.url);
         if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
-            let retry_after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after = retry_after(response.headers());
             Err(SendError::Retryable {
                 message,
                 retry_after,
@@ -176,7 +135,59 @@ impl OtlpHttp {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// The OTLP request of a batch: one `ResourceLogs` per service, with `service.name` and
+/// `host.name`.
+pub(super) fn encode_request(batch: &[Record], host_name: &str) -> ExportLogsServiceRequest {
+    let mut groups: Vec<(&str, Vec<LogRecord>)> = Vec::new();
+    for r in batch {
+        let record = log_record(r);
+        match groups.iter_mut().find(|(s, _)| *s == &*r.service) {
+            Some((_, v)) => v.push(record),
+            None => groups.push((&r.service, vec![record])),
+        }
+    }
+    ExportLogsServiceRequest {
+        resource_logs: groups
+            .into_iter()
+            .map(|(service, log_records)| ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv(
+                            "service.name",
+                            any_value::Value::StringValue(service.into()),
+                        ),
+                        kv(
+                            "host.name",
+                            any_value::Value::StringValue(host_name.to_owned()),
+                        ),
+                    ],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: "axi-log-shipper".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    }),
+                    log_records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+/// The `Retry-After` of a response, in seconds.
+pub(super) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
@@ -223,7 +234,7 @@ fn log_record(r: &Record) -> LogRecord {
 }
 
 /// This machine's name, for `host.name`.
-fn host_name() -> String {
+pub(super) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .ok()

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Output, SendError, SendFuture, record_json};
+use super::{Delivered, Output, SendError, SendFuture, record_json};
 use crate::record::Record;
 
 /// Writes each record as one JSON object per line (see [`record_json`](super::record_json)).
@@ -61,7 +61,7 @@ impl Output for JsonLines {
             })
             .await;
             match result {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(())) => Ok(Delivered::default()),
                 Ok(Err(e)) => Err(SendError::Retryable {
                     message: format!("cannot write: {e}"),
                     retry_after: None,

@@ -151,6 +151,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The UTC day of nanoseconds since the epoch as `YYYY.MM.DD` (the suffix of Elasticsearch's
+/// date-based index names, as Filebeat and Logstash write them).
+pub fn format_index_date(unix_nano: u64) -> String {
+    let secs = (unix_nano / 1_000_000_000) as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    format!("{y:04}.{m:02}.{d:02}")
+}
+
 /// Nanoseconds since the epoch as RFC 3339 in UTC with milliseconds:
 /// `2026-11-26T02:08:49.123Z` (ECS `@timestamp`).
 pub fn format_rfc3339_millis(unix_nano: u64) -> String {
@@ -168,6 +176,16 @@ pub fn format_rfc3339_millis(unix_nano: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn index_dates_are_utc_days() {
+        assert_eq!(super::format_index_date(0), "1970.01.01");
+        // 2026-11-26T23:59:59.999Z and the next millisecond.
+        let n = 1_795_737_599_999_000_000u64;
+        assert_eq!(super::format_rfc3339_millis(n), "2026-11-26T23:59:59.999Z");
+        assert_eq!(super::format_index_date(n), "2026.11.26");
+        assert_eq!(super::format_index_date(n + 1_000_000), "2026.11.27");
+    }
+
     #[test]
     fn format_round_trips() {
         for n in [

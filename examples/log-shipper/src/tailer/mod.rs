@@ -19,6 +19,7 @@
 //! new files holding lines already shipped.
 
 mod lines;
+mod multiline;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -37,6 +38,8 @@ use crate::record::{FileKey, Position, Record, now_unix_nano};
 use crate::registry::{Fingerprint, Registry};
 
 use lines::{Line, LineSplitter};
+use multiline::Joiner;
+pub use multiline::{Match, MultilineSpec};
 
 /// Where the tailer starts reading files without a registry entry found at start-up.
 pub use crate::config::StartAt;
@@ -64,6 +67,8 @@ pub struct InputSpec {
     pub close_inactive: Duration,
     /// Where files without a registry entry found at start-up are read from.
     pub start_at: StartAt,
+    /// Multiline joining, if any.
+    pub multiline: Option<MultilineSpec>,
 }
 
 /// The tailer stopped because the pipeline closed its channel or asked it to stop.
@@ -82,6 +87,7 @@ struct Tracked {
     last_data: Instant,
     matched: bool,
     size: u64,
+    joiner: Option<Joiner>,
 }
 
 /// Reads the inputs' files. See the [module documentation](self).
@@ -303,6 +309,10 @@ impl Tailer {
                 path: Arc::from(path.to_string_lossy().as_ref()),
                 file: Some(file),
                 lines: LineSplitter::new(input.max_line_bytes, start),
+                joiner: input
+                    .multiline
+                    .clone()
+                    .map(|m| Joiner::new(m, input.max_line_bytes)),
                 fingerprint: fp,
                 last_data: Instant::now(),
                 matched: true,
@@ -342,6 +352,12 @@ impl Tailer {
             tracing::info!(path = %t.path, size, read = t.lines.read_pos(), "file truncated or rewritten: reading from the start");
             metrics::counter!(names::FILES_RESTARTED, names::INPUT => input.name.clone())
                 .increment(1);
+            // Lines of the old content waiting to be joined are complete now.
+            if let Some(event) = t.joiner.as_mut().and_then(Joiner::take)
+                && !self.emit(t, event, now_unix_nano())
+            {
+                return Err(Stopped);
+            }
             t.key.generation = t.key.generation.wrapping_add(1);
             t.lines.reset(0);
             t.fingerprint =
@@ -355,6 +371,14 @@ impl Tailer {
             lock(&self.registry).update(t.key, Path::new(&*t.path), fp);
         }
         let read = self.read_available(t)?;
+        if let Some(event) = t
+            .joiner
+            .as_mut()
+            .and_then(|j| j.flush_stale(Instant::now()))
+            && !self.emit(t, event, now_unix_nano())
+        {
+            return Err(Stopped);
+        }
         if read > 0 {
             t.last_data = Instant::now();
             return Ok(true);
@@ -365,6 +389,12 @@ impl Tailer {
         }
         t.file = None;
         if t.matched {
+            // Quiet for close_inactive: a pending joined event is complete.
+            if let Some(event) = t.joiner.as_mut().and_then(Joiner::take)
+                && !self.emit(t, event, now_unix_nano())
+            {
+                return Err(Stopped);
+            }
             // Still wanted: reopened when it grows; an unfinished line is read again then.
             let start = t.lines.line_start();
             t.lines.reset(start);
@@ -372,11 +402,16 @@ impl Tailer {
             Ok(true)
         } else {
             // Rotated away or deleted, and quiet: the last line without newline is final.
-            if let Some(line) = t.lines.finish() {
-                let now = now_unix_nano();
-                if !self.emit(t, line, now) {
-                    return Err(Stopped);
-                }
+            let now = now_unix_nano();
+            if let Some(line) = t.lines.finish()
+                && !self.deliver(t, line, now)
+            {
+                return Err(Stopped);
+            }
+            if let Some(event) = t.joiner.as_mut().and_then(Joiner::take)
+                && !self.emit(t, event, now)
+            {
+                return Err(Stopped);
             }
             lock(&self.registry).forget(t.key, t.lines.read_pos());
             tracing::info!(path = %t.path, "finished rotated or deleted file");
@@ -412,7 +447,7 @@ impl Tailer {
             });
             let mut ok = true;
             for line in lines {
-                if !self.emit(t, line, now) {
+                if !self.deliver(t, line, now) {
                     ok = false;
                     break;
                 }
@@ -430,11 +465,25 @@ impl Tailer {
         result.map(|()| total)
     }
 
-    /// Parses and sends one line; false when the pipeline is gone.
+    /// Counts one line read and passes it through the input's multiline joining (if any)
+    /// to [`emit`](Self::emit); false when the pipeline is gone.
+    fn deliver(&self, t: &mut Tracked, line: Line, observed: u64) -> bool {
+        metrics::counter!(names::LINES_READ, names::INPUT => self.input_names[t.input].to_string())
+            .increment(1);
+        let event = match t.joiner.as_mut() {
+            Some(j) => j.push(line, Instant::now()),
+            None => Some(line),
+        };
+        match event {
+            Some(event) => self.emit(t, event, observed),
+            None => true,
+        }
+    }
+
+    /// Parses and sends one event (a line, or lines joined); false when the pipeline is gone.
     fn emit(&self, t: &Tracked, line: Line, observed: u64) -> bool {
         let input = &self.inputs[t.input];
         let name = &self.input_names[t.input];
-        metrics::counter!(names::LINES_READ, names::INPUT => name.to_string()).increment(1);
         if line.truncated {
             metrics::counter!(names::LINES_TRUNCATED, names::INPUT => name.to_string())
                 .increment(1);
@@ -472,7 +521,11 @@ impl Tailer {
     }
 
     fn report(&self) {
+        let now = now_unix_nano();
         for (idx, input) in self.inputs.iter().enumerate() {
+            if let Some(access) = &input.access {
+                access.tick(now);
+            }
             let (mut open, mut lag) = (0u64, 0u64);
             for t in self.files.values().filter(|t| t.input == idx) {
                 if t.file.is_some() {

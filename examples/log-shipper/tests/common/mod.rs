@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use log_shipper::config::Config;
-use log_shipper::output::{Output, SendError, SendFuture};
+use log_shipper::output::{Delivered, Output, SendError, SendFuture};
 use log_shipper::pipeline;
 use log_shipper::record::Record;
 use log_shipper::registry::Registry;
@@ -59,7 +59,7 @@ impl Output for Memory {
             }
             self.batches.lock().unwrap().push(batch.len());
             self.records.lock().unwrap().extend_from_slice(batch);
-            Ok(())
+            Ok(Delivered::default())
         })
     }
 }
@@ -87,13 +87,18 @@ pub fn yaml(dir: &Path, glob: &str, input_extra: &str) -> String {
 
 /// Starts the pipeline of `yaml` with `output`.
 pub fn start(yaml: &str, output: Memory) -> Running {
+    start_with(yaml, Box::new(output))
+}
+
+/// Starts the pipeline of `yaml` with any output.
+pub fn start_with(yaml: &str, output: Box<dyn Output>) -> Running {
     let config = Config::parse(yaml, Path::new("test.yml")).unwrap();
     let inputs = pipeline::input_specs(&config).unwrap();
     let registry = Registry::load(&config.registry).unwrap();
     let settings = pipeline::Settings::from(&config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        pipeline::run(settings, inputs, registry, Box::new(output), async {
+        pipeline::run(settings, inputs, registry, output, async {
             let _ = stopped.await;
         })
         .await

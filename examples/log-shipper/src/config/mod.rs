@@ -16,16 +16,33 @@
 //!     close_inactive: 5m             # close a file at its end after this long without data
 //!     start_at: beginning            # beginning | end, for files without a registry entry
 //!                                    # found at start-up; files appearing later start at 0
+//!     multiline:                     # default none: one event per line
+//!       pattern: '^\s'               # continuation lines (Rust regex syntax) ...
+//!       negate: false                # ... or, when true, the lines NOT matching it
+//!       match: after                 # after: joined to the line before; before: to the next
+//!       max_lines: 500               # lines per event; more are skipped (event flagged)
+//!       timeout: 5s                  # a pending event leaves this long after its last line
 //! access_metrics:
 //!   path_patterns: ["/docs/**", "/api/users/*"]
 //!   max_paths: 100                   # further path labels fold into `other`
 //!   max_vhosts: 20
 //!   default_vhost: "-"               # for formats without $host
+//!   unique_visitors:                 # nginx_http_unique_visitors{vhost,window} (HyperLogLog)
+//!     enabled: true                  # 16 KiB per virtual host; default true
+//!     window: 5m                     # tumbling, aligned to the epoch; the gauge shows the
+//!                                    # last complete window
+//!     include_user_agent: false      # visitor = $remote_addr (+ $http_user_agent)
 //! output:                            # exactly one
 //!   otlp:
-//!     endpoint: http://127.0.0.1:4318   # OTLP/HTTP protobuf; /v1/logs is appended
+//!     endpoint: http://127.0.0.1:4318   # /v1/logs is appended for http/protobuf
+//!     protocol: http/protobuf        # or grpc (endpoint http://127.0.0.1:4317)
 //!     timeout: 10s
 //!     headers: { authorization: "Bearer ..." }
+//!   # elasticsearch:                 # _bulk into <index_prefix>-YYYY.MM.DD (UTC day of the event)
+//!   #   endpoint: http://127.0.0.1:9200
+//!   #   index_prefix: logs             # default logs
+//!   #   timeout: 10s
+//!   #   headers: { authorization: "ApiKey ..." }
 //!   # stdout: {}                     # JSON lines, for debugging
 //! batch:
 //!   max_events: 1024                 # events per request
@@ -44,6 +61,8 @@ use serde::Deserialize;
 
 use crate::access::PathPattern;
 use crate::parse::nginx::LogFormat;
+pub use crate::tailer::{Match, MultilineSpec};
+use std::num::NonZeroUsize;
 
 /// A configuration error, naming the file and, where known, the line.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +159,49 @@ pub struct Input {
     /// Where reading starts in files found at start-up without a registry entry.
     #[serde(default)]
     pub start_at: StartAt,
+    /// Joining of continuation lines (stack traces) into one event. Defaults to none.
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
+}
+
+/// Multiline joining by pattern, as Filebeat's `multiline.type: pattern`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// Regular expression (Rust `regex` syntax) telling continuation lines.
+    pub pattern: String,
+    /// Continuation lines are those that do not match. Defaults to false.
+    #[serde(default)]
+    pub negate: bool,
+    /// Join continuation lines to the line before (`after`) or after (`before`). Defaults to
+    /// `after`.
+    #[serde(default, rename = "match")]
+    pub join: Match,
+    /// Lines per event at most; further continuation lines are skipped. Defaults to 500.
+    #[serde(default = "default_max_lines")]
+    pub max_lines: usize,
+    /// A pending event is sent this long after its last line. Defaults to 5 s.
+    #[serde(default = "default_multiline_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl MultilineConfig {
+    /// The compiled joining rule.
+    ///
+    /// # Errors
+    ///
+    /// When the pattern does not compile or `max_lines` or `timeout` is zero.
+    pub fn spec(&self) -> Result<MultilineSpec, String> {
+        let max_lines = NonZeroUsize::new(self.max_lines)
+            .ok_or_else(|| "max_lines: must be positive".to_owned())?;
+        if self.timeout.is_zero() {
+            return Err("timeout: must be positive".into());
+        }
+        Ok(MultilineSpec::new(&self.pattern, self.negate, self.join)
+            .map_err(|e| format!("pattern: {e}"))?
+            .max_lines(max_lines)
+            .timeout(self.timeout))
+    }
 }
 
 /// Access-metrics settings.
@@ -158,6 +220,34 @@ pub struct AccessMetricsConfig {
     /// `vhost` for formats without `$host`. Defaults to `-`.
     #[serde(default = "default_vhost")]
     pub default_vhost: String,
+    /// Unique visitors per window.
+    #[serde(default)]
+    pub unique_visitors: UniqueVisitorsConfig,
+}
+
+/// `nginx_http_unique_visitors{vhost,window}`: distinct clients per window (HyperLogLog).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UniqueVisitorsConfig {
+    /// Whether to estimate them (16 KiB per virtual host). Defaults to true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Window length (tumbling, aligned to the epoch). Defaults to 5 min.
+    #[serde(default = "default_visitor_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// A visitor is an address and user agent, not just an address. Defaults to false.
+    #[serde(default)]
+    pub include_user_agent: bool,
+}
+
+impl Default for UniqueVisitorsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: default_visitor_window(),
+            include_user_agent: false,
+        }
+    }
 }
 
 impl Default for AccessMetricsConfig {
@@ -167,6 +257,7 @@ impl Default for AccessMetricsConfig {
             max_paths: default_max_paths(),
             max_vhosts: default_max_vhosts(),
             default_vhost: default_vhost(),
+            unique_visitors: UniqueVisitorsConfig::default(),
         }
     }
 }
@@ -181,6 +272,26 @@ pub struct OutputConfig {
     /// JSON lines on standard output.
     #[serde(default)]
     pub stdout: Option<StdoutConfig>,
+    /// Elasticsearch `_bulk`.
+    #[serde(default)]
+    pub elasticsearch: Option<ElasticsearchOutputConfig>,
+}
+
+/// Elasticsearch `_bulk` output.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchOutputConfig {
+    /// Base URL of the cluster (`/_bulk` is appended), e.g. `http://127.0.0.1:9200`.
+    pub endpoint: String,
+    /// Indices are `<index_prefix>-YYYY.MM.DD` (UTC day of the event). Defaults to `logs`.
+    #[serde(default = "default_index_prefix")]
+    pub index_prefix: String,
+    /// Per-request timeout. Defaults to 10 s.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra request headers (`authorization: "ApiKey ..."`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// JSON lines on standard output (no settings).
@@ -188,12 +299,29 @@ pub struct OutputConfig {
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {}
 
-/// OTLP/HTTP protobuf output.
+/// The OTLP transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// `POST {endpoint}/v1/logs` with a protobuf body (port 4318).
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// `LogsService/Export` over gRPC (port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+/// OTLP output.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpOutputConfig {
-    /// Base URL (`/v1/logs` is appended), as `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// Base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/logs` is appended for
+    /// `http/protobuf`).
     pub endpoint: String,
+    /// `http/protobuf` or `grpc`, as `OTEL_EXPORTER_OTLP_PROTOCOL`. Defaults to
+    /// `http/protobuf`.
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
     /// Per-request timeout. Defaults to 10 s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -274,6 +402,18 @@ fn default_vhost() -> String {
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_visitor_window() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_lines() -> usize {
+    500
+}
+fn default_multiline_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_index_prefix() -> String {
+    "logs".into()
 }
 fn default_max_events() -> usize {
     1024
@@ -388,6 +528,14 @@ impl Config {
             if input.close_inactive.is_zero() {
                 return Err(field("close_inactive", "must be positive".into()));
             }
+            if let Some(m) = &input.multiline {
+                m.spec().map_err(|e| {
+                    err(
+                        line_of(text, "multiline").or(line),
+                        format!("inputs[{}].multiline.{e}", input.name),
+                    )
+                })?;
+            }
         }
         for p in &config.access_metrics.path_patterns {
             PathPattern::parse(p).map_err(|m| {
@@ -397,29 +545,55 @@ impl Config {
                 )
             })?;
         }
-        match (&config.output.otlp, &config.output.stdout) {
-            (Some(o), None) => {
-                let uri: http::Uri = o.endpoint.parse().map_err(|e| {
-                    err(
-                        line_of(text, "endpoint"),
-                        format!("output.otlp.endpoint: {:?} is not a URL: {e}", o.endpoint),
-                    )
-                })?;
-                if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        let uv = &config.access_metrics.unique_visitors;
+        if uv.window < Duration::from_secs(1) {
+            return Err(err(
+                line_of(text, "unique_visitors"),
+                "access_metrics.unique_visitors.window: at least 1s".into(),
+            ));
+        }
+        let o = &config.output;
+        let endpoint = match (&o.otlp, &o.stdout, &o.elasticsearch) {
+            (Some(o), None, None) => Some(("otlp", &o.endpoint)),
+            (None, Some(_), None) => None,
+            (None, None, Some(e)) => {
+                let p = &e.index_prefix;
+                // Elasticsearch index names: lower case, no leading `-_+`, none of `\/*?"<>| ,#:`.
+                if p.is_empty()
+                    || p.starts_with(['-', '_', '+'])
+                    || p.chars().any(|c| {
+                        c.is_uppercase() || "\\/*?\"<>| ,#:".contains(c) || c.is_whitespace()
+                    })
+                {
                     return Err(err(
-                        line_of(text, "endpoint"),
+                        line_of(text, "index_prefix"),
                         format!(
-                            "output.otlp.endpoint: expected http://host:port (https is not supported; export to a local collector), got {:?}",
-                            o.endpoint
+                            "output.elasticsearch.index_prefix: {p:?} is not a valid index name (lower case, no spaces or \\/*?\"<>|,#:)"
                         ),
                     ));
                 }
+                Some(("elasticsearch", &e.endpoint))
             }
-            (None, Some(_)) => {}
             _ => {
                 return Err(err(
                     line_of(text, "output"),
-                    "output: exactly one of otlp or stdout is needed".into(),
+                    "output: exactly one of otlp, elasticsearch or stdout is needed".into(),
+                ));
+            }
+        };
+        if let Some((kind, endpoint)) = endpoint {
+            let uri: http::Uri = endpoint.parse().map_err(|e| {
+                err(
+                    line_of(text, "endpoint"),
+                    format!("output.{kind}.endpoint: {endpoint:?} is not a URL: {e}"),
+                )
+            })?;
+            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                return Err(err(
+                    line_of(text, "endpoint"),
+                    format!(
+                        "output.{kind}.endpoint: expected http://host:port (https is not supported; export to a local collector or proxy), got {endpoint:?}"
+                    ),
                 ));
             }
         }
@@ -447,93 +621,4 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Path::new("/etc/axi/shipper.yml"))
-    }
-
-    const MINIMAL: &str = "registry: /tmp/r.json\ninputs:\n  - name: app\n    paths: [/var/log/app/*.log]\noutput:\n  stdout: {}\n";
-
-    #[test]
-    fn defaults() {
-        let c = parse(MINIMAL).unwrap();
-        let i = &c.inputs[0];
-        assert_eq!(i.format, Format::Text);
-        assert_eq!(i.max_line_bytes, 1 << 20);
-        assert_eq!(i.fingerprint_bytes, 1024);
-        assert_eq!(i.close_inactive, Duration::from_secs(300));
-        assert_eq!(c.poll_interval, Duration::from_secs(1));
-        assert_eq!(c.batch.max_events, 1024);
-        assert_eq!(c.access_metrics.max_paths, 100);
-        assert!(c.output.stdout.is_some());
-    }
-
-    #[test]
-    fn a_full_file() {
-        let c = parse(
-            "registry: /tmp/r.json\npoll_interval: 200ms\ninputs:\n  - name: nginx\n    paths: ['/var/log/nginx/access.log*']\n    exclude: ['*.gz']\n    format: nginx\n    log_format: '$remote_addr [$time_local] \"$request\" $status $request_time'\n    service: docs\n    max_line_bytes: 4096\n    start_at: end\naccess_metrics:\n  path_patterns: ['/docs/**']\n  max_paths: 10\noutput:\n  otlp: { endpoint: 'http://127.0.0.1:4318', timeout: 2s, headers: { x-a: b } }\nbatch: { max_events: 10, max_wait: 50ms, queue_events: 100 }\nretry: { initial_backoff: 10ms, max_backoff: 1s }\n",
-        )
-        .unwrap();
-        let i = &c.inputs[0];
-        assert_eq!(i.nginx_format().unwrap().variables().count(), 5);
-        assert_eq!(i.start_at, StartAt::End);
-        assert_eq!(c.output.otlp.unwrap().timeout, Duration::from_secs(2));
-        assert_eq!(c.batch.max_wait, Duration::from_millis(50));
-    }
-
-    #[test]
-    fn errors_name_file_line_and_field() {
-        let e = parse(&MINIMAL.replace("    paths:", "    pathz: [x]\n    paths:")).unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.starts_with("/etc/axi/shipper.yml:4"), "{msg}");
-        assert!(msg.contains("pathz"), "{msg}");
-
-        let e = parse(&MINIMAL.replace("[/var/log/app/*.log]", "[]")).unwrap_err();
-        assert!(e.to_string().contains("inputs[app].paths"), "{e}");
-        assert_eq!(e.line, Some(3));
-
-        let e = parse(&MINIMAL.replace(
-            "    paths:",
-            "    format: nginx\n    log_format: '$a$b'\n    paths:",
-        ))
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("log_format") && e.to_string().contains("$a"),
-            "{e}"
-        );
-        assert_eq!(e.line, Some(5));
-
-        let e = parse(&MINIMAL.replace(
-            "  stdout: {}",
-            "  stdout: {}\n  otlp: { endpoint: 'http://a:1' }",
-        ))
-        .unwrap_err();
-        assert!(e.to_string().contains("exactly one"), "{e}");
-
-        let e = parse(&MINIMAL.replace("  stdout: {}", "  otlp: { endpoint: 'https://a:1' }"))
-            .unwrap_err();
-        assert!(e.to_string().contains("https"), "{e}");
-        assert_eq!(e.line, Some(6));
-
-        let e = parse(&MINIMAL.replace("[/var/log/app/*.log]", "['/var/log/[']")).unwrap_err();
-        assert!(e.to_string().contains("invalid glob"), "{e}");
-
-        let e = parse(&format!("{MINIMAL}batch: {{ max_events: 0 }}\n")).unwrap_err();
-        assert_eq!(e.line, Some(7), "{e}");
-
-        let e = parse(&format!(
-            "{MINIMAL}access_metrics: {{ path_patterns: [docs] }}\n"
-        ))
-        .unwrap_err();
-        assert!(e.to_string().contains("must start with /"), "{e}");
-
-        let e = parse(&MINIMAL.replace("    paths:", "    max_line_bytes: -1\n    paths:"))
-            .unwrap_err();
-        assert_eq!(e.line, Some(4), "{e}");
-
-        let e = parse("registry: r\ninputs:\n  - name: app\n    paths: [x]\n  - name: app\n    paths: [y]\noutput:\n  stdout: {}\n").unwrap_err();
-        assert!(e.to_string().contains("inputs[app].name: duplicate"), "{e}");
-    }
-}
+mod tests;

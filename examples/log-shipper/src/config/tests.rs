@@ -1,0 +1,169 @@
+//! Tests of the configuration file: defaults, every section, errors with file:line.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/axi/shipper.yml"))
+}
+
+const MINIMAL: &str = "registry: /tmp/r.json\ninputs:\n  - name: app\n    paths: [/var/log/app/*.log]\noutput:\n  stdout: {}\n";
+
+#[test]
+fn defaults() {
+    let c = parse(MINIMAL).unwrap();
+    let i = &c.inputs[0];
+    assert_eq!(i.format, Format::Text);
+    assert_eq!(i.max_line_bytes, 1 << 20);
+    assert_eq!(i.fingerprint_bytes, 1024);
+    assert_eq!(i.close_inactive, Duration::from_secs(300));
+    assert_eq!(c.poll_interval, Duration::from_secs(1));
+    assert_eq!(c.batch.max_events, 1024);
+    assert_eq!(c.access_metrics.max_paths, 100);
+    assert!(c.output.stdout.is_some());
+}
+
+#[test]
+fn a_full_file() {
+    let c = parse(
+        "registry: /tmp/r.json\npoll_interval: 200ms\ninputs:\n  - name: nginx\n    paths: ['/var/log/nginx/access.log*']\n    exclude: ['*.gz']\n    format: nginx\n    log_format: '$remote_addr [$time_local] \"$request\" $status $request_time'\n    service: docs\n    max_line_bytes: 4096\n    start_at: end\naccess_metrics:\n  path_patterns: ['/docs/**']\n  max_paths: 10\noutput:\n  otlp: { endpoint: 'http://127.0.0.1:4318', timeout: 2s, headers: { x-a: b } }\nbatch: { max_events: 10, max_wait: 50ms, queue_events: 100 }\nretry: { initial_backoff: 10ms, max_backoff: 1s }\n",
+    )
+    .unwrap();
+    let i = &c.inputs[0];
+    assert_eq!(i.nginx_format().unwrap().variables().count(), 5);
+    assert_eq!(i.start_at, StartAt::End);
+    let otlp = c.output.otlp.unwrap();
+    assert_eq!(otlp.timeout, Duration::from_secs(2));
+    assert_eq!(otlp.protocol, OtlpProtocol::HttpProtobuf);
+    let grpc = parse(&MINIMAL.replace(
+        "  stdout: {}",
+        "  otlp: { endpoint: 'http://127.0.0.1:4317', protocol: grpc }",
+    ))
+    .unwrap();
+    assert_eq!(grpc.output.otlp.unwrap().protocol, OtlpProtocol::Grpc);
+    let e = parse(&MINIMAL.replace(
+        "  stdout: {}",
+        "  otlp: { endpoint: 'http://127.0.0.1:4317', protocol: http/json }",
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("http/json"), "{e}");
+    assert_eq!(c.batch.max_wait, Duration::from_millis(50));
+}
+
+#[test]
+fn multiline_settings() {
+    let c = parse(&MINIMAL.replace(
+        "    paths:",
+        "    multiline: { pattern: '^\\s', match: after }\n    paths:",
+    ))
+    .unwrap();
+    let m = c.inputs[0].multiline.as_ref().unwrap();
+    assert_eq!((m.join, m.max_lines, m.negate), (Match::After, 500, false));
+    assert_eq!(m.timeout, Duration::from_secs(5));
+    assert!(m.spec().unwrap().is_continuation(b"  at x"));
+
+    let e = parse(&MINIMAL.replace(
+        "    paths:",
+        "    multiline: { pattern: '(', match: before }\n    paths:",
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("inputs[app].multiline.pattern"),
+        "{e}"
+    );
+    assert_eq!(e.line, Some(4));
+    let e = parse(&MINIMAL.replace(
+        "    paths:",
+        "    multiline: { pattern: x, match: sideways }\n    paths:",
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("sideways"), "{e}");
+    let e = parse(&MINIMAL.replace(
+        "    paths:",
+        "    multiline: { pattern: x, max_lines: 0 }\n    paths:",
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("multiline.max_lines"), "{e}");
+}
+
+#[test]
+fn an_elasticsearch_output() {
+    let c = parse(&MINIMAL.replace(
+        "  stdout: {}",
+        "  elasticsearch: { endpoint: 'http://127.0.0.1:9200', headers: { authorization: 'ApiKey x' } }",
+    ))
+    .unwrap();
+    let e = c.output.elasticsearch.unwrap();
+    assert_eq!(e.index_prefix, "logs");
+    assert_eq!(e.timeout, Duration::from_secs(10));
+    assert_eq!(e.headers.len(), 1);
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    let e = parse(&MINIMAL.replace("    paths:", "    pathz: [x]\n    paths:")).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("/etc/axi/shipper.yml:4"), "{msg}");
+    assert!(msg.contains("pathz"), "{msg}");
+
+    let e = parse(&MINIMAL.replace("[/var/log/app/*.log]", "[]")).unwrap_err();
+    assert!(e.to_string().contains("inputs[app].paths"), "{e}");
+    assert_eq!(e.line, Some(3));
+
+    let e = parse(&MINIMAL.replace(
+        "    paths:",
+        "    format: nginx\n    log_format: '$a$b'\n    paths:",
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("log_format") && e.to_string().contains("$a"),
+        "{e}"
+    );
+    assert_eq!(e.line, Some(5));
+
+    let e = parse(&MINIMAL.replace(
+        "  stdout: {}",
+        "  stdout: {}\n  otlp: { endpoint: 'http://a:1' }",
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("exactly one"), "{e}");
+
+    let e =
+        parse(&MINIMAL.replace("  stdout: {}", "  otlp: { endpoint: 'https://a:1' }")).unwrap_err();
+    assert!(e.to_string().contains("https"), "{e}");
+    assert_eq!(e.line, Some(6));
+
+    let e = parse(&MINIMAL.replace(
+        "  stdout: {}",
+        "  elasticsearch: { endpoint: 'http://a:9200', index_prefix: 'Logs' }",
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("index_prefix"), "{e}");
+    let e = parse(&MINIMAL.replace(
+        "  stdout: {}",
+        "  elasticsearch: { endpoint: 'https://a:9200' }",
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("output.elasticsearch.endpoint"),
+        "{e}"
+    );
+
+    let e = parse(&MINIMAL.replace("[/var/log/app/*.log]", "['/var/log/[']")).unwrap_err();
+    assert!(e.to_string().contains("invalid glob"), "{e}");
+
+    let e = parse(&format!("{MINIMAL}batch: {{ max_events: 0 }}\n")).unwrap_err();
+    assert_eq!(e.line, Some(7), "{e}");
+
+    let e = parse(&format!(
+        "{MINIMAL}access_metrics: {{ path_patterns: [docs] }}\n"
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("must start with /"), "{e}");
+
+    let e =
+        parse(&MINIMAL.replace("    paths:", "    max_line_bytes: -1\n    paths:")).unwrap_err();
+    assert_eq!(e.line, Some(4), "{e}");
+
+    let e = parse("registry: r\ninputs:\n  - name: app\n    paths: [x]\n  - name: app\n    paths: [y]\noutput:\n  stdout: {}\n").unwrap_err();
+    assert!(e.to_string().contains("inputs[app].name: duplicate"), "{e}");
+}

@@ -1,0 +1,323 @@
+//! Elasticsearch `_bulk` output (see [`ElasticsearchBulk`]).
+
+use std::time::Duration;
+
+use serde_json::Value as J;
+
+use super::{Delivered, Output, SendError, SendFuture, record_json};
+use crate::parse::time::format_index_date;
+use crate::record::{Position, Record};
+
+/// The Elasticsearch `_bulk` exporter.
+///
+/// One `POST {endpoint}/_bulk` per batch, NDJSON
+/// (`Content-Type: application/x-ndjson`), each event a `create` action into a date-based index
+/// (`<prefix>-YYYY.MM.DD`, the UTC day of the event's time) followed by the document with ECS
+/// field names (see [`ElasticsearchBulk::document`]).
+///
+/// ```text
+/// {"create":{"_index":"logs-2026.11.26","_id":"3f0c…"}}
+/// {"@timestamp":"2026-11-26T10:00:00.000Z","message":"…","log.level":"INFO",…}
+/// ```
+///
+/// Every event has a deterministic `_id`, a 128-bit FNV-1a hash of the file identity (device,
+/// inode), the offset where the line ends, and the line's text: a batch sent again after a
+/// crash, a timeout or a partial failure gets `409 Conflict` for the events already stored,
+/// which counts as stored. Nothing is indexed twice.
+///
+/// Responses, as Elasticsearch documents them:
+///
+/// | answer | what happens |
+/// |---|---|
+/// | HTTP 429, 502, 503, 504, other 5xx, connection failure | backpressure: the whole batch is retried with backoff (`Retry-After` honoured) |
+/// | HTTP 200, `errors: false` | stored |
+/// | HTTP 200, `errors: true` | per item: 2xx stored, 409 already stored, 429 and 5xx retried (only those items, with backoff), other 4xx (mapping errors ...) dropped, counted and logged, never retried |
+/// | other HTTP 4xx | the batch is refused for good: dropped and counted |
+#[derive(Debug)]
+pub struct ElasticsearchBulk {
+    client: reqwest::Client,
+    url: String,
+    index_prefix: String,
+    headers: http::HeaderMap,
+    host_name: String,
+    /// Items of the batch being retried that are settled (stored, already stored or dropped),
+    /// so a retry sends only the others.
+    retry: Option<RetryState>,
+}
+
+#[derive(Debug)]
+struct RetryState {
+    /// Identifies the batch: its length and the positions of its first and last event.
+    batch: (usize, Position, Position),
+    settled: Vec<bool>,
+    /// How many of the settled items were refused for good (reported once, when the batch
+    /// is done).
+    dropped: usize,
+}
+
+/// Why the exporter could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("Elasticsearch output: {0}")]
+pub struct ElasticsearchConfigError(String);
+
+/// The part of a `_bulk` response read here.
+#[derive(Debug, serde::Deserialize)]
+struct BulkResponse {
+    errors: bool,
+    #[serde(default)]
+    items: Vec<serde_json::Map<String, J>>,
+}
+
+impl ElasticsearchBulk {
+    /// An exporter to `endpoint` (`/_bulk` is appended) writing into `<index_prefix>-YYYY.MM.DD`,
+    /// with a per-request `timeout` and extra `headers` (`authorization` ...).
+    ///
+    /// # Errors
+    ///
+    /// When a header name or value is invalid, or the HTTP client cannot be built.
+    pub fn new(
+        endpoint: &str,
+        index_prefix: &str,
+        timeout: Duration,
+        headers: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ElasticsearchConfigError> {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            let name = http::HeaderName::try_from(k.as_str())
+                .map_err(|e| ElasticsearchConfigError(format!("header {k:?}: {e}")))?;
+            // The value is a secret more often than not: never echo it.
+            let value = http::HeaderValue::try_from(v.as_str())
+                .map_err(|_| ElasticsearchConfigError(format!("header {k:?}: invalid value")))?;
+            map.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ElasticsearchConfigError(e.to_string()))?;
+        Ok(Self {
+            client,
+            url: format!("{}/_bulk", endpoint.trim_end_matches('/')),
+            index_prefix: index_prefix.to_owned(),
+            headers: map,
+            host_name: super::otlp::host_name(),
+            retry: None,
+        })
+    }
+
+    /// Replaces the `host.name` of the documents (defaults to this machine's name).
+    #[must_use]
+    pub fn with_host_name(mut self, host_name: impl Into<String>) -> Self {
+        self.host_name = host_name.into();
+        self
+    }
+
+    /// The index of an event: `<prefix>-YYYY.MM.DD` of its time (the time read from the
+    /// line, else when it was read), in UTC.
+    pub fn index(&self, r: &Record) -> String {
+        format!(
+            "{}-{}",
+            self.index_prefix,
+            format_index_date(r.time_unix_nano.unwrap_or(r.observed_unix_nano))
+        )
+    }
+
+    /// The deterministic `_id` of an event: 32 hex digits of FNV-1a 128 over the file's
+    /// device and inode, the offset where the line ends and the line's text.
+    pub fn id(r: &Record) -> String {
+        let mut h = Fnv128::new();
+        h.write(&r.position.key.dev.to_le_bytes());
+        h.write(&r.position.key.ino.to_le_bytes());
+        h.write(&r.position.end.to_le_bytes());
+        h.write(r.body.as_bytes());
+        format!("{:032x}", h.0)
+    }
+
+    /// The document of an event: the ECS fields of [`record_json`] (`@timestamp`, `message`,
+    /// `log.level`, `log.file.path`, `service.name`, `trace.id`, `span.id`, the parsed fields
+    /// such as `http.request.method`, `url.path`, `http.response.status_code`,
+    /// `client.address`, `user_agent.original`) plus `host.name` and `event.dataset` (the
+    /// input's name).
+    pub fn document(&self, r: &Record) -> serde_json::Map<String, J> {
+        let mut m = record_json(r);
+        m.insert("host.name".into(), J::String(self.host_name.clone()));
+        m.insert("event.dataset".into(), J::String(r.input.to_string()));
+        m
+    }
+
+    /// The `_bulk` body of `records`: an action line and a document line per event, each
+    /// ending with a newline (the last one too, as Elasticsearch requires).
+    pub fn encode<'r>(&self, records: impl IntoIterator<Item = &'r Record>) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for r in records {
+            let action = serde_json::json!({
+                "create": { "_index": self.index(r), "_id": Self::id(r) }
+            });
+            // Maps of strings and JSON values always serialize.
+            if serde_json::to_writer(&mut buf, &action).is_ok() {
+                buf.push(b'\n');
+            }
+            if serde_json::to_writer(&mut buf, &self.document(r)).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        buf
+    }
+
+    async fn send_batch(&mut self, batch: &[Record]) -> Result<Delivered, SendError> {
+        let Some(first) = batch.first() else {
+            return Ok(Delivered::default());
+        };
+        let ident = (batch.len(), first.position, batch[batch.len() - 1].position);
+        let mut state = match self.retry.take() {
+            Some(s) if s.batch == ident => s,
+            _ => RetryState {
+                batch: ident,
+                settled: vec![false; batch.len()],
+                dropped: 0,
+            },
+        };
+        let result = self.attempt(batch, &mut state).await;
+        if result.is_err() {
+            self.retry = Some(state);
+        }
+        result
+    }
+
+    async fn attempt(
+        &self,
+        batch: &[Record],
+        state: &mut RetryState,
+    ) -> Result<Delivered, SendError> {
+        let pending: Vec<usize> = (0..batch.len()).filter(|i| !state.settled[*i]).collect();
+        let body = self.encode(pending.iter().map(|i| &batch[*i]));
+        let response = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SendError::Retryable {
+                message: format!(
+                    "request to {} failed: {}",
+                    self.url,
+                    super::otlp::error_chain(&e)
+                ),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let message = format!("HTTP {} from {}", status.as_u16(), self.url);
+            return if status.as_u16() == 429 || status.is_server_error() {
+                Err(SendError::Retryable {
+                    message,
+                    retry_after: super::otlp::retry_after(response.headers()),
+                })
+            } else {
+                Err(SendError::Rejected { message })
+            };
+        }
+        let bytes = response.bytes().await.map_err(|e| SendError::Retryable {
+            message: format!("reading the answer of {} failed: {e}", self.url),
+            retry_after: None,
+        })?;
+        let reply: BulkResponse =
+            serde_json::from_slice(&bytes).map_err(|e| SendError::Retryable {
+                message: format!(
+                    "{} answered something else than a bulk response: {e}",
+                    self.url
+                ),
+                retry_after: None,
+            })?;
+        if !reply.errors {
+            for i in pending {
+                state.settled[i] = true;
+            }
+            return Ok(Delivered {
+                dropped: state.dropped,
+            });
+        }
+        if reply.items.len() != pending.len() {
+            return Err(SendError::Retryable {
+                message: format!(
+                    "{} answered {} items for {} actions",
+                    self.url,
+                    reply.items.len(),
+                    pending.len()
+                ),
+                retry_after: None,
+            });
+        }
+        let mut retry = 0usize;
+        let mut first_retry = None;
+        for (i, item) in pending.iter().zip(&reply.items) {
+            let result = item.values().next();
+            let status = result
+                .and_then(|r| r.get("status"))
+                .and_then(J::as_u64)
+                .unwrap_or(0);
+            match status {
+                200..=299 | 409 => state.settled[*i] = true,
+                429 | 500..=599 => {
+                    retry += 1;
+                    first_retry.get_or_insert(status);
+                }
+                _ => {
+                    state.settled[*i] = true;
+                    state.dropped += 1;
+                    let error = result.and_then(|r| r.get("error"));
+                    tracing::warn!(
+                        status,
+                        index = %self.index(&batch[*i]),
+                        id = %Self::id(&batch[*i]),
+                        error_type = error.and_then(|e| e.get("type")).and_then(J::as_str).unwrap_or(""),
+                        reason = error.and_then(|e| e.get("reason")).and_then(J::as_str).unwrap_or(""),
+                        "Elasticsearch refused an event; dropped"
+                    );
+                }
+            }
+        }
+        if retry == 0 {
+            return Ok(Delivered {
+                dropped: state.dropped,
+            });
+        }
+        Err(SendError::Retryable {
+            message: format!(
+                "{retry} of {} items to retry (status {})",
+                pending.len(),
+                first_retry.unwrap_or(0)
+            ),
+            retry_after: None,
+        })
+    }
+}
+
+/// FNV-1a with 128-bit state.
+struct Fnv128(u128);
+
+impl Fnv128 {
+    fn new() -> Self {
+        Self(0x6c62_272e_07bb_0142_62b8_2175_6295_c58d)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u128::from(*b);
+            self.0 = self
+                .0
+                .wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+        }
+    }
+}
+
+impl Output for ElasticsearchBulk {
+    fn kind(&self) -> &'static str {
+        "elasticsearch"
+    }
+
+    fn send<'a>(&'a mut self, batch: &'a [Record]) -> SendFuture<'a> {
+        Box::pin(self.send_batch(batch))
+    }
+}

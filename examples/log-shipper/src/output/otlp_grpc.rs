@@ -1,0 +1,160 @@
+//! OTLP logs over gRPC (`opentelemetry.proto.collector.logs.v1.LogsService/Export`, usually
+//! port 4317), with the same records and resources as [`OtlpHttp`](super::OtlpHttp).
+//!
+//! Status handling follows the OTLP specification: `OK` is success (a `partial_success` with
+//! rejected records counts them as dropped); `CANCELLED`, `DEADLINE_EXCEEDED`,
+//! `RESOURCE_EXHAUSTED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE` and `DATA_LOSS` are retried,
+//! and so is `UNKNOWN`, which is how the client reports a receiver it cannot reach; other
+//! codes refuse the batch for good.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use tonic::Code;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+use super::otlp::{encode_request, host_name};
+use super::{Delivered, Output, SendError, SendFuture};
+use crate::record::Record;
+
+/// The OTLP/gRPC logs exporter.
+#[derive(Debug)]
+pub struct OtlpGrpc {
+    client: LogsServiceClient<Channel>,
+    endpoint: String,
+    metadata: MetadataMap,
+    timeout: Duration,
+    host_name: String,
+}
+
+/// Why the gRPC exporter could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP/gRPC output: {0}")]
+pub struct OtlpGrpcConfigError(String);
+
+impl OtlpGrpc {
+    /// An exporter to `endpoint` (`http://host:4317`) with a per-request `timeout` and extra
+    /// `headers` sent as gRPC metadata. Connects on the first send, not here.
+    ///
+    /// # Errors
+    ///
+    /// When the endpoint is not a URI or a header name or value is not valid metadata.
+    pub fn new(
+        endpoint: &str,
+        timeout: Duration,
+        headers: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, OtlpGrpcConfigError> {
+        let mut metadata = MetadataMap::new();
+        for (k, v) in headers {
+            let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                .map_err(|e| OtlpGrpcConfigError(format!("header {k:?}: {e}")))?;
+            // The value is a secret more often than not: never echo it.
+            let value = MetadataValue::try_from(v.as_str())
+                .map_err(|_| OtlpGrpcConfigError(format!("header {k:?}: invalid value")))?;
+            metadata.insert(key, value);
+        }
+        let channel = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| OtlpGrpcConfigError(format!("endpoint {endpoint:?}: {e}")))?
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .connect_lazy();
+        Ok(Self {
+            client: LogsServiceClient::new(channel),
+            endpoint: endpoint.to_owned(),
+            metadata,
+            timeout,
+            host_name: host_name(),
+        })
+    }
+
+    async fn export(&mut self, batch: &[Record]) -> Result<Delivered, SendError> {
+        let mut request = tonic::Request::new(encode_request(batch, &self.host_name));
+        *request.metadata_mut() = self.metadata.clone();
+        request.set_timeout(self.timeout);
+        match self.client.export(request).await {
+            Ok(reply) => {
+                let mut delivered = Delivered::default();
+                if let Some(partial) = reply.into_inner().partial_success
+                    && partial.rejected_log_records > 0
+                {
+                    tracing::warn!(
+                        rejected = partial.rejected_log_records,
+                        of = batch.len(),
+                        message = %partial.error_message,
+                        "the OTLP receiver rejected some records"
+                    );
+                    delivered.dropped = usize::try_from(partial.rejected_log_records)
+                        .unwrap_or(batch.len())
+                        .min(batch.len());
+                }
+                Ok(delivered)
+            }
+            Err(status) => Err(classify(&status, &self.endpoint)),
+        }
+    }
+}
+
+/// What a gRPC status means for the batch.
+fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
+    let message = format!(
+        "gRPC {:?} from {endpoint}: {}",
+        status.code(),
+        status.message()
+    );
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss
+        | Code::Unknown => SendError::Retryable {
+            message,
+            retry_after: None,
+        },
+        _ => SendError::Rejected { message },
+    }
+}
+
+impl Output for OtlpGrpc {
+    fn kind(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn send<'a>(&'a mut self, batch: &'a [Record]) -> SendFuture<'a> {
+        Box::pin(self.export(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_follow_the_otlp_specification() {
+        let retryable = |c: Code| {
+            matches!(
+                classify(&tonic::Status::new(c, "x"), "e"),
+                SendError::Retryable { .. }
+            )
+        };
+        for c in [
+            Code::Unavailable,
+            Code::ResourceExhausted,
+            Code::DeadlineExceeded,
+            Code::Unknown,
+        ] {
+            assert!(retryable(c), "{c:?}");
+        }
+        for c in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Unimplemented,
+        ] {
+            assert!(!retryable(c), "{c:?}");
+        }
+    }
+}

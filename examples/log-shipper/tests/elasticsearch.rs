@@ -1,0 +1,373 @@
+//! The Elasticsearch `_bulk` output: the request body against golden files, and a local
+//! receiver that answers 429, then per-item errors, then success.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use log_shipper::output::{Delivered, ElasticsearchBulk, Output, SendError};
+use log_shipper::record::{FileKey, Level, Position, Record, Value};
+use serde_json::{Value as J, json};
+
+fn record(end: u64, time: Option<u64>, body: &str) -> Record {
+    Record {
+        input: "app".into(),
+        service: "shop".into(),
+        path: "/var/log/app/app.log".into(),
+        position: Position {
+            key: FileKey {
+                dev: 2049,
+                ino: 131_077,
+                generation: 0,
+            },
+            end,
+        },
+        time_unix_nano: time,
+        // 2026-11-26T10:00:05Z.
+        observed_unix_nano: 1_795_687_205_000_000_000,
+        level: Some(Level::Info),
+        body: body.into(),
+        attributes: Vec::new(),
+        trace_id: None,
+        span_id: None,
+        truncated: false,
+    }
+}
+
+/// Three kinds of event: a text line with a level, a JSON line with trace context and fields,
+/// an nginx access line; the last one without a time of its own, just before midnight.
+fn golden_records() -> Vec<Record> {
+    let mut text = record(
+        58,
+        Some(1_795_687_200_123_000_000),
+        "2026-11-26 10:00:00 ERROR db: connection refused",
+    );
+    text.level = Some(Level::Error);
+    let mut json = record(131, Some(1_795_687_201_000_000_000), "order placed");
+    json.trace_id = Some([0x4b; 16]);
+    json.span_id = Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+    json.attributes = vec![
+        ("order.id".into(), Value::Int(42)),
+        ("order.total".into(), Value::Float(19.5)),
+    ];
+    let mut access = record(
+        260,
+        None,
+        r#"203.0.113.9 - - [26/Nov/2026:23:59:59 +0000] "GET /docs/a.html HTTP/1.1" 404 153 "-" "curl/8.5""#,
+    );
+    access.input = "nginx".into();
+    access.service = "docs-site".into();
+    access.path = "/var/log/nginx/access.log".into();
+    access.observed_unix_nano = 1_795_737_599_999_000_000;
+    access.level = Some(Level::Warn);
+    access.truncated = true;
+    access.attributes = vec![
+        ("client.address".into(), Value::Str("203.0.113.9".into())),
+        ("http.request.method".into(), Value::Str("GET".into())),
+        ("url.path".into(), Value::Str("/docs/a.html".into())),
+        ("http.response.status_code".into(), Value::Int(404)),
+        ("http.response.body.size".into(), Value::Int(153)),
+        ("user_agent.original".into(), Value::Str("curl/8.5".into())),
+    ];
+    vec![text, json, access]
+}
+
+fn bulk(prefix: &str, endpoint: &str) -> ElasticsearchBulk {
+    ElasticsearchBulk::new(
+        endpoint,
+        prefix,
+        std::time::Duration::from_secs(5),
+        Vec::new(),
+    )
+    .unwrap()
+    .with_host_name("web-1")
+}
+
+/// Compares with `tests/fixtures/<name>`; `UPDATE_GOLDEN=1` rewrites the file instead.
+fn golden(name: &str, actual: &[u8]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read(&path).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(actual),
+        String::from_utf8_lossy(&expected),
+        "{} differs (UPDATE_GOLDEN=1 to accept)",
+        path.display()
+    );
+}
+
+#[test]
+fn bulk_body_matches_the_golden_file() {
+    let out = bulk("logs", "http://127.0.0.1:9200");
+    let body = out.encode(&golden_records());
+    golden("bulk_request.ndjson", &body);
+    // Elasticsearch's format, checked apart from the golden bytes: action and source lines
+    // alternate, every line (the last too) ends with a newline, each is one JSON object.
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.ends_with('\n'));
+    let lines: Vec<J> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    for pair in lines.chunks(2) {
+        let create = pair[0]["create"].as_object().unwrap();
+        assert_eq!(create.len(), 2, "{create:?}");
+        assert_eq!(create["_id"].as_str().unwrap().len(), 32);
+        assert!(pair[1]["@timestamp"].is_string() && pair[1]["message"].is_string());
+    }
+    // The index is the UTC day of the event's time, else of the time it was read.
+    assert_eq!(lines[0]["create"]["_index"], "logs-2026.11.26");
+    assert_eq!(lines[4]["create"]["_index"], "logs-2026.11.26");
+    let mut next_day = golden_records().pop().unwrap();
+    next_day.observed_unix_nano += 1_000_000;
+    assert_eq!(out.index(&next_day), "logs-2026.11.27");
+}
+
+#[test]
+fn ids_depend_on_file_offset_and_text_only() {
+    let a = record(100, Some(1), "x");
+    let mut again = a.clone();
+    // Read again after a restart: another observation time and generation.
+    again.observed_unix_nano += 60_000_000_000;
+    again.position.key.generation = 3;
+    assert_eq!(ElasticsearchBulk::id(&a), ElasticsearchBulk::id(&again));
+    let mut other_offset = a.clone();
+    other_offset.position.end = 101;
+    let mut other_text = a.clone();
+    other_text.body = "y".into();
+    let mut other_inode = a.clone();
+    other_inode.position.key.ino += 1;
+    for r in [other_offset, other_text, other_inode] {
+        assert_ne!(ElasticsearchBulk::id(&a), ElasticsearchBulk::id(&r));
+    }
+}
+
+/// A `_bulk` endpoint as Elasticsearch behaves: `create` of an existing `_id` is 409. The first
+/// request is answered 429; a document whose message contains `mapping` is refused (400,
+/// mapper_parsing_exception) every time; `busy` and `broken` ones are answered 429 and 503
+/// the first time they are seen.
+#[derive(Default)]
+struct Receiver {
+    requests: usize,
+    content_types: Vec<String>,
+    /// Actions per request.
+    actions: Vec<usize>,
+    stored: BTreeMap<String, J>,
+    failed_once: std::collections::HashSet<String>,
+    refused: usize,
+}
+
+async fn bulk_handler(
+    State(state): State<Arc<Mutex<Receiver>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let mut s = state.lock().unwrap();
+    s.requests += 1;
+    s.content_types.push(
+        headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default(),
+    );
+    let lines: Vec<J> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    s.actions.push(lines.len() / 2);
+    if s.requests == 1 {
+        return (StatusCode::TOO_MANY_REQUESTS, "rejected execution").into_response();
+    }
+    let mut items = Vec::new();
+    let mut errors = false;
+    for pair in lines.chunks(2) {
+        let create = &pair[0]["create"];
+        let id = create["_id"].as_str().unwrap().to_owned();
+        let message = pair[1]["message"].as_str().unwrap();
+        let (status, error) = if message.contains("mapping") {
+            s.refused += 1;
+            (
+                400,
+                Some(
+                    json!({"type": "mapper_parsing_exception", "reason": "failed to parse field [order.id]"}),
+                ),
+            )
+        } else if s.stored.contains_key(&id) {
+            (
+                409,
+                Some(
+                    json!({"type": "version_conflict_engine_exception", "reason": "document already exists"}),
+                ),
+            )
+        } else if message.contains("busy") && s.failed_once.insert(id.clone()) {
+            (
+                429,
+                Some(json!({"type": "es_rejected_execution_exception", "reason": "queue full"})),
+            )
+        } else if message.contains("broken") && s.failed_once.insert(id.clone()) {
+            (
+                503,
+                Some(
+                    json!({"type": "unavailable_shards_exception", "reason": "primary shard is not active"}),
+                ),
+            )
+        } else {
+            s.stored.insert(id.clone(), pair[1].clone());
+            (201, None)
+        };
+        errors |= status >= 300;
+        let mut item = json!({"_index": create["_index"], "_id": id, "status": status});
+        if let Some(e) = error {
+            item["error"] = e;
+        } else {
+            item["result"] = json!("created");
+        }
+        items.push(json!({ "create": item }));
+    }
+    axum::Json(json!({"took": 3, "errors": errors, "items": items})).into_response()
+}
+
+async fn receiver() -> (String, Arc<Mutex<Receiver>>) {
+    let state = Arc::new(Mutex::new(Receiver::default()));
+    let app = axum::Router::new()
+        .route("/_bulk", axum::routing::post(bulk_handler))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), state)
+}
+
+fn batch() -> Vec<Record> {
+    [
+        "first",
+        "busy one",
+        "bad mapping",
+        "broken one",
+        "fifth",
+        "sixth",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, m)| record(100 * (i as u64 + 1), Some(1_795_687_200_000_000_000), m))
+    .collect()
+}
+
+#[tokio::test]
+async fn backpressure_and_item_errors_store_every_event_exactly_once() {
+    let (endpoint, state) = receiver().await;
+    let mut out = bulk("logs", &endpoint);
+    let batch = batch();
+
+    // 1: HTTP 429 for the whole request: retryable.
+    let e = out.send(&batch).await.unwrap_err();
+    assert!(matches!(e, SendError::Retryable { .. }), "{e:?}");
+    // 2: per-item errors: 429 and 503 items are to be retried; the mapping error is settled.
+    let e = out.send(&batch).await.unwrap_err();
+    assert!(
+        matches!(&e, SendError::Retryable { message, .. } if message.starts_with("2 of 6")),
+        "{e:?}"
+    );
+    // 3: only the two items left are sent; done, one event dropped.
+    assert_eq!(out.send(&batch).await.unwrap(), Delivered { dropped: 1 });
+    {
+        let s = state.lock().unwrap();
+        assert_eq!(s.actions, [6, 6, 2]);
+        assert!(s.content_types.iter().all(|c| c == "application/x-ndjson"));
+        assert_eq!(s.refused, 1, "the mapping error is never retried");
+        let mut messages: Vec<&str> = s
+            .stored
+            .values()
+            .map(|d| d["message"].as_str().unwrap())
+            .collect();
+        messages.sort_unstable();
+        assert_eq!(
+            messages,
+            ["broken one", "busy one", "fifth", "first", "sixth"]
+        );
+    }
+
+    // A crash before the registry moved: a new process sends the same batch again. Every
+    // stored event answers 409 (already stored), nothing is indexed twice.
+    let mut restarted = bulk("logs", &endpoint);
+    assert_eq!(
+        restarted.send(&batch).await.unwrap(),
+        Delivered { dropped: 1 }
+    );
+    let s = state.lock().unwrap();
+    assert_eq!(s.stored.len(), 5);
+    assert_eq!(s.requests, 4);
+}
+
+#[tokio::test]
+async fn other_4xx_answers_refuse_the_batch() {
+    let app = axum::Router::new().route(
+        "/_bulk",
+        axum::routing::post(|| async { (StatusCode::UNAUTHORIZED, "missing authentication") }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut out = bulk("logs", &format!("http://{addr}"));
+    let e = out.send(&batch()).await.unwrap_err();
+    assert!(
+        matches!(&e, SendError::Rejected { message } if message.contains("401")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_ships_a_file_through_bulk_retries_exactly_once() {
+    let (endpoint, state) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let mut text = String::new();
+    for i in 0..200 {
+        let kind = match i % 50 {
+            7 => "busy",
+            13 => "broken",
+            21 => "mapping",
+            _ => "plain",
+        };
+        text.push_str(&format!("line {i} {kind}\n"));
+    }
+    common::append(&log, &text);
+    let yaml = common::yaml(dir.path(), &log.display().to_string(), "").replace(
+        "  stdout: {}",
+        &format!("  elasticsearch: {{ endpoint: '{endpoint}', index_prefix: app }}"),
+    );
+    let running = common::start_with(&yaml, Box::new(bulk("app", &endpoint)));
+    assert!(
+        common::wait_until(|| state.lock().unwrap().stored.len() == 196).await,
+        "{}",
+        state.lock().unwrap().stored.len()
+    );
+    running.stop().await;
+    let s = state.lock().unwrap();
+    let mut messages: Vec<String> = s
+        .stored
+        .values()
+        .map(|d| d["message"].as_str().unwrap().to_owned())
+        .collect();
+    messages.sort_unstable();
+    messages.dedup();
+    assert_eq!(messages.len(), 196, "each stored once, under its own _id");
+    assert!(messages.iter().all(|m| !m.contains("mapping")));
+    assert_eq!(s.refused, 4, "each mapping error sent once");
+    assert!(
+        s.stored
+            .values()
+            .all(|d| d["service.name"] == "app" && d["host.name"] == "web-1")
+    );
+}

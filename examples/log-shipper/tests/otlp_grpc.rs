@@ -1,0 +1,120 @@
+//! OTLP over gRPC: the real binary ships a file to an in-process gRPC OTLP receiver; an
+//! unreachable receiver is a retryable failure.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axi_obs_core::Protocol;
+use axi_obs_core::testing::{OtlpReceiver, attr, value_string};
+use common::{ChildGuard, append, free_port};
+use log_shipper::output::{OtlpGrpc, Output, SendError};
+use log_shipper::record::{FileKey, Position, Record};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_ships_every_line_over_grpc() {
+    let receiver = OtlpReceiver::start(Protocol::Grpc).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let n = 250;
+    append(
+        &log,
+        &(0..n)
+            .map(|i| format!("2026-11-26 10:00:00 WARN line {i}\n"))
+            .collect::<String>(),
+    );
+    let config = dir.path().join("shipper.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "registry: {}\npoll_interval: 10ms\ninputs:\n  - name: app\n    service: shop\n    paths: ['{}']\noutput:\n  otlp: {{ endpoint: '{}', protocol: grpc, headers: {{ x-tenant: t1 }} }}\nbatch: {{ max_events: 100, max_wait: 10ms, queue_events: 200 }}\n",
+            dir.path().join("registry.json").display(),
+            log.display(),
+            receiver.endpoint()
+        ),
+    )
+    .unwrap();
+    let _child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_axi-log-shipper"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        receiver
+            .wait_until(Duration::from_secs(30), |r| r.logs().len() >= n)
+            .await,
+        "{} of {n}",
+        receiver.logs().len()
+    );
+    let logs = receiver.logs();
+    let mut bodies: Vec<String> = logs
+        .iter()
+        .map(|l| value_string(l.record.body.as_ref()))
+        .collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), n);
+    assert_eq!(logs.len(), n, "no duplicates");
+    let first = &logs[0];
+    assert!(
+        first
+            .resource
+            .contains(&("service.name".to_owned(), "shop".to_owned())),
+        "{:?}",
+        first.resource
+    );
+    assert_eq!(first.record.severity_text, "WARN");
+    assert_eq!(
+        attr(&first.record.attributes, "log.file.path"),
+        Some(log.display().to_string())
+    );
+    assert!(
+        receiver
+            .headers()
+            .iter()
+            .all(|h| h.get("x-tenant").and_then(|v| v.to_str().ok()) == Some("t1"))
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_receiver_is_retried() {
+    let mut out = OtlpGrpc::new(
+        &format!("http://127.0.0.1:{}", free_port()),
+        Duration::from_secs(5),
+        Vec::new(),
+    )
+    .unwrap();
+    let record = Record {
+        input: "app".into(),
+        service: "app".into(),
+        path: "/tmp/a.log".into(),
+        position: Position {
+            key: FileKey {
+                dev: 1,
+                ino: 2,
+                generation: 0,
+            },
+            end: 2,
+        },
+        time_unix_nano: None,
+        observed_unix_nano: 1,
+        level: None,
+        body: "a".into(),
+        attributes: Vec::new(),
+        trace_id: None,
+        span_id: None,
+        truncated: false,
+    };
+    let e = out.send(&[record]).await.unwrap_err();
+    assert!(matches!(e, SendError::Retryable { .. }), "{e:?}");
+}
