@@ -23,9 +23,8 @@
 //! - [`inprocess`]: rules evaluated inside a service over its own axi-obs-core metrics, on a
 //!   background thread, no Prometheus needed.
 //!
-//! Next: Prometheus's group offsets and remote write of recorded series; for delivery, the router
-//! runtime (aggregation groups, notification log, silences, inhibition), mail, retries and
-//! the Alertmanager-compatible API.
+//! Next: Prometheus's group offsets and remote write of recorded series; for delivery, mail,
+//! persisted undelivered notifications, robot rate limits and the Alertmanager-compatible API.
 //!
 //! ```
 //! use axi_obs_alert::promql::{parse, Engine, Labels, MemStorage, Value};

@@ -1,6 +1,5 @@
-//! Alert delivery: to real Alertmanagers as Prometheus sends, and the first pieces of a
-//! built-in router that reads Alertmanager's own configuration and behaves like
-//! Alertmanager 0.33.
+//! Alert delivery: to real Alertmanagers as Prometheus sends, and a built-in router that
+//! reads Alertmanager's own configuration and behaves like Alertmanager 0.33.
 //!
 //! Present in this slice:
 //!
@@ -21,12 +20,40 @@
 //!   (counted), timeouts, external labels; [`alerts_to_send`] picks what a rule sends after an
 //!   evaluation, with Prometheus's `endsAt`.
 //!
-//! Not there yet: aggregation groups with their timers and the dispatcher, the
-//! notification log and dedup (a [`Notification`] carries the reason given by its caller),
-//! silences, inhibition *execution* (rules are parsed and validated only), mail
-//! (`email_configs` is refused), retries with backoff and delivery metrics, robot rate
-//! limits, TLS options and auth toward Alertmanagers (plain `reqwest` defaults), YAML merge
-//! keys, `templates:` files, time intervals, remediation actions, and the HTTP API.
+//! - [`Dispatcher`]: the router's runtime, as `dispatch/dispatch.go` and the notify
+//!   pipeline, driven by an explicit clock ([`Dispatcher::insert`] and
+//!   [`Dispatcher::tick`] take `now` in ms): aggregation groups per route and group labels
+//!   with `group_wait` (at once for an alert older than it), `group_interval` and
+//!   `repeat_interval`; alerts without an end get `now + resolve_timeout`; resolved alerts
+//!   are notified once and then leave their group, empty groups go; caps on groups and on
+//!   alerts per group, refusals counted. A flush mutes alerts ([`Inhibitor`], as
+//!   `inhibit.go`, and [`Silences`], as `silence.go`: create, list, expire, retention),
+//!   applies [`needs_update`] (`DedupStage`) per integration against the
+//!   [`NotificationLog`] and sets `notification_reason` from it; the log and the silences
+//!   are persisted atomically (temporary file, fsync, rename) to
+//!   [`DispatcherOptions::state_file`] and read back on start, expired entries dropped
+//!   (log entries after `min(retention, 2 × repeat_interval)`).
+//! - [`Notifier`]: delivery through the webhook, DingTalk and WeCom integrations with
+//!   retries and exponential backoff ([`RetryPolicy`]: network errors, 5xx, 429 and the
+//!   robot rate limit retried; 4xx fails at once and is logged), counted as Alertmanager
+//!   counts ([`METRIC_NOTIFICATIONS_TOTAL`], [`METRIC_NOTIFICATIONS_FAILED_TOTAL`] with
+//!   `reason` `clientError` / `serverError` / `other`, [`METRIC_NOTIFICATION_REQUESTS_TOTAL`],
+//!   [`METRIC_NOTIFICATION_LATENCY_SECONDS`]) through the `metrics` facade.
+//!
+//! - [`Runner`]: a Tokio task driving a [`Dispatcher`] on a [`Clock`] ([`SystemClock`]):
+//!   alerts and silence changes through a bounded channel (senders wait when it is full),
+//!   flushes when due, state persisted on shutdown, the dispatcher handed back.
+//!
+//! Not there yet: groups flushing independently ([`Dispatcher::tick`] delivers the
+//! notifications of one tick concurrently but waits for all of them, retries included,
+//! before the next tick); undelivered notifications are
+//! not persisted (after a restart they are rebuilt from re-sent alerts, but alerts
+//! themselves are not persisted either); Alertmanager's alert hashes are replaced by label
+//! fingerprints in the log (the file format is ours, not Alertmanager's protobuf);
+//! two sibling routes with identical matchers and receiver share groups; mail
+//! (`email_configs` is refused), robot rate limits (20 messages per minute), TLS options
+//! and auth toward Alertmanagers (plain `reqwest` defaults), YAML merge keys, `templates:`
+//! files, time intervals, remediation actions, and the HTTP API.
 //!
 //! ```
 //! use std::path::Path;
@@ -72,11 +99,18 @@
 
 mod alertmanager;
 mod config;
+mod dispatch;
+mod inhibit;
 mod integrations;
 mod matcher;
 mod model;
+mod nflog;
 mod notification;
+mod notify;
 mod route;
+mod runner;
+mod silence;
+mod state;
 
 pub use alertmanager::{
     ALERTS_PATH, AlertmanagerSender, DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT,
@@ -88,6 +122,11 @@ pub use config::{
     MatcherList, ModelDuration, Receiver, RegexMap, RouteConfig, Secret, WECOM_ROBOT_URL,
     WeComConfig, WebhookConfig,
 };
+pub use dispatch::{
+    DEFAULT_MAX_ALERTS_PER_GROUP, DEFAULT_MAX_GROUPS, DispatchError, Dispatcher, DispatcherOptions,
+    Flush, Inserted, Job, TickReport,
+};
+pub use inhibit::Inhibitor;
 pub use integrations::{
     DEFAULT_MESSAGE, DEFAULT_TITLE, Delivered, DeliveryError, USER_AGENT, WECOM_MARKDOWN_MAX_BYTES,
     dingtalk_body, dingtalk_sign, dingtalk_url, send_dingtalk, send_webhook, send_wecom,
@@ -98,5 +137,14 @@ pub use model::{
     AmAlert, Fingerprint, LabelSet, ZERO_TIME, label_set, label_set_before, parse_rfc3339,
     query_escape, rfc3339_millis, rfc3339_nano, sort_for_notification,
 };
+pub use nflog::{DEFAULT_RETENTION, IntegrationKey, NflogEntry, NotificationLog, needs_update};
 pub use notification::{AlertData, Notification, NotificationReason, TemplateData, WebhookMessage};
+pub use notify::{
+    Integration, LABEL_INTEGRATION, LABEL_REASON, METRIC_ALERT_LIMIT_REACHED_TOTAL,
+    METRIC_GROUP_LIMIT_REACHED_TOTAL, METRIC_NOTIFICATION_LATENCY_SECONDS,
+    METRIC_NOTIFICATION_REQUESTS_FAILED_TOTAL, METRIC_NOTIFICATION_REQUESTS_TOTAL,
+    METRIC_NOTIFICATIONS_FAILED_TOTAL, METRIC_NOTIFICATIONS_TOTAL, Notifier, RetryPolicy,
+};
 pub use route::{Route, RouteOpts, label_set_string};
+pub use runner::{Clock, DEFAULT_RUNNER_CAPACITY, Runner, RunnerError, SystemClock};
+pub use silence::{Silence, SilenceError, SilenceState, Silences};

@@ -1,0 +1,171 @@
+//! Sending one notification through one integration with retries and exponential backoff,
+//! counted in Alertmanager's metric names.
+
+use std::time::{Duration, Instant};
+
+use super::config::{DingTalkConfig, WeComConfig, WebhookConfig};
+use super::integrations::{Delivered, DeliveryError, send_dingtalk, send_webhook, send_wecom};
+use super::notification::Notification;
+
+/// Notifications attempted, per integration (counter; label `integration`).
+pub const METRIC_NOTIFICATIONS_TOTAL: &str = "alertmanager_notifications_total";
+/// Notifications that failed for good, per integration and reason (counter; labels
+/// `integration`, `reason`: `clientError`, `serverError`, `other`).
+pub const METRIC_NOTIFICATIONS_FAILED_TOTAL: &str = "alertmanager_notifications_failed_total";
+/// Requests made, retries included, per integration (counter).
+pub const METRIC_NOTIFICATION_REQUESTS_TOTAL: &str = "alertmanager_notification_requests_total";
+/// Requests that failed, retries included, per integration (counter).
+pub const METRIC_NOTIFICATION_REQUESTS_FAILED_TOTAL: &str =
+    "alertmanager_notification_requests_failed_total";
+/// Duration of each request in seconds, per integration (histogram).
+pub const METRIC_NOTIFICATION_LATENCY_SECONDS: &str = "alertmanager_notification_latency_seconds";
+/// Aggregation groups refused because the group limit was reached (counter).
+pub const METRIC_GROUP_LIMIT_REACHED_TOTAL: &str =
+    "alertmanager_dispatcher_aggregation_group_limit_reached_total";
+/// Alerts refused because their aggregation group was full (counter; ours).
+pub const METRIC_ALERT_LIMIT_REACHED_TOTAL: &str = "axi_alert_dispatcher_alert_limit_reached_total";
+/// Label key: the integration (`webhook`, `dingtalk`, `wecom`).
+pub const LABEL_INTEGRATION: &str = "integration";
+/// Label key: why a notification failed.
+pub const LABEL_REASON: &str = "reason";
+
+/// One configured integration of a receiver.
+#[derive(Debug, Clone)]
+pub enum Integration {
+    /// `webhook_configs[]`.
+    Webhook(WebhookConfig),
+    /// `dingtalk_configs[]`.
+    DingTalk(DingTalkConfig),
+    /// `wecom_configs[]`.
+    WeCom(WeComConfig),
+}
+
+impl Integration {
+    /// Its name in the notification log and in metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Integration::Webhook(_) => "webhook",
+            Integration::DingTalk(_) => "dingtalk",
+            Integration::WeCom(_) => "wecom",
+        }
+    }
+
+    /// Whether it notifies resolved alerts.
+    pub fn send_resolved(&self) -> bool {
+        match self {
+            Integration::Webhook(c) => c.send_resolved,
+            Integration::DingTalk(c) => c.send_resolved,
+            Integration::WeCom(c) => c.send_resolved,
+        }
+    }
+
+    async fn send_once(
+        &self,
+        client: &reqwest::Client,
+        n: &Notification,
+    ) -> Result<Delivered, DeliveryError> {
+        match self {
+            Integration::Webhook(c) => send_webhook(client, c, n).await,
+            Integration::DingTalk(c) => send_dingtalk(client, c, n).await,
+            Integration::WeCom(c) => send_wecom(client, c, n).await,
+        }
+    }
+}
+
+/// How failed requests are retried: exponential backoff from `initial_backoff`, doubling up
+/// to `max_backoff`, at most `max_attempts` requests in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Wait after the first failure. Defaults to 500 ms.
+    pub initial_backoff: Duration,
+    /// Longest wait between two attempts. Defaults to 60 s.
+    pub max_backoff: Duration,
+    /// Requests per notification, the first included (at least 1). Defaults to 10.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            max_attempts: 10,
+        }
+    }
+}
+
+fn failure_reason(e: &DeliveryError) -> &'static str {
+    match e {
+        DeliveryError::Status { status, .. } if (400..500).contains(status) => "clientError",
+        DeliveryError::Status { status, .. } if *status >= 500 => "serverError",
+        _ => "other",
+    }
+}
+
+/// Sends notifications with retries (`RetryStage`): network errors, 5xx, 429 and robot rate
+/// limits are retried with backoff; 4xx and other errors fail at once and are logged.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    client: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+impl Notifier {
+    /// A notifier using `client` (its timeouts apply to each request) and `retry`.
+    pub fn new(client: reqwest::Client, retry: RetryPolicy) -> Notifier {
+        Notifier { client, retry }
+    }
+
+    /// Delivers `n` through `integration`, retrying as the policy says.
+    ///
+    /// # Errors
+    ///
+    /// The last [`DeliveryError`] when the notification could not be delivered.
+    pub async fn deliver(
+        &self,
+        integration: &Integration,
+        n: &Notification,
+    ) -> Result<Delivered, DeliveryError> {
+        let name = integration.name();
+        metrics::counter!(METRIC_NOTIFICATIONS_TOTAL, LABEL_INTEGRATION => name).increment(1);
+        let mut backoff = self.retry.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            let start = Instant::now();
+            let result = integration.send_once(&self.client, n).await;
+            if !matches!(result, Ok(Delivered::NothingToSend)) {
+                metrics::counter!(METRIC_NOTIFICATION_REQUESTS_TOTAL, LABEL_INTEGRATION => name)
+                    .increment(1);
+                metrics::histogram!(METRIC_NOTIFICATION_LATENCY_SECONDS, LABEL_INTEGRATION => name)
+                    .record(start.elapsed().as_secs_f64());
+            }
+            let err = match result {
+                Ok(d) => return Ok(d),
+                Err(e) => e,
+            };
+            metrics::counter!(METRIC_NOTIFICATION_REQUESTS_FAILED_TOTAL, LABEL_INTEGRATION => name)
+                .increment(1);
+            if !err.is_retryable() || attempt >= self.retry.max_attempts.max(1) {
+                metrics::counter!(
+                    METRIC_NOTIFICATIONS_FAILED_TOTAL,
+                    LABEL_INTEGRATION => name,
+                    LABEL_REASON => failure_reason(&err)
+                )
+                .increment(1);
+                tracing::warn!(
+                    integration = name,
+                    receiver = %n.receiver,
+                    group_key = %n.group_key,
+                    attempts = attempt,
+                    error = %err,
+                    "notify failed"
+                );
+                return Err(err);
+            }
+            tracing::debug!(integration = name, attempt, error = %err, "notify retry");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.retry.max_backoff);
+            attempt += 1;
+        }
+    }
+}

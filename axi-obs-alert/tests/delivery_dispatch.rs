@@ -1,0 +1,664 @@
+//! The built-in router's runtime with an explicit clock: aggregation groups and their three
+//! timers, the dedup rules, inhibition, silences, restart from the persisted state, and
+//! delivery with retries to a local webhook receiver; and the runner task on the wall clock.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axi_obs_alert::delivery::{
+    AmAlert, Clock as _, Config, Dispatcher, DispatcherOptions, LabelSet, Matcher, Notifier,
+    RetryPolicy, Runner, RunnerError, SilenceState, SystemClock,
+};
+use axi_obs_core::testing::Capture;
+use serde_json::Value;
+
+/// 2026-01-01T00:00:00Z in ms.
+const T0: i64 = 1_767_225_600_000;
+const S: i64 = 1000;
+const MIN: i64 = 60 * S;
+/// An end far ahead: the alert fires for the whole test.
+const FAR: i64 = T0 + 1000 * MIN;
+
+/// A local webhook receiver answering with scripted statuses (then 200) and keeping the
+/// bodies it answered 200 to, and counting every request.
+#[derive(Clone, Default)]
+struct Hook {
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+    accepted: Arc<Mutex<Vec<Value>>>,
+    requests: Arc<Mutex<usize>>,
+}
+
+impl Hook {
+    async fn start(statuses: &[u16]) -> (Hook, String) {
+        let hook = Hook::default();
+        hook.statuses
+            .lock()
+            .expect("lock")
+            .extend(statuses.iter().copied());
+        let h = hook.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let h = h.clone();
+                async move {
+                    *h.requests.lock().expect("lock") += 1;
+                    let status = h.statuses.lock().expect("lock").pop_front().unwrap_or(200);
+                    if status == 200 {
+                        h.accepted.lock().expect("lock").push(v);
+                    }
+                    axum::http::StatusCode::from_u16(status).expect("status")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (hook, format!("http://127.0.0.1:{port}/hook"))
+    }
+
+    fn take(&self) -> Vec<Value> {
+        std::mem::take(&mut *self.accepted.lock().expect("lock"))
+    }
+
+    fn requests(&self) -> usize {
+        *self.requests.lock().expect("lock")
+    }
+}
+
+fn config(url: &str, extra: &str) -> Config {
+    let yaml = format!(
+        r#"
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 30s
+  group_interval: 5m
+  repeat_interval: 1h
+receivers:
+- name: hook
+  webhook_configs:
+  - url: {url}
+{extra}
+"#
+    );
+    Config::parse(&yaml, Path::new("am.yml")).expect("config")
+}
+
+fn notifier() -> Notifier {
+    Notifier::new(
+        reqwest::Client::new(),
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(4),
+            max_attempts: 5,
+        },
+    )
+}
+
+fn alert(pairs: &[(&str, &str)], starts_at: i64, ends_at: i64) -> AmAlert {
+    AmAlert {
+        labels: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        annotations: LabelSet::from([("summary".to_string(), "s".to_string())]),
+        starts_at,
+        ends_at: Some(ends_at),
+        generator_url: "http://prom/graph".into(),
+    }
+}
+
+/// Ticks at every flush time up to and including `until`; returns the bodies accepted, each
+/// with the tick time it was sent at.
+async fn run_until(d: &mut Dispatcher, n: &Notifier, hook: &Hook, until: i64) -> Vec<(i64, Value)> {
+    let mut out = Vec::new();
+    while let Some(t) = d.next_flush_ms().filter(|t| *t <= until) {
+        d.tick(t, n).await.expect("tick");
+        out.extend(hook.take().into_iter().map(|b| (t, b)));
+    }
+    out
+}
+
+fn summary(sent: &[(i64, Value)]) -> Vec<(i64, String, String, usize)> {
+    sent.iter()
+        .map(|(t, b)| {
+            (
+                (t - T0) / S,
+                b["groupLabels"]["alertname"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                b["notification_reason"].as_str().unwrap_or("").to_string(),
+                b["alerts"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect()
+}
+
+fn row(t_s: i64, name: &str, reason: &str, n: usize) -> (i64, String, String, usize) {
+    (t_s, name.to_string(), reason.to_string(), n)
+}
+
+#[tokio::test]
+async fn grouping_and_the_three_timers() {
+    let (hook, url) = Hook::start(&[]).await;
+    let cfg = config(&url, "");
+    let n = notifier();
+    let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("dispatcher");
+    d.insert(alert(&[("alertname", "X"), ("i", "1")], T0, FAR), T0);
+    d.insert(
+        alert(&[("alertname", "X"), ("i", "2")], T0, FAR),
+        T0 + 10 * S,
+    );
+    d.insert(alert(&[("alertname", "Y")], T0, FAR), T0 + 10 * S);
+    assert_eq!(d.group_count(), 2);
+    // group_wait: X flushes 30 s after its first alert, Y 30 s after its own.
+    assert!(run_until(&mut d, &n, &hook, T0 + 29_999).await.is_empty());
+    let sent = run_until(&mut d, &n, &hook, T0 + 40 * S).await;
+    assert_eq!(
+        summary(&sent),
+        vec![
+            row(30, "X", "first notification", 2),
+            row(40, "Y", "first notification", 1)
+        ]
+    );
+    let body = &sent[0].1;
+    assert_eq!(body["groupKey"], r#"{}:{alertname="X"}"#);
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(body["alerts"][1]["labels"]["i"], "2");
+    // A new alert waits for the group_interval flush (30 s + 5 min), not group_wait.
+    d.insert(
+        alert(&[("alertname", "X"), ("i", "3")], T0 + MIN, FAR),
+        T0 + MIN,
+    );
+    assert!(
+        run_until(&mut d, &n, &hook, T0 + 5 * MIN + 29_999)
+            .await
+            .is_empty()
+    );
+    let sent = run_until(&mut d, &n, &hook, T0 + 5 * MIN + 30 * S).await;
+    assert_eq!(summary(&sent), vec![row(330, "X", "new alerts added", 3)]);
+    // Unchanged groups are notified again only once repeat_interval (1 h) has passed since
+    // their last notification: X last sent at 330 s, Y at 40 s; flushes run every 5 min,
+    // so each repeats at the first flush strictly after its last notification + 1 h.
+    let sent = run_until(&mut d, &n, &hook, T0 + 71 * MIN).await;
+    assert_eq!(
+        summary(&sent),
+        vec![
+            row(3940, "Y", "repeat interval elapsed", 1),
+            row(4230, "X", "repeat interval elapsed", 3)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn resolved_alerts_are_sent_once_then_removed() {
+    let (hook, url) = Hook::start(&[]).await;
+    let cfg = config(&url, "");
+    let n = notifier();
+    let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("dispatcher");
+    d.insert(alert(&[("alertname", "X"), ("i", "1")], T0, FAR), T0);
+    d.insert(alert(&[("alertname", "X"), ("i", "2")], T0, FAR), T0);
+    assert_eq!(
+        summary(&run_until(&mut d, &n, &hook, T0 + 30 * S).await).len(),
+        1
+    );
+    // One alert resolves: with send_resolved (the webhook default) that is notified once.
+    d.insert(
+        alert(&[("alertname", "X"), ("i", "1")], T0, T0 + MIN),
+        T0 + MIN,
+    );
+    let sent = run_until(&mut d, &n, &hook, T0 + 20 * MIN).await;
+    assert_eq!(
+        summary(&sent),
+        vec![row(330, "X", "some alerts resolved", 2)]
+    );
+    let statuses: Vec<&str> = sent[0].1["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(|a| a["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(statuses, ["resolved", "firing"]);
+    assert_eq!(sent[0].1["alerts"][0]["endsAt"], "2026-01-01T00:01:00Z");
+    // The resolved alert left the group after it was notified.
+    assert_eq!(d.alert_count(), 1);
+    // The last one resolves through its end passing: one notification, then the group goes.
+    d.insert(
+        alert(&[("alertname", "X"), ("i", "2")], T0, T0 + 21 * MIN),
+        T0 + 20 * MIN,
+    );
+    let sent = run_until(&mut d, &n, &hook, T0 + 200 * MIN).await;
+    assert_eq!(
+        summary(&sent),
+        vec![row(1530, "X", "all alerts resolved", 1)]
+    );
+    assert_eq!(sent[0].1["status"], "resolved");
+    assert_eq!(d.group_count(), 0);
+    assert_eq!(d.next_flush_ms(), None);
+}
+
+#[tokio::test]
+async fn without_send_resolved_a_partial_resolution_is_not_notified() {
+    let (hook, url) = Hook::start(&[]).await;
+    let yaml = format!(
+        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 30s\n  group_interval: 5m\n  repeat_interval: 1h\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {url}\n    send_resolved: false\n"
+    );
+    let cfg = Config::parse(&yaml, Path::new("am.yml")).expect("config");
+    let n = notifier();
+    let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("dispatcher");
+    d.insert(alert(&[("alertname", "X"), ("i", "1")], T0, FAR), T0);
+    d.insert(alert(&[("alertname", "X"), ("i", "2")], T0, FAR), T0);
+    run_until(&mut d, &n, &hook, T0 + 30 * S).await;
+    d.insert(
+        alert(&[("alertname", "X"), ("i", "1")], T0, T0 + MIN),
+        T0 + MIN,
+    );
+    assert!(run_until(&mut d, &n, &hook, T0 + 30 * MIN).await.is_empty());
+    // All resolved: the log is updated, but there is nothing to send without send_resolved.
+    d.insert(
+        alert(&[("alertname", "X"), ("i", "2")], T0, T0 + 31 * MIN),
+        T0 + 31 * MIN,
+    );
+    assert!(
+        run_until(&mut d, &n, &hook, T0 + 100 * MIN)
+            .await
+            .is_empty()
+    );
+    assert_eq!(hook.requests(), 1);
+    assert_eq!(d.group_count(), 0);
+}
+
+#[tokio::test]
+async fn inhibition_mutes_targets_while_a_source_fires() {
+    let (hook, url) = Hook::start(&[]).await;
+    let rules = r#"inhibit_rules:
+- source_matchers: [severity="critical"]
+  target_matchers: [severity="warning"]
+  equal: [cluster]
+- source_matchers: [alertname="Both"]
+  target_matchers: [alertname="Both"]
+"#;
+    let cfg = Config::parse(
+        &format!(
+            "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 30s\n  group_interval: 5m\n  repeat_interval: 1h\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {url}\n{rules}"
+        ),
+        Path::new("am.yml"),
+    )
+    .expect("config");
+    let n = notifier();
+    let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("dispatcher");
+    let crit = |end| {
+        alert(
+            &[
+                ("alertname", "C"),
+                ("severity", "critical"),
+                ("cluster", "a"),
+            ],
+            T0,
+            end,
+        )
+    };
+    d.insert(crit(FAR), T0);
+    d.insert(
+        alert(
+            &[
+                ("alertname", "W"),
+                ("severity", "warning"),
+                ("cluster", "a"),
+            ],
+            T0,
+            FAR,
+        ),
+        T0,
+    );
+    d.insert(
+        alert(
+            &[
+                ("alertname", "W"),
+                ("severity", "warning"),
+                ("cluster", "b"),
+            ],
+            T0,
+            FAR,
+        ),
+        T0,
+    );
+    d.insert(
+        alert(&[("alertname", "W"), ("severity", "warning")], T0, FAR),
+        T0,
+    );
+    // Matches both sides of the second rule: it does not inhibit itself.
+    d.insert(alert(&[("alertname", "Both")], T0, FAR), T0);
+    let sent = run_until(&mut d, &n, &hook, T0 + 30 * S).await;
+    let mut keys: Vec<String> = sent
+        .iter()
+        .map(|(_, b)| b["groupKey"].as_str().expect("key").to_string())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            r#"{}:{alertname="Both"}"#,
+            r#"{}:{alertname="C", cluster="a", severity="critical"}"#,
+            r#"{}:{alertname="W", cluster="b", severity="warning"}"#,
+            r#"{}:{alertname="W", severity="warning"}"#,
+        ]
+    );
+    let muted = |c: &str| {
+        LabelSet::from([
+            ("alertname".to_string(), "W".to_string()),
+            ("severity".to_string(), "warning".to_string()),
+            ("cluster".to_string(), c.to_string()),
+        ])
+    };
+    assert!(d.is_muted(&muted("a"), T0 + 30 * S));
+    // The source resolves: the target is notified at its group's next flush.
+    d.insert(crit(T0 + MIN), T0 + MIN);
+    let sent = run_until(&mut d, &n, &hook, T0 + 5 * MIN + 30 * S).await;
+    let mut got: Vec<(String, String)> = sent
+        .iter()
+        .map(|(_, b)| {
+            (
+                b["groupKey"].as_str().expect("key").to_string(),
+                b["notification_reason"]
+                    .as_str()
+                    .expect("reason")
+                    .to_string(),
+            )
+        })
+        .collect();
+    // Both groups flush in the same tick and are delivered concurrently.
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                r#"{}:{alertname="C", cluster="a", severity="critical"}"#.to_string(),
+                "all alerts resolved".to_string()
+            ),
+            (
+                r#"{}:{alertname="W", cluster="a", severity="warning"}"#.to_string(),
+                "first notification".to_string()
+            ),
+        ]
+    );
+    assert!(!d.is_muted(&muted("a"), T0 + 6 * MIN));
+}
+
+#[tokio::test]
+async fn silences_mute_until_expired_and_persist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    let opts = || DispatcherOptions {
+        state_file: Some(state.clone()),
+        ..DispatcherOptions::default()
+    };
+    let (hook, url) = Hook::start(&[]).await;
+    let cfg = config(&url, "");
+    let n = notifier();
+    let mut d = Dispatcher::new(&cfg, opts(), T0).expect("dispatcher");
+    let m = Matcher::parse_list(r#"alertname="X", env=~"prod|stage""#).expect("matchers");
+    let id = d
+        .silences_mut()
+        .create(m, T0, T0 + 60 * MIN, "ops", "maintenance", T0)
+        .expect("silence");
+    // Not persisted explicitly: the ticks below write it although they send nothing.
+    d.insert(alert(&[("alertname", "X"), ("env", "prod")], T0, FAR), T0);
+    assert!(run_until(&mut d, &n, &hook, T0 + 20 * MIN).await.is_empty());
+    assert_eq!(d.silences().list().len(), 1);
+    assert_eq!(
+        d.silences().list()[0].state(T0 + 20 * MIN),
+        SilenceState::Active
+    );
+    // A restart keeps the silence.
+    let mut d = Dispatcher::new(&cfg, opts(), T0 + 21 * MIN).expect("restart");
+    let s = d.silences().get(&id).expect("persisted silence");
+    assert_eq!(
+        (s.created_by.as_str(), s.comment.as_str()),
+        ("ops", "maintenance")
+    );
+    d.insert(
+        alert(&[("alertname", "X"), ("env", "prod")], T0, FAR),
+        T0 + 21 * MIN,
+    );
+    // Old alert in a group that never flushed: flushed at once, but still silenced.
+    assert!(run_until(&mut d, &n, &hook, T0 + 22 * MIN).await.is_empty());
+    // Written by the next tick, without an explicit persist.
+    d.silences_mut().expire(&id, T0 + 23 * MIN).expect("expire");
+    let sent = run_until(&mut d, &n, &hook, T0 + 30 * MIN).await;
+    assert_eq!(
+        summary(&sent),
+        vec![row(26 * 60, "X", "first notification", 1)]
+    );
+    let d = Dispatcher::new(&cfg, opts(), T0 + 31 * MIN).expect("restart");
+    assert_eq!(
+        d.silences().get(&id).expect("kept").state(T0 + 31 * MIN),
+        SilenceState::Expired
+    );
+}
+
+#[tokio::test]
+async fn restart_from_the_persisted_log_does_not_renotify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("nflog.json");
+    let opts = || DispatcherOptions {
+        state_file: Some(state.clone()),
+        ..DispatcherOptions::default()
+    };
+    let (hook, url) = Hook::start(&[]).await;
+    let cfg = config(&url, "");
+    let n = notifier();
+    let a = || alert(&[("alertname", "X")], T0, FAR);
+    let mut d = Dispatcher::new(&cfg, opts(), T0).expect("dispatcher");
+    d.insert(a(), T0);
+    assert_eq!(run_until(&mut d, &n, &hook, T0 + 30 * S).await.len(), 1);
+    drop(d);
+    // The process restarts; Prometheus re-sends the firing alert.
+    let mut d = Dispatcher::new(&cfg, opts(), T0 + 2 * MIN).expect("restart");
+    assert_eq!(d.nflog().len(), 1);
+    d.insert(a(), T0 + 2 * MIN);
+    assert!(run_until(&mut d, &n, &hook, T0 + 50 * MIN).await.is_empty());
+    // The repeat still happens after repeat_interval from the first notification.
+    let sent = run_until(&mut d, &n, &hook, T0 + 70 * MIN).await;
+    assert_eq!(
+        summary(&sent),
+        vec![row(3720, "X", "repeat interval elapsed", 1)]
+    );
+    // A restart with no state file notifies again: the log is what prevents it.
+    let mut fresh =
+        Dispatcher::new(&cfg, DispatcherOptions::default(), T0 + 71 * MIN).expect("fresh");
+    fresh.insert(a(), T0 + 71 * MIN);
+    let sent = run_until(&mut fresh, &n, &hook, T0 + 72 * MIN).await;
+    assert_eq!(
+        summary(&sent),
+        vec![row(4260, "X", "first notification", 1)]
+    );
+    // Entries expire: 2 × repeat_interval after the last notification, nothing is left.
+    let d = Dispatcher::new(&cfg, opts(), T0 + 62 * MIN + 120 * MIN).expect("restart");
+    assert_eq!(d.nflog().len(), 0);
+}
+
+fn counter(cap: &Capture, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let snap = cap.metrics();
+    let Some(f) = snap.family(name) else { return 0 };
+    f.series
+        .iter()
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .filter_map(|s| s.value.as_counter())
+        .sum()
+}
+
+#[test]
+fn webhook_answering_500_twice_then_200_gets_the_notification_once() {
+    let cap = Capture::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    cap.run(|| {
+        rt.block_on(async {
+            let (hook, url) = Hook::start(&[500, 500]).await;
+            let cfg = config(&url, "");
+            let n = notifier();
+            let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("d");
+            d.insert(alert(&[("alertname", "X")], T0, FAR), T0);
+            let sent = run_until(&mut d, &n, &hook, T0 + 20 * MIN).await;
+            assert_eq!(summary(&sent), vec![row(30, "X", "first notification", 1)]);
+            assert_eq!(hook.requests(), 3);
+        })
+    });
+    let wh = [("integration", "webhook")];
+    assert_eq!(counter(&cap, "alertmanager_notifications_total", &wh), 1);
+    assert_eq!(
+        counter(&cap, "alertmanager_notification_requests_total", &wh),
+        3
+    );
+    assert_eq!(
+        counter(&cap, "alertmanager_notification_requests_failed_total", &wh),
+        2
+    );
+    assert_eq!(
+        counter(&cap, "alertmanager_notifications_failed_total", &wh),
+        0
+    );
+    let latency = cap
+        .metrics()
+        .family("alertmanager_notification_latency_seconds")
+        .and_then(|f| f.series[0].value.as_histogram().map(|h| h.count))
+        .expect("latency histogram");
+    assert_eq!(latency, 3);
+}
+
+#[test]
+fn a_4xx_answer_fails_at_once_and_the_next_flush_tries_again() {
+    let cap = Capture::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    cap.run(|| {
+        rt.block_on(async {
+            let (hook, url) = Hook::start(&[400]).await;
+            let cfg = config(&url, "");
+            let n = notifier();
+            let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("d");
+            d.insert(alert(&[("alertname", "X")], T0, FAR), T0);
+            let report = d.tick(T0 + 30 * S, &n).await.expect("tick");
+            assert_eq!((report.sent, report.failed), (0, 1));
+            assert_eq!(hook.requests(), 1);
+            assert!(d.nflog().is_empty());
+            let sent = run_until(&mut d, &n, &hook, T0 + 20 * MIN).await;
+            assert_eq!(summary(&sent), vec![row(330, "X", "first notification", 1)]);
+        })
+    });
+    let failed = [("integration", "webhook"), ("reason", "clientError")];
+    assert_eq!(
+        counter(&cap, "alertmanager_notifications_failed_total", &failed),
+        1
+    );
+    assert_eq!(
+        counter(
+            &cap,
+            "alertmanager_notifications_total",
+            &[("integration", "webhook")]
+        ),
+        2
+    );
+}
+
+#[tokio::test]
+async fn group_and_alert_limits_refuse_and_count() {
+    let (hook, url) = Hook::start(&[]).await;
+    let cfg = config(&url, "");
+    let opts = DispatcherOptions {
+        max_groups: 1,
+        max_alerts_per_group: 2,
+        ..DispatcherOptions::default()
+    };
+    let mut d = Dispatcher::new(&cfg, opts, T0).expect("dispatcher");
+    for i in ["1", "2", "3"] {
+        d.insert(alert(&[("alertname", "X"), ("i", i)], T0, FAR), T0);
+    }
+    let other = d.insert(alert(&[("alertname", "Y")], T0, FAR), T0);
+    assert_eq!((other.groups, other.refused), (0, 1));
+    // An update of an alert already held is not refused.
+    let again = d.insert(alert(&[("alertname", "X"), ("i", "2")], T0, FAR), T0);
+    assert_eq!((again.groups, again.refused), (1, 0));
+    assert_eq!((d.group_count(), d.alert_count()), (1, 2));
+    assert_eq!((d.groups_refused(), d.alerts_refused()), (1, 1));
+    let sent = run_until(&mut d, &n_default(), &hook, T0 + 30 * S).await;
+    assert_eq!(summary(&sent), vec![row(30, "X", "first notification", 2)]);
+}
+
+fn n_default() -> Notifier {
+    notifier()
+}
+
+#[tokio::test]
+async fn runner_delivers_on_the_wall_clock_and_hands_back_its_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    let opts = || DispatcherOptions {
+        state_file: Some(state.clone()),
+        ..DispatcherOptions::default()
+    };
+    let (hook, url) = Hook::start(&[]).await;
+    let yaml = format!(
+        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {url}\n"
+    );
+    let cfg = Config::parse(&yaml, Path::new("am.yml")).expect("config");
+    let now = SystemClock.now_ms();
+    let d = Dispatcher::new(&cfg, opts(), now).expect("dispatcher");
+    let (runner, task) = Runner::spawn(d, notifier(), SystemClock, 2);
+    let id = runner
+        .create_silence(
+            Matcher::parse_list(r#"alertname="S""#).expect("matcher"),
+            now,
+            now + 60 * MIN,
+            "ops".into(),
+            "quiet".into(),
+        )
+        .await
+        .expect("silence");
+    let refused = runner
+        .create_silence(Vec::new(), now, now + MIN, "ops".into(), String::new())
+        .await;
+    assert!(
+        matches!(refused, Err(RunnerError::Silence(_))),
+        "{refused:?}"
+    );
+    let far = now + 60 * MIN;
+    assert!(
+        runner
+            .send(vec![
+                alert(&[("alertname", "X")], now, far),
+                alert(&[("alertname", "S")], now, far)
+            ])
+            .await
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hook.requests() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no notification");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    runner.shutdown().await;
+    let d = task.await.expect("task");
+    assert!(!runner.send(Vec::new()).await);
+    let bodies = hook.take();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["groupKey"], r#"{}:{alertname="X"}"#);
+    assert_eq!(d.nflog().len(), 1);
+    let again = Dispatcher::new(&cfg, opts(), SystemClock.now_ms()).expect("restart");
+    assert_eq!(again.nflog().entries(), d.nflog().entries());
+    assert!(again.silences().get(&id).is_some());
+}
