@@ -1,5 +1,5 @@
 //! Deploy monitoring for axi-obs: a deployment is a typed, durable event stream that feeds
-//! metrics, logs and a history with DORA figures.
+//! metrics, logs, traces, notifications and a history with DORA figures.
 //!
 //! ```
 //! use std::time::Duration;
@@ -57,6 +57,10 @@
 //!   intake (what `axi-deploy --endpoint` posts to), the SSE stream with `Last-Event-ID`
 //!   replay, history, stats, Grafana annotations, and [GitHub webhooks](http::github)
 //!   verified with `X-Hub-Signature-256`.
+//! * [`trace`]: [`TraceHook`](trace::TraceHook), one OpenTelemetry span per deployment with a
+//!   child span per step, through the tracer provider `axi_obs_core` installs.
+//! * [`notify`] (feature `notify`): [`NotifyHook`](notify::NotifyHook) posts a JSON summary of
+//!   each finished deployment to a webhook, from the dispatcher's thread.
 //! * [`clock`]: injected time, so tests are exact.
 //!
 //! # Features
@@ -67,13 +71,14 @@
 //! | `cli` | yes | the `axi-deploy` binary, [`spool`] (adds clap, anyhow, reqwest) |
 //! | `stream` | with `http` | [`stream`]: the live stream hook (adds tokio's `sync`) |
 //! | `http` | yes | [`http`]: the axum routes (adds axum, hmac, sha2; implies `sqlite`, `stream`) |
+//! | `notify` | yes | [`notify`]: [`NotifyHook`](notify::NotifyHook), a JSON summary per finished deployment posted to a webhook (adds reqwest) |
 //!
 //! Library users who only track deploys in a service can use `default-features = false`
 //! (plus `sqlite` for the history).
 //!
 //! # Not yet here
 //!
-//! A WebSocket stream, a trace per deployment, and notifications are tracked in the crate's
+//! A WebSocket stream and DingTalk / WeCom notifications are tracked in the crate's
 //! issue; see the README.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -87,6 +92,9 @@ pub mod hook;
 pub mod http;
 mod model;
 pub mod names;
+#[cfg(feature = "notify")]
+#[cfg_attr(docsrs, doc(cfg(feature = "notify")))]
+pub mod notify;
 pub mod session;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
@@ -97,6 +105,7 @@ pub mod store;
 #[cfg(feature = "stream")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 pub mod stream;
+pub mod trace;
 pub mod tracker;
 
 pub use event::{Event, EventKind};

@@ -14,6 +14,13 @@
 //! | `axi_deploy_hook_failures_total` | `hook` | hook calls that returned an error or panicked |
 //! | `axi_deploy_stream_events_missed_total` | | live-stream events subscribers missed by falling behind the replay window (feature `stream`) |
 //! | `axi_deploy_intake_events_total` | `source`, `result` | events received over HTTP (feature `http`): `source` is `events` or `github`, `result` is `stored`, `duplicate` or `invalid` |
+//! | `axi_deploy_trace_events_dropped_total` | | events [`TraceHook`](crate::trace::TraceHook) left out because too many deployments or steps were open |
+//!
+//! Span attributes (recorded by [`TraceHook`](crate::trace::TraceHook)) are the `SPAN_*`
+//! constants; the semantic-convention names where one exists (`deployment.id`,
+//! `deployment.environment.name`, `deployment.status`).
+
+use axi_obs_core::otel::semconv::attribute as semconv;
 
 /// Finished deployments, by `project`, `environment`, `status`.
 pub const DEPLOYS_TOTAL: &str = "deploys_total";
@@ -34,6 +41,33 @@ pub const HOOK_FAILURES_METRIC: &str = "axi_deploy_hook_failures_total";
 pub const STREAM_EVENTS_MISSED_METRIC: &str = "axi_deploy_stream_events_missed_total";
 /// Events received over HTTP, by `source` and `result`.
 pub const INTAKE_EVENTS_METRIC: &str = "axi_deploy_intake_events_total";
+
+/// Events the trace hook left out because too many deployments or steps were open.
+pub const TRACE_EVENTS_DROPPED_METRIC: &str = "axi_deploy_trace_events_dropped_total";
+
+/// Span attribute: the deployment id (semantic conventions).
+pub const SPAN_DEPLOYMENT_ID: &str = semconv::DEPLOYMENT_ID;
+/// Span attribute: the project deployed.
+pub const SPAN_DEPLOYMENT_PROJECT: &str = "deployment.project";
+/// Span attribute: the target environment (semantic conventions).
+pub const SPAN_DEPLOYMENT_ENVIRONMENT: &str = semconv::DEPLOYMENT_ENVIRONMENT_NAME;
+/// Span attribute: the version deployed.
+pub const SPAN_DEPLOYMENT_VERSION: &str = "deployment.version";
+/// Span attribute: the commit deployed.
+pub const SPAN_DEPLOYMENT_COMMIT: &str = "deployment.commit";
+/// Span attribute: who started the deployment.
+pub const SPAN_DEPLOYMENT_ACTOR: &str = "deployment.actor";
+/// Span attribute: why the deployment started.
+pub const SPAN_DEPLOYMENT_TRIGGER: &str = "deployment.trigger";
+/// Span attribute: how the deployment ended (`succeeded`, `failed`, `rolled_back`,
+/// `cancelled`; semantic conventions).
+pub const SPAN_DEPLOYMENT_STATUS: &str = semconv::DEPLOYMENT_STATUS;
+/// Span attribute: the version a rolled-back deployment went back to.
+pub const SPAN_DEPLOYMENT_ROLLED_BACK_TO: &str = "deployment.rolled_back_to";
+/// Span attribute of a step span: its position, from 0.
+pub const SPAN_STEP_INDEX: &str = "deployment.step.index";
+/// Span attribute of a step span: its name.
+pub const SPAN_STEP_NAME: &str = "deployment.step.name";
 
 /// Describes every metric above to the current recorder.
 pub(crate) fn describe() {
