@@ -118,9 +118,29 @@ pub enum CollectError {
     },
 }
 
-/// Reads a file, naming it in the error.
+/// Reads a file, naming it in the error. /proc and /sys files report a size of 0, so the
+/// size probe `read_to_string` makes (`statx`, `lseek`) is skipped: read until end of file.
 pub fn read(path: PathBuf) -> Result<String, CollectError> {
-    std::fs::read_to_string(&path).map_err(|source| CollectError::Io { path, source })
+    use std::io::Read;
+    let io = |source| CollectError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut f = std::fs::File::open(&path).map_err(io)?;
+    let mut bytes = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        }
+    }
+    String::from_utf8(bytes).map_err(|e| CollectError::Parse {
+        path: path.clone(),
+        detail: format!("not UTF-8: {e}"),
+    })
 }
 
 /// One source of metric families.

@@ -25,8 +25,13 @@ const PROPERTIES: [(&str, &str, bool); 14] = [
     ("netdev_group", "net_dev_group", false),
 ];
 
+/// A sysfs attribute: at most a page, returned whole by one `read` (open, read, close; no
+/// `statx` and no second read for end of file, which `read_to_string` spends).
 fn read_trim(path: &std::path::Path) -> Option<String> {
-    std::fs::read_to_string(path)
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    std::str::from_utf8(&buf[..n])
         .ok()
         .map(|s| s.trim().to_owned())
 }
