@@ -179,49 +179,14 @@ enum GroupError {
 fn resolve_rule_files(base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in patterns {
-        let full = if Path::new(p).is_absolute() {
-            PathBuf::from(p)
-        } else {
-            base.join(p)
-        };
-        let name = full
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if !name.contains(['*', '?', '[']) {
-            if full.exists() {
-                out.push(full);
-            }
-            continue;
-        }
-        let dir = full.parent().unwrap_or(Path::new("."));
-        let mut matched: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|f| {
-                f.file_name()
-                    .is_some_and(|n| glob_match(&name, &n.to_string_lossy()))
-            })
-            .collect();
-        matched.sort();
-        out.extend(matched);
+        // As promtool: a named file that does not exist is left out (it warns).
+        out.extend(
+            crate::rules::glob::rule_files(base, p)?
+                .into_iter()
+                .filter(|f| f.exists()),
+        );
     }
     Ok(out)
-}
-
-/// `*` and `?` wildcards (no character classes), as far as rule-file globs need.
-pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
 }
 
 fn duration_of(s: Option<&str>, what: &str) -> Result<i64, GroupError> {
@@ -563,27 +528,9 @@ fn samples_string(samples: &[(Labels, f64)]) -> String {
         .join(", ")
 }
 
-/// Go's `time.Duration.String()` for whole milliseconds: `0s`, `1m0s`, `1h2m3.5s`, `500ms`.
+/// Go's `time.Duration.String()` of a duration in milliseconds: `0s`, `1m0s`, `1h2m3.5s`.
 pub(crate) fn go_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    let sign = if ms < 0 { "-" } else { "" };
-    let ms = ms.unsigned_abs();
-    if ms < 1000 {
-        return format!("{sign}{ms}ms");
-    }
-    let (h, m) = (ms / 3_600_000, (ms / 60_000) % 60);
-    let s = (ms % 60_000) as f64 / 1000.0;
-    let mut out = String::from(sign);
-    if h > 0 {
-        let _ = write!(out, "{h}h");
-    }
-    if h > 0 || m > 0 {
-        let _ = write!(out, "{m}m");
-    }
-    let _ = write!(out, "{s}s");
-    out
+    crate::template::gotime::duration_string(ms.saturating_mul(1_000_000))
 }
 
 #[cfg(test)]
@@ -604,12 +551,5 @@ mod tests {
         assert!(within_one_ulp(2.9999999999999996, 3.0));
         assert!(within_one_ulp(3.0000000000000004, 3.0));
         assert!(!within_one_ulp(2.9999999999999987, 3.0));
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("rules*.yml", "rules_large.yml"));
-        assert!(!glob_match("rules*.yml", "x.yml"));
-        assert!(glob_match("r?les.yml", "rules.yml"));
     }
 }

@@ -3,11 +3,10 @@
 //! field, the ones our router builds for the same configuration and alerts.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axi_obs_alert::delivery::{
     AlertmanagerSender, AmAlert, Config, LabelSet, Notification, NotificationReason, Route,
@@ -20,30 +19,10 @@ use serde_json::Value;
 
 const ALERTNAME: &str = "AxiDeliveryTest";
 
+mod common;
+
 /// Kills the Alertmanager we started when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
+use common::{Kill as Running, free_port, now_ms};
 
 type Bodies = Arc<Mutex<Vec<Value>>>;
 

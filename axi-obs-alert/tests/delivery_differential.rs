@@ -4,11 +4,10 @@
 //! webhook bodies each delivers, per group and in order, must be equal.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axi_obs_alert::delivery::{
     AmAlert, Config, Dispatcher, DispatcherOptions, LabelSet, Matcher, Notifier, RetryPolicy,
@@ -17,30 +16,10 @@ use axi_obs_alert::delivery::{
 use axi_obs_core::testing::peer;
 use serde_json::{Value, json};
 
+mod common;
+
 /// Kills the Alertmanager we started when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
+use common::{Kill as Running, free_port, now_ms};
 
 type Bodies = Arc<Mutex<Vec<Value>>>;
 

@@ -5,18 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Kill, free_port, serve_metrics};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use common::{Kill, free_port, now_ms, serve_metrics};
 
 /// `activeAt` (ms) and state of the one alert, if any.
 async fn alert(client: &reqwest::Client, port: u16) -> Option<(i64, String)> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Kill, free_port, serve_metrics};
+use common::{Kill, free_port, serve_metrics, start_prometheus};
 
 const RULES: &str = r#"groups:
   - name: temperatures
@@ -77,20 +77,7 @@ async fn firing_alerts_agree_with_prometheus() {
     )
     .unwrap();
 
-    let prom_port = free_port();
-    let _prom = Kill(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_prom, prom_port) = start_prometheus(&prometheus, &config, dir.path());
     let ours_port = free_port();
     let _ours = Kill(
         Command::new(env!("CARGO_BIN_EXE_axi-alert"))
@@ -199,20 +186,7 @@ async fn rules_answered_by_a_remote_prometheus() {
     )
     .unwrap();
 
-    let prom_port = free_port();
-    let _prom = Kill(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_prom, prom_port) = start_prometheus(&prometheus, &prom_config, dir.path());
     let ours_port = free_port();
     let _ours = Kill(
         Command::new(env!("CARGO_BIN_EXE_axi-alert"))

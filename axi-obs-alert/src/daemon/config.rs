@@ -140,7 +140,7 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         let mut rule_files = Vec::new();
         for pattern in &raw.rule_files {
-            let matched = glob_files(base, pattern).map_err(at)?;
+            let matched = crate::rules::glob::rule_files(base, pattern).map_err(at)?;
             rule_files.extend(matched);
         }
         let mut scrape_configs = Vec::new();
@@ -199,34 +199,6 @@ impl Config {
             scrape_configs,
         })
     }
-}
-
-/// Files matching `pattern` (relative to `base`; `*` and `?` in the file name).
-fn glob_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    let full = if Path::new(pattern).is_absolute() {
-        PathBuf::from(pattern)
-    } else {
-        base.join(pattern)
-    };
-    let name = full
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if !name.contains(['*', '?']) {
-        return Ok(vec![full]);
-    }
-    let dir = full.parent().unwrap_or(Path::new("."));
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("rule_files {pattern:?}: {e}"))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| crate::unittest::glob_match(&name, &n.to_string_lossy()))
-        })
-        .collect();
-    out.sort();
-    Ok(out)
 }
 
 #[cfg(test)]

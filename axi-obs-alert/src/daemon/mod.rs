@@ -486,24 +486,11 @@ async fn alerts(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
                     "labels": labels,
                     "annotations": alert.annotations,
                     "state": alert.state.as_str(),
-                    "activeAt": rfc3339(alert.active_at),
+                    "activeAt": crate::delivery::rfc3339_millis(alert.active_at),
                     "value": crate::template::gofmt::format_float(alert.value, 'e', -1),
                 }));
             }
         }
     }
     axum::Json(serde_json::json!({"status": "success", "data": {"alerts": out}}))
-}
-
-/// `2006-01-02T15:04:05.000Z` for a Unix time in milliseconds.
-fn rfc3339(ms: i64) -> String {
-    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (y, m, d) = crate::civil::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
 }

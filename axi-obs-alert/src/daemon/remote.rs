@@ -41,7 +41,10 @@ impl RemotePrometheus {
                 .client
                 .post(&url)
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("query={}&time={time}", form_encode(expr)))
+                .body(format!(
+                    "query={}&time={time}",
+                    crate::delivery::query_escape(expr)
+                ))
                 .timeout(self.timeout)
                 .send()
                 .await
@@ -51,21 +54,6 @@ impl RemotePrometheus {
         let body = body.map_err(EvalError)?;
         parse_answer(&body, t).map_err(EvalError)
     }
-}
-
-/// `application/x-www-form-urlencoded` for one value.
-fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Reads an `/api/v1/query` answer.
@@ -117,7 +105,7 @@ mod tests {
     #[test]
     fn queries_are_form_encoded() {
         assert_eq!(
-            form_encode("rate(x{a=\"b c\"}[5m]) > 1"),
+            crate::delivery::query_escape("rate(x{a=\"b c\"}[5m]) > 1"),
             "rate%28x%7Ba%3D%22b+c%22%7D%5B5m%5D%29+%3E+1"
         );
     }

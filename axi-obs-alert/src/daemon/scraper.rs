@@ -118,12 +118,9 @@ async fn scrape_loop(
 fn with_target_labels(scraped: Labels, target: &Labels, honor: bool) -> Labels {
     let mut out = scraped;
     for (k, v) in target.iter() {
-        match out.get(k) {
-            Some(existing) if honor => {
-                let _ = existing;
-            }
+        match out.get(k).map(str::to_owned) {
+            Some(_) if honor => {}
             Some(existing) => {
-                let existing = existing.to_owned();
                 out.set(format!("exported_{k}"), existing);
                 out.set(k.to_owned(), v.to_owned());
             }

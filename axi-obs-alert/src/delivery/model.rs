@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::civil::{civil_from_days, days_from_civil};
+use crate::civil::civil_from_days;
 use crate::promql::Labels;
 
 /// A label set or annotation set, sorted by name (Alertmanager's `model.LabelSet`).
@@ -117,52 +117,12 @@ pub fn rfc3339_millis(ms: i64) -> String {
 ///
 /// When the text is not RFC 3339.
 pub fn parse_rfc3339(s: &str) -> Result<Option<i64>, String> {
-    let bad = || format!("invalid RFC 3339 time {s:?}");
     if s == ZERO_TIME {
         return Ok(None);
     }
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
-    let (y, mo, d) = (num(0..4), num(5..7), num(8..10));
-    let (h, mi, sec) = (num(11..13), num(14..16), num(17..19));
-    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(sec)) = (y, mo, d, h, mi, sec) else {
-        return Err(bad());
-    };
-    let mut rest = &s[19..];
-    let mut ms = 0i64;
-    if let Some(r) = rest.strip_prefix('.') {
-        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let frac = &r[..digits];
-        for (i, c) in frac.bytes().take(3).enumerate() {
-            ms += i64::from(c - b'0') * 10i64.pow(2 - i as u32);
-        }
-        rest = &r[digits..];
-    }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let (Some(oh), Some(om)) = (o[1..3].parse::<i64>().ok(), o[4..6].parse::<i64>().ok())
-            else {
-                return Err(bad());
-            };
-            let v = oh * 60 + om;
-            if o.starts_with('-') { -v } else { v }
-        }
-        _ => return Err(bad()),
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return Err(bad());
-    }
-    let days = days_from_civil(y, mo as u32, d as u32);
-    Ok(Some(
-        days * 86_400_000 + (h * 3600 + mi * 60 + sec - offset_min * 60) * 1000 + ms,
-    ))
+    crate::promqltest::parse_rfc3339_ms(s)
+        .map(Some)
+        .ok_or_else(|| format!("invalid RFC 3339 time {s:?}"))
 }
 
 /// An alert as Alertmanager keeps it (`types.Alert`): what a client posted, with times in
@@ -306,7 +266,7 @@ mod tests {
         );
         assert_eq!(parse_rfc3339(ZERO_TIME).unwrap(), None);
         assert!(parse_rfc3339("2026-11-25 18:55:31").is_err());
-        let zero = days_from_civil(1, 1, 1) * 86_400_000;
+        let zero = crate::civil::days_from_civil(1, 1, 1) * 86_400_000;
         assert_eq!(rfc3339_nano(zero), ZERO_TIME);
     }
 

@@ -235,7 +235,7 @@ pub fn parse(text: &str, path: &Path) -> Result<(RuleFile, Vec<RuleWarning>), Ve
         let line = message
             .split('`')
             .nth(1)
-            .and_then(|field| line_of_key(text, field, 1));
+            .and_then(|field| Locator::new(text).find(field, "", 1));
         vec![err(line, None, message)]
     })?;
 
@@ -471,18 +471,6 @@ impl<'a> Locator<'a> {
             .find(|(_, l)| matches(l))
             .map(|(i, _)| i + 1)
     }
-}
-
-fn line_of_key(text: &str, key: &str, from: usize) -> Option<usize> {
-    text.lines()
-        .enumerate()
-        .skip(from.saturating_sub(1))
-        .find(|(_, l)| {
-            l.trim_start()
-                .trim_start_matches("- ")
-                .starts_with(&format!("{key}:"))
-        })
-        .map(|(i, _)| i + 1)
 }
 
 fn parse_opt_duration(s: Option<&str>) -> Result<Option<Duration>, String> {

@@ -9,6 +9,7 @@
 
 mod alerting;
 mod file;
+pub(crate) mod glob;
 mod group;
 
 pub use alerting::{Alert, AlertState, AlertingState, Expand, RESOLVED_RETENTION_MS};

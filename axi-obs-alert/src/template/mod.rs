@@ -21,7 +21,7 @@
 mod exec;
 mod funcs;
 pub(crate) mod gofmt;
-mod gotime;
+pub(crate) mod gotime;
 mod lexer;
 mod parse;
 mod value;

@@ -2,7 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::process::Child;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use axum::Router;
 use axum::routing::get;
@@ -26,6 +27,14 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// Serves `body` as `/metrics` on a loopback port; returns the port.
 pub(crate) async fn serve_metrics(body: &'static str) -> u16 {
     let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -33,4 +42,21 @@ pub(crate) async fn serve_metrics(body: &'static str) -> u16 {
     let app = Router::new().route("/metrics", get(move || async move { body }));
     tokio::spawn(async move { axum::serve(target, app).await });
     port
+}
+
+/// Starts Prometheus with `config`, its data under `dir`, on a free loopback port.
+pub(crate) fn start_prometheus(prometheus: &Path, config: &Path, dir: &Path) -> (Kill, u16) {
+    let port = free_port();
+    let child = Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Kill(child), port)
 }

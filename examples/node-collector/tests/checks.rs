@@ -2,34 +2,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use axi_obs_core::metrics::Family;
 use node_collector::checks::{Ports, Processes};
-use node_collector::config::Config;
 use node_collector::probes::Probes;
 use node_collector::{Node, Paths};
 
-fn value(families: &[Family], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    families
-        .iter()
-        .find(|f| f.name == name)?
-        .series
-        .iter()
-        .find(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-        })?
-        .value
-        .as_gauge()
-}
+mod common;
 
-fn config(yaml: &str) -> Config {
-    Config::parse(yaml, Path::new("test.yml"), &[]).unwrap()
-}
+use common::{config, value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_against_local_servers() {

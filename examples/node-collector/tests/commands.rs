@@ -9,30 +9,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use axi_obs_core::metrics::Family;
-use node_collector::config::Config;
 use node_collector::pm2::Pm2;
 use node_collector::systemd::Systemd;
 use node_collector::{Node, Paths};
 
-fn value(families: &[Family], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    families
-        .iter()
-        .find(|f| f.name == name)?
-        .series
-        .iter()
-        .find(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-        })?
-        .value
-        .as_gauge()
-}
+mod common;
 
-fn config(yaml: &str) -> Config {
-    Config::parse(yaml, Path::new("test.yml"), &[]).unwrap()
-}
+use common::{config, value};
 
 /// A folder holding one executable script `name`, and a PATH with it first.
 fn fake(dir: &Path, name: &str, script: &str) -> OsString {
