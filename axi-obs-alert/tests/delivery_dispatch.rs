@@ -662,3 +662,123 @@ async fn runner_delivers_on_the_wall_clock_and_hands_back_its_state() {
     assert_eq!(again.nflog().entries(), d.nflog().entries());
     assert!(again.silences().get(&id).is_some());
 }
+
+#[tokio::test]
+async fn alerts_survive_a_restart_and_what_was_not_delivered_is_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    let opts = || DispatcherOptions {
+        state_file: Some(state.clone()),
+        ..DispatcherOptions::default()
+    };
+    // The receiver fails every attempt of the first flush (two groups, five attempts each).
+    let (hook, url) = Hook::start(&[500; 10]).await;
+    let cfg = config(&url, "");
+    let n = notifier();
+    let mut d = Dispatcher::new(&cfg, opts(), T0).expect("dispatcher");
+    d.insert(alert(&[("alertname", "X")], T0, FAR), T0);
+    d.insert(alert(&[("alertname", "Y")], T0, FAR), T0);
+    assert!(run_until(&mut d, &n, &hook, T0 + 30 * S).await.is_empty());
+    assert_eq!(hook.requests(), 10);
+    // Killed here (no shutdown): the state written by the last tick is all there is. No
+    // sender re-sends the alerts; they come back from the state file alone.
+    drop(d);
+    let mut d = Dispatcher::new(&cfg, opts(), T0 + MIN).expect("restart");
+    assert_eq!(d.alert_count(), 2);
+    assert_eq!(d.alerts(T0 + MIN)[0].updated_at, T0);
+    let sent = run_until(&mut d, &n, &hook, T0 + MIN).await;
+    assert_eq!(
+        summary(&sent),
+        vec![
+            row(60, "X", "first notification", 1),
+            row(60, "Y", "first notification", 1)
+        ]
+    );
+    // X resolves; the process dies before the resolution was delivered.
+    d.insert(alert(&[("alertname", "X")], T0, T0 + 2 * MIN), T0 + 2 * MIN);
+    d.persist().expect("persist");
+    drop(d);
+    let mut d = Dispatcher::new(&cfg, opts(), T0 + 3 * MIN).expect("restart");
+    let sent = run_until(&mut d, &n, &hook, T0 + 7 * MIN).await;
+    // The restored group is older than group_wait: it flushes at once.
+    assert_eq!(
+        summary(&sent),
+        vec![row(180, "X", "all alerts resolved", 1)]
+    );
+    assert_eq!(sent[0].1["status"], "resolved");
+    // Y was notified before the restarts and is not notified again.
+    assert_eq!(d.alert_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_receiver_holds_up_neither_other_groups_nor_the_runner() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let stuck_requests = Arc::new(Mutex::new(0usize));
+    let (r, s) = (release.clone(), stuck_requests.clone());
+    let app = axum::Router::new().route(
+        "/stuck",
+        axum::routing::post(move || {
+            let (r, s) = (r.clone(), s.clone());
+            async move {
+                *s.lock().expect("lock") += 1;
+                let _permit = r.acquire().await.expect("semaphore");
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let stuck_port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (hook, url) = Hook::start(&[]).await;
+    let yaml = format!(
+        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  routes:\n  - matchers: [team=\"slow\"]\n    receiver: stuck\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {url}\n- name: stuck\n  webhook_configs:\n  - url: http://127.0.0.1:{stuck_port}/stuck\n"
+    );
+    let cfg = Config::parse(&yaml, Path::new("am.yml")).expect("config");
+    let now = SystemClock.now_ms();
+    let d = Dispatcher::new(&cfg, DispatcherOptions::default(), now).expect("dispatcher");
+    let (runner, task) = Runner::spawn(d, notifier(), SystemClock, 16);
+    let far = now + 60 * MIN;
+    runner
+        .send(vec![alert(
+            &[("alertname", "Slow"), ("team", "slow")],
+            now,
+            far,
+        )])
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while *stuck_requests.lock().expect("lock") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stuck receiver not called"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // While that delivery hangs, another group is delivered and the runner answers.
+    runner
+        .send(vec![alert(&[("alertname", "Fast")], now, far)])
+        .await;
+    while hook.requests() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "other group not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let held = runner
+        .inspect(|d, now| d.alerts(now).len())
+        .await
+        .expect("inspect");
+    assert_eq!(held, 2);
+    // The stuck group is not flushed a second time while its delivery is in flight,
+    // though its group_interval (1 s) passes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(*stuck_requests.lock().expect("lock"), 1);
+    release.add_permits(1);
+    runner.shutdown().await;
+    let d = task.await.expect("task");
+    assert_eq!(hook.take().len(), 1);
+    // Shutdown waited for the released delivery: both groups are logged.
+    assert_eq!(d.nflog().len(), 2);
+}

@@ -70,6 +70,34 @@ enum Command {
         #[arg(long)]
         query_url: Option<String>,
     },
+    /// Run the built-in router as a stand-in for Alertmanager 0.33: the same configuration
+    /// file and flags, its HTTP API v2 (alerts, alert groups, silences, receivers, status),
+    /// so Prometheus, `amtool` and Grafana talk to it as to Alertmanager.
+    ///
+    /// Alerts are grouped, inhibited, silenced, deduplicated against the notification log
+    /// and delivered to webhook, DingTalk and WeCom receivers with retries. The
+    /// notification log, the silences and the alerts are written atomically to
+    /// `STORAGE/axi-router-state.json` after every change, so a restart (even after
+    /// `kill -9`) forgets no alert and sends nothing twice that was logged as sent.
+    /// SIGINT and SIGTERM stop it after a last write.
+    #[cfg(feature = "api")]
+    Alertmanager {
+        /// Alertmanager's configuration file.
+        #[arg(long = "config.file", default_value = "alertmanager.yml")]
+        config_file: PathBuf,
+        /// Address of the HTTP API.
+        #[arg(long = "web.listen-address", default_value = "127.0.0.1:9093")]
+        listen: std::net::SocketAddr,
+        /// Directory for the persisted state (created when missing).
+        #[arg(long = "storage.path", default_value = "data/")]
+        storage_path: PathBuf,
+        /// This instance's URL, used in notifications.
+        #[arg(long = "web.external-url", default_value = "")]
+        external_url: String,
+        /// How long expired silences and notification log entries are kept.
+        #[arg(long = "data.retention", default_value = "120h", value_parser = duration_ms)]
+        retention: i64,
+    },
     /// Run rule unit tests in promtool's format, as `promtool test rules` does.
     ///
     /// Each file names rule files (relative to itself), input series in the expanding
@@ -147,6 +175,16 @@ fn run_daemon(
     listen: std::net::SocketAddr,
     options: axi_obs_alert::daemon::RunOptions,
 ) -> ExitCode {
+    with_runtime(async move {
+        axi_obs_alert::daemon::run(config, listen, options)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Starts telemetry and a two-thread runtime, runs `work` on it, and exits with status 2
+/// and the error when it fails.
+fn with_runtime(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let telemetry = match axi_obs_core::Telemetry::builder()
         .default_service_name("axi-alert")
         .service_version(env!("CARGO_PKG_VERSION"))
@@ -170,7 +208,7 @@ fn run_daemon(
         }
     };
     let result = runtime.block_on(async {
-        let r = axi_obs_alert::daemon::run(config, listen, options).await;
+        let r = work.await;
         let _ = telemetry.shutdown().await;
         r
     });
@@ -263,6 +301,24 @@ fn main() -> ExitCode {
                 query_url,
             },
         ),
+        #[cfg(feature = "api")]
+        Command::Alertmanager {
+            config_file,
+            listen,
+            storage_path,
+            external_url,
+            retention,
+        } => with_runtime(async move {
+            axi_obs_alert::delivery::serve(axi_obs_alert::delivery::ServeOptions {
+                config_file,
+                listen,
+                storage_path,
+                external_url,
+                retention: std::time::Duration::from_millis(u64::try_from(retention).unwrap_or(0)),
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }),
         Command::Promqltest { files, verbose } => run_promqltest(&mut out, &files, verbose),
         Command::Query { data, time, expr } => {
             let answer = (|| {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::config::{Config, Receiver};
 use super::inhibit::Inhibitor;
-use super::model::{AmAlert, Fingerprint, LabelSet, sort_for_notification};
+use super::model::{AmAlert, Fingerprint, LabelSet, label_set_before, sort_for_notification};
 use super::nflog::{DEFAULT_RETENTION, IntegrationKey, NotificationLog, needs_update};
 use super::notification::Notification;
 use super::notify::{
@@ -21,7 +21,7 @@ use super::notify::{
 };
 use super::route::{Route, RouteOpts};
 use super::silence::Silences;
-use super::state;
+use super::state::{self, AlertRecord};
 
 /// The default cap on aggregation groups.
 pub const DEFAULT_MAX_GROUPS: usize = 10_000;
@@ -46,10 +46,21 @@ pub struct DispatcherOptions {
     /// How long notification log entries and expired silences are kept. Defaults to
     /// [`DEFAULT_RETENTION`] (120 h).
     pub retention: Duration,
-    /// Where the notification log and the silences are persisted (written atomically after
-    /// every change, read by [`Dispatcher::new`]). Defaults to none: nothing persisted.
+    /// Where the notification log, the silences and the alerts are persisted (written
+    /// atomically, read by [`Dispatcher::new`]). Defaults to none: nothing persisted.
     pub state_file: Option<PathBuf>,
+    /// How often a [`Runner`](super::Runner) writes the state file at most: changes are
+    /// written together once this much time passed since the last write, so a burst of
+    /// alerts costs one write, not one per request. What changed in the last interval
+    /// before a crash is lost: alerts come back with the sender's next re-send (Prometheus
+    /// re-sends firing and resolved alerts every minute), a notification delivered then is
+    /// sent again (at least once). Defaults to [`DEFAULT_PERSIST_INTERVAL`]; zero writes
+    /// after every change.
+    pub persist_interval: Duration,
 }
+
+/// The default [`DispatcherOptions::persist_interval`].
+pub const DEFAULT_PERSIST_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Default for DispatcherOptions {
     fn default() -> Self {
@@ -59,6 +70,7 @@ impl Default for DispatcherOptions {
             max_alerts_per_group: DEFAULT_MAX_ALERTS_PER_GROUP,
             retention: DEFAULT_RETENTION,
             state_file: None,
+            persist_interval: DEFAULT_PERSIST_INTERVAL,
         }
     }
 }
@@ -151,6 +163,46 @@ struct Group {
     has_flushed: bool,
 }
 
+/// An alert as Alertmanager's API v2 shows it (`gettableAlert`), computed at the time
+/// asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertStatus {
+    /// The alert as last received (its start merged with earlier receipts).
+    pub alert: AmAlert,
+    /// Its fingerprint.
+    pub fingerprint: Fingerprint,
+    /// When it was last received (ms).
+    pub updated_at: i64,
+    /// The receivers of the routes it matches, in route order.
+    pub receivers: Vec<String>,
+    /// Active silences muting it.
+    pub silenced_by: Vec<String>,
+    /// Firing source alerts inhibiting it.
+    pub inhibited_by: Vec<Fingerprint>,
+}
+
+impl AlertStatus {
+    /// `suppressed` when silenced or inhibited, `active` otherwise.
+    pub fn state(&self) -> &'static str {
+        if self.silenced_by.is_empty() && self.inhibited_by.is_empty() {
+            "active"
+        } else {
+            "suppressed"
+        }
+    }
+}
+
+/// An aggregation group as Alertmanager's API v2 shows it (`alertGroup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The group labels.
+    pub labels: LabelSet,
+    /// The receiver.
+    pub receiver: String,
+    /// The group's alerts that are not resolved, in notification order.
+    pub alerts: Vec<AlertStatus>,
+}
+
 /// The built-in router: aggregation groups with their timers, inhibition, silences, the
 /// notification log, and delivery through [`Notifier`].
 ///
@@ -179,15 +231,21 @@ struct Group {
 pub struct Dispatcher {
     tree: Route,
     receivers: HashMap<String, Receiver>,
+    receiver_names: Vec<String>,
     inhibitor: Inhibitor,
     silences: Silences,
     nflog: NotificationLog,
     groups: BTreeMap<(String, String), Group>,
+    /// When each alert held by a group was last received.
+    updated: HashMap<Fingerprint, i64>,
+    /// Groups whose last flush is still being delivered: not flushed again until
+    /// [`complete`](Dispatcher::complete) or [`abandon`](Dispatcher::abandon).
+    in_flight: BTreeSet<(String, String)>,
     resolve_timeout: Duration,
     opts: DispatcherOptions,
     groups_refused: u64,
     alerts_refused: u64,
-    /// The silences may have changed since the last snapshot.
+    /// The silences or the alerts may have changed since the last snapshot.
     dirty: bool,
 }
 
@@ -212,10 +270,13 @@ impl Dispatcher {
                 .iter()
                 .map(|r| (r.name.clone(), r.clone()))
                 .collect(),
+            receiver_names: config.receivers.iter().map(|r| r.name.clone()).collect(),
             inhibitor: Inhibitor::new(&config.inhibit_rules),
             silences: Silences::new(opts.retention),
             nflog: NotificationLog::new(opts.retention),
             groups: BTreeMap::new(),
+            updated: HashMap::new(),
+            in_flight: BTreeSet::new(),
             resolve_timeout: config.global.resolve_timeout.0,
             opts,
             groups_refused: 0,
@@ -240,6 +301,18 @@ impl Dispatcher {
                 message,
             })?;
         self.silences.gc(now_ms);
+        // The alerts come back into their groups as if received again now: a group that
+        // never flushed flushes at once, and the restored notification log decides what
+        // is sent, so nothing notified before the restart is sent twice and nothing
+        // pending (a firing alert not yet delivered, a resolution) is lost.
+        for record in snap.alerts {
+            let (alert, updated_at) = record.into_alert();
+            let fp = alert.fingerprint();
+            if self.insert(alert, now_ms).groups > 0 {
+                self.updated.insert(fp, updated_at);
+            }
+        }
+        self.dirty = false;
         Ok(())
     }
 
@@ -282,7 +355,17 @@ impl Dispatcher {
     }
 
     fn snapshot_bytes(&self) -> Vec<u8> {
-        state::encode(&self.nflog, &self.silences)
+        let mut alerts: BTreeMap<Fingerprint, &AmAlert> = BTreeMap::new();
+        for g in self.groups.values() {
+            for (fp, a) in &g.alerts {
+                alerts.entry(*fp).or_insert(a);
+            }
+        }
+        let records = alerts
+            .into_iter()
+            .map(|(fp, a)| AlertRecord::new(a, self.updated.get(&fp).copied().unwrap_or(0)))
+            .collect();
+        state::encode(&self.nflog, &self.silences, records)
     }
 
     /// Takes an alert received at `now_ms` (an alert without an end gets
@@ -352,28 +435,38 @@ impl Dispatcher {
         }
         if out.groups > 0 {
             self.inhibitor.observe(&alert);
+            self.updated.insert(fp, now_ms);
+            self.dirty = true;
         }
         out
     }
 
-    /// The earliest time a group is due to flush.
+    /// The earliest time a group is due to flush (groups being delivered not counted).
     pub fn next_flush_ms(&self) -> Option<i64> {
-        self.groups.values().map(|g| g.next_flush_ms).min()
+        self.groups
+            .iter()
+            .filter(|(id, _)| !self.in_flight.contains(*id))
+            .map(|(_, g)| g.next_flush_ms)
+            .min()
     }
 
     /// Flushes the groups due at `now_ms` (their next flush moves `group_interval` ahead):
     /// mutes inhibited and silenced alerts and applies the dedup rules per integration.
     /// Deliver each [`Job`] and report with [`complete`](Dispatcher::complete), or let
-    /// [`tick`](Dispatcher::tick) do both.
+    /// [`tick`](Dispatcher::tick) do both. Until then the group is in flight and not
+    /// flushed again, so a slow receiver never gets the same group twice at once while
+    /// other groups go on flushing.
     pub fn due(&mut self, now_ms: i64) -> Vec<Flush> {
         self.nflog.gc(now_ms);
         self.silences.gc(now_ms);
         self.inhibitor.gc(now_ms);
         let mut flushes = Vec::new();
-        for ((group_key, receiver), g) in &mut self.groups {
-            if g.next_flush_ms > now_ms {
+        for (id, g) in &mut self.groups {
+            if g.next_flush_ms > now_ms || self.in_flight.contains(id) {
                 continue;
             }
+            self.in_flight.insert(id.clone());
+            let (group_key, receiver) = id;
             g.next_flush_ms = now_ms.saturating_add(ms(g.opts.group_interval));
             g.has_flushed = true;
             let mut alerts: Vec<AmAlert> = g.alerts.values().cloned().collect();
@@ -448,8 +541,11 @@ impl Dispatcher {
     /// flush saw (and that did not change since) leave the group, and an empty group is
     /// dropped.
     pub fn complete(&mut self, flush: &Flush, ok: &[bool]) {
+        self.in_flight
+            .remove(&(flush.group_key.clone(), flush.receiver.clone()));
         for (job, ok) in flush.jobs.iter().zip(ok) {
             if *ok {
+                self.dirty = true;
                 self.nflog.log(
                     &flush.group_key,
                     &job.key,
@@ -467,15 +563,43 @@ impl Dispatcher {
         let Some(g) = self.groups.get_mut(&id) else {
             return;
         };
+        let mut removed = Vec::new();
         for a in flush.alerts.iter().filter(|a| a.resolved_at(flush.now_ms)) {
             let fp = a.fingerprint();
             if g.alerts.get(&fp) == Some(a) {
                 g.alerts.remove(&fp);
+                removed.push(fp);
             }
         }
         if g.alerts.is_empty() {
             self.groups.remove(&id);
         }
+        if !removed.is_empty() {
+            self.dirty = true;
+            for fp in removed {
+                if !self.groups.values().any(|g| g.alerts.contains_key(&fp)) {
+                    self.updated.remove(&fp);
+                }
+            }
+        }
+    }
+
+    /// Gives up on a flush whose delivery could not report (its task panicked): the
+    /// group may flush again, and what was not logged is sent again then.
+    pub fn abandon(&mut self, group_key: &str, receiver: &str) {
+        self.in_flight
+            .remove(&(group_key.to_string(), receiver.to_string()));
+    }
+
+    /// Whether something changed since the state was last persisted (always false
+    /// without a state file: there is nothing to write).
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty && self.opts.state_file.is_some()
+    }
+
+    /// [`DispatcherOptions::persist_interval`].
+    pub(crate) fn persist_interval(&self) -> Duration {
+        self.opts.persist_interval
     }
 
     /// Flushes what is due at `now_ms`, delivers through `notifier` (all notifications of
@@ -495,26 +619,18 @@ impl Dispatcher {
             flushed: flushes.len(),
             ..TickReport::default()
         };
-        let mut ok: Vec<Vec<bool>> = flushes.iter().map(|f| vec![false; f.jobs.len()]).collect();
         let mut set = tokio::task::JoinSet::new();
         for (i, f) in flushes.iter().enumerate() {
-            for (j, job) in f.jobs.iter().enumerate() {
-                let notifier = notifier.clone();
-                let integration = job.integration.clone();
-                let notification = job.notification.clone();
-                set.spawn(async move {
-                    let good = notifier.deliver(&integration, &notification).await.is_ok();
-                    (i, j, good)
-                });
-            }
+            let (notifier, f) = (notifier.clone(), f.clone());
+            set.spawn(async move { (i, deliver_flush(&notifier, &f).await) });
         }
+        let mut ok: Vec<Vec<bool>> = flushes.iter().map(|f| vec![false; f.jobs.len()]).collect();
         while let Some(done) = set.join_next().await {
-            // A delivery task that panicked counts as failed: its slot stays `false`.
-            if let Ok((i, j, good)) = done {
-                ok[i][j] = good;
+            // A delivery task that panicked counts as failed: its slots stay `false`.
+            if let Ok((i, good)) = done {
+                ok[i] = good;
             }
         }
-        let mut changed = false;
         for (f, ok) in flushes.iter().zip(&ok) {
             for good in ok {
                 if *good {
@@ -523,10 +639,9 @@ impl Dispatcher {
                     report.failed += 1;
                 }
             }
-            changed |= ok.iter().any(|o| *o);
             self.complete(f, ok);
         }
-        if changed || self.dirty {
+        if self.dirty {
             self.persist_async().await?;
         }
         Ok(report)
@@ -581,10 +696,109 @@ impl Dispatcher {
         self.alerts_refused
     }
 
+    /// The alerts held by the groups that are not resolved at `now_ms`, by fingerprint,
+    /// with their receivers and what mutes them (Alertmanager's `GET /api/v2/alerts`).
+    pub fn alerts(&self, now_ms: i64) -> Vec<AlertStatus> {
+        let mut seen: BTreeMap<Fingerprint, &AmAlert> = BTreeMap::new();
+        for g in self.groups.values() {
+            for (fp, a) in &g.alerts {
+                seen.entry(*fp).or_insert(a);
+            }
+        }
+        seen.into_iter()
+            .filter(|(_, a)| !a.resolved_at(now_ms))
+            .map(|(fp, a)| self.status_of(fp, a, now_ms))
+            .collect()
+    }
+
+    /// The aggregation groups with their unresolved alerts at `now_ms` (Alertmanager's
+    /// `GET /api/v2/alerts/groups`), ordered as Alertmanager orders them (by group labels,
+    /// then receiver); groups with none are left out.
+    pub fn groups(&self, now_ms: i64) -> Vec<GroupStatus> {
+        let mut out: Vec<GroupStatus> = self
+            .groups
+            .iter()
+            .filter_map(|((_, receiver), g)| {
+                let mut alerts: Vec<AmAlert> = g
+                    .alerts
+                    .values()
+                    .filter(|a| !a.resolved_at(now_ms))
+                    .cloned()
+                    .collect();
+                if alerts.is_empty() {
+                    return None;
+                }
+                sort_for_notification(&mut alerts);
+                Some(GroupStatus {
+                    labels: g.labels.clone(),
+                    receiver: receiver.clone(),
+                    alerts: alerts
+                        .iter()
+                        .map(|a| self.status_of(a.fingerprint(), a, now_ms))
+                        .collect(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            if a.labels == b.labels {
+                a.receiver.cmp(&b.receiver)
+            } else if label_set_before(&a.labels, &b.labels) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
+        });
+        out
+    }
+
+    fn status_of(&self, fp: Fingerprint, a: &AmAlert, now_ms: i64) -> AlertStatus {
+        AlertStatus {
+            alert: a.clone(),
+            fingerprint: fp,
+            updated_at: self.updated.get(&fp).copied().unwrap_or(a.starts_at),
+            receivers: self
+                .tree
+                .matches(&a.labels)
+                .iter()
+                .map(|r| r.opts.receiver.clone())
+                .collect(),
+            silenced_by: self.silences.silenced_by(&a.labels, now_ms),
+            inhibited_by: self.inhibitor.inhibited_by(&a.labels, now_ms),
+        }
+    }
+
+    /// The receivers' names, in configuration order.
+    pub fn receiver_names(&self) -> &[String] {
+        &self.receiver_names
+    }
+
     /// Whether an alert with `labels` is muted at `now_ms` (inhibited or silenced).
     pub fn is_muted(&self, labels: &LabelSet, now_ms: i64) -> bool {
         self.inhibitor.mutes(labels, now_ms) || self.silences.mutes(labels, now_ms)
     }
+}
+
+/// Delivers the jobs of one flush concurrently, each with its retries; `ok[i]` tells how
+/// `flush.jobs[i]` went.
+pub(crate) async fn deliver_flush(notifier: &Notifier, flush: &Flush) -> Vec<bool> {
+    let mut ok = vec![false; flush.jobs.len()];
+    let mut set = tokio::task::JoinSet::new();
+    for (j, job) in flush.jobs.iter().enumerate() {
+        let notifier = notifier.clone();
+        let integration = job.integration.clone();
+        let notification = job.notification.clone();
+        set.spawn(async move {
+            let good = notifier.deliver(&integration, &notification).await.is_ok();
+            (j, good)
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        // A delivery task that panicked counts as failed: its slot stays `false`.
+        if let Ok((j, good)) = done {
+            ok[j] = good;
+        }
+    }
+    ok
 }
 
 fn integrations(r: &Receiver) -> Vec<(usize, Integration)> {

@@ -102,18 +102,36 @@ impl Inhibitor {
     /// matchers are ignored, so an alert never inhibits itself and alerts matching both
     /// sides never inhibit each other.
     pub fn mutes(&self, labels: &LabelSet, now_ms: i64) -> bool {
-        let get = |ls: &LabelSet, n: &str| ls.get(n).map_or("", String::as_str).to_string();
-        self.rules.iter().any(|r| {
-            if !all_match(&r.target, labels) {
-                return false;
-            }
-            let two_sided = all_match(&r.source, labels);
-            r.sources.values().any(|s| {
-                !s.resolved_at(now_ms)
-                    && r.equal.iter().all(|n| get(&s.labels, n) == get(labels, n))
-                    && !(two_sided && all_match(&r.target, &s.labels))
+        self.sources_muting(labels, now_ms).next().is_some()
+    }
+
+    /// The fingerprints of the source alerts that inhibit an alert with `labels` at
+    /// `now_ms` (the API's `inhibitedBy`), sorted, each once.
+    pub fn inhibited_by(&self, labels: &LabelSet, now_ms: i64) -> Vec<Fingerprint> {
+        let mut v: Vec<Fingerprint> = self.sources_muting(labels, now_ms).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    fn sources_muting<'a>(
+        &'a self,
+        labels: &'a LabelSet,
+        now_ms: i64,
+    ) -> impl Iterator<Item = Fingerprint> + 'a {
+        let get = |ls: &'a LabelSet, n: &str| ls.get(n).map_or("", String::as_str);
+        self.rules
+            .iter()
+            .filter(move |r| all_match(&r.target, labels))
+            .flat_map(move |r| {
+                let two_sided = all_match(&r.source, labels);
+                r.sources.iter().filter_map(move |(fp, s)| {
+                    (!s.resolved_at(now_ms)
+                        && r.equal.iter().all(|n| get(&s.labels, n) == get(labels, n))
+                        && !(two_sided && all_match(&r.target, &s.labels)))
+                    .then_some(*fp)
+                })
             })
-        })
     }
 
     /// Forgets source alerts resolved at `now_ms`; returns how many entries were dropped.

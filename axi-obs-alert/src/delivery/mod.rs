@@ -42,18 +42,28 @@
 //!
 //! - [`Runner`]: a Tokio task driving a [`Dispatcher`] on a [`Clock`] ([`SystemClock`]):
 //!   alerts and silence changes through a bounded channel (senders wait when it is full),
-//!   flushes when due, state persisted on shutdown, the dispatcher handed back.
+//!   each flushed group delivered in a task of its own (a slow or failing receiver holds up
+//!   neither other groups nor the API, and a group is not flushed again while its delivery
+//!   is in flight), the state persisted at most every `persist_interval` (500 ms) after a
+//!   change, deliveries in flight given
+//!   5 s at shutdown, the dispatcher handed back.
+//! - Durability: the state file holds the notification log, the silences and the alerts
+//!   the groups hold. After a restart, even after `kill -9`, the alerts are back in their
+//!   groups and the restored log decides what is sent: a notification that was not
+//!   delivered (firing or resolved) is sent, one that was logged is not sent again.
+//! - `api_router` (feature `api`, on by default): Alertmanager's HTTP API v2
+//!   (`/api/v2/alerts` GET and POST, `/alerts/groups`, `/silences` GET and POST,
+//!   `/silence/{id}` GET and DELETE, `/receivers`, `/status`, `/-/healthy`, `/-/ready`)
+//!   in Alertmanager 0.33's JSON shapes and error statuses, so the real `amtool` lists
+//!   alerts and manages silences against it; `serve` runs it all as
+//!   `axi-alert alertmanager`, with Alertmanager's flags.
 //!
-//! Not there yet: groups flushing independently ([`Dispatcher::tick`] delivers the
-//! notifications of one tick concurrently but waits for all of them, retries included,
-//! before the next tick); undelivered notifications are
-//! not persisted (after a restart they are rebuilt from re-sent alerts, but alerts
-//! themselves are not persisted either); Alertmanager's alert hashes are replaced by label
-//! fingerprints in the log (the file format is ours, not Alertmanager's protobuf);
-//! two sibling routes with identical matchers and receiver share groups; mail
-//! (`email_configs` is refused), robot rate limits (20 messages per minute), TLS options
-//! and auth toward Alertmanagers (plain `reqwest` defaults), YAML merge keys, `templates:`
-//! files, time intervals, remediation actions, and the HTTP API.
+//! Not there yet: Alertmanager's alert hashes are replaced by label fingerprints in the
+//! log (the file format is ours, not Alertmanager's protobuf); two sibling routes with
+//! identical matchers and receiver share groups; mail (`email_configs` is refused), robot
+//! rate limits (20 messages per minute), TLS options and auth toward Alertmanagers (plain
+//! `reqwest` defaults), YAML merge keys, `templates:` files, time intervals (the API's
+//! `mutedBy` is always empty), remediation actions, configuration reload, clustering.
 //!
 //! ```
 //! use std::path::Path;
@@ -98,6 +108,8 @@
 //! ```
 
 mod alertmanager;
+#[cfg(feature = "api")]
+mod api;
 mod config;
 mod dispatch;
 mod inhibit;
@@ -109,6 +121,8 @@ mod notification;
 mod notify;
 mod route;
 mod runner;
+#[cfg(feature = "api")]
+mod server;
 mod silence;
 mod state;
 
@@ -116,6 +130,8 @@ pub use alertmanager::{
     ALERTS_PATH, AlertmanagerSender, DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT,
     FlushReport, MAX_BATCH, PostableAlert, SenderOptions, alerts_to_send, generator_url,
 };
+#[cfg(feature = "api")]
+pub use api::{ApiInfo, api_router};
 pub use config::{
     Config, ConfigError, DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, DEFAULT_REPEAT_INTERVAL,
     DEFAULT_RESOLVE_TIMEOUT, DINGTALK_ROBOT_URL, DingTalkConfig, GlobalConfig, InhibitRule,
@@ -123,8 +139,8 @@ pub use config::{
     WeComConfig, WebhookConfig,
 };
 pub use dispatch::{
-    DEFAULT_MAX_ALERTS_PER_GROUP, DEFAULT_MAX_GROUPS, DispatchError, Dispatcher, DispatcherOptions,
-    Flush, Inserted, Job, TickReport,
+    AlertStatus, DEFAULT_MAX_ALERTS_PER_GROUP, DEFAULT_MAX_GROUPS, DEFAULT_PERSIST_INTERVAL,
+    DispatchError, Dispatcher, DispatcherOptions, Flush, GroupStatus, Inserted, Job, TickReport,
 };
 pub use inhibit::Inhibitor;
 pub use integrations::{
@@ -147,4 +163,6 @@ pub use notify::{
 };
 pub use route::{Route, RouteOpts, label_set_string};
 pub use runner::{Clock, DEFAULT_RUNNER_CAPACITY, Runner, RunnerError, SystemClock};
+#[cfg(feature = "api")]
+pub use server::{STATE_FILE, ServeError, ServeOptions, serve};
 pub use silence::{Silence, SilenceError, SilenceState, Silences};

@@ -111,18 +111,23 @@ pub fn rfc3339_millis(ms: i64) -> String {
 }
 
 /// Parses an RFC 3339 timestamp (`Z` or `±hh:mm` offset, optional fraction) into
-/// milliseconds since the epoch; Go's zero time gives `None`'s counterpart `Ok(None)`.
+/// milliseconds since the epoch; Go's zero time (`0001-01-01T00:00:00Z`, in any of its
+/// spellings, such as `amtool`'s `0001-01-01T00:00:00.000Z`) gives `Ok(None)`: unset.
 ///
 /// # Errors
 ///
 /// When the text is not RFC 3339.
 pub fn parse_rfc3339(s: &str) -> Result<Option<i64>, String> {
+    /// Go's zero time, in ms since the Unix epoch.
+    const GO_ZERO_MS: i64 = -62_135_596_800_000;
     if s == ZERO_TIME {
         return Ok(None);
     }
-    crate::promqltest::parse_rfc3339_ms(s)
-        .map(Some)
-        .ok_or_else(|| format!("invalid RFC 3339 time {s:?}"))
+    match crate::promqltest::parse_rfc3339_ms(s) {
+        Some(GO_ZERO_MS) => Ok(None),
+        Some(ms) => Ok(Some(ms)),
+        None => Err(format!("invalid RFC 3339 time {s:?}")),
+    }
 }
 
 /// An alert as Alertmanager keeps it (`types.Alert`): what a client posted, with times in

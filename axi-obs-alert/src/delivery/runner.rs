@@ -1,13 +1,16 @@
 //! Driving a [`Dispatcher`] on a clock in a background task: alerts come in through a
-//! bounded channel, groups are flushed when due, and shutdown hands the dispatcher back.
+//! bounded channel, groups are flushed when due and delivered in tasks of their own (a
+//! slow or failing receiver holds up neither other groups nor the API), and shutdown hands
+//! the dispatcher back.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
-use super::dispatch::Dispatcher;
+use super::dispatch::{Dispatcher, Flush, deliver_flush};
 use super::model::AmAlert;
 use super::notify::Notifier;
 use super::silence::SilenceError;
@@ -37,6 +40,9 @@ pub const DEFAULT_RUNNER_CAPACITY: usize = 1024;
 /// (or garbage collection of expired entries) is noticed.
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
+/// At most this many queued messages are taken between two ticks.
+const MAX_BATCH_COMMANDS: usize = 256;
+
 /// Work to run on the dispatcher inside the task, given the current time.
 type WithDispatcher = Box<dyn FnOnce(&mut Dispatcher, i64) + Send>;
 
@@ -62,6 +68,7 @@ enum Command {
 #[derive(Clone)]
 pub struct Runner {
     tx: mpsc::Sender<Command>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -82,22 +89,59 @@ impl Runner {
         capacity: usize,
     ) -> (Runner, JoinHandle<Dispatcher>) {
         let (tx, mut rx) = mpsc::channel::<Command>(capacity.max(1));
-        let clock = Arc::new(clock);
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        let handle_clock = Arc::clone(&clock);
         let task = tokio::spawn(async move {
+            // Deliveries in progress, one task per flushed group; the group ids let a
+            // panicked task's group flush again.
+            let mut inflight: JoinSet<Delivery> = JoinSet::new();
+            let mut flushing: Flushing = HashMap::new();
+            let mut last_write = tokio::time::Instant::now();
             loop {
                 let now = clock.now_ms();
-                if let Err(e) = dispatcher.tick(now, &notifier).await {
-                    tracing::error!(error = %e, "dispatcher state not persisted");
+                for flush in dispatcher.due(now) {
+                    if flush.jobs.is_empty() {
+                        dispatcher.complete(&flush, &[]);
+                        continue;
+                    }
+                    let id = (flush.group_key.clone(), flush.receiver.clone());
+                    let notifier = notifier.clone();
+                    let handle = inflight.spawn(async move {
+                        let ok = deliver_flush(&notifier, &flush).await;
+                        (flush, ok)
+                    });
+                    flushing.insert(handle.id(), id);
+                }
+                let mut wait = MAX_IDLE;
+                if dispatcher.is_dirty() {
+                    let since = last_write.elapsed();
+                    if since >= dispatcher.persist_interval() {
+                        persist_or_log(&mut dispatcher).await;
+                        last_write = tokio::time::Instant::now();
+                    } else {
+                        wait = dispatcher.persist_interval() - since;
+                    }
                 }
                 let now = clock.now_ms();
                 let wait = dispatcher
                     .next_flush_ms()
-                    .map_or(MAX_IDLE, |t| {
+                    .map_or(wait, |t| {
                         Duration::from_millis(u64::try_from(t - now).unwrap_or(0))
                     })
-                    .min(MAX_IDLE);
-                tokio::select! {
-                    cmd = rx.recv() => match cmd {
+                    .min(wait);
+                let first = tokio::select! {
+                    cmd = rx.recv() => cmd,
+                    Some(done) = inflight.join_next_with_id(), if !inflight.is_empty() => {
+                        delivered(&mut dispatcher, &mut flushing, done);
+                        continue;
+                    }
+                    () = tokio::time::sleep(wait) => continue,
+                };
+                // Take what else is already queued before the next flush check, so that a
+                // burst of messages costs one check and one state write, not one each.
+                let mut cmd = first;
+                for _ in 0..MAX_BATCH_COMMANDS {
+                    match cmd {
                         Some(Command::Alerts(alerts)) => {
                             let now = clock.now_ms();
                             for a in alerts {
@@ -105,21 +149,38 @@ impl Runner {
                             }
                         }
                         Some(Command::With(f)) => f(&mut dispatcher, clock.now_ms()),
+                        // Deliveries in flight get SHUTDOWN_GRACE to finish; what is still
+                        // unfinished then is not logged and is sent again after a restart
+                        // (at least once).
                         Some(Command::Shutdown(done)) => {
-                            persist_or_log(&mut dispatcher).await;
+                            finish(&mut dispatcher, &mut inflight, &mut flushing).await;
                             let _ = done.send(());
                             return dispatcher;
                         }
                         None => {
-                            persist_or_log(&mut dispatcher).await;
+                            finish(&mut dispatcher, &mut inflight, &mut flushing).await;
                             return dispatcher;
                         }
-                    },
-                    () = tokio::time::sleep(wait) => {}
+                    }
+                    match rx.try_recv() {
+                        Ok(next) => cmd = Some(next),
+                        Err(_) => break,
+                    }
                 }
             }
         });
-        (Runner { tx }, task)
+        (
+            Runner {
+                tx,
+                clock: handle_clock,
+            },
+            task,
+        )
+    }
+
+    /// The runner's current time (ms since the epoch), from its clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Hands alerts to the dispatcher (as `POST /api/v2/alerts` does); waits while the
@@ -142,7 +203,7 @@ impl Runner {
         created_by: String,
         comment: String,
     ) -> Result<String, RunnerError> {
-        self.with_silences(move |d, now| {
+        self.update(move |d, now| {
             d.silences_mut()
                 .create(matchers, starts_at, ends_at, &created_by, &comment, now)
         })
@@ -156,12 +217,31 @@ impl Runner {
     ///
     /// The silence's error, or [`RunnerError::Stopped`].
     pub async fn expire_silence(&self, id: String) -> Result<(), RunnerError> {
-        self.with_silences(move |d, now| d.silences_mut().expire(&id, now))
+        self.update(move |d, now| d.silences_mut().expire(&id, now))
             .await?
             .map_err(RunnerError::Silence)
     }
 
-    async fn with_silences<T: Send + 'static>(
+    /// Runs `f` on the dispatcher inside the task, at the runner's current time, and
+    /// returns its result: how the HTTP API reads alerts, groups and silences.
+    ///
+    /// # Errors
+    ///
+    /// [`RunnerError::Stopped`] when the task has ended.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Dispatcher, i64) -> T + Send + 'static,
+    ) -> Result<T, RunnerError> {
+        self.update(move |d, now| f(d, now)).await
+    }
+
+    /// Runs `f` with write access to the dispatcher inside the task, at the runner's
+    /// current time (silence changes are persisted at the next tick).
+    ///
+    /// # Errors
+    ///
+    /// [`RunnerError::Stopped`] when the task has ended.
+    pub async fn update<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Dispatcher, i64) -> T + Send + 'static,
     ) -> Result<T, RunnerError> {
@@ -191,6 +271,50 @@ pub enum RunnerError {
     /// The silence operation was refused.
     #[error(transparent)]
     Silence(#[from] SilenceError),
+}
+
+type Delivery = (Flush, Vec<bool>);
+type Flushing = HashMap<tokio::task::Id, (String, String)>;
+
+/// How long a shutdown waits for deliveries in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Records a finished delivery task: the outcome of its flush, or, when the task
+/// panicked, frees its group to flush again.
+fn delivered(
+    dispatcher: &mut Dispatcher,
+    flushing: &mut Flushing,
+    done: Result<(tokio::task::Id, Delivery), tokio::task::JoinError>,
+) {
+    match done {
+        Ok((id, (flush, ok))) => {
+            flushing.remove(&id);
+            dispatcher.complete(&flush, &ok);
+        }
+        Err(e) => {
+            if let Some((key, receiver)) = flushing.remove(&e.id()) {
+                tracing::error!(group = %key, %receiver, error = %e, "delivery task failed");
+                dispatcher.abandon(&key, &receiver);
+            }
+        }
+    }
+}
+
+/// Waits up to [`SHUTDOWN_GRACE`] for the deliveries in flight, then persists.
+async fn finish(
+    dispatcher: &mut Dispatcher,
+    inflight: &mut JoinSet<Delivery>,
+    flushing: &mut Flushing,
+) {
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while !inflight.is_empty() {
+        match tokio::time::timeout_at(deadline, inflight.join_next_with_id()).await {
+            Ok(Some(done)) => delivered(dispatcher, flushing, done),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    inflight.abort_all();
+    persist_or_log(dispatcher).await;
 }
 
 async fn persist_or_log(d: &mut Dispatcher) {

@@ -183,6 +183,60 @@ impl Silences {
         )
     }
 
+    /// Changes the silence `id` as Alertmanager's `Silences.Set` does for a silence posted
+    /// with an id: in place when the matchers are the same and the change keeps the
+    /// silence's history true (an active silence keeps its start and does not end in the
+    /// past; a pending one does not start in the past); otherwise the old silence is
+    /// expired (if it is not already) and a new one created. Returns the id now in force.
+    ///
+    /// # Errors
+    ///
+    /// [`SilenceError::NotFound`], or the validation errors of [`create`](Silences::create).
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &mut self,
+        id: &str,
+        matchers: Vec<Matcher>,
+        starts_at: i64,
+        ends_at: i64,
+        created_by: &str,
+        comment: &str,
+        now_ms: i64,
+    ) -> Result<String, SilenceError> {
+        let old = self
+            .by_id
+            .get(id)
+            .ok_or_else(|| SilenceError::NotFound(id.to_string()))?;
+        let old_open = old.state(now_ms) != SilenceState::Expired;
+        let in_place = old.matchers == matchers
+            && match old.state(now_ms) {
+                SilenceState::Active => starts_at == old.starts_at && ends_at >= now_ms,
+                SilenceState::Pending => starts_at >= now_ms,
+                SilenceState::Expired => false,
+            };
+        if !in_place {
+            let new_id = self.create(matchers, starts_at, ends_at, created_by, comment, now_ms)?;
+            if old_open {
+                self.expire(id, now_ms)?;
+            }
+            return Ok(new_id);
+        }
+        if matchers.iter().all(|m| m.matches(&LabelSet::new())) {
+            return Err(SilenceError::MatchesEverything);
+        }
+        if ends_at <= starts_at {
+            return Err(SilenceError::EndBeforeStart);
+        }
+        if let Some(s) = self.by_id.get_mut(id) {
+            s.starts_at = starts_at;
+            s.ends_at = ends_at;
+            s.created_by = created_by.to_string();
+            s.comment = comment.to_string();
+            s.updated_at = now_ms;
+        }
+        Ok(id.to_string())
+    }
+
     /// Ends a silence at `now_ms` (a pending one ends before it started).
     ///
     /// # Errors
@@ -220,6 +274,16 @@ impl Silences {
         self.by_id.values().any(|s| s.mutes(labels, now_ms))
     }
 
+    /// The ids of the active silences that mute an alert with `labels` at `now_ms` (the
+    /// API's `silencedBy`), sorted.
+    pub fn silenced_by(&self, labels: &LabelSet, now_ms: i64) -> Vec<String> {
+        self.by_id
+            .values()
+            .filter(|s| s.mutes(labels, now_ms))
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
     /// Drops silences that ended more than the retention before `now_ms`; returns how many.
     pub fn gc(&mut self, now_ms: i64) -> usize {
         let keep = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
@@ -247,15 +311,42 @@ impl Silences {
     }
 }
 
-/// A matcher as Alertmanager's API writes it.
+/// A matcher as Alertmanager's API writes it (`isEqual` defaults to true when read).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct MatcherRecord {
     name: String,
     value: String,
     #[serde(rename = "isRegex")]
     is_regex: bool,
-    #[serde(rename = "isEqual")]
+    #[serde(rename = "isEqual", default = "yes")]
     is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl From<&Matcher> for MatcherRecord {
+    fn from(m: &Matcher) -> Self {
+        MatcherRecord {
+            name: m.name.clone(),
+            value: m.value.clone(),
+            is_regex: matches!(m.op, MatchOp::Regex | MatchOp::NotRegex),
+            is_equal: matches!(m.op, MatchOp::Equal | MatchOp::Regex),
+        }
+    }
+}
+
+impl MatcherRecord {
+    pub(crate) fn to_matcher(&self) -> Result<Matcher, String> {
+        let op = match (self.is_regex, self.is_equal) {
+            (false, true) => MatchOp::Equal,
+            (false, false) => MatchOp::NotEqual,
+            (true, true) => MatchOp::Regex,
+            (true, false) => MatchOp::NotRegex,
+        };
+        Matcher::new(&self.name, op, &self.value)
+    }
 }
 
 /// A silence as a snapshot stores it.
@@ -278,16 +369,7 @@ impl From<&Silence> for SilenceRecord {
     fn from(s: &Silence) -> Self {
         SilenceRecord {
             id: s.id.clone(),
-            matchers: s
-                .matchers
-                .iter()
-                .map(|m| MatcherRecord {
-                    name: m.name.clone(),
-                    value: m.value.clone(),
-                    is_regex: matches!(m.op, MatchOp::Regex | MatchOp::NotRegex),
-                    is_equal: matches!(m.op, MatchOp::Equal | MatchOp::Regex),
-                })
-                .collect(),
+            matchers: s.matchers.iter().map(MatcherRecord::from).collect(),
             starts_at: s.starts_at,
             ends_at: s.ends_at,
             updated_at: s.updated_at,
@@ -302,15 +384,7 @@ impl SilenceRecord {
         let matchers = self
             .matchers
             .iter()
-            .map(|m| {
-                let op = match (m.is_regex, m.is_equal) {
-                    (false, true) => MatchOp::Equal,
-                    (false, false) => MatchOp::NotEqual,
-                    (true, true) => MatchOp::Regex,
-                    (true, false) => MatchOp::NotRegex,
-                };
-                Matcher::new(&m.name, op, &m.value)
-            })
+            .map(MatcherRecord::to_matcher)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Silence {
             id: self.id,

@@ -6,11 +6,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::dispatch::DispatchError;
+use super::model::{AmAlert, LabelSet};
 use super::nflog::{NflogEntry, NotificationLog};
 use super::silence::{SilenceRecord, Silences};
 
-/// The snapshot format's version.
-const VERSION: u32 = 1;
+/// The snapshot format's version. Version 1 (no alerts) is still read.
+const VERSION: u32 = 2;
 
 /// What [`DispatcherOptions::state_file`](super::DispatcherOptions::state_file) holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -18,14 +19,63 @@ pub(super) struct Snapshot {
     version: u32,
     pub(super) nflog: Vec<NflogEntry>,
     pub(super) silences: Vec<SilenceRecord>,
+    /// The alerts the aggregation groups held (absent in version 1).
+    #[serde(default)]
+    pub(super) alerts: Vec<AlertRecord>,
 }
 
-/// The snapshot of `nflog` and `silences` as JSON.
-pub(super) fn encode(nflog: &NotificationLog, silences: &Silences) -> Vec<u8> {
+/// An alert as a snapshot stores it: what was received, and when it was last received.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct AlertRecord {
+    pub(super) labels: LabelSet,
+    pub(super) annotations: LabelSet,
+    #[serde(rename = "startsAt")]
+    pub(super) starts_at: i64,
+    #[serde(rename = "endsAt")]
+    pub(super) ends_at: Option<i64>,
+    #[serde(rename = "generatorURL")]
+    pub(super) generator_url: String,
+    #[serde(rename = "updatedAt")]
+    pub(super) updated_at: i64,
+}
+
+impl AlertRecord {
+    pub(super) fn new(a: &AmAlert, updated_at: i64) -> AlertRecord {
+        AlertRecord {
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            generator_url: a.generator_url.clone(),
+            updated_at,
+        }
+    }
+
+    pub(super) fn into_alert(self) -> (AmAlert, i64) {
+        (
+            AmAlert {
+                labels: self.labels,
+                annotations: self.annotations,
+                starts_at: self.starts_at,
+                ends_at: self.ends_at,
+                generator_url: self.generator_url,
+            },
+            self.updated_at,
+        )
+    }
+}
+
+/// The snapshot of `nflog`, `silences` and `alerts` as JSON.
+pub(super) fn encode(
+    nflog: &NotificationLog,
+    silences: &Silences,
+    alerts: Vec<AlertRecord>,
+) -> Vec<u8> {
     let snap = Snapshot {
         version: VERSION,
         nflog: nflog.entries(),
         silences: silences.records(),
+        alerts,
     };
     // Serializing strings, integers and sets cannot fail.
     serde_json::to_vec(&snap).unwrap_or_default()
@@ -48,7 +98,7 @@ pub(super) fn read(path: &Path) -> Result<Option<Snapshot>, DispatchError> {
         message,
     };
     let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    if snap.version != VERSION {
+    if !(1..=VERSION).contains(&snap.version) {
         return Err(corrupt(format!("unknown version {}", snap.version)));
     }
     Ok(Some(snap))
@@ -91,13 +141,30 @@ mod tests {
         assert!(read(&p).expect("missing").is_none());
         write_atomic(&p, b"{not json").expect("write");
         assert!(matches!(read(&p), Err(DispatchError::Corrupt { .. })));
-        write_atomic(&p, br#"{"version":2,"nflog":[],"silences":[]}"#).expect("write");
+        write_atomic(&p, br#"{"version":3,"nflog":[],"silences":[]}"#).expect("write");
         assert!(matches!(read(&p), Err(DispatchError::Corrupt { .. })));
         let log = NotificationLog::new(std::time::Duration::from_secs(60));
         let sil = Silences::new(std::time::Duration::from_secs(60));
-        write_atomic(&p, &encode(&log, &sil)).expect("write");
+        write_atomic(&p, br#"{"version":1,"nflog":[],"silences":[]}"#).expect("write");
+        assert!(
+            read(&p)
+                .expect("version 1")
+                .expect("present")
+                .alerts
+                .is_empty()
+        );
+        let alert = AmAlert {
+            labels: LabelSet::from([("alertname".to_string(), "A".to_string())]),
+            annotations: LabelSet::new(),
+            starts_at: 5,
+            ends_at: Some(9),
+            generator_url: "g".into(),
+        };
+        write_atomic(&p, &encode(&log, &sil, vec![AlertRecord::new(&alert, 7)])).expect("write");
         let snap = read(&p).expect("read").expect("present");
         assert!(snap.nflog.is_empty() && snap.silences.is_empty());
+        let (back, updated) = snap.alerts[0].clone().into_alert();
+        assert_eq!((back, updated), (alert, 7));
         assert!(!dir.path().join(".s.json.tmp").exists());
     }
 }

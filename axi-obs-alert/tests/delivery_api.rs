@@ -1,0 +1,419 @@
+//! `axi-alert alertmanager` as a stand-in for Alertmanager: the real `amtool` 0.33 runs the
+//! same commands against a real Alertmanager 0.33 and against ours, with the same
+//! configuration, and must print the same (apart from silence ids and the times each side
+//! takes from its own clock). The API's alert groups, receivers and status are compared
+//! the same way.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axi_obs_core::testing::peer;
+use serde_json::Value;
+
+mod common;
+
+use common::{Kill, free_port};
+
+const CONFIG: &str = r#"route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  routes:
+  - matchers: [severity="page"]
+    receiver: pager
+inhibit_rules:
+- source_matchers: [severity="page"]
+  target_matchers: [severity="warn"]
+  equal: [alertname]
+receivers:
+- name: hook
+  webhook_configs: [{url: "URL"}]
+- name: pager
+  webhook_configs: [{url: "URL"}]
+"#;
+
+/// A webhook receiver answering 200 to everything; returns its port.
+async fn sink() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+fn start_alertmanager(bin: &Path, config: &Path, dir: &Path) -> (Kill, u16) {
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("am").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start alertmanager");
+    (Kill(child), port)
+}
+
+pub(crate) fn start_ours(config: &Path, storage: &Path) -> (Kill, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_axi-alert"))
+        .arg("alertmanager")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", storage.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start axi-alert alertmanager");
+    (Kill(child), port)
+}
+
+pub(crate) async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/-/ready")).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "port {port} never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs amtool against `port`; returns stdout, failing on a non-zero exit.
+fn amtool(bin: &Path, port: u16, args: &[&str]) -> String {
+    let out = Command::new(bin)
+        .arg(format!("--alertmanager.url=http://127.0.0.1:{port}"))
+        .arg("--no-version-check")
+        .args(args)
+        .output()
+        .expect("run amtool");
+    assert!(
+        out.status.success(),
+        "amtool {args:?} against port {port}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Drops `updatedAt` everywhere, replaces silence ids by their position in `ids`, and drops
+/// the times a side takes from its own clock (a silence's start, an expired silence's end).
+fn normalize(v: &mut Value, ids: &[String]) {
+    match v {
+        Value::Object(m) => {
+            m.remove("updatedAt");
+            let silence = m.contains_key("createdBy");
+            if silence {
+                m.remove("startsAt");
+                if m["status"]["state"] == "expired" {
+                    m.remove("endsAt");
+                }
+            }
+            for (_, x) in m.iter_mut() {
+                normalize(x, ids);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| normalize(x, ids)),
+        Value::String(s) => {
+            if let Some(i) = ids.iter().position(|id| id == s) {
+                *s = format!("silence-{i}");
+            }
+        }
+        _ => {}
+    }
+}
+
+fn json(text: &str, ids: &[String]) -> Value {
+    let mut v: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    normalize(&mut v, ids);
+    v
+}
+
+async fn get_json(port: u16, path: &str, ids: &[String]) -> Value {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body");
+    json(&text, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amtool_sees_our_router_as_it_sees_alertmanager() {
+    let (Some(am_bin), Some(amtool_bin)) = (peer("alertmanager"), peer("amtool")) else {
+        return;
+    };
+    let hook = sink().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        CONFIG.replace("URL", &format!("http://127.0.0.1:{hook}/")),
+    )
+    .expect("config");
+    let (_am, am) = start_alertmanager(&am_bin, &config, dir.path());
+    let (_ours, ours) = start_ours(&config, &dir.path().join("ours"));
+    wait_ready(am).await;
+    wait_ready(ours).await;
+
+    // Fixed times, so both sides hold the same alerts.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let at = |s: i64| axi_obs_alert::delivery::rfc3339_millis(s * 1000).replace(".000", "");
+    let (start, end) = (at(now - 60), at(now + 3600));
+    let silence_end = at(now + 7200);
+    let mut ids: Vec<String> = Vec::new();
+    for port in [am, ours] {
+        let run = |args: &[&str]| amtool(&amtool_bin, port, args);
+        let time = [
+            format!("--start={start}"),
+            format!("--end={end}"),
+            "--generator-url=http://prometheus:9090/graph".to_string(),
+        ];
+        let time: Vec<&str> = time.iter().map(String::as_str).collect();
+        run(&[
+            &[
+                "alert",
+                "add",
+                "alertname=Disk",
+                "severity=page",
+                "--annotation=summary=full",
+            ],
+            &time[..],
+        ]
+        .concat());
+        run(&[
+            &["alert", "add", "alertname=Disk", "severity=warn"],
+            &time[..],
+        ]
+        .concat());
+        run(&[&["alert", "add", "alertname=Cpu", "instance=a"], &time[..]].concat());
+        run(&[&["alert", "add", "alertname=Cpu", "instance=b"], &time[..]].concat());
+        let id = run(&[
+            "silence",
+            "add",
+            "alertname=Cpu",
+            "instance=~a|c",
+            "--author=tester",
+            "--comment=maintenance",
+            &format!("--end={silence_end}"),
+        ]);
+        ids.push(id.trim().to_string());
+        // A second silence, expired at once.
+        let gone = run(&[
+            "silence",
+            "add",
+            "alertname=Gone",
+            "-a",
+            "tester",
+            "-c",
+            "x",
+        ]);
+        run(&["silence", "expire", gone.trim()]);
+        ids.push(gone.trim().to_string());
+    }
+    // Ids pair up across sides: position i on Alertmanager, i + 2 on ours.
+    let norm_ids = |side: usize| -> Vec<String> { ids[side * 2..side * 2 + 2].to_vec() };
+
+    let queries: &[&[&str]] = &[
+        &["alert", "query", "-o", "json"],
+        &["alert", "query", "-o", "json", "--silenced", "--inhibited"],
+        &["alert", "query", "-o", "json", "--inhibited"],
+        &[
+            "alert",
+            "query",
+            "-o",
+            "json",
+            "--silenced",
+            "alertname=Cpu",
+        ],
+        &["alert", "query", "-o", "json", "-r", "pag.*", "--inhibited"],
+        &[
+            "alert",
+            "query",
+            "-o",
+            "simple",
+            "--silenced",
+            "--inhibited",
+        ],
+        &["silence", "query", "-o", "json"],
+        &["silence", "query", "-o", "json", "--expired"],
+        &["silence", "query", "-o", "json", "alertname=Cpu"],
+    ];
+    for q in queries {
+        let a = amtool(&amtool_bin, am, q);
+        let o = amtool(&amtool_bin, ours, q);
+        if q.contains(&"simple") {
+            assert_eq!(a, o, "amtool {q:?}");
+            continue;
+        }
+        let (a, o) = (json(&a, &norm_ids(0)), json(&o, &norm_ids(1)));
+        assert_eq!(a, o, "amtool {q:?}\nAlertmanager: {a:#}\nours: {o:#}");
+    }
+    // The inhibited and the silenced alert are really muted on our side.
+    let all = json(
+        &amtool(
+            &amtool_bin,
+            ours,
+            &["alert", "query", "-o", "json", "--silenced", "--inhibited"],
+        ),
+        &norm_ids(1),
+    );
+    let states: Vec<&str> = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|a| a["status"]["state"].as_str().expect("state"))
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "suppressed").count(),
+        2,
+        "{all:#}"
+    );
+
+    for path in ["/api/v2/alerts/groups", "/api/v2/receivers"] {
+        let mut a = get_json(am, path, &norm_ids(0)).await;
+        let o = get_json(ours, path, &norm_ids(1)).await;
+        if path.ends_with("receivers") {
+            // Alertmanager 0.33 adds receiver labels, which we do not have.
+            for r in a.as_array_mut().expect("array") {
+                r.as_object_mut().expect("object").remove("labels");
+            }
+        }
+        assert_eq!(a, o, "{path}\nAlertmanager: {a:#}\nours: {o:#}");
+    }
+    let status = get_json(ours, "/api/v2/status", &[]).await;
+    assert_eq!(status["cluster"]["status"], "disabled");
+    assert_eq!(
+        status["config"]["original"],
+        std::fs::read_to_string(&config).expect("config")
+    );
+
+    // Expiring through amtool takes effect: the silenced alert is active again.
+    amtool(&amtool_bin, ours, &["silence", "expire", &ids[2]]);
+    let active = amtool(
+        &amtool_bin,
+        ours,
+        &["alert", "query", "-o", "json", "alertname=Cpu"],
+    );
+    assert_eq!(
+        json(&active, &[]).as_array().expect("array").len(),
+        2,
+        "{active}"
+    );
+}
+
+async fn body_json(r: reqwest::Response) -> Value {
+    let text = r.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_with_alertmanagers_statuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(&config, CONFIG.replace("URL", "http://127.0.0.1:9/")).expect("config");
+    let (_ours, port) = start_ours(&config, &dir.path().join("ours"));
+    wait_ready(port).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}/api/v2");
+    let post = |path: &str, body: &str| {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    // An empty value is no label: this alert has none.
+    let r = post("/alerts", "[{\"labels\":{\"a\":\"\"}}]")
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    let msg = body_json(r).await;
+    assert_eq!(msg, "alerts[0]: at least one label pair required");
+    let r = post("/alerts", "[{\"labels\":{\"a\":\"b\"}},")
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.expect("body").contains("line 1, column"));
+    // One bad alert does not cost the good one.
+    let r = post(
+        "/alerts",
+        r#"[{"labels":{"alertname":"Ok"}},{"labels":{"alertname":"Bad"},"startsAt":"2030-01-01T00:00:00Z","endsAt":"2029-01-01T00:00:00Z"}]"#,
+    )
+    .await
+    .expect("post");
+    assert_eq!(r.status(), 400);
+    let alerts = body_json(
+        http.get(format!("{base}/alerts"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(alerts.as_array().expect("array").len(), 1, "{alerts:#}");
+    assert_eq!(alerts[0]["labels"]["alertname"], "Ok");
+
+    let r = http
+        .get(format!("{base}/alerts?active=maybe"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 400);
+    let r = http
+        .get(format!("{base}/alerts?filter=alertname%3D~%22%28%22"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 400);
+    let r = post(
+        "/silences",
+        r#"{"matchers":[{"name":"a","value":".*","isRegex":true}],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2099-01-01T00:00:00Z","createdBy":"t","comment":"c"}"#,
+    )
+    .await
+    .expect("post");
+    assert_eq!(r.status(), 400);
+    let r = post(
+        "/silences",
+        r#"{"matchers":[{"name":"a","value":"b","isRegex":false}],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2021-01-01T00:00:00Z","createdBy":"t","comment":"c"}"#,
+    )
+    .await
+    .expect("post");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        body_json(r).await,
+        "Failed to create silence: end time can't be in the past"
+    );
+    let r = post(
+        "/silences",
+        r#"{"id":"00000000-0000-4000-8000-000000000000","matchers":[{"name":"a","value":"b","isRegex":false}],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2099-01-01T00:00:00Z","createdBy":"t","comment":"c"}"#,
+    )
+    .await
+    .expect("post");
+    assert_eq!(r.status(), 404);
+    let r = http
+        .get(format!(
+            "{base}/silence/00000000-0000-4000-8000-000000000000"
+        ))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    let r = http
+        .delete(format!(
+            "{base}/silence/00000000-0000-4000-8000-000000000000"
+        ))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 404);
+}
