@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::enrich::AnnotationEnricher;
 use crate::promql::value::stale_nan;
 use crate::promql::{Engine, Labels, MemStorage};
 use crate::rules::{Alert, GroupState, RuleError, RuleState, TemplateContext};
@@ -51,6 +52,7 @@ pub struct InProcessBuilder {
     templates: TemplateContext,
     source: Option<Source>,
     on_alerts: Option<OnAlerts>,
+    enrichers: Vec<Box<dyn AnnotationEnricher>>,
 }
 
 impl std::fmt::Debug for InProcessBuilder {
@@ -82,6 +84,7 @@ impl InProcessRules {
             templates: TemplateContext::default(),
             source: None,
             on_alerts: None,
+            enrichers: Vec::new(),
         }
     }
 
@@ -147,6 +150,14 @@ impl InProcessBuilder {
         self
     }
 
+    /// Adds an [annotation enricher](crate::enrich), run over the alerts after every round
+    /// (in the order added, on the evaluation thread) before `on_alerts` and
+    /// [`InProcessRules::alerts`] see them. Defaults to none.
+    pub fn enricher(mut self, e: impl AnnotationEnricher) -> Self {
+        self.enrichers.push(Box::new(e));
+        self
+    }
+
     /// Loads and checks every rule (errors name `file:line`, the group and the rule) and
     /// starts the evaluation thread.
     pub fn start(self) -> Result<InProcessRules, Vec<RuleError>> {
@@ -180,6 +191,7 @@ impl InProcessBuilder {
             })
         });
         let mut on_alerts = self.on_alerts;
+        let mut enrichers = self.enrichers;
         let labels = Labels::from_pairs(self.labels);
         let interval = self.interval;
         let templates = self.templates;
@@ -201,7 +213,7 @@ impl InProcessBuilder {
                         }
                     }
                     store.drop_before(t - retention);
-                    let now: Vec<Alert> = groups
+                    let mut now: Vec<Alert> = groups
                         .iter()
                         .flat_map(|g| g.rules.iter())
                         .filter_map(|r| match r {
@@ -211,6 +223,7 @@ impl InProcessBuilder {
                         .flatten()
                         .cloned()
                         .collect();
+                    crate::enrich::apply(&mut enrichers, &mut now);
                     if let Some(f) = on_alerts.as_mut() {
                         f(&now);
                     }

@@ -22,6 +22,8 @@
 //!   targets with a Prometheus-compatible configuration.
 //! - [`inprocess`]: rules evaluated inside a service over its own axi-obs-core metrics, on a
 //!   background thread, no Prometheus needed.
+//! - [`enrich`]: annotation enrichers (a deploy-aware alert: "started 3 min after v1.4.2
+//!   went out"), run on the alerts [`inprocess`] hands out.
 //!
 //! Next: Prometheus's group offsets and remote write of recorded series; for delivery, mail,
 //! persisted undelivered notifications, robot rate limits and the Alertmanager-compatible API.
@@ -44,6 +46,7 @@
 mod civil;
 pub mod daemon;
 pub mod delivery;
+pub mod enrich;
 pub mod inprocess;
 pub mod promql;
 pub mod promqltest;

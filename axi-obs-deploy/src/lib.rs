@@ -54,13 +54,20 @@
 //!   last N events with sequence numbers and broadcasts them; slow subscribers are
 //!   resynchronised from the ring or told what they missed, never waited for.
 //! * [`http`] (feature `http`): [`DeployRoutes`](http::DeployRoutes), axum routes for event
-//!   intake (what `axi-deploy --endpoint` posts to), the SSE stream with `Last-Event-ID`
+//!   intake (what `axi-deploy --endpoint` posts to; its events also run through the metrics,
+//!   log and trace hooks), the SSE stream and the [WebSocket](http::ws) stream with `Last-Event-ID`
 //!   replay, history, stats, Grafana annotations, and [GitHub webhooks](http::github)
 //!   verified with `X-Hub-Signature-256`.
 //! * [`trace`]: [`TraceHook`](trace::TraceHook), one OpenTelemetry span per deployment with a
 //!   child span per step, through the tracer provider `axi_obs_core` installs.
 //! * [`notify`] (feature `notify`): [`NotifyHook`](notify::NotifyHook) posts a JSON summary of
 //!   each finished deployment to a webhook, from the dispatcher's thread.
+//! * [`alert`] (feature `alert`): [`LastDeployEnricher`](alert::LastDeployEnricher), the
+//!   last deployment of an alert's project and environment added to its annotations through
+//!   axi-obs-alert's enricher hook ("started 3 min after v1.4.2 of axi-star-cloud went out").
+//! * [`robot`] (feature `alert`): [`RobotNotifyHook`](robot::RobotNotifyHook), finished
+//!   deployments sent to DingTalk (signed) and WeCom robots through axi-obs-alert's
+//!   integrations.
 //! * [`clock`]: injected time, so tests are exact.
 //!
 //! # Features
@@ -70,19 +77,18 @@
 //! | `sqlite` | yes | [`store`]: the SQLite history (SQLite compiled in) |
 //! | `cli` | yes | the `axi-deploy` binary, [`spool`] (adds clap, anyhow, reqwest) |
 //! | `stream` | with `http` | [`stream`]: the live stream hook (adds tokio's `sync`) |
-//! | `http` | yes | [`http`]: the axum routes (adds axum, hmac, sha2; implies `sqlite`, `stream`) |
+//! | `http` | yes | [`http`]: the axum routes (adds axum, hmac, sha2, and for the WebSocket hyper-util, sha1, tungstenite; implies `sqlite`, `stream`) |
 //! | `notify` | yes | [`notify`]: [`NotifyHook`](notify::NotifyHook), a JSON summary per finished deployment posted to a webhook (adds reqwest) |
+//! | `alert` | no | [`alert`]: deploy-aware alert annotations; [`robot`]: DingTalk / WeCom deploy notifications (adds axi-obs-alert; implies `sqlite`, `notify`) |
 //!
 //! Library users who only track deploys in a service can use `default-features = false`
 //! (plus `sqlite` for the history).
-//!
-//! # Not yet here
-//!
-//! A WebSocket stream and DingTalk / WeCom notifications are tracked in the crate's
-//! issue; see the README.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "alert")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alert")))]
+pub mod alert;
 pub mod clock;
 pub mod dispatch;
 pub mod event;
@@ -95,6 +101,9 @@ pub mod names;
 #[cfg(feature = "notify")]
 #[cfg_attr(docsrs, doc(cfg(feature = "notify")))]
 pub mod notify;
+#[cfg(feature = "alert")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alert")))]
+pub mod robot;
 pub mod session;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]

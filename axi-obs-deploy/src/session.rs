@@ -32,6 +32,33 @@ use crate::tracker::DeploySpec;
 /// (after optional whitespace): `##[step] NAME`.
 pub const STEP_MARKER: &str = "##[step]";
 
+/// The path of the intake route the `axi-deploy` CLI posts to (what
+/// [`DeployRoutes`](crate#parts) serves).
+pub const INTAKE_PATH: &str = "/api/deploy/events";
+
+/// The URL events are posted to for an `--endpoint`: a base URL with no path
+/// (`http://127.0.0.1:8080` or `http://127.0.0.1:8080/`) gets [`INTAKE_PATH`]; any other URL is
+/// used as given.
+///
+/// ```
+/// use axi_obs_deploy::session::intake_url;
+///
+/// assert_eq!(intake_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080/api/deploy/events");
+/// assert_eq!(intake_url("http://h:1/"), "http://h:1/api/deploy/events");
+/// assert_eq!(intake_url("http://h:1/hooks/deploys"), "http://h:1/hooks/deploys");
+/// ```
+pub fn intake_url(endpoint: &str) -> String {
+    let trimmed = endpoint.trim();
+    let after_scheme = trimmed.find("://").map_or(0, |i| i + 3);
+    match trimmed[after_scheme..].find(['/', '?', '#']) {
+        None => format!("{trimmed}{INTAKE_PATH}"),
+        Some(i) if &trimmed[after_scheme + i..] == "/" => {
+            format!("{}{INTAKE_PATH}", &trimmed[..after_scheme + i])
+        }
+        Some(_) => trimmed.to_owned(),
+    }
+}
+
 /// The step name in a marker line, if `line` is one (`##[step] NAME`, name trimmed and
 /// non-empty).
 pub fn parse_marker(line: &str) -> Option<&str> {

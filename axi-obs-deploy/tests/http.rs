@@ -52,11 +52,9 @@ impl Server {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("deploys.db");
-        let router: axum::Router = configure(DeployRoutes::new(
-            History::open(&db).unwrap(),
-            stream.clone(),
-        ))
-        .into_router();
+        let router: axum::Router =
+            configure(DeployRoutes::new(History::open(&db).unwrap(), stream.clone()).unwrap())
+                .into_router();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use axi_obs_deploy::event::{from_unix_ms, unix_ms};
-use axi_obs_deploy::session::{OutputTail, Session, parse_marker};
+use axi_obs_deploy::session::{OutputTail, Session, intake_url, parse_marker};
 use axi_obs_deploy::spool::Spool;
 use axi_obs_deploy::store::{Filter, History};
 use axi_obs_deploy::{DeploySpec, Deployment, Event, EventKind};
@@ -60,8 +60,9 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
-    /// URL to POST events to (e.g. http://127.0.0.1:9464/deploy/events); without it events
-    /// go to the local history.
+    /// URL to POST events to: a service's base URL (http://127.0.0.1:8080 posts to its
+    /// /api/deploy/events) or a full URL used as given; without it events go to the local
+    /// history.
     #[arg(long, env = "AXI_DEPLOY_ENDPOINT", global = true, value_name = "URL")]
     endpoint: Option<String>,
     /// Directory for events not yet delivered.
@@ -326,7 +327,11 @@ impl Paths {
         let non_empty = |v: &Option<PathBuf>| v.clone().filter(|p| !p.as_os_str().is_empty());
         let data = data_dir();
         Ok(Self {
-            endpoint: g.endpoint.clone().filter(|s| !s.is_empty()),
+            endpoint: g
+                .endpoint
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .map(intake_url),
             spool: non_empty(&g.spool).or_else(|| data.as_ref().map(|d| d.join("spool"))),
             db: non_empty(&g.db).or_else(|| data.as_ref().map(|d| d.join("history.db"))),
         })

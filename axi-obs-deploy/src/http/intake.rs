@@ -93,9 +93,7 @@ pub(crate) async fn store(
                 continue;
             }
             stored += 1;
-            if let Some(d) = &shared.dispatcher {
-                d.send(event.clone());
-            }
+            shared.dispatcher.send(event.clone());
             shared.stream.publish(event);
         }
         Ok::<_, crate::store::StoreError>(stored)

@@ -10,7 +10,9 @@
 //! # let dir = tempfile::tempdir()?;
 //! # let path = dir.path().join("deploys.db");
 //! let stream = LiveStream::new(); // also a hook: add it to a Dispatcher to stream local deploys
-//! let routes: axum::Router = DeployRoutes::new(History::open(&path)?, stream.clone())
+//! // Events that arrive here go to the history, the stream, and a dispatcher running the
+//! // metrics, log and trace hooks (on a thread of its own, named `axi-deploy-hooks`).
+//! let routes: axum::Router = DeployRoutes::new(History::open(&path)?, stream.clone())?
 //!     .github_secret(b"the webhook secret".to_vec()) // without it, /api/deploy/github is absent
 //!     .into_router();
 //! // axum::serve(listener, routes).await?;
@@ -20,17 +22,28 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /api/deploy/events` | intake: one event (schema 1) or a JSON array of them, validated as a whole (`400` naming the event and field at fault; `413` past [`max_batch`](DeployRoutes::max_batch) events or [`max_body_bytes`](DeployRoutes::max_body_bytes)). Idempotent by event id: the answer `200 {"received", "stored", "duplicates"}` comes after the events are committed to the history, and a replay stores and streams nothing again. This is what `axi-deploy --endpoint http://HOST/api/deploy/events` posts to. |
+//! | `POST /api/deploy/events` | intake: one event (schema 1) or a JSON array of them, validated as a whole (`400` naming the event and field at fault; `413` past [`max_batch`](DeployRoutes::max_batch) events or [`max_body_bytes`](DeployRoutes::max_body_bytes)). Idempotent by event id: the answer `200 {"received", "stored", "duplicates"}` comes after the events are committed to the history, and a replay stores and streams nothing again. This is what `axi-deploy --endpoint http://HOST` (or the full `http://HOST/api/deploy/events`) posts to. |
 //! | `GET /api/deploy/stream` | Server-Sent Events: `id:` is the [sequence number](crate::stream), `data:` the event's JSON. With `Last-Event-ID` (header, or `?last_event_id=`) the events after it are replayed, else the last [`replay_on_connect`](DeployRoutes::replay_on_connect) (or `?replay=N`), then live. A subscriber that fell out of the replay window gets `event: missed` with `data: {"missed": N}`. Comments keep the connection alive. |
+//! | `GET /api/deploy/ws` | the same stream over WebSocket: one JSON text frame per event, `{"seq": N, "event": {...}}`, or `{"missed": N}`; `?after=SEQ` (as `Last-Event-ID`) or `?replay=N`; see [`ws`] |
 //! | `GET /api/deploy/history` | deployments, newest first, as [`History::list`]: `project`, `environment`, `status`, `since`, `until` (RFC 3339 or Unix milliseconds), `limit` (default 50, at most 1000) |
 //! | `GET /api/deploy/stats` | [`History::stats`] as JSON (durations in seconds): `project` and `environment` required; the window is `since`/`until` or the last `days` (default 30) |
 //! | `GET /api/deploy/annotations` | Grafana annotation objects, see below |
 //! | `POST /api/deploy/github` | GitHub webhooks, see [`github`]; only with a [secret](DeployRoutes::github_secret) |
 //!
-//! Events stored through the intake (or a webhook) go to the history, then to the live stream
-//! and, when [`dispatcher`](DeployRoutes::dispatcher) is set, to its hooks (metrics, logs);
-//! that dispatcher should therefore not also hold a `HistoryHook` or the same `LiveStream`.
-//! The history is used from blocking tasks (`spawn_blocking`), one operation at a time.
+//! # Where intake events go
+//!
+//! Events stored through the intake (or a webhook) are committed to the history first (that is
+//! what makes the intake idempotent), then, only the new ones and in the history's order, published
+//! to the live stream (directly: the stream never drops what the history accepted) and sent to a
+//! [`Dispatcher`]. [`DeployRoutes::new`] starts one with [`DeployRoutes::default_hooks`]:
+//! [`MetricsHook`], [`LogHook`] and
+//! [`TraceHook`] (global recorder, subscriber and tracer provider), so a
+//! deploy reported by CI shows up in the service's `/metrics`, its logs and its traces with no
+//! further wiring. To add hooks (a `NotifyHook`, say) start from `default_hooks()` and pass the
+//! result to [`DeployRoutes::dispatcher`]; that dispatcher should not also hold a `HistoryHook` or
+//! the same `LiveStream`, which the routes feed themselves. [`DeployRoutes::hooks`] gives the
+//! dispatcher (to flush it, or read its counts). The history is used from blocking tasks
+//! (`spawn_blocking`), one operation at a time.
 //!
 //! # Grafana annotations
 //!
@@ -55,6 +68,7 @@ mod intake;
 mod params;
 mod query;
 mod sse;
+pub mod ws;
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -65,14 +79,18 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::clock::{Clock, SystemClock};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{DispatchError, Dispatcher, DispatcherBuilder};
+use crate::hook::{LogHook, MetricsHook};
 use crate::store::History;
 use crate::stream::LiveStream;
+use crate::trace::TraceHook;
 
 /// The intake route.
-pub const EVENTS_PATH: &str = "/api/deploy/events";
+pub const EVENTS_PATH: &str = crate::session::INTAKE_PATH;
 /// The SSE route.
 pub const STREAM_PATH: &str = "/api/deploy/stream";
+/// The WebSocket route.
+pub const WS_PATH: &str = "/api/deploy/ws";
 /// The history route.
 pub const HISTORY_PATH: &str = "/api/deploy/history";
 /// The stats route.
@@ -97,7 +115,7 @@ pub type SharedHistory = Arc<Mutex<History>>;
 pub struct DeployRoutes {
     history: SharedHistory,
     stream: LiveStream,
-    dispatcher: Option<Arc<Dispatcher>>,
+    dispatcher: Arc<Dispatcher>,
     github: Option<github::GithubConfig>,
     clock: Arc<dyn Clock>,
     max_batch: NonZeroUsize,
@@ -119,17 +137,41 @@ impl std::fmt::Debug for DeployRoutes {
 }
 
 impl DeployRoutes {
-    /// Routes over `history` and `stream`, with the defaults below.
-    pub fn new(history: History, stream: LiveStream) -> Self {
+    /// Routes over `history` and `stream`, with the defaults below, feeding the hooks of
+    /// [`default_hooks`](Self::default_hooks) on a dispatcher started here.
+    ///
+    /// # Errors
+    ///
+    /// [`DispatchError::Spawn`] if the hook thread cannot be started.
+    pub fn new(history: History, stream: LiveStream) -> Result<Self, DispatchError> {
         Self::with_shared_history(Arc::new(Mutex::new(history)), stream)
     }
 
-    /// Routes over a history shared with other code.
-    pub fn with_shared_history(history: SharedHistory, stream: LiveStream) -> Self {
+    /// Routes over a history shared with other code, feeding the default hooks.
+    ///
+    /// # Errors
+    ///
+    /// [`DispatchError::Spawn`] if the hook thread cannot be started.
+    pub fn with_shared_history(
+        history: SharedHistory,
+        stream: LiveStream,
+    ) -> Result<Self, DispatchError> {
+        let dispatcher = Arc::new(Self::default_hooks().build()?);
+        Ok(Self::with_dispatcher(history, stream, dispatcher))
+    }
+
+    /// Routes over a shared history whose new events go to `dispatcher`'s hooks (which should
+    /// not include a `HistoryHook` or the same `stream`: the routes feed those themselves).
+    /// Starts nothing.
+    pub fn with_dispatcher(
+        history: SharedHistory,
+        stream: LiveStream,
+        dispatcher: Arc<Dispatcher>,
+    ) -> Self {
         Self {
             history,
             stream,
-            dispatcher: None,
+            dispatcher,
             github: None,
             clock: Arc::new(SystemClock),
             max_batch: NonZeroUsize::new(DEFAULT_MAX_BATCH).unwrap_or(NonZeroUsize::MIN),
@@ -139,11 +181,30 @@ impl DeployRoutes {
         }
     }
 
-    /// Also hands every newly stored event to `dispatcher`'s hooks (metrics, logs). Defaults
-    /// to none.
+    /// The hooks [`new`](Self::new) runs intake events through: [`MetricsHook`],
+    /// [`LogHook`] and [`TraceHook`], with the global metrics recorder and tracer provider and
+    /// the caller's tracing subscriber (see [`DispatcherBuilder`]). Add hooks to it and pass
+    /// the built dispatcher to [`dispatcher`](Self::dispatcher).
+    pub fn default_hooks() -> DispatcherBuilder {
+        Dispatcher::builder()
+            .hook(MetricsHook::new())
+            .hook(LogHook::new())
+            .hook(TraceHook::new())
+    }
+
+    /// Hands every newly stored event to `dispatcher`'s hooks instead of the default ones
+    /// (see [Where intake events go](self#where-intake-events-go)); the default dispatcher is
+    /// shut down. [`with_dispatcher`](Self::with_dispatcher) does the same without starting
+    /// one first.
     pub fn dispatcher(mut self, dispatcher: Arc<Dispatcher>) -> Self {
-        self.dispatcher = Some(dispatcher);
+        self.dispatcher = dispatcher;
         self
+    }
+
+    /// The dispatcher intake events go to: [`flush`](Dispatcher::flush) it to wait for the
+    /// hooks, [`stats`](Dispatcher::stats) for its counts.
+    pub fn hooks(&self) -> Arc<Dispatcher> {
+        self.dispatcher.clone()
     }
 
     /// Serves `POST /api/deploy/github`, verifying `X-Hub-Signature-256` with `secret`.
@@ -181,14 +242,16 @@ impl DeployRoutes {
         self
     }
 
-    /// Events replayed to an SSE client that connects without `Last-Event-ID` (at most what
+    /// Events replayed to an SSE or WebSocket client that connects without `Last-Event-ID`
+    /// or `?after=` (at most what
     /// the stream keeps). Defaults to [`stream::DEFAULT_CAPACITY`](crate::stream::DEFAULT_CAPACITY).
     pub fn replay_on_connect(mut self, events: usize) -> Self {
         self.replay_on_connect = events;
         self
     }
 
-    /// Interval of SSE keep-alive comments. Defaults to [`DEFAULT_KEEP_ALIVE`].
+    /// Interval of SSE keep-alive comments and WebSocket pings. Defaults to
+    /// [`DEFAULT_KEEP_ALIVE`].
     pub fn keep_alive(mut self, interval: Duration) -> Self {
         self.keep_alive = interval;
         self
@@ -214,6 +277,7 @@ impl DeployRoutes {
         let mut router = Router::new()
             .route(EVENTS_PATH, post(intake::post_events))
             .route(STREAM_PATH, get(sse::stream))
+            .route(WS_PATH, get(ws::websocket))
             .route(HISTORY_PATH, get(query::history))
             .route(STATS_PATH, get(query::stats))
             .route(ANNOTATIONS_PATH, get(query::annotations));
@@ -229,7 +293,7 @@ impl DeployRoutes {
 pub(crate) struct Shared {
     history: SharedHistory,
     stream: LiveStream,
-    dispatcher: Option<Arc<Dispatcher>>,
+    dispatcher: Arc<Dispatcher>,
     github: Option<Arc<github::Webhook>>,
     clock: Arc<dyn Clock>,
     max_batch: usize,

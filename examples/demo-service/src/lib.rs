@@ -10,6 +10,7 @@
 //! | `POST /api/orders` | `{"product_id": 1, "quantity": 2}`: 201, 422 when invalid, 503 when the (simulated) payment provider fails |
 //! | `GET /api/recommendations` | calls the `--downstream` service's catalogue (trace context propagated), or this service's own |
 //! | `GET /metrics`, `/healthz`, `/readyz`, `/version` | axi-obs-axum's operational routes |
+//! | `/api/deploy/...` | with [`AppState::deploys`]: axi-obs-deploy's intake (`POST /api/deploy/events`, what `axi-deploy run --endpoint` posts to), SSE stream, history, stats and annotations, see [`deploys`] |
 //!
 //! Every request is observed by axi-obs-axum's `ObsLayer` (HTTP metrics, server span, request
 //! id, access log).
@@ -30,6 +31,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+pub mod alerts;
+pub mod deploys;
+
+pub use deploys::Deploys;
+
 /// Metric names, in one place.
 pub mod names {
     /// Orders by outcome (`created`, `rejected`, `failed`).
@@ -38,6 +44,14 @@ pub mod names {
     pub const ORDER_VALUE: &str = "shop_order_value";
     /// Time spent in the payment provider.
     pub const PAYMENT_DURATION: &str = "shop_payment_duration_seconds";
+}
+
+/// The demo's telemetry settings (service name and version); the binary adds nothing else,
+/// so logs, traces and metrics follow the `OTEL_*` / `AXI_LOG_*` environment.
+pub fn telemetry() -> axi_obs_core::TelemetryBuilder {
+    axi_obs_core::Telemetry::builder()
+        .default_service_name("demo-service")
+        .service_version(env!("CARGO_PKG_VERSION"))
 }
 
 /// Describes the demo's metrics (units and help text) on the installed recorder.
@@ -95,6 +109,7 @@ pub struct AppState {
     metrics: MetricsHandle,
     downstream: Option<String>,
     client: TracedClient,
+    deploys: Option<Deploys>,
 }
 
 impl AppState {
@@ -129,7 +144,14 @@ impl AppState {
             metrics,
             downstream,
             client: TracedClient::new(reqwest::Client::new()),
+            deploys: None,
         }
+    }
+
+    /// Also serves the deploy routes of `deploys`. Defaults to none.
+    pub fn deploys(mut self, deploys: Deploys) -> Self {
+        self.deploys = Some(deploys);
+        self
     }
 }
 
@@ -179,7 +201,11 @@ pub fn app_with(state: AppState, layer: Option<ObsLayer>) -> Router {
             }
         });
     }
-    api.merge(routes.into_router())
+    let app = api.merge(routes.into_router());
+    match &state.deploys {
+        Some(d) => app.merge(d.router()),
+        None => app,
+    }
 }
 
 /// Recommends two products from the downstream catalogue (or our own).

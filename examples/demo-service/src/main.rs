@@ -1,6 +1,7 @@
 //! `demo-service`: the demo shop API, instrumented with axi-obs.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
@@ -31,6 +32,31 @@ struct Args {
     #[arg(long, env = "DEMO_DOWNSTREAM")]
     downstream: Option<String>,
 
+    /// The SQLite file of the deploy history (created if missing). Deploys are recorded with
+    /// `axi-deploy run --endpoint http://THIS-ADDRESS ...`. Defaults to
+    /// $XDG_DATA_HOME/demo-service/deploys.db (~/.local/share/...; the temporary directory
+    /// without a home).
+    #[arg(long, env = "DEMO_DEPLOY_DB", value_name = "PATH")]
+    deploy_db: Option<PathBuf>,
+
+    /// Accept GitHub webhooks on /api/deploy/github, verified with this secret.
+    #[arg(long, env = "DEMO_GITHUB_SECRET", hide_env_values = true)]
+    github_secret: Option<String>,
+
+    /// The project name deploys of this service are recorded under (`axi-deploy --project`);
+    /// the in-process alerts carry it as the `project` label.
+    #[arg(long, default_value = "demo-service", env = "DEMO_PROJECT")]
+    project: String,
+
+    /// The environment this instance runs in (`axi-deploy --env`), the alerts' `environment`
+    /// label.
+    #[arg(long, default_value = "dev", env = "DEMO_ENVIRONMENT")]
+    environment: String,
+
+    /// How often the in-process alert rules are evaluated.
+    #[arg(long, default_value = "15s", value_parser = parse_interval, hide = true)]
+    rules_interval: std::time::Duration,
+
     /// Serve without the axi-obs layer (only to measure what it costs).
     #[arg(long, hide = true)]
     no_obs: bool,
@@ -43,13 +69,33 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let telemetry = axi_obs_core::Telemetry::builder()
-        .default_service_name("demo-service")
-        .service_version(env!("CARGO_PKG_VERSION"))
+    let telemetry = demo_service::telemetry()
         .try_install()
         .context("cannot start telemetry")?;
     demo_service::describe_metrics();
     let metrics = axi_obs_core::global_metrics().context("telemetry has no metrics handle")?;
+
+    let db = args
+        .deploy_db
+        .clone()
+        .unwrap_or_else(demo_service::deploys::default_db_path);
+    let mut deploys = demo_service::Deploys::open(&db)
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("cannot open the deploy history {}", db.display()))?;
+    if let Some(secret) = &args.github_secret {
+        deploys = deploys.github_secret(secret.as_bytes());
+    }
+    tracing::info!(path = %db.display(), "deploy history");
+    let _rules = demo_service::alerts::start(
+        &demo_service::alerts::AlertsConfig {
+            project: args.project.clone(),
+            environment: args.environment.clone(),
+            interval: args.rules_interval,
+        },
+        Some(&deploys),
+    )
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("cannot start the alert rules")?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -73,7 +119,8 @@ async fn main() -> anyhow::Result<()> {
         .load
         .then(|| tokio::spawn(demo_service::generate_load(base.clone(), args.load_rps)));
 
-    let state = demo_service::AppState::new(metrics, args.downstream.clone());
+    let state =
+        demo_service::AppState::new(metrics, args.downstream.clone()).deploys(deploys.clone());
     let layer =
         (!args.no_obs).then(|| axi_obs_axum::ObsLayer::new().access_log(!args.no_access_log));
     let app = demo_service::app_with(state, layer);
@@ -81,7 +128,14 @@ async fn main() -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown({
+        let deploys = deploys.clone();
+        async move {
+            shutdown_signal().await;
+            // Live streams end, so the server can stop; the hooks handle what arrived.
+            deploys.shutdown(std::time::Duration::from_secs(5));
+        }
+    })
     .await
     .context("server error")?;
     if let Some(load) = load {
@@ -90,6 +144,19 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down");
     telemetry.shutdown().await.context("telemetry shutdown")?;
     Ok(())
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}`: expected e.g. 15s or 500ms"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" | "" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        _ => Err(format!("`{s}`: expected e.g. 15s or 500ms")),
+    }
 }
 
 async fn shutdown_signal() {
