@@ -255,10 +255,23 @@ fn alertmanager_config_testdata_of_the_supported_subset() {
     for (unsupported, field) in [
         ("conf.slack-default-app-token.yml", "slack_app_token"),
         ("conf.good.yml", "slack_api_url"),
-        ("conf.smtp-no-username-or-password.yml", "email_configs"),
     ] {
         let e = Config::load(&td.join(unsupported)).expect_err(unsupported);
         assert!(e.message.contains(field), "{unsupported}: {e}");
         assert!(e.line.is_some(), "{unsupported}: {e}");
     }
+    // Mail: accepted with the global SMTP settings inherited, or refused, as Alertmanager.
+    let cfg = Config::load(&td.join("conf.smtp-no-username-or-password.yml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mail = &cfg.receivers[0].email_configs[0];
+    assert_eq!(
+        (mail.smarthost.as_str(), mail.hello.as_str()),
+        ("localhost:25", "host.example.org")
+    );
+    let e = Config::load(&td.join("conf.smtp-both-password-and-file.yml"))
+        .expect_err("password and password file");
+    assert!(
+        e.message.contains("at most one of smtp_auth_password"),
+        "{e}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Alertmanager's configuration file (the supported subset), read strictly.
 //!
 //! Every field not listed here is refused with an error that names it and its `file:line`,
-//! so a receiver type we cannot deliver to (`slack_configs`, `email_configs`, ...) or an option
+//! so a receiver type we cannot deliver to (`slack_configs`, `pagerduty_configs`, ...) or an option
 //! we would not honour (`mute_time_intervals`, `http_config`, ...) is never silently ignored.
 
 use std::collections::{BTreeMap, HashSet};
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use super::email_config::{EmailConfig, TlsConfig};
 use super::matcher::{MatchOp, Matcher};
 
 /// Alertmanager's default `group_wait`.
@@ -176,8 +177,14 @@ pub struct GlobalConfig {
     pub smtp_auth_identity: Option<String>,
     /// SMTP AUTH CRAM-MD5 secret.
     pub smtp_auth_secret: Option<Secret>,
-    /// Whether STARTTLS is required.
+    /// File holding the SMTP AUTH CRAM-MD5 secret.
+    pub smtp_auth_secret_file: Option<String>,
+    /// Whether STARTTLS is required. Defaults to true.
     pub smtp_require_tls: Option<bool>,
+    /// Whether to use implicit TLS (TLS from the first byte); unset means: on port 465.
+    pub smtp_force_implicit_tls: Option<bool>,
+    /// TLS settings toward the SMTP server.
+    pub smtp_tls_config: Option<TlsConfig>,
 }
 
 impl Default for GlobalConfig {
@@ -192,7 +199,10 @@ impl Default for GlobalConfig {
             smtp_auth_password_file: None,
             smtp_auth_identity: None,
             smtp_auth_secret: None,
+            smtp_auth_secret_file: None,
             smtp_require_tls: None,
+            smtp_force_implicit_tls: None,
+            smtp_tls_config: None,
         }
     }
 }
@@ -270,6 +280,9 @@ pub struct Receiver {
     /// Webhook integrations (payload version 4).
     #[serde(default)]
     pub webhook_configs: Vec<WebhookConfig>,
+    /// Mail integrations (SMTP).
+    #[serde(default)]
+    pub email_configs: Vec<EmailConfig>,
     /// DingTalk robot integrations (ours; Alertmanager has none).
     #[serde(default)]
     pub dingtalk_configs: Vec<DingTalkConfig>,
@@ -385,7 +398,7 @@ impl Config {
     /// The first problem found: YAML syntax, an unknown or unsupported field (named), a bad
     /// value, a missing or undefined receiver, an invalid root route, a duplicate name.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = serde_norway::from_str(text).map_err(|e| {
+        let mut cfg: Config = serde_norway::from_str(text).map_err(|e| {
             let loc = e.location();
             let mut message = e.to_string();
             // serde_norway appends " at line L column C"; we print the position up front.
@@ -415,6 +428,7 @@ impl Config {
                 message,
             }
         })?;
+        cfg.inherit_smtp(text, path)?;
         cfg.validate(text, path)?;
         Ok(cfg)
     }

@@ -824,5 +824,11 @@ fn integrations(r: &Receiver) -> Vec<(usize, Integration)> {
             .map(Integration::WeCom)
             .enumerate(),
     );
+    v.extend(
+        r.email_configs
+            .iter()
+            .map(|c| Integration::Email(Box::new(c.clone())))
+            .enumerate(),
+    );
     v
 }

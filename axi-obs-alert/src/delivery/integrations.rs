@@ -1,5 +1,5 @@
 //! Sending one notification through one integration: webhook (version 4), DingTalk robot
-//! (signed markdown), WeCom group robot (markdown).
+//! (signed markdown), WeCom group robot (markdown). Mail is in [`super::email`].
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -9,6 +9,7 @@ use sha2::Sha256;
 use super::config::{DingTalkConfig, WeComConfig, WebhookConfig};
 use super::model::query_escape;
 use super::notification::{Notification, TemplateData, WebhookMessage};
+use super::smtp::SmtpError;
 use crate::template::{Env, Template};
 
 /// The default markdown title of robot messages.
@@ -57,18 +58,29 @@ pub enum DeliveryError {
     /// A message template failed.
     #[error("template: {0}")]
     Template(String),
+    /// The SMTP dialogue failed.
+    #[error("smtp: {0}")]
+    Smtp(#[source] SmtpError),
+    /// The mail could not be made: `to` or `from` are not addresses, the password file
+    /// cannot be read.
+    #[error("mail: {0}")]
+    Mail(String),
 }
 
 impl DeliveryError {
     /// Whether trying again may help: network errors, 5xx, 429 and the WeCom rate limit
     /// (errcode 45009) are retried; other statuses, robot errors and template errors are not
-    /// (Alertmanager's rule: 4xx fails at once).
+    /// (Alertmanager's rule: 4xx fails at once). For mail, network errors and SMTP 4xx
+    /// replies are retried, 5xx replies are not ([`SmtpError::is_retryable`]).
     pub fn is_retryable(&self) -> bool {
         match self {
             DeliveryError::Http(_) => true,
             DeliveryError::Status { status, .. } => *status >= 500 || *status == 429,
             DeliveryError::Robot { errcode, .. } => *errcode == 45009,
-            DeliveryError::BadResponse(_) | DeliveryError::Template(_) => false,
+            DeliveryError::Smtp(e) => e.is_retryable(),
+            DeliveryError::BadResponse(_) | DeliveryError::Template(_) | DeliveryError::Mail(_) => {
+                false
+            }
         }
     }
 }

@@ -4,9 +4,9 @@
 //! Present in this slice:
 //!
 //! - [`Config`]: Alertmanager's YAML (`global` with `resolve_timeout` and `smtp_*`, the
-//!   `route` tree, `inhibit_rules`, `receivers` with `webhook_configs` and our
-//!   `dingtalk_configs` / `wecom_configs`), read strictly: every other field or receiver type
-//!   is an error naming it with `file:line:column`.
+//!   `route` tree, `inhibit_rules`, `receivers` with `webhook_configs`, `email_configs` and
+//!   our `dingtalk_configs` / `wecom_configs`), read strictly: every other field or receiver
+//!   type is an error naming it with `file:line:column`.
 //! - [`Route`]: routing as `dispatch/route.go` (matchers in Alertmanager's syntax and the
 //!   legacy `match` / `match_re`, `continue`, inherited `group_by` and timers with the
 //!   defaults 30 s / 5 m / 4 h), route keys and group keys (`{}/{env="prod"}:{alertname="X"}`).
@@ -15,6 +15,26 @@
 //!   0.33.1 sends it, and [`send_webhook`]; [`send_dingtalk`] (signed markdown, `errcode`
 //!   checked) and [`send_wecom`] (markdown), rendered with the crate's Go
 //!   [`template`](crate::template) engine over Alertmanager's template data.
+//! - Mail ([`EmailConfig`], [`send_email`]): Alertmanager 0.33's `email_configs` with its
+//!   defaults (`send_resolved: false`, `require_tls: true`, `hello: localhost`, the
+//!   `email.default.html` body (our own compact HTML) and Alertmanager's
+//!   `email.default.subject` line, [`DEFAULT_EMAIL_TEMPLATES`]) and its inheritance of
+//!   `global.smtp_*`, checked
+//!   at load (missing `to`, no smarthost or sender anywhere, password and password file both
+//!   set, duplicate headers). The message ([`email_message`]) is Alertmanager's: headers
+//!   rendered and RFC 2047 Q-encoded, `Message-Id` and `Date`, a `multipart/alternative`
+//!   body with quoted-printable text (when `text` is set) and HTML parts; HTML bodies see
+//!   HTML-escaped data and lose the template's comments, standing in for Go's
+//!   `html/template` (a real Alertmanager 0.33 and this router, given the same `text` and
+//!   `html` templates, send equal mails, envelope, headers and decoded parts, in
+//!   `tests/delivery_mail.rs`). Our own SMTP client on Tokio
+//!   and rustls (ring) sends it: EHLO (HELO as fallback), STARTTLS when `require_tls` (a
+//!   server without it is refused; without `require_tls` no STARTTLS, as Alertmanager),
+//!   implicit TLS on port 465 or with `force_implicit_tls`, `tls_config` (`ca_file`,
+//!   `cert_file` / `key_file`, `server_name`, `insecure_skip_verify`), AUTH PLAIN or LOGIN
+//!   when `auth_username` is set and the server offers AUTH (credentials only over TLS or to
+//!   a loopback host), several recipients, dot-stuffing, a timeout on every step. SMTP 4xx
+//!   replies and network errors are retried, 5xx replies are not ([`SmtpError`]).
 //! - [`AlertmanagerSender`]: Prometheus's notifier: `POST /api/v2/alerts` to every
 //!   Alertmanager, batches of at most 256, a bounded queue dropping the oldest alerts
 //!   (counted), timeouts, external labels; [`alerts_to_send`] picks what a rule sends after an
@@ -33,7 +53,7 @@
 //!   are persisted atomically (temporary file, fsync, rename) to
 //!   [`DispatcherOptions::state_file`] and read back on start, expired entries dropped
 //!   (log entries after `min(retention, 2 × repeat_interval)`).
-//! - [`Notifier`]: delivery through the webhook, DingTalk and WeCom integrations with
+//! - [`Notifier`]: delivery through the webhook, email, DingTalk and WeCom integrations with
 //!   retries and exponential backoff ([`RetryPolicy`]: network errors, 5xx, 429 and the
 //!   robot rate limit retried; 4xx fails at once and is logged), counted as Alertmanager
 //!   counts ([`METRIC_NOTIFICATIONS_TOTAL`], [`METRIC_NOTIFICATIONS_FAILED_TOTAL`] with
@@ -60,10 +80,14 @@
 //!
 //! Not there yet: Alertmanager's alert hashes are replaced by label fingerprints in the
 //! log (the file format is ours, not Alertmanager's protobuf); two sibling routes with
-//! identical matchers and receiver share groups; mail (`email_configs` is refused), robot
-//! rate limits (20 messages per minute), TLS options and auth toward Alertmanagers (plain
-//! `reqwest` defaults), YAML merge keys, `templates:` files, time intervals (the API's
-//! `mutedBy` is always empty), remediation actions, configuration reload, clustering.
+//! identical matchers and receiver share groups; for mail, CRAM-MD5 (`auth_secret` and
+//! `auth_secret_file` are refused at load), `threading`, `html/template`'s contextual
+//! escaping beyond HTML-escaping the data (URL and CSS contexts), and Alertmanager's
+//! template functions other than `join` (`stringSlice`, `date`, `tz`, `since`, `toJson`,
+//! ...); robot rate limits (20 messages per minute), TLS options and auth toward
+//! Alertmanagers (plain `reqwest` defaults), YAML merge keys, `templates:` files, time
+//! intervals (the API's `mutedBy` is always empty), remediation actions, configuration
+//! reload, clustering.
 //!
 //! ```
 //! use std::path::Path;
@@ -112,6 +136,8 @@ mod alertmanager;
 mod api;
 mod config;
 mod dispatch;
+mod email;
+mod email_config;
 mod inhibit;
 mod integrations;
 mod matcher;
@@ -124,6 +150,7 @@ mod runner;
 #[cfg(feature = "api")]
 mod server;
 mod silence;
+mod smtp;
 mod state;
 
 pub use alertmanager::{
@@ -134,14 +161,19 @@ pub use alertmanager::{
 pub use api::{ApiInfo, api_router};
 pub use config::{
     Config, ConfigError, DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, DEFAULT_REPEAT_INTERVAL,
-    DEFAULT_RESOLVE_TIMEOUT, DINGTALK_ROBOT_URL, DingTalkConfig, GlobalConfig, InhibitRule,
-    MatcherList, ModelDuration, Receiver, RegexMap, RouteConfig, Secret, WECOM_ROBOT_URL,
-    WeComConfig, WebhookConfig,
+    DEFAULT_RESOLVE_TIMEOUT, DINGTALK_ROBOT_URL, DingTalkConfig, EmailConfig, GlobalConfig,
+    InhibitRule, MatcherList, ModelDuration, Receiver, RegexMap, RouteConfig, Secret, TlsConfig,
+    WECOM_ROBOT_URL, WeComConfig, WebhookConfig,
 };
 pub use dispatch::{
     AlertStatus, DEFAULT_MAX_ALERTS_PER_GROUP, DEFAULT_MAX_GROUPS, DEFAULT_PERSIST_INTERVAL,
     DispatchError, Dispatcher, DispatcherOptions, Flush, GroupStatus, Inserted, Job, TickReport,
 };
+pub use email::{
+    DEFAULT_EMAIL_TEMPLATES, EmailMessage, email_message, parse_address_list, q_encode,
+    quoted_printable, send_email,
+};
+pub use email_config::{DEFAULT_EMAIL_HTML, DEFAULT_EMAIL_SUBJECT, DEFAULT_SMTP_HELLO};
 pub use inhibit::Inhibitor;
 pub use integrations::{
     DEFAULT_MESSAGE, DEFAULT_TITLE, Delivered, DeliveryError, USER_AGENT, WECOM_MARKDOWN_MAX_BYTES,
@@ -166,3 +198,4 @@ pub use runner::{Clock, DEFAULT_RUNNER_CAPACITY, Runner, RunnerError, SystemCloc
 #[cfg(feature = "api")]
 pub use server::{STATE_FILE, ServeError, ServeOptions, serve};
 pub use silence::{Silence, SilenceError, SilenceState, Silences};
+pub use smtp::{DEFAULT_SMTP_TIMEOUT, ProtocolDetail, SmtpError};

@@ -171,8 +171,8 @@ impl TemplateData {
                     type_name: "template.Alert".into(),
                     fields: vec![
                         ("Status".into(), Value::str(&a.status)),
-                        ("Labels".into(), Value::labels(&a.labels)),
-                        ("Annotations".into(), Value::labels(&a.annotations)),
+                        ("Labels".into(), Value::kv(&a.labels)),
+                        ("Annotations".into(), Value::kv(&a.annotations)),
                         ("StartsAt".into(), time(a.starts_ms)),
                         (
                             "EndsAt".into(),
@@ -196,11 +196,11 @@ impl TemplateData {
                 ("Receiver".into(), Value::str(&self.receiver)),
                 ("Status".into(), Value::str(&self.status)),
                 ("Alerts".into(), Value::List(alerts)),
-                ("GroupLabels".into(), Value::labels(&self.group_labels)),
-                ("CommonLabels".into(), Value::labels(&self.common_labels)),
+                ("GroupLabels".into(), Value::kv(&self.group_labels)),
+                ("CommonLabels".into(), Value::kv(&self.common_labels)),
                 (
                     "CommonAnnotations".into(),
-                    Value::labels(&self.common_annotations),
+                    Value::kv(&self.common_annotations),
                 ),
                 ("ExternalURL".into(), Value::str(&self.external_url)),
             ],

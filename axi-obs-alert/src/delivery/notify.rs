@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::config::{DingTalkConfig, WeComConfig, WebhookConfig};
+use super::config::{DingTalkConfig, EmailConfig, WeComConfig, WebhookConfig};
+use super::email::send_email;
 use super::integrations::{Delivered, DeliveryError, send_dingtalk, send_webhook, send_wecom};
 use super::notification::Notification;
+use super::smtp::DEFAULT_SMTP_TIMEOUT;
 
 /// Notifications attempted, per integration (counter; label `integration`).
 pub const METRIC_NOTIFICATIONS_TOTAL: &str = "alertmanager_notifications_total";
@@ -24,7 +26,7 @@ pub const METRIC_GROUP_LIMIT_REACHED_TOTAL: &str =
     "alertmanager_dispatcher_aggregation_group_limit_reached_total";
 /// Alerts refused because their aggregation group was full (counter; ours).
 pub const METRIC_ALERT_LIMIT_REACHED_TOTAL: &str = "axi_alert_dispatcher_alert_limit_reached_total";
-/// Label key: the integration (`webhook`, `dingtalk`, `wecom`).
+/// Label key: the integration (`webhook`, `email`, `dingtalk`, `wecom`).
 pub const LABEL_INTEGRATION: &str = "integration";
 /// Label key: why a notification failed.
 pub const LABEL_REASON: &str = "reason";
@@ -38,6 +40,8 @@ pub enum Integration {
     DingTalk(DingTalkConfig),
     /// `wecom_configs[]`.
     WeCom(WeComConfig),
+    /// `email_configs[]` (boxed: it is much larger than the others).
+    Email(Box<EmailConfig>),
 }
 
 impl Integration {
@@ -47,6 +51,7 @@ impl Integration {
             Integration::Webhook(_) => "webhook",
             Integration::DingTalk(_) => "dingtalk",
             Integration::WeCom(_) => "wecom",
+            Integration::Email(_) => "email",
         }
     }
 
@@ -56,18 +61,21 @@ impl Integration {
             Integration::Webhook(c) => c.send_resolved,
             Integration::DingTalk(c) => c.send_resolved,
             Integration::WeCom(c) => c.send_resolved,
+            Integration::Email(c) => c.send_resolved,
         }
     }
 
     async fn send_once(
         &self,
         client: &reqwest::Client,
+        smtp_timeout: Duration,
         n: &Notification,
     ) -> Result<Delivered, DeliveryError> {
         match self {
             Integration::Webhook(c) => send_webhook(client, c, n).await,
             Integration::DingTalk(c) => send_dingtalk(client, c, n).await,
             Integration::WeCom(c) => send_wecom(client, c, n).await,
+            Integration::Email(c) => send_email(c, n, smtp_timeout).await,
         }
     }
 }
@@ -108,12 +116,24 @@ fn failure_reason(e: &DeliveryError) -> &'static str {
 pub struct Notifier {
     client: reqwest::Client,
     retry: RetryPolicy,
+    smtp_timeout: Duration,
 }
 
 impl Notifier {
     /// A notifier using `client` (its timeouts apply to each request) and `retry`.
     pub fn new(client: reqwest::Client, retry: RetryPolicy) -> Notifier {
-        Notifier { client, retry }
+        Notifier {
+            client,
+            retry,
+            smtp_timeout: DEFAULT_SMTP_TIMEOUT,
+        }
+    }
+
+    /// Limits each SMTP step of mail deliveries (connect, TLS handshake, each command, the
+    /// message). Defaults to [`DEFAULT_SMTP_TIMEOUT`] (30 s).
+    pub fn with_smtp_timeout(mut self, timeout: Duration) -> Notifier {
+        self.smtp_timeout = timeout;
+        self
     }
 
     /// Delivers `n` through `integration`, retrying as the policy says.
@@ -132,7 +152,9 @@ impl Notifier {
         let mut attempt = 1;
         loop {
             let start = Instant::now();
-            let result = integration.send_once(&self.client, n).await;
+            let result = integration
+                .send_once(&self.client, self.smtp_timeout, n)
+                .await;
             if !matches!(result, Ok(Delivered::NothingToSend)) {
                 metrics::counter!(METRIC_NOTIFICATION_REQUESTS_TOTAL, LABEL_INTEGRATION => name)
                     .increment(1);

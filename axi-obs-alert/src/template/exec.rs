@@ -293,7 +293,7 @@ impl<'a> State<'a> {
                     items.push((Value::Int(i as i64), Value::Sample(Box::new(s.clone()))));
                 }
             }
-            Value::StrMap(m) => {
+            Value::StrMap(m) | Value::Kv(m) => {
                 for (k, v) in m {
                     items.push((Value::String(k.clone()), Value::String(v.clone())));
                 }
@@ -542,7 +542,7 @@ impl<'a> State<'a> {
                 "Value" => return Ok(Value::Float(s.value)),
                 _ => {}
             },
-            Value::StrMap(m) => {
+            Value::StrMap(m) | Value::Kv(m) => {
                 if has_args {
                     return Err(self.errorf(format!("{name} is not a method but has arguments")));
                 }

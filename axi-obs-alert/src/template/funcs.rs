@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use super::Env;
 use super::gofmt::{self, format_float, quote, sprint, sprint_value, sprintf, sprintln};
 use super::gotime;
-use super::value::{GoTime, QuerySample, Value};
+use super::value::{GoTime, QuerySample, StructValue, Value};
 
 /// Parameter types, for Go's argument checks.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -172,6 +172,19 @@ static FUNCS: &[FuncDef] = &[
         &as_str(&a[0]),
         true
     )))),
+    // Alertmanager's `join`: `func(sep string, s []string) string`.
+    def!("join", [S, A], None, |_, a| match &a[1] {
+        Value::List(l) => Ok(Value::String(
+            l.iter()
+                .map(as_str)
+                .collect::<Vec<_>>()
+                .join(&as_str(&a[0])),
+        )),
+        other => Err(format!(
+            "wrong type for value; expected []string; got {}",
+            other.type_name()
+        )),
+    }),
     def!("toLower", [S], None, |_, a| Ok(Value::String(map_chars(
         &as_str(&a[0]),
         false
@@ -649,7 +662,7 @@ fn builtin_len(v: &Value) -> Result<Value, String> {
     let n = match v {
         Value::String(s) => s.len(),
         Value::List(l) => l.len(),
-        Value::StrMap(m) => m.len(),
+        Value::StrMap(m) | Value::Kv(m) => m.len(),
         Value::Map(m) => m.len(),
         Value::QueryResult(q) => q.len(),
         Value::Nil => return Err("len of nil pointer".into()),
@@ -708,7 +721,7 @@ fn builtin_index(args: Vec<Value>) -> Result<Value, String> {
                         as u64,
                 )
             }
-            Value::StrMap(m) => match &idx {
+            Value::StrMap(m) | Value::Kv(m) => match &idx {
                 Value::String(k) => Value::String(m.get(k).cloned().unwrap_or_default()),
                 Value::Nil => return Err("value is nil; should be of type string".into()),
                 other => {
@@ -981,6 +994,57 @@ pub(crate) fn method(recv: &Value, name: &str) -> Option<Method> {
             )))),
             _ => None,
         },
+        Value::Kv(_) => match name {
+            "SortedPairs" => m!([], |r, _| Ok(Value::List(
+                sorted_pairs(r).into_iter().map(pair).collect()
+            ))),
+            "Names" => m!([], |r, _| Ok(Value::List(
+                sorted_pairs(r)
+                    .into_iter()
+                    .map(|(k, _)| Value::String(k))
+                    .collect()
+            ))),
+            "Values" => m!([], |r, _| Ok(Value::List(
+                sorted_pairs(r)
+                    .into_iter()
+                    .map(|(_, v)| Value::String(v))
+                    .collect()
+            ))),
+            "Remove" => m!([A], |r, a| {
+                let Value::Kv(m) = r else {
+                    return Ok(r.clone());
+                };
+                let drop: Vec<String> = match &a[0] {
+                    Value::List(l) => l.iter().map(as_str).collect(),
+                    Value::Nil => Vec::new(),
+                    other => {
+                        return Err(format!(
+                            "wrong type for value; expected []string; got {}",
+                            other.type_name()
+                        ));
+                    }
+                };
+                let mut m = m.clone();
+                m.retain(|k, _| !drop.contains(k));
+                Ok(Value::Kv(m))
+            }),
+            _ => None,
+        },
+        // Alertmanager's `template.Pairs` is a list of `template.Pair` structs here; an empty
+        // list is taken as empty pairs (so `.SortedPairs.Values` of no labels is empty).
+        Value::List(l) if name == "Names" && l.iter().all(is_pair) => {
+            m!([], |r, _| Ok(pair_fields(r, "Name")))
+        }
+        Value::List(l) if name == "Values" && l.iter().all(is_pair) => {
+            m!([], |r, _| Ok(pair_fields(r, "Value")))
+        }
+        // Alertmanager's `template.Alerts`: a list of `template.Alert` structs here.
+        Value::List(l) if name == "Firing" && l.iter().all(is_alert) => {
+            m!([], |r, _| Ok(alerts_with_status(r, "firing")))
+        }
+        Value::List(l) if name == "Resolved" && l.iter().all(is_alert) => {
+            m!([], |r, _| Ok(alerts_with_status(r, "resolved")))
+        }
         Value::Duration(_) => match name {
             "String" => m!([], |r, _| Ok(Value::String(gotime::duration_string(d_of(
                 r
@@ -1019,6 +1083,81 @@ pub(crate) fn method(recv: &Value, name: &str) -> Option<Method> {
         },
         _ => None,
     }
+}
+
+/// `KV.SortedPairs` order: `alertname` first, then the other names sorted.
+fn sorted_pairs(kv: &Value) -> Vec<(String, String)> {
+    let Value::Kv(m) = kv else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(m.len());
+    if let Some(v) = m.get("alertname") {
+        out.push(("alertname".to_string(), v.clone()));
+    }
+    out.extend(
+        m.iter()
+            .filter(|(k, _)| k.as_str() != "alertname")
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    out
+}
+
+const PAIR_TYPE: &str = "template.Pair";
+
+fn pair((name, value): (String, String)) -> Value {
+    Value::Struct(Box::new(StructValue {
+        type_name: PAIR_TYPE.into(),
+        fields: vec![
+            ("Name".into(), Value::String(name)),
+            ("Value".into(), Value::String(value)),
+        ],
+    }))
+}
+
+const ALERT_TYPE: &str = "template.Alert";
+
+fn is_alert(v: &Value) -> bool {
+    matches!(v, Value::Struct(s) if s.type_name == ALERT_TYPE)
+}
+
+fn alerts_with_status(list: &Value, status: &str) -> Value {
+    let Value::List(l) = list else {
+        return Value::List(Vec::new());
+    };
+    Value::List(
+        l.iter()
+            .filter(|a| match a {
+                Value::Struct(s) => s
+                    .fields
+                    .iter()
+                    .any(|(n, v)| n == "Status" && *v == Value::String(status.to_string())),
+                _ => false,
+            })
+            .cloned()
+            .collect(),
+    )
+}
+
+fn is_pair(v: &Value) -> bool {
+    matches!(v, Value::Struct(s) if s.type_name == PAIR_TYPE)
+}
+
+fn pair_fields(list: &Value, field: &str) -> Value {
+    let Value::List(l) = list else {
+        return Value::List(Vec::new());
+    };
+    Value::List(
+        l.iter()
+            .filter_map(|p| match p {
+                Value::Struct(s) => s
+                    .fields
+                    .iter()
+                    .find(|(n, _)| n == field)
+                    .map(|(_, v)| v.clone()),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// Go's `Duration.Seconds()` etc: integer part plus fraction, as Go computes it.

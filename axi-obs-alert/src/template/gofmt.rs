@@ -478,7 +478,7 @@ fn print_value(out: &mut String, v: &Value, verb: char, f: &Flags) {
             }
             out.push(']');
         }
-        Value::StrMap(m) => {
+        Value::StrMap(m) | Value::Kv(m) => {
             out.push_str("map[");
             for (i, (k, val)) in m.iter().enumerate() {
                 if i > 0 {

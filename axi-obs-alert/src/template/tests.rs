@@ -491,3 +491,62 @@ fn regex_functions() {
         "{e}"
     );
 }
+
+#[test]
+fn alertmanager_kv_pairs_alerts_and_join() {
+    let kv = |pairs: &[(&str, &str)]| {
+        Value::Kv(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    };
+    let alert = |status: &str| {
+        Value::Struct(Box::new(StructValue {
+            type_name: "template.Alert".into(),
+            fields: vec![("Status".into(), Value::str(status))],
+        }))
+    };
+    let data = Value::Map(BTreeMap::from([
+        (
+            "L".to_string(),
+            kv(&[("zone", "a"), ("alertname", "Down"), ("job", "api")]),
+        ),
+        ("G".to_string(), kv(&[("job", "api")])),
+        ("E".to_string(), kv(&[])),
+        (
+            "A".to_string(),
+            Value::List(vec![alert("firing"), alert("resolved"), alert("firing")]),
+        ),
+        (
+            "P".to_string(),
+            Value::StrMap(BTreeMap::from([("Names".to_string(), "n".to_string())])),
+        ),
+    ]));
+    for (text, want) in [
+        // alertname first, then sorted.
+        (
+            "{{ .L.SortedPairs.Names | join \",\" }}",
+            "alertname,job,zone",
+        ),
+        ("{{ .L.Values | join \" \" }}", "Down api a"),
+        (
+            "{{ range .L.SortedPairs }}{{ .Name }}={{ .Value }};{{ end }}",
+            "alertname=Down;job=api;zone=a;",
+        ),
+        (
+            "{{ (.L.Remove .G.Names).Names | join \",\" }}",
+            "alertname,zone",
+        ),
+        ("[{{ .E.SortedPairs.Values | join \" \" }}]", "[]"),
+        ("{{ len .A.Firing }}/{{ .A.Resolved | len }}", "2/1"),
+        ("{{ .L }}", "map[alertname:Down job:api zone:a]"),
+        // A Prometheus `map[string]string` has no methods: `.Names` is a key.
+        ("{{ .P.Names }}", "n"),
+    ] {
+        assert_eq!(run(text, &data).as_deref(), Ok(want), "{text}");
+    }
+    let e = run("{{ join \",\" 1 }}", &Value::Nil).unwrap_err();
+    assert!(e.contains("expected []string"), "{e}");
+}

@@ -66,6 +66,9 @@ pub enum Value {
     List(Vec<Value>),
     /// `map[string]string`: a missing key yields `""` under `missingkey=zero`.
     StrMap(BTreeMap<String, String>),
+    /// Alertmanager's `template.KV` (a `map[string]string` with the methods `SortedPairs`,
+    /// `Remove`, `Names` and `Values`): labels and annotations in notification templates.
+    Kv(BTreeMap<String, String>),
     /// `map[string]interface{}`: a missing key yields no value.
     Map(BTreeMap<String, Value>),
     /// `*template.sample`: fields `Labels` and `Value`.
@@ -95,6 +98,7 @@ impl Value {
             Value::String(_) => "string".into(),
             Value::List(_) => "[]interface {}".into(),
             Value::StrMap(_) => "map[string]string".into(),
+            Value::Kv(_) => "template.KV".into(),
             Value::Map(_) => "map[string]interface {}".into(),
             Value::Sample(_) => "*template.sample".into(),
             Value::QueryResult(_) => "template.queryResult".into(),
@@ -114,7 +118,7 @@ impl Value {
             Value::Float(f) => *f != 0.0,
             Value::String(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
-            Value::StrMap(m) => !m.is_empty(),
+            Value::StrMap(m) | Value::Kv(m) => !m.is_empty(),
             Value::Map(m) => !m.is_empty(),
             Value::QueryResult(q) => !q.is_empty(),
             Value::Duration(d) => *d != 0,
@@ -125,6 +129,11 @@ impl Value {
     /// A `map[string]string` value.
     pub fn labels(m: &BTreeMap<String, String>) -> Value {
         Value::StrMap(m.clone())
+    }
+
+    /// An Alertmanager `template.KV` value.
+    pub fn kv(m: &BTreeMap<String, String>) -> Value {
+        Value::Kv(m.clone())
     }
 
     /// A string value.
