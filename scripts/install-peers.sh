@@ -5,7 +5,8 @@
 # official OpenTelemetry Python SDK in a virtualenv, run through the `otel-python` wrapper,
 # and nginx (Debian's nginx-light, from this machine's own Debian release: sid's build needs a
 # newer glibc) for the log shipper's access-log tests; it runs unprivileged with
-# `nginx -p PREFIX -c CONF -e ERRLOG`.
+# `nginx -p PREFIX -c CONF -e ERRLOG`; and aiosmtpd (PyPI), a real SMTP server for the mail
+# tests, in the same virtualenv, run through the `aiosmtpd-python` wrapper.
 #
 #   usage: scripts/install-peers.sh [DIR]    DIR defaults to $AXI_PEERS_DIR or ~/.cache/axi-obs-peers
 #
@@ -14,7 +15,7 @@
 set -euo pipefail
 dir=${1:-${AXI_PEERS_DIR:-$HOME/.cache/axi-obs-peers}}
 bin=$dir/root/usr/bin
-need=(prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter otel-python nginx)
+need=(prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter otel-python aiosmtpd-python nginx)
 have_all=1
 for b in "${need[@]}"; do [[ -x $bin/$b ]] || have_all=0; done
 if [[ $have_all == 1 ]]; then
@@ -31,6 +32,18 @@ install_python_sdk() {
   printf '#!/bin/sh\nexec "%s/venv/bin/python" "$@"\n' "$dir" >"$bin/otel-python"
   chmod +x "$bin/otel-python"
   "$bin/otel-python" -c 'import opentelemetry.version as v; print("opentelemetry-sdk (python)", v.__version__)' >&2
+}
+install_aiosmtpd() {
+  # aiosmtpd (PyPI), a real SMTP server (with AUTH) for axi-obs-alert's mail tests, in the
+  # virtualenv install_python_sdk made.
+  [[ -x $bin/aiosmtpd-python ]] && return 0
+  echo "install-peers: installing aiosmtpd into $dir/venv" >&2
+  [[ -x $dir/venv/bin/pip ]] || python3 -m venv "$dir/venv" >&2
+  "$dir/venv/bin/pip" install -q --disable-pip-version-check 'aiosmtpd>=1.4' >&2
+  mkdir -p "$bin"
+  printf '#!/bin/sh\nexec "%s/venv/bin/python" "$@"\n' "$dir" >"$bin/aiosmtpd-python"
+  chmod +x "$bin/aiosmtpd-python"
+  "$bin/aiosmtpd-python" -c 'import aiosmtpd; print("aiosmtpd (python)", aiosmtpd.__version__)' >&2
 }
 install_nginx() {
   # nginx-light: in Debian 12 a metapackage over `nginx`, which holds /usr/sbin/nginx. Fetched
@@ -61,6 +74,7 @@ debs_present=1
 for b in prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter; do [[ -x $bin/$b ]] || debs_present=0; done
 if [[ $debs_present == 1 ]]; then
   install_python_sdk
+  install_aiosmtpd
   install_nginx
   echo "$bin"; exit 0
 fi
@@ -86,5 +100,6 @@ for b in prometheus promtool alertmanager node_exporter; do
   "$bin/$b" --version 2>&1 | head -1 >&2
 done
 install_python_sdk
+install_aiosmtpd
 install_nginx
 echo "$bin"

@@ -18,6 +18,7 @@
 //!       expect_status: [200]               # default: any 2xx
 //!       body_pattern: '"status":"ok"'      # optional regex
 //!       timeout: 2s                        # default 5s
+//!       follow_redirects: true             # default true, at most 10, as blackbox_exporter
 //!   - name: site
 //!     http:
 //!       url: https://docs.example.com/
@@ -269,14 +270,22 @@ pub struct HttpProbe {
     /// Deadline of the whole probe. Defaults to 5 s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// `https://` only: accept any server certificate (a self-signed test server). The
+    /// `https://` URLs and redirects to them: accept any server certificate (a self-signed test server). The
     /// expiry and TLS version are still reported. Defaults to false.
     #[serde(default)]
     pub insecure_skip_verify: bool,
-    /// `https://` only: trust exactly the PEM certificates in this file instead of the system
+    /// `https://` URLs and redirects to them: trust exactly the PEM certificates in this file instead of the system
     /// trust store. Read when the configuration is loaded.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Follow redirects, at most [`MAX_REDIRECTS`](crate::probes::MAX_REDIRECTS), as
+    /// blackbox_exporter's `follow_redirects`. Defaults to true.
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A TCP connect probe.
@@ -350,18 +359,20 @@ impl Config {
                         )
                     })?;
                     match uri.scheme_str() {
-                        Some("http") => {
-                            if h.insecure_skip_verify || h.ca_file.is_some() {
-                                return Err(err(
-                                    line,
-                                    format!(
-                                        "probes[{}].http: insecure_skip_verify and ca_file apply to https:// URLs only",
-                                        p.name
-                                    ),
-                                ));
-                            }
+                        // An http:// URL reaches TLS only through a redirect to https://.
+                        Some("http")
+                            if !h.follow_redirects
+                                && (h.insecure_skip_verify || h.ca_file.is_some()) =>
+                        {
+                            return Err(err(
+                                line,
+                                format!(
+                                    "probes[{}].http: insecure_skip_verify and ca_file apply to https:// URLs (or redirects to them) only",
+                                    p.name
+                                ),
+                            ));
                         }
-                        Some("https") => {
+                        Some("http" | "https") => {
                             if let Some(ca) = &h.ca_file {
                                 crate::tls::read_ca_file(ca).map_err(|e| {
                                     err(
@@ -495,6 +506,21 @@ mod tests {
     }
 
     #[test]
+    fn follow_redirects_defaults_to_true() {
+        let c = parse(
+            "probes:\n  - name: a\n    http: { url: 'http://a/' }\n  - name: b\n    http: { url: 'http://a/', follow_redirects: false }\n",
+        )
+        .unwrap();
+        assert!(c.probes[0].http.as_ref().unwrap().follow_redirects);
+        assert!(!c.probes[1].http.as_ref().unwrap().follow_redirects);
+        let e =
+            parse("probes:\n  - name: a\n    http: { url: 'http://a/', follow_redirects: 3 }\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("follow_redirects"), "{e}");
+        assert_eq!(e.line, Some(3));
+    }
+
+    #[test]
     fn errors_name_file_line_and_field() {
         let e = parse("probes:\n  - name: x\n    intervall: 5s\n    tcp: { address: 'a:1' }\n")
             .unwrap_err();
@@ -529,10 +555,24 @@ mod tests {
             "{e}"
         );
         let e = parse(
-            "probes:\n  - name: s\n    http: { url: 'http://a/', insecure_skip_verify: true }\n",
+            "probes:\n  - name: s\n    http: { url: 'http://a/', insecure_skip_verify: true, follow_redirects: false }\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("https:// URLs only"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("https:// URLs (or redirects to them) only"),
+            "{e}"
+        );
+        // Followed redirects may lead to https://, where they apply.
+        assert!(
+            parse(
+                "probes:\n  - name: s\n    http: { url: 'http://a/', insecure_skip_verify: true }\n"
+            )
+            .is_ok()
+        );
+        let e = parse("probes:\n  - name: s\n    http:\n      url: 'http://a/'\n      ca_file: /nonexistent/ca.pem\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
         let e = parse("probes:\n  - name: s\n    http: { url: 'ftp://a/' }\n").unwrap_err();
         assert!(e.to_string().contains("http:// or https://"), "{e}");
 

@@ -20,18 +20,26 @@ impl Families {
         labels: &[(&str, &str)],
         value: f64,
     ) {
-        let family = self.map.entry(name.to_owned()).or_insert_with(|| Family {
-            name: name.to_owned(),
-            kind,
-            unit: None,
-            help: Some(help.to_owned()),
-            series: Vec::new(),
-        });
+        // Look up before inserting: most samples join a family that exists, and the key would
+        // otherwise be allocated for nothing.
+        let family = match self.map.get_mut(name) {
+            Some(f) => f,
+            None => self.map.entry(name.to_owned()).or_insert_with(|| Family {
+                name: name.to_owned(),
+                kind,
+                unit: None,
+                help: Some(help.to_owned()),
+                series: Vec::new(),
+            }),
+        };
         let mut labels: Vec<(String, String)> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        labels.sort();
+        // Collectors pass their labels in name order; sort only what is not.
+        if !labels.is_sorted() {
+            labels.sort();
+        }
         family.series.push(Series {
             labels,
             // Counters carry float totals (seconds, bytes): `Value::Gauge` holds the float and

@@ -9,15 +9,26 @@
 //! | `probe_dns_lookup_time_seconds` | `probe`, `target` | name resolution time |
 //! | `probe_http_status_code` | `probe`, `target` | HTTP status (0 when none arrived) |
 //! | `probe_http_content_length` | `probe`, `target` | body length |
-//! | `probe_http_duration_seconds` | `probe`, `target`, `phase` (resolve, connect, tls, processing, transfer) | time per phase |
+//! | `probe_http_duration_seconds` | `probe`, `target`, `phase` (resolve, connect, tls, processing, transfer) | time per phase, summed over redirects |
+//! | `probe_http_redirects` | `probe`, `target` | redirects received (see below) |
 //! | `probe_failed_due_to_regex` | `probe`, `target` | 1 when the body did not match `body_pattern` |
-//! | `probe_http_ssl` | `probe`, `target` | 1 when the response came over TLS |
+//! | `probe_http_ssl` | `probe`, `target` | 1 when the final response came over TLS |
 //! | `probe_ssl_earliest_cert_expiry` | `probe`, `target` | earliest `NotAfter` of the presented chain, Unix seconds (after a TLS handshake) |
 //! | `probe_tls_version_info` | `probe`, `target`, `version` | 1, for the negotiated version (`TLS 1.2`, `TLS 1.3`) |
 //!
 //! The `tls` phase is the handshake alone (blackbox_exporter's includes the TCP connect). HTTPS
 //! probes verify the server against the system trust store, or only `ca_file`, or not at all
 //! with `insecure_skip_verify` (see [`crate::tls`]).
+//!
+//! Redirects (301, 302, 303, 307, 308 with a `Location`) are followed as blackbox_exporter
+//! follows them: at most [`MAX_REDIRECTS`], each on a new connection, relative locations
+//! resolved against the current URL, the status, body checks, `probe_http_ssl` and the
+//! certificate series taken from the last response. `probe_http_redirects` counts the redirect
+//! responses received, so a chain of two reports 2; with `follow_redirects: false` the first
+//! redirect response is the final one (its 3xx status fails the probe unless listed in
+//! `expect_status`) and the count is 1; a loop stops at the eleventh redirect response, reports
+//! 11 and fails on its 3xx status. A redirect from `http://` to `https://` uses the probe's
+//! `ca_file` and `insecure_skip_verify`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -62,9 +73,14 @@ pub struct Outcome {
     pub content_length: u64,
     /// The body did not match the pattern.
     pub failed_regex: bool,
+    /// Redirect responses received (blackbox_exporter's `probe_http_redirects`).
+    pub redirects: u32,
     /// Why it failed, for the log.
     pub error: Option<String>,
 }
+
+/// The most redirects an HTTP probe follows, as blackbox_exporter (and Go's HTTP client).
+pub const MAX_REDIRECTS: u32 = 10;
 
 type Results = Arc<RwLock<HashMap<String, (String, bool, Outcome)>>>;
 
@@ -80,23 +96,16 @@ impl Probes {
         let results: Results = Arc::default();
         for probe in probes {
             let results = results.clone();
-            // Built once per probe; an error (a `ca_file` gone since the configuration was
-            // checked) fails every run of this probe with that message.
-            let tls = probe
-                .http
-                .as_ref()
-                .filter(|h| h.url.starts_with("https://"))
-                .map(|h| {
-                    crate::tls::client_config(h.ca_file.as_deref(), h.insecure_skip_verify)
-                        .map_err(|e| e.to_string())
-                });
+            // Built on the first https:// request of this probe (the URL or a redirect), then
+            // kept: plain HTTP probes never load the system trust store.
+            let mut tls = TlsCache::default();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(probe.interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
                     let (target, is_http, outcome) = match (&probe.http, &probe.tcp) {
-                        (Some(h), _) => (h.url.clone(), true, run_http(h, tls.as_ref()).await),
+                        (Some(h), _) => (h.url.clone(), true, run_http(h, &mut tls).await),
                         (None, Some(t)) => (t.address.clone(), false, run_tcp(t).await),
                         (None, None) => continue,
                     };
@@ -159,10 +168,24 @@ async fn run_tcp(p: &TcpProbe) -> Outcome {
 
 type TlsSetup = Result<Arc<rustls::ClientConfig>, String>;
 
-async fn run_http(p: &HttpProbe, tls: Option<&TlsSetup>) -> Outcome {
+/// A probe's TLS client configuration, built on first use; an error (a `ca_file` gone since the
+/// configuration was checked) fails every HTTPS request of the probe with that message.
+#[derive(Default)]
+struct TlsCache(Option<TlsSetup>);
+
+impl TlsCache {
+    fn get(&mut self, p: &HttpProbe) -> &TlsSetup {
+        self.0.get_or_insert_with(|| {
+            crate::tls::client_config(p.ca_file.as_deref(), p.insecure_skip_verify)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+async fn run_http(p: &HttpProbe, tls: &mut TlsCache) -> Outcome {
     let started = Instant::now();
     let mut o = Outcome::default();
-    let result = tokio::time::timeout(p.timeout, http_phases(p, tls, &mut o)).await;
+    let result = tokio::time::timeout(p.timeout, follow_redirects(p, tls, &mut o)).await;
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => o.error = Some(e),
@@ -185,14 +208,51 @@ async fn run_http(p: &HttpProbe, tls: Option<&TlsSetup>) -> Outcome {
     o
 }
 
-/// One HTTP/1.1 GET over TCP or TLS, timing each phase.
-async fn http_phases(p: &HttpProbe, tls: Option<&TlsSetup>, o: &mut Outcome) -> Result<(), String> {
+/// Requests `p.url` and follows redirects as blackbox_exporter does (see the module docs).
+async fn follow_redirects(
+    p: &HttpProbe,
+    tls: &mut TlsCache,
+    o: &mut Outcome,
+) -> Result<(), String> {
     // Validated when the configuration was read.
-    let uri: http::Uri = p.url.parse().map_err(|e| format!("{e}"))?;
+    let mut url = url::Url::parse(&p.url).map_err(|e| format!("{}: {e}", p.url))?;
+    loop {
+        let Some(location) = http_phases(p, &url, tls, o).await? else {
+            return Ok(());
+        };
+        o.redirects += 1;
+        if !p.follow_redirects || o.redirects > MAX_REDIRECTS {
+            return Ok(());
+        }
+        url = url
+            .join(&location)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| format!("redirect from {url} to {location:?}: not an http(s) URL"))?;
+        // A fragment is never sent (and `http::Uri` refuses one).
+        url.set_fragment(None);
+    }
+}
+
+/// Statuses whose `Location` is followed (Go's HTTP client, hence blackbox_exporter).
+fn is_redirect(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// One HTTP/1.1 GET over TCP or TLS, adding each phase's time to `o`; the redirect target when
+/// the response is a redirect.
+async fn http_phases(
+    p: &HttpProbe,
+    url: &url::Url,
+    tls: &mut TlsCache,
+    o: &mut Outcome,
+) -> Result<Option<String>, String> {
+    let uri: http::Uri = url.as_str().parse().map_err(|e| format!("{url}: {e}"))?;
+    let https = url.scheme() == "https";
     let host = uri.host().ok_or("no host")?.to_owned();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if tls.is_some() { 443 } else { 80 });
+    let port = url.port_or_known_default().unwrap_or(80);
+    // `probe_http_ssl` and the certificate series describe the last response only.
+    o.tls = None;
     let t = Instant::now();
     let lookup_name = host.trim_start_matches('[').trim_end_matches(']');
     let addr = tokio::net::lookup_host((lookup_name, port))
@@ -200,16 +260,16 @@ async fn http_phases(p: &HttpProbe, tls: Option<&TlsSetup>, o: &mut Outcome) -> 
         .map_err(|e| format!("resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("resolve {host}: no address"))?;
-    o.resolve = t.elapsed();
+    o.resolve += t.elapsed();
     let t = Instant::now();
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
-    o.connect = t.elapsed();
-    let Some(tls) = tls else {
+    o.connect += t.elapsed();
+    if !https {
         return exchange(stream, &uri, &host, p, o).await;
-    };
-    let config = tls.as_ref().map_err(Clone::clone)?;
+    }
+    let config = tls.get(p).as_ref().map_err(Clone::clone)?;
     let name =
         crate::tls::server_name(&host).ok_or_else(|| format!("{host}: not a server name"))?;
     let t = Instant::now();
@@ -217,7 +277,7 @@ async fn http_phases(p: &HttpProbe, tls: Option<&TlsSetup>, o: &mut Outcome) -> 
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS handshake: {e}"))?;
-    o.tls_handshake = t.elapsed();
+    o.tls_handshake += t.elapsed();
     let session = stream.get_ref().1;
     o.tls = Some(TlsOutcome {
         version: session
@@ -231,14 +291,15 @@ async fn http_phases(p: &HttpProbe, tls: Option<&TlsSetup>, o: &mut Outcome) -> 
     exchange(stream, &uri, &host, p, o).await
 }
 
-/// The request and response on an established connection (TCP or TLS).
+/// The request and response on an established connection (TCP or TLS); the redirect target
+/// when the response is a redirect with a `Location`.
 async fn exchange<S>(
     stream: S,
     uri: &http::Uri,
     host: &str,
     p: &HttpProbe,
     o: &mut Outcome,
-) -> Result<(), String>
+) -> Result<Option<String>, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -265,8 +326,13 @@ where
         .send_request(req)
         .await
         .map_err(|e| format!("request: {e}"))?;
-    o.processing = t.elapsed();
+    o.processing += t.elapsed();
     o.status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get(http::header::LOCATION)
+        .filter(|_| is_redirect(resp.status()))
+        .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
     let t = Instant::now();
     let body = resp
         .into_body()
@@ -274,13 +340,13 @@ where
         .await
         .map_err(|e| format!("body: {e}"))?
         .to_bytes();
-    o.transfer = t.elapsed();
+    o.transfer += t.elapsed();
     o.content_length = body.len() as u64;
     if let Some(pattern) = &p.body_pattern {
         o.failed_regex = !pattern.0.is_match(&String::from_utf8_lossy(&body));
     }
     conn.abort();
-    Ok(())
+    Ok(location)
 }
 
 impl Collector for Probes {
@@ -331,6 +397,12 @@ impl Collector for Probes {
                     "Indicates if probe failed due to regex",
                     &l,
                     f64::from(u8::from(o.failed_regex)),
+                );
+                out.gauge(
+                    "probe_http_redirects",
+                    "The number of redirects",
+                    &l,
+                    f64::from(o.redirects),
                 );
                 out.gauge(
                     "probe_http_ssl",

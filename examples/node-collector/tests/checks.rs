@@ -97,6 +97,10 @@ async fn probes_against_local_servers() {
         value(&f, "probe_http_status_code", &[("probe", "server-error")]),
         Some(500.0)
     );
+    assert_eq!(
+        value(&f, "probe_http_redirects", &[("probe", "healthy")]),
+        Some(0.0)
+    );
     assert_eq!(success("expected-500"), 1.0);
     assert_eq!(success("slow"), 0.0);
     assert_eq!(
@@ -125,6 +129,93 @@ async fn probes_against_local_servers() {
     let started = std::time::Instant::now();
     let _ = node.gather();
     println!("gather with 7 probes took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_as_blackbox_exporter_follows_them() {
+    use axum::response::Redirect;
+    use axum::routing::get;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let loop_hits = Arc::new(AtomicUsize::new(0));
+    let hits = loop_hits.clone();
+    let app = axum::Router::new()
+        .route("/ok", get(|| async { "status ok" }))
+        // A chain of two: a 303 to an absolute path, then a 301 to a relative reference with a
+        // fragment.
+        .route("/chain/a", get(|| async { Redirect::to("/chain/b") }))
+        .route(
+            "/chain/b",
+            get(|| async {
+                (
+                    http::StatusCode::MOVED_PERMANENTLY,
+                    [(http::header::LOCATION, "../ok#top")],
+                )
+            }),
+        )
+        .route(
+            "/loop",
+            get(move || {
+                hits.fetch_add(1, Ordering::SeqCst);
+                async { Redirect::to("/loop") }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let yaml = format!(
+        "probes:
+  - name: chain
+    interval: 1h
+    http: {{ url: 'http://{addr}/chain/a', body_pattern: 'status ok' }}
+  - name: loop
+    interval: 1h
+    http: {{ url: 'http://{addr}/loop' }}
+  - name: not-followed
+    interval: 1h
+    http: {{ url: 'http://{addr}/chain/a', follow_redirects: false }}
+  - name: not-followed-303-expected
+    interval: 1h
+    http: {{ url: 'http://{addr}/chain/a', follow_redirects: false, expect_status: [303] }}
+"
+    );
+    let probes = Probes::start(config(&yaml).probes);
+    let names = ["chain", "loop", "not-followed", "not-followed-303-expected"];
+    assert!(probes.wait_for(&names, Duration::from_secs(10)).await);
+    let mut node = Node::with_collectors(Paths::default(), &[]);
+    node.add(Box::new(probes));
+    let f = node.gather();
+    let get = |name: &str, probe: &str| value(&f, name, &[("probe", probe)]).unwrap();
+
+    assert_eq!(get("probe_success", "chain"), 1.0);
+    assert_eq!(get("probe_http_redirects", "chain"), 2.0);
+    assert_eq!(get("probe_http_status_code", "chain"), 200.0);
+    assert_eq!(get("probe_failed_due_to_regex", "chain"), 0.0);
+    assert_eq!(get("probe_http_content_length", "chain"), 9.0);
+    // The target label stays the configured URL.
+    assert!(
+        value(
+            &f,
+            "probe_success",
+            &[
+                ("probe", "chain"),
+                ("target", &format!("http://{addr}/chain/a"))
+            ]
+        )
+        .is_some()
+    );
+
+    // blackbox_exporter gives up at the eleventh redirect response: 11 requests, 11 counted.
+    assert_eq!(get("probe_success", "loop"), 0.0);
+    assert_eq!(get("probe_http_redirects", "loop"), 11.0);
+    assert_eq!(get("probe_http_status_code", "loop"), 303.0);
+    assert_eq!(loop_hits.load(Ordering::SeqCst), 11);
+
+    // Not followed: the first redirect is the final response (axum's Redirect::to is a 303).
+    assert_eq!(get("probe_success", "not-followed"), 0.0);
+    assert_eq!(get("probe_http_redirects", "not-followed"), 1.0);
+    assert_eq!(get("probe_http_status_code", "not-followed"), 303.0);
+    assert_eq!(get("probe_success", "not-followed-303-expected"), 1.0);
 }
 
 #[test]
@@ -169,16 +260,27 @@ fn a_watched_process_goes_down_and_comes_back_with_a_restart_counted() {
     let mut child = spawn();
     wait_up(&node, 1.0);
     assert_eq!(restarts(&node), 0.0, "a first start is not a restart");
-    let f = node.gather();
-    assert!(
-        value(
+    // A process seen the instant it appears can still show an RSS of 0 (seen once with the tests
+    // running in parallel; most likely caught inside `execve`, before its first page fault):
+    // poll until it is non-zero, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let f = loop {
+        let f = node.gather();
+        let rss = value(
             &f,
             "axi_process_resident_memory_bytes",
-            &[("name", "sleeper")]
+            &[("name", "sleeper")],
         )
-        .unwrap()
-            > 0.0
-    );
+        .unwrap();
+        if rss > 0.0 {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "axi_process_resident_memory_bytes stayed 0"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert!(value(&f, "axi_process_start_time_seconds", &[("name", "sleeper")]).unwrap() > 1.0e9);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -382,5 +484,66 @@ async fn https_probes_report_certificate_expiry_and_verify_the_chain() {
     assert_eq!(
         get("probe_ssl_earliest_cert_expiry", "insecure"),
         Some(not_after as f64)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_from_http_to_https_uses_the_probes_tls_settings() {
+    let (cert, key, not_after) = short_lived_certificate();
+    let tls = tls_server(
+        cert.der().clone(),
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .await;
+    let target = format!("https://{tls}/health");
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let target = target.clone();
+            async move { axum::response::Redirect::to(&target) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let yaml = format!(
+        "probes:
+  - name: upgraded
+    interval: 1h
+    http: {{ url: 'http://{plain}/', ca_file: '{ca}' }}
+  - name: upgraded-untrusted
+    interval: 1h
+    http: {{ url: 'http://{plain}/' }}
+",
+        ca = ca.display(),
+    );
+    let probes = Probes::start(config(&yaml).probes);
+    let names = ["upgraded", "upgraded-untrusted"];
+    assert!(probes.wait_for(&names, Duration::from_secs(10)).await);
+    let mut node = Node::with_collectors(Paths::default(), &[]);
+    node.add(Box::new(probes));
+    let f = node.gather();
+    let get = |metric: &str, probe: &str| value(&f, metric, &[("probe", probe)]);
+
+    // The final response came over TLS, verified against `ca_file`.
+    assert_eq!(get("probe_success", "upgraded"), Some(1.0));
+    assert_eq!(get("probe_http_redirects", "upgraded"), Some(1.0));
+    assert_eq!(get("probe_http_status_code", "upgraded"), Some(200.0));
+    assert_eq!(get("probe_http_ssl", "upgraded"), Some(1.0));
+    assert_eq!(
+        get("probe_ssl_earliest_cert_expiry", "upgraded"),
+        Some(not_after as f64)
+    );
+    // Without it the system trust store rejects the certificate: the redirect was received,
+    // the https:// request failed.
+    assert_eq!(get("probe_success", "upgraded-untrusted"), Some(0.0));
+    assert_eq!(get("probe_http_redirects", "upgraded-untrusted"), Some(1.0));
+    assert_eq!(get("probe_http_ssl", "upgraded-untrusted"), Some(0.0));
+    assert_eq!(
+        get("probe_ssl_earliest_cert_expiry", "upgraded-untrusted"),
+        None
     );
 }

@@ -290,6 +290,19 @@ fn side_by_side_with_node_exporter() {
             );
         }
     }
+    // Collectors added after the first comparison: whatever of theirs node_exporter emits on this
+    // machine, we must emit too (and the loop above compared it), so a regression cannot hide in
+    // the coverage figure. Their parsers are tested on fixtures where the machine lacks them.
+    let required: Vec<&&String> = ne_node
+        .iter()
+        .filter(|n| n.starts_with("node_udp_queues") || n.starts_with("node_nf_conntrack_"))
+        .collect();
+    println!("compared, added collectors: {required:?}");
+    for name in &required {
+        if !ours.contains_key(**name) {
+            problems.push(format!("{name}: node_exporter emits it, we do not"));
+        }
+    }
     println!(
         "coverage: {} of node_exporter's {} node_* families on this machine ({:.0} %)",
         common.len(),

@@ -25,7 +25,12 @@ impl Collector for DiskStats {
     }
 }
 
-pub(crate) fn parse_diskstats(
+/// `node_disk_*{device}` from the text of `/proc/diskstats`, excluded devices left out.
+///
+/// # Errors
+///
+/// A field of a reported device is not a number; the error names `path`.
+pub fn parse_diskstats(
     text: &str,
     path: &std::path::Path,
     out: &mut Families,

@@ -58,11 +58,16 @@ fn excluded_mount(mountpoint: &str) -> bool {
 }
 
 /// One line of a mounts file (`/proc/<pid>/mounts`), with `\040`-style escapes decoded.
-struct Mount {
-    device: String,
-    mountpoint: String,
-    fstype: String,
-    readonly: bool,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The mounted device (`/dev/vda1`, `tmpfs`): the `device` label.
+    pub device: String,
+    /// Where it is mounted: the `mountpoint` label.
+    pub mountpoint: String,
+    /// The filesystem type: the `fstype` label.
+    pub fstype: String,
+    /// Whether the options include `ro`.
+    pub readonly: bool,
 }
 
 fn unescape(s: &str) -> String {
@@ -85,7 +90,9 @@ fn unescape(s: &str) -> String {
     out
 }
 
-fn parse_mounts(text: &str) -> Vec<Mount> {
+/// The mounts listed in the text of `/proc/<pid>/mounts`, in file order; lines with fewer than
+/// four fields are skipped.
+pub fn parse_mounts(text: &str) -> Vec<Mount> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();

@@ -27,20 +27,33 @@ impl Collector for LoadAvg {
     fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
         let path = paths.proc("loadavg");
         let text = read(path.clone())?;
-        let mut f = text.split_whitespace();
-        for (name, help) in [
-            ("node_load1", "1m load average."),
-            ("node_load5", "5m load average."),
-            ("node_load15", "15m load average."),
-        ] {
-            let v = f.next().ok_or_else(|| CollectError::Parse {
-                path: path.clone(),
-                detail: "fewer than three load averages".into(),
-            })?;
-            out.gauge(name, help, &[], num(v, &path)?);
-        }
-        Ok(())
+        parse_loadavg(&text, &path, out)
     }
+}
+
+/// `node_load1`, `node_load5` and `node_load15` from the text of `/proc/loadavg`.
+///
+/// # Errors
+///
+/// Fewer than three load averages, or one that is not a number; the error names `path`.
+pub fn parse_loadavg(
+    text: &str,
+    path: &std::path::Path,
+    out: &mut Families,
+) -> Result<(), CollectError> {
+    let mut f = text.split_whitespace();
+    for (name, help) in [
+        ("node_load1", "1m load average."),
+        ("node_load5", "5m load average."),
+        ("node_load15", "15m load average."),
+    ] {
+        let v = f.next().ok_or_else(|| CollectError::Parse {
+            path: path.to_owned(),
+            detail: "fewer than three load averages".into(),
+        })?;
+        out.gauge(name, help, &[], num(v, path)?);
+    }
+    Ok(())
 }
 
 impl Collector for FileFd {

@@ -82,11 +82,20 @@ const FIELDS: &[&str] = &[
     "DirectMap1G",
 ];
 
-pub(crate) fn parse_meminfo(
+/// `node_memory_*` from the text of `/proc/meminfo`.
+///
+/// # Errors
+///
+/// A reported field's value is not a number; the error names `path`.
+pub fn parse_meminfo(
     text: &str,
     path: &std::path::Path,
     out: &mut Families,
 ) -> Result<(), CollectError> {
+    // Reused across lines: "node_memory_" + the field, and the HELP text.
+    const PREFIX: &str = "node_memory_";
+    let mut name = String::with_capacity(64);
+    let mut help = String::with_capacity(64);
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
@@ -97,17 +106,22 @@ pub(crate) fn parse_meminfo(
         let mut parts = rest.split_whitespace();
         let Some(value) = parts.next() else { continue };
         let mut v = num(value, path)?;
-        let mut name: String = key.replace('(', "_").replace(')', "");
+        name.clear();
+        name.push_str(PREFIX);
+        // `Active(anon)` -> `Active_anon`.
+        name.extend(key.chars().filter(|c| *c != ')').map(|c| match c {
+            '(' => '_',
+            c => c,
+        }));
         if parts.next() == Some("kB") {
             v *= 1024.0;
             name.push_str("_bytes");
         }
-        out.gauge(
-            &format!("node_memory_{name}"),
-            &format!("Memory information field {name}."),
-            &[],
-            v,
-        );
+        help.clear();
+        help.push_str("Memory information field ");
+        help.push_str(&name[PREFIX.len()..]);
+        help.push('.');
+        out.gauge(&name, &help, &[], v);
     }
     Ok(())
 }

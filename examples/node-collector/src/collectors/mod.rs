@@ -1,24 +1,28 @@
 //! The collectors, one module per source.
 
-mod disk;
-mod filesystem;
-mod kernel;
-mod memory;
+pub(crate) mod conntrack;
+pub(crate) mod disk;
+pub(crate) mod filesystem;
+pub(crate) mod kernel;
+pub(crate) mod memory;
 mod netclass;
-mod network;
-mod stat;
+pub(crate) mod network;
+pub(crate) mod stat;
 mod system;
+pub(crate) mod udp_queues;
 
 use crate::Collector;
 
+pub use conntrack::Conntrack;
 pub use disk::DiskStats;
 pub use filesystem::Filesystem;
 pub use kernel::{Entropy, FileFd, KernelHung, LoadAvg, Pressure, Selinux};
 pub use memory::{MemInfo, VmStat};
 pub use netclass::NetClass;
-pub use network::{Arp, Conntrack, NetDev, NetStat, SockStat, SoftNet};
+pub use network::{Arp, NetDev, NetStat, SockStat, SoftNet};
 pub use stat::{Cpu, Stat};
 pub use system::{Os, Time, Uname};
+pub use udp_queues::UdpQueues;
 
 /// Clock ticks per second of `/proc/stat` times (USER_HZ, 100 on every Linux architecture
 /// node_exporter supports; it assumes the same).
@@ -37,7 +41,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(KernelHung),
         Box::new(LoadAvg),
         Box::new(MemInfo),
-        Box::new(NetClass),
+        Box::new(NetClass::default()),
         Box::new(NetDev),
         Box::new(NetStat),
         Box::new(Os),
@@ -47,6 +51,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(SoftNet),
         Box::new(Stat),
         Box::new(Time),
+        Box::new(UdpQueues),
         Box::new(Uname),
         Box::new(VmStat),
     ]

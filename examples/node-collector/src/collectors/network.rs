@@ -17,25 +17,75 @@ pub struct SockStat;
 #[derive(Debug)]
 pub struct NetStat;
 
-const RECEIVE: [&str; 8] = [
-    "bytes",
-    "packets",
-    "errs",
-    "drop",
-    "fifo",
-    "frame",
-    "compressed",
-    "multicast",
+/// `node_network_receive_*_total`: name and HELP, in `/proc/net/dev` column order.
+const RECEIVE: [(&str, &str); 8] = [
+    (
+        "node_network_receive_bytes_total",
+        "Network device statistic receive_bytes.",
+    ),
+    (
+        "node_network_receive_packets_total",
+        "Network device statistic receive_packets.",
+    ),
+    (
+        "node_network_receive_errs_total",
+        "Network device statistic receive_errs.",
+    ),
+    (
+        "node_network_receive_drop_total",
+        "Network device statistic receive_drop.",
+    ),
+    (
+        "node_network_receive_fifo_total",
+        "Network device statistic receive_fifo.",
+    ),
+    (
+        "node_network_receive_frame_total",
+        "Network device statistic receive_frame.",
+    ),
+    (
+        "node_network_receive_compressed_total",
+        "Network device statistic receive_compressed.",
+    ),
+    (
+        "node_network_receive_multicast_total",
+        "Network device statistic receive_multicast.",
+    ),
 ];
-const TRANSMIT: [&str; 8] = [
-    "bytes",
-    "packets",
-    "errs",
-    "drop",
-    "fifo",
-    "colls",
-    "carrier",
-    "compressed",
+/// `node_network_transmit_*_total`: name and HELP, in `/proc/net/dev` column order.
+const TRANSMIT: [(&str, &str); 8] = [
+    (
+        "node_network_transmit_bytes_total",
+        "Network device statistic transmit_bytes.",
+    ),
+    (
+        "node_network_transmit_packets_total",
+        "Network device statistic transmit_packets.",
+    ),
+    (
+        "node_network_transmit_errs_total",
+        "Network device statistic transmit_errs.",
+    ),
+    (
+        "node_network_transmit_drop_total",
+        "Network device statistic transmit_drop.",
+    ),
+    (
+        "node_network_transmit_fifo_total",
+        "Network device statistic transmit_fifo.",
+    ),
+    (
+        "node_network_transmit_colls_total",
+        "Network device statistic transmit_colls.",
+    ),
+    (
+        "node_network_transmit_carrier_total",
+        "Network device statistic transmit_carrier.",
+    ),
+    (
+        "node_network_transmit_compressed_total",
+        "Network device statistic transmit_compressed.",
+    ),
 ];
 
 impl Collector for NetDev {
@@ -46,36 +96,10 @@ impl Collector for NetDev {
     fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
         let path = paths.proc("net/dev");
         let text = read(path.clone())?;
-        for line in text.lines().skip(2) {
-            let Some((dev, rest)) = line.split_once(':') else {
-                continue;
-            };
-            let dev = dev.trim();
-            let v: Vec<&str> = rest.split_whitespace().collect();
-            if v.len() < 16 {
-                return Err(CollectError::Parse {
-                    path,
-                    detail: format!("short line for {dev}"),
-                });
-            }
-            for (i, stat) in RECEIVE.iter().enumerate() {
-                out.counter(
-                    &format!("node_network_receive_{stat}_total"),
-                    &format!("Network device statistic receive_{stat}."),
-                    &[("device", dev)],
-                    num(v[i], &path)?,
-                );
-            }
-            for (i, stat) in TRANSMIT.iter().enumerate() {
-                out.counter(
-                    &format!("node_network_transmit_{stat}_total"),
-                    &format!("Network device statistic transmit_{stat}."),
-                    &[("device", dev)],
-                    num(v[8 + i], &path)?,
-                );
-            }
-            let sys = paths.sys(&format!("class/net/{dev}"));
-            if let Ok(s) = std::fs::read_to_string(sys.join("statistics/rx_nohandler"))
+        parse_netdev(&text, &path, out)?;
+        for dev in netdev_devices(&text) {
+            let sys = paths.sys(&format!("class/net/{dev}/statistics/rx_nohandler"));
+            if let Ok(s) = read(sys)
                 && let Ok(n) = s.trim().parse::<f64>()
             {
                 out.counter(
@@ -88,6 +112,43 @@ impl Collector for NetDev {
         }
         Ok(())
     }
+}
+
+/// The device names of `/proc/net/dev`, in file order.
+fn netdev_devices(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .skip(2)
+        .filter_map(|line| line.split_once(':').map(|(dev, _)| dev.trim()))
+}
+
+/// `node_network_{receive,transmit}_*_total{device}` from the text of `/proc/net/dev` (the
+/// `receive_nohandler` counter comes from sysfs and is left to the collector).
+///
+/// # Errors
+///
+/// A device line with fewer than 16 counters or one that is not a number; the error names
+/// `path`.
+pub fn parse_netdev(
+    text: &str,
+    path: &std::path::Path,
+    out: &mut Families,
+) -> Result<(), CollectError> {
+    for line in text.lines().skip(2) {
+        let Some((dev, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let dev = dev.trim();
+        let mut v = rest.split_whitespace();
+        let labels = [("device", dev)];
+        for (name, help) in RECEIVE.iter().chain(TRANSMIT.iter()) {
+            let value = v.next().ok_or_else(|| CollectError::Parse {
+                path: path.to_owned(),
+                detail: format!("short line for {dev}"),
+            })?;
+            out.counter(name, help, &labels, num(value, path)?);
+        }
+    }
+    Ok(())
 }
 
 impl Collector for SockStat {
@@ -300,10 +361,6 @@ pub struct SoftNet;
 #[derive(Debug)]
 pub struct Arp;
 
-/// `node_nf_conntrack_entries` and `node_nf_conntrack_entries_limit`.
-#[derive(Debug)]
-pub struct Conntrack;
-
 impl Collector for SoftNet {
     fn name(&self) -> &'static str {
         "softnet"
@@ -396,32 +453,6 @@ impl Collector for Arp {
                 &[("device", &dev)],
                 n,
             );
-        }
-        Ok(())
-    }
-}
-
-impl Collector for Conntrack {
-    fn name(&self) -> &'static str {
-        "conntrack"
-    }
-
-    fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
-        for (file, name, help) in [
-            (
-                "sys/net/netfilter/nf_conntrack_count",
-                "node_nf_conntrack_entries",
-                "Number of currently allocated flow entries for connection tracking.",
-            ),
-            (
-                "sys/net/netfilter/nf_conntrack_max",
-                "node_nf_conntrack_entries_limit",
-                "Maximum size of connection tracking table.",
-            ),
-        ] {
-            let path = paths.proc(file);
-            let text = read(path.clone())?;
-            out.gauge(name, help, &[], num(text.trim(), &path)?);
         }
         Ok(())
     }

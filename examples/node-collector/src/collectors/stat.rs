@@ -28,7 +28,13 @@ impl Collector for Cpu {
     }
 }
 
-pub(crate) fn parse_cpu(
+/// `node_cpu_seconds_total` and `node_cpu_guest_seconds_total` from the text of `/proc/stat`.
+///
+/// # Errors
+///
+/// A per-CPU line with fewer than eight times or a field that is not a number, or no per-CPU
+/// line at all; the error names `path`.
+pub fn parse_cpu(
     text: &str,
     path: &std::path::Path,
     out: &mut Families,
@@ -88,7 +94,14 @@ impl Collector for Stat {
     }
 }
 
-pub(crate) fn parse_stat(
+/// `node_boot_time_seconds`, `node_context_switches_total`, `node_forks_total`,
+/// `node_intr_total`, `node_procs_running` and `node_procs_blocked` from the text of
+/// `/proc/stat`.
+///
+/// # Errors
+///
+/// One of those fields is not a number; the error names `path`.
+pub fn parse_stat(
     text: &str,
     path: &std::path::Path,
     out: &mut Families,
