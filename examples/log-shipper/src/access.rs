@@ -17,7 +17,8 @@
 //! assert_eq!(m.path_label(&a), "/docs/**");
 //! ```
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::names;
@@ -117,6 +118,9 @@ const METHODS: &[&str] = &[
 ];
 
 /// Derives access metrics from parsed access-log lines. See the [module documentation](self).
+///
+/// The metric handles of a label set are looked up in the recorder the first time the set is
+/// seen and kept (the sets are bounded by the caps), so a line costs no registry search.
 #[derive(Debug)]
 pub struct AccessMetrics {
     patterns: Vec<PathPattern>,
@@ -124,6 +128,23 @@ pub struct AccessMetrics {
     vhosts: Capped,
     default_vhost: String,
     visitors: Option<UniqueVisitors>,
+    handles: Mutex<Handles>,
+}
+
+/// Metric handles by label values (label values only, so bounded like them).
+#[derive(Debug, Default)]
+struct Handles {
+    vhosts: HashMap<String, VhostHandles>,
+    /// By path label, then status class.
+    paths: HashMap<String, Vec<(&'static str, metrics::Counter)>>,
+}
+
+#[derive(Debug, Default)]
+struct VhostHandles {
+    /// By method and status class.
+    requests: Vec<((&'static str, &'static str), metrics::Counter)>,
+    bytes: Option<metrics::Counter>,
+    duration: Option<metrics::Histogram>,
 }
 
 impl AccessMetrics {
@@ -141,6 +162,7 @@ impl AccessMetrics {
             vhosts: Capped::new(max_vhosts),
             default_vhost: default_vhost.to_owned(),
             visitors: None,
+            handles: Mutex::new(Handles::default()),
         }
     }
 
@@ -186,13 +208,17 @@ impl AccessMetrics {
 
     /// The `path` label for a line (see the [module documentation](self)).
     pub fn path_label(&self, a: &Access) -> String {
+        self.path_label_cow(a).into_owned()
+    }
+
+    fn path_label_cow<'a>(&'a self, a: &'a Access) -> Cow<'a, str> {
         let Some(path) = a.path.as_deref() else {
-            return OTHER.to_owned();
+            return Cow::Borrowed(OTHER);
         };
         if let Some(p) = self.patterns.iter().find(|p| p.matches(path)) {
-            return p.as_str().to_owned();
+            return Cow::Borrowed(p.as_str());
         }
-        let normalized = normalize(path);
+        let normalized = normalize_cow(path);
         let learn = matches!(a.status, Some(200..=399));
         let known = if learn {
             self.paths.admit(&normalized)
@@ -201,19 +227,33 @@ impl AccessMetrics {
                 .seen
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(&normalized)
+                .contains(&*normalized)
         };
-        if known { normalized } else { OTHER.to_owned() }
+        if known {
+            normalized
+        } else {
+            Cow::Borrowed(OTHER)
+        }
     }
 
+    #[cfg(test)]
     fn vhost_label(&self, a: &Access) -> String {
+        self.vhost_label_cow(a).into_owned()
+    }
+
+    fn vhost_label_cow<'a>(&'a self, a: &'a Access) -> Cow<'a, str> {
         let host = a.host.as_deref().unwrap_or(&self.default_vhost);
         // `$host` may carry a port in some formats; the label is the name.
-        let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        let host = host.split(':').next().unwrap_or(host);
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
         if self.vhosts.admit(&host) {
             host
         } else {
-            OTHER.to_owned()
+            Cow::Borrowed(OTHER)
         }
     }
 
@@ -226,25 +266,83 @@ impl AccessMetrics {
     /// unique-visitor windows follow it).
     pub fn observe_at(&self, a: &Access, now: u64) {
         let class = Self::status_class(a.status);
-        let vhost = self.vhost_label(a);
+        let vhost = self.vhost_label_cow(a);
         if let (Some(v), Some(addr)) = (&self.visitors, a.remote_addr.as_deref()) {
             v.observe(&vhost, addr, a.user_agent.as_deref(), now);
         }
         let method = Self::method_label(a.method.as_deref());
-        metrics::counter!(names::REQUESTS,
-            names::VHOST => vhost.clone(), names::METHOD => method, names::STATUS_CLASS => class)
-        .increment(1);
-        metrics::counter!(names::PATH_REQUESTS,
-            names::PATH => self.path_label(a), names::STATUS_CLASS => class)
-        .increment(1);
+        let path = self.path_label_cow(a);
+        let mut handles = self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let h = &mut *handles;
+        let v = match h.vhosts.get_mut(&*vhost) {
+            Some(v) => v,
+            None => h.vhosts.entry(vhost.to_string()).or_default(),
+        };
+        let requests = match v.requests.iter().find(|(k, _)| *k == (method, class)) {
+            Some((_, c)) => c,
+            None => {
+                let c = metrics::counter!(names::REQUESTS,
+                    names::VHOST => vhost.to_string(), names::METHOD => method, names::STATUS_CLASS => class);
+                v.requests.push(((method, class), c));
+                &v.requests[v.requests.len() - 1].1
+            }
+        };
+        requests.increment(1);
         if let Some(bytes) = a.body_bytes_sent.or(a.bytes_sent) {
-            metrics::counter!(names::RESPONSE_BYTES, names::VHOST => vhost.clone())
+            v.bytes
+                .get_or_insert_with(
+                    || metrics::counter!(names::RESPONSE_BYTES, names::VHOST => vhost.to_string()),
+                )
                 .increment(bytes);
         }
         if let Some(t) = a.request_time {
-            metrics::histogram!(names::REQUEST_DURATION, names::VHOST => vhost).record(t);
+            v.duration
+                .get_or_insert_with(|| {
+                    metrics::histogram!(names::REQUEST_DURATION, names::VHOST => vhost.to_string())
+                })
+                .record(t);
+        }
+        let p = match h.paths.get_mut(&*path) {
+            Some(p) => p,
+            None => h.paths.entry(path.to_string()).or_default(),
+        };
+        match p.iter().find(|(k, _)| *k == class) {
+            Some((_, c)) => c.increment(1),
+            None => {
+                let c = metrics::counter!(names::PATH_REQUESTS,
+                    names::PATH => path.to_string(), names::STATUS_CLASS => class);
+                c.increment(1);
+                p.push((class, c));
+            }
         }
     }
+}
+
+/// [`normalize`] without an allocation when the path is already normal (most are).
+fn normalize_cow(path: &str) -> Cow<'_, str> {
+    let unchanged = path.starts_with('/')
+        && !path.starts_with("//")
+        && path[1..]
+            .split('/')
+            .enumerate()
+            .all(|(i, seg)| i < 8 && !id_like(seg));
+    if unchanged {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(normalize(path))
+    }
+}
+
+fn id_like(seg: &str) -> bool {
+    let digits = !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit());
+    let hex = seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit());
+    let uuid = seg.len() == 36
+        && seg.bytes().filter(|b| *b == b'-').count() == 4
+        && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    digits || hex || uuid
 }
 
 /// The path with id-like segments replaced by `:id`, at most 8 segments (deeper ones `…`).
@@ -256,12 +354,7 @@ fn normalize(path: &str) -> String {
             out.push_str("...");
             break;
         }
-        let digits = !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit());
-        let hex = seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit());
-        let uuid = seg.len() == 36
-            && seg.bytes().filter(|b| *b == b'-').count() == 4
-            && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-        if digits || hex || uuid {
+        if id_like(seg) {
             out.push_str(":id");
         } else {
             out.push_str(seg);
@@ -297,6 +390,25 @@ mod tests {
         );
         assert_eq!(normalize("/a/b/c/d/e/f/g/h/i/j"), "/a/b/c/d/e/f/g/h/...");
         assert_eq!(normalize("/"), "/");
+        // The allocation-free path gives the same labels.
+        for p in [
+            "/",
+            "",
+            "/a",
+            "a/b",
+            "//a",
+            "/a/b/",
+            "/users/123/orders",
+            "/x/deadbeefdeadbeef0",
+            "/a/b/c/d/e/f/g/h",
+            "/a/b/c/d/e/f/g/h/i",
+            "/o/550e8400-e29b-41d4-a716-446655440000",
+            "/docs/v1.2/intro.html",
+            "/a//b",
+            "/%20/é",
+        ] {
+            assert_eq!(normalize_cow(p), normalize(p), "{p:?}");
+        }
     }
 
     #[test]

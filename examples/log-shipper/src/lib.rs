@@ -11,7 +11,8 @@
 //! * [`parse`]: nginx `log_format` compiler, JSON lines, text with level detection.
 //! * [`access`]: `nginx_http_requests_total{vhost,method,status_class}` and friends, with
 //!   bounded labels; [`visitors`]: unique visitors per window with a [`hll`] HyperLogLog.
-//! * [`output`]: OTLP/HTTP protobuf, Elasticsearch `_bulk` and JSON lines; [`pipeline`]: bounded queue, batches,
+//! * [`output`]: OTLP/HTTP protobuf, OTLP/gRPC, Elasticsearch `_bulk` (over `http://` or
+//!   `https://`, see [`output::tls`]) and JSON lines; [`pipeline`]: bounded queue, batches,
 //!   retries with backoff, backpressure that pauses reading.
 //! * [`config`]: the YAML file.
 

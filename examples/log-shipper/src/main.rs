@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use log_shipper::config::{Config, OtlpProtocol};
+use log_shipper::config::{Config, OtlpProtocol, TlsOptions};
 use log_shipper::output::{ElasticsearchBulk, JsonLines, OtlpGrpc, OtlpHttp, Output};
 use log_shipper::pipeline;
 use log_shipper::registry::Registry;
@@ -19,7 +19,7 @@ use log_shipper::registry::Registry;
 /// and create, copytruncate, deletion) by device, inode and a fingerprint of their first bytes.
 /// Offsets are kept in a registry file, written atomically and advanced only after the output
 /// acknowledged the events: a restart or `kill -9` loses nothing, and re-sends at most the
-/// batch that was in flight.
+/// batch that was in flight and the 4 acknowledged before it.
 ///
 /// GET /metrics on --listen serves the access metrics (nginx_http_requests_total{vhost,
 /// method,status_class}, nginx_http_path_requests_total, nginx_http_response_bytes_total,
@@ -71,16 +71,37 @@ async fn main() -> anyhow::Result<()> {
 
     let inputs = pipeline::input_specs(&config).map_err(anyhow::Error::msg)?;
     let registry = Registry::load(&config.registry)?;
+    let no_tls = TlsOptions::default();
+    let tls = config.output.otlp.as_ref().and_then(|o| o.tls.as_ref());
+    let tls = tls.or(config
+        .output
+        .elasticsearch
+        .as_ref()
+        .and_then(|e| e.tls.as_ref()));
+    if tls.is_some_and(|t| t.insecure_skip_verify) {
+        tracing::warn!(
+            "output.tls.insecure_skip_verify is set: the server's certificate is not verified"
+        );
+    }
     let output: Box<dyn Output> = match (&config.output.otlp, &config.output.elasticsearch) {
-        (Some(o), _) if o.protocol == OtlpProtocol::Grpc => {
-            Box::new(OtlpGrpc::new(&o.endpoint, o.timeout, o.headers.clone())?)
-        }
-        (Some(o), _) => Box::new(OtlpHttp::new(&o.endpoint, o.timeout, o.headers.clone())?),
-        (None, Some(e)) => Box::new(ElasticsearchBulk::new(
+        (Some(o), _) if o.protocol == OtlpProtocol::Grpc => Box::new(OtlpGrpc::with_tls(
+            &o.endpoint,
+            o.timeout,
+            o.headers.clone(),
+            o.tls.as_ref().unwrap_or(&no_tls),
+        )?),
+        (Some(o), _) => Box::new(OtlpHttp::with_tls(
+            &o.endpoint,
+            o.timeout,
+            o.headers.clone(),
+            o.tls.as_ref().unwrap_or(&no_tls),
+        )?),
+        (None, Some(e)) => Box::new(ElasticsearchBulk::with_tls(
             &e.endpoint,
             &e.index_prefix,
             e.timeout,
             e.headers.clone(),
+            e.tls.as_ref().unwrap_or(&no_tls),
         )?),
         (None, None) => Box::new(JsonLines::stdout()),
     };

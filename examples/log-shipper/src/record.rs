@@ -123,6 +123,10 @@ impl Value {
     }
 }
 
+/// An attribute name: the semantic-convention names are static (no allocation per line),
+/// JSON field names are the strings the line brought.
+pub type AttrKey = std::borrow::Cow<'static, str>;
+
 /// One event: a line as read, parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
@@ -143,7 +147,7 @@ pub struct Record {
     /// The message: the line itself, or a JSON line's `message`.
     pub body: String,
     /// Parsed fields (OpenTelemetry semantic-convention names where one exists).
-    pub attributes: Vec<(String, Value)>,
+    pub attributes: Vec<(AttrKey, Value)>,
     /// A JSON line's `trace.id`, decoded.
     pub trace_id: Option<[u8; 16]>,
     /// A JSON line's `span.id`, decoded.

@@ -5,7 +5,8 @@
 //! same folder, `fsync`, `rename`, `fsync` of the folder), so after a crash or `kill -9` it
 //! holds either the previous or the new state, never a torn one, and never an offset past a
 //! line the output has not confirmed: at-least-once delivery. Lines re-read after a crash are
-//! at most those of the batch in flight.
+//! at most those of the batch in flight and of the few acknowledged while a write was running
+//! (see [`pipeline`](crate::pipeline)).
 //!
 //! The file is JSON:
 //!
@@ -251,13 +252,15 @@ impl Registry {
     }
 
     /// Writes `json` (from [`to_json`](Self::to_json)) to `path` atomically: a temporary file
-    /// in the same folder, `fsync`, `rename`, `fsync` of the folder. Blocking: call it off
-    /// async runtime threads.
+    /// in the same folder, then `rename`. With `sync`, the file is `fsync`ed before the rename
+    /// and the folder after it, so the new content also survives a crash of the machine;
+    /// without, it survives a crash of the process (the kernel keeps it). Blocking: call it
+    /// off async runtime threads.
     ///
     /// # Errors
     ///
     /// If any step fails; the previous registry file is then intact.
-    pub fn write_atomically(path: &Path, json: &[u8]) -> Result<(), RegistryError> {
+    pub fn write_atomically(path: &Path, json: &[u8], sync: bool) -> Result<(), RegistryError> {
         let err = |source| RegistryError::Write {
             path: path.to_owned(),
             source,
@@ -274,22 +277,27 @@ impl Registry {
             let mut f = std::fs::File::create(&tmp).map_err(err)?;
             f.write_all(json).map_err(err)?;
             f.write_all(b"\n").map_err(err)?;
-            f.sync_all().map_err(err)?;
+            if sync {
+                f.sync_all().map_err(err)?;
+            }
         }
         std::fs::rename(&tmp, path).map_err(err)?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
+        if sync {
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(err)?;
+        }
         Ok(())
     }
 
-    /// Persists the registry atomically (see [`write_atomically`](Self::write_atomically)).
+    /// Persists the registry atomically and durably (see
+    /// [`write_atomically`](Self::write_atomically)).
     ///
     /// # Errors
     ///
     /// As [`write_atomically`](Self::write_atomically).
     pub fn save(&self) -> Result<(), RegistryError> {
-        Self::write_atomically(&self.path, &self.to_json())
+        Self::write_atomically(&self.path, &self.to_json(), true)
     }
 }
 

@@ -38,14 +38,20 @@
 //!     protocol: http/protobuf        # or grpc (endpoint http://127.0.0.1:4317)
 //!     timeout: 10s
 //!     headers: { authorization: "Bearer ..." }
+//!     tls:                           # https:// endpoints; default: the system trust store
+//!       ca_file: /etc/axi/ca.pem     # PEM; trust exactly these CAs instead
+//!       insecure_skip_verify: false  # accept any certificate (tests only); not with ca_file
+//!       cert_file: /etc/axi/client.pem   # client certificate (mutual TLS), with key_file
+//!       key_file: /etc/axi/client.key
 //!   # elasticsearch:                 # _bulk into <index_prefix>-YYYY.MM.DD (UTC day of the event)
 //!   #   endpoint: http://127.0.0.1:9200
 //!   #   index_prefix: logs             # default logs
 //!   #   timeout: 10s
 //!   #   headers: { authorization: "ApiKey ..." }
+//!   #   tls: { ca_file: /etc/axi/ca.pem }   # as for otlp
 //!   # stdout: {}                     # JSON lines, for debugging
 //! batch:
-//!   max_events: 1024                 # events per request
+//!   max_events: 2048                 # events per request
 //!   max_wait: 1s                     # a partial batch leaves after this long
 //!   queue_events: 4096               # read-ahead; reading pauses while full
 //! retry:
@@ -60,6 +66,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::access::PathPattern;
+pub use crate::output::TlsOptions;
 use crate::parse::nginx::LogFormat;
 pub use crate::tailer::{Match, MultilineSpec};
 use std::num::NonZeroUsize;
@@ -292,6 +299,9 @@ pub struct ElasticsearchOutputConfig {
     /// Extra request headers (`authorization: "ApiKey ..."`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// TLS of an `https://` endpoint. Defaults to the system trust store.
+    #[serde(default)]
+    pub tls: Option<TlsOptions>,
 }
 
 /// JSON lines on standard output (no settings).
@@ -328,13 +338,17 @@ pub struct OtlpOutputConfig {
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// TLS of an `https://` endpoint. Defaults to the system trust store.
+    #[serde(default)]
+    pub tls: Option<TlsOptions>,
 }
 
 /// Batching and read-ahead.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
-    /// Events per request. Defaults to 1024.
+    /// Events per request. Defaults to 2048 (per-request costs: the HTTP exchange, the
+    /// registry write, are shared by more events; see `bench/throughput.sh`).
     #[serde(default = "default_max_events")]
     pub max_events: usize,
     /// A partial batch is sent after this long. Defaults to 1 s.
@@ -416,7 +430,7 @@ fn default_index_prefix() -> String {
     "logs".into()
 }
 fn default_max_events() -> usize {
-    1024
+    2048
 }
 fn default_max_wait() -> Duration {
     Duration::from_secs(1)
@@ -463,7 +477,8 @@ impl Config {
     ///
     /// As [`load`](Self::load): unknown or missing fields, bad values (file:line), duplicate
     /// input names, invalid globs, nginx formats or path patterns, zero sizes, not exactly one
-    /// output, a non-`http://` endpoint.
+    /// output, an endpoint other than `http://` or `https://`, TLS settings on an `http://`
+    /// endpoint, TLS files that cannot be used (the field and its line are named).
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
         let err = |line: Option<usize>, message: String| ConfigError {
             file: file.to_owned(),
@@ -554,7 +569,7 @@ impl Config {
         }
         let o = &config.output;
         let endpoint = match (&o.otlp, &o.stdout, &o.elasticsearch) {
-            (Some(o), None, None) => Some(("otlp", &o.endpoint)),
+            (Some(o), None, None) => Some(("otlp", &o.endpoint, &o.tls)),
             (None, Some(_), None) => None,
             (None, None, Some(e)) => {
                 let p = &e.index_prefix;
@@ -572,7 +587,7 @@ impl Config {
                         ),
                     ));
                 }
-                Some(("elasticsearch", &e.endpoint))
+                Some(("elasticsearch", &e.endpoint, &e.tls))
             }
             _ => {
                 return Err(err(
@@ -581,20 +596,39 @@ impl Config {
                 ));
             }
         };
-        if let Some((kind, endpoint)) = endpoint {
+        if let Some((kind, endpoint, tls)) = endpoint {
             let uri: http::Uri = endpoint.parse().map_err(|e| {
                 err(
                     line_of(text, "endpoint"),
                     format!("output.{kind}.endpoint: {endpoint:?} is not a URL: {e}"),
                 )
             })?;
-            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            let https = uri.scheme_str() == Some("https");
+            if !(https || uri.scheme_str() == Some("http")) || uri.host().is_none() {
                 return Err(err(
                     line_of(text, "endpoint"),
                     format!(
-                        "output.{kind}.endpoint: expected http://host:port (https is not supported; export to a local collector or proxy), got {endpoint:?}"
+                        "output.{kind}.endpoint: expected http://host:port or https://host:port, got {endpoint:?}"
                     ),
                 ));
+            }
+            if let Some(tls) = tls {
+                if !https && !tls.is_default() {
+                    return Err(err(
+                        line_of(text, "tls").or(line_of(text, "endpoint")),
+                        format!(
+                            "output.{kind}.tls: TLS settings need an https:// endpoint, got {endpoint:?}"
+                        ),
+                    ));
+                }
+                // Reads the files now, so that a missing CA or a key that does not fit the
+                // certificate stops the start, not the first send.
+                tls.client_config().map_err(|e| {
+                    err(
+                        line_of(text, e.field()).or(line_of(text, "tls")),
+                        format!("output.{kind}.tls.{e}"),
+                    )
+                })?;
             }
         }
         let b = &config.batch;

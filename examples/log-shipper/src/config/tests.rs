@@ -17,7 +17,7 @@ fn defaults() {
     assert_eq!(i.fingerprint_bytes, 1024);
     assert_eq!(i.close_inactive, Duration::from_secs(300));
     assert_eq!(c.poll_interval, Duration::from_secs(1));
-    assert_eq!(c.batch.max_events, 1024);
+    assert_eq!(c.batch.max_events, 2048);
     assert_eq!(c.access_metrics.max_paths, 100);
     assert!(c.output.stdout.is_some());
 }
@@ -128,8 +128,8 @@ fn errors_name_file_line_and_field() {
     assert!(e.to_string().contains("exactly one"), "{e}");
 
     let e =
-        parse(&MINIMAL.replace("  stdout: {}", "  otlp: { endpoint: 'https://a:1' }")).unwrap_err();
-    assert!(e.to_string().contains("https"), "{e}");
+        parse(&MINIMAL.replace("  stdout: {}", "  otlp: { endpoint: 'ftp://a:1' }")).unwrap_err();
+    assert!(e.to_string().contains("output.otlp.endpoint"), "{e}");
     assert_eq!(e.line, Some(6));
 
     let e = parse(&MINIMAL.replace(
@@ -138,11 +138,8 @@ fn errors_name_file_line_and_field() {
     ))
     .unwrap_err();
     assert!(e.to_string().contains("index_prefix"), "{e}");
-    let e = parse(&MINIMAL.replace(
-        "  stdout: {}",
-        "  elasticsearch: { endpoint: 'https://a:9200' }",
-    ))
-    .unwrap_err();
+    let e = parse(&MINIMAL.replace("  stdout: {}", "  elasticsearch: { endpoint: 'a:9200' }"))
+        .unwrap_err();
     assert!(
         e.to_string().contains("output.elasticsearch.endpoint"),
         "{e}"
@@ -166,4 +163,82 @@ fn errors_name_file_line_and_field() {
 
     let e = parse("registry: r\ninputs:\n  - name: app\n    paths: [x]\n  - name: app\n    paths: [y]\noutput:\n  stdout: {}\n").unwrap_err();
     assert!(e.to_string().contains("inputs[app].name: duplicate"), "{e}");
+}
+
+#[test]
+fn https_endpoints_and_tls_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let with = |output: &str| MINIMAL.replace("  stdout: {}", output);
+
+    // https without settings: the system trust store.
+    let c = parse(&with("  otlp: { endpoint: 'https://collector:4318' }")).unwrap();
+    assert_eq!(c.output.otlp.unwrap().tls, None);
+    let c = parse(&with(
+        "  elasticsearch:\n    endpoint: 'https://es:9200'\n    tls: { insecure_skip_verify: true }",
+    ))
+    .unwrap();
+    assert!(
+        c.output
+            .elasticsearch
+            .unwrap()
+            .tls
+            .unwrap()
+            .insecure_skip_verify
+    );
+
+    // A missing CA file: file:line of `ca_file`, the field and the path.
+    let text = with(&format!(
+        "  otlp:\n    endpoint: 'https://collector:4318'\n    protocol: grpc\n    tls:\n      ca_file: {}",
+        ca.display()
+    ));
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.line, Some(10), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("/etc/axi/shipper.yml:10: output.otlp.tls.ca_file: "),
+        "{msg}"
+    );
+    assert!(msg.contains(&ca.display().to_string()), "{msg}");
+
+    // A file without a certificate.
+    std::fs::write(&ca, "just text\n").unwrap();
+    let e = parse(&text).unwrap_err();
+    assert!(e.to_string().contains("no certificate"), "{e}");
+
+    // cert_file without key_file names key_file, at the line of the `tls` section.
+    let e = parse(&with(
+        "  otlp:\n    endpoint: 'https://c:4318'\n    tls:\n      cert_file: /x/c.pem",
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("output.otlp.tls.key_file: cert_file needs key_file"),
+        "{e}"
+    );
+    assert_eq!(e.line, Some(8), "{e}");
+
+    // ca_file and insecure_skip_verify contradict each other.
+    let e = parse(&with(
+        "  otlp:\n    endpoint: 'https://c:4318'\n    tls:\n      ca_file: /x/ca.pem\n      insecure_skip_verify: true",
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("tls.insecure_skip_verify"), "{e}");
+    assert_eq!(e.line, Some(10), "{e}");
+
+    // TLS settings on an http:// endpoint are a mistake, not silently ignored.
+    let e = parse(&with(
+        "  otlp:\n    endpoint: 'http://c:4318'\n    tls: { insecure_skip_verify: true }",
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("need an https:// endpoint"), "{e}");
+    assert_eq!(e.line, Some(8), "{e}");
+
+    // Unknown TLS fields are errors with their line.
+    let e = parse(&with(
+        "  otlp:\n    endpoint: 'https://c:4318'\n    tls:\n      ca: x",
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown field `ca`"), "{e}");
+    assert_eq!(e.line, Some(9), "{e}");
 }

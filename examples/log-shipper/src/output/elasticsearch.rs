@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde_json::Value as J;
 
+use super::http_client::HttpClient;
+use super::tls::TlsOptions;
 use super::{Delivered, Output, SendError, SendFuture, record_json};
 use crate::parse::time::format_index_date;
 use crate::record::{Position, Record};
@@ -35,7 +37,8 @@ use crate::record::{Position, Record};
 /// | other HTTP 4xx | the batch is refused for good: dropped and counted |
 #[derive(Debug)]
 pub struct ElasticsearchBulk {
-    client: reqwest::Client,
+    client: HttpClient,
+    uri: http::Uri,
     url: String,
     index_prefix: String,
     headers: http::HeaderMap,
@@ -70,16 +73,40 @@ struct BulkResponse {
 
 impl ElasticsearchBulk {
     /// An exporter to `endpoint` (`/_bulk` is appended) writing into `<index_prefix>-YYYY.MM.DD`,
-    /// with a per-request `timeout` and extra `headers` (`authorization` ...).
+    /// with a per-request `timeout` and extra `headers` (`authorization` ...); `https://`
+    /// endpoints are verified against the system trust store.
     ///
     /// # Errors
     ///
-    /// When a header name or value is invalid, or the HTTP client cannot be built.
+    /// When the endpoint is not a URL or a header name or value is invalid.
     pub fn new(
         endpoint: &str,
         index_prefix: &str,
         timeout: Duration,
         headers: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ElasticsearchConfigError> {
+        Self::with_tls(
+            endpoint,
+            index_prefix,
+            timeout,
+            headers,
+            &TlsOptions::default(),
+        )
+    }
+
+    /// As [`new`](Self::new), with the TLS settings of `https://` endpoints (`ca_file`,
+    /// `insecure_skip_verify`, client certificate).
+    ///
+    /// # Errors
+    ///
+    /// When the endpoint is not a URL, a header name or value is invalid, or a TLS file cannot
+    /// be used.
+    pub fn with_tls(
+        endpoint: &str,
+        index_prefix: &str,
+        timeout: Duration,
+        headers: impl IntoIterator<Item = (String, String)>,
+        tls: &TlsOptions,
     ) -> Result<Self, ElasticsearchConfigError> {
         let mut map = http::HeaderMap::new();
         for (k, v) in headers {
@@ -90,13 +117,16 @@ impl ElasticsearchBulk {
                 .map_err(|_| ElasticsearchConfigError(format!("header {k:?}: invalid value")))?;
             map.insert(name, value);
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ElasticsearchConfigError(e.to_string()))?;
+        let client = HttpClient::new(timeout, tls)
+            .map_err(|e| ElasticsearchConfigError(format!("tls.{e}")))?;
+        let url = format!("{}/_bulk", endpoint.trim_end_matches('/'));
+        let uri = url
+            .parse()
+            .map_err(|e| ElasticsearchConfigError(format!("endpoint {endpoint:?}: {e}")))?;
         Ok(Self {
             client,
-            url: format!("{}/_bulk", endpoint.trim_end_matches('/')),
+            uri,
+            url,
             index_prefix: index_prefix.to_owned(),
             headers: map,
             host_name: super::otlp::host_name(),
@@ -192,38 +222,26 @@ impl ElasticsearchBulk {
         let body = self.encode(pending.iter().map(|i| &batch[*i]));
         let response = self
             .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .header(http::header::CONTENT_TYPE, "application/x-ndjson")
-            .body(body)
-            .send()
+            .post(&self.uri, &self.headers, "application/x-ndjson", body)
             .await
             .map_err(|e| SendError::Retryable {
-                message: format!(
-                    "request to {} failed: {}",
-                    self.url,
-                    super::otlp::error_chain(&e)
-                ),
+                message: format!("request to {} failed: {e}", self.url),
                 retry_after: None,
             })?;
-        let status = response.status();
+        let status = response.status;
         if !status.is_success() {
             let message = format!("HTTP {} from {}", status.as_u16(), self.url);
             return if status.as_u16() == 429 || status.is_server_error() {
                 Err(SendError::Retryable {
                     message,
-                    retry_after: super::otlp::retry_after(response.headers()),
+                    retry_after: super::otlp::retry_after(&response.headers),
                 })
             } else {
                 Err(SendError::Rejected { message })
             };
         }
-        let bytes = response.bytes().await.map_err(|e| SendError::Retryable {
-            message: format!("reading the answer of {} failed: {e}", self.url),
-            retry_after: None,
-        })?;
         let reply: BulkResponse =
-            serde_json::from_slice(&bytes).map_err(|e| SendError::Retryable {
+            serde_json::from_slice(&response.body).map_err(|e| SendError::Retryable {
                 message: format!(
                     "{} answered something else than a bulk response: {e}",
                     self.url

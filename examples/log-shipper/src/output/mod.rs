@@ -2,9 +2,12 @@
 //! only then does the registry move past its lines.
 
 mod elasticsearch;
+mod http_client;
 mod otlp;
+mod otlp_encode;
 mod otlp_grpc;
 mod stdout;
+pub mod tls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +17,7 @@ pub use elasticsearch::{ElasticsearchBulk, ElasticsearchConfigError};
 pub use otlp::{OtlpConfigError, OtlpHttp};
 pub use otlp_grpc::{OtlpGrpc, OtlpGrpcConfigError};
 pub use stdout::JsonLines;
+pub use tls::{TlsConfigError, TlsOptions};
 
 use crate::record::Record;
 
@@ -91,7 +95,7 @@ pub fn record_json(r: &Record) -> serde_json::Map<String, serde_json::Value> {
         );
     }
     for (k, v) in &r.attributes {
-        m.entry(k.clone()).or_insert_with(|| v.to_json());
+        m.entry(k.as_ref()).or_insert_with(|| v.to_json());
     }
     m
 }

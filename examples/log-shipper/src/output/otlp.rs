@@ -17,13 +17,16 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+use super::http_client::HttpClient;
+use super::tls::TlsOptions;
 use super::{Delivered, Output, SendError, SendFuture};
 use crate::record::{Record, Value};
 
-/// The OTLP/HTTP protobuf logs exporter.
+/// The OTLP/HTTP protobuf logs exporter (`http://` or `https://`).
 #[derive(Debug)]
 pub struct OtlpHttp {
-    client: reqwest::Client,
+    client: HttpClient,
+    uri: http::Uri,
     url: String,
     headers: http::HeaderMap,
     host_name: String,
@@ -53,15 +56,31 @@ fn any(v: &Value) -> any_value::Value {
 
 impl OtlpHttp {
     /// An exporter to `endpoint` (`/v1/logs` is appended) with a per-request `timeout` and
-    /// extra `headers`.
+    /// extra `headers`; `https://` endpoints are verified against the system trust store.
     ///
     /// # Errors
     ///
-    /// When a header name or value is invalid, or the HTTP client cannot be built.
+    /// When the endpoint is not a URL or a header name or value is invalid.
     pub fn new(
         endpoint: &str,
         timeout: Duration,
         headers: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, OtlpConfigError> {
+        Self::with_tls(endpoint, timeout, headers, &TlsOptions::default())
+    }
+
+    /// As [`new`](Self::new), with the TLS settings of `https://` endpoints (`ca_file`,
+    /// `insecure_skip_verify`, client certificate).
+    ///
+    /// # Errors
+    ///
+    /// When the endpoint is not a URL, a header name or value is invalid, or a TLS file cannot
+    /// be used.
+    pub fn with_tls(
+        endpoint: &str,
+        timeout: Duration,
+        headers: impl IntoIterator<Item = (String, String)>,
+        tls: &TlsOptions,
     ) -> Result<Self, OtlpConfigError> {
         let mut map = http::HeaderMap::new();
         for (k, v) in headers {
@@ -72,13 +91,16 @@ impl OtlpHttp {
                 .map_err(|_| OtlpConfigError(format!("header {k:?}: invalid value")))?;
             map.insert(name, value);
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| OtlpConfigError(e.to_string()))?;
+        let client =
+            HttpClient::new(timeout, tls).map_err(|e| OtlpConfigError(format!("tls.{e}")))?;
+        let url = format!("{}/v1/logs", endpoint.trim_end_matches('/'));
+        let uri = url
+            .parse()
+            .map_err(|e| OtlpConfigError(format!("endpoint {endpoint:?}: {e}")))?;
         Ok(Self {
             client,
-            url: format!("{}/v1/logs", endpoint.trim_end_matches('/')),
+            uri,
+            url,
             headers: map,
             host_name: host_name(),
         })
@@ -92,21 +114,16 @@ impl OtlpHttp {
     async fn post(&self, body: Vec<u8>, events: usize) -> Result<Delivered, SendError> {
         let response = self
             .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-            .body(body)
-            .send()
+            .post(&self.uri, &self.headers, "application/x-protobuf", body)
             .await
             .map_err(|e| SendError::Retryable {
-                message: format!("request to {} failed: {}", self.url, error_chain(&e)),
+                message: format!("request to {} failed: {e}", self.url),
                 retry_after: None,
             })?;
-        let status = response.status();
+        let status = response.status;
         if status.is_success() {
-            let bytes = response.bytes().await.unwrap_or_default();
             let mut delivered = Delivered::default();
-            if let Ok(reply) = ExportLogsServiceResponse::decode(bytes)
+            if let Ok(reply) = ExportLogsServiceResponse::decode(response.body)
                 && let Some(partial) = reply.partial_success
                 && partial.rejected_log_records > 0
             {
@@ -124,7 +141,7 @@ impl OtlpHttp {
         }
         let message = format!("HTTP {} from {}", status.as_u16(), self.url);
         if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
-            let retry_after = retry_after(response.headers());
+            let retry_after = retry_after(&response.headers);
             Err(SendError::Retryable {
                 message,
                 retry_after,
@@ -248,7 +265,8 @@ impl Output for OtlpHttp {
     }
 
     fn send<'a>(&'a mut self, batch: &'a [Record]) -> SendFuture<'a> {
-        let body = self.encode(batch).encode_to_vec();
+        // The bytes of `self.encode(batch).encode_to_vec()`, without the intermediate structs.
+        let body = super::otlp_encode::encode_request_bytes(batch, &self.host_name);
         Box::pin(self.post(body, batch.len()))
     }
 }

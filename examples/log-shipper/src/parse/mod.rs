@@ -17,7 +17,7 @@
 pub mod nginx;
 pub mod time;
 
-use crate::record::{Level, Value};
+use crate::record::{AttrKey, Level, Value};
 
 /// What a parser made of one line.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,7 +29,7 @@ pub struct Parsed {
     /// The message.
     pub body: String,
     /// Fields.
-    pub attributes: Vec<(String, Value)>,
+    pub attributes: Vec<(AttrKey, Value)>,
     /// `trace.id` of a JSON line.
     pub trace_id: Option<[u8; 16]>,
     /// `span.id` of a JSON line.
@@ -57,21 +57,34 @@ pub enum Parser {
 impl Parser {
     /// Parses one line (without its newline).
     pub fn parse(&self, line: String) -> Parsed {
+        let mut access = None;
+        let mut parsed = self.parse_observed(line, |a| access = Some(a.clone()));
+        parsed.access = access;
+        parsed
+    }
+
+    /// As [`parse`](Self::parse), for the shipping path: the fields of an access line are
+    /// shown to `observe` (the access metrics), then moved into the attributes rather than
+    /// copied; [`Parsed::access`] is left `None`.
+    pub fn parse_observed(&self, line: String, observe: impl FnOnce(&nginx::Access)) -> Parsed {
         match self {
             Parser::Nginx(format) => match format.parse(&line) {
-                Some(access) => Parsed {
-                    time_unix_nano: access.time_unix_nano,
-                    level: Some(match access.status {
-                        Some(500..) => Level::Error,
-                        Some(400..) => Level::Warn,
-                        _ => Level::Info,
-                    }),
-                    attributes: access.attributes(),
-                    body: line,
-                    access: Some(access),
-                    ok: true,
-                    ..Parsed::default()
-                },
+                Some(access) => {
+                    observe(&access);
+                    Parsed {
+                        time_unix_nano: access.time_unix_nano,
+                        level: Some(match access.status {
+                            Some(500..) => Level::Error,
+                            Some(400..) => Level::Warn,
+                            _ => Level::Info,
+                        }),
+                        attributes: access.into_attributes(),
+                        body: line,
+                        access: None,
+                        ok: true,
+                        ..Parsed::default()
+                    }
+                }
                 None => text(line, false),
             },
             Parser::Json => json(line),
@@ -134,7 +147,7 @@ fn json(line: String) -> Parsed {
             {
                 out.time_unix_nano = time::parse_rfc3339(s);
                 if out.time_unix_nano.is_none() {
-                    out.attributes.push((k, Value::Str(s.clone())));
+                    out.attributes.push((k.into(), Value::Str(s.clone())));
                 }
             }
             ("log.level" | "level", serde_json::Value::String(s)) if out.level.is_none() => {
@@ -156,23 +169,23 @@ fn json(line: String) -> Parsed {
     out
 }
 
-fn flatten(key: String, v: serde_json::Value, out: &mut Vec<(String, Value)>, depth: usize) {
+fn flatten(key: String, v: serde_json::Value, out: &mut Vec<(AttrKey, Value)>, depth: usize) {
     match v {
         serde_json::Value::Object(m) if depth < 8 => {
             for (k, v) in m {
                 flatten(format!("{key}.{k}"), v, out, depth + 1);
             }
         }
-        serde_json::Value::String(s) => out.push((key, Value::Str(s))),
-        serde_json::Value::Bool(b) => out.push((key, Value::Bool(b))),
+        serde_json::Value::String(s) => out.push((key.into(), Value::Str(s))),
+        serde_json::Value::Bool(b) => out.push((key.into(), Value::Bool(b))),
         serde_json::Value::Number(n) => out.push((
-            key,
+            key.into(),
             n.as_i64()
                 .map(Value::Int)
                 .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
         )),
         serde_json::Value::Null => {}
-        other => out.push((key, Value::Str(other.to_string()))),
+        other => out.push((key.into(), Value::Str(other.to_string()))),
     }
 }
 

@@ -20,7 +20,7 @@
 //! with nothing between them cannot be split and are refused when compiling. A value of `-` is
 //! nginx's "empty" and becomes absent.
 
-use crate::record::Value;
+use crate::record::{AttrKey, Value};
 
 use super::time::{parse_msec, parse_rfc3339, parse_time_local};
 
@@ -73,6 +73,9 @@ enum Part {
 #[derive(Clone, Debug)]
 pub struct LogFormat {
     parts: Vec<Part>,
+    /// A substring searcher for each literal part (`None` for variables), built once: the
+    /// end of a variable is where the next literal starts.
+    finders: Vec<Option<memchr::memmem::Finder<'static>>>,
 }
 
 /// The fields of one access-log line. Everything is optional: a format may not have the
@@ -119,7 +122,10 @@ impl LogFormat {
     /// The built-in `combined` format.
     pub fn combined() -> Self {
         // COMBINED is a valid format, checked by the `combined_compiles` test.
-        Self::compile(COMBINED).unwrap_or(LogFormat { parts: Vec::new() })
+        Self::compile(COMBINED).unwrap_or(LogFormat {
+            parts: Vec::new(),
+            finders: Vec::new(),
+        })
     }
 
     /// A format by name (`combined`, `main`) or a format string in nginx syntax.
@@ -194,7 +200,14 @@ impl LogFormat {
         if !parts.iter().any(|p| matches!(p, Part::Var(_))) {
             return Err(FormatError::NoVariables);
         }
-        Ok(Self { parts })
+        let finders = parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(l) => Some(memchr::memmem::Finder::new(l.as_bytes()).into_owned()),
+                Part::Var(_) => None,
+            })
+            .collect();
+        Ok(Self { parts, finders })
     }
 
     /// The variable names of this format, in order.
@@ -224,8 +237,10 @@ impl LogFormat {
                         if name == "time_local" && rest.len() >= 26 && rest.is_char_boundary(26) {
                             26
                         } else {
-                            match self.parts.get(i + 1) {
-                                Some(Part::Literal(l)) => rest.find(l.as_str())?,
+                            // A UTF-8 needle found in UTF-8 text starts on a character
+                            // boundary, so slicing there cannot panic.
+                            match self.finders.get(i + 1) {
+                                Some(Some(literal)) => literal.find(rest.as_bytes())?,
                                 _ => rest.len(),
                             }
                         };
@@ -300,26 +315,34 @@ impl Access {
     /// The fields as record attributes, with OpenTelemetry semantic-convention names
     /// (`client.address`, `http.request.method`, `url.path`, `http.response.status_code`,
     /// `user_agent.original` ...); variables without a convention become `nginx.<name>`.
-    pub fn attributes(&self) -> Vec<(String, Value)> {
-        let mut out = Vec::with_capacity(12);
-        let mut put = |k: &str, v: Option<Value>| {
+    pub fn attributes(&self) -> Vec<(AttrKey, Value)> {
+        self.clone().into_attributes()
+    }
+
+    /// As [`attributes`](Self::attributes), moving the strings instead of copying them.
+    pub fn into_attributes(self) -> Vec<(AttrKey, Value)> {
+        let mut out = Vec::with_capacity(12 + self.other.len());
+        let mut put = |k: &'static str, v: Option<Value>| {
             if let Some(v) = v {
-                out.push((k.to_owned(), v));
+                out.push((AttrKey::Borrowed(k), v));
             }
         };
-        let st = |s: &Option<String>| s.clone().map(Value::Str);
-        put("client.address", st(&self.remote_addr));
-        put("user.name", st(&self.remote_user));
-        put("http.request.method", st(&self.method));
-        put("url.path", st(&self.path));
-        put("url.query", st(&self.query));
+        let st = |s: Option<String>| s.map(Value::Str);
+        put("client.address", st(self.remote_addr));
+        put("user.name", st(self.remote_user));
+        put("http.request.method", st(self.method));
+        put("url.path", st(self.path));
+        put("url.query", st(self.query));
         put(
             "network.protocol.version",
-            self.protocol
-                .as_deref()
-                .map(|p| Value::Str(p.strip_prefix("HTTP/").unwrap_or(p).to_owned())),
+            self.protocol.map(|mut p| {
+                if p.starts_with("HTTP/") {
+                    p.drain(..5);
+                }
+                Value::Str(p)
+            }),
         );
-        put("nginx.request", st(&self.request_line));
+        put("nginx.request", st(self.request_line));
         put(
             "http.response.status_code",
             self.status.map(|s| Value::Int(i64::from(s))),
@@ -334,16 +357,16 @@ impl Access {
             self.bytes_sent
                 .map(|b| Value::Int(i64::try_from(b).unwrap_or(i64::MAX))),
         );
-        put("http.request.header.referer", st(&self.referer));
-        put("user_agent.original", st(&self.user_agent));
+        put("http.request.header.referer", st(self.referer));
+        put("user_agent.original", st(self.user_agent));
         put("nginx.request_time", self.request_time.map(Value::Float));
         put(
             "nginx.upstream_response_time",
-            st(&self.upstream_response_time),
+            st(self.upstream_response_time),
         );
-        put("server.address", st(&self.host));
-        for (k, v) in &self.other {
-            out.push((format!("nginx.{k}"), Value::Str(v.clone())));
+        put("server.address", st(self.host));
+        for (k, v) in self.other {
+            out.push((format!("nginx.{k}").into(), Value::Str(v)));
         }
         out
     }

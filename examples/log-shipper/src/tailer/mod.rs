@@ -95,6 +95,9 @@ struct Tracked {
 pub struct Tailer {
     inputs: Vec<InputSpec>,
     input_names: Vec<Arc<str>>,
+    /// `log_shipper_lines_read_total{input}` of each input, looked up once (a lookup per line
+    /// costs an allocation and a registry search).
+    lines_read: Vec<metrics::Counter>,
     services: Vec<Arc<str>>,
     registry: Arc<Mutex<Registry>>,
     tx: mpsc::Sender<Record>,
@@ -133,6 +136,10 @@ impl Tailer {
     ) -> Self {
         Self {
             input_names: inputs.iter().map(|i| Arc::from(i.name.as_str())).collect(),
+            lines_read: inputs
+                .iter()
+                .map(|i| metrics::counter!(names::LINES_READ, names::INPUT => i.name.clone()))
+                .collect(),
             services: inputs
                 .iter()
                 .map(|i| Arc::from(i.service.as_str()))
@@ -468,8 +475,7 @@ impl Tailer {
     /// Counts one line read and passes it through the input's multiline joining (if any)
     /// to [`emit`](Self::emit); false when the pipeline is gone.
     fn deliver(&self, t: &mut Tracked, line: Line, observed: u64) -> bool {
-        metrics::counter!(names::LINES_READ, names::INPUT => self.input_names[t.input].to_string())
-            .increment(1);
+        self.lines_read[t.input].increment(1);
         let event = match t.joiner.as_mut() {
             Some(j) => j.push(line, Instant::now()),
             None => Some(line),
@@ -492,12 +498,13 @@ impl Tailer {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         };
-        let parsed = input.parser.parse(text);
+        let parsed = input.parser.parse_observed(text, |access| {
+            if let Some(m) = &input.access {
+                m.observe(access);
+            }
+        });
         if !parsed.ok {
             metrics::counter!(names::PARSE_ERRORS, names::INPUT => name.to_string()).increment(1);
-        }
-        if let (Some(access), Some(m)) = (&parsed.access, &input.access) {
-            m.observe(access);
         }
         let record = Record {
             input: name.clone(),

@@ -1,0 +1,333 @@
+//! TLS for `https://` endpoints: the rustls client configuration (ring provider, no C crypto
+//! build) of an output and the connectors built on it.
+//!
+//! Certificates are verified against the host's trust store (`/etc/ssl/certs` and the other
+//! places OpenSSL looks, through `rustls-native-certs`); with `ca_file` against exactly the
+//! certificates of that PEM file instead (as the OpenTelemetry Collector's and Filebeat's
+//! `ca_file` / `certificate_authorities`). `insecure_skip_verify` accepts any server
+//! certificate (the handshake signatures are still checked, so the connection is real TLS).
+//! `cert_file` + `key_file` present a client certificate (mutual TLS).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// TLS settings of an output (`tls:` in the configuration). The default verifies the server
+/// against the system trust store and presents no client certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOptions {
+    /// PEM file of the certificate authorities to trust instead of the system trust store.
+    /// Defaults to none (system trust store).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only). Defaults to false.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// PEM file of a client certificate chain (mutual TLS); needs `key_file`. Defaults to none.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key; needs `cert_file`. Defaults to none.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Why a TLS configuration could not be built; the variant names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// `ca_file` could not be read or held no PEM certificate.
+    #[error("ca_file: {path}: {detail}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+    /// `cert_file` could not be read or held no PEM certificate.
+    #[error("cert_file: {path}: {detail}")]
+    CertFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+    /// `key_file` could not be read or held no PEM private key.
+    #[error("key_file: {path}: {detail}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Settings that do not go together (`cert_file` without `key_file` ...).
+    #[error("{field}: {detail}")]
+    Conflict {
+        /// The field to change.
+        field: &'static str,
+        /// Why.
+        detail: &'static str,
+    },
+    /// rustls refused the configuration (a key that does not match the certificate ...).
+    #[error("{field}: {source}")]
+    Rustls {
+        /// The field most likely at fault.
+        field: &'static str,
+        /// rustls's reason.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+impl TlsConfigError {
+    /// The configuration field the error is about (`ca_file`, `cert_file`, `key_file`,
+    /// `insecure_skip_verify`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::CaFile { .. } => "ca_file",
+            Self::CertFile { .. } => "cert_file",
+            Self::KeyFile { .. } => "key_file",
+            Self::Conflict { field, .. } | Self::Rustls { field, .. } => field,
+        }
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| format!("no PEM private key: {e}"))
+}
+
+/// The ring provider, chosen explicitly: nothing depends on a process-wide default.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The host's trust anchors, read once.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "cannot read part of the system trust store");
+        }
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(added, ignored, "system trust store loaded");
+        roots
+    })
+}
+
+impl TlsOptions {
+    /// Whether every field has its default (a `tls:` section that changes nothing).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The rustls client configuration, with no ALPN protocols set (the connectors set
+    /// `http/1.1` or `h2`). Reads the files.
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be read or holds no PEM certificate or key, when only one of
+    /// `cert_file` and `key_file` is set, when `ca_file` and `insecure_skip_verify` are both
+    /// set, or when the key does not fit rustls.
+    pub fn client_config(&self) -> Result<ClientConfig, TlsConfigError> {
+        if self.insecure_skip_verify && self.ca_file.is_some() {
+            return Err(TlsConfigError::Conflict {
+                field: "insecure_skip_verify",
+                detail: "verification is skipped, so ca_file would not be used: set one of them",
+            });
+        }
+        let client_auth = match (&self.cert_file, &self.key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let chain = read_certs(cert).map_err(|detail| TlsConfigError::CertFile {
+                    path: cert.clone(),
+                    detail,
+                })?;
+                let key = read_key(key).map_err(|detail| TlsConfigError::KeyFile {
+                    path: key.clone(),
+                    detail,
+                })?;
+                Some((chain, key))
+            }
+            (Some(_), None) => {
+                return Err(TlsConfigError::Conflict {
+                    field: "key_file",
+                    detail: "cert_file needs key_file",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(TlsConfigError::Conflict {
+                    field: "cert_file",
+                    detail: "key_file needs cert_file",
+                });
+            }
+        };
+        let provider = provider();
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|source| TlsConfigError::Rustls {
+                field: "tls",
+                source,
+            })?;
+        let builder = if self.insecure_skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(SkipVerify(
+                    provider.signature_verification_algorithms,
+                )))
+        } else {
+            let roots = match &self.ca_file {
+                Some(path) => {
+                    let mut roots = RootCertStore::empty();
+                    let certs = read_certs(path).map_err(|detail| TlsConfigError::CaFile {
+                        path: path.clone(),
+                        detail,
+                    })?;
+                    for cert in certs {
+                        roots.add(cert).map_err(|e| TlsConfigError::CaFile {
+                            path: path.clone(),
+                            detail: e.to_string(),
+                        })?;
+                    }
+                    roots
+                }
+                None => system_roots().clone(),
+            };
+            builder.with_root_certificates(roots)
+        };
+        match client_auth {
+            None => Ok(builder.with_no_client_auth()),
+            Some((chain, key)) => {
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|source| TlsConfigError::Rustls {
+                        field: "key_file",
+                        source,
+                    })
+            }
+        }
+    }
+}
+
+/// Accepts any certificate (`insecure_skip_verify: true`), still checking that the server
+/// holds the key of the certificate it presents.
+#[derive(Debug)]
+struct SkipVerify(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for SkipVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// An HTTP connector (`http://` and `https://`) speaking HTTP/1.1, or, with `h2`, HTTP/2 over
+/// TLS (ALPN `h2`, for gRPC). `timeout` bounds the TCP connect.
+pub(crate) fn https_connector(
+    tls: ClientConfig,
+    timeout: std::time::Duration,
+    h2: bool,
+) -> hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(timeout));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if h2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_build_and_conflicts_name_their_field() {
+        assert!(TlsOptions::default().client_config().is_ok());
+        let half = TlsOptions {
+            cert_file: Some("c.pem".into()),
+            ..TlsOptions::default()
+        };
+        assert_eq!(half.client_config().unwrap_err().field(), "key_file");
+        let both = TlsOptions {
+            ca_file: Some("ca.pem".into()),
+            insecure_skip_verify: true,
+            ..TlsOptions::default()
+        };
+        assert_eq!(
+            both.client_config().unwrap_err().field(),
+            "insecure_skip_verify"
+        );
+        let missing = TlsOptions {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsOptions::default()
+        };
+        let e = missing.client_config().unwrap_err();
+        assert_eq!(e.field(), "ca_file");
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let o = TlsOptions {
+            ca_file: Some(path),
+            ..TlsOptions::default()
+        };
+        let e = o.client_config().unwrap_err();
+        assert_eq!(e.field(), "ca_file");
+        assert!(e.to_string().contains("no certificate"), "{e}");
+    }
+}
