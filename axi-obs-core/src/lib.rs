@@ -80,6 +80,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `testing` | no | [`testing::Capture`] (metrics, spans and log lines of one test, without globals), [`testing::OtlpReceiver`] (an in-process OTLP receiver), [`testing::peer`] |
+//! | `tls` | no | [`tls`]: the rustls client configuration (ring provider, system trust store, PEM files, `insecure_skip_verify`) shared by the workspace's TLS clients |
 //!
 //! TLS for OTLP endpoints is not built in: export to a local collector (the usual
 //! single-server setup) over plain HTTP or gRPC; `https://` endpoints are refused with an
@@ -98,6 +99,9 @@ pub mod metrics;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 mod traces;
 
 pub use builder::{OtlpConfig, Telemetry, TelemetryBuilder, global_metrics, init, try_init};

@@ -7,15 +7,13 @@
 //! Reply classes decide retries: a 4xx reply is transient (retried), a 5xx reply is
 //! permanent; network errors and timeouts are retried.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use axi_obs_core::tls::{ClientTls, read_certs, read_key};
 use base64::Engine as _;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -498,25 +496,6 @@ async fn handshake(
     }
 }
 
-/// The ring provider, chosen explicitly: nothing depends on a process-wide default.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The host's trust anchors, read once.
-fn system_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::warn!(error = %e, "cannot read part of the system trust store");
-        }
-        let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(found.certs);
-        roots
-    })
-}
-
 /// The rustls configuration of `tls`; files are read off the runtime threads.
 async fn client_config(tls: &TlsConfig) -> Result<ClientConfig, SmtpError> {
     let tls = tls.clone();
@@ -526,101 +505,29 @@ async fn client_config(tls: &TlsConfig) -> Result<ClientConfig, SmtpError> {
         .map_err(SmtpError::Config)
 }
 
-fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{path}: not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{path}: no certificate"));
-    }
-    Ok(certs)
-}
-
 fn build_client_config(tls: &TlsConfig) -> Result<ClientConfig, String> {
-    let provider = provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?;
-    let builder = if tls.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SkipVerify(
-                provider.signature_verification_algorithms,
-            )))
-    } else {
-        let roots = match &tls.ca_file {
-            Some(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_certs(path)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("ca_file {path}: {e}"))?;
-                }
-                roots
-            }
-            None => system_roots().clone(),
-        };
-        builder.with_root_certificates(roots)
-    };
+    let mut cfg = ClientTls::new().insecure_skip_verify(tls.insecure_skip_verify);
+    if let (Some(path), false) = (&tls.ca_file, tls.insecure_skip_verify) {
+        let certs = read_certs(path.as_ref()).map_err(|e| format!("ca_file {e}"))?;
+        cfg = cfg.roots(certs);
+    }
     match (&tls.cert_file, &tls.key_file) {
-        (None, None) => Ok(builder.with_no_client_auth()),
+        (None, None) => {}
         (Some(cert), Some(key)) => {
-            let chain = read_certs(cert)?;
-            let bytes = std::fs::read(key).map_err(|e| format!("cannot read {key}: {e}"))?;
-            let key = PrivateKeyDer::from_pem_slice(&bytes)
-                .map_err(|e| format!("{key}: no PEM private key: {e}"))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("tls_config: {e}"))
+            let chain = read_certs(cert.as_ref()).map_err(|e| format!("cert_file {e}"))?;
+            let key = read_key(key.as_ref()).map_err(|e| format!("key_file {e}"))?;
+            cfg = cfg.identity(chain, key);
         }
-        _ => Err("tls_config: cert_file and key_file go together".into()),
+        _ => return Err("tls_config: cert_file and key_file go together".into()),
     }
-}
-
-/// Accepts any certificate (`insecure_skip_verify: true`), still checking that the server
-/// holds the key of the certificate it presents.
-#[derive(Debug)]
-struct SkipVerify(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for SkipVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+    cfg.client_config().map_err(|e| format!("tls_config: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axi_obs_core::tls::provider;
+    use rustls::pki_types::PrivateKeyDer;
     use tokio::net::TcpListener;
 
     /// One connection: `(expected line prefix, reply)` in order. An empty prefix sends the

@@ -8,28 +8,21 @@
 //! blackbox_exporter's `tls_config.ca_file` does.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use axi_obs_core::tls::{ClientTls, TlsError};
+use rustls::ClientConfig;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 /// Why a probe's TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
     /// `ca_file` could not be read or held no PEM certificate.
-    #[error("ca_file {path}: {detail}")]
-    CaFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What was wrong.
-        detail: String,
-    },
+    #[error("ca_file {0}")]
+    CaFile(#[source] TlsError),
     /// rustls refused the configuration.
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The certificates of a PEM file (`ca_file`).
@@ -38,37 +31,7 @@ pub enum TlsConfigError {
 ///
 /// When the file cannot be read, is not PEM, or holds no certificate.
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let err = |detail: String| TlsConfigError::CaFile {
-        path: path.to_owned(),
-        detail,
-    };
-    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(format!("not PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(err("no certificate in the file".into()));
-    }
-    Ok(certs)
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The host's trust anchors, read once (the first HTTPS probe without `ca_file` pays for it).
-fn system_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::warn!(error = %e, "cannot read part of the system trust store");
-        }
-        let mut roots = RootCertStore::empty();
-        let (added, ignored) = roots.add_parsable_certificates(found.certs);
-        tracing::debug!(added, ignored, "system trust store loaded");
-        roots
-    })
+    axi_obs_core::tls::read_certs(path).map_err(TlsConfigError::CaFile)
 }
 
 /// The rustls client configuration of one HTTPS probe: verified against `ca_file` when given,
@@ -82,71 +45,13 @@ pub fn client_config(
     ca_file: Option<&Path>,
     insecure_skip_verify: bool,
 ) -> Result<Arc<ClientConfig>, TlsConfigError> {
-    let provider = provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
-    let mut config = if insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SkipVerify(
-                provider.signature_verification_algorithms,
-            )))
-            .with_no_client_auth()
-    } else {
-        let roots = match ca_file {
-            Some(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_ca_file(path)? {
-                    roots.add(cert)?;
-                }
-                roots
-            }
-            None => system_roots().clone(),
-        };
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// Accepts any certificate (`insecure_skip_verify: true`), still checking that the server
-/// holds the key of the certificate it presents.
-#[derive(Debug)]
-struct SkipVerify(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for SkipVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+    let mut tls = ClientTls::new()
+        .insecure_skip_verify(insecure_skip_verify)
+        .alpn(vec![b"http/1.1".to_vec()]);
+    if let (Some(path), false) = (ca_file, insecure_skip_verify) {
+        tls = tls.roots(read_ca_file(path)?);
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+    Ok(Arc::new(tls.client_config()?))
 }
 
 /// blackbox_exporter's name of a TLS version (`probe_tls_version_info{version}`).

@@ -8,14 +8,10 @@
 //! certificate (the handshake signatures are still checked, so the connection is real TLS).
 //! `cert_file` + `key_file` present a client certificate (mutual TLS).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use axi_obs_core::tls::{ClientTls, TlsError, read_certs, read_key};
+use rustls::ClientConfig;
 
 /// TLS settings of an output (`tls:` in the configuration). The default verifies the server
 /// against the system trust store and presents no client certificate.
@@ -40,30 +36,15 @@ pub struct TlsOptions {
 /// Why a TLS configuration could not be built; the variant names the field.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
-    /// `ca_file` could not be read or held no PEM certificate.
-    #[error("ca_file: {path}: {detail}")]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong.
-        detail: String,
-    },
+    /// `ca_file` could not be read, held no PEM certificate, or a certificate rustls refused.
+    #[error("ca_file: {0}")]
+    CaFile(#[source] TlsError),
     /// `cert_file` could not be read or held no PEM certificate.
-    #[error("cert_file: {path}: {detail}")]
-    CertFile {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong.
-        detail: String,
-    },
+    #[error("cert_file: {0}")]
+    CertFile(#[source] TlsError),
     /// `key_file` could not be read or held no PEM private key.
-    #[error("key_file: {path}: {detail}")]
-    KeyFile {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong.
-        detail: String,
-    },
+    #[error("key_file: {0}")]
+    KeyFile(#[source] TlsError),
     /// Settings that do not go together (`cert_file` without `key_file` ...).
     #[error("{field}: {detail}")]
     Conflict {
@@ -77,9 +58,9 @@ pub enum TlsConfigError {
     Rustls {
         /// The field most likely at fault.
         field: &'static str,
-        /// rustls's reason.
+        /// rustls's reason, as [`TlsError`] gives it.
         #[source]
-        source: rustls::Error,
+        source: TlsError,
     },
 }
 
@@ -88,48 +69,12 @@ impl TlsConfigError {
     /// `insecure_skip_verify`).
     pub fn field(&self) -> &'static str {
         match self {
-            Self::CaFile { .. } => "ca_file",
-            Self::CertFile { .. } => "cert_file",
-            Self::KeyFile { .. } => "key_file",
+            Self::CaFile(_) => "ca_file",
+            Self::CertFile(_) => "cert_file",
+            Self::KeyFile(_) => "key_file",
             Self::Conflict { field, .. } | Self::Rustls { field, .. } => field,
         }
     }
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("no certificate in the file".into());
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| format!("no PEM private key: {e}"))
-}
-
-/// The ring provider, chosen explicitly: nothing depends on a process-wide default.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The host's trust anchors, read once.
-fn system_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::warn!(error = %e, "cannot read part of the system trust store");
-        }
-        let mut roots = RootCertStore::empty();
-        let (added, ignored) = roots.add_parsable_certificates(found.certs);
-        tracing::debug!(added, ignored, "system trust store loaded");
-        roots
-    })
 }
 
 impl TlsOptions {
@@ -153,18 +98,13 @@ impl TlsOptions {
                 detail: "verification is skipped, so ca_file would not be used: set one of them",
             });
         }
-        let client_auth = match (&self.cert_file, &self.key_file) {
-            (None, None) => None,
+        let mut tls = ClientTls::new().insecure_skip_verify(self.insecure_skip_verify);
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => {}
             (Some(cert), Some(key)) => {
-                let chain = read_certs(cert).map_err(|detail| TlsConfigError::CertFile {
-                    path: cert.clone(),
-                    detail,
-                })?;
-                let key = read_key(key).map_err(|detail| TlsConfigError::KeyFile {
-                    path: key.clone(),
-                    detail,
-                })?;
-                Some((chain, key))
+                let chain = read_certs(cert).map_err(TlsConfigError::CertFile)?;
+                let key = read_key(key).map_err(TlsConfigError::KeyFile)?;
+                tls = tls.identity(chain, key);
             }
             (Some(_), None) => {
                 return Err(TlsConfigError::Conflict {
@@ -178,91 +118,21 @@ impl TlsOptions {
                     detail: "key_file needs cert_file",
                 });
             }
-        };
-        let provider = provider();
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|source| TlsConfigError::Rustls {
-                field: "tls",
-                source,
-            })?;
-        let builder = if self.insecure_skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(SkipVerify(
-                    provider.signature_verification_algorithms,
-                )))
-        } else {
-            let roots = match &self.ca_file {
-                Some(path) => {
-                    let mut roots = RootCertStore::empty();
-                    let certs = read_certs(path).map_err(|detail| TlsConfigError::CaFile {
-                        path: path.clone(),
-                        detail,
-                    })?;
-                    for cert in certs {
-                        roots.add(cert).map_err(|e| TlsConfigError::CaFile {
-                            path: path.clone(),
-                            detail: e.to_string(),
-                        })?;
-                    }
-                    roots
-                }
-                None => system_roots().clone(),
-            };
-            builder.with_root_certificates(roots)
-        };
-        match client_auth {
-            None => Ok(builder.with_no_client_auth()),
-            Some((chain, key)) => {
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|source| TlsConfigError::Rustls {
-                        field: "key_file",
-                        source,
-                    })
-            }
         }
-    }
-}
-
-/// Accepts any certificate (`insecure_skip_verify: true`), still checking that the server
-/// holds the key of the certificate it presents.
-#[derive(Debug)]
-struct SkipVerify(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for SkipVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        if let Some(path) = &self.ca_file {
+            tls = tls.roots(read_certs(path).map_err(TlsConfigError::CaFile)?);
+        }
+        tls.client_config().map_err(|e| match e {
+            TlsError::TrustAnchor(_) => TlsConfigError::CaFile(e),
+            TlsError::Identity(_) => TlsConfigError::Rustls {
+                field: "key_file",
+                source: e,
+            },
+            _ => TlsConfigError::Rustls {
+                field: "tls",
+                source: e,
+            },
+        })
     }
 }
 
