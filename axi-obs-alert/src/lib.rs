@@ -3,7 +3,9 @@
 //! Built in slices; present now:
 //!
 //! - [`delivery`]: Alertmanager configuration (strict), routing and group keys exactly as
-//!   Alertmanager, webhook payload v4, DingTalk and WeCom robots, and a Prometheus-style
+//!   Alertmanager, a built-in router (grouping, inhibition, silences, the notification log,
+//!   state that survives `kill -9`) delivering webhook payload v4, mail, DingTalk and WeCom
+//!   robots, Alertmanager's HTTP API v2 (`axi-alert alertmanager`), and a Prometheus-style
 //!   sender to real Alertmanagers (`POST /api/v2/alerts`).
 //! - [`promql`]: parse with `promql-parser` plus Prometheus's extra checks, evaluate instant
 //!   and range queries over any [`promql::Storage`] with Prometheus 3 semantics (left-open
@@ -25,8 +27,8 @@
 //! - [`enrich`]: annotation enrichers (a deploy-aware alert: "started 3 min after v1.4.2
 //!   went out"), run on the alerts [`inprocess`] hands out.
 //!
-//! Next: Prometheus's group offsets and remote write of recorded series; for delivery, mail,
-//! persisted undelivered notifications, robot rate limits and the Alertmanager-compatible API.
+//! Next: Prometheus's group offsets and remote write of recorded series; for delivery, robot
+//! rate limits, TLS and auth toward Alertmanagers, time intervals and remediation actions.
 //!
 //! ```
 //! use axi_obs_alert::promql::{parse, Engine, Labels, MemStorage, Value};

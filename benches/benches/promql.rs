@@ -12,11 +12,11 @@
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axi_obs_alert::promql::{Engine, Expr, Labels, MemStorage, Value, parse};
+use axi_obs_benches::peer;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const STEP_MS: i64 = 15_000;
@@ -139,15 +139,6 @@ fn rule_round() -> Vec<String> {
         ));
     }
     rules
-}
-
-fn peer(name: &str) -> Option<PathBuf> {
-    std::env::var_os("AXI_PEERS_BIN")
-        .into_iter()
-        .chain(std::env::var_os("PATH"))
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 struct Prometheus {

@@ -1,2 +1,27 @@
 //! Criterion benchmarks for axi-obs; see `benches/` and BENCHMARKS.md at the workspace root.
 //! Run with `cargo bench -p axi-obs-benches`.
+
+use std::path::PathBuf;
+
+/// A peer's binary (`prometheus`, `alertmanager` ...) from `$AXI_PEERS_BIN`
+/// (`scripts/install-peers.sh`) or `PATH`; `None` when it is in neither.
+pub fn peer(name: &str) -> Option<PathBuf> {
+    std::env::var_os("AXI_PEERS_BIN")
+        .into_iter()
+        .chain(std::env::var_os("PATH"))
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A free loopback port (bound, read and released).
+///
+/// # Panics
+///
+/// When no port can be bound on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -139,7 +139,9 @@ pub struct Flush {
     pub jobs: Vec<Job>,
     /// Alerts muted by inhibition or a silence at this flush.
     pub muted: usize,
-    alerts: Vec<AmAlert>,
+    /// The group's resolved alerts at the flush: they leave it once every job succeeded
+    /// (unless received again since).
+    resolved_alerts: Vec<AmAlert>,
 }
 
 /// What a [`Dispatcher::tick`] did.
@@ -377,21 +379,20 @@ impl Dispatcher {
             alert.ends_at = Some(now_ms.saturating_add(ms(self.resolve_timeout)));
         }
         let fp = alert.fingerprint();
+        let starts_at = alert.starts_at;
         let mut out = Inserted::default();
-        let targets: Vec<(String, RouteOpts, LabelSet)> = self
-            .tree
-            .matches(&alert.labels)
-            .into_iter()
-            .map(|r| {
-                (
-                    r.group_key(&alert.labels),
-                    r.opts.clone(),
-                    r.group_labels(&alert.labels),
-                )
-            })
-            .collect();
-        for (group_key, opts, labels) in targets {
-            let id = (group_key, opts.receiver.clone());
+        let routes = self.tree.matches(&alert.labels);
+        let last = routes.len().saturating_sub(1);
+        // The alert is cloned for all groups but the last, which takes it.
+        let mut alert = Some(alert);
+        for (i, r) in routes.into_iter().enumerate() {
+            let next = if i == last {
+                alert.take()
+            } else {
+                alert.clone()
+            };
+            let Some(mut new) = next else { break };
+            let id = (r.group_key(&new.labels), r.opts.receiver.clone());
             if !self.groups.contains_key(&id) && self.groups.len() >= self.opts.max_groups {
                 self.groups_refused += 1;
                 metrics::counter!(METRIC_GROUP_LIMIT_REACHED_TOTAL).increment(1);
@@ -399,42 +400,34 @@ impl Dispatcher {
                 continue;
             }
             let group = self.groups.entry(id).or_insert_with(|| Group {
-                next_flush_ms: now_ms.saturating_add(ms(opts.group_wait)),
-                opts,
-                labels,
+                next_flush_ms: now_ms.saturating_add(ms(r.opts.group_wait)),
+                opts: r.opts.clone(),
+                labels: r.group_labels(&new.labels),
                 alerts: BTreeMap::new(),
                 has_flushed: false,
             });
             let full = group.alerts.len() >= self.opts.max_alerts_per_group;
-            match group.alerts.get_mut(&fp) {
-                Some(old) => {
-                    let starts_at = if old.resolved_at(now_ms) {
-                        alert.starts_at
-                    } else {
-                        old.starts_at.min(alert.starts_at)
-                    };
-                    *old = alert.clone();
-                    old.starts_at = starts_at;
-                }
-                None if full => {
-                    self.alerts_refused += 1;
-                    metrics::counter!(METRIC_ALERT_LIMIT_REACHED_TOTAL).increment(1);
-                    out.refused += 1;
-                    continue;
-                }
-                None => {
-                    group.alerts.insert(fp, alert.clone());
-                }
+            if full && !group.alerts.contains_key(&fp) {
+                self.alerts_refused += 1;
+                metrics::counter!(METRIC_ALERT_LIMIT_REACHED_TOTAL).increment(1);
+                out.refused += 1;
+                continue;
             }
-            if !group.has_flushed
-                && alert.starts_at.saturating_add(ms(group.opts.group_wait)) < now_ms
+            if let Some(old) = group.alerts.get(&fp)
+                && !old.resolved_at(now_ms)
             {
+                new.starts_at = old.starts_at.min(new.starts_at);
+            }
+            if out.groups == 0 {
+                self.inhibitor.observe(&new);
+            }
+            group.alerts.insert(fp, new);
+            if !group.has_flushed && starts_at.saturating_add(ms(group.opts.group_wait)) < now_ms {
                 group.next_flush_ms = now_ms;
             }
             out.groups += 1;
         }
         if out.groups > 0 {
-            self.inhibitor.observe(&alert);
             self.updated.insert(fp, now_ms);
             self.dirty = true;
         }
@@ -469,26 +462,36 @@ impl Dispatcher {
             let (group_key, receiver) = id;
             g.next_flush_ms = now_ms.saturating_add(ms(g.opts.group_interval));
             g.has_flushed = true;
-            let mut alerts: Vec<AmAlert> = g.alerts.values().cloned().collect();
-            sort_for_notification(&mut alerts);
-            let (kept, muted): (Vec<AmAlert>, Vec<AmAlert>) =
-                alerts.iter().cloned().partition(|a| {
-                    !self.inhibitor.mutes(&a.labels, now_ms)
-                        && !self.silences.mutes(&a.labels, now_ms)
-                });
+            // Mute and classify by reference; alerts are copied only into the
+            // notifications that must go out, and the resolved ones into the flush (to drop
+            // them from the group once delivered).
+            let mut firing = BTreeSet::new();
+            let mut resolved = BTreeSet::new();
+            let mut kept: Vec<&AmAlert> = Vec::new();
+            let mut resolved_alerts = Vec::new();
+            let mut muted = 0;
+            for (fp, a) in &g.alerts {
+                let is_resolved = a.resolved_at(now_ms);
+                if is_resolved {
+                    resolved_alerts.push(a.clone());
+                }
+                if self.inhibitor.mutes(&a.labels, now_ms) || self.silences.mutes(&a.labels, now_ms)
+                {
+                    muted += 1;
+                    continue;
+                }
+                if is_resolved {
+                    resolved.insert(fp.0);
+                } else {
+                    firing.insert(fp.0);
+                }
+                kept.push(a);
+            }
             let mut jobs = Vec::new();
             if !kept.is_empty()
                 && let Some(r) = self.receivers.get(receiver)
             {
-                let mut firing = BTreeSet::new();
-                let mut resolved = BTreeSet::new();
-                for a in &kept {
-                    if a.resolved_at(now_ms) {
-                        resolved.insert(a.fingerprint().0);
-                    } else {
-                        firing.insert(a.fingerprint().0);
-                    }
-                }
+                let mut notified: Option<Vec<AmAlert>> = None;
                 for (index, integration) in integrations(r).into_iter() {
                     let key = IntegrationKey {
                         receiver: receiver.clone(),
@@ -506,13 +509,20 @@ impl Dispatcher {
                     ) else {
                         continue;
                     };
+                    let alerts = notified
+                        .get_or_insert_with(|| {
+                            let mut v: Vec<AmAlert> = kept.iter().map(|a| (*a).clone()).collect();
+                            sort_for_notification(&mut v);
+                            v
+                        })
+                        .clone();
                     jobs.push(Job {
                         key,
                         notification: Notification {
                             receiver: receiver.clone(),
                             group_key: group_key.clone(),
                             group_labels: g.labels.clone(),
-                            alerts: kept.clone(),
+                            alerts,
                             reason,
                             now_ms,
                             external_url: self.opts.external_url.clone(),
@@ -529,8 +539,8 @@ impl Dispatcher {
                 receiver: receiver.clone(),
                 now_ms,
                 jobs,
-                muted: muted.len(),
-                alerts,
+                muted,
+                resolved_alerts,
             });
         }
         flushes
@@ -564,7 +574,7 @@ impl Dispatcher {
             return;
         };
         let mut removed = Vec::new();
-        for a in flush.alerts.iter().filter(|a| a.resolved_at(flush.now_ms)) {
+        for a in &flush.resolved_alerts {
             let fp = a.fingerprint();
             if g.alerts.get(&fp) == Some(a) {
                 g.alerts.remove(&fp);
