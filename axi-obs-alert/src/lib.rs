@@ -28,7 +28,7 @@
 //!   went out"), run on the alerts [`inprocess`] hands out.
 //!
 //! Next: Prometheus's group offsets and remote write of recorded series; for delivery, robot
-//! rate limits, TLS and auth toward Alertmanagers, time intervals and remediation actions.
+//! rate limits, TLS toward Alertmanagers, time intervals and remediation actions.
 //!
 //! ```
 //! use axi_obs_alert::promql::{parse, Engine, Labels, MemStorage, Value};

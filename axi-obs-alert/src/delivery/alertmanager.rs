@@ -122,6 +122,37 @@ pub struct SenderOptions {
     pub max_batch: NonZeroUsize,
     /// Per-request timeout. Defaults to 10 s.
     pub timeout: Duration,
+    /// Credentials sent to every Alertmanager (Prometheus's `basic_auth` or
+    /// `authorization`). Defaults to none.
+    pub auth: Option<AlertmanagerAuth>,
+}
+
+/// How the sender authenticates to the Alertmanagers, as Prometheus's `alertmanagers`
+/// configuration does. Secrets are not shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AlertmanagerAuth {
+    /// `Authorization: Basic base64(username:password)` (`basic_auth`).
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: String,
+    },
+    /// `Authorization: Bearer TOKEN` (`authorization` with the default type).
+    Bearer(String),
+}
+
+impl std::fmt::Debug for AlertmanagerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AlertmanagerAuth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<secret>")
+                .finish(),
+            AlertmanagerAuth::Bearer(_) => f.debug_tuple("Bearer").field(&"<secret>").finish(),
+        }
+    }
 }
 
 impl SenderOptions {
@@ -133,6 +164,7 @@ impl SenderOptions {
             queue_capacity: NonZeroUsize::new(DEFAULT_QUEUE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             max_batch: NonZeroUsize::new(MAX_BATCH).unwrap_or(NonZeroUsize::MIN),
             timeout: DEFAULT_TIMEOUT,
+            auth: None,
         }
     }
 }
@@ -271,7 +303,8 @@ impl AlertmanagerSender {
                 let client = self.client.clone();
                 let body = body.clone();
                 let am = am.clone();
-                tasks.spawn(async move { (am, post(&client, &url, body).await) });
+                let auth = self.opts.auth.clone();
+                tasks.spawn(async move { (am, post(&client, &url, auth.as_ref(), body).await) });
             }
             let mut ok = false;
             while let Some(res) = tasks.join_next().await {
@@ -317,14 +350,24 @@ fn bytes_of(batch: &[PostableAlert]) -> Vec<u8> {
     serde_json::to_vec(batch).unwrap_or_default()
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
-    let resp = client
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<&AlertmanagerAuth>,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let mut req = client
         .post(url)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .body(body);
+    req = match auth {
+        Some(AlertmanagerAuth::Basic { username, password }) => {
+            req.basic_auth(username, Some(password))
+        }
+        Some(AlertmanagerAuth::Bearer(token)) => req.bearer_auth(token),
+        None => req,
+    };
+    let resp = req.send().await.map_err(|e| e.to_string())?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
@@ -437,5 +480,67 @@ mod tests {
         let sent = alerts_to_send([&mut a], 130_000, iv, rd, "g");
         assert_eq!(sent[0].ends_at, Some(130_000));
         assert!(alerts_to_send([&mut a], 135_000, iv, rd, "g").is_empty());
+    }
+
+    #[tokio::test]
+    async fn basic_and_bearer_credentials_reach_every_alertmanager() {
+        use std::sync::{Arc, Mutex};
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let s = seen.clone();
+        let app = axum::Router::new().route(
+            ALERTS_PATH,
+            axum::routing::post(move |headers: http::HeaderMap| {
+                let s = s.clone();
+                async move {
+                    let auth = headers
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_string();
+                    s.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(auth);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        for auth in [
+            None,
+            Some(AlertmanagerAuth::Basic {
+                username: "prom".into(),
+                password: "s3cret".into(),
+            }),
+            Some(AlertmanagerAuth::Bearer("tok-123".into())),
+        ] {
+            let mut opts = SenderOptions::new(vec![base.clone()]);
+            opts.auth = auth;
+            let sender = AlertmanagerSender::new(opts).expect("sender");
+            sender.send(vec![pa("A")]);
+            let report = sender.flush().await;
+            assert_eq!(
+                (report.batches, report.failed_batches),
+                (1, 0),
+                "{report:?}"
+            );
+        }
+        let seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        // base64("prom:s3cret") = cHJvbTpzM2NyZXQ=
+        assert_eq!(seen, ["none", "Basic cHJvbTpzM2NyZXQ=", "Bearer tok-123"]);
+        let shown = format!(
+            "{:?}",
+            AlertmanagerAuth::Basic {
+                username: "prom".into(),
+                password: "s3cret".into()
+            }
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

@@ -37,8 +37,9 @@
 //!   replies and network errors are retried, 5xx replies are not ([`SmtpError`]).
 //! - [`AlertmanagerSender`]: Prometheus's notifier: `POST /api/v2/alerts` to every
 //!   Alertmanager, batches of at most 256, a bounded queue dropping the oldest alerts
-//!   (counted), timeouts, external labels; [`alerts_to_send`] picks what a rule sends after an
-//!   evaluation, with Prometheus's `endsAt`.
+//!   (counted), timeouts, external labels, basic or bearer credentials
+//!   ([`AlertmanagerAuth`]); [`alerts_to_send`] picks what a rule sends after an evaluation,
+//!   with Prometheus's `endsAt`.
 //!
 //! - [`Dispatcher`]: the router's runtime, as `dispatch/dispatch.go` and the notify
 //!   pipeline, driven by an explicit clock ([`Dispatcher::insert`] and
@@ -84,8 +85,8 @@
 //! `auth_secret_file` are refused at load), `threading`, `html/template`'s contextual
 //! escaping beyond HTML-escaping the data (URL and CSS contexts), and Alertmanager's
 //! template functions other than `join` (`stringSlice`, `date`, `tz`, `since`, `toJson`,
-//! ...); robot rate limits (20 messages per minute), TLS options and auth toward
-//! Alertmanagers (plain `reqwest` defaults), YAML merge keys, `templates:` files, time
+//! ...); robot rate limits (20 messages per minute), `https://` Alertmanagers (the
+//! workspace's `reqwest` has no TLS backend; basic and bearer auth are there), YAML merge keys, `templates:` files, time
 //! intervals (the API's `mutedBy` is always empty), remediation actions, configuration
 //! reload, clustering.
 //!
@@ -154,8 +155,9 @@ mod smtp;
 mod state;
 
 pub use alertmanager::{
-    ALERTS_PATH, AlertmanagerSender, DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT,
-    FlushReport, MAX_BATCH, PostableAlert, SenderOptions, alerts_to_send, generator_url,
+    ALERTS_PATH, AlertmanagerAuth, AlertmanagerSender, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT, FlushReport, MAX_BATCH, PostableAlert, SenderOptions,
+    alerts_to_send, generator_url,
 };
 #[cfg(feature = "api")]
 pub use api::{ApiInfo, api_router};
