@@ -342,3 +342,65 @@ async fn network_errors_are_retryable() {
     assert!(matches!(err, DeliveryError::Http(_)), "{err}");
     assert!(err.is_retryable());
 }
+
+/// Five notifications at once to a robot allowed two messages per window: two go out at
+/// once, the other three wait and go out together as one signed message, each delivery
+/// reporting success; nothing is lost and the robot sees three requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_robot_limit_is_kept_by_batching() {
+    use axi_obs_alert::delivery::{Integration, Notifier, RetryPolicy};
+    let (base, log) = receiver().await;
+    let rs = receivers(&base, SECRET, WECOM_KEY);
+    let ding = rs[0].dingtalk_configs[0].clone();
+    let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default())
+        .with_robot_limit(2, std::time::Duration::from_millis(500));
+    let integration = Integration::DingTalk(ding);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..5 {
+        let mut n = notification(false);
+        n.alerts[0]
+            .labels
+            .insert("alertname".into(), format!("Batch{i}"));
+        let (notifier, integration) = (notifier.clone(), integration.clone());
+        tasks.spawn(async move { notifier.deliver(&integration, &n).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let r = done.expect("task");
+        assert!(matches!(r, Ok(Delivered::Sent)), "{r:?}");
+    }
+    let got: Vec<Received> = log
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|r| r.path == "/dingtalk")
+        .cloned()
+        .collect();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    // Every request was signed (the batch with the time it was sent) and accepted.
+    assert!(got.iter().all(|r| dingtalk_accepts(&r.query)));
+    let texts: Vec<&str> = got
+        .iter()
+        .map(|r| r.body["markdown"]["text"].as_str().expect("text"))
+        .collect();
+    for i in 0..5 {
+        let n = texts
+            .iter()
+            .filter(|t| t.contains(&format!("Batch{i}")))
+            .count();
+        assert_eq!(n, 1, "Batch{i} in {texts:#?}");
+    }
+    let batched = got
+        .iter()
+        .find(|r| {
+            r.body["markdown"]["title"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("(+2 more)"))
+        })
+        .unwrap_or_else(|| panic!("no batched message in {got:#?}"));
+    assert_eq!(
+        batched.body["markdown"]["text"]
+            .as_str()
+            .map(|t| t.matches("\n\n---\n\n").count()),
+        Some(2)
+    );
+}

@@ -65,6 +65,15 @@ pub enum DeliveryError {
     /// cannot be read.
     #[error("mail: {0}")]
     Mail(String),
+    /// The notification went out batched with others (a robot's message limit was reached)
+    /// and that message failed.
+    #[error("batched robot message: {message}")]
+    Batched {
+        /// Whether the batch's error could be retried.
+        retryable: bool,
+        /// The batch's error.
+        message: String,
+    },
 }
 
 impl DeliveryError {
@@ -78,6 +87,7 @@ impl DeliveryError {
             DeliveryError::Status { status, .. } => *status >= 500 || *status == 429,
             DeliveryError::Robot { errcode, .. } => *errcode == 45009,
             DeliveryError::Smtp(e) => e.is_retryable(),
+            DeliveryError::Batched { retryable, .. } => *retryable,
             DeliveryError::BadResponse(_) | DeliveryError::Template(_) | DeliveryError::Mail(_) => {
                 false
             }
@@ -262,14 +272,7 @@ pub async fn send_dingtalk(
     let Some(body) = dingtalk_body(cfg, n)? else {
         return Ok(Delivered::NothingToSend);
     };
-    let reply = post_json(
-        client,
-        &dingtalk_url(cfg, n.now_ms),
-        body.to_string().into_bytes(),
-    )
-    .await?;
-    check_robot_reply(&reply)?;
-    Ok(Delivered::Sent)
+    post_robot(client, &dingtalk_url(cfg, n.now_ms), &body).await
 }
 
 /// The WeCom request body: a markdown message, mentions appended as `<@userid>`, cut to
@@ -296,6 +299,14 @@ pub fn wecom_body(
     for id in &cfg.mentioned_list {
         content.push_str(&format!("<@{id}>"));
     }
+    cut_to_wecom_limit(&mut content);
+    Ok(Some(
+        json!({"msgtype": "markdown", "markdown": {"content": content}}),
+    ))
+}
+
+/// Cuts a WeCom markdown content to [`WECOM_MARKDOWN_MAX_BYTES`] on a character boundary.
+pub(crate) fn cut_to_wecom_limit(content: &mut String) {
     if content.len() > WECOM_MARKDOWN_MAX_BYTES {
         let mut cut = WECOM_MARKDOWN_MAX_BYTES;
         while !content.is_char_boundary(cut) {
@@ -303,9 +314,17 @@ pub fn wecom_body(
         }
         content.truncate(cut);
     }
-    Ok(Some(
-        json!({"msgtype": "markdown", "markdown": {"content": content}}),
-    ))
+}
+
+/// Posts a robot message body and checks the robot's `errcode`.
+pub(crate) async fn post_robot(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<Delivered, DeliveryError> {
+    let reply = post_json(client, url, body.to_string().into_bytes()).await?;
+    check_robot_reply(&reply)?;
+    Ok(Delivered::Sent)
 }
 
 /// Sends `n` to a WeCom group robot. An answer with `errcode != 0` is a failure.
@@ -321,9 +340,7 @@ pub async fn send_wecom(
     let Some(body) = wecom_body(cfg, n)? else {
         return Ok(Delivered::NothingToSend);
     };
-    let reply = post_json(client, &cfg.robot_url(), body.to_string().into_bytes()).await?;
-    check_robot_reply(&reply)?;
-    Ok(Delivered::Sent)
+    post_robot(client, &cfg.robot_url(), &body).await
 }
 
 #[cfg(test)]

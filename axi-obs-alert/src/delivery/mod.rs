@@ -61,6 +61,10 @@
 //!   `reason` `clientError` / `serverError` / `other`, [`METRIC_NOTIFICATION_REQUESTS_TOTAL`],
 //!   [`METRIC_NOTIFICATION_LATENCY_SECONDS`]) through the `metrics` facade.
 //!
+//! - Robot limits: at most 20 messages per minute to each DingTalk or WeCom robot
+//!   ([`Notifier::with_robot_limit`]); while a robot's window is full its notifications wait
+//!   and then go out together as one message (sections joined, mentions merged), each
+//!   delivery getting that message's outcome.
 //! - [`Runner`]: a Tokio task driving a [`Dispatcher`] on a [`Clock`] ([`SystemClock`]):
 //!   alerts and silence changes through a bounded channel (senders wait when it is full),
 //!   each flushed group delivered in a task of its own (a slow or failing receiver holds up
@@ -85,7 +89,7 @@
 //! `auth_secret_file` are refused at load), `threading`, `html/template`'s contextual
 //! escaping beyond HTML-escaping the data (URL and CSS contexts), and Alertmanager's
 //! template functions other than `join` (`stringSlice`, `date`, `tz`, `since`, `toJson`,
-//! ...); robot rate limits (20 messages per minute), `https://` Alertmanagers (the
+//! ...); `https://` Alertmanagers (the
 //! workspace's `reqwest` has no TLS backend; basic and bearer auth are there), YAML merge keys, `templates:` files, time
 //! intervals (the API's `mutedBy` is always empty), remediation actions, configuration
 //! reload, clustering.
@@ -146,6 +150,7 @@ mod model;
 mod nflog;
 mod notification;
 mod notify;
+mod robot_limit;
 mod route;
 mod runner;
 #[cfg(feature = "api")]
@@ -195,6 +200,7 @@ pub use notify::{
     METRIC_NOTIFICATION_REQUESTS_FAILED_TOTAL, METRIC_NOTIFICATION_REQUESTS_TOTAL,
     METRIC_NOTIFICATIONS_FAILED_TOTAL, METRIC_NOTIFICATIONS_TOTAL, Notifier, RetryPolicy,
 };
+pub use robot_limit::{DEFAULT_ROBOT_MESSAGES, DEFAULT_ROBOT_WINDOW};
 pub use route::{Route, RouteOpts, label_set_string};
 pub use runner::{Clock, DEFAULT_RUNNER_CAPACITY, Runner, RunnerError, SystemClock};
 #[cfg(feature = "api")]

@@ -5,8 +5,12 @@ use std::time::{Duration, Instant};
 
 use super::config::{DingTalkConfig, EmailConfig, WeComConfig, WebhookConfig};
 use super::email::send_email;
-use super::integrations::{Delivered, DeliveryError, send_dingtalk, send_webhook, send_wecom};
+use super::integrations::{
+    Delivered, DeliveryError, dingtalk_body, dingtalk_url, send_webhook, wecom_body,
+};
 use super::notification::Notification;
+use super::robot_limit::{DEFAULT_ROBOT_MESSAGES, DEFAULT_ROBOT_WINDOW, RobotLimits, send_limited};
+use super::runner::{Clock as _, SystemClock};
 use super::smtp::DEFAULT_SMTP_TIMEOUT;
 
 /// Notifications attempted, per integration (counter; label `integration`).
@@ -67,15 +71,27 @@ impl Integration {
 
     async fn send_once(
         &self,
-        client: &reqwest::Client,
-        smtp_timeout: Duration,
+        notifier: &Notifier,
         n: &Notification,
     ) -> Result<Delivered, DeliveryError> {
+        let client = &notifier.client;
         match self {
             Integration::Webhook(c) => send_webhook(client, c, n).await,
-            Integration::DingTalk(c) => send_dingtalk(client, c, n).await,
-            Integration::WeCom(c) => send_wecom(client, c, n).await,
-            Integration::Email(c) => send_email(c, n, smtp_timeout).await,
+            Integration::DingTalk(c) => {
+                let Some(body) = dingtalk_body(c, n)? else {
+                    return Ok(Delivered::NothingToSend);
+                };
+                let url = || dingtalk_url(c, SystemClock.now_ms());
+                send_limited(&notifier.robots, client, &c.robot_url(), body, url).await
+            }
+            Integration::WeCom(c) => {
+                let Some(body) = wecom_body(c, n)? else {
+                    return Ok(Delivered::NothingToSend);
+                };
+                let url = || c.robot_url();
+                send_limited(&notifier.robots, client, &c.robot_url(), body, url).await
+            }
+            Integration::Email(c) => send_email(c, n, notifier.smtp_timeout).await,
         }
     }
 }
@@ -117,6 +133,7 @@ pub struct Notifier {
     client: reqwest::Client,
     retry: RetryPolicy,
     smtp_timeout: Duration,
+    robots: RobotLimits,
 }
 
 impl Notifier {
@@ -126,7 +143,17 @@ impl Notifier {
             client,
             retry,
             smtp_timeout: DEFAULT_SMTP_TIMEOUT,
+            robots: RobotLimits::new(DEFAULT_ROBOT_MESSAGES, DEFAULT_ROBOT_WINDOW),
         }
+    }
+
+    /// At most `messages` messages per `window` to each DingTalk or WeCom robot (shared by
+    /// the clones of this notifier). While a robot's window is full, its notifications wait
+    /// and then go out together as one message, sections joined and mentions merged.
+    /// Defaults to the robots' documented limit, 20 per minute.
+    pub fn with_robot_limit(mut self, messages: usize, window: Duration) -> Notifier {
+        self.robots = RobotLimits::new(messages, window);
+        self
     }
 
     /// Limits each SMTP step of mail deliveries (connect, TLS handshake, each command, the
@@ -152,9 +179,7 @@ impl Notifier {
         let mut attempt = 1;
         loop {
             let start = Instant::now();
-            let result = integration
-                .send_once(&self.client, self.smtp_timeout, n)
-                .await;
+            let result = integration.send_once(self, n).await;
             if !matches!(result, Ok(Delivered::NothingToSend)) {
                 metrics::counter!(METRIC_NOTIFICATION_REQUESTS_TOTAL, LABEL_INTEGRATION => name)
                     .increment(1);
