@@ -13,7 +13,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Kill, free_port};
+use common::{Kill, free_port, serve};
 
 const CONFIG: &str = r#"route:
   receiver: hook
@@ -35,13 +35,7 @@ receivers:
 
 /// A webhook receiver answering 200 to everything; returns its port.
 async fn sink() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let app = axum::Router::new().fallback(|| async { "ok" });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    port
+    serve(axum::Router::new().fallback(|| async { "ok" })).await
 }
 
 fn start_alertmanager(bin: &Path, config: &Path, dir: &Path) -> (Kill, u16) {
@@ -416,4 +410,152 @@ async fn bad_requests_are_refused_with_alertmanagers_statuses() {
         .await
         .expect("delete");
     assert_eq!(r.status(), 404);
+}
+
+/// A receiver recording the alert names of each request, by path.
+async fn recording_sink() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, axum::Json(v): axum::Json<Value>| {
+            let s = s.clone();
+            async move {
+                for a in v["alerts"].as_array().into_iter().flatten() {
+                    let name = a["labels"]["alertname"].as_str().unwrap_or("").to_string();
+                    s.lock().expect("lock").push((uri.path().to_string(), name));
+                }
+                "ok"
+            }
+        },
+    );
+    (serve(app).await, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_by_post_and_sighup_keeps_alerts_silences_and_the_log() {
+    let (hook, seen) = recording_sink().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("alertmanager.yml");
+    let text = |path: &str| {
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n- name: hook\n  webhook_configs: [{{url: \"http://127.0.0.1:{hook}/{path}\"}}]\n"
+        )
+    };
+    std::fs::write(&config, text("a")).expect("config");
+    let (ours, port) = start_ours(&config, &dir.path().join("ours"));
+    wait_ready(port).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let post_alert = |name: &str| {
+        http.post(format!("{base}/api/v2/alerts"))
+            .header("content-type", "application/json")
+            .body(format!("[{{\"labels\":{{\"alertname\":\"{name}\"}}}}]"))
+            .send()
+    };
+    let wait_for = |path: &'static str, name: &'static str| {
+        let seen = seen.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !seen
+                .lock()
+                .expect("lock")
+                .contains(&(path.to_string(), name.to_string()))
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} never reached {path}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let status = || async {
+        let t = reqwest::get(format!("{base}/api/v2/status"))
+            .await
+            .expect("status")
+            .text()
+            .await
+            .expect("body");
+        serde_json::from_str::<Value>(&t).expect("json")["config"]["original"].clone()
+    };
+    assert!(post_alert("X").await.expect("post").status().is_success());
+    wait_for("/a", "X").await;
+    let silence = http
+        .post(format!("{base}/api/v2/silences"))
+        .header("content-type", "application/json")
+        .body(r#"{"matchers":[{"name":"alertname","value":"Quiet","isRegex":false}],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2099-01-01T00:00:00Z","createdBy":"t","comment":"c"}"#)
+        .send()
+        .await
+        .expect("silence");
+    assert!(silence.status().is_success());
+
+    // POST /-/reload: the new receiver URL takes over; X, already notified, is not sent again.
+    std::fs::write(&config, text("b")).expect("config");
+    let r = http
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 200);
+    assert_eq!(status().await, text("b"));
+    assert!(post_alert("Y").await.expect("post").status().is_success());
+    wait_for("/b", "Y").await;
+
+    // A bad file is refused and the running configuration stays.
+    std::fs::write(&config, "route: [").expect("config");
+    let r = http
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 500);
+    assert!(r.text().await.expect("body").contains("alertmanager.yml"));
+    assert_eq!(status().await, text("b"));
+
+    // SIGHUP does the same.
+    std::fs::write(&config, text("c")).expect("config");
+    let hup = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(ours.0.id().to_string())
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while status().await != text("c") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(post_alert("Z").await.expect("post").status().is_success());
+    wait_for("/c", "Z").await;
+
+    // The silence and the alerts survived both reloads; nothing was sent twice.
+    let silences = http
+        .get(format!("{base}/api/v2/silences"))
+        .send()
+        .await
+        .expect("silences")
+        .text()
+        .await
+        .expect("body");
+    assert!(silences.contains("Quiet"), "{silences}");
+    let alerts = body_json(
+        http.get(format!("{base}/api/v2/alerts"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(alerts.as_array().expect("array").len(), 3, "{alerts:#}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let seen = seen.lock().expect("lock").clone();
+    for name in ["X", "Y", "Z"] {
+        assert_eq!(
+            seen.iter().filter(|(_, n)| n == name).count(),
+            1,
+            "{name} in {seen:?}"
+        );
+    }
 }

@@ -79,6 +79,8 @@ enum Command {
     /// notification log, the silences and the alerts are written atomically to
     /// `STORAGE/axi-router-state.json` after every change, so a restart (even after
     /// `kill -9`) forgets no alert and sends nothing twice that was logged as sent.
+    /// SIGHUP or `POST /-/reload` read the configuration file again (silences, the log and
+    /// the alerts kept; a bad file is refused and the running configuration stays).
     /// SIGINT and SIGTERM stop it after a last write.
     #[cfg(feature = "api")]
     Alertmanager {

@@ -33,8 +33,12 @@ pub struct ApiInfo {
 #[derive(Clone)]
 struct ApiState {
     runner: Runner,
-    info: std::sync::Arc<ApiInfo>,
+    started_ms: i64,
+    config_text: ConfigText,
 }
+
+/// The configuration text `GET /api/v2/status` shows, replaced on reload.
+pub(crate) type ConfigText = std::sync::Arc<std::sync::RwLock<String>>;
 
 /// The API's routes (`/api/v2/...`, `/-/healthy`, `/-/ready`) over `runner`.
 ///
@@ -48,9 +52,19 @@ struct ApiState {
 /// # }
 /// ```
 pub fn api_router(runner: Runner, info: ApiInfo) -> Router {
+    api_router_with(
+        runner,
+        info.started_ms,
+        std::sync::Arc::new(info.config_text.into()),
+    )
+}
+
+/// [`api_router`] with the configuration text shared with whoever reloads it.
+pub(crate) fn api_router_with(runner: Runner, started_ms: i64, config_text: ConfigText) -> Router {
     let state = ApiState {
         runner,
-        info: std::sync::Arc::new(info),
+        started_ms,
+        config_text,
     };
     Router::new()
         .route("/api/v2/status", get(status))
@@ -96,10 +110,15 @@ fn bad(message: impl Into<String>) -> ApiError {
 }
 
 async fn status(State(s): State<ApiState>) -> axum::Json<Value> {
+    let config = s
+        .config_text
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     axum::Json(json!({
         "cluster": {"status": "disabled", "peers": []},
-        "config": {"original": s.info.config_text},
-        "uptime": rfc3339_millis(s.info.started_ms),
+        "config": {"original": config},
+        "uptime": rfc3339_millis(s.started_ms),
         "versionInfo": {
             "version": env!("CARGO_PKG_VERSION"),
             "revision": "",

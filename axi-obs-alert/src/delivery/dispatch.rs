@@ -777,6 +777,45 @@ impl Dispatcher {
         }
     }
 
+    /// Takes a new configuration (validated by [`Config::parse`]) as Alertmanager's reload
+    /// does: the routing tree, receivers, inhibition rules and `resolve_timeout` are
+    /// replaced, the silences and the notification log are kept, and every alert held is
+    /// grouped again under the new tree. The new groups flush at once for alerts older than
+    /// their `group_wait`; the kept log means nothing already notified is sent again unless
+    /// its group changed.
+    ///
+    /// # Errors
+    ///
+    /// When the configuration has no route; the dispatcher is then unchanged.
+    pub fn reconfigure(&mut self, config: &Config, now_ms: i64) -> Result<(), DispatchError> {
+        let route = config.route.as_ref().ok_or(DispatchError::NoRoute)?;
+        let mut held: BTreeMap<Fingerprint, AmAlert> = BTreeMap::new();
+        for g in std::mem::take(&mut self.groups).into_values() {
+            for (fp, a) in g.alerts {
+                held.entry(fp).or_insert(a);
+            }
+        }
+        self.tree = Route::from_config(route);
+        self.receivers = config
+            .receivers
+            .iter()
+            .map(|r| (r.name.clone(), r.clone()))
+            .collect();
+        self.receiver_names = config.receivers.iter().map(|r| r.name.clone()).collect();
+        self.inhibitor = Inhibitor::new(&config.inhibit_rules);
+        self.resolve_timeout = config.global.resolve_timeout.0;
+        self.in_flight.clear();
+        let updated = std::mem::take(&mut self.updated);
+        for (fp, alert) in held {
+            if self.insert(alert, now_ms).groups > 0 {
+                self.updated
+                    .insert(fp, updated.get(&fp).copied().unwrap_or(now_ms));
+            }
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
     /// The receivers' names, in configuration order.
     pub fn receiver_names(&self) -> &[String] {
         &self.receiver_names

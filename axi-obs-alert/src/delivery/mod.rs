@@ -81,7 +81,9 @@
 //!   `/silence/{id}` GET and DELETE, `/receivers`, `/status`, `/-/healthy`, `/-/ready`)
 //!   in Alertmanager 0.33's JSON shapes and error statuses, so the real `amtool` lists
 //!   alerts and manages silences against it; `serve` runs it all as
-//!   `axi-alert alertmanager`, with Alertmanager's flags.
+//!   `axi-alert alertmanager`, with Alertmanager's flags, reloading its configuration on
+//!   SIGHUP or `POST /-/reload` ([`Dispatcher::reconfigure`]: silences, the log and the
+//!   alerts kept).
 //!
 //! Not there yet: Alertmanager's alert hashes are replaced by label fingerprints in the
 //! log (the file format is ours, not Alertmanager's protobuf); two sibling routes with
@@ -91,8 +93,7 @@
 //! template functions other than `join` (`stringSlice`, `date`, `tz`, `since`, `toJson`,
 //! ...); `https://` Alertmanagers (the
 //! workspace's `reqwest` has no TLS backend; basic and bearer auth are there), YAML merge keys, `templates:` files, time
-//! intervals (the API's `mutedBy` is always empty), remediation actions, configuration
-//! reload, clustering.
+//! intervals (the API's `mutedBy` is always empty), remediation actions, clustering.
 //!
 //! ```
 //! use std::path::Path;

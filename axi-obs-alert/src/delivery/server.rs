@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::api::{ApiInfo, api_router};
+use super::api::{ConfigText, api_router_with};
 use super::config::Config;
 use super::dispatch::{Dispatcher, DispatcherOptions};
 use super::notify::{Notifier, RetryPolicy};
@@ -86,13 +86,43 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let restored = dispatcher.alert_count();
     let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default());
     let (runner, task) = Runner::spawn(dispatcher, notifier, SystemClock, DEFAULT_RUNNER_CAPACITY);
-    let app = api_router(
-        runner.clone(),
-        ApiInfo {
-            config_text,
-            started_ms: now,
-        },
+    let shared: ConfigText = std::sync::Arc::new(config_text.into());
+    let reloader = Reloader {
+        path: opts.config_file.clone(),
+        runner: runner.clone(),
+        text: shared.clone(),
+    };
+    let app = api_router_with(runner.clone(), now, shared).route(
+        "/-/reload",
+        axum::routing::post({
+            let r = reloader.clone();
+            move || {
+                let r = r.clone();
+                async move {
+                    match r.reload().await {
+                        Ok(()) => (axum::http::StatusCode::OK, String::new()),
+                        Err(e) => (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("failed to reload config: {e}"),
+                        ),
+                    }
+                }
+            }
+        }),
     );
+    #[cfg(unix)]
+    {
+        let r = reloader.clone();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    // The outcome is logged by `reload`.
+                    let _ = r.reload().await;
+                }
+            });
+        }
+    }
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -115,6 +145,43 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         addr: opts.listen,
         source,
     })
+}
+
+/// Reads the configuration file again and hands it to the running dispatcher, as
+/// Alertmanager does on SIGHUP or `POST /-/reload`; a bad file leaves the running
+/// configuration in force.
+#[derive(Clone)]
+struct Reloader {
+    path: PathBuf,
+    runner: Runner,
+    text: ConfigText,
+}
+
+impl Reloader {
+    async fn reload(&self) -> Result<(), String> {
+        let result = async {
+            let config = Config::load(&self.path).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
+            self.runner
+                .update(move |d, now| d.reconfigure(&config, now))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            *self
+                .text
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
+            Ok(())
+        }
+        .await;
+        match &result {
+            Ok(()) => tracing::info!(config = %self.path.display(), "configuration reloaded"),
+            Err(e) => {
+                tracing::error!(config = %self.path.display(), error = %e, "reload failed; the running configuration stays")
+            }
+        }
+        result
+    }
 }
 
 async fn shutdown_signal() {

@@ -35,13 +35,17 @@ pub(crate) fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Serves `app` on a free loopback port in the background; returns the port.
+pub(crate) async fn serve(app: Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
 /// Serves `body` as `/metrics` on a loopback port; returns the port.
 pub(crate) async fn serve_metrics(body: &'static str) -> u16 {
-    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = target.local_addr().unwrap().port();
-    let app = Router::new().route("/metrics", get(move || async move { body }));
-    tokio::spawn(async move { axum::serve(target, app).await });
-    port
+    serve(Router::new().route("/metrics", get(move || async move { body }))).await
 }
 
 /// Starts Prometheus with `config`, its data under `dir`, on a free loopback port.
