@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,7 @@ const ALERTNAME: &str = "AxiDeliveryTest";
 
 mod common;
 
-/// Kills the Alertmanager we started when the test ends, however it ends.
-use common::{Kill as Running, free_port, now_ms};
+use common::{free_port, now_ms, start_alertmanager};
 
 type Bodies = Arc<Mutex<Vec<Value>>>;
 
@@ -178,21 +176,7 @@ async fn real_alertmanager_receives_lists_and_notifies_like_our_router() {
     std::fs::write(&config_path, &config_text).expect("write config");
     // The same file, read by our parser: the differential below uses our routing.
     let ours = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
-    let _am = Running(
-        Command::new(&am_bin)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.external-url={base}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("alertmanager starts"),
-    );
+    let _am = start_alertmanager(&am_bin, &config_path, &dir.path().join("data"), port, &base);
     let http = reqwest::Client::new();
     poll("Alertmanager ready", Duration::from_secs(30), async || {
         let r = http.get(format!("{base}/-/ready")).send().await.ok()?;

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Kill, free_port, serve};
+use common::{Kill, free_port, serve, start_alertmanager};
 
 const CONFIG: &str = r#"route:
   receiver: hook
@@ -36,20 +36,6 @@ receivers:
 /// A webhook receiver answering 200 to everything; returns its port.
 async fn sink() -> u16 {
     serve(axum::Router::new().fallback(|| async { "ok" })).await
-}
-
-fn start_alertmanager(bin: &Path, config: &Path, dir: &Path) -> (Kill, u16) {
-    let port = free_port();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.join("am").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    (Kill(child), port)
 }
 
 pub(crate) fn start_ours(config: &Path, storage: &Path) -> (Kill, u16) {
@@ -153,7 +139,8 @@ async fn amtool_sees_our_router_as_it_sees_alertmanager() {
         CONFIG.replace("URL", &format!("http://127.0.0.1:{hook}/")),
     )
     .expect("config");
-    let (_am, am) = start_alertmanager(&am_bin, &config, dir.path());
+    let am = free_port();
+    let _am = start_alertmanager(&am_bin, &config, &dir.path().join("am"), am, "");
     let (_ours, ours) = start_ours(&config, &dir.path().join("ours"));
     wait_ready(am).await;
     wait_ready(ours).await;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-/// Kills the Alertmanager we started when the test ends, however it ends.
-use common::{Kill as Running, free_port, now_ms};
+use common::{free_port, now_ms, start_alertmanager};
 
 type Bodies = Arc<Mutex<Vec<Value>>>;
 
@@ -195,21 +193,7 @@ async fn real_alertmanager_and_our_router_deliver_the_same_bodies() {
     let config_path = dir.path().join("alertmanager.yml");
     std::fs::write(&config_path, &am_config).expect("write config");
     let cfg = Config::parse(&our_config, Path::new("ours.yml")).unwrap_or_else(|e| panic!("{e}"));
-    let _am = Running(
-        Command::new(&am_bin)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.external-url={base}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("alertmanager starts"),
-    );
+    let _am = start_alertmanager(&am_bin, &config_path, &dir.path().join("data"), port, &base);
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -17,6 +17,10 @@ use axi_obs_alert::delivery::{
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+mod common;
+
+use common::start_alertmanager;
+
 /// 2026-01-01T00:00:00Z in ms.
 const T0: i64 = 1_767_225_600_000;
 const S: i64 = 1000;
@@ -328,16 +332,6 @@ async fn auth_against_aiosmtpd_and_refusals_are_not_retried() {
     assert_eq!(sink.count(), 1);
 }
 
-/// Kills the Alertmanager we started when the test ends, however it ends.
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -397,21 +391,7 @@ async fn real_alertmanager_and_our_router_send_the_same_mail() {
         DIFF_CONFIG.replace("PORT", &am_sink.port.to_string()),
     )
     .expect("write config");
-    let _am = Kill(
-        std::process::Command::new(&am_bin)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.external-url={base}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("alertmanager starts"),
-    );
+    let _am = start_alertmanager(&am_bin, &config_path, &dir.path().join("data"), port, &base);
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http

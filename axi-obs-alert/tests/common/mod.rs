@@ -48,6 +48,28 @@ pub(crate) async fn serve_metrics(body: &'static str) -> u16 {
     serve(Router::new().route("/metrics", get(move || async move { body }))).await
 }
 
+/// Starts Alertmanager with `config`, its data under `data`, on loopback `port`, telling it
+/// its `external_url` (none when empty); no clustering.
+pub(crate) fn start_alertmanager(
+    bin: &Path,
+    config: &Path,
+    data: &Path,
+    port: u16,
+    external_url: &str,
+) -> Kill {
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if !external_url.is_empty() {
+        cmd.arg(format!("--web.external-url={external_url}"));
+    }
+    Kill(cmd.spawn().expect("alertmanager starts"))
+}
+
 /// Starts Prometheus with `config`, its data under `dir`, on a free loopback port.
 pub(crate) fn start_prometheus(prometheus: &Path, config: &Path, dir: &Path) -> (Kill, u16) {
     let port = free_port();
