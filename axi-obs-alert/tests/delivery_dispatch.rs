@@ -600,6 +600,86 @@ async fn group_and_alert_limits_refuse_and_count() {
     assert_eq!(summary(&sent), vec![row(30, "X", "first notification", 2)]);
 }
 
+/// A re-sent alert goes straight into the groups it went into before (the routing tree is
+/// skipped); these are the cases where that shortcut must give way to routing again.
+#[tokio::test]
+async fn a_resent_alert_is_routed_again_when_its_groups_changed() {
+    let (hook, url) = Hook::start(&[]).await;
+    let two_routes = |group_by: &str| {
+        let yaml = format!(
+            r#"
+route:
+  receiver: hook
+  group_by: [{group_by}]
+  group_wait: 30s
+  routes:
+  - matchers: [team="db"]
+    receiver: hook
+    continue: true
+  - matchers: [team="db"]
+    receiver: other
+receivers:
+- name: hook
+  webhook_configs: [{{url: "{url}"}}]
+- name: other
+  webhook_configs: [{{url: "{url}"}}]
+"#
+        );
+        Config::parse(&yaml, Path::new("am.yml")).expect("config")
+    };
+    let opts = DispatcherOptions {
+        max_alerts_per_group: 1,
+        ..DispatcherOptions::default()
+    };
+    let mut d = Dispatcher::new(&two_routes("alertname"), opts, T0).expect("dispatcher");
+    let a =
+        |i: &str, ends_at: i64| alert(&[("alertname", "X"), ("team", "db"), ("i", i)], T0, ends_at);
+    // Two groups take it, every time it is sent.
+    for _ in 0..3 {
+        let got = d.insert(a("1", FAR), T0);
+        assert_eq!((got.groups, got.refused), (2, 0));
+    }
+    assert_eq!((d.group_count(), d.alert_count()), (2, 2));
+    // A second alert of the same groups is refused (one alert per group), every time.
+    for _ in 0..2 {
+        let got = d.insert(a("2", FAR), T0);
+        assert_eq!((got.groups, got.refused), (0, 2));
+    }
+    // The first resolves and is notified: it leaves, its groups go.
+    d.insert(a("1", T0 + S), T0 + S);
+    run_until(&mut d, &notifier(), &hook, T0 + 10 * MIN).await;
+    assert_eq!(d.group_count(), 0);
+    // The refused alert now finds room, and the first one, firing again, new groups.
+    let got = d.insert(a("2", FAR), T0 + 11 * MIN);
+    assert_eq!((got.groups, got.refused), (2, 0));
+    let got = d.insert(a("1", FAR), T0 + 11 * MIN);
+    assert_eq!((got.groups, got.refused), (0, 2));
+    // A new configuration groups differently: the alerts held and the re-sent ones follow it.
+    d.reconfigure(&two_routes("alertname, i"), T0 + 12 * MIN)
+        .expect("reconfigure");
+    assert_eq!((d.group_count(), d.alert_count()), (2, 2));
+    let got = d.insert(a("1", FAR), T0 + 12 * MIN);
+    assert_eq!((got.groups, got.refused), (2, 0));
+    let got = d.insert(a("1", FAR), T0 + 12 * MIN);
+    assert_eq!((got.groups, got.refused), (2, 0));
+    assert_eq!((d.group_count(), d.alert_count()), (4, 4));
+    let mut labels: Vec<String> = d
+        .groups(T0 + 12 * MIN)
+        .iter()
+        .map(|g| format!("{} {:?}", g.receiver, g.labels))
+        .collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        [
+            r#"hook {"alertname": "X", "i": "1"}"#,
+            r#"hook {"alertname": "X", "i": "2"}"#,
+            r#"other {"alertname": "X", "i": "1"}"#,
+            r#"other {"alertname": "X", "i": "2"}"#,
+        ]
+    );
+}
+
 fn n_default() -> Notifier {
     notifier()
 }

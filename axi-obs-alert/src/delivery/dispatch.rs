@@ -100,6 +100,65 @@ pub enum DispatchError {
     },
 }
 
+/// An aggregation group's identity: its group key and receiver.
+type GroupId = (String, String);
+
+/// `n` copies of `alert` for `n` groups: clones for all but the last, which takes it.
+fn copies(alert: AmAlert, n: usize) -> impl Iterator<Item = AmAlert> {
+    let mut alert = Some(alert);
+    (0..n).filter_map(move |i| {
+        if i + 1 == n {
+            alert.take()
+        } else {
+            alert.clone()
+        }
+    })
+}
+
+/// What [`admit`] needs to know about the alert being inserted.
+struct Admission {
+    fp: Fingerprint,
+    /// The start it was received with.
+    starts_at: i64,
+    now_ms: i64,
+    max_alerts: usize,
+}
+
+/// Puts `new` into `group` unless the group is full and does not hold it yet (then the
+/// refusal is counted in `out` and `refused`, and `false`): the start of an alert that is
+/// still firing is kept, and a group that never flushed flushes at once for an alert older
+/// than `group_wait`. The first group to take an alert shows it to the inhibitor.
+fn admit(
+    group: &mut Group,
+    inhibitor: &mut Inhibitor,
+    a: &Admission,
+    mut new: AmAlert,
+    out: &mut Inserted,
+    refused: &mut u64,
+) -> bool {
+    let old = group.alerts.get(&a.fp);
+    if old.is_none() && group.alerts.len() >= a.max_alerts {
+        *refused += 1;
+        metrics::counter!(METRIC_ALERT_LIMIT_REACHED_TOTAL).increment(1);
+        out.refused += 1;
+        return false;
+    }
+    if let Some(old) = old
+        && !old.resolved_at(a.now_ms)
+    {
+        new.starts_at = old.starts_at.min(new.starts_at);
+    }
+    if out.groups == 0 {
+        inhibitor.observe_labels(a.fp, &new.labels, new.ends_at);
+    }
+    group.alerts.insert(a.fp, new);
+    if !group.has_flushed && a.starts_at.saturating_add(ms(group.opts.group_wait)) < a.now_ms {
+        group.next_flush_ms = a.now_ms;
+    }
+    out.groups += 1;
+    true
+}
+
 /// What became of an inserted alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Inserted {
@@ -237,12 +296,15 @@ pub struct Dispatcher {
     inhibitor: Inhibitor,
     silences: Silences,
     nflog: NotificationLog,
-    groups: BTreeMap<(String, String), Group>,
+    groups: BTreeMap<GroupId, Group>,
     /// When each alert held by a group was last received.
     updated: HashMap<Fingerprint, i64>,
+    /// The groups each alert went into, when every route took it: a re-sent alert goes
+    /// straight there (see [`insert`](Dispatcher::insert)). Entries leave with the alert.
+    memberships: HashMap<Fingerprint, Box<[GroupId]>>,
     /// Groups whose last flush is still being delivered: not flushed again until
     /// [`complete`](Dispatcher::complete) or [`abandon`](Dispatcher::abandon).
-    in_flight: BTreeSet<(String, String)>,
+    in_flight: BTreeSet<GroupId>,
     resolve_timeout: Duration,
     opts: DispatcherOptions,
     groups_refused: u64,
@@ -278,6 +340,7 @@ impl Dispatcher {
             nflog: NotificationLog::new(opts.retention),
             groups: BTreeMap::new(),
             updated: HashMap::new(),
+            memberships: HashMap::new(),
             in_flight: BTreeSet::new(),
             resolve_timeout: config.global.resolve_timeout.0,
             opts,
@@ -379,19 +442,40 @@ impl Dispatcher {
             alert.ends_at = Some(now_ms.saturating_add(ms(self.resolve_timeout)));
         }
         let fp = alert.fingerprint();
-        let starts_at = alert.starts_at;
+        // An alert seen before has the same labels, so the same routes and the same group
+        // keys: while all its groups are there, it skips the routing tree (what makes a
+        // re-sent alert cheap; Prometheus re-sends every firing alert each minute).
+        let out = match self.memberships.remove(&fp) {
+            Some(ids) if ids.iter().all(|id| self.groups.contains_key(id)) => {
+                self.insert_known(alert, fp, ids, now_ms)
+            }
+            _ => self.insert_routed(alert, fp, now_ms),
+        };
+        if out.groups > 0 {
+            self.updated.insert(fp, now_ms);
+            self.dirty = true;
+        }
+        out
+    }
+
+    fn admission(&self, alert: &AmAlert, fp: Fingerprint, now_ms: i64) -> Admission {
+        Admission {
+            fp,
+            starts_at: alert.starts_at,
+            now_ms,
+            max_alerts: self.opts.max_alerts_per_group,
+        }
+    }
+
+    /// [`insert`](Dispatcher::insert) through the routing tree; remembers the groups when
+    /// every route took the alert.
+    fn insert_routed(&mut self, alert: AmAlert, fp: Fingerprint, now_ms: i64) -> Inserted {
+        let adm = self.admission(&alert, fp, now_ms);
         let mut out = Inserted::default();
         let routes = self.tree.matches(&alert.labels);
-        let last = routes.len().saturating_sub(1);
-        // The alert is cloned for all groups but the last, which takes it.
-        let mut alert = Some(alert);
-        for (i, r) in routes.into_iter().enumerate() {
-            let next = if i == last {
-                alert.take()
-            } else {
-                alert.clone()
-            };
-            let Some(mut new) = next else { break };
+        let mut ids: Vec<GroupId> = Vec::with_capacity(routes.len());
+        let n = routes.len();
+        for (r, new) in routes.into_iter().zip(copies(alert, n)) {
             let id = (r.group_key(&new.labels), r.opts.receiver.clone());
             if !self.groups.contains_key(&id) && self.groups.len() >= self.opts.max_groups {
                 self.groups_refused += 1;
@@ -399,37 +483,56 @@ impl Dispatcher {
                 out.refused += 1;
                 continue;
             }
-            let group = self.groups.entry(id).or_insert_with(|| Group {
+            let group = self.groups.entry(id.clone()).or_insert_with(|| Group {
                 next_flush_ms: now_ms.saturating_add(ms(r.opts.group_wait)),
                 opts: r.opts.clone(),
                 labels: r.group_labels(&new.labels),
                 alerts: BTreeMap::new(),
                 has_flushed: false,
             });
-            let full = group.alerts.len() >= self.opts.max_alerts_per_group;
-            if full && !group.alerts.contains_key(&fp) {
-                self.alerts_refused += 1;
-                metrics::counter!(METRIC_ALERT_LIMIT_REACHED_TOTAL).increment(1);
-                out.refused += 1;
-                continue;
+            if admit(
+                group,
+                &mut self.inhibitor,
+                &adm,
+                new,
+                &mut out,
+                &mut self.alerts_refused,
+            ) {
+                ids.push(id);
             }
-            if let Some(old) = group.alerts.get(&fp)
-                && !old.resolved_at(now_ms)
-            {
-                new.starts_at = old.starts_at.min(new.starts_at);
-            }
-            if out.groups == 0 {
-                self.inhibitor.observe(&new);
-            }
-            group.alerts.insert(fp, new);
-            if !group.has_flushed && starts_at.saturating_add(ms(group.opts.group_wait)) < now_ms {
-                group.next_flush_ms = now_ms;
-            }
-            out.groups += 1;
         }
-        if out.groups > 0 {
-            self.updated.insert(fp, now_ms);
-            self.dirty = true;
+        if out.refused == 0 && out.groups > 0 {
+            self.memberships.insert(fp, ids.into_boxed_slice());
+        }
+        out
+    }
+
+    /// [`insert`](Dispatcher::insert) of an alert whose groups (`ids`, all present) are
+    /// known.
+    fn insert_known(
+        &mut self,
+        alert: AmAlert,
+        fp: Fingerprint,
+        ids: Box<[GroupId]>,
+        now_ms: i64,
+    ) -> Inserted {
+        let adm = self.admission(&alert, fp, now_ms);
+        let mut out = Inserted::default();
+        for (id, new) in ids.iter().zip(copies(alert, ids.len())) {
+            let Some(group) = self.groups.get_mut(id) else {
+                break;
+            };
+            admit(
+                group,
+                &mut self.inhibitor,
+                &adm,
+                new,
+                &mut out,
+                &mut self.alerts_refused,
+            );
+        }
+        if out.refused == 0 {
+            self.memberships.insert(fp, ids);
         }
         out
     }
@@ -589,6 +692,7 @@ impl Dispatcher {
             for fp in removed {
                 if !self.groups.values().any(|g| g.alerts.contains_key(&fp)) {
                     self.updated.remove(&fp);
+                    self.memberships.remove(&fp);
                 }
             }
         }
@@ -805,6 +909,7 @@ impl Dispatcher {
         self.inhibitor = Inhibitor::new(&config.inhibit_rules);
         self.resolve_timeout = config.global.resolve_timeout.0;
         self.in_flight.clear();
+        self.memberships.clear();
         let updated = std::mem::take(&mut self.updated);
         for (fp, alert) in held {
             if self.insert(alert, now_ms).groups > 0 {

@@ -2,6 +2,7 @@
 //! source alert exists whose `equal` labels have the same values.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use super::config::InhibitRule;
 use super::matcher::{MatchOp, Matcher};
@@ -13,7 +14,21 @@ struct Rule {
     target: Vec<Matcher>,
     equal: Vec<String>,
     /// Alerts matching the source matchers (`scache`), by fingerprint.
-    sources: HashMap<Fingerprint, AmAlert>,
+    sources: HashMap<Fingerprint, Source>,
+}
+
+/// What inhibition needs of a source alert: its labels and when it ends (annotations and
+/// the rest are not copied).
+#[derive(Debug, Clone)]
+struct Source {
+    labels: LabelSet,
+    ends_at: Option<i64>,
+}
+
+impl Source {
+    fn resolved_at(&self, now_ms: i64) -> bool {
+        self.ends_at.is_some_and(|e| e <= now_ms)
+    }
 }
 
 fn all_match(ms: &[Matcher], labels: &LabelSet) -> bool {
@@ -87,10 +102,30 @@ impl Inhibitor {
     /// Takes note of a received alert: it becomes (or updates) a source of every rule
     /// whose source matchers it matches.
     pub fn observe(&mut self, alert: &AmAlert) {
-        let fp = alert.fingerprint();
+        self.observe_labels(alert.fingerprint(), &alert.labels, alert.ends_at);
+    }
+
+    /// [`observe`](Inhibitor::observe) of an alert whose fingerprint is known: a source
+    /// seen before only has its end updated (the same fingerprint, the same labels), so a
+    /// re-sent alert costs no copy.
+    pub(crate) fn observe_labels(
+        &mut self,
+        fp: Fingerprint,
+        labels: &LabelSet,
+        ends_at: Option<i64>,
+    ) {
         for r in &mut self.rules {
-            if all_match(&r.source, &alert.labels) {
-                r.sources.insert(fp, alert.clone());
+            if !all_match(&r.source, labels) {
+                continue;
+            }
+            match r.sources.entry(fp) {
+                Entry::Occupied(mut e) => e.get_mut().ends_at = ends_at,
+                Entry::Vacant(e) => {
+                    e.insert(Source {
+                        labels: labels.clone(),
+                        ends_at,
+                    });
+                }
             }
         }
     }
