@@ -19,6 +19,7 @@ use super::notification::Notification;
 use super::notify::{
     Integration, METRIC_ALERT_LIMIT_REACHED_TOTAL, METRIC_GROUP_LIMIT_REACHED_TOTAL, Notifier,
 };
+use super::remediation::{RemediationOutcome, RemediationRun, Remediations};
 use super::route::{Route, RouteOpts};
 use super::silence::Silences;
 use super::state::{self, AlertRecord};
@@ -249,6 +250,8 @@ pub struct Dispatcher {
     alerts_refused: u64,
     /// The silences or the alerts may have changed since the last snapshot.
     dirty: bool,
+    /// Remediation actions, their run history, queue and outcomes.
+    remediation: Remediations,
 }
 
 impl Dispatcher {
@@ -284,10 +287,13 @@ impl Dispatcher {
             groups_refused: 0,
             alerts_refused: 0,
             dirty: false,
+            remediation: Remediations::default(),
         };
         if let Some(path) = d.opts.state_file.clone() {
             d.load(&path, now_ms)?;
         }
+        // After the restored alerts are back: they were received before, they run nothing.
+        d.remediation.configure(&config.remediations);
         Ok(d)
     }
 
@@ -303,6 +309,7 @@ impl Dispatcher {
                 message,
             })?;
         self.silences.gc(now_ms);
+        self.remediation.restore(snap.remediations);
         // The alerts come back into their groups as if received again now: a group that
         // never flushed flushes at once, and the restored notification log decides what
         // is sent, so nothing notified before the restart is sent twice and nothing
@@ -367,7 +374,12 @@ impl Dispatcher {
             .into_iter()
             .map(|(fp, a)| AlertRecord::new(a, self.updated.get(&fp).copied().unwrap_or(0)))
             .collect();
-        state::encode(&self.nflog, &self.silences, records)
+        state::encode(
+            &self.nflog,
+            &self.silences,
+            records,
+            self.remediation.history(),
+        )
     }
 
     /// Takes an alert received at `now_ms` (an alert without an end gets
@@ -380,6 +392,7 @@ impl Dispatcher {
         }
         let fp = alert.fingerprint();
         let starts_at = alert.starts_at;
+        let remediate = self.remediation.is_enabled().then(|| alert.clone());
         let mut out = Inserted::default();
         let routes = self.tree.matches(&alert.labels);
         let last = routes.len().saturating_sub(1);
@@ -430,6 +443,9 @@ impl Dispatcher {
         if out.groups > 0 {
             self.updated.insert(fp, now_ms);
             self.dirty = true;
+            if let Some(a) = remediate {
+                self.remediate(&a, fp, now_ms);
+            }
         }
         out
     }
@@ -513,6 +529,7 @@ impl Dispatcher {
                         .get_or_insert_with(|| {
                             let mut v: Vec<AmAlert> = kept.iter().map(|a| (*a).clone()).collect();
                             sort_for_notification(&mut v);
+                            self.remediation.annotate(&mut v);
                             v
                         })
                         .clone();
@@ -589,6 +606,7 @@ impl Dispatcher {
             for fp in removed {
                 if !self.groups.values().any(|g| g.alerts.contains_key(&fp)) {
                     self.updated.remove(&fp);
+                    self.remediation.forget(fp);
                 }
             }
         }
@@ -805,6 +823,8 @@ impl Dispatcher {
         self.inhibitor = Inhibitor::new(&config.inhibit_rules);
         self.resolve_timeout = config.global.resolve_timeout.0;
         self.in_flight.clear();
+        // Regrouping is no receipt: it runs no remediation.
+        self.remediation.configure(&[]);
         let updated = std::mem::take(&mut self.updated);
         for (fp, alert) in held {
             if self.insert(alert, now_ms).groups > 0 {
@@ -812,6 +832,7 @@ impl Dispatcher {
                     .insert(fp, updated.get(&fp).copied().unwrap_or(now_ms));
             }
         }
+        self.remediation.configure(&config.remediations);
         self.dirty = true;
         Ok(())
     }
@@ -824,6 +845,37 @@ impl Dispatcher {
     /// Whether an alert with `labels` is muted at `now_ms` (inhibited or silenced).
     pub fn is_muted(&self, labels: &LabelSet, now_ms: i64) -> bool {
         self.inhibitor.mutes(labels, now_ms) || self.silences.mutes(labels, now_ms)
+    }
+
+    /// Decides the remediations of an alert just received (held by a group): none when it
+    /// is resolved or muted.
+    fn remediate(&mut self, alert: &AmAlert, fp: Fingerprint, now_ms: i64) {
+        if alert.resolved_at(now_ms) || self.is_muted(&alert.labels, now_ms) {
+            return;
+        }
+        let routes = self.tree.matches(&alert.labels);
+        self.remediation.trigger(&routes, alert, fp, now_ms);
+    }
+
+    /// Takes up to `max` remediation runs decided by [`insert`](Dispatcher::insert), oldest
+    /// first, to execute ([`RemediationRun::execute`]) and report with
+    /// [`remediation_done`](Dispatcher::remediation_done). The
+    /// [`Runner`](super::Runner) does this.
+    pub fn take_remediations(&mut self, max: usize) -> Vec<RemediationRun> {
+        self.remediation.take(max)
+    }
+
+    /// Reports an executed remediation run, finished at `now_ms`: logged, counted in
+    /// [`METRIC_REMEDIATIONS_TOTAL`](super::METRIC_REMEDIATIONS_TOTAL), and, while a group
+    /// holds the alert, attached to its notifications as the annotation `remediation`.
+    pub fn remediation_done(&mut self, outcome: &RemediationOutcome, now_ms: i64) {
+        let held = self.updated.contains_key(&outcome.fingerprint);
+        self.remediation.done(outcome, now_ms, held);
+    }
+
+    /// The remediation state: run history, skip counts, queued runs, outcomes.
+    pub fn remediations(&self) -> &Remediations {
+        &self.remediation
     }
 }
 
