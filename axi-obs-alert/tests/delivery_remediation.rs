@@ -216,9 +216,8 @@ fn configuration_errors_name_the_problem_and_where() {
             3,
         ),
         (
-            format!(
-                "remediations:\n- name: restart\n  command: [x]\nroute:\n  receiver: r\n  routes:\n  - matchers: ['a=\"1\"']\n    remediations: [restart, restar]\nreceivers: [{{name: r}}]\n"
-            ),
+            "remediations:\n- name: restart\n  command: [x]\nroute:\n  receiver: r\n  routes:\n  - matchers: ['a=\"1\"']\n    remediations: [restart, restar]\nreceivers: [{name: r}]\n"
+                .to_string(),
             r#"undefined remediation "restar" used in route"#,
             8,
             29,

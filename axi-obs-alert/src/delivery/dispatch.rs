@@ -385,7 +385,9 @@ impl Dispatcher {
     /// Takes an alert received at `now_ms` (an alert without an end gets
     /// `now + resolve_timeout`, as Alertmanager's API does) into every group its routes
     /// give. A new group flushes `group_wait` later; a group that never flushed flushes at
-    /// once for an alert older than `group_wait`.
+    /// once for an alert older than `group_wait`. A firing alert that no silence or
+    /// inhibition mutes queues the remediation actions its routes name, when their cooldown
+    /// and `max_runs` allow ([`take_remediations`](Dispatcher::take_remediations)).
     pub fn insert(&mut self, mut alert: AmAlert, now_ms: i64) -> Inserted {
         if alert.ends_at.is_none() {
             alert.ends_at = Some(now_ms.saturating_add(ms(self.resolve_timeout)));

@@ -84,6 +84,22 @@
 //!   `axi-alert alertmanager`, with Alertmanager's flags, reloading its configuration on
 //!   SIGHUP or `POST /-/reload` ([`Dispatcher::reconfigure`]: silences, the log and the
 //!   alerts kept).
+//! - Remediation actions (ours, off by default): the top-level `remediations` list
+//!   ([`RemediationConfig`]) names programs (an argv list, run without a shell, the alert
+//!   as JSON on stdin, output bounded, killed at `timeout`) and `http://` URLs (the alert
+//!   POSTed as JSON, 2xx is success); a route's `remediations: [name, ...]` (inherited by
+//!   child routes, `[]` turns them off) runs them when [`Dispatcher::insert`] takes a
+//!   firing alert that no silence or inhibition mutes, at most once per `cooldown` for the
+//!   same alert and `max_runs` times per `window` for the action. The dispatcher only
+//!   decides and queues ([`Dispatcher::take_remediations`], bounded, overflow counted); the
+//!   [`Runner`] executes ([`RemediationRun::execute`], at most
+//!   [`MAX_CONCURRENT_REMEDIATIONS`] at once) and reports back
+//!   ([`Dispatcher::remediation_done`]): the outcome is logged, counted
+//!   ([`METRIC_REMEDIATIONS_TOTAL`], [`METRIC_REMEDIATIONS_SKIPPED_TOTAL`]) and attached to
+//!   the alert's next notification as the annotation `remediation`
+//!   (`restart-api: succeeded (exit status 0) in 1.2s at 2026-11-26T07:30:00Z`). The run
+//!   history is in the state file, so a restart, even `kill -9`, keeps cooldowns and
+//!   `max_runs`.
 //!
 //! Not there yet: Alertmanager's alert hashes are replaced by label fingerprints in the
 //! log (the file format is ours, not Alertmanager's protobuf); two sibling routes with
@@ -93,7 +109,9 @@
 //! template functions other than `join` (`stringSlice`, `date`, `tz`, `since`, `toJson`,
 //! ...); `https://` Alertmanagers (the
 //! workspace's `reqwest` has no TLS backend; basic and bearer auth are there), YAML merge keys, `templates:` files, time
-//! intervals (the API's `mutedBy` is always empty), remediation actions, clustering.
+//! intervals (the API's `mutedBy` is always empty), clustering; for remediation actions,
+//! `https://` URLs and killing the children a program leaves behind (only the program
+//! itself is killed at its timeout).
 //!
 //! ```
 //! use std::path::Path;
