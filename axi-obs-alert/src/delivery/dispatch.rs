@@ -394,9 +394,12 @@ impl Dispatcher {
         }
         let fp = alert.fingerprint();
         let starts_at = alert.starts_at;
-        let remediate = self.remediation.is_enabled().then(|| alert.clone());
         let mut out = Inserted::default();
         let routes = self.tree.matches(&alert.labels);
+        // Copied only when one of its routes names remediation actions.
+        let remediate = (self.remediation.is_enabled()
+            && routes.iter().any(|r| !r.opts.remediations.is_empty()))
+        .then(|| alert.clone());
         let last = routes.len().saturating_sub(1);
         // The alert is cloned for all groups but the last, which takes it.
         let mut alert = Some(alert);
@@ -862,7 +865,9 @@ impl Dispatcher {
     /// Takes up to `max` remediation runs decided by [`insert`](Dispatcher::insert), oldest
     /// first, to execute ([`RemediationRun::execute`]) and report with
     /// [`remediation_done`](Dispatcher::remediation_done). The
-    /// [`Runner`](super::Runner) does this.
+    /// [`Runner`](super::Runner) does this; [`tick`](Dispatcher::tick) does not (runs that
+    /// nobody takes stay queued, and once the queue is full, further runs are dropped and
+    /// counted).
     pub fn take_remediations(&mut self, max: usize) -> Vec<RemediationRun> {
         self.remediation.take(max)
     }
