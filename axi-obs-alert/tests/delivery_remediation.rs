@@ -188,6 +188,12 @@ fn configuration_errors_name_the_problem_and_where() {
             3,
         ),
         (
+            format!("remediations:\n- name: a\n  url: 'http://[::1/'\n{route}"),
+            r#"remediation "a": url is not a valid URL"#,
+            3,
+            3,
+        ),
+        (
             format!("remediations:\n- name: a\n  command: [x]\n  max_runs: 0\n{route}"),
             r#"remediation "a": max_runs cannot be zero"#,
             4,
@@ -840,4 +846,70 @@ receivers:
         ],
         [1; 5]
     );
+}
+
+#[tokio::test]
+async fn shutdown_gives_a_running_program_the_grace_then_kills_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let slow = script(
+        dir.path(),
+        "slow.sh",
+        &format!("echo $$ > '{}'\nexec sleep 60", pid_file.display()),
+    );
+    let yaml = format!(
+        "remediations:\n- name: slow\n  command: ['{slow}']\n  timeout: 120s\nroute:\n  receiver: r\n  remediations: [slow]\nreceivers: [{{name: r}}]\n"
+    );
+    let now = SystemClock.now_ms();
+    let d = Dispatcher::new(&parse(&yaml), DispatcherOptions::default(), now).expect("d");
+    let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default());
+    let (runner, task) = Runner::spawn(d, notifier, SystemClock, 4);
+    assert!(
+        runner
+            .send(vec![alert(&[("alertname", "A")], now, now + MIN)])
+            .await
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the program did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let started = std::time::Instant::now();
+    runner.shutdown().await;
+    let d = task.await.expect("task");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    // Killed, not left running: gone, or a zombie until Tokio reaps it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => break,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|s| s.trim_start().starts_with('Z')) =>
+            {
+                break;
+            }
+            Ok(stat) => assert!(
+                std::time::Instant::now() < deadline,
+                "still running: {stat}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d.remediations().queued(), 0);
 }

@@ -70,7 +70,7 @@
 //!   each flushed group delivered in a task of its own (a slow or failing receiver holds up
 //!   neither other groups nor the API, and a group is not flushed again while its delivery
 //!   is in flight), the state persisted at most every `persist_interval` (500 ms) after a
-//!   change, deliveries in flight given
+//!   change, deliveries (and remediation runs) in flight given
 //!   5 s at shutdown, the dispatcher handed back.
 //! - Durability: the state file holds the notification log, the silences and the alerts
 //!   the groups hold. After a restart, even after `kill -9`, the alerts are back in their

@@ -162,14 +162,18 @@ impl Runner {
                         // unfinished then is not logged and is sent again after a restart
                         // (at least once).
                         Some(Command::Shutdown(done)) => {
-                            finish(&mut dispatcher, &mut inflight, &mut flushing).await;
-                            finish_remediations(&mut dispatcher, &mut remedying, &*clock).await;
+                            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+                            finish_remediations(&mut dispatcher, &mut remedying, &*clock, deadline)
+                                .await;
+                            finish(&mut dispatcher, &mut inflight, &mut flushing, deadline).await;
                             let _ = done.send(());
                             return dispatcher;
                         }
                         None => {
-                            finish(&mut dispatcher, &mut inflight, &mut flushing).await;
-                            finish_remediations(&mut dispatcher, &mut remedying, &*clock).await;
+                            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+                            finish_remediations(&mut dispatcher, &mut remedying, &*clock, deadline)
+                                .await;
+                            finish(&mut dispatcher, &mut inflight, &mut flushing, deadline).await;
                             return dispatcher;
                         }
                     }
@@ -311,13 +315,13 @@ fn delivered(
     }
 }
 
-/// Waits up to [`SHUTDOWN_GRACE`] for the deliveries in flight, then persists.
+/// Waits until `deadline` for the deliveries in flight, then persists.
 async fn finish(
     dispatcher: &mut Dispatcher,
     inflight: &mut JoinSet<Delivery>,
     flushing: &mut Flushing,
+    deadline: tokio::time::Instant,
 ) {
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while !inflight.is_empty() {
         match tokio::time::timeout_at(deadline, inflight.join_next_with_id()).await {
             Ok(Some(done)) => delivered(dispatcher, flushing, done),
@@ -363,15 +367,16 @@ fn remediated(
     }
 }
 
-/// Gives the remediation runs in progress [`SHUTDOWN_GRACE`] to finish (their outcomes
-/// are logged and counted), then stops them: a program still running is killed. Queued
-/// runs are not started; their run was recorded, so they count against the cooldown.
+/// Gives the remediation runs in progress until `deadline` (the deliveries' shutdown
+/// grace, shared) to finish, their outcomes logged and counted, then stops them: a program
+/// still running is killed. Queued runs are not started; their run was recorded, so they
+/// count against the cooldown.
 async fn finish_remediations(
     dispatcher: &mut Dispatcher,
     remedying: &mut JoinSet<RemediationOutcome>,
     clock: &dyn Clock,
+    deadline: tokio::time::Instant,
 ) {
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while !remedying.is_empty() {
         match tokio::time::timeout_at(deadline, remedying.join_next()).await {
             Ok(Some(done)) => remediated(dispatcher, done, clock.now_ms()),

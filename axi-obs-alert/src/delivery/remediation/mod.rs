@@ -205,6 +205,10 @@ pub(super) fn validate(
                 }
             }
             (None, Some(url)) => {
+                if reqwest::Url::parse(&url.0).is_err() {
+                    // The URL may hold a token: never echo it.
+                    return Err(fail(what("url is not a valid URL"), "url", here));
+                }
                 if !url.0.starts_with("http://") {
                     // The URL may hold a token: never echo it.
                     return Err(fail(
