@@ -116,7 +116,12 @@ impl Remediations {
                         LABEL_REASON => reason.as_str()
                     )
                     .increment(1);
-                    tracing::debug!(action = %name, fingerprint = %fp, reason = reason.as_str(), "remediation skipped");
+                    tracing::debug!(
+                        action = %name,
+                        fingerprint = %fp,
+                        reason = reason.as_str(),
+                        "remediation skipped"
+                    );
                     continue;
                 }
                 let payload = Payload {
