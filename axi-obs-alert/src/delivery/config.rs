@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use super::email_config::{EmailConfig, TlsConfig};
 use super::matcher::{MatchOp, Matcher};
+use super::remediation::RemediationConfig;
 
 /// Alertmanager's default `group_wait`.
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
@@ -151,6 +152,10 @@ pub struct Config {
     /// Receivers, by unique name.
     #[serde(default)]
     pub receivers: Vec<Receiver>,
+    /// Remediation actions (ours; Alertmanager has none), run when an alert fires on a
+    /// route that names them. None configured (the default): the feature is off.
+    #[serde(default)]
+    pub remediations: Vec<RemediationConfig>,
 }
 
 /// `global:`.
@@ -240,6 +245,9 @@ pub struct RouteConfig {
     /// Child routes.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Names of the [`remediations`](Config::remediations) to run for alerts this route
+    /// takes (ours). Unset inherits the parent's; `[]` turns them off.
+    pub remediations: Option<Vec<String>>,
 }
 
 /// `inhibit_rules[]`: mutes target alerts while a matching source alert fires.
@@ -523,6 +531,7 @@ impl Config {
             ));
         }
         check_route(root, &names).map_err(|(m, needle)| fail(m, Some(&needle)))?;
+        super::remediation::validate(&self.remediations, root, text, path)?;
         for rule in &self.inhibit_rules {
             for l in &rule.equal {
                 if l.is_empty() {

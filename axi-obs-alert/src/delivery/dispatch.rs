@@ -19,6 +19,7 @@ use super::notification::Notification;
 use super::notify::{
     Integration, METRIC_ALERT_LIMIT_REACHED_TOTAL, METRIC_GROUP_LIMIT_REACHED_TOTAL, Notifier,
 };
+use super::remediation::{RemediationOutcome, RemediationRun, Remediations};
 use super::route::{Route, RouteOpts};
 use super::silence::Silences;
 use super::state::{self, AlertRecord};
@@ -311,6 +312,8 @@ pub struct Dispatcher {
     alerts_refused: u64,
     /// The silences or the alerts may have changed since the last snapshot.
     dirty: bool,
+    /// Remediation actions, their run history, queue and outcomes.
+    remediation: Remediations,
 }
 
 impl Dispatcher {
@@ -347,10 +350,13 @@ impl Dispatcher {
             groups_refused: 0,
             alerts_refused: 0,
             dirty: false,
+            remediation: Remediations::default(),
         };
         if let Some(path) = d.opts.state_file.clone() {
             d.load(&path, now_ms)?;
         }
+        // After the restored alerts are back: they were received before, they run nothing.
+        d.remediation.configure(&config.remediations);
         Ok(d)
     }
 
@@ -366,6 +372,7 @@ impl Dispatcher {
                 message,
             })?;
         self.silences.gc(now_ms);
+        self.remediation.restore(snap.remediations);
         // The alerts come back into their groups as if received again now: a group that
         // never flushed flushes at once, and the restored notification log decides what
         // is sent, so nothing notified before the restart is sent twice and nothing
@@ -430,18 +437,27 @@ impl Dispatcher {
             .into_iter()
             .map(|(fp, a)| AlertRecord::new(a, self.updated.get(&fp).copied().unwrap_or(0)))
             .collect();
-        state::encode(&self.nflog, &self.silences, records)
+        state::encode(
+            &self.nflog,
+            &self.silences,
+            records,
+            self.remediation.history(),
+        )
     }
 
     /// Takes an alert received at `now_ms` (an alert without an end gets
     /// `now + resolve_timeout`, as Alertmanager's API does) into every group its routes
     /// give. A new group flushes `group_wait` later; a group that never flushed flushes at
-    /// once for an alert older than `group_wait`.
+    /// once for an alert older than `group_wait`. A firing alert that no silence or
+    /// inhibition mutes queues the remediation actions its routes name, when their cooldown
+    /// and `max_runs` allow ([`take_remediations`](Dispatcher::take_remediations)).
     pub fn insert(&mut self, mut alert: AmAlert, now_ms: i64) -> Inserted {
         if alert.ends_at.is_none() {
             alert.ends_at = Some(now_ms.saturating_add(ms(self.resolve_timeout)));
         }
         let fp = alert.fingerprint();
+        // Copied only when remediation actions are configured.
+        let remediate = self.remediation.is_enabled().then(|| alert.clone());
         // An alert seen before has the same labels, so the same routes and the same group
         // keys: while all its groups are there, it skips the routing tree (what makes a
         // re-sent alert cheap; Prometheus re-sends every firing alert each minute).
@@ -454,6 +470,9 @@ impl Dispatcher {
         if out.groups > 0 {
             self.updated.insert(fp, now_ms);
             self.dirty = true;
+            if let Some(a) = remediate {
+                self.remediate(&a, fp, now_ms);
+            }
         }
         out
     }
@@ -616,6 +635,7 @@ impl Dispatcher {
                         .get_or_insert_with(|| {
                             let mut v: Vec<AmAlert> = kept.iter().map(|a| (*a).clone()).collect();
                             sort_for_notification(&mut v);
+                            self.remediation.annotate(&mut v);
                             v
                         })
                         .clone();
@@ -693,6 +713,7 @@ impl Dispatcher {
                 if !self.groups.values().any(|g| g.alerts.contains_key(&fp)) {
                     self.updated.remove(&fp);
                     self.memberships.remove(&fp);
+                    self.remediation.forget(fp);
                 }
             }
         }
@@ -910,6 +931,8 @@ impl Dispatcher {
         self.resolve_timeout = config.global.resolve_timeout.0;
         self.in_flight.clear();
         self.memberships.clear();
+        // Regrouping is no receipt: it runs no remediation.
+        self.remediation.configure(&[]);
         let updated = std::mem::take(&mut self.updated);
         for (fp, alert) in held {
             if self.insert(alert, now_ms).groups > 0 {
@@ -917,6 +940,7 @@ impl Dispatcher {
                     .insert(fp, updated.get(&fp).copied().unwrap_or(now_ms));
             }
         }
+        self.remediation.configure(&config.remediations);
         self.dirty = true;
         Ok(())
     }
@@ -929,6 +953,39 @@ impl Dispatcher {
     /// Whether an alert with `labels` is muted at `now_ms` (inhibited or silenced).
     pub fn is_muted(&self, labels: &LabelSet, now_ms: i64) -> bool {
         self.inhibitor.mutes(labels, now_ms) || self.silences.mutes(labels, now_ms)
+    }
+
+    /// Decides the remediations of an alert just received (held by a group): none when it
+    /// is resolved or muted.
+    fn remediate(&mut self, alert: &AmAlert, fp: Fingerprint, now_ms: i64) {
+        if alert.resolved_at(now_ms) || self.is_muted(&alert.labels, now_ms) {
+            return;
+        }
+        let routes = self.tree.matches(&alert.labels);
+        self.remediation.trigger(&routes, alert, fp, now_ms);
+    }
+
+    /// Takes up to `max` remediation runs decided by [`insert`](Dispatcher::insert), oldest
+    /// first, to execute ([`RemediationRun::execute`]) and report with
+    /// [`remediation_done`](Dispatcher::remediation_done). The
+    /// [`Runner`](super::Runner) does this; [`tick`](Dispatcher::tick) does not (runs that
+    /// nobody takes stay queued, and once the queue is full, further runs are dropped and
+    /// counted).
+    pub fn take_remediations(&mut self, max: usize) -> Vec<RemediationRun> {
+        self.remediation.take(max)
+    }
+
+    /// Reports an executed remediation run, finished at `now_ms`: logged, counted in
+    /// [`METRIC_REMEDIATIONS_TOTAL`](super::METRIC_REMEDIATIONS_TOTAL), and, while a group
+    /// holds the alert, attached to its notifications as the annotation `remediation`.
+    pub fn remediation_done(&mut self, outcome: &RemediationOutcome, now_ms: i64) {
+        let held = self.updated.contains_key(&outcome.fingerprint);
+        self.remediation.done(outcome, now_ms, held);
+    }
+
+    /// The remediation state: run history, skip counts, queued runs, outcomes.
+    pub fn remediations(&self) -> &Remediations {
+        &self.remediation
     }
 }
 

@@ -70,7 +70,7 @@
 //!   each flushed group delivered in a task of its own (a slow or failing receiver holds up
 //!   neither other groups nor the API, and a group is not flushed again while its delivery
 //!   is in flight), the state persisted at most every `persist_interval` (500 ms) after a
-//!   change, deliveries in flight given
+//!   change, deliveries (and remediation runs) in flight given
 //!   5 s at shutdown, the dispatcher handed back.
 //! - Durability: the state file holds the notification log, the silences and the alerts
 //!   the groups hold. After a restart, even after `kill -9`, the alerts are back in their
@@ -84,6 +84,22 @@
 //!   `axi-alert alertmanager`, with Alertmanager's flags, reloading its configuration on
 //!   SIGHUP or `POST /-/reload` ([`Dispatcher::reconfigure`]: silences, the log and the
 //!   alerts kept).
+//! - Remediation actions (ours, off by default): the top-level `remediations` list
+//!   ([`RemediationConfig`]) names programs (an argv list, run without a shell, the alert
+//!   as JSON on stdin, output bounded, killed at `timeout`) and `http://` URLs (the alert
+//!   POSTed as JSON, 2xx is success); a route's `remediations: [name, ...]` (inherited by
+//!   child routes, `[]` turns them off) runs them when [`Dispatcher::insert`] takes a
+//!   firing alert that no silence or inhibition mutes, at most once per `cooldown` for the
+//!   same alert and `max_runs` times per `window` for the action. The dispatcher only
+//!   decides and queues ([`Dispatcher::take_remediations`], bounded, overflow counted); the
+//!   [`Runner`] executes ([`RemediationRun::execute`], at most
+//!   [`MAX_CONCURRENT_REMEDIATIONS`] at once) and reports back
+//!   ([`Dispatcher::remediation_done`]): the outcome is logged, counted
+//!   ([`METRIC_REMEDIATIONS_TOTAL`], [`METRIC_REMEDIATIONS_SKIPPED_TOTAL`]) and attached to
+//!   the alert's next notification as the annotation `remediation`
+//!   (`restart-api: succeeded (exit status 0) in 1.2s at 2026-11-26T07:30:00Z`). The run
+//!   history is in the state file, so a restart, even `kill -9`, keeps cooldowns and
+//!   `max_runs`.
 //!
 //! Not there yet: Alertmanager's alert hashes are replaced by label fingerprints in the
 //! log (the file format is ours, not Alertmanager's protobuf); two sibling routes with
@@ -93,7 +109,9 @@
 //! template functions other than `join` (`stringSlice`, `date`, `tz`, `since`, `toJson`,
 //! ...); `https://` Alertmanagers (the
 //! workspace's `reqwest` has no TLS backend; basic and bearer auth are there), YAML merge keys, `templates:` files, time
-//! intervals (the API's `mutedBy` is always empty), remediation actions, clustering.
+//! intervals (the API's `mutedBy` is always empty), clustering; for remediation actions,
+//! `https://` URLs and killing the children a program leaves behind (only the program
+//! itself is killed at its timeout).
 //!
 //! ```
 //! use std::path::Path;
@@ -151,6 +169,7 @@ mod model;
 mod nflog;
 mod notification;
 mod notify;
+mod remediation;
 mod robot_limit;
 mod route;
 mod runner;
@@ -200,6 +219,13 @@ pub use notify::{
     METRIC_GROUP_LIMIT_REACHED_TOTAL, METRIC_NOTIFICATION_LATENCY_SECONDS,
     METRIC_NOTIFICATION_REQUESTS_FAILED_TOTAL, METRIC_NOTIFICATION_REQUESTS_TOTAL,
     METRIC_NOTIFICATIONS_FAILED_TOTAL, METRIC_NOTIFICATIONS_TOTAL, Notifier, RetryPolicy,
+};
+pub use remediation::{
+    ANNOTATION_REMEDIATION, DEFAULT_REMEDIATION_COOLDOWN, DEFAULT_REMEDIATION_MAX_RUNS,
+    DEFAULT_REMEDIATION_TIMEOUT, DEFAULT_REMEDIATION_WINDOW, LABEL_ACTION, LABEL_OUTCOME,
+    MAX_CONCURRENT_REMEDIATIONS, METRIC_REMEDIATIONS_SKIPPED_TOTAL, METRIC_REMEDIATIONS_TOTAL,
+    REMEDIATION_OUTPUT_LIMIT, REMEDIATION_QUEUE_CAPACITY, RemediationConfig, RemediationOutcome,
+    RemediationResult, RemediationRun, Remediations, SkipReason,
 };
 pub use robot_limit::{DEFAULT_ROBOT_MESSAGES, DEFAULT_ROBOT_WINDOW};
 pub use route::{Route, RouteOpts, label_set_string};

@@ -163,6 +163,11 @@ impl Notifier {
         self
     }
 
+    /// The HTTP client (remediation URLs use it too).
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Delivers `n` through `integration`, retrying as the policy says.
     ///
     /// # Errors

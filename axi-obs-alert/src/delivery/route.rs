@@ -25,6 +25,9 @@ pub struct RouteOpts {
     pub group_interval: Duration,
     /// Wait before repeating an unchanged notification.
     pub repeat_interval: Duration,
+    /// Names of the remediation actions run for alerts this route takes (inherited; `[]`
+    /// in the configuration turns them off).
+    pub remediations: Vec<String>,
 }
 
 /// A node of the routing tree.
@@ -76,6 +79,7 @@ impl Route {
             group_wait: DEFAULT_GROUP_WAIT,
             group_interval: DEFAULT_GROUP_INTERVAL,
             repeat_interval: DEFAULT_REPEAT_INTERVAL,
+            remediations: Vec::new(),
         };
         Route::build(cfg, &defaults, None)
     }
@@ -105,6 +109,9 @@ impl Route {
         }
         if let Some(d) = cfg.repeat_interval {
             opts.repeat_interval = d.0;
+        }
+        if let Some(names) = &cfg.remediations {
+            opts.remediations.clone_from(names);
         }
         let mut matchers = Vec::new();
         for (k, v) in &cfg.match_ {

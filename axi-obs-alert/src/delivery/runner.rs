@@ -1,7 +1,7 @@
 //! Driving a [`Dispatcher`] on a clock in a background task: alerts come in through a
 //! bounded channel, groups are flushed when due and delivered in tasks of their own (a
-//! slow or failing receiver holds up neither other groups nor the API), and shutdown hands
-//! the dispatcher back.
+//! slow or failing receiver holds up neither other groups nor the API), remediation runs
+//! are executed in tasks of their own, and shutdown hands the dispatcher back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::dispatch::{Dispatcher, Flush, deliver_flush};
 use super::model::AmAlert;
 use super::notify::Notifier;
+use super::remediation::{MAX_CONCURRENT_REMEDIATIONS, RemediationOutcome};
 use super::silence::SilenceError;
 
 /// Where the runner reads the time.
@@ -96,8 +97,12 @@ impl Runner {
             // panicked task's group flush again.
             let mut inflight: JoinSet<Delivery> = JoinSet::new();
             let mut flushing: Flushing = HashMap::new();
+            // Remediation runs in progress, at most MAX_CONCURRENT_REMEDIATIONS; the others
+            // wait in the dispatcher's bounded queue.
+            let mut remedying: JoinSet<RemediationOutcome> = JoinSet::new();
             let mut last_write = tokio::time::Instant::now();
             loop {
+                start_remediations(&mut dispatcher, &mut remedying, &notifier);
                 let now = clock.now_ms();
                 for flush in dispatcher.due(now) {
                     if flush.jobs.is_empty() {
@@ -135,6 +140,10 @@ impl Runner {
                         delivered(&mut dispatcher, &mut flushing, done);
                         continue;
                     }
+                    Some(done) = remedying.join_next(), if !remedying.is_empty() => {
+                        remediated(&mut dispatcher, done, clock.now_ms());
+                        continue;
+                    }
                     () = tokio::time::sleep(wait) => continue,
                 };
                 // Take what else is already queued before the next flush check, so that a
@@ -153,12 +162,18 @@ impl Runner {
                         // unfinished then is not logged and is sent again after a restart
                         // (at least once).
                         Some(Command::Shutdown(done)) => {
-                            finish(&mut dispatcher, &mut inflight, &mut flushing).await;
+                            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+                            finish_remediations(&mut dispatcher, &mut remedying, &*clock, deadline)
+                                .await;
+                            finish(&mut dispatcher, &mut inflight, &mut flushing, deadline).await;
                             let _ = done.send(());
                             return dispatcher;
                         }
                         None => {
-                            finish(&mut dispatcher, &mut inflight, &mut flushing).await;
+                            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+                            finish_remediations(&mut dispatcher, &mut remedying, &*clock, deadline)
+                                .await;
+                            finish(&mut dispatcher, &mut inflight, &mut flushing, deadline).await;
                             return dispatcher;
                         }
                     }
@@ -300,13 +315,13 @@ fn delivered(
     }
 }
 
-/// Waits up to [`SHUTDOWN_GRACE`] for the deliveries in flight, then persists.
+/// Waits until `deadline` for the deliveries in flight, then persists.
 async fn finish(
     dispatcher: &mut Dispatcher,
     inflight: &mut JoinSet<Delivery>,
     flushing: &mut Flushing,
+    deadline: tokio::time::Instant,
 ) {
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     while !inflight.is_empty() {
         match tokio::time::timeout_at(deadline, inflight.join_next_with_id()).await {
             Ok(Some(done)) => delivered(dispatcher, flushing, done),
@@ -321,4 +336,52 @@ async fn persist_or_log(d: &mut Dispatcher) {
     if let Err(e) = d.persist_async().await {
         tracing::error!(error = %e, "dispatcher state not persisted");
     }
+}
+
+/// Starts queued remediation runs while fewer than [`MAX_CONCURRENT_REMEDIATIONS`] are in
+/// progress.
+fn start_remediations(
+    dispatcher: &mut Dispatcher,
+    remedying: &mut JoinSet<RemediationOutcome>,
+    notifier: &Notifier,
+) {
+    let free = MAX_CONCURRENT_REMEDIATIONS.saturating_sub(remedying.len());
+    if free == 0 {
+        return;
+    }
+    for run in dispatcher.take_remediations(free) {
+        let client = notifier.client().clone();
+        remedying.spawn(async move { run.execute(&client).await });
+    }
+}
+
+/// Reports a finished remediation task to the dispatcher.
+fn remediated(
+    dispatcher: &mut Dispatcher,
+    done: Result<RemediationOutcome, tokio::task::JoinError>,
+    now_ms: i64,
+) {
+    match done {
+        Ok(outcome) => dispatcher.remediation_done(&outcome, now_ms),
+        Err(e) => tracing::error!(error = %e, "remediation task failed"),
+    }
+}
+
+/// Gives the remediation runs in progress until `deadline` (the deliveries' shutdown
+/// grace, shared) to finish, their outcomes logged and counted, then stops them: a program
+/// still running is killed. Queued runs are not started; their run was recorded, so they
+/// count against the cooldown.
+async fn finish_remediations(
+    dispatcher: &mut Dispatcher,
+    remedying: &mut JoinSet<RemediationOutcome>,
+    clock: &dyn Clock,
+    deadline: tokio::time::Instant,
+) {
+    while !remedying.is_empty() {
+        match tokio::time::timeout_at(deadline, remedying.join_next()).await {
+            Ok(Some(done)) => remediated(dispatcher, done, clock.now_ms()),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    remedying.abort_all();
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::dispatch::DispatchError;
 use super::model::{AmAlert, LabelSet};
 use super::nflog::{NflogEntry, NotificationLog};
+use super::remediation::RemediationHistory;
 use super::silence::{SilenceRecord, Silences};
 
 /// The snapshot format's version. Version 1 (no alerts) is still read.
@@ -22,6 +23,9 @@ pub(super) struct Snapshot {
     /// The alerts the aggregation groups held (absent in version 1).
     #[serde(default)]
     pub(super) alerts: Vec<AlertRecord>,
+    /// The remediation run history (absent when there is none, and in older snapshots).
+    #[serde(default, skip_serializing_if = "RemediationHistory::is_empty")]
+    pub(super) remediations: RemediationHistory,
 }
 
 /// An alert as a snapshot stores it: what was received, and when it was last received.
@@ -65,17 +69,19 @@ impl AlertRecord {
     }
 }
 
-/// The snapshot of `nflog`, `silences` and `alerts` as JSON.
+/// The snapshot of `nflog`, `silences`, `alerts` and the remediation history as JSON.
 pub(super) fn encode(
     nflog: &NotificationLog,
     silences: &Silences,
     alerts: Vec<AlertRecord>,
+    remediations: RemediationHistory,
 ) -> Vec<u8> {
     let snap = Snapshot {
         version: VERSION,
         nflog: nflog.entries(),
         silences: silences.records(),
         alerts,
+        remediations,
     };
     // Serializing strings, integers and sets cannot fail.
     serde_json::to_vec(&snap).unwrap_or_default()
@@ -160,7 +166,16 @@ mod tests {
             ends_at: Some(9),
             generator_url: "g".into(),
         };
-        write_atomic(&p, &encode(&log, &sil, vec![AlertRecord::new(&alert, 7)])).expect("write");
+        write_atomic(
+            &p,
+            &encode(
+                &log,
+                &sil,
+                vec![AlertRecord::new(&alert, 7)],
+                RemediationHistory::default(),
+            ),
+        )
+        .expect("write");
         let snap = read(&p).expect("read").expect("present");
         assert!(snap.nflog.is_empty() && snap.silences.is_empty());
         let (back, updated) = snap.alerts[0].clone().into_alert();
