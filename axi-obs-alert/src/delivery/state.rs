@@ -1,6 +1,7 @@
 //! The router's persisted state: the notification log and the silences in one JSON
 //! snapshot, written atomically.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -16,41 +17,42 @@ const VERSION: u32 = 2;
 
 /// What [`DispatcherOptions::state_file`](super::DispatcherOptions::state_file) holds.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Snapshot {
+pub(super) struct Snapshot<'a> {
     version: u32,
     pub(super) nflog: Vec<NflogEntry>,
     pub(super) silences: Vec<SilenceRecord>,
     /// The alerts the aggregation groups held (absent in version 1).
     #[serde(default)]
-    pub(super) alerts: Vec<AlertRecord>,
+    pub(super) alerts: Vec<AlertRecord<'a>>,
     /// The remediation run history (absent when there is none, and in older snapshots).
     #[serde(default, skip_serializing_if = "RemediationHistory::is_empty")]
     pub(super) remediations: RemediationHistory,
 }
 
 /// An alert as a snapshot stores it: what was received, and when it was last received.
+/// Written from borrowed alerts (a snapshot copies nothing), read back owned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct AlertRecord {
-    pub(super) labels: LabelSet,
-    pub(super) annotations: LabelSet,
+pub(super) struct AlertRecord<'a> {
+    pub(super) labels: Cow<'a, LabelSet>,
+    pub(super) annotations: Cow<'a, LabelSet>,
     #[serde(rename = "startsAt")]
     pub(super) starts_at: i64,
     #[serde(rename = "endsAt")]
     pub(super) ends_at: Option<i64>,
     #[serde(rename = "generatorURL")]
-    pub(super) generator_url: String,
+    pub(super) generator_url: Cow<'a, str>,
     #[serde(rename = "updatedAt")]
     pub(super) updated_at: i64,
 }
 
-impl AlertRecord {
-    pub(super) fn new(a: &AmAlert, updated_at: i64) -> AlertRecord {
+impl<'a> AlertRecord<'a> {
+    pub(super) fn new(a: &'a AmAlert, updated_at: i64) -> AlertRecord<'a> {
         AlertRecord {
-            labels: a.labels.clone(),
-            annotations: a.annotations.clone(),
+            labels: Cow::Borrowed(&a.labels),
+            annotations: Cow::Borrowed(&a.annotations),
             starts_at: a.starts_at,
             ends_at: a.ends_at,
-            generator_url: a.generator_url.clone(),
+            generator_url: Cow::Borrowed(&a.generator_url),
             updated_at,
         }
     }
@@ -58,11 +60,11 @@ impl AlertRecord {
     pub(super) fn into_alert(self) -> (AmAlert, i64) {
         (
             AmAlert {
-                labels: self.labels,
-                annotations: self.annotations,
+                labels: self.labels.into_owned(),
+                annotations: self.annotations.into_owned(),
                 starts_at: self.starts_at,
                 ends_at: self.ends_at,
-                generator_url: self.generator_url,
+                generator_url: self.generator_url.into_owned(),
             },
             self.updated_at,
         )
@@ -73,7 +75,7 @@ impl AlertRecord {
 pub(super) fn encode(
     nflog: &NotificationLog,
     silences: &Silences,
-    alerts: Vec<AlertRecord>,
+    alerts: Vec<AlertRecord<'_>>,
     remediations: RemediationHistory,
 ) -> Vec<u8> {
     let snap = Snapshot {
@@ -88,7 +90,7 @@ pub(super) fn encode(
 }
 
 /// Reads a snapshot; `None` when the file does not exist.
-pub(super) fn read(path: &Path) -> Result<Option<Snapshot>, DispatchError> {
+pub(super) fn read(path: &Path) -> Result<Option<Snapshot<'static>>, DispatchError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -103,7 +105,7 @@ pub(super) fn read(path: &Path) -> Result<Option<Snapshot>, DispatchError> {
         path: path.to_path_buf(),
         message,
     };
-    let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let snap: Snapshot<'static> = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
     if !(1..=VERSION).contains(&snap.version) {
         return Err(corrupt(format!("unknown version {}", snap.version)));
     }
