@@ -47,7 +47,7 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// A connector speaking HTTP/1.1 (ALPN `http/1.1` over TLS), with `tls` for `https://`.
+    /// A connector speaking HTTP/1.1 (no ALPN offered over TLS), with `tls` for `https://`.
     /// The ALPN protocols of `tls` are replaced by the connector's.
     pub fn new(tls: ClientConfig) -> Self {
         Self {
@@ -65,7 +65,7 @@ impl Connector {
         self
     }
 
-    /// HTTP/2 instead of HTTP/1.1 (ALPN `h2` over TLS), as gRPC wants. Defaults to HTTP/1.1.
+    /// Offer HTTP/2 only (ALPN `h2`) over TLS, as gRPC (tonic) wants. Defaults to HTTP/1.1.
     #[must_use]
     pub fn http2(mut self) -> Self {
         self.http2 = true;
@@ -86,8 +86,11 @@ impl Connector {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(self.connect_timeout);
+        // hyper-rustls sets ALPN from the enabled versions and panics on protocols set before.
+        let mut tls = self.tls;
+        tls.alpn_protocols.clear();
         let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(self.tls)
+            .with_tls_config(tls)
             .https_or_http();
         if let Some(name) = self.server_name {
             builder = builder.with_server_name_resolver(FixedServerNameResolver::new(name));
@@ -208,6 +211,17 @@ mod tests {
 
     use super::*;
     use crate::tls::ClientTls;
+
+    #[test]
+    fn alpn_set_beforehand_is_replaced_not_a_panic() {
+        let tls = ClientTls::new()
+            .insecure_skip_verify(true)
+            .alpn(vec![b"h2".to_vec()])
+            .client_config()
+            .unwrap();
+        let _ = Connector::new(tls.clone()).build();
+        let _ = Connector::new(tls).http2().build();
+    }
 
     #[tokio::test]
     async fn a_refused_connection_is_an_error_naming_the_cause() {

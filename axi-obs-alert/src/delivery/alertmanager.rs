@@ -155,6 +155,10 @@ pub enum SenderError {
     /// the certificate, a `server_name` that is not a DNS name or IP address ...).
     #[error("tls_config: {0}")]
     Tls(String),
+    /// A user name, password or token with a byte an HTTP header cannot carry (a newline
+    /// ...).
+    #[error("credentials: not valid in an Authorization header")]
+    Credentials,
 }
 
 /// How the sender authenticates to the Alertmanagers, as Prometheus's `alertmanagers`
@@ -238,6 +242,8 @@ pub struct AlertmanagerSender {
     client: HttpClient,
     /// Each Alertmanager's base URL (as given) and the URL alerts are posted to.
     targets: Vec<(String, http::Uri)>,
+    /// The `Authorization` header of [`SenderOptions::auth`], marked sensitive.
+    authorization: Option<http::HeaderValue>,
     queue: Mutex<VecDeque<PostableAlert>>,
     dropped: AtomicU64,
     sent: AtomicU64,
@@ -253,8 +259,8 @@ impl AlertmanagerSender {
     ///
     /// # Errors
     ///
-    /// When an Alertmanager URL is not `http://` or `https://`, or the TLS settings cannot
-    /// be used.
+    /// When an Alertmanager URL is not `http://` or `https://`, the TLS settings cannot be
+    /// used, or the credentials cannot go in a header.
     pub fn new(opts: SenderOptions) -> Result<AlertmanagerSender, SenderError> {
         let mut targets = Vec::with_capacity(opts.alertmanagers.len());
         for am in &opts.alertmanagers {
@@ -271,10 +277,12 @@ impl AlertmanagerSender {
             targets.push((am.clone(), uri));
         }
         let client = client(&opts, &targets)?;
+        let authorization = opts.auth.as_ref().map(authorization).transpose()?;
         Ok(AlertmanagerSender {
             opts,
             client,
             targets,
+            authorization,
             queue: Mutex::new(VecDeque::new()),
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
@@ -349,7 +357,7 @@ impl AlertmanagerSender {
             let mut tasks = tokio::task::JoinSet::new();
             for (am, uri) in &self.targets {
                 let client = self.client.clone();
-                let request = request(uri, self.opts.auth.as_ref(), body.clone());
+                let request = request(uri, self.authorization.as_ref(), body.clone());
                 let am = am.clone();
                 tasks.spawn(async move { (am, post(&client, request).await) });
             }
@@ -424,10 +432,25 @@ fn client(
     Ok(HttpClient::new(connector.build(), opts.timeout))
 }
 
+/// The `Authorization` header value of `auth`, marked sensitive (hyper keeps it out of its
+/// logs and HPACK tables).
+fn authorization(auth: &AlertmanagerAuth) -> Result<http::HeaderValue, SenderError> {
+    let text = match auth {
+        AlertmanagerAuth::Basic { username, password } => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+        ),
+        AlertmanagerAuth::Bearer(token) => format!("Bearer {token}"),
+    };
+    let mut value = http::HeaderValue::try_from(text).map_err(|_| SenderError::Credentials)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// `POST uri` with the JSON `body` and the credentials.
 fn request(
     uri: &http::Uri,
-    auth: Option<&AlertmanagerAuth>,
+    authorization: Option<&http::HeaderValue>,
     body: bytes::Bytes,
 ) -> http::Request<bytes::Bytes> {
     let mut req = http::Request::new(body);
@@ -442,19 +465,8 @@ fn request(
         http::header::USER_AGENT,
         http::HeaderValue::from_static(USER_AGENT),
     );
-    let credentials = match auth {
-        Some(AlertmanagerAuth::Basic { username, password }) => Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
-        )),
-        Some(AlertmanagerAuth::Bearer(token)) => Some(format!("Bearer {token}")),
-        None => None,
-    };
-    // A credential with a byte a header cannot hold is not sent (the Alertmanager answers
-    // 401, which is reported).
-    if let Some(mut value) = credentials.and_then(|c| http::HeaderValue::try_from(c).ok()) {
-        value.set_sensitive(true);
-        h.insert(http::header::AUTHORIZATION, value);
+    if let Some(value) = authorization {
+        h.insert(http::header::AUTHORIZATION, value.clone());
     }
     req
 }
@@ -635,5 +647,11 @@ mod tests {
             }
         );
         assert!(!shown.contains("s3cret"), "{shown}");
+        let mut opts = SenderOptions::new(vec![base]);
+        opts.auth = Some(AlertmanagerAuth::Bearer("tok\nX-Injected: 1".into()));
+        assert!(matches!(
+            AlertmanagerSender::new(opts),
+            Err(SenderError::Credentials)
+        ));
     }
 }
