@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axi_obs_alert::delivery::{
     AlertmanagerSender, AmAlert, Config, LabelSet, Notification, NotificationReason, Route,
@@ -20,7 +20,7 @@ const ALERTNAME: &str = "AxiDeliveryTest";
 
 mod common;
 
-use common::{free_port, now_ms, start_alertmanager};
+use common::{free_port, now_ms, poll, start_alertmanager};
 
 type Bodies = Arc<Mutex<Vec<Value>>>;
 
@@ -43,18 +43,6 @@ async fn webhook_receiver() -> (u16, Bodies) {
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (port, bodies)
-}
-
-/// Polls `f` every 100 ms until it gives a value or `limit` passes.
-async fn poll<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn rule_alert(instance: &str, fired_at: i64) -> Alert {

@@ -4,12 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Kill, free_port, now_ms, serve_metrics};
+use common::{Kill, free_port, now_ms, serve_metrics, start_run};
 
 /// `activeAt` (ms) and state of the one alert, if any.
 async fn alert(client: &reqwest::Client, port: u16) -> Option<(i64, String)> {
@@ -32,18 +31,16 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
 }
 
 fn start(config: &std::path::Path, state: &std::path::Path, port: u16) -> Kill {
-    Kill(
-        Command::new(env!("CARGO_BIN_EXE_axi-alert"))
-            .args(["run", "--for-grace-period", "2s", "--config"])
-            .arg(config)
-            .arg("--state-file")
-            .arg(state)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let state = state.as_os_str();
+    start_run(
+        config,
+        port,
+        [
+            "--for-grace-period".as_ref(),
+            "2s".as_ref(),
+            "--state-file".as_ref(),
+            state,
+        ],
     )
 }
 

@@ -81,6 +81,7 @@
 //! |---|---|---|
 //! | `testing` | no | [`testing::Capture`] (metrics, spans and log lines of one test, without globals), [`testing::OtlpReceiver`] (an in-process OTLP receiver), [`testing::peer`] |
 //! | `tls` | no | [`tls`]: the rustls client configuration (ring provider, system trust store, PEM files, `insecure_skip_verify`) shared by the workspace's TLS clients |
+//! | `https-client` | no | [`https`]: an HTTP client for `http://` and `https://` alike (hyper-util over hyper-rustls, configured from [`tls`]); implies `tls` |
 //!
 //! TLS for OTLP endpoints is not built in: export to a local collector (the usual
 //! single-server setup) over plain HTTP or gRPC; `https://` endpoints are refused with an
@@ -93,6 +94,9 @@ pub mod config;
 mod error;
 mod export;
 mod guard;
+#[cfg(feature = "https-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "https-client")))]
+pub mod https;
 pub mod internal;
 pub mod logs;
 pub mod metrics;

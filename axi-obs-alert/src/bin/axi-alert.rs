@@ -44,10 +44,19 @@ enum Command {
     /// answer `/api/v1/alerts` (Prometheus's shape), `/-/ready` and `POST /-/reload`.
     ///
     /// The configuration is a subset of Prometheus's `prometheus.yml` (`global`,
-    /// `rule_files`, `scrape_configs` with `static_configs`), so the same file works for
-    /// both. SIGHUP, `POST /-/reload` or a change to the configuration or a rule file
-    /// reloads; a bad reload keeps the running rules and logs why. Delivery to Alertmanager
-    /// is not part of this command yet.
+    /// `rule_files`, `scrape_configs` with `static_configs`, `alerting.alertmanagers`), so
+    /// the same file works for both. SIGHUP, `POST /-/reload` or a change to the
+    /// configuration or a rule file reloads; a bad reload keeps the running rules and logs
+    /// why.
+    ///
+    /// Alerts go to the Alertmanagers of `alerting.alertmanagers` as Prometheus sends them
+    /// (`POST /api/v2/alerts`, firing alerts again every resend delay, resolved ones at once,
+    /// `global.external_labels` added). Per entry: `static_configs[].targets` (host:port),
+    /// `scheme` (http or https), `path_prefix`, `timeout` (10s), `api_version` (v2 only),
+    /// `basic_auth` (`username`, `password` or `password_file`), `authorization` (type
+    /// Bearer, `credentials` or `credentials_file`), `tls_config` (`ca_file`, `cert_file`,
+    /// `key_file`, `server_name`, `insecure_skip_verify`). Secret files are read at (re)load;
+    /// any other field is an error naming the file and line.
     Run {
         /// The configuration file.
         #[arg(long)]
@@ -69,6 +78,9 @@ enum Command {
         /// local store: the scale-out path. Recording-rule output stays local.
         #[arg(long)]
         query_url: Option<String>,
+        /// Send a still-firing alert to the Alertmanagers again after this long.
+        #[arg(long = "rules.alert.resend-delay", default_value = "1m", value_parser = duration_ms)]
+        resend_delay: i64,
     },
     /// Run the built-in router as a stand-in for Alertmanager 0.33: the same configuration
     /// file and flags, its HTTP API v2 (alerts, alert groups, silences, receivers, status),
@@ -293,6 +305,7 @@ fn main() -> ExitCode {
             for_grace_period,
             for_outage_tolerance,
             query_url,
+            resend_delay,
         } => run_daemon(
             config,
             listen,
@@ -301,6 +314,7 @@ fn main() -> ExitCode {
                 for_grace_period_ms: for_grace_period,
                 for_outage_tolerance_ms: for_outage_tolerance,
                 query_url,
+                resend_delay_ms: resend_delay,
             },
         ),
         #[cfg(feature = "api")]

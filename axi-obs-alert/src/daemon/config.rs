@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
+use crate::delivery::{AlertmanagerAuth, DEFAULT_TIMEOUT, TlsConfig};
 use crate::rules::parse_duration;
 
 /// A loaded configuration, durations in milliseconds, paths resolved against the file.
@@ -23,6 +25,21 @@ pub struct Config {
     pub rule_files: Vec<PathBuf>,
     /// Scrape jobs.
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// `alerting.alertmanagers`: where firing and resolved alerts are sent.
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+}
+
+/// One `alerting.alertmanagers[]` entry: Alertmanagers sharing the same settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertmanagerConfig {
+    /// Base URLs, `scheme://target` + `path_prefix` (alerts go to `<base>/api/v2/alerts`).
+    pub urls: Vec<String>,
+    /// Per-request timeout (`timeout`, default 10 s).
+    pub timeout: Duration,
+    /// `basic_auth` or `authorization`, secrets read from their files at load.
+    pub auth: Option<AlertmanagerAuth>,
+    /// `tls_config`, relative file names resolved against the configuration file's folder.
+    pub tls: Option<TlsConfig>,
 }
 
 /// One scrape job with static targets.
@@ -51,6 +68,177 @@ struct RawConfig {
     rule_files: Vec<String>,
     #[serde(default)]
     scrape_configs: Vec<RawScrape>,
+    #[serde(default)]
+    alerting: RawAlerting,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerting {
+    #[serde(default)]
+    alertmanagers: Vec<RawAlertmanager>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    #[serde(default)]
+    static_configs: Vec<RawAmStatic>,
+    #[serde(default)]
+    scheme: Scheme,
+    #[serde(default)]
+    path_prefix: String,
+    #[serde(default, deserialize_with = "duration")]
+    timeout: Option<Duration>,
+    /// Only `v2`, the one API Alertmanager still has.
+    #[serde(default)]
+    #[allow(dead_code)]
+    api_version: ApiVersion,
+    basic_auth: Option<RawBasicAuth>,
+    authorization: Option<RawAuthorization>,
+    tls_config: Option<TlsConfig>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+#[derive(Deserialize, Default)]
+enum ApiVersion {
+    #[default]
+    #[serde(rename = "v2")]
+    V2,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmStatic {
+    #[serde(default)]
+    targets: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasicAuth {
+    #[serde(default)]
+    username: String,
+    password: Option<String>,
+    password_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthorization {
+    #[serde(rename = "type", default, deserialize_with = "bearer")]
+    #[allow(dead_code)]
+    kind: (),
+    credentials: Option<String>,
+    credentials_file: Option<String>,
+}
+
+/// A Prometheus duration (`10s`, `1m30s`).
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("duration {s:?}: {e}")))
+}
+
+/// `authorization.type`: only `Bearer` (Prometheus's default), any case.
+fn bearer<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    let s = String::deserialize(d)?;
+    if s.eq_ignore_ascii_case("bearer") {
+        Ok(())
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "authorization type {s:?} is not supported (only Bearer)"
+        )))
+    }
+}
+
+/// A secret given inline or in a file (read now, relative to `base`); not both.
+fn secret(
+    inline: Option<String>,
+    file: Option<&str>,
+    base: &Path,
+    what: &str,
+) -> Result<String, String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(format!("{what} and {what}_file are mutually exclusive")),
+        (Some(s), None) => Ok(s),
+        (None, Some(f)) => {
+            let path = base.join(f);
+            std::fs::read_to_string(&path)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("{what}_file {}: {e}", path.display()))
+        }
+        (None, None) => Ok(String::new()),
+    }
+}
+
+impl RawAlertmanager {
+    /// Checks one entry; `ctx` names it in errors.
+    fn resolve(self, base: &Path, ctx: &str) -> Result<AlertmanagerConfig, String> {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        // As Prometheus's `path.Join("/", path_prefix, "/api/v2/alerts")`.
+        let prefix = match self.path_prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("/{p}"),
+        };
+        let mut urls = Vec::new();
+        for st in self.static_configs {
+            for t in st.targets {
+                if t.is_empty() || t.contains('/') || t.contains('?') || t.contains('#') {
+                    return Err(format!("{ctx}: target {t:?} is not host:port"));
+                }
+                urls.push(format!("{scheme}://{t}{prefix}"));
+            }
+        }
+        let auth = match (self.basic_auth, self.authorization) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{ctx}: basic_auth and authorization are mutually exclusive"
+                ));
+            }
+            (Some(b), None) => Some(AlertmanagerAuth::Basic {
+                password: secret(b.password, b.password_file.as_deref(), base, "password")
+                    .map_err(|e| format!("{ctx}.basic_auth: {e}"))?,
+                username: b.username,
+            }),
+            (None, Some(a)) => Some(AlertmanagerAuth::Bearer(
+                secret(
+                    a.credentials,
+                    a.credentials_file.as_deref(),
+                    base,
+                    "credentials",
+                )
+                .map_err(|e| format!("{ctx}.authorization: {e}"))?,
+            )),
+            (None, None) => None,
+        };
+        let tls = self.tls_config.map(|mut t| {
+            for f in [&mut t.ca_file, &mut t.cert_file, &mut t.key_file]
+                .into_iter()
+                .flatten()
+            {
+                *f = base.join(&*f).to_string_lossy().into_owned();
+            }
+            t
+        });
+        Ok(AlertmanagerConfig {
+            urls,
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            auth,
+            tls,
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -190,6 +378,11 @@ impl Config {
                 targets,
             });
         }
+        let mut alertmanagers = Vec::new();
+        for (i, am) in raw.alerting.alertmanagers.into_iter().enumerate() {
+            let ctx = format!("alerting.alertmanagers[{i}]");
+            alertmanagers.push(am.resolve(base, &ctx).map_err(at)?);
+        }
         Ok(Config {
             scrape_interval_ms,
             scrape_timeout_ms,
@@ -197,6 +390,7 @@ impl Config {
             external_labels: raw.global.external_labels,
             rule_files,
             scrape_configs,
+            alertmanagers,
         })
     }
 }
@@ -217,9 +411,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_what() {
-        let e = Config::parse("alerting: {}\n", Path::new("p.yml")).unwrap_err();
+        let e = Config::parse("remote_write: []\n", Path::new("p.yml")).unwrap_err();
         assert!(
-            e.starts_with("p.yml:1:") && e.contains("unknown field `alerting`"),
+            e.starts_with("p.yml:1:") && e.contains("unknown field `remote_write`"),
             "{e}"
         );
         let e = Config::parse(
@@ -228,5 +422,94 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("scrape_configs[0] (a): scheme \"https\""), "{e}");
+    }
+
+    #[test]
+    fn alertmanagers_as_prometheus_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+        let text = "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['am1:9093', 'am2:9093']\n      path_prefix: am/\n      timeout: 3s\n      basic_auth: {username: prom, password_file: pw}\n    - scheme: https\n      api_version: v2\n      static_configs: [{targets: ['am3:9093']}]\n      authorization: {type: Bearer, credentials: tok}\n      tls_config: {ca_file: ca.pem, server_name: am.test}\n";
+        let c = Config::parse(text, &dir.path().join("prometheus.yml")).unwrap();
+        let [a, b] = &c.alertmanagers[..] else {
+            panic!("{:?}", c.alertmanagers)
+        };
+        assert_eq!(a.urls, ["http://am1:9093/am", "http://am2:9093/am"]);
+        assert_eq!(a.timeout, Duration::from_secs(3));
+        assert_eq!(
+            a.auth,
+            Some(AlertmanagerAuth::Basic {
+                username: "prom".into(),
+                password: "s3cret".into()
+            })
+        );
+        assert_eq!(a.tls, None);
+        assert_eq!(b.urls, ["https://am3:9093"]);
+        assert_eq!(b.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(b.auth, Some(AlertmanagerAuth::Bearer("tok".into())));
+        let tls = b.tls.as_ref().unwrap();
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(dir.path().join("ca.pem").to_str().unwrap())
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("am.test"));
+    }
+
+    #[test]
+    fn alerting_errors_name_the_line_and_the_field() {
+        let p = Path::new("p.yml");
+        let am = |body: &str| {
+            Config::parse(
+                &format!("alerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['a:1']}}]\n{body}"),
+                p,
+            )
+            .unwrap_err()
+        };
+        for (body, line, what) in [
+            ("      scheme: ftp\n", 4, "unknown variant `ftp`"),
+            ("      api_version: v1\n", 4, "unknown variant `v1`"),
+            // A value refused by its own check is placed at its entry.
+            ("      timeout: soon\n", 3, "duration \"soon\""),
+            (
+                "      relabel_configs: []\n",
+                4,
+                "unknown field `relabel_configs`",
+            ),
+            (
+                "      basic_auth: {username: u, username_file: f}\n",
+                4,
+                "unknown field `username_file`",
+            ),
+            (
+                "      authorization: {type: Basic, credentials: x}\n",
+                4,
+                "only Bearer",
+            ),
+            ("      tls_config: {ca: x}\n", 4, "unknown field `ca`"),
+        ] {
+            let e = am(body);
+            assert!(e.starts_with(&format!("p.yml:{line}:")), "{body}: {e}");
+            assert!(e.contains(what), "{body}: {e}");
+        }
+        let e = am("      basic_auth: {username: u, password: a, password_file: b}\n");
+        assert!(
+            e.contains("alerting.alertmanagers[0].basic_auth: password and password_file"),
+            "{e}"
+        );
+        let e = am("      basic_auth: {username: u}\n      authorization: {credentials: t}\n");
+        assert!(
+            e.contains("alerting.alertmanagers[0]: basic_auth and authorization"),
+            "{e}"
+        );
+        let e = am("      authorization: {credentials_file: /nonexistent/tok}\n");
+        assert!(e.contains("credentials_file /nonexistent/tok"), "{e}");
+        let e = Config::parse(
+            "alerting:\n  alertmanagers:\n    - static_configs: [{targets: ['http://a:1']}]\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("alerting.alertmanagers[0]: target \"http://a:1\" is not host:port"),
+            "{e}"
+        );
     }
 }

@@ -2,6 +2,14 @@
 //! files on their groups' intervals, and answers `/api/v1/alerts` in Prometheus's shape. The
 //! configuration is a subset of Prometheus's own (see [`Config`]), so one file serves both.
 //!
+//! After each group evaluation, its alerts that need sending (Prometheus's rules: firing
+//! ones every resend delay, resolved ones at once, `endsAt` as Prometheus computes it) go,
+//! with `global.external_labels`, to every Alertmanager of `alerting.alertmanagers`, each
+//! entry through its own [`AlertmanagerSender`]
+//! (bounded queue, batches of 256, timeout, basic or bearer auth, `tls_config`). A reload
+//! that changes the `alerting` section or the external labels replaces the senders (the old
+//! ones send what they hold, then stop); at shutdown the queues are sent within 10 s.
+//!
 //! Samples live in a [`MemStorage`] trimmed to the longest range the rules read plus the
 //! lookback. A reload (SIGHUP, `POST /-/reload`, or a changed configuration or rule file)
 //! that fails keeps the running rules and reports why; alert state carries over for rules
@@ -21,8 +29,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-pub use config::{Config, ScrapeConfig};
+pub use config::{AlertmanagerConfig, Config, ScrapeConfig};
 
+use crate::delivery::{AlertmanagerSender, SenderOptions, alerts_to_send};
 use crate::promql::{Engine, MemStorage};
 use crate::rules::{AlertState, GroupState, RuleState, TemplateContext};
 
@@ -40,6 +49,9 @@ pub struct RunOptions {
     /// Answer rule expressions with this Prometheus's `/api/v1/query` instead of the local
     /// store (the scale-out path); scraping is then optional.
     pub query_url: Option<String>,
+    /// A firing alert is sent again to the Alertmanagers after this long
+    /// (`--rules.alert.resend-delay`, 1 m).
+    pub resend_delay_ms: i64,
 }
 
 impl Default for RunOptions {
@@ -49,6 +61,7 @@ impl Default for RunOptions {
             for_grace_period_ms: 10 * 60_000,
             for_outage_tolerance_ms: 60 * 60_000,
             query_url: None,
+            resend_delay_ms: 60_000,
         }
     }
 }
@@ -126,6 +139,85 @@ struct Loaded {
     retention_ms: i64,
     /// The last reload error, if the last reload failed.
     last_error: Option<String>,
+    /// The senders of `alerting.alertmanagers`.
+    notifier: Notifier,
+}
+
+/// One [`AlertmanagerSender`] per `alerting.alertmanagers` entry; once started, each delivers
+/// in its own task until the notifier is dropped or stopped, then sends what it holds.
+#[derive(Default)]
+struct Notifier {
+    senders: Vec<Arc<AlertmanagerSender>>,
+    /// Dropped (closing the channel) to stop the tasks.
+    stop: Option<tokio::sync::watch::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Notifier {
+    /// Builds (does not start) the senders of `config`.
+    fn new(config: &Config) -> Result<Notifier, String> {
+        let external_labels: crate::delivery::LabelSet = config
+            .external_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut senders = Vec::new();
+        for (i, am) in config.alertmanagers.iter().enumerate() {
+            let mut opts = SenderOptions::new(am.urls.clone());
+            opts.external_labels = external_labels.clone();
+            opts.timeout = am.timeout;
+            opts.auth = am.auth.clone();
+            opts.tls = am.tls.clone();
+            let sender = AlertmanagerSender::new(opts)
+                .map_err(|e| format!("alerting.alertmanagers[{i}]: {e}"))?;
+            senders.push(Arc::new(sender));
+        }
+        Ok(Notifier {
+            senders,
+            stop: None,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Starts a delivery task per sender, on the current runtime.
+    fn start(&mut self) {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        for s in &self.senders {
+            let (s, mut stopped) = (s.clone(), stopped.clone());
+            self.tasks.push(tokio::spawn(async move {
+                s.run(async move {
+                    // Returns when the sender side is dropped.
+                    while stopped.changed().await.is_ok() {}
+                })
+                .await;
+            }));
+        }
+        self.stop = Some(stop);
+    }
+
+    /// Stops the tasks and waits, at most `limit`, for them to send what they hold.
+    async fn stop(mut self, limit: Duration) {
+        self.stop = None;
+        let all = join_all(std::mem::take(&mut self.tasks));
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("alerts still queued for Alertmanagers at shutdown were not all sent");
+        }
+    }
+
+    fn send(&self, alerts: Vec<crate::delivery::PostableAlert>) {
+        if let Some((last, rest)) = self.senders.split_last() {
+            for s in rest {
+                s.send(alerts.clone());
+            }
+            last.send(alerts);
+        }
+    }
+}
+
+async fn join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,6 +249,7 @@ fn load(config_path: &Path) -> Result<Loaded, String> {
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
+    let notifier = Notifier::new(&config)?;
     let mut stamps = vec![(config_path.to_owned(), stamp(config_path))];
     stamps.extend(config.rule_files.iter().map(|f| (f.clone(), stamp(f))));
     let longest = groups
@@ -171,6 +264,7 @@ fn load(config_path: &Path) -> Result<Loaded, String> {
         groups,
         stamps,
         last_error: None,
+        notifier,
     })
 }
 
@@ -210,6 +304,15 @@ impl Shared {
             Ok(mut fresh) => {
                 let mut current = lock(&self.rules);
                 carry_over_state(&current.groups, &mut fresh.groups);
+                if fresh.config.alertmanagers == current.config.alertmanagers
+                    && fresh.config.external_labels == current.config.external_labels
+                {
+                    // The same Alertmanagers: keep the running senders and their queues.
+                    fresh.notifier = std::mem::take(&mut current.notifier);
+                } else {
+                    // The old senders send what they hold and stop when dropped below.
+                    fresh.notifier.start();
+                }
                 *current = fresh;
                 tracing::info!(groups = current.groups.len(), "rules loaded");
                 Ok(())
@@ -260,6 +363,7 @@ pub async fn run(
     options: RunOptions,
 ) -> Result<(), String> {
     let mut loaded = load(&config_path)?;
+    loaded.notifier.start();
     let saved = options
         .state_file
         .as_deref()
@@ -298,15 +402,19 @@ pub async fn run(
         .route("/api/v1/alerts", get(alerts))
         .route("/-/ready", get(|| async { "Ready.\n" }))
         .route("/-/reload", post(reload))
-        .with_state(shared);
+        .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(address = %listen, "listening");
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"));
+    // As Prometheus drains its notification queue on shutdown, bounded.
+    let notifier = std::mem::take(&mut lock(&shared.rules).notifier);
+    notifier.stop(Duration::from_secs(10)).await;
+    served
 }
 
 async fn shutdown_signal() {
@@ -375,7 +483,8 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
         let mut wake = now + 1_000;
         let mut evaluated = false;
         {
-            let mut rules = lock(&shared.rules);
+            let mut guard = lock(&shared.rules);
+            let rules = &mut *guard;
             let default_interval = rules.config.evaluation_interval_ms;
             let templates = TemplateContext {
                 external_labels: rules.config.external_labels.clone(),
@@ -419,6 +528,8 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                         }
                     }
                     store.drop_before(ts - retention);
+                    drop(store);
+                    send_alerts(g, &rules.notifier, ts, interval, &shared.options);
                     *due = ts + interval;
                     evaluated = true;
                     let n = evaluations.entry(g.group.name.clone()).or_insert(0);
@@ -435,6 +546,32 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
         }
         let sleep = (wake - now_ms()).clamp(10, 1_000);
         std::thread::sleep(Duration::from_millis(sleep as u64));
+    }
+}
+
+/// Queues the group's alerts that need sending (Prometheus's `sendAlerts` after a group
+/// evaluation at `ts`) for every Alertmanager. The generator URL is left out: `run` has no
+/// external URL of its own.
+fn send_alerts(g: &mut GroupState, notifier: &Notifier, ts: i64, interval_ms: i64, o: &RunOptions) {
+    if notifier.senders.is_empty() {
+        return;
+    }
+    let interval = Duration::from_millis(u64::try_from(interval_ms).unwrap_or(0));
+    let resend = Duration::from_millis(u64::try_from(o.resend_delay_ms).unwrap_or(0));
+    let mut batch = Vec::new();
+    for r in &mut g.rules {
+        if let RuleState::Alerting(a) = r {
+            batch.extend(alerts_to_send(
+                a.active.values_mut(),
+                ts,
+                interval,
+                resend,
+                "",
+            ));
+        }
+    }
+    if !batch.is_empty() {
+        notifier.send(batch);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Sending alerts to real Alertmanagers the way Prometheus's notifier does:
 //! `POST /api/v2/alerts` to every Alertmanager, batches of at most 256, a bounded queue
-//! that drops the **oldest** alerts when full (counted), external labels added when absent.
+//! that drops the **oldest** alerts when full (counted), external labels added when absent,
+//! over `http://` or `https://` (rustls, ring provider, Prometheus's `tls_config`), with basic
+//! or bearer credentials.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -9,9 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use axi_obs_core::https::{Connector, HttpClient};
+use axi_obs_core::tls::ClientTls;
+use base64::Engine as _;
+use rustls::pki_types::ServerName;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
+use super::email_config::TlsConfig;
 use super::integrations::USER_AGENT;
 use super::model::{LabelSet, label_set, query_escape, rfc3339_millis};
 use crate::rules::{Alert, AlertState};
@@ -111,8 +118,8 @@ pub fn alerts_to_send<'a>(
 /// How an [`AlertmanagerSender`] is set up.
 #[derive(Debug, Clone)]
 pub struct SenderOptions {
-    /// Base URLs of the Alertmanagers (`http://host:9093`, a path prefix allowed); every
-    /// batch goes to all of them.
+    /// Base URLs of the Alertmanagers (`http://host:9093` or `https://host:9093`, a path
+    /// prefix allowed); every batch goes to all of them.
     pub alertmanagers: Vec<String>,
     /// Labels added to every alert that does not have them. Defaults to none.
     pub external_labels: LabelSet,
@@ -125,6 +132,33 @@ pub struct SenderOptions {
     /// Credentials sent to every Alertmanager (Prometheus's `basic_auth` or
     /// `authorization`). Defaults to none.
     pub auth: Option<AlertmanagerAuth>,
+    /// How `https://` Alertmanagers are verified and whom the sender presents itself as
+    /// (Prometheus's `tls_config`: `ca_file`, `cert_file` + `key_file`, `server_name`,
+    /// `insecure_skip_verify`). Defaults to none: servers verified against the system trust
+    /// store, no client certificate.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Why an [`AlertmanagerSender`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SenderError {
+    /// An Alertmanager URL that is not an `http://` or `https://` URL.
+    #[error("alertmanager URL {url:?}: {detail}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The TLS settings cannot be used (a file that cannot be read, a key that does not fit
+    /// the certificate, a `server_name` that is not a DNS name or IP address ...).
+    #[error("tls_config: {0}")]
+    Tls(String),
+    /// A user name, password or token with a byte an HTTP header cannot carry (a newline
+    /// ...).
+    #[error("credentials: not valid in an Authorization header")]
+    Credentials,
 }
 
 /// How the sender authenticates to the Alertmanagers, as Prometheus's `alertmanagers`
@@ -165,6 +199,7 @@ impl SenderOptions {
             max_batch: NonZeroUsize::new(MAX_BATCH).unwrap_or(NonZeroUsize::MIN),
             timeout: DEFAULT_TIMEOUT,
             auth: None,
+            tls: None,
         }
     }
 }
@@ -186,7 +221,7 @@ pub struct FlushReport {
 /// [`flush`](Self::flush) or [`run`](Self::run) deliver.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), reqwest::Error> {
+/// # async fn demo() -> Result<(), axi_obs_alert::delivery::SenderError> {
 /// use axi_obs_alert::delivery::{AlertmanagerSender, PostableAlert, SenderOptions};
 ///
 /// let sender = AlertmanagerSender::new(SenderOptions::new(vec!["http://127.0.0.1:9093".into()]))?;
@@ -204,7 +239,11 @@ pub struct FlushReport {
 #[derive(Debug)]
 pub struct AlertmanagerSender {
     opts: SenderOptions,
-    client: reqwest::Client,
+    client: HttpClient,
+    /// Each Alertmanager's base URL (as given) and the URL alerts are posted to.
+    targets: Vec<(String, http::Uri)>,
+    /// The `Authorization` header of [`SenderOptions::auth`], marked sensitive.
+    authorization: Option<http::HeaderValue>,
     queue: Mutex<VecDeque<PostableAlert>>,
     dropped: AtomicU64,
     sent: AtomicU64,
@@ -213,19 +252,37 @@ pub struct AlertmanagerSender {
 }
 
 impl AlertmanagerSender {
-    /// A sender; nothing is started and nothing dials out until a flush.
+    /// A sender; nothing is started and nothing dials out until a flush. Reads the files of
+    /// [`SenderOptions::tls`] (and, for `https://` Alertmanagers without a `ca_file`, the
+    /// system trust store, once per process): build it off the runtime's threads, or accept
+    /// that short blocking read.
     ///
     /// # Errors
     ///
-    /// When the HTTP client cannot be built.
-    pub fn new(opts: SenderOptions) -> Result<AlertmanagerSender, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .user_agent(USER_AGENT)
-            .build()?;
+    /// When an Alertmanager URL is not `http://` or `https://`, the TLS settings cannot be
+    /// used, or the credentials cannot go in a header.
+    pub fn new(opts: SenderOptions) -> Result<AlertmanagerSender, SenderError> {
+        let mut targets = Vec::with_capacity(opts.alertmanagers.len());
+        for am in &opts.alertmanagers {
+            let url = format!("{}{ALERTS_PATH}", am.trim_end_matches('/'));
+            let bad = |detail: String| SenderError::Url {
+                url: am.clone(),
+                detail,
+            };
+            let uri: http::Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
+            match uri.scheme_str() {
+                Some("http" | "https") if uri.host().is_some() => {}
+                _ => return Err(bad("not an http:// or https:// URL with a host".into())),
+            }
+            targets.push((am.clone(), uri));
+        }
+        let client = client(&opts, &targets)?;
+        let authorization = opts.auth.as_ref().map(authorization).transpose()?;
         Ok(AlertmanagerSender {
             opts,
             client,
+            targets,
+            authorization,
             queue: Mutex::new(VecDeque::new()),
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
@@ -296,15 +353,13 @@ impl AlertmanagerSender {
                 return report;
             }
             // Serializing plain strings and maps cannot fail.
-            let body = bytes_of(&batch);
+            let body = bytes::Bytes::from(bytes_of(&batch));
             let mut tasks = tokio::task::JoinSet::new();
-            for am in &self.opts.alertmanagers {
-                let url = format!("{}{ALERTS_PATH}", am.trim_end_matches('/'));
+            for (am, uri) in &self.targets {
                 let client = self.client.clone();
-                let body = body.clone();
+                let request = request(uri, self.authorization.as_ref(), body.clone());
                 let am = am.clone();
-                let auth = self.opts.auth.clone();
-                tasks.spawn(async move { (am, post(&client, &url, auth.as_ref(), body).await) });
+                tasks.spawn(async move { (am, post(&client, request).await) });
             }
             let mut ok = false;
             while let Some(res) = tasks.join_next().await {
@@ -350,31 +405,81 @@ fn bytes_of(batch: &[PostableAlert]) -> Vec<u8> {
     serde_json::to_vec(batch).unwrap_or_default()
 }
 
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    auth: Option<&AlertmanagerAuth>,
-    body: Vec<u8>,
-) -> Result<(), String> {
-    let mut req = client
-        .post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(body);
-    req = match auth {
-        Some(AlertmanagerAuth::Basic { username, password }) => {
-            req.basic_auth(username, Some(password))
-        }
-        Some(AlertmanagerAuth::Bearer(token)) => req.bearer_auth(token),
-        None => req,
+/// One client for every Alertmanager of a sender: `tls` for `https://`. Without `tls` and
+/// without an `https://` Alertmanager, TLS is never used, so the system trust store is not
+/// read.
+fn client(
+    opts: &SenderOptions,
+    targets: &[(String, http::Uri)],
+) -> Result<HttpClient, SenderError> {
+    let any_https = targets.iter().any(|(_, u)| u.scheme_str() == Some("https"));
+    let config = match &opts.tls {
+        Some(tls) => tls.client_config().map_err(SenderError::Tls)?,
+        None if any_https => ClientTls::new()
+            .client_config()
+            .map_err(|e| SenderError::Tls(e.to_string()))?,
+        None => ClientTls::new()
+            .roots(Vec::new())
+            .client_config()
+            .map_err(|e| SenderError::Tls(e.to_string()))?,
     };
-    let resp = req.send().await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    if status.is_success() {
+    let mut connector = Connector::new(config).connect_timeout(opts.timeout);
+    if let Some(name) = opts.tls.as_ref().and_then(|t| t.server_name.as_deref()) {
+        let server = ServerName::try_from(name.to_string())
+            .map_err(|e| SenderError::Tls(format!("server_name {name:?}: {e}")))?;
+        connector = connector.server_name(server);
+    }
+    Ok(HttpClient::new(connector.build(), opts.timeout))
+}
+
+/// The `Authorization` header value of `auth`, marked sensitive (hyper keeps it out of its
+/// logs and HPACK tables).
+fn authorization(auth: &AlertmanagerAuth) -> Result<http::HeaderValue, SenderError> {
+    let text = match auth {
+        AlertmanagerAuth::Basic { username, password } => format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+        ),
+        AlertmanagerAuth::Bearer(token) => format!("Bearer {token}"),
+    };
+    let mut value = http::HeaderValue::try_from(text).map_err(|_| SenderError::Credentials)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// `POST uri` with the JSON `body` and the credentials.
+fn request(
+    uri: &http::Uri,
+    authorization: Option<&http::HeaderValue>,
+    body: bytes::Bytes,
+) -> http::Request<bytes::Bytes> {
+    let mut req = http::Request::new(body);
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = uri.clone();
+    let h = req.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    );
+    if let Some(value) = authorization {
+        h.insert(http::header::AUTHORIZATION, value.clone());
+    }
+    req
+}
+
+async fn post(client: &HttpClient, request: http::Request<bytes::Bytes>) -> Result<(), String> {
+    let reply = client.request(request).await.map_err(|e| e.to_string())?;
+    if reply.status.is_success() {
         return Ok(());
     }
-    let text = resp.text().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&reply.body);
     Err(format!(
-        "bad response status {status}: {}",
+        "bad response status {}: {}",
+        reply.status,
         text.chars().take(200).collect::<String>()
     ))
 }
@@ -542,5 +647,11 @@ mod tests {
             }
         );
         assert!(!shown.contains("s3cret"), "{shown}");
+        let mut opts = SenderOptions::new(vec![base]);
+        opts.auth = Some(AlertmanagerAuth::Bearer("tok\nX-Injected: 1".into()));
+        assert!(matches!(
+            AlertmanagerSender::new(opts),
+            Err(SenderError::Credentials)
+        ));
     }
 }

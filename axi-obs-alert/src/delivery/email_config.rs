@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use axi_obs_core::tls::{ClientTls, read_certs, read_key};
+use rustls::ClientConfig;
 use serde::{Deserialize, Deserializer};
 
 use super::config::{Config, ConfigError, GlobalConfig, Secret};
@@ -31,6 +33,30 @@ pub struct TlsConfig {
     /// Accept any server certificate. Defaults to false.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+}
+
+impl TlsConfig {
+    /// The rustls client configuration (ring provider): trust anchors from `ca_file` (unused
+    /// when `insecure_skip_verify`), else the system's; the `cert_file` + `key_file`
+    /// identity. `server_name` is the connector's business. Reads the files: call it off the
+    /// runtime's threads.
+    pub(crate) fn client_config(&self) -> Result<ClientConfig, String> {
+        let mut cfg = ClientTls::new().insecure_skip_verify(self.insecure_skip_verify);
+        if let (Some(path), false) = (&self.ca_file, self.insecure_skip_verify) {
+            let certs = read_certs(path.as_ref()).map_err(|e| format!("ca_file {e}"))?;
+            cfg = cfg.roots(certs);
+        }
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                let chain = read_certs(cert.as_ref()).map_err(|e| format!("cert_file {e}"))?;
+                let key = read_key(key.as_ref()).map_err(|e| format!("key_file {e}"))?;
+                cfg = cfg.identity(chain, key);
+            }
+            _ => return Err("tls_config: cert_file and key_file go together".into()),
+        }
+        cfg.client_config().map_err(|e| format!("tls_config: {e}"))
+    }
 }
 
 /// `email_configs[]`: mail through an SMTP smarthost.

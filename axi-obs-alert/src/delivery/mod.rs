@@ -38,8 +38,12 @@
 //! - [`AlertmanagerSender`]: Prometheus's notifier: `POST /api/v2/alerts` to every
 //!   Alertmanager, batches of at most 256, a bounded queue dropping the oldest alerts
 //!   (counted), timeouts, external labels, basic or bearer credentials
-//!   ([`AlertmanagerAuth`]); [`alerts_to_send`] picks what a rule sends after an evaluation,
-//!   with Prometheus's `endsAt`.
+//!   ([`AlertmanagerAuth`]), `http://` or `https://` with Prometheus's `tls_config`
+//!   ([`TlsConfig`]: `ca_file`, client certificate, `server_name`, `insecure_skip_verify`;
+//!   rustls with the ring provider, through axi-obs-core's `https-client`, tested against a
+//!   real Alertmanager serving TLS); [`alerts_to_send`] picks what a rule sends after an
+//!   evaluation, with Prometheus's `endsAt`. `axi-alert run` sends through it to the
+//!   Alertmanagers of its `alerting:` section.
 //!
 //! - [`Dispatcher`]: the router's runtime, as `dispatch/dispatch.go` and the notify
 //!   pipeline, driven by an explicit clock ([`Dispatcher::insert`] and
@@ -107,8 +111,7 @@
 //! `auth_secret_file` are refused at load), `threading`, `html/template`'s contextual
 //! escaping beyond HTML-escaping the data (URL and CSS contexts), and Alertmanager's
 //! template functions other than `join` (`stringSlice`, `date`, `tz`, `since`, `toJson`,
-//! ...); `https://` Alertmanagers (the
-//! workspace's `reqwest` has no TLS backend; basic and bearer auth are there), YAML merge keys, `templates:` files, time
+//! ...); YAML merge keys, `templates:` files, time
 //! intervals (the API's `mutedBy` is always empty), clustering; for remediation actions,
 //! `https://` URLs and killing the children a program leaves behind (only the program
 //! itself is killed at its timeout).
@@ -181,8 +184,8 @@ mod state;
 
 pub use alertmanager::{
     ALERTS_PATH, AlertmanagerAuth, AlertmanagerSender, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT, FlushReport, MAX_BATCH, PostableAlert, SenderOptions,
-    alerts_to_send, generator_url,
+    DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT, FlushReport, MAX_BATCH, PostableAlert, SenderError,
+    SenderOptions, alerts_to_send, generator_url,
 };
 #[cfg(feature = "api")]
 pub use api::{ApiInfo, api_router};

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axi_obs_core::tls::{ClientTls, read_certs, read_key};
 use base64::Engine as _;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -499,28 +498,10 @@ async fn handshake(
 /// The rustls configuration of `tls`; files are read off the runtime threads.
 async fn client_config(tls: &TlsConfig) -> Result<ClientConfig, SmtpError> {
     let tls = tls.clone();
-    tokio::task::spawn_blocking(move || build_client_config(&tls))
+    tokio::task::spawn_blocking(move || tls.client_config())
         .await
         .map_err(|e| SmtpError::Config(format!("TLS configuration: {e}")))?
         .map_err(SmtpError::Config)
-}
-
-fn build_client_config(tls: &TlsConfig) -> Result<ClientConfig, String> {
-    let mut cfg = ClientTls::new().insecure_skip_verify(tls.insecure_skip_verify);
-    if let (Some(path), false) = (&tls.ca_file, tls.insecure_skip_verify) {
-        let certs = read_certs(path.as_ref()).map_err(|e| format!("ca_file {e}"))?;
-        cfg = cfg.roots(certs);
-    }
-    match (&tls.cert_file, &tls.key_file) {
-        (None, None) => {}
-        (Some(cert), Some(key)) => {
-            let chain = read_certs(cert.as_ref()).map_err(|e| format!("cert_file {e}"))?;
-            let key = read_key(key.as_ref()).map_err(|e| format!("key_file {e}"))?;
-            cfg = cfg.identity(chain, key);
-        }
-        _ => return Err("tls_config: cert_file and key_file go together".into()),
-    }
-    cfg.client_config().map_err(|e| format!("tls_config: {e}"))
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
@@ -57,7 +59,20 @@ pub(crate) fn start_alertmanager(
     port: u16,
     external_url: &str,
 ) -> Kill {
+    start_alertmanager_with(bin, config, data, port, external_url, &[])
+}
+
+/// As [`start_alertmanager`], with more arguments (`--web.config.file=...`).
+pub(crate) fn start_alertmanager_with(
+    bin: &Path,
+    config: &Path,
+    data: &Path,
+    port: u16,
+    external_url: &str,
+    extra: &[String],
+) -> Kill {
     let mut cmd = Command::new(bin);
+    cmd.args(extra);
     cmd.arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.path={}", data.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -85,4 +100,41 @@ pub(crate) fn start_prometheus(prometheus: &Path, config: &Path, dir: &Path) -> 
         .spawn()
         .unwrap();
     (Kill(child), port)
+}
+
+/// Starts `axi-alert run --config CONFIG --listen 127.0.0.1:PORT` with `extra` arguments.
+pub(crate) fn start_run(
+    config: &Path,
+    port: u16,
+    extra: impl IntoIterator<Item = impl AsRef<OsStr>>,
+) -> Kill {
+    Kill(
+        Command::new(env!("CARGO_BIN_EXE_axi-alert"))
+            .arg("run")
+            .args(extra)
+            .arg("--config")
+            .arg(config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Polls `f` every 100 ms until it gives a value or `limit` passes.
+pub(crate) async fn poll<T>(
+    what: &str,
+    limit: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use serde_json::Value as J;
 
-use super::http_client::HttpClient;
 use super::tls::TlsOptions;
 use super::{Delivered, Output, SendError, SendFuture, record_json};
 use crate::parse::time::format_index_date;
 use crate::record::{Position, Record};
+use axi_obs_core::https::HttpClient;
 
 /// The Elasticsearch `_bulk` exporter.
 ///
@@ -117,7 +117,7 @@ impl ElasticsearchBulk {
                 .map_err(|_| ElasticsearchConfigError(format!("header {k:?}: invalid value")))?;
             map.insert(name, value);
         }
-        let client = HttpClient::new(timeout, tls)
+        let client = super::tls::http_client(tls, timeout)
             .map_err(|e| ElasticsearchConfigError(format!("tls.{e}")))?;
         let url = format!("{}/_bulk", endpoint.trim_end_matches('/'));
         let uri = url

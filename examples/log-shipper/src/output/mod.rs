@@ -2,7 +2,6 @@
 //! only then does the registry move past its lines.
 
 mod elasticsearch;
-mod http_client;
 mod otlp;
 mod otlp_encode;
 mod otlp_grpc;

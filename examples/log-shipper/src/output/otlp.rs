@@ -17,10 +17,10 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use super::http_client::HttpClient;
 use super::tls::TlsOptions;
 use super::{Delivered, Output, SendError, SendFuture};
 use crate::record::{Record, Value};
+use axi_obs_core::https::HttpClient;
 
 /// The OTLP/HTTP protobuf logs exporter (`http://` or `https://`).
 #[derive(Debug)]
@@ -91,8 +91,8 @@ impl OtlpHttp {
                 .map_err(|_| OtlpConfigError(format!("header {k:?}: invalid value")))?;
             map.insert(name, value);
         }
-        let client =
-            HttpClient::new(timeout, tls).map_err(|e| OtlpConfigError(format!("tls.{e}")))?;
+        let client = super::tls::http_client(tls, timeout)
+            .map_err(|e| OtlpConfigError(format!("tls.{e}")))?;
         let url = format!("{}/v1/logs", endpoint.trim_end_matches('/'));
         let uri = url
             .parse()
@@ -202,17 +202,6 @@ pub(super) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
-}
-
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 fn log_record(r: &Record) -> LogRecord {

@@ -15,9 +15,10 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use super::otlp::{encode_request, host_name};
-use super::tls::{TlsOptions, https_connector};
+use super::tls::TlsOptions;
 use super::{Delivered, Output, SendError, SendFuture};
 use crate::record::Record;
+use axi_obs_core::https::Connector;
 
 /// The OTLP/gRPC logs exporter.
 #[derive(Debug)]
@@ -82,7 +83,12 @@ impl OtlpGrpc {
             let config = tls
                 .client_config()
                 .map_err(|e| OtlpGrpcConfigError(format!("tls.{e}")))?;
-            channel.connect_with_connector_lazy(https_connector(config, timeout, true))
+            channel.connect_with_connector_lazy(
+                Connector::new(config)
+                    .connect_timeout(timeout)
+                    .http2()
+                    .build(),
+            )
         } else {
             channel.connect_lazy()
         };

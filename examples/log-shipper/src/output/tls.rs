@@ -1,5 +1,5 @@
 //! TLS for `https://` endpoints: the rustls client configuration (ring provider, no C crypto
-//! build) of an output and the connectors built on it.
+//! build) of an output and the HTTP client built on it.
 //!
 //! Certificates are verified against the host's trust store (`/etc/ssl/certs` and the other
 //! places OpenSSL looks, through `rustls-native-certs`); with `ca_file` against exactly the
@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use axi_obs_core::https::{Connector, HttpClient};
 use axi_obs_core::tls::{ClientTls, TlsError, read_certs, read_key};
 use rustls::ClientConfig;
 
@@ -136,25 +137,17 @@ impl TlsOptions {
     }
 }
 
-/// An HTTP connector (`http://` and `https://`) speaking HTTP/1.1, or, with `h2`, HTTP/2 over
-/// TLS (ALPN `h2`, for gRPC). `timeout` bounds the TCP connect.
-pub(crate) fn https_connector(
-    tls: ClientConfig,
+/// An HTTP/1.1 client for `http://` and `https://` with these settings (axi-obs-core's
+/// [`HttpClient`], connections kept alive); each request, connect included, takes at most
+/// `timeout`.
+pub(crate) fn http_client(
+    tls: &TlsOptions,
     timeout: std::time::Duration,
-    h2: bool,
-) -> hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector> {
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(timeout));
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
-    if h2 {
-        builder.enable_http2().wrap_connector(http)
-    } else {
-        builder.enable_http1().wrap_connector(http)
-    }
+) -> Result<HttpClient, TlsConfigError> {
+    let connector = Connector::new(tls.client_config()?)
+        .connect_timeout(timeout)
+        .build();
+    Ok(HttpClient::new(connector, timeout))
 }
 
 #[cfg(test)]
