@@ -28,6 +28,11 @@ use axi_obs_benches::{free_port, peer};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::sync::mpsc;
 
+/// The allocator the `axi-alert` binary runs with (its feature `mimalloc`), since the
+/// ingest rows run that binary's server in this process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ALERTS: usize = 10_000;
 const BATCH: usize = 256;
 

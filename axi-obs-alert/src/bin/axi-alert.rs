@@ -14,6 +14,11 @@ use axi_obs_alert::promql::{Engine, Labels, MemStorage, Value, format_go_float, 
 use axi_obs_alert::promqltest::{self, FileReport};
 use clap::{Parser, Subcommand};
 
+// Feature `mimalloc` (on by default): see axi-obs-alert's Cargo.toml.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "axi-alert",
