@@ -105,7 +105,8 @@ pub(super) fn read(path: &Path) -> Result<Option<Snapshot<'static>>, DispatchErr
         path: path.to_path_buf(),
         message,
     };
-    let snap: Snapshot<'static> = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let snap: Snapshot<'static> =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
     if !(1..=VERSION).contains(&snap.version) {
         return Err(corrupt(format!("unknown version {}", snap.version)));
     }
