@@ -60,7 +60,10 @@ where
 }
 
 /// Runs every enricher over every alert, adding the annotations the alert does not have yet.
-pub fn apply(enrichers: &mut [Box<dyn AnnotationEnricher>], alerts: &mut [Alert]) {
+pub fn apply<'a>(
+    enrichers: &mut [Box<dyn AnnotationEnricher>],
+    alerts: impl IntoIterator<Item = &'a mut Alert>,
+) {
     for alert in alerts {
         for e in enrichers.iter_mut() {
             for (name, value) in e.enrich(alert) {

@@ -3,8 +3,13 @@
 //! [`InProcessRules`] reads the metrics the service records through axi-obs-core (or any
 //! source of Prometheus text you give it) on its own thread every interval, keeps them in a
 //! bounded [`MemStorage`], and evaluates Prometheus rule files over them. Alerts are read with
-//! [`InProcessRules::alerts`] or pushed to a callback after every round. Evaluation never runs
-//! on the caller's threads and a failing round is logged, never raised.
+//! [`InProcessRules::alerts`] or pushed to a callback after every round, and delivered as
+//! Prometheus delivers them (firing alerts again after the resend delay, resolved ones once,
+//! Prometheus's `endsAt`): to real Alertmanagers
+//! ([`alertmanager`](InProcessBuilder::alertmanager)) and to the built-in router
+//! ([`router`](InProcessBuilder::router): routing, grouping, silences, webhook, mail,
+//! DingTalk, WeCom, remediation). Evaluation never runs on the caller's threads and a failing
+//! round is logged, never raised.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -26,6 +31,38 @@
 //! // ... the service runs; dropping `rules` stops the evaluation thread.
 //! # drop(rules);
 //! ```
+//!
+//! Delivering to an Alertmanager and to the built-in router:
+//!
+//! ```no_run
+//! # async fn demo(router: axi_obs_alert::delivery::Runner) {
+//! use std::sync::Arc;
+//! use axi_obs_alert::delivery::{AlertmanagerSender, SenderOptions};
+//! use axi_obs_alert::inprocess::InProcessRules;
+//!
+//! let am = Arc::new(
+//!     AlertmanagerSender::new(SenderOptions::new(vec!["http://alertmanager:9093".into()]))
+//!         .expect("valid URL"),
+//! );
+//! let sending = tokio::spawn({
+//!     let am = am.clone();
+//!     async move {
+//!         am.run(async {
+//!             let _ = tokio::signal::ctrl_c().await;
+//!         })
+//!         .await
+//!     }
+//! });
+//! let rules = InProcessRules::builder()
+//!     .rule_file("rules/shop.yml")
+//!     .external_url("http://shop:8080")
+//!     .alertmanager(am)
+//!     .router(router) // a Runner over a Dispatcher built from an alertmanager.yml
+//!     .start()
+//!     .expect("valid rules");
+//! # drop((rules, sending));
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -34,10 +71,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::delivery::{
+    AlertmanagerSender, DEFAULT_RESEND_DELAY, Runner, alerts_to_send, generator_url,
+};
 use crate::enrich::AnnotationEnricher;
 use crate::promql::value::stale_nan;
 use crate::promql::{Engine, Labels, MemStorage};
-use crate::rules::{Alert, GroupState, RuleError, RuleState, TemplateContext};
+use crate::rules::{Alert, AlertState, GroupState, RuleError, RuleState, TemplateContext};
 use crate::scrape::parse_text;
 
 type Source = Box<dyn FnMut() -> String + Send>;
@@ -53,6 +93,63 @@ pub struct InProcessBuilder {
     source: Option<Source>,
     on_alerts: Option<OnAlerts>,
     enrichers: Vec<Box<dyn AnnotationEnricher>>,
+    delivery: Delivery,
+}
+
+/// Where the alerts a round fires are sent, as Prometheus sends them.
+#[derive(Default)]
+struct Delivery {
+    alertmanagers: Vec<Arc<AlertmanagerSender>>,
+    router: Option<Runner>,
+    resend_delay: Option<Duration>,
+    external_url: String,
+}
+
+impl Delivery {
+    fn is_empty(&self) -> bool {
+        self.alertmanagers.is_empty() && self.router.is_none()
+    }
+
+    /// Picks what each alerting rule sends after the round at `t` (Prometheus's
+    /// `sendAlerts`: firing alerts again after the resend delay, resolved ones once) and
+    /// hands it to every Alertmanager sender (queued, never blocking) and to the router.
+    fn send(&self, groups: &mut [GroupState], t: i64, interval: Duration) {
+        if self.is_empty() {
+            return;
+        }
+        let resend = self.resend_delay.unwrap_or(DEFAULT_RESEND_DELAY);
+        let mut batch = Vec::new();
+        for g in groups {
+            for (r, rule) in g.rules.iter_mut().zip(&g.group.rules) {
+                if let RuleState::Alerting(a) = r {
+                    let url = if self.external_url.is_empty() {
+                        String::new()
+                    } else {
+                        generator_url(&self.external_url, &rule.expr_text)
+                    };
+                    batch.extend(alerts_to_send(
+                        a.active.values_mut(),
+                        t,
+                        interval,
+                        resend,
+                        &url,
+                    ));
+                }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        for s in &self.alertmanagers {
+            s.send(batch.clone());
+        }
+        if let Some(router) = &self.router {
+            let alerts = batch.into_iter().map(|p| p.into_am_alert(t)).collect();
+            if !router.blocking_send(alerts) {
+                tracing::warn!("the alert router has stopped: alerts not routed");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for InProcessBuilder {
@@ -84,6 +181,7 @@ impl InProcessRules {
             templates: TemplateContext::default(),
             source: None,
             on_alerts: None,
+            delivery: Delivery::default(),
             enrichers: Vec::new(),
         }
     }
@@ -158,6 +256,38 @@ impl InProcessBuilder {
         self
     }
 
+    /// Sends the alerts to a real Alertmanager (repeat for several) as Prometheus does:
+    /// firing alerts after each round that fires them and again every
+    /// [`resend_delay`](InProcessBuilder::resend_delay), resolved ones once, `endsAt` as
+    /// Prometheus computes it. The sender queues (bounded, the oldest dropped and counted);
+    /// run its [`run`](AlertmanagerSender::run) task on your Tokio runtime to deliver.
+    pub fn alertmanager(mut self, sender: Arc<AlertmanagerSender>) -> Self {
+        self.delivery.alertmanagers.push(sender);
+        self
+    }
+
+    /// Sends the alerts to the built-in router ([`Runner`]: routing, grouping, inhibition,
+    /// silences, webhook/mail/DingTalk/WeCom), as they would reach Alertmanager. The
+    /// evaluation thread waits while the router's channel is full.
+    pub fn router(mut self, runner: Runner) -> Self {
+        self.delivery.router = Some(runner);
+        self
+    }
+
+    /// How long a firing alert waits before it is sent again (Prometheus's
+    /// `--rules.alert.resend-delay`, 1 minute by default).
+    pub fn resend_delay(mut self, d: Duration) -> Self {
+        self.delivery.resend_delay = Some(d);
+        self
+    }
+
+    /// The base of the alerts' `generatorURL` (`<url>/graph?g0.expr=...`), as Prometheus's
+    /// `--web.external-url`; empty by default.
+    pub fn external_url(mut self, url: impl Into<String>) -> Self {
+        self.delivery.external_url = url.into();
+        self
+    }
+
     /// Loads and checks every rule (errors name `file:line`, the group and the rule) and
     /// starts the evaluation thread.
     pub fn start(self) -> Result<InProcessRules, Vec<RuleError>> {
@@ -192,6 +322,7 @@ impl InProcessBuilder {
         });
         let mut on_alerts = self.on_alerts;
         let mut enrichers = self.enrichers;
+        let delivery = self.delivery;
         let labels = Labels::from_pairs(self.labels);
         let interval = self.interval;
         let templates = self.templates;
@@ -213,7 +344,22 @@ impl InProcessBuilder {
                         }
                     }
                     store.drop_before(t - retention);
-                    let mut now: Vec<Alert> = groups
+                    // Enriched in place (a rule re-expands its annotations every round), so
+                    // the alerts sent carry the added annotations too.
+                    if !enrichers.is_empty() {
+                        let active = groups.iter_mut().flat_map(|g| g.rules.iter_mut()).filter_map(
+                            |r| match r {
+                                RuleState::Alerting(a) => Some(a.active.values_mut()),
+                                RuleState::Recording { .. } => None,
+                            },
+                        );
+                        crate::enrich::apply(
+                            &mut enrichers,
+                            active.flatten().filter(|a| a.state != AlertState::Inactive),
+                        );
+                    }
+                    delivery.send(&mut groups, t, interval);
+                    let now: Vec<Alert> = groups
                         .iter()
                         .flat_map(|g| g.rules.iter())
                         .filter_map(|r| match r {
@@ -223,7 +369,6 @@ impl InProcessBuilder {
                         .flatten()
                         .cloned()
                         .collect();
-                    crate::enrich::apply(&mut enrichers, &mut now);
                     if let Some(f) = on_alerts.as_mut() {
                         f(&now);
                     }

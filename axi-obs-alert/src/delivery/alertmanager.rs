@@ -20,7 +20,7 @@ use serde::ser::SerializeMap;
 
 use super::email_config::TlsConfig;
 use super::integrations::USER_AGENT;
-use super::model::{LabelSet, label_set, query_escape, rfc3339_millis};
+use super::model::{AmAlert, LabelSet, label_set, query_escape, rfc3339_millis};
 use crate::rules::{Alert, AlertState};
 
 /// Prometheus's default notification queue capacity (`--alertmanager.notification-queue-capacity`).
@@ -47,6 +47,21 @@ pub struct PostableAlert {
     pub ends_at: Option<i64>,
     /// Link to the expression in the source's UI.
     pub generator_url: String,
+}
+
+impl PostableAlert {
+    /// The alert as the built-in router takes it, with the defaults of Alertmanager's
+    /// `POST /api/v2/alerts`: a missing start is the end when only the end is given, else
+    /// `now_ms`; a missing end is left to the router's `resolve_timeout`.
+    pub fn into_am_alert(self, now_ms: i64) -> AmAlert {
+        AmAlert {
+            starts_at: self.starts_at.or(self.ends_at).unwrap_or(now_ms),
+            labels: self.labels,
+            annotations: self.annotations,
+            ends_at: self.ends_at,
+            generator_url: self.generator_url,
+        }
+    }
 }
 
 impl Serialize for PostableAlert {

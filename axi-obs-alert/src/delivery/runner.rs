@@ -204,6 +204,17 @@ impl Runner {
         self.tx.send(Command::Alerts(alerts)).await.is_ok()
     }
 
+    /// [`send`](Runner::send) from a thread outside any Tokio runtime (an evaluation thread
+    /// such as [`InProcessRules`](crate::inprocess::InProcessRules)'s): waits while the
+    /// channel is full. Returns `false` when the task has ended.
+    ///
+    /// # Panics
+    ///
+    /// When called from within an asynchronous execution context (use `send` there).
+    pub fn blocking_send(&self, alerts: Vec<AmAlert>) -> bool {
+        self.tx.blocking_send(Command::Alerts(alerts)).is_ok()
+    }
+
     /// Creates a silence (see [`Silences::create`](super::Silences::create)) at the
     /// runner's current time, with `starts_at` / `ends_at` in ms.
     ///
