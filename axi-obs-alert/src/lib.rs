@@ -49,6 +49,7 @@ mod civil;
 pub mod daemon;
 pub mod delivery;
 pub mod enrich;
+mod exposition;
 pub mod inprocess;
 pub mod promql;
 pub mod promqltest;

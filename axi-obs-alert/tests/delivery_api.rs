@@ -545,4 +545,25 @@ async fn reload_by_post_and_sighup_keeps_alerts_silences_and_the_log() {
             "{name} in {seen:?}"
         );
     }
+
+    // Its own metrics, as Alertmanager exposes them: the three notifications counted.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"alertmanager_notifications_total{integration="webhook"} 3"#),
+        "{metrics}"
+    );
+    if peer("promtool").is_some() || std::env::var_os("AXI_REQUIRE_PEERS").is_some() {
+        common::promtool_check_metrics(&metrics);
+    } else {
+        println!("promtool not found: /metrics not checked by promtool");
+    }
 }

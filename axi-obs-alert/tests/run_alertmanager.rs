@@ -143,4 +143,21 @@ async fn run_sends_firing_alerts_to_alertmanager() {
     )
     .await;
     assert_eq!(listed("AxiRunAlways").await.unwrap().len(), 1);
+
+    // Counted under Prometheus's names on run's own /metrics, which promtool accepts.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sent_line = format!("prometheus_notifications_sent_total{{alertmanager=\"{am_base}\"}} ");
+    let sent: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&sent_line))
+        .unwrap_or_else(|| panic!("no {sent_line:?} in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(sent >= 3.0, "{metrics}");
+    common::promtool_check_metrics(&metrics);
 }

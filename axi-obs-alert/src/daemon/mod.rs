@@ -402,6 +402,7 @@ pub async fn run(
         .route("/api/v1/alerts", get(alerts))
         .route("/-/ready", get(|| async { "Ready.\n" }))
         .route("/-/reload", post(reload))
+        .route("/metrics", get(crate::exposition::metrics))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await

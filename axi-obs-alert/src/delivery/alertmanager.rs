@@ -82,6 +82,34 @@ impl Serialize for PostableAlert {
     }
 }
 
+/// Alerts dropped: queue overflow, or a batch no Alertmanager accepted (counter,
+/// Prometheus's name).
+pub const METRIC_SENDER_DROPPED_TOTAL: &str = "prometheus_notifications_dropped_total";
+/// Alerts accepted, per Alertmanager (counter; label `alertmanager`: the configured base URL;
+/// Prometheus's name).
+pub const METRIC_SENDER_SENT_TOTAL: &str = "prometheus_notifications_sent_total";
+/// Alerts in batches an Alertmanager refused or could not be reached for, per Alertmanager
+/// (counter; label `alertmanager`, Prometheus's name).
+pub const METRIC_SENDER_ERRORS_TOTAL: &str = "prometheus_notifications_errors_total";
+/// Alerts waiting in the queue (gauge, Prometheus's name).
+pub const METRIC_SENDER_QUEUE_LENGTH: &str = "prometheus_notifications_queue_length";
+
+fn describe_sender_metrics() {
+    metrics::describe_counter!(
+        METRIC_SENDER_DROPPED_TOTAL,
+        "Total number of alerts dropped due to errors when sending to Alertmanager."
+    );
+    metrics::describe_counter!(METRIC_SENDER_SENT_TOTAL, "Total number of alerts sent.");
+    metrics::describe_counter!(
+        METRIC_SENDER_ERRORS_TOTAL,
+        "Total number of sent alerts affected by errors."
+    );
+    metrics::describe_gauge!(
+        METRIC_SENDER_QUEUE_LENGTH,
+        "The number of alert notifications in the queue."
+    );
+}
+
 /// Prometheus's generator URL: `<external URL>/graph?g0.expr=<expr>&g0.tab=1`.
 pub fn generator_url(external_url: &str, expr: &str) -> String {
     format!(
@@ -292,6 +320,7 @@ impl AlertmanagerSender {
             targets.push((am.clone(), uri));
         }
         let client = client(&opts, &targets)?;
+        describe_sender_metrics();
         let authorization = opts.auth.as_ref().map(authorization).transpose()?;
         Ok(AlertmanagerSender {
             opts,
@@ -321,9 +350,11 @@ impl AlertmanagerSender {
             if q.len() == cap {
                 q.pop_front();
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(METRIC_SENDER_DROPPED_TOTAL).increment(1);
             }
             q.push_back(a);
         }
+        metrics::gauge!(METRIC_SENDER_QUEUE_LENGTH).set(q.len() as f64);
         drop(q);
         self.wake.notify_one();
     }
@@ -377,11 +408,18 @@ impl AlertmanagerSender {
                 tasks.spawn(async move { (am, post(&client, request).await) });
             }
             let mut ok = false;
+            let n = batch.len() as u64;
             while let Some(res) = tasks.join_next().await {
                 match res {
-                    Ok((_, Ok(()))) => ok = true,
+                    Ok((am, Ok(()))) => {
+                        ok = true;
+                        metrics::counter!(METRIC_SENDER_SENT_TOTAL, "alertmanager" => am)
+                            .increment(n);
+                    }
                     Ok((am, Err(e))) => {
                         self.errors.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(METRIC_SENDER_ERRORS_TOTAL, "alertmanager" => am.clone())
+                            .increment(n);
                         report.errors.push((am, e));
                     }
                     Err(e) => {
@@ -393,9 +431,10 @@ impl AlertmanagerSender {
             report.batches += 1;
             report.alerts += batch.len();
             if ok {
-                self.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.sent.fetch_add(n, Ordering::Relaxed);
             } else {
                 report.failed_batches += 1;
+                metrics::counter!(METRIC_SENDER_DROPPED_TOTAL).increment(n);
             }
         }
     }

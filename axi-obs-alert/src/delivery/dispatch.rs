@@ -330,6 +330,7 @@ impl Dispatcher {
         now_ms: i64,
     ) -> Result<Dispatcher, DispatchError> {
         let route = config.route.as_ref().ok_or(DispatchError::NoRoute)?;
+        super::notify::describe_metrics();
         let mut d = Dispatcher {
             tree: Route::from_config(route),
             receivers: config

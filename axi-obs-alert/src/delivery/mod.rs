@@ -85,7 +85,8 @@
 //!   `/silence/{id}` GET and DELETE, `/receivers`, `/status`, `/-/healthy`, `/-/ready`)
 //!   in Alertmanager 0.33's JSON shapes and error statuses, so the real `amtool` lists
 //!   alerts and manages silences against it; `serve` runs it all as
-//!   `axi-alert alertmanager`, with Alertmanager's flags, reloading its configuration on
+//!   `axi-alert alertmanager`, with Alertmanager's flags and its own `/metrics` (the
+//!   counters above, with Alertmanager's HELP texts), reloading its configuration on
 //!   SIGHUP or `POST /-/reload` ([`Dispatcher::reconfigure`]: silences, the log and the
 //!   alerts kept).
 //! - Remediation actions (ours, off by default): the top-level `remediations` list
@@ -184,8 +185,9 @@ mod state;
 
 pub use alertmanager::{
     ALERTS_PATH, AlertmanagerAuth, AlertmanagerSender, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT, FlushReport, MAX_BATCH, PostableAlert, SenderError,
-    SenderOptions, alerts_to_send, generator_url,
+    DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT, FlushReport, MAX_BATCH, METRIC_SENDER_DROPPED_TOTAL,
+    METRIC_SENDER_ERRORS_TOTAL, METRIC_SENDER_QUEUE_LENGTH, METRIC_SENDER_SENT_TOTAL,
+    PostableAlert, SenderError, SenderOptions, alerts_to_send, generator_url,
 };
 #[cfg(feature = "api")]
 pub use api::{ApiInfo, api_router};

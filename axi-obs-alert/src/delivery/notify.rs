@@ -35,6 +35,51 @@ pub const LABEL_INTEGRATION: &str = "integration";
 /// Label key: why a notification failed.
 pub const LABEL_REASON: &str = "reason";
 
+/// Gives the router's metrics their HELP text (Alertmanager's for the names it shares) in
+/// the installed recorder; called by [`Notifier::new`] and
+/// [`Dispatcher::new`](super::Dispatcher::new), so `/metrics` passes `promtool check
+/// metrics`. Cheap, and harmless to repeat.
+pub(crate) fn describe_metrics() {
+    use super::remediation::{METRIC_REMEDIATIONS_SKIPPED_TOTAL, METRIC_REMEDIATIONS_TOTAL};
+    metrics::describe_counter!(
+        METRIC_NOTIFICATIONS_TOTAL,
+        "The total number of attempted notifications."
+    );
+    metrics::describe_counter!(
+        METRIC_NOTIFICATIONS_FAILED_TOTAL,
+        "The total number of failed notifications."
+    );
+    metrics::describe_counter!(
+        METRIC_NOTIFICATION_REQUESTS_TOTAL,
+        "The total number of attempted notification requests."
+    );
+    metrics::describe_counter!(
+        METRIC_NOTIFICATION_REQUESTS_FAILED_TOTAL,
+        "The total number of failed notification requests."
+    );
+    metrics::describe_histogram!(
+        METRIC_NOTIFICATION_LATENCY_SECONDS,
+        metrics::Unit::Seconds,
+        "The latency of notifications in seconds."
+    );
+    metrics::describe_counter!(
+        METRIC_GROUP_LIMIT_REACHED_TOTAL,
+        "Number of times when dispatcher failed to create new aggregation group due to limit."
+    );
+    metrics::describe_counter!(
+        METRIC_ALERT_LIMIT_REACHED_TOTAL,
+        "Alerts refused because their aggregation group held the maximum number of alerts."
+    );
+    metrics::describe_counter!(
+        METRIC_REMEDIATIONS_TOTAL,
+        "Remediation runs executed, by action and outcome (success, failure, timeout)."
+    );
+    metrics::describe_counter!(
+        METRIC_REMEDIATIONS_SKIPPED_TOTAL,
+        "Remediation runs not started, by action and reason (cooldown, max_runs, queue_full)."
+    );
+}
+
 /// One configured integration of a receiver.
 #[derive(Debug, Clone)]
 pub enum Integration {
@@ -139,6 +184,7 @@ pub struct Notifier {
 impl Notifier {
     /// A notifier using `client` (its timeouts apply to each request) and `retry`.
     pub fn new(client: reqwest::Client, retry: RetryPolicy) -> Notifier {
+        describe_metrics();
         Notifier {
             client,
             retry,

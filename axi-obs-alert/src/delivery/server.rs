@@ -92,24 +92,26 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         runner: runner.clone(),
         text: shared.clone(),
     };
-    let app = api_router_with(runner.clone(), now, shared).route(
-        "/-/reload",
-        axum::routing::post({
-            let r = reloader.clone();
-            move || {
-                let r = r.clone();
-                async move {
-                    match r.reload().await {
-                        Ok(()) => (axum::http::StatusCode::OK, String::new()),
-                        Err(e) => (
-                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("failed to reload config: {e}"),
-                        ),
+    let app = api_router_with(runner.clone(), now, shared)
+        .route("/metrics", axum::routing::get(crate::exposition::metrics))
+        .route(
+            "/-/reload",
+            axum::routing::post({
+                let r = reloader.clone();
+                move || {
+                    let r = r.clone();
+                    async move {
+                        match r.reload().await {
+                            Ok(()) => (axum::http::StatusCode::OK, String::new()),
+                            Err(e) => (
+                                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                                format!("failed to reload config: {e}"),
+                            ),
+                        }
                     }
                 }
-            }
-        }),
-    );
+            }),
+        );
     #[cfg(unix)]
     {
         let r = reloader.clone();

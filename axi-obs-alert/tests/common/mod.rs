@@ -138,3 +138,27 @@ pub(crate) async fn poll<T>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `promtool check metrics` over `text` (promtool from the peers, required: it is installed
+/// with Alertmanager): panics with promtool's findings when it complains.
+#[allow(dead_code)]
+pub(crate) fn promtool_check_metrics(text: &str) {
+    let promtool =
+        axi_obs_core::testing::peer("promtool").expect("promtool (scripts/install-peers.sh)");
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(&mut check.stdin.take().expect("stdin"), text.as_bytes())
+        .expect("write");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
