@@ -561,6 +561,12 @@ async fn reload_by_post_and_sighup_keeps_alerts_silences_and_the_log() {
             .any(|l| l == r#"alertmanager_notifications_total{integration="webhook"} 3"#),
         "{metrics}"
     );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"alertmanager_alerts_received_total{status="firing"} 3"#),
+        "{metrics}"
+    );
     if peer("promtool").is_some() || std::env::var_os("AXI_REQUIRE_PEERS").is_some() {
         common::promtool_check_metrics(&metrics);
     } else {

@@ -61,6 +61,7 @@ pub fn api_router(runner: Runner, info: ApiInfo) -> Router {
 
 /// [`api_router`] with the configuration text shared with whoever reloads it.
 pub(crate) fn api_router_with(runner: Runner, started_ms: i64, config_text: ConfigText) -> Router {
+    describe_api_metrics();
     let state = ApiState {
         runner,
         started_ms,
@@ -299,6 +300,23 @@ async fn get_groups(
     Ok(axum::Json(Value::Array(out)))
 }
 
+/// Alerts received through `POST /api/v2/alerts`, by `status` (`firing`, `resolved`)
+/// (counter, Alertmanager's name).
+pub const METRIC_ALERTS_RECEIVED_TOTAL: &str = "alertmanager_alerts_received_total";
+/// Alerts refused by `POST /api/v2/alerts` as invalid (counter, Alertmanager's name).
+pub const METRIC_ALERTS_INVALID_TOTAL: &str = "alertmanager_alerts_invalid_total";
+
+fn describe_api_metrics() {
+    metrics::describe_counter!(
+        METRIC_ALERTS_RECEIVED_TOTAL,
+        "The total number of received alerts."
+    );
+    metrics::describe_counter!(
+        METRIC_ALERTS_INVALID_TOTAL,
+        "The total number of received alerts that were invalid."
+    );
+}
+
 /// `postableAlert`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -342,6 +360,11 @@ async fn post_alerts(State(s): State<ApiState>, body: Bytes) -> Result<StatusCod
             Err(e) => errors.push(e),
         }
     }
+    let resolved = alerts.iter().filter(|a| a.resolved_at(now)).count() as u64;
+    metrics::counter!(METRIC_ALERTS_RECEIVED_TOTAL, "status" => "firing")
+        .increment(alerts.len() as u64 - resolved);
+    metrics::counter!(METRIC_ALERTS_RECEIVED_TOTAL, "status" => "resolved").increment(resolved);
+    metrics::counter!(METRIC_ALERTS_INVALID_TOTAL).increment(errors.len() as u64);
     if !alerts.is_empty() && !s.runner.send(alerts).await {
         return Err(RunnerError::Stopped.into());
     }

@@ -190,7 +190,7 @@ pub use alertmanager::{
     PostableAlert, SenderError, SenderOptions, alerts_to_send, generator_url,
 };
 #[cfg(feature = "api")]
-pub use api::{ApiInfo, api_router};
+pub use api::{ApiInfo, METRIC_ALERTS_INVALID_TOTAL, METRIC_ALERTS_RECEIVED_TOTAL, api_router};
 pub use config::{
     Config, ConfigError, DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, DEFAULT_REPEAT_INTERVAL,
     DEFAULT_RESOLVE_TIMEOUT, DINGTALK_ROBOT_URL, DingTalkConfig, EmailConfig, GlobalConfig,
