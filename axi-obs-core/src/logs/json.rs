@@ -93,7 +93,7 @@ where
 /// // every log line written here carries "http.request.id":"r-42"
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ContextFields(std::sync::Arc<Vec<(&'static str, String)>>);
+pub struct ContextFields(std::sync::Arc<smallvec::SmallVec<[(&'static str, String); 2]>>);
 
 impl ContextFields {
     /// No fields.
@@ -484,13 +484,17 @@ fn push_json_str_inner(buf: &mut String, s: &str) {
     buf.push_str(&s[start..]);
 }
 
-/// Appends `bytes` as lower-case hex.
+/// Appends `bytes` (at most 16: a trace id) as lower-case hex, in one copy.
 fn push_hex(buf: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        buf.push(HEX[(b >> 4) as usize] as char);
-        buf.push(HEX[(b & 0xf) as usize] as char);
+    let mut out = [0u8; 32];
+    let n = bytes.len().min(16);
+    for (i, b) in bytes[..n].iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0xf) as usize];
     }
+    // Hex digits are ASCII.
+    buf.push_str(std::str::from_utf8(&out[..2 * n]).unwrap_or_default());
 }
 
 fn push_json_f64(buf: &mut String, v: f64) {
@@ -530,18 +534,14 @@ pub(crate) fn push_rfc3339(buf: &mut String, t: SystemTime) {
         }
         buf.push_str(&cached.1);
     });
-    let micros = d.subsec_micros();
-    let mut digits = [b'0'; 6];
-    let mut m = micros;
-    for slot in digits.iter_mut().rev() {
+    let mut m = d.subsec_micros();
+    let mut tail = *b".000000Z";
+    for slot in tail[1..7].iter_mut().rev() {
         *slot = b'0' + (m % 10) as u8;
         m /= 10;
     }
-    buf.push('.');
-    for d in digits {
-        buf.push(d as char);
-    }
-    buf.push('Z');
+    // ASCII digits.
+    buf.push_str(std::str::from_utf8(&tail).unwrap_or_default());
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` for `secs` since the epoch.
