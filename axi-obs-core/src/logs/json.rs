@@ -484,17 +484,13 @@ fn push_json_str_inner(buf: &mut String, s: &str) {
     buf.push_str(&s[start..]);
 }
 
-/// Appends `bytes` (at most 16: a trace id) as lower-case hex, in one copy.
+/// Appends `bytes` as lower-case hex.
 fn push_hex(buf: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    let n = bytes.len().min(16);
-    for (i, b) in bytes[..n].iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    for b in bytes {
+        buf.push(HEX[(b >> 4) as usize] as char);
+        buf.push(HEX[(b & 0xf) as usize] as char);
     }
-    // Hex digits are ASCII.
-    buf.push_str(std::str::from_utf8(&out[..2 * n]).unwrap_or_default());
 }
 
 fn push_json_f64(buf: &mut String, v: f64) {
@@ -534,14 +530,18 @@ pub(crate) fn push_rfc3339(buf: &mut String, t: SystemTime) {
         }
         buf.push_str(&cached.1);
     });
-    let mut m = d.subsec_micros();
-    let mut tail = *b".000000Z";
-    for slot in tail[1..7].iter_mut().rev() {
+    let micros = d.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut m = micros;
+    for slot in digits.iter_mut().rev() {
         *slot = b'0' + (m % 10) as u8;
         m /= 10;
     }
-    // ASCII digits.
-    buf.push_str(std::str::from_utf8(&tail).unwrap_or_default());
+    buf.push('.');
+    for d in digits {
+        buf.push(d as char);
+    }
+    buf.push('Z');
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` for `secs` since the epoch.
