@@ -108,8 +108,10 @@ fn generate() -> HeaderValue {
             buf[i * 16 + j] = HEX[((word >> (60 - j * 4)) & 0xf) as usize];
         }
     }
-    // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    // One allocation that every clone shares (a `Bytes` copied from a slice would allocate
+    // again on its first clone). Hex digits are always a valid header value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// A pseudo-random number in `[0, 1)`, for access-log sampling.

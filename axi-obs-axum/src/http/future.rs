@@ -162,6 +162,15 @@ fn internal_error() -> Response<Body> {
 
 /// `tracing::event!` at a level chosen at run time.
 macro_rules! event_at {
+    ($level:expr, $target:literal, { $($fields:tt)* }) => {
+        match $level {
+            tracing::Level::ERROR => tracing::event!(target: $target, tracing::Level::ERROR, { $($fields)* }),
+            tracing::Level::WARN => tracing::event!(target: $target, tracing::Level::WARN, { $($fields)* }),
+            tracing::Level::INFO => tracing::event!(target: $target, tracing::Level::INFO, { $($fields)* }),
+            tracing::Level::DEBUG => tracing::event!(target: $target, tracing::Level::DEBUG, { $($fields)* }),
+            tracing::Level::TRACE => tracing::event!(target: $target, tracing::Level::TRACE, { $($fields)* }),
+        }
+    };
     ($level:expr, $target:literal, { $($fields:tt)* }, $($msg:tt)+) => {
         match $level {
             tracing::Level::ERROR => tracing::event!(target: $target, tracing::Level::ERROR, { $($fields)* }, $($msg)+),
@@ -269,7 +278,10 @@ impl State {
                     .unwrap_or_default();
                 let route: &str = self.route.as_deref().unwrap_or_default();
                 let ua = self.user_agent.as_ref().and_then(|v| v.to_str().ok());
+                // The message as a plain `&str` field: written as is, without a pass through
+                // `fmt::Arguments` (every subscriber treats a `message` field as the message).
                 event_at!(level, "axi_obs_axum::access", {
+                    message = "request completed",
                     http.request.method = method,
                     http.route = route,
                     url.path = path,
@@ -279,7 +291,7 @@ impl State {
                     http.request.id = self.request_id.as_str(),
                     client.address = self.client.as_ref().map(tracing::field::display),
                     user_agent.original = ua
-                }, "request completed");
+                });
             }
         }
         let headers = response.headers_mut();

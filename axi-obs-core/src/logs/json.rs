@@ -93,7 +93,7 @@ where
 /// // every log line written here carries "http.request.id":"r-42"
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ContextFields(std::sync::Arc<Vec<(&'static str, String)>>);
+pub struct ContextFields(std::sync::Arc<smallvec::SmallVec<[(&'static str, String); 2]>>);
 
 impl ContextFields {
     /// No fields.
