@@ -26,6 +26,7 @@ mod eval;
 mod functions;
 mod fxhash;
 mod numeric;
+mod series;
 pub mod storage;
 pub mod value;
 
