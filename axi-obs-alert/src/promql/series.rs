@@ -52,8 +52,16 @@ impl StoredSeries {
         if tail_from <= end {
             let (a, b) = self.tail.as_slices();
             for part in [a, b] {
-                let lo = part.partition_point(|p| p.t <= start);
-                let hi = part.partition_point(|p| p.t <= end);
+                // Windows usually end at or after the newest sample; walking back from the
+                // end touches only the points copied (no binary search over cold memory).
+                let hi = match part.last() {
+                    Some(p) if p.t <= end => part.len(),
+                    _ => part.partition_point(|p| p.t <= end),
+                };
+                let mut lo = hi;
+                while lo > 0 && part[lo - 1].t > start {
+                    lo -= 1;
+                }
                 if lo < hi {
                     out.extend_from_slice(&part[lo..hi]);
                 }
