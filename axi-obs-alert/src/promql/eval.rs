@@ -186,7 +186,7 @@ impl<'a> Evaluator<'a> {
             ms.push(Matcher::equal(METRIC_NAME, name));
         }
         for m in &vs.matchers.matchers {
-            ms.push(Matcher::from_ast(m).map_err(EvalError)?);
+            ms.push(self.engine.regexes.compile(m).map_err(EvalError)?);
         }
         let ms = Rc::new(ms);
         self.matchers.borrow_mut().insert(key, ms.clone());
