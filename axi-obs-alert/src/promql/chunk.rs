@@ -136,14 +136,6 @@ impl Chunk {
         }
     }
 
-    /// The newest point.
-    pub(crate) fn last(&self) -> Point {
-        Point {
-            t: self.max_t,
-            v: f64::from_bits(self.prev_v),
-        }
-    }
-
     /// Whether it holds [`CHUNK_SAMPLES`] points.
     pub(crate) fn is_full(&self) -> bool {
         usize::from(self.count) >= CHUNK_SAMPLES

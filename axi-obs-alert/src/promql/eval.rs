@@ -186,7 +186,7 @@ impl<'a> Evaluator<'a> {
             ms.push(Matcher::equal(METRIC_NAME, name));
         }
         for m in &vs.matchers.matchers {
-            ms.push(Matcher::from_ast(m).map_err(EvalError)?);
+            ms.push(self.engine.regexes.compile(m).map_err(EvalError)?);
         }
         let ms = Rc::new(ms);
         self.matchers.borrow_mut().insert(key, ms.clone());
@@ -327,8 +327,18 @@ impl<'a> Evaluator<'a> {
             };
             args.push(arg);
         }
+        // A function of a range selector gives each series at most one sample, labelled as
+        // the series or without its metric name: no duplicates when the selector names one
+        // metric.
+        let unique = c.args.args.iter().any(
+            |a| matches!(unwrap_parens(a), Expr::MatrixSelector(ms) if selects_one_metric(&ms.vs)),
+        ) && args
+            .iter()
+            .all(|a| matches!(a, Arg::Scalar(_) | Arg::Range(_)));
         let value = functions::call(&CallCtx { t, call: c }, args)?;
-        if let Value::Vector(v) = &value {
+        if let Value::Vector(v) = &value
+            && !unique
+        {
             check_unique(v)?;
         }
         Ok(value)
@@ -456,10 +466,10 @@ impl<'a> Evaluator<'a> {
                 return Ok(Value::Scalar { t, v });
             }
             (Value::Vector(l), Value::Scalar { v: r, .. }) => {
-                vector_scalar(op, l, r, false, return_bool, t)?
+                return vector_scalar(op, l, r, false, return_bool, t).map(Value::Vector);
             }
             (Value::Scalar { v: l, .. }, Value::Vector(r)) => {
-                vector_scalar(op, r, l, true, return_bool, t)?
+                return vector_scalar(op, r, l, true, return_bool, t).map(Value::Vector);
             }
             (Value::Vector(l), Value::Vector(r)) => self.vector_vector(b, op, l, r, t)?,
             (l, r) => {
@@ -688,6 +698,10 @@ fn vector_scalar(
             "set operator not allowed in binary scalar expression",
         ));
     }
+    // Each sample keeps its labels, or loses only its metric name: the input is unique, so
+    // the output is too unless dropping names makes two samples alike.
+    let drop_names = drops_name(op) || return_bool;
+    let check = drop_names && !share_name(vector.iter().map(|s| &s.labels));
     let mut out = Vec::with_capacity(vector.len());
     for s in vector {
         let (l, r) = if swapped {
@@ -704,7 +718,7 @@ fn vector_scalar(
             keep = true;
         }
         if keep {
-            let labels = if drops_name(op) || return_bool {
+            let labels = if drop_names {
                 s.labels.without_name()
             } else {
                 s.labels
@@ -712,14 +726,36 @@ fn vector_scalar(
             out.push(Sample { labels, t, v });
         }
     }
+    if check {
+        check_unique(&out)?;
+    }
     Ok(out)
+}
+
+/// Whether a selector matches a single metric name (`name{...}` or `{__name__="name"}`).
+fn selects_one_metric(vs: &VectorSelector) -> bool {
+    vs.name.is_some()
+        || vs
+            .matchers
+            .matchers
+            .iter()
+            .any(|m| m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
+}
+
+/// Whether all label sets have the same metric name (or all have none).
+fn share_name<'l>(mut sets: impl Iterator<Item = &'l Labels>) -> bool {
+    let Some(first) = sets.next() else {
+        return true;
+    };
+    let name = first.name();
+    sets.all(|ls| ls.name() == name)
 }
 
 fn check_unique(v: &[Sample]) -> Result<()> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen = FxSet::default();
+    let mut seen = FxSet::with_capacity_and_hasher(v.len(), Default::default());
     for s in v {
         if !seen.insert(&s.labels) {
             return Err(EvalError::new(

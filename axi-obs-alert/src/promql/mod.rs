@@ -26,9 +26,12 @@ mod eval;
 mod functions;
 mod fxhash;
 mod numeric;
+mod series;
 pub mod storage;
 pub mod value;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use promql_parser::parser::Expr;
@@ -154,12 +157,51 @@ fn check_selector(vs: &promql_parser::parser::VectorSelector) -> Result<(), Pars
 }
 
 /// Evaluates parsed expressions.
+///
+/// Regex matchers are compiled once per engine and its clones (a bounded cache), not at every
+/// evaluation of a rule.
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub(crate) lookback_ms: i64,
     pub(crate) max_samples: usize,
     pub(crate) subquery_step_ms: i64,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) regexes: RegexCache,
+}
+
+/// Regex matchers compiled so far, by name, operator and value; shared by an engine's clones.
+/// When it holds [`REGEX_CACHE_CAPACITY`] it is emptied and starts over.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RegexCache(Arc<Mutex<HashMap<RegexKey, Matcher>>>);
+
+/// A regex matcher's label name, whether it is negated (`!~`), and its regex as written.
+type RegexKey = (String, bool, String);
+
+/// Regex matchers an engine keeps compiled at most.
+const REGEX_CACHE_CAPACITY: usize = 1024;
+
+impl RegexCache {
+    /// The compiled form of a parsed matcher.
+    pub(crate) fn compile(&self, m: &promql_parser::label::Matcher) -> Result<Matcher, String> {
+        use promql_parser::label::MatchOp;
+        let negated = match &m.op {
+            MatchOp::Re(_) => false,
+            MatchOp::NotRe(_) => true,
+            MatchOp::Equal | MatchOp::NotEqual => return Matcher::from_ast(m),
+        };
+        let key = (m.name.clone(), negated, m.value.clone());
+        // A poisoned cache is only a cache: entries are inserted whole.
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(compiled) = cache.get(&key) {
+            return Ok(compiled.clone());
+        }
+        let compiled = Matcher::from_ast(m)?;
+        if cache.len() >= REGEX_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, compiled.clone());
+        Ok(compiled)
+    }
 }
 
 impl Default for Engine {
@@ -171,6 +213,7 @@ impl Default for Engine {
             max_samples: 50_000_000,
             subquery_step_ms: 60_000,
             timeout: None,
+            regexes: RegexCache::default(),
         }
     }
 }

@@ -1,29 +1,64 @@
 //! Where samples come from: the [`Storage`] trait and an in-memory implementation.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matcher as AstMatcher};
 use regex::Regex;
 
-use super::chunk::Chunk;
+use super::fxhash::FxMap;
+use super::series::StoredSeries;
 use super::value::{Labels, Point, Series};
 
 /// A label matcher with Prometheus 3 semantics: regexes fully anchored and `.` matching
 /// newlines; a matcher that matches the empty string also matches series without the label.
+///
+/// Two matchers are equal (and hash alike) when they have the same name, operator and value
+/// as written.
 #[derive(Debug, Clone)]
 pub struct Matcher {
     /// The label name.
     pub name: String,
     op: Op,
+    /// The value as written (the regex's source for regex matchers).
+    value: String,
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.op.kind() == other.op.kind() && self.value == other.value
+    }
+}
+
+impl Eq for Matcher {}
+
+impl Hash for Matcher {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.op.kind().hash(state);
+        self.value.hash(state);
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Eq(String),
-    Ne(String),
+    Eq,
+    Ne,
     Re(Regex),
     NotRe(Regex),
+}
+
+impl Op {
+    fn kind(&self) -> u8 {
+        match self {
+            Op::Eq => 0,
+            Op::Ne => 1,
+            Op::Re(_) => 2,
+            Op::NotRe(_) => 3,
+        }
+    }
 }
 
 impl Matcher {
@@ -31,29 +66,31 @@ impl Matcher {
     pub fn equal(name: &str, value: &str) -> Self {
         Matcher {
             name: name.to_owned(),
-            op: Op::Eq(value.to_owned()),
+            op: Op::Eq,
+            value: value.to_owned(),
         }
     }
 
     /// Compiles a parsed matcher. Regexes are recompiled as `^(?s:re)$`, as Prometheus does.
     pub fn from_ast(m: &AstMatcher) -> Result<Self, String> {
         let op = match &m.op {
-            MatchOp::Equal => Op::Eq(m.value.clone()),
-            MatchOp::NotEqual => Op::Ne(m.value.clone()),
+            MatchOp::Equal => Op::Eq,
+            MatchOp::NotEqual => Op::Ne,
             MatchOp::Re(parsed) => Op::Re(anchored(&m.value, parsed)?),
             MatchOp::NotRe(parsed) => Op::NotRe(anchored(&m.value, parsed)?),
         };
         Ok(Matcher {
             name: m.name.clone(),
             op,
+            value: m.value.clone(),
         })
     }
 
     /// Whether a label value (empty when the label is absent) matches.
     pub fn matches(&self, value: &str) -> bool {
         match &self.op {
-            Op::Eq(v) => v == value,
-            Op::Ne(v) => v != value,
+            Op::Eq => self.value == value,
+            Op::Ne => self.value != value,
             Op::Re(r) => r.is_match(value),
             Op::NotRe(r) => !r.is_match(value),
         }
@@ -67,7 +104,7 @@ impl Matcher {
     /// The value of an equality matcher.
     pub fn equality_value(&self) -> Option<&str> {
         match &self.op {
-            Op::Eq(v) => Some(v),
+            Op::Eq => Some(&self.value),
             _ => None,
         }
     }
@@ -103,10 +140,16 @@ pub trait Storage {
     }
 }
 
-/// Series held in memory with an inverted index, their samples in Gorilla-compressed chunks
-/// of 120 (delta-of-delta timestamps, XOR-ed values), the newest one appended in place. Used by rule
-/// evaluation, `axi-alert query` and the promqltest runner.
-#[derive(Debug, Default, Clone)]
+/// Series held in memory with an inverted index.
+///
+/// Samples are kept in Gorilla-compressed chunks of 120 (delta-of-delta timestamps, XOR-ed
+/// values), the newest one appended in place; each series also keeps its newest samples
+/// uncompressed (those within [`MemStorage::uncompressed_tail`], 10 minutes by default), so
+/// the windows rules read, which end at the newest sample, are copied rather than decoded.
+/// Which series a set of matchers selects is cached until a new series arrives, so rules
+/// evaluated again and again look nothing up in the index. Used by rule evaluation,
+/// `axi-alert query` and the promqltest runner.
+#[derive(Debug, Clone)]
 pub struct MemStorage {
     series: Vec<StoredSeries>,
     by_labels: HashMap<Labels, u32>,
@@ -115,60 +158,38 @@ pub struct MemStorage {
     /// Each series' position in label order, computed on demand after new series arrive:
     /// results come sorted by labels, as Prometheus returns them, without comparing labels.
     ranks: OnceLock<Vec<u32>>,
+    /// The series each matcher set selects, in label order; emptied when a series arrives.
+    selections: SelectionCache,
+    /// The span of each series' uncompressed tail (ms).
+    tail_ms: i64,
 }
 
-#[derive(Debug, Clone)]
-struct StoredSeries {
-    labels: Labels,
-    /// Compressed chunks, oldest first; only the last one is still appended to.
-    chunks: Vec<Chunk>,
+/// The default span of the uncompressed tail: 5-minute windows (the usual `rate` range) and
+/// 10-minute ones, with room to spare.
+const DEFAULT_TAIL: Duration = Duration::from_secs(10 * 60);
+
+/// Matcher sets cached at most; when full the cache is emptied and starts over.
+const SELECTION_CACHE_CAPACITY: usize = 4096;
+
+/// Matcher sets and the ids of the series they select (sorted by label rank).
+#[derive(Debug, Default)]
+struct SelectionCache(Mutex<FxMap<Vec<Matcher>, Arc<[u32]>>>);
+
+impl SelectionCache {
+    fn lock(&self) -> MutexGuard<'_, FxMap<Vec<Matcher>, Arc<[u32]>>> {
+        // A poisoned cache is only a cache: keep using it (entries are inserted whole).
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn clear(&mut self) {
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
-impl StoredSeries {
-    fn points(&self, start: i64, end: i64, out: &mut Vec<Point>) {
-        for c in &self.chunks {
-            if c.max_t > start && c.min_t <= end {
-                c.decode_into(start, end, out);
-            }
-        }
-    }
-
-    fn append(&mut self, t: i64, v: f64) {
-        let p = Point { t, v };
-        match self.chunks.last_mut() {
-            Some(c) if t <= c.max_t => self.insert_out_of_order(p),
-            Some(c) if !c.is_full() => c.push(p),
-            Some(c) => {
-                c.seal();
-                self.chunks.push(Chunk::new(p));
-            }
-            None => self.chunks.push(Chunk::new(p)),
-        }
-    }
-
-    /// Rare (test data loaded out of order): rebuild the series' chunks.
-    fn insert_out_of_order(&mut self, p: Point) {
-        let mut all = Vec::new();
-        self.points(i64::MIN, i64::MAX, &mut all);
-        match all.binary_search_by_key(&p.t, |q| q.t) {
-            Ok(i) => all[i].v = p.v,
-            Err(i) => all.insert(i, p),
-        }
-        self.chunks.clear();
-        for q in all {
-            match self.chunks.last_mut() {
-                Some(c) if !c.is_full() => c.push(q),
-                Some(c) => {
-                    c.seal();
-                    self.chunks.push(Chunk::new(q));
-                }
-                None => self.chunks.push(Chunk::new(q)),
-            }
-        }
-    }
-
-    fn samples(&self) -> usize {
-        self.chunks.iter().map(|c| usize::from(c.count)).sum()
+impl Clone for SelectionCache {
+    /// An empty cache: a copy fills its own.
+    fn clone(&self) -> Self {
+        SelectionCache::default()
     }
 }
 
@@ -179,8 +200,22 @@ pub struct StorageStats {
     pub series: usize,
     /// Samples over all series.
     pub samples: usize,
-    /// Bytes of sample data: compressed chunks (allocated capacity) and their headers.
+    /// Bytes of sample data: compressed chunks (allocated capacity) and their headers, and
+    /// the uncompressed tails (allocated capacity).
     pub sample_bytes: usize,
+}
+
+impl Default for MemStorage {
+    fn default() -> Self {
+        MemStorage {
+            series: Vec::new(),
+            by_labels: HashMap::new(),
+            postings: HashMap::new(),
+            ranks: OnceLock::new(),
+            selections: SelectionCache::default(),
+            tail_ms: DEFAULT_TAIL.as_millis() as i64,
+        }
+    }
 }
 
 impl MemStorage {
@@ -189,37 +224,49 @@ impl MemStorage {
         Self::default()
     }
 
+    /// How far back from its newest sample each series also keeps its samples uncompressed
+    /// (16 bytes each, besides the 1-2 bytes they take compressed). Windows up to this long
+    /// that end at or after a series' newest sample are read without decoding. Applies to
+    /// samples added afterwards. Defaults to 10 minutes; zero keeps only the newest sample.
+    pub fn uncompressed_tail(mut self, span: Duration) -> Self {
+        self.tail_ms = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
     /// Adds one point. Points of a series normally arrive in time order; an older point is
     /// inserted (rebuilding that series' chunks), and a point at an existing timestamp
     /// replaces it.
     pub fn add(&mut self, labels: &Labels, t: i64, v: f64) {
         let id = match self.by_labels.get(labels) {
             Some(&id) => id,
-            None => {
-                let id = self.series.len() as u32;
-                for (k, val) in labels.iter() {
-                    self.postings
-                        .entry(k.to_owned())
-                        .or_default()
-                        .entry(val.to_owned())
-                        .or_default()
-                        .push(id);
-                }
-                self.by_labels.insert(labels.clone(), id);
-                self.ranks = OnceLock::new();
-                self.series.push(StoredSeries {
-                    labels: labels.clone(),
-                    chunks: Vec::new(),
-                });
-                id
-            }
+            None => self.insert_series(labels.clone()),
         };
-        self.series[id as usize].append(t, v);
+        self.series[id as usize].append(t, v, self.tail_ms);
+    }
+
+    fn insert_series(&mut self, labels: Labels) -> u32 {
+        let id = self.series.len() as u32;
+        for (k, val) in labels.iter() {
+            self.postings
+                .entry(k.to_owned())
+                .or_default()
+                .entry(val.to_owned())
+                .or_default()
+                .push(id);
+        }
+        self.by_labels.insert(labels.clone(), id);
+        self.ranks = OnceLock::new();
+        self.selections.clear();
+        self.series.push(StoredSeries::new(labels));
+        id
     }
 
     /// Drops everything.
     pub fn clear(&mut self) {
-        *self = Self::default();
+        *self = MemStorage {
+            tail_ms: self.tail_ms,
+            ..Self::default()
+        };
     }
 
     /// How many series.
@@ -237,43 +284,30 @@ impl MemStorage {
     pub fn drop_before(&mut self, t: i64) {
         let mut emptied = false;
         for s in &mut self.series {
-            let before = s.chunks.len();
-            s.chunks.retain(|c| c.max_t >= t);
-            emptied |= before > 0 && s.chunks.is_empty();
+            if s.chunks.first().is_some_and(|c| c.max_t < t) {
+                emptied |= !s.drop_before(t);
+            }
         }
         if emptied {
             let keep: Vec<StoredSeries> = std::mem::take(&mut self.series)
                 .into_iter()
                 .filter(|s| !s.chunks.is_empty())
                 .collect();
-            *self = Self::default();
+            self.clear();
             for s in keep {
-                let id = self.series.len() as u32;
-                for (k, v) in s.labels.iter() {
-                    self.postings
-                        .entry(k.to_owned())
-                        .or_default()
-                        .entry(v.to_owned())
-                        .or_default()
-                        .push(id);
-                }
-                self.by_labels.insert(s.labels.clone(), id);
-                self.series.push(s);
+                let labels = s.labels.clone();
+                let id = self.insert_series(labels);
+                self.series[id as usize] = s;
             }
         }
     }
 
     /// Series, samples and the bytes their samples take.
     pub fn stats(&self) -> StorageStats {
-        let sample_bytes = self
-            .series
-            .iter()
-            .map(|s| s.chunks.iter().map(Chunk::bytes).sum::<usize>())
-            .sum();
         StorageStats {
             series: self.series.len(),
             samples: self.point_count(),
-            sample_bytes,
+            sample_bytes: self.series.iter().map(StoredSeries::sample_bytes).sum(),
         }
     }
 
@@ -293,11 +327,25 @@ impl MemStorage {
         })
     }
 
-    /// Candidate ids in label order.
-    fn sorted_candidates(&self, matchers: &[Matcher]) -> Vec<u32> {
+    /// Ids of the series matching all `matchers`, in label order; from the cache when the
+    /// same matchers were seen since the last new series.
+    fn selected(&self, matchers: &[Matcher]) -> Arc<[u32]> {
+        if let Some(ids) = self.selections.lock().get(matchers) {
+            return ids.clone();
+        }
         let mut ids = self.candidates(matchers);
+        ids.retain(|id| {
+            let ls = &self.series[*id as usize].labels;
+            matchers.iter().all(|m| m.matches_labels(ls))
+        });
         let ranks = self.ranks();
         ids.sort_unstable_by_key(|id| ranks[*id as usize]);
+        let ids: Arc<[u32]> = ids.into();
+        let mut cache = self.selections.lock();
+        if cache.len() >= SELECTION_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(matchers.to_vec(), ids.clone());
         ids
     }
 
@@ -347,12 +395,10 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Series> {
-        let mut out = Vec::new();
-        for id in self.sorted_candidates(matchers) {
+        let ids = self.selected(matchers);
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids.iter() {
             let s = &self.series[id as usize];
-            if !matchers.iter().all(|m| m.matches_labels(&s.labels)) {
-                continue;
-            }
             let mut points = Vec::new();
             s.points(start, end, &mut points);
             if !points.is_empty() {
@@ -366,26 +412,11 @@ impl Storage for MemStorage {
     }
 
     fn select_latest(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<(Labels, Point)> {
-        let mut out = Vec::new();
-        let mut points = Vec::new();
-        for id in self.sorted_candidates(matchers) {
+        let ids = self.selected(matchers);
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids.iter() {
             let s = &self.series[id as usize];
-            if !matchers.iter().all(|m| m.matches_labels(&s.labels)) {
-                continue;
-            }
-            let Some(newest) = s.chunks.last().map(Chunk::last) else {
-                continue;
-            };
-            // Evaluating at or after the newest sample (the usual case for rules) needs no
-            // decoding.
-            let latest = if newest.t <= end {
-                (newest.t > start).then_some(newest)
-            } else {
-                points.clear();
-                s.points(start, end, &mut points);
-                points.last().copied()
-            };
-            if let Some(p) = latest {
+            if let Some(p) = s.latest(start, end) {
                 out.push((s.labels.clone(), p));
             }
         }
@@ -451,7 +482,8 @@ mod tests {
         );
         let stats = s.stats();
         assert_eq!((stats.series, stats.samples), (50, 15_000));
-        assert!(stats.sample_bytes < 15_000 * 4, "{stats:?}");
+        // About 3 bytes a sample compressed, and 10 minutes (41 samples at 15 s) uncompressed.
+        assert!(stats.sample_bytes < 15_000 * 3 + 50 * 50 * 16, "{stats:?}");
         // Out-of-order and replacing points land where they belong.
         let ls = Labels::from_pairs([("__name__", "m"), ("i", "0"), ("even", "true")]);
         s.add(&ls, 7_500, -1.0);

@@ -1,7 +1,11 @@
 //! The values PromQL works on: label sets, samples, series, and the four result types.
 
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::fxhash::FxHasher;
 
 /// The label that holds a metric's name.
 pub const METRIC_NAME: &str = "__name__";
@@ -22,11 +26,94 @@ pub fn is_stale(v: f64) -> bool {
 /// A label set, kept sorted by name with unique names and no empty values.
 ///
 /// Cloning is cheap: the set is shared (reference counted), and so are its names and values,
-/// so a query touching 10,000 series does not copy 10,000 label sets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Arc<Vec<(Arc<str>, Arc<str>)>>);
+/// so a query touching 10,000 series does not copy 10,000 label sets. Every clone also shares
+/// the set's hash and its copy without `__name__`, each computed once on first use: a stored
+/// series' labels are hashed and stripped of their name once, not at every evaluation.
+#[derive(Clone, Default)]
+pub struct Labels(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    pairs: Vec<(Arc<str>, Arc<str>)>,
+    /// The Fx hash of `pairs`; 0 until computed.
+    hash: AtomicU64,
+    /// The same set without `__name__` once asked for; `None` when it has no name.
+    nameless: OnceLock<Option<Labels>>,
+}
+
+impl Clone for Inner {
+    /// The pairs only: a copy is made to be changed, which invalidates the caches.
+    fn clone(&self) -> Self {
+        Inner {
+            pairs: self.pairs.clone(),
+            ..Inner::default()
+        }
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.pairs == other.0.pairs
+    }
+}
+
+impl Eq for Labels {}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.pairs.cmp(&other.0.pairs)
+    }
+}
+
+impl Hash for Labels {
+    /// Writes the set's (cached) Fx hash: equal sets write equal words.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fx_hash());
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Labels").field(&self.0.pairs).finish()
+    }
+}
 
 impl Labels {
+    fn from_vec(pairs: Vec<(Arc<str>, Arc<str>)>) -> Self {
+        Labels(Arc::new(Inner {
+            pairs,
+            ..Inner::default()
+        }))
+    }
+
+    /// The pairs for changing: unshared first if need be, cached hash and nameless copy
+    /// dropped.
+    fn pairs_mut(&mut self) -> &mut Vec<(Arc<str>, Arc<str>)> {
+        let inner = Arc::make_mut(&mut self.0);
+        *inner.hash.get_mut() = 0;
+        inner.nameless = OnceLock::new();
+        &mut inner.pairs
+    }
+
+    fn fx_hash(&self) -> u64 {
+        let cached = self.0.hash.load(Ordering::Relaxed);
+        if cached != 0 {
+            return cached;
+        }
+        let mut h = FxHasher::default();
+        self.0.pairs.hash(&mut h);
+        // 0 means "not computed".
+        let hash = h.finish().max(1);
+        self.0.hash.store(hash, Ordering::Relaxed);
+        hash
+    }
+
     /// The empty set.
     pub fn new() -> Self {
         Labels::default()
@@ -45,12 +132,12 @@ impl Labels {
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| (**k).cmp(name))
+        self.0.pairs.binary_search_by(|(k, _)| (**k).cmp(name))
     }
 
     /// The value of `name`, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.position(name).ok().map(|i| &*self.0[i].1)
+        self.position(name).ok().map(|i| &*self.0.pairs[i].1)
     }
 
     /// The metric name, if set.
@@ -62,37 +149,46 @@ impl Labels {
     pub fn set(&mut self, name: String, value: String) {
         match self.position(&name) {
             Ok(i) if value.is_empty() => {
-                Arc::make_mut(&mut self.0).remove(i);
+                self.pairs_mut().remove(i);
             }
             Ok(i) => {
-                if *self.0[i].1 != *value {
-                    Arc::make_mut(&mut self.0)[i].1 = value.into();
+                if *self.0.pairs[i].1 != *value {
+                    self.pairs_mut()[i].1 = value.into();
                 }
             }
             Err(_) if value.is_empty() => {}
-            Err(i) => Arc::make_mut(&mut self.0).insert(i, (name.into(), value.into())),
+            Err(i) => self.pairs_mut().insert(i, (name.into(), value.into())),
         }
     }
 
     /// Removes `name`.
     pub fn remove(&mut self, name: &str) {
-        if let Ok(i) = self.position(name) {
-            Arc::make_mut(&mut self.0).remove(i);
+        if name == METRIC_NAME {
+            *self = self.without_name();
+        } else if let Ok(i) = self.position(name) {
+            self.pairs_mut().remove(i);
         }
     }
 
     /// The same set without `__name__`.
     pub fn without_name(&self) -> Labels {
-        if self.position(METRIC_NAME).is_err() {
-            return self.clone();
-        }
-        self.filtered(|k| k != METRIC_NAME)
+        let nameless = self.0.nameless.get_or_init(|| {
+            self.position(METRIC_NAME)
+                .is_ok()
+                .then(|| self.filtered(|k| k != METRIC_NAME))
+        });
+        nameless.as_ref().unwrap_or(self).clone()
     }
 
     fn filtered(&self, keep: impl Fn(&str) -> bool) -> Labels {
-        Labels(Arc::new(
-            self.0.iter().filter(|(k, _)| keep(k)).cloned().collect(),
-        ))
+        Labels::from_vec(
+            self.0
+                .pairs
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Only the labels named in `names` (`on`, `by`).
@@ -107,17 +203,17 @@ impl Labels {
 
     /// The pairs, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        self.0.pairs.iter().map(|(k, v)| (&**k, &**v))
     }
 
     /// How many labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.pairs.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.pairs.is_empty()
     }
 }
 

@@ -1,0 +1,249 @@
+//! One stored series: every sample in Gorilla chunks, and its newest samples once more,
+//! uncompressed, so windows ending "now" (what rules read) are copied instead of decoded.
+
+use std::collections::VecDeque;
+
+use super::chunk::Chunk;
+use super::value::{Labels, Point};
+
+/// A series' labels and samples.
+///
+/// `chunks` hold every sample, oldest first; only the last chunk is still appended to.
+/// `tail` holds the newest samples again, uncompressed: those newer than the newest sample
+/// minus the tail span, plus the one sample at or before that bound (so any window of up to
+/// the span that ends at the newest sample is answered from the tail alone). The memory for
+/// time trade Prometheus's head also makes, bounded by the span.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredSeries {
+    pub(crate) labels: Labels,
+    pub(crate) chunks: Vec<Chunk>,
+    tail: VecDeque<Point>,
+}
+
+impl StoredSeries {
+    pub(crate) fn new(labels: Labels) -> Self {
+        StoredSeries {
+            labels,
+            chunks: Vec::new(),
+            tail: VecDeque::new(),
+        }
+    }
+
+    /// The newest sample.
+    pub(crate) fn newest(&self) -> Option<Point> {
+        self.tail.back().copied()
+    }
+
+    /// Appends the points with `start < t <= end` to `out`, oldest first.
+    pub(crate) fn points(&self, start: i64, end: i64, out: &mut Vec<Point>) {
+        let tail_from = self.tail.front().map_or(i64::MAX, |p| p.t);
+        // Samples older than the tail only exist in the chunks.
+        let chunk_end = end.min(tail_from.saturating_sub(1));
+        if start < chunk_end {
+            for c in &self.chunks {
+                if c.min_t > chunk_end {
+                    break;
+                }
+                if c.max_t > start {
+                    c.decode_into(start, chunk_end, out);
+                }
+            }
+        }
+        if tail_from <= end {
+            let (a, b) = self.tail.as_slices();
+            for part in [a, b] {
+                // Windows usually end at or after the newest sample; walking back from the
+                // end touches only the points copied (no binary search over cold memory).
+                let hi = match part.last() {
+                    Some(p) if p.t <= end => part.len(),
+                    _ => part.partition_point(|p| p.t <= end),
+                };
+                let mut lo = hi;
+                while lo > 0 && part[lo - 1].t > start {
+                    lo -= 1;
+                }
+                if lo < hi {
+                    out.extend_from_slice(&part[lo..hi]);
+                }
+            }
+        }
+    }
+
+    /// The newest point with `start < t <= end`.
+    pub(crate) fn latest(&self, start: i64, end: i64) -> Option<Point> {
+        let newest = self.newest()?;
+        // Evaluating at or after the newest sample (the usual case for rules).
+        if newest.t <= end {
+            return (newest.t > start).then_some(newest);
+        }
+        let tail_from = self.tail.front().map_or(i64::MAX, |p| p.t);
+        if tail_from <= end {
+            let i = self.tail.partition_point(|p| p.t <= end);
+            // `i >= 1`: the front is at or before `end`.
+            return self
+                .tail
+                .get(i.checked_sub(1)?)
+                .filter(|p| p.t > start)
+                .copied();
+        }
+        let mut points = Vec::new();
+        self.points(start, end, &mut points);
+        points.last().copied()
+    }
+
+    /// Appends a point; `tail_ms` is the span of the uncompressed tail.
+    pub(crate) fn append(&mut self, t: i64, v: f64, tail_ms: i64) {
+        let p = Point { t, v };
+        match self.chunks.last_mut() {
+            Some(c) if t <= c.max_t => return self.insert_out_of_order(p, tail_ms),
+            Some(c) if !c.is_full() => c.push(p),
+            Some(c) => {
+                c.seal();
+                self.chunks.push(Chunk::new(p));
+            }
+            None => self.chunks.push(Chunk::new(p)),
+        }
+        self.push_tail(p, tail_ms);
+    }
+
+    fn push_tail(&mut self, p: Point, tail_ms: i64) {
+        let bound = p.t.saturating_sub(tail_ms);
+        while self.tail.len() >= 2 && self.tail[1].t <= bound {
+            self.tail.pop_front();
+        }
+        if self.tail.len() == self.tail.capacity() {
+            // Grow by a quarter, not double: a steady scrape interval settles the length,
+            // and the spare capacity stays small.
+            self.tail.reserve_exact((self.tail.len() / 4).max(4));
+        }
+        self.tail.push_back(p);
+    }
+
+    /// Rare (test data loaded out of order): rebuild the series' chunks and tail.
+    fn insert_out_of_order(&mut self, p: Point, tail_ms: i64) {
+        let mut all = Vec::new();
+        self.points(i64::MIN, i64::MAX, &mut all);
+        match all.binary_search_by_key(&p.t, |q| q.t) {
+            Ok(i) => all[i].v = p.v,
+            Err(i) => all.insert(i, p),
+        }
+        self.chunks.clear();
+        self.tail.clear();
+        for q in all {
+            match self.chunks.last_mut() {
+                Some(c) if !c.is_full() => c.push(q),
+                Some(c) => {
+                    c.seal();
+                    self.chunks.push(Chunk::new(q));
+                }
+                None => self.chunks.push(Chunk::new(q)),
+            }
+            self.push_tail(q, tail_ms);
+        }
+    }
+
+    /// Drops whole chunks whose newest sample is older than `t`, and the tail's samples
+    /// older than what the chunks still hold. Returns whether anything is left.
+    pub(crate) fn drop_before(&mut self, t: i64) -> bool {
+        self.chunks.retain(|c| c.max_t >= t);
+        match self.chunks.first() {
+            Some(c) => {
+                while self.tail.front().is_some_and(|p| p.t < c.min_t) {
+                    self.tail.pop_front();
+                }
+                true
+            }
+            None => {
+                self.tail = VecDeque::new();
+                false
+            }
+        }
+    }
+
+    pub(crate) fn samples(&self) -> usize {
+        self.chunks.iter().map(|c| usize::from(c.count)).sum()
+    }
+
+    /// Bytes of sample data: the chunks with their headers and the tail's capacity.
+    pub(crate) fn sample_bytes(&self) -> usize {
+        self.chunks.iter().map(Chunk::bytes).sum::<usize>()
+            + self.tail.capacity() * std::mem::size_of::<Point>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(ts: impl IntoIterator<Item = i64>, tail_ms: i64) -> StoredSeries {
+        let mut s = StoredSeries::new(Labels::new());
+        for t in ts {
+            s.append(t, t as f64, tail_ms);
+        }
+        s
+    }
+
+    fn window(s: &StoredSeries, start: i64, end: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        s.points(start, end, &mut out);
+        out.iter().map(|p| p.t).collect()
+    }
+
+    #[test]
+    fn tail_keeps_one_sample_at_or_before_its_span() {
+        let s = series((0..1000).map(|i| i * 10), 100);
+        let ts: Vec<i64> = s.tail.iter().map(|p| p.t).collect();
+        assert_eq!(ts, (989..1000).map(|i| i * 10).collect::<Vec<_>>());
+        assert!(s.tail.capacity() < 20, "{}", s.tail.capacity());
+    }
+
+    #[test]
+    fn windows_across_chunks_and_tail_match_a_plain_scan() {
+        // 3 chunks of 120 and a partial one; the tail covers the newest 50.
+        let ts: Vec<i64> = (0..400).map(|i| i * 10 + (i % 3)).collect();
+        let s = series(ts.iter().copied(), 490);
+        for start in [-1, 0, 5, 1000, 1190, 1200, 3480, 3500, 3510, 3990, 4000] {
+            for end in [
+                start,
+                start + 1,
+                start + 9,
+                start + 300,
+                3509,
+                3520,
+                i64::MAX,
+            ] {
+                let want: Vec<i64> = ts
+                    .iter()
+                    .copied()
+                    .filter(|t| *t > start && *t <= end)
+                    .collect();
+                assert_eq!(window(&s, start, end), want, "({start}, {end}]");
+                let latest = s.latest(start, end).map(|p| p.t);
+                assert_eq!(latest, want.last().copied(), "latest ({start}, {end}]");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_order_points_rebuild_the_tail() {
+        let mut s = series([10, 20, 40], 1_000);
+        s.append(30, -1.0, 1_000);
+        s.append(20, -2.0, 1_000);
+        let mut out = Vec::new();
+        s.points(0, 100, &mut out);
+        let got: Vec<(i64, f64)> = out.iter().map(|p| (p.t, p.v)).collect();
+        assert_eq!(got, [(10, 10.0), (20, -2.0), (30, -1.0), (40, 40.0)]);
+        assert_eq!(s.tail.len(), 4);
+    }
+
+    #[test]
+    fn dropping_chunks_trims_the_tail() {
+        let mut s = series((0..300).map(|i| i * 10), 10_000);
+        assert!(s.drop_before(1500));
+        assert_eq!(s.chunks.len(), 2);
+        assert_eq!(window(&s, -1, 1190), Vec::<i64>::new());
+        assert_eq!(window(&s, -1, 1210), [1200, 1210]);
+        assert!(!s.drop_before(1_000_000));
+        assert_eq!(s.newest(), None);
+    }
+}
