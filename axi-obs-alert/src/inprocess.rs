@@ -71,9 +71,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::delivery::{
-    AlertmanagerSender, DEFAULT_RESEND_DELAY, Runner, alerts_to_send, generator_url,
-};
+use crate::delivery::{AlertmanagerSender, DEFAULT_RESEND_DELAY, Runner, group_alerts_to_send};
 use crate::enrich::AnnotationEnricher;
 use crate::promql::value::stale_nan;
 use crate::promql::{Engine, Labels, MemStorage};
@@ -118,25 +116,10 @@ impl Delivery {
             return;
         }
         let resend = self.resend_delay.unwrap_or(DEFAULT_RESEND_DELAY);
-        let mut batch = Vec::new();
-        for g in groups {
-            for (r, rule) in g.rules.iter_mut().zip(&g.group.rules) {
-                if let RuleState::Alerting(a) = r {
-                    let url = if self.external_url.is_empty() {
-                        String::new()
-                    } else {
-                        generator_url(&self.external_url, &rule.expr_text)
-                    };
-                    batch.extend(alerts_to_send(
-                        a.active.values_mut(),
-                        t,
-                        interval,
-                        resend,
-                        &url,
-                    ));
-                }
-            }
-        }
+        let batch: Vec<_> = groups
+            .iter_mut()
+            .flat_map(|g| group_alerts_to_send(g, t, interval, resend, &self.external_url))
+            .collect();
         if batch.is_empty() {
             return;
         }

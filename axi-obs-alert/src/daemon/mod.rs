@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 
 pub use config::{AlertmanagerConfig, Config, ScrapeConfig};
 
-use crate::delivery::{AlertmanagerSender, SenderOptions, alerts_to_send};
+use crate::delivery::{AlertmanagerSender, SenderOptions, group_alerts_to_send};
 use crate::promql::{Engine, MemStorage};
 use crate::rules::{AlertState, GroupState, RuleState, TemplateContext};
 
@@ -559,18 +559,7 @@ fn send_alerts(g: &mut GroupState, notifier: &Notifier, ts: i64, interval_ms: i6
     }
     let interval = Duration::from_millis(u64::try_from(interval_ms).unwrap_or(0));
     let resend = Duration::from_millis(u64::try_from(o.resend_delay_ms).unwrap_or(0));
-    let mut batch = Vec::new();
-    for r in &mut g.rules {
-        if let RuleState::Alerting(a) = r {
-            batch.extend(alerts_to_send(
-                a.active.values_mut(),
-                ts,
-                interval,
-                resend,
-                "",
-            ));
-        }
-    }
+    let batch = group_alerts_to_send(g, ts, interval, resend, "");
     if !batch.is_empty() {
         notifier.send(batch);
     }

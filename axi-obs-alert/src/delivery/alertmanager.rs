@@ -21,7 +21,7 @@ use serde::ser::SerializeMap;
 use super::email_config::TlsConfig;
 use super::integrations::USER_AGENT;
 use super::model::{AmAlert, LabelSet, label_set, query_escape, rfc3339_millis};
-use crate::rules::{Alert, AlertState};
+use crate::rules::{Alert, AlertState, GroupState, RuleState};
 
 /// Prometheus's default notification queue capacity (`--alertmanager.notification-queue-capacity`).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
@@ -117,6 +117,36 @@ pub fn generator_url(external_url: &str, expr: &str) -> String {
         external_url.trim_end_matches('/'),
         query_escape(expr)
     )
+}
+
+/// [`alerts_to_send`] over every alerting rule of a group evaluated at `ts_ms`, each alert's
+/// `generatorURL` built from `external_url` and the rule's expression (empty when
+/// `external_url` is).
+pub fn group_alerts_to_send(
+    group: &mut GroupState,
+    ts_ms: i64,
+    eval_interval: Duration,
+    resend_delay: Duration,
+    external_url: &str,
+) -> Vec<PostableAlert> {
+    let mut out = Vec::new();
+    for (r, rule) in group.rules.iter_mut().zip(&group.group.rules) {
+        if let RuleState::Alerting(a) = r {
+            let url = if external_url.is_empty() {
+                String::new()
+            } else {
+                generator_url(external_url, &rule.expr_text)
+            };
+            out.extend(alerts_to_send(
+                a.active.values_mut(),
+                ts_ms,
+                eval_interval,
+                resend_delay,
+                &url,
+            ));
+        }
+    }
+    out
 }
 
 /// Picks the alerts of one rule to send after an evaluation at `ts_ms`, as Prometheus's

@@ -187,7 +187,7 @@ pub use alertmanager::{
     ALERTS_PATH, AlertmanagerAuth, AlertmanagerSender, DEFAULT_QUEUE_CAPACITY,
     DEFAULT_RESEND_DELAY, DEFAULT_TIMEOUT, FlushReport, MAX_BATCH, METRIC_SENDER_DROPPED_TOTAL,
     METRIC_SENDER_ERRORS_TOTAL, METRIC_SENDER_QUEUE_LENGTH, METRIC_SENDER_SENT_TOTAL,
-    PostableAlert, SenderError, SenderOptions, alerts_to_send, generator_url,
+    PostableAlert, SenderError, SenderOptions, alerts_to_send, generator_url, group_alerts_to_send,
 };
 #[cfg(feature = "api")]
 pub use api::{ApiInfo, METRIC_ALERTS_INVALID_TOTAL, METRIC_ALERTS_RECEIVED_TOTAL, api_router};
