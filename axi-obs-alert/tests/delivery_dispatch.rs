@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axi_obs_alert::delivery::{
-    AmAlert, Clock as _, Config, Dispatcher, DispatcherOptions, LabelSet, Matcher, Notifier,
-    RetryPolicy, Runner, RunnerError, SilenceState, SystemClock,
+    Clock as _, Config, Dispatcher, DispatcherOptions, LabelSet, Matcher, Notifier, RetryPolicy,
+    Runner, RunnerError, SilenceState, SystemClock,
 };
 use axi_obs_core::testing::Capture;
 use serde_json::Value;
+
+mod common;
+use common::{alert, counter};
 
 /// 2026-01-01T00:00:00Z in ms.
 const T0: i64 = 1_767_225_600_000;
@@ -97,19 +100,6 @@ fn notifier() -> Notifier {
             max_attempts: 5,
         },
     )
-}
-
-fn alert(pairs: &[(&str, &str)], starts_at: i64, ends_at: i64) -> AmAlert {
-    AmAlert {
-        labels: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        annotations: LabelSet::from([("summary".to_string(), "s".to_string())]),
-        starts_at,
-        ends_at: Some(ends_at),
-        generator_url: "http://prom/graph".into(),
-    }
 }
 
 /// Ticks at every flush time up to and including `until`; returns the bodies accepted, each
@@ -482,20 +472,6 @@ async fn restart_from_the_persisted_log_does_not_renotify() {
     // Entries expire: 2 × repeat_interval after the last notification, nothing is left.
     let d = Dispatcher::new(&cfg, opts(), T0 + 62 * MIN + 120 * MIN).expect("restart");
     assert_eq!(d.nflog().len(), 0);
-}
-
-fn counter(cap: &Capture, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let snap = cap.metrics();
-    let Some(f) = snap.family(name) else { return 0 };
-    f.series
-        .iter()
-        .filter(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .filter_map(|s| s.value.as_counter())
-        .sum()
 }
 
 #[test]

@@ -9,12 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axi_obs_alert::delivery::{
-    AmAlert, Clock as _, Config, Dispatcher, DispatcherOptions, Fingerprint, LabelSet, Matcher,
-    Notifier, RemediationOutcome, RemediationResult, RemediationRun, RetryPolicy, Runner,
-    SkipReason, SystemClock,
+    AmAlert, Clock as _, Config, Dispatcher, DispatcherOptions, Fingerprint, Matcher, Notifier,
+    RemediationOutcome, RemediationResult, RemediationRun, RetryPolicy, Runner, SkipReason,
+    SystemClock,
 };
 use axi_obs_core::testing::Capture;
 use serde_json::Value;
+
+mod common;
+use common::{alert, counter};
 
 /// 2026-01-01T00:00:00Z in ms.
 const T0: i64 = 1_767_225_600_000;
@@ -65,19 +68,6 @@ fn config(extra: &str) -> Config {
     parse(&format!("{ACTIONS}{TREE}{extra}"))
 }
 
-fn alert(pairs: &[(&str, &str)], starts_at: i64, ends_at: i64) -> AmAlert {
-    AmAlert {
-        labels: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        annotations: LabelSet::from([("summary".to_string(), "s".to_string())]),
-        starts_at,
-        ends_at: Some(ends_at),
-        generator_url: "http://prom/graph".into(),
-    }
-}
-
 fn api(name: &str) -> AmAlert {
     alert(&[("alertname", name), ("service", "api")], T0, FAR)
 }
@@ -99,20 +89,6 @@ fn runs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(a, n)| (a.to_string(), n.to_string()))
         .collect()
-}
-
-fn counter(cap: &Capture, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let snap = cap.metrics();
-    let Some(f) = snap.family(name) else { return 0 };
-    f.series
-        .iter()
-        .filter(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .filter_map(|s| s.value.as_counter())
-        .sum()
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Helpers shared by the tests that run `axi-alert run` as a process.
+//! Helpers shared by the tests: processes (`axi-alert`, the peers), local servers, alerts and
+//! captured metrics.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -161,4 +162,45 @@ pub(crate) fn promtool_check_metrics(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// An alert with these labels, a `summary` annotation and a generator URL, from `starts_at`
+/// to `ends_at` (ms).
+pub(crate) fn alert(
+    pairs: &[(&str, &str)],
+    starts_at: i64,
+    ends_at: i64,
+) -> axi_obs_alert::delivery::AmAlert {
+    axi_obs_alert::delivery::AmAlert {
+        labels: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        annotations: axi_obs_alert::delivery::LabelSet::from([(
+            "summary".to_string(),
+            "s".to_string(),
+        )]),
+        starts_at,
+        ends_at: Some(ends_at),
+        generator_url: "http://prom/graph".into(),
+    }
+}
+
+/// The sum of the counter `name` over the captured series carrying all of `labels`.
+pub(crate) fn counter(
+    cap: &axi_obs_core::testing::Capture,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> u64 {
+    let snap = cap.metrics();
+    let Some(f) = snap.family(name) else { return 0 };
+    f.series
+        .iter()
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .filter_map(|s| s.value.as_counter())
+        .sum()
 }
