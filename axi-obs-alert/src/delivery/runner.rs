@@ -150,32 +150,35 @@ impl Runner {
                 // burst of messages costs one check and one state write, not one each.
                 let mut cmd = first;
                 for _ in 0..MAX_BATCH_COMMANDS {
-                    match cmd {
+                    // `Some(reply)` to stop: on a shutdown (whose caller waits for the
+                    // reply) or when every handle is dropped (nobody waits).
+                    let stop = match cmd {
                         Some(Command::Alerts(alerts)) => {
                             let now = clock.now_ms();
                             for a in alerts {
                                 dispatcher.insert(a, now);
                             }
+                            None
                         }
-                        Some(Command::With(f)) => f(&mut dispatcher, clock.now_ms()),
-                        // Deliveries in flight get SHUTDOWN_GRACE to finish; what is still
-                        // unfinished then is not logged and is sent again after a restart
-                        // (at least once).
-                        Some(Command::Shutdown(done)) => {
-                            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-                            finish_remediations(&mut dispatcher, &mut remedying, &*clock, deadline)
-                                .await;
-                            finish(&mut dispatcher, &mut inflight, &mut flushing, deadline).await;
+                        Some(Command::With(f)) => {
+                            f(&mut dispatcher, clock.now_ms());
+                            None
+                        }
+                        Some(Command::Shutdown(done)) => Some(Some(done)),
+                        None => Some(None),
+                    };
+                    // Deliveries and remediation runs in flight get SHUTDOWN_GRACE to
+                    // finish; a delivery still unfinished then is not logged and is sent
+                    // again after a restart (at least once).
+                    if let Some(reply) = stop {
+                        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+                        finish_remediations(&mut dispatcher, &mut remedying, &*clock, deadline)
+                            .await;
+                        finish(&mut dispatcher, &mut inflight, &mut flushing, deadline).await;
+                        if let Some(done) = reply {
                             let _ = done.send(());
-                            return dispatcher;
                         }
-                        None => {
-                            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-                            finish_remediations(&mut dispatcher, &mut remedying, &*clock, deadline)
-                                .await;
-                            finish(&mut dispatcher, &mut inflight, &mut flushing, deadline).await;
-                            return dispatcher;
-                        }
+                        return dispatcher;
                     }
                     match rx.try_recv() {
                         Ok(next) => cmd = Some(next),
