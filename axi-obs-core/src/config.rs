@@ -165,6 +165,25 @@ impl Protocol {
     }
 }
 
+impl Protocol {
+    /// Refuses a protocol this build cannot speak: gRPC needs the `otlp-grpc` feature.
+    fn available(self, setting: Source) -> Result<(), ConfigError> {
+        self.available_with(cfg!(feature = "otlp-grpc"), setting)
+    }
+
+    fn available_with(self, grpc_built: bool, setting: Source) -> Result<(), ConfigError> {
+        if self == Protocol::Grpc && !grpc_built {
+            return Err(ConfigError::new(
+                setting,
+                "grpc",
+                "OTLP over gRPC is not in this build (axi-obs-core's `otlp-grpc` feature is \
+                 off); use http/protobuf",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -877,13 +896,27 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
         return Ok(None);
     }
 
-    let protocol = match code.protocol.or(s.otlp.protocol) {
-        Some(p) => p,
-        None => match env.get(names.protocol) {
-            Some(v) => Protocol::parse(&v, Source::Env(names.protocol))?,
+    let (protocol, protocol_source) = match (code.protocol, s.otlp.protocol) {
+        (Some(p), _) => (
+            p,
+            method(match signal {
+                Signal::Traces => "traces_protocol",
+                Signal::Logs => "logs_protocol",
+                Signal::Metrics => "metrics_protocol",
+            }),
+        ),
+        (None, Some(p)) => (p, method("otlp_protocol")),
+        (None, None) => match env.get(names.protocol) {
+            Some(v) => {
+                let source = Source::Env(names.protocol);
+                (Protocol::parse(&v, source.clone())?, source)
+            }
             None => match env.get(OTEL_EXPORTER_OTLP_PROTOCOL) {
-                Some(v) => Protocol::parse(&v, Source::Env(OTEL_EXPORTER_OTLP_PROTOCOL))?,
-                None => Protocol::HttpProtobuf,
+                Some(v) => {
+                    let source = Source::Env(OTEL_EXPORTER_OTLP_PROTOCOL);
+                    (Protocol::parse(&v, source.clone())?, source)
+                }
+                None => (Protocol::HttpProtobuf, method("otlp_protocol")),
             },
         },
     };
@@ -924,6 +957,7 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
         // No endpoint anywhere and no explicit exporter: nothing dials out.
         return Ok(None);
     };
+    protocol.available(protocol_source)?;
 
     // Headers: merge per key with precedence code (signal, generic) > signal env > generic env.
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
@@ -1140,6 +1174,32 @@ mod tests {
         assert_eq!(traces.endpoint, "http://localhost:4318/v1/traces"); // default
         assert_eq!(traces.timeout, DEFAULT_EXPORT_TIMEOUT);
         assert!(r.logs.is_none());
+    }
+
+    #[test]
+    fn grpc_without_the_feature_is_refused_naming_the_setting() {
+        let source = Source::Env(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL);
+        let e = Protocol::Grpc
+            .available_with(false, source.clone())
+            .unwrap_err();
+        assert_eq!(e.setting, source);
+        assert_eq!(e.value, "grpc");
+        assert!(e.to_string().contains("`otlp-grpc`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="),
+            "{e}"
+        );
+        assert!(Protocol::Grpc.available_with(true, source.clone()).is_ok());
+        assert!(Protocol::HttpProtobuf.available_with(false, source).is_ok());
+        // This test build has the feature (dev-dependency `testing`), so the resolution that
+        // calls the check accepts grpc.
+        let r = resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
+            (OTEL_TRACES_EXPORTER, "otlp"),
+        ]))
+        .unwrap();
+        assert_eq!(r.traces.unwrap().protocol, Protocol::Grpc);
     }
 
     #[test]

@@ -79,6 +79,7 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
+//! | `otlp-grpc` | yes | OTLP export over gRPC (tonic, HTTP/2) beside OTLP over HTTP/protobuf, which is always in; off, a `grpc` protocol is refused at configuration ([`ConfigError`]) naming the feature. Small binaries (the node collector) leave it off |
 //! | `testing` | no | [`testing::Capture`] (metrics, spans and log lines of one test, without globals), [`testing::OtlpReceiver`] (an in-process OTLP receiver), [`testing::peer`] |
 //! | `tls` | no | [`tls`]: the rustls client configuration (ring provider, system trust store, PEM files, `insecure_skip_verify`) shared by the workspace's TLS clients |
 //! | `https-client` | no | [`https`]: an HTTP client for `http://` and `https://` alike (hyper-util over hyper-rustls, configured from [`tls`]); implies `tls` |

@@ -8,14 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, logs_service_client::LogsServiceClient,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+#[cfg(feature = "otlp-grpc")]
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::logs_service_client::LogsServiceClient,
+    metrics::v1::metrics_service_client::MetricsServiceClient,
+    trace::v1::trace_service_client::TraceServiceClient,
 };
 use prost::Message;
 
@@ -28,14 +28,19 @@ pub(crate) enum ExportError {
     HttpStatus { status: u16, url: String },
     #[error("request to {url} failed: {message}")]
     Http { url: String, message: String },
+    #[cfg(feature = "otlp-grpc")]
     #[error("gRPC {code:?} from {url}: {message}")]
     Grpc {
         code: tonic::Code,
         url: String,
         message: String,
     },
+    #[cfg(feature = "otlp-grpc")]
     #[error("invalid gRPC endpoint {url}: {message}")]
     Endpoint { url: String, message: String },
+    #[cfg(not(feature = "otlp-grpc"))]
+    #[error("OTLP over gRPC to {url} is not in this build (axi-obs-core's `otlp-grpc` feature)")]
+    NoGrpc { url: String },
     #[error("export timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -45,6 +50,7 @@ impl ExportError {
         match self {
             ExportError::HttpStatus { status, .. } => matches!(status, 429 | 502 | 503 | 504),
             ExportError::Http { .. } => true,
+            #[cfg(feature = "otlp-grpc")]
             ExportError::Grpc { code, .. } => matches!(
                 code,
                 tonic::Code::Unavailable
@@ -55,7 +61,11 @@ impl ExportError {
                     | tonic::Code::OutOfRange
                     | tonic::Code::DataLoss
             ),
-            ExportError::Endpoint { .. } | ExportError::Timeout(_) => false,
+            #[cfg(feature = "otlp-grpc")]
+            ExportError::Endpoint { .. } => false,
+            #[cfg(not(feature = "otlp-grpc"))]
+            ExportError::NoGrpc { .. } => false,
+            ExportError::Timeout(_) => false,
         }
     }
 }
@@ -74,6 +84,7 @@ enum Kind {
         client: reqwest::Client,
         headers: http::HeaderMap,
     },
+    #[cfg(feature = "otlp-grpc")]
     Grpc {
         channel: tonic::transport::Channel,
         metadata: tonic::metadata::MetadataMap,
@@ -133,6 +144,7 @@ impl Transport {
                     })?;
                 Kind::Http { client, headers }
             }
+            #[cfg(feature = "otlp-grpc")]
             Protocol::Grpc => {
                 let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
                     .map_err(|e| ExportError::Endpoint {
@@ -160,6 +172,9 @@ impl Transport {
                     metadata,
                 }
             }
+            // Refused during configuration already (`Protocol::available`).
+            #[cfg(not(feature = "otlp-grpc"))]
+            Protocol::Grpc => return Err(ExportError::NoGrpc { url }),
         };
         Ok(Self {
             kind,
@@ -181,6 +196,7 @@ impl Transport {
         };
         let body = match self.kind {
             Kind::Http { .. } => request.encode(),
+            #[cfg(feature = "otlp-grpc")]
             Kind::Grpc { .. } => Vec::new(),
         };
         let mut backoff = Duration::from_millis(100);
@@ -190,6 +206,7 @@ impl Transport {
                     self.send_http(client, headers, body.clone(), deadline)
                         .await
                 }
+                #[cfg(feature = "otlp-grpc")]
                 Kind::Grpc { channel, metadata } => {
                     self.send_grpc(channel, metadata, &request, deadline).await
                 }
@@ -245,6 +262,7 @@ impl Transport {
         }
     }
 
+    #[cfg(feature = "otlp-grpc")]
     async fn send_grpc(
         &self,
         channel: &tonic::transport::Channel,

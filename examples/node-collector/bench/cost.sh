@@ -5,7 +5,9 @@
 #
 #   usage: examples/node-collector/bench/cost.sh [N]      N scrapes of each (default 200)
 #
-# Needs a release build (cargo build --release -p node-collector) and the peers
+# Needs a build: target/release/axi-node-collector (cargo build --release -p node-collector),
+# or the binary named by AXI_NODE_COLLECTOR (scripts/build-node-collector.sh prints the static
+# one the BENCHMARKS.md figures use); and the peers
 # (scripts/install-peers.sh). CPU is utime+stime from /proc/PID/stat over the N scrapes after
 # 5 warm-up scrapes, divided by N; peak RSS is VmHWM from /proc/PID/status at the end.
 # Everything it starts is stopped on exit.

@@ -48,7 +48,14 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
+// Feature `mimalloc` (off by default): see the crate's Cargo.toml.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+// One thread serves HTTP and the probes; the collectors read /proc on the blocking pool. A
+// second worker thread bought no scrape time and cost resident memory (BENCHMARKS.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let paths = Paths {
