@@ -20,7 +20,7 @@ use promql_parser::parser::{
     VectorMatchCardinality, VectorSelector,
 };
 
-use super::functions::{self, Arg, CallCtx, RangeArg};
+use super::functions::{self, Arg, CallCtx, RangeArg, WindowVisitor, Windows};
 use super::fxhash::{FxMap, FxSet};
 use super::numeric::{format_go_float, kahan_inc, quantile};
 use super::storage::Matcher;
@@ -249,6 +249,38 @@ impl<'a> Evaluator<'a> {
         Ok((series, start, end))
     }
 
+    /// The series of a range selector as a range argument, read when a function visits them:
+    /// each window borrowed from the storage where it can be, staleness markers removed
+    /// (copying only the windows that hold one), series left empty skipped.
+    fn range_arg(&self, vs: &VectorSelector, range: i64, t: i64) -> Result<RangeArg<'_>> {
+        let matchers = self.compiled(vs)?;
+        let end = self.reference_time(&vs.at, &vs.offset, t);
+        let start = end - range;
+        let read = move |visit: &mut WindowVisitor<'_>| {
+            let mut loaded = 0;
+            let mut fresh = Vec::new();
+            self.storage
+                .visit_windows(&matchers, start, end, &mut |labels, points| {
+                    loaded += points.len();
+                    if !points.iter().any(|p| is_stale(p.v)) {
+                        visit(labels, points);
+                        return;
+                    }
+                    fresh.clear();
+                    fresh.extend(points.iter().filter(|p| !is_stale(p.v)));
+                    if !fresh.is_empty() {
+                        visit(labels, &fresh);
+                    }
+                });
+            self.check_limits(loaded)
+        };
+        Ok(RangeArg {
+            series: Windows::Lent(Box::new(read)),
+            start,
+            end,
+        })
+    }
+
     /// Evaluates the inner expression at every step of the subquery's window, steps aligned
     /// to multiples of the step as Prometheus does.
     fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<(Vec<Series>, i64, i64)> {
@@ -305,13 +337,15 @@ impl<'a> Evaluator<'a> {
                     Arg::Vector(self.select_instant(vs, t, true)?)
                 }
                 Expr::MatrixSelector(ms) => {
-                    let (series, start, end) =
-                        self.select_range(&ms.vs, ms.range.as_millis() as i64, t)?;
-                    Arg::Range(RangeArg { series, start, end })
+                    Arg::Range(self.range_arg(&ms.vs, ms.range.as_millis() as i64, t)?)
                 }
                 Expr::Subquery(sq) => {
                     let (series, start, end) = self.subquery(sq, t)?;
-                    Arg::Range(RangeArg { series, start, end })
+                    Arg::Range(RangeArg {
+                        series: Windows::Owned(series),
+                        start,
+                        end,
+                    })
                 }
                 _ => match self.eval(a, t)? {
                     Value::Scalar { v, .. } => Arg::Scalar(v),
