@@ -22,9 +22,10 @@ use promql_parser::parser::{
 
 use super::functions::{self, Arg, CallCtx, RangeArg, WindowVisitor, Windows};
 use super::fxhash::{FxMap, FxSet};
+use super::grouping::Groups;
 use super::numeric::{format_go_float, kahan_inc, quantile};
 use super::storage::Matcher;
-use super::value::{Labels, Point, Sample, Series, Value, is_stale};
+use super::value::{Labels, Point, Projection, Sample, Series, Value, is_stale};
 use super::{Engine, EvalError, Storage};
 
 type Result<T> = std::result::Result<T, EvalError>;
@@ -390,17 +391,14 @@ impl<'a> Evaluator<'a> {
         let Value::Vector(input) = self.eval(&a.expr, t)? else {
             return Err(EvalError::new(format!("{op} needs an instant vector")));
         };
-        let grouping = |ls: &Labels| -> Labels {
-            match &a.modifier {
-                None => Labels::new(),
-                Some(LabelModifier::Include(by)) => ls.keep(&by.labels),
-                Some(LabelModifier::Exclude(without)) => ls.drop_names(&without.labels),
-            }
+        let projection = match &a.modifier {
+            None => Projection::Keep(&[]),
+            Some(LabelModifier::Include(by)) => Projection::Keep(&by.labels),
+            Some(LabelModifier::Exclude(without)) => Projection::Drop(&without.labels),
         };
         let id = op.id();
         // Group in order of first appearance, as Prometheus outputs them.
-        let mut index: FxMap<Labels, usize> = FxMap::default();
-        let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
+        let mut groups = Groups::default();
         let count_values_label = if id == T_COUNT_VALUES {
             match a.param.as_deref().map(|p| self.eval(p, t)).transpose()? {
                 Some(Value::String(s)) => {
@@ -414,17 +412,24 @@ impl<'a> Evaluator<'a> {
         } else {
             None
         };
+        let whole_samples = matches!(id, T_TOPK | T_BOTTOMK);
         for s in input {
-            let mut key = grouping(&s.labels);
-            if let Some(label) = &count_values_label {
-                key.set(label.clone(), format_go_float(s.v));
+            let i = match &count_values_label {
+                Some(label) => {
+                    let mut key = s.labels.project(&projection);
+                    key.set(label.clone(), format_go_float(s.v));
+                    groups.of_key(key)
+                }
+                None => groups.of(&s.labels, &projection),
+            };
+            let group = &mut groups.list[i];
+            if whole_samples {
+                group.samples.push(s);
+            } else {
+                group.values.push(s.v);
             }
-            let i = *index.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, Vec::new()));
-                groups.len() - 1
-            });
-            groups[i].1.push(s);
         }
+        let groups = groups.list;
         let mut out = Vec::with_capacity(groups.len());
         match id {
             T_TOPK | T_BOTTOMK => {
@@ -439,7 +444,8 @@ impl<'a> Evaluator<'a> {
                 if k < 1 {
                     return Ok(Value::Vector(Vec::new()));
                 }
-                for (_, mut members) in groups {
+                for group in groups {
+                    let mut members = group.samples;
                     if id == T_TOPK {
                         members.sort_by(|x, y| desc_nan_last(x.v, y.v));
                     } else {
@@ -455,8 +461,8 @@ impl<'a> Evaluator<'a> {
                 } else {
                     None
                 };
-                for (labels, members) in groups {
-                    let values: Vec<f64> = members.iter().map(|s| s.v).collect();
+                for group in groups {
+                    let (labels, values) = (group.labels, group.values);
                     let v = match id {
                         T_SUM => kahan_sum(&values),
                         T_AVG => average(&values),
@@ -536,6 +542,9 @@ impl<'a> Evaluator<'a> {
         let signature = |ls: &Labels| -> Labels {
             if on {
                 ls.keep(names)
+            } else if names.is_empty() {
+                // The same pairs as `drop_names(&[])`, cached in the shared set.
+                ls.without_name()
             } else {
                 ls.drop_names(names)
             }
