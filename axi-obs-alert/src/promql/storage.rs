@@ -8,7 +8,7 @@ use std::time::Duration;
 use promql_parser::label::{MatchOp, Matcher as AstMatcher};
 use regex::Regex;
 
-use super::fxhash::FxMap;
+use super::fxhash::{FxMap, FxSet};
 use super::series::StoredSeries;
 use super::value::{Labels, Point, Series};
 
@@ -178,6 +178,10 @@ pub struct MemStorage {
     selections: SelectionCache,
     /// The span of each series' uncompressed tail (ms).
     tail_ms: i64,
+    /// Every label name and value of the stored series, once: series share them, so the
+    /// strings a query hashes and compares (`job`, `instance`, ...) stay in cache, and equal
+    /// ones compare by pointer.
+    strings: FxSet<Arc<str>>,
 }
 
 /// The default span of the uncompressed tail: 5-minute windows (the usual `rate` range) and
@@ -230,6 +234,7 @@ impl Default for MemStorage {
             ranks: OnceLock::new(),
             selections: SelectionCache::default(),
             tail_ms: DEFAULT_TAIL.as_millis() as i64,
+            strings: FxSet::default(),
         }
     }
 }
@@ -261,6 +266,14 @@ impl MemStorage {
     }
 
     fn insert_series(&mut self, labels: Labels) -> u32 {
+        let strings = &mut self.strings;
+        let labels = labels.interned(|s| match strings.get(s) {
+            Some(shared) => shared.clone(),
+            None => {
+                strings.insert(s.clone());
+                s.clone()
+            }
+        });
         let id = self.series.len() as u32;
         for (k, val) in labels.iter() {
             self.postings
@@ -574,6 +587,26 @@ mod tests {
             });
             assert_eq!(format!("{got:?}"), format!("{want:?}"), "({start}, {end}]");
         }
+    }
+
+    #[test]
+    fn label_strings_are_shared_between_series() {
+        let mut s = MemStorage::new();
+        for i in ["1", "2"] {
+            s.add(&Labels::from_pairs([("job", "api"), ("i", i)]), 0, 1.0);
+        }
+        let ptrs = |id: usize| -> Vec<*const u8> {
+            s.series[id]
+                .labels
+                .iter()
+                .flat_map(|(k, v)| [k.as_ptr(), v.as_ptr()])
+                .collect()
+        };
+        let (a, b) = (ptrs(0), ptrs(1));
+        assert_eq!(a[0], b[0], "the name `i`");
+        assert_ne!(a[1], b[1], "the values of `i` differ");
+        assert_eq!(a[2..], b[2..], "`job` and `api`");
+        assert_eq!(s.select(&[Matcher::equal("job", "api")], -1, 0).len(), 2);
     }
 
     #[test]

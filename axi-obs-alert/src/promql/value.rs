@@ -212,6 +212,18 @@ impl Labels {
         self.filtered(|k| k != METRIC_NAME && !names.iter().any(|n| n == k))
     }
 
+    /// The same set with every name and value taken from `intern`, so that equal strings
+    /// across sets share one allocation (and compare by pointer first).
+    pub(crate) fn interned(&self, mut intern: impl FnMut(&Arc<str>) -> Arc<str>) -> Labels {
+        Labels::from_vec(
+            self.0
+                .pairs
+                .iter()
+                .map(|(k, v)| (intern(k), intern(v)))
+                .collect(),
+        )
+    }
+
     /// The pairs `projection` keeps.
     fn projected<'s>(
         &'s self,
