@@ -1,5 +1,5 @@
 //! One stored series: every sample in Gorilla chunks, and its newest samples once more,
-//! uncompressed, so windows ending "now" (what rules read) are copied instead of decoded.
+//! uncompressed, so windows ending "now" (what rules read) are lent instead of decoded.
 
 use super::chunk::Chunk;
 use super::value::{Labels, Point};

@@ -161,7 +161,9 @@ pub trait Storage {
 /// Samples are kept in Gorilla-compressed chunks of 120 (delta-of-delta timestamps, XOR-ed
 /// values), the newest one appended in place; each series also keeps its newest samples
 /// uncompressed (those within [`MemStorage::uncompressed_tail`], 10 minutes by default), so
-/// the windows rules read, which end at the newest sample, are copied rather than decoded.
+/// the windows rules read, which end at the newest sample, are lent (or copied by
+/// [`Storage::select`]) rather than decoded. Label names and values are interned: series share
+/// one string per distinct name or value.
 /// Which series a set of matchers selects is cached until a new series arrives, so rules
 /// evaluated again and again look nothing up in the index. Used by rule evaluation,
 /// `axi-alert query` and the promqltest runner.
