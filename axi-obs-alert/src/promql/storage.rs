@@ -579,16 +579,33 @@ mod tests {
             (0, 1),
             (last, last + 60_000),
         ] {
-            let want = s.select(&m, start, end);
-            let mut got = Vec::new();
-            s.visit_windows(&m, start, end, &mut |labels, points| {
-                got.push(Series {
-                    labels: labels.clone(),
-                    points: points.to_vec(),
-                });
-            });
-            assert_eq!(format!("{got:?}"), format!("{want:?}"), "({start}, {end}]");
+            // Debug forms: a staleness marker is a NaN, unequal to itself.
+            let want = format!("{:?}", s.select(&m, start, end));
+            assert_eq!(visited(&s, &m, start, end), want, "({start}, {end}]");
+            let default = visited(&SelectOnly(&s), &m, start, end);
+            assert_eq!(default, want, "default, ({start}, {end}]");
         }
+    }
+
+    /// A storage with only `select`, so `visit_windows` is the trait's default.
+    struct SelectOnly<'a>(&'a MemStorage);
+
+    impl Storage for SelectOnly<'_> {
+        fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Series> {
+            self.0.select(matchers, start, end)
+        }
+    }
+
+    /// What `visit_windows` visits, as series in their Debug form.
+    fn visited(s: &dyn Storage, m: &[Matcher], start: i64, end: i64) -> String {
+        let mut got = Vec::new();
+        s.visit_windows(m, start, end, &mut |labels, points| {
+            got.push(Series {
+                labels: labels.clone(),
+                points: points.to_vec(),
+            });
+        });
+        format!("{got:?}")
     }
 
     #[test]
