@@ -20,11 +20,12 @@ use promql_parser::parser::{
     VectorMatchCardinality, VectorSelector,
 };
 
-use super::functions::{self, Arg, CallCtx, RangeArg};
+use super::functions::{self, Arg, CallCtx, RangeArg, WindowVisitor, Windows};
 use super::fxhash::{FxMap, FxSet};
+use super::grouping::Groups;
 use super::numeric::{format_go_float, kahan_inc, quantile};
 use super::storage::Matcher;
-use super::value::{Labels, Point, Sample, Series, Value, is_stale};
+use super::value::{Labels, Point, Projection, Sample, Series, Value, is_stale};
 use super::{Engine, EvalError, Storage};
 
 type Result<T> = std::result::Result<T, EvalError>;
@@ -249,6 +250,38 @@ impl<'a> Evaluator<'a> {
         Ok((series, start, end))
     }
 
+    /// The series of a range selector as a range argument, read when a function visits them:
+    /// each window borrowed from the storage where it can be, staleness markers removed
+    /// (copying only the windows that hold one), series left empty skipped.
+    fn range_arg(&self, vs: &VectorSelector, range: i64, t: i64) -> Result<RangeArg<'_>> {
+        let matchers = self.compiled(vs)?;
+        let end = self.reference_time(&vs.at, &vs.offset, t);
+        let start = end - range;
+        let read = move |visit: &mut WindowVisitor<'_>| {
+            let mut loaded = 0;
+            let mut fresh = Vec::new();
+            self.storage
+                .visit_windows(&matchers, start, end, &mut |labels, points| {
+                    loaded += points.len();
+                    if !points.iter().any(|p| is_stale(p.v)) {
+                        visit(labels, points);
+                        return;
+                    }
+                    fresh.clear();
+                    fresh.extend(points.iter().filter(|p| !is_stale(p.v)));
+                    if !fresh.is_empty() {
+                        visit(labels, &fresh);
+                    }
+                });
+            self.check_limits(loaded)
+        };
+        Ok(RangeArg {
+            series: Windows::Lent(Box::new(read)),
+            start,
+            end,
+        })
+    }
+
     /// Evaluates the inner expression at every step of the subquery's window, steps aligned
     /// to multiples of the step as Prometheus does.
     fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<(Vec<Series>, i64, i64)> {
@@ -305,13 +338,15 @@ impl<'a> Evaluator<'a> {
                     Arg::Vector(self.select_instant(vs, t, true)?)
                 }
                 Expr::MatrixSelector(ms) => {
-                    let (series, start, end) =
-                        self.select_range(&ms.vs, ms.range.as_millis() as i64, t)?;
-                    Arg::Range(RangeArg { series, start, end })
+                    Arg::Range(self.range_arg(&ms.vs, ms.range.as_millis() as i64, t)?)
                 }
                 Expr::Subquery(sq) => {
                     let (series, start, end) = self.subquery(sq, t)?;
-                    Arg::Range(RangeArg { series, start, end })
+                    Arg::Range(RangeArg {
+                        series: Windows::Owned(series),
+                        start,
+                        end,
+                    })
                 }
                 _ => match self.eval(a, t)? {
                     Value::Scalar { v, .. } => Arg::Scalar(v),
@@ -356,17 +391,14 @@ impl<'a> Evaluator<'a> {
         let Value::Vector(input) = self.eval(&a.expr, t)? else {
             return Err(EvalError::new(format!("{op} needs an instant vector")));
         };
-        let grouping = |ls: &Labels| -> Labels {
-            match &a.modifier {
-                None => Labels::new(),
-                Some(LabelModifier::Include(by)) => ls.keep(&by.labels),
-                Some(LabelModifier::Exclude(without)) => ls.drop_names(&without.labels),
-            }
+        let projection = match &a.modifier {
+            None => Projection::Keep(&[]),
+            Some(LabelModifier::Include(by)) => Projection::Keep(&by.labels),
+            Some(LabelModifier::Exclude(without)) => Projection::Drop(&without.labels),
         };
         let id = op.id();
         // Group in order of first appearance, as Prometheus outputs them.
-        let mut index: FxMap<Labels, usize> = FxMap::default();
-        let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
+        let mut groups = Groups::default();
         let count_values_label = if id == T_COUNT_VALUES {
             match a.param.as_deref().map(|p| self.eval(p, t)).transpose()? {
                 Some(Value::String(s)) => {
@@ -380,17 +412,24 @@ impl<'a> Evaluator<'a> {
         } else {
             None
         };
+        let whole_samples = matches!(id, T_TOPK | T_BOTTOMK);
         for s in input {
-            let mut key = grouping(&s.labels);
-            if let Some(label) = &count_values_label {
-                key.set(label.clone(), format_go_float(s.v));
+            let i = match &count_values_label {
+                Some(label) => {
+                    let mut key = s.labels.project(&projection);
+                    key.set(label.clone(), format_go_float(s.v));
+                    groups.of_key(key)
+                }
+                None => groups.of(&s.labels, &projection),
+            };
+            let group = &mut groups.list[i];
+            if whole_samples {
+                group.samples.push(s);
+            } else {
+                group.values.push(s.v);
             }
-            let i = *index.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, Vec::new()));
-                groups.len() - 1
-            });
-            groups[i].1.push(s);
         }
+        let groups = groups.list;
         let mut out = Vec::with_capacity(groups.len());
         match id {
             T_TOPK | T_BOTTOMK => {
@@ -405,7 +444,8 @@ impl<'a> Evaluator<'a> {
                 if k < 1 {
                     return Ok(Value::Vector(Vec::new()));
                 }
-                for (_, mut members) in groups {
+                for group in groups {
+                    let mut members = group.samples;
                     if id == T_TOPK {
                         members.sort_by(|x, y| desc_nan_last(x.v, y.v));
                     } else {
@@ -421,8 +461,8 @@ impl<'a> Evaluator<'a> {
                 } else {
                     None
                 };
-                for (labels, members) in groups {
-                    let values: Vec<f64> = members.iter().map(|s| s.v).collect();
+                for group in groups {
+                    let (labels, values) = (group.labels, group.values);
                     let v = match id {
                         T_SUM => kahan_sum(&values),
                         T_AVG => average(&values),
@@ -502,6 +542,9 @@ impl<'a> Evaluator<'a> {
         let signature = |ls: &Labels| -> Labels {
             if on {
                 ls.keep(names)
+            } else if names.is_empty() {
+                // The same pairs as `drop_names(&[])`, cached in the shared set.
+                ls.without_name()
             } else {
                 ls.drop_names(names)
             }

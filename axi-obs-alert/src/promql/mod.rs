@@ -25,6 +25,7 @@ mod chunk;
 mod eval;
 mod functions;
 mod fxhash;
+mod grouping;
 mod numeric;
 mod series;
 pub mod storage;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use promql_parser::label::{MatchOp, Matcher as AstMatcher};
 use regex::Regex;
 
-use super::fxhash::FxMap;
+use super::fxhash::{FxMap, FxSet};
 use super::series::StoredSeries;
 use super::value::{Labels, Point, Series};
 
@@ -138,6 +138,22 @@ pub trait Storage {
             .filter_map(|s| Some((s.labels, *s.points.last()?)))
             .collect()
     }
+
+    /// Calls `visit` with each series [`Storage::select`] returns and its points, in the
+    /// same order, lending the points where the storage holds them contiguously instead of
+    /// copying them into a `Vec` per series (what range functions such as `rate` need).
+    /// The default visits the result of [`Storage::select`].
+    fn visit_windows(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        visit: &mut dyn FnMut(&Labels, &[Point]),
+    ) {
+        for s in self.select(matchers, start, end) {
+            visit(&s.labels, &s.points);
+        }
+    }
 }
 
 /// Series held in memory with an inverted index.
@@ -145,7 +161,9 @@ pub trait Storage {
 /// Samples are kept in Gorilla-compressed chunks of 120 (delta-of-delta timestamps, XOR-ed
 /// values), the newest one appended in place; each series also keeps its newest samples
 /// uncompressed (those within [`MemStorage::uncompressed_tail`], 10 minutes by default), so
-/// the windows rules read, which end at the newest sample, are copied rather than decoded.
+/// the windows rules read, which end at the newest sample, are lent (or copied by
+/// [`Storage::select`]) rather than decoded. Label names and values are interned: series share
+/// one string per distinct name or value.
 /// Which series a set of matchers selects is cached until a new series arrives, so rules
 /// evaluated again and again look nothing up in the index. Used by rule evaluation,
 /// `axi-alert query` and the promqltest runner.
@@ -162,6 +180,10 @@ pub struct MemStorage {
     selections: SelectionCache,
     /// The span of each series' uncompressed tail (ms).
     tail_ms: i64,
+    /// Every label name and value of the stored series, once: series share them, so the
+    /// strings a query hashes and compares (`job`, `instance`, ...) stay in cache, and equal
+    /// ones compare by pointer.
+    strings: FxSet<Arc<str>>,
 }
 
 /// The default span of the uncompressed tail: 5-minute windows (the usual `rate` range) and
@@ -214,6 +236,7 @@ impl Default for MemStorage {
             ranks: OnceLock::new(),
             selections: SelectionCache::default(),
             tail_ms: DEFAULT_TAIL.as_millis() as i64,
+            strings: FxSet::default(),
         }
     }
 }
@@ -245,6 +268,14 @@ impl MemStorage {
     }
 
     fn insert_series(&mut self, labels: Labels) -> u32 {
+        let strings = &mut self.strings;
+        let labels = labels.interned(|s| match strings.get(s) {
+            Some(shared) => shared.clone(),
+            None => {
+                strings.insert(s.clone());
+                s.clone()
+            }
+        });
         let id = self.series.len() as u32;
         for (k, val) in labels.iter() {
             self.postings
@@ -411,6 +442,26 @@ impl Storage for MemStorage {
         out
     }
 
+    /// Windows within a series' uncompressed tail are lent as they are; others are decoded
+    /// into one buffer reused for every series.
+    fn visit_windows(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        visit: &mut dyn FnMut(&Labels, &[Point]),
+    ) {
+        let ids = self.selected(matchers);
+        let mut scratch = Vec::new();
+        for &id in ids.iter() {
+            let s = &self.series[id as usize];
+            let points = s.window(start, end, &mut scratch);
+            if !points.is_empty() {
+                visit(&s.labels, points);
+            }
+        }
+    }
+
     fn select_latest(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<(Labels, Point)> {
         let ids = self.selected(matchers);
         let mut out = Vec::with_capacity(ids.len());
@@ -500,6 +551,81 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(s.select(&[re("i", ".*")], 0, i64::MAX).len(), 50);
+    }
+
+    #[test]
+    fn visited_windows_equal_selected_ones() {
+        // 10-minute tails over 2 h at 15 s: windows in the tail, across the chunk/tail
+        // boundary, in the chunks only, and empty; one series ends in a staleness marker.
+        let mut s = MemStorage::new();
+        for i in 0..4 {
+            let ls = Labels::from_pairs([("__name__", "m".to_owned()), ("i", i.to_string())]);
+            for t in 0..480 {
+                let v = if i == 3 && t == 479 {
+                    crate::promql::value::stale_nan()
+                } else {
+                    (t * (i + 1)) as f64
+                };
+                s.add(&ls, t * 15_000, v);
+            }
+        }
+        let last = 479 * 15_000;
+        let m = [Matcher::equal("__name__", "m")];
+        for (start, end) in [
+            (last - 300_000, last),
+            (last - 600_000, last),
+            (last - 900_000, last),
+            (last - 3_600_000, last - 1_800_000),
+            (0, 1),
+            (last, last + 60_000),
+        ] {
+            // Debug forms: a staleness marker is a NaN, unequal to itself.
+            let want = format!("{:?}", s.select(&m, start, end));
+            assert_eq!(visited(&s, &m, start, end), want, "({start}, {end}]");
+            let default = visited(&SelectOnly(&s), &m, start, end);
+            assert_eq!(default, want, "default, ({start}, {end}]");
+        }
+    }
+
+    /// A storage with only `select`, so `visit_windows` is the trait's default.
+    struct SelectOnly<'a>(&'a MemStorage);
+
+    impl Storage for SelectOnly<'_> {
+        fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Series> {
+            self.0.select(matchers, start, end)
+        }
+    }
+
+    /// What `visit_windows` visits, as series in their Debug form.
+    fn visited(s: &dyn Storage, m: &[Matcher], start: i64, end: i64) -> String {
+        let mut got = Vec::new();
+        s.visit_windows(m, start, end, &mut |labels, points| {
+            got.push(Series {
+                labels: labels.clone(),
+                points: points.to_vec(),
+            });
+        });
+        format!("{got:?}")
+    }
+
+    #[test]
+    fn label_strings_are_shared_between_series() {
+        let mut s = MemStorage::new();
+        for i in ["1", "2"] {
+            s.add(&Labels::from_pairs([("job", "api"), ("i", i)]), 0, 1.0);
+        }
+        let ptrs = |id: usize| -> Vec<*const u8> {
+            s.series[id]
+                .labels
+                .iter()
+                .flat_map(|(k, v)| [k.as_ptr(), v.as_ptr()])
+                .collect()
+        };
+        let (a, b) = (ptrs(0), ptrs(1));
+        assert_eq!(a[0], b[0], "the name `i`");
+        assert_ne!(a[1], b[1], "the values of `i` differ");
+        assert_eq!(a[2..], b[2..], "`job` and `api`");
+        assert_eq!(s.select(&[Matcher::equal("job", "api")], -1, 0).len(), 2);
     }
 
     #[test]

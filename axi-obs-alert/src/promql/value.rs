@@ -29,8 +29,18 @@ pub fn is_stale(v: f64) -> bool {
 /// so a query touching 10,000 series does not copy 10,000 label sets. Every clone also shares
 /// the set's hash and its copy without `__name__`, each computed once on first use: a stored
 /// series' labels are hashed and stripped of their name once, not at every evaluation.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Labels(Arc<Inner>);
+
+impl Default for Labels {
+    /// The empty set, shared: making one allocates nothing.
+    fn default() -> Self {
+        static EMPTY: OnceLock<Labels> = OnceLock::new();
+        EMPTY
+            .get_or_init(|| Labels(Arc::new(Inner::default())))
+            .clone()
+    }
+}
 
 #[derive(Default)]
 struct Inner {
@@ -101,7 +111,8 @@ impl Labels {
         &mut inner.pairs
     }
 
-    fn fx_hash(&self) -> u64 {
+    /// The set's Fx hash, computed once.
+    pub(crate) fn fx_hash(&self) -> u64 {
         let cached = self.0.hash.load(Ordering::Relaxed);
         if cached != 0 {
             return cached;
@@ -201,6 +212,49 @@ impl Labels {
         self.filtered(|k| k != METRIC_NAME && !names.iter().any(|n| n == k))
     }
 
+    /// The same set with every name and value taken from `intern`, so that equal strings
+    /// across sets share one allocation (and compare by pointer first).
+    pub(crate) fn interned(&self, mut intern: impl FnMut(&Arc<str>) -> Arc<str>) -> Labels {
+        Labels::from_vec(
+            self.0
+                .pairs
+                .iter()
+                .map(|(k, v)| (intern(k), intern(v)))
+                .collect(),
+        )
+    }
+
+    /// The pairs `projection` keeps.
+    fn projected<'s>(
+        &'s self,
+        projection: &'s Projection<'_>,
+    ) -> impl Iterator<Item = &'s (Arc<str>, Arc<str>)> + 's {
+        self.0.pairs.iter().filter(|(k, _)| projection.keeps(k))
+    }
+
+    /// A hash of the pairs `projection` keeps, without building that set: equal for sets
+    /// whose projections are equal.
+    pub(crate) fn projected_hash(&self, projection: &Projection<'_>) -> u64 {
+        let mut h = FxHasher::default();
+        for pair in self.projected(projection) {
+            pair.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Whether the pairs `projection` keeps are exactly `other`'s.
+    pub(crate) fn projects_to(&self, projection: &Projection<'_>, other: &Labels) -> bool {
+        self.projected(projection).eq(other.0.pairs.iter())
+    }
+
+    /// The set of the pairs `projection` keeps.
+    pub(crate) fn project(&self, projection: &Projection<'_>) -> Labels {
+        match projection {
+            Projection::Keep(names) => self.keep(names),
+            Projection::Drop(names) => self.drop_names(names),
+        }
+    }
+
     /// The pairs, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.pairs.iter().map(|(k, v)| (&**k, &**v))
@@ -214,6 +268,24 @@ impl Labels {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.pairs.is_empty()
+    }
+}
+
+/// Which labels of a set make its grouping or matching key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Projection<'n> {
+    /// Only these (`by`, `on`).
+    Keep(&'n [String]),
+    /// All but these and `__name__` (`without`, `ignoring`).
+    Drop(&'n [String]),
+}
+
+impl Projection<'_> {
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            Projection::Keep(names) => names.iter().any(|n| n == name),
+            Projection::Drop(names) => name != METRIC_NAME && !names.iter().any(|n| n == name),
+        }
     }
 }
 

@@ -15,24 +15,52 @@ use super::numeric::kahan_inc;
 use promql_parser::parser::Call;
 
 use super::EvalError;
-use super::value::{Labels, METRIC_NAME, Sample, Series, Value};
+use super::value::{Labels, METRIC_NAME, Point, Sample, Series, Value};
 
 /// An evaluated function argument.
-#[derive(Debug, Clone)]
-pub(crate) enum Arg {
+pub(crate) enum Arg<'a> {
     Scalar(f64),
     String(String),
     Vector(Vec<Sample>),
-    Range(RangeArg),
+    Range(RangeArg<'a>),
 }
 
 /// A range-vector argument: the series with their points in the window `(start, end]`
 /// (milliseconds; staleness markers already removed).
-#[derive(Debug, Clone)]
-pub(crate) struct RangeArg {
-    pub series: Vec<Series>,
+pub(crate) struct RangeArg<'a> {
+    pub series: Windows<'a>,
     pub start: i64,
     pub end: i64,
+}
+
+/// A visitor of one series' labels and points (never empty) in a range argument.
+pub(crate) type WindowVisitor<'v> = dyn FnMut(&Labels, &[Point]) + 'v;
+
+/// Reads a range selector's series, calling the visitor with each.
+pub(crate) type ReadWindows<'a> = Box<dyn Fn(&mut WindowVisitor<'_>) -> Result<()> + 'a>;
+
+/// The series of a range argument.
+pub(crate) enum Windows<'a> {
+    /// Evaluated already (a subquery), series without points left out.
+    Owned(Vec<Series>),
+    /// Read when visited, each series' points lent by the storage where it can: a range
+    /// selector. Fails when reading exceeds the query's limits.
+    Lent(ReadWindows<'a>),
+}
+
+impl Windows<'_> {
+    /// Calls `visit` with every series and its points, in order.
+    pub(crate) fn for_each(&self, visit: &mut WindowVisitor<'_>) -> Result<()> {
+        match self {
+            Windows::Owned(series) => {
+                for s in series.iter().filter(|s| !s.points.is_empty()) {
+                    visit(&s.labels, &s.points);
+                }
+                Ok(())
+            }
+            Windows::Lent(read) => read(visit),
+        }
+    }
 }
 
 /// What a function may need besides its arguments.
@@ -47,7 +75,7 @@ type Result<T> = std::result::Result<T, EvalError>;
 
 /// Calls the function named in `ctx.call` with evaluated `args` (in the call's order).
 /// Returns a vector (samples stamped `ctx.t`) or, for `scalar`, `time` and friends, a scalar.
-pub(crate) fn call(ctx: &CallCtx<'_>, args: Vec<Arg>) -> Result<Value> {
+pub(crate) fn call(ctx: &CallCtx<'_>, args: Vec<Arg<'_>>) -> Result<Value> {
     let name = ctx.call.func.name;
     let t = ctx.t;
     let mut a = Args::new(name, args);
@@ -182,8 +210,9 @@ pub(crate) fn call(ctx: &CallCtx<'_>, args: Vec<Arg>) -> Result<Value> {
             }
         }
         "absent_over_time" => {
-            let r = a.range()?;
-            if r.series.iter().any(|s| !s.points.is_empty()) {
+            let mut present = false;
+            a.range()?.series.for_each(&mut |_, _| present = true)?;
+            if present {
                 Value::Vector(Vec::new())
             } else {
                 Value::Vector(vec![Sample {
@@ -215,37 +244,37 @@ pub(crate) fn call(ctx: &CallCtx<'_>, args: Vec<Arg>) -> Result<Value> {
         }
 
         // Range-vector functions.
-        "rate" => over_time::rate(a.range()?, t, true, true),
-        "increase" => over_time::rate(a.range()?, t, true, false),
-        "delta" => over_time::rate(a.range()?, t, false, false),
-        "irate" => over_time::instant_rate(a.range()?, t, true),
-        "idelta" => over_time::instant_rate(a.range()?, t, false),
-        "deriv" => over_time::deriv(a.range()?, t),
+        "rate" => over_time::rate(a.range()?, t, true, true)?,
+        "increase" => over_time::rate(a.range()?, t, true, false)?,
+        "delta" => over_time::rate(a.range()?, t, false, false)?,
+        "irate" => over_time::instant_rate(a.range()?, t, true)?,
+        "idelta" => over_time::instant_rate(a.range()?, t, false)?,
+        "deriv" => over_time::deriv(a.range()?, t)?,
         "predict_linear" => {
             let r = a.range()?;
             let duration = a.scalar()?;
-            over_time::predict_linear(r, duration, t)
+            over_time::predict_linear(r, duration, t)?
         }
-        "resets" => over_time::resets(a.range()?, t),
-        "changes" => over_time::changes(a.range()?, t),
-        "avg_over_time" => over_time::aggregate(a.range()?, t, false, over_time::avg),
-        "sum_over_time" => over_time::aggregate(a.range()?, t, false, over_time::sum),
-        "count_over_time" => over_time::aggregate(a.range()?, t, false, |p| p.len() as f64),
-        "min_over_time" => over_time::aggregate(a.range()?, t, false, over_time::min),
-        "max_over_time" => over_time::aggregate(a.range()?, t, false, over_time::max),
+        "resets" => over_time::resets(a.range()?, t)?,
+        "changes" => over_time::changes(a.range()?, t)?,
+        "avg_over_time" => over_time::aggregate(a.range()?, t, false, over_time::avg)?,
+        "sum_over_time" => over_time::aggregate(a.range()?, t, false, over_time::sum)?,
+        "count_over_time" => over_time::aggregate(a.range()?, t, false, |p| p.len() as f64)?,
+        "min_over_time" => over_time::aggregate(a.range()?, t, false, over_time::min)?,
+        "max_over_time" => over_time::aggregate(a.range()?, t, false, over_time::max)?,
         "stddev_over_time" => {
-            over_time::aggregate(a.range()?, t, false, |p| over_time::variance(p).sqrt())
+            over_time::aggregate(a.range()?, t, false, |p| over_time::variance(p).sqrt())?
         }
-        "stdvar_over_time" => over_time::aggregate(a.range()?, t, false, over_time::variance),
-        "last_over_time" => over_time::aggregate(a.range()?, t, true, |p| p[p.len() - 1].v),
-        "first_over_time" => over_time::aggregate(a.range()?, t, true, |p| p[0].v),
-        "present_over_time" => over_time::aggregate(a.range()?, t, false, |_| 1.0),
+        "stdvar_over_time" => over_time::aggregate(a.range()?, t, false, over_time::variance)?,
+        "last_over_time" => over_time::aggregate(a.range()?, t, true, |p| p[p.len() - 1].v)?,
+        "first_over_time" => over_time::aggregate(a.range()?, t, true, |p| p[0].v)?,
+        "present_over_time" => over_time::aggregate(a.range()?, t, false, |_| 1.0)?,
         "quantile_over_time" => {
             let q = a.scalar()?;
             let r = a.range()?;
             over_time::aggregate(r, t, false, |p| {
                 over_time::quantile(q, p.iter().map(|p| p.v).collect())
-            })
+            })?
         }
 
         _ if ctx.call.func.experimental => {
@@ -269,14 +298,14 @@ pub(crate) fn call(ctx: &CallCtx<'_>, args: Vec<Arg>) -> Result<Value> {
 }
 
 /// The evaluated arguments, taken in order with their expected type.
-struct Args {
+struct Args<'a> {
     name: &'static str,
     index: usize,
-    it: std::vec::IntoIter<Arg>,
+    it: std::vec::IntoIter<Arg<'a>>,
 }
 
-impl Args {
-    fn new(name: &'static str, args: Vec<Arg>) -> Self {
+impl<'a> Args<'a> {
+    fn new(name: &'static str, args: Vec<Arg<'a>>) -> Self {
         Args {
             name,
             index: 0,
@@ -288,7 +317,7 @@ impl Args {
         self.it.len()
     }
 
-    fn next(&mut self, want: &str) -> Result<Arg> {
+    fn next(&mut self, want: &str) -> Result<Arg<'a>> {
         self.index += 1;
         self.it.next().ok_or_else(|| {
             EvalError::new(format!(
@@ -298,7 +327,7 @@ impl Args {
         })
     }
 
-    fn wrong(&self, want: &str, got: &Arg) -> EvalError {
+    fn wrong(&self, want: &str, got: &Arg<'_>) -> EvalError {
         let got = match got {
             Arg::Scalar(_) => "scalar",
             Arg::String(_) => "string",
@@ -346,7 +375,7 @@ impl Args {
         self.vector().map(Some)
     }
 
-    fn range(&mut self) -> Result<RangeArg> {
+    fn range(&mut self) -> Result<RangeArg<'a>> {
         match self.next("range vector")? {
             Arg::Range(r) => Ok(r),
             other => Err(self.wrong("range vector", &other)),

@@ -3,46 +3,43 @@
 
 pub(super) use crate::promql::numeric::quantile;
 
-use super::{RangeArg, drop_name, kahan_inc};
+use super::{RangeArg, Result, kahan_inc};
 use crate::promql::value::{Point, Sample, Value};
 
 /// One output sample per series with points, its value from `f` (`None`: no sample). The
 /// metric name is dropped unless `keep_name`.
 fn per_series(
-    r: RangeArg,
+    r: RangeArg<'_>,
     t: i64,
     keep_name: bool,
     mut f: impl FnMut(&[Point]) -> Option<f64>,
-) -> Value {
-    let mut out = Vec::with_capacity(r.series.len());
-    for s in r.series {
-        if s.points.is_empty() {
-            continue;
-        }
-        if let Some(v) = f(&s.points) {
+) -> Result<Value> {
+    let mut out = Vec::new();
+    r.series.for_each(&mut |labels, points| {
+        if let Some(v) = f(points) {
             let labels = if keep_name {
-                s.labels
+                labels.clone()
             } else {
-                drop_name(s.labels)
+                labels.without_name()
             };
             out.push(Sample { labels, t, v });
         }
-    }
-    Value::Vector(out)
+    })?;
+    Ok(Value::Vector(out))
 }
 
 /// An aggregation over every series' points (never empty when `f` is called).
 pub(super) fn aggregate(
-    r: RangeArg,
+    r: RangeArg<'_>,
     t: i64,
     keep_name: bool,
     f: impl Fn(&[Point]) -> f64,
-) -> Value {
+) -> Result<Value> {
     per_series(r, t, keep_name, |p| Some(f(p)))
 }
 
 /// `rate`, `increase` and `delta`: Prometheus's `extrapolatedRate`.
-pub(super) fn rate(r: RangeArg, t: i64, is_counter: bool, is_rate: bool) -> Value {
+pub(super) fn rate(r: RangeArg<'_>, t: i64, is_counter: bool, is_rate: bool) -> Result<Value> {
     let (start, end) = (r.start, r.end);
     per_series(r, t, false, |p| {
         extrapolated_rate(p, start, end, is_counter, is_rate)
@@ -103,7 +100,7 @@ pub(super) fn extrapolated_rate(
 }
 
 /// `irate` (`is_rate`) and `idelta`: from the last two points.
-pub(super) fn instant_rate(r: RangeArg, t: i64, is_rate: bool) -> Value {
+pub(super) fn instant_rate(r: RangeArg<'_>, t: i64, is_rate: bool) -> Result<Value> {
     per_series(r, t, false, |p| instant_value(p, is_rate))
 }
 
@@ -168,7 +165,7 @@ pub(super) fn linear_regression(points: &[Point], intercept_time: i64) -> (f64, 
 }
 
 /// `deriv`: the regression slope, needing two points.
-pub(super) fn deriv(r: RangeArg, t: i64) -> Value {
+pub(super) fn deriv(r: RangeArg<'_>, t: i64) -> Result<Value> {
     per_series(r, t, false, |p| {
         // An arbitrary time near the samples avoids floating point accuracy issues.
         (p.len() >= 2).then(|| linear_regression(p, p[0].t).0)
@@ -176,7 +173,7 @@ pub(super) fn deriv(r: RangeArg, t: i64) -> Value {
 }
 
 /// `predict_linear`: the regression line at the evaluation time plus `duration` seconds.
-pub(super) fn predict_linear(r: RangeArg, duration: f64, t: i64) -> Value {
+pub(super) fn predict_linear(r: RangeArg<'_>, duration: f64, t: i64) -> Result<Value> {
     per_series(r, t, false, |p| {
         (p.len() >= 2).then(|| {
             let (slope, intercept) = linear_regression(p, t);
@@ -186,14 +183,14 @@ pub(super) fn predict_linear(r: RangeArg, duration: f64, t: i64) -> Value {
 }
 
 /// `resets`: how often a value is below its predecessor.
-pub(super) fn resets(r: RangeArg, t: i64) -> Value {
+pub(super) fn resets(r: RangeArg<'_>, t: i64) -> Result<Value> {
     aggregate(r, t, false, |p| {
         p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64
     })
 }
 
 /// `changes`: how often a value differs from its predecessor (NaN to NaN is no change).
-pub(super) fn changes(r: RangeArg, t: i64) -> Value {
+pub(super) fn changes(r: RangeArg<'_>, t: i64) -> Result<Value> {
     aggregate(r, t, false, |p| {
         p.windows(2)
             .filter(|w| w[1].v != w[0].v && !(w[1].v.is_nan() && w[0].v.is_nan()))

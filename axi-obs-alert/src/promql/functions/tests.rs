@@ -14,7 +14,7 @@ fn parse_call(q: &str) -> Call {
     }
 }
 
-fn run(q: &str, t: i64, args: Vec<Arg>) -> Result<Value> {
+fn run(q: &str, t: i64, args: Vec<Arg<'_>>) -> Result<Value> {
     let c = parse_call(q);
     call(&CallCtx { t, call: &c }, args)
 }
@@ -44,29 +44,30 @@ fn seq(a: f64, b: f64, n: usize) -> Vec<f64> {
 }
 
 /// The range argument `x[range]` at `t`: the points in `(t - range, t]`.
-fn window(all: &[Series], t: i64, range: i64) -> Arg {
+fn window(all: &[Series], t: i64, range: i64) -> Arg<'static> {
     let start = t - range;
     Arg::Range(RangeArg {
-        series: all
-            .iter()
-            .map(|s| Series {
-                labels: s.labels.clone(),
-                points: s
-                    .points
-                    .iter()
-                    .copied()
-                    .filter(|p| p.t > start && p.t <= t)
-                    .collect(),
-            })
-            .filter(|s| !s.points.is_empty())
-            .collect(),
+        series: Windows::Owned(
+            all.iter()
+                .map(|s| Series {
+                    labels: s.labels.clone(),
+                    points: s
+                        .points
+                        .iter()
+                        .copied()
+                        .filter(|p| p.t > start && p.t <= t)
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect(),
+        ),
         start,
         end: t,
     })
 }
 
 /// The instant vector of `all` at `t` (latest point within 5 m).
-fn instant(all: &[Series], t: i64) -> Arg {
+fn instant(all: &[Series], t: i64) -> Arg<'static> {
     Arg::Vector(
         all.iter()
             .filter_map(|s| {
@@ -789,7 +790,7 @@ fn histogram_quantile_edge_cases() {
 
 #[test]
 fn histogram_fraction_classic() {
-    let h = |pairs: &[(&str, f64)]| -> Arg {
+    let h = |pairs: &[(&str, f64)]| -> Arg<'static> {
         Arg::Vector(
             pairs
                 .iter()
@@ -801,7 +802,7 @@ fn histogram_fraction_classic() {
                 .collect(),
         )
     };
-    let f = |lower: f64, upper: f64, v: Arg| {
+    let f = |lower: f64, upper: f64, v: Arg<'_>| {
         let v = samples(run(
             "histogram_fraction(0, 1, x)",
             0,
@@ -1001,7 +1002,7 @@ fn label_replace_expands_like_go() {
     assert_eq!(dsts(r), vec![Some("\n".to_owned())]);
 }
 
-impl From<&str> for Arg {
+impl From<&str> for Arg<'_> {
     fn from(s: &str) -> Self {
         Arg::String(s.to_owned())
     }
@@ -1009,7 +1010,7 @@ impl From<&str> for Arg {
 
 #[test]
 fn label_join_joins_in_order() {
-    let v = Arg::Vector(vec![Sample {
+    let v = vec![Sample {
         labels: labels(&[
             ("__name__", "m"),
             ("src", "a"),
@@ -1019,12 +1020,12 @@ fn label_join_joins_in_order() {
         ]),
         t: 0,
         v: 0.0,
-    }]);
+    }];
     let r = samples(run(
         "label_join(x, \"dst\", \"-\", \"src\", \"src3\", \"src1\")",
         0,
         vec![
-            v.clone(),
+            Arg::Vector(v.clone()),
             "dst".into(),
             "-".into(),
             "src".into(),
@@ -1037,14 +1038,14 @@ fn label_join_joins_in_order() {
     let r = samples(run(
         "label_join(x, \"dst\", \", \")",
         0,
-        vec![v.clone(), "dst".into(), ", ".into()],
+        vec![Arg::Vector(v.clone()), "dst".into(), ", ".into()],
     ));
     assert_eq!(r[0].0.get("dst"), None);
     let r = samples(run(
         "label_join(x, \"__name__\", \"_\", \"__name__\", \"src\")",
         0,
         vec![
-            v,
+            Arg::Vector(v),
             "__name__".into(),
             "_".into(),
             "__name__".into(),
