@@ -113,7 +113,7 @@ where
 
         // Wall-clock start for the span (its end is this plus the measured duration).
         let start_time = if cfg.spans {
-            SystemTime::now()
+            super::clock::wall_time(start)
         } else {
             SystemTime::UNIX_EPOCH
         };
@@ -167,7 +167,9 @@ where
                 }
                 cx = cx.with_span(span);
             }
-            cx.with_value(ContextFields::new().with("http.request.id", request_id.as_str()))
+            cx.with_value(
+                ContextFields::new().with_header_value("http.request.id", request_id.0.clone()),
+            )
         });
 
         let state = Box::new(State {
