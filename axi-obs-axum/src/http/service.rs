@@ -217,7 +217,7 @@ const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 fn has_context(headers: &HeaderMap) -> bool {
-    headers.contains_key(TRACEPARENT) || headers.contains_key(BAGGAGE)
+    crate::headers::contains_any(headers, &[TRACEPARENT, BAGGAGE])
 }
 
 /// The caller's context from W3C headers, through the global propagator. `tracestate` and
