@@ -217,7 +217,8 @@ const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 fn has_context(headers: &HeaderMap) -> bool {
-    crate::headers::contains_any(headers, &[TRACEPARENT, BAGGAGE])
+    static NAMES: [http::HeaderName; 2] = [TRACEPARENT, BAGGAGE];
+    crate::headers::contains_any(headers, &NAMES)
 }
 
 /// The caller's context from W3C headers, through the global propagator. `tracestate` and

@@ -107,6 +107,7 @@ enum FieldValue {
 }
 
 impl FieldValue {
+    #[inline]
     fn as_str(&self) -> &str {
         match self {
             FieldValue::Text(s) => s,
@@ -118,11 +119,13 @@ impl FieldValue {
 
 impl ContextFields {
     /// No fields.
+    #[inline]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a field.
+    #[inline]
     #[must_use]
     pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.0.push((key, FieldValue::Text(value.into())));
@@ -131,6 +134,7 @@ impl ContextFields {
 
     /// Adds a field whose value is a header value, shared instead of copied (a header value
     /// that is not visible ASCII is copied as text, invalid bytes replaced).
+    #[inline]
     #[must_use]
     pub fn with_header_value(mut self, key: &'static str, value: http::HeaderValue) -> Self {
         let value = if value.to_str().is_ok() {
@@ -143,6 +147,7 @@ impl ContextFields {
     }
 
     /// The fields, in the order they were added.
+    #[inline]
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.0.iter().map(|(k, v)| (*k, v.as_str()))
     }
