@@ -10,7 +10,7 @@ secs=${1:-10}
 rounds=${2:-3}
 command -v wrk >/dev/null || { echo "bench-wrk: wrk is needed (apt-get install -y wrk)" >&2; exit 1; }
 cargo build --release -p demo-service >&2
-bin=target/release/demo-service
+bin=${CARGO_TARGET_DIR:-target}/release/demo-service
 port=18181
 run() { # $1 = label, $2.. = extra demo args
   local label=$1; shift

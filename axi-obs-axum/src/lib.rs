@@ -68,6 +68,7 @@
 //! [`client::TracedClient`] wraps a `reqwest::Client`: it injects the current trace context,
 //! makes a client span and records `http.client.request.duration`.
 
+mod headers;
 mod http;
 pub mod names;
 mod request_id;

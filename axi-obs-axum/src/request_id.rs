@@ -55,7 +55,7 @@ impl RequestIdConfig {
     /// The incoming id if it is valid (1..=max_len characters of `A-Z a-z 0-9 - _ . : @ /
     /// + =`), else a fresh one.
     pub(crate) fn resolve(&self, headers: &HeaderMap) -> RequestId {
-        if let Some(v) = headers.get(&self.header)
+        if let Some(v) = crate::headers::get(headers, &self.header)
             && self.valid(v.as_bytes())
         {
             return RequestId(v.clone());

@@ -116,7 +116,27 @@ pub(crate) struct Instruments {
     /// Registered handles by their label values, so a request costs a hash of a few integers
     /// instead of building and hashing a `metrics::Key` (used without custom labels).
     active: HandleCache<(usize, u8, u8), Gauge>,
+    /// The in-flight gauges with OpenTelemetry names (no route label): one per method and
+    /// scheme, found by index, without a lock.
+    otel_active: GaugeTable,
     durations: HandleCache<DurationKey, (Histogram, Option<Counter>)>,
+}
+
+/// `http.server.active_requests` handles by method index and scheme index.
+struct GaugeTable([[OnceLock<Gauge>; 2]; METHODS.len() + 1]);
+
+impl Default for GaugeTable {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| {
+            std::array::from_fn(|_| OnceLock::new())
+        }))
+    }
+}
+
+impl std::fmt::Debug for GaugeTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GaugeTable")
+    }
 }
 
 /// Route (interned address), status, method, scheme, protocol version.
@@ -214,6 +234,7 @@ impl Instruments {
             described: OnceLock::new(),
             routes: RwLock::default(),
             active: HandleCache::default(),
+            otel_active: GaugeTable::default(),
             durations: HandleCache::default(),
         }
     }
@@ -307,36 +328,43 @@ impl Instruments {
     /// Registers and increments the in-flight gauge; returns it for the decrement.
     pub(crate) fn start(&self, labels: &Labels) -> Gauge {
         self.describe();
-        let route_id = match self.naming {
-            Naming::OpenTelemetry => 0,
-            Naming::AxumPrometheus => labels.route.as_ptr() as usize,
-        };
-        let key = (
-            route_id,
-            method_index(labels.method),
-            scheme_index(labels.scheme),
-        );
-        let g = self.active.get_or(key, || {
-            let key = match self.naming {
-                Naming::OpenTelemetry => Key::from_parts(
-                    names::SERVER_ACTIVE_REQUESTS,
-                    vec![
-                        Label::from_static_parts(attr::HTTP_REQUEST_METHOD, labels.method),
-                        Label::from_static_parts(attr::URL_SCHEME, labels.scheme),
-                    ],
-                ),
-                Naming::AxumPrometheus => Key::from_parts(
-                    ap::REQUESTS_PENDING,
-                    vec![
-                        Label::from_static_parts("method", labels.method),
-                        Label::new("endpoint", labels.route.clone()),
-                    ],
-                ),
-            };
-            self.sink.with(|r| r.register_gauge(&key, &META))
-        });
+        let (method, scheme) = (method_index(labels.method), scheme_index(labels.scheme));
+        if self.naming == Naming::OpenTelemetry
+            && let Some(slot) = self
+                .otel_active
+                .0
+                .get(usize::from(method))
+                .and_then(|row| row.get(usize::from(scheme)))
+        {
+            let g = slot.get_or_init(|| self.register_active(labels)).clone();
+            g.increment(1.0);
+            return g;
+        }
+        let key = (labels.route.as_ptr() as usize, method, scheme);
+        let g = self.active.get_or(key, || self.register_active(labels));
         g.increment(1.0);
         g
+    }
+
+    /// Registers the in-flight gauge of a label set.
+    fn register_active(&self, labels: &Labels) -> Gauge {
+        let key = match self.naming {
+            Naming::OpenTelemetry => Key::from_parts(
+                names::SERVER_ACTIVE_REQUESTS,
+                vec![
+                    Label::from_static_parts(attr::HTTP_REQUEST_METHOD, labels.method),
+                    Label::from_static_parts(attr::URL_SCHEME, labels.scheme),
+                ],
+            ),
+            Naming::AxumPrometheus => Key::from_parts(
+                ap::REQUESTS_PENDING,
+                vec![
+                    Label::from_static_parts("method", labels.method),
+                    Label::new("endpoint", labels.route.clone()),
+                ],
+            ),
+        };
+        self.sink.with(|r| r.register_gauge(&key, &META))
     }
 
     /// Records the finished request.

@@ -113,7 +113,7 @@ where
 
         // Wall-clock start for the span (its end is this plus the measured duration).
         let start_time = if cfg.spans {
-            SystemTime::now()
+            super::clock::wall_time(start)
         } else {
             SystemTime::UNIX_EPOCH
         };
@@ -167,7 +167,9 @@ where
                 }
                 cx = cx.with_span(span);
             }
-            cx.with_value(ContextFields::new().with("http.request.id", request_id.as_str()))
+            cx.with_value(
+                ContextFields::new().with_header_value("http.request.id", request_id.0.clone()),
+            )
         });
 
         let state = Box::new(State {
@@ -215,7 +217,8 @@ const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 fn has_context(headers: &HeaderMap) -> bool {
-    headers.contains_key(TRACEPARENT) || headers.contains_key(BAGGAGE)
+    static NAMES: [http::HeaderName; 2] = [TRACEPARENT, BAGGAGE];
+    crate::headers::contains_any(headers, &NAMES)
 }
 
 /// The caller's context from W3C headers, through the global propagator. `tracestate` and

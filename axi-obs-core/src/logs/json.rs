@@ -92,25 +92,64 @@ where
 /// let _guard = cx.attach();
 /// // every log line written here carries "http.request.id":"r-42"
 /// ```
+///
+/// The context keeps its values behind a shared pointer already, so these fields are stored
+/// inline (up to two without an allocation), and a header value (a request id, say) is shared
+/// rather than copied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ContextFields(std::sync::Arc<smallvec::SmallVec<[(&'static str, String); 2]>>);
+pub struct ContextFields(smallvec::SmallVec<[(&'static str, FieldValue); 2]>);
+
+/// A field value: owned text, or a shared header value that is visible ASCII.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum FieldValue {
+    Text(String),
+    Header(http::HeaderValue),
+}
+
+impl FieldValue {
+    #[inline]
+    fn as_str(&self) -> &str {
+        match self {
+            FieldValue::Text(s) => s,
+            // Only visible-ASCII header values are stored (checked in `with_header_value`).
+            FieldValue::Header(v) => v.to_str().unwrap_or_default(),
+        }
+    }
+}
 
 impl ContextFields {
     /// No fields.
+    #[inline]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a field.
+    #[inline]
     #[must_use]
     pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        std::sync::Arc::make_mut(&mut self.0).push((key, value.into()));
+        self.0.push((key, FieldValue::Text(value.into())));
         self
     }
 
-    /// The fields.
-    pub fn fields(&self) -> &[(&'static str, String)] {
-        &self.0
+    /// Adds a field whose value is a header value, shared instead of copied (a header value
+    /// that is not visible ASCII is copied as text, invalid bytes replaced).
+    #[inline]
+    #[must_use]
+    pub fn with_header_value(mut self, key: &'static str, value: http::HeaderValue) -> Self {
+        let value = if value.to_str().is_ok() {
+            FieldValue::Header(value)
+        } else {
+            FieldValue::Text(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        };
+        self.0.push((key, value));
+        self
+    }
+
+    /// The fields, in the order they were added.
+    #[inline]
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.0.iter().map(|(k, v)| (*k, v.as_str()))
     }
 }
 
@@ -193,7 +232,7 @@ where
         push_json_str(buf, meta.target());
         buf.push_str(&self.service);
 
-        let context_fields = opentelemetry::Context::map_current(|cx| {
+        opentelemetry::Context::map_current(|cx| {
             let span = cx.span();
             let sc = span.span_context();
             if sc.is_valid() {
@@ -203,7 +242,6 @@ where
                 push_hex(buf, &sc.span_id().to_bytes());
                 buf.push('"');
             }
-            cx.get::<ContextFields>().cloned()
         });
 
         let mut seen: smallvec::SmallVec<[&'static str; 16]> = smallvec::SmallVec::new();
@@ -231,9 +269,13 @@ where
                 }
             }
         }
-        if let Some(fields) = context_fields {
-            for (k, v) in fields.0.iter() {
-                if seen.contains(k) {
+        // Read in place (the current context cannot change while this event is written).
+        opentelemetry::Context::map_current(|cx| {
+            let Some(fields) = cx.get::<ContextFields>() else {
+                return;
+            };
+            for (k, v) in fields.fields() {
+                if seen.contains(&k) {
                     continue;
                 }
                 seen.push(k);
@@ -242,7 +284,7 @@ where
                 buf.push(':');
                 push_json_str(buf, v);
             }
-        }
+        });
         buf.push_str("}\n");
         let _ = self
             .make_writer
@@ -707,6 +749,31 @@ mod tests {
         let l = lines(&buf);
         assert_eq!(l[0]["http.request.id"], "r-1");
         assert_eq!(l[0]["tenant"], "event-wins");
+    }
+
+    #[test]
+    fn context_fields_from_header_values() {
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(buf.clone(), []));
+        tracing::subscriber::with_default(subscriber, || {
+            let fields = ContextFields::new()
+                .with_header_value("http.request.id", http::HeaderValue::from_static("r-2"))
+                .with_header_value(
+                    "odd",
+                    http::HeaderValue::from_bytes(b"caf\xc3\xa9 \"x\"").unwrap(),
+                );
+            assert_eq!(
+                fields.fields().collect::<Vec<_>>(),
+                [("http.request.id", "r-2"), ("odd", "caf\u{e9} \"x\"")]
+            );
+            let _g = opentelemetry::Context::current()
+                .with_value(fields)
+                .attach();
+            tracing::info!("inside");
+        });
+        let l = lines(&buf);
+        assert_eq!(l[0]["http.request.id"], "r-2");
+        assert_eq!(l[0]["odd"], "caf\u{e9} \"x\"");
     }
 
     #[test]
