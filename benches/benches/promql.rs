@@ -10,83 +10,17 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::hint::black_box;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axi_obs_alert::promql::{Engine, Expr, Labels, MemStorage, Value, parse};
-use axi_obs_benches::peer;
+use axi_obs_alert::promql::{Engine, Expr, MemStorage, Value, parse};
+use axi_obs_benches::{http_get as get, peer};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-const STEP_MS: i64 = 15_000;
-const SAMPLES: i64 = 240; // 1 h at 15 s
-const T0: i64 = 1_700_000_000_000;
-const EVAL_MS: i64 = T0 + (SAMPLES - 1) * STEP_MS;
-
-/// A series: its labels and its value at sample i.
-type SeriesGen = (Labels, Box<dyn Fn(i64) -> f64>);
-
-/// Every series.
-fn dataset() -> Vec<SeriesGen> {
-    let mut out: Vec<SeriesGen> = Vec::new();
-    for job in 0..10 {
-        for instance in 0..100 {
-            for (m, method) in ["GET", "POST"].iter().enumerate() {
-                for (s, status) in ["200", "201", "400", "404", "500"].iter().enumerate() {
-                    let labels = Labels::from_pairs([
-                        ("__name__", "http_requests_total".to_owned()),
-                        ("job", format!("job-{job}")),
-                        ("instance", format!("10.0.{job}.{instance}:8080")),
-                        ("method", (*method).to_owned()),
-                        ("status", (*status).to_owned()),
-                    ]);
-                    let rate = (1 + job + instance % 7 + m + s) as f64;
-                    out.push((labels, Box::new(move |i| (i as f64) * rate * 15.0)));
-                }
-            }
-        }
-    }
-    let les = [
-        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
-    ];
-    for instance in 0..100 {
-        for (k, le) in les.iter().enumerate() {
-            let labels = Labels::from_pairs([
-                (
-                    "__name__",
-                    "http_request_duration_seconds_bucket".to_owned(),
-                ),
-                ("job", "api".to_owned()),
-                ("instance", format!("10.1.0.{instance}:8080")),
-                ("le", (*le).to_owned()),
-            ]);
-            let per_step = (10 * (k + 1) + instance % 5) as f64;
-            out.push((labels, Box::new(move |i| (i as f64) * per_step)));
-        }
-    }
-    for instance in 0..1000 {
-        for (name, base) in [
-            ("node_memory_MemAvailable_bytes", 1.0e9),
-            ("node_memory_MemTotal_bytes", 8.0e9),
-        ] {
-            let labels = Labels::from_pairs([
-                ("__name__", name.to_owned()),
-                ("job", "node".to_owned()),
-                (
-                    "instance",
-                    format!("10.2.{}.{}:9100", instance / 250, instance % 250),
-                ),
-            ]);
-            let skew = (instance % 13) as f64 * 1.0e8;
-            out.push((
-                labels,
-                Box::new(move |i| base + skew + (i % 10) as f64 * 1.0e6),
-            ));
-        }
-    }
-    out
-}
+#[path = "common/promql_data.rs"]
+mod promql_data;
+use promql_data::{EVAL_MS, SAMPLES, STEP_MS, SeriesGen, T0, dataset};
 
 const QUERIES: [(&str, &str); 3] = [
     (
@@ -255,19 +189,6 @@ fn start_prometheus(data: &[SeriesGen]) -> Option<Prometheus> {
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("prometheus did not get ready");
-}
-
-/// A bare HTTP/1.1 GET on loopback; returns the body.
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    Some(buf.split_once("\r\n\r\n")?.1.to_owned())
 }
 
 fn query_path(q: &str, stats: bool) -> String {

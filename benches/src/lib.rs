@@ -1,6 +1,8 @@
 //! Criterion benchmarks for axi-obs; see `benches/` and BENCHMARKS.md at the workspace root.
 //! Run with `cargo bench -p axi-obs-benches`.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 
 /// A peer's binary (`prometheus`, `alertmanager` ...) from `$AXI_PEERS_BIN`
@@ -24,4 +26,18 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// A bare HTTP/1.1 GET to 127.0.0.1:`port` (a peer's API); the body, or `None` when the peer
+/// does not answer.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    Some(buf.split_once("\r\n\r\n")?.1.to_owned())
 }
