@@ -2,7 +2,8 @@
 //! side by side in one run with axum-prometheus 0.10, tower-http's `TraceLayer` and
 //! opentelemetry-instrumentation-tower 0.19.
 //!
-//! Every row serves `GET /users/{id}` (path `/users/42`) through `Router::oneshot` on a
+//! Every row serves `GET /users/{id}` (path `/users/42`) through `Router::oneshot` (routes built
+//! once with `with_state(())`, as `axum::serve` builds them) on a
 //! current-thread runtime, 256 requests per timed batch. The tracing subscriber is what
 //! `axi_obs_core::Telemetry::build()` installs (JSON logs to a sink, OpenTelemetry span layer)
 //! with the `always_off` sampler: spans are created and sampled out, for every row alike.
@@ -30,6 +31,10 @@ fn run(
     name: &str,
     app: Router,
 ) {
+    // As `axum::serve` does (through `into_make_service`): turn every handler into its route,
+    // layers applied, once. Without it, a `Router<()>` driven by `oneshot` builds each route
+    // and its layers again on every request, which no server does.
+    let app = app.with_state(());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
