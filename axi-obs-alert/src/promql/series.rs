@@ -162,8 +162,17 @@ impl StoredSeries {
     /// Appends a point; `tail_ms` is the span of the uncompressed tail.
     pub(crate) fn append(&mut self, t: i64, v: f64, tail_ms: i64) {
         let p = Point { t, v };
+        if self.chunks.last().is_some_and(|c| t <= c.max_t) {
+            return self.insert_out_of_order(p, tail_ms);
+        }
+        self.push_chunked(p);
+        self.push_tail(p, tail_ms);
+    }
+
+    /// Appends a point newer than every stored one to the chunks, sealing a full last chunk
+    /// and starting the next.
+    fn push_chunked(&mut self, p: Point) {
         match self.chunks.last_mut() {
-            Some(c) if t <= c.max_t => return self.insert_out_of_order(p, tail_ms),
             Some(c) if !c.is_full() => c.push(p),
             Some(c) => {
                 c.seal();
@@ -171,7 +180,6 @@ impl StoredSeries {
             }
             None => self.chunks.push(Chunk::new(p)),
         }
-        self.push_tail(p, tail_ms);
     }
 
     fn push_tail(&mut self, p: Point, tail_ms: i64) {
@@ -193,14 +201,7 @@ impl StoredSeries {
         self.chunks.clear();
         self.tail.clear();
         for q in all {
-            match self.chunks.last_mut() {
-                Some(c) if !c.is_full() => c.push(q),
-                Some(c) => {
-                    c.seal();
-                    self.chunks.push(Chunk::new(q));
-                }
-                None => self.chunks.push(Chunk::new(q)),
-            }
+            self.push_chunked(q);
             self.push_tail(q, tail_ms);
         }
     }
