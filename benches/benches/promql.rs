@@ -20,7 +20,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 #[path = "common/promql_data.rs"]
 mod promql_data;
-use promql_data::{EVAL_MS, SAMPLES, STEP_MS, SeriesGen, T0, dataset};
+use promql_data::{EVAL_MS, SAMPLES, STEP_MS, SeriesGen, T0, dataset, series_text};
 
 const QUERIES: [(&str, &str); 3] = [
     (
@@ -113,22 +113,10 @@ fn start_prometheus(data: &[SeriesGen]) -> Option<Prometheus> {
             }
             for i in idx {
                 let (labels, value) = &data[i];
-                let ls: Vec<String> = labels
-                    .iter()
-                    .filter(|(k, _)| *k != "__name__")
-                    .map(|(k, v)| format!("{k}=\"{v}\""))
-                    .collect();
+                let series = series_text(labels);
                 for s in 0..SAMPLES {
                     let t = T0 + s * STEP_MS;
-                    writeln!(
-                        f,
-                        "{name}{{{}}} {} {}.{:03}",
-                        ls.join(","),
-                        value(s),
-                        t / 1000,
-                        t % 1000
-                    )
-                    .unwrap();
+                    writeln!(f, "{series} {} {}.{:03}", value(s), t / 1000, t % 1000).unwrap();
                 }
             }
         }

@@ -73,3 +73,17 @@ pub(crate) fn dataset() -> Vec<SeriesGen> {
     }
     out
 }
+
+/// A series as the text exposition writes it before the value: `name{label="value",...}`.
+pub(crate) fn series_text(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| *k != "__name__")
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect();
+    format!(
+        "{}{{{}}}",
+        labels.name().unwrap_or_default(),
+        pairs.join(",")
+    )
+}
