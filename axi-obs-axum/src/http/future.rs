@@ -14,7 +14,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::{Status, TraceContextExt};
 
 use super::instruments::Labels;
-use super::layer::Config;
+use super::layer::Scope;
 use super::service::panic_message;
 use crate::names::attr;
 use crate::request_id::{RequestId, unit_random};
@@ -33,7 +33,7 @@ impl Drop for ActiveGuard {
 
 /// Per-request state carried from `call` to the response.
 pub(crate) struct State {
-    pub(crate) config: Arc<Config>,
+    pub(crate) scope: Arc<Scope>,
     pub(crate) start: Instant,
     pub(crate) start_time: SystemTime,
     /// The server span (when spans are on) and the request id for log lines.
@@ -195,20 +195,13 @@ impl State {
     }
 
     fn finish_inner(self, response: &mut Response<Body>, panic: Option<String>) {
-        let cfg = &*self.config;
+        let cfg = &*self.scope.config;
         let status = response.status().as_u16();
         let elapsed = self.start.elapsed();
         let server_error = status >= 500;
         let error_type: Option<SharedString> =
             server_error.then(|| SharedString::from(status.to_string()));
 
-        let _attached = self.cx.clone().map(opentelemetry::Context::attach);
-        if let Some(msg) = &panic {
-            event_at!(cfg.server_error_level, "axi_obs_axum::http", {
-                panic = %msg,
-                http.request.id = self.request_id.as_str()
-            }, "handler panicked; answered 500");
-        }
         if let Some(labels) = self.labels {
             let resp_body = if cfg.instruments.body_sizes {
                 response
@@ -227,11 +220,9 @@ impl State {
                 (self.req_body, resp_body),
             );
         }
-        if cfg.spans
-            && let Some(cx) = &self.cx
-        {
+        if let Some(cx) = &self.cx {
             let span = cx.span();
-            if span.is_recording() {
+            if cfg.spans && span.is_recording() {
                 span.set_attribute(KeyValue::new(
                     attr::HTTP_RESPONSE_STATUS_CODE,
                     i64::from(status),
@@ -250,6 +241,34 @@ impl State {
                     );
                 }
             }
+            if cfg.traceparent_response {
+                let sc = span.span_context();
+                if sc.is_valid()
+                    && let Ok(v) = HeaderValue::from_str(&format!(
+                        "00-{}-{}-{:02x}",
+                        sc.trace_id(),
+                        sc.span_id(),
+                        sc.trace_flags().to_u8()
+                    ))
+                {
+                    response.headers_mut().insert("traceparent", v);
+                }
+            }
+            if cfg.spans {
+                // The span ends at exactly the duration the metric recorded. Its id stays
+                // readable for the log lines below.
+                span.end_with_timestamp(self.start_time + elapsed);
+            }
+        }
+
+        // The log lines carry the trace id and request id from the context, which moves onto
+        // the thread's context stack here (its last use: no clone).
+        let _attached = self.cx.map(opentelemetry::Context::attach);
+        if let Some(msg) = &panic {
+            event_at!(cfg.server_error_level, "axi_obs_axum::http", {
+                panic = %msg,
+                http.request.id = self.request_id.as_str()
+            }, "handler panicked; answered 500");
         }
         if cfg.access_log {
             let level = if server_error {
@@ -294,39 +313,20 @@ impl State {
                 });
             }
         }
-        let headers = response.headers_mut();
-        headers.insert(cfg.request_id.header.clone(), self.request_id.0.clone());
-        if let Some(cx) = &self.cx {
-            let span = cx.span();
-            if cfg.traceparent_response {
-                let sc = span.span_context();
-                if sc.is_valid()
-                    && let Ok(v) = HeaderValue::from_str(&format!(
-                        "00-{}-{}-{:02x}",
-                        sc.trace_id(),
-                        sc.span_id(),
-                        sc.trace_flags().to_u8()
-                    ))
-                {
-                    headers.insert("traceparent", v);
-                }
-            }
-            if cfg.spans {
-                // The span ends at exactly the duration the metric recorded.
-                span.end_with_timestamp(self.start_time + elapsed);
-            }
-        }
-        drop(_attached);
-        drop(self.active);
+        // The id's last use: moved, not cloned.
+        response
+            .headers_mut()
+            .insert(cfg.request_id.header.clone(), self.request_id.0);
     }
 
     /// Ends a request that got no response: the inner service failed (never for axum routes,
     /// which are infallible) or the future was dropped.
     fn abandoned(self: Box<Self>, error_type: &'static str, message: &'static str) {
         let this = *self;
+        let cfg = &*this.scope.config;
         let elapsed = this.start.elapsed();
         if let Some(labels) = this.labels {
-            this.config.instruments.finish(
+            cfg.instruments.finish(
                 labels,
                 None,
                 Some(SharedString::const_str(error_type)),
@@ -335,7 +335,7 @@ impl State {
             );
         }
         let _attached = this.cx.clone().map(opentelemetry::Context::attach);
-        if this.config.access_log {
+        if cfg.access_log {
             let path = this.uri.as_ref().map(http::Uri::path).unwrap_or_default();
             let method = this
                 .method
@@ -343,7 +343,7 @@ impl State {
                 .map(http::Method::as_str)
                 .unwrap_or_default();
             let route: &str = this.route.as_deref().unwrap_or_default();
-            event_at!(this.config.client_error_level, "axi_obs_axum::access", {
+            event_at!(cfg.client_error_level, "axi_obs_axum::access", {
                 http.request.method = method,
                 http.route = route,
                 url.path = path,
@@ -352,7 +352,7 @@ impl State {
                 http.request.id = this.request_id.as_str()
             }, "{message}");
         }
-        if this.config.spans
+        if cfg.spans
             && let Some(cx) = &this.cx
         {
             let span = cx.span();

@@ -166,20 +166,27 @@ impl<K, V> std::fmt::Debug for HandleCache<K, V> {
 
 impl<K: std::hash::Hash + Eq + Copy, V: Clone> HandleCache<K, V> {
     fn get_or(&self, key: K, make: impl FnOnce() -> V) -> V {
+        self.with_or(key, make, V::clone)
+    }
+
+    /// Runs `f` on the handle of `key` (made and cached on first use), under the read lock:
+    /// recording through a cached handle does not clone it.
+    fn with_or<R>(&self, key: K, make: impl FnOnce() -> V, f: impl FnOnce(&V) -> R) -> R {
         if let Some(v) = self
             .map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
         {
-            return v.clone();
+            return f(v);
         }
         let v = make();
+        let r = f(&v);
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if map.len() < MAX_CACHED {
-            map.entry(key).or_insert_with(|| v.clone());
+            map.entry(key).or_insert(v);
         }
-        v
+        r
     }
 }
 
@@ -389,13 +396,16 @@ impl Instruments {
                 scheme_index(labels.scheme),
                 version_index(labels.version),
             );
-            let (h, c) = self
-                .durations
-                .get_or(key, || self.register_duration(&labels, code, error_type));
-            h.record(seconds);
-            if let Some(c) = c {
-                c.increment(1);
-            }
+            self.durations.with_or(
+                key,
+                || self.register_duration(&labels, code, error_type),
+                |(h, c)| {
+                    h.record(seconds);
+                    if let Some(c) = c {
+                        c.increment(1);
+                    }
+                },
+            );
             return;
         }
         self.finish_slow(labels, status, error_type, seconds, body_sizes);
@@ -538,12 +548,12 @@ fn status_str(code: u16) -> SharedString {
     }
 }
 
-const METHODS: [&str; 11] = [
+pub(crate) const METHODS: [&str; 11] = [
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "QUERY",
     "_OTHER",
 ];
 
-fn method_index(m: &str) -> u8 {
+pub(crate) fn method_index(m: &str) -> u8 {
     METHODS
         .iter()
         .position(|x| *x == m)

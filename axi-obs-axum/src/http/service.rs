@@ -16,14 +16,14 @@ use tower_service::Service;
 
 use super::future::{ActiveGuard, ResponseFuture, State};
 use super::instruments::{Labels, method_label, version_label};
-use super::layer::Config;
+use super::layer::Scope;
 use crate::names::{UNMATCHED_ROUTE, attr};
 
 /// The service [`ObsLayer`](super::ObsLayer) wraps around each route.
 #[derive(Clone, Debug)]
 pub struct Obs<S> {
     pub(crate) inner: S,
-    pub(crate) config: Arc<Config>,
+    pub(crate) scope: Arc<Scope>,
 }
 
 /// A read-only view of a request, given to [`ObsLayer::custom_labels`](super::ObsLayer::custom_labels).
@@ -54,7 +54,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let cfg = &self.config;
+        let cfg = &*self.scope.config;
         if cfg.excluded.iter().any(|p| p == req.uri().path()) {
             return ResponseFuture::passthrough(call_catching(&mut self.inner, req));
         }
@@ -67,7 +67,7 @@ where
             .extensions()
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
-        let mut route = cfg.instruments.route(matched);
+        let mut route = self.scope.route(matched);
         let scheme = scheme(&req, cfg.trust_forwarded);
         let version = version_label(req.version());
 
@@ -126,13 +126,7 @@ where
             if cfg.spans {
                 let route_str: &str = &route;
                 let unmatched = route_str == UNMATCHED_ROUTE;
-                let name_method = if method == "_OTHER" { "HTTP" } else { method };
-                let mut name = String::with_capacity(name_method.len() + 1 + route_str.len());
-                name.push_str(name_method);
-                if !unmatched {
-                    name.push(' ');
-                    name.push_str(route_str);
-                }
+                let name = self.scope.span_name(method, &route);
                 let tracer = cfg.tracer.tracer();
                 let builder = tracer
                     .span_builder(name)
@@ -173,7 +167,7 @@ where
         });
 
         let state = Box::new(State {
-            config: self.config.clone(),
+            scope: self.scope.clone(),
             start,
             start_time,
             cx,
