@@ -31,6 +31,18 @@ fn run(
     name: &str,
     app: Router,
 ) {
+    run_with(c, name, app, false);
+}
+
+/// `connect_info`: each request carries the peer address, as `axum::serve` adds it for
+/// `into_make_service_with_connect_info` (how apps that log client addresses are served).
+fn run_with(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    app: Router,
+    connect_info: bool,
+) {
+    let peer = axum::extract::ConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 50_000)));
     // As `axum::serve` does (through `into_make_service`): turn every handler into its route,
     // layers applied, once. Without it, a `Router<()>` driven by `oneshot` builds each route
     // and its layers again on every request, which no server does.
@@ -44,13 +56,24 @@ fn run(
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let req = Request::get("/users/42").body(Body::empty()).unwrap();
+                    let mut req = Request::get("/users/42").body(Body::empty()).unwrap();
+                    if connect_info {
+                        req.extensions_mut().insert(peer);
+                    }
                     black_box(app.clone().oneshot(req).await.unwrap());
                 }
                 start.elapsed()
             })
         })
     });
+}
+
+/// The layer with metrics and request ids only.
+fn metrics_only(recorder: &axi_obs_core::MetricsRecorder) -> axi_obs_axum::ObsLayer {
+    axi_obs_axum::ObsLayer::new()
+        .recorder(recorder.clone())
+        .spans(false)
+        .access_log(false)
 }
 
 fn layers(c: &mut Criterion) {
@@ -94,12 +117,16 @@ fn layers(c: &mut Criterion) {
     run(
         &mut g,
         "axi-obs: metrics + request id",
-        base().layer(
-            axi_obs_axum::ObsLayer::new()
-                .recorder(recorder.clone())
-                .spans(false)
-                .access_log(false),
-        ),
+        base().layer(metrics_only(&recorder)),
+    );
+    // The same two, with requests carrying `ConnectInfo` (axum's router then holds four
+    // extensions before the layer adds the request id, so the map has already grown).
+    run_with(&mut g, "connect info: bare router", base(), true);
+    run_with(
+        &mut g,
+        "connect info: axi-obs: metrics + request id",
+        base().layer(metrics_only(&recorder)),
+        true,
     );
     run(
         &mut g,
