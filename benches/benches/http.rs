@@ -142,6 +142,13 @@ fn layers(c: &mut Criterion) {
         "axi-obs: full layer (metrics, span sampled out, access log, request id)",
         base().layer(axi_obs_axum::ObsLayer::new().recorder(recorder.clone())),
     );
+    // With connect info the access log also carries the client address.
+    run_with(
+        &mut g,
+        "connect info: axi-obs: full layer",
+        base().layer(axi_obs_axum::ObsLayer::new().recorder(recorder.clone())),
+        true,
+    );
     // axum-prometheus spawns its upkeep task on the current runtime.
     let prom_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

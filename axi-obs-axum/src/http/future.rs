@@ -297,20 +297,27 @@ impl State {
                     .unwrap_or_default();
                 let route: &str = self.route.as_deref().unwrap_or_default();
                 let ua = self.user_agent.as_ref().and_then(|v| v.to_str().ok());
-                // The message as a plain `&str` field: written as is, without a pass through
-                // `fmt::Arguments` (every subscriber treats a `message` field as the message).
-                event_at!(level, "axi_obs_axum::access", {
-                    message = "request completed",
-                    http.request.method = method,
-                    http.route = route,
-                    url.path = path,
-                    url.query = query.as_deref(),
-                    http.response.status_code = status,
-                    event.duration = elapsed.as_nanos() as u64,
-                    http.request.id = self.request_id.as_str(),
-                    client.address = self.client.as_ref().map(tracing::field::display),
-                    user_agent.original = ua
-                });
+                let log = |client: Option<&str>| {
+                    // The message as a plain `&str` field: written as is, without a pass
+                    // through `fmt::Arguments` (every subscriber treats a `message` field as
+                    // the message).
+                    event_at!(level, "axi_obs_axum::access", {
+                        message = "request completed",
+                        http.request.method = method,
+                        http.route = route,
+                        url.path = path,
+                        url.query = query.as_deref(),
+                        http.response.status_code = status,
+                        event.duration = elapsed.as_nanos() as u64,
+                        http.request.id = self.request_id.as_str(),
+                        client.address = client,
+                        user_agent.original = ua
+                    });
+                };
+                match &self.client {
+                    Some(c) => c.with_str(|c| log(Some(c))),
+                    None => log(None),
+                }
             }
         }
         // The id's last use: moved, not cloned.

@@ -301,6 +301,83 @@ impl std::fmt::Display for ClientAddr {
     }
 }
 
+impl ClientAddr {
+    /// Runs `f` on the address as text: a proxy's value as given, a socket peer formatted on
+    /// the stack (an IPv4 address digit by digit; `Display` would take seven formatter
+    /// writes, each escaped separately by a JSON log writer).
+    pub(crate) fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            ClientAddr::Forwarded(s) => f(s),
+            ClientAddr::Peer(ip) => {
+                let mut text = AddrText::default();
+                match ip {
+                    std::net::IpAddr::V4(v4) => {
+                        for (i, octet) in v4.octets().into_iter().enumerate() {
+                            if i > 0 {
+                                text.push(b'.');
+                            }
+                            if octet >= 100 {
+                                text.push(b'0' + octet / 100);
+                            }
+                            if octet >= 10 {
+                                text.push(b'0' + octet / 10 % 10);
+                            }
+                            text.push(b'0' + octet % 10);
+                        }
+                    }
+                    std::net::IpAddr::V6(v6) => {
+                        use std::fmt::Write as _;
+                        // At most 45 characters: always fits.
+                        let _ = write!(text, "{v6}");
+                    }
+                }
+                f(text.as_str())
+            }
+        }
+    }
+}
+
+/// Text of an IP address in a stack buffer (an IPv6 address is at most 45 characters).
+struct AddrText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for AddrText {
+    fn default() -> Self {
+        Self {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl AddrText {
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for AddrText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// The client address: the first `X-Forwarded-For` / `Forwarded: for=` entry when trusted,
 /// else the socket peer (`ConnectInfo`, when the app is served with connect info).
 fn client_address<B>(req: &Request<B>, trust_forwarded: bool) -> Option<ClientAddr> {
@@ -330,4 +407,31 @@ fn client_address<B>(req: &Request<B>, trust_forwarded: bool) -> Option<ClientAd
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ci| ClientAddr::Peer(ci.0.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::ClientAddr;
+
+    #[test]
+    fn client_addresses_as_text_match_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "192.168.100.9",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+        ] {
+            let addr = ClientAddr::Peer(ip.parse::<IpAddr>().unwrap());
+            assert_eq!(addr.with_str(str::to_owned), addr.to_string(), "{ip}");
+        }
+        let fwd = ClientAddr::Forwarded("[2001:db8::1]:4711".to_owned());
+        assert_eq!(fwd.with_str(str::to_owned), "[2001:db8::1]:4711");
+    }
 }
