@@ -14,7 +14,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::{Status, TraceContextExt};
 
 use super::instruments::Labels;
-use super::layer::Scope;
+use super::layer::Config;
 use super::service::panic_message;
 use crate::names::attr;
 use crate::request_id::{RequestId, unit_random};
@@ -33,7 +33,7 @@ impl Drop for ActiveGuard {
 
 /// Per-request state carried from `call` to the response.
 pub(crate) struct State {
-    pub(crate) scope: Arc<Scope>,
+    pub(crate) config: Arc<Config>,
     pub(crate) start: Instant,
     pub(crate) start_time: SystemTime,
     /// The server span (when spans are on) and the request id for log lines.
@@ -195,31 +195,13 @@ impl State {
 
     /// Works on the boxed state in place (moving 400-odd bytes out of the box costs a copy).
     fn finish_inner(mut self: Box<Self>, response: &mut Response<Body>, panic: Option<String>) {
-        let cfg = &*self.scope.config;
+        let cfg = &*self.config;
         let status = response.status().as_u16();
         let elapsed = self.start.elapsed();
         let server_error = status >= 500;
         let error_type: Option<SharedString> =
             server_error.then(|| SharedString::from(status.to_string()));
 
-        if let Some(labels) = self.labels.take() {
-            let resp_body = if cfg.instruments.body_sizes {
-                response
-                    .headers()
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .or_else(|| http_body::Body::size_hint(response.body()).exact())
-            } else {
-                None
-            };
-            cfg.instruments.finish(
-                labels,
-                Some(status),
-                error_type.clone(),
-                elapsed.as_secs_f64(),
-                (self.req_body, resp_body),
-            );
-        }
         if let Some(cx) = &self.cx {
             let span = cx.span();
             if cfg.spans && span.is_recording() {
@@ -264,6 +246,25 @@ impl State {
         // The log lines carry the trace id and request id from the context, which moves onto
         // the thread's context stack here (its last use: no clone).
         let _attached = self.cx.take().map(opentelemetry::Context::attach);
+        // Metrics inside the request's context, for recorders that take exemplars from it.
+        if let Some(labels) = self.labels.take() {
+            let resp_body = if cfg.instruments.body_sizes {
+                response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .or_else(|| http_body::Body::size_hint(response.body()).exact())
+            } else {
+                None
+            };
+            cfg.instruments.finish(
+                labels,
+                Some(status),
+                error_type.clone(),
+                elapsed.as_secs_f64(),
+                (self.req_body, resp_body),
+            );
+        }
         if let Some(msg) = &panic {
             event_at!(cfg.server_error_level, "axi_obs_axum::http", {
                 panic = %msg,
@@ -331,7 +332,7 @@ impl State {
     /// which are infallible) or the future was dropped.
     fn abandoned(self: Box<Self>, error_type: &'static str, message: &'static str) {
         let this = *self;
-        let cfg = &*this.scope.config;
+        let cfg = &*this.config;
         let elapsed = this.start.elapsed();
         if let Some(labels) = this.labels {
             cfg.instruments.finish(

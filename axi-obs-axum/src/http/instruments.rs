@@ -112,7 +112,6 @@ pub(crate) struct Instruments {
     pub(crate) naming: Naming,
     pub(crate) body_sizes: bool,
     described: OnceLock<()>,
-    routes: RwLock<HashMap<Box<str>, SharedString, BuildHasherDefault<FastHasher>>>,
     /// Registered handles by their label values, so a request costs a hash of a few integers
     /// instead of building and hashing a `metrics::Key` (used without custom labels).
     active: HandleCache<(usize, u8, u8), Gauge>,
@@ -166,33 +165,26 @@ impl<K, V> std::fmt::Debug for HandleCache<K, V> {
 
 impl<K: std::hash::Hash + Eq + Copy, V: Clone> HandleCache<K, V> {
     fn get_or(&self, key: K, make: impl FnOnce() -> V) -> V {
-        self.with_or(key, make, V::clone)
-    }
-
-    /// Runs `f` on the handle of `key` (made and cached on first use), under the read lock:
-    /// recording through a cached handle does not clone it.
-    fn with_or<R>(&self, key: K, make: impl FnOnce() -> V, f: impl FnOnce(&V) -> R) -> R {
         if let Some(v) = self
             .map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
         {
-            return f(v);
+            return v.clone();
         }
         let v = make();
-        let r = f(&v);
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if map.len() < MAX_CACHED {
-            map.entry(key).or_insert(v);
+            map.entry(key).or_insert_with(|| v.clone());
         }
-        r
+        v
     }
 }
 
 /// FxHash-style hashing for small integer keys.
 #[derive(Default)]
-struct FastHasher(u64);
+pub(crate) struct FastHasher(u64);
 
 impl std::hash::Hasher for FastHasher {
     fn finish(&self) -> u64 {
@@ -223,9 +215,6 @@ impl std::hash::Hasher for FastHasher {
     }
 }
 
-/// At most this many distinct route templates are interned (an application has far fewer).
-const MAX_ROUTES: usize = 10_000;
-
 impl Clone for Instruments {
     fn clone(&self) -> Self {
         Self::new(self.sink.clone(), self.naming, self.body_sizes)
@@ -239,7 +228,6 @@ impl Instruments {
             naming,
             body_sizes,
             described: OnceLock::new(),
-            routes: RwLock::default(),
             active: HandleCache::default(),
             otel_active: GaugeTable::default(),
             durations: HandleCache::default(),
@@ -308,30 +296,6 @@ impl Instruments {
         });
     }
 
-    /// The route label for a matched path, interned so each request clones an `Arc`.
-    pub(crate) fn route(&self, matched: Option<&str>) -> SharedString {
-        let Some(path) = matched else {
-            return SharedString::const_str(names::UNMATCHED_ROUTE);
-        };
-
-        if let Some(s) = self
-            .routes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(path)
-        {
-            return s.clone();
-        }
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
-        if routes.len() >= MAX_ROUTES {
-            return SharedString::const_str(names::UNMATCHED_ROUTE);
-        }
-        routes
-            .entry(path.into())
-            .or_insert_with(|| SharedString::from(std::sync::Arc::<str>::from(path)))
-            .clone()
-    }
-
     /// Registers and increments the in-flight gauge; returns it for the decrement.
     pub(crate) fn start(&self, labels: &Labels) -> Gauge {
         self.describe();
@@ -396,16 +360,14 @@ impl Instruments {
                 scheme_index(labels.scheme),
                 version_index(labels.version),
             );
-            self.durations.with_or(
-                key,
-                || self.register_duration(&labels, code, error_type),
-                |(h, c)| {
-                    h.record(seconds);
-                    if let Some(c) = c {
-                        c.increment(1);
-                    }
-                },
-            );
+            // Cloned out of the cache, so the recorder's code never runs under its lock.
+            let (h, c) = self
+                .durations
+                .get_or(key, || self.register_duration(&labels, code, error_type));
+            h.record(seconds);
+            if let Some(c) = c {
+                c.increment(1);
+            }
             return;
         }
         self.finish_slow(labels, status, error_type, seconds, body_sizes);

@@ -1,18 +1,15 @@
 //! [`ObsLayer`]: the configuration, and the tower `Layer`.
 
-use std::borrow::Cow;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use axi_obs_core::MetricsRecorder;
 use http::HeaderName;
-use metrics::SharedString;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider;
 
-use super::instruments::{CustomLabels, Instruments, METHODS, Naming, Sink, method_index};
+use super::instruments::{CustomLabels, Instruments, Naming, Sink};
+use super::route_table::RouteTable;
 use super::service::Obs;
-use crate::names::UNMATCHED_ROUTE;
 use crate::request_id::RequestIdConfig;
 
 /// Observes every request of an axum `Router`: HTTP metrics, a server span, a request id and an
@@ -30,6 +27,8 @@ pub struct ObsLayer {
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) instruments: Instruments,
+    /// Interned route labels and span names.
+    pub(crate) routes: RouteTable,
     pub(crate) tracer: TracerSource,
     pub(crate) metrics: bool,
     pub(crate) spans: bool,
@@ -97,6 +96,7 @@ impl ObsLayer {
         Self {
             config: Arc::new(Config {
                 instruments: Instruments::new(Sink::Global, Naming::OpenTelemetry, false),
+                routes: RouteTable::default(),
                 tracer: TracerSource::Global(Arc::default()),
                 metrics: true,
                 spans: true,
@@ -254,135 +254,7 @@ impl<S> tower_layer::Layer<S> for ObsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Obs {
             inner,
-            scope: Arc::new(Scope {
-                config: self.config.clone(),
-                route: OnceLock::new(),
-                span_names: Default::default(),
-            }),
+            config: self.config.clone(),
         }
-    }
-}
-
-/// What the services made by one [`ObsLayer::layer`] call share (with `Router::layer`, one per
-/// route): the layer's configuration, and the route label of the path the route serves, so a
-/// request compares its matched path with it instead of looking it up in the interning table.
-#[derive(Debug)]
-pub(crate) struct Scope {
-    pub(crate) config: Arc<Config>,
-    route: OnceLock<SharedString>,
-    /// Server span names for that route, by method index.
-    span_names: [OnceLock<Option<&'static str>>; METHODS.len()],
-}
-
-impl Scope {
-    /// The route label for a matched path (`None`: the unmatched constant).
-    pub(crate) fn route(&self, matched: Option<&str>) -> SharedString {
-        let Some(path) = matched else {
-            return SharedString::const_str(UNMATCHED_ROUTE);
-        };
-        if let Some(r) = self.route.get()
-            && **r == *path
-        {
-            return r.clone();
-        }
-        // The first path seen is kept. A service reached under several paths (a router
-        // nested at two prefixes) looks the others up each time, as every request did before.
-        let r = self.config.instruments.route(Some(path));
-        if *r == *path {
-            let _ = self.route.set(r.clone());
-        }
-        r
-    }
-
-    /// The server span's name, `"{method} {route}"` (`"{method}"` for unmatched requests;
-    /// `HTTP` for methods outside the standard set), as semantic conventions name it. The
-    /// sampler needs it even for a span it drops, so the names of this scope's route are made
-    /// once instead of per request.
-    pub(crate) fn span_name(
-        &self,
-        method: &'static str,
-        route: &SharedString,
-    ) -> Cow<'static, str> {
-        let method_name = if method == "_OTHER" { "HTTP" } else { method };
-        if **route == *UNMATCHED_ROUTE {
-            return Cow::Borrowed(method_name);
-        }
-        let format = || format!("{method_name} {}", &**route);
-        let slot = self.span_names.get(usize::from(method_index(method)));
-        match (self.route.get(), slot) {
-            (Some(mine), Some(slot)) if mine.as_ptr() == route.as_ptr() => {
-                match slot.get_or_init(|| intern(format())) {
-                    Some(name) => Cow::Borrowed(name),
-                    None => Cow::Owned(format()),
-                }
-            }
-            _ => Cow::Owned(format()),
-        }
-    }
-}
-
-/// Most span names kept for the life of the process (an application has routes × methods).
-const MAX_SPAN_NAMES: usize = 10_000;
-
-/// The process's one copy of a span name, or `None` once [`MAX_SPAN_NAMES`] are kept. Names
-/// are kept for the life of the process: a span builder takes a `'static` name without
-/// allocating, and there are as many as route templates times methods (bounded above).
-fn intern(name: String) -> Option<&'static str> {
-    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
-    let names = names.get_or_insert_with(HashSet::new);
-    if let Some(kept) = names.get(name.as_str()) {
-        return Some(kept);
-    }
-    if names.len() >= MAX_SPAN_NAMES {
-        return None;
-    }
-    let kept: &'static str = Box::leak(name.into_boxed_str());
-    names.insert(kept);
-    Some(kept)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::borrow::Cow;
-
-    use tower_layer::Layer as _;
-
-    use super::*;
-
-    fn scope() -> Arc<Scope> {
-        ObsLayer::new().layer(()).scope
-    }
-
-    #[test]
-    fn the_first_route_is_kept_and_other_paths_still_get_their_own_label() {
-        let s = scope();
-        let a = s.route(Some("/users/{id}"));
-        assert_eq!(&*a, "/users/{id}");
-        // Served again: the very same interned label.
-        assert_eq!(s.route(Some("/users/{id}")).as_ptr(), a.as_ptr());
-        // The same service reached under another path (a router nested twice).
-        assert_eq!(&*s.route(Some("/v2/users/{id}")), "/v2/users/{id}");
-        assert_eq!(s.route(Some("/users/{id}")).as_ptr(), a.as_ptr());
-        assert_eq!(&*s.route(None), UNMATCHED_ROUTE);
-    }
-
-    #[test]
-    fn span_names_follow_the_conventions_and_are_made_once_per_route_and_method() {
-        let s = scope();
-        let route = s.route(Some("/users/{id}"));
-        let get = s.span_name("GET", &route);
-        assert_eq!(get, "GET /users/{id}");
-        assert!(matches!(get, Cow::Borrowed(_)));
-        let again = s.span_name("GET", &route);
-        assert_eq!(again.as_ptr(), get.as_ptr());
-        assert_eq!(s.span_name("POST", &route), "POST /users/{id}");
-        assert_eq!(s.span_name("_OTHER", &route), "HTTP /users/{id}");
-        let unmatched = s.route(None);
-        assert_eq!(s.span_name("GET", &unmatched), "GET");
-        assert_eq!(s.span_name("_OTHER", &unmatched), "HTTP");
-        // A path other than the kept one: named correctly, just not cached.
-        let other = s.route(Some("/v2/users/{id}"));
-        assert_eq!(s.span_name("GET", &other), "GET /v2/users/{id}");
     }
 }

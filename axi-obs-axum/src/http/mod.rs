@@ -4,6 +4,7 @@ mod clock;
 mod future;
 mod instruments;
 mod layer;
+mod route_table;
 mod service;
 
 pub use future::ResponseFuture;

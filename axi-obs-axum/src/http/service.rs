@@ -16,14 +16,14 @@ use tower_service::Service;
 
 use super::future::{ActiveGuard, ResponseFuture, State};
 use super::instruments::{Labels, method_label, version_label};
-use super::layer::Scope;
+use super::layer::Config;
 use crate::names::{UNMATCHED_ROUTE, attr};
 
 /// The service [`ObsLayer`](super::ObsLayer) wraps around each route.
 #[derive(Clone, Debug)]
 pub struct Obs<S> {
     pub(crate) inner: S,
-    pub(crate) scope: Arc<Scope>,
+    pub(crate) config: Arc<Config>,
 }
 
 /// A read-only view of a request, given to [`ObsLayer::custom_labels`](super::ObsLayer::custom_labels).
@@ -54,7 +54,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let cfg = &*self.scope.config;
+        let cfg = &*self.config;
         if cfg.excluded.iter().any(|p| p == req.uri().path()) {
             return ResponseFuture::passthrough(call_catching(&mut self.inner, req));
         }
@@ -67,7 +67,7 @@ where
             .extensions()
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
-        let mut route = self.scope.route(matched);
+        let (mut route, span_name) = cfg.routes.lookup(matched, method, cfg.spans);
         let scheme = scheme(&req, cfg.trust_forwarded);
         let version = version_label(req.version());
 
@@ -126,7 +126,8 @@ where
             if cfg.spans {
                 let route_str: &str = &route;
                 let unmatched = route_str == UNMATCHED_ROUTE;
-                let name = self.scope.span_name(method, &route);
+                // Always there when spans are on.
+                let name = span_name.unwrap_or_default();
                 let tracer = cfg.tracer.tracer();
                 let builder = tracer
                     .span_builder(name)
@@ -167,7 +168,7 @@ where
         });
 
         let state = Box::new(State {
-            scope: self.scope.clone(),
+            config: self.config.clone(),
             start,
             start_time,
             cx,
