@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use tower::ServiceExt;
 
 fn propagator() {
@@ -213,6 +213,58 @@ async fn server_span_continues_the_callers_trace() {
     assert_eq!(attr(fail, "error.type").as_deref(), Some("503"));
     let bad = spans.iter().find(|s| s.name == "GET /bad").unwrap();
     assert_eq!(bad.status, Status::Unset, "4xx leaves server spans unset");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_sampled_out_server_span_still_carries_the_trace() {
+    propagator();
+    let cap = Capture::new();
+    let app = Router::new()
+        .route(
+            "/ctx",
+            get(|| async {
+                tracing::info!("inside the handler");
+                let cx = opentelemetry::Context::current();
+                let sc = cx.span().span_context().clone();
+                format!("{} {} {}", sc.trace_id(), sc.span_id(), sc.is_sampled())
+            }),
+        )
+        .layer(obs(&cap).traceparent_response(true));
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    // The caller did not sample: the parent-based sampler drops the server span.
+    let res = send(
+        &app,
+        Request::get("/ctx")
+            .header("traceparent", format!("00-{trace_id}-{parent}-00"))
+            .header("x-request-id", "s-1")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let echoed = res.headers()["traceparent"].to_str().unwrap().to_owned();
+    let body = text(res).await;
+    let seen: Vec<&str> = body.split(' ').collect();
+    let [seen_trace, span_id, sampled] = seen[..] else {
+        panic!("{body}")
+    };
+    assert_eq!(
+        seen_trace, trace_id,
+        "the handler runs in the caller's trace"
+    );
+    assert_ne!(span_id, parent, "under a server span of its own");
+    assert_ne!(span_id, "0000000000000000");
+    assert_eq!(sampled, "false");
+    assert_eq!(echoed, format!("00-{trace_id}-{span_id}-00"));
+    assert!(cap.spans().is_empty(), "a sampled-out span is not exported");
+    let logs = cap.logs();
+    assert_eq!(logs.len(), 2, "{logs:#?}");
+    for line in &logs {
+        assert_eq!(line["trace.id"], trace_id, "{line}");
+        assert_eq!(line["span.id"], span_id, "{line}");
+        assert_eq!(line["http.request.id"], "s-1", "{line}");
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]

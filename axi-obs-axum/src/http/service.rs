@@ -58,6 +58,9 @@ where
         if cfg.excluded.iter().any(|p| p == req.uri().path()) {
             return ResponseFuture::passthrough(call_catching(&mut self.inner, req));
         }
+        // Allocated first, so the state below is written straight into it rather than built
+        // on the stack and copied over (it is a few hundred bytes).
+        let slot = Box::<State>::new_uninit();
         let start = Instant::now();
         let request_id = cfg.request_id.resolve(req.headers());
         req.extensions_mut().insert(request_id.clone());
@@ -159,29 +162,38 @@ where
                         attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
                     }
                     span.set_attributes(attrs);
+                    cx = cx.with_span(span);
+                } else {
+                    // A sampled-out span records nothing and ending it does nothing: the
+                    // context keeps only its ids (the parent of the handler's spans, the log
+                    // lines' trace id, the response's `traceparent`), without the second box
+                    // and the lock that a live span sits behind in a context.
+                    cx = cx.with_remote_span_context(span.span_context().clone());
                 }
-                cx = cx.with_span(span);
             }
             cx.with_value(
                 ContextFields::new().with_header_value("http.request.id", request_id.0.clone()),
             )
         });
 
-        let state = Box::new(State {
-            config: self.config.clone(),
-            start,
-            start_time,
-            cx,
-            labels,
-            active,
-            request_id,
-            method: cfg.access_log.then(|| req.method().clone()),
-            route: cfg.access_log.then_some(route),
-            uri: cfg.access_log.then(|| req.uri().clone()),
-            client,
-            user_agent,
-            req_body,
-        });
+        let state = Box::write(
+            slot,
+            State {
+                config: self.config.clone(),
+                start,
+                start_time,
+                cx,
+                labels,
+                active,
+                request_id,
+                method: cfg.access_log.then(|| req.method().clone()),
+                route: cfg.access_log.then_some(route),
+                uri: cfg.access_log.then(|| req.uri().clone()),
+                client,
+                user_agent,
+                req_body,
+            },
+        );
         let future = {
             let _attached = state.cx.clone().map(opentelemetry::Context::attach);
             call_catching(&mut self.inner, req)
