@@ -95,6 +95,7 @@ pub mod config;
 mod error;
 mod export;
 mod guard;
+mod hex;
 #[cfg(feature = "https-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "https-client")))]
 pub mod https;
@@ -123,6 +124,13 @@ pub mod otel {
     pub use opentelemetry_sdk;
     pub use opentelemetry_semantic_conventions as semconv;
     pub use tracing_opentelemetry;
+}
+
+/// Not public API: helpers shared with the other axi-obs crates, which are versioned with this
+/// one. May change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::hex::hex16;
 }
 
 /// The `metrics` facade this crate records, re-exported for version alignment.

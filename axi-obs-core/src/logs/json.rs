@@ -37,6 +37,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::hex::push_hex;
+
 /// Keys this layer writes itself; event fields with these names are renamed `fields.<name>`.
 const RESERVED: &[&str] = &[
     "@timestamp",
@@ -237,9 +239,9 @@ where
             let sc = span.span_context();
             if sc.is_valid() {
                 buf.push_str(",\"trace.id\":\"");
-                push_hex(buf, &sc.trace_id().to_bytes());
+                push_hex(buf, sc.trace_id().to_bytes());
                 buf.push_str("\",\"span.id\":\"");
-                push_hex(buf, &sc.span_id().to_bytes());
+                push_hex(buf, sc.span_id().to_bytes());
                 buf.push('"');
             }
         });
@@ -524,15 +526,6 @@ fn push_json_str_inner(buf: &mut String, s: &str) {
         start = i + 1;
     }
     buf.push_str(&s[start..]);
-}
-
-/// Appends `bytes` as lower-case hex.
-fn push_hex(buf: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        buf.push(HEX[(b >> 4) as usize] as char);
-        buf.push(HEX[(b & 0xf) as usize] as char);
-    }
 }
 
 fn push_json_f64(buf: &mut String, v: f64) {
