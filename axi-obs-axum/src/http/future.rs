@@ -109,22 +109,22 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let polled = {
-            let _attached = this
-                .state
-                .as_ref()
-                .and_then(|s| s.cx.clone())
-                .map(opentelemetry::Context::attach);
-            match this.inner.as_pin_mut() {
-                Some(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
-                    Ok(p) => Ok(ready!(p)),
-                    Err(payload) => Err(panic_message(payload)),
-                },
-                None => Err(this
-                    .call_panic
-                    .take()
-                    .unwrap_or_else(|| "polled after completion".to_owned())),
-            }
+        // The request's context is current while the inner future runs and, once it is ready,
+        // while the request is finished (its log lines carry the trace and request ids).
+        let _attached = this
+            .state
+            .as_ref()
+            .and_then(|s| s.cx.clone())
+            .map(opentelemetry::Context::attach);
+        let polled = match this.inner.as_pin_mut() {
+            Some(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
+                Ok(p) => Ok(ready!(p)),
+                Err(payload) => Err(panic_message(payload)),
+            },
+            None => Err(this
+                .call_panic
+                .take()
+                .unwrap_or_else(|| "polled after completion".to_owned())),
         };
         let Some(state) = this.state.take() else {
             // Excluded path: no observation, but a panic still becomes a 500.
@@ -183,7 +183,8 @@ macro_rules! event_at {
 }
 
 impl State {
-    /// Records metrics, span fields and the access log; echoes the request id.
+    /// Records metrics, span fields and the access log; echoes the request id. Called by
+    /// `poll` with the request's context attached.
     fn finish(
         self: Box<Self>,
         mut response: Response<Body>,
@@ -243,10 +244,9 @@ impl State {
             }
         }
 
-        // The log lines carry the trace id and request id from the context, which moves onto
-        // the thread's context stack here (its last use: no clone).
-        let _attached = self.cx.take().map(opentelemetry::Context::attach);
-        // Metrics inside the request's context, for recorders that take exemplars from it.
+        // From here on the request's context is current (attached by `poll`, the only
+        // caller): metrics are recorded inside it, for recorders that take exemplars from it,
+        // and the log lines below take the trace id and request id from it.
         if let Some(labels) = self.labels.take() {
             let resp_body = if cfg.instruments.body_sizes {
                 response
