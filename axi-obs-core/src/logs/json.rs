@@ -37,20 +37,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use super::keys::{CallsiteKeys, callsite_keys, push_field_key, push_key};
 use crate::hex::push_hex;
-
-/// Keys this layer writes itself; event fields with these names are renamed `fields.<name>`.
-const RESERVED: &[&str] = &[
-    "@timestamp",
-    "log.level",
-    "log.logger",
-    "service.name",
-    "service.version",
-    "service.namespace",
-    "service.environment",
-    "trace.id",
-    "span.id",
-];
 
 /// A [`Layer`] that writes one ECS JSON object per event to `W`.
 #[derive(Debug)]
@@ -230,8 +218,13 @@ where
         push_rfc3339(buf, SystemTime::now());
         buf.push_str("\",\"log.level\":\"");
         buf.push_str(meta.level().as_str());
+        let is_log = normalized.is_some();
+        let keys = callsite_keys(event.metadata(), is_log);
         buf.push_str("\",\"log.logger\":");
-        push_json_str(buf, meta.target());
+        match keys.as_ref().and_then(|k| k.logger.as_deref()) {
+            Some(logger) => buf.push_str(logger),
+            None => push_json_str(buf, meta.target()),
+        }
         buf.push_str(&self.service);
 
         opentelemetry::Context::map_current(|cx| {
@@ -250,7 +243,8 @@ where
         let mut visitor = EventVisitor {
             buf,
             seen: &mut seen,
-            is_log: normalized.is_some(),
+            is_log,
+            keys: keys.as_deref(),
         };
         event.record(&mut visitor);
 
@@ -295,47 +289,29 @@ where
     }
 }
 
-/// The output key for a field name.
-fn push_key(buf: &mut String, name: &str) {
-    let reserved = || {
-        // Every reserved key starts with one of these; skip the comparisons for the rest.
-        matches!(name.as_bytes().first(), Some(b'@' | b'l' | b's' | b't'))
-            && RESERVED.contains(&name)
-    };
-    if name == "error" {
-        buf.push_str("\"error.message\"");
-    } else if reserved() {
-        buf.push_str("\"fields.");
-        push_json_str_inner(buf, name);
-        buf.push('"');
-    } else {
-        push_json_str(buf, name);
-    }
-}
-
 struct EventVisitor<'a, 'b> {
     buf: &'a mut String,
     seen: &'b mut smallvec::SmallVec<[&'static str; 16]>,
     is_log: bool,
+    /// The event's callsite's keys, rendered once (`None`: render each here).
+    keys: Option<&'b CallsiteKeys>,
 }
 
 impl EventVisitor<'_, '_> {
+    /// Writes `,"key":` and returns `true`, or returns `false` for a field the line leaves out.
     fn key(&mut self, field: &Field) -> bool {
-        let name = field.name();
-        if self.is_log && name.starts_with("log.") {
-            // `log` crate records: tracing-log's target/module/file/line fields are already
-            // reflected in the normalized metadata.
-            return false;
+        let written = match self.keys.and_then(|k| k.field(field)) {
+            Some(Some(key)) => {
+                self.buf.push_str(key);
+                true
+            }
+            Some(None) => false,
+            None => push_field_key(self.buf, field.name(), self.is_log),
+        };
+        if written {
+            self.seen.push(field.name());
         }
-        self.seen.push(name);
-        self.buf.push(',');
-        if name == "message" {
-            self.buf.push_str("\"message\"");
-        } else {
-            push_key(self.buf, name);
-        }
-        self.buf.push(':');
-        true
+        written
     }
 }
 
@@ -484,7 +460,7 @@ fn word_needs_escape(w: u64) -> bool {
         != 0
 }
 
-fn push_json_str_inner(buf: &mut String, s: &str) {
+pub(super) fn push_json_str_inner(buf: &mut String, s: &str) {
     let bytes = s.as_bytes();
     // Fast path: most keys and values need no escaping; check eight bytes at a time.
     let mut clean = 0;
@@ -724,6 +700,55 @@ mod tests {
         assert_eq!(b["log.level"], "INFO");
         assert_eq!(b["fields.log.level"], "x");
         assert_eq!(b["nan"], "NaN");
+    }
+
+    #[test]
+    fn keys_rendered_once_per_callsite_are_the_same_on_every_line() {
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(JsonLayer::new(buf.clone(), [("service.name", "shop")]));
+        tracing::subscriber::with_default(subscriber, || {
+            // The first pass renders this callsite's keys; the later ones copy them.
+            for i in 0..3u64 {
+                tracing::info!(
+                    target: "tgt \"q\"",
+                    { "key \"quoted\"" = i, trace.id = "spoof", error = "e", log.file = "f" },
+                    "m{i}"
+                );
+            }
+            // `log` crate records share tracing-log's callsites but not their targets; their
+            // `log.*` fields are in the normalized metadata, not repeated on the line.
+            for target in ["first::module", "second::module"] {
+                let record = log::Record::builder()
+                    .level(log::Level::Warn)
+                    .target(target)
+                    .file(Some("src/x.rs"))
+                    .line(Some(7))
+                    .args(format_args!("from log"))
+                    .build();
+                tracing_log::format_trace(&record).unwrap();
+            }
+        });
+        let l = lines(&buf);
+        assert_eq!(l.len(), 5, "{l:#?}");
+        for (i, a) in l[..3].iter().enumerate() {
+            assert_eq!(a["log.logger"], "tgt \"q\"", "{a}");
+            assert_eq!(a["message"], format!("m{i}"), "{a}");
+            assert_eq!(a["key \"quoted\""], i, "{a}");
+            assert_eq!(a["fields.trace.id"], "spoof", "{a}");
+            assert_eq!(a["error.message"], "e", "{a}");
+            assert_eq!(a["log.file"], "f", "{a}");
+            assert_eq!(a.as_object().unwrap().len(), 9, "{a}");
+        }
+        for (a, target) in l[3..].iter().zip(["first::module", "second::module"]) {
+            assert_eq!(a["log.logger"], target, "{a}");
+            assert_eq!(a["log.level"], "WARN", "{a}");
+            assert_eq!(a["message"], "from log", "{a}");
+            assert!(
+                a.get("log.file").is_none() && a.get("log.line").is_none(),
+                "{a}"
+            );
+        }
     }
 
     #[test]

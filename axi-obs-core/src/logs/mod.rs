@@ -2,6 +2,7 @@
 //! the filters shared by every log and trace layer.
 
 mod json;
+mod keys;
 mod writer;
 
 use std::io::IsTerminal;
