@@ -267,6 +267,50 @@ async fn a_sampled_out_server_span_still_carries_the_trace() {
     }
 }
 
+/// Notes, for each span that ends, whether the thread's current context then has a span.
+#[derive(Debug, Default, Clone)]
+struct ContextAtEnd(std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>);
+
+impl opentelemetry_sdk::trace::SpanProcessor for ContextAtEnd {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        let in_a_span = opentelemetry::Context::map_current(|cx| cx.has_active_span());
+        self.0
+            .lock()
+            .unwrap()
+            .push((span.name.into_owned(), in_a_span));
+    }
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_server_span_ends_outside_the_requests_context() {
+    // A processor that exports as spans end (the SDK's simple processor) must not do so as
+    // part of the request: its own log lines would carry the request's trace and request ids.
+    let ends = ContextAtEnd::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(ends.clone())
+        .build();
+    let cap = Capture::new();
+    let app = routes().layer(obs(&cap).tracer_provider(&provider));
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    send(&app, get_req("/users/1")).await;
+    send(&app, get_req("/panic")).await;
+    let ends = ends.0.lock().unwrap().clone();
+    assert_eq!(
+        ends,
+        [
+            ("GET /users/{id}".to_owned(), false),
+            ("GET /panic".to_owned(), false)
+        ]
+    );
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn request_ids_are_kept_or_generated_and_echoed() {
     let cap = Capture::new();

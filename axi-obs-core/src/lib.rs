@@ -126,8 +126,8 @@ pub mod otel {
     pub use tracing_opentelemetry;
 }
 
-/// Not public API: helpers shared with the other axi-obs crates, which are versioned with this
-/// one. May change in any release.
+/// Not public API: helpers shared with the other axi-obs crates, which depend on this exact
+/// version of this crate. May change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::hex::hex16;

@@ -36,7 +36,8 @@ pub(crate) struct State {
     pub(crate) config: Arc<Config>,
     pub(crate) start: Instant,
     pub(crate) start_time: SystemTime,
-    /// The server span (when spans are on) and the request id for log lines.
+    /// The request's context: the server span when spans are on (only its ids when it was
+    /// sampled out) and the request id for log lines.
     pub(crate) cx: Option<opentelemetry::Context>,
     pub(crate) labels: Option<Labels>,
     pub(crate) active: ActiveGuard,
@@ -237,9 +238,13 @@ impl State {
                     response.headers_mut().insert("traceparent", v);
                 }
             }
-            if cfg.spans {
+            if cfg.spans && span.is_recording() {
                 // The span ends at exactly the duration the metric recorded. Its id stays
-                // readable for the log lines below.
+                // readable for the log lines below. It ends outside the request's context (which
+                // `poll` keeps attached): a span processor that exports on end does so as it
+                // would for any span, not as part of this request (its log lines would carry the
+                // request's ids). A sampled-out span is only ids here; there is nothing to end.
+                let _outside = opentelemetry::Context::new().attach();
                 span.end_with_timestamp(self.start_time + elapsed);
             }
         }

@@ -164,10 +164,11 @@ where
                     span.set_attributes(attrs);
                     cx = cx.with_span(span);
                 } else {
-                    // A sampled-out span records nothing and ending it does nothing: the
-                    // context keeps only its ids (the parent of the handler's spans, the log
-                    // lines' trace id, the response's `traceparent`), without the second box
-                    // and the lock that a live span sits behind in a context.
+                    // A sampled-out span records nothing, and ending it does nothing (the SDK's,
+                    // and any tracer's by the specification, which lets a non-recording span be
+                    // dropped unended): the context keeps only its ids (the parent of the
+                    // handler's spans, the log lines' trace id, the response's `traceparent`),
+                    // without the second box and the lock a live span sits behind in a context.
                     cx = cx.with_remote_span_context(span.span_context().clone());
                 }
             }

@@ -64,6 +64,8 @@ pub(super) fn push_field_key(buf: &mut String, name: &str, is_log: bool) -> bool
 
 /// One callsite's rendered text.
 pub(super) struct CallsiteKeys {
+    /// The callsite these keys are for.
+    callsite: Identifier,
     /// The quoted target (`log.logger`); `None` for `log` records, whose target is per record.
     pub(super) logger: Option<Box<str>>,
     /// By field index: `,"key":`, or `None` for a field the line leaves out.
@@ -85,13 +87,21 @@ impl CallsiteKeys {
                 push_field_key(&mut s, f.name(), is_log).then(|| s.into_boxed_str())
             })
             .collect();
-        Self { logger, fields }
+        Self {
+            callsite: meta.callsite(),
+            logger,
+            fields,
+        }
     }
 
     /// The rendered key of one of this callsite's fields: `Some(None)` for a field left out,
-    /// `None` for a field of another callsite.
+    /// `None` for a field of another callsite (`Event::new` can pair one callsite's metadata
+    /// with another's values; those keys are rendered per event).
     #[inline]
     pub(super) fn field(&self, field: &Field) -> Option<Option<&str>> {
+        if field.callsite() != self.callsite {
+            return None;
+        }
         self.fields.get(field.index()).map(Option::as_deref)
     }
 }
@@ -131,9 +141,9 @@ pub(super) fn callsite_keys(
         .flatten()
 }
 
-/// Hashes a callsite identifier, which hashes as one address: a multiply, folded so the low
-/// bits that pick the bucket depend on every bit of it (addresses are aligned, their low bits
-/// zero).
+/// Hashes a callsite identifier (its address and vtable pointer, two words): a multiply per
+/// word, folded so the low bits that pick the bucket depend on every bit (addresses are aligned,
+/// their low bits zero).
 #[derive(Default)]
 struct AddrHasher(u64);
 
