@@ -94,6 +94,7 @@ mod builder;
 pub mod config;
 mod error;
 mod export;
+mod fast_hash;
 mod guard;
 mod hex;
 #[cfg(feature = "https-client")]
@@ -130,6 +131,7 @@ pub mod otel {
 /// version of this crate. May change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::fast_hash::FxHasher;
     pub use crate::hex::hex16;
 }
 

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 
+use axi_obs_core::__private::FxHasher;
 use axi_obs_core::MetricsRecorder;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 
@@ -143,7 +144,7 @@ type DurationKey = (usize, u16, u8, u8, u8);
 
 /// A bounded map from small keys to metric handles.
 struct HandleCache<K, V> {
-    map: RwLock<HashMap<K, V, BuildHasherDefault<FastHasher>>>,
+    map: RwLock<HashMap<K, V, BuildHasherDefault<FxHasher>>>,
 }
 
 /// Most handles a cache keeps (label sets are bounded by routes × methods × statuses anyway).
@@ -179,39 +180,6 @@ impl<K: std::hash::Hash + Eq + Copy, V: Clone> HandleCache<K, V> {
             map.entry(key).or_insert_with(|| v.clone());
         }
         v
-    }
-}
-
-/// FxHash-style hashing for small integer keys.
-#[derive(Default)]
-pub(crate) struct FastHasher(u64);
-
-impl std::hash::Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-        for b in chunks.remainder() {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 

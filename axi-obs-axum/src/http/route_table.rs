@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 
+use axi_obs_core::__private::FxHasher;
 use metrics::SharedString;
 
-use super::instruments::{FastHasher, METHODS, method_index};
+use super::instruments::{METHODS, method_index};
 use crate::names::UNMATCHED_ROUTE;
 
 /// At most this many distinct route templates are interned (an application has far fewer);
@@ -18,7 +19,7 @@ const MAX_ROUTES: usize = 10_000;
 /// Matched paths to their interned label and span names.
 #[derive(Default)]
 pub(crate) struct RouteTable {
-    map: RwLock<HashMap<Box<str>, Entry, BuildHasherDefault<FastHasher>>>,
+    map: RwLock<HashMap<Box<str>, Entry, BuildHasherDefault<FxHasher>>>,
 }
 
 /// One route template.

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 
 use tracing::field::Field;
@@ -14,9 +14,10 @@ use tracing_core::Metadata;
 use tracing_core::callsite::Identifier;
 
 use super::json::{push_json_str, push_json_str_inner};
+use crate::fast_hash::FxHasher;
 
 /// Keys this layer writes itself; event fields with these names are renamed `fields.<name>`.
-pub(super) const RESERVED: &[&str] = &[
+const RESERVED: &[&str] = &[
     "@timestamp",
     "log.level",
     "log.logger",
@@ -111,7 +112,7 @@ impl CallsiteKeys {
 /// event, as before the cache.
 const MAX_CALLSITES: usize = 4096;
 
-type Cache = HashMap<Identifier, Rc<CallsiteKeys>, BuildHasherDefault<AddrHasher>>;
+type Cache = HashMap<Identifier, Rc<CallsiteKeys>, BuildHasherDefault<FxHasher>>;
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::default();
@@ -139,27 +140,4 @@ pub(super) fn callsite_keys(
         })
         .ok()
         .flatten()
-}
-
-/// Hashes a callsite identifier (its address and vtable pointer, two words): a multiply per
-/// word, folded so the low bits that pick the bucket depend on every bit (addresses are aligned,
-/// their low bits zero).
-#[derive(Default)]
-struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 32)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
 }
