@@ -763,3 +763,49 @@ async fn body_sizes_sampling_and_forwarded_headers() {
     assert_eq!(access[0]["http.response.status_code"], 404);
     assert_eq!(access[0]["client.address"], "203.0.113.7");
 }
+
+/// The in-flight gauge counts requests while their handlers run and drops back to zero when
+/// they end, with either naming (the OpenTelemetry one is found by index, axum-prometheus's by
+/// route).
+#[tokio::test(flavor = "current_thread")]
+async fn the_in_flight_gauge_counts_running_requests() {
+    for (naming, series) in [
+        (
+            Naming::OpenTelemetry,
+            "http_server_active_requests{http_request_method=\"GET\",url_scheme=\"http\"}",
+        ),
+        (
+            Naming::AxumPrometheus,
+            "axum_http_requests_pending{endpoint=\"/slow\",method=\"GET\"}",
+        ),
+    ] {
+        let cap = Capture::new();
+        let app = routes().layer(obs(&cap).naming(naming));
+        let _g = tracing::dispatcher::set_default(&cap.dispatch());
+        let value = || {
+            let page = cap.metrics_handle().render();
+            page.lines()
+                .find_map(|l| l.strip_prefix(series))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("{series} missing in\n{page}"))
+        };
+        let mut running = Vec::new();
+        for _ in 0..3 {
+            let mut fut = Box::pin(send(&app, get_req("/slow")));
+            // Polled once: the layer has counted it, the handler sleeps.
+            let pending = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(fut.as_mut().poll(cx).is_pending())
+            })
+            .await;
+            assert!(pending);
+            running.push(fut);
+        }
+        assert_eq!(value(), "3", "{naming:?}");
+        drop(running.pop());
+        assert_eq!(value(), "2", "{naming:?}: a dropped request ends its count");
+        for fut in running {
+            assert_eq!(fut.await.status(), StatusCode::OK);
+        }
+        assert_eq!(value(), "0", "{naming:?}");
+    }
+}

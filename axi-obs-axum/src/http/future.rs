@@ -9,27 +9,15 @@ use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode};
-use metrics::{Gauge, SharedString};
+use metrics::SharedString;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Status, TraceContextExt};
 
-use super::instruments::Labels;
+use super::instruments::{Active, Labels};
 use super::layer::Config;
 use super::service::panic_message;
 use crate::names::attr;
 use crate::request_id::{RequestId, unit_random};
-
-/// Decrements the in-flight gauge however the request ends (completed, failed, or dropped
-/// because the client went away).
-pub(crate) struct ActiveGuard(pub(crate) Option<Gauge>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        if let Some(g) = self.0.take() {
-            g.decrement(1.0);
-        }
-    }
-}
 
 /// Per-request state carried from `call` to the response.
 pub(crate) struct State {
@@ -40,7 +28,9 @@ pub(crate) struct State {
     /// sampled out) and the request id for log lines.
     pub(crate) cx: Option<opentelemetry::Context>,
     pub(crate) labels: Option<Labels>,
-    pub(crate) active: ActiveGuard,
+    /// The in-flight gauge's count, ended when the state is dropped, however the request
+    /// ends (completed, failed, or dropped because the client went away).
+    pub(crate) active: Active,
     pub(crate) request_id: RequestId,
     pub(crate) method: Option<http::Method>,
     /// The route label, for the access log.
@@ -335,11 +325,11 @@ impl State {
 
     /// Ends a request that got no response: the inner service failed (never for axum routes,
     /// which are infallible) or the future was dropped.
-    fn abandoned(self: Box<Self>, error_type: &'static str, message: &'static str) {
-        let this = *self;
+    fn abandoned(mut self: Box<Self>, error_type: &'static str, message: &'static str) {
+        let this = &mut *self;
         let cfg = &*this.config;
         let elapsed = this.start.elapsed();
-        if let Some(labels) = this.labels {
+        if let Some(labels) = this.labels.take() {
             cfg.instruments.finish(
                 labels,
                 None,
@@ -374,8 +364,14 @@ impl State {
             span.set_status(Status::error(""));
             span.end_with_timestamp(this.start_time + elapsed);
         }
-        drop(_attached);
-        drop(this.active);
+    }
+}
+
+impl Drop for State {
+    /// Ends the in-flight count, however the request ended.
+    fn drop(&mut self) {
+        let active = std::mem::replace(&mut self.active, Active::Off);
+        self.config.instruments.end(active);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Route templates interned once per layer configuration: the `http.route` label of each
+//! Route templates looked up once per layer configuration: the `http.route` label of each
 //! matched path, and the server span's names for it.
 
 use std::borrow::Cow;
@@ -24,7 +24,8 @@ pub(crate) struct RouteTable {
 
 /// One route template.
 struct Entry {
-    /// The label, shared by every request's metric labels (an `Arc` clone each).
+    /// The label: the process's interned copy of the template (cloned per request without
+    /// touching a reference count), or an `Arc` once the interned set is full.
     label: SharedString,
     /// `"{method} {route}"` by method index, made on first use.
     span_names: [OnceLock<Option<&'static str>>; METHODS.len()],
@@ -84,7 +85,10 @@ impl RouteTable {
             return unmatched();
         }
         found(map.entry(path.into()).or_insert_with(|| Entry {
-            label: SharedString::from(std::sync::Arc::<str>::from(path)),
+            label: match intern(path) {
+                Some(kept) => SharedString::const_str(kept),
+                None => SharedString::from(std::sync::Arc::<str>::from(path)),
+            },
             span_names: Default::default(),
         }))
     }
@@ -94,7 +98,7 @@ impl Entry {
     fn span_name(&self, method: &'static str, method_name: &'static str) -> Cow<'static, str> {
         let format = || format!("{method_name} {}", &*self.label);
         match self.span_names.get(usize::from(method_index(method))) {
-            Some(slot) => match slot.get_or_init(|| intern(format())) {
+            Some(slot) => match slot.get_or_init(|| intern(&format())) {
                 Some(name) => Cow::Borrowed(name),
                 None => Cow::Owned(format()),
             },
@@ -103,23 +107,25 @@ impl Entry {
     }
 }
 
-/// Most span names kept for the life of the process (an application has routes × methods).
-const MAX_SPAN_NAMES: usize = 10_000;
+/// Most strings (route templates and span names) kept for the life of the process: an
+/// application has routes × methods of them.
+const MAX_INTERNED: usize = 20_000;
 
-/// The process's one copy of a span name, or `None` once [`MAX_SPAN_NAMES`] are kept. Names
-/// are kept for the life of the process, so a span builder takes a `'static` name without
-/// allocating; the cap bounds them. Taken once per route template and method of a table.
-fn intern(name: String) -> Option<&'static str> {
+/// The process's one copy of a route template or span name, or `None` once [`MAX_INTERNED`]
+/// are kept. They are kept for the life of the process, so a per-request clone of a route
+/// label is a copy of a pointer and a span builder takes a `'static` name without allocating;
+/// the cap bounds them. Taken once per route template (and method, for span names) of a table.
+fn intern(name: &str) -> Option<&'static str> {
     static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
     let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
     let names = names.get_or_insert_with(HashSet::new);
-    if let Some(kept) = names.get(name.as_str()) {
+    if let Some(kept) = names.get(name) {
         return Some(kept);
     }
-    if names.len() >= MAX_SPAN_NAMES {
+    if names.len() >= MAX_INTERNED {
         return None;
     }
-    let kept: &'static str = Box::leak(name.into_boxed_str());
+    let kept: &'static str = Box::leak(Box::from(name));
     names.insert(kept);
     Some(kept)
 }

@@ -14,8 +14,8 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer as _};
 use tower_service::Service;
 
-use super::future::{ActiveGuard, ResponseFuture, State};
-use super::instruments::{Labels, method_label, version_label};
+use super::future::{ResponseFuture, State};
+use super::instruments::{Active, Labels, method_label, version_label};
 use super::layer::Config;
 use crate::names::{UNMATCHED_ROUTE, attr};
 
@@ -96,9 +96,9 @@ where
                 custom,
             };
             let active = cfg.instruments.start(&labels);
-            (Some(labels), ActiveGuard(Some(active)))
+            (Some(labels), active)
         } else {
-            (None, ActiveGuard(None))
+            (None, Active::Off)
         };
         let req_body = if cfg.instruments.body_sizes {
             content_length(req.headers()).or_else(|| http_body::Body::size_hint(req.body()).exact())
