@@ -564,6 +564,76 @@ async fn custom_labels_are_capped() {
         .filter(|t| page.contains(&format!("tenant=\"{t}\"")))
         .collect();
     assert_eq!(tenants, ["a", "b", "_other"], "{page}");
+    // Repeated label sets land in the same series (recorded through cached handles).
+    let count = |tenant: &str| {
+        page.lines()
+            .find(|l| {
+                l.starts_with("http_server_request_duration_seconds_count{")
+                    && l.contains(&format!("tenant=\"{tenant}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no count for {tenant} in\n{page}"))
+            .to_owned()
+    };
+    assert_eq!(
+        [count("a"), count("b"), count("_other")],
+        ["2", "1", "2"],
+        "{page}"
+    );
+    // Without the header the hook gives no label: the series without `tenant`.
+    send(&app, get_req("/users/1")).await;
+    send(&app, get_req("/users/1")).await;
+    let page = cap.metrics_handle().render();
+    assert!(
+        page.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 2"),
+        "{page}"
+    );
+}
+
+/// Two custom labels, axum-prometheus names: the counter and the histogram carry both, each
+/// label set counted apart however often it repeats.
+#[tokio::test(flavor = "current_thread")]
+async fn custom_labels_with_axum_prometheus_names() {
+    let cap = Capture::new();
+    let app = routes().layer(
+        obs(&cap)
+            .spans(false)
+            .access_log(false)
+            .naming(Naming::AxumPrometheus)
+            .custom_labels(10, |req| {
+                let h = |n| {
+                    req.headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned()
+                };
+                vec![("tenant", h("x-tenant")), ("plan", h("x-plan"))]
+            }),
+    );
+    for (tenant, plan) in [("a", "free"), ("a", "pro"), ("a", "free"), ("b", "free")] {
+        send(
+            &app,
+            Request::get("/users/1")
+                .header("x-tenant", tenant)
+                .header("x-plan", plan)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    }
+    let page = cap.metrics_handle().render();
+    for (labels, n) in [
+        ("plan=\"free\",status=\"200\",tenant=\"a\"", 2),
+        ("plan=\"pro\",status=\"200\",tenant=\"a\"", 1),
+        ("plan=\"free\",status=\"200\",tenant=\"b\"", 1),
+    ] {
+        // Rendered with labels sorted by name.
+        let line = format!(
+            "axum_http_requests_total{{endpoint=\"/users/{{id}}\",method=\"GET\",{labels}}} {n}"
+        );
+        assert!(page.contains(&line), "{line} missing in\n{page}");
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -119,6 +119,15 @@ fn layers(c: &mut Criterion) {
         "axi-obs: metrics + request id",
         base().layer(metrics_only(&recorder)),
     );
+    // A label from the request (a tenant, say) on the duration metric, through the hook.
+    run(
+        &mut g,
+        "axi-obs: metrics + request id + one custom label",
+        base().layer(metrics_only(&recorder).custom_labels(100, |req| {
+            let tenant = req.uri.path().split('/').nth(1).unwrap_or_default();
+            vec![("tenant", tenant.to_owned())]
+        })),
+    );
     // The same two, with requests carrying `ConnectInfo` (axum's router then holds four
     // extensions before the layer adds the request id, so the map has already grown).
     run_with(&mut g, "connect info: bare router", base(), true);

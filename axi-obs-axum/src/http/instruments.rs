@@ -55,8 +55,10 @@ pub(crate) type LabelHook = Box<dyn Fn(&crate::RequestView<'_>) -> LabelPairs + 
 pub(crate) struct CustomLabels {
     pub(crate) hook: LabelHook,
     pub(crate) cap: usize,
-    seen: Mutex<HashMap<&'static str, HashSet<String>>>,
+    seen: Mutex<FxMap<&'static str, HashSet<String, BuildHasherDefault<FxHasher>>>>,
 }
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// The value used for a custom label once its key reached the cap.
 pub const CUSTOM_LABEL_OVERFLOW: &str = "_other";
@@ -79,7 +81,9 @@ impl CustomLabels {
         raw.into_iter()
             .map(|(k, v)| {
                 let values = seen.entry(k).or_default();
-                if values.contains(&v) || values.len() < self.cap {
+                if values.contains(v.as_str()) {
+                    Label::new(k, v)
+                } else if values.len() < self.cap {
                     values.insert(v.clone());
                     Label::new(k, v)
                 } else {
@@ -120,6 +124,68 @@ pub(crate) struct Instruments {
     /// scheme, found by index, without a lock.
     otel_active: GaugeTable,
     durations: HandleCache<DurationKey, (Histogram, Option<Counter>)>,
+    /// The same for label sets with custom labels, keyed by a hash of those too.
+    custom_durations: CustomHandleCache,
+}
+
+/// Duration handles of label sets that include custom labels: keyed by the fixed labels and a
+/// hash of the custom ones; each entry keeps its custom labels, compared on every hit.
+#[derive(Default)]
+struct CustomHandleCache {
+    map: RwLock<FxMap<(DurationKey, u64), CustomEntry>>,
+}
+
+struct CustomEntry {
+    custom: Box<[Label]>,
+    handles: (Histogram, Option<Counter>),
+}
+
+impl std::fmt::Debug for CustomHandleCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomHandleCache")
+    }
+}
+
+impl CustomHandleCache {
+    fn get_or(
+        &self,
+        key: DurationKey,
+        custom: &[Label],
+        make: impl FnOnce() -> (Histogram, Option<Counter>),
+    ) -> (Histogram, Option<Counter>) {
+        let key = (key, hash_labels(custom));
+        if let Some(e) = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            && *e.custom == *custom
+        {
+            return e.handles.clone();
+        }
+        let handles = make();
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        // A hash shared by two label sets keeps the first; the other registers every time.
+        if map.len() < MAX_CACHED {
+            map.entry(key).or_insert_with(|| CustomEntry {
+                custom: custom.into(),
+                handles: handles.clone(),
+            });
+        }
+        handles
+    }
+}
+
+fn hash_labels(labels: &[Label]) -> u64 {
+    use std::hash::Hasher as _;
+    let mut h = FxHasher::default();
+    for l in labels {
+        h.write(l.key().as_bytes());
+        h.write_u8(0xff);
+        h.write(l.value().as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
 }
 
 /// `http.server.active_requests` handles by method index and scheme index.
@@ -218,6 +284,7 @@ impl Instruments {
             active: HandleCache::default(),
             otel_active: GaugeTable::default(),
             durations: HandleCache::default(),
+            custom_durations: CustomHandleCache::default(),
         }
     }
 
@@ -350,10 +417,10 @@ impl Instruments {
         seconds: f64,
         body_sizes: (Option<u64>, Option<u64>),
     ) {
-        // The fast path: no custom labels, no body sizes, a status (so `error.type` follows
-        // from it). The cached handles are the very ones the slow path registers.
-        if labels.custom.is_empty()
-            && !self.body_sizes
+        // The fast path: no body sizes, a status (so `error.type` follows from it). The cached
+        // handles are the very ones the slow path registers. Cloned out of the cache, so the
+        // recorder's code never runs under its lock.
+        if !self.body_sizes
             && let Some(code) = status
         {
             let key = (
@@ -363,10 +430,12 @@ impl Instruments {
                 scheme_index(labels.scheme),
                 version_index(labels.version),
             );
-            // Cloned out of the cache, so the recorder's code never runs under its lock.
-            let (h, c) = self
-                .durations
-                .get_or(key, || self.register_duration(&labels, code, error_type));
+            let make = || self.register_duration(&labels, code, error_type);
+            let (h, c) = if labels.custom.is_empty() {
+                self.durations.get_or(key, make)
+            } else {
+                self.custom_durations.get_or(key, &labels.custom, make)
+            };
             h.record(seconds);
             if let Some(c) = c {
                 c.increment(1);
@@ -377,7 +446,7 @@ impl Instruments {
     }
 
     /// Registers the duration histogram (and, for axum-prometheus names, the request counter)
-    /// of a label set without custom labels.
+    /// of a label set, its custom labels last (as the slow path orders them).
     fn register_duration(
         &self,
         labels: &Labels,
@@ -386,7 +455,7 @@ impl Instruments {
     ) -> (Histogram, Option<Counter>) {
         match self.naming {
             Naming::OpenTelemetry => {
-                let mut l = Vec::with_capacity(6);
+                let mut l = Vec::with_capacity(6 + labels.custom.len());
                 l.push(Label::from_static_parts(
                     attr::HTTP_REQUEST_METHOD,
                     labels.method,
@@ -404,15 +473,16 @@ impl Instruments {
                 if let Some(e) = error_type {
                     l.push(Label::new(attr::ERROR_TYPE, e));
                 }
+                l.extend(labels.custom.iter().cloned());
                 let key = Key::from_parts(names::SERVER_REQUEST_DURATION, l);
                 (self.sink.with(|r| r.register_histogram(&key, &META)), None)
             }
             Naming::AxumPrometheus => {
-                let l = vec![
-                    Label::from_static_parts("method", labels.method),
-                    Label::new("endpoint", labels.route.clone()),
-                    Label::new("status", status_str(code)),
-                ];
+                let mut l = Vec::with_capacity(3 + labels.custom.len());
+                l.push(Label::from_static_parts("method", labels.method));
+                l.push(Label::new("endpoint", labels.route.clone()));
+                l.push(Label::new("status", status_str(code)));
+                l.extend(labels.custom.iter().cloned());
                 self.sink.with(|r| {
                     (
                         r.register_histogram(
@@ -559,5 +629,44 @@ pub(crate) fn version_label(v: http::Version) -> &'static str {
         http::Version::HTTP_2 => "2",
         http::Version::HTTP_3 => "3",
         _ => "_OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn custom_label_sets_sharing_a_hash_are_told_apart() {
+        let cache = CustomHandleCache::default();
+        let key: DurationKey = (1, 200, 0, 0, 0);
+        let a = [Label::new("tenant", "a")];
+        let b = [Label::new("tenant", "b")];
+        let made = Cell::new(0);
+        let make = || {
+            made.set(made.get() + 1);
+            (Histogram::noop(), None)
+        };
+        let _ = cache.get_or(key, &a, make);
+        let _ = cache.get_or(key, &a, make);
+        assert_eq!(made.get(), 1, "the second lookup is a hit");
+        // Another label set filed under `a`'s hash, as a collision would: never `a`'s handles.
+        cache.map.write().unwrap().insert(
+            (key, hash_labels(&b)),
+            CustomEntry {
+                custom: Box::new(a.clone()),
+                handles: (Histogram::noop(), None),
+            },
+        );
+        let _ = cache.get_or(key, &b, make);
+        let _ = cache.get_or(key, &b, make);
+        assert_eq!(made.get(), 3, "a mismatched entry is never used");
+        assert_ne!(hash_labels(&a), hash_labels(&b));
+        assert_ne!(
+            hash_labels(&[Label::new("ab", "c")]),
+            hash_labels(&[Label::new("a", "bc")])
+        );
     }
 }
