@@ -834,6 +834,44 @@ async fn body_sizes_sampling_and_forwarded_headers() {
     assert_eq!(access[0]["client.address"], "203.0.113.7");
 }
 
+/// A streamed response of unknown size is not recorded in the response size histogram; its
+/// request size and duration are, and sizes known later land in the same series.
+#[tokio::test(flavor = "current_thread")]
+async fn body_sizes_of_streamed_responses_are_left_out() {
+    let cap = Capture::new();
+    let app = Router::new()
+        .route(
+            "/stream",
+            post(|| async {
+                let chunks = ["a", "bc"].map(|c| Ok::<_, std::io::Error>(c.to_owned()));
+                Body::from_stream(futures_util::stream::iter(chunks))
+            }),
+        )
+        .layer(obs(&cap).body_size_metrics(true));
+    for _ in 0..2 {
+        let r = send(
+            &app,
+            Request::post("/stream")
+                .header("content-length", "3")
+                .body(Body::from("abc"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(text(r).await, "abc");
+    }
+    let page = cap.metrics_handle().render();
+    let labels = "{http_request_method=\"POST\",http_response_status_code=\"200\",http_route=\"/stream\",network_protocol_version=\"1.1\",url_scheme=\"http\"}";
+    for (series, value) in [
+        ("http_server_request_duration_seconds_count", "2"),
+        ("http_server_request_body_size_bytes_count", "2"),
+        ("http_server_request_body_size_bytes_sum", "6"),
+        ("http_server_response_body_size_bytes_count", "0"),
+    ] {
+        let line = format!("{series}{labels} {value}");
+        assert!(page.contains(&line), "{line} missing in\n{page}");
+    }
+}
+
 /// The in-flight gauge counts requests while their handlers run and drops back to zero when
 /// they end, with either naming (the OpenTelemetry one is found by index, axum-prometheus's by
 /// route).

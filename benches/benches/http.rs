@@ -128,6 +128,12 @@ fn layers(c: &mut Criterion) {
             vec![("tenant", tenant.to_owned())]
         })),
     );
+    // The optional request and response body size histograms.
+    run(
+        &mut g,
+        "axi-obs: metrics + request id + body sizes",
+        base().layer(metrics_only(&recorder).body_size_metrics(true)),
+    );
     // The same two, with requests carrying `ConnectInfo` (axum's router then holds four
     // extensions before the layer adds the request id, so the map has already grown).
     run_with(&mut g, "connect info: bare router", base(), true);

@@ -123,7 +123,7 @@ pub(crate) struct Instruments {
     /// The in-flight gauges with OpenTelemetry names (no route label): one per method and
     /// scheme, found by index, without a lock.
     otel_active: GaugeTable,
-    durations: HandleCache<DurationKey, (Histogram, Option<Counter>)>,
+    durations: HandleCache<DurationKey, Handles>,
     /// The same for label sets with custom labels, keyed by a hash of those too.
     custom_durations: CustomHandleCache,
 }
@@ -137,7 +137,17 @@ struct CustomHandleCache {
 
 struct CustomEntry {
     custom: Box<[Label]>,
-    handles: (Histogram, Option<Counter>),
+    handles: Handles,
+}
+
+/// What a finished request of one label set records into.
+#[derive(Clone)]
+pub(crate) struct Handles {
+    duration: Histogram,
+    /// axum-prometheus names: the request counter.
+    requests: Option<Counter>,
+    /// Body sizes on: the request and response body size histograms.
+    body_sizes: Option<(Histogram, Histogram)>,
 }
 
 impl std::fmt::Debug for CustomHandleCache {
@@ -151,8 +161,8 @@ impl CustomHandleCache {
         &self,
         key: DurationKey,
         custom: &[Label],
-        make: impl FnOnce() -> (Histogram, Option<Counter>),
-    ) -> (Histogram, Option<Counter>) {
+        make: impl FnOnce() -> Handles,
+    ) -> Handles {
         let key = (key, hash_labels(custom));
         if let Some(e) = self
             .map
@@ -417,12 +427,10 @@ impl Instruments {
         seconds: f64,
         body_sizes: (Option<u64>, Option<u64>),
     ) {
-        // The fast path: no body sizes, a status (so `error.type` follows from it). The cached
-        // handles are the very ones the slow path registers. Cloned out of the cache, so the
-        // recorder's code never runs under its lock.
-        if !self.body_sizes
-            && let Some(code) = status
-        {
+        // The fast path: a status (so `error.type` follows from it). The cached handles are
+        // the very ones the slow path registers. Cloned out of the cache, so the recorder's
+        // code never runs under its lock.
+        if let Some(code) = status {
             let key = (
                 labels.route.as_ptr() as usize,
                 code,
@@ -430,29 +438,33 @@ impl Instruments {
                 scheme_index(labels.scheme),
                 version_index(labels.version),
             );
-            let make = || self.register_duration(&labels, code, error_type);
-            let (h, c) = if labels.custom.is_empty() {
+            let make = || self.register(&labels, code, error_type);
+            let h = if labels.custom.is_empty() {
                 self.durations.get_or(key, make)
             } else {
                 self.custom_durations.get_or(key, &labels.custom, make)
             };
-            h.record(seconds);
-            if let Some(c) = c {
+            h.duration.record(seconds);
+            if let Some(c) = &h.requests {
                 c.increment(1);
+            }
+            if let Some((req, resp)) = &h.body_sizes {
+                if let Some(n) = body_sizes.0 {
+                    req.record(n as f64);
+                }
+                if let Some(n) = body_sizes.1 {
+                    resp.record(n as f64);
+                }
             }
             return;
         }
         self.finish_slow(labels, status, error_type, seconds, body_sizes);
     }
 
-    /// Registers the duration histogram (and, for axum-prometheus names, the request counter)
-    /// of a label set, its custom labels last (as the slow path orders them).
-    fn register_duration(
-        &self,
-        labels: &Labels,
-        code: u16,
-        error_type: Option<SharedString>,
-    ) -> (Histogram, Option<Counter>) {
+    /// Registers the handles of a label set, its custom labels last (as the slow path orders
+    /// them): the duration histogram, and the request counter for axum-prometheus names or the
+    /// body size histograms when they are on.
+    fn register(&self, labels: &Labels, code: u16, error_type: Option<SharedString>) -> Handles {
         match self.naming {
             Naming::OpenTelemetry => {
                 let mut l = Vec::with_capacity(6 + labels.custom.len());
@@ -474,8 +486,20 @@ impl Instruments {
                     l.push(Label::new(attr::ERROR_TYPE, e));
                 }
                 l.extend(labels.custom.iter().cloned());
-                let key = Key::from_parts(names::SERVER_REQUEST_DURATION, l);
-                (self.sink.with(|r| r.register_histogram(&key, &META)), None)
+                self.sink.with(|r| {
+                    let histogram =
+                        |name| r.register_histogram(&Key::from_parts(name, l.clone()), &META);
+                    Handles {
+                        body_sizes: self.body_sizes.then(|| {
+                            (
+                                histogram(names::SERVER_REQUEST_BODY_SIZE),
+                                histogram(names::SERVER_RESPONSE_BODY_SIZE),
+                            )
+                        }),
+                        duration: histogram(names::SERVER_REQUEST_DURATION),
+                        requests: None,
+                    }
+                })
             }
             Naming::AxumPrometheus => {
                 let mut l = Vec::with_capacity(3 + labels.custom.len());
@@ -483,14 +507,15 @@ impl Instruments {
                 l.push(Label::new("endpoint", labels.route.clone()));
                 l.push(Label::new("status", status_str(code)));
                 l.extend(labels.custom.iter().cloned());
-                self.sink.with(|r| {
-                    (
-                        r.register_histogram(
-                            &Key::from_parts(ap::REQUESTS_DURATION_SECONDS, l.clone()),
-                            &META,
-                        ),
-                        Some(r.register_counter(&Key::from_parts(ap::REQUESTS_TOTAL, l), &META)),
-                    )
+                self.sink.with(|r| Handles {
+                    duration: r.register_histogram(
+                        &Key::from_parts(ap::REQUESTS_DURATION_SECONDS, l.clone()),
+                        &META,
+                    ),
+                    requests: Some(
+                        r.register_counter(&Key::from_parts(ap::REQUESTS_TOTAL, l), &META),
+                    ),
+                    body_sizes: None,
                 })
             }
         }
@@ -647,7 +672,11 @@ mod tests {
         let made = Cell::new(0);
         let make = || {
             made.set(made.get() + 1);
-            (Histogram::noop(), None)
+            Handles {
+                duration: Histogram::noop(),
+                requests: None,
+                body_sizes: None,
+            }
         };
         let _ = cache.get_or(key, &a, make);
         let _ = cache.get_or(key, &a, make);
@@ -657,7 +686,11 @@ mod tests {
             (key, hash_labels(&b)),
             CustomEntry {
                 custom: Box::new(a.clone()),
-                handles: (Histogram::noop(), None),
+                handles: Handles {
+                    duration: Histogram::noop(),
+                    requests: None,
+                    body_sizes: None,
+                },
             },
         );
         let _ = cache.get_or(key, &b, make);
