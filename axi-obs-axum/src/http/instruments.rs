@@ -55,10 +55,11 @@ pub(crate) type LabelHook = Box<dyn Fn(&crate::RequestView<'_>) -> LabelPairs + 
 pub(crate) struct CustomLabels {
     pub(crate) hook: LabelHook,
     pub(crate) cap: usize,
-    seen: Mutex<FxMap<&'static str, HashSet<String, BuildHasherDefault<FxHasher>>>>,
+    seen: Mutex<FxMap<&'static str, FxSet<String>>>,
 }
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxSet<T> = HashSet<T, BuildHasherDefault<FxHasher>>;
 
 /// The value used for a custom label once its key reached the cap.
 pub const CUSTOM_LABEL_OVERFLOW: &str = "_other";
@@ -239,7 +240,7 @@ type DurationKey = (usize, u16, u8, u8, u8);
 
 /// A bounded map from small keys to metric handles.
 struct HandleCache<K, V> {
-    map: RwLock<HashMap<K, V, BuildHasherDefault<FxHasher>>>,
+    map: RwLock<FxMap<K, V>>,
 }
 
 /// Most handles a cache keeps (label sets are bounded by routes × methods × statuses anyway).
@@ -461,82 +462,23 @@ impl Instruments {
         self.finish_slow(labels, status, error_type, seconds, body_sizes);
     }
 
-    /// Registers the handles of a label set, its custom labels last (as the slow path orders
-    /// them): the duration histogram, and the request counter for axum-prometheus names or the
-    /// body size histograms when they are on.
-    fn register(&self, labels: &Labels, code: u16, error_type: Option<SharedString>) -> Handles {
+    /// The labels of a finished request, in the order every path registers them: the fixed
+    /// ones, `error.type`, then the custom ones. Without a status (no response) the
+    /// OpenTelemetry set leaves the status out and axum-prometheus's has it empty.
+    fn label_set(
+        &self,
+        labels: &Labels,
+        status: Option<u16>,
+        error_type: Option<SharedString>,
+    ) -> Vec<Label> {
+        let mut l = Vec::with_capacity(6 + labels.custom.len());
         match self.naming {
             Naming::OpenTelemetry => {
-                let mut l = Vec::with_capacity(6 + labels.custom.len());
                 l.push(Label::from_static_parts(
                     attr::HTTP_REQUEST_METHOD,
                     labels.method,
                 ));
                 l.push(Label::new(attr::HTTP_ROUTE, labels.route.clone()));
-                l.push(Label::new(
-                    attr::HTTP_RESPONSE_STATUS_CODE,
-                    status_str(code),
-                ));
-                l.push(Label::from_static_parts(attr::URL_SCHEME, labels.scheme));
-                l.push(Label::from_static_parts(
-                    attr::NETWORK_PROTOCOL_VERSION,
-                    labels.version,
-                ));
-                if let Some(e) = error_type {
-                    l.push(Label::new(attr::ERROR_TYPE, e));
-                }
-                l.extend(labels.custom.iter().cloned());
-                self.sink.with(|r| {
-                    let histogram =
-                        |name| r.register_histogram(&Key::from_parts(name, l.clone()), &META);
-                    Handles {
-                        body_sizes: self.body_sizes.then(|| {
-                            (
-                                histogram(names::SERVER_REQUEST_BODY_SIZE),
-                                histogram(names::SERVER_RESPONSE_BODY_SIZE),
-                            )
-                        }),
-                        duration: histogram(names::SERVER_REQUEST_DURATION),
-                        requests: None,
-                    }
-                })
-            }
-            Naming::AxumPrometheus => {
-                let mut l = Vec::with_capacity(3 + labels.custom.len());
-                l.push(Label::from_static_parts("method", labels.method));
-                l.push(Label::new("endpoint", labels.route.clone()));
-                l.push(Label::new("status", status_str(code)));
-                l.extend(labels.custom.iter().cloned());
-                self.sink.with(|r| Handles {
-                    duration: r.register_histogram(
-                        &Key::from_parts(ap::REQUESTS_DURATION_SECONDS, l.clone()),
-                        &META,
-                    ),
-                    requests: Some(
-                        r.register_counter(&Key::from_parts(ap::REQUESTS_TOTAL, l), &META),
-                    ),
-                    body_sizes: None,
-                })
-            }
-        }
-    }
-
-    fn finish_slow(
-        &self,
-        labels: Labels,
-        status: Option<u16>,
-        error_type: Option<SharedString>,
-        seconds: f64,
-        body_sizes: (Option<u64>, Option<u64>),
-    ) {
-        match self.naming {
-            Naming::OpenTelemetry => {
-                let mut l = Vec::with_capacity(6 + labels.custom.len());
-                l.push(Label::from_static_parts(
-                    attr::HTTP_REQUEST_METHOD,
-                    labels.method,
-                ));
-                l.push(Label::new(attr::HTTP_ROUTE, labels.route));
                 if let Some(s) = status {
                     l.push(Label::new(attr::HTTP_RESPONSE_STATUS_CODE, status_str(s)));
                 }
@@ -548,49 +490,80 @@ impl Instruments {
                 if let Some(e) = error_type {
                     l.push(Label::new(attr::ERROR_TYPE, e));
                 }
-                l.extend(labels.custom);
-                let sizes = self.body_sizes.then_some(body_sizes);
-                self.sink.with(|r| {
-                    if let Some((req, resp)) = sizes {
-                        if let Some(n) = req {
-                            r.register_histogram(
-                                &Key::from_parts(names::SERVER_REQUEST_BODY_SIZE, l.clone()),
-                                &META,
-                            )
-                            .record(n as f64);
-                        }
-                        if let Some(n) = resp {
-                            r.register_histogram(
-                                &Key::from_parts(names::SERVER_RESPONSE_BODY_SIZE, l.clone()),
-                                &META,
-                            )
-                            .record(n as f64);
-                        }
-                    }
-                    r.register_histogram(
-                        &Key::from_parts(names::SERVER_REQUEST_DURATION, l),
-                        &META,
-                    )
-                    .record(seconds);
-                });
             }
             Naming::AxumPrometheus => {
-                let mut l = Vec::with_capacity(3 + labels.custom.len());
                 l.push(Label::from_static_parts("method", labels.method));
-                l.push(Label::new("endpoint", labels.route));
+                l.push(Label::new("endpoint", labels.route.clone()));
                 l.push(Label::new(
                     "status",
                     status.map(status_str).unwrap_or_default(),
                 ));
-                l.extend(labels.custom);
-                self.sink.with(|r| {
-                    r.register_counter(&Key::from_parts(ap::REQUESTS_TOTAL, l.clone()), &META)
-                        .increment(1);
-                    r.register_histogram(&Key::from_parts(ap::REQUESTS_DURATION_SECONDS, l), &META)
-                        .record(seconds);
-                });
             }
         }
+        l.extend(labels.custom.iter().cloned());
+        l
+    }
+
+    /// Registers the handles of a label set: the duration histogram, and the request counter
+    /// for axum-prometheus names or the body size histograms when they are on.
+    fn register(&self, labels: &Labels, code: u16, error_type: Option<SharedString>) -> Handles {
+        let l = self.label_set(labels, Some(code), error_type);
+        self.sink.with(|r| {
+            let histogram = |name| r.register_histogram(&Key::from_parts(name, l.clone()), &META);
+            match self.naming {
+                Naming::OpenTelemetry => Handles {
+                    body_sizes: self.body_sizes.then(|| {
+                        (
+                            histogram(names::SERVER_REQUEST_BODY_SIZE),
+                            histogram(names::SERVER_RESPONSE_BODY_SIZE),
+                        )
+                    }),
+                    duration: histogram(names::SERVER_REQUEST_DURATION),
+                    requests: None,
+                },
+                Naming::AxumPrometheus => Handles {
+                    duration: histogram(ap::REQUESTS_DURATION_SECONDS),
+                    requests: Some(
+                        r.register_counter(&Key::from_parts(ap::REQUESTS_TOTAL, l.clone()), &META),
+                    ),
+                    body_sizes: None,
+                },
+            }
+        })
+    }
+
+    /// Records a request that ended without a status (cancelled, failed), uncached: its
+    /// `error.type` is not implied by the cache key. Body sizes are registered only when known.
+    fn finish_slow(
+        &self,
+        labels: Labels,
+        status: Option<u16>,
+        error_type: Option<SharedString>,
+        seconds: f64,
+        body_sizes: (Option<u64>, Option<u64>),
+    ) {
+        let l = self.label_set(&labels, status, error_type);
+        self.sink.with(|r| {
+            let histogram = |name| r.register_histogram(&Key::from_parts(name, l.clone()), &META);
+            match self.naming {
+                Naming::OpenTelemetry => {
+                    if self.body_sizes {
+                        if let Some(n) = body_sizes.0 {
+                            histogram(names::SERVER_REQUEST_BODY_SIZE).record(n as f64);
+                        }
+                        if let Some(n) = body_sizes.1 {
+                            histogram(names::SERVER_RESPONSE_BODY_SIZE).record(n as f64);
+                        }
+                    }
+                    histogram(names::SERVER_REQUEST_DURATION).record(seconds);
+                }
+                Naming::AxumPrometheus => {
+                    r.register_counter(&Key::from_parts(ap::REQUESTS_TOTAL, l.clone()), &META)
+                        .increment(1);
+                    histogram(ap::REQUESTS_DURATION_SECONDS).record(seconds);
+                }
+            }
+        });
     }
 }
 
@@ -669,14 +642,15 @@ mod tests {
         let key: DurationKey = (1, 200, 0, 0, 0);
         let a = [Label::new("tenant", "a")];
         let b = [Label::new("tenant", "b")];
+        let noop = || Handles {
+            duration: Histogram::noop(),
+            requests: None,
+            body_sizes: None,
+        };
         let made = Cell::new(0);
         let make = || {
             made.set(made.get() + 1);
-            Handles {
-                duration: Histogram::noop(),
-                requests: None,
-                body_sizes: None,
-            }
+            noop()
         };
         let _ = cache.get_or(key, &a, make);
         let _ = cache.get_or(key, &a, make);
@@ -686,11 +660,7 @@ mod tests {
             (key, hash_labels(&b)),
             CustomEntry {
                 custom: Box::new(a.clone()),
-                handles: Handles {
-                    duration: Histogram::noop(),
-                    requests: None,
-                    body_sizes: None,
-                },
+                handles: noop(),
             },
         );
         let _ = cache.get_or(key, &b, make);
