@@ -66,29 +66,37 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn passthrough(inner: Result<F, String>) -> Self {
-        let (inner, call_panic) = split(inner);
-        Self {
-            inner,
-            call_panic,
-            state: None,
+    /// The inner service's future, or the panic its `call` raised. Each arm builds the future
+    /// in place: the inner future (a few hundred bytes) is moved once, not through another
+    /// `Result` or a tuple first.
+    pub(crate) fn passthrough(inner: std::thread::Result<F>) -> Self {
+        match inner {
+            Ok(f) => Self {
+                inner: Some(f),
+                call_panic: None,
+                state: None,
+            },
+            Err(p) => Self {
+                inner: None,
+                call_panic: Some(panic_message(p)),
+                state: None,
+            },
         }
     }
 
-    pub(crate) fn observed(inner: Result<F, String>, state: Box<State>) -> Self {
-        let (inner, call_panic) = split(inner);
-        Self {
-            inner,
-            call_panic,
-            state: Some(state),
+    pub(crate) fn observed(inner: std::thread::Result<F>, state: Box<State>) -> Self {
+        match inner {
+            Ok(f) => Self {
+                inner: Some(f),
+                call_panic: None,
+                state: Some(state),
+            },
+            Err(p) => Self {
+                inner: None,
+                call_panic: Some(panic_message(p)),
+                state: Some(state),
+            },
         }
-    }
-}
-
-fn split<F>(r: Result<F, String>) -> (Option<F>, Option<String>) {
-    match r {
-        Ok(f) => (Some(f), None),
-        Err(p) => (None, Some(p)),
     }
 }
 

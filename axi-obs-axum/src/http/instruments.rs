@@ -1,13 +1,15 @@
 //! Recording the HTTP server metrics: names, labels, handles.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
-use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use axi_obs_core::__private::FxHasher;
 use axi_obs_core::MetricsRecorder;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 
+use super::append_map::AppendMap;
 use crate::names::{self, attr, axum_prometheus as ap};
 
 static META: Metadata<'static> =
@@ -131,9 +133,16 @@ pub(crate) struct Instruments {
 
 /// Duration handles of label sets that include custom labels: keyed by the fixed labels and a
 /// hash of the custom ones; each entry keeps its custom labels, compared on every hit.
-#[derive(Default)]
 struct CustomHandleCache {
-    map: RwLock<FxMap<(DurationKey, u64), CustomEntry>>,
+    map: AppendMap<(DurationKey, u64), CustomEntry>,
+}
+
+impl Default for CustomHandleCache {
+    fn default() -> Self {
+        Self {
+            map: AppendMap::new(MAX_CACHED),
+        }
+    }
 }
 
 struct CustomEntry {
@@ -158,32 +167,26 @@ impl std::fmt::Debug for CustomHandleCache {
 }
 
 impl CustomHandleCache {
+    /// The handles of a label set with custom labels; registered by `make` on first use, and
+    /// on every use when the cache is full or another label set took this one's hash first.
     fn get_or(
         &self,
         key: DurationKey,
         custom: &[Label],
-        make: impl FnOnce() -> Handles,
-    ) -> Handles {
+        make: impl Fn() -> Handles,
+    ) -> Cow<'_, Handles> {
         let key = (key, hash_labels(custom));
-        if let Some(e) = self
-            .map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            && *e.custom == *custom
-        {
-            return e.handles.clone();
-        }
-        let handles = make();
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        // A hash shared by two label sets keeps the first; the other registers every time.
-        if map.len() < MAX_CACHED {
-            map.entry(key).or_insert_with(|| CustomEntry {
+        let entry = match self.map.get(&key) {
+            Some(e) => Some(e),
+            None => self.map.get_or_insert_with(key, || CustomEntry {
                 custom: custom.into(),
-                handles: handles.clone(),
-            });
+                handles: make(),
+            }),
+        };
+        match entry {
+            Some(e) if *e.custom == *custom => Cow::Borrowed(&e.handles),
+            _ => Cow::Owned(make()),
         }
-        handles
     }
 }
 
@@ -238,9 +241,11 @@ impl std::fmt::Debug for GaugeTable {
 /// Route (interned address), status, method, scheme, protocol version.
 type DurationKey = (usize, u16, u8, u8, u8);
 
-/// A bounded map from small keys to metric handles.
+/// A bounded map from small keys to metric handles, read without a lock: a request records
+/// through a borrowed handle (no lock held while a recorder's code runs, no reference count
+/// touched).
 struct HandleCache<K, V> {
-    map: RwLock<FxMap<K, V>>,
+    map: AppendMap<K, V>,
 }
 
 /// Most handles a cache keeps (label sets are bounded by routes × methods × statuses anyway).
@@ -249,7 +254,7 @@ const MAX_CACHED: usize = 100_000;
 impl<K, V> Default for HandleCache<K, V> {
     fn default() -> Self {
         Self {
-            map: RwLock::default(),
+            map: AppendMap::new(MAX_CACHED),
         }
     }
 }
@@ -260,22 +265,17 @@ impl<K, V> std::fmt::Debug for HandleCache<K, V> {
     }
 }
 
-impl<K: std::hash::Hash + Eq + Copy, V: Clone> HandleCache<K, V> {
-    fn get_or(&self, key: K, make: impl FnOnce() -> V) -> V {
-        if let Some(v) = self
-            .map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
-            return v.clone();
+impl<K: std::hash::Hash + Eq, V: Clone> HandleCache<K, V> {
+    /// The handle of `key`; registered by `make` on first use, and on every use once the
+    /// cache is full.
+    fn get_or(&self, key: K, make: impl Fn() -> V) -> Cow<'_, V> {
+        if let Some(v) = self.map.get(&key) {
+            return Cow::Borrowed(v);
         }
-        let v = make();
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if map.len() < MAX_CACHED {
-            map.entry(key).or_insert_with(|| v.clone());
+        match self.map.get_or_insert_with(key, &make) {
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(make()),
         }
-        v
     }
 }
 
@@ -376,7 +376,10 @@ impl Instruments {
             return Active::Indexed { method, scheme };
         }
         let key = (labels.route.as_ptr() as usize, method, scheme);
-        let g = self.active.get_or(key, || self.register_active(labels));
+        let g = self
+            .active
+            .get_or(key, || self.register_active(labels))
+            .into_owned();
         g.increment(1.0);
         Active::Owned(g)
     }
@@ -429,8 +432,7 @@ impl Instruments {
         body_sizes: (Option<u64>, Option<u64>),
     ) {
         // The fast path: a status (so `error.type` follows from it). The cached handles are
-        // the very ones the slow path registers. Cloned out of the cache, so the recorder's
-        // code never runs under its lock.
+        // the very ones the slow path registers.
         if let Some(code) = status {
             let key = (
                 labels.route.as_ptr() as usize,
@@ -439,7 +441,7 @@ impl Instruments {
                 scheme_index(labels.scheme),
                 version_index(labels.version),
             );
-            let make = || self.register(&labels, code, error_type);
+            let make = || self.register(&labels, code, error_type.clone());
             let h = if labels.custom.is_empty() {
                 self.durations.get_or(key, make)
             } else {
@@ -656,13 +658,13 @@ mod tests {
         let _ = cache.get_or(key, &a, make);
         assert_eq!(made.get(), 1, "the second lookup is a hit");
         // Another label set filed under `a`'s hash, as a collision would: never `a`'s handles.
-        cache.map.write().unwrap().insert(
-            (key, hash_labels(&b)),
-            CustomEntry {
+        cache
+            .map
+            .get_or_insert_with((key, hash_labels(&b)), || CustomEntry {
                 custom: Box::new(a.clone()),
                 handles: noop(),
-            },
-        );
+            })
+            .unwrap();
         let _ = cache.get_or(key, &b, make);
         let _ = cache.get_or(key, &b, make);
         assert_eq!(made.get(), 3, "a mismatched entry is never used");

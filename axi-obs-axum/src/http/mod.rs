@@ -1,5 +1,6 @@
 //! The per-request layer: [`ObsLayer`] → [`Obs`] → [`ResponseFuture`], tower-http style.
 
+mod append_map;
 mod clock;
 mod future;
 mod instruments;

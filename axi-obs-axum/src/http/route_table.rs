@@ -2,13 +2,12 @@
 //! matched path, and the server span's names for it.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasherDefault;
-use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-use axi_obs_core::__private::FxHasher;
 use metrics::SharedString;
 
+use super::append_map::AppendMap;
 use super::instruments::{METHODS, method_index};
 use crate::names::UNMATCHED_ROUTE;
 
@@ -16,10 +15,17 @@ use crate::names::UNMATCHED_ROUTE;
 /// paths beyond them are labelled as unmatched.
 const MAX_ROUTES: usize = 10_000;
 
-/// Matched paths to their interned label and span names.
-#[derive(Default)]
+/// Matched paths to their interned label and span names, read without a lock.
 pub(crate) struct RouteTable {
-    map: RwLock<HashMap<Box<str>, Entry, BuildHasherDefault<FxHasher>>>,
+    map: AppendMap<Box<str>, Entry>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self {
+            map: AppendMap::new(MAX_ROUTES),
+        }
+    }
 }
 
 /// One route template.
@@ -72,25 +78,20 @@ impl RouteTable {
                 span.then(|| e.span_name(method, method_name)),
             )
         };
-        if let Some(e) = self
-            .map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(path)
-        {
+        if let Some(e) = self.map.get(path) {
             return found(e);
         }
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_ROUTES && !map.contains_key(path) {
-            return unmatched();
-        }
-        found(map.entry(path.into()).or_insert_with(|| Entry {
+        let inserted = self.map.get_or_insert_with(path.into(), || Entry {
             label: match intern(path) {
                 Some(kept) => SharedString::const_str(kept),
                 None => SharedString::from(std::sync::Arc::<str>::from(path)),
             },
             span_names: Default::default(),
-        }))
+        });
+        match inserted {
+            Some(e) => found(e),
+            None => unmatched(),
+        }
     }
 }
 

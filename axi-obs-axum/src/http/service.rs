@@ -203,11 +203,11 @@ where
     }
 }
 
-fn call_catching<S, R>(inner: &mut S, req: R) -> Result<S::Future, String>
+fn call_catching<S, R>(inner: &mut S, req: R) -> std::thread::Result<S::Future>
 where
     S: Service<R>,
 {
-    std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))).map_err(panic_message)
+    std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)))
 }
 
 pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
