@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode};
@@ -13,6 +13,7 @@ use metrics::SharedString;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Status, TraceContextExt};
 
+use super::clock::Instant;
 use super::instruments::{Active, Labels};
 use super::layer::Config;
 use super::service::panic_message;
@@ -197,7 +198,7 @@ impl State {
     fn finish_inner(mut self: Box<Self>, response: &mut Response<Body>, panic: Option<String>) {
         let cfg = &*self.config;
         let status = response.status().as_u16();
-        let elapsed = self.start.elapsed();
+        let elapsed = cfg.clock.now().saturating_duration_since(self.start);
         let server_error = status >= 500;
         let error_type: Option<SharedString> =
             server_error.then(|| SharedString::from(status.to_string()));
@@ -336,7 +337,7 @@ impl State {
     fn abandoned(mut self: Box<Self>, error_type: &'static str, message: &'static str) {
         let this = &mut *self;
         let cfg = &*this.config;
-        let elapsed = this.start.elapsed();
+        let elapsed = cfg.clock.now().saturating_duration_since(this.start);
         if let Some(labels) = this.labels.take() {
             cfg.instruments.finish(
                 labels,

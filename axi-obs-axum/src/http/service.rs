@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use axi_obs_core::logs::ContextFields;
 use axum::body::Body;
@@ -61,7 +61,7 @@ where
         // Allocated first, so the state below is written straight into it rather than built
         // on the stack and copied over (it is a few hundred bytes).
         let slot = Box::<State>::new_uninit();
-        let start = Instant::now();
+        let start = cfg.clock.now();
         let request_id = cfg.request_id.resolve(req.headers());
         req.extensions_mut().insert(request_id.clone());
 
@@ -116,7 +116,7 @@ where
 
         // Wall-clock start for the span (its end is this plus the measured duration).
         let start_time = if cfg.spans {
-            super::clock::wall_time(start)
+            super::clock::wall_time(&cfg.clock, start)
         } else {
             SystemTime::UNIX_EPOCH
         };
