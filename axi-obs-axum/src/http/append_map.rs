@@ -80,27 +80,38 @@ impl<K: Hash + Eq, V> AppendMap<K, V> {
     }
 
     /// The value of `key`, made by `make` and inserted when the map does not have it yet;
-    /// `None` when it does not and is full. `make` runs at most once per key, for the thread
+    /// `None` when it does not and is full (or, at the cap, while another thread is inserting
+    /// it: callers then make the value without the map, as they do when it is full). `make` runs at most once per key, for the thread
     /// that takes the key's slot, while other threads inserting into that slot wait (it must
     /// not use this map).
     pub(crate) fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> Option<&V> {
         let hash = hash(&key);
         let mut pending = Some((key, make));
         for (level, slots) in self.levels.iter().enumerate() {
-            let slots = slots.get_or_init(|| {
-                (0..1usize << level_bits(level))
-                    .map(|_| OnceLock::new())
-                    .collect()
-            });
+            let full = || self.len.load(Ordering::Relaxed) >= self.cap;
+            let slots = if full() {
+                // A full map allocates no new level: the key could not go into it.
+                slots.get()?
+            } else {
+                slots.get_or_init(|| {
+                    (0..1usize << level_bits(level))
+                        .map(|_| OnceLock::new())
+                        .collect()
+                })
+            };
             for slot in probe(slots, level, hash) {
-                if slot.get().is_none() && self.len.load(Ordering::Relaxed) >= self.cap {
-                    // The key would take this slot if it were not full.
+                // The key would take this slot if the map were not full. (A slot another
+                // thread is filling reads as empty too: at the cap, a key inserted at this
+                // moment by another thread can be reported as not inserted.)
+                if slot.get().is_none() && full() {
                     return None;
                 }
                 let (k, v) = &**slot.get_or_init(|| {
                     let (key, make) = pending.take().expect("a key is inserted once");
+                    // Counted once made: a `make` that panics leaves no entry and no count.
+                    let value = make();
                     self.len.fetch_add(1, Ordering::Relaxed);
-                    Box::new((key, make()))
+                    Box::new((key, value))
                 });
                 match &pending {
                     // Ours, just inserted.
@@ -194,6 +205,35 @@ mod tests {
         assert_eq!(map.len(), 3);
         assert_eq!(map.get_or_insert_with(1, || 9), Some(&1));
         assert_eq!(map.get(&3), None);
+    }
+
+    #[test]
+    fn a_full_map_allocates_no_new_level() {
+        // A full map whose first level is taken in every slot: each new key's probes all
+        // meet other keys, so it would go to the next level if there were room.
+        let map = AppendMap::<u32, u32>::new(0);
+        let first = map.levels[0].get_or_init(|| (0..64).map(|_| OnceLock::new()).collect());
+        for (i, slot) in first.iter().enumerate() {
+            let k = 1_000_000 + i as u32;
+            assert!(slot.set(Box::new((k, k))).is_ok());
+        }
+        for k in 0..100 {
+            assert_eq!(map.get_or_insert_with(k, || k), None);
+        }
+        assert!(map.levels[1].get().is_none());
+    }
+
+    #[test]
+    fn a_make_that_panics_leaves_no_entry() {
+        let map = AppendMap::<u32, u32>::new(1);
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            map.get_or_insert_with(7, || panic!("recorder failed"))
+        }));
+        assert!(failed.is_err());
+        assert_eq!(map.len(), 0);
+        assert_eq!(map.get(&7), None);
+        // The slot and the one place are still free.
+        assert_eq!(map.get_or_insert_with(7, || 8), Some(&8));
     }
 
     #[test]
