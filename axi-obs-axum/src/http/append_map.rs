@@ -81,9 +81,9 @@ impl<K: Hash + Eq, V> AppendMap<K, V> {
 
     /// The value of `key`, made by `make` and inserted when the map does not have it yet;
     /// `None` when it does not and is full (or, at the cap, while another thread is inserting
-    /// it: callers then make the value without the map, as they do when it is full). `make` runs at most once per key, for the thread
-    /// that takes the key's slot, while other threads inserting into that slot wait (it must
-    /// not use this map).
+    /// it: callers then make the value without the map, as they do when it is full). `make`
+    /// runs at most once per key, for the thread that takes the key's slot, while other threads
+    /// inserting into that slot wait (it must not use this map).
     pub(crate) fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> Option<&V> {
         let hash = hash(&key);
         let mut pending = Some((key, make));

@@ -67,35 +67,20 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    /// The inner service's future, or the panic its `call` raised. Each arm builds the future
-    /// in place: the inner future (a few hundred bytes) is moved once, not through another
-    /// `Result` or a tuple first.
-    pub(crate) fn passthrough(inner: std::thread::Result<F>) -> Self {
+    /// The inner service's future, or the panic its `call` raised, and the request's state
+    /// (`None` for an excluded path). Each arm builds the future in place: the inner future (a
+    /// few hundred bytes) is moved once, not through another `Result` or a tuple first.
+    pub(crate) fn new(inner: std::thread::Result<F>, state: Option<Box<State>>) -> Self {
         match inner {
             Ok(f) => Self {
                 inner: Some(f),
                 call_panic: None,
-                state: None,
+                state,
             },
             Err(p) => Self {
                 inner: None,
                 call_panic: Some(panic_message(p)),
-                state: None,
-            },
-        }
-    }
-
-    pub(crate) fn observed(inner: std::thread::Result<F>, state: Box<State>) -> Self {
-        match inner {
-            Ok(f) => Self {
-                inner: Some(f),
-                call_panic: None,
-                state: Some(state),
-            },
-            Err(p) => Self {
-                inner: None,
-                call_panic: Some(panic_message(p)),
-                state: Some(state),
+                state,
             },
         }
     }

@@ -101,8 +101,6 @@ impl ObsLayer {
     pub fn new() -> Self {
         Self {
             config: Arc::new(Config {
-                // Calibrated once per process (under a millisecond on most machines), here
-                // rather than on the first request.
                 clock: quanta::Clock::new(),
                 instruments: Instruments::new(Sink::Global, Naming::OpenTelemetry, false),
                 routes: RouteTable::default(),

@@ -56,7 +56,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let cfg = &*self.config;
         if cfg.excluded.iter().any(|p| p == req.uri().path()) {
-            return ResponseFuture::passthrough(call_catching(&mut self.inner, req));
+            return ResponseFuture::new(call_catching(&mut self.inner, req), None);
         }
         // Allocated first, so the state below is written straight into it rather than built
         // on the stack and copied over (it is a few hundred bytes).
@@ -199,7 +199,7 @@ where
             let _attached = state.cx.clone().map(opentelemetry::Context::attach);
             call_catching(&mut self.inner, req)
         };
-        ResponseFuture::observed(future, state)
+        ResponseFuture::new(future, Some(state))
     }
 }
 
