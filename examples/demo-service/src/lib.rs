@@ -162,16 +162,23 @@ pub fn app(state: AppState) -> Router {
 
 /// The demo router with a given layer, or none (for measuring what the layer costs).
 pub fn app_with(state: AppState, layer: Option<ObsLayer>) -> Router {
+    app_wrapping(state, |api| match layer {
+        Some(layer) => api.layer(layer),
+        None => api,
+    })
+}
+
+/// The demo router with the API routes passed through `wrap` (which adds a layer, say),
+/// before the operational and deploy routes are merged in. The load test in `benches/`
+/// uses it to serve the same routes behind peer crates' layers.
+pub fn app_wrapping(state: AppState, wrap: impl FnOnce(Router) -> Router) -> Router {
     let api = Router::new()
         .route("/api/products", get(list_products))
         .route("/api/products/{id}", get(get_product))
         .route("/api/orders", post(create_order))
         .route("/api/recommendations", get(recommendations))
         .with_state(state.clone());
-    let api = match layer {
-        Some(layer) => api.layer(layer),
-        None => api,
-    };
+    let api = wrap(api);
     let mut routes = ObsRoutes::new()
         .metrics(state.metrics.clone())
         .version(axi_obs_axum::version_info!())

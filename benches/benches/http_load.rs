@@ -1,0 +1,301 @@
+//! Throughput under load of the demo's simplest route behind each HTTP layer, side by side in
+//! one run: no layer, an empty layer, axi-obs-axum's `ObsLayer` in three configurations,
+//! axum-prometheus 0.10, tower-http's `TraceLayer` and opentelemetry-instrumentation-tower 0.19.
+//!
+//! Every variant serves the demo service's router (`demo_service::app_wrapping`, the same
+//! handlers and operational routes as the `demo-service` binary) with the layer around its API
+//! routes, under the telemetry the demo installs with no collector configured (JSON logs to
+//! standard output, which goes to `/dev/null`; spans created and sampled out). wrk (the Debian
+//! package) drives `GET /api/products` on loopback with 32 connections, the server pinned to
+//! CPU 0 and wrk to CPU 1; the variants alternate within each round, and the best and median
+//! requests per second of each are printed with the loss against no layer.
+//!
+//! ```text
+//! cargo bench -p axi-obs-benches --bench http_load [-- FILTER...]
+//! AXI_LOAD_SECS=8 AXI_LOAD_ROUNDS=3 (the defaults)
+//! ```
+//!
+//! A FILTER keeps the variants whose name contains it (`none` is always run: it is the
+//! baseline). Without `wrk` or `taskset` on `PATH` the bench prints why and does nothing.
+//! The process runs each server itself: `http_load --serve VARIANT ADDRESS`.
+
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use http::Request;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+
+/// The variants, in run order: name and what it measures.
+const VARIANTS: &[(&str, &str)] = &[
+    ("none", "no layer (the baseline)"),
+    (
+        "no-op",
+        "an identity `MapRequestLayer` (what any `Router::layer` costs)",
+    ),
+    ("axi-obs-metrics", "axi-obs: metrics + request id"),
+    (
+        "axi-obs-no-access-log",
+        "axi-obs: metrics, span (sampled out), request id",
+    ),
+    (
+        "axi-obs-full",
+        "axi-obs: full layer (+ access log), the demo's default",
+    ),
+    ("axum-prometheus", "axum-prometheus 0.10: metrics"),
+    (
+        "tower-http-trace",
+        "tower-http TraceLayer: span + response event (INFO)",
+    ),
+    (
+        "otel-tower",
+        "opentelemetry-instrumentation-tower 0.19: metrics + span (sampled out)",
+    ),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve") {
+        let (Some(variant), Some(addr)) = (args.get(i + 1), args.get(i + 2)) else {
+            eprintln!("usage: http_load --serve VARIANT ADDRESS");
+            std::process::exit(2);
+        };
+        if let Err(e) = serve(variant, addr) {
+            eprintln!("http_load --serve {variant}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // `cargo bench` passes `--bench`; anything else not starting with `-` is a filter.
+    let filters: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let missing: Vec<&str> = ["wrk", "taskset"]
+        .into_iter()
+        .filter(|t| axi_obs_benches::peer(t).is_none())
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "http_load: skipped, {} not on PATH (apt-get install -y wrk util-linux)",
+            missing.join(" and ")
+        );
+        return;
+    }
+    let secs = env_number("AXI_LOAD_SECS", 8);
+    let rounds = env_number("AXI_LOAD_ROUNDS", 3);
+    let variants: Vec<(&str, &str)> = VARIANTS
+        .iter()
+        .copied()
+        .filter(|(name, _)| {
+            *name == "none" || filters.is_empty() || filters.iter().any(|f| name.contains(f))
+        })
+        .collect();
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for round in 1..=rounds {
+        for (i, (name, _)) in variants.iter().enumerate() {
+            match measure(name, secs) {
+                Ok(rps) => {
+                    eprintln!("round {round}: {name}: {rps:.0} requests/s");
+                    results[i].push(rps);
+                }
+                Err(e) => {
+                    eprintln!("http_load: {name}: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    report(&variants, &results, secs);
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| {
+            eprintln!("http_load: {name}={v} is not a whole number");
+            std::process::exit(2);
+        }),
+        Err(_) => default,
+    }
+}
+
+/// Starts the server of `variant` on CPU 0, warms it up, runs wrk on CPU 1 and returns its
+/// requests per second.
+fn measure(variant: &str, secs: u64) -> Result<f64, String> {
+    let port = axi_obs_benches::free_port();
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let server = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(exe)
+        .args(["--serve", variant, &format!("127.0.0.1:{port}")])
+        .env("AXI_LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let server = KillOnDrop(server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while axi_obs_benches::http_get(port, "/healthz").is_none() {
+        if Instant::now() > deadline {
+            return Err("the server did not answer /healthz within 10 s".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}/api/products");
+    wrk(&url, 2)?;
+    let rps = wrk(&url, secs)?;
+    drop(server);
+    Ok(rps)
+}
+
+/// Runs wrk (one thread, 32 connections) on CPU 1; its requests per second.
+fn wrk(url: &str, secs: u64) -> Result<f64, String> {
+    let out = Command::new("taskset")
+        .args(["-c", "1", "wrk", "-t1", "-c32", &format!("-d{secs}s"), url])
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.contains("Non-2xx") {
+        return Err(format!(
+            "wrk failed or got error responses:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk's output:\n{text}"))
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn report(variants: &[(&str, &str)], results: &[Vec<f64>], secs: u64) {
+    let stats = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() - 1], v[(v.len() - 1) / 2])
+    };
+    let (base_best, base_median) = stats(&results[0]);
+    println!(
+        "\nGET /api/products, wrk -t1 -c32 -d{secs}s, {} rounds; loss against no layer\n",
+        results[0].len()
+    );
+    println!("| variant | best req/s | median req/s | best / median vs none |");
+    println!("|---|---|---|---|");
+    for ((_, what), r) in variants.iter().zip(results) {
+        let (best, median) = stats(r);
+        let loss = |x: f64, base: f64| (x / base - 1.0) * 100.0;
+        println!(
+            "| {what} | {best:.0} | {median:.0} | {:+.0} % / {:+.0} % |",
+            loss(best, base_best),
+            loss(median, base_median)
+        );
+    }
+}
+
+/// Serves the demo's router behind `variant`'s layer until killed.
+fn serve(variant: &str, addr: &str) -> Result<(), String> {
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    // As `#[tokio::main]` in the demo: a worker per core (the process is pinned to one).
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        // The telemetry the demo installs, in parts: axum-prometheus installs its own global
+        // metrics recorder, so ours is installed only for the other variants.
+        let parts = demo_service::telemetry()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let metrics = parts.recorder.handle();
+        if variant != "axum-prometheus" {
+            metrics::set_global_recorder(parts.recorder.clone()).map_err(|e| e.to_string())?;
+        }
+        {
+            use tracing_subscriber::layer::SubscriberExt;
+            tracing::subscriber::set_global_default(
+                tracing_subscriber::registry().with(parts.layer),
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        if let Some(p) = parts.tracer_provider {
+            opentelemetry::global::set_tracer_provider(p);
+        }
+        opentelemetry::global::set_text_map_propagator(parts.propagator);
+        let _guard = parts.guard;
+        // opentelemetry-instrumentation-tower records through the global meter provider:
+        // give it an SDK one (read by nobody), as an application exporting metrics would.
+        let _meters = (variant == "otel-tower").then(|| {
+            let p = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+                .with_reader(opentelemetry_sdk::metrics::ManualReader::builder().build())
+                .build();
+            opentelemetry::global::set_meter_provider(p.clone());
+            p
+        });
+
+        let state = demo_service::AppState::new(metrics, None);
+        let app = match variant {
+            "none" => demo_service::app_wrapping(state, |api| api),
+            "no-op" => demo_service::app_wrapping(state, |api| {
+                api.layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r))
+            }),
+            "axi-obs-metrics" => demo_service::app_wrapping(state, |api| {
+                api.layer(axi_obs_axum::ObsLayer::new().spans(false).access_log(false))
+            }),
+            "axi-obs-no-access-log" => demo_service::app_wrapping(state, |api| {
+                api.layer(axi_obs_axum::ObsLayer::new().access_log(false))
+            }),
+            "axi-obs-full" => {
+                demo_service::app_wrapping(state, |api| api.layer(axi_obs_axum::ObsLayer::new()))
+            }
+            "axum-prometheus" => {
+                let (layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
+                demo_service::app_wrapping(state, |api| api.layer(layer))
+            }
+            "tower-http-trace" => demo_service::app_wrapping(state, |api| {
+                api.layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+            }),
+            "otel-tower" => demo_service::app_wrapping(state, |api| {
+                api.layer(opentelemetry_instrumentation_tower::http::server::Layer::new())
+            }),
+            other => {
+                return Err(format!(
+                    "unknown variant `{other}`; one of: {}",
+                    VARIANTS.iter().map(|v| v.0).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        };
+        serve_app(app, addr).await
+    })
+}
+
+async fn serve_app(app: Router, addr: SocketAddr) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
