@@ -4,6 +4,9 @@
 # runs ROUNDS times, alternating, and the best and median requests/s are printed.
 #
 #   usage: scripts/bench-wrk.sh [SECONDS] [ROUNDS]    needs wrk (apt-get install -y wrk)
+#
+# The same route behind each peer's layer, side by side: the http_load bench
+# (cargo bench -p axi-obs-benches --bench http_load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
