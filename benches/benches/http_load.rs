@@ -16,7 +16,8 @@
 //! ```
 //!
 //! A FILTER keeps the variants whose name contains it (`none` is always run: it is the
-//! baseline). Without `wrk` or `taskset` on `PATH` the bench prints why and does nothing.
+//! baseline). Without `wrk` or `taskset` on `PATH`, or with fewer than two CPUs, the bench
+//! prints why and does nothing.
 //! The process runs each server itself: `http_load --serve VARIANT ADDRESS`.
 
 #![allow(
@@ -90,6 +91,11 @@ fn main() {
             "http_load: skipped, {} not on PATH (apt-get install -y wrk util-linux)",
             missing.join(" and ")
         );
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if cpus < 2 {
+        println!("http_load: skipped, it pins the server and wrk to CPUs 0 and 1; {cpus} here");
         return;
     }
     let secs = env_number("AXI_LOAD_SECS", 8);
