@@ -125,12 +125,16 @@ fn main() {
     report(&variants, &results, secs);
 }
 
+/// A positive whole number from the environment, or `default`.
 fn env_number(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
-        Ok(v) => v.parse().unwrap_or_else(|_| {
-            eprintln!("http_load: {name}={v} is not a whole number");
-            std::process::exit(2);
-        }),
+        Ok(v) => match v.parse() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("http_load: {name}={v}: expected a whole number of at least 1");
+                std::process::exit(2);
+            }
+        },
         Err(_) => default,
     }
 }
