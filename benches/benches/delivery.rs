@@ -17,14 +17,14 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axi_obs_alert::delivery::{
     AmAlert, Config, Dispatcher, DispatcherOptions, LabelSet, Matcher, Notifier, RetryPolicy,
     Runner, ServeOptions, SystemClock, rfc3339_millis, serve,
 };
-use axi_obs_benches::{free_port, peer};
+use axi_obs_benches::{KillOnDrop, free_port, peer};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::sync::mpsc;
 
@@ -108,15 +108,8 @@ fn now_ms() -> i64 {
 }
 
 struct Alertmanager {
-    child: Child,
+    _child: KillOnDrop,
     port: u16,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_alertmanager(config: &Path, dir: &Path) -> Option<Alertmanager> {
@@ -131,7 +124,10 @@ fn start_alertmanager(config: &Path, dir: &Path) -> Option<Alertmanager> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    Some(Alertmanager { child, port })
+    Some(Alertmanager {
+        _child: KillOnDrop(child),
+        port,
+    })
 }
 
 async fn wait_ready(http: &reqwest::Client, port: u16) {

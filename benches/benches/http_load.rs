@@ -28,7 +28,7 @@
 )]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -154,7 +154,7 @@ fn measure(variant: &str, secs: u64) -> Result<f64, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start the server: {e}"))?;
-    let server = KillOnDrop(server);
+    let server = axi_obs_benches::KillOnDrop(server);
     let deadline = Instant::now() + Duration::from_secs(10);
     while axi_obs_benches::http_get(port, "/healthz").is_none() {
         if Instant::now() > deadline {
@@ -186,15 +186,6 @@ fn wrk(url: &str, secs: u64) -> Result<f64, String> {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| format!("no Requests/sec in wrk's output:\n{text}"))
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn report(variants: &[(&str, &str)], results: &[Vec<f64>], secs: u64) {

@@ -11,11 +11,11 @@
 
 use std::hint::black_box;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axi_obs_alert::promql::{Engine, Expr, MemStorage, Value, parse};
-use axi_obs_benches::{http_get as get, peer};
+use axi_obs_benches::{KillOnDrop, http_get as get, peer};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 #[path = "common/promql_data.rs"]
@@ -76,16 +76,9 @@ fn rule_round() -> Vec<String> {
 }
 
 struct Prometheus {
-    child: Child,
+    _child: KillOnDrop,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_prometheus(data: &[SeriesGen]) -> Option<Prometheus> {
@@ -165,7 +158,7 @@ fn start_prometheus(data: &[SeriesGen]) -> Option<Prometheus> {
         .spawn()
         .unwrap();
     let p = Prometheus {
-        child,
+        _child: KillOnDrop(child),
         port,
         _dir: dir,
     };

@@ -28,6 +28,17 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A child process (a peer, a server a bench started) killed and reaped when dropped.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A bare HTTP/1.1 GET to 127.0.0.1:`port` (a peer's API); the body, or `None` when the peer
 /// does not answer.
 pub fn http_get(port: u16, path: &str) -> Option<String> {

@@ -168,6 +168,14 @@ macro_rules! event_at {
 }
 
 impl State {
+    /// The time since the request started, by the layer's clock.
+    fn elapsed(&self) -> std::time::Duration {
+        self.config
+            .clock
+            .now()
+            .saturating_duration_since(self.start)
+    }
+
     /// Records metrics, span fields and the access log; echoes the request id. Called by
     /// `poll` with the request's context attached.
     fn finish(
@@ -183,7 +191,7 @@ impl State {
     fn finish_inner(mut self: Box<Self>, response: &mut Response<Body>, panic: Option<String>) {
         let cfg = &*self.config;
         let status = response.status().as_u16();
-        let elapsed = cfg.clock.now().saturating_duration_since(self.start);
+        let elapsed = self.elapsed();
         let server_error = status >= 500;
         let error_type: Option<SharedString> =
             server_error.then(|| SharedString::from(status.to_string()));
@@ -322,7 +330,7 @@ impl State {
     fn abandoned(mut self: Box<Self>, error_type: &'static str, message: &'static str) {
         let this = &mut *self;
         let cfg = &*this.config;
-        let elapsed = cfg.clock.now().saturating_duration_since(this.start);
+        let elapsed = this.elapsed();
         if let Some(labels) = this.labels.take() {
             cfg.instruments.finish(
                 labels,
