@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
 
@@ -70,9 +72,9 @@ macro_rules! version_info {
 ///
 /// | route | answer |
 /// |---|---|
-/// | `GET /metrics` | Prometheus text 0.0.4, or OpenMetrics 1.0 when the `Accept` header asks for it; gzip when accepted; `401` without the bearer token when one is set |
+/// | `GET /metrics` | Prometheus text 0.0.4, or OpenMetrics 1.0 when the `Accept` header prefers it (highest `q`; versions `1.0.0` and `0.0.1`); gzip when accepted; `401` without the bearer token when one is set |
 /// | `GET /healthz` | liveness: `200 {"status":"ok"}` while the process serves |
-/// | `GET /readyz` | readiness: every check runs concurrently under its timeout; `200` when all pass, else `503`; the JSON body lists each check, its status and latency |
+/// | `GET /readyz` | readiness: every check runs concurrently under its timeout; `200` when all pass, else `503`; the JSON body lists each check, its status (`ok`, `fail`, `timeout`; a check that panics fails) and latency |
 /// | `GET /version` | `{"name", "version", "git_sha", "build_time"}` |
 #[derive(Clone, Default)]
 #[must_use]
@@ -124,7 +126,8 @@ impl ObsRoutes {
         self
     }
 
-    /// Requires `Authorization: Bearer <token>` on `/metrics`. Defaults to no token.
+    /// Requires `Authorization: Bearer <token>` on `/metrics` (the scheme in any case).
+    /// Defaults to no token. An empty token matches nothing: every request gets `401`.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer = Some(Arc::from(token.into()));
         self
@@ -186,9 +189,11 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_credentials)
             .unwrap_or_default();
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        // An empty token is never a match: a token configured from an unset variable locks
+        // the page instead of opening it.
+        if given.is_empty() || !constant_time_eq(given.as_bytes(), token.as_bytes()) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -208,10 +213,9 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (body, content_type) = if accepts_openmetrics(accept) {
-        (handle.render_openmetrics(), OPENMETRICS_CONTENT_TYPE)
-    } else {
-        (handle.render(), CONTENT_TYPE)
+    let (body, content_type) = match negotiate(accept) {
+        Format::OpenMetrics => (handle.render_openmetrics(), OPENMETRICS_CONTENT_TYPE),
+        Format::Text => (handle.render(), CONTENT_TYPE),
     };
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
@@ -243,21 +247,86 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
     response
 }
 
-/// True when `Accept` names OpenMetrics text with a non-zero quality, as Prometheus 3 sends it.
-fn accepts_openmetrics(accept: &str) -> bool {
-    accept.split(',').any(|part| {
+/// The credentials of an `Authorization: Bearer <token>` value (the scheme is
+/// case-insensitive, as every HTTP authentication scheme).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// The exposition formats `/metrics` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// Prometheus text 0.0.4 (also valid as text 1.0.0: every name we write is a legacy one).
+    Text,
+    /// OpenMetrics text 1.0.0 (what Prometheus asks for as `version=1.0.0` or `0.0.1`).
+    OpenMetrics,
+}
+
+/// One media range of an `Accept` or `Accept-Encoding` header: the value before the first
+/// `;`, its quality (`q`, 1 when absent) and its `version` parameter.
+fn media_ranges(header: &str) -> impl Iterator<Item = (&str, f32, Option<&str>)> {
+    header.split(',').filter_map(|part| {
         let mut params = part.split(';').map(str::trim);
-        params.next() == Some("application/openmetrics-text")
-            && params.all(|p| !matches!(p.strip_prefix("q="), Some(q) if q.parse::<f32>().unwrap_or(1.0) <= 0.0))
+        let range = params.next().filter(|r| !r.is_empty())?;
+        let (mut q, mut version) = (1.0_f32, None);
+        for param in params {
+            let Some((name, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            if name.trim().eq_ignore_ascii_case("q") {
+                // An unreadable quality counts as "not acceptable".
+                q = value.parse().unwrap_or(0.0);
+            } else if name.trim().eq_ignore_ascii_case("version") {
+                version = Some(value);
+            }
+        }
+        Some((range, q, version))
     })
 }
 
+/// The format the client prefers among those we write: the acceptable range with the highest
+/// quality (the first of equals), as Prometheus's own `expfmt.Negotiate` picks. OpenMetrics
+/// only for the versions we write; text when nothing we write was asked for.
+fn negotiate(accept: &str) -> Format {
+    let mut best: Option<(f32, Format)> = None;
+    for (range, q, version) in media_ranges(accept) {
+        let format = if range.eq_ignore_ascii_case("application/openmetrics-text") {
+            match version {
+                None | Some("1.0.0" | "0.0.1") => Format::OpenMetrics,
+                Some(_) => continue,
+            }
+        } else if range.eq_ignore_ascii_case("text/plain")
+            || range.eq_ignore_ascii_case("text/*")
+            || range == "*/*"
+        {
+            Format::Text
+        } else {
+            continue;
+        };
+        if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, format));
+        }
+    }
+    best.map_or(Format::Text, |(_, f)| f)
+}
+
+/// True when `Accept-Encoding` allows gzip: named (or `x-gzip`) with a non-zero quality, or
+/// not named and `*` allowed.
 fn accepts_gzip(enc: &str) -> bool {
-    enc.split(',').any(|part| {
-        let mut params = part.split(';').map(str::trim);
-        params.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
-            && params.all(|p| !matches!(p.strip_prefix("q="), Some(q) if q.parse::<f32>().unwrap_or(1.0) <= 0.0))
-    })
+    let mut any = None;
+    for (coding, q, _) in media_ranges(enc) {
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            return q > 0.0;
+        }
+        if coding == "*" {
+            any = Some(q > 0.0);
+        }
+    }
+    any.unwrap_or(false)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -284,11 +353,21 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
     let results: Vec<CheckResult> =
         futures_util::future::join_all(s.checks.iter().map(|c| async move {
             let started = Instant::now();
-            let outcome = tokio::time::timeout(c.timeout, (c.run)()).await;
+            // A check that panics (in the call or while it runs) fails on its own; the
+            // others are still reported.
+            let run = AssertUnwindSafe(async { (c.run)().await }).catch_unwind();
+            let outcome = tokio::time::timeout(c.timeout, run).await;
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             let (status, error) = match outcome {
-                Ok(Ok(())) => ("ok", None),
-                Ok(Err(e)) => ("fail", Some(e)),
+                Ok(Ok(Ok(()))) => ("ok", None),
+                Ok(Ok(Err(e))) => ("fail", Some(e)),
+                Ok(Err(panic)) => (
+                    "fail",
+                    Some(format!(
+                        "the check panicked: {}",
+                        crate::http::panic_message(panic)
+                    )),
+                ),
                 Err(_) => ("timeout", Some(format!("no answer within {:?}", c.timeout))),
             };
             CheckResult {
@@ -324,14 +403,63 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert!(accepts_openmetrics(
-            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-        ));
-        assert!(!accepts_openmetrics("text/plain;version=0.0.4"));
-        assert!(!accepts_openmetrics("application/openmetrics-text;q=0"));
+        use Format::{OpenMetrics, Text};
+        // What Prometheus 3 sends by default.
+        assert_eq!(
+            negotiate(
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+            ),
+            OpenMetrics
+        );
+        assert_eq!(negotiate(""), Text);
+        assert_eq!(negotiate("text/plain;version=0.0.4"), Text);
+        assert_eq!(negotiate("application/openmetrics-text;q=0"), Text);
+        // The client's preference wins, not the order or the mere mention.
+        assert_eq!(
+            negotiate(
+                "text/plain;version=0.0.4;q=1.0,application/openmetrics-text;version=1.0.0;q=0.1"
+            ),
+            Text
+        );
+        assert_eq!(
+            negotiate("text/plain;q=0.5, application/openmetrics-text;q=0.9"),
+            OpenMetrics
+        );
+        // Versions we do not write are not answered with another.
+        assert_eq!(
+            negotiate("application/openmetrics-text;version=2.0.0"),
+            Text
+        );
+        assert_eq!(
+            negotiate("application/openmetrics-text;version=0.0.1"),
+            OpenMetrics
+        );
+        // Media types are case-insensitive; an unreadable quality is not acceptable.
+        assert_eq!(
+            negotiate("Application/OpenMetrics-Text; Version=1.0.0"),
+            OpenMetrics
+        );
+        assert_eq!(negotiate("application/openmetrics-text;q=high"), Text);
+        // Nothing we write asked for: text.
+        assert_eq!(negotiate("application/json"), Text);
+
         assert!(accepts_gzip("gzip, deflate"));
         assert!(accepts_gzip("br;q=1.0, gzip;q=0.8"));
+        assert!(accepts_gzip("*"));
+        assert!(accepts_gzip("X-GZIP"));
+        assert!(!accepts_gzip("gzip;q=0, *"));
+        assert!(!accepts_gzip("*;q=0"));
         assert!(!accepts_gzip("gzip;q=0, identity"));
         assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip(""));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_credentials("Bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_credentials("bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_credentials("BEARER  s3cret"), Some("s3cret"));
+        assert_eq!(bearer_credentials("Basic czNjcmV0"), None);
+        assert_eq!(bearer_credentials("Bearer"), None);
     }
 }

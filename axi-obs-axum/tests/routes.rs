@@ -105,6 +105,30 @@ async fn metrics_route_negotiates_format_compression_and_token() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    // The scheme is case-insensitive (RFC 9110).
+    let (status, _, _) = get(
+        &secured,
+        req("/metrics")
+            .header("authorization", "bearer s3cret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An empty token (from an unset variable, say) locks the page rather than opening it.
+    let empty: Router = ObsRoutes::new()
+        .metrics(cap.metrics_handle())
+        .bearer_token("")
+        .into_router();
+    for auth in [None, Some("Bearer "), Some("Bearer")] {
+        let mut r = req("/metrics");
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        let (status, _, _) = get(&empty, r.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
 }
 
 /// Readiness turns 503 when a check fails or times out, and back.
@@ -161,6 +185,33 @@ async fn readiness_follows_its_checks() {
     mode.store(0, Ordering::SeqCst);
     let (status, _) = ready(app).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A check that panics fails alone: the answer is still a 503 listing every check.
+#[tokio::test]
+async fn a_panicking_readiness_check_fails_alone() {
+    let app: Router = ObsRoutes::new()
+        .readiness_check("explodes", Duration::from_secs(1), || async {
+            panic!("pool poisoned")
+        })
+        .readiness_check(
+            "sync-panic",
+            Duration::from_secs(1),
+            || -> std::future::Ready<Result<(), String>> { panic!("before the future") },
+        )
+        .readiness_check("cache", Duration::from_secs(1), || async { Ok(()) })
+        .into_router();
+    let (status, _, body) = get(&app, req("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["status"], "not_ready");
+    let checks = body["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 3);
+    assert_eq!(checks[0]["status"], "fail");
+    assert_eq!(checks[0]["error"], "the check panicked: pool poisoned");
+    assert_eq!(checks[1]["status"], "fail");
+    assert_eq!(checks[1]["error"], "the check panicked: before the future");
+    assert_eq!(checks[2]["status"], "ok");
 }
 
 #[tokio::test]

@@ -12,4 +12,5 @@ pub use future::ResponseFuture;
 pub use instruments::{CUSTOM_LABEL_OVERFLOW, Naming};
 pub(crate) use instruments::{Sink, method_label};
 pub use layer::{DEFAULT_EXCLUDED, ObsLayer};
+pub(crate) use service::panic_message;
 pub use service::{Obs, RequestView};
