@@ -10,8 +10,8 @@
 //!     let _telemetry = axi_obs_core::Telemetry::builder().service_name("shop-api").install();
 //!     let app = Router::new()
 //!         .route("/api/products/{id}", get(|| async { "a product" }))
-//!         .layer(axi_obs_axum::ObsLayer::new())      // after the routes it observes
-//!         .merge(axi_obs_axum::ObsRoutes::new().version(axi_obs_axum::version_info!()).into_router());
+//!         .merge(axi_obs_axum::ObsRoutes::new().version(axi_obs_axum::version_info!()).into_router())
+//!         .layer(axi_obs_axum::ObsLayer::new()); // last: after every route and merge
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
 //!     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
 //!         .await
@@ -26,7 +26,7 @@
 //! | metrics | `http.server.request.duration` (Prometheus `http_server_request_duration_seconds`, buckets `0.005 … 10`) with `http_request_method` (unknown methods `_OTHER`), `http_route` (the matched template; `unmatched` otherwise, never the raw path), `http_response_status_code`, `url_scheme`, `network_protocol_version`, `error_type` on 5xx; `http.server.active_requests`; optionally body sizes; optionally [`Naming::AxumPrometheus`] names |
 //! | span | `"{method} {route}"`, kind server, semconv attributes, parent from `traceparent` / `tracestate` / `baggage`; status error only for 5xx and panics; optionally `traceparent` on the response |
 //! | request id | a valid incoming `x-request-id` (1–128 of `A-Za-z0-9-_.:@/+=`) or a new random one; echoed on the response, in the request's extensions as [`RequestId`], on the span and every log line inside it (`http.request.id`) |
-//! | access log | one event (target `axi_obs_axum::access`): method, route, path without query, status, `event.duration` (ns), request id, trace id (from the span), client address, user agent; INFO, 5xx at ERROR, 2xx sampling optional. No header but `User-Agent` is ever logged: `Authorization`, `Cookie`, `Set-Cookie`, API keys and query strings (by default) never reach a log |
+//! | access log | one event (target `axi_obs_axum::access`): method, route, path without query, status, `event.duration` (ns), request id, trace id (from the span, or the caller's `traceparent` with spans off), client address, user agent; INFO, 5xx at ERROR, 2xx sampling optional. No header but `User-Agent` is ever logged: `Authorization`, `Cookie`, `Set-Cookie`, API keys and query strings (by default) never reach a log |
 //! | panics | a handler panic becomes a `500`, counted and logged with the request id; the server keeps running |
 //!
 //! `/metrics`, `/healthz` and `/readyz` are excluded from all of it by default
@@ -52,12 +52,18 @@
 //!               ▼ response
 //! ```
 //!
-//! * `Router::layer(ObsLayer::new())` after the routes: the normal place. Routes added after
-//!   the call are not observed (axum applies a layer to the routes it already has).
+//! * `Router::layer(ObsLayer::new())` last, after every `route`, `nest` and `merge`: the
+//!   normal place. Routes added after the call are not observed (axum applies a layer to the
+//!   routes it already has).
+//! * `Router::merge` after the layer loses the 404s: axum keeps the merged router's default
+//!   fallback, which the layer does not wrap, so unmatched requests go unobserved. Merge
+//!   [`ObsRoutes`] (and any other router) first; they are excluded by default
+//!   ([`ObsLayer::exclude_paths`]), so the layer costs them a path comparison.
 //! * `Router::route_layer(...)`: only matched routes are observed; 404s pass unobserved.
 //! * Nested routers: `Router::nest("/api", api)` with the layer on the outer router gives the
 //!   full template (`/api/users/{id}`); a layer on the inner router sees the same full
-//!   template.
+//!   template, and logs and excludes by the full path the client sent (axum's `OriginalUri`),
+//!   not the path without the prefix that the inner router sees.
 //! * Wrapping the whole `Router` from outside (`tower::ServiceBuilder` around it) runs before
 //!   routing: no `MatchedPath` yet, so every request would be `unmatched`. Don't.
 //! * Client addresses need `into_make_service_with_connect_info::<SocketAddr>()`, or

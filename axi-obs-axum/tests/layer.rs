@@ -74,6 +74,14 @@ fn get_req(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
+/// The access-log lines `cap` holds, in order.
+fn access_lines(cap: &Capture) -> Vec<serde_json::Value> {
+    cap.logs()
+        .into_iter()
+        .filter(|l| l["log.logger"] == "axi_obs_axum::access")
+        .collect()
+}
+
 async fn text(r: Response<Body>) -> String {
     String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
@@ -383,12 +391,9 @@ async fn one_access_log_line_per_request_without_credentials() {
         );
     }
     let logs = cap.logs();
-    let access: Vec<_> = logs
-        .iter()
-        .filter(|l| l["log.logger"] == "axi_obs_axum::access")
-        .collect();
+    let access = access_lines(&cap);
     assert_eq!(access.len(), 2, "{logs:#?}");
-    let a = access[0];
+    let a = &access[0];
     assert_eq!(a["log.level"], "INFO");
     assert_eq!(a["http.request.method"], "GET");
     assert_eq!(a["http.route"], "/users/{id}");
@@ -471,6 +476,69 @@ async fn excluded_paths_are_not_observed() {
     );
 }
 
+/// The documented setup: the application's routes and the operational routes merged, then
+/// the layer. Unmatched requests are observed (a router merged in *after* the layer would
+/// bring its own, unwrapped 404: axum keeps the merged router's default fallback), and the
+/// operational routes are excluded.
+#[tokio::test(flavor = "current_thread")]
+async fn the_documented_setup_observes_unmatched_requests() {
+    let cap = Capture::new();
+    let app: Router = Router::new()
+        .route("/api/items/{id}", get(|| async { "item" }))
+        .merge(
+            axi_obs_axum::ObsRoutes::new()
+                .metrics(cap.metrics_handle())
+                .into_router(),
+        )
+        .layer(obs(&cap));
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    assert_eq!(send(&app, get_req("/nope")).await.status(), 404);
+    send(&app, get_req("/api/items/1")).await;
+    send(&app, get_req("/metrics")).await;
+    send(&app, get_req("/healthz")).await;
+    let page = cap.metrics_handle().render();
+    assert!(
+        page.contains("http_route=\"unmatched\""),
+        "404 observed: {page}"
+    );
+    assert!(page.contains("http_route=\"/api/items/{id}\""), "{page}");
+    assert!(!page.contains("http_route=\"/metrics\""), "{page}");
+    assert!(!page.contains("http_route=\"/healthz\""), "{page}");
+    assert_eq!(access_lines(&cap).len(), 2);
+
+    // What the docs warn about: merging after the layer loses the 404s.
+    let late: Router = Router::new()
+        .route("/api/items/{id}", get(|| async { "item" }))
+        .layer(obs(&cap).exclude_paths(["/never"]))
+        .merge(axi_obs_axum::ObsRoutes::new().into_router());
+    let before = cap.metrics_handle().render();
+    send(&late, get_req("/nope-late")).await;
+    assert_eq!(before, cap.metrics_handle().render());
+}
+
+/// With spans off, the access-log line still carries the caller's trace id.
+#[tokio::test(flavor = "current_thread")]
+async fn without_spans_the_log_line_carries_the_callers_trace() {
+    propagator();
+    let cap = Capture::new();
+    let app = routes().layer(obs(&cap).spans(false));
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    send(
+        &app,
+        Request::get("/users/3")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(cap.spans().is_empty());
+    let access = access_lines(&cap);
+    assert_eq!(access[0]["trace.id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn ordering_with_nested_routers_and_route_layer() {
     let cap = Capture::new();
@@ -482,6 +550,24 @@ async fn ordering_with_nested_routers_and_route_layer() {
     // Layer on the inner router, before nesting: same full template.
     let inner = Router::new().nest("/v2", api.clone().layer(layer()));
     send(&inner, get_req("/v2/items/5")).await;
+    // ... and the full path: the inner router sees `/items/5`, the log says `/v2/items/5`.
+    let logged = Router::new().nest(
+        "/v2",
+        api.clone()
+            .route("/metrics", get(|| async { "an API route" }))
+            .layer(obs(&cap).spans(false)),
+    );
+    {
+        let _g = tracing::dispatcher::set_default(&cap.dispatch());
+        send(&logged, get_req("/v2/items/7")).await;
+        // Exclusions match the path the client sent: `/v2/metrics` is not `/metrics`.
+        send(&logged, get_req("/v2/metrics")).await;
+    }
+    let access = access_lines(&cap);
+    assert_eq!(access.len(), 2, "{access:#?}");
+    assert_eq!(access[0]["url.path"], "/v2/items/7");
+    assert_eq!(access[0]["http.route"], "/v2/items/{id}");
+    assert_eq!(access[1]["url.path"], "/v2/metrics");
     // route_layer: matched routes observed, unmatched (404) not.
     let rl = api.route_layer(layer());
     send(&rl, get_req("/items/1")).await;
@@ -497,6 +583,7 @@ async fn ordering_with_nested_routers_and_route_layer() {
     let page = cap.metrics_handle().render();
     assert!(page.contains("http_route=\"/api/items/{id}\""), "{page}");
     assert!(page.contains("http_route=\"/v2/items/{id}\""), "{page}");
+    assert!(page.contains("http_route=\"/v2/metrics\""), "{page}");
     assert!(page.contains("http_route=\"/items/{id}\""), "{page}");
     assert!(page.contains("http_route=\"/early\""), "{page}");
     assert!(!page.contains("http_route=\"/late\""), "{page}");
@@ -816,6 +903,15 @@ async fn body_sizes_sampling_and_forwarded_headers() {
             .unwrap(),
     )
     .await;
+    // HEAD: no body goes out, whatever Content-Length the handler's GET response had.
+    send(
+        &app,
+        Request::head("/users/1")
+            .header("x-forwarded-for", "6.6.6.6, [2001:db8::1]:4711")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     let page = cap.metrics_handle().render();
     assert!(page.contains("http_server_request_body_size_bytes_sum{http_request_method=\"POST\",http_response_status_code=\"200\",http_route=\"/echo\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 5"), "{page}");
     assert!(page.contains("http_server_response_body_size_bytes_sum{http_request_method=\"POST\",http_response_status_code=\"200\",http_route=\"/echo\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 5"), "{page}");
@@ -823,15 +919,57 @@ async fn body_sizes_sampling_and_forwarded_headers() {
         page.contains("url_scheme=\"https\""),
         "trusted X-Forwarded-Proto: {page}"
     );
+    assert!(page.contains("http_server_response_body_size_bytes_sum{http_request_method=\"HEAD\",http_response_status_code=\"200\",http_route=\"/users/{id}\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 0"), "{page}");
     let logs = cap.logs();
-    let access: Vec<_> = logs
-        .iter()
-        .filter(|l| l["log.logger"] == "axi_obs_axum::access")
-        .collect();
-    // The 200 was sampled out (ratio 0); the 404 is always logged.
+    let access = access_lines(&cap);
+    // The 200s were sampled out (ratio 0); the 404 is always logged. The address is the one
+    // the (one) proxy appended, not what the client put in front of it.
     assert_eq!(access.len(), 1, "{logs:#?}");
     assert_eq!(access[0]["http.response.status_code"], 404);
+    assert_eq!(access[0]["client.address"], "10.0.0.1");
+}
+
+/// Behind two proxies (a load balancer, then nginx) the client is the second entry from the
+/// end; a `Forwarded` address loses its brackets and port.
+#[tokio::test(flavor = "current_thread")]
+async fn forwarded_hops_and_the_forwarded_header() {
+    let cap = Capture::new();
+    let app = routes().layer(
+        obs(&cap)
+            .spans(false)
+            .trust_forwarded_headers(true)
+            .forwarded_hops(2),
+    );
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    send(
+        &app,
+        Request::get("/users/1")
+            .header("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.1")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    send(
+        &app,
+        Request::get("/users/2")
+            .header(
+                "forwarded",
+                "for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.1;proto=http",
+            )
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let access = access_lines(&cap);
     assert_eq!(access[0]["client.address"], "203.0.113.7");
+    assert_eq!(access[1]["client.address"], "2001:db8::1");
+    let page = cap.metrics_handle().render();
+    assert!(
+        page.contains(
+            "http_route=\"/users/{id}\",network_protocol_version=\"1.1\",url_scheme=\"https\""
+        ),
+        "Forwarded proto=: {page}"
+    );
 }
 
 /// A streamed response of unknown size is not recorded in the response size histogram; its

@@ -245,14 +245,17 @@ impl State {
         // caller): metrics are recorded inside it, for recorders that take exemplars from it,
         // and the log lines below take the trace id and request id from it.
         if let Some(labels) = self.labels.take() {
-            let resp_body = if cfg.instruments.body_sizes {
+            let resp_body = if !cfg.instruments.body_sizes {
+                None
+            } else if labels.method == "HEAD" {
+                // No body is sent, whatever `Content-Length` says (axum drops it outside us).
+                Some(0)
+            } else {
                 response
                     .headers()
                     .get(http::header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok()?.parse().ok())
                     .or_else(|| http_body::Body::size_hint(response.body()).exact())
-            } else {
-                None
             };
             cfg.instruments.finish(
                 labels,
@@ -391,6 +394,12 @@ pub(crate) fn redact_query(q: &str) -> String {
         "session",
         "code",
         "credential",
+        "pwd",
+        "jwt",
+        "bearer",
+        "cookie",
+        "private",
+        "otp",
     ];
     q.split('&')
         .map(|pair| {
@@ -413,6 +422,10 @@ mod tests {
         assert_eq!(
             super::redact_query("page=2&access_token=abc&apiKey=k&q=rust&password="),
             "page=2&access_token=REDACTED&apiKey=REDACTED&q=rust&password="
+        );
+        assert_eq!(
+            super::redact_query("pwd=hunter2&jwt=eyJ&id_token=x&SESSIONID=1&sort=asc"),
+            "pwd=REDACTED&jwt=REDACTED&id_token=REDACTED&SESSIONID=REDACTED&sort=asc"
         );
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct Config {
     pub(crate) request_id: RequestIdConfig,
     pub(crate) excluded: Vec<String>,
     pub(crate) trust_forwarded: bool,
+    /// How many proxies append to the forwarded headers (at least 1).
+    pub(crate) forwarded_hops: usize,
     pub(crate) traceparent_response: bool,
     pub(crate) log_query: bool,
     pub(crate) custom: Option<Arc<CustomLabels>>,
@@ -115,6 +117,7 @@ impl ObsLayer {
                 request_id: RequestIdConfig::default(),
                 excluded: DEFAULT_EXCLUDED.iter().map(|s| (*s).to_owned()).collect(),
                 trust_forwarded: false,
+                forwarded_hops: 1,
                 traceparent_response: false,
                 log_query: false,
                 custom: None,
@@ -229,11 +232,26 @@ impl ObsLayer {
         self.edit(|c| c.excluded = paths)
     }
 
-    /// Trusts `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` for the client address and
-    /// scheme. Only turn on behind a proxy that sets them (nginx); otherwise clients can forge
-    /// them. Defaults to off: the socket peer address is used.
+    /// Trusts `X-Forwarded-For` / `X-Forwarded-Proto` (else `Forwarded: for=` / `proto=`) for
+    /// the client address and scheme. Only turn on behind a proxy that sets them (nginx);
+    /// otherwise clients can forge them. Defaults to off: the socket peer address is used.
+    ///
+    /// The entry used is the one your proxy added: the last one, or the
+    /// [`forwarded_hops`](Self::forwarded_hops)-th from the end behind a chain of proxies.
+    /// Entries further left are what the client sent (nginx's `$proxy_add_x_forwarded_for`
+    /// appends the address it saw to them), so anyone can forge them. Addresses are logged
+    /// without quotes, IPv6 brackets or ports.
     pub fn trust_forwarded_headers(self, on: bool) -> Self {
         self.edit(|c| c.trust_forwarded = on)
+    }
+
+    /// How many proxies in front of the service append to the forwarded headers (a load
+    /// balancer, then nginx: 2). The client is the `hops`-th entry from the end (the first
+    /// entry when there are fewer). Only read with
+    /// [`trust_forwarded_headers`](Self::trust_forwarded_headers). Defaults to 1; 0 counts
+    /// as 1.
+    pub fn forwarded_hops(self, hops: usize) -> Self {
+        self.edit(|c| c.forwarded_hops = hops.max(1))
     }
 
     /// Adds a `traceparent` header to responses, so clients can find the trace. Defaults to
@@ -242,8 +260,10 @@ impl ObsLayer {
         self.edit(|c| c.traceparent_response = on)
     }
 
-    /// Logs the query string, with values of credential-like keys (`token`, `key`,
-    /// `password`, `secret`, `signature`, `auth`, `session`, `code`) redacted. Defaults to off.
+    /// Logs the query string, with the values of credential-like keys redacted: every key
+    /// containing (case-insensitive) `token`, `key`, `password`, `passwd`, `pwd`, `secret`,
+    /// `signature`, `sig`, `auth`, `session`, `code`, `credential`, `jwt`, `bearer`, `cookie`,
+    /// `private` or `otp`. Defaults to off.
     pub fn log_query(self, on: bool) -> Self {
         self.edit(|c| c.log_query = on)
     }

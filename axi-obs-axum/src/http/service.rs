@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use axi_obs_core::logs::ContextFields;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath};
+use axum::extract::{ConnectInfo, MatchedPath, OriginalUri};
 use http::{HeaderMap, Request, Response};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer as _};
@@ -55,7 +55,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let cfg = &*self.config;
-        if cfg.excluded.iter().any(|p| p == req.uri().path()) {
+        if cfg.excluded.iter().any(|p| p == original_uri(&req).path()) {
             return ResponseFuture::new(call_catching(&mut self.inner, req), None);
         }
         // Allocated first, so the state below is written straight into it rather than built
@@ -71,7 +71,7 @@ where
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
         let (mut route, span_name) = cfg.routes.lookup(matched, method, cfg.spans);
-        let scheme = scheme(&req, cfg.trust_forwarded);
+        let scheme = scheme(&req, cfg);
         let version = version_label(req.version());
 
         let (labels, active) = if cfg.metrics {
@@ -107,9 +107,7 @@ where
         };
 
         let needs_client = cfg.access_log || cfg.spans;
-        let client = needs_client
-            .then(|| client_address(&req, cfg.trust_forwarded))
-            .flatten();
+        let client = needs_client.then(|| client_address(&req, cfg)).flatten();
         let user_agent = needs_client
             .then(|| req.headers().get(http::header::USER_AGENT).cloned())
             .flatten();
@@ -121,7 +119,9 @@ where
             SystemTime::UNIX_EPOCH
         };
         let cx = (cfg.spans || cfg.access_log).then(|| {
-            let mut cx = if cfg.spans && has_context(req.headers()) {
+            // The caller's context, also with spans off: the access-log line then carries
+            // the caller's trace id.
+            let mut cx = if has_context(req.headers()) {
                 extract_context(req.headers())
             } else {
                 opentelemetry::Context::new()
@@ -141,7 +141,7 @@ where
                     // Attributes only for recorded spans: a sampled-out request pays nothing.
                     let mut attrs = vec![
                         KeyValue::new(attr::HTTP_REQUEST_METHOD, method),
-                        KeyValue::new("url.path", req.uri().path().to_owned()),
+                        KeyValue::new("url.path", original_uri(&req).path().to_owned()),
                         KeyValue::new(attr::URL_SCHEME, scheme),
                         KeyValue::new(attr::NETWORK_PROTOCOL_VERSION, version),
                         KeyValue::new("http.request.id", request_id.as_str().to_owned()),
@@ -189,7 +189,7 @@ where
                 request_id,
                 method: cfg.access_log.then(|| req.method().clone()),
                 route: cfg.access_log.then_some(route),
-                uri: cfg.access_log.then(|| req.uri().clone()),
+                uri: cfg.access_log.then(|| original_uri(&req).clone()),
                 client,
                 user_agent,
                 req_body,
@@ -279,12 +279,63 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn scheme<B>(req: &Request<B>, trust_forwarded: bool) -> &'static str {
-    if trust_forwarded
-        && let Some(proto) = req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
+/// The URI as the client sent it: axum's `OriginalUri` (a layer on a nested router sees the
+/// path without the nest's prefix), else the request's own.
+fn original_uri<B>(req: &Request<B>) -> &http::Uri {
+    req.extensions()
+        .get::<OriginalUri>()
+        .map_or(req.uri(), |o| &o.0)
+}
+
+/// The element of a proxy header's comma-separated list (over all its fields) that the
+/// proxies in front of the service added: the `hops`-th from the end, or the first when there
+/// are fewer. Elements to its left came from further away, and a client can send them itself.
+fn forwarded_entry<'a>(headers: &'a HeaderMap, name: &str, hops: usize) -> Option<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .rev()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.rsplit(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .take(hops)
+        .last()
+}
+
+/// The value of parameter `name` (`for`, `proto`) in the `Forwarded` element the proxies
+/// added (see [`forwarded_entry`]).
+fn forwarded_param<'a>(headers: &'a HeaderMap, name: &str, hops: usize) -> Option<&'a str> {
+    forwarded_entry(headers, "forwarded", hops)?
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+/// An address from `X-Forwarded-For` or `Forwarded: for=`, without quotes, IPv6 brackets or a
+/// port (`"[2001:db8::1]:4711"` is `2001:db8::1`, `192.0.2.60:8080` is `192.0.2.60`).
+/// Obfuscated identifiers (`unknown`, `_hidden`) are kept as they are.
+fn node_address(node: &str) -> Option<&str> {
+    let node = node.trim().trim_matches('"');
+    let addr = if let Some(rest) = node.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match node.split_once(':') {
+            // One colon: an IPv4 address or a name, and a port.
+            Some((host, port)) if !port.contains(':') => host,
+            // None, or an IPv6 address without brackets.
+            _ => node,
+        }
+    };
+    (!addr.is_empty()).then_some(addr)
+}
+
+fn scheme<B>(req: &Request<B>, cfg: &Config) -> &'static str {
+    let hops = cfg.forwarded_hops;
+    if cfg.trust_forwarded
+        && let Some(proto) = forwarded_entry(req.headers(), "x-forwarded-proto", hops)
+            .or_else(|| forwarded_param(req.headers(), "proto", hops))
     {
         return if proto.eq_ignore_ascii_case("https") {
             "https"
@@ -392,31 +443,16 @@ impl std::fmt::Write for AddrText {
     }
 }
 
-/// The client address: the first `X-Forwarded-For` / `Forwarded: for=` entry when trusted,
-/// else the socket peer (`ConnectInfo`, when the app is served with connect info).
-fn client_address<B>(req: &Request<B>, trust_forwarded: bool) -> Option<ClientAddr> {
-    if trust_forwarded {
-        if let Some(xff) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            return Some(ClientAddr::Forwarded(xff.to_owned()));
-        }
-        if let Some(fwd) = req.headers().get("forwarded").and_then(|v| v.to_str().ok()) {
-            let first = fwd.split(',').next().unwrap_or_default();
-            for part in first.split(';') {
-                let part = part.trim();
-                if part.len() > 4 && part[..4].eq_ignore_ascii_case("for=") {
-                    return Some(ClientAddr::Forwarded(
-                        part[4..].trim_matches('"').to_owned(),
-                    ));
-                }
-            }
-        }
+/// The client address: when forwarded headers are trusted, the `X-Forwarded-For` entry (or
+/// the `Forwarded` element's `for=`) the proxies added (see [`forwarded_entry`]); else the socket peer (`ConnectInfo`, when the app is served with connect info).
+fn client_address<B>(req: &Request<B>, cfg: &Config) -> Option<ClientAddr> {
+    let hops = cfg.forwarded_hops;
+    if cfg.trust_forwarded
+        && let Some(addr) = forwarded_entry(req.headers(), "x-forwarded-for", hops)
+            .or_else(|| forwarded_param(req.headers(), "for", hops))
+            .and_then(node_address)
+    {
+        return Some(ClientAddr::Forwarded(addr.to_owned()));
     }
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -445,7 +481,57 @@ mod tests {
             let addr = ClientAddr::Peer(ip.parse::<IpAddr>().unwrap());
             assert_eq!(addr.with_str(str::to_owned), addr.to_string(), "{ip}");
         }
-        let fwd = ClientAddr::Forwarded("[2001:db8::1]:4711".to_owned());
-        assert_eq!(fwd.with_str(str::to_owned), "[2001:db8::1]:4711");
+        let fwd = ClientAddr::Forwarded("2001:db8::1".to_owned());
+        assert_eq!(fwd.with_str(str::to_owned), "2001:db8::1");
+    }
+
+    #[test]
+    fn forwarded_addresses_lose_quotes_brackets_and_ports() {
+        use super::node_address;
+        assert_eq!(node_address("\"[2001:db8::1]:4711\""), Some("2001:db8::1"));
+        assert_eq!(node_address("[2001:db8::1]"), Some("2001:db8::1"));
+        assert_eq!(node_address("2001:db8::1"), Some("2001:db8::1"));
+        assert_eq!(node_address("\"192.0.2.60:8080\""), Some("192.0.2.60"));
+        assert_eq!(node_address(" 192.0.2.60 "), Some("192.0.2.60"));
+        assert_eq!(node_address("unknown"), Some("unknown"));
+        assert_eq!(node_address("_hidden"), Some("_hidden"));
+        assert_eq!(node_address("\"\""), None);
+    }
+
+    #[test]
+    fn the_entry_the_proxies_added_counts() {
+        use super::{forwarded_entry, forwarded_param};
+        let mut h = http::HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        assert_eq!(
+            forwarded_entry(&h, "x-forwarded-for", 1),
+            Some("203.0.113.7")
+        );
+        assert_eq!(forwarded_entry(&h, "x-forwarded-for", 2), Some("6.6.6.6"));
+        // Fewer entries than hops: the first.
+        assert_eq!(forwarded_entry(&h, "x-forwarded-for", 5), Some("6.6.6.6"));
+        // A second field (a second proxy) is later in the list.
+        h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
+        assert_eq!(
+            forwarded_entry(&h, "x-forwarded-for", 1),
+            Some("198.51.100.2")
+        );
+        assert_eq!(
+            forwarded_entry(&h, "x-forwarded-for", 2),
+            Some("203.0.113.7")
+        );
+        h.insert("x-forwarded-proto", "https, http".parse().unwrap());
+        assert_eq!(forwarded_entry(&h, "x-forwarded-proto", 1), Some("http"));
+        assert_eq!(forwarded_entry(&h, "x-forwarded-for-nothing", 1), None);
+        h.insert(
+            "forwarded",
+            "for=6.6.6.6;proto=http, For=\"[2001:db8::1]:4711\";Proto=https"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(forwarded_param(&h, "for", 1), Some("[2001:db8::1]:4711"));
+        assert_eq!(forwarded_param(&h, "proto", 1), Some("https"));
+        assert_eq!(forwarded_param(&h, "for", 2), Some("6.6.6.6"));
+        assert_eq!(forwarded_param(&h, "by", 1), None);
     }
 }

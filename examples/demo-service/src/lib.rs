@@ -168,8 +168,9 @@ pub fn app_with(state: AppState, layer: Option<ObsLayer>) -> Router {
     })
 }
 
-/// The demo router with the API routes passed through `wrap` (which adds a layer, say),
-/// before the operational and deploy routes are merged in. The load test in `benches/`
+/// The demo router (API, operational and deploy routes) passed through `wrap` (which adds a
+/// layer, say) once every route is in: a router merged after a layer would bring its own,
+/// unwrapped 404, and unmatched requests would go unobserved. The load test in `benches/`
 /// uses it to serve the same routes behind peer crates' layers.
 pub fn app_wrapping(state: AppState, wrap: impl FnOnce(Router) -> Router) -> Router {
     let api = Router::new()
@@ -178,7 +179,6 @@ pub fn app_wrapping(state: AppState, wrap: impl FnOnce(Router) -> Router) -> Rou
         .route("/api/orders", post(create_order))
         .route("/api/recommendations", get(recommendations))
         .with_state(state.clone());
-    let api = wrap(api);
     let mut routes = ObsRoutes::new()
         .metrics(state.metrics.clone())
         .version(axi_obs_axum::version_info!())
@@ -209,10 +209,10 @@ pub fn app_wrapping(state: AppState, wrap: impl FnOnce(Router) -> Router) -> Rou
         });
     }
     let app = api.merge(routes.into_router());
-    match &state.deploys {
+    wrap(match &state.deploys {
         Some(d) => app.merge(d.router()),
         None => app,
-    }
+    })
 }
 
 /// Recommends two products from the downstream catalogue (or our own).
