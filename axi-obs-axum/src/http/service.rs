@@ -55,7 +55,8 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let cfg = &*self.config;
-        if cfg.excluded.iter().any(|p| p == original_uri(&req).path()) {
+        let path = original_uri(&req).path();
+        if cfg.excluded.iter().any(|p| p == path) {
             return ResponseFuture::new(call_catching(&mut self.inner, req), None);
         }
         // Allocated first, so the state below is written straight into it rather than built
