@@ -309,12 +309,17 @@ async fn the_server_span_ends_outside_the_requests_context() {
     let _g = tracing::dispatcher::set_default(&cap.dispatch());
     send(&app, get_req("/users/1")).await;
     send(&app, get_req("/panic")).await;
+    // A request dropped before its response (an outer timeout) too.
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(5), send(&app, get_req("/slow"))).await;
+    assert!(cancelled.is_err());
     let ends = ends.0.lock().unwrap().clone();
     assert_eq!(
         ends,
         [
             ("GET /users/{id}".to_owned(), false),
-            ("GET /panic".to_owned(), false)
+            ("GET /panic".to_owned(), false),
+            ("GET /slow".to_owned(), false)
         ]
     );
 }

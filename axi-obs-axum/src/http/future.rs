@@ -334,6 +334,9 @@ impl State {
         let this = &mut *self;
         let cfg = &*this.config;
         let elapsed = this.elapsed();
+        // As in `finish`: metrics and the log line inside the request's context, the span
+        // ended outside it.
+        let _attached = this.cx.clone().map(opentelemetry::Context::attach);
         if let Some(labels) = this.labels.take() {
             cfg.instruments.finish(
                 labels,
@@ -343,7 +346,6 @@ impl State {
                 (this.req_body, None),
             );
         }
-        let _attached = this.cx.clone().map(opentelemetry::Context::attach);
         if cfg.access_log {
             let path = this.uri.as_ref().map(http::Uri::path).unwrap_or_default();
             let method = this
@@ -367,6 +369,7 @@ impl State {
             let span = cx.span();
             span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type));
             span.set_status(Status::error(""));
+            let _outside = opentelemetry::Context::new().attach();
             span.end_with_timestamp(this.start_time + elapsed);
         }
     }

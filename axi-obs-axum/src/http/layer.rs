@@ -221,8 +221,11 @@ impl ObsLayer {
         self.edit(|c| c.request_id.max_len = len.max(1))
     }
 
-    /// Paths (exact, without query) excluded from metrics, spans and logs. Defaults to
-    /// `/metrics`, `/healthz`, `/readyz`; pass an empty list to observe everything.
+    /// Paths (exact, without query, as the client sent them) excluded from metrics, spans and
+    /// logs. Defaults to `/metrics`, `/healthz`, `/readyz`; pass an empty list to observe
+    /// everything. An excluded request passes through untouched: it gets no request id (a
+    /// handler there reading `Extension<RequestId>` is answered `500` by axum), but a panic
+    /// in its handler still becomes a `500`.
     pub fn exclude_paths<I, S>(self, paths: I) -> Self
     where
         I: IntoIterator<Item = S>,
