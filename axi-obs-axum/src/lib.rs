@@ -32,6 +32,11 @@
 //! `/metrics`, `/healthz` and `/readyz` are excluded from all of it by default
 //! ([`ObsLayer::exclude_paths`]).
 //!
+//! A request is timed, and counted in `http.server.active_requests`, from the moment it
+//! reaches the layer until its response head is ready: the time a streamed body takes to
+//! reach the client, a WebSocket's or server-sent events' lifetime, is not in the duration. A request dropped before its response
+//! (the client went away, an outer timeout) is still recorded, with `error.type="cancelled"`.
+//!
 //! # Where to put the layer
 //!
 //! ```text
