@@ -55,10 +55,13 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let cfg = &*self.config;
-        let path = original_uri(&req).path();
+        let original = original_uri(&req);
+        let path = original.path();
         if cfg.excluded.iter().any(|p| p == path) {
             return ResponseFuture::new(call_catching(&mut self.inner, req), None);
         }
+        // For the access log, from the same look-up.
+        let uri = cfg.access_log.then(|| original.clone());
         // Allocated first, so the state below is written straight into it rather than built
         // on the stack and copied over (it is a few hundred bytes).
         let slot = Box::<State>::new_uninit();
@@ -190,7 +193,7 @@ where
                 request_id,
                 method: cfg.access_log.then(|| req.method().clone()),
                 route: cfg.access_log.then_some(route),
-                uri: cfg.access_log.then(|| original_uri(&req).clone()),
+                uri,
                 client,
                 user_agent,
                 req_body,
