@@ -16,7 +16,8 @@ use crate::error::{ConfigError, Source};
 pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 /// `OTEL_SERVICE_NAME`: the `service.name` resource attribute.
 pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
-/// `OTEL_RESOURCE_ATTRIBUTES`: `key=value,key=value` resource attributes, values percent-encoded.
+/// `OTEL_RESOURCE_ATTRIBUTES`: `key=value,key=value` resource attributes, keys and values
+/// percent-encoded.
 pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`: base URL for every signal (HTTP appends `/v1/<signal>`).
 pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -748,14 +749,17 @@ pub(crate) fn parse_key_values(
                 format!("{which} has an empty key"),
             ));
         }
-        let v = percent_decode(v.trim()).ok_or_else(|| {
+        // Keys are percent-encoded as values are (`,` and `=` in either must be).
+        let invalid = || {
             ConfigError::new(
                 setting.clone(),
                 shown(value),
                 format!("{which} (key {k:?}) has an invalid percent-encoding"),
             )
-        })?;
-        out.push((k.to_owned(), v));
+        };
+        let key = percent_decode(k).ok_or_else(invalid)?;
+        let v = percent_decode(v.trim()).ok_or_else(invalid)?;
+        out.push((key, v));
     }
     Ok(out)
 }
@@ -1221,6 +1225,24 @@ mod tests {
         );
         let logs = r.logs.unwrap();
         assert_eq!(logs.headers[1], ("b".to_owned(), "generic".to_owned()));
+    }
+
+    #[test]
+    fn resource_attribute_keys_and_values_are_percent_decoded() {
+        let r = resolve(&settings(&[(
+            OTEL_RESOURCE_ATTRIBUTES,
+            "odd%3Dkey%2Cname=a%2Cb%3Dc,plain=x",
+        )]))
+        .unwrap();
+        assert!(
+            r.resource
+                .contains(&("odd=key,name".into(), "a,b=c".into())),
+            "{:?}",
+            r.resource
+        );
+        assert!(r.resource.contains(&("plain".into(), "x".into())));
+        let e = err(&[(OTEL_RESOURCE_ATTRIBUTES, "bad%zzkey=v")]);
+        assert_eq!(e.setting, Source::Env(OTEL_RESOURCE_ATTRIBUTES));
     }
 
     #[test]

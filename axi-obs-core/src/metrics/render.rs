@@ -34,18 +34,24 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
 
 pub(crate) fn render_as(families: &[Family], format: Format) -> String {
     let om = format == Format::OpenMetrics;
-    // Group by the Prometheus family name; the first kind seen for a name wins (a counter and
-    // a gauge cannot share a family).
+    // Group by the family name the format writes (OpenMetrics names a counter family without
+    // `_total`); the first kind seen for a name wins (a counter and a gauge cannot share a
+    // family, and family names are unique).
     let mut groups: BTreeMap<String, Vec<&Family>> = BTreeMap::new();
     for f in families {
         let name = prometheus_name(&f.name, f.kind, f.unit);
-        let group = groups.entry(name).or_default();
+        let key = match (om, f.kind) {
+            (true, MetricKind::Counter) => name.strip_suffix("_total").unwrap_or(&name).to_owned(),
+            _ => name,
+        };
+        let group = groups.entry(key).or_default();
         if group.first().is_none_or(|g| g.kind == f.kind) {
             group.push(f);
         }
     }
     let mut out = String::with_capacity(4096);
-    for (name, families) in groups {
+    for (_, families) in groups {
+        let name = prometheus_name(&families[0].name, families[0].kind, families[0].unit);
         let kind = families[0].kind;
         // OpenMetrics names a counter family without `_total` and an info family without
         // `_info`; their samples carry the suffix (`target_info` is the info family `target`).
@@ -88,6 +94,10 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
             .map(|s| (prometheus_labels(&s.labels), &s.value))
             .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
+        // Names that differ before translation (`a.b` and `a_b`, `jobs` and `jobs_total`) can
+        // meet in one family with the same labels: a label set is written once (the first
+        // recorded), as both formats require.
+        series.dedup_by(|later, earlier| later.0 == earlier.0);
         for (labels, value) in series {
             match value {
                 Value::Counter(v) => {
@@ -107,6 +117,7 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
                         cumulative += count;
                         le.clear();
                         match h.bounds.get(i) {
+                            Some(b) if om => push_canonical_float(&mut le, *b),
                             Some(b) => push_float(&mut le, *b),
                             None => le.push_str("+Inf"),
                         }
@@ -135,12 +146,10 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
 fn prometheus_labels(labels: &[(String, String)]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::with_capacity(labels.len());
     for (k, v) in labels {
-        let k = sanitize_label_name(k);
+        let mut k = sanitize_label_name(k);
         if k == "le" || k == "__name__" {
             // Reserved by the histogram encoding / the metric name itself.
-            let k = format!("_{k}");
-            out.push((k, v.clone()));
-            continue;
+            k.insert(0, '_');
         }
         if let Some(existing) = out.iter_mut().find(|(ek, _)| *ek == k) {
             existing.1.push(';');
@@ -198,6 +207,56 @@ pub(crate) fn push_float(out: &mut String, v: f64) {
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         out.push_str(ryu::Buffer::new().format_finite(v));
+    }
+}
+
+/// A number as OpenMetrics wants it where it must be canonical (a histogram's `le`): Go's
+/// shortest `%g`, with `.0` added when that has neither a point nor an exponent (`1.0`,
+/// `0.005`, `10000.0`, `1e-07`, `1e+06`), as the Prometheus client libraries write it.
+pub(crate) fn push_canonical_float(out: &mut String, v: f64) {
+    if !v.is_finite() {
+        push_float(out, v);
+        return;
+    }
+    // Shortest round-trip digits and the decimal exponent: `{:e}` writes `-1.2345e-7`.
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    out.push_str(sign);
+    // Go's %g with the shortest precision: exponent form below 1e-4 and from 1e6 up.
+    if !(-4..6).contains(&exp) {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        return;
+    }
+    if exp < 0 {
+        out.push_str("0.");
+        for _ in 0..(-exp - 1) {
+            out.push('0');
+        }
+        out.push_str(&digits);
+        return;
+    }
+    let int_len = exp as usize + 1;
+    if digits.len() > int_len {
+        out.push_str(&digits[..int_len]);
+        out.push('.');
+        out.push_str(&digits[int_len..]);
+    } else {
+        out.push_str(&digits);
+        for _ in digits.len()..int_len {
+            out.push('0');
+        }
+        out.push_str(".0");
     }
 }
 
@@ -299,6 +358,82 @@ work_duration_seconds_count{http_route="/x"} 2
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn openmetrics_le_values_are_canonical() {
+        let cases = [
+            (0.005, "0.005"),
+            (1.0, "1.0"),
+            (0.0, "0.0"),
+            (-1.0, "-1.0"),
+            (10.0, "10.0"),
+            (2.5, "2.5"),
+            (10_000.0, "10000.0"),
+            (123_456.5, "123456.5"),
+            (1e6, "1e+06"),
+            (1.5e7, "1.5e+07"),
+            (1e-4, "0.0001"),
+            (1e-5, "1e-05"),
+            (1e-7, "1e-07"),
+            (-2.5e-7, "-2.5e-07"),
+            (1e21, "1e+21"),
+        ];
+        for (v, want) in cases {
+            let mut out = String::new();
+            super::push_canonical_float(&mut out, v);
+            assert_eq!(out, want, "{v}");
+        }
+        let rec = recorder(100);
+        metrics::with_local_recorder(&rec, || {
+            metrics::histogram!("lat_seconds").record(0.3);
+        });
+        let om = super::render_as(
+            &rec.handle().snapshot().families,
+            super::Format::OpenMetrics,
+        );
+        assert!(om.contains("lat_seconds_bucket{le=\"1.0\"} 1\n"), "{om}");
+        assert!(om.contains("lat_seconds_bucket{le=\"0.005\"} 0\n"), "{om}");
+        // The 0.0.4 text keeps Go's plain `%g` (what promtool and client_golang write).
+        let text = super::render(&rec.handle().snapshot());
+        assert!(text.contains("lat_seconds_bucket{le=\"1\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn names_that_meet_after_translation_are_written_once() {
+        let rec = recorder(100);
+        metrics::with_local_recorder(&rec, || {
+            // `jobs` and `jobs_total` are both the family `jobs_total`; `a.b` and `a_b` are
+            // the same label. Each label set is written once.
+            metrics::counter!("jobs").increment(1);
+            metrics::counter!("jobs_total").increment(2);
+            metrics::gauge!("temp", "a.b" => "x").set(1.0);
+            metrics::gauge!("temp", "a_b" => "x").set(2.0);
+            // A counter `thing` and a gauge `thing`: distinct in 0.0.4 (`thing_total` and
+            // `thing`), one OpenMetrics family name, which must be unique.
+            metrics::counter!("thing").increment(1);
+            metrics::gauge!("thing").set(5.0);
+            // A user label `le` is renamed; one already named `_le` joins it.
+            metrics::gauge!("odd", "le" => "1", "_le" => "2").set(1.0);
+        });
+        let snapshot = rec.handle().snapshot();
+        let text = super::render(&snapshot);
+        assert_eq!(
+            text.matches("\njobs_total ").count() + usize::from(text.starts_with("jobs_total ")),
+            1,
+            "{text}"
+        );
+        assert_eq!(text.matches("temp{a_b=\"x\"}").count(), 1, "{text}");
+        assert!(text.contains("# TYPE thing_total counter\n"), "{text}");
+        assert!(text.contains("# TYPE thing gauge\n"), "{text}");
+        assert!(
+            text.contains("odd{_le=\"1;2\"} 1\n") || text.contains("odd{_le=\"2;1\"} 1\n"),
+            "{text}"
+        );
+        let om = super::render_as(&snapshot.families, super::Format::OpenMetrics);
+        assert_eq!(om.matches("# TYPE thing ").count(), 1, "{om}");
+        assert_eq!(om.matches("\njobs_total ").count(), 1, "{om}");
+        assert_eq!(om.matches("temp{a_b=\"x\"}").count(), 1, "{om}");
     }
 
     #[test]
