@@ -119,7 +119,8 @@ pub fn generator_url(external_url: &str, expr: &str) -> String {
     )
 }
 
-/// [`alerts_to_send`] over every alerting rule of a group evaluated at `ts_ms`, each alert's
+/// [`alerts_to_send`] over every alerting rule of a group evaluated at `ts_ms` whose
+/// evaluation succeeded (Prometheus sends nothing for a failed rule), each alert's
 /// `generatorURL` built from `external_url` and the rule's expression (empty when
 /// `external_url` is).
 pub fn group_alerts_to_send(
@@ -130,7 +131,13 @@ pub fn group_alerts_to_send(
     external_url: &str,
 ) -> Vec<PostableAlert> {
     let mut out = Vec::new();
-    for (r, rule) in group.rules.iter_mut().zip(&group.group.rules) {
+    let failed: Vec<bool> = (0..group.rules.len())
+        .map(|i| group.rule_failed(i))
+        .collect();
+    for ((r, rule), failed) in group.rules.iter_mut().zip(&group.group.rules).zip(failed) {
+        if failed {
+            continue;
+        }
         if let RuleState::Alerting(a) = r {
             let url = if external_url.is_empty() {
                 String::new()

@@ -113,16 +113,17 @@ impl AlertingState {
     ) -> Result<Vec<Sample>, EvalError> {
         let mut current: HashMap<Labels, Alert> = HashMap::with_capacity(result.len());
         for s in result {
-            let base = s.labels.without_name();
-            let mut labels = base.clone();
+            // Templates see the sample's labels as they are, `__name__` included (Prometheus
+            // hands `$labels` the sample's metric); the alert's own labels leave it out.
+            let mut labels = s.labels.without_name();
             for (k, v) in &self.labels {
-                labels.set(k.clone(), expand(&base, s.v, v));
+                labels.set(k.clone(), expand(&s.labels, s.v, v));
             }
             labels.set("alertname".into(), self.name.clone());
             let annotations = self
                 .annotations
                 .iter()
-                .map(|(k, v)| (k.clone(), expand(&base, s.v, v)))
+                .map(|(k, v)| (k.clone(), expand(&s.labels, s.v, v)))
                 .collect();
             if current.contains_key(&labels) {
                 return Err(EvalError::new(

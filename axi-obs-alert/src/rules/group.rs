@@ -122,6 +122,8 @@ pub struct GroupState {
     pub rules: Vec<RuleState>,
     /// Per rule, the series written at the previous evaluation (for staleness markers).
     previous: Vec<HashSet<Labels>>,
+    /// Per rule, whether its last evaluation failed (its alerts are then not sent).
+    failed: Vec<bool>,
 }
 
 impl GroupState {
@@ -149,11 +151,20 @@ impl GroupState {
             })
             .collect();
         let previous = vec![HashSet::new(); group.rules.len()];
+        let failed = vec![false; group.rules.len()];
         GroupState {
             group,
             rules,
             previous,
+            failed,
         }
+    }
+
+    /// Whether rule `i`'s last evaluation failed. As Prometheus, a failed rule's alerts are
+    /// not sent after that evaluation (their `endsAt` is not pushed on, so Alertmanager lets
+    /// them expire if the failure lasts).
+    pub fn rule_failed(&self, i: usize) -> bool {
+        self.failed.get(i).copied().unwrap_or(false)
     }
 
     /// Evaluates every rule at `ts` (ms), querying at `ts - query_offset_ms`, and writes the
@@ -206,8 +217,10 @@ impl GroupState {
                 RuleState::Alerting(a) => {
                     let name = a.name.clone();
                     let reader: &MemStorage = store;
+                    // Templates run at the evaluation time (their `query` too), not the
+                    // offset query time, as Prometheus's rule manager runs them.
                     let expand = |labels: &Labels, value: f64, text: &str| {
-                        templates.expand(&name, labels, value, text, engine, reader, query_ts)
+                        templates.expand(&name, labels, value, text, engine, reader, ts)
                     };
                     let written = result.and_then(|v| a.eval(v, ts, query_ts, limit, &expand));
                     (name, written)
@@ -217,10 +230,22 @@ impl GroupState {
                     result.and_then(|v| record(name, labels, v, query_ts, limit)),
                 ),
             };
-            let (samples, error) = match written {
-                Ok(s) => (s, None),
-                Err(e) => (Vec::new(), Some(e)),
+            let samples = match written {
+                Ok(s) => s,
+                Err(e) => {
+                    // As Prometheus's group evaluation: a failed rule writes nothing, and its
+                    // earlier series get no staleness markers (they age out instead: one
+                    // failed remote query must not make `ALERTS` vanish at once).
+                    self.failed[i] = true;
+                    outcomes.push(RuleOutcome {
+                        rule: name,
+                        samples: 0,
+                        error: Some(e),
+                    });
+                    continue;
+                }
             };
+            self.failed[i] = false;
             let now: HashSet<Labels> = samples.iter().map(|s| s.labels.clone()).collect();
             for s in &samples {
                 store.add(&s.labels, s.t, s.v);
@@ -231,7 +256,7 @@ impl GroupState {
             outcomes.push(RuleOutcome {
                 rule: name,
                 samples: samples.len(),
-                error,
+                error: None,
             });
             self.previous[i] = now;
         }
@@ -347,5 +372,127 @@ groups:
         );
         assert_eq!(recorded[0].labels.get("team"), Some("core"));
         assert_eq!(recorded[0].points.last().unwrap().v, 1.0);
+    }
+
+    /// A failed evaluation writes nothing, marks nothing stale and sends nothing; the next
+    /// good one carries on from the state before it.
+    #[test]
+    fn a_failed_evaluation_leaves_series_and_alerts_alone() {
+        let rules = "
+groups:
+  - name: g
+    rules:
+      - alert: Down
+        expr: up == 0
+";
+        let (file, _) = parse(rules, Path::new("r.yml")).unwrap();
+        let mut g = GroupState::new(file.groups[0].clone());
+        let mut store = MemStorage::new();
+        let up = Labels::from_pairs([("__name__", "up"), ("job", "api")]);
+        let engine = Engine::default();
+        let fail = std::cell::Cell::new(false);
+        let ask = |expr: &promql::Expr, _: &str, t: i64, s: &MemStorage| {
+            if fail.get() {
+                Err(EvalError::new("remote query timed out"))
+            } else {
+                engine.instant(s, expr, t)
+            }
+        };
+        let send = |g: &mut GroupState, ts: i64| {
+            crate::delivery::group_alerts_to_send(
+                g,
+                ts,
+                std::time::Duration::from_secs(60),
+                std::time::Duration::from_secs(60),
+                "",
+            )
+        };
+        store.add(&up, 0, 0.0);
+        g.eval_with(&ask, &engine, &mut store, 0, 0, &TemplateContext::default());
+        assert!(!g.rule_failed(0));
+        assert_eq!(send(&mut g, 0).len(), 1, "firing at once (no `for`)");
+
+        fail.set(true);
+        store.add(&up, 60_000, 0.0);
+        let out = g.eval_with(
+            &ask,
+            &engine,
+            &mut store,
+            60_000,
+            0,
+            &TemplateContext::default(),
+        );
+        assert!(out[0].error.is_some());
+        assert!(g.rule_failed(0));
+        // Past the resend delay, yet nothing is sent for the failed rule.
+        assert!(send(&mut g, 120_001).is_empty());
+        let alerts = store.select(&[Matcher::equal("__name__", "ALERTS")], -1, 60_000);
+        assert!(
+            alerts[0]
+                .points
+                .iter()
+                .all(|p| !crate::promql::value::is_stale(p.v)),
+            "no staleness marker for a failed evaluation: {:?}",
+            alerts[0].points
+        );
+
+        fail.set(false);
+        store.add(&up, 180_000, 0.0);
+        g.eval_with(
+            &ask,
+            &engine,
+            &mut store,
+            180_000,
+            0,
+            &TemplateContext::default(),
+        );
+        assert!(!g.rule_failed(0));
+        assert_eq!(send(&mut g, 180_000).len(), 1);
+    }
+
+    /// Templates see `__name__` in `$labels` and run at the evaluation time, not at the
+    /// offset query time.
+    #[test]
+    fn templates_see_the_metric_name_and_the_evaluation_time() {
+        let rules = r#"
+groups:
+  - name: g
+    query_offset: 1m
+    rules:
+      - alert: Down
+        expr: up == 0
+        annotations:
+          name: "{{ $labels.__name__ }}"
+          now: "{{ with query \"time()\" }}{{ . | first | value }}{{ end }}"
+"#;
+        let (file, _) = parse(rules, Path::new("r.yml")).unwrap();
+        let mut g = GroupState::new(file.groups[0].clone());
+        let mut store = MemStorage::new();
+        store.add(
+            &Labels::from_pairs([("__name__", "up"), ("job", "api")]),
+            540_000,
+            0.0,
+        );
+        let out = g.eval(
+            &Engine::default(),
+            &mut store,
+            600_000,
+            60_000,
+            &TemplateContext::default(),
+        );
+        assert!(out[0].error.is_none(), "{out:?}");
+        let RuleState::Alerting(a) = &g.rules[0] else {
+            unreachable!()
+        };
+        let alert = a.alerts()[0];
+        assert_eq!(
+            alert.annotations.get("name").map(String::as_str),
+            Some("up")
+        );
+        assert_eq!(
+            alert.annotations.get("now").map(String::as_str),
+            Some("600")
+        );
+        assert_eq!(alert.labels.get("__name__"), None);
     }
 }
