@@ -838,3 +838,51 @@ async fn a_stuck_receiver_holds_up_neither_other_groups_nor_the_runner() {
     // Shutdown waited for the released delivery: both groups are logged.
     assert_eq!(d.nflog().len(), 2);
 }
+
+/// A receiver that accepts the request and never answers does not hold its group for good:
+/// the flush times out (after `group_interval`, at least 10 s, as Alertmanager's notification
+/// timeout) and the group is flushed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_times_out_and_is_tried_again() {
+    let requests = Arc::new(Mutex::new(0usize));
+    let r = requests.clone();
+    let app = axum::Router::new().route(
+        "/hang",
+        axum::routing::post(move || {
+            let r = r.clone();
+            async move {
+                *r.lock().expect("lock") += 1;
+                std::future::pending::<()>().await;
+                "never"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let yaml = format!(
+        "route:\n  receiver: hang\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n- name: hang\n  webhook_configs:\n  - url: http://127.0.0.1:{port}/hang\n"
+    );
+    let cfg = Config::parse(&yaml, Path::new("am.yml")).expect("config");
+    let now = SystemClock.now_ms();
+    let d = Dispatcher::new(&cfg, DispatcherOptions::default(), now).expect("dispatcher");
+    let (runner, task) = Runner::spawn(d, notifier(), SystemClock, 16);
+    runner
+        .send(vec![alert(&[("alertname", "Hung")], now, now + 60 * MIN)])
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while *requests.lock().expect("lock") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hung delivery was never given up and tried again ({} requests)",
+            requests.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    runner.shutdown().await;
+    let d = task.await.expect("task");
+    // Nothing was delivered, so nothing is in the notification log.
+    assert_eq!(d.nflog().len(), 0);
+}

@@ -199,6 +199,10 @@ pub struct Flush {
     pub jobs: Vec<Job>,
     /// Alerts muted by inhibition or a silence at this flush.
     pub muted: usize,
+    /// How long its deliveries may take, retries included: the group's `group_interval`, at
+    /// least 10 s (Alertmanager's notification timeout). A delivery still
+    /// running then fails, so a receiver that never answers cannot hold the group.
+    pub timeout: Duration,
     /// The group's resolved alerts at the flush: they leave it once every job succeeded
     /// (unless received again since).
     resolved_alerts: Vec<AmAlert>,
@@ -664,6 +668,7 @@ impl Dispatcher {
                 now_ms,
                 jobs,
                 muted,
+                timeout: g.opts.group_interval.max(MIN_FLUSH_TIMEOUT),
                 resolved_alerts,
             });
         }
@@ -994,7 +999,9 @@ impl Dispatcher {
 /// `flush.jobs[i]` went.
 pub(crate) async fn deliver_flush(notifier: &Notifier, flush: &Flush) -> Vec<bool> {
     let mut ok = vec![false; flush.jobs.len()];
+    // Dropped at the deadline: the deliveries still running are aborted and count as failed.
     let mut set = tokio::task::JoinSet::new();
+    let deadline = tokio::time::Instant::now() + flush.timeout;
     for (j, job) in flush.jobs.iter().enumerate() {
         let notifier = notifier.clone();
         let integration = job.integration.clone();
@@ -1004,14 +1011,31 @@ pub(crate) async fn deliver_flush(notifier: &Notifier, flush: &Flush) -> Vec<boo
             (j, good)
         });
     }
-    while let Some(done) = set.join_next().await {
-        // A delivery task that panicked counts as failed: its slot stays `false`.
-        if let Ok((j, good)) = done {
-            ok[j] = good;
+    loop {
+        match tokio::time::timeout_at(deadline, set.join_next()).await {
+            Ok(Some(done)) => {
+                // A delivery task that panicked counts as failed: its slot stays `false`.
+                if let Ok((j, good)) = done {
+                    ok[j] = good;
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                tracing::warn!(
+                    group = %flush.group_key,
+                    receiver = %flush.receiver,
+                    timeout = ?flush.timeout,
+                    "notification timed out; the group flushes again at its next interval"
+                );
+                break;
+            }
         }
     }
     ok
 }
+
+/// The shortest time a flush's deliveries get (Alertmanager's `notify.MinTimeout`).
+pub(crate) const MIN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn integrations(r: &Receiver) -> Vec<(usize, Integration)> {
     let mut v: Vec<(usize, Integration)> = Vec::new();

@@ -275,8 +275,8 @@ pub async fn send_dingtalk(
     post_robot(client, &dingtalk_url(cfg, n.now_ms), &body).await
 }
 
-/// The WeCom request body: a markdown message, mentions appended as `<@userid>`, cut to
-/// [`WECOM_MARKDOWN_MAX_BYTES`] on a character boundary.
+/// The WeCom request body: a markdown message cut to [`WECOM_MARKDOWN_MAX_BYTES`] on a
+/// character boundary, mentions appended as `<@userid>` after the cut (kept whole).
 ///
 /// # Errors
 ///
@@ -296,10 +296,18 @@ pub fn wecom_body(
         &data,
         n.now_ms,
     )?;
+    // The mentions go after the text and must survive the cut: the text is cut to what
+    // they leave of the limit (whole mentions only, should they alone exceed it).
+    let mut mentions = String::new();
     for id in &cfg.mentioned_list {
-        content.push_str(&format!("<@{id}>"));
+        let tag = format!("<@{id}>");
+        if mentions.len() + tag.len() > WECOM_MARKDOWN_MAX_BYTES {
+            break;
+        }
+        mentions.push_str(&tag);
     }
-    cut_to_wecom_limit(&mut content);
+    cut_on_char_boundary(&mut content, WECOM_MARKDOWN_MAX_BYTES - mentions.len());
+    content.push_str(&mentions);
     Ok(Some(
         json!({"msgtype": "markdown", "markdown": {"content": content}}),
     ))
@@ -307,8 +315,13 @@ pub fn wecom_body(
 
 /// Cuts a WeCom markdown content to [`WECOM_MARKDOWN_MAX_BYTES`] on a character boundary.
 pub(crate) fn cut_to_wecom_limit(content: &mut String) {
-    if content.len() > WECOM_MARKDOWN_MAX_BYTES {
-        let mut cut = WECOM_MARKDOWN_MAX_BYTES;
+    cut_on_char_boundary(content, WECOM_MARKDOWN_MAX_BYTES);
+}
+
+/// Cuts `content` to at most `max` bytes on a character boundary.
+fn cut_on_char_boundary(content: &mut String, max: usize) {
+    if content.len() > max {
+        let mut cut = max;
         while !content.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -408,7 +421,13 @@ mod tests {
         long.message = Some("é".repeat(3000));
         let body = wecom_body(&long, &note()).unwrap().unwrap();
         let content = body["markdown"]["content"].as_str().unwrap();
-        assert_eq!(content.len(), WECOM_MARKDOWN_MAX_BYTES);
+        // The text is cut (on a boundary of the two-byte characters), the mention kept.
+        assert!(content.ends_with("é<@u1>"), "{content}");
+        assert!(
+            (WECOM_MARKDOWN_MAX_BYTES - 1..=WECOM_MARKDOWN_MAX_BYTES).contains(&content.len()),
+            "{}",
+            content.len()
+        );
     }
 
     #[test]
