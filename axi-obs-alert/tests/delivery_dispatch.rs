@@ -782,11 +782,7 @@ async fn a_stuck_receiver_holds_up_neither_other_groups_nor_the_runner() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let stuck_port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let stuck_port = common::serve(app).await;
     let (hook, url) = Hook::start(&[]).await;
     let yaml = format!(
         "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  routes:\n  - matchers: [team=\"slow\"]\n    receiver: stuck\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {url}\n- name: stuck\n  webhook_configs:\n  - url: http://127.0.0.1:{stuck_port}/stuck\n"
@@ -857,11 +853,7 @@ async fn a_receiver_that_never_answers_times_out_and_is_tried_again() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let port = common::serve(app).await;
     let yaml = format!(
         "route:\n  receiver: hang\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n- name: hang\n  webhook_configs:\n  - url: http://127.0.0.1:{port}/hang\n"
     );
