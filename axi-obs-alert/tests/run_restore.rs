@@ -12,16 +12,7 @@ use common::{Kill, free_port, now_ms, serve_metrics, start_run};
 
 /// `activeAt` (ms) and state of the one alert, if any.
 async fn alert(client: &reqwest::Client, port: u16) -> Option<(i64, String)> {
-    let text = client
-        .get(format!("http://127.0.0.1:{port}/api/v1/alerts"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let a = v["data"]["alerts"].as_array()?.first()?.clone();
+    let a = common::api_alerts(client, port).await?.first()?.clone();
     let at = a["activeAt"].as_str()?;
     Some((parse_rfc3339(at)?, a["state"].as_str()?.to_owned()))
 }

@@ -35,16 +35,7 @@ const RULES: &str = r#"groups:
 type AlertSet = BTreeSet<(String, String, String)>;
 
 async fn alerts(client: &reqwest::Client, port: u16) -> Option<AlertSet> {
-    let text = client
-        .get(format!("http://127.0.0.1:{port}/api/v1/alerts"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let body: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let list = body["data"]["alerts"].as_array()?;
+    let list = common::api_alerts(client, port).await?;
     Some(
         list.iter()
             .map(|a| {

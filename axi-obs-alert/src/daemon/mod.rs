@@ -66,7 +66,7 @@ impl Default for RunOptions {
     }
 }
 
-/// One saved alert: its group, labels, when the state was written and since when it was
+/// One saved alert: its group (`file;name`), labels, when the state was written and since when it was
 /// active (ms). Prometheus keeps the same as `ALERTS_FOR_STATE` samples.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct SavedAlert {
@@ -94,7 +94,7 @@ fn write_state(path: &Path, groups: &[GroupState], now: i64) {
             if let RuleState::Alerting(a) = r {
                 for (labels, saved_at, active_at) in a.for_state(now) {
                     saved.push(SavedAlert {
-                        group: g.group.name.clone(),
+                        group: g.key(),
                         labels: labels
                             .iter()
                             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -242,7 +242,11 @@ fn load(config_path: &Path) -> Result<Loaded, String> {
     let mut errors = Vec::new();
     for f in &config.rule_files {
         match crate::rules::load(f) {
-            Ok((file, _)) => groups.extend(file.groups.into_iter().map(GroupState::new)),
+            Ok((file, _)) => groups.extend(
+                file.groups
+                    .into_iter()
+                    .map(|g| GroupState::new(g).from_file(f)),
+            ),
             Err(errs) => errors.extend(errs.iter().map(ToString::to_string)),
         }
     }
@@ -333,7 +337,7 @@ impl Shared {
 /// Alert state moves to the reloaded rule with the same group, name and expression.
 fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) {
     for g in new.iter_mut() {
-        let Some(prev) = old.iter().find(|o| o.group.name == g.group.name) else {
+        let Some(prev) = old.iter().find(|o| o.key() == g.key()) else {
             continue;
         };
         for (i, r) in g.rules.iter_mut().enumerate() {
@@ -504,9 +508,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                     .query_offset
                     .map(|d| d.as_millis() as i64)
                     .unwrap_or(0);
-                let due = next_due
-                    .entry(g.group.name.clone())
-                    .or_insert(now - now % interval);
+                let due = next_due.entry(g.key()).or_insert(now - now % interval);
                 if *due <= now {
                     let ts = now - now % interval;
                     let engine = engine
@@ -533,7 +535,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                     send_alerts(g, &rules.notifier, ts, interval, &shared.options);
                     *due = ts + interval;
                     evaluated = true;
-                    let n = evaluations.entry(g.group.name.clone()).or_insert(0);
+                    let n = evaluations.entry(g.key()).or_insert(0);
                     *n += 1;
                     if *n == 2 {
                         restore_group(g, &mut saved, now_ms(), &shared.options);
@@ -567,9 +569,12 @@ fn send_alerts(g: &mut GroupState, notifier: &Notifier, ts: i64, interval_ms: i6
 
 /// Prometheus's `RestoreForState` for one group, from the saved state.
 fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &RunOptions) {
+    // Saved under the group's key (`file;name`); a state file written before keys had the
+    // name alone.
+    let key = g.key();
     let mine: Vec<(crate::promql::Labels, i64, i64)> = saved
         .iter()
-        .filter(|s| s.group == g.group.name)
+        .filter(|s| s.group == key || s.group == g.group.name)
         .map(|s| {
             (
                 crate::promql::Labels::from_pairs(s.labels.clone()),
@@ -578,7 +583,7 @@ fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &R
             )
         })
         .collect();
-    saved.retain(|s| s.group != g.group.name);
+    saved.retain(|s| s.group != key && s.group != g.group.name);
     for r in &mut g.rules {
         if let RuleState::Alerting(a) = r {
             a.restore_for_state(&mine, ts, o.for_grace_period_ms, o.for_outage_tolerance_ms);

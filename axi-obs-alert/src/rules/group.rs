@@ -118,6 +118,9 @@ pub struct RuleOutcome {
 pub struct GroupState {
     /// The group as loaded.
     pub group: RuleGroup,
+    /// The file it was loaded from (empty when it came from elsewhere); with the name, what
+    /// tells two groups apart ([`key`](Self::key)).
+    pub file: std::path::PathBuf,
     /// Per rule, in file order.
     pub rules: Vec<RuleState>,
     /// Per rule, the series written at the previous evaluation (for staleness markers).
@@ -154,10 +157,24 @@ impl GroupState {
         let failed = vec![false; group.rules.len()];
         GroupState {
             group,
+            file: std::path::PathBuf::new(),
             rules,
             previous,
             failed,
         }
+    }
+
+    /// The same group, loaded from `file`.
+    #[must_use]
+    pub fn from_file(mut self, file: &std::path::Path) -> Self {
+        self.file = file.to_path_buf();
+        self
+    }
+
+    /// What identifies the group: `file;name`, as Prometheus's rule manager keys groups
+    /// (groups of one name may live in several files).
+    pub fn key(&self) -> String {
+        format!("{};{}", self.file.display(), self.group.name)
     }
 
     /// Whether rule `i`'s last evaluation failed. As Prometheus, a failed rule's alerts are

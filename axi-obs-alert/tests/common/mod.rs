@@ -46,6 +46,25 @@ pub(crate) async fn serve(app: Router) -> u16 {
     port
 }
 
+/// The alerts `axi-alert run` (or Prometheus) on `port` answers `/api/v1/alerts` with, or
+/// `None` while it does not answer.
+#[allow(dead_code)]
+pub(crate) async fn api_alerts(
+    client: &reqwest::Client,
+    port: u16,
+) -> Option<Vec<serde_json::Value>> {
+    let text = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/alerts"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let body: serde_json::Value = serde_json::from_str(&text).ok()?;
+    body["data"]["alerts"].as_array().cloned()
+}
+
 /// Serves `body` as `/metrics` on a loopback port; returns the port.
 pub(crate) async fn serve_metrics(body: &'static str) -> u16 {
     serve(Router::new().route("/metrics", get(move || async move { body }))).await
