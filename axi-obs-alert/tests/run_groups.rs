@@ -11,22 +11,15 @@ use common::{free_port, poll, start_run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_of_one_name_in_two_files_are_both_evaluated() {
-    let dir = tempfile::tempdir().unwrap();
-    for (file, alert) in [("a.yml", "FromA"), ("b.yml", "FromB")] {
-        std::fs::write(
-            dir.path().join(file),
-            format!(
-                "groups:\n  - name: shared\n    interval: 1s\n    rules:\n      - alert: {alert}\n        expr: vector(1)\n"
-            ),
+    let rules = |alert: &str| {
+        format!(
+            "groups:\n  - name: shared\n    interval: 1s\n    rules:\n      - alert: {alert}\n        expr: vector(1)\n"
         )
-        .unwrap();
-    }
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
+    };
+    let (_dir, config) = common::run_dir(
+        &[("a.yml", &rules("FromA")), ("b.yml", &rules("FromB"))],
         "global:\n  evaluation_interval: 1s\nrule_files: [a.yml, b.yml]\n",
-    )
-    .unwrap();
+    );
     let port = free_port();
     let _run = start_run(&config, port, Vec::<String>::new());
     let client = reqwest::Client::new();

@@ -19,7 +19,7 @@ mod config;
 mod remote;
 mod scraper;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -487,6 +487,14 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
         let now = now_ms();
         let mut wake = now + 1_000;
         let mut evaluated = false;
+        // With a remote Prometheus, the due groups' queries are asked before the rules and the
+        // store are locked: a slow answer must not hold the locks the HTTP API and the
+        // scrapers take. (Its rules see only the remote data, so asking all of a group's
+        // queries first gives what asking them in turn would.)
+        let answers = match &remote {
+            Some(r) => prefetch(shared, r, &next_due, now),
+            None => HashMap::new(),
+        };
         {
             let mut guard = lock(&shared.rules);
             let rules = &mut *guard;
@@ -497,17 +505,8 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
             };
             let retention = rules.retention_ms;
             for g in rules.groups.iter_mut() {
-                let interval = g
-                    .group
-                    .interval
-                    .map(|d| d.as_millis() as i64)
-                    .filter(|i| *i > 0)
-                    .unwrap_or(default_interval);
-                let offset = g
-                    .group
-                    .query_offset
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
+                let interval = group_interval_ms(g, default_interval);
+                let offset = group_offset_ms(g);
                 let due = next_due.entry(g.key()).or_insert(now - now % interval);
                 if *due <= now {
                     let ts = now - now % interval;
@@ -519,7 +518,11 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                         Some(r) => {
                             let ask =
                                 |_: &crate::promql::Expr, text: &str, t: i64, _: &MemStorage| {
-                                    r.instant(text, t)
+                                    // Asked now only if a reload brought it in since.
+                                    match answers.get(&(text.to_owned(), t)) {
+                                        Some(answer) => answer.clone(),
+                                        None => r.instant(text, t),
+                                    }
                                 };
                             g.eval_with(&ask, &engine, &mut store, ts, offset, &templates)
                         }
@@ -550,6 +553,61 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
         let sleep = (wake - now_ms()).clamp(10, 1_000);
         std::thread::sleep(Duration::from_millis(sleep as u64));
     }
+}
+
+/// The remote answers of the queries of every group due at `now`, by query text and time,
+/// asked with only a short hold of the rules lock (to list the queries).
+fn prefetch(
+    shared: &Shared,
+    remote: &remote::RemotePrometheus,
+    next_due: &BTreeMap<String, i64>,
+    now: i64,
+) -> HashMap<(String, i64), Result<crate::promql::Value, crate::promql::EvalError>> {
+    let queries: Vec<(String, i64)> = {
+        let rules = lock(&shared.rules);
+        let default_interval = rules.config.evaluation_interval_ms;
+        rules
+            .groups
+            .iter()
+            .filter_map(|g| {
+                let interval = group_interval_ms(g, default_interval);
+                let due = next_due
+                    .get(&g.key())
+                    .copied()
+                    .unwrap_or(now - now % interval);
+                (due <= now).then(|| {
+                    let ts = now - now % interval - group_offset_ms(g);
+                    g.group.rules.iter().map(move |r| (r.expr_text.clone(), ts))
+                })
+            })
+            .flatten()
+            .collect()
+    };
+    let mut answers = HashMap::with_capacity(queries.len());
+    for (text, t) in queries {
+        if !answers.contains_key(&(text.clone(), t)) {
+            let answer = remote.instant(&text, t);
+            answers.insert((text, t), answer);
+        }
+    }
+    answers
+}
+
+/// A group's evaluation interval (ms): its own, else the global one.
+fn group_interval_ms(g: &GroupState, default_interval: i64) -> i64 {
+    g.group
+        .interval
+        .map(|d| d.as_millis() as i64)
+        .filter(|i| *i > 0)
+        .unwrap_or(default_interval)
+}
+
+/// A group's `query_offset` (ms).
+fn group_offset_ms(g: &GroupState) -> i64 {
+    g.group
+        .query_offset
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Queues the group's alerts that need sending (Prometheus's `sendAlerts` after a group

@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,19 @@ pub(crate) async fn serve(app: Router) -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     port
+}
+
+/// A directory holding rule files (`(name, text)`) and a `prometheus.yml` with `config`;
+/// returns it (removed when dropped) and the configuration's path.
+#[allow(dead_code)]
+pub(crate) fn run_dir(rules: &[(&str, &str)], config: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in rules {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let path = dir.path().join("prometheus.yml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
 }
 
 /// The alerts `axi-alert run` (or Prometheus) on `port` answers `/api/v1/alerts` with, or
