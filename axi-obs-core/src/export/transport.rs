@@ -51,10 +51,12 @@ impl ExportError {
             ExportError::HttpStatus { status, .. } => matches!(status, 429 | 502 | 503 | 504),
             ExportError::Http { .. } => true,
             #[cfg(feature = "otlp-grpc")]
+            // The OTLP specification's retryable codes. `RESOURCE_EXHAUSTED` is retryable only
+            // when the server says recovery is possible (`RetryInfo`), which is not read here:
+            // it is not retried.
             ExportError::Grpc { code, .. } => matches!(
                 code,
                 tonic::Code::Unavailable
-                    | tonic::Code::ResourceExhausted
                     | tonic::Code::DeadlineExceeded
                     | tonic::Code::Aborted
                     | tonic::Code::Cancelled
@@ -214,7 +216,9 @@ impl Transport {
             match attempt {
                 Ok(()) => return Ok(()),
                 Err(e) if e.retryable() && Instant::now() + backoff < deadline => {
-                    tokio::time::sleep(backoff).await;
+                    // Exponential, with jitter (as the OTLP specification asks), so exporters
+                    // that failed together do not retry together.
+                    tokio::time::sleep(jittered(backoff)).await;
                     backoff *= 2;
                 }
                 Err(e) => return Err(e),
@@ -302,5 +306,30 @@ impl Transport {
             url: self.url.clone(),
             message: s.message().to_owned(),
         })
+    }
+}
+
+/// `d` scaled by a random factor in `[0.5, 1.5)`.
+fn jittered(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh `RandomState` is keyed differently on every call; its hash is random enough
+    // for spreading retries.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(d.as_nanos() as u64);
+    let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    d.mul_f64(0.5 + unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn jitter_stays_within_half_to_one_and_a_half_and_varies() {
+        let d = Duration::from_millis(100);
+        let all: Vec<Duration> = (0..200).map(|_| super::jittered(d)).collect();
+        assert!(all.iter().all(|j| *j >= d / 2 && *j < d.mul_f64(1.5)));
+        let distinct: std::collections::HashSet<Duration> = all.iter().copied().collect();
+        assert!(distinct.len() > 100, "{} distinct of 200", distinct.len());
     }
 }
