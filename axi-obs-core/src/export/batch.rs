@@ -59,13 +59,14 @@ impl ControlHandle {
         timeout: Duration,
     ) -> Result<(), String> {
         let (reply_tx, reply_rx) = std_mpsc::channel();
-        if self
-            .tx
-            .try_send(make(reply_tx, Instant::now() + timeout))
-            .is_err()
-        {
-            // Closed (already shut down) or a burst of control requests: nothing to wait for.
-            return Ok(());
+        match self.tx.try_send(make(reply_tx, Instant::now() + timeout)) {
+            Ok(()) => {}
+            // Already shut down: nothing left to export.
+            Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+            // A burst of control requests: this one did not run, and says so.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err("not run: too many flush and shutdown requests queued".to_owned());
+            }
         }
         match reply_rx.recv_timeout(timeout) {
             Ok(r) => r,
@@ -251,5 +252,32 @@ impl<T: Send + 'static> Batcher<T> {
             );
             self.reported_drops = dropped;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::{Control, ControlHandle};
+
+    #[test]
+    fn a_flush_that_could_not_be_queued_says_so() {
+        let (handle, rx) = ControlHandle::channel();
+        let mut replies = Vec::new();
+        while {
+            let (tx, reply) = std_mpsc::channel();
+            replies.push(reply);
+            handle
+                .tx
+                .try_send(Control::Flush(tx, Instant::now()))
+                .is_ok()
+        } {}
+        let full = handle.flush(Duration::from_millis(10));
+        assert!(full.unwrap_err().contains("not run"));
+        // Once the exporter is gone there is nothing to flush: success.
+        drop(rx);
+        assert_eq!(handle.flush(Duration::from_millis(10)), Ok(()));
     }
 }

@@ -55,7 +55,10 @@ pub(crate) fn to_request(
                 start_time_unix_nano: start,
                 time_unix_nano: now,
                 value: Some(match v {
-                    Value::Counter(c) => number_data_point::Value::AsInt(*c as i64),
+                    Value::Counter(c) => {
+                        // Saturates rather than wrapping negative past `i64::MAX`.
+                        number_data_point::Value::AsInt(i64::try_from(*c).unwrap_or(i64::MAX))
+                    }
                     Value::Gauge(g) => number_data_point::Value::AsDouble(*g),
                     Value::Histogram(_) => number_data_point::Value::AsDouble(0.0),
                 }),
