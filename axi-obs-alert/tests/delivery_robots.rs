@@ -323,6 +323,38 @@ async fn webhook_posts_v4_and_reports_failures() {
     assert_ne!(got.body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
 }
 
+/// A receiver whose answer never ends: the delivery reads a bounded part of it and is done
+/// (the status decides), instead of reading without end.
+#[tokio::test]
+async fn an_endless_answer_is_read_only_in_part() {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            let chunk = bytes::Bytes::from(vec![b' '; 16 * 1024]);
+            let endless =
+                futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            axum::body::Body::from_stream(endless)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let rcv = receivers(&format!("http://127.0.0.1:{port}"), SECRET, WECOM_KEY);
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        send_webhook(
+            &reqwest::Client::new(),
+            &rcv[0].webhook_configs[0],
+            &notification(false),
+        ),
+    )
+    .await
+    .expect("the delivery ended");
+    assert_eq!(sent.expect("sent"), Delivered::Sent);
+}
+
 #[tokio::test]
 async fn network_errors_are_retryable() {
     // A port nothing listens on (bound, then released).

@@ -104,6 +104,9 @@ pub enum Delivered {
     NothingToSend,
 }
 
+/// The most of a receiver's answer that is read.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+
 async fn post_json(
     client: &reqwest::Client,
     url: &str,
@@ -118,10 +121,21 @@ async fn post_json(
         .await
         .map_err(|e| DeliveryError::Http(e.without_url()))?;
     let status = resp.status();
-    let bytes = resp
-        .bytes()
+    // What a receiver answers is read up to a bound (an error text, a robot's small JSON
+    // reply): a receiver answering without end cannot grow our memory.
+    let mut resp = resp;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| DeliveryError::Http(e.without_url()))?;
+        .map_err(|e| DeliveryError::Http(e.without_url()))?
+    {
+        let room = MAX_REPLY_BYTES - bytes.len();
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if bytes.len() == MAX_REPLY_BYTES {
+            break;
+        }
+    }
     if !status.is_success() {
         let text = String::from_utf8_lossy(&bytes);
         return Err(DeliveryError::Status {
@@ -129,7 +143,7 @@ async fn post_json(
             body: text.chars().take(200).collect(),
         });
     }
-    Ok(bytes.to_vec())
+    Ok(bytes)
 }
 
 /// Sends `n` to a webhook: one POST of a [`WebhookMessage`].
