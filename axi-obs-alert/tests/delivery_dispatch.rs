@@ -878,3 +878,25 @@ async fn a_receiver_that_never_answers_times_out_and_is_tried_again() {
     // Nothing was delivered, so nothing is in the notification log.
     assert_eq!(d.nflog().len(), 0);
 }
+
+/// A reload while a group's delivery is still running does not flush that group a second
+/// time before the delivery reports: the notification log is written only then, so a second
+/// flush would send the same notification twice.
+#[test]
+fn a_reload_during_a_delivery_does_not_flush_the_group_twice() {
+    let cfg = config("http://127.0.0.1:9/hook", "");
+    let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("dispatcher");
+    d.insert(alert(&[("alertname", "X")], T0, FAR), T0);
+    let first = d.due(T0 + 30 * S);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].jobs.len(), 1);
+    // The delivery is under way; the configuration is loaded again (unchanged).
+    d.reconfigure(&cfg, T0 + 31 * S).expect("reconfigure");
+    // The regrouped X would be due after its group_wait, but its delivery has not reported.
+    assert!(d.due(T0 + 61 * S).is_empty());
+    d.complete(&first[0], &[true]);
+    // Reported: the group flushes again on its timers, and the log says X was notified.
+    let later = d.due(T0 + 10 * MIN);
+    assert_eq!(later.len(), 1);
+    assert!(later[0].jobs.is_empty(), "X was already notified");
+}

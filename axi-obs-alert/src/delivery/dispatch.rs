@@ -935,7 +935,8 @@ impl Dispatcher {
         self.receiver_names = config.receivers.iter().map(|r| r.name.clone()).collect();
         self.inhibitor = Inhibitor::new(&config.inhibit_rules);
         self.resolve_timeout = config.global.resolve_timeout.0;
-        self.in_flight.clear();
+        // Deliveries under way stay marked until they report (`complete` or `abandon`): a
+        // regrouped group must not flush again before its notification is logged.
         self.memberships.clear();
         // Regrouping is no receipt: it runs no remediation.
         self.remediation.configure(&[]);
