@@ -363,6 +363,18 @@ impl Event {
                 _ => Ok(()),
             }
         }
+        fn when(field: &'static str, t: OffsetDateTime) -> Result<(), EventError> {
+            if in_range(t) {
+                Ok(())
+            } else {
+                Err(EventError::Field {
+                    field,
+                    problem: "outside the years 0001 to 9999 (UTC)",
+                })
+            }
+        }
+        when("at", self.at)?;
+        when("deployment.started_at", self.deployment.started_at)?;
         name("id", &self.id)?;
         name("deployment.id", &self.deployment.id)?;
         name("deployment.project", &self.deployment.project)?;
@@ -371,10 +383,14 @@ impl Event {
         match &self.kind {
             EventKind::Started {
                 commit,
+                commit_time,
                 actor,
                 trigger,
                 ..
             } => {
+                if let Some(t) = commit_time {
+                    when("commit_time", *t)?;
+                }
                 opt_name("commit", commit.as_deref())?;
                 opt_name("actor", actor.as_deref())?;
                 opt_name("trigger", trigger.as_deref())?;
@@ -382,11 +398,13 @@ impl Event {
             EventKind::StepStarted { step } => name("step.name", &step.name)?,
             EventKind::StepFinished {
                 step,
+                started_at,
                 status,
                 output_tail,
                 error,
                 ..
             } => {
+                when("started_at", *started_at)?;
                 name("step.name", &step.name)?;
                 if *status == StepStatus::Running {
                     return Err(EventError::Field {
@@ -452,6 +470,13 @@ pub fn new_id() -> String {
 /// `t` in whole milliseconds since the Unix epoch.
 pub fn unix_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Whether `t` is a time the history stores and writes back (RFC 3339 has four-digit years):
+/// in the years 0001 to 9999, UTC.
+pub fn in_range(t: OffsetDateTime) -> bool {
+    t.checked_to_offset(time::UtcOffset::UTC)
+        .is_some_and(|u| (1..=9999).contains(&u.year()))
 }
 
 /// The instant `ms` milliseconds after the Unix epoch (clamped to the supported range).

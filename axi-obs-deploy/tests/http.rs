@@ -419,6 +419,15 @@ fn intake_is_idempotent_by_event_id_and_validates_the_whole_request() {
     );
     let (status, answer) = post(&c, &url, "{\"schema\": 1".into());
     assert_eq!(status, 400, "{answer}");
+    // A time the history could not write back as RFC 3339 (year -1 in UTC) is refused.
+    let mut early = serde_json::to_value(&d).unwrap();
+    early["at"] = json!("0000-01-01T00:00:00+01:00");
+    let (status, answer) = post(&c, &url, serde_json::to_string(&early).unwrap());
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("`at`"),
+        "{answer}"
+    );
     let too_many = serde_json::to_string(&steps("many", 0, 4)).unwrap();
     assert_eq!(post(&c, &url, too_many).0, 413);
 
@@ -1047,6 +1056,16 @@ fn history_and_stats_answer_json_and_name_bad_parameters() {
         ("/api/deploy/history?since=yesterday", "`since`"),
         ("/api/deploy/history?limit=5000", "`limit`"),
         ("/api/deploy/stats?project=shop-api", "`environment`"),
+        // Times the history cannot hold are refused, not a panic or a silent 1970.
+        (
+            "/api/deploy/stats?project=shop-api&environment=staging&days=4294967295",
+            "4294967295 days",
+        ),
+        ("/api/deploy/history?since=99999999999999999", "`since`"),
+        ("/api/deploy/history?since=-62167219200001", "`since`"),
+        ("/api/deploy/annotations?to=-377705116800000", "`to`"),
+        ("/api/deploy/annotations?to=-62135596700000", "7 days"),
+        ("/api/deploy/history?until=0000-06-01T00:00:00Z", "`until`"),
     ] {
         let (status, err) = get(&c, &server.url(query));
         assert_eq!(status, 400, "{query}");

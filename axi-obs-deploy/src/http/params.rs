@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::event::from_unix_ms;
+use crate::event::in_range;
 
 /// An error answer: `{"error": "..."}` with a status.
 #[derive(Debug)]
@@ -104,12 +104,18 @@ impl Params {
     pub(crate) fn time(&self, name: &str) -> Result<Option<OffsetDateTime>, ApiError> {
         self.one(name)?
             .map(|v| {
-                if let Ok(ms) = v.parse::<i64>() {
-                    return Ok(from_unix_ms(ms));
-                }
-                OffsetDateTime::parse(v, &Rfc3339).map_err(|e| {
+                let t = match v.parse::<i64>() {
+                    Ok(ms) => OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                        .ok(),
+                    Err(_) => Some(OffsetDateTime::parse(v, &Rfc3339).map_err(|e| {
+                        ApiError::bad_request(format!(
+                            "query parameter `{name}`: `{v}` is neither RFC 3339 nor Unix milliseconds ({e})"
+                        ))
+                    })?),
+                };
+                t.filter(|t| in_range(*t)).ok_or_else(|| {
                     ApiError::bad_request(format!(
-                        "query parameter `{name}`: `{v}` is neither RFC 3339 nor Unix milliseconds ({e})"
+                        "query parameter `{name}`: `{v}` is outside the years 0001 to 9999"
                     ))
                 })
             })

@@ -144,6 +144,17 @@ impl From<Stats> for StatsJson {
     }
 }
 
+/// `days` days before `t`, as long as that is a time the history can hold.
+fn days_before(t: OffsetDateTime, days: u32) -> Result<OffsetDateTime, ApiError> {
+    t.checked_sub(time::Duration::days(i64::from(days)))
+        .filter(|t| crate::event::in_range(*t))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{days} days before {t} is outside the years 0001 to 9999"
+            ))
+        })
+}
+
 pub(crate) async fn stats(
     State(s): State<Arc<Shared>>,
     RawQuery(query): RawQuery,
@@ -162,7 +173,7 @@ pub(crate) async fn stats(
             return Err(ApiError::bad_request("give `since` or `days`, not both"));
         }
         (Some(t), None) => t,
-        (None, days) => until - Duration::from_secs(u64::from(days.unwrap_or(30)) * 86_400),
+        (None, days) => days_before(until, days.unwrap_or(30))?,
     };
     if since >= until {
         return Err(ApiError::bad_request("`since` must be before `until`"));
@@ -240,9 +251,10 @@ pub(crate) async fn annotations(
     let p = Params::parse(query.as_deref());
     let now = s.clock.now();
     let to = p.time("to")?.unwrap_or(now);
-    let from = p
-        .time("from")?
-        .unwrap_or(to - Duration::from_secs(7 * 86_400));
+    let from = match p.time("from")? {
+        Some(t) => t,
+        None => days_before(to, 7)?,
+    };
     let limit = limit(&p, 100)?;
     let tags: Vec<String> = p
         .all("tags")
