@@ -135,6 +135,10 @@ pub enum PipelineError {
     /// The tailer thread could not be started.
     #[error("cannot start the tailer thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// The tailer thread panicked: shipping stopped (what was shipped is acknowledged; the
+    /// rest is read again at the next start).
+    #[error("the tailer stopped with a panic: {0}")]
+    TailerPanicked(String),
 }
 
 /// Runs until `shutdown` completes: tails, batches, sends, acknowledges. On shutdown the batch
@@ -143,7 +147,7 @@ pub enum PipelineError {
 ///
 /// # Errors
 ///
-/// If the tailer thread cannot be spawned.
+/// If the tailer thread cannot be spawned, or panicked.
 pub async fn run(
     settings: Settings,
     inputs: Vec<InputSpec>,
@@ -236,7 +240,16 @@ pub async fn run(
     stop.store(true, Ordering::Relaxed);
     // Closing the queue releases a tailer blocked on a full queue.
     drop(rx);
-    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    // A tailer that panicked ended the run as if shut down: say so, so the process exits
+    // with an error and a supervisor restarts it.
+    if let Ok(Err(panic)) = tokio::task::spawn_blocking(move || thread.join()).await {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string payload".to_owned());
+        return Err(PipelineError::TailerPanicked(message));
+    }
     Ok(())
 }
 

@@ -49,7 +49,9 @@ fn offset(s: &str) -> Option<i64> {
         _ => return None,
     };
     let digits: String = s[1..].chars().filter(|c| *c != ':').collect();
-    if digits.len() != 4 {
+    // Four ASCII digits, checked before the byte slicing below (a multi-byte character would
+    // make it panic).
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let h = i64::from(num(&digits[..2])?);
@@ -234,6 +236,10 @@ mod tests {
             Some(971_211_336_123_456_789)
         );
         assert_eq!(parse_rfc3339("2000-10-10 20:55"), None);
+        // A zone with a multi-byte character is no zone (and no panic).
+        assert_eq!(parse_rfc3339("2000-10-10T20:55:36+1é1"), None);
+        assert_eq!(parse_time_local("10/Oct/2000:13:55:36 +1é1"), None);
+        assert_eq!(parse_rfc3339("2000-10-10T20:55:36+12:3é"), None);
         assert_eq!(parse_rfc3339("2000-13-10T20:55:36Z"), None);
     }
 
