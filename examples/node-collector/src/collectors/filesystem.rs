@@ -70,8 +70,10 @@ pub struct Mount {
     pub readonly: bool,
 }
 
+/// A mount field with the kernel's octal escapes (`\040` for a space) undone, as bytes, then
+/// read as UTF-8 (a name that is not UTF-8 keeps U+FFFD for its bad bytes).
 fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -79,15 +81,20 @@ fn unescape(s: &str) -> String {
             && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v as char);
-            i += 4;
-        } else {
-            out.push(b[i] as char);
-            i += 1;
+            let v = u16::from(b[i + 1] - b'0') * 64
+                + u16::from(b[i + 2] - b'0') * 8
+                + u16::from(b[i + 3] - b'0');
+            // Above `\377` is no byte: kept as written.
+            if let Ok(byte) = u8::try_from(v) {
+                out.push(byte);
+                i += 4;
+                continue;
+            }
         }
+        out.push(b[i]);
+        i += 1;
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The mounts listed in the text of `/proc/<pid>/mounts`, in file order; lines with fewer than
@@ -274,6 +281,14 @@ mod tests {
     fn mounts_parse_with_escapes() {
         let m = parse_mounts("/dev/sdb1 /mnt/my\\040disk ext4 ro,relatime 0 0\n");
         assert_eq!(m[0].mountpoint, "/mnt/my disk");
+        // UTF-8 names stay whole; an escaped UTF-8 byte sequence too; `\7xx` is no byte.
+        let m = parse_mounts(
+            "/dev/sdc1 /mnt/données ext4 rw 0 0\n/dev/sdd1 /mnt/caf\\303\\251 ext4 rw 0 0\n/dev/sde1 /mnt/x\\777 ext4 rw 0 0\n",
+        );
+        assert_eq!(m[0].mountpoint, "/mnt/données");
+        assert_eq!(m[1].mountpoint, "/mnt/café");
+        assert_eq!(m[2].mountpoint, "/mnt/x\\777");
+        let m = parse_mounts("/dev/sdb1 /mnt/my\\040disk ext4 ro,relatime 0 0\n");
         assert!(m[0].readonly);
         assert_eq!(m[0].fstype, "ext4");
     }

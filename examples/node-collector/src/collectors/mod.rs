@@ -33,7 +33,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
     vec![
         Box::new(Arp),
         Box::new(Conntrack),
-        Box::new(Cpu),
+        Box::new(Cpu::default()),
         Box::new(DiskStats),
         Box::new(Entropy),
         Box::new(FileFd),

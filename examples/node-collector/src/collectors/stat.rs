@@ -3,9 +3,18 @@
 use super::{USER_HZ, num};
 use crate::{CollectError, Collector, Families, Paths, read};
 
-/// `node_cpu_seconds_total` and `node_cpu_guest_seconds_total`.
-#[derive(Debug)]
-pub struct Cpu;
+/// `node_cpu_seconds_total` and `node_cpu_guest_seconds_total`. Keeps each CPU's last times:
+/// a time that goes back a little (the kernel's idle and iowait accounting does, on NO_HZ
+/// kernels) is held at its last value, so the counter never decreases; one that goes back
+/// by more than 3 s (a CPU taken offline and back) starts again, as
+/// node_exporter does.
+#[derive(Debug, Default)]
+pub struct Cpu {
+    last: std::sync::Mutex<std::collections::HashMap<String, Vec<f64>>>,
+}
+
+/// How far back a CPU time may go before it counts as a reset (node_exporter's value).
+pub(crate) const JUMP_BACK_SECONDS: f64 = 3.0;
 
 /// `node_boot_time_seconds`, `node_context_switches_total`, `node_forks_total`,
 /// `node_intr_total`, `node_procs_running`, `node_procs_blocked`.
@@ -24,7 +33,81 @@ impl Collector for Cpu {
     fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
         let path = paths.proc("stat");
         let text = read(path.clone())?;
-        parse_cpu(&text, &path, out)
+        let mut cpus = cpu_times(&text, &path)?;
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (cpu, values) in &mut cpus {
+            if let Some(prev) = last.get(*cpu) {
+                for (v, p) in values.iter_mut().zip(prev) {
+                    if *v < *p && *p - *v <= JUMP_BACK_SECONDS {
+                        *v = *p;
+                    }
+                }
+            }
+        }
+        // CPUs gone from the file are forgotten.
+        last.clear();
+        last.extend(cpus.iter().map(|(c, v)| ((*c).to_owned(), v.clone())));
+        emit_cpu(&cpus, out);
+        Ok(())
+    }
+}
+
+/// The per-CPU lines of `/proc/stat`: the CPU number and its times in seconds (eight modes,
+/// then guest and guest_nice, 0 when absent).
+fn cpu_times<'a>(
+    text: &'a str,
+    path: &std::path::Path,
+) -> Result<Vec<(&'a str, Vec<f64>)>, CollectError> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(label) = fields.next() else { continue };
+        // Per-CPU lines only ("cpu0", "cpu1", ...); the aggregate "cpu" line is not exported.
+        let Some(cpu) = label.strip_prefix("cpu").filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        let mut values: Vec<f64> = fields
+            .map(|f| num(f, path).map(|v| v / USER_HZ))
+            .collect::<Result<_, _>>()?;
+        if values.len() < 8 {
+            return Err(CollectError::Parse {
+                path: path.to_owned(),
+                detail: format!("short cpu line {line:?}"),
+            });
+        }
+        values.resize(10, 0.0);
+        out.push((cpu, values));
+    }
+    if out.is_empty() {
+        return Err(CollectError::Parse {
+            path: path.to_owned(),
+            detail: "no per-CPU lines".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn emit_cpu(cpus: &[(&str, Vec<f64>)], out: &mut Families) {
+    for (cpu, values) in cpus {
+        for (mode, v) in CPU_MODES.iter().zip(values) {
+            out.counter(
+                "node_cpu_seconds_total",
+                "Seconds the CPUs spent in each mode.",
+                &[("cpu", cpu), ("mode", mode)],
+                *v,
+            );
+        }
+        for (mode, idx) in [("user", 8), ("nice", 9)] {
+            out.counter(
+                "node_cpu_guest_seconds_total",
+                "Seconds the CPUs spent in guests (VMs) for each mode.",
+                &[("cpu", cpu), ("mode", mode)],
+                values[idx],
+            );
+        }
     }
 }
 
@@ -39,47 +122,8 @@ pub fn parse_cpu(
     path: &std::path::Path,
     out: &mut Families,
 ) -> Result<(), CollectError> {
-    let mut any = false;
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let Some(label) = fields.next() else { continue };
-        // Per-CPU lines only ("cpu0", "cpu1", ...); the aggregate "cpu" line is not exported.
-        let Some(cpu) = label.strip_prefix("cpu").filter(|n| !n.is_empty()) else {
-            continue;
-        };
-        let values: Vec<f64> = fields.map(|f| num(f, path)).collect::<Result<_, _>>()?;
-        if values.len() < 8 {
-            return Err(CollectError::Parse {
-                path: path.to_owned(),
-                detail: format!("short cpu line {line:?}"),
-            });
-        }
-        any = true;
-        for (mode, v) in CPU_MODES.iter().zip(&values) {
-            out.counter(
-                "node_cpu_seconds_total",
-                "Seconds the CPUs spent in each mode.",
-                &[("cpu", cpu), ("mode", mode)],
-                v / USER_HZ,
-            );
-        }
-        for (mode, idx) in [("user", 8), ("nice", 9)] {
-            out.counter(
-                "node_cpu_guest_seconds_total",
-                "Seconds the CPUs spent in guests (VMs) for each mode.",
-                &[("cpu", cpu), ("mode", mode)],
-                values.get(idx).copied().unwrap_or(0.0) / USER_HZ,
-            );
-        }
-    }
-    if any {
-        Ok(())
-    } else {
-        Err(CollectError::Parse {
-            path: path.to_owned(),
-            detail: "no per-CPU lines".into(),
-        })
-    }
+    emit_cpu(&cpu_times(text, path)?, out);
+    Ok(())
 }
 
 impl Collector for Stat {
@@ -169,6 +213,44 @@ procs_running 3
 procs_blocked 1
 softirq 1 2 3
 ";
+
+    #[test]
+    fn cpu_times_never_go_back_a_little_but_reset_on_a_big_jump() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            proc: dir.path().to_owned(),
+            ..Paths::default()
+        };
+        let write = |idle: u64| {
+            std::fs::write(
+                dir.path().join("stat"),
+                format!("cpu  1 0 0 {idle} 0 0 0 0\ncpu0 1 0 0 {idle} 0 0 0 0\n"),
+            )
+            .unwrap();
+        };
+        let idle = |c: &Cpu| {
+            let mut f = Families::default();
+            c.collect(&paths, &mut f).unwrap();
+            f.get("node_cpu_seconds_total")
+                .unwrap()
+                .series_with(&[("cpu", "0"), ("mode", "idle")])
+                .unwrap()
+                .value
+                .as_gauge()
+                .unwrap()
+        };
+        let cpu = Cpu::default();
+        write(100_000);
+        assert_eq!(idle(&cpu), 1000.0);
+        // 0.5 s back (NO_HZ idle accounting): held.
+        write(99_950);
+        assert_eq!(idle(&cpu), 1000.0);
+        write(100_100);
+        assert_eq!(idle(&cpu), 1001.0);
+        // 900 s back: the CPU was reset (offline and back), taken as is.
+        write(10_000);
+        assert_eq!(idle(&cpu), 100.0);
+    }
 
     #[test]
     fn cpu_and_stat() {
