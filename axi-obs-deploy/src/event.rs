@@ -427,6 +427,18 @@ impl Event {
     }
 }
 
+/// The first `max` bytes of `s`, cut at a character boundary.
+pub fn head(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Keeps the last [`MAX_TEXT_LEN`] bytes of `s`, cut at a character boundary.
 pub fn tail_text(s: &str) -> &str {
     if s.len() <= MAX_TEXT_LEN {

@@ -136,9 +136,12 @@ impl Session {
             .end_step(StepStatus::Succeeded, None, previous_tail, at)
             .into_iter()
             .collect();
+        // Cut to what an event may hold, so every event a session makes is valid (a long
+        // `##[step]` line would otherwise be refused by the server, and the run's later events
+        // with it).
         let step = StepRef {
             index: self.next_step,
-            name: name.to_owned(),
+            name: crate::event::head(name, crate::event::MAX_NAME_LEN).to_owned(),
         };
         self.next_step += 1;
         self.open_step = Some(OpenStep {
@@ -178,6 +181,7 @@ impl Session {
         open_step_tail: Option<String>,
         at: OffsetDateTime,
     ) -> Vec<Event> {
+        let kind = fit(kind);
         let (status, error) = match &kind {
             EventKind::Succeeded => (StepStatus::Succeeded, None),
             EventKind::Failed { reason } => (StepStatus::Failed, Some(reason.clone())),
@@ -197,6 +201,26 @@ impl Session {
             .collect();
         out.push(self.event(at, kind));
         out
+    }
+}
+
+/// `kind` with its texts cut to what an event may hold ([`MAX_TEXT_LEN`](crate::event::MAX_TEXT_LEN)
+/// for reasons, [`MAX_NAME_LEN`](crate::event::MAX_NAME_LEN) for the version rolled back to).
+fn fit(kind: EventKind) -> EventKind {
+    use crate::event::{MAX_NAME_LEN, MAX_TEXT_LEN, head};
+    let text = |r: String| head(&r, MAX_TEXT_LEN).to_owned();
+    match kind {
+        EventKind::Failed { reason } => EventKind::Failed {
+            reason: text(reason),
+        },
+        EventKind::Cancelled { reason } => EventKind::Cancelled {
+            reason: reason.map(text),
+        },
+        EventKind::RolledBack { to_version, reason } => EventKind::RolledBack {
+            to_version: head(&to_version, MAX_NAME_LEN).to_owned(),
+            reason: reason.map(text),
+        },
+        other => other,
     }
 }
 
@@ -300,5 +324,33 @@ mod tests {
             events[1].seq, 3,
             "started, step started, step finished, failed"
         );
+    }
+
+    /// Whatever a command prints as a step name or a reason, the events are valid.
+    #[test]
+    fn long_step_names_and_reasons_are_cut_to_valid_events() {
+        let (mut s, started) = Session::start(
+            DeploySpec::new("p", "e", "1"),
+            crate::event::from_unix_ms(0),
+        );
+        let mut events = vec![started];
+        events.extend(s.begin_step(&"é".repeat(300), None, crate::event::from_unix_ms(1)));
+        events.extend(s.finish(
+            EventKind::Failed {
+                reason: "x".repeat(20_000),
+            },
+            None,
+            crate::event::from_unix_ms(2),
+        ));
+        for e in &events {
+            e.validate().unwrap_or_else(|err| panic!("{err}: {e:?}"));
+        }
+        match &events[1].kind {
+            EventKind::StepStarted { step } => {
+                assert_eq!(step.name.len(), 256);
+                assert!(step.name.chars().all(|c| c == 'é'));
+            }
+            k => panic!("{k:?}"),
+        }
     }
 }

@@ -141,21 +141,17 @@ fn run_records_marker_steps_keeps_the_output_tail_and_exits_with_the_commands_co
 #[test]
 fn run_keeps_only_the_last_tail_lines_and_succeeds_with_the_command() {
     let env = Env::new();
-    let out = env.run(&[
+    let out = env.run(&pev(
         "run",
-        "--project",
-        "p",
-        "--env",
-        "e",
-        "--version",
-        "1",
-        "--tail-lines",
-        "2",
-        "--",
-        "sh",
-        "-c",
-        "for i in 1 2 3 4 5; do echo line $i; done",
-    ]);
+        &[
+            "--tail-lines",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo line $i; done",
+        ],
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let d = History::open(env.db())
         .unwrap()
@@ -169,17 +165,7 @@ fn run_keeps_only_the_last_tail_lines_and_succeeds_with_the_command() {
 #[test]
 fn run_of_a_missing_command_exits_127_and_records_the_failure() {
     let env = Env::new();
-    let out = env.run(&[
-        "run",
-        "--project",
-        "p",
-        "--env",
-        "e",
-        "--version",
-        "1",
-        "--",
-        "/nonexistent/deploy.sh",
-    ]);
+    let out = env.run(&pev("run", &["--", "/nonexistent/deploy.sh"]));
     assert_eq!(out.status.code(), Some(127));
     let d = History::open(env.db())
         .unwrap()
@@ -461,4 +447,125 @@ fn help_explains_markers_and_spooling() {
         help.contains("AXI_DEPLOY_ENDPOINT") && help.contains("spool"),
         "{help}"
     );
+}
+
+/// `cmd --project p --env e --version 1 rest...`.
+fn pev<'a>(cmd: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![cmd, "--project", "p", "--env", "e", "--version", "1"];
+    args.extend_from_slice(rest);
+    args
+}
+
+/// The last deployment of project `p`.
+fn last(env: &Env) -> axi_obs_deploy::Deployment {
+    History::open(env.db())
+        .unwrap()
+        .last_deployment("p", None)
+        .unwrap()
+        .unwrap()
+}
+
+/// A command that leaves a process in the background holding the output open: `run` ends
+/// shortly after the command does, instead of waiting for the background process.
+#[test]
+fn run_ends_with_its_command_even_when_a_background_process_holds_the_output() {
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    let out = env.run(&pev(
+        "run",
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo '##[step] start'; (sleep 30; echo late) & echo started",
+        ],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "run waited for the background process"
+    );
+    assert_eq!(last(&env).status, Status::Succeeded);
+}
+
+/// SIGTERM to `axi-deploy run` reaches the command, and the deployment is recorded as
+/// cancelled instead of being left in progress.
+#[test]
+fn a_terminated_run_passes_the_signal_on_and_records_the_cancellation() {
+    let env = Env::new();
+    let mut child = env
+        .cmd(&pev(
+            "run",
+            &[
+                "--",
+                "sh",
+                "-c",
+                "trap 'echo got-term; exit 143' TERM; echo ready; while :; do sleep 0.1; done",
+            ],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the command to be up (its first line passes through).
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let kill = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        rest.contains("got-term"),
+        "the command got the signal: {rest:?}"
+    );
+    assert_eq!(status.code(), Some(143));
+    let d = last(&env);
+    assert_eq!(d.status, Status::Cancelled);
+    assert!(
+        d.error.as_deref().unwrap_or_default().contains("SIGTERM"),
+        "{:?}",
+        d.error
+    );
+}
+
+/// Output without newlines (a progress bar redrawn with `\r`, binary data) goes to the
+/// recorder in bounded pieces, and through to the terminal as it comes.
+#[test]
+fn output_without_newlines_is_recorded_in_bounded_pieces() {
+    let env = Env::new();
+    let out = env.run(&pev(
+        "run",
+        &[
+            "--",
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero | tr '\\0' x; exit 2",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(out.stdout.len(), 300_000);
+    let d = last(&env);
+    assert_eq!(d.status, Status::Failed);
+}
+
+/// An id `start` cannot keep a session file for is refused before anything is recorded.
+#[test]
+fn start_with_a_bad_id_records_nothing() {
+    let env = Env::new();
+    let out = env.run(&pev("start", &["--id", "bad/id"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("bad/id"),
+        "{}",
+        text(&out.stderr)
+    );
+    let none = History::open(env.db())
+        .ok()
+        .and_then(|h| h.last_deployment("p", None).ok().flatten());
+    assert!(none.is_none(), "{none:?}");
 }

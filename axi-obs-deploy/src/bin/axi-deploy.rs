@@ -4,7 +4,7 @@
 //! not be delivered, [`History`] is the local store. See `axi-deploy --help`.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
@@ -41,7 +41,13 @@ The command's stderr is merged into its stdout (as `2>&1`) so that lines keep th
 both are passed through to standard output. A line that starts with `##[step] NAME` (after optional
 spaces) finishes the open step as succeeded and opens step NAME. Output before the first
 marker goes to a step named by --first-step. When the command ends, the open step
-succeeds or fails with it. Each step keeps the last --tail-lines lines of its output.
+succeeds or fails with it. Each step keeps the last --tail-lines lines of its output
+(lines longer than 64 KiB are kept in pieces).
+
+SIGTERM or SIGINT to axi-deploy is passed on to the command, and the deployment is recorded
+as cancelled when the command has ended; axi-deploy exits with the command's code. A
+process the command leaves in the background (`nohup svc &`) is not waited for: its output
+is still read for 2 s after the command exits.
 
 Example:
   axi-deploy run --project shop-api --env prod --version 1.4.2 --commit $GIT_SHA -- ./deploy.sh
@@ -226,9 +232,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Run(args) => run(&paths, args),
         Cmd::Start(target) => {
             let (session, started) = Session::start(spec(target), now());
+            // Saved first: an id the session file cannot have (or no state directory) fails
+            // here, before a deployment is recorded that `step` and `finish` could not reach.
+            save_session(&paths, &session)?;
             let mut sink = Sink::new(&paths);
             sink.record(&[started]);
-            save_session(&paths, &session)?;
             writeln!(std::io::stdout().lock(), "{}", session.deployment.id)?;
             Ok(sink.exit_code())
         }
@@ -522,31 +530,96 @@ fn load_session(paths: &Paths, id: &str) -> Result<Session> {
     serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Reads lines from `from`, copies them to `to` as they come, and sends them (without the
-/// newline) to the recorder.
+/// The longest line the recorder takes: a longer one (binary output, a progress bar redrawn
+/// with `\r`) goes to it in pieces of this size.
+const MAX_LINE: usize = 64 * 1024;
+
+/// How long the output is still read after the command exited: a process it left in the
+/// background may hold the output pipe open for good.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// Copies `from` to `to` as it comes (not waiting for whole lines), and sends its lines
+/// (without the newline, at most [`MAX_LINE`] bytes each) to the recorder.
 fn pump<R: Read + Send + 'static>(
-    from: R,
+    mut from: R,
     mut to: impl Write + Send + 'static,
     lines: std::sync::mpsc::SyncSender<String>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut reader = BufReader::new(from);
-        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let mut line: Vec<u8> = Vec::new();
+        let send = |line: &mut Vec<u8>| {
+            let text = String::from_utf8_lossy(line);
+            let text = text.trim_end_matches('\r').to_owned();
+            line.clear();
+            lines.send(text).is_ok()
+        };
         loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let _ = to.write_all(&buf).and_then(|()| to.flush());
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                    if lines.send(line).is_err() {
-                        break;
+            let n = match from.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let _ = to.write_all(&chunk[..n]).and_then(|()| to.flush());
+            for &b in &chunk[..n] {
+                if b == b'\n' {
+                    if !send(&mut line) {
+                        return;
+                    }
+                } else {
+                    line.push(b);
+                    if line.len() >= MAX_LINE && !send(&mut line) {
+                        return;
                     }
                 }
             }
         }
+        if !line.is_empty() {
+            send(&mut line);
+        }
     })
+}
+
+/// SIGTERM and SIGINT, as their numbers, from a thread listening for them (the process then
+/// no longer dies of them: `run` forwards them to the command and records the cancellation).
+fn signals() -> std::sync::mpsc::Receiver<i32> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            loop {
+                let sig = tokio::select! {
+                    _ = term.recv() => 15,
+                    _ = int.recv() => 2,
+                };
+                if tx.send(sig).is_err() {
+                    return;
+                }
+            }
+        });
+    });
+    rx
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        2 => "SIGINT",
+        15 => "SIGTERM",
+        _ => "a signal",
+    }
 }
 
 fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
@@ -564,10 +637,12 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         .stdin(Stdio::inherit())
         .stdout(writer.try_clone().context("creating the output pipe")?)
         .stderr(writer);
+    // Listening before the command starts: a signal from then on is forwarded to it.
+    let signals = signals();
     let spawned = command.spawn();
     // The parent's copies of the write end must close, or the reader never sees the end.
     drop(command);
-    let mut child = match spawned {
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let reason = format!("cannot start `{}`: {e}", program.to_string_lossy());
@@ -576,25 +651,78 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(127));
         }
     };
+    let pid = child.id();
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = exit_tx.send(child.wait());
+    });
     // Bounded: if recording falls behind, the pump waits (and the command's pipe fills).
     let (tx, rx) = std::sync::mpsc::sync_channel::<String>(1024);
     let pump = pump(reader, std::io::stdout(), tx);
 
     let mut tail = OutputTail::new(args.tail_lines);
-    for line in rx {
-        if let Some(name) = parse_marker(&line) {
-            let events = session.begin_step(name, tail.take(), now());
-            sink.record(&events);
-        } else {
-            if session.open_step.is_none() {
-                let events = session.begin_step(&args.first_step, None, now());
-                sink.record(&events);
+    let mut received: Option<i32> = None;
+    let mut exited: Option<(
+        std::io::Result<std::process::ExitStatus>,
+        std::time::Instant,
+    )> = None;
+    let mut pump_done = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if let Some(name) = parse_marker(&line) {
+                    let events = session.begin_step(name, tail.take(), now());
+                    sink.record(&events);
+                } else {
+                    if session.open_step.is_none() {
+                        let events = session.begin_step(&args.first_step, None, now());
+                        sink.record(&events);
+                    }
+                    tail.push(&line);
+                }
             }
-            tail.push(&line);
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => pump_done = true,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        while let Ok(sig) = signals.try_recv() {
+            received.get_or_insert(sig);
+            // Forwarded with kill(1): the command may have been sent it too (a terminal's
+            // Ctrl-C reaches the whole process group), which a second delivery does not change
+            // for a command that is stopping.
+            let _ = Command::new("kill")
+                .args(["-s", &signal_name(sig)[3..], &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if exited.is_none() {
+            // Once the output has ended, wait on the command itself (still waking up for
+            // signals) instead of spinning on the closed line channel.
+            let status = if pump_done {
+                exit_rx.recv_timeout(Duration::from_millis(100)).ok()
+            } else {
+                exit_rx.try_recv().ok()
+            };
+            if let Some(status) = status {
+                exited = Some((status, std::time::Instant::now()));
+            }
+        }
+        match &exited {
+            Some(_) if pump_done => break,
+            // A process the command left behind holds the pipe: stop reading it.
+            Some((_, at)) if at.elapsed() >= DRAIN_AFTER_EXIT => break,
+            _ => {}
         }
     }
-    let _ = pump.join();
-    let status = child.wait().context("waiting for the command")?;
+    if pump_done {
+        let _ = pump.join();
+    }
+    let status = match exited {
+        Some((status, _)) => status,
+        None => exit_rx.recv().context("waiting for the command")?,
+    }
+    .context("waiting for the command")?;
     let code = match status.code() {
         Some(c) => c,
         None => {
@@ -602,16 +730,22 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
             128 + status.signal().unwrap_or(0)
         }
     };
-    let kind = if status.success() {
-        EventKind::Succeeded
+    let ended = if status.success() {
+        "the command exited with code 0".to_owned()
     } else if status.code().is_some() {
-        EventKind::Failed {
-            reason: format!("command exited with code {code}"),
-        }
+        format!("command exited with code {code}")
     } else {
-        EventKind::Failed {
-            reason: format!("command killed by signal {}", code - 128),
-        }
+        format!("command killed by signal {}", code - 128)
+    };
+    let kind = match received {
+        Some(sig) => EventKind::Cancelled {
+            reason: Some(format!(
+                "axi-deploy received {} and passed it on; {ended}",
+                signal_name(sig)
+            )),
+        },
+        None if status.success() => EventKind::Succeeded,
+        None => EventKind::Failed { reason: ended },
     };
     sink.record(&session.finish(kind, tail.take(), now()));
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
