@@ -189,6 +189,16 @@ async fn a_websocket_client_receives_every_event_in_order_at_1000_events_per_sec
     // A client that closes is unsubscribed; closing the stream closes the others (1001).
     let before = stream.stats().subscribers;
     live.close(None).await.unwrap();
+    // The server answers our Close (the closing handshake) rather than dropping the
+    // connection (which the client would see as 1006).
+    let answered = loop {
+        match tokio::time::timeout(DEADLINE, live.next()).await.unwrap() {
+            Some(Ok(Message::Close(_))) => break Ok(()),
+            Some(Ok(_)) => {}
+            other => break Err(format!("{other:?}")),
+        }
+    };
+    assert_eq!(answered, Ok(()), "no Close in answer to ours");
     let deadline = std::time::Instant::now() + DEADLINE;
     while stream.stats().subscribers != before - 1 {
         assert!(

@@ -251,9 +251,9 @@ impl DeployRoutes {
     }
 
     /// Interval of SSE keep-alive comments and WebSocket pings. Defaults to
-    /// [`DEFAULT_KEEP_ALIVE`].
+    /// [`DEFAULT_KEEP_ALIVE`]; at least 1 ms (the timer panics on zero).
     pub fn keep_alive(mut self, interval: Duration) -> Self {
-        self.keep_alive = interval;
+        self.keep_alive = interval.max(Duration::from_millis(1));
         self
     }
 

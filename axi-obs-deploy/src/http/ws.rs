@@ -160,6 +160,9 @@ fn frame(received: Received) -> String {
     }
 }
 
+/// How long the closing handshake may take.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn serve<S>(
     mut ws: WebSocketStream<S>,
     mut sub: Subscription,
@@ -185,6 +188,12 @@ async fn serve<S>(
                             reason: "deploy stream closed".into(),
                         }))
                         .await;
+                    // The closing handshake: the client's Close answers ours (or the
+                    // connection ends); bounded, a client that never answers is let go.
+                    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    })
+                    .await;
                     return;
                 }
             },
@@ -195,7 +204,13 @@ async fn serve<S>(
                         return;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                // tungstenite queues the Close reply; it goes out on a flush (the closing
+                // handshake: without it the client sees the connection drop, 1006).
+                Some(Ok(Message::Close(_))) => {
+                    let _ = tokio::time::timeout(CLOSE_WAIT, ws.flush()).await;
+                    return;
+                }
+                None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
             _ = ping.tick() => {
