@@ -310,21 +310,82 @@ async fn backpressure_and_item_errors_store_every_event_exactly_once() {
     assert_eq!(s.requests, 4);
 }
 
-#[tokio::test]
-async fn other_4xx_answers_refuse_the_batch() {
+/// Serves `/_bulk` with `answer` on a loopback port; returns the endpoint.
+async fn bulk_server<F, Fut>(answer: F) -> String
+where
+    F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (StatusCode, String)> + Send + 'static,
+{
     let app = axum::Router::new().route(
         "/_bulk",
-        axum::routing::post(|| async { (StatusCode::UNAUTHORIZED, "missing authentication") }),
+        axum::routing::post(move |body: String| {
+            let answer = answer.clone();
+            async move { answer(body).await }
+        }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let mut out = bulk("logs", &format!("http://{addr}"));
-    let e = out.send(&batch()).await.unwrap_err();
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn whole_request_answers_keep_or_refuse_the_batch() {
+    // A credential, permission or routing problem: kept and retried, never dropped.
+    for status in [
+        StatusCode::UNAUTHORIZED,
+        StatusCode::FORBIDDEN,
+        StatusCode::NOT_FOUND,
+    ] {
+        let endpoint = bulk_server(move |_| async move { (status, "no".to_owned()) }).await;
+        let e = bulk("logs", &endpoint).send(&batch()).await.unwrap_err();
+        assert!(
+            matches!(&e, SendError::Retryable { message, .. } if message.contains(status.as_str())),
+            "{status}: {e:?}"
+        );
+    }
+    // Malformed, as far as the server is concerned: refused for good.
+    let endpoint = bulk_server(|_| async { (StatusCode::BAD_REQUEST, "bad".to_owned()) }).await;
+    let e = bulk("logs", &endpoint).send(&batch()).await.unwrap_err();
     assert!(
-        matches!(&e, SendError::Rejected { message } if message.contains("401")),
+        matches!(&e, SendError::Rejected { message } if message.contains("400")),
         "{e:?}"
     );
+}
+
+/// `413`: the batch goes again in halves; an event too large alone is dropped, the others
+/// are stored.
+#[tokio::test]
+async fn a_request_too_large_is_split_down_to_single_events() {
+    let stored = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s = stored.clone();
+    let endpoint = bulk_server(move |body: String| {
+        let s = s.clone();
+        async move {
+            let docs: Vec<&str> = body.lines().skip(1).step_by(2).collect();
+            // More than one event, or the one event that is too large: 413.
+            if docs.len() > 1 || docs.iter().any(|d| d.contains("huge")) {
+                return (StatusCode::PAYLOAD_TOO_LARGE, String::new());
+            }
+            s.lock()
+                .unwrap()
+                .extend(docs.iter().map(|d| (*d).to_owned()));
+            let items: Vec<String> = docs
+                .iter()
+                .map(|_| r#"{"create":{"status":201}}"#.to_owned())
+                .collect();
+            (
+                StatusCode::OK,
+                format!(r#"{{"errors":false,"items":[{}]}}"#, items.join(",")),
+            )
+        }
+    })
+    .await;
+    let mut records = batch();
+    records[1].body = "a huge line".into();
+    let delivered = bulk("logs", &endpoint).send(&records).await.unwrap();
+    assert_eq!(delivered.dropped, 1);
+    assert_eq!(stored.lock().unwrap().len(), records.len() - 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

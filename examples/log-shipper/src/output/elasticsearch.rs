@@ -34,6 +34,8 @@ use axi_obs_core::https::HttpClient;
 /// | HTTP 429, 502, 503, 504, other 5xx, connection failure | backpressure: the whole batch is retried with backoff (`Retry-After` honoured) |
 /// | HTTP 200, `errors: false` | stored |
 /// | HTTP 200, `errors: true` | per item: 2xx stored, 409 already stored, 429 and 5xx retried (only those items, with backoff), other 4xx (mapping errors ...) dropped, counted and logged, never retried |
+/// | HTTP 401, 403, 404, 408 | a credential, permission, index template or proxy to fix: the batch is kept and retried with backoff (logged each time), never dropped |
+/// | HTTP 413 | the request was too large: sent again in halves, down to single events; one event alone too large is dropped, counted and logged |
 /// | other HTTP 4xx | the batch is refused for good: dropped and counted |
 #[derive(Debug)]
 pub struct ElasticsearchBulk {
@@ -56,6 +58,16 @@ struct RetryState {
     /// How many of the settled items were refused for good (reported once, when the batch
     /// is done).
     dropped: usize,
+    /// The most events one request carries (halved on each `413`).
+    chunk: usize,
+}
+
+/// How one request went.
+enum Once {
+    /// Its items are settled.
+    Done,
+    /// `413`: too large for the server.
+    TooLarge,
 }
 
 /// Why the exporter could not be built.
@@ -204,6 +216,7 @@ impl ElasticsearchBulk {
                 batch: ident,
                 settled: vec![false; batch.len()],
                 dropped: 0,
+                chunk: batch.len(),
             },
         };
         let result = self.attempt(batch, &mut state).await;
@@ -213,12 +226,46 @@ impl ElasticsearchBulk {
         result
     }
 
+    /// Sends the unsettled events of `batch`, [`RetryState::chunk`] at a time.
     async fn attempt(
         &self,
         batch: &[Record],
         state: &mut RetryState,
     ) -> Result<Delivered, SendError> {
-        let pending: Vec<usize> = (0..batch.len()).filter(|i| !state.settled[*i]).collect();
+        loop {
+            let pending: Vec<usize> = (0..batch.len())
+                .filter(|i| !state.settled[*i])
+                .take(state.chunk.max(1))
+                .collect();
+            if pending.is_empty() {
+                return Ok(Delivered {
+                    dropped: state.dropped,
+                });
+            }
+            match self.attempt_once(batch, state, &pending).await? {
+                Once::Done => {}
+                Once::TooLarge if pending.len() > 1 => state.chunk = pending.len() / 2,
+                Once::TooLarge => {
+                    let i = pending[0];
+                    state.settled[i] = true;
+                    state.dropped += 1;
+                    tracing::warn!(
+                        index = %self.index(&batch[i]),
+                        id = %Self::id(&batch[i]),
+                        "Elasticsearch refused an event as too large (413); dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    /// One `_bulk` request with the events `pending` of `batch`.
+    async fn attempt_once(
+        &self,
+        batch: &[Record],
+        state: &mut RetryState,
+        pending: &[usize],
+    ) -> Result<Once, SendError> {
         let body = self.encode(pending.iter().map(|i| &batch[*i]));
         let response = self
             .client
@@ -231,13 +278,14 @@ impl ElasticsearchBulk {
         let status = response.status;
         if !status.is_success() {
             let message = format!("HTTP {} from {}", status.as_u16(), self.url);
-            return if status.as_u16() == 429 || status.is_server_error() {
-                Err(SendError::Retryable {
+            return match status.as_u16() {
+                413 => Ok(Once::TooLarge),
+                // Not the events' fault: kept until what is wrong is fixed.
+                401 | 403 | 404 | 408 | 429 | 500..=599 => Err(SendError::Retryable {
                     message,
                     retry_after: super::otlp::retry_after(&response.headers),
-                })
-            } else {
-                Err(SendError::Rejected { message })
+                }),
+                _ => Err(SendError::Rejected { message }),
             };
         }
         let reply: BulkResponse =
@@ -250,11 +298,9 @@ impl ElasticsearchBulk {
             })?;
         if !reply.errors {
             for i in pending {
-                state.settled[i] = true;
+                state.settled[*i] = true;
             }
-            return Ok(Delivered {
-                dropped: state.dropped,
-            });
+            return Ok(Once::Done);
         }
         if reply.items.len() != pending.len() {
             return Err(SendError::Retryable {
@@ -297,9 +343,7 @@ impl ElasticsearchBulk {
             }
         }
         if retry == 0 {
-            return Ok(Delivered {
-                dropped: state.dropped,
-            });
+            return Ok(Once::Done);
         }
         Err(SendError::Retryable {
             message: format!(
