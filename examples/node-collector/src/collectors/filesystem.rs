@@ -7,8 +7,93 @@ use crate::{CollectError, Collector, Families, Paths, read};
 /// `{device,device_error,fstype,mountpoint}` and `node_filesystem_mount_info`, for the mounts of
 /// PID 1 (the host's view, as node_exporter reads it), excluding node_exporter's default
 /// pseudo-filesystem types and mount points.
-#[derive(Debug)]
-pub struct Filesystem;
+///
+/// A network or FUSE filesystem is asked on a thread of its own, for at most 5 s (node_exporter's
+/// `--collector.filesystem.mount-timeout`): a hung NFS server costs one parked thread, reports
+/// `device_error` and is skipped until that call returns, instead of stalling every scrape.
+#[derive(Debug, Default)]
+pub struct Filesystem {
+    /// Mount points whose last statistics call has not returned.
+    stuck: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// How long a network filesystem may take to answer.
+const MOUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Filesystems that answer over a network or from a user-space server, which can hang.
+fn may_hang(fstype: &str) -> bool {
+    fstype.starts_with("fuse")
+        || matches!(
+            fstype,
+            "nfs"
+                | "nfs4"
+                | "cifs"
+                | "smb3"
+                | "smbfs"
+                | "ceph"
+                | "glusterfs"
+                | "9p"
+                | "afs"
+                | "lustre"
+                | "davfs"
+                | "ocfs2"
+                | "gfs2"
+        )
+}
+
+impl Filesystem {
+    /// `call` on a thread of its own, waiting at most `timeout`; `key` is skipped while an
+    /// earlier call for it has not returned.
+    fn bounded<R: Send + 'static>(
+        &self,
+        key: &str,
+        timeout: std::time::Duration,
+        call: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, String> {
+        // Marked before the call, unmarked by the call's thread when it returns. (The set is
+        // plain data: a panic elsewhere leaves it usable.)
+        if !self
+            .stuck
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_owned())
+        {
+            return Err("mount point is in an unresponsive state".into());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stuck, key_owned) = (self.stuck.clone(), key.to_owned());
+        let spawned = std::thread::Builder::new()
+            .name("statvfs".into())
+            .spawn(move || {
+                let r = call();
+                stuck
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&key_owned);
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            self.stuck
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(key);
+            return Err(format!("cannot start a thread: {e}"));
+        }
+        rx.recv_timeout(timeout)
+            .map_err(|_| format!("no answer within {timeout:?}"))
+    }
+
+    fn statvfs(&self, path: std::path::PathBuf, m: &Mount) -> Result<rustix::fs::StatVfs, String> {
+        if may_hang(&m.fstype) {
+            self.bounded(&m.mountpoint, MOUNT_TIMEOUT, move || {
+                rustix::fs::statvfs(path.as_path())
+            })?
+            .map_err(|e| e.to_string())
+        } else {
+            rustix::fs::statvfs(path.as_path()).map_err(|e| e.to_string())
+        }
+    }
+}
 
 /// node_exporter's default `--collector.filesystem.fs-types-exclude`.
 const EXCLUDED_TYPES: &[&str] = &[
@@ -129,11 +214,12 @@ impl Collector for Filesystem {
             Err(_) => read(paths.proc("self/mounts"))?,
         };
         let mut seen = std::collections::HashSet::new();
-        for m in parse_mounts(&text) {
+        // Last first: of mounts stacked on one point, the last one mounted is the one visible
+        // there (what `statvfs` measures), and the one reported.
+        for m in parse_mounts(&text).into_iter().rev() {
             if EXCLUDED_TYPES.contains(&m.fstype.as_str()) || excluded_mount(&m.mountpoint) {
                 continue;
             }
-            // A mount point listed twice (stacked mounts) is reported once, as node_exporter does.
             if !seen.insert(m.mountpoint.clone()) {
                 continue;
             }
@@ -145,7 +231,7 @@ impl Collector for Filesystem {
                     ("mountpoint".into(), m.mountpoint.clone()),
                 ]
             };
-            match rustix::fs::statvfs(paths.root(&m.mountpoint).as_path()) {
+            match self.statvfs(paths.root(&m.mountpoint), &m) {
                 Ok(st) => {
                     let l = labels("");
                     let l: Vec<(&str, &str)> =
@@ -195,7 +281,7 @@ impl Collector for Filesystem {
                     );
                 }
                 Err(e) => {
-                    let l = labels(&e.to_string());
+                    let l = labels(&e);
                     let l: Vec<(&str, &str)> =
                         l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                     out.gauge(
@@ -212,7 +298,8 @@ impl Collector for Filesystem {
             read(paths.proc("1/mountinfo")).or_else(|_| read(paths.proc("self/mountinfo")))
         {
             let mut seen_info = std::collections::HashSet::new();
-            for line in info.lines() {
+            // Last first, as above: the top of a stack of mounts.
+            for line in info.lines().rev() {
                 let Some((left, right)) = line.split_once(" - ") else {
                     continue;
                 };
@@ -251,6 +338,67 @@ impl Collector for Filesystem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_that_hangs_times_out_and_its_mount_is_skipped_until_it_returns() {
+        let fs = Filesystem::default();
+        let quick = std::time::Duration::from_millis(50);
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let hung = fs.bounded("/mnt/nfs", quick, move || wait.recv().is_ok());
+        assert!(hung.unwrap_err().contains("no answer"));
+        // Still hanging: skipped at once, no second thread.
+        let skipped = fs.bounded("/mnt/nfs", quick, || true);
+        assert_eq!(
+            skipped.unwrap_err(),
+            "mount point is in an unresponsive state"
+        );
+        // Other mounts are not held up.
+        assert_eq!(fs.bounded("/mnt/other", quick, || 7), Ok(7));
+        // The hung call returns: the mount is asked again.
+        release.send(()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match fs.bounded("/mnt/nfs", quick, || true) {
+                Ok(true) => break,
+                _ => {
+                    assert!(std::time::Instant::now() < deadline, "never asked again");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stacked_mounts_report_the_top_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc = dir.path().join("proc");
+        std::fs::create_dir_all(proc.join("1")).unwrap();
+        std::fs::write(
+            proc.join("1/mounts"),
+            "/dev/sdb1 / ext4 rw 0 0\n/dev/sda1 / xfs rw,relatime 0 0\n",
+        )
+        .unwrap();
+        let paths = Paths {
+            proc,
+            root: dir.path().to_owned(),
+            ..Paths::default()
+        };
+        let mut f = Families::default();
+        Filesystem::default().collect(&paths, &mut f).unwrap();
+        let size = f.get("node_filesystem_size_bytes").unwrap();
+        assert_eq!(size.series.len(), 1);
+        assert!(
+            size.series_with(&[
+                ("device", "/dev/sda1"),
+                ("device_error", ""),
+                ("fstype", "xfs"),
+                ("mountpoint", "/"),
+            ])
+            .is_some(),
+            "{:?}",
+            size.series
+        );
+    }
 
     #[test]
     fn mount_point_exclusions() {

@@ -37,7 +37,7 @@ pub fn all() -> Vec<Box<dyn Collector>> {
         Box::new(DiskStats),
         Box::new(Entropy),
         Box::new(FileFd),
-        Box::new(Filesystem),
+        Box::new(Filesystem::default()),
         Box::new(KernelHung),
         Box::new(LoadAvg),
         Box::new(MemInfo),
