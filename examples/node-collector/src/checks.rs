@@ -5,7 +5,7 @@
 //! | `axi_process_up` | `name` | 1 while at least one matching process runs |
 //! | `axi_process_count` | `name` | matching processes |
 //! | `axi_process_restarts_total` | `name` | times the process was replaced (its oldest start time changed) or came back after being down |
-//! | `axi_process_cpu_seconds_total` | `name` | user + system CPU of the matching processes |
+//! | `axi_process_cpu_seconds_total` | `name` | user + system CPU of the matching processes, counted across scrapes so that a process ending does not lower it (the CPU a process used between its last scrape and its end is not seen) |
 //! | `axi_process_resident_memory_bytes` | `name` | resident memory of the matching processes |
 //! | `axi_process_start_time_seconds` | `name` | start of the oldest matching process |
 //! | `axi_port_listening` | `name`, `port` | 1 when a TCP socket (IPv4 or IPv6) listens on the port |
@@ -20,6 +20,7 @@ use crate::{CollectError, Collector, Families, Paths, read};
 /// One process found under `/proc`.
 #[derive(Debug, Clone)]
 struct Proc {
+    pid: u32,
     start_ticks: u64,
     cpu_ticks: u64,
     rss_pages: u64,
@@ -32,6 +33,27 @@ struct Seen {
     /// Whether it was ever up (a first start is not a restart).
     ever_up: bool,
     restarts: u64,
+    /// CPU ticks counted so far, over every matching process seen.
+    cpu_ticks: u64,
+    /// Each matching process's CPU ticks at the previous scrape, by pid and start (a reused
+    /// pid is another process).
+    cpu_by_proc: HashMap<(u32, u64), u64>,
+}
+
+impl Seen {
+    /// Adds what `procs` used since the previous scrape (all of it for a process not seen
+    /// before) and returns the total: a counter that a process ending cannot lower.
+    fn count_cpu(&mut self, procs: &[Proc]) -> u64 {
+        let mut now = HashMap::with_capacity(procs.len());
+        for p in procs {
+            let key = (p.pid, p.start_ticks);
+            let before = self.cpu_by_proc.get(&key).copied().unwrap_or(0);
+            self.cpu_ticks += p.cpu_ticks.saturating_sub(before);
+            now.insert(key, p.cpu_ticks);
+        }
+        self.cpu_by_proc = now;
+        self.cpu_ticks
+    }
 }
 
 /// Watches configured processes.
@@ -58,6 +80,7 @@ fn read_proc(paths: &Paths, pid: u32) -> Option<Proc> {
     // Field N of /proc/<pid>/stat is f[N - 3].
     let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
     Some(Proc {
+        pid,
         cpu_ticks: field(14)? + field(15)?,
         start_ticks: field(22)?,
         rss_pages: field(24)?,
@@ -144,7 +167,7 @@ impl Collector for Processes {
                 "axi_process_cpu_seconds_total",
                 "User and system CPU time of the matching processes, in seconds.",
                 &l,
-                procs.iter().map(|p| p.cpu_ticks).sum::<u64>() as f64 / USER_HZ,
+                state.count_cpu(&procs) as f64 / USER_HZ,
             );
             out.gauge(
                 "axi_process_resident_memory_bytes",
@@ -217,6 +240,24 @@ impl Collector for Ports {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_cpu_never_goes_down_when_a_process_ends() {
+        let p = |pid, start, cpu| Proc {
+            pid,
+            start_ticks: start,
+            cpu_ticks: cpu,
+            rss_pages: 0,
+        };
+        let mut seen = Seen::default();
+        assert_eq!(seen.count_cpu(&[p(1, 10, 100), p(2, 20, 50)]), 150);
+        // Worker 2 exits: the total does not drop.
+        assert_eq!(seen.count_cpu(&[p(1, 10, 120)]), 170);
+        // A new worker counts with all it used.
+        assert_eq!(seen.count_cpu(&[p(1, 10, 130), p(3, 30, 10)]), 190);
+        // Pid 1 reused by another process (another start): a new process.
+        assert_eq!(seen.count_cpu(&[p(1, 99, 5), p(3, 30, 10)]), 195);
+    }
 
     #[test]
     fn listening_ports_from_proc_net_tcp() {
