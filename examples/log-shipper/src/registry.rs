@@ -177,6 +177,11 @@ impl Registry {
         self.entries.get(&(dev, ino))
     }
 
+    /// The generation acknowledgements for the file `dev`/`ino` must carry, if it is tracked.
+    pub fn generation(&self, dev: u64, ino: u64) -> Option<u32> {
+        self.entries.get(&(dev, ino)).map(|e| e.generation)
+    }
+
     /// Every entry, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()

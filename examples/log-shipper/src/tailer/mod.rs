@@ -282,28 +282,35 @@ impl Tailer {
             return;
         };
         let mut registry = lock(&self.registry);
-        let start = match registry.get(dev, ino) {
+        // The generation goes up whenever the content under an inode starts over, so that the
+        // acknowledgements still on their way for the old content (a deleted file's last
+        // lines) cannot move the new content's offset.
+        let known = registry.generation(dev, ino).unwrap_or(0);
+        let (start, generation) = match registry.get(dev, ino) {
             // Same identity: resume, unless it is now shorter than the offset (truncated and
             // refilled), then from 0.
             Some(e)
                 if e.fingerprint.len <= size
                     && fingerprint(&file, e.fingerprint.len).ok() == Some(e.fingerprint) =>
             {
-                Some(e.offset).filter(|o| *o <= size).unwrap_or(0)
+                match Some(e.offset).filter(|o| *o <= size) {
+                    Some(o) => (o, known),
+                    None => (0, known.wrapping_add(1)),
+                }
             }
             Some(_) => {
                 tracing::info!(path = %path.display(), "inode reused by a new file: reading from the start");
                 metrics::counter!(names::FILES_RESTARTED, names::INPUT => input.name.clone())
                     .increment(1);
-                0
+                (0, known.wrapping_add(1))
             }
-            None if self.first_scan && input.start_at == StartAt::End => size,
-            None => 0,
+            None if self.first_scan && input.start_at == StartAt::End => (size, 0),
+            None => (0, 0),
         };
         let key = FileKey {
             dev,
             ino,
-            generation: 0,
+            generation,
         };
         registry.track(key, path, fp, start);
         drop(registry);
@@ -543,5 +550,53 @@ impl Tailer {
             metrics::gauge!(names::FILES_OPEN, names::INPUT => input.name.clone()).set(open as f64);
             metrics::gauge!(names::LAG_BYTES, names::INPUT => input.name.clone()).set(lag as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+    use crate::registry::Fingerprint;
+
+    /// An inode the registry knows with other content is a new file: its acknowledgements
+    /// carry a new generation, so those still on their way for the old content are refused.
+    #[test]
+    fn new_content_under_a_known_inode_gets_a_new_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "new 0\nnew 1\n").unwrap();
+        let meta = std::fs::metadata(&log).unwrap();
+        let (dev, ino) = (meta.dev(), meta.ino());
+        let mut registry = Registry::load(&dir.path().join("registry.json")).unwrap();
+        let old = FileKey {
+            dev,
+            ino,
+            generation: 0,
+        };
+        registry.track(old, &log, Fingerprint::of(b"old content"), 3);
+        let registry = Arc::new(Mutex::new(registry));
+        let (tx, _rx) = mpsc::channel(16);
+        let input = InputSpec {
+            name: "app".into(),
+            service: "app".into(),
+            paths: vec![log.display().to_string()],
+            exclude: Vec::new(),
+            parser: crate::parse::Parser::Text,
+            access: None,
+            max_line_bytes: 1024,
+            fingerprint_bytes: 1024,
+            close_inactive: Duration::from_secs(60),
+            start_at: StartAt::Beginning,
+            multiline: None,
+        };
+        let mut tailer = Tailer::new(vec![input], registry.clone(), tx, Arc::default());
+        tailer.discover(0, &log);
+        let mut reg = lock(&registry);
+        assert_eq!(reg.generation(dev, ino), Some(1));
+        // A late acknowledgement for the old content does not move the new file's offset.
+        assert!(!reg.ack(Position { key: old, end: 500 }));
+        assert_eq!(reg.get(dev, ino).unwrap().offset, 0);
     }
 }
