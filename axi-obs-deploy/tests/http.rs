@@ -799,6 +799,27 @@ fn github_workflow_filter_and_form_encoded_payloads() {
     assert_eq!(server.streamed_ids(), ["github-run-289782451-1-started"]);
 }
 
+/// A delivery whose mapped event would not be valid (a repository name longer than the
+/// history keeps) is a 400 naming the field, and stores nothing.
+#[test]
+fn github_deliveries_that_map_to_invalid_events_are_refused() {
+    let server = Server::start(|r| r.github_secret(SECRET));
+    let long = "r".repeat(300);
+    let body = workflow_run("requested", None)
+        .replace("\"octo-repo\"", &format!("\"{long}\""))
+        .replace("octo-org/octo-repo", &format!("octo-org/{long}"));
+    let (status, answer) = signed(&server, "workflow_run", "g-long", &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("deployment.project"),
+        "{answer}"
+    );
+    assert!(server.streamed_ids().is_empty());
+}
+
 fn form_encode(json: &str) -> String {
     let mut out = String::from("payload=");
     for b in json.bytes() {

@@ -509,12 +509,16 @@ fn save_session(paths: &Paths, session: &Session) -> Result<()> {
     let path = session_path(paths, &session.deployment.id)?;
     let dir = path.parent().context("state path has no directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("json.tmp");
+    // A temporary name of this process's own: two invocations on one deployment at once
+    // (parallel CI jobs) cannot write into each other's file.
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec(session)?)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        std::fs::rename(&tmp, &path)?;
+        // The rename itself made durable.
+        std::fs::File::open(dir)?.sync_all()
     };
     write().with_context(|| format!("writing {}", path.display()))
 }

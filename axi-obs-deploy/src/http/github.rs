@@ -601,6 +601,13 @@ pub(crate) async fn post_webhook(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let answer = match mapped {
         Mapped::Events(events) => {
+            // Checked as intake checks posted events: a repository or branch name longer
+            // than the history keeps is a 400 naming the field, not a stored event that
+            // breaks later reads.
+            for e in &events {
+                e.validate()
+                    .map_err(|err| ApiError::bad_request(err.to_string()))?;
+            }
             let stored = store(&s, events, "github").await?;
             serde_json::json!({
                 "delivery": delivery,
