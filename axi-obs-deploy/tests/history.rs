@@ -294,6 +294,22 @@ fn list_filters_and_last_deployment() {
         ["d5", "d4"]
     );
     assert!(ids(Filter::default().project("nope")).is_empty());
+    // Tags (Grafana's): every one matches the project, environment or status, before the
+    // limit; with `any`, one of them.
+    let tags = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(Filter::default()
+            .tags(tags(&["prod", "failed"]), false)
+            .limit(2)),
+        ["d11", "d7"]
+    );
+    assert_eq!(
+        ids(Filter::default()
+            .tags(tags(&["staging", "nope"]), true)
+            .limit(1)),
+        ["d10"]
+    );
+    assert!(ids(Filter::default().tags(tags(&["prod", "nope"]), false)).is_empty());
     let last = h.last_deployment("shop", Some("prod")).unwrap().unwrap();
     assert_eq!((last.id.as_str(), last.status), ("d11", Status::Failed));
     assert_eq!(last.error.as_deref(), Some("boom"));

@@ -262,7 +262,13 @@ pub(crate) async fn annotations(
         .map(str::to_owned)
         .collect();
     let match_any = p.flag("matchAny")?;
-    let mut filter = Filter::default().since(from).until(to).limit(MAX_LIMIT);
+    // Tags are matched in the query, before its limit: older matching deployments are not
+    // cut off by newer ones that do not match.
+    let mut filter = Filter::default()
+        .since(from)
+        .until(to)
+        .limit(limit)
+        .tags(tags, match_any);
     if let Some(v) = p.one("project")? {
         filter = filter.project(v);
     }
@@ -270,19 +276,7 @@ pub(crate) async fn annotations(
         filter = filter.environment(v);
     }
     let list = with_history(&s, "reading the deploy history", move |h| h.list(&filter)).await?;
-    let out = list
-        .into_iter()
-        .map(|d| Annotation::new(d, now))
-        .filter(|a| {
-            tags.is_empty()
-                || if match_any {
-                    tags.iter().any(|t| a.tags.contains(t))
-                } else {
-                    tags.iter().all(|t| a.tags.contains(t))
-                }
-        })
-        .take(limit as usize)
-        .collect();
+    let out = list.into_iter().map(|d| Annotation::new(d, now)).collect();
     Ok(Json(out))
 }
 

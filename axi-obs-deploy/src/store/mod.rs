@@ -138,6 +138,10 @@ pub struct Filter {
     since: Option<OffsetDateTime>,
     until: Option<OffsetDateTime>,
     limit: u32,
+    /// Values each of which (or, with `tags_any`, one of which) the project, environment or
+    /// status must equal.
+    tags: Vec<String>,
+    tags_any: bool,
 }
 
 impl Default for Filter {
@@ -149,6 +153,8 @@ impl Default for Filter {
             since: None,
             until: None,
             limit: 50,
+            tags: Vec::new(),
+            tags_any: false,
         }
     }
 }
@@ -187,6 +193,15 @@ impl Filter {
     /// At most `limit` deployments. Defaults to 50.
     pub fn limit(mut self, limit: u32) -> Self {
         self.limit = limit;
+        self
+    }
+
+    /// Only deployments whose project, environment or status equals every one of `tags`
+    /// (with `any`, at least one of them): Grafana's annotation tags. Applied before the
+    /// limit. Defaults to no tags.
+    pub fn tags(mut self, tags: Vec<String>, any: bool) -> Self {
+        self.tags = tags;
+        self.tags_any = any;
         self
     }
 }
@@ -417,6 +432,23 @@ impl History {
         }
         if let Some(t) = filter.until {
             arg(&mut sql, " AND started_ms < ?", Value::Integer(unix_ms(t)));
+        }
+        if !filter.tags.is_empty() {
+            sql.push_str(if filter.tags_any {
+                " AND (0"
+            } else {
+                " AND (1"
+            });
+            for t in &filter.tags {
+                let join = if filter.tags_any { " OR" } else { " AND" };
+                sql.push_str(join);
+                arg(
+                    &mut sql,
+                    " ? IN (project, environment, status)",
+                    Value::Text(t.clone()),
+                );
+            }
+            sql.push(')');
         }
         arg(
             &mut sql,
