@@ -125,9 +125,13 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
                         out.push_str(itoa::Buffer::new().format(cumulative));
                         out.push('\n');
                     }
-                    sample(&mut out, &name, "_sum", &labels, None);
-                    push_float(&mut out, h.sum);
-                    out.push('\n');
+                    // OpenMetrics: a histogram with negative thresholds has no sum, and a sum is
+                    // never NaN or negative (observations of +Inf and -Inf make it NaN).
+                    if !om || (h.bounds.iter().all(|b| *b >= 0.0) && h.sum >= 0.0) {
+                        sample(&mut out, &name, "_sum", &labels, None);
+                        push_float(&mut out, h.sum);
+                        out.push('\n');
+                    }
                     sample(&mut out, &name, "_count", &labels, None);
                     out.push_str(itoa::Buffer::new().format(h.count));
                     out.push('\n');
@@ -397,6 +401,23 @@ work_duration_seconds_count{http_route="/x"} 2
         // The 0.0.4 text keeps Go's plain `%g` (what promtool and client_golang write).
         let text = super::render(&rec.handle().snapshot());
         assert!(text.contains("lat_seconds_bucket{le=\"1\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn openmetrics_histograms_without_a_valid_sum_leave_it_out() {
+        let rec = recorder(100);
+        metrics::with_local_recorder(&rec, || {
+            metrics::histogram!("ok_seconds").record(0.3);
+            metrics::histogram!("odd_seconds").record(f64::INFINITY);
+            metrics::histogram!("odd_seconds").record(f64::NEG_INFINITY);
+        });
+        let snapshot = rec.handle().snapshot();
+        let om = super::render_as(&snapshot.families, super::Format::OpenMetrics);
+        assert!(om.contains("ok_seconds_sum 0.3\n"), "{om}");
+        assert!(!om.contains("odd_seconds_sum"), "{om}");
+        assert!(om.contains("odd_seconds_count 2\n"), "{om}");
+        // The 0.0.4 text keeps it (NaN is a valid sample there).
+        assert!(super::render(&snapshot).contains("odd_seconds_sum NaN\n"));
     }
 
     #[test]
