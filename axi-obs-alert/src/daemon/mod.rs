@@ -307,7 +307,13 @@ impl Shared {
         match load(&self.config_path) {
             Ok(mut fresh) => {
                 let mut current = lock(&self.rules);
-                carry_over_state(&current.groups, &mut fresh.groups);
+                let gone = carry_over_state(&current.groups, &mut fresh.groups);
+                if !gone.is_empty() {
+                    let (now, mut store) = (now_ms(), lock(&self.store));
+                    for series in &gone {
+                        store.add(series, now, crate::promql::value::stale_nan());
+                    }
+                }
                 if fresh.config.alertmanagers == current.config.alertmanagers
                     && fresh.config.external_labels == current.config.external_labels
                 {
@@ -334,29 +340,55 @@ impl Shared {
     }
 }
 
-/// Alert state moves to the reloaded rule with the same group, name and expression.
-fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) {
+/// Alert state, and the series each rule wrote, move to the reloaded rule with the same
+/// group, name and expression. Returns the series of rules that are gone (or changed), which
+/// get staleness markers, as Prometheus's rule manager marks them on a reload.
+fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) -> Vec<crate::promql::Labels> {
+    let mut carried: std::collections::HashSet<&crate::promql::Labels> =
+        std::collections::HashSet::new();
     for g in new.iter_mut() {
         let Some(prev) = old.iter().find(|o| o.key() == g.key()) else {
             continue;
         };
-        for (i, r) in g.rules.iter_mut().enumerate() {
-            let RuleState::Alerting(a) = r else { continue };
-            let expr = &g.group.rules[i].expr_text;
-            let matching =
-                prev.rules
-                    .iter()
-                    .zip(&prev.group.rules)
-                    .find_map(|(pr, def)| match pr {
-                        RuleState::Alerting(pa) if pa.name == a.name && &def.expr_text == expr => {
-                            Some(pa)
-                        }
-                        _ => None,
-                    });
-            if let Some(pa) = matching {
+        for i in 0..g.rules.len() {
+            let expr = g.group.rules[i].expr_text.clone();
+            let name = rule_name(&g.rules[i]).to_owned();
+            let Some(j) = prev
+                .rules
+                .iter()
+                .zip(&prev.group.rules)
+                .position(|(pr, def)| {
+                    rule_name(pr) == name
+                        && def.expr_text == expr
+                        && matches!(
+                            (pr, &g.rules[i]),
+                            (RuleState::Alerting(_), RuleState::Alerting(_))
+                                | (RuleState::Recording { .. }, RuleState::Recording { .. })
+                        )
+                })
+            else {
+                continue;
+            };
+            if let (RuleState::Alerting(a), RuleState::Alerting(pa)) =
+                (&mut g.rules[i], &prev.rules[j])
+            {
                 a.active = pa.active.clone();
             }
+            g.carry_written(i, prev.written(j).cloned());
+            carried.extend(prev.written(j));
         }
+    }
+    old.iter()
+        .flat_map(|g| (0..g.rules.len()).flat_map(move |i| g.written(i)))
+        .filter(|l| !carried.contains(l))
+        .cloned()
+        .collect()
+}
+
+fn rule_name(r: &RuleState) -> &str {
+    match r {
+        RuleState::Alerting(a) => &a.name,
+        RuleState::Recording { name, .. } => name,
     }
 }
 
@@ -683,4 +715,73 @@ async fn alerts(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         }
     }
     axum::Json(serde_json::json!({"status": "success", "data": {"alerts": out}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::promql::{Engine, MemStorage};
+    use crate::rules::TemplateContext;
+
+    fn groups(text: &str) -> Vec<GroupState> {
+        let (file, _) = crate::rules::parse(text, Path::new("r.yml")).unwrap();
+        file.groups
+            .into_iter()
+            .map(|g| GroupState::new(g).from_file(Path::new("r.yml")))
+            .collect()
+    }
+
+    /// A reload carries the alert state and the written series of the rules it keeps; the
+    /// series of rules it drops (or changes) are returned for staleness markers.
+    #[test]
+    fn a_reload_hands_back_the_series_of_rules_that_are_gone() {
+        let before = "
+groups:
+  - name: g
+    rules:
+      - record: kept:one
+        expr: vector(1)
+      - record: dropped:two
+        expr: vector(2)
+      - alert: Firing
+        expr: vector(1)
+";
+        let mut old = groups(before);
+        let mut store = MemStorage::new();
+        old[0].eval(
+            &Engine::default(),
+            &mut store,
+            60_000,
+            0,
+            &TemplateContext::default(),
+        );
+        let mut new = groups(
+            "
+groups:
+  - name: g
+    rules:
+      - record: kept:one
+        expr: vector(1)
+      - alert: Firing
+        expr: vector(1)
+",
+        );
+        let gone = carry_over_state(&old, &mut new);
+        let names: Vec<&str> = gone.iter().filter_map(|l| l.get("__name__")).collect();
+        assert_eq!(names, ["dropped:two"]);
+        // The kept rules carry what they wrote (staleness works for them later) and the
+        // alert its state.
+        assert_eq!(new[0].written(0).count(), 1);
+        // The alert's ALERTS and ALERTS_FOR_STATE.
+        assert_eq!(new[0].written(1).count(), 2);
+        let RuleState::Alerting(a) = &new[0].rules[1] else {
+            unreachable!()
+        };
+        assert_eq!(a.alerts().len(), 1);
+        // A group gone altogether: all of its series.
+        let gone = carry_over_state(&old, &mut []);
+        assert_eq!(gone.len(), 4);
+    }
 }

@@ -171,6 +171,19 @@ impl GroupState {
         self
     }
 
+    /// The series rule `i` wrote at its last evaluation.
+    pub fn written(&self, i: usize) -> impl Iterator<Item = &Labels> {
+        self.previous.get(i).into_iter().flatten()
+    }
+
+    /// Takes over `series` as written by rule `i` (a reload carrying a rule over), so they
+    /// get staleness markers when it stops writing them.
+    pub fn carry_written(&mut self, i: usize, series: impl IntoIterator<Item = Labels>) {
+        if let Some(p) = self.previous.get_mut(i) {
+            p.extend(series);
+        }
+    }
+
     /// What identifies the group: `file;name`, as Prometheus's rule manager keys groups
     /// (groups of one name may live in several files).
     pub fn key(&self) -> String {
