@@ -517,8 +517,10 @@ fn save_session(paths: &Paths, session: &Session) -> Result<()> {
         f.write_all(&serde_json::to_vec(session)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
-        // The rename itself made durable.
-        std::fs::File::open(dir)?.sync_all()
+        // The rename itself made durable, where the filesystem can (some network ones
+        // cannot sync a directory; the file is written either way).
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        Ok(())
     };
     write().with_context(|| format!("writing {}", path.display()))
 }
@@ -585,29 +587,30 @@ fn pump<R: Read + Send + 'static>(
     })
 }
 
-/// SIGTERM and SIGINT, as their numbers, from a thread listening for them (the process then
-/// no longer dies of them: `run` forwards them to the command and records the cancellation).
-fn signals() -> std::sync::mpsc::Receiver<i32> {
+/// SIGTERM and SIGINT, from a thread listening for them (the process then no longer dies of
+/// them: `run` passes them on to the command and records the cancellation). The handlers are
+/// in place when this returns.
+fn signals() -> Result<std::sync::mpsc::Receiver<rustix::process::Signal>> {
+    use rustix::process::Signal;
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("starting the signal listener")?;
+    let (mut term, mut int) = {
+        let _in_runtime = rt.enter();
+        (
+            signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        )
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-        else {
-            return;
-        };
         rt.block_on(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
             loop {
                 let sig = tokio::select! {
-                    _ = term.recv() => 15,
-                    _ = int.recv() => 2,
+                    _ = term.recv() => Signal::TERM,
+                    _ = int.recv() => Signal::INT,
                 };
                 if tx.send(sig).is_err() {
                     return;
@@ -615,14 +618,14 @@ fn signals() -> std::sync::mpsc::Receiver<i32> {
             }
         });
     });
-    rx
+    Ok(rx)
 }
 
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        2 => "SIGINT",
-        15 => "SIGTERM",
-        _ => "a signal",
+fn signal_name(sig: rustix::process::Signal) -> &'static str {
+    if sig == rustix::process::Signal::INT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
     }
 }
 
@@ -641,12 +644,12 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         .stdin(Stdio::inherit())
         .stdout(writer.try_clone().context("creating the output pipe")?)
         .stderr(writer);
-    // Listening before the command starts: a signal from then on is forwarded to it.
-    let signals = signals();
+    // Listening before the command starts: a signal from then on is passed on to it.
+    let signals = signals()?;
     let spawned = command.spawn();
     // The parent's copies of the write end must close, or the reader never sees the end.
     drop(command);
-    let child = match spawned {
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let reason = format!("cannot start `{}`: {e}", program.to_string_lossy());
@@ -655,78 +658,75 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(127));
         }
     };
-    let pid = child.id();
-    let (exit_tx, exit_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut child = child;
-        let _ = exit_tx.send(child.wait());
-    });
+    let pid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
     // Bounded: if recording falls behind, the pump waits (and the command's pipe fills).
     let (tx, rx) = std::sync::mpsc::sync_channel::<String>(1024);
     let pump = pump(reader, std::io::stdout(), tx);
 
     let mut tail = OutputTail::new(args.tail_lines);
-    let mut received: Option<i32> = None;
-    let mut exited: Option<(
-        std::io::Result<std::process::ExitStatus>,
-        std::time::Instant,
-    )> = None;
+    let mut handle = |line: String| {
+        if let Some(name) = parse_marker(&line) {
+            let events = session.begin_step(name, tail.take(), now());
+            sink.record(&events);
+        } else {
+            if session.open_step.is_none() {
+                let events = session.begin_step(&args.first_step, None, now());
+                sink.record(&events);
+            }
+            tail.push(&line);
+        }
+    };
+    let mut received = None;
+    let mut exited: Option<(std::process::ExitStatus, std::time::Instant)> = None;
     let mut pump_done = false;
     loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => {
-                if let Some(name) = parse_marker(&line) {
-                    let events = session.begin_step(name, tail.take(), now());
-                    sink.record(&events);
-                } else {
-                    if session.open_step.is_none() {
-                        let events = session.begin_step(&args.first_step, None, now());
-                        sink.record(&events);
-                    }
-                    tail.push(&line);
-                }
+        if pump_done {
+            // The output has ended: wait on the command (still waking up for signals).
+            std::thread::sleep(Duration::from_millis(50));
+        } else {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => handle(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => pump_done = true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => pump_done = true,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        // Checked before signals are passed on: the command's pid is only ours to signal
+        // until it has been reaped.
+        if exited.is_none()
+            && let Some(status) = child.try_wait().context("waiting for the command")?
+        {
+            exited = Some((status, std::time::Instant::now()));
         }
         while let Ok(sig) = signals.try_recv() {
+            if exited.is_some() {
+                continue;
+            }
             received.get_or_insert(sig);
-            // Forwarded with kill(1): the command may have been sent it too (a terminal's
-            // Ctrl-C reaches the whole process group), which a second delivery does not change
-            // for a command that is stopping.
-            let _ = Command::new("kill")
-                .args(["-s", &signal_name(sig)[3..], &pid.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        if exited.is_none() {
-            // Once the output has ended, wait on the command itself (still waking up for
-            // signals) instead of spinning on the closed line channel.
-            let status = if pump_done {
-                exit_rx.recv_timeout(Duration::from_millis(100)).ok()
-            } else {
-                exit_rx.try_recv().ok()
-            };
-            if let Some(status) = status {
-                exited = Some((status, std::time::Instant::now()));
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, sig);
             }
         }
         match &exited {
             Some(_) if pump_done => break,
-            // A process the command left behind holds the pipe: stop reading it.
-            Some((_, at)) if at.elapsed() >= DRAIN_AFTER_EXIT => break,
+            // A process the command left behind holds the pipe: what is already queued is
+            // recorded, then the pipe is left to it.
+            Some((_, at)) if at.elapsed() >= DRAIN_AFTER_EXIT => {
+                for line in rx.try_iter().take(1024) {
+                    handle(line);
+                }
+                break;
+            }
             _ => {}
         }
     }
     if pump_done {
         let _ = pump.join();
     }
-    let status = match exited {
-        Some((status, _)) => status,
-        None => exit_rx.recv().context("waiting for the command")?,
-    }
-    .context("waiting for the command")?;
+    let Some((status, _)) = exited else {
+        bail!("the command's exit was not seen");
+    };
     let code = match status.code() {
         Some(c) => c,
         None => {
