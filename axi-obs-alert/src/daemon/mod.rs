@@ -139,6 +139,9 @@ struct Loaded {
     retention_ms: i64,
     /// The last reload error, if the last reload failed.
     last_error: Option<String>,
+    /// Series of rules a reload dropped or changed: marked stale after the next round of
+    /// evaluations, unless a rule wrote them again.
+    gone: Vec<crate::promql::Labels>,
     /// The senders of `alerting.alertmanagers`.
     notifier: Notifier,
 }
@@ -268,6 +271,7 @@ fn load(config_path: &Path) -> Result<Loaded, String> {
         groups,
         stamps,
         last_error: None,
+        gone: Vec::new(),
         notifier,
     })
 }
@@ -307,13 +311,9 @@ impl Shared {
         match load(&self.config_path) {
             Ok(mut fresh) => {
                 let mut current = lock(&self.rules);
-                let gone = carry_over_state(&current.groups, &mut fresh.groups);
-                if !gone.is_empty() {
-                    let (now, mut store) = (now_ms(), lock(&self.store));
-                    for series in &gone {
-                        store.add(series, now, crate::promql::value::stale_nan());
-                    }
-                }
+                fresh.gone = carry_over_state(&current.groups, &mut fresh.groups);
+                // Marks a previous reload left for this round are kept too.
+                fresh.gone.append(&mut current.gone);
                 if fresh.config.alertmanagers == current.config.alertmanagers
                     && fresh.config.external_labels == current.config.external_labels
                 {
@@ -350,25 +350,21 @@ fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) -> Vec<crate::pr
         let Some(prev) = old.iter().find(|o| o.key() == g.key()) else {
             continue;
         };
+        // Each previous rule is taken over once, in order: two rules of one name (different
+        // labels, say) keep their own state and series.
+        let mut used = vec![false; prev.rules.len()];
         for i in 0..g.rules.len() {
-            let expr = g.group.rules[i].expr_text.clone();
-            let name = rule_name(&g.rules[i]).to_owned();
-            let Some(j) = prev
-                .rules
-                .iter()
-                .zip(&prev.group.rules)
-                .position(|(pr, def)| {
-                    rule_name(pr) == name
-                        && def.expr_text == expr
-                        && matches!(
-                            (pr, &g.rules[i]),
-                            (RuleState::Alerting(_), RuleState::Alerting(_))
-                                | (RuleState::Recording { .. }, RuleState::Recording { .. })
-                        )
-                })
-            else {
+            let def = &g.group.rules[i];
+            let Some(j) = (0..prev.rules.len()).find(|&j| {
+                let pdef = &prev.group.rules[j];
+                !used[j]
+                    && pdef.kind == def.kind
+                    && pdef.labels == def.labels
+                    && pdef.expr_text == def.expr_text
+            }) else {
                 continue;
             };
+            used[j] = true;
             if let (RuleState::Alerting(a), RuleState::Alerting(pa)) =
                 (&mut g.rules[i], &prev.rules[j])
             {
@@ -383,13 +379,6 @@ fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) -> Vec<crate::pr
         .filter(|l| !carried.contains(l))
         .cloned()
         .collect()
-}
-
-fn rule_name(r: &RuleState) -> &str {
-    match r {
-        RuleState::Alerting(a) => &a.name,
-        RuleState::Recording { name, .. } => name,
-    }
 }
 
 /// Runs until SIGTERM/SIGINT: scrapes, rule evaluation, and the HTTP API on `listen`.
@@ -577,6 +566,20 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                     }
                 }
                 wake = wake.min(*due);
+            }
+            if evaluated && !rules.gone.is_empty() {
+                // After a reload, once groups have run again (new and changed groups run at
+                // once): what no rule wrote again is stale, marked after what they wrote.
+                let written: std::collections::HashSet<&crate::promql::Labels> = rules
+                    .groups
+                    .iter()
+                    .flat_map(|g| (0..g.rules.len()).flat_map(move |i| g.written(i)))
+                    .collect();
+                let gone = std::mem::take(&mut rules.gone);
+                let mut store = lock(&shared.store);
+                for series in gone.iter().filter(|l| !written.contains(l)) {
+                    store.add(series, now, crate::promql::value::stale_nan());
+                }
             }
             if evaluated && let Some(path) = &shared.options.state_file {
                 write_state(path, &rules.groups, now);
@@ -783,5 +786,37 @@ groups:
         // A group gone altogether: all of its series.
         let gone = carry_over_state(&old, &mut []);
         assert_eq!(gone.len(), 4);
+    }
+
+    /// Two rules of one name (different labels) each keep their own series over a reload.
+    #[test]
+    fn rules_of_one_name_keep_their_own_series() {
+        let text = "
+groups:
+  - name: g
+    rules:
+      - record: job:x
+        expr: vector(1)
+        labels: { shard: a }
+      - record: job:x
+        expr: vector(1)
+        labels: { shard: b }
+";
+        let mut old = groups(text);
+        let mut store = MemStorage::new();
+        old[0].eval(
+            &Engine::default(),
+            &mut store,
+            60_000,
+            0,
+            &TemplateContext::default(),
+        );
+        let mut new = groups(text);
+        assert!(carry_over_state(&old, &mut new).is_empty());
+        for (i, shard) in [(0, "a"), (1, "b")] {
+            let series: Vec<_> = new[0].written(i).collect();
+            assert_eq!(series.len(), 1);
+            assert_eq!(series[0].get("shard"), Some(shard));
+        }
     }
 }
