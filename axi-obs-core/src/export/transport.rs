@@ -215,10 +215,15 @@ impl Transport {
             };
             match attempt {
                 Ok(()) => return Ok(()),
-                Err(e) if e.retryable() && Instant::now() + backoff < deadline => {
+                Err(e) if e.retryable() => {
                     // Exponential, with jitter (as the OTLP specification asks), so exporters
-                    // that failed together do not retry together.
-                    tokio::time::sleep(jittered(backoff)).await;
+                    // that failed together do not retry together. A wait that would reach the
+                    // deadline ends the export with this error instead.
+                    let wait = jittered(backoff);
+                    if Instant::now() + wait >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(wait).await;
                     backoff *= 2;
                 }
                 Err(e) => return Err(e),

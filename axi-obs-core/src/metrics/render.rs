@@ -40,8 +40,15 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
     let mut groups: BTreeMap<String, Vec<&Family>> = BTreeMap::new();
     for f in families {
         let name = prometheus_name(&f.name, f.kind, f.unit);
+        // The name written: OpenMetrics drops a counter's `_total` and an info gauge's `_info`
+        // (every value 1, as below).
+        let info = om
+            && f.kind == MetricKind::Gauge
+            && name.ends_with("_info")
+            && f.series.iter().all(|s| s.value.as_gauge() == Some(1.0));
         let key = match (om, f.kind) {
             (true, MetricKind::Counter) => name.strip_suffix("_total").unwrap_or(&name).to_owned(),
+            _ if info => name.strip_suffix("_info").unwrap_or(&name).to_owned(),
             _ => name,
         };
         let group = groups.entry(key).or_default();
@@ -453,6 +460,17 @@ work_duration_seconds_count{http_route="/x"} 2
         );
         let om = super::render_as(&snapshot.families, super::Format::OpenMetrics);
         assert_eq!(om.matches("# TYPE thing ").count(), 1, "{om}");
+        // An info gauge `build_info` is the OpenMetrics family `build`: one of them.
+        let rec = recorder(100);
+        metrics::with_local_recorder(&rec, || {
+            metrics::gauge!("build_info", "version" => "1").set(1.0);
+            metrics::gauge!("build").set(3.0);
+        });
+        let om2 = super::render_as(
+            &rec.handle().snapshot().families,
+            super::Format::OpenMetrics,
+        );
+        assert_eq!(om2.matches("# TYPE build ").count(), 1, "{om2}");
         assert_eq!(om.matches("\njobs_total ").count(), 1, "{om}");
         assert_eq!(om.matches("temp{a_b=\"x\"}").count(), 1, "{om}");
     }

@@ -388,6 +388,30 @@ async fn a_request_too_large_is_split_down_to_single_events() {
     assert_eq!(stored.lock().unwrap().len(), records.len() - 1);
 }
 
+/// A 413 split, then a refusal for good of the later half: only that half counts as dropped.
+#[tokio::test]
+async fn a_refusal_after_a_split_drops_only_what_is_left() {
+    let endpoint = bulk_server(|body: String| async move {
+        let docs: Vec<&str> = body.lines().skip(1).step_by(2).collect();
+        if docs.len() > 3 {
+            return (StatusCode::PAYLOAD_TOO_LARGE, String::new());
+        }
+        if docs.iter().any(|d| d.contains("fifth")) {
+            return (StatusCode::BAD_REQUEST, "bad".to_owned());
+        }
+        let items = vec![r#"{"create":{"status":201}}"#; docs.len()].join(",");
+        (
+            StatusCode::OK,
+            format!(r#"{{"errors":false,"items":[{items}]}}"#),
+        )
+    })
+    .await;
+    let records = batch();
+    let delivered = bulk("logs", &endpoint).send(&records).await.unwrap();
+    // Six events: three stored in the first half, the other three refused.
+    assert_eq!(delivered.dropped, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_ships_a_file_through_bulk_retries_exactly_once() {
     let (endpoint, state) = receiver().await;

@@ -242,7 +242,19 @@ impl ElasticsearchBulk {
                     dropped: state.dropped,
                 });
             }
-            match self.attempt_once(batch, state, &pending).await? {
+            let once = match self.attempt_once(batch, state, &pending).await {
+                // Part of the batch is stored already (a 413 split it): only what is left is
+                // refused, and counted.
+                Err(SendError::Rejected { message }) if state.settled.iter().any(|s| *s) => {
+                    let left = state.settled.iter().filter(|s| !**s).count();
+                    tracing::warn!(error = %message, events = left, "output refused the rest of the batch; dropped");
+                    state.settled.iter_mut().for_each(|s| *s = true);
+                    state.dropped += left;
+                    continue;
+                }
+                other => other?,
+            };
+            match once {
                 Once::Done => {}
                 Once::TooLarge if pending.len() > 1 => state.chunk = pending.len() / 2,
                 Once::TooLarge => {

@@ -342,23 +342,26 @@ mod tests {
     #[test]
     fn a_call_that_hangs_times_out_and_its_mount_is_skipped_until_it_returns() {
         let fs = Filesystem::default();
+        // Short for the call that hangs; long for those that answer (a loaded machine may
+        // take a while to start their threads).
         let quick = std::time::Duration::from_millis(50);
+        let ample = std::time::Duration::from_secs(10);
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let hung = fs.bounded("/mnt/nfs", quick, move || wait.recv().is_ok());
         assert!(hung.unwrap_err().contains("no answer"));
         // Still hanging: skipped at once, no second thread.
-        let skipped = fs.bounded("/mnt/nfs", quick, || true);
+        let skipped = fs.bounded("/mnt/nfs", ample, || true);
         assert_eq!(
             skipped.unwrap_err(),
             "mount point is in an unresponsive state"
         );
         // Other mounts are not held up.
-        assert_eq!(fs.bounded("/mnt/other", quick, || 7), Ok(7));
+        assert_eq!(fs.bounded("/mnt/other", ample, || 7), Ok(7));
         // The hung call returns: the mount is asked again.
         release.send(()).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            match fs.bounded("/mnt/nfs", quick, || true) {
+            match fs.bounded("/mnt/nfs", ample, || true) {
                 Ok(true) => break,
                 _ => {
                     assert!(std::time::Instant::now() < deadline, "never asked again");
