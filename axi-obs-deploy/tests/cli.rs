@@ -551,6 +551,27 @@ fn output_without_newlines_is_recorded_in_bounded_pieces() {
     assert_eq!(out.stdout.len(), 300_000);
     let d = last(&env);
     assert_eq!(d.status, Status::Failed);
+
+    // A piece never splits a character, and a newline right after a cut adds no empty line.
+    let env = Env::new();
+    let script = "printf a; i=0; while [ $i -lt 400 ]; do printf '%s' \
+        'éééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé'; \
+        i=$((i+1)); done; printf '\\nafter\\n'";
+    let out = env.run(&pev(
+        "run",
+        &["--tail-lines", "10", "--", "sh", "-c", script],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tail = last(&env).steps[0].output_tail.clone().unwrap();
+    assert!(!tail.contains('\u{fffd}'), "a character was split");
+    let lines: Vec<&str> = tail.lines().collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "two pieces and `after`: {:?}",
+        lines.iter().map(|l| l.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(lines[2], "after");
 }
 
 /// An id `start` cannot keep a session file for is refused before anything is recorded.

@@ -554,12 +554,16 @@ fn pump<R: Read + Send + 'static>(
     std::thread::spawn(move || {
         let mut chunk = [0u8; 8192];
         let mut line: Vec<u8> = Vec::new();
-        let send = |line: &mut Vec<u8>| {
-            let text = String::from_utf8_lossy(line);
+        // Sends the first `n` bytes of `line` and keeps the rest.
+        let send = |line: &mut Vec<u8>, n: usize| {
+            let text = String::from_utf8_lossy(&line[..n]);
             let text = text.trim_end_matches('\r').to_owned();
-            line.clear();
+            line.drain(..n);
             lines.send(text).is_ok()
         };
+        // Whether the line just went out in a piece at the size limit: a newline right after
+        // it ends that line, not another (empty) one.
+        let mut cut = false;
         loop {
             let n = match from.read(&mut chunk) {
                 Ok(0) => break,
@@ -570,19 +574,33 @@ fn pump<R: Read + Send + 'static>(
             let _ = to.write_all(&chunk[..n]).and_then(|()| to.flush());
             for &b in &chunk[..n] {
                 if b == b'\n' {
-                    if !send(&mut line) {
+                    let all = line.len();
+                    if !(cut && all == 0) && !send(&mut line, all) {
                         return;
                     }
+                    cut = false;
                 } else {
                     line.push(b);
-                    if line.len() >= MAX_LINE && !send(&mut line) {
-                        return;
+                    if line.len() >= MAX_LINE {
+                        // Cut before a character the limit would split: it goes with the
+                        // next piece.
+                        let at = match std::str::from_utf8(&line) {
+                            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => {
+                                e.valid_up_to()
+                            }
+                            _ => line.len(),
+                        };
+                        if !send(&mut line, at) {
+                            return;
+                        }
+                        cut = true;
                     }
                 }
             }
         }
         if !line.is_empty() {
-            send(&mut line);
+            let all = line.len();
+            send(&mut line, all);
         }
     })
 }
