@@ -575,10 +575,12 @@ fn pump<R: Read + Send + 'static>(
             for &b in &chunk[..n] {
                 if b == b'\n' {
                     let all = line.len();
-                    if !(cut && all == 0) && !send(&mut line, all) {
+                    // The empty rest of a line just cut is not sent; a failed send ends.
+                    let skip = cut && all == 0;
+                    cut = false;
+                    if !(skip || send(&mut line, all)) {
                         return;
                     }
-                    cut = false;
                 } else {
                     line.push(b);
                     if line.len() >= MAX_LINE {
