@@ -34,34 +34,23 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
 
 pub(crate) fn render_as(families: &[Family], format: Format) -> String {
     let om = format == Format::OpenMetrics;
-    // Group by the family name the format writes (OpenMetrics names a counter family without
-    // `_total`); the first kind seen for a name wins (a counter and a gauge cannot share a
-    // family, and family names are unique).
+    // Group by the Prometheus family name; the first kind seen for a name wins (a counter and
+    // a gauge cannot share a family).
     let mut groups: BTreeMap<String, Vec<&Family>> = BTreeMap::new();
     for f in families {
         let name = prometheus_name(&f.name, f.kind, f.unit);
-        // The name written: OpenMetrics drops a counter's `_total` and an info gauge's `_info`
-        // (every value 1, as below).
-        let info = om
-            && f.kind == MetricKind::Gauge
-            && name.ends_with("_info")
-            && f.series.iter().all(|s| s.value.as_gauge() == Some(1.0));
-        let key = match (om, f.kind) {
-            (true, MetricKind::Counter) => name.strip_suffix("_total").unwrap_or(&name).to_owned(),
-            _ if info => name.strip_suffix("_info").unwrap_or(&name).to_owned(),
-            _ => name,
-        };
-        let group = groups.entry(key).or_default();
+        let group = groups.entry(name).or_default();
         if group.first().is_none_or(|g| g.kind == f.kind) {
             group.push(f);
         }
     }
-    let mut out = String::with_capacity(4096);
-    for (_, families) in groups {
-        let name = prometheus_name(&families[0].name, families[0].kind, families[0].unit);
+    // The family name each group is written under: OpenMetrics names a counter family without
+    // `_total` and an info family without `_info`, their samples keeping the suffix
+    // (`target_info` is the info family `target`). Family names are unique: of two groups
+    // written under one name (a counter `thing` and a gauge `thing`), the first is kept.
+    let mut written: BTreeMap<String, (String, bool, Vec<&Family>)> = BTreeMap::new();
+    for (name, families) in groups {
         let kind = families[0].kind;
-        // OpenMetrics names a counter family without `_total` and an info family without
-        // `_info`; their samples carry the suffix (`target_info` is the info family `target`).
         let is_info = om
             && kind == MetricKind::Gauge
             && name.ends_with("_info")
@@ -76,6 +65,14 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
         } else {
             &name
         };
+        written
+            .entry(family.to_owned())
+            .or_insert((name, is_info, families));
+    }
+    let mut out = String::with_capacity(4096);
+    for (family, (name, is_info, families)) in &written {
+        let (family, name, is_info) = (family.as_str(), name.as_str(), *is_info);
+        let kind = families[0].kind;
         if let Some(help) = families.iter().find_map(|f| f.help.as_deref()) {
             out.push_str("# HELP ");
             out.push_str(family);
@@ -108,12 +105,12 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
         for (labels, value) in series {
             match value {
                 Value::Counter(v) => {
-                    sample(&mut out, &name, "", &labels, None);
+                    sample(&mut out, name, "", &labels, None);
                     out.push_str(itoa::Buffer::new().format(*v));
                     out.push('\n');
                 }
                 Value::Gauge(v) => {
-                    sample(&mut out, &name, "", &labels, None);
+                    sample(&mut out, name, "", &labels, None);
                     push_float(&mut out, *v);
                     out.push('\n');
                 }
@@ -128,18 +125,18 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
                             Some(b) => push_float(&mut le, *b),
                             None => le.push_str("+Inf"),
                         }
-                        sample(&mut out, &name, "_bucket", &labels, Some(&le));
+                        sample(&mut out, name, "_bucket", &labels, Some(&le));
                         out.push_str(itoa::Buffer::new().format(cumulative));
                         out.push('\n');
                     }
                     // OpenMetrics: a histogram with negative thresholds has no sum, and a sum is
                     // never NaN or negative (observations of +Inf and -Inf make it NaN).
                     if !om || (h.bounds.iter().all(|b| *b >= 0.0) && h.sum >= 0.0) {
-                        sample(&mut out, &name, "_sum", &labels, None);
+                        sample(&mut out, name, "_sum", &labels, None);
                         push_float(&mut out, h.sum);
                         out.push('\n');
                     }
-                    sample(&mut out, &name, "_count", &labels, None);
+                    sample(&mut out, name, "_count", &labels, None);
                     out.push_str(itoa::Buffer::new().format(h.count));
                     out.push('\n');
                 }
