@@ -347,7 +347,7 @@ fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) -> Vec<crate::pr
     let mut carried: std::collections::HashSet<&crate::promql::Labels> =
         std::collections::HashSet::new();
     for g in new.iter_mut() {
-        let Some(prev) = old.iter().find(|o| o.key() == g.key()) else {
+        let Some(prev) = old.iter().find(|o| o.same_group(g)) else {
             continue;
         };
         // Each previous rule is taken over once, in order: two rules of one name (different
@@ -375,7 +375,7 @@ fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) -> Vec<crate::pr
         }
     }
     old.iter()
-        .flat_map(|g| (0..g.rules.len()).flat_map(move |i| g.written(i)))
+        .flat_map(GroupState::all_written)
         .filter(|l| !carried.contains(l))
         .cloned()
         .collect()
@@ -573,7 +573,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 let written: std::collections::HashSet<&crate::promql::Labels> = rules
                     .groups
                     .iter()
-                    .flat_map(|g| (0..g.rules.len()).flat_map(move |i| g.written(i)))
+                    .flat_map(GroupState::all_written)
                     .collect();
                 let gone = std::mem::take(&mut rules.gone);
                 let mut store = lock(&shared.store);
@@ -619,10 +619,11 @@ fn prefetch(
             .collect()
     };
     let mut answers = HashMap::with_capacity(queries.len());
-    for (text, t) in queries {
-        if !answers.contains_key(&(text.clone(), t)) {
-            let answer = remote.instant(&text, t);
-            answers.insert((text, t), answer);
+    for key in queries {
+        if let std::collections::hash_map::Entry::Vacant(slot) = answers.entry(key) {
+            let (text, t) = slot.key();
+            let answer = remote.instant(text, *t);
+            slot.insert(answer);
         }
     }
     answers
@@ -736,6 +737,22 @@ mod tests {
             .collect()
     }
 
+    /// The groups of `text`, evaluated once at 60 s.
+    fn evaluated(text: &str) -> Vec<GroupState> {
+        let mut groups = groups(text);
+        let mut store = MemStorage::new();
+        for g in &mut groups {
+            g.eval(
+                &Engine::default(),
+                &mut store,
+                60_000,
+                0,
+                &TemplateContext::default(),
+            );
+        }
+        groups
+    }
+
     /// A reload carries the alert state and the written series of the rules it keeps; the
     /// series of rules it drops (or changes) are returned for staleness markers.
     #[test]
@@ -751,15 +768,7 @@ groups:
       - alert: Firing
         expr: vector(1)
 ";
-        let mut old = groups(before);
-        let mut store = MemStorage::new();
-        old[0].eval(
-            &Engine::default(),
-            &mut store,
-            60_000,
-            0,
-            &TemplateContext::default(),
-        );
+        let old = evaluated(before);
         let mut new = groups(
             "
 groups:
@@ -802,15 +811,7 @@ groups:
         expr: vector(1)
         labels: { shard: b }
 ";
-        let mut old = groups(text);
-        let mut store = MemStorage::new();
-        old[0].eval(
-            &Engine::default(),
-            &mut store,
-            60_000,
-            0,
-            &TemplateContext::default(),
-        );
+        let old = evaluated(text);
         let mut new = groups(text);
         assert!(carry_over_state(&old, &mut new).is_empty());
         for (i, shard) in [(0, "a"), (1, "b")] {

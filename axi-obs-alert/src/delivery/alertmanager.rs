@@ -21,7 +21,7 @@ use serde::ser::SerializeMap;
 use super::email_config::TlsConfig;
 use super::integrations::USER_AGENT;
 use super::model::{AmAlert, LabelSet, label_set, query_escape, rfc3339_millis};
-use crate::rules::{Alert, AlertState, GroupState, RuleState};
+use crate::rules::{Alert, AlertState, GroupState};
 
 /// Prometheus's default notification queue capacity (`--alertmanager.notification-queue-capacity`).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
@@ -131,27 +131,19 @@ pub fn group_alerts_to_send(
     external_url: &str,
 ) -> Vec<PostableAlert> {
     let mut out = Vec::new();
-    let failed: Vec<bool> = (0..group.rules.len())
-        .map(|i| group.rule_failed(i))
-        .collect();
-    for ((r, rule), failed) in group.rules.iter_mut().zip(&group.group.rules).zip(failed) {
-        if failed {
-            continue;
-        }
-        if let RuleState::Alerting(a) = r {
-            let url = if external_url.is_empty() {
-                String::new()
-            } else {
-                generator_url(external_url, &rule.expr_text)
-            };
-            out.extend(alerts_to_send(
-                a.active.values_mut(),
-                ts_ms,
-                eval_interval,
-                resend_delay,
-                &url,
-            ));
-        }
+    for (a, rule) in group.sendable() {
+        let url = if external_url.is_empty() {
+            String::new()
+        } else {
+            generator_url(external_url, &rule.expr_text)
+        };
+        out.extend(alerts_to_send(
+            a.active.values_mut(),
+            ts_ms,
+            eval_interval,
+            resend_delay,
+            &url,
+        ));
     }
     out
 }

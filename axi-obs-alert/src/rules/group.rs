@@ -9,7 +9,7 @@ use crate::promql::{self, Engine, EvalError, Labels, MemStorage, Sample, Storage
 use crate::template::{self, Env, QuerySample};
 
 use super::alerting::AlertingState;
-use super::file::{RuleGroup, RuleKind};
+use super::file::{Rule, RuleGroup, RuleKind};
 
 /// The state of one rule of a group.
 #[derive(Debug, Clone)]
@@ -174,6 +174,29 @@ impl GroupState {
     /// The series rule `i` wrote at its last evaluation.
     pub fn written(&self, i: usize) -> impl Iterator<Item = &Labels> {
         self.previous.get(i).into_iter().flatten()
+    }
+
+    /// The series every rule of the group wrote at its last evaluation.
+    pub fn all_written(&self) -> impl Iterator<Item = &Labels> {
+        self.previous.iter().flatten()
+    }
+
+    /// Whether `other` is the same group: same file, same name (see [`key`](Self::key)).
+    pub fn same_group(&self, other: &GroupState) -> bool {
+        self.file == other.file && self.group.name == other.group.name
+    }
+
+    /// The alerting rules whose last evaluation succeeded, with their definitions: the ones
+    /// whose alerts are sent (Prometheus sends nothing for a failed rule).
+    pub fn sendable(&mut self) -> impl Iterator<Item = (&mut AlertingState, &Rule)> {
+        self.rules
+            .iter_mut()
+            .zip(&self.group.rules)
+            .zip(&self.failed)
+            .filter_map(|((r, def), failed)| match r {
+                RuleState::Alerting(a) if !failed => Some((a, def)),
+                _ => None,
+            })
     }
 
     /// Takes over `series` as written by rule `i` (a reload carrying a rule over), so they
