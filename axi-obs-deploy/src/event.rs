@@ -484,6 +484,12 @@ pub fn unix_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// `days` days before `t`, if that is a time the history can hold ([`in_range`]).
+pub fn days_before(t: OffsetDateTime, days: u32) -> Option<OffsetDateTime> {
+    t.checked_sub(time::Duration::days(i64::from(days)))
+        .filter(|t| in_range(*t))
+}
+
 /// Whether `t` is a time the history stores and writes back (RFC 3339 has four-digit years):
 /// in the years 0001 to 9999, UTC.
 pub fn in_range(t: OffsetDateTime) -> bool {

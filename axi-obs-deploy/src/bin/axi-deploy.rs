@@ -840,9 +840,7 @@ fn history_row(d: &Deployment) -> String {
 fn stats(paths: &Paths, args: StatsArgs) -> Result<ExitCode> {
     let history = open_history(paths.db()?)?;
     let until = now();
-    let since = until
-        .checked_sub(time::Duration::days(i64::from(args.days)))
-        .filter(|t| axi_obs_deploy::event::in_range(*t))
+    let since = axi_obs_deploy::event::days_before(until, args.days)
         .with_context(|| format!("--days {}: reaches before the year 0001", args.days))?;
     let s = history.stats(&args.project, &args.environment, since, until)?;
     let mut out = std::io::stdout().lock();

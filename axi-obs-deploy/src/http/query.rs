@@ -146,13 +146,11 @@ impl From<Stats> for StatsJson {
 
 /// `days` days before `t`, as long as that is a time the history can hold.
 fn days_before(t: OffsetDateTime, days: u32) -> Result<OffsetDateTime, ApiError> {
-    t.checked_sub(time::Duration::days(i64::from(days)))
-        .filter(|t| crate::event::in_range(*t))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{days} days before {t} is outside the years 0001 to 9999"
-            ))
-        })
+    crate::event::days_before(t, days).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{days} days before {t} is outside the years 0001 to 9999"
+        ))
+    })
 }
 
 pub(crate) async fn stats(
