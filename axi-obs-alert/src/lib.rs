@@ -27,8 +27,7 @@
 //! - [`enrich`]: annotation enrichers (a deploy-aware alert: "started 3 min after v1.4.2
 //!   went out"), run on the alerts [`inprocess`] hands out.
 //!
-//! Next: Prometheus's group offsets and remote write of recorded series; for delivery, TLS
-//! toward Alertmanagers, time intervals and remediation actions.
+//! Next: remote write of recorded series, and native histograms.
 //!
 //! ```
 //! use axi_obs_alert::promql::{parse, Engine, Labels, MemStorage, Value};

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -213,4 +213,241 @@ async fn rules_answered_by_a_remote_prometheus() {
     .into_iter()
     .collect();
     assert_eq!(got, expected);
+}
+
+/// Every group is evaluated on Prometheus's slots: at an offset inside its interval from a
+/// hash of its name and file, so two groups of one name in two files, and a group whose long
+/// names need longer lengths in the hash, land where Prometheus evaluates them. Read from
+/// `activeAt` of `for: 0` alerts, which both set to the evaluation timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_run_on_prometheus_evaluation_slots() {
+    let Some(prometheus) = axi_obs_core::testing::peer("prometheus") else {
+        return;
+    };
+    const INTERVAL_MS: i64 = 3_000;
+    // Lengths of 158 and 308 bytes: one byte and four bytes of length in the hashed encoding.
+    let long_name = format!("ingress-{}", "x".repeat(150));
+    let longer_name = format!("ingress-{}", "y".repeat(300));
+    let dir = tempfile::tempdir().unwrap();
+    let group = |name: &str, alert: &str| {
+        format!(
+            "  - name: {name:?}\n    interval: 3s\n    rules:\n      - alert: {alert}\n        expr: vector(1)\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("a.yml"),
+        format!(
+            "groups:\n{}{}{}",
+            group("same", "SameInA"),
+            group(&long_name, "Long"),
+            group(&longer_name, "Longer")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yml"),
+        format!("groups:\n{}", group("same", "SameInB")),
+    )
+    .unwrap();
+    let config = dir.path().join("prometheus.yml");
+    // `./` and a glob: both name the files by their cleaned paths.
+    std::fs::write(
+        &config,
+        "global:\n  evaluation_interval: 3s\nrule_files: [./a.yml, 'b*.yml']\n",
+    )
+    .unwrap();
+
+    let (_prom, prom_port) = start_prometheus(&prometheus, &config, dir.path());
+    let ours_port = free_port();
+    let _ours = common::start_run(&config, ours_port, Vec::<&str>::new());
+
+    // alertname -> activeAt (ms) of every alert in an answer.
+    async fn active_at(client: &reqwest::Client, port: u16) -> BTreeMap<String, i64> {
+        common::api_alerts(client, port)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| {
+                let at = axi_obs_alert::promqltest::parse_rfc3339_ms(a["activeAt"].as_str()?)?;
+                Some((a["labels"]["alertname"].as_str()?.to_owned(), at))
+            })
+            .collect()
+    }
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (theirs, ours) = loop {
+        let theirs = active_at(&client, prom_port).await;
+        let ours = active_at(&client, ours_port).await;
+        if theirs.len() == 4 && ours.len() == 4 {
+            break (theirs, ours);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every group ran: Prometheus {theirs:?}, axi-alert {ours:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let phase = |m: &BTreeMap<String, i64>| -> BTreeMap<String, i64> {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.rem_euclid(INTERVAL_MS)))
+            .collect()
+    };
+    let (theirs, ours) = (phase(&theirs), phase(&ours));
+    assert_eq!(ours, theirs, "evaluation slots (ms into each 3 s interval)");
+    // They are spread, not all at the start of the interval.
+    let distinct: BTreeSet<i64> = ours.values().copied().collect();
+    assert!(distinct.len() > 1, "{ours:?}");
+    // And where the slot module says they are.
+    let a = dir.path().join("a.yml");
+    let predicted = axi_obs_alert::rules::slot::offset_ns(
+        "same",
+        &a.to_string_lossy(),
+        INTERVAL_MS * 1_000_000,
+    ) / 1_000_000;
+    assert_eq!(ours["SameInA"], predicted);
+}
+
+/// One `/metrics` page's `prometheus_rule_*` families with a `rule_group` label: name ->
+/// (TYPE, HELP, rule_group -> value).
+type RuleFamilies = BTreeMap<String, (String, String, BTreeMap<String, f64>)>;
+
+fn rule_families(text: &str) -> RuleFamilies {
+    let mut out = RuleFamilies::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP prometheus_rule_") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            out.entry(format!("prometheus_rule_{name}")).or_default().1 = help.to_owned();
+        } else if let Some(rest) = line.strip_prefix("# TYPE prometheus_rule_") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            out.entry(format!("prometheus_rule_{name}")).or_default().0 = kind.to_owned();
+        } else if line.starts_with("prometheus_rule_")
+            && let Some((name, rest)) = line.split_once("{rule_group=\"")
+            && let Some((group, value)) = rest.split_once("\"} ")
+        {
+            out.entry(name.to_owned())
+                .or_default()
+                .2
+                .insert(group.to_owned(), value.parse().unwrap());
+        }
+    }
+    // The summaries without a `rule_group` (not served by axi-alert).
+    out.retain(|_, (_, _, series)| !series.is_empty());
+    out
+}
+
+/// `axi-alert run` serves Prometheus's rule-manager metrics: the same names, types, help and
+/// `rule_group` values as a Prometheus running the same file, and the same counts (rules,
+/// samples, failures per evaluation); `promtool check metrics` passes on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_group_metrics_match_prometheus() {
+    let Some(prometheus) = axi_obs_core::testing::peer("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A firing alert, and a recording rule that fails at every evaluation: its rule label
+    // makes the two series of its result one label set.
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: app\n    interval: 1s\n    rules:\n      - alert: Always\n        expr: vector(1)\n      - record: clash\n        expr: vector(1) or label_replace(vector(2), \"x\", \"1\", \"\", \"\")\n        labels: {x: '2'}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n",
+    )
+    .unwrap();
+    let (_prom, prom_port) = start_prometheus(&prometheus, &config, dir.path());
+    let ours_port = free_port();
+    let _ours = common::start_run(&config, ours_port, Vec::<&str>::new());
+
+    let client = reqwest::Client::new();
+    let page = |port: u16| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .ok()?;
+            r.text().await.ok()
+        }
+    };
+    let iterations = |f: &RuleFamilies| -> f64 {
+        f.get("prometheus_rule_group_iterations_total")
+            .and_then(|(_, _, s)| s.values().next().copied())
+            .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (theirs, ours, our_text) = loop {
+        let theirs = rule_families(&page(prom_port).await.unwrap_or_default());
+        let our_text = page(ours_port).await.unwrap_or_default();
+        let ours = rule_families(&our_text);
+        // Past the `for` restore (after the second evaluation), on both.
+        if iterations(&theirs) >= 4.0 && iterations(&ours) >= 4.0 {
+            break (theirs, ours, our_text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no evaluations counted: Prometheus {theirs:?}, axi-alert {ours:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    common::promtool_check_metrics(&our_text);
+
+    let group = format!("{};app", dir.path().join("rules.yml").display());
+    assert_eq!(ours.len(), 11, "{:?}", ours.keys());
+    for (name, (kind, help, series)) in &ours {
+        let Some((their_kind, their_help, their_series)) = theirs.get(name) else {
+            panic!("Prometheus has no {name}");
+        };
+        assert_eq!((kind, help), (their_kind, their_help), "{name}");
+        assert_eq!(
+            series.keys().collect::<Vec<_>>(),
+            their_series.keys().collect::<Vec<_>>(),
+            "{name}: rule_group values"
+        );
+        assert_eq!(series.keys().next(), Some(&group), "{name}");
+    }
+    // The same counts on both sides.
+    let value = |f: &RuleFamilies, name: &str| f[name].2[&group];
+    for name in [
+        "prometheus_rule_group_interval_seconds",
+        "prometheus_rule_group_rules",
+        "prometheus_rule_group_last_evaluation_samples",
+        "prometheus_rule_group_iterations_missed_total",
+    ] {
+        assert_eq!(value(&ours, name), value(&theirs, name), "{name}");
+    }
+    assert_eq!(
+        value(&ours, "prometheus_rule_group_last_evaluation_samples"),
+        2.0
+    );
+    for (who, f) in [("axi-alert", &ours), ("Prometheus", &theirs)] {
+        let ran = value(f, "prometheus_rule_group_iterations_total")
+            - value(f, "prometheus_rule_group_iterations_missed_total");
+        let failures = value(f, "prometheus_rule_evaluation_failures_total");
+        let evaluations = value(f, "prometheus_rule_evaluations_total");
+        // Pages are read one family after another: allow one evaluation in between.
+        assert!(
+            (failures - ran).abs() <= 1.0,
+            "{who}: {failures} failures, {ran} runs"
+        );
+        assert!(
+            (evaluations - 2.0 * ran).abs() <= 2.0,
+            "{who}: {evaluations} rule evaluations, {ran} runs"
+        );
+        let last = value(f, "prometheus_rule_group_last_evaluation_timestamp_seconds");
+        assert!(
+            (now_secs() - last).abs() < 5.0,
+            "{who}: last evaluation at {last}"
+        );
+    }
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }

@@ -54,6 +54,10 @@ enum Command {
     /// configuration or a rule file reloads; a bad reload keeps the running rules and logs
     /// why.
     ///
+    /// Each group runs every interval at Prometheus's slot for it (an offset inside the
+    /// interval from a hash of its file path and name), and `/metrics` carries Prometheus's
+    /// rule-manager metrics (`prometheus_rule_*`, by `rule_group`).
+    ///
     /// Alerts go to the Alertmanagers of `alerting.alertmanagers` as Prometheus sends them
     /// (`POST /api/v2/alerts`, firing alerts again every resend delay, resolved ones at once,
     /// `global.external_labels` added). Per entry: `static_configs[].targets` (host:port),

@@ -1,6 +1,8 @@
 //! `axi-alert run`: a standalone rule evaluator. It scrapes static targets, evaluates rule
 //! files on their groups' intervals, and answers `/api/v1/alerts` in Prometheus's shape. The
 //! configuration is a subset of Prometheus's own (see [`Config`]), so one file serves both.
+//! Groups run on Prometheus's evaluation slots ([`crate::rules::slot`]) and `/metrics`
+//! carries Prometheus's rule-manager metrics (`prometheus_rule_*`, by `rule_group`).
 //!
 //! After each group evaluation, its alerts that need sending (Prometheus's rules: firing
 //! ones every resend delay, resolved ones at once, `endsAt` as Prometheus computes it) go,
@@ -16,6 +18,7 @@
 //! that did not change.
 
 mod config;
+mod group_metrics;
 mod remote;
 mod scraper;
 
@@ -127,6 +130,8 @@ struct Shared {
     config_path: PathBuf,
     store: Mutex<MemStorage>,
     rules: Mutex<Loaded>,
+    /// The rule manager's metrics (taken after `rules` when both are held).
+    group_metrics: Mutex<group_metrics::GroupMetrics>,
 }
 
 /// The loaded configuration and rule groups.
@@ -324,6 +329,8 @@ impl Shared {
                     fresh.notifier.start();
                 }
                 *current = fresh;
+                let keys: Vec<String> = current.groups.iter().map(GroupState::key).collect();
+                lock(&self.group_metrics).retain(keys.iter().map(String::as_str));
                 tracing::info!(groups = current.groups.len(), "rules loaded");
                 Ok(())
             }
@@ -409,6 +416,7 @@ pub async fn run(
         config_path,
         store: Mutex::new(MemStorage::new()),
         rules: Mutex::new(loaded),
+        group_metrics: Mutex::default(),
     });
     let scrapers = scraper::Scrapers::start(shared.clone());
     let remote = match &shared.options.query_url {
@@ -427,7 +435,7 @@ pub async fn run(
         .route("/api/v1/alerts", get(alerts))
         .route("/-/ready", get(|| async { "Ready.\n" }))
         .route("/-/reload", post(reload))
-        .route("/metrics", get(crate::exposition::metrics))
+        .route("/metrics", get(metrics))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -498,7 +506,8 @@ async fn watch(shared: Arc<Shared>, mut scrapers: scraper::Scrapers) {
     }
 }
 
-/// Evaluates every group at multiples of its interval; restores saved `for` state after each
+/// Evaluates every group on its slots (Prometheus's: every interval, at an offset from the
+/// group's name and file; see [`crate::rules::slot`]); restores saved `for` state after each
 /// group's second evaluation and saves the state after every round that evaluated.
 fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::RemotePrometheus>) {
     let engine = Engine::default();
@@ -528,12 +537,15 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
             for g in rules.groups.iter_mut() {
                 let interval = group_interval_ms(g, default_interval);
                 let offset = group_offset_ms(g);
-                let due = next_due.entry(g.key()).or_insert(now - now % interval);
+                // A group new to the loop runs at once, at its latest slot.
+                let due = next_due.entry(g.key()).or_insert(now);
                 if *due <= now {
-                    let ts = now - now % interval;
+                    let slot = g.slot(now, interval);
+                    let ts = slot.ts;
                     let engine = engine
                         .clone()
                         .default_subquery_step(Duration::from_millis(interval as u64));
+                    let started = std::time::Instant::now();
                     let mut store = lock(&shared.store);
                     let outcomes = match &remote {
                         Some(r) => {
@@ -549,20 +561,30 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                         }
                         None => g.eval(&engine, &mut store, ts, offset, &templates),
                     };
-                    for o in outcomes {
-                        if let Some(e) = o.error {
+                    for o in &outcomes {
+                        if let Some(e) = &o.error {
                             tracing::warn!(group = %g.group.name, rule = %o.rule, error = %e, "rule evaluation failed");
                         }
                     }
                     store.drop_before(ts - retention);
                     drop(store);
+                    let key = g.key();
+                    lock(&shared.group_metrics).evaluated(&group_metrics::Evaluation {
+                        key: &key,
+                        interval_ms: interval,
+                        ts,
+                        duration: started.elapsed(),
+                        outcomes: &outcomes,
+                    });
                     send_alerts(g, &rules.notifier, ts, interval, &shared.options);
-                    *due = ts + interval;
+                    *due = slot.next;
                     evaluated = true;
                     let n = evaluations.entry(g.key()).or_insert(0);
                     *n += 1;
                     if *n == 2 {
+                        let started = std::time::Instant::now();
                         restore_group(g, &mut saved, now_ms(), &shared.options);
+                        lock(&shared.group_metrics).restored(&key, started.elapsed());
                     }
                 }
                 wake = wake.min(*due);
@@ -606,12 +628,9 @@ fn prefetch(
             .iter()
             .filter_map(|g| {
                 let interval = group_interval_ms(g, default_interval);
-                let due = next_due
-                    .get(&g.key())
-                    .copied()
-                    .unwrap_or(now - now % interval);
+                let due = next_due.get(&g.key()).copied().unwrap_or(now);
                 (due <= now).then(|| {
-                    let ts = now - now % interval - group_offset_ms(g);
+                    let ts = g.slot(now, interval).ts - group_offset_ms(g);
                     g.group.rules.iter().map(move |r| (r.expr_text.clone(), ts))
                 })
             })
@@ -683,6 +702,22 @@ fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &R
             a.restore_for_state(&mine, ts, o.for_grace_period_ms, o.for_outage_tolerance_ms);
         }
     }
+}
+
+/// `GET /metrics`: the telemetry registry (when installed) and the rule manager's metrics.
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let mut families = axi_obs_core::global_metrics()
+        .map(|m| m.snapshot_with_extras().families)
+        .unwrap_or_default();
+    families.extend(lock(&shared.group_metrics).families());
+    let text = axi_obs_core::metrics::render_families(&families);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axi_obs_core::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
 }
 
 async fn reload(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -5,12 +5,16 @@ use std::path::{Path, PathBuf};
 
 /// The files one entry names: the path itself when it has no wildcard, else the files in its
 /// folder whose names match, sorted.
+///
+/// Paths are cleaned as Go's `filepath.Join` cleans them (`./a/../rules.yml` is
+/// `rules.yml`): a group's file path is part of its identity and of its evaluation slot,
+/// which then match Prometheus's for the same configuration.
 pub(crate) fn rule_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    let full = if Path::new(pattern).is_absolute() {
+    let full = clean(&if Path::new(pattern).is_absolute() {
         PathBuf::from(pattern)
     } else {
         base.join(pattern)
-    };
+    });
     let name = full
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -30,6 +34,31 @@ pub(crate) fn rule_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, Str
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// `path` cleaned lexically, as Go's `filepath.Clean`: no `.` elements, each inner `..`
+/// removed with the element before it, no `..` right after the root; `.` when nothing is left.
+fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(c),
+            },
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
 }
 
 /// `*` and `?` wildcards (no character classes), as far as rule-file globs need.
@@ -55,5 +84,24 @@ mod tests {
         assert!(glob_match("rules*.yml", "rules_large.yml"));
         assert!(!glob_match("rules*.yml", "x.yml"));
         assert!(glob_match("r?les.yml", "rules.yml"));
+    }
+
+    #[test]
+    fn paths_are_cleaned_as_go_cleans_them() {
+        for (given, cleaned) in [
+            ("./rules.yml", "rules.yml"),
+            ("a/./b/../rules.yml", "a/rules.yml"),
+            ("/etc//prom/../rules.yml", "/etc/rules.yml"),
+            ("/../rules.yml", "/rules.yml"),
+            ("../rules.yml", "../rules.yml"),
+            ("a/../../rules.yml", "../rules.yml"),
+            (".", "."),
+        ] {
+            assert_eq!(clean(Path::new(given)), Path::new(cleaned), "{given}");
+        }
+        assert_eq!(
+            rule_files(Path::new("."), "rules.yml").unwrap(),
+            [PathBuf::from("rules.yml")]
+        );
     }
 }

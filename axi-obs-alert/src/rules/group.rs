@@ -111,6 +111,8 @@ pub struct RuleOutcome {
     pub samples: usize,
     /// Its error, if it failed (its output is then empty, as Prometheus).
     pub error: Option<EvalError>,
+    /// How long it took: the query, the alert state, writing the output.
+    pub duration: std::time::Duration,
 }
 
 /// A group and the state of its rules across evaluations.
@@ -207,6 +209,17 @@ impl GroupState {
         }
     }
 
+    /// The evaluation slot at `now_ms` of this group evaluated every `interval_ms`:
+    /// Prometheus's slot for the same file path and group name ([`slot`](super::slot)).
+    pub fn slot(&self, now_ms: i64, interval_ms: i64) -> super::slot::Slot {
+        super::slot::slot(
+            &self.group.name,
+            &self.file.to_string_lossy(),
+            now_ms,
+            interval_ms,
+        )
+    }
+
     /// What identifies the group: `file;name`, as Prometheus's rule manager keys groups
     /// (groups of one name may live in several files).
     pub fn key(&self) -> String {
@@ -252,6 +265,7 @@ impl GroupState {
         let limit = self.group.limit;
         let mut outcomes = Vec::with_capacity(self.rules.len());
         for (i, rule) in self.rules.iter_mut().enumerate() {
+            let started = std::time::Instant::now();
             let expr = &self.group.rules[i].expr;
             let text = &self.group.rules[i].expr_text;
             let result = query(expr, text, query_ts, store).and_then(|v| match v {
@@ -294,6 +308,7 @@ impl GroupState {
                         rule: name,
                         samples: 0,
                         error: Some(e),
+                        duration: started.elapsed(),
                     });
                     continue;
                 }
@@ -310,6 +325,7 @@ impl GroupState {
                 rule: name,
                 samples: samples.len(),
                 error: None,
+                duration: started.elapsed(),
             });
             self.previous[i] = now;
         }

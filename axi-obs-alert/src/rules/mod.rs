@@ -11,6 +11,7 @@ mod alerting;
 mod file;
 pub(crate) mod glob;
 mod group;
+pub mod slot;
 
 pub use alerting::{Alert, AlertState, AlertingState, Expand, RESOLVED_RETENTION_MS};
 pub use file::{
