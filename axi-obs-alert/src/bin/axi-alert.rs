@@ -114,7 +114,8 @@ enum Command {
         /// Directory for the persisted state (created when missing).
         #[arg(long = "storage.path", default_value = "data/")]
         storage_path: PathBuf,
-        /// This instance's URL, used in notifications.
+        /// This instance's URL, used in notifications (`externalURL`, links back); empty:
+        /// `http://<hostname>:<listen port>`, as Alertmanager.
         #[arg(long = "web.external-url", default_value = "")]
         external_url: String,
         /// How long expired silences and notification log entries are kept.

@@ -97,6 +97,11 @@ impl From<RunnerError> for ApiError {
             RunnerError::Silence(SilenceError::NotFound(_)) => {
                 ApiError(StatusCode::NOT_FOUND, "silence not found".to_string())
             }
+            // Alertmanager's wording for a silence that would mute everything (no prefix).
+            RunnerError::Silence(e @ SilenceError::MatchesEverything) => ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("invalid silence: matcher set 0: {e}"),
+            ),
             RunnerError::Silence(e) => ApiError(
                 StatusCode::BAD_REQUEST,
                 format!("Failed to create silence: {e}"),
@@ -106,16 +111,63 @@ impl From<RunnerError> for ApiError {
     }
 }
 
+/// The keys whose values are secrets in the configuration (the `Secret` fields of
+/// [`Config`](super::Config)): webhook, DingTalk and WeCom URLs carry tokens.
+const SECRET_KEYS: [&str; 8] = [
+    "url",
+    "access_token",
+    "secret",
+    "key",
+    "auth_password",
+    "auth_secret",
+    "smtp_auth_password",
+    "smtp_auth_secret",
+];
+
+/// The configuration as `/api/v2/status` shows it: written back out as YAML with every secret
+/// as `<secret>`, as Alertmanager marshals its `Secret` and `SecretURL` fields (the status
+/// endpoint has no authentication). Nothing when the text does not parse (it was loaded, so
+/// it does; a guess at redacting unparsed text could leak).
+fn redact_secrets(text: &str) -> String {
+    fn walk(v: &mut serde_norway::Value) {
+        match v {
+            serde_norway::Value::Mapping(m) => {
+                for (k, v) in m.iter_mut() {
+                    if k.as_str().is_some_and(|k| SECRET_KEYS.contains(&k))
+                        && !v.is_null()
+                        && !v.is_mapping()
+                        && !v.is_sequence()
+                    {
+                        *v = serde_norway::Value::String("<secret>".into());
+                    } else {
+                        walk(v);
+                    }
+                }
+            }
+            serde_norway::Value::Sequence(s) => s.iter_mut().for_each(walk),
+            serde_norway::Value::Tagged(t) => walk(&mut t.value),
+            _ => {}
+        }
+    }
+    match serde_norway::from_str::<serde_norway::Value>(text) {
+        Ok(mut v) => {
+            walk(&mut v);
+            serde_norway::to_string(&v).unwrap_or_default()
+        }
+        Err(_) => String::new(),
+    }
+}
+
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
 async fn status(State(s): State<ApiState>) -> axum::Json<Value> {
-    let config = s
-        .config_text
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let config = redact_secrets(
+        &s.config_text
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     axum::Json(json!({
         "cluster": {"status": "disabled", "peers": []},
         "config": {"original": config},
@@ -318,8 +370,8 @@ fn describe_api_metrics() {
 }
 
 /// `postableAlert`.
+/// Fields beyond these are ignored, as Alertmanager's decoder ignores them.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PostedAlert {
     labels: Option<LabelSet>,
     #[serde(default)]
@@ -498,13 +550,16 @@ async fn delete_silence(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.runner.expire_silence(id).await?;
-    Ok(StatusCode::OK)
+    match s.runner.expire_silence(id).await {
+        // Expiring an expired silence is no error to Alertmanager 0.33: 200.
+        Ok(()) | Err(RunnerError::Silence(SilenceError::AlreadyExpired(_))) => Ok(StatusCode::OK),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// `postableSilence`.
+/// `postableSilence`; other fields (a GET answer's `status`, `updatedAt`) are ignored, as
+/// Alertmanager ignores them.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PostedSilence {
     #[serde(default)]
     id: String,
@@ -575,4 +630,22 @@ async fn post_silence(
         .await?
         .map_err(RunnerError::Silence)?;
     Ok(axum::Json(json!({"silenceID": new_id})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_shows_no_secret() {
+        let text = "global:\n  smtp_auth_password: hunter2\n  smtp_from: a@b\nroute: {receiver: r}\nreceivers:\n- name: r\n  webhook_configs: [{url: 'http://x/?token=T0K'}]\n  dingtalk_configs: [{access_token: AT, secret: SEC}]\n  wecom_configs: [{key: K3Y}]\n  email_configs: [{to: ops@x, auth_password: PW, auth_secret: AS}]\n";
+        let shown = redact_secrets(text);
+        for secret in ["hunter2", "T0K", "AT", "SEC", "K3Y", "PW", "AS"] {
+            assert!(!shown.contains(secret), "{secret} in\n{shown}");
+        }
+        assert_eq!(shown.matches("<secret>").count(), 7, "{shown}");
+        // What is not secret stays.
+        assert!(shown.contains("smtp_from: a@b") && shown.contains("to: ops@x"));
+        assert_eq!(redact_secrets("route: ["), "");
+    }
 }

@@ -548,7 +548,10 @@ impl Config {
 
 /// Checks a route node and its children; the error carries a text to find the line by.
 fn check_route(r: &RouteConfig, receivers: &HashSet<&str>) -> Result<(), (String, String)> {
+    // An empty name inherits the parent's receiver, as Alertmanager's `checkReceiver` allows
+    // (the root route's is checked on its own).
     if let Some(name) = &r.receiver
+        && !name.is_empty()
         && !receivers.contains(name.as_str())
     {
         return Err((

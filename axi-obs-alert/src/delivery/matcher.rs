@@ -135,7 +135,7 @@ impl Matcher {
 /// Parses `name op value` at the start of `s`, returning the rest.
 fn parse_one(s: &str) -> Result<(Matcher, &str), String> {
     let (name, rest) = if s.starts_with('"') {
-        let (n, r) = unquote_prefix(s)?;
+        let (n, r) = unquote_prefix(s, Escapes::Go)?;
         (n, r.trim_start())
     } else {
         let end = s
@@ -159,20 +159,40 @@ fn parse_one(s: &str) -> Result<(Matcher, &str), String> {
     };
     let rest = rest.trim_start();
     let (value, rest) = if rest.starts_with('"') {
-        unquote_prefix(rest)?
+        unquote_prefix(rest, Escapes::Classic)?
     } else {
         let end = rest.find(',').unwrap_or(rest.len());
         let v = rest[..end].trim();
-        if v.contains('"') {
-            return Err(format!("unbalanced quotes in {v:?}"));
+        let mut out = String::with_capacity(v.len());
+        let mut chars = v.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return Err(format!("unbalanced quotes in {v:?}")),
+                '\\' => match chars.next() {
+                    Some(e) => classic_escape(&mut out, e),
+                    None => out.push('\\'),
+                },
+                c => out.push(c),
+            }
         }
-        (v.to_string(), &rest[end..])
+        (out, &rest[end..])
     };
     Ok((Matcher::new(&name, op, &value)?, rest))
 }
 
-/// Reads a double-quoted Go string at the start of `s`; returns it unescaped and the rest.
-fn unquote_prefix(s: &str) -> Result<(String, &str), String> {
+/// How backslashes read inside a quoted string.
+#[derive(Clone, Copy, PartialEq)]
+enum Escapes {
+    /// Go's `strconv.Unquote` (quoted label names, which only Alertmanager's new parser reads).
+    Go,
+    /// Alertmanager's classic matcher parser, whose reading of a value wins under its default
+    /// fallback parser: `\n`, `\"` and `\\` are escapes; any other backslash is kept, so
+    /// `instance=~"db\.prod"` is the regex `db\.prod`.
+    Classic,
+}
+
+/// Reads a double-quoted string at the start of `s`; returns it unescaped and the rest.
+fn unquote_prefix(s: &str, escapes: Escapes) -> Result<(String, &str), String> {
     let mut out = String::new();
     let mut chars = s.char_indices().skip(1);
     while let Some((i, c)) = chars.next() {
@@ -180,18 +200,31 @@ fn unquote_prefix(s: &str) -> Result<(String, &str), String> {
             '"' => return Ok((out, &s[i + 1..])),
             '\\' => {
                 let Some((_, e)) = chars.next() else { break };
-                match e {
-                    'n' => out.push('\n'),
-                    't' => out.push('\t'),
-                    'r' => out.push('\r'),
-                    '\\' | '"' | '\'' => out.push(e),
-                    _ => return Err(format!("invalid escape '\\{e}'")),
+                match (escapes, e) {
+                    (Escapes::Classic, e) => classic_escape(&mut out, e),
+                    (Escapes::Go, 'n') => out.push('\n'),
+                    (Escapes::Go, 't') => out.push('\t'),
+                    (Escapes::Go, 'r') => out.push('\r'),
+                    (Escapes::Go, '\\' | '"' | '\'') => out.push(e),
+                    (Escapes::Go, _) => return Err(format!("invalid escape '\\{e}'")),
                 }
             }
             c => out.push(c),
         }
     }
     Err(format!("unterminated quoted string {s:?}"))
+}
+
+/// The classic parser's reading of a backslash followed by `e`.
+fn classic_escape(out: &mut String, e: char) {
+    match e {
+        'n' => out.push('\n'),
+        '"' | '\\' => out.push(e),
+        e => {
+            out.push('\\');
+            out.push(e);
+        }
+    }
 }
 
 /// Whether a label name must be quoted when printed (Alertmanager's `isReserved`).
@@ -291,6 +324,37 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{input}");
         }
+    }
+
+    #[test]
+    fn backslashes_in_values_read_as_alertmanagers_classic_parser() {
+        // A regex escape is kept: the config loads and the regex means what it says.
+        let m = &Matcher::parse_list(r#"instance=~"db\.prod""#).unwrap()[0];
+        assert_eq!(m.value, r"db\.prod");
+        let labels = |v: &str| LabelSet::from([("instance".to_owned(), v.to_owned())]);
+        assert!(m.matches(&labels("db.prod")));
+        assert!(!m.matches(&labels("dbXprod")));
+        for (input, value) in [
+            (r#"a="x\ty""#, r"x\ty"),
+            (r#"a="x\'y""#, r"x\'y"),
+            (r#"a="x\ny""#, "x\ny"),
+            (r#"a="x\\y""#, r"x\y"),
+            (r#"a="x\"y""#, "x\"y"),
+            (r"a=db\.prod", r"db\.prod"),
+            (r"a=x\\y", r"x\y"),
+            (r"a=x\", r"x\"),
+        ] {
+            assert_eq!(
+                Matcher::parse_list(input).unwrap()[0].value,
+                value,
+                "{input}"
+            );
+        }
+        // Quoted label names keep Go's escapes.
+        assert_eq!(
+            Matcher::parse_list(r#""a\tb"="v""#).unwrap()[0].name,
+            "a\tb"
+        );
     }
 
     #[test]

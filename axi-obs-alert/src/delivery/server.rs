@@ -24,7 +24,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The directory for the persisted state (`--storage.path`), created when missing.
     pub storage_path: PathBuf,
-    /// This instance's URL in notifications (`--web.external-url`).
+    /// This instance's URL in notifications (`--web.external-url`); empty: as Alertmanager,
+    /// `http://<hostname>:<listen port>`. A trailing `/` is dropped, as Alertmanager drops it.
     pub external_url: String,
     /// How long expired silences and notification log entries are kept
     /// (`--data.retention`).
@@ -49,6 +50,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// `--web.external-url` is not an http or https URL.
+    #[error("external URL {0:?}: the scheme must be http or https")]
+    ExternalUrl(String),
     /// The listen address could not be bound, or serving failed.
     #[error("listen address {addr}: {source}")]
     Listen {
@@ -66,6 +70,7 @@ pub enum ServeError {
 ///
 /// A bad configuration or state file, an unusable storage path or listen address.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let external_url = external_url(&opts.external_url, opts.listen, &hostname())?;
     let config = Config::load(&opts.config_file)?;
     let config_text = std::fs::read_to_string(&opts.config_file).unwrap_or_default();
     std::fs::create_dir_all(&opts.storage_path).map_err(|source| ServeError::Storage {
@@ -76,7 +81,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let dispatcher = Dispatcher::new(
         &config,
         DispatcherOptions {
-            external_url: opts.external_url.clone(),
+            external_url,
             retention: opts.retention,
             state_file: Some(opts.storage_path.join(STATE_FILE)),
             ..DispatcherOptions::default()
@@ -204,5 +209,49 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+/// The URL notifications name, as Alertmanager's `extURL`: `given`, or
+/// `http://<hostname>:<port>` when empty; an http or https URL; trailing `/` dropped.
+fn external_url(given: &str, listen: SocketAddr, hostname: &str) -> Result<String, ServeError> {
+    if given.is_empty() {
+        return Ok(format!("http://{hostname}:{}", listen.port()));
+    }
+    let scheme_ok = ["http://", "https://"]
+        .iter()
+        .any(|p| given.len() > p.len() && given[..p.len()].eq_ignore_ascii_case(p));
+    if !scheme_ok {
+        return Err(ServeError::ExternalUrl(given.to_owned()));
+    }
+    Ok(given.trim_end_matches('/').to_owned())
+}
+
+/// This host's name (Go's `os.Hostname` reads the same file), `localhost` when unknown.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_url_as_alertmanager_makes_it() {
+        let listen: SocketAddr = "0.0.0.0:9093".parse().unwrap();
+        assert_eq!(external_url("", listen, "box").unwrap(), "http://box:9093");
+        assert_eq!(
+            external_url("http://am.example:9093/", listen, "box").unwrap(),
+            "http://am.example:9093"
+        );
+        assert_eq!(
+            external_url("https://x/alertmanager/", listen, "box").unwrap(),
+            "https://x/alertmanager"
+        );
+        assert!(external_url("am.example:9093", listen, "box").is_err());
     }
 }
