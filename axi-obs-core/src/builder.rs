@@ -71,7 +71,8 @@ impl OtlpConfig {
         self
     }
 
-    /// Timeout of one export, retries included. Defaults to 10 s.
+    /// Timeout of one export, retries included. Defaults to 10 s; zero or more than a year is
+    /// an error at `build`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.inner.timeout = Some(timeout);
         self
@@ -241,7 +242,8 @@ impl TelemetryBuilder {
         self
     }
 
-    /// OTLP metric push interval. Defaults to `OTEL_METRIC_EXPORT_INTERVAL`, else 60 s.
+    /// OTLP metric push interval. Defaults to `OTEL_METRIC_EXPORT_INTERVAL`, else 60 s; zero
+    /// or more than a year is an error at `build`.
     pub fn metric_export_interval(mut self, interval: Duration) -> Self {
         self.s.metric_export_interval = Some(interval);
         self
@@ -273,13 +275,14 @@ impl TelemetryBuilder {
     }
 
     /// Bound of each OTLP export queue (spans, log records); beyond it items are dropped and
-    /// counted. Defaults to 2048.
+    /// counted. Defaults to 2048; more than 16,777,216 is an error at `build`.
     pub fn export_queue_size(mut self, items: NonZeroUsize) -> Self {
         self.s.queue_size = Some(items.get());
         self
     }
 
-    /// Deadline for flushing and shutting down. Defaults to 5 s.
+    /// Deadline for flushing and shutting down. Defaults to 5 s; more than a year is an
+    /// error at `build`.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.s.shutdown_timeout = Some(timeout);
         self

@@ -585,7 +585,7 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
                 "the interval must be positive",
             ));
         }
-        Some(d) => d,
+        Some(d) => at_most_a_year(d, Source::Code("metric_export_interval"))?,
         None => match env.get(OTEL_METRIC_EXPORT_INTERVAL) {
             Some(v) => parse_millis(&v, Source::Env(OTEL_METRIC_EXPORT_INTERVAL))?,
             None => DEFAULT_METRIC_EXPORT_INTERVAL,
@@ -618,8 +618,20 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
         series_cap: s.series_cap.unwrap_or(DEFAULT_SERIES_CAP).max(1),
         process_metrics: s.process_metrics.unwrap_or(true),
         histogram_buckets: s.histogram_buckets.clone(),
-        queue_size: s.queue_size.unwrap_or(DEFAULT_QUEUE_SIZE).max(1),
-        shutdown_timeout: s.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        queue_size: match s.queue_size {
+            Some(n) if n > MAX_QUEUE_SIZE => {
+                return Err(ConfigError::new(
+                    Source::Code("export_queue_size"),
+                    n.to_string(),
+                    format!("must be at most {MAX_QUEUE_SIZE}"),
+                ));
+            }
+            n => n.unwrap_or(DEFAULT_QUEUE_SIZE).max(1),
+        },
+        shutdown_timeout: at_most_a_year(
+            s.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            Source::Code("shutdown_timeout"),
+        )?,
     })
 }
 
@@ -631,6 +643,25 @@ fn parse_bool(value: &str, setting: Source) -> Result<bool, ConfigError> {
     }
 }
 
+/// The longest interval, timeout or deadline accepted: a year. Longer ones are errors, not
+/// a panic where a deadline is computed from them.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The largest export queue accepted (items per signal).
+pub(crate) const MAX_QUEUE_SIZE: usize = 1 << 24;
+
+/// `d` when it is at most [`MAX_DURATION`].
+fn at_most_a_year(d: Duration, setting: Source) -> Result<Duration, ConfigError> {
+    if d > MAX_DURATION {
+        return Err(ConfigError::new(
+            setting,
+            format!("{d:?}"),
+            "must be at most a year (365 days)",
+        ));
+    }
+    Ok(d)
+}
+
 fn parse_millis(value: &str, setting: Source) -> Result<Duration, ConfigError> {
     match value.parse::<u64>() {
         Ok(0) => Err(ConfigError::new(
@@ -638,7 +669,7 @@ fn parse_millis(value: &str, setting: Source) -> Result<Duration, ConfigError> {
             value,
             "must be a positive number of milliseconds",
         )),
-        Ok(ms) => Ok(Duration::from_millis(ms)),
+        Ok(ms) => at_most_a_year(Duration::from_millis(ms), setting),
         Err(_) => Err(ConfigError::new(
             setting,
             value,
@@ -1004,7 +1035,7 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
                 "the timeout must be positive",
             ));
         }
-        Some(t) => t,
+        Some(t) => at_most_a_year(t, method("otlp_timeout"))?,
         None => match env.get(names.timeout) {
             Some(v) => parse_millis(&v, Source::Env(names.timeout))?,
             None => match env.get(OTEL_EXPORTER_OTLP_TIMEOUT) {
@@ -1116,6 +1147,46 @@ mod tests {
             r.propagators,
             vec![Propagator::TraceContext, Propagator::Baggage]
         );
+    }
+
+    #[test]
+    fn absurd_durations_and_queue_sizes_are_errors_not_panics() {
+        let endpoint = [(OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4318")];
+        let mut s = settings(&endpoint);
+        s.shutdown_timeout = Some(Duration::MAX);
+        let e = resolve(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("shutdown_timeout") && e.contains("a year"),
+            "{e}"
+        );
+
+        let mut s = settings(&endpoint);
+        s.metric_export_interval = Some(Duration::MAX);
+        assert!(resolve(&s).is_err());
+
+        let mut s = settings(&endpoint);
+        s.otlp.timeout = Some(Duration::MAX);
+        let e = resolve(&s).unwrap_err().to_string();
+        assert!(e.contains("otlp_timeout"), "{e}");
+
+        let mut s = settings(&endpoint);
+        s.queue_size = Some(usize::MAX);
+        let e = resolve(&s).unwrap_err().to_string();
+        assert!(e.contains("export_queue_size"), "{e}");
+
+        let e = resolve(&settings(&[
+            endpoint[0],
+            (OTEL_EXPORTER_OTLP_TIMEOUT, "18446744073709551615"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(OTEL_EXPORTER_OTLP_TIMEOUT), "{e}");
+
+        // A year is allowed.
+        let mut s = settings(&endpoint);
+        s.shutdown_timeout = Some(MAX_DURATION);
+        s.queue_size = Some(MAX_QUEUE_SIZE);
+        assert!(resolve(&s).is_ok());
     }
 
     #[test]

@@ -56,7 +56,7 @@
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | [`sampler`](TelemetryBuilder::sampler) | `parentbased_always_on`; ratio within `0..=1`. Without a traces exporter the default is `parentbased_always_off`: spans keep ids for logs and honour a caller's decision, but new traces are not recorded for nobody |
 //! | `OTEL_PROPAGATORS` | [`propagators`](TelemetryBuilder::propagators) | `tracecontext,baggage`; `none` allowed |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` (ms) | [`metric_export_interval`](TelemetryBuilder::metric_export_interval) | 60000 |
-//! | `RUST_LOG` | [`log_filter`](TelemetryBuilder::log_filter) (wins) / [`default_log_filter`](TelemetryBuilder::default_log_filter) (loses) | `info`; `h2`, `hyper`, `tonic`, `tower`, `reqwest`, `opentelemetry*` capped at `warn` unless named |
+//! | `RUST_LOG` | [`log_filter`](TelemetryBuilder::log_filter) (wins) / [`default_log_filter`](TelemetryBuilder::default_log_filter) (loses) | `info`; `h2`, `hyper`, `hyper_util`, `tonic`, `reqwest`, `opentelemetry*` capped at `warn` unless named (their modules only: `hyperion` or `reqwest_tracing` are not capped) |
 //! | `AXI_LOG_FORMAT` | [`log_format`](TelemetryBuilder::log_format) | `compact` on a terminal, else `json` |
 //! | `AXI_LOG_FILE` | [`log_file`](TelemetryBuilder::log_file) | standard output; a file is rotated daily, 7 kept |
 //!

@@ -156,6 +156,12 @@ impl<T: Send + 'static> Batcher<T> {
                     Some(Control::Shutdown(reply, until)) => {
                         rx.close();
                         let r = self.drain(&mut rx, &mut batch, Some(until)).await;
+                        // What the deadline left behind is lost now: counted, not silent.
+                        let mut left = batch.len() as u64;
+                        while rx.try_recv().is_ok() {
+                            left += 1;
+                        }
+                        self.counters.dropped.fetch_add(left, Ordering::Relaxed);
                         self.report_drops();
                         let _ = reply.send(r);
                         return;
@@ -191,26 +197,39 @@ impl<T: Send + 'static> Batcher<T> {
     }
 
     /// Exports what is batched plus everything queued now, giving up at `until`.
+    ///
+    /// No export starts after `until`: what is left stays batched and queued for the normal
+    /// pipeline. (A flush whose caller gave up while an export was under way is read here
+    /// late, past its deadline; exporting then, with no time left, would fail every batch and
+    /// lose items a healthy collector would have taken.)
     async fn drain(
         &mut self,
         rx: &mut mpsc::Receiver<T>,
         batch: &mut Vec<T>,
         until: Option<Instant>,
     ) -> Result<(), String> {
+        let past = |until: Option<Instant>| until.is_some_and(|t| Instant::now() >= t);
+        let timed_out = || Err("timed out; the rest stays queued".to_owned());
         let mut result = Ok(());
         while let Ok(item) = rx.try_recv() {
             batch.push(item);
             if batch.len() >= self.config.max_batch {
+                if past(until) {
+                    return timed_out();
+                }
                 let full = std::mem::replace(batch, Vec::with_capacity(self.config.max_batch));
                 if let Err(e) = self.export(full, until).await {
                     result = Err(e.to_string());
                 }
             }
         }
-        if !batch.is_empty()
-            && let Err(e) = self.export(std::mem::take(batch), until).await
-        {
-            result = Err(e.to_string());
+        if !batch.is_empty() {
+            if past(until) {
+                return timed_out();
+            }
+            if let Err(e) = self.export(std::mem::take(batch), until).await {
+                result = Err(e.to_string());
+            }
         }
         result
     }

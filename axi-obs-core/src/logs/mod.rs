@@ -36,16 +36,18 @@ pub(crate) const NOISY_TARGETS: &[&str] = &[
     "opentelemetry_http",
 ];
 
-/// Builds the `EnvFilter` for `directives`, adding `target=warn` for the noisy crates the
-/// directives do not mention. (`EnvFilter` matches targets by prefix, so each entry must not
-/// be a prefix of a crate whose logs users want: `tower` would silence `tower_http`.)
+/// Builds the `EnvFilter` for `directives`, adding `target::=warn` for the noisy crates the
+/// directives do not mention. (`EnvFilter` matches a directive's target as a plain prefix of
+/// the event's target: `hyper=warn` would also silence a crate named `hyperion`, and
+/// `reqwest=warn` the client spans of `reqwest_tracing`. With `::` the cap covers the crate's
+/// modules, where its events come from, and nothing else.)
 pub(crate) fn env_filter(directives: &str) -> EnvFilter {
     let mut filter = EnvFilter::builder().parse_lossy(directives);
     for target in NOISY_TARGETS {
         let mentioned = directives
             .split(',')
             .any(|d| d.trim().split(['=', '[']).next() == Some(*target));
-        if !mentioned && let Ok(d) = format!("{target}=warn").parse() {
+        if !mentioned && let Ok(d) = format!("{target}::=warn").parse() {
             filter = filter.add_directive(d);
         }
     }
@@ -179,13 +181,69 @@ mod tests {
     #[test]
     fn noisy_targets_are_capped_unless_mentioned() {
         let f = env_filter("debug").to_string();
-        assert!(f.contains("h2=warn") && f.contains("tonic=warn"), "{f}");
+        assert!(f.contains("h2::=warn") && f.contains("tonic::=warn"), "{f}");
         assert!(
             !f.contains("tower"),
             "tower_http logs must stay visible: {f}"
         );
         let f = env_filter("info,h2=debug").to_string();
-        assert!(f.contains("h2=debug") && !f.contains("h2=warn"), "{f}");
+        assert!(f.contains("h2=debug") && !f.contains("h2::=warn"), "{f}");
+    }
+
+    /// The INFO events (one per target, its message the target) that pass
+    /// `env_filter(directives)`.
+    fn info_passes(directives: &str) -> Vec<String> {
+        use tracing_subscriber::layer::SubscriberExt;
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .without_time()
+                .with_target(false)
+                .with_level(false)
+                .with_ansi(false)
+                .with_writer(move || Capture(sink.clone()))
+                .with_filter(env_filter(directives)),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "hyper::proto::h1::conn", "hyper::proto::h1::conn");
+            tracing::info!(target: "reqwest::connect", "reqwest::connect");
+            tracing::info!(target: "h2::codec", "h2::codec");
+            tracing::info!(target: "hyperion::api", "hyperion::api");
+            tracing::info!(target: "reqwest_tracing::span", "reqwest_tracing::span");
+            tracing::info!(target: "h2o", "h2o");
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        text.lines().map(|l| l.trim().to_owned()).collect()
+    }
+
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_cap_covers_the_noisy_crates_and_no_crate_named_like_them() {
+        assert_eq!(
+            info_passes("info"),
+            ["hyperion::api", "reqwest_tracing::span", "h2o"]
+        );
+        // Named: the user's level wins.
+        assert_eq!(
+            info_passes("info,hyper=info"),
+            [
+                "hyper::proto::h1::conn",
+                "hyperion::api",
+                "reqwest_tracing::span",
+                "h2o"
+            ]
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ use crate::internal::RateLimit;
 /// The label put on the series that absorbs label sets beyond the cap, as the OpenTelemetry
 /// SDK does (`otel.metric.overflow="true"`, rendered `otel_metric_overflow="true"`).
 pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
-/// Counter of measurements folded into an overflow series, labelled by metric name.
+/// Counter of the handles given out for label sets beyond the cap (each goes to the overflow
+/// series), labelled by metric name. With the `metrics` macros, which ask for a handle at each
+/// call, that is every measurement naming such a label set; a handle kept and reused counts once.
 pub const SERIES_OVERFLOW_METRIC: &str = "axi_obs_metric_series_overflow_total";
 
 #[derive(Clone, Debug)]
@@ -121,7 +123,7 @@ pub(crate) struct RecorderOptions {
 /// Cheap to clone (an `Arc`). Each metric name holds at most the configured number of label
 /// sets (default 2000); further label sets are folded into one series labelled
 /// `otel_metric_overflow="true"`, and `axi_obs_metric_series_overflow_total{metric=...}` counts
-/// the measurements that went there. A flood of unique label values therefore cannot grow
+/// the handles given out for such label sets (each macro call naming one). A flood of unique label values therefore cannot grow
 /// memory or the `/metrics` page without bound.
 #[derive(Clone, Debug)]
 pub struct MetricsRecorder {
@@ -157,7 +159,7 @@ impl MetricsRecorder {
         rec.describe(
             SERIES_OVERFLOW_METRIC,
             None,
-            "Measurements folded into a metric's overflow series because it reached its series cap",
+            "Handles given out for label sets beyond a metric's series cap (they record into its overflow series; one per metrics macro call)",
         );
         crate::internal::describe_all(&rec);
         rec
