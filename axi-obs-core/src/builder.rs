@@ -14,7 +14,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config::{
-    self, Env, Exporter, LogFile, LogFormat, OtlpSettings, Propagator, Protocol, Sampler, Settings,
+    self, Compression, Env, Exporter, LogFile, LogFormat, OtlpSettings, Propagator, Protocol,
+    Sampler, Settings,
 };
 use crate::error::{ConfigError, InitError, Source};
 use crate::export::{self, ExportRuntime, LogQueue, SpanQueue};
@@ -68,6 +69,13 @@ impl OtlpConfig {
     /// same key from the environment.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.inner.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Compression of request bodies: [`Compression::Gzip`] or none (the default, or
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.inner.compression = Some(compression);
         self
     }
 

@@ -51,6 +51,14 @@ pub const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRIC
 pub const OTEL_EXPORTER_OTLP_METRICS_HEADERS: &str = "OTEL_EXPORTER_OTLP_METRICS_HEADERS";
 /// `OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`.
 pub const OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_COMPRESSION`: `gzip` or `none` (the default) for every signal.
+pub const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+/// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`: as the generic variable, for spans.
+pub const OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
+/// `OTEL_EXPORTER_OTLP_LOGS_COMPRESSION`: as the generic variable, for log records.
+pub const OTEL_EXPORTER_OTLP_LOGS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION";
+/// `OTEL_EXPORTER_OTLP_METRICS_COMPRESSION`: as the generic variable, for metrics.
+pub const OTEL_EXPORTER_OTLP_METRICS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION";
 /// `OTEL_TRACES_EXPORTER`: `otlp` or `none`.
 pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
 /// `OTEL_LOGS_EXPORTER`: `otlp` or `none`.
@@ -66,6 +74,36 @@ pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
 /// `OTEL_METRIC_EXPORT_INTERVAL`: OTLP metric push interval in milliseconds.
 pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+/// `OTEL_METRIC_EXPORT_TIMEOUT`: the longest one OTLP metric push may take, in milliseconds
+/// (bounds the exporter's timeout).
+pub const OTEL_METRIC_EXPORT_TIMEOUT: &str = "OTEL_METRIC_EXPORT_TIMEOUT";
+/// `OTEL_BSP_SCHEDULE_DELAY`: longest wait of a span before its batch goes out (ms).
+pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
+/// `OTEL_BSP_EXPORT_TIMEOUT`: the longest one span export may take (ms; bounds the exporter's
+/// timeout).
+pub const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
+/// `OTEL_BSP_MAX_QUEUE_SIZE`: spans held for export; beyond it they are dropped and counted.
+pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: spans per export request, at most the queue size.
+pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+/// `OTEL_BLRP_SCHEDULE_DELAY`: longest wait of a log record before its batch goes out (ms).
+pub const OTEL_BLRP_SCHEDULE_DELAY: &str = "OTEL_BLRP_SCHEDULE_DELAY";
+/// `OTEL_BLRP_EXPORT_TIMEOUT`: the longest one log export may take (ms; bounds the exporter's
+/// timeout).
+pub const OTEL_BLRP_EXPORT_TIMEOUT: &str = "OTEL_BLRP_EXPORT_TIMEOUT";
+/// `OTEL_BLRP_MAX_QUEUE_SIZE`: log records held for export; beyond it they are dropped and
+/// counted.
+pub const OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
+/// `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`: log records per export request, at most the queue size.
+pub const OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`: only `cumulative` (what is pushed);
+/// `delta` and `lowmemory` are refused, not ignored.
+pub const OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: &str =
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+/// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`: only
+/// `explicit_bucket_histogram`; `base2_exponential_bucket_histogram` is refused, not ignored.
+pub const OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: &str =
+    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
 /// `RUST_LOG`: the log filter, in `tracing-subscriber` `EnvFilter` syntax.
 pub const RUST_LOG: &str = "RUST_LOG";
 /// `AXI_LOG_FORMAT`: `json`, `pretty` or `compact`.
@@ -222,6 +260,7 @@ impl Signal {
                 protocol: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
                 headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+                compression: OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
                 exporter: OTEL_TRACES_EXPORTER,
             },
             Signal::Logs => SignalEnv {
@@ -229,6 +268,7 @@ impl Signal {
                 protocol: OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
                 headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+                compression: OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
                 exporter: OTEL_LOGS_EXPORTER,
             },
             Signal::Metrics => SignalEnv {
@@ -236,6 +276,7 @@ impl Signal {
                 protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
                 headers: OTEL_EXPORTER_OTLP_METRICS_HEADERS,
                 timeout: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+                compression: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
                 exporter: OTEL_METRICS_EXPORTER,
             },
         }
@@ -247,6 +288,7 @@ struct SignalEnv {
     protocol: &'static str,
     headers: &'static str,
     timeout: &'static str,
+    compression: &'static str,
     exporter: &'static str,
 }
 
@@ -431,6 +473,7 @@ pub(crate) struct OtlpSettings {
     pub(crate) protocol: Option<Protocol>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) compression: Option<Compression>,
     pub(crate) exporter: Option<Exporter>,
 }
 
@@ -478,6 +521,29 @@ pub struct OtlpTarget {
     pub headers: Vec<(String, String)>,
     /// Per-export timeout.
     pub timeout: Duration,
+    /// How request bodies are compressed.
+    pub compression: Compression,
+}
+
+/// Compression of OTLP request bodies (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// Bodies as they are. The default.
+    #[default]
+    None,
+    /// gzip: `Content-Encoding: gzip` over HTTP, `grpc-encoding: gzip` over gRPC. Collectors
+    /// accept it; it saves most of the bytes of span and log batches on a slow link.
+    Gzip,
+}
+
+impl Compression {
+    fn parse(value: &str, setting: Source) -> Result<Self, ConfigError> {
+        match value.to_ascii_lowercase().as_str() {
+            "gzip" => Ok(Compression::Gzip),
+            "none" => Ok(Compression::None),
+            _ => Err(ConfigError::new(setting, value, "expected gzip or none")),
+        }
+    }
 }
 
 /// The configuration after applying code, environment and defaults.
@@ -502,8 +568,132 @@ pub(crate) struct Resolved {
     pub(crate) series_cap: usize,
     pub(crate) process_metrics: bool,
     pub(crate) histogram_buckets: Vec<(String, Vec<f64>)>,
-    pub(crate) queue_size: usize,
+    pub(crate) span_batch: BatchConfig,
+    pub(crate) log_batch: BatchConfig,
     pub(crate) shutdown_timeout: Duration,
+}
+
+/// How a batching export queue behaves (the batch span and log record processors).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct BatchConfig {
+    /// Queue bound; when full, new items are dropped.
+    pub(crate) max_queue: usize,
+    /// Items per export request.
+    pub(crate) max_batch: usize,
+    /// Longest time an item waits before its batch is sent.
+    pub(crate) delay: Duration,
+}
+
+/// The `OTEL_BSP_*` or `OTEL_BLRP_*` variables of one batch processor and its defaults.
+struct BatchVars {
+    delay: &'static str,
+    export_timeout: &'static str,
+    max_queue: &'static str,
+    max_batch: &'static str,
+    default_delay: Duration,
+}
+
+const SPAN_BATCH_VARS: BatchVars = BatchVars {
+    delay: OTEL_BSP_SCHEDULE_DELAY,
+    export_timeout: OTEL_BSP_EXPORT_TIMEOUT,
+    max_queue: OTEL_BSP_MAX_QUEUE_SIZE,
+    max_batch: OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    default_delay: Duration::from_secs(5),
+};
+
+const LOG_BATCH_VARS: BatchVars = BatchVars {
+    delay: OTEL_BLRP_SCHEDULE_DELAY,
+    export_timeout: OTEL_BLRP_EXPORT_TIMEOUT,
+    max_queue: OTEL_BLRP_MAX_QUEUE_SIZE,
+    max_batch: OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+    default_delay: Duration::from_secs(1),
+};
+
+/// Default items per export request (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`'s default).
+pub const DEFAULT_MAX_EXPORT_BATCH: usize = 512;
+
+/// One batch processor's settings: the queue bound from code (`export_queue_size`, for both
+/// processors) or its variable, the batch size and delay from the variables, each checked.
+fn resolve_batch(s: &Settings, vars: &BatchVars) -> Result<BatchConfig, ConfigError> {
+    let env = &s.env;
+    let max_queue = match (s.queue_size, env.get(vars.max_queue)) {
+        (Some(n), _) => (n, Source::Code("export_queue_size")),
+        (None, Some(v)) => (
+            parse_count(&v, Source::Env(vars.max_queue))?,
+            Source::Env(vars.max_queue),
+        ),
+        (None, None) => (DEFAULT_QUEUE_SIZE, Source::Code("export_queue_size")),
+    };
+    if max_queue.0 > MAX_QUEUE_SIZE {
+        return Err(ConfigError::new(
+            max_queue.1,
+            max_queue.0.to_string(),
+            format!("must be at most {MAX_QUEUE_SIZE}"),
+        ));
+    }
+    let max_queue = max_queue.0.max(1);
+    let max_batch = match env.get(vars.max_batch) {
+        Some(v) => {
+            let n = parse_count(&v, Source::Env(vars.max_batch))?;
+            if n > max_queue {
+                return Err(ConfigError::new(
+                    Source::Env(vars.max_batch),
+                    v,
+                    format!("must be at most the queue size ({max_queue})"),
+                ));
+            }
+            n
+        }
+        None => DEFAULT_MAX_EXPORT_BATCH.min(max_queue),
+    };
+    let delay = match env.get(vars.delay) {
+        Some(v) => parse_millis(&v, Source::Env(vars.delay))?,
+        None => vars.default_delay,
+    };
+    Ok(BatchConfig {
+        max_queue,
+        max_batch,
+        delay,
+    })
+}
+
+/// A positive whole number (a count of items).
+fn parse_count(value: &str, setting: Source) -> Result<usize, ConfigError> {
+    match value.parse::<usize>() {
+        Ok(0) | Err(_) => Err(ConfigError::new(
+            setting,
+            value,
+            "expected a positive whole number",
+        )),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// Bounds `target`'s per-export timeout by the processor's export timeout variable `var`,
+/// when set (the exporter cannot take longer than its processor allows).
+fn bound_export_timeout(
+    target: &mut Option<OtlpTarget>,
+    env: &Env,
+    var: &'static str,
+) -> Result<(), ConfigError> {
+    if let Some(v) = env.get(var) {
+        let limit = parse_millis(&v, Source::Env(var))?;
+        if let Some(t) = target {
+            t.timeout = t.timeout.min(limit);
+        }
+    }
+    Ok(())
+}
+
+/// Checks a variable that has one supported value (`accepted`, case-insensitive): anything
+/// else is refused with `why`, never ignored.
+fn only_value(env: &Env, var: &'static str, accepted: &str, why: &str) -> Result<(), ConfigError> {
+    match env.get(var) {
+        Some(v) if !v.eq_ignore_ascii_case(accepted) => {
+            Err(ConfigError::new(Source::Env(var), v, why.to_owned()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Default per-metric series cap (the OpenTelemetry SDK's cardinality limit).
@@ -547,7 +737,7 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
         None => env.get(AXI_LOG_FILE).map(LogFile::new),
     };
 
-    let (traces, logs, metrics) = if sdk_disabled {
+    let (mut traces, mut logs, mut metrics) = if sdk_disabled {
         (None, None, None)
     } else {
         (
@@ -596,6 +786,24 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
         validate_buckets(name, bounds)?;
     }
 
+    let span_batch = resolve_batch(s, &SPAN_BATCH_VARS)?;
+    let log_batch = resolve_batch(s, &LOG_BATCH_VARS)?;
+    bound_export_timeout(&mut traces, env, SPAN_BATCH_VARS.export_timeout)?;
+    bound_export_timeout(&mut logs, env, LOG_BATCH_VARS.export_timeout)?;
+    bound_export_timeout(&mut metrics, env, OTEL_METRIC_EXPORT_TIMEOUT)?;
+    only_value(
+        env,
+        OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+        "cumulative",
+        "only cumulative temporality is exported (delta and lowmemory are not supported)",
+    )?;
+    only_value(
+        env,
+        OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+        "explicit_bucket_histogram",
+        "only explicit bucket histograms are exported (exponential histograms are not supported)",
+    )?;
+
     Ok(Resolved {
         sdk_disabled,
         resource,
@@ -618,16 +826,8 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
         series_cap: s.series_cap.unwrap_or(DEFAULT_SERIES_CAP).max(1),
         process_metrics: s.process_metrics.unwrap_or(true),
         histogram_buckets: s.histogram_buckets.clone(),
-        queue_size: match s.queue_size {
-            Some(n) if n > MAX_QUEUE_SIZE => {
-                return Err(ConfigError::new(
-                    Source::Code("export_queue_size"),
-                    n.to_string(),
-                    format!("must be at most {MAX_QUEUE_SIZE}"),
-                ));
-            }
-            n => n.unwrap_or(DEFAULT_QUEUE_SIZE).max(1),
-        },
+        span_batch,
+        log_batch,
         shutdown_timeout: at_most_a_year(
             s.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
             Source::Code("shutdown_timeout"),
@@ -1045,11 +1245,23 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
         },
     };
 
+    let compression = match code.compression.or(s.otlp.compression) {
+        Some(c) => c,
+        None => match env.get(names.compression) {
+            Some(v) => Compression::parse(&v, Source::Env(names.compression))?,
+            None => match env.get(OTEL_EXPORTER_OTLP_COMPRESSION) {
+                Some(v) => Compression::parse(&v, Source::Env(OTEL_EXPORTER_OTLP_COMPRESSION))?,
+                None => Compression::None,
+            },
+        },
+    };
+
     Ok(Some(OtlpTarget {
         endpoint,
         protocol,
         headers: headers.into_iter().collect(),
         timeout,
+        compression,
     }))
 }
 
@@ -1187,6 +1399,123 @@ mod tests {
         s.shutdown_timeout = Some(MAX_DURATION);
         s.queue_size = Some(MAX_QUEUE_SIZE);
         assert!(resolve(&s).is_ok());
+    }
+
+    #[test]
+    fn batch_processor_variables_are_applied_and_checked() {
+        let endpoint = (OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4318");
+        let r = resolve(&settings(&[endpoint])).unwrap();
+        assert_eq!(
+            (r.span_batch, r.log_batch),
+            (
+                BatchConfig {
+                    max_queue: 2048,
+                    max_batch: 512,
+                    delay: Duration::from_secs(5)
+                },
+                BatchConfig {
+                    max_queue: 2048,
+                    max_batch: 512,
+                    delay: Duration::from_secs(1)
+                }
+            )
+        );
+        let r = resolve(&settings(&[
+            endpoint,
+            (OTEL_BSP_SCHEDULE_DELAY, "250"),
+            (OTEL_BSP_MAX_QUEUE_SIZE, "8192"),
+            (OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "1024"),
+            (OTEL_BSP_EXPORT_TIMEOUT, "3000"),
+            (OTEL_BLRP_MAX_QUEUE_SIZE, "100"),
+            (OTEL_BLRP_EXPORT_TIMEOUT, "60000"),
+            (OTEL_METRIC_EXPORT_TIMEOUT, "500"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            r.span_batch,
+            BatchConfig {
+                max_queue: 8192,
+                max_batch: 1024,
+                delay: Duration::from_millis(250)
+            }
+        );
+        // The default batch never exceeds a smaller queue.
+        assert_eq!((r.log_batch.max_queue, r.log_batch.max_batch), (100, 100));
+        // Export timeouts bound the exporter's (10 s), never raise it.
+        assert_eq!(r.traces.unwrap().timeout, Duration::from_secs(3));
+        assert_eq!(r.logs.unwrap().timeout, Duration::from_secs(10));
+        assert_eq!(r.metrics.unwrap().timeout, Duration::from_millis(500));
+
+        // Code beats the variable for the queue bound.
+        let mut s = settings(&[endpoint, (OTEL_BSP_MAX_QUEUE_SIZE, "8192")]);
+        s.queue_size = Some(64);
+        assert_eq!(resolve(&s).unwrap().span_batch.max_queue, 64);
+
+        for (var, value, says) in [
+            (
+                OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+                "4096",
+                "at most the queue size (2048)",
+            ),
+            (OTEL_BLRP_MAX_QUEUE_SIZE, "0", "positive whole number"),
+            (OTEL_BLRP_SCHEDULE_DELAY, "soon", "milliseconds"),
+            (OTEL_BSP_EXPORT_TIMEOUT, "0", "positive"),
+            (
+                OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+                "delta",
+                "cumulative",
+            ),
+            (
+                OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+                "base2_exponential_bucket_histogram",
+                "explicit bucket",
+            ),
+        ] {
+            let e = resolve(&settings(&[endpoint, (var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(var) && e.contains(says), "{var}={value}: {e}");
+        }
+        assert!(
+            resolve(&settings(&[
+                endpoint,
+                (
+                    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+                    "Cumulative"
+                ),
+            ]))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn compression_from_code_signal_and_generic_variables() {
+        let endpoint = (OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4318");
+        let r = resolve(&settings(&[
+            endpoint,
+            (OTEL_EXPORTER_OTLP_COMPRESSION, "GZIP"),
+            (OTEL_EXPORTER_OTLP_LOGS_COMPRESSION, "none"),
+        ]))
+        .unwrap();
+        assert_eq!(r.traces.unwrap().compression, Compression::Gzip);
+        assert_eq!(r.logs.unwrap().compression, Compression::None);
+        assert_eq!(r.metrics.unwrap().compression, Compression::Gzip);
+        let mut s = settings(&[endpoint, (OTEL_EXPORTER_OTLP_COMPRESSION, "gzip")]);
+        s.otlp.compression = Some(Compression::None);
+        assert_eq!(
+            resolve(&s).unwrap().traces.unwrap().compression,
+            Compression::None
+        );
+        let e = resolve(&settings(&[
+            endpoint,
+            (OTEL_EXPORTER_OTLP_TRACES_COMPRESSION, "brotli"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(OTEL_EXPORTER_OTLP_TRACES_COMPRESSION) && e.contains("gzip or none"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -52,10 +52,15 @@
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS,METRICS}_PROTOCOL` | [`OtlpConfig::protocol`] | `http/protobuf`; `grpc` supported, `http/json` refused |
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS,METRICS}_HEADERS` | [`OtlpConfig::header`] | none; merged per key with the same precedence |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS,METRICS}_TIMEOUT` (ms) | [`OtlpConfig::timeout`] | 10000 |
+//! | `OTEL_EXPORTER_OTLP_COMPRESSION`, `..._{TRACES,LOGS,METRICS}_COMPRESSION` | [`OtlpConfig::compression`] | `none`; `gzip` over HTTP (`Content-Encoding`) and gRPC (`grpc-encoding`) |
+//! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` (spans) | [`export_queue_size`](TelemetryBuilder::export_queue_size) (both queues) | 5000 ms, 2048, 512 (at most the queue), 30000 ms (bounds the exporter timeout) |
+//! | `OTEL_BLRP_SCHEDULE_DELAY`, `OTEL_BLRP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_EXPORT_TIMEOUT` (log records) | as above | 1000 ms, 2048, 512, 30000 ms |
 //! | `OTEL_{TRACES,LOGS,METRICS}_EXPORTER` | [`OtlpConfig::exporter`] | export iff an endpoint is set; `otlp` without endpoint uses `localhost:4318` (`4317` for gRPC); `none` turns the signal off; `prometheus` (metrics) means pull only |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | [`sampler`](TelemetryBuilder::sampler) | `parentbased_always_on`; ratio within `0..=1`. Without a traces exporter the default is `parentbased_always_off`: spans keep ids for logs and honour a caller's decision, but new traces are not recorded for nobody |
 //! | `OTEL_PROPAGATORS` | [`propagators`](TelemetryBuilder::propagators) | `tracecontext,baggage`; `none` allowed |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` (ms) | [`metric_export_interval`](TelemetryBuilder::metric_export_interval) | 60000 |
+//! | `OTEL_METRIC_EXPORT_TIMEOUT` (ms) | | 30000; bounds the metrics exporter's timeout |
+//! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` | | `cumulative` and `explicit_bucket_histogram`, the only ones exported: other values are errors, not ignored |
 //! | `RUST_LOG` | [`log_filter`](TelemetryBuilder::log_filter) (wins) / [`default_log_filter`](TelemetryBuilder::default_log_filter) (loses) | `info`; `h2`, `hyper`, `hyper_util`, `tonic`, `reqwest`, `opentelemetry*` capped at `warn` unless named (their modules only: `hyperion` or `reqwest_tracing` are not capped) |
 //! | `AXI_LOG_FORMAT` | [`log_format`](TelemetryBuilder::log_format) | `compact` on a terminal, else `json` |
 //! | `AXI_LOG_FILE` | [`log_file`](TelemetryBuilder::log_file) | standard output; a file is rotated daily, 7 kept |
@@ -113,7 +118,7 @@ mod traces;
 
 pub use builder::{OtlpConfig, Telemetry, TelemetryBuilder, global_metrics, init, try_init};
 pub use config::{
-    Env, Exporter, LogFile, LogFormat, Propagator, Protocol, Rotation, Sampler, Signal,
+    Compression, Env, Exporter, LogFile, LogFormat, Propagator, Protocol, Rotation, Sampler, Signal,
 };
 pub use error::{ConfigError, InitError, ShutdownError, Source};
 pub use guard::TelemetryGuard;

@@ -245,3 +245,60 @@ async fn metrics_are_pushed_every_interval() {
     );
     drop(parts.guard);
 }
+
+/// `OTEL_EXPORTER_OTLP_COMPRESSION=gzip` over both protocols: the receiver (which, as a
+/// collector, accepts gzip) gets the span and log record, and the requests say gzip.
+/// `OTEL_BSP_SCHEDULE_DELAY=100` sends the span without a flush, long before the default 5 s.
+async fn gzip_and_a_short_span_delay(protocol: Protocol, encoding_header: &str) {
+    let receiver = OtlpReceiver::start(protocol).await.unwrap();
+    let parts = Telemetry::builder()
+        .env(Env::from_pairs([
+            ("OTEL_SERVICE_NAME", "gzipped"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint().as_str()),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                match protocol {
+                    Protocol::Grpc => "grpc",
+                    Protocol::HttpProtobuf => "http/protobuf",
+                },
+            ),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+        ]))
+        .log_writer(std::io::sink())
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(parts.layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let _s = tracing::info_span!("compressed", payload = "x".repeat(4096)).entered();
+        tracing::info!("a compressed log record");
+    });
+    assert!(
+        receiver
+            .wait_until(Duration::from_secs(3), |r| r.spans().len() == 1)
+            .await,
+        "the span did not arrive within 3 s of its 100 ms batch delay"
+    );
+    parts.guard.shutdown().await.unwrap();
+    assert_eq!(receiver.logs().len(), 1);
+    let headers = receiver.headers();
+    assert!(
+        !headers.is_empty()
+            && headers
+                .iter()
+                .all(|h| h.get(encoding_header).map(|v| v == "gzip") == Some(true)),
+        "{headers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_over_http() {
+    gzip_and_a_short_span_delay(Protocol::HttpProtobuf, "content-encoding").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_over_grpc() {
+    gzip_and_a_short_span_delay(Protocol::Grpc, "grpc-encoding").await;
+}

@@ -14,16 +14,7 @@ use tokio::sync::mpsc;
 use super::transport::{ExportError, Request, Transport};
 use crate::internal::{ExportCounters, RateLimit};
 
-/// How a batching queue behaves.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BatchConfig {
-    /// Queue bound; when full, new items are dropped.
-    pub(crate) max_queue: usize,
-    /// Items per export request.
-    pub(crate) max_batch: usize,
-    /// Longest time an item waits before its batch is sent.
-    pub(crate) delay: Duration,
-}
+pub(crate) use crate::config::BatchConfig;
 
 pub(crate) type Reply = std_mpsc::Sender<Result<(), String>>;
 

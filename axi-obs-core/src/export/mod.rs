@@ -19,8 +19,8 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
 
+use batch::BatchHandle;
 pub(crate) use batch::ControlHandle;
-use batch::{BatchConfig, BatchHandle};
 pub(crate) use transport::{ExportError, Transport};
 
 use crate::config::{OtlpTarget, Resolved, Signal};
@@ -133,11 +133,7 @@ impl SpanQueue {
                     ),
                 })
             },
-            BatchConfig {
-                max_queue: resolved.queue_size,
-                max_batch: 512,
-                delay: Duration::from_secs(5),
-            },
+            resolved.span_batch,
             counters,
         );
         Self {
@@ -208,11 +204,7 @@ impl LogQueue {
                     ),
                 })
             },
-            BatchConfig {
-                max_queue: resolved.queue_size,
-                max_batch: 512,
-                delay: Duration::from_secs(1),
-            },
+            resolved.log_batch,
             counters,
         );
         Self {

@@ -100,9 +100,9 @@ impl OtlpReceiver {
             Protocol::Grpc => {
                 let svc = Grpc(store.clone());
                 let server = tonic::transport::Server::builder()
-                    .add_service(TraceServiceServer::new(svc.clone()))
-                    .add_service(LogsServiceServer::new(svc.clone()))
-                    .add_service(MetricsServiceServer::new(svc))
+                    .add_service(TraceServiceServer::new(svc.clone()).accept_compressed(GZIP))
+                    .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(GZIP))
+                    .add_service(MetricsServiceServer::new(svc).accept_compressed(GZIP))
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(listener),
                         async {
@@ -258,6 +258,25 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Compressed requests are accepted, as collectors accept them.
+const GZIP: tonic::codec::CompressionEncoding = tonic::codec::CompressionEncoding::Gzip;
+
+/// The request body, gunzipped when its `Content-Encoding` says gzip (an undecodable body
+/// stays as it is, and fails to decode as protobuf: a 400).
+fn body_of(headers: &http::HeaderMap, body: axum::body::Bytes) -> axum::body::Bytes {
+    let gzipped = headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    if !gzipped {
+        return body;
+    }
+    let mut out = Vec::new();
+    match std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out) {
+        Ok(_) => out.into(),
+        Err(_) => body,
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Grpc(Arc<Store>);
 
@@ -323,7 +342,7 @@ async fn http_traces(
     body: axum::body::Bytes,
 ) -> HttpReply {
     let (out, msg) = reply(
-        ExportTraceServiceRequest::decode(body),
+        ExportTraceServiceRequest::decode(body_of(&headers, body)),
         ExportTraceServiceResponse::default(),
     );
     if let Some(m) = msg {
@@ -339,7 +358,7 @@ async fn http_logs(
     body: axum::body::Bytes,
 ) -> HttpReply {
     let (out, msg) = reply(
-        ExportLogsServiceRequest::decode(body),
+        ExportLogsServiceRequest::decode(body_of(&headers, body)),
         ExportLogsServiceResponse::default(),
     );
     if let Some(m) = msg {
@@ -355,7 +374,7 @@ async fn http_metrics(
     body: axum::body::Bytes,
 ) -> HttpReply {
     let (out, msg) = reply(
-        ExportMetricsServiceRequest::decode(body),
+        ExportMetricsServiceRequest::decode(body_of(&headers, body)),
         ExportMetricsServiceResponse::default(),
     );
     if let Some(m) = msg {
