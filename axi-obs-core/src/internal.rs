@@ -3,7 +3,7 @@
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|
-//! | `axi_obs_export_items_total` | `signal` (traces, logs, metrics), `outcome` (exported, failed, dropped) | items handed to OTLP: sent, lost in a failed export, or dropped because the bounded queue was full |
+//! | `axi_obs_export_items_total` | `signal` (traces, logs, metrics), `outcome` (exported, failed, dropped) | items handed to OTLP: sent, lost in a failed export or refused by the collector (partial success), or dropped because the bounded queue was full |
 //! | `axi_obs_log_lines_dropped_total` | | local log lines dropped because the writer's bounded buffer was full |
 //! | `axi_obs_metric_series_overflow_total` | `metric` | handles given out for label sets beyond a metric's cap, which record into its overflow series (with the `metrics` macros, one per call) |
 

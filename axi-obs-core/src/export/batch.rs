@@ -229,8 +229,23 @@ impl<T: Send + 'static> Batcher<T> {
         let n = items.len() as u64;
         let started = Instant::now();
         match self.transport.send((self.encode)(items), until).await {
-            Ok(()) => {
-                self.counters.exported.fetch_add(n, Ordering::Relaxed);
+            Ok(rejected) => {
+                let refused = rejected.items.min(n);
+                self.counters
+                    .exported
+                    .fetch_add(n - refused, Ordering::Relaxed);
+                if refused > 0 {
+                    self.counters.failed.fetch_add(refused, Ordering::Relaxed);
+                    if self.fail_warn.allow() {
+                        tracing::warn!(
+                            target: "axi_obs_core::export",
+                            signal = self.counters.signal.as_str(),
+                            items = refused,
+                            reason = %rejected.message,
+                            "the OTLP collector refused part of an export; those items are lost (axi_obs_export_items_total{{outcome=\"failed\"}})"
+                        );
+                    }
+                }
                 Ok(())
             }
             Err(e) => {

@@ -164,8 +164,21 @@ async fn run(
         let snapshot = metrics.snapshot_for_push();
         let (request, points) = to_request(&snapshot, resource, metrics.inner.start_time);
         match transport.send(Request::Metrics(request), until).await {
-            Ok(()) => {
-                counters.exported.fetch_add(points, Ordering::Relaxed);
+            Ok(rejected) => {
+                let refused = rejected.items.min(points);
+                counters
+                    .exported
+                    .fetch_add(points - refused, Ordering::Relaxed);
+                counters.failed.fetch_add(refused, Ordering::Relaxed);
+                if refused > 0 && warn.allow() {
+                    tracing::warn!(
+                        target: "axi_obs_core::export",
+                        signal = "metrics",
+                        points = refused,
+                        reason = %rejected.message,
+                        "the OTLP collector refused part of a metric export"
+                    );
+                }
                 Ok(())
             }
             Err(e) => {

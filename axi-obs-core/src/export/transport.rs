@@ -3,8 +3,10 @@
 //!
 //! Retries follow the OTLP specification: HTTP 429, 502, 503, 504 and connection failures;
 //! gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, `ABORTED`, `CANCELLED`,
-//! `OUT_OF_RANGE`, `DATA_LOSS`. Backoff doubles from 100 ms; no attempt starts after the
-//! timeout, so one batch never holds the pipeline longer than the configured export timeout.
+//! `OUT_OF_RANGE`, `DATA_LOSS`. Backoff doubles from 100 ms, never shorter than an HTTP
+//! `Retry-After` (seconds); no attempt starts after the timeout, so one batch never holds the
+//! pipeline longer than the configured export timeout. A partial success in the answer (items
+//! the collector refused) is read and reported, not retried, as the specification says.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,12 @@ use crate::config::{Compression, OtlpTarget, Protocol};
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ExportError {
     #[error("HTTP {status} from {url}")]
-    HttpStatus { status: u16, url: String },
+    HttpStatus {
+        status: u16,
+        url: String,
+        /// The server's `Retry-After` (seconds form), on 429 and 503.
+        retry_after: Option<Duration>,
+    },
     #[error("request to {url} failed: {message}")]
     Http { url: String, message: String },
     #[cfg(feature = "otlp-grpc")]
@@ -46,6 +53,14 @@ pub(crate) enum ExportError {
 }
 
 impl ExportError {
+    /// How long the server asked to be left alone before a retry, if it said.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ExportError::HttpStatus { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     fn retryable(&self) -> bool {
         match self {
             ExportError::HttpStatus { status, .. } => matches!(status, 429 | 502 | 503 | 504),
@@ -94,6 +109,14 @@ enum Kind {
     },
 }
 
+/// What a collector that took an export said it refused (OTLP partial success): the items
+/// it dropped, and why. Not retried, as the specification says; counted as failed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rejected {
+    pub(crate) items: u64,
+    pub(crate) message: String,
+}
+
 /// A request of one of the three signals.
 pub(crate) enum Request {
     Traces(ExportTraceServiceRequest),
@@ -102,6 +125,33 @@ pub(crate) enum Request {
 }
 
 impl Request {
+    /// The `partial_success` of this request's response message, decoded from `body` (an empty
+    /// or undecodable body rejects nothing: collectors may answer 200 with no body).
+    fn rejected_in(&self, body: &[u8]) -> Rejected {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+        match self {
+            Request::Traces(_) => ExportTraceServiceResponse::decode(body)
+                .ok()
+                .and_then(|r| r.partial_success)
+                .map(|p| (p.rejected_spans, p.error_message)),
+            Request::Logs(_) => ExportLogsServiceResponse::decode(body)
+                .ok()
+                .and_then(|r| r.partial_success)
+                .map(|p| (p.rejected_log_records, p.error_message)),
+            Request::Metrics(_) => ExportMetricsServiceResponse::decode(body)
+                .ok()
+                .and_then(|r| r.partial_success)
+                .map(|p| (p.rejected_data_points, p.error_message)),
+        }
+        .map(|(n, message)| Rejected {
+            items: u64::try_from(n).unwrap_or(0),
+            message,
+        })
+        .unwrap_or_default()
+    }
+
     fn encode(&self) -> Vec<u8> {
         match self {
             Request::Traces(r) => r.encode_to_vec(),
@@ -199,7 +249,7 @@ impl Transport {
         &self,
         request: Request,
         until: Option<Instant>,
-    ) -> Result<(), ExportError> {
+    ) -> Result<Rejected, ExportError> {
         let deadline = match until {
             Some(u) => u.min(Instant::now() + self.timeout),
             None => Instant::now() + self.timeout,
@@ -216,7 +266,7 @@ impl Transport {
         loop {
             let attempt = match &self.kind {
                 Kind::Http { client, headers } => {
-                    self.send_http(client, headers, body.clone(), deadline)
+                    self.send_http(client, headers, body.clone(), &request, deadline)
                         .await
                 }
                 #[cfg(feature = "otlp-grpc")]
@@ -225,12 +275,13 @@ impl Transport {
                 }
             };
             match attempt {
-                Ok(()) => return Ok(()),
+                Ok(rejected) => return Ok(rejected),
                 Err(e) if e.retryable() => {
                     // Exponential, with jitter (as the OTLP specification asks), so exporters
-                    // that failed together do not retry together. A wait that would reach the
-                    // deadline ends the export with this error instead.
-                    let wait = jittered(backoff);
+                    // that failed together do not retry together; never sooner than the
+                    // server's `Retry-After`. A wait that would reach the deadline ends the
+                    // export with this error instead.
+                    let wait = jittered(backoff).max(e.retry_after().unwrap_or_default());
                     if Instant::now() + wait >= deadline {
                         return Err(e);
                     }
@@ -247,8 +298,9 @@ impl Transport {
         client: &reqwest::Client,
         headers: &http::HeaderMap,
         body: Vec<u8>,
+        request: &Request,
         deadline: Instant,
-    ) -> Result<(), ExportError> {
+    ) -> Result<Rejected, ExportError> {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
@@ -270,14 +322,21 @@ impl Transport {
                 }
             })?;
         let status = res.status();
-        // Drain the body so the connection can be reused.
-        let _ = res.bytes().await;
+        let retry_after = res
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Read the body: the partial success it may hold, and the connection is reusable.
+        let reply = res.bytes().await.unwrap_or_default();
         if status.is_success() {
-            Ok(())
+            Ok(request.rejected_in(&reply))
         } else {
             Err(ExportError::HttpStatus {
                 status: status.as_u16(),
                 url: self.url.clone(),
+                retry_after,
             })
         }
     }
@@ -289,7 +348,7 @@ impl Transport {
         metadata: &tonic::metadata::MetadataMap,
         request: &Request,
         deadline: Instant,
-    ) -> Result<(), ExportError> {
+    ) -> Result<Rejected, ExportError> {
         let timeout = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
@@ -316,19 +375,20 @@ impl Transport {
                 }
             }};
         }
+        // The answer's `partial_success`, re-encoded to read it the one way HTTP reads it.
         let result = match request {
             Request::Traces(m) => client!(TraceServiceClient)
                 .export(req(m.clone(), metadata, timeout))
                 .await
-                .map(drop),
+                .map(|r| request.rejected_in(&r.into_inner().encode_to_vec())),
             Request::Logs(m) => client!(LogsServiceClient)
                 .export(req(m.clone(), metadata, timeout))
                 .await
-                .map(drop),
+                .map(|r| request.rejected_in(&r.into_inner().encode_to_vec())),
             Request::Metrics(m) => client!(MetricsServiceClient)
                 .export(req(m.clone(), metadata, timeout))
                 .await
-                .map(drop),
+                .map(|r| request.rejected_in(&r.into_inner().encode_to_vec())),
         };
         result.map_err(|s| ExportError::Grpc {
             code: s.code(),

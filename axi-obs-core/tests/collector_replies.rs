@@ -1,0 +1,126 @@
+//! What a collector answers is read: a partial success (OTLP: the items it refused, not to be
+//! retried) counts those items as failed, not exported; a 429 with `Retry-After` is retried
+//! no sooner than asked. Its own test process: it installs export threads.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axi_obs_core::testing::proto::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use axi_obs_core::{Env, MetricsHandle, OtlpConfig, Protocol, Telemetry};
+use prost::Message;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Serves `/v1/traces` with `answer(n)` for the n-th request (from 0); other paths get 200.
+/// Returns the address and the arrival time of every trace request.
+async fn collector(
+    answer: impl Fn(usize) -> axum::response::Response + Clone + Send + Sync + 'static,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<Instant>>>) {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move || {
+                let seen = seen.clone();
+                let answer = answer.clone();
+                async move {
+                    let n = {
+                        let mut s = seen.lock().unwrap();
+                        s.push(Instant::now());
+                        s.len() - 1
+                    };
+                    answer(n)
+                }
+            }),
+        )
+        .fallback(|| async { "" });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, arrivals)
+}
+
+fn protobuf(body: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([("content-type", "application/x-protobuf")], body).into_response()
+}
+
+/// Exports `spans` spans to `addr`, shuts down, and returns the trace counters by outcome.
+async fn export_spans(addr: std::net::SocketAddr, spans: usize) -> (u64, u64) {
+    let parts = Telemetry::builder()
+        .env(Env::from_pairs([("OTEL_TRACES_SAMPLER", "always_on")]))
+        .otlp(
+            OtlpConfig::new()
+                .endpoint(format!("http://{addr}"))
+                .protocol(Protocol::HttpProtobuf),
+        )
+        .shutdown_timeout(Duration::from_secs(8))
+        .log_writer(std::io::sink())
+        .build()
+        .unwrap();
+    let metrics: MetricsHandle = parts.recorder.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(parts.layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..spans {
+            let _s = tracing::info_span!("work", i).entered();
+        }
+    });
+    drop(dispatch);
+    parts.guard.shutdown().await.unwrap();
+    let snap = metrics.snapshot();
+    let count = |outcome: &str| {
+        snap.family("axi_obs_export_items_total")
+            .and_then(|f| f.series_with(&[("signal", "traces"), ("outcome", outcome)]))
+            .and_then(|s| s.value.as_counter())
+            .unwrap_or(0)
+    };
+    (count("exported"), count("failed"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_success_counts_the_refused_items_as_failed() {
+    let (addr, arrivals) = collector(|_| {
+        protobuf(
+            ExportTraceServiceResponse {
+                partial_success: Some(ExportTracePartialSuccess {
+                    rejected_spans: 3,
+                    error_message: "3 spans too old".into(),
+                }),
+            }
+            .encode_to_vec(),
+        )
+    })
+    .await;
+    assert_eq!(export_spans(addr, 10).await, (7, 3));
+    // Not retried.
+    assert_eq!(arrivals.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_waited_for() {
+    use axum::response::IntoResponse;
+    let (addr, arrivals) = collector(|n| {
+        if n == 0 {
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "2")],
+            )
+                .into_response()
+        } else {
+            protobuf(Vec::new())
+        }
+    })
+    .await;
+    assert_eq!(export_spans(addr, 5).await, (5, 0));
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 2, "one refusal, one retry");
+    let gap = arrivals[1] - arrivals[0];
+    assert!(
+        gap >= Duration::from_secs(2),
+        "retried after {gap:?}, sooner than the 2 s asked"
+    );
+}
