@@ -408,7 +408,7 @@ impl TelemetryBuilder {
                 OpenTelemetryTracingBridge::new(p).with_filter(logs::not_export_feedback()),
             ));
         }
-        let layer: BoxedLayer = Box::new(layers.with_filter(logs::env_filter(&r.log_filter)));
+        let layer: BoxedLayer = Box::new(layers.with_filter(logs::log_filter(&r.log_filter)));
 
         let propagator = crate::traces::propagator(&r.propagators);
         let guard = TelemetryGuard::new(guard::Inner {

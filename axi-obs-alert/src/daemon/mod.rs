@@ -685,9 +685,10 @@ fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &R
     // Saved under the group's key (`file;name`); a state file written before keys had the
     // name alone.
     let key = g.key();
+    let mine_key = |k: &str| k == key || k == g.group.name || same_group_key(k, g);
     let mine: Vec<(crate::promql::Labels, i64, i64)> = saved
         .iter()
-        .filter(|s| s.group == key || s.group == g.group.name)
+        .filter(|s| mine_key(&s.group))
         .map(|s| {
             (
                 crate::promql::Labels::from_pairs(s.labels.clone()),
@@ -696,7 +697,7 @@ fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &R
             )
         })
         .collect();
-    saved.retain(|s| s.group != key && s.group != g.group.name);
+    saved.retain(|s| !mine_key(&s.group));
     for r in &mut g.rules {
         if let RuleState::Alerting(a) = r {
             a.restore_for_state(&mine, ts, o.for_grace_period_ms, o.for_outage_tolerance_ms);
@@ -718,6 +719,15 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         )],
         text,
     )
+}
+
+/// Whether a saved group key (`file;name`) names `g` once its path is cleaned: a state file
+/// written before rule file paths were cleaned keys `/etc/prom/./rules.yml;g`.
+fn same_group_key(saved: &str, g: &GroupState) -> bool {
+    saved.match_indices(';').any(|(i, _)| {
+        saved[i + 1..] == g.group.name
+            && crate::rules::glob::clean(Path::new(&saved[..i])) == g.file
+    })
 }
 
 async fn reload(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
@@ -770,6 +780,18 @@ mod tests {
             .into_iter()
             .map(|g| GroupState::new(g).from_file(Path::new("r.yml")))
             .collect()
+    }
+
+    #[test]
+    fn saved_keys_written_before_paths_were_cleaned_still_name_their_group() {
+        let text =
+            "groups:\n  - name: 'a;b'\n    rules:\n      - record: x\n        expr: vector(1)\n";
+        let (file, _) = crate::rules::parse(text, Path::new("r.yml")).unwrap();
+        let g = GroupState::new(file.groups[0].clone()).from_file(Path::new("/etc/prom/rules.yml"));
+        assert!(same_group_key("/etc/prom/./rules.yml;a;b", &g));
+        assert!(same_group_key("/etc/x/../prom/rules.yml;a;b", &g));
+        assert!(!same_group_key("/etc/other/rules.yml;a;b", &g));
+        assert!(!same_group_key("/etc/prom/./rules.yml;a", &g));
     }
 
     /// The groups of `text`, evaluated once at 60 s.

@@ -111,17 +111,17 @@ impl From<RunnerError> for ApiError {
     }
 }
 
-/// The keys whose values are secrets in the configuration (the `Secret` fields of
-/// [`Config`](super::Config)): webhook, DingTalk and WeCom URLs carry tokens.
-const SECRET_KEYS: [&str; 8] = [
+/// Where the configuration holds secrets (its `Secret` fields): `global` SMTP credentials,
+/// fields of the receivers' `*_configs` (webhook, DingTalk and WeCom URLs carry tokens) and
+/// remediation URLs. Only there: a label named `url` in a matcher is no secret.
+const GLOBAL_SECRETS: [&str; 2] = ["smtp_auth_password", "smtp_auth_secret"];
+const RECEIVER_SECRETS: [&str; 6] = [
     "url",
     "access_token",
     "secret",
     "key",
     "auth_password",
     "auth_secret",
-    "smtp_auth_password",
-    "smtp_auth_secret",
 ];
 
 /// The configuration as `/api/v2/status` shows it: written back out as YAML with every secret
@@ -129,33 +129,44 @@ const SECRET_KEYS: [&str; 8] = [
 /// endpoint has no authentication). Nothing when the text does not parse (it was loaded, so
 /// it does; a guess at redacting unparsed text could leak).
 fn redact_secrets(text: &str) -> String {
-    fn walk(v: &mut serde_norway::Value) {
-        match v {
-            serde_norway::Value::Mapping(m) => {
-                for (k, v) in m.iter_mut() {
-                    if k.as_str().is_some_and(|k| SECRET_KEYS.contains(&k))
-                        && !v.is_null()
-                        && !v.is_mapping()
-                        && !v.is_sequence()
-                    {
-                        *v = serde_norway::Value::String("<secret>".into());
-                    } else {
-                        walk(v);
-                    }
+    use serde_norway::Value as Y;
+    fn hide(m: &mut serde_norway::Mapping, keys: &[&str]) {
+        for (k, v) in m.iter_mut() {
+            if k.as_str().is_some_and(|k| keys.contains(&k)) && !v.is_null() {
+                *v = Y::String("<secret>".into());
+            }
+        }
+    }
+    fn each_mapping(v: &mut Y, f: &mut dyn FnMut(&mut serde_norway::Mapping)) {
+        if let Y::Sequence(items) = v {
+            for item in items {
+                if let Y::Mapping(m) = item {
+                    f(m);
                 }
             }
-            serde_norway::Value::Sequence(s) => s.iter_mut().for_each(walk),
-            serde_norway::Value::Tagged(t) => walk(&mut t.value),
-            _ => {}
         }
     }
-    match serde_norway::from_str::<serde_norway::Value>(text) {
-        Ok(mut v) => {
-            walk(&mut v);
-            serde_norway::to_string(&v).unwrap_or_default()
+    let Ok(mut doc) = serde_norway::from_str::<Y>(text) else {
+        return String::new();
+    };
+    if let Y::Mapping(top) = &mut doc {
+        if let Some(Y::Mapping(global)) = top.get_mut("global") {
+            hide(global, &GLOBAL_SECRETS);
         }
-        Err(_) => String::new(),
+        if let Some(receivers) = top.get_mut("receivers") {
+            each_mapping(receivers, &mut |receiver| {
+                for (k, configs) in receiver.iter_mut() {
+                    if k.as_str().is_some_and(|k| k.ends_with("_configs")) {
+                        each_mapping(configs, &mut |c| hide(c, &RECEIVER_SECRETS));
+                    }
+                }
+            });
+        }
+        if let Some(remediations) = top.get_mut("remediations") {
+            each_mapping(remediations, &mut |r| hide(r, &["url"]));
+        }
     }
+    serde_norway::to_string(&doc).unwrap_or_default()
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -638,14 +649,24 @@ mod tests {
 
     #[test]
     fn status_shows_no_secret() {
-        let text = "global:\n  smtp_auth_password: hunter2\n  smtp_from: a@b\nroute: {receiver: r}\nreceivers:\n- name: r\n  webhook_configs: [{url: 'http://x/?token=T0K'}]\n  dingtalk_configs: [{access_token: AT, secret: SEC}]\n  wecom_configs: [{key: K3Y}]\n  email_configs: [{to: ops@x, auth_password: PW, auth_secret: AS}]\n";
+        let text = "global:\n  smtp_auth_password: hunter2\n  smtp_from: a@b\nroute:\n  receiver: r\n  routes:\n  - matchers: ['url=\"/health\"']\n    match: {key: k1, secret: s1}\ninhibit_rules:\n- source_match: {url: u1}\nreceivers:\n- name: r\n  webhook_configs: [{url: 'http://x/?token=T0K'}]\n  dingtalk_configs: [{access_token: AT, secret: SEC}]\n  wecom_configs: [{key: K3Y}]\n  email_configs: [{to: ops@x, auth_password: PW, auth_secret: AS, headers: {key: h1}}]\nremediations:\n- name: fix\n  url: http://fixer/?token=REM\n";
         let shown = redact_secrets(text);
-        for secret in ["hunter2", "T0K", "AT", "SEC", "K3Y", "PW", "AS"] {
+        for secret in ["hunter2", "T0K", "AT", "SEC", "K3Y", "PW", "AS", "REM"] {
             assert!(!shown.contains(secret), "{secret} in\n{shown}");
         }
-        assert_eq!(shown.matches("<secret>").count(), 7, "{shown}");
-        // What is not secret stays.
-        assert!(shown.contains("smtp_from: a@b") && shown.contains("to: ops@x"));
+        assert_eq!(shown.matches("<secret>").count(), 8, "{shown}");
+        // What is not secret stays, labels named like secrets included.
+        for kept in [
+            "smtp_from: a@b",
+            "to: ops@x",
+            "/health",
+            "k1",
+            "s1",
+            "u1",
+            "h1",
+        ] {
+            assert!(shown.contains(kept), "{kept} missing from\n{shown}");
+        }
         assert_eq!(redact_secrets("route: ["), "");
     }
 }

@@ -134,7 +134,10 @@ impl Matcher {
 
 /// Parses `name op value` at the start of `s`, returning the rest.
 fn parse_one(s: &str) -> Result<(Matcher, &str), String> {
-    let (name, rest) = if s.starts_with('"') {
+    // A quoted name is only read by Alertmanager's new parser (the classic one refuses it),
+    // which reads the value with Go's escapes too.
+    let name_quoted = s.starts_with('"');
+    let (name, rest) = if name_quoted {
         let (n, r) = unquote_prefix(s, Escapes::Go)?;
         (n, r.trim_start())
     } else {
@@ -159,7 +162,12 @@ fn parse_one(s: &str) -> Result<(Matcher, &str), String> {
     };
     let rest = rest.trim_start();
     let (value, rest) = if rest.starts_with('"') {
-        unquote_prefix(rest, Escapes::Classic)?
+        let escapes = if name_quoted {
+            Escapes::Go
+        } else {
+            Escapes::Classic
+        };
+        unquote_prefix(rest, escapes)?
     } else {
         let end = rest.find(',').unwrap_or(rest.len());
         let v = rest[..end].trim();
@@ -350,11 +358,10 @@ mod tests {
                 "{input}"
             );
         }
-        // Quoted label names keep Go's escapes.
-        assert_eq!(
-            Matcher::parse_list(r#""a\tb"="v""#).unwrap()[0].name,
-            "a\tb"
-        );
+        // Quoted label names keep Go's escapes, and so does the value after one.
+        let m = &Matcher::parse_list(r#""a\tb"="x\ty""#).unwrap()[0];
+        assert_eq!((m.name.as_str(), m.value.as_str()), ("a\tb", "x\ty"));
+        assert!(Matcher::parse_list(r#""svc name"=~"db\.prod""#).is_err());
     }
 
     #[test]

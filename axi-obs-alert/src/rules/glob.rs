@@ -22,15 +22,18 @@ pub(crate) fn rule_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, Str
     if !name.contains(['*', '?']) {
         return Ok(vec![full]);
     }
-    let dir = full.parent().unwrap_or(Path::new("."));
+    // A pattern in the working directory (`*.yml`, `./*.yml` cleaned) has an empty parent.
+    let dir = match full.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("rule_files {pattern:?}: {}: {e}", dir.display()))?
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| glob_match(&name, &n.to_string_lossy()))
-        })
+        .filter(|e| glob_match(&name, &e.file_name().to_string_lossy()))
+        // As Go's `filepath.Glob`: the folder joined with the name, cleaned (`rules.yml`,
+        // not `./rules.yml`, for a pattern in the working directory).
+        .map(|e| clean(&dir.join(e.file_name())))
         .collect();
     out.sort();
     Ok(out)
@@ -38,7 +41,7 @@ pub(crate) fn rule_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, Str
 
 /// `path` cleaned lexically, as Go's `filepath.Clean`: no `.` elements, each inner `..`
 /// removed with the element before it, no `..` right after the root; `.` when nothing is left.
-fn clean(path: &Path) -> PathBuf {
+pub(crate) fn clean(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out: Vec<Component<'_>> = Vec::new();
     for c in path.components() {
@@ -103,5 +106,28 @@ mod tests {
             rule_files(Path::new("."), "rules.yml").unwrap(),
             [PathBuf::from("rules.yml")]
         );
+    }
+
+    #[test]
+    fn globs_in_the_working_directory_and_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conf")).unwrap();
+        std::fs::write(dir.path().join("a.yml"), "").unwrap();
+        std::fs::write(dir.path().join("b.txt"), "").unwrap();
+        let base = dir.path().join("conf");
+        // `../*.yml` from `conf/`, cleaned: the file in the folder above.
+        assert_eq!(
+            rule_files(&base, "../*.yml").unwrap(),
+            [dir.path().join("a.yml")]
+        );
+        // A configuration in the working directory (`prometheus.yml`: its folder is empty);
+        // tests run in the package's folder, which holds one `*.toml`.
+        for pattern in ["*.toml", "./*.toml"] {
+            assert_eq!(
+                rule_files(Path::new(""), pattern).unwrap(),
+                [PathBuf::from("Cargo.toml")],
+                "{pattern}"
+            );
+        }
     }
 }

@@ -282,7 +282,7 @@ impl Transport {
                     // server's `Retry-After`. A wait that would reach the deadline ends the
                     // export with this error instead.
                     let wait = jittered(backoff).max(e.retry_after().unwrap_or_default());
-                    if Instant::now() + wait >= deadline {
+                    if wait >= deadline.saturating_duration_since(Instant::now()) {
                         return Err(e);
                     }
                     tokio::time::sleep(wait).await;
@@ -327,7 +327,8 @@ impl Transport {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            // Beyond an hour is past any export deadline anyway.
+            .map(|secs| Duration::from_secs(secs.min(3600)));
         // Read the body: the partial success it may hold, and the connection is reusable.
         let reply = res.bytes().await.unwrap_or_default();
         if status.is_success() {

@@ -43,15 +43,42 @@ pub(crate) const NOISY_TARGETS: &[&str] = &[
 /// modules, where its events come from, and nothing else.)
 pub(crate) fn env_filter(directives: &str) -> EnvFilter {
     let mut filter = EnvFilter::builder().parse_lossy(directives);
-    for target in NOISY_TARGETS {
-        let mentioned = directives
-            .split(',')
-            .any(|d| d.trim().split(['=', '[']).next() == Some(*target));
-        if !mentioned && let Ok(d) = format!("{target}::=warn").parse() {
+    for target in capped(directives) {
+        if let Ok(d) = format!("{target}::=warn").parse() {
             filter = filter.add_directive(d);
         }
     }
     filter
+}
+
+/// The noisy crates `directives` do not mention (as `hyper` or `hyper::`).
+fn capped(directives: &str) -> Vec<&'static str> {
+    NOISY_TARGETS
+        .iter()
+        .copied()
+        .filter(|target| {
+            !directives.split(',').any(|d| {
+                d.trim()
+                    .split(['=', '['])
+                    .next()
+                    .map(|t| t.trim_end_matches("::"))
+                    == Some(*target)
+            })
+        })
+        .collect()
+}
+
+/// The log filter: [`env_filter`], and the same cap for events whose target is exactly a
+/// noisy crate's name (OpenTelemetry's own diagnostics use the crate name as the target),
+/// which a prefix directive cannot express without catching other crates.
+pub(crate) fn log_filter(
+    directives: &str,
+) -> impl tracing_subscriber::layer::Filter<Registry> + Send + Sync + 'static {
+    use tracing_subscriber::filter::FilterExt;
+    let exact = capped(directives);
+    env_filter(directives).and(FilterFn::new(move |meta: &tracing::Metadata<'_>| {
+        !(*meta.level() > tracing::Level::WARN && exact.contains(&meta.target()))
+    }))
 }
 
 /// A per-layer filter for the OTLP log bridge and the span layer: nothing emitted by the export
@@ -203,7 +230,7 @@ mod tests {
                 .with_level(false)
                 .with_ansi(false)
                 .with_writer(move || Capture(sink.clone()))
-                .with_filter(env_filter(directives)),
+                .with_filter(log_filter(directives)),
         );
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(target: "hyper::proto::h1::conn", "hyper::proto::h1::conn");
@@ -212,6 +239,8 @@ mod tests {
             tracing::info!(target: "hyperion::api", "hyperion::api");
             tracing::info!(target: "reqwest_tracing::span", "reqwest_tracing::span");
             tracing::info!(target: "h2o", "h2o");
+            tracing::info!(target: "opentelemetry_sdk", "opentelemetry_sdk");
+            tracing::warn!(target: "opentelemetry", "opentelemetry warns");
         });
         let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
         text.lines().map(|l| l.trim().to_owned()).collect()
@@ -232,18 +261,27 @@ mod tests {
     fn the_cap_covers_the_noisy_crates_and_no_crate_named_like_them() {
         assert_eq!(
             info_passes("info"),
-            ["hyperion::api", "reqwest_tracing::span", "h2o"]
-        );
-        // Named: the user's level wins.
-        assert_eq!(
-            info_passes("info,hyper=info"),
             [
-                "hyper::proto::h1::conn",
                 "hyperion::api",
                 "reqwest_tracing::span",
-                "h2o"
+                "h2o",
+                "opentelemetry warns"
             ]
         );
+        // Named (with or without `::`): the user's level wins.
+        for named in ["info,hyper=info", "info,hyper::=info"] {
+            assert_eq!(
+                info_passes(named),
+                [
+                    "hyper::proto::h1::conn",
+                    "hyperion::api",
+                    "reqwest_tracing::span",
+                    "h2o",
+                    "opentelemetry warns"
+                ],
+                "{named}"
+            );
+        }
     }
 
     #[test]
