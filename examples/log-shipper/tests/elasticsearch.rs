@@ -134,6 +134,47 @@ fn bulk_body_matches_the_golden_file() {
     assert_eq!(out.index(&next_day), "logs-2026.11.27");
 }
 
+/// Elasticsearch maps dotted names to objects: no field of a document may be a value and
+/// also hold fields (`log` beside `log.file.path` is a mapping error for the whole event).
+#[test]
+fn parsed_fields_never_clash_with_the_shippers_own() {
+    let mut r = record(10, None, "hello");
+    r.attributes = vec![
+        ("log".into(), Value::Str("docker".into())),
+        ("service".into(), Value::Str("checkout".into())),
+        ("event".into(), Value::Str("structlog".into())),
+        ("log.file".into(), Value::Str("x".into())),
+        ("a".into(), Value::Int(1)),
+        ("a.b".into(), Value::Int(2)),
+        ("http.request.method".into(), Value::Str("GET".into())),
+    ];
+    let doc = bulk("logs", "http://127.0.0.1:9200").document(&r);
+    let keys: Vec<&String> = doc.keys().collect();
+    for k in &keys {
+        for j in &keys {
+            assert!(
+                !(j.len() > k.len() && j.starts_with(k.as_str()) && j.as_bytes()[k.len()] == b'.'),
+                "{k} is a value and {j} is under it: {doc:?}"
+            );
+        }
+    }
+    // Those clashing with the shipper's fields moved under `json.`, values holding fields
+    // became `.value`, nothing lost; the others stay as they are.
+    for (k, v) in [
+        ("json.log.value", json!("docker")),
+        ("json.service", json!("checkout")),
+        ("json.event", json!("structlog")),
+        ("json.log.file", json!("x")),
+        ("a.value", json!(1)),
+        ("a.b", json!(2)),
+        ("http.request.method", json!("GET")),
+        ("log.file.path", json!("/var/log/app/app.log")),
+        ("event.dataset", json!("app")),
+    ] {
+        assert_eq!(doc.get(k), Some(&v), "{k} in {doc:?}");
+    }
+}
+
 #[test]
 fn ids_depend_on_file_offset_and_text_only() {
     let a = record(100, Some(1), "x");

@@ -10,6 +10,34 @@ use crate::parse::time::format_index_date;
 use crate::record::{Position, Record};
 use axi_obs_core::https::HttpClient;
 
+/// The fields every document gets from the shipper itself.
+const OWN_FIELDS: [&str; 10] = [
+    "@timestamp",
+    "message",
+    "log.level",
+    "log.file.path",
+    "log.flags",
+    "service.name",
+    "trace.id",
+    "span.id",
+    "host.name",
+    "event.dataset",
+];
+
+/// Moves each of `keys` to `to(key)` (kept where that is taken).
+fn rename(m: &mut serde_json::Map<String, J>, keys: Vec<String>, to: impl Fn(&str) -> String) {
+    for k in keys {
+        if let Some(v) = m.remove(&k) {
+            m.entry(to(&k)).or_insert(v);
+        }
+    }
+}
+
+/// Whether the dotted name `inner` lies under `outer` (`log.file.path` under `log`).
+fn under(outer: &str, inner: &str) -> bool {
+    inner.len() > outer.len() && inner.starts_with(outer) && inner.as_bytes()[outer.len()] == b'.'
+}
+
 /// The Elasticsearch `_bulk` exporter.
 ///
 /// One `POST {endpoint}/_bulk` per batch, NDJSON
@@ -179,10 +207,30 @@ impl ElasticsearchBulk {
     /// such as `http.request.method`, `url.path`, `http.response.status_code`,
     /// `client.address`, `user_agent.original`) plus `host.name` and `event.dataset` (the
     /// input's name).
+    ///
+    /// Elasticsearch reads dotted names as objects, so a field cannot be both a value and an
+    /// object, or the whole event is refused with a mapping error. A parsed field that clashes
+    /// with one of the shipper's own (`log` beside `log.file.path`, `service` beside
+    /// `service.name`) moves under `json.` (`json.log`), as Filebeat's JSON input names its
+    /// fields; then a parsed value with parsed fields under it (`a` beside `a.b`) becomes
+    /// `a.value`.
     pub fn document(&self, r: &Record) -> serde_json::Map<String, J> {
         let mut m = record_json(r);
         m.insert("host.name".into(), J::String(self.host_name.clone()));
         m.insert("event.dataset".into(), J::String(r.input.to_string()));
+        let own = |k: &str| OWN_FIELDS.contains(&k);
+        let with_own: Vec<String> = m
+            .keys()
+            .filter(|k| !own(k) && m.keys().any(|j| own(j) && (under(k, j) || under(j, k))))
+            .cloned()
+            .collect();
+        rename(&mut m, with_own, |k| format!("json.{k}"));
+        let holding: Vec<String> = m
+            .keys()
+            .filter(|k| !own(k) && m.keys().any(|j| under(k, j)))
+            .cloned()
+            .collect();
+        rename(&mut m, holding, |k| format!("{k}.value"));
         m
     }
 

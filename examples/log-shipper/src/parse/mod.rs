@@ -153,8 +153,17 @@ fn json(line: String) -> Parsed {
             ("log.level" | "level", serde_json::Value::String(s)) if out.level.is_none() => {
                 out.level = Level::from_name(s);
             }
-            ("message" | "msg", serde_json::Value::String(s)) if body.is_none() => {
-                body = Some(s.clone());
+            // The message: `message`, else `msg`, else Docker json-file's `log`, else
+            // structlog's `event`; the others stay fields.
+            ("message" | "msg" | "log" | "event", serde_json::Value::String(s)) => {
+                let rank = BODY_KEYS.iter().position(|b| *b == k).unwrap_or(0);
+                if body.as_ref().is_none_or(|(r, _, _)| rank < *r) {
+                    if let Some((_, k, s)) = body.replace((rank, k, s.clone())) {
+                        out.attributes.push((k.into(), Value::Str(s)));
+                    }
+                } else {
+                    out.attributes.push((k.into(), Value::Str(s.clone())));
+                }
             }
             ("trace.id", serde_json::Value::String(s)) if out.trace_id.is_none() => {
                 out.trace_id = hex_id::<16>(s);
@@ -165,9 +174,12 @@ fn json(line: String) -> Parsed {
             _ => flatten(k, v, &mut out.attributes, 0),
         }
     }
-    out.body = body.unwrap_or(line);
+    out.body = body.map_or(line, |(_, _, s)| s);
     out
 }
+
+/// The keys a JSON line's message may be under, the first present winning.
+const BODY_KEYS: [&str; 4] = ["message", "msg", "log", "event"];
 
 fn flatten(key: String, v: serde_json::Value, out: &mut Vec<(AttrKey, Value)>, depth: usize) {
     match v {
@@ -203,6 +215,27 @@ fn hex_id<const N: usize>(s: &str) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_message_of_docker_and_structlog_json_lines() {
+        let p = Parser::Json.parse(
+            r#"{"log":"GET / 200\n","stream":"stdout","time":"2026-11-27T10:00:00Z"}"#.into(),
+        );
+        assert_eq!(p.body, "GET / 200\n");
+        assert!(!p.attributes.iter().any(|(k, _)| k.as_ref() == "log"));
+        let p = Parser::Json.parse(r#"{"event":"user logged in","level":"info"}"#.into());
+        assert_eq!(p.body, "user logged in");
+        // `message` wins wherever it stands; the others stay fields.
+        let p = Parser::Json.parse(r#"{"event":"e","log":"l","message":"m"}"#.into());
+        assert_eq!(p.body, "m");
+        let mut keys: Vec<&str> = p.attributes.iter().map(|(k, _)| k.as_ref()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["event", "log"]);
+        // An object under `event` is fields, not the message.
+        let p = Parser::Json.parse(r#"{"event":{"kind":"x"},"msg":"hi"}"#.into());
+        assert_eq!(p.body, "hi");
+        assert!(p.attributes.iter().any(|(k, _)| k.as_ref() == "event.kind"));
+    }
 
     #[test]
     fn levels_in_common_layouts() {
