@@ -176,7 +176,7 @@ fn parsed_fields_never_clash_with_the_shippers_own() {
 }
 
 #[test]
-fn ids_depend_on_file_offset_and_text_only() {
+fn ids_depend_on_file_offset_text_and_parsed_time_only() {
     let a = record(100, Some(1), "x");
     let mut again = a.clone();
     // Read again after a restart: another observation time and generation.
@@ -189,7 +189,10 @@ fn ids_depend_on_file_offset_and_text_only() {
     other_text.body = "y".into();
     let mut other_inode = a.clone();
     other_inode.position.key.ino += 1;
-    for r in [other_offset, other_text, other_inode] {
+    // The same message at the same offset of a file refilled after copytruncate: its time.
+    let mut other_time = a.clone();
+    other_time.time_unix_nano = Some(2);
+    for r in [other_offset, other_text, other_inode, other_time] {
         assert_ne!(ElasticsearchBulk::id(&a), ElasticsearchBulk::id(&r));
     }
 }
