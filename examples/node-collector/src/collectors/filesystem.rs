@@ -13,8 +13,13 @@ use crate::{CollectError, Collector, Families, Paths, read};
 /// `device_error` and is skipped until that call returns, instead of stalling every scrape.
 #[derive(Debug, Default)]
 pub struct Filesystem {
-    /// Mount points whose last statistics call has not returned.
-    stuck: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Mount points whose last statistics call has not returned: when it started, and how
+    /// long it may take before the mount counts as unresponsive.
+    in_flight: std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<String, (std::time::Instant, std::time::Duration)>,
+        >,
+    >,
 }
 
 /// How long a network filesystem may take to answer.
@@ -42,26 +47,45 @@ fn may_hang(fstype: &str) -> bool {
 }
 
 impl Filesystem {
-    /// `call` on a thread of its own, waiting at most `timeout`; `key` is skipped while an
-    /// earlier call for it has not returned.
+    /// `call` on a thread of its own, waiting at most `timeout`. While an earlier call for
+    /// `key` runs, this one waits for it to return (a concurrent scrape of a slow mount), and
+    /// once that call has run past its timeout, `key` is skipped as unresponsive until it
+    /// returns (node_exporter's stuck-mount rule).
     fn bounded<R: Send + 'static>(
         &self,
         key: &str,
         timeout: std::time::Duration,
         call: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, String> {
-        // Marked before the call, unmarked by the call's thread when it returns. (The set is
+        // Marked before the call, unmarked by the call's thread when it returns. (The map is
         // plain data: a panic elsewhere leaves it usable.)
-        if !self
-            .stuck
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key.to_owned())
-        {
-            return Err("mount point is in an unresponsive state".into());
+        let lock = || {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let waiting = std::time::Instant::now();
+        loop {
+            let mut in_flight = lock();
+            match in_flight.get(key) {
+                None => {
+                    in_flight.insert(key.to_owned(), (std::time::Instant::now(), timeout));
+                    break;
+                }
+                Some((started, allowed)) if started.elapsed() >= *allowed => {
+                    return Err("mount point is in an unresponsive state".into());
+                }
+                Some(_) => {
+                    drop(in_flight);
+                    if waiting.elapsed() >= timeout {
+                        return Err(format!("no answer within {timeout:?}"));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
         }
         let (tx, rx) = std::sync::mpsc::channel();
-        let (stuck, key_owned) = (self.stuck.clone(), key.to_owned());
+        let (stuck, key_owned) = (self.in_flight.clone(), key.to_owned());
         let spawned = std::thread::Builder::new()
             .name("statvfs".into())
             .spawn(move || {
@@ -73,10 +97,7 @@ impl Filesystem {
                 let _ = tx.send(r);
             });
         if let Err(e) = spawned {
-            self.stuck
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(key);
+            lock().remove(key);
             return Err(format!("cannot start a thread: {e}"));
         }
         rx.recv_timeout(timeout)
@@ -369,6 +390,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn concurrent_scrapes_of_a_slow_mount_both_get_its_answer() {
+        let fs = std::sync::Arc::new(Filesystem::default());
+        let ample = std::time::Duration::from_secs(10);
+        let slow = |fs: std::sync::Arc<Filesystem>| {
+            std::thread::spawn(move || {
+                fs.bounded("/mnt/nfs", ample, || {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    1
+                })
+            })
+        };
+        let (a, b) = (slow(fs.clone()), slow(fs.clone()));
+        assert_eq!(a.join().unwrap(), Ok(1));
+        assert_eq!(b.join().unwrap(), Ok(1));
     }
 
     #[test]
