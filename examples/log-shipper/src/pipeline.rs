@@ -192,30 +192,43 @@ pub async fn run(
             }
         }
         let mut backoff = settings.initial_backoff;
-        loop {
-            match output.send(&batch).await {
+        // The part of the batch being sent: all of it, unless the output found it too large;
+        // then halves, down to single events. What was sent is not sent again.
+        let (mut start, mut chunk) = (0, batch.len());
+        while start < batch.len() {
+            let part = &batch[start..(start + chunk).min(batch.len())];
+            match output.send(part).await {
                 Ok(delivered) => {
-                    let dropped = delivered.dropped.min(batch.len());
+                    let dropped = delivered.dropped.min(part.len());
                     metrics::counter!(names::EVENTS_SHIPPED, names::OUTPUT => kind)
-                        .increment((batch.len() - dropped) as u64);
+                        .increment((part.len() - dropped) as u64);
                     if dropped > 0 {
                         metrics::counter!(names::EVENTS_DROPPED, names::OUTPUT => kind)
                             .increment(dropped as u64);
                     }
-                    break;
+                    start += part.len();
+                }
+                Err(SendError::TooLarge { message }) if part.len() > 1 => {
+                    tracing::warn!(error = %message, events = part.len(), "output found the batch too large; sending it in halves");
+                    chunk = part.len() / 2;
+                }
+                Err(SendError::TooLarge { message }) => {
+                    tracing::error!(error = %message, "output refused an event as too large; dropped");
+                    metrics::counter!(names::EVENTS_DROPPED, names::OUTPUT => kind).increment(1);
+                    start += 1;
                 }
                 Err(SendError::Rejected { message }) => {
-                    tracing::error!(error = %message, events = batch.len(), "output refused the batch; dropped");
+                    tracing::error!(error = %message, events = part.len(), "output refused the batch; dropped");
                     metrics::counter!(names::EVENTS_DROPPED, names::OUTPUT => kind)
-                        .increment(batch.len() as u64);
-                    break;
+                        .increment(part.len() as u64);
+                    start += part.len();
                 }
                 Err(SendError::Retryable {
                     message,
                     retry_after,
                 }) => {
                     let wait = retry_after.unwrap_or(backoff).min(settings.max_backoff);
-                    tracing::warn!(error = %message, retry_in = ?wait, events = batch.len(), "send failed; retrying");
+                    tracing::warn!(error = %message, retry_in = ?wait, events = part.len(), "send failed; retrying");
                     metrics::counter!(names::SEND_RETRIES, names::OUTPUT => kind).increment(1);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}

@@ -289,3 +289,34 @@ async fn retries_under_backpressure_deliver_everything_once_in_order() {
     }
     assert!(out.batches.lock().unwrap().iter().all(|n| *n <= 50));
 }
+
+/// An output that finds batches too large (a collector's message size limit) gets them in
+/// halves: everything arrives once, in order, no part sent twice; an event too large alone
+/// is dropped and counted, and the file's offset still moves past it.
+#[tokio::test]
+async fn batches_too_large_are_sent_in_halves_and_an_event_too_large_alone_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = Memory::default();
+    out.max_batch.store(3, Ordering::SeqCst);
+    let running = start(
+        &yaml(dir.path(), &log.display().to_string(), ""),
+        out.clone(),
+    );
+    let mut text: String = (0..40).map(|i| format!("e {i}\n")).collect();
+    text.push_str("HUGE\n");
+    text.push_str(&(40..60).map(|i| format!("e {i}\n")).collect::<String>());
+    append(&log, &text);
+    assert!(wait_until(|| out.bodies().len() >= 60).await);
+    running.stop().await;
+    let bodies = out.bodies();
+    let want: Vec<String> = (0..60).map(|i| format!("e {i}")).collect();
+    assert_eq!(bodies, want);
+    assert!(out.batches.lock().unwrap().iter().all(|n| *n <= 3));
+    // The registry moved past every line, the dropped one included.
+    let registry: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("registry.json")).unwrap())
+            .unwrap();
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert_eq!(registry["files"][0]["offset"], size);
+}

@@ -408,7 +408,7 @@ async fn otlp_http_another_ca_is_refused_and_insecure_skip_verify_accepts() {
         SendError::Retryable { message, .. } => {
             assert!(message.contains("certificate"), "{message}");
         }
-        SendError::Rejected { .. } => panic!("{e:?}"),
+        SendError::Rejected { .. } | SendError::TooLarge { .. } => panic!("{e:?}"),
     }
     assert!(received.otlp_http.lock().unwrap().is_empty());
 

@@ -44,6 +44,14 @@ pub enum SendError {
         /// The receiver's `Retry-After`, if it sent one.
         retry_after: Option<Duration>,
     },
+    /// Too large for the destination (HTTP 413, gRPC `RESOURCE_EXHAUSTED` without a
+    /// `RetryInfo`, such as a collector's message size limit): the pipeline sends it again
+    /// in halves, down to single events; an event too large alone is dropped and counted.
+    #[error("{message}")]
+    TooLarge {
+        /// What happened.
+        message: String,
+    },
     /// Refused for good (a 4xx other than 429): retrying would fail the same way. The batch
     /// is counted as dropped and the pipeline moves on.
     #[error("{message}")]

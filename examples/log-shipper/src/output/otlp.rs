@@ -140,6 +140,9 @@ impl OtlpHttp {
             return Ok(delivered);
         }
         let message = format!("HTTP {} from {}", status.as_u16(), self.url);
+        if status.as_u16() == 413 {
+            return Err(SendError::TooLarge { message });
+        }
         if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
             let retry_after = retry_after(&response.headers);
             Err(SendError::Retryable {

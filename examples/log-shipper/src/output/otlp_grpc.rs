@@ -136,6 +136,9 @@ fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
         status.message()
     );
     match status.code() {
+        // Retryable only when the server says it will recover (`RetryInfo`); otherwise a
+        // limit such as the receiver's message size, which a smaller batch passes.
+        Code::ResourceExhausted if !has_retry_info(status) => SendError::TooLarge { message },
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::ResourceExhausted
@@ -149,6 +152,29 @@ fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
         },
         _ => SendError::Rejected { message },
     }
+}
+
+/// `google.rpc.Status` as sent in `grpc-status-details-bin`: only its details.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<RpcAny>,
+}
+
+/// `google.protobuf.Any`: only its type.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+}
+
+/// Whether the status carries a `google.rpc.RetryInfo` detail.
+fn has_retry_info(status: &tonic::Status) -> bool {
+    <RpcStatus as prost::Message>::decode(status.details()).is_ok_and(|s| {
+        s.details
+            .iter()
+            .any(|d| d.type_url.ends_with("google.rpc.RetryInfo"))
+    })
 }
 
 impl Output for OtlpGrpc {
@@ -173,14 +199,25 @@ mod tests {
                 SendError::Retryable { .. }
             )
         };
-        for c in [
-            Code::Unavailable,
-            Code::ResourceExhausted,
-            Code::DeadlineExceeded,
-            Code::Unknown,
-        ] {
+        for c in [Code::Unavailable, Code::DeadlineExceeded, Code::Unknown] {
             assert!(retryable(c), "{c:?}");
         }
+        // RESOURCE_EXHAUSTED: retried with a RetryInfo, else a batch too large.
+        let retry_info = prost::Message::encode_to_vec(&RpcStatus {
+            details: vec![RpcAny {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            }],
+        });
+        let with = tonic::Status::with_details(Code::ResourceExhausted, "busy", retry_info.into());
+        assert!(matches!(classify(&with, "e"), SendError::Retryable { .. }));
+        let without = tonic::Status::new(
+            Code::ResourceExhausted,
+            "grpc: received message larger than max (5000000 vs. 4194304)",
+        );
+        assert!(matches!(
+            classify(&without, "e"),
+            SendError::TooLarge { .. }
+        ));
         for c in [
             Code::InvalidArgument,
             Code::Unauthenticated,

@@ -22,6 +22,9 @@ pub struct Memory {
     pub fail_first: Arc<AtomicUsize>,
     pub failures: Arc<AtomicUsize>,
     pub batches: Arc<Mutex<Vec<usize>>>,
+    /// When not zero, batches larger than this are refused as too large, and so is an event
+    /// whose body is `HUGE` even alone.
+    pub max_batch: Arc<AtomicUsize>,
 }
 
 impl Memory {
@@ -55,6 +58,12 @@ impl Output for Memory {
                 return Err(SendError::Retryable {
                     message: "receiver busy".into(),
                     retry_after: None,
+                });
+            }
+            let max = self.max_batch.load(Ordering::SeqCst);
+            if max > 0 && (batch.len() > max || batch.iter().any(|r| r.body == "HUGE")) {
+                return Err(SendError::TooLarge {
+                    message: format!("{} events: too large", batch.len()),
                 });
             }
             self.batches.lock().unwrap().push(batch.len());
