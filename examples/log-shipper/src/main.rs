@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         .try_install()
         .context("cannot start telemetry")?;
     log_shipper::names::describe();
+    raise_open_file_limit();
 
     let inputs = pipeline::input_specs(&config).map_err(anyhow::Error::msg)?;
     let registry = Registry::load(&config.registry)?;
@@ -160,5 +161,35 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as Go programs such as Filebeat do
+/// at start: every tailed file stays open until `close_inactive`, and systemd's default soft
+/// limit (1024) would otherwise stop a server with many logs (EMFILE for files, the registry
+/// and connections alike).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is unlimited.
+    let below = match (limit.current, limit.maximum) {
+        (Some(soft), Some(hard)) => soft < hard,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if !below {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => {
+            tracing::debug!(from = ?limit.current, to = ?limit.maximum, "open-file limit raised")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, soft = ?limit.current, "cannot raise the open-file limit")
+        }
     }
 }
