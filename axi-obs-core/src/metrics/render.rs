@@ -28,6 +28,18 @@ pub fn render_families(families: &[Family]) -> String {
     render_as(families, Format::Prometheus)
 }
 
+/// Says once per process that a family was left out of the page for a name clash.
+fn warn_clash(family: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            target: "axi_obs_core::metrics",
+            family,
+            "a metric's name is another metric's sample name (a histogram `x` writes `x_count`, `x_sum`, `x_bucket`); it is left out of /metrics"
+        );
+    }
+}
+
 pub(crate) fn render(snapshot: &Snapshot) -> String {
     render_as(&snapshot.families, Format::Prometheus)
 }
@@ -69,6 +81,26 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
             .entry(family.to_owned())
             .or_insert((name, is_info, families));
     }
+    // Nor may a family's name or samples be another family's samples (a histogram `jobs`
+    // writes `jobs_count`, which a gauge `jobs_count` would write again): of two that clash,
+    // the first by name is kept, the other left out with a warning.
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    written.retain(|family, (name, _, families)| {
+        let mut names = match families[0].kind {
+            MetricKind::Histogram => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|s| format!("{name}{s}"))
+                .collect(),
+            _ => vec![name.clone()],
+        };
+        names.push(family.clone());
+        if names.iter().any(|n| taken.contains(n)) {
+            warn_clash(family);
+            return false;
+        }
+        taken.extend(names);
+        true
+    });
     let mut out = String::with_capacity(4096);
     for (family, (name, is_info, families)) in &written {
         let (family, name, is_info) = (family.as_str(), name.as_str(), *is_info);
@@ -337,6 +369,28 @@ work_duration_seconds_sum{http_route="/x"} 20.3
 work_duration_seconds_count{http_route="/x"} 2
 "#;
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_metric_named_like_another_ones_samples_is_left_out() {
+        let rec = recorder(100);
+        metrics::with_local_recorder(&rec, || {
+            metrics::histogram!("jobs").record(1.0);
+            metrics::gauge!("jobs_count").set(7.0);
+            metrics::gauge!("jobs_sum_other").set(1.0);
+        });
+        for text in [
+            super::render(&rec.handle().snapshot()),
+            super::render_as(
+                &rec.handle().snapshot().families,
+                super::Format::OpenMetrics,
+            ),
+        ] {
+            // `jobs_count` is written once, by the histogram; the unrelated gauge stays.
+            assert_eq!(text.matches("\njobs_count ").count(), 1, "{text}");
+            assert!(!text.contains("# TYPE jobs_count") && !text.contains("jobs_count 7"));
+            assert!(text.contains("# TYPE jobs histogram") && text.contains("jobs_sum_other 1"));
+        }
     }
 
     #[test]
