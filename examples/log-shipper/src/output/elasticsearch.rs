@@ -24,6 +24,32 @@ const OWN_FIELDS: [&str; 10] = [
     "event.dataset",
 ];
 
+/// The names under which some of [`OWN_FIELDS`] lie.
+const OWN_PARENTS: [&str; 7] = [
+    "log", "log.file", "service", "trace", "span", "host", "event",
+];
+
+/// The fields (none of [`OWN_FIELDS`]) that hold a value while other fields lie under them.
+fn holding_fields(m: &serde_json::Map<String, J>) -> Vec<String> {
+    let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    // Sorted, the names starting with `k` follow `k` at once.
+    let mut out = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        if OWN_FIELDS.contains(k) {
+            continue;
+        }
+        if keys[i + 1..]
+            .iter()
+            .take_while(|j| j.starts_with(k))
+            .any(|j| under(k, j))
+        {
+            out.push((*k).to_owned());
+        }
+    }
+    out
+}
+
 /// Moves each of `keys` to `to(key)` (kept where that is taken).
 fn rename(m: &mut serde_json::Map<String, J>, keys: Vec<String>, to: impl Fn(&str) -> String) {
     for k in keys {
@@ -225,17 +251,18 @@ impl ElasticsearchBulk {
         m.insert("host.name".into(), J::String(self.host_name.clone()));
         m.insert("event.dataset".into(), J::String(r.input.to_string()));
         let own = |k: &str| OWN_FIELDS.contains(&k);
+        // Most documents clash nowhere; each check below is a few comparisons per field.
         let with_own: Vec<String> = m
             .keys()
-            .filter(|k| !own(k) && m.keys().any(|j| own(j) && (under(k, j) || under(j, k))))
+            .filter(|k| {
+                !own(k)
+                    && (OWN_PARENTS.contains(&k.as_str())
+                        || k.match_indices('.').any(|(i, _)| own(&k[..i])))
+            })
             .cloned()
             .collect();
         rename(&mut m, with_own, |k| format!("json.{k}"));
-        let holding: Vec<String> = m
-            .keys()
-            .filter(|k| !own(k) && m.keys().any(|j| under(k, j)))
-            .cloned()
-            .collect();
+        let holding = holding_fields(&m);
         rename(&mut m, holding, |k| format!("{k}.value"));
         m
     }
