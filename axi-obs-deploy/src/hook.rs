@@ -75,6 +75,41 @@ pub struct MetricsHook {
     /// push the in-progress gauge below zero.
     /// Bounded by [`MetricsHook::MAX_OPEN`].
     open: HashSet<String>,
+    /// Deployments that ended lately: a second terminal event for one (another id, a GitHub
+    /// `error` then `success`) is not counted again, as the history keeps the first outcome.
+    ended: RecentlyEnded,
+}
+
+/// The ids of the deployments that ended last, at most [`RECENTLY_ENDED`] of them (the
+/// oldest forgotten first).
+#[derive(Debug, Default)]
+pub(crate) struct RecentlyEnded {
+    order: std::collections::VecDeque<String>,
+    set: HashSet<String>,
+}
+
+/// How many ended deployments the hooks remember, so late events of theirs are ignored.
+pub const RECENTLY_ENDED: usize = 1_024;
+
+impl RecentlyEnded {
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Remembers `id`; false if it was remembered already.
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() >= RECENTLY_ENDED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        true
+    }
 }
 
 impl MetricsHook {
@@ -123,6 +158,9 @@ impl Hook for MetricsHook {
                 let Some(status) = kind.terminal_status() else {
                     return Ok(());
                 };
+                if !self.ended.insert(&d.id) {
+                    return Ok(());
+                }
                 if self.open.remove(&d.id) {
                     metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => p.clone(), "environment" => env.clone())
                         .decrement(1.0);

@@ -55,7 +55,7 @@
 //! last event, as errors, so their spans are exported rather than lost.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -77,8 +77,7 @@ pub const DEFAULT_MAX_OPEN: usize = 10_000;
 /// Most started, unfinished steps remembered per open deployment.
 pub const MAX_OPEN_STEPS: usize = 1_000;
 
-/// How many ended deployments are remembered, so their late events are ignored.
-pub const RECENTLY_ENDED: usize = 1_024;
+pub use crate::hook::RECENTLY_ENDED;
 
 /// The description of a step span ended by its deployment's end.
 pub const STEP_UNFINISHED: &str = "step not finished when the deployment ended";
@@ -92,8 +91,7 @@ pub struct TraceHook {
     tracer: Option<Arc<BoxedTracer>>,
     max_open: usize,
     open: HashMap<String, OpenDeploy>,
-    ended: VecDeque<String>,
-    ended_set: HashSet<String>,
+    ended: crate::hook::RecentlyEnded,
     described: bool,
 }
 
@@ -136,8 +134,7 @@ impl TraceHook {
             tracer: None,
             max_open: DEFAULT_MAX_OPEN,
             open: HashMap::new(),
-            ended: VecDeque::new(),
-            ended_set: HashSet::new(),
+            ended: crate::hook::RecentlyEnded::default(),
             described: false,
         }
     }
@@ -183,7 +180,7 @@ impl TraceHook {
     /// it ended already or the cap is reached (counted).
     fn open_for(&mut self, e: &Event) -> Option<&mut OpenDeploy> {
         let d = &e.deployment;
-        if self.ended_set.contains(&d.id) {
+        if self.ended.contains(&d.id) {
             return None;
         }
         if !self.open.contains_key(&d.id) {
@@ -256,16 +253,6 @@ impl TraceHook {
                 KeyValue::new(names::SPAN_STEP_NAME, name.to_owned()),
             ]);
         tracer.build_with_context(builder, parent)
-    }
-
-    fn remember_ended(&mut self, id: String) {
-        if self.ended.len() >= RECENTLY_ENDED
-            && let Some(old) = self.ended.pop_front()
-        {
-            self.ended_set.remove(&old);
-        }
-        self.ended_set.insert(id.clone());
-        self.ended.push_back(id);
     }
 }
 
@@ -372,7 +359,7 @@ impl Hook for TraceHook {
                 let tracer = self.tracer();
                 let at = e.at.max(e.deployment.started_at);
                 end_deploy(&tracer, &id, open, at, span_status, attributes);
-                self.remember_ended(id);
+                self.ended.insert(&id);
             }
         }
         Ok(())

@@ -590,3 +590,81 @@ fn start_with_a_bad_id_records_nothing() {
         .and_then(|h| h.last_deployment("p", None).ok().flatten());
     assert!(none.is_none(), "{none:?}");
 }
+
+#[test]
+fn an_unusable_spool_does_not_stop_delivery_to_a_working_endpoint() {
+    let env = Env::new();
+    let server = Server::start();
+    let out = env
+        .cmd(&[
+            "run",
+            "--project",
+            "p",
+            "--env",
+            "e",
+            "--version",
+            "1",
+            "--",
+            "true",
+        ])
+        .env("AXI_DEPLOY_ENDPOINT", &server.url)
+        // A spool that cannot be created (a read-only HOME on a CI runner, say).
+        .env("AXI_DEPLOY_SPOOL", "/proc/axi-deploy-spool")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let kinds: Vec<_> = server
+        .received()
+        .iter()
+        .map(|e| e.kind.type_name())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{}", text(&out.stderr));
+    assert_eq!(kinds.last(), Some(&"succeeded"), "{}", text(&out.stderr));
+}
+
+/// `axi-deploy start` of version `version` against `server`.
+fn start_against(env: &Env, server: &Server, version: &str) -> Output {
+    env.cmd(&[
+        "start",
+        "--project",
+        "p",
+        "--env",
+        "e",
+        "--version",
+        version,
+    ])
+    .env("AXI_DEPLOY_ENDPOINT", &server.url)
+    .output()
+    .unwrap()
+}
+
+#[test]
+fn an_invalid_event_is_said_at_once_with_its_field_and_not_spooled() {
+    let env = Env::new();
+    let server = Server::start();
+    // `--version "$CI_COMMIT_TAG"` on a pipeline without a tag.
+    let out = start_against(&env, &server, "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("deployment.version"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(server.received().is_empty());
+    assert!(env.spooled().is_empty());
+}
+
+#[test]
+fn a_refusal_for_good_shows_the_servers_reason_and_is_not_spooled() {
+    let env = Env::new();
+    let server = Server::start();
+    server.status.store(422, Ordering::SeqCst);
+    let out = start_against(&env, &server, "1");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("HTTP 422") && text(&out.stderr).contains("not recorded"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(env.spooled().is_empty());
+}

@@ -270,3 +270,40 @@ fn log_hook_writes_one_structured_line_per_transition() {
     assert_eq!(logs[3]["deploy.rolled_back_to"], "1.4.1");
     assert_eq!(logs[3]["deploy.event"], "rolled_back");
 }
+
+/// A second terminal event for a deployment that already ended (another event id: a GitHub
+/// `deployment_status` of `error` then `success`) is not counted again: the history keeps the
+/// first outcome, and Prometheus must agree with it.
+#[test]
+fn metrics_hook_counts_a_deployment_once_however_many_terminal_events() {
+    let cap = Capture::new();
+    let dispatcher = Dispatcher::builder()
+        .metrics_recorder(Arc::new(cap.recorder().clone()))
+        .hook(MetricsHook::new())
+        .build()
+        .unwrap();
+    let event = |id: &str, seq: u32, kind: &str| {
+        axi_obs_deploy::event::Event::from_json(&format!(
+            r#"{{"schema":1,"id":"{id}","deployment":{{"id":"d-1","project":"shop-api","environment":"prod","version":"1","started_at":"2026-05-01T10:00:00Z"}},"seq":{seq},"at":"2026-05-01T10:05:00Z","type":"{kind}","reason":"health check"}}"#
+        ))
+        .unwrap()
+    };
+    assert!(dispatcher.send(event("e1", 1, "failed")));
+    assert!(dispatcher.send(event("e2", 2, "succeeded")));
+    assert!(dispatcher.flush(DEADLINE));
+    let snap = cap.metrics();
+    let total = snap.family(names::DEPLOYS_TOTAL).unwrap();
+    let pe = [("project", "shop-api"), ("environment", "prod")];
+    assert_eq!(
+        total
+            .series_with(&[pe[0], pe[1], ("status", "failed")])
+            .and_then(|s| s.value.as_counter()),
+        Some(1)
+    );
+    assert!(
+        total
+            .series_with(&[pe[0], pe[1], ("status", "succeeded")])
+            .is_none()
+    );
+    assert!(snap.family(names::DEPLOY_LAST_SUCCESS).is_none());
+}

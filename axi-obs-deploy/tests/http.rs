@@ -1031,6 +1031,23 @@ fn annotations_have_grafanas_shape_and_filter_by_tags() {
         )),
     );
     assert_eq!(none, json!([]));
+    // A range starting after d1 started and before it finished shows it (Grafana's regions
+    // overlap the range); d2, finished before the range, does not.
+    let (_, overlapping) = get(
+        &c,
+        &server.url(&format!(
+            "/api/deploy/annotations?from={}&to={}",
+            T0 + 60_000,
+            T0 + 3_600_000
+        )),
+    );
+    let ids: Vec<&str> = overlapping
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["deploymentId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["d3", "d1"]);
     let (status, _) = get(&c, &format!("{base}&limit=0"));
     assert_eq!(status, 400);
 }

@@ -380,6 +380,18 @@ fn open_history(path: &Path) -> Result<History> {
 /// Where recorded events go: the endpoint (spooling on failure), or the local history.
 /// Recording never fails the caller: problems are reported on stderr and remembered for the
 /// exit code of commands that only record.
+/// A delivery the server refused for good (400, 413, 422: the event is at fault).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 struct Sink<'a> {
     paths: &'a Paths,
     http: Option<reqwest::blocking::Client>,
@@ -433,8 +445,19 @@ impl<'a> Sink<'a> {
                     .body(event.to_json())
                     .send()
                     .with_context(|| format!("POST {url}"))?;
-                if !resp.status().is_success() {
-                    bail!("POST {url}: HTTP {}", resp.status());
+                let status = resp.status();
+                if !status.is_success() {
+                    // The server names the field at fault: show it.
+                    let body = resp.text().unwrap_or_default();
+                    let body: String = body.trim().chars().take(512).collect();
+                    let message = format!("POST {url}: HTTP {status}: {body}");
+                    // Refused for good: the event itself is at fault, and sending it again
+                    // would be refused again. (A 404 or 401 is a wrong URL or token: spooled,
+                    // for when that is fixed.)
+                    if matches!(status.as_u16(), 400 | 413 | 422) {
+                        return Err(Refused(message).into());
+                    }
+                    bail!(message);
                 }
                 Ok(())
             }
@@ -456,19 +479,50 @@ impl<'a> Sink<'a> {
     fn record(&mut self, events: &[Event]) {
         if !self.flushed {
             self.flushed = true;
-            match self.spool().and_then(|s| Ok(s.flush(|e| self.deliver(e))?)) {
-                Ok(report) if report.remaining > 0 => self.down = true,
-                Ok(_) => {}
-                Err(e) => {
-                    self.warn(format_args!("cannot flush the spool: {e:#}"));
-                    self.down = true;
-                }
+            match self.spool() {
+                // Nothing spooled can be waiting; events still go straight out.
+                Err(e) => self.warn(format_args!(
+                    "{e:#}: events that cannot be delivered now will be lost"
+                )),
+                Ok(spool) => match spool.flush(|e| self.deliver(e)) {
+                    Ok(report) => {
+                        if report.quarantined > 0 {
+                            self.warn(format_args!(
+                                "{} spooled events could not be read; moved to {}",
+                                report.quarantined,
+                                spool.dir().join("bad").display()
+                            ));
+                        }
+                        if report.remaining > 0 {
+                            self.down = true;
+                        }
+                    }
+                    Err(e) => {
+                        self.warn(format_args!("cannot flush the spool: {e:#}"));
+                        self.down = true;
+                    }
+                },
             }
         }
         for event in events {
+            // An event the server would refuse (an empty `--version`, say): said now, with the
+            // field, instead of spooled and refused again later.
+            if let Err(e) = event.validate() {
+                self.warn(format_args!(
+                    "event {} of deployment {} not recorded: {e}",
+                    event.id, event.deployment.id
+                ));
+                self.lost = true;
+                continue;
+            }
             if !self.down {
                 match self.deliver(event) {
                     Ok(()) => continue,
+                    Err(e) if e.downcast_ref::<Refused>().is_some() => {
+                        self.warn(format_args!("{e:#}; event {} not recorded", event.id));
+                        self.lost = true;
+                        continue;
+                    }
                     Err(e) => {
                         self.warn(format_args!("{e:#}; spooling events"));
                         self.down = true;

@@ -262,9 +262,10 @@ pub(crate) async fn annotations(
     let match_any = p.flag("matchAny")?;
     // Tags are matched in the query, before its limit: older matching deployments are not
     // cut off by newer ones that do not match.
+    // A deployment that started before the range and ran into it is shown too (Grafana's
+    // own annotations: `time <= to` and `timeEnd >= from`).
     let mut filter = Filter::default()
-        .since(from)
-        .until(to)
+        .overlapping(from, to, now)
         .limit(limit)
         .tags(tags, match_any);
     if let Some(v) = p.one("project")? {

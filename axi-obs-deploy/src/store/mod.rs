@@ -137,6 +137,8 @@ pub struct Filter {
     status: Option<Status>,
     since: Option<OffsetDateTime>,
     until: Option<OffsetDateTime>,
+    /// Deployments running at some time in `[from, to)`, those in progress until `now`.
+    overlapping: Option<(OffsetDateTime, OffsetDateTime, OffsetDateTime)>,
     limit: u32,
     /// Values each of which (or, with `tags_any`, one of which) the project, environment or
     /// status must equal.
@@ -152,6 +154,7 @@ impl Default for Filter {
             status: None,
             since: None,
             until: None,
+            overlapping: None,
             limit: 50,
             tags: Vec::new(),
             tags_any: false,
@@ -187,6 +190,19 @@ impl Filter {
     /// Only deployments started before `until`. Defaults to no bound.
     pub fn until(mut self, until: OffsetDateTime) -> Self {
         self.until = Some(until);
+        self
+    }
+
+    /// Only deployments running at some time in `[from, to)`: started before `to` and not
+    /// finished before `from`, one still in progress running until `now`, as Grafana's
+    /// annotation API matches a region to a dashboard's time range. Defaults to no bound.
+    pub fn overlapping(
+        mut self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Self {
+        self.overlapping = Some((from, to, now));
         self
     }
 
@@ -432,6 +448,15 @@ impl History {
         }
         if let Some(t) = filter.until {
             arg(&mut sql, " AND started_ms < ?", Value::Integer(unix_ms(t)));
+        }
+        if let Some((from, to, now)) = filter.overlapping {
+            arg(&mut sql, " AND started_ms < ?", Value::Integer(unix_ms(to)));
+            arg(
+                &mut sql,
+                " AND COALESCE(finished_ms, ?",
+                Value::Integer(unix_ms(now)),
+            );
+            arg(&mut sql, ") >= ?", Value::Integer(unix_ms(from)));
         }
         if !filter.tags.is_empty() {
             sql.push_str(if filter.tags_any {
