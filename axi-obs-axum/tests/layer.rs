@@ -850,6 +850,75 @@ async fn a_cancelled_request_is_still_counted_and_logged() {
 }
 
 /// `tracestate` split over two header fields is joined, as W3C Trace Context says.
+/// W3C's test suite: two `traceparent` fields, or one not in the exact shape, start a new
+/// trace (with its `tracestate`); the baggage still counts.
+#[tokio::test(flavor = "current_thread")]
+async fn duplicated_or_malformed_traceparents_start_a_new_trace() {
+    propagator();
+    let cap = Capture::new();
+    let app = routes().layer(obs(&cap));
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let good = format!("00-{trace}-00f067aa0ba902b7-01");
+    let cases: Vec<Vec<String>> = vec![
+        vec![good.clone(), format!("00-{trace}-00f067aa0ba902b8-01")],
+        vec!["00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01".into()],
+        vec!["00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b7-01".into()],
+        vec![format!("00-{trace}-00f067aa0ba902b-01")],
+        vec![format!("00-{trace}-00f067aa0ba902b7-1")],
+        vec![format!("0-{trace}-00f067aa0ba902b7-01")],
+        vec![format!("000-{trace}-00f067aa0ba902b7-01")],
+        vec![format!("00-{trace}-00f067aa0ba902b7-01-")],
+        vec![format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase())],
+        vec![format!("ff-{trace}-00f067aa0ba902b7-01")],
+        vec![format!("00-{trace}-0000000000000000-01")],
+        vec![format!("+0-{trace}-00f067aa0ba902b7-01")],
+    ];
+    for parents in &cases {
+        let mut req = Request::get("/users/1");
+        for p in parents {
+            req = req.header("traceparent", p);
+        }
+        let req = req
+            .header("tracestate", "vendor=x")
+            .header("baggage", "tenant=acme")
+            .body(Body::empty())
+            .unwrap();
+        send(&app, req).await;
+    }
+    // A later version may carry more after a dash: continued.
+    let later = format!("cc-{trace}-00f067aa0ba902b7-01-what-the-future-holds");
+    send(
+        &app,
+        Request::get("/users/2")
+            .header("traceparent", &later)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let spans: Vec<_> = cap
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "GET /users/{id}")
+        .collect();
+    assert_eq!(spans.len(), cases.len() + 1);
+    for (s, parents) in spans.iter().zip(&cases) {
+        assert_ne!(
+            s.span_context.trace_id().to_string(),
+            trace,
+            "continued {parents:?}"
+        );
+        assert!(
+            s.span_context.trace_state().header().is_empty(),
+            "{parents:?}"
+        );
+    }
+    assert_eq!(
+        spans[cases.len()].span_context.trace_id().to_string(),
+        trace
+    );
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn split_tracestate_headers_are_combined() {
     propagator();

@@ -235,18 +235,31 @@ fn has_context(headers: &HeaderMap) -> bool {
 
 /// The caller's context from W3C headers, through the global propagator. `tracestate` and
 /// `baggage` may be split over several header fields; they are joined first (W3C says they
-/// combine as one comma-separated list).
+/// combine as one comma-separated list). A `traceparent` sent twice, or not in W3C's exact
+/// shape, is ignored with its `tracestate` (the request starts a new trace), as W3C's test
+/// suite requires; the propagator alone would take the first of two, and some malformed ones.
 fn extract_context(headers: &HeaderMap) -> opentelemetry::Context {
+    let mut parents = headers.get_all(TRACEPARENT).iter();
+    let parent_ok = match (parents.next(), parents.next()) {
+        (Some(v), None) => v.to_str().is_ok_and(valid_traceparent),
+        (None, _) => true,
+        (Some(_), Some(_)) => false,
+    };
     let split = [TRACESTATE, BAGGAGE]
         .iter()
         .any(|h| headers.get_all(h).iter().nth(1).is_some());
-    if !split {
+    if parent_ok && !split {
         return opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(headers))
         });
     }
+    let names: &[http::HeaderName] = if parent_ok {
+        &[TRACEPARENT, TRACESTATE, BAGGAGE]
+    } else {
+        &[BAGGAGE]
+    };
     let mut joined = HeaderMap::new();
-    for name in [TRACEPARENT, TRACESTATE, BAGGAGE] {
+    for name in names.iter().cloned() {
         let values: Vec<&str> = headers
             .get_all(&name)
             .iter()
@@ -259,6 +272,34 @@ fn extract_context(headers: &HeaderMap) -> opentelemetry::Context {
         }
     }
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&joined)))
+}
+
+/// Whether `v` is a `traceparent` as W3C Trace Context defines it: `version-traceid-parentid-
+/// flags` in lower-case hex of 2, 32, 16 and 2 digits, version not `ff`, ids not all zero;
+/// version `00` exactly that, a later version possibly followed by `-` and more.
+fn valid_traceparent(v: &str) -> bool {
+    let b = v.as_bytes();
+    let hex = |r: std::ops::Range<usize>| {
+        b.get(r)
+            .is_some_and(|s| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+    };
+    let zero = |r: std::ops::Range<usize>| b[r].iter().all(|c| *c == b'0');
+    let shape = b.len() >= 55
+        && hex(0..2)
+        && b[2] == b'-'
+        && hex(3..35)
+        && b[35] == b'-'
+        && hex(36..52)
+        && b[52] == b'-'
+        && hex(53..55);
+    shape
+        && &b[0..2] != b"ff"
+        && !zero(3..35)
+        && !zero(36..52)
+        && match &b[0..2] {
+            b"00" => b.len() == 55,
+            _ => b.len() == 55 || b[55] == b'-',
+        }
 }
 
 /// Reads W3C context headers for the OpenTelemetry propagator.
