@@ -1,5 +1,8 @@
 //! Outbound HTTP with reqwest: W3C `traceparent` / `tracestate` / `baggage` injected into
-//! every request, a client span per request, and `http.client.request.duration`.
+//! every request, a client span per request, and `http.client.request.duration`. A failed call
+//! has `error.type`: the status code (4xx, 5xx), `timeout`, `connect`, `_OTHER`, or `cancelled`
+//! when the future was dropped before the answer (a `tokio::time::timeout` around it).
+//! Redirects that reqwest follows are one span and one sample.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), reqwest::Error> {
@@ -132,9 +135,18 @@ impl TracedClient {
         opentelemetry::global::get_text_map_propagator(|p| {
             p.inject_context(&cx, &mut HeaderInjector(request.headers_mut()))
         });
-        let start = Instant::now();
-        let result = self.inner.execute(request).instrument(span.clone()).await;
-        let seconds = start.elapsed().as_secs_f64();
+        // Recorded when the request ends, or as `cancelled` if the future is dropped first
+        // (a `timeout` around the call, a `select!`): the slowest calls are not left out.
+        let mut in_flight = InFlight {
+            client: self,
+            span: span.clone(),
+            method,
+            host,
+            port,
+            start: Instant::now(),
+            done: false,
+        };
+        let result = self.inner.execute(request).instrument(span).await;
         let (status, error_type): (Option<u16>, Option<SharedString>) = match &result {
             Ok(r) => {
                 let s = r.status().as_u16();
@@ -154,17 +166,40 @@ impl TracedClient {
                 })),
             ),
         };
+        in_flight.finish(status, error_type);
+        result
+    }
+}
+
+/// One outbound request between sending and its answer.
+struct InFlight<'a> {
+    client: &'a TracedClient,
+    span: tracing::Span,
+    method: &'static str,
+    host: SharedString,
+    port: u16,
+    start: Instant,
+    done: bool,
+}
+
+impl InFlight<'_> {
+    /// Records the outcome on the span and in `http.client.request.duration`, once.
+    fn finish(&mut self, status: Option<u16>, error_type: Option<SharedString>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let seconds = self.start.elapsed().as_secs_f64();
         if let Some(s) = status {
-            span.record("http.response.status_code", s);
+            self.span.record("http.response.status_code", s);
         }
         if let Some(e) = &error_type {
-            span.record("error.type", &**e);
-            span.record("otel.status_code", "error");
+            self.span.record("error.type", &**e);
+            self.span.record("otel.status_code", "error");
         }
         let mut labels = vec![
-            Label::from_static_parts(attr::HTTP_REQUEST_METHOD, method),
-            Label::new(attr::SERVER_ADDRESS, host),
-            Label::new(attr::SERVER_PORT, port.to_string()),
+            Label::from_static_parts(attr::HTTP_REQUEST_METHOD, self.method),
+            Label::new(attr::SERVER_ADDRESS, self.host.clone()),
+            Label::new(attr::SERVER_PORT, self.port.to_string()),
         ];
         if let Some(s) = status {
             labels.push(Label::new(attr::HTTP_RESPONSE_STATUS_CODE, s.to_string()));
@@ -173,8 +208,9 @@ impl TracedClient {
             labels.push(Label::new(attr::ERROR_TYPE, e));
         }
         let key = Key::from_parts(names::CLIENT_REQUEST_DURATION, labels);
+        let described = &self.client.described;
         let describe = |r: &dyn metrics::Recorder| {
-            self.described.get_or_init(|| {
+            described.get_or_init(|| {
                 r.describe_histogram(
                     names::CLIENT_REQUEST_DURATION.into(),
                     Some(Unit::Seconds),
@@ -183,11 +219,16 @@ impl TracedClient {
             });
             r.register_histogram(&key, &META).record(seconds);
         };
-        match &self.sink {
+        match &self.client.sink {
             Sink::Global => metrics::with_recorder(describe),
             Sink::Explicit(r) => describe(r),
         }
-        result
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.finish(None, Some(SharedString::const_str("cancelled")));
     }
 }
 

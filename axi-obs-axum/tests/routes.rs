@@ -374,3 +374,55 @@ async fn traced_client_propagates_without_a_tracing_subscriber() {
         "callee saw {echoed:?}, expected trace {trace_id}"
     );
 }
+
+/// An outbound call dropped before its answer (a `timeout` around it) is still recorded: one
+/// `http.client.request.duration` sample with `error.type="cancelled"`, and an error span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_outbound_call_is_recorded() {
+    let slow = Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            "late"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, slow).await.unwrap() });
+
+    let cap = Capture::new();
+    let client = axi_obs_axum::client::TracedClient::new(reqwest::Client::new())
+        .recorder(cap.recorder().clone());
+    let timed_out = {
+        use tracing::instrument::WithSubscriber;
+        tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            client.send(client.inner().get(format!("http://{addr}/slow"))),
+        )
+        .with_subscriber(cap.dispatch())
+        .await
+    };
+    assert!(timed_out.is_err(), "the call must have been cut short");
+    let snap = cap.metrics();
+    let family = snap.family("http.client.request.duration").unwrap();
+    let series = family
+        .series
+        .iter()
+        .find(|s| {
+            s.labels
+                .iter()
+                .any(|(k, v)| k == "error.type" && v == "cancelled")
+        })
+        .unwrap_or_else(|| panic!("{family:?}"));
+    assert_eq!(series.value.as_histogram().unwrap().count, 1);
+    let span = cap
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "GET")
+        .unwrap_or_else(|| panic!("{:?}", cap.spans()));
+    assert_eq!(
+        span.status,
+        opentelemetry::trace::Status::error(""),
+        "{span:?}"
+    );
+}
