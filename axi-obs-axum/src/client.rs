@@ -107,7 +107,13 @@ impl TracedClient {
     ) -> reqwest::Result<reqwest::Response> {
         let method = method_label(request.method());
         let url = request.url();
-        let host: SharedString = SharedString::from(url.host_str().unwrap_or_default().to_owned());
+        // `server.address` is the host without the brackets of an IPv6 literal.
+        let host = url.host_str().unwrap_or_default();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let host: SharedString = SharedString::from(host.to_owned());
         let port = url.port_or_known_default().unwrap_or_default();
         let full = scrub_url(url);
         let span = tracing::info_span!(
@@ -117,12 +123,16 @@ impl TracedClient {
             otel.kind = "client",
             otel.status_code = Empty,
             http.request.method = method,
+            http.request.method_original = Empty,
             server.address = &*host,
             server.port = port,
             url.full = %full,
             http.response.status_code = Empty,
             error.type = Empty,
         );
+        if method == "_OTHER" {
+            span.record("http.request.method_original", request.method().as_str());
+        }
         // A span filtered out (RUST_LOG=warn), or seen by no OpenTelemetry layer, has no
         // context of its own: propagate the current one (the server span ObsLayer attached),
         // never nothing.

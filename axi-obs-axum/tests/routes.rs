@@ -426,3 +426,42 @@ async fn a_cancelled_outbound_call_is_recorded() {
         "{span:?}"
     );
 }
+
+/// A method outside the known set is `_OTHER` with `http.request.method_original` on the client
+/// span, and an IPv6 literal's `server.address` has no brackets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_attributes_for_other_methods_and_ipv6_hosts() {
+    let app = Router::new().route("/x", axum::routing::any(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let cap = Capture::new();
+    let client = axi_obs_axum::client::TracedClient::new(reqwest::Client::new())
+        .recorder(cap.recorder().clone());
+    {
+        use tracing::instrument::WithSubscriber;
+        let purge = reqwest::Method::from_bytes(b"PURGE").unwrap();
+        client
+            .send(client.inner().request(purge, format!("http://{addr}/x")))
+            .with_subscriber(cap.dispatch())
+            .await
+            .unwrap();
+    }
+    let span = cap
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "HTTP")
+        .unwrap_or_else(|| panic!("{:?}", cap.spans()));
+    let attr = |k: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == k)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(attr("http.request.method").as_deref(), Some("_OTHER"));
+    assert_eq!(
+        attr("http.request.method_original").as_deref(),
+        Some("PURGE")
+    );
+    assert_eq!(attr("server.address").as_deref(), Some("::1"));
+}
