@@ -596,17 +596,7 @@ fn an_unusable_spool_does_not_stop_delivery_to_a_working_endpoint() {
     let env = Env::new();
     let server = Server::start();
     let out = env
-        .cmd(&[
-            "run",
-            "--project",
-            "p",
-            "--env",
-            "e",
-            "--version",
-            "1",
-            "--",
-            "true",
-        ])
+        .cmd(RUN_TRUE)
         .env("AXI_DEPLOY_ENDPOINT", &server.url)
         // A spool that cannot be created (a read-only HOME on a CI runner, say).
         .env("AXI_DEPLOY_SPOOL", "/proc/axi-deploy-spool")
@@ -621,6 +611,19 @@ fn an_unusable_spool_does_not_stop_delivery_to_a_working_endpoint() {
     assert_eq!(kinds.first(), Some(&"started"), "{}", text(&out.stderr));
     assert_eq!(kinds.last(), Some(&"succeeded"), "{}", text(&out.stderr));
 }
+
+/// `axi-deploy run` of `true`, deploying p 1 to e.
+const RUN_TRUE: &[&str] = &[
+    "run",
+    "--project",
+    "p",
+    "--env",
+    "e",
+    "--version",
+    "1",
+    "--",
+    "true",
+];
 
 /// `axi-deploy start` of version `version` against `server`.
 fn start_against(env: &Env, server: &Server, version: &str) -> Output {
@@ -667,4 +670,27 @@ fn a_refusal_for_good_shows_the_servers_reason_and_is_not_spooled() {
         text(&out.stderr)
     );
     assert!(env.spooled().is_empty());
+}
+
+#[test]
+fn prune_keeps_the_last_days() {
+    let env = Env::new();
+    let out = env.run(RUN_TRUE);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&env.run(&["history"]).stdout).lines().count(), 2);
+    // Kept: it ended today.
+    let out = env.run(&["prune", "--days", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "pruned 0 deployments");
+    // Everything before now.
+    let out = env.run(&["prune", "--days", "0"]);
+    assert_eq!(text(&out.stdout).trim(), "pruned 1 deployments");
+    let out = env.run(&["history"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        1,
+        "only the heading: {}",
+        text(&out.stdout)
+    );
 }

@@ -60,7 +60,7 @@ fn history_survives_reopening_the_file() {
         Some("line 1\nline 2\n")
     );
     assert_eq!(history.events(&id).unwrap(), *collected.lock().unwrap());
-    assert_eq!(history.schema_version().unwrap(), 1);
+    assert_eq!(history.schema_version().unwrap(), 2);
 }
 
 fn dref(id: &str, project: &str, env: &str, start: i64) -> DeploymentRef {
@@ -458,4 +458,42 @@ fn kill_9_loses_no_committed_event() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok");
+}
+
+#[test]
+fn prune_deletes_what_ended_before_the_cutoff_with_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::open(dir.path().join("d.db")).unwrap();
+    // Ended before the cutoff; started before but ended after it; never ended (abandoned)
+    // long before; started after.
+    deploy(
+        &mut h,
+        "old",
+        "prod",
+        DAY,
+        Some((DAY + H, Status::Succeeded)),
+        None,
+    );
+    deploy(
+        &mut h,
+        "across",
+        "prod",
+        2 * DAY - H,
+        Some((2 * DAY + H, Status::Failed)),
+        None,
+    );
+    deploy(&mut h, "stuck", "prod", DAY, None, None);
+    deploy(&mut h, "new", "prod", 3 * DAY, None, None);
+    assert_eq!(h.prune(from_unix_ms(2 * DAY)).unwrap(), 2);
+    let left: Vec<String> = h
+        .list(&Filter::default())
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(left, ["new", "across"]);
+    assert!(h.events("old").unwrap().is_empty());
+    assert!(h.events("stuck").unwrap().is_empty());
+    assert_eq!(h.events("across").unwrap().len(), 2);
+    assert_eq!(h.prune(from_unix_ms(2 * DAY)).unwrap(), 0);
 }

@@ -96,6 +96,16 @@ enum Cmd {
     History(HistoryArgs),
     /// Success rate, durations and DORA figures from the local history.
     Stats(StatsArgs),
+    /// Delete from the local history the deployments that ended more than DAYS days ago
+    /// (and those never ended that started then), with their events and steps.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    /// Keep the last DAYS days.
+    #[arg(long)]
+    days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +310,14 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::History(args) => history(&paths, args),
         Cmd::Stats(args) => stats(&paths, args),
+        Cmd::Prune(args) => {
+            let mut history = open_history(paths.db()?)?;
+            let before = axi_obs_deploy::event::days_before(now(), args.days)
+                .with_context(|| format!("--days {}: reaches before the year 0001", args.days))?;
+            let n = history.prune(before)?;
+            writeln!(std::io::stdout().lock(), "pruned {n} deployments")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

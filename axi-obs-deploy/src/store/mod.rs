@@ -85,6 +85,9 @@ const MIGRATIONS: &[&str] = &[
         error TEXT,
         PRIMARY KEY (deploy_id, idx)
     );",
+    // 2: history queries over every project (the annotations Grafana asks for) and pruning
+    // by time use an index instead of reading the whole table.
+    "CREATE INDEX deployments_by_start ON deployments (started_ms);",
 ];
 
 /// The schema version this build writes.
@@ -364,6 +367,41 @@ impl History {
         }
         tx.commit().map_err(sql(&path, "commit insert"))?;
         Ok(new)
+    }
+
+    /// Deletes the deployments that ended before `before` (or, never ended, started before
+    /// it: abandoned), with their events and steps, in one transaction; returns how many.
+    /// The history keeps everything until asked: `axi-deploy prune --days N`, or a periodic
+    /// call in the service that holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`] naming the file (nothing is deleted then).
+    pub fn prune(&mut self, before: OffsetDateTime) -> Result<usize, StoreError> {
+        let path = self.path.clone();
+        let cutoff = unix_ms(before);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql(&path, "begin prune"))?;
+        // `started_ms < cutoff` first, so the index narrows the scan.
+        let old = "SELECT id FROM deployments WHERE started_ms < ?1 \
+                   AND COALESCE(finished_ms, started_ms) < ?1";
+        for table in ["events", "steps"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE deploy_id IN ({old})"),
+                params![cutoff],
+            )
+            .map_err(sql(&path, "prune"))?;
+        }
+        let n = tx
+            .execute(
+                &format!("DELETE FROM deployments WHERE id IN ({old})"),
+                params![cutoff],
+            )
+            .map_err(sql(&path, "prune"))?;
+        tx.commit().map_err(sql(&path, "commit prune"))?;
+        Ok(n)
     }
 
     /// Whether an event with this id is stored.
