@@ -694,3 +694,70 @@ fn prune_keeps_the_last_days() {
         text(&out.stdout)
     );
 }
+
+/// `axi-deploy run` killed with SIGKILL (a CI timeout's last resort) leaves its deployment in
+/// progress; `finish --id` closes it, from the session `run` keeps while it runs.
+#[test]
+fn a_killed_run_can_be_finished_by_id() {
+    let env = Env::new();
+    let mut child = env
+        .cmd(&[
+            "run",
+            "--project",
+            "p",
+            "--env",
+            "e",
+            "--version",
+            "1",
+            "--id",
+            "dep-k",
+            "--",
+            "sh",
+            "-c",
+            "echo '##[step] upload'; sleep 30",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let session = env.spool().join("active").join("dep-k.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // Saved again once the step began.
+    while !std::fs::read_to_string(&session).is_ok_and(|s| s.contains("upload")) {
+        assert!(std::time::Instant::now() < deadline, "no session saved");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = env.run(&[
+        "finish",
+        "--id",
+        "dep-k",
+        "--status",
+        "failed",
+        "--reason",
+        "runner killed",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!session.exists());
+    let out = env.run(&["history"]);
+    let listing = text(&out.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("dep-k") && l.contains("failed")),
+        "{listing}"
+    );
+}
+
+#[test]
+fn a_finished_run_leaves_no_session_behind() {
+    let env = Env::new();
+    let out = env.run(RUN_TRUE);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let active = env.spool().join("active");
+    let left: Vec<_> = std::fs::read_dir(&active)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -724,6 +724,23 @@ fn signal_name(sig: rustix::process::Signal) -> &'static str {
 fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
     let (mut session, started) = Session::start(spec(args.target), now());
     let mut sink = Sink::new(paths);
+    // Saved as `start` saves it (and again at each step), removed at the end: if this process
+    // is killed (SIGKILL at a CI timeout), `axi-deploy finish --id ID` can still close the
+    // deployment instead of it staying in progress.
+    let session_file = match save_session(paths, &session) {
+        Ok(()) => session_path(paths, &session.deployment.id).ok(),
+        Err(e) => {
+            sink.warn(format_args!(
+                "{e:#}: if this run is killed, `axi-deploy finish` cannot close it"
+            ));
+            None
+        }
+    };
+    let forget = || {
+        if let Some(path) = &session_file {
+            let _ = std::fs::remove_file(path);
+        }
+    };
     sink.record(&[started]);
 
     let program = &args.command[0];
@@ -747,6 +764,7 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
             let reason = format!("cannot start `{}`: {e}", program.to_string_lossy());
             sink.warn(format_args!("{reason}"));
             sink.record(&session.finish(EventKind::Failed { reason }, None, now()));
+            forget();
             return Ok(ExitCode::from(127));
         }
     };
@@ -759,15 +777,21 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
 
     let mut tail = OutputTail::new(args.tail_lines);
     let mut handle = |line: String| {
+        let mut stepped = false;
         if let Some(name) = parse_marker(&line) {
             let events = session.begin_step(name, tail.take(), now());
             sink.record(&events);
+            stepped = true;
         } else {
             if session.open_step.is_none() {
                 let events = session.begin_step(&args.first_step, None, now());
                 sink.record(&events);
+                stepped = true;
             }
             tail.push(&line);
+        }
+        if stepped && session_file.is_some() {
+            let _ = save_session(paths, &session);
         }
     };
     let mut received = None;
@@ -844,6 +868,7 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         None => EventKind::Failed { reason: ended },
     };
     sink.record(&session.finish(kind, tail.take(), now()));
+    forget();
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
