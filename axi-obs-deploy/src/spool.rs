@@ -55,10 +55,13 @@ pub struct FlushReport {
     pub delivered: usize,
     /// Events still spooled.
     pub remaining: usize,
-    /// Files that were not valid events, moved to [`QUARANTINE_DIR`].
+    /// Files that were not valid events, or events refused for good
+    /// ([`Spool::flush_with`]), moved to [`QUARANTINE_DIR`].
     pub quarantined: usize,
     /// Why delivery stopped early, if it did.
     pub error: Option<String>,
+    /// Why the last event refused for good was refused, if one was.
+    pub refusal: Option<String>,
 }
 
 /// A spool directory. See the [module documentation](self).
@@ -146,7 +149,23 @@ impl Spool {
     /// [`SpoolError`] for file-system failures (a delivery failure is not one).
     pub fn flush<E: std::fmt::Display>(
         &self,
+        deliver: impl FnMut(&Event) -> Result<(), E>,
+    ) -> Result<FlushReport, SpoolError> {
+        self.flush_with(deliver, |_| false)
+    }
+
+    /// As [`flush`](Self::flush), and an event whose delivery failed with an error
+    /// `refused` says is for good (the receiver refuses the event itself) is moved to
+    /// [`QUARANTINE_DIR`] and counted in [`FlushReport::quarantined`], instead of blocking
+    /// every event behind it.
+    ///
+    /// # Errors
+    ///
+    /// [`SpoolError`] for file-system failures (a delivery failure is not one).
+    pub fn flush_with<E: std::fmt::Display>(
+        &self,
         mut deliver: impl FnMut(&Event) -> Result<(), E>,
+        refused: impl Fn(&E) -> bool,
     ) -> Result<FlushReport, SpoolError> {
         let files = self.pending()?;
         let mut report = FlushReport {
@@ -165,6 +184,13 @@ impl Spool {
                 }
             };
             if let Err(e) = deliver(&event) {
+                if refused(&e) {
+                    self.quarantine(&path)?;
+                    report.quarantined += 1;
+                    report.remaining -= 1;
+                    report.refusal = Some(e.to_string());
+                    continue;
+                }
                 report.error = Some(e.to_string());
                 break;
             }

@@ -761,3 +761,35 @@ fn a_finished_run_leaves_no_session_behind() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Spooled events the server later refuses for good (422) go to `bad/` instead of blocking
+/// every event behind them.
+#[test]
+fn a_spooled_event_refused_for_good_does_not_block_the_others() {
+    let env = Env::new();
+    let server = Server::start();
+    server.status.store(500, Ordering::SeqCst);
+    for _ in 0..2 {
+        let out = start_against(&env, &server, "1");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    assert_eq!(env.spooled().len(), 2);
+    // Both refused for good: moved aside, the flush goes through to the end.
+    server.status.store(422, Ordering::SeqCst);
+    let out = env
+        .cmd(&["flush"])
+        .env("AXI_DEPLOY_ENDPOINT", &server.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("2 unreadable or refused moved to bad/"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(env.spooled().is_empty());
+    assert_eq!(
+        std::fs::read_dir(env.spool().join("bad")).unwrap().count(),
+        2
+    );
+}

@@ -497,3 +497,39 @@ fn prune_deletes_what_ended_before_the_cutoff_with_its_events() {
     assert_eq!(h.events("across").unwrap().len(), 2);
     assert_eq!(h.prune(from_unix_ms(2 * DAY)).unwrap(), 0);
 }
+
+#[test]
+fn overlapping_ranges_take_unfinished_deployments_as_running_for_at_most_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::open(dir.path().join("d.db")).unwrap();
+    let from = 10 * DAY;
+    deploy(&mut h, "abandoned", "prod", from - 2 * DAY, None, None);
+    deploy(&mut h, "running", "prod", from - H, None, None);
+    deploy(
+        &mut h,
+        "across",
+        "prod",
+        from - H,
+        Some((from + H, Status::Succeeded)),
+        None,
+    );
+    deploy(
+        &mut h,
+        "before",
+        "prod",
+        from - 2 * H,
+        Some((from - H, Status::Succeeded)),
+        None,
+    );
+    let ids: Vec<String> = h
+        .list(&Filter::default().overlapping(
+            from_unix_ms(from),
+            from_unix_ms(from + DAY),
+            from_unix_ms(from + DAY),
+        ))
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, ["running", "across"]);
+}

@@ -28,10 +28,15 @@ pub fn render_families(families: &[Family]) -> String {
     render_as(families, Format::Prometheus)
 }
 
-/// Says once per process that a family was left out of the page for a name clash.
+/// Says once per family (per process) that it was left out of the page for a name clash.
 fn warn_clash(family: &str) {
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let first = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(family.to_owned());
+    if first {
         tracing::warn!(
             target: "axi_obs_core::metrics",
             family,
@@ -86,14 +91,14 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
     // the first by name is kept, the other left out with a warning.
     let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
     written.retain(|family, (name, _, families)| {
-        let mut names = match families[0].kind {
+        // The sample names the family writes (a counter's keep `_total` in both formats).
+        let names: Vec<String> = match families[0].kind {
             MetricKind::Histogram => ["_bucket", "_sum", "_count"]
                 .iter()
                 .map(|s| format!("{name}{s}"))
                 .collect(),
             _ => vec![name.clone()],
         };
-        names.push(family.clone());
         if names.iter().any(|n| taken.contains(n)) {
             warn_clash(family);
             return false;
@@ -378,6 +383,8 @@ work_duration_seconds_count{http_route="/x"} 2
             metrics::histogram!("jobs").record(1.0);
             metrics::gauge!("jobs_count").set(7.0);
             metrics::gauge!("jobs_sum_other").set(1.0);
+            // A counter's samples end in `_total`: no clash, in either format.
+            metrics::counter!("jobs_sum").increment(2);
         });
         for text in [
             super::render(&rec.handle().snapshot()),
@@ -390,6 +397,7 @@ work_duration_seconds_count{http_route="/x"} 2
             assert_eq!(text.matches("\njobs_count ").count(), 1, "{text}");
             assert!(!text.contains("# TYPE jobs_count") && !text.contains("jobs_count 7"));
             assert!(text.contains("# TYPE jobs histogram") && text.contains("jobs_sum_other 1"));
+            assert!(text.contains("jobs_sum_total 2"), "{text}");
         }
     }
 

@@ -286,7 +286,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Flush => {
             let mut sink = Sink::new(&paths);
             let spool = sink.spool()?;
-            let report = spool.flush(|e| sink.deliver(e))?;
+            let report = spool.flush_with(|e| sink.deliver(e), refused)?;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
@@ -294,7 +294,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 report.delivered,
                 report.remaining,
                 if report.quarantined > 0 {
-                    format!(", {} unreadable moved to bad/", report.quarantined)
+                    format!(
+                        ", {} unreadable or refused moved to bad/{}",
+                        report.quarantined,
+                        report
+                            .refusal
+                            .as_deref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    )
                 } else {
                     String::new()
                 }
@@ -410,6 +418,11 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// Whether a delivery failed for good: the event goes to the spool's `bad/`, not back in line.
+fn refused(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Refused>().is_some()
+}
+
 struct Sink<'a> {
     paths: &'a Paths,
     http: Option<reqwest::blocking::Client>,
@@ -502,12 +515,17 @@ impl<'a> Sink<'a> {
                 Err(e) => self.warn(format_args!(
                     "{e:#}: events that cannot be delivered now will be lost"
                 )),
-                Ok(spool) => match spool.flush(|e| self.deliver(e)) {
+                Ok(spool) => match spool.flush_with(|e| self.deliver(e), refused) {
                     Ok(report) => {
                         if report.quarantined > 0 {
                             self.warn(format_args!(
-                                "{} spooled events could not be read; moved to {}",
+                                "{} spooled events unreadable or refused{}; moved to {}",
                                 report.quarantined,
+                                report
+                                    .refusal
+                                    .as_deref()
+                                    .map(|e| format!(" ({e})"))
+                                    .unwrap_or_default(),
                                 spool.dir().join("bad").display()
                             ));
                         }
@@ -536,7 +554,7 @@ impl<'a> Sink<'a> {
             if !self.down {
                 match self.deliver(event) {
                     Ok(()) => continue,
-                    Err(e) if e.downcast_ref::<Refused>().is_some() => {
+                    Err(e) if refused(&e) => {
                         self.warn(format_args!("{e:#}; event {} not recorded", event.id));
                         self.lost = true;
                         continue;

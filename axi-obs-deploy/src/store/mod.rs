@@ -90,6 +90,9 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX deployments_by_start ON deployments (started_ms);",
 ];
 
+/// The longest a deployment is taken to run when matching annotation ranges (a day).
+const MAX_REGION_MS: i64 = 24 * 3_600_000;
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
@@ -198,7 +201,9 @@ impl Filter {
 
     /// Only deployments running at some time in `[from, to)`: started before `to` and not
     /// finished before `from`, one still in progress running until `now`, as Grafana's
-    /// annotation API matches a region to a dashboard's time range. Defaults to no bound.
+    /// annotation API matches a region to a dashboard's time range; those that started more
+    /// than a day before `from` are left out (no deployment region is longer). Defaults to
+    /// no bound.
     pub fn overlapping(
         mut self,
         from: OffsetDateTime,
@@ -488,6 +493,13 @@ impl History {
             arg(&mut sql, " AND started_ms < ?", Value::Integer(unix_ms(t)));
         }
         if let Some((from, to, now)) = filter.overlapping {
+            // Regions last at most a day: the index bounds the scan from both sides, and a
+            // deployment abandoned unfinished long ago does not run "until now" in every range.
+            arg(
+                &mut sql,
+                " AND started_ms >= ?",
+                Value::Integer(unix_ms(from).saturating_sub(MAX_REGION_MS)),
+            );
             arg(&mut sql, " AND started_ms < ?", Value::Integer(unix_ms(to)));
             arg(
                 &mut sql,

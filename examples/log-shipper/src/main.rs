@@ -171,11 +171,11 @@ async fn shutdown_signal() {
 fn raise_open_file_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    // `None` is unlimited.
+    // `None` is unlimited: never the hard limit of open files on Linux; elsewhere a soft limit
+    // cannot be made unlimited, so it is left as it is.
     let below = match (limit.current, limit.maximum) {
         (Some(soft), Some(hard)) => soft < hard,
-        (Some(_), None) => true,
-        (None, _) => false,
+        _ => false,
     };
     if !below {
         return;

@@ -232,7 +232,15 @@ pub async fn run(
                     metrics::counter!(names::SEND_RETRIES, names::OUTPUT => kind).increment(1);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
-                        () = &mut shutdown => break 'outer,
+                        () = &mut shutdown => {
+                            // The parts of a split batch sent already are acknowledged, so
+                            // the next start does not send them again.
+                            if start > 0 {
+                                acknowledge(&registry, &batch[..start]);
+                                unsynced = true;
+                            }
+                            break 'outer;
+                        }
                     }
                     backoff = (backoff * 2).min(settings.max_backoff);
                 }

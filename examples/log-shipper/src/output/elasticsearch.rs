@@ -50,11 +50,16 @@ fn holding_fields(m: &serde_json::Map<String, J>) -> Vec<String> {
     out
 }
 
-/// Moves each of `keys` to `to(key)` (kept where that is taken).
+/// Moves each of `keys` to `to(key)`; where that name is taken, to `to(key)_2`, `_3` ...
 fn rename(m: &mut serde_json::Map<String, J>, keys: Vec<String>, to: impl Fn(&str) -> String) {
     for k in keys {
         if let Some(v) = m.remove(&k) {
-            m.entry(to(&k)).or_insert(v);
+            let target = to(&k);
+            let free = std::iter::once(target.clone())
+                .chain((2..).map(|n| format!("{target}_{n}")))
+                .find(|t| !m.contains_key(t))
+                .unwrap_or(target);
+            m.insert(free, v);
         }
     }
 }
@@ -77,7 +82,7 @@ fn under(outer: &str, inner: &str) -> bool {
 /// ```
 ///
 /// Every event has a deterministic `_id`, a 128-bit FNV-1a hash of the file identity (device,
-/// inode), the offset where the line ends, and the line's text: a batch sent again after a
+/// inode), the offset where the line ends, the line's text and the time parsed from it: a batch sent again after a
 /// crash, a timeout or a partial failure gets `409 Conflict` for the events already stored,
 /// which counts as stored. Nothing is indexed twice.
 ///

@@ -136,9 +136,14 @@ fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
         status.message()
     );
     match status.code() {
-        // Retryable only when the server says it will recover (`RetryInfo`); otherwise a
-        // limit such as the receiver's message size, which a smaller batch passes.
-        Code::ResourceExhausted if !has_retry_info(status) => SendError::TooLarge { message },
+        // A message over the receiver's size limit (grpc-go: "received message larger than
+        // max"): a smaller batch passes. Other exhaustion (a rate limit, an HTTP/2
+        // ENHANCE_YOUR_CALM) is retried with backoff below.
+        Code::ResourceExhausted
+            if !has_retry_info(status) && status.message().contains("larger than max") =>
+        {
+            SendError::TooLarge { message }
+        }
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::ResourceExhausted
@@ -217,6 +222,11 @@ mod tests {
         assert!(matches!(
             classify(&without, "e"),
             SendError::TooLarge { .. }
+        ));
+        let limited = tonic::Status::new(Code::ResourceExhausted, "ingestion rate limit exceeded");
+        assert!(matches!(
+            classify(&limited, "e"),
+            SendError::Retryable { .. }
         ));
         for c in [
             Code::InvalidArgument,

@@ -100,7 +100,10 @@ impl Filesystem {
             lock().remove(key);
             return Err(format!("cannot start a thread: {e}"));
         }
-        rx.recv_timeout(timeout)
+        // A call that first waited for another one gets only what is left of its timeout:
+        // one scrape never spends more than `timeout` on a mount.
+        let left = timeout.saturating_sub(waiting.elapsed());
+        rx.recv_timeout(left)
             .map_err(|_| format!("no answer within {timeout:?}"))
     }
 
