@@ -1102,7 +1102,8 @@ fn default_service_name() -> String {
     }
 }
 
-fn host_name() -> Option<String> {
+/// This machine's name, as the kernel has it (`host.name`); `None` when unknown.
+pub fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())

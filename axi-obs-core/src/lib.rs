@@ -136,6 +136,7 @@ pub mod otel {
 /// version of this crate. May change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::config::host_name;
     pub use crate::fast_hash::FxHasher;
     pub use crate::hex::hex16;
 }

@@ -579,7 +579,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                     send_alerts(g, &rules.notifier, ts, interval, &shared.options);
                     *due = slot.next;
                     evaluated = true;
-                    let n = evaluations.entry(g.key()).or_insert(0);
+                    let n = evaluations.entry(key.clone()).or_insert(0);
                     *n += 1;
                     if *n == 2 {
                         let started = std::time::Instant::now();

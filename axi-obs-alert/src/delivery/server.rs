@@ -229,11 +229,7 @@ fn external_url(given: &str, listen: SocketAddr, hostname: &str) -> Result<Strin
 
 /// This host's name (Go's `os.Hostname` reads the same file), `localhost` when unknown.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
+    axi_obs_core::__private::host_name().unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

@@ -10,9 +10,15 @@
 
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 #[cfg(feature = "otlp-grpc")]
 use opentelemetry_proto::tonic::collector::{
     logs::v1::logs_service_client::LogsServiceClient,
@@ -117,6 +123,44 @@ pub(crate) struct Rejected {
     pub(crate) message: String,
 }
 
+/// An export's answer, of one of the three signals: what it says was refused.
+trait Answer: Message + Default {
+    fn rejected(self) -> Rejected;
+}
+
+impl Rejected {
+    fn new(items: i64, message: String) -> Self {
+        Self {
+            items: u64::try_from(items).unwrap_or(0),
+            message,
+        }
+    }
+}
+
+impl Answer for ExportTraceServiceResponse {
+    fn rejected(self) -> Rejected {
+        self.partial_success
+            .map(|p| Rejected::new(p.rejected_spans, p.error_message))
+            .unwrap_or_default()
+    }
+}
+
+impl Answer for ExportLogsServiceResponse {
+    fn rejected(self) -> Rejected {
+        self.partial_success
+            .map(|p| Rejected::new(p.rejected_log_records, p.error_message))
+            .unwrap_or_default()
+    }
+}
+
+impl Answer for ExportMetricsServiceResponse {
+    fn rejected(self) -> Rejected {
+        self.partial_success
+            .map(|p| Rejected::new(p.rejected_data_points, p.error_message))
+            .unwrap_or_default()
+    }
+}
+
 /// A request of one of the three signals.
 pub(crate) enum Request {
     Traces(ExportTraceServiceRequest),
@@ -128,28 +172,14 @@ impl Request {
     /// The `partial_success` of this request's response message, decoded from `body` (an empty
     /// or undecodable body rejects nothing: collectors may answer 200 with no body).
     fn rejected_in(&self, body: &[u8]) -> Rejected {
-        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
-        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
-        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-        match self {
-            Request::Traces(_) => ExportTraceServiceResponse::decode(body)
-                .ok()
-                .and_then(|r| r.partial_success)
-                .map(|p| (p.rejected_spans, p.error_message)),
-            Request::Logs(_) => ExportLogsServiceResponse::decode(body)
-                .ok()
-                .and_then(|r| r.partial_success)
-                .map(|p| (p.rejected_log_records, p.error_message)),
-            Request::Metrics(_) => ExportMetricsServiceResponse::decode(body)
-                .ok()
-                .and_then(|r| r.partial_success)
-                .map(|p| (p.rejected_data_points, p.error_message)),
+        fn decode<A: Answer>(body: &[u8]) -> Rejected {
+            A::decode(body).map(A::rejected).unwrap_or_default()
         }
-        .map(|(n, message)| Rejected {
-            items: u64::try_from(n).unwrap_or(0),
-            message,
-        })
-        .unwrap_or_default()
+        match self {
+            Request::Traces(_) => decode::<ExportTraceServiceResponse>(body),
+            Request::Logs(_) => decode::<ExportLogsServiceResponse>(body),
+            Request::Metrics(_) => decode::<ExportMetricsServiceResponse>(body),
+        }
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -376,20 +406,19 @@ impl Transport {
                 }
             }};
         }
-        // The answer's `partial_success`, re-encoded to read it the one way HTTP reads it.
         let result = match request {
             Request::Traces(m) => client!(TraceServiceClient)
                 .export(req(m.clone(), metadata, timeout))
                 .await
-                .map(|r| request.rejected_in(&r.into_inner().encode_to_vec())),
+                .map(|r| r.into_inner().rejected()),
             Request::Logs(m) => client!(LogsServiceClient)
                 .export(req(m.clone(), metadata, timeout))
                 .await
-                .map(|r| request.rejected_in(&r.into_inner().encode_to_vec())),
+                .map(|r| r.into_inner().rejected()),
             Request::Metrics(m) => client!(MetricsServiceClient)
                 .export(req(m.clone(), metadata, timeout))
                 .await
-                .map(|r| request.rejected_in(&r.into_inner().encode_to_vec())),
+                .map(|r| r.into_inner().rejected()),
         };
         result.map_err(|s| ExportError::Grpc {
             code: s.code(),

@@ -24,11 +24,6 @@ const OWN_FIELDS: [&str; 10] = [
     "event.dataset",
 ];
 
-/// The names under which some of [`OWN_FIELDS`] lie.
-const OWN_PARENTS: [&str; 7] = [
-    "log", "log.file", "service", "trace", "span", "host", "event",
-];
-
 /// The fields (none of [`OWN_FIELDS`]) that hold a value while other fields lie under them.
 fn holding_fields(m: &serde_json::Map<String, J>) -> Vec<String> {
     let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
@@ -261,7 +256,7 @@ impl ElasticsearchBulk {
             .keys()
             .filter(|k| {
                 !own(k)
-                    && (OWN_PARENTS.contains(&k.as_str())
+                    && (OWN_FIELDS.iter().any(|o| under(k, o))
                         || k.match_indices('.').any(|(i, _)| own(&k[..i])))
             })
             .cloned()

@@ -244,11 +244,7 @@ fn log_record(r: &Record) -> LogRecord {
 
 /// This machine's name, for `host.name`.
 pub(super) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    axi_obs_core::__private::host_name().unwrap_or_else(|| "localhost".into())
 }
 
 impl Output for OtlpHttp {
