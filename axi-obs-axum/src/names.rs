@@ -43,10 +43,22 @@ pub mod attr {
     pub const ERROR_TYPE: &str = "error.type";
     /// `network.protocol.version`: `1.0`, `1.1`, `2`, `3`.
     pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
-    /// `server.address` (client metrics).
+    /// `server.address`: the host the client addressed (client metrics, server spans).
     pub const SERVER_ADDRESS: &str = "server.address";
-    /// `server.port` (client metrics).
+    /// `server.port`: the port the client addressed (client metrics, server spans).
     pub const SERVER_PORT: &str = "server.port";
+    /// `url.path` (server spans).
+    pub const URL_PATH: &str = "url.path";
+    /// `url.query`, credential-like values redacted (server spans).
+    pub const URL_QUERY: &str = "url.query";
+    /// `client.address`: the socket peer, or a trusted proxy's forwarded client (server spans).
+    pub const CLIENT_ADDRESS: &str = "client.address";
+    /// `network.peer.address`: the socket peer's IP (server spans, with `ConnectInfo`).
+    pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
+    /// `network.peer.port`: the socket peer's port (server spans, with `ConnectInfo`).
+    pub const NETWORK_PEER_PORT: &str = "network.peer.port";
+    /// `user_agent.original` (server spans).
+    pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
 }
 
 /// The `http.route` value for requests that matched no route. Never the raw path: a scanner

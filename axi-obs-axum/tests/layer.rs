@@ -1129,3 +1129,276 @@ async fn the_in_flight_gauge_counts_running_requests() {
         assert_eq!(value(), "0", "{naming:?}");
     }
 }
+
+/// The attributes of `span` as `key → value` text.
+fn span_attrs(span: &opentelemetry_sdk::trace::SpanData) -> Vec<(String, String)> {
+    span.attributes
+        .iter()
+        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+        .collect()
+}
+
+fn span_attr(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Option<String> {
+    let found: Vec<_> = span_attrs(span)
+        .into_iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .collect();
+    assert!(found.len() <= 1, "{key} set twice: {found:?}");
+    found.into_iter().next()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn server_spans_carry_query_server_and_peer_attributes() {
+    let cap = Capture::new();
+    let app = routes().layer(obs(&cap));
+    let trusting = routes().layer(obs(&cap).trust_forwarded_headers(true).span_query(false));
+    let peer = axum::extract::ConnectInfo(std::net::SocketAddr::from(([10, 1, 2, 3], 54_321)));
+    let with_peer = |mut req: Request<Body>| {
+        req.extensions_mut().insert(peer);
+        req
+    };
+    // Origin form with a `Host` header, as HTTP/1.1 sends it.
+    send(
+        &app,
+        with_peer(
+            Request::get("/users/1?q=rust&sig=abc&access_token=t")
+                .header("host", "example.com:8080")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+    )
+    .await;
+    // Absolute form (and HTTP/2's `:authority`): the target's authority wins over `Host`.
+    send(
+        &app,
+        Request::get("http://[2001:db8::1]:9000/users/2")
+            .header("host", "ignored.example")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    // Behind a trusted proxy: the host the client addressed, and the client it saw.
+    send(
+        &trusting,
+        with_peer(
+            Request::get("/users/3?q=hidden")
+                .header("host", "backend:3000")
+                .header("x-forwarded-host", "public.example")
+                .header("x-forwarded-for", "203.0.113.9")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+    )
+    .await;
+    // `Forwarded: host=` too, and a `Host` without a port.
+    send(
+        &trusting,
+        Request::get("/users/4")
+            .header("host", "backend")
+            .header("forwarded", "for=198.51.100.7;host=\"shop.example:8443\"")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    send(
+        &app,
+        Request::get("/users/5")
+            .header("host", "plain.example")
+            .header("x-forwarded-host", "forged.example")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+
+    let spans = cap.spans();
+    let by_path = |path: &str| {
+        spans
+            .iter()
+            .find(|s| span_attr(s, "url.path").as_deref() == Some(path))
+            .unwrap_or_else(|| panic!("no span for {path}: {spans:#?}"))
+    };
+    let s = by_path("/users/1");
+    assert_eq!(
+        span_attr(s, "url.query").as_deref(),
+        Some("q=rust&sig=REDACTED&access_token=REDACTED")
+    );
+    assert_eq!(
+        span_attr(s, "server.address").as_deref(),
+        Some("example.com")
+    );
+    assert_eq!(span_attr(s, "server.port").as_deref(), Some("8080"));
+    assert_eq!(span_attr(s, "client.address").as_deref(), Some("10.1.2.3"));
+    assert_eq!(
+        span_attr(s, "network.peer.address").as_deref(),
+        Some("10.1.2.3")
+    );
+    assert_eq!(span_attr(s, "network.peer.port").as_deref(), Some("54321"));
+
+    let s = by_path("/users/2");
+    assert_eq!(span_attr(s, "url.query"), None, "no query, no attribute");
+    assert_eq!(
+        span_attr(s, "server.address").as_deref(),
+        Some("2001:db8::1")
+    );
+    assert_eq!(span_attr(s, "server.port").as_deref(), Some("9000"));
+    assert_eq!(span_attr(s, "client.address"), None, "no connect info");
+    assert_eq!(span_attr(s, "network.peer.address"), None);
+
+    let s = by_path("/users/3");
+    assert_eq!(span_attr(s, "url.query"), None, "span_query(false)");
+    assert_eq!(
+        span_attr(s, "server.address").as_deref(),
+        Some("public.example")
+    );
+    assert_eq!(span_attr(s, "server.port"), None);
+    assert_eq!(
+        span_attr(s, "client.address").as_deref(),
+        Some("203.0.113.9")
+    );
+    assert_eq!(
+        span_attr(s, "network.peer.address").as_deref(),
+        Some("10.1.2.3"),
+        "the peer is the socket's, whatever the proxy says"
+    );
+
+    let s = by_path("/users/4");
+    assert_eq!(
+        span_attr(s, "server.address").as_deref(),
+        Some("shop.example")
+    );
+    assert_eq!(span_attr(s, "server.port").as_deref(), Some("8443"));
+    assert_eq!(
+        span_attr(s, "client.address").as_deref(),
+        Some("198.51.100.7")
+    );
+
+    let s = by_path("/users/5");
+    assert_eq!(
+        span_attr(s, "server.address").as_deref(),
+        Some("plain.example"),
+        "forwarded headers are not trusted by default"
+    );
+    assert_eq!(span_attr(s, "server.port"), None);
+}
+
+/// The attributes a sampler was given, one list per span.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
+
+/// A sampler that notes the attributes it is given and drops spans of one route.
+#[derive(Debug, Clone, Default)]
+struct RouteSampler(Seen);
+
+impl opentelemetry_sdk::trace::ShouldSample for RouteSampler {
+    fn should_sample(
+        &self,
+        _parent: Option<&opentelemetry::Context>,
+        _trace_id: opentelemetry::trace::TraceId,
+        _name: &str,
+        _kind: &SpanKind,
+        attributes: &[opentelemetry::KeyValue],
+        _links: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        let seen: Vec<(String, String)> = attributes
+            .iter()
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect();
+        let drop = seen.iter().any(|(k, v)| k == "http.route" && v == "/bad");
+        self.0.lock().unwrap().push(seen);
+        opentelemetry_sdk::trace::SamplingResult {
+            decision: if drop {
+                opentelemetry_sdk::trace::SamplingDecision::Drop
+            } else {
+                opentelemetry_sdk::trace::SamplingDecision::RecordAndSample
+            },
+            attributes: Vec::new(),
+            trace_state: Default::default(),
+        }
+    }
+}
+
+/// Collects ended spans.
+#[derive(Debug, Clone, Default)]
+struct Ended(std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+impl opentelemetry_sdk::trace::SpanProcessor for Ended {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        self.0.lock().unwrap().push(span);
+    }
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn samplers_see_request_attributes_when_asked() {
+    for at_start in [false, true] {
+        let sampler = RouteSampler::default();
+        let ended = Ended::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_sampler(sampler.clone())
+            .with_span_processor(ended.clone())
+            .build();
+        let cap = Capture::new();
+        let app = routes().layer(
+            obs(&cap)
+                .tracer_provider(&provider)
+                .sampler_attributes(at_start),
+        );
+        for path in ["/users/1?page=2", "/bad"] {
+            send(
+                &app,
+                Request::get(path)
+                    .header("host", "api.example:8080")
+                    .header("user-agent", "probe/1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        }
+        let seen = sampler.0.lock().unwrap().clone();
+        let ended = ended.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        if !at_start {
+            assert!(seen.iter().all(Vec::is_empty), "off by default: {seen:?}");
+            // Nothing to drop by, so both are recorded.
+            assert_eq!(ended.len(), 2);
+            continue;
+        }
+        let get = |i: usize, k: &str| {
+            seen[i]
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        for (k, v) in [
+            ("http.request.method", "GET"),
+            ("url.path", "/users/1"),
+            ("url.query", "page=2"),
+            ("url.scheme", "http"),
+            ("http.route", "/users/{id}"),
+            ("server.address", "api.example"),
+            ("server.port", "8080"),
+            ("user_agent.original", "probe/1"),
+            ("network.protocol.version", "1.1"),
+        ] {
+            assert_eq!(get(0, k).as_deref(), Some(v), "{k}: {:?}", seen[0]);
+        }
+        assert_eq!(get(1, "http.route").as_deref(), Some("/bad"));
+        // The sampler dropped `/bad` by its route; the recorded span has each attribute once,
+        // plus what only the response tells.
+        assert_eq!(ended.len(), 1, "{ended:#?}");
+        let s = &ended[0];
+        assert_eq!(s.name, "GET /users/{id}");
+        assert_eq!(span_attr(s, "http.route").as_deref(), Some("/users/{id}"));
+        assert_eq!(span_attr(s, "url.query").as_deref(), Some("page=2"));
+        assert_eq!(
+            span_attr(s, "http.response.status_code").as_deref(),
+            Some("200")
+        );
+    }
+}

@@ -46,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) forwarded_hops: usize,
     pub(crate) traceparent_response: bool,
     pub(crate) log_query: bool,
+    pub(crate) span_query: bool,
+    pub(crate) sampler_attributes: bool,
     pub(crate) custom: Option<Arc<CustomLabels>>,
 }
 
@@ -120,6 +122,8 @@ impl ObsLayer {
                 forwarded_hops: 1,
                 traceparent_response: false,
                 log_query: false,
+                span_query: true,
+                sampler_attributes: false,
                 custom: None,
             }),
         }
@@ -269,6 +273,25 @@ impl ObsLayer {
     /// `private` or `otp`. Defaults to off.
     pub fn log_query(self, on: bool) -> Self {
         self.edit(|c| c.log_query = on)
+    }
+
+    /// Records the query string on server spans as `url.query` (semantic conventions require
+    /// it when the request has one), with the values of the same credential-like keys as
+    /// [`log_query`](Self::log_query) replaced by `REDACTED`; the keys stay. Defaults to on;
+    /// off leaves queries out of spans entirely.
+    pub fn span_query(self, on: bool) -> Self {
+        self.edit(|c| c.span_query = on)
+    }
+
+    /// Gives the server span's request attributes (method, path, query, scheme, route,
+    /// server address and port, client and peer address, user agent, request id) to the
+    /// sampler, at span creation, as semantic conventions recommend, so that a sampler can
+    /// decide by them (drop a noisy route, keep one tenant's host). Defaults to off: the
+    /// attributes are then made only for spans that are recorded, and a sampled-out request
+    /// pays nothing for them. The SDK's own samplers (`always_on`, `always_off`,
+    /// `traceidratio`, `parentbased_*`) do not read attributes; turn this on for one that does.
+    pub fn sampler_attributes(self, on: bool) -> Self {
+        self.edit(|c| c.sampler_attributes = on)
     }
 
     /// Adds labels computed from the request (a tenant, say) to the duration metric. Each

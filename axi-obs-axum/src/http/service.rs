@@ -136,36 +136,35 @@ where
                 // Always there when spans are on.
                 let name = span_name.unwrap_or_default();
                 let tracer = cfg.tracer.tracer();
-                let builder = tracer
+                let attrs = || {
+                    span_attributes(&SpanRequest {
+                        req: &req,
+                        cfg,
+                        method,
+                        scheme,
+                        version,
+                        route: (!unmatched).then_some(route_str),
+                        request_id: &request_id,
+                        client: client.as_ref(),
+                        user_agent: user_agent.as_ref(),
+                    })
+                };
+                let mut builder = tracer
                     .span_builder(name)
                     .with_kind(SpanKind::Server)
                     .with_start_time(start_time);
+                if cfg.sampler_attributes {
+                    // Built for every request, sampled out or not, so the sampler can read
+                    // them; they are the recorded span's attributes too.
+                    builder = builder.with_attributes(attrs());
+                }
                 let mut span = tracer.build_with_context(builder, &cx);
                 if span.is_recording() {
-                    // Attributes only for recorded spans: a sampled-out request pays nothing.
-                    let mut attrs = vec![
-                        KeyValue::new(attr::HTTP_REQUEST_METHOD, method),
-                        KeyValue::new("url.path", original_uri(&req).path().to_owned()),
-                        KeyValue::new(attr::URL_SCHEME, scheme),
-                        KeyValue::new(attr::NETWORK_PROTOCOL_VERSION, version),
-                        KeyValue::new("http.request.id", request_id.as_str().to_owned()),
-                    ];
-                    if !unmatched {
-                        attrs.push(KeyValue::new(attr::HTTP_ROUTE, route_str.to_owned()));
+                    // Otherwise attributes only for recorded spans: a sampled-out request pays
+                    // nothing.
+                    if !cfg.sampler_attributes {
+                        span.set_attributes(attrs());
                     }
-                    if method == "_OTHER" {
-                        attrs.push(KeyValue::new(
-                            attr::HTTP_REQUEST_METHOD_ORIGINAL,
-                            req.method().as_str().to_owned(),
-                        ));
-                    }
-                    if let Some(c) = &client {
-                        attrs.push(KeyValue::new("client.address", c.to_string()));
-                    }
-                    if let Some(ua) = user_agent.as_ref().and_then(|v| v.to_str().ok()) {
-                        attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
-                    }
-                    span.set_attributes(attrs);
                     cx = cx.with_span(span);
                 } else {
                     // A sampled-out span records nothing, and ending it does nothing (the SDK's,
@@ -504,6 +503,118 @@ fn client_address<B>(req: &Request<B>, cfg: &Config) -> Option<ClientAddr> {
         .map(|ci| ClientAddr::Peer(ci.0.ip()))
 }
 
+/// What a server span's attributes are made from.
+struct SpanRequest<'a, B> {
+    req: &'a Request<B>,
+    cfg: &'a Config,
+    method: &'static str,
+    scheme: &'static str,
+    version: &'static str,
+    /// `None` for an unmatched request: `http.route` is then left out, never the raw path.
+    route: Option<&'a str>,
+    request_id: &'a crate::RequestId,
+    client: Option<&'a ClientAddr>,
+    user_agent: Option<&'a http::HeaderValue>,
+}
+
+/// A server span's semantic-convention attributes known when the request arrives.
+fn span_attributes<B>(r: &SpanRequest<'_, B>) -> Vec<KeyValue> {
+    let uri = original_uri(r.req);
+    let mut attrs = Vec::with_capacity(14);
+    attrs.extend([
+        KeyValue::new(attr::HTTP_REQUEST_METHOD, r.method),
+        KeyValue::new(attr::URL_PATH, uri.path().to_owned()),
+        KeyValue::new(attr::URL_SCHEME, r.scheme),
+        KeyValue::new(attr::NETWORK_PROTOCOL_VERSION, r.version),
+        KeyValue::new("http.request.id", r.request_id.as_str().to_owned()),
+    ]);
+    if let Some(route) = r.route {
+        attrs.push(KeyValue::new(attr::HTTP_ROUTE, route.to_owned()));
+    }
+    if r.method == "_OTHER" {
+        attrs.push(KeyValue::new(
+            attr::HTTP_REQUEST_METHOD_ORIGINAL,
+            r.req.method().as_str().to_owned(),
+        ));
+    }
+    if r.cfg.span_query
+        && let Some(q) = uri.query()
+    {
+        attrs.push(KeyValue::new(
+            attr::URL_QUERY,
+            super::future::redact_query(q),
+        ));
+    }
+    if let Some((host, port)) = server_authority(r.req, r.cfg) {
+        attrs.push(KeyValue::new(attr::SERVER_ADDRESS, host.to_owned()));
+        if let Some(port) = port {
+            attrs.push(KeyValue::new(attr::SERVER_PORT, i64::from(port)));
+        }
+    }
+    if let Some(c) = r.client {
+        attrs.push(KeyValue::new(attr::CLIENT_ADDRESS, c.to_string()));
+    }
+    if let Some(peer) = r.req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        attrs.push(KeyValue::new(
+            attr::NETWORK_PEER_ADDRESS,
+            peer.0.ip().to_string(),
+        ));
+        attrs.push(KeyValue::new(
+            attr::NETWORK_PEER_PORT,
+            i64::from(peer.0.port()),
+        ));
+    }
+    if let Some(ua) = r.user_agent.and_then(|v| v.to_str().ok()) {
+        attrs.push(KeyValue::new(attr::USER_AGENT_ORIGINAL, ua.to_owned()));
+    }
+    attrs
+}
+
+/// The host and port the client addressed, as semantic conventions find `server.address` and
+/// `server.port`: a trusted proxy's `Forwarded: host=` or `X-Forwarded-Host` (only with
+/// [`trust_forwarded_headers`](super::ObsLayer::trust_forwarded_headers)), else the request
+/// target's authority (HTTP/2's `:authority`, or HTTP/1.1's absolute form), else `Host`.
+fn server_authority<'a, B>(req: &'a Request<B>, cfg: &Config) -> Option<(&'a str, Option<u16>)> {
+    let hops = cfg.forwarded_hops;
+    let forwarded = cfg
+        .trust_forwarded
+        .then(|| {
+            forwarded_param(req.headers(), "host", hops)
+                .or_else(|| forwarded_entry(req.headers(), "x-forwarded-host", hops))
+        })
+        .flatten();
+    let authority = forwarded
+        .or_else(|| {
+            original_uri(req)
+                .authority()
+                .map(http::uri::Authority::as_str)
+        })
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })?;
+    split_authority(authority)
+}
+
+/// `host[:port]` split into the host (IPv6 without brackets, user info dropped) and a port
+/// when one is given and valid. `None` for an empty host.
+fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    let authority = authority.trim();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            // None, or an IPv6 address without brackets (not valid in `Host`, but harmless).
+            _ => (authority, None),
+        }
+    };
+    (!host.is_empty()).then(|| (host, port.and_then(|p| p.parse().ok())))
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
@@ -541,6 +652,25 @@ mod tests {
         assert_eq!(node_address("unknown"), Some("unknown"));
         assert_eq!(node_address("_hidden"), Some("_hidden"));
         assert_eq!(node_address("\"\""), None);
+    }
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        use super::split_authority;
+        assert_eq!(
+            split_authority("example.com:8080"),
+            Some(("example.com", Some(8080)))
+        );
+        assert_eq!(split_authority("example.com"), Some(("example.com", None)));
+        assert_eq!(split_authority("[::1]:9000"), Some(("::1", Some(9000))));
+        assert_eq!(split_authority("[::1]"), Some(("::1", None)));
+        assert_eq!(split_authority("user:pw@host:81"), Some(("host", Some(81))));
+        // A port that is no port is left out; the host stays.
+        assert_eq!(split_authority("host:99999"), Some(("host", None)));
+        assert_eq!(split_authority("host:"), Some(("host", None)));
+        assert_eq!(split_authority(":80"), None);
+        assert_eq!(split_authority(""), None);
+        assert_eq!(split_authority("[::1"), None);
     }
 
     #[test]
