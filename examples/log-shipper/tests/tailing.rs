@@ -6,6 +6,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use common::{Memory, append, counts, start, wait_until, yaml};
 
@@ -319,4 +320,47 @@ async fn batches_too_large_are_sent_in_halves_and_an_event_too_large_alone_is_dr
             .unwrap();
     let size = std::fs::metadata(&log).unwrap().len();
     assert_eq!(registry["files"][0]["offset"], size);
+}
+
+/// During an output outage the tailer waits on the full queue, but still looks for new files:
+/// one created and rotated out of the globs before the outage ends is held open and shipped,
+/// not missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_created_and_rotated_away_during_an_outage_is_not_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Memory::default();
+    // The output is down until told otherwise.
+    out.fail_first.store(usize::MAX, Ordering::SeqCst);
+    let glob = dir.path().join("*.log");
+    let running = start(
+        &yaml(dir.path(), &glob.display().to_string(), ""),
+        out.clone(),
+    );
+    // More than the queue (100) and a batch (50) hold: the tailer ends up waiting.
+    append(
+        &dir.path().join("a.log"),
+        &(0..300).map(|i| format!("a {i}\n")).collect::<String>(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Created, written and rotated away (out of the globs) while the tailer waits.
+    let b = dir.path().join("b.log");
+    append(&b, "b 0\nb 1\n");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::rename(&b, dir.path().join("b.log.1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(out.bodies().is_empty(), "the output was down");
+    // The outage ends.
+    out.fail_first.store(0, Ordering::SeqCst);
+    assert!(
+        wait_until(|| out.bodies().len() >= 302).await,
+        "{} received; b's lines: {}",
+        out.bodies().len(),
+        out.bodies().iter().filter(|b| b.starts_with("b ")).count()
+    );
+    running.stop().await;
+    let counts = counts(&out.bodies());
+    assert_eq!(counts.len(), 302);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    assert_eq!(counts.get("b 0"), Some(&1));
+    assert_eq!(counts.get("b 1"), Some(&1));
 }

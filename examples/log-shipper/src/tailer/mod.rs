@@ -9,6 +9,7 @@
 //! | renamed to a name the globs still match | the same file (same identity): reading goes on |
 //! | truncated in place (`copytruncate`) | size below the read position, or different first bytes: a new generation read from 0 |
 //! | deleted | read to its end through the open descriptor, closed after `close_inactive` |
+//! | created (and perhaps rotated away) while the output is down | found all the same: while the tailer waits for room in the queue it still expands the globs every poll interval, and holds new files open until their lines can be read |
 //! | inode reused by a new file | the fingerprint differs from the registry's: read from 0 |
 //! | line longer than `max_line_bytes` | cut (`log.flags: truncated`), counted, the rest skipped |
 //! | last line without newline | held until the newline arrives (or the file is let go of for good) |
@@ -23,6 +24,7 @@ mod multiline;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::future::Future as _;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,12 +105,62 @@ pub struct Tailer {
     tx: mpsc::Sender<Record>,
     stop: Arc<AtomicBool>,
     files: HashMap<(u64, u64), Tracked>,
+    /// The file being read (taken out of `files` meanwhile), so that a scan made while the
+    /// queue is full does not take it for a new file.
+    busy: Option<(u64, u64)>,
     first_scan: bool,
     chunk: Vec<u8>,
+    /// How often the globs are expanded, also while the queue is full.
+    interval: Duration,
 }
 
 fn lock(r: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
     r.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What [`send_within`] did.
+enum Wait {
+    Sent,
+    /// The pipeline is gone.
+    Closed,
+    /// Still no room after the timeout: the record back.
+    Full(Record),
+}
+
+/// Sends `record`, waiting at most `timeout` for room in the queue. The thread sleeps until the
+/// pipeline makes room (woken by the channel) or the timeout passes.
+fn send_within(tx: &mpsc::Sender<Record>, record: Record, timeout: Duration) -> Wait {
+    let record = match tx.try_send(record) {
+        Ok(()) => return Wait::Sent,
+        Err(mpsc::error::TrySendError::Closed(_)) => return Wait::Closed,
+        Err(mpsc::error::TrySendError::Full(r)) => r,
+    };
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let deadline = Instant::now() + timeout;
+    let mut reserve = std::pin::pin!(tx.reserve());
+    loop {
+        match reserve.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(permit)) => {
+                permit.send(record);
+                return Wait::Sent;
+            }
+            std::task::Poll::Ready(Err(_)) => return Wait::Closed,
+            std::task::Poll::Pending => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Wait::Full(record);
+        }
+        // A spurious or early wake-up only polls again.
+        std::thread::park_timeout(deadline - now);
+    }
 }
 
 fn fingerprint(file: &File, len: u64) -> std::io::Result<Fingerprint> {
@@ -149,13 +201,16 @@ impl Tailer {
             tx,
             stop,
             files: HashMap::new(),
+            busy: None,
             first_scan: true,
             chunk: vec![0; 64 * 1024],
+            interval: Duration::from_secs(1),
         }
     }
 
     /// Polls every `interval` until stopped. Blocking: run it on its own thread.
     pub fn run(mut self, interval: Duration) {
+        self.interval = interval;
         while !self.stop.load(Ordering::Relaxed) {
             if self.poll().is_err() {
                 return;
@@ -226,8 +281,9 @@ impl Tailer {
                     continue;
                 }
                 let k = (meta.dev(), meta.ino());
-                if !seen.insert(k) {
-                    continue; // the same file twice (a link, overlapping globs)
+                if !seen.insert(k) || self.busy == Some(k) {
+                    // The same file twice (a link, overlapping globs), or the one being read.
+                    continue;
                 }
                 if let Some(t) = self.files.get_mut(&k) {
                     t.matched = true;
@@ -340,7 +396,9 @@ impl Tailer {
         let Some(mut t) = self.files.remove(&k) else {
             return Ok(());
         };
+        self.busy = Some(k);
         let result = self.service_tracked(&mut t);
+        self.busy = None;
         let keep = match &result {
             Ok(keep) => *keep,
             Err(_) => true,
@@ -362,6 +420,7 @@ impl Tailer {
         let rewritten = !truncated
             && t.fingerprint.len > 0
             && fingerprint(file, t.fingerprint.len).ok() != Some(t.fingerprint);
+        let fingerprint_bytes = input.fingerprint_bytes as u64;
         if truncated || rewritten {
             tracing::info!(path = %t.path, size, read = t.lines.read_pos(), "file truncated or rewritten: reading from the start");
             metrics::counter!(names::FILES_RESTARTED, names::INPUT => input.name.clone())
@@ -374,12 +433,11 @@ impl Tailer {
             }
             t.key.generation = t.key.generation.wrapping_add(1);
             t.lines.reset(0);
-            t.fingerprint =
-                fingerprint(file, size.min(input.fingerprint_bytes as u64)).unwrap_or_default();
+            t.fingerprint = fingerprint(file, size.min(fingerprint_bytes)).unwrap_or_default();
             lock(&self.registry).track(t.key, Path::new(&*t.path), t.fingerprint, 0);
-        } else if t.fingerprint.len < input.fingerprint_bytes as u64
+        } else if t.fingerprint.len < fingerprint_bytes
             && size > t.fingerprint.len
-            && let Ok(fp) = fingerprint(file, size.min(input.fingerprint_bytes as u64))
+            && let Ok(fp) = fingerprint(file, size.min(fingerprint_bytes))
         {
             t.fingerprint = fp;
             lock(&self.registry).update(t.key, Path::new(&*t.path), fp);
@@ -481,7 +539,7 @@ impl Tailer {
 
     /// Counts one line read and passes it through the input's multiline joining (if any)
     /// to [`emit`](Self::emit); false when the pipeline is gone.
-    fn deliver(&self, t: &mut Tracked, line: Line, observed: u64) -> bool {
+    fn deliver(&mut self, t: &mut Tracked, line: Line, observed: u64) -> bool {
         self.lines_read[t.input].increment(1);
         let event = match t.joiner.as_mut() {
             Some(j) => j.push(line, Instant::now()),
@@ -494,7 +552,7 @@ impl Tailer {
     }
 
     /// Parses and sends one event (a line, or lines joined); false when the pipeline is gone.
-    fn emit(&self, t: &Tracked, line: Line, observed: u64) -> bool {
+    fn emit(&mut self, t: &Tracked, line: Line, observed: u64) -> bool {
         let input = &self.inputs[t.input];
         let name = &self.input_names[t.input];
         if line.truncated {
@@ -530,8 +588,24 @@ impl Tailer {
             span_id: parsed.span_id,
             truncated: line.truncated,
         };
-        // Blocks while the queue is full: this is the backpressure that pauses reading.
-        self.tx.blocking_send(record).is_ok()
+        // Waits while the queue is full: this is the backpressure that pauses reading. The
+        // globs are still expanded every poll interval meanwhile, so a file created and rotated
+        // away during a long output outage is found and held open (its lines are read once
+        // the output takes them again), not missed.
+        let mut record = record;
+        loop {
+            match send_within(&self.tx, record, self.interval) {
+                Wait::Sent => return true,
+                Wait::Closed => return false,
+                Wait::Full(r) => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    record = r;
+                    self.scan();
+                }
+            }
+        }
     }
 
     fn report(&self) {
