@@ -1049,7 +1049,7 @@ async fn forwarded_hops_and_the_forwarded_header() {
 /// A streamed response of unknown size is not recorded in the response size histogram; its
 /// request size and duration are, and sizes known later land in the same series.
 #[tokio::test(flavor = "current_thread")]
-async fn body_sizes_of_streamed_responses_are_left_out() {
+async fn streamed_response_bodies_are_counted_as_they_are_sent() {
     let cap = Capture::new();
     let app = Router::new()
         .route(
@@ -1060,28 +1060,45 @@ async fn body_sizes_of_streamed_responses_are_left_out() {
             }),
         )
         .layer(obs(&cap).body_size_metrics(true));
+    let request = || {
+        Request::post("/stream")
+            .header("content-length", "3")
+            .body(Body::from("abc"))
+            .unwrap()
+    };
     for _ in 0..2 {
-        let r = send(
-            &app,
-            Request::post("/stream")
-                .header("content-length", "3")
-                .body(Body::from("abc"))
-                .unwrap(),
-        )
-        .await;
+        let r = send(&app, request()).await;
         assert_eq!(text(r).await, "abc");
     }
     let page = cap.metrics_handle().render();
     let labels = "{http_request_method=\"POST\",http_response_status_code=\"200\",http_route=\"/stream\",network_protocol_version=\"1.1\",url_scheme=\"http\"}";
-    for (series, value) in [
+    let series = |page: &str, series: &str, value: &str| {
+        let line = format!("{series}{labels} {value}");
+        assert!(page.contains(&line), "{line} missing in\n{page}");
+    };
+    // The size is not known when the response starts: nothing is recorded until the body has
+    // been sent.
+    for (name, value) in [
         ("http_server_request_duration_seconds_count", "2"),
         ("http_server_request_body_size_bytes_count", "2"),
         ("http_server_request_body_size_bytes_sum", "6"),
-        ("http_server_response_body_size_bytes_count", "0"),
+        ("http_server_response_body_size_bytes_count", "2"),
+        ("http_server_response_body_size_bytes_sum", "6"),
     ] {
-        let line = format!("{series}{labels} {value}");
-        assert!(page.contains(&line), "{line} missing in\n{page}");
+        series(&page, name, value);
     }
+    // A client that goes away after the first chunk: what was sent counts.
+    let r = send(&app, request()).await;
+    let mut body = r.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"a");
+    let page = cap.metrics_handle().render();
+    series(&page, "http_server_response_body_size_bytes_count", "2");
+    drop(body);
+    let page = cap.metrics_handle().render();
+    series(&page, "http_server_response_body_size_bytes_count", "3");
+    series(&page, "http_server_response_body_size_bytes_sum", "7");
+    series(&page, "http_server_request_duration_seconds_count", "3");
 }
 
 /// The in-flight gauge counts requests while their handlers run and drops back to zero when

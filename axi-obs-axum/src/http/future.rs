@@ -257,13 +257,19 @@ impl State {
                     .and_then(|v| v.to_str().ok()?.parse().ok())
                     .or_else(|| http_body::Body::size_hint(response.body()).exact())
             };
-            cfg.instruments.finish(
+            let unsized_body = cfg.instruments.finish(
                 labels,
                 Some(status),
                 error_type.clone(),
                 elapsed.as_secs_f64(),
                 (self.req_body, resp_body),
             );
+            if let Some(histogram) = unsized_body {
+                // A streamed body: counted as it is sent, recorded when it ends.
+                let body = std::mem::take(response.body_mut());
+                *response.body_mut() =
+                    Body::new(super::counted_body::CountedBody::new(body, histogram));
+            }
         }
         if let Some(msg) = &panic {
             event_at!(cfg.server_error_level, "axi_obs_axum::http", {

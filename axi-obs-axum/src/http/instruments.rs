@@ -422,7 +422,9 @@ impl Instruments {
         self.sink.with(|r| r.register_gauge(&key, &META))
     }
 
-    /// Records the finished request.
+    /// Records the finished request. With body sizes on and the response's size not known
+    /// yet (a streamed body), returns the response body size histogram for the body to record
+    /// into when it has been sent.
     pub(crate) fn finish(
         &self,
         labels: Labels,
@@ -430,7 +432,7 @@ impl Instruments {
         error_type: Option<SharedString>,
         seconds: f64,
         body_sizes: (Option<u64>, Option<u64>),
-    ) {
+    ) -> Option<Histogram> {
         // The fast path: a status (so `error.type` follows from it). The cached handles are
         // the very ones the slow path registers.
         if let Some(code) = status {
@@ -455,13 +457,15 @@ impl Instruments {
                 if let Some(n) = body_sizes.0 {
                     req.record(n as f64);
                 }
-                if let Some(n) = body_sizes.1 {
-                    resp.record(n as f64);
+                match body_sizes.1 {
+                    Some(n) => resp.record(n as f64),
+                    None => return Some(resp.clone()),
                 }
             }
-            return;
+            return None;
         }
         self.finish_slow(labels, status, error_type, seconds, body_sizes);
+        None
     }
 
     /// The labels of a finished request, in the order every path registers them: the fixed

@@ -167,11 +167,14 @@ impl ObsLayer {
         })
     }
 
-    /// Records `http.server.request.body.size` and `http.server.response.body.size` (from
-    /// `Content-Length` or an exact body size), with the duration's labels. A body of unknown
-    /// size (streamed without `Content-Length`) is not recorded; both histograms of a label set
-    /// exist from its first request. With [`Naming::OpenTelemetry`] only (axum-prometheus has no
-    /// such metrics). Defaults to off (opt-in in the conventions).
+    /// Records `http.server.request.body.size` and `http.server.response.body.size`, with the
+    /// duration's labels. Sizes come from `Content-Length` or an exact body size; a response
+    /// streamed without either is counted as it is sent and recorded when it ends (or when the
+    /// client goes away: the bytes sent until then), which costs one allocation for such
+    /// responses. A request body of unknown size (chunked, without `Content-Length`) is not
+    /// recorded. Both histograms of a label set exist from its first request. With
+    /// [`Naming::OpenTelemetry`] only (axum-prometheus has no such metrics). Defaults to off
+    /// (opt-in in the conventions).
     pub fn body_size_metrics(self, on: bool) -> Self {
         self.edit(|c| {
             c.instruments = Instruments::new(c.instruments.sink.clone(), c.instruments.naming, on)

@@ -2,6 +2,7 @@
 
 mod append_map;
 mod clock;
+mod counted_body;
 mod future;
 mod instruments;
 mod layer;
