@@ -1046,8 +1046,8 @@ async fn forwarded_hops_and_the_forwarded_header() {
     );
 }
 
-/// A streamed response of unknown size is not recorded in the response size histogram; its
-/// request size and duration are, and sizes known later land in the same series.
+/// A streamed response of unknown size is counted as it is sent and recorded when it ends, or
+/// when the client drops it (the bytes sent until then); its duration is recorded at once.
 #[tokio::test(flavor = "current_thread")]
 async fn streamed_response_bodies_are_counted_as_they_are_sent() {
     let cap = Capture::new();
@@ -1218,6 +1218,27 @@ async fn server_spans_carry_query_server_and_peer_attributes() {
             .unwrap(),
     )
     .await;
+    // Both proxy headers: `Forwarded` wins. An unusable one: the next source.
+    send(
+        &trusting,
+        Request::get("/users/6")
+            .header("host", "backend")
+            .header("forwarded", "host=fwd.example")
+            .header("x-forwarded-host", "xfh.example")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    send(
+        &trusting,
+        Request::get("/users/7")
+            .header("host", "backend:3000")
+            .header("forwarded", "host=\"\"")
+            .header("x-forwarded-host", "[bad")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     send(
         &app,
         Request::get("/users/5")
@@ -1289,6 +1310,15 @@ async fn server_spans_carry_query_server_and_peer_attributes() {
         span_attr(s, "client.address").as_deref(),
         Some("198.51.100.7")
     );
+
+    let s = by_path("/users/6");
+    assert_eq!(
+        span_attr(s, "server.address").as_deref(),
+        Some("fwd.example")
+    );
+    let s = by_path("/users/7");
+    assert_eq!(span_attr(s, "server.address").as_deref(), Some("backend"));
+    assert_eq!(span_attr(s, "server.port").as_deref(), Some("3000"));
 
     let s = by_path("/users/5");
     assert_eq!(

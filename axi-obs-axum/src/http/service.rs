@@ -576,34 +576,41 @@ fn span_attributes<B>(r: &SpanRequest<'_, B>) -> Vec<KeyValue> {
 /// target's authority (HTTP/2's `:authority`, or HTTP/1.1's absolute form), else `Host`.
 fn server_authority<'a, B>(req: &'a Request<B>, cfg: &Config) -> Option<(&'a str, Option<u16>)> {
     let hops = cfg.forwarded_hops;
-    let forwarded = cfg
-        .trust_forwarded
-        .then(|| {
-            forwarded_param(req.headers(), "host", hops)
-                .or_else(|| forwarded_entry(req.headers(), "x-forwarded-host", hops))
-        })
-        .flatten();
-    let authority = forwarded
-        .or_else(|| {
+    let headers = req.headers();
+    let forwarded = cfg.trust_forwarded.then(|| {
+        [
+            forwarded_param(headers, "host", hops),
+            forwarded_entry(headers, "x-forwarded-host", hops),
+        ]
+    });
+    // The first source that holds a valid host: an empty or malformed proxy value does not
+    // hide the `Host` header.
+    forwarded
+        .into_iter()
+        .flatten()
+        .chain([
             original_uri(req)
                 .authority()
-                .map(http::uri::Authority::as_str)
-        })
-        .or_else(|| {
-            req.headers()
+                .map(http::uri::Authority::as_str),
+            headers
                 .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-        })?;
-    split_authority(authority)
+                .and_then(|v| v.to_str().ok()),
+        ])
+        .flatten()
+        .find_map(split_authority)
 }
 
 /// `host[:port]` split into the host (IPv6 without brackets, user info dropped) and a port
-/// when one is given and valid. `None` for an empty host.
+/// when one is given and valid (1 to 65535, digits only). `None` for an empty host or text
+/// after an IPv6 literal that is not a port.
 fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
     let authority = authority.trim();
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
+        if !after.is_empty() && !after.starts_with(':') {
+            return None;
+        }
         (host, after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -612,7 +619,11 @@ fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
             _ => (authority, None),
         }
     };
-    (!host.is_empty()).then(|| (host, port.and_then(|p| p.parse().ok())))
+    let port = port
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|p| *p != 0);
+    (!host.is_empty()).then_some((host, port))
 }
 
 #[cfg(test)]
@@ -671,6 +682,9 @@ mod tests {
         assert_eq!(split_authority(":80"), None);
         assert_eq!(split_authority(""), None);
         assert_eq!(split_authority("[::1"), None);
+        assert_eq!(split_authority("[::1]junk"), None);
+        assert_eq!(split_authority("host:+80"), Some(("host", None)));
+        assert_eq!(split_authority("host:0"), Some(("host", None)));
     }
 
     #[test]

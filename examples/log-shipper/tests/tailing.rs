@@ -364,3 +364,42 @@ async fn a_file_created_and_rotated_away_during_an_outage_is_not_missed() {
     assert_eq!(counts.get("b 0"), Some(&1));
     assert_eq!(counts.get("b 1"), Some(&1));
 }
+
+/// The same with an output that is slow but never stops: no single wait lasts a poll
+/// interval, yet the globs are expanded every interval while a long backlog is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_created_and_rotated_away_while_a_backlog_is_read_is_not_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Memory::default();
+    // 50 events per 5 ms at most: 20,000 lines take about 2 s; a record waits under the
+    // 20 ms poll interval.
+    out.send_delay_ms.store(5, Ordering::SeqCst);
+    let glob = dir.path().join("*.log");
+    let running = start(
+        &yaml(dir.path(), &glob.display().to_string(), ""),
+        out.clone(),
+    );
+    append(
+        &dir.path().join("a.log"),
+        &(0..20_000).map(|i| format!("a {i}\n")).collect::<String>(),
+    );
+    assert!(wait_until(|| out.bodies().len() > 500).await);
+    let b = dir.path().join("b.log");
+    append(&b, "b 0\n");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::rename(&b, dir.path().join("b.log.1")).unwrap();
+    assert!(
+        out.bodies().len() < 19_000,
+        "the backlog must still be being read for this test to mean anything"
+    );
+    assert!(
+        wait_until(|| out.bodies().len() >= 20_001).await,
+        "{} received; b's line: {}",
+        out.bodies().len(),
+        out.has("b 0")
+    );
+    running.stop().await;
+    let counts = counts(&out.bodies());
+    assert_eq!(counts.len(), 20_001);
+    assert!(counts.values().all(|n| *n == 1));
+}

@@ -9,7 +9,7 @@
 //! | renamed to a name the globs still match | the same file (same identity): reading goes on |
 //! | truncated in place (`copytruncate`) | size below the read position, or different first bytes: a new generation read from 0 |
 //! | deleted | read to its end through the open descriptor, closed after `close_inactive` |
-//! | created (and perhaps rotated away) while the output is down | found all the same: while the tailer waits for room in the queue it still expands the globs every poll interval, and holds new files open until their lines can be read |
+//! | created (and perhaps rotated away) while the output is down or slow | found all the same: while the tailer waits for room in the queue it still expands the globs every poll interval, and holds new files open until their lines can be read (one descriptor each: a long outage with frequent rotation holds as many files, and the disk space of deleted ones, until the output takes their lines) |
 //! | inode reused by a new file | the fingerprint differs from the registry's: read from 0 |
 //! | line longer than `max_line_bytes` | cut (`log.flags: truncated`), counted, the rest skipped |
 //! | last line without newline | held until the newline arrives (or the file is let go of for good) |
@@ -112,6 +112,8 @@ pub struct Tailer {
     chunk: Vec<u8>,
     /// How often the globs are expanded, also while the queue is full.
     interval: Duration,
+    /// When the globs were last expanded.
+    last_scan: Instant,
 }
 
 fn lock(r: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
@@ -120,18 +122,19 @@ fn lock(r: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
 
 /// What [`send_within`] did.
 enum Wait {
-    Sent,
+    /// Sent; `waited` when the queue was full first.
+    Sent { waited: bool },
     /// The pipeline is gone.
     Closed,
     /// Still no room after the timeout: the record back.
     Full(Record),
 }
 
-/// Sends `record`, waiting at most `timeout` for room in the queue. The thread sleeps until the
-/// pipeline makes room (woken by the channel) or the timeout passes.
-fn send_within(tx: &mpsc::Sender<Record>, record: Record, timeout: Duration) -> Wait {
+/// Sends `record`, waiting until `deadline` at most for room in the queue. The thread sleeps
+/// until the pipeline makes room (woken by the channel) or the deadline passes.
+fn send_within(tx: &mpsc::Sender<Record>, record: Record, deadline: Instant) -> Wait {
     let record = match tx.try_send(record) {
-        Ok(()) => return Wait::Sent,
+        Ok(()) => return Wait::Sent { waited: false },
         Err(mpsc::error::TrySendError::Closed(_)) => return Wait::Closed,
         Err(mpsc::error::TrySendError::Full(r)) => r,
     };
@@ -143,13 +146,12 @@ fn send_within(tx: &mpsc::Sender<Record>, record: Record, timeout: Duration) -> 
     }
     let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = std::task::Context::from_waker(&waker);
-    let deadline = Instant::now() + timeout;
     let mut reserve = std::pin::pin!(tx.reserve());
     loop {
         match reserve.as_mut().poll(&mut cx) {
             std::task::Poll::Ready(Ok(permit)) => {
                 permit.send(record);
-                return Wait::Sent;
+                return Wait::Sent { waited: true };
             }
             std::task::Poll::Ready(Err(_)) => return Wait::Closed,
             std::task::Poll::Pending => {}
@@ -205,6 +207,7 @@ impl Tailer {
             first_scan: true,
             chunk: vec![0; 64 * 1024],
             interval: Duration::from_secs(1),
+            last_scan: Instant::now(),
         }
     }
 
@@ -250,6 +253,7 @@ impl Tailer {
     }
 
     fn scan(&mut self) {
+        self.last_scan = Instant::now();
         for t in self.files.values_mut() {
             t.matched = false;
         }
@@ -592,10 +596,18 @@ impl Tailer {
         // globs are still expanded every poll interval meanwhile, so a file created and rotated
         // away during a long output outage is found and held open (its lines are read once
         // the output takes them again), not missed.
+        // The scan is due an interval after the last one, whether one long wait or many short
+        // ones (an output that is slow but moving) fill it.
         let mut record = record;
         loop {
-            match send_within(&self.tx, record, self.interval) {
-                Wait::Sent => return true,
+            let due = self.last_scan + self.interval;
+            match send_within(&self.tx, record, due) {
+                Wait::Sent { waited } => {
+                    if waited && Instant::now() >= due {
+                        self.scan();
+                    }
+                    return true;
+                }
                 Wait::Closed => return false,
                 Wait::Full(r) => {
                     if self.stop.load(Ordering::Relaxed) {

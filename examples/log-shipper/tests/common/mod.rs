@@ -25,6 +25,8 @@ pub struct Memory {
     /// When not zero, batches larger than this are refused as too large, and so is an event
     /// whose body is `HUGE` even alone.
     pub max_batch: Arc<AtomicUsize>,
+    /// Milliseconds each send takes (a slow receiver).
+    pub send_delay_ms: Arc<AtomicUsize>,
 }
 
 impl Memory {
@@ -49,6 +51,10 @@ impl Output for Memory {
 
     fn send<'a>(&'a mut self, batch: &'a [Record]) -> SendFuture<'a> {
         Box::pin(async move {
+            let delay = self.send_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+            }
             if self
                 .fail_first
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
