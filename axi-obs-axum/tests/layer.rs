@@ -1101,6 +1101,41 @@ async fn streamed_response_bodies_are_counted_as_they_are_sent() {
     series(&page, "http_server_request_duration_seconds_count", "3");
 }
 
+/// A request body without `Content-Length` (chunked, or HTTP/2) is counted as the handler
+/// reads it; one the handler leaves unread counts as 0 bytes.
+#[tokio::test(flavor = "current_thread")]
+async fn streamed_request_bodies_are_counted_as_they_are_read() {
+    let cap = Capture::new();
+    let app = Router::new()
+        .route(
+            "/upload",
+            post(|body: String| async move { body.len().to_string() }),
+        )
+        .route("/ignore", post(|| async { "not read" }))
+        .layer(obs(&cap).body_size_metrics(true));
+    let streamed = || {
+        let chunks = ["ab", "cde"].map(|c| Ok::<_, std::io::Error>(c.to_owned()));
+        Body::from_stream(futures_util::stream::iter(chunks))
+    };
+    for path in ["/upload", "/upload", "/ignore"] {
+        let r = send(&app, Request::post(path).body(streamed()).unwrap()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let page = cap.metrics_handle().render();
+    for (route, count, sum) in [("/upload", "2", "10"), ("/ignore", "1", "0")] {
+        let labels = format!(
+            "{{http_request_method=\"POST\",http_response_status_code=\"200\",http_route=\"{route}\",network_protocol_version=\"1.1\",url_scheme=\"http\"}}"
+        );
+        for (series, value) in [
+            ("http_server_request_body_size_bytes_count", count),
+            ("http_server_request_body_size_bytes_sum", sum),
+        ] {
+            let line = format!("{series}{labels} {value}");
+            assert!(page.contains(&line), "{line} missing in\n{page}");
+        }
+    }
+}
+
 /// The in-flight gauge counts requests while their handlers run and drops back to zero when
 /// they end, with either naming (the OpenTelemetry one is found by index, axum-prometheus's by
 /// route).

@@ -39,7 +39,7 @@ pub(crate) struct State {
     pub(crate) uri: Option<http::Uri>,
     pub(crate) client: Option<super::service::ClientAddr>,
     pub(crate) user_agent: Option<HeaderValue>,
-    pub(crate) req_body: Option<u64>,
+    pub(crate) req_body: super::counted_body::ReqSize,
 }
 
 pin_project_lite::pin_project! {
@@ -262,7 +262,7 @@ impl State {
                 Some(status),
                 error_type.clone(),
                 elapsed.as_secs_f64(),
-                (self.req_body, resp_body),
+                (self.req_body.bytes(), resp_body),
             );
             if let Some(histogram) = unsized_body {
                 // A streamed body: counted as it is sent, recorded when it ends.
@@ -349,7 +349,7 @@ impl State {
                 None,
                 Some(SharedString::const_str(error_type)),
                 elapsed.as_secs_f64(),
-                (this.req_body, None),
+                (this.req_body.bytes(), None),
             );
         }
         if cfg.access_log {

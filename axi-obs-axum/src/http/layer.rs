@@ -171,8 +171,10 @@ impl ObsLayer {
     /// duration's labels. Sizes come from `Content-Length` or an exact body size; a response
     /// streamed without either is counted as it is sent and recorded when it ends (or when the
     /// client goes away: the bytes sent until then), which costs one allocation for such
-    /// responses. A request body of unknown size (chunked, without `Content-Length`) is not
-    /// recorded. Both histograms of a label set exist from its first request. With
+    /// responses. A request body of unknown size (chunked, or HTTP/2 without
+    /// `Content-Length`) is counted as the handler reads it, and what it has read when the
+    /// response is recorded is its size (0 when the handler never reads it; under
+    /// `Router::layer`, where the body is axum's `Body`). Both histograms of a label set exist from its first request. With
     /// [`Naming::OpenTelemetry`] only (axum-prometheus has no such metrics). Defaults to off
     /// (opt-in in the conventions).
     pub fn body_size_metrics(self, on: bool) -> Self {

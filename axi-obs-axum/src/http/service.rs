@@ -14,6 +14,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer as _};
 use tower_service::Service;
 
+use super::counted_body::ReqSize;
 use super::future::{ResponseFuture, State};
 use super::instruments::{Active, Labels, method_label, version_label};
 use super::layer::Config;
@@ -43,7 +44,7 @@ pub struct RequestView<'a> {
 impl<S, ReqBody> Service<Request<ReqBody>> for Obs<S>
 where
     S: Service<Request<ReqBody>, Response = Response<Body>>,
-    ReqBody: http_body::Body,
+    ReqBody: http_body::Body + 'static,
 {
     type Response = Response<Body>;
     type Error = S::Error;
@@ -104,10 +105,15 @@ where
         } else {
             (None, Active::Off)
         };
-        let req_body = if cfg.instruments.body_sizes {
+        let req_body = if !cfg.instruments.body_sizes {
+            ReqSize::Unknown
+        } else if let Some(n) =
             content_length(req.headers()).or_else(|| http_body::Body::size_hint(req.body()).exact())
+        {
+            ReqSize::Known(n)
         } else {
-            None
+            // Chunked, or HTTP/2 without `Content-Length`: counted as the handler reads it.
+            super::counted_body::count_request_body(&mut req)
         };
 
         let needs_client = cfg.access_log || cfg.spans;
