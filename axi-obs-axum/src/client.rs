@@ -2,7 +2,12 @@
 //! every request, a client span per request, and `http.client.request.duration`. A failed call
 //! has `error.type`: the status code (4xx, 5xx), `timeout`, `connect`, `_OTHER`, or `cancelled`
 //! when the future was dropped before the answer (a `tokio::time::timeout` around it).
-//! Redirects that reqwest follows are one span and one sample.
+//! Attributes (span) and labels (metric): `http.request.method`, `server.address`,
+//! `server.port`, `http.response.status_code`, `network.protocol.version` (of the answer),
+//! `error.type`; the span also has `url.full`, with credentials as `REDACTED:REDACTED` and the
+//! values of credential-like query keys as `REDACTED`, as on the server side. `traceparent` and
+//! `tracestate` replace any the caller set (the client span is the parent); `baggage` is added
+//! to the caller's own. Redirects that reqwest follows are one span and one sample.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), reqwest::Error> {
@@ -33,19 +38,32 @@ static META: Metadata<'static> =
 pub struct TracedClient {
     inner: reqwest::Client,
     sink: Sink,
-    described: std::sync::Arc<std::sync::OnceLock<()>>,
+    /// Set once `http.client.request.duration` is described to a recorder that keeps it.
+    described: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Writes W3C context headers for the OpenTelemetry propagator.
 struct HeaderInjector<'a>(&'a mut http::HeaderMap);
 
 impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
+    /// `traceparent` and `tracestate` replace what the caller set (the client span is the
+    /// parent now); `baggage` is added to the caller's own (W3C lets it span several fields);
+    /// an empty value (a `tracestate` with no entries) is not sent.
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
         if let (Ok(k), Ok(v)) = (
             http::HeaderName::from_bytes(key.as_bytes()),
             http::HeaderValue::from_str(&value),
         ) {
-            self.0.insert(k, v);
+            if k == "baggage" {
+                if !self.0.get_all(&k).iter().any(|old| *old == v) {
+                    self.0.append(k, v);
+                }
+            } else {
+                self.0.insert(k, v);
+            }
         }
     }
 }
@@ -123,6 +141,7 @@ impl TracedClient {
             otel.kind = "client",
             otel.status_code = Empty,
             http.request.method = method,
+            network.protocol.version = Empty,
             http.request.method_original = Empty,
             server.address = &*host,
             server.port = port,
@@ -153,6 +172,7 @@ impl TracedClient {
             method,
             host,
             port,
+            version: None,
             start: Instant::now(),
             done: false,
         };
@@ -160,6 +180,7 @@ impl TracedClient {
         let (status, error_type): (Option<u16>, Option<SharedString>) = match &result {
             Ok(r) => {
                 let s = r.status().as_u16();
+                in_flight.version = Some(crate::http::version_label(r.version()));
                 (
                     Some(s),
                     (s >= 400).then(|| SharedString::from(s.to_string())),
@@ -188,6 +209,8 @@ struct InFlight<'a> {
     method: &'static str,
     host: SharedString,
     port: u16,
+    /// `network.protocol.version` of the answer (none without one).
+    version: Option<&'static str>,
     start: Instant,
     done: bool,
 }
@@ -202,6 +225,9 @@ impl InFlight<'_> {
         if let Some(s) = status {
             self.span.record("http.response.status_code", s);
         }
+        if let Some(v) = self.version {
+            self.span.record("network.protocol.version", v);
+        }
         if let Some(e) = &error_type {
             self.span.record("error.type", &**e);
             self.span.record("otel.status_code", "error");
@@ -214,19 +240,27 @@ impl InFlight<'_> {
         if let Some(s) = status {
             labels.push(Label::new(attr::HTTP_RESPONSE_STATUS_CODE, s.to_string()));
         }
+        if let Some(v) = self.version {
+            labels.push(Label::from_static_parts(attr::NETWORK_PROTOCOL_VERSION, v));
+        }
         if let Some(e) = error_type {
             labels.push(Label::new(attr::ERROR_TYPE, e));
         }
         let key = Key::from_parts(names::CLIENT_REQUEST_DURATION, labels);
         let described = &self.client.described;
         let describe = |r: &dyn metrics::Recorder| {
-            described.get_or_init(|| {
+            // Not before a recorder is installed: `metrics`' no-op fallback would swallow the
+            // description, and the unit (`_seconds`) with it, for good.
+            if !described.load(std::sync::atomic::Ordering::Relaxed)
+                && crate::http::keeps_metrics(r)
+            {
                 r.describe_histogram(
                     names::CLIENT_REQUEST_DURATION.into(),
                     Some(Unit::Seconds),
                     "Duration of HTTP client requests.".into(),
                 );
-            });
+                described.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             r.register_histogram(&key, &META).record(seconds);
         };
         match &self.client.sink {
@@ -242,13 +276,63 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The URL without credentials, fragment or query string (queries carry tokens too often to
-/// record by default; the server side logs them only when asked to).
+/// The URL as semantic conventions record `url.full`: credentials as `REDACTED:REDACTED`,
+/// the values of credential-like query keys as `REDACTED` (as the server side's `url.query`),
+/// no fragment.
 fn scrub_url(url: &reqwest::Url) -> String {
     let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
+    if !u.username().is_empty() || u.password().is_some() {
+        let _ = u.set_username("REDACTED");
+        let _ = u.set_password(Some("REDACTED"));
+    }
+    if let Some(q) = url.query() {
+        u.set_query(Some(&crate::http::redact_query(q)));
+    }
     u.set_fragment(None);
     u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::propagation::Injector as _;
+
+    use super::HeaderInjector;
+
+    #[test]
+    fn injected_headers_replace_the_parent_and_add_to_baggage() {
+        let mut h = http::HeaderMap::new();
+        h.insert("traceparent", "00-old".parse().unwrap());
+        h.insert("baggage", "tenant=a".parse().unwrap());
+        let mut inj = HeaderInjector(&mut h);
+        inj.set("traceparent", "00-new".to_owned());
+        inj.set("tracestate", String::new());
+        inj.set("baggage", "user=b".to_owned());
+        // Injected twice (a retry with the same headers): not added again.
+        inj.set("baggage", "user=b".to_owned());
+        assert_eq!(h["traceparent"], "00-new");
+        assert!(
+            !h.contains_key("tracestate"),
+            "an empty tracestate is not sent"
+        );
+        let baggage: Vec<_> = h.get_all("baggage").iter().collect();
+        assert_eq!(baggage, ["tenant=a", "user=b"]);
+    }
+
+    #[test]
+    fn full_urls_are_redacted_as_semantic_conventions_say() {
+        for (url, want) in [
+            (
+                "https://u:p@example.com:8443/a?sig=x&q=1#frag",
+                "https://REDACTED:REDACTED@example.com:8443/a?sig=REDACTED&q=1",
+            ),
+            ("http://example.com/a", "http://example.com/a"),
+            (
+                "http://u@example.com/",
+                "http://REDACTED:REDACTED@example.com/",
+            ),
+        ] {
+            let u = reqwest::Url::parse(url).unwrap();
+            assert_eq!(super::scrub_url(&u), want, "{url}");
+        }
+    }
 }

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +13,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
 
@@ -127,14 +125,19 @@ impl ObsRoutes {
     }
 
     /// Requires `Authorization: Bearer <token>` on `/metrics` (the scheme in any case).
-    /// Defaults to no token. An empty token matches nothing: every request gets `401`.
+    /// Defaults to no token. Whitespace around `token` is dropped (a token read from a file
+    /// ends in a newline that Prometheus's `credentials_file` does not send). An empty token
+    /// matches nothing: every request gets `401`.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
-        self.bearer = Some(Arc::from(token.into()));
+        self.bearer = Some(Arc::from(token.into().trim()));
         self
     }
 
-    /// Adds a readiness check: `/readyz` fails while `check` returns `Err` or takes longer
-    /// than `timeout`.
+    /// Adds a readiness check: `/readyz` fails while `check` returns `Err`, panics, or takes
+    /// longer than `timeout`. Each check runs as its own task, all at once, so a slow one
+    /// delays none of the others and `/readyz` answers within the longest timeout even when a
+    /// check blocks its thread (a synchronous database ping: on a multi-threaded runtime; make
+    /// checks async all the same). A check that times out is aborted.
     pub fn readiness_check<F, Fut>(
         mut self,
         name: impl Into<String>,
@@ -353,22 +356,31 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
     let results: Vec<CheckResult> =
         futures_util::future::join_all(s.checks.iter().map(|c| async move {
             let started = Instant::now();
-            // A check that panics (in the call or while it runs) fails on its own; the
-            // others are still reported.
-            let run = AssertUnwindSafe(async { (c.run)().await }).catch_unwind();
-            let outcome = tokio::time::timeout(c.timeout, run).await;
+            // Its own task: a check that blocks its thread cannot hold up this one's timer
+            // (on a multi-threaded runtime), and a check that panics (in the call or while it
+            // runs) fails on its own; the others are still reported.
+            let run = c.run.clone();
+            let mut task =
+                tokio::spawn(tracing::Instrument::in_current_span(
+                    async move { run().await },
+                ));
+            let outcome = tokio::time::timeout(c.timeout, &mut task).await;
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             let (status, error) = match outcome {
                 Ok(Ok(Ok(()))) => ("ok", None),
                 Ok(Ok(Err(e))) => ("fail", Some(e)),
-                Ok(Err(panic)) => (
+                Ok(Err(e)) if e.is_panic() => (
                     "fail",
                     Some(format!(
                         "the check panicked: {}",
-                        crate::http::panic_message(panic)
+                        crate::http::panic_message(e.into_panic())
                     )),
                 ),
-                Err(_) => ("timeout", Some(format!("no answer within {:?}", c.timeout))),
+                Ok(Err(_)) => ("fail", Some("the check was cancelled".to_owned())),
+                Err(_) => {
+                    task.abort();
+                    ("timeout", Some(format!("no answer within {:?}", c.timeout)))
+                }
             };
             CheckResult {
                 name: c.name.clone(),

@@ -82,7 +82,8 @@ async fn metrics_route_negotiates_format_compression_and_token() {
 
     let secured: Router = ObsRoutes::new()
         .metrics(cap.metrics_handle())
-        .bearer_token("s3cret")
+        // As read from a file: the newline is not part of the token.
+        .bearer_token("s3cret\n")
         .into_router();
     let (status, headers, _) = get(&secured, req("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -187,6 +188,41 @@ async fn readiness_follows_its_checks() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// A check that blocks its thread (a synchronous ping) cannot hold `/readyz` past its timeout:
+/// the answer comes while the check is still blocked, and says `timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_readiness_check_still_times_out() {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Arc::new(std::sync::Mutex::new(released));
+    let blocked = Arc::new(AtomicU8::new(0));
+    let b = blocked.clone();
+    let app: Router = ObsRoutes::new()
+        .readiness_check("sync-ping", Duration::from_millis(100), move || {
+            let (released, b) = (released.clone(), b.clone());
+            async move {
+                b.store(1, Ordering::SeqCst);
+                // Blocks the worker thread, as a synchronous client would.
+                let _ = released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+                b.store(2, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .into_router();
+    let (status, _, body) = get(&app, req("/readyz").body(Body::empty()).unwrap()).await;
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        blocked.load(Ordering::SeqCst),
+        1,
+        "answered while the check was still blocked"
+    );
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["checks"][0]["status"], "timeout", "{body}");
+    release.send(()).unwrap();
+}
+
 /// A check that panics fails alone: the answer is still a 503 listing every check.
 #[tokio::test]
 async fn a_panicking_readiness_check_fails_alone() {
@@ -282,11 +318,9 @@ async fn traced_client_propagates_context_and_records_metrics() {
             let echoed = tracing::Instrument::instrument(
                 async {
                     client
-                        .send(
-                            client
-                                .inner()
-                                .get(format!("http://{addr}/echo?token=SECRET")),
-                        )
+                        .send(client.inner().get(format!(
+                            "http://user:pw@{addr}/echo?token=SECRET&page=2#top"
+                        )))
                         .await
                         .unwrap()
                         .text()
@@ -325,9 +359,21 @@ async fn traced_client_propagates_context_and_records_metrics() {
         .iter()
         .find(|kv| kv.key.as_str() == "url.full")
         .unwrap();
-    assert!(!url.value.to_string().contains("SECRET"), "{url:?}");
+    // As semantic conventions write it: credential-like query values replaced, the rest
+    // kept, no fragment. (reqwest takes the URL's credentials out into an `Authorization`
+    // header before the request reaches us; the unit tests cover their redaction.)
+    assert_eq!(
+        url.value.to_string(),
+        format!("http://{addr}/echo?token=REDACTED&page=2")
+    );
+    let version = client_span
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "network.protocol.version")
+        .unwrap();
+    assert_eq!(version.value.to_string(), "1.1");
     let page = cap.metrics_handle().render();
-    assert!(page.contains(&format!("http_client_request_duration_seconds_count{{http_request_method=\"GET\",http_response_status_code=\"200\",server_address=\"127.0.0.1\",server_port=\"{}\"}} 1", addr.port())), "{page}");
+    assert!(page.contains(&format!("http_client_request_duration_seconds_count{{http_request_method=\"GET\",http_response_status_code=\"200\",network_protocol_version=\"1.1\",server_address=\"127.0.0.1\",server_port=\"{}\"}} 1", addr.port())), "{page}");
 }
 
 /// Regression: with the client span filtered out (RUST_LOG=warn) the client used to send no
@@ -415,11 +461,20 @@ async fn a_cancelled_outbound_call_is_recorded() {
         })
         .unwrap_or_else(|| panic!("{family:?}"));
     assert_eq!(series.value.as_histogram().unwrap().count, 1);
-    let span = cap
-        .spans()
-        .into_iter()
-        .find(|s| s.name == "GET")
-        .unwrap_or_else(|| panic!("{:?}", cap.spans()));
+    // The span ends when its last handle goes: the connection task reqwest spawned under it
+    // may drop its copy a moment later, on the other worker.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let span = loop {
+        if let Some(s) = cap.spans().into_iter().find(|s| s.name == "GET") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no client span: {:?}",
+            cap.spans()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     assert_eq!(
         span.status,
         opentelemetry::trace::Status::error(""),
@@ -464,4 +519,26 @@ async fn client_attributes_for_other_methods_and_ipv6_hosts() {
         Some("PURGE")
     );
     assert_eq!(attr("server.address").as_deref(), Some("::1"));
+}
+
+/// A client that makes calls before any recorder is installed (fetching configuration at
+/// start-up) still describes its metric once one is: the unit, and so the `_seconds` suffix,
+/// is not lost to `metrics`' no-op fallback.
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_used_before_a_recorder_exists_still_describes_its_metric() {
+    let callee = Router::new().route("/ok", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, callee).await.unwrap() });
+    let client = axi_obs_axum::client::TracedClient::new(reqwest::Client::new());
+    let url = format!("http://{addr}/ok");
+    client.send(client.inner().get(&url)).await.unwrap();
+    let cap = Capture::new();
+    let _recorder = metrics::set_default_local_recorder(cap.recorder());
+    client.send(client.inner().get(&url)).await.unwrap();
+    let page = cap.metrics_handle().render();
+    assert!(
+        page.contains("# TYPE http_client_request_duration_seconds histogram"),
+        "{page}"
+    );
 }

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use axi_obs_core::__private::FxHasher;
@@ -37,6 +38,12 @@ pub enum Naming {
 pub(crate) enum Sink {
     Global,
     Explicit(MetricsRecorder),
+}
+
+/// Whether `r` keeps what it is given: not `metrics`' no-op fallback (a zero-sized type), which
+/// `metrics::with_recorder` hands out before a global recorder is installed.
+pub(crate) fn keeps_metrics(r: &dyn Recorder) -> bool {
+    std::mem::size_of_val(r) != 0
 }
 
 impl Sink {
@@ -119,7 +126,8 @@ pub(crate) struct Instruments {
     pub(crate) sink: Sink,
     pub(crate) naming: Naming,
     pub(crate) body_sizes: bool,
-    described: OnceLock<()>,
+    /// Set once the metrics are described to a recorder that keeps them.
+    described: AtomicBool,
     /// Registered handles by their label values, so a request costs a hash of a few integers
     /// instead of building and hashing a `metrics::Key` (used without custom labels).
     active: HandleCache<(usize, u8, u8), Gauge>,
@@ -291,7 +299,7 @@ impl Instruments {
             sink,
             naming,
             body_sizes,
-            described: OnceLock::new(),
+            described: AtomicBool::new(false),
             active: HandleCache::default(),
             otel_active: GaugeTable::default(),
             durations: HandleCache::default(),
@@ -300,10 +308,17 @@ impl Instruments {
     }
 
     /// Describes the metrics on first use (the global recorder may be installed after the
-    /// layer is built).
+    /// layer is built). Not done until a recorder is installed: a description given to
+    /// `metrics`' no-op fallback would be lost, and with it the unit (`_seconds`).
     fn describe(&self) {
-        self.described.get_or_init(|| {
-            self.sink.with(|r| match self.naming {
+        if self.described.load(Ordering::Relaxed) {
+            return;
+        }
+        let real = self.sink.with(|r| {
+            if !keeps_metrics(r) {
+                return false;
+            }
+            match self.naming {
                 Naming::OpenTelemetry => {
                     r.describe_histogram(
                         names::SERVER_REQUEST_DURATION.into(),
@@ -345,7 +360,10 @@ impl Instruments {
                         "The number of currently in-flight requests.".into(),
                     );
                 }
-            });
+            }
+            true
+        });
+        if real {
             let buckets = match self.naming {
                 Naming::OpenTelemetry => (names::SERVER_REQUEST_DURATION, names::DURATION_BUCKETS),
                 Naming::AxumPrometheus => (ap::REQUESTS_DURATION_SECONDS, ap::BUCKETS),
@@ -358,7 +376,8 @@ impl Instruments {
                 // Static, valid bounds.
                 let _ = h.set_histogram_buckets(buckets.0, buckets.1);
             }
-        });
+            self.described.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Registers and increments the in-flight gauge; returns what [`Instruments::end`] takes

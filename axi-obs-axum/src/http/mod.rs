@@ -10,8 +10,9 @@ mod route_table;
 mod service;
 
 pub use future::ResponseFuture;
+pub(crate) use future::redact_query;
 pub use instruments::{CUSTOM_LABEL_OVERFLOW, Naming};
-pub(crate) use instruments::{Sink, method_label};
+pub(crate) use instruments::{Sink, keeps_metrics, method_label, version_label};
 pub use layer::{DEFAULT_EXCLUDED, ObsLayer};
 pub(crate) use service::panic_message;
 pub use service::{Obs, RequestView};
