@@ -1484,3 +1484,22 @@ async fn samplers_see_request_attributes_when_asked() {
         );
     }
 }
+
+/// Requests served before any recorder is installed leave nothing behind that outlives it:
+/// once one is, requests of the same label set are counted, under the described name.
+#[tokio::test(flavor = "current_thread")]
+async fn requests_before_a_recorder_exists_do_not_blind_the_layer() {
+    // The layer's default: the global recorder, of which this test binary installs none.
+    let app = routes().layer(ObsLayer::new().spans(false).access_log(false));
+    send(&app, get_req("/users/1")).await;
+    let cap = Capture::new();
+    let _recorder = metrics::set_default_local_recorder(cap.recorder());
+    send(&app, get_req("/users/2")).await;
+    let page = cap.metrics_handle().render();
+    assert!(
+        page.contains("# TYPE http_server_request_duration_seconds histogram"),
+        "{page}"
+    );
+    let line = "http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 1";
+    assert!(page.contains(line), "{line} missing in\n{page}");
+}

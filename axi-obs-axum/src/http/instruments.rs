@@ -309,10 +309,11 @@ impl Instruments {
 
     /// Describes the metrics on first use (the global recorder may be installed after the
     /// layer is built). Not done until a recorder is installed: a description given to
-    /// `metrics`' no-op fallback would be lost, and with it the unit (`_seconds`).
-    fn describe(&self) {
+    /// `metrics`' no-op fallback would be lost, and with it the unit (`_seconds`). Returns
+    /// whether a recorder that keeps metrics is there.
+    fn describe(&self) -> bool {
         if self.described.load(Ordering::Relaxed) {
-            return;
+            return true;
         }
         let real = self.sink.with(|r| {
             if !keeps_metrics(r) {
@@ -378,12 +379,17 @@ impl Instruments {
             }
             self.described.store(true, Ordering::Relaxed);
         }
+        real
     }
 
     /// Registers and increments the in-flight gauge; returns what [`Instruments::end`] takes
     /// to decrement it.
     pub(crate) fn start(&self, labels: &Labels) -> Active {
-        self.describe();
+        if !self.describe() {
+            // No recorder yet: nothing would be kept, and nothing is cached (a handle from
+            // `metrics`' no-op fallback would stay a no-op after one is installed).
+            return Active::Off;
+        }
         let (method, scheme) = (method_index(labels.method), scheme_index(labels.scheme));
         if self.naming == Naming::OpenTelemetry
             && let Some(slot) = self.otel_active.slot(method, scheme)
@@ -452,6 +458,10 @@ impl Instruments {
         seconds: f64,
         body_sizes: (Option<u64>, Option<u64>),
     ) -> Option<Histogram> {
+        if !self.described.load(Ordering::Relaxed) {
+            // No recorder yet (see `start`): nothing to record into, nothing to cache.
+            return None;
+        }
         // The fast path: a status (so `error.type` follows from it). The cached handles are
         // the very ones the slow path registers.
         if let Some(code) = status {
