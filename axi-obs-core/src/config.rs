@@ -929,8 +929,14 @@ fn parse_propagators(value: &str) -> Result<Vec<Propagator>, ConfigError> {
             }
         }
     }
-    out.dedup();
-    Ok(out)
+    // Each once, in order of first mention (`Vec::dedup` drops adjacent repeats only).
+    let mut seen = Vec::with_capacity(out.len());
+    for p in out {
+        if !seen.contains(&p) {
+            seen.push(p);
+        }
+    }
+    Ok(seen)
 }
 
 /// Parses `key=value,key=value` lists (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS`),
@@ -1002,6 +1008,10 @@ fn percent_decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3)?;
+            // Two hex digits exactly (`from_str_radix` would take a sign: `%+1`).
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
@@ -1195,7 +1205,9 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
     };
     protocol.available(protocol_source)?;
 
-    // Headers: merge per key with precedence code (signal, generic) > signal env > generic env.
+    // Headers: the signal's variable replaces the generic one (as every OTLP option: a
+    // credential meant for the generic endpoint must not follow traces to another backend);
+    // code-set headers then merge per key on top (signal over generic).
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut add = |pairs: Vec<(String, String)>, setting: Source| -> Result<(), ConfigError> {
         for (k, v) in pairs {
@@ -1213,16 +1225,13 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
         }
         Ok(())
     };
-    if let Some(v) = env.get(OTEL_EXPORTER_OTLP_HEADERS) {
+    let env_headers = [names.headers, OTEL_EXPORTER_OTLP_HEADERS]
+        .into_iter()
+        .find_map(|name| env.get(name).map(|v| (name, v)));
+    if let Some((name, v)) = env_headers {
         add(
-            parse_key_values(&v, Source::Env(OTEL_EXPORTER_OTLP_HEADERS), true)?,
-            Source::Env(OTEL_EXPORTER_OTLP_HEADERS),
-        )?;
-    }
-    if let Some(v) = env.get(names.headers) {
-        add(
-            parse_key_values(&v, Source::Env(names.headers), true)?,
-            Source::Env(names.headers),
+            parse_key_values(&v, Source::Env(name), true)?,
+            Source::Env(name),
         )?;
     }
     add(s.otlp.headers.clone(), method("otlp_header"))?;
@@ -1608,7 +1617,7 @@ mod tests {
     }
 
     #[test]
-    fn headers_merge_by_key_with_precedence() {
+    fn signal_headers_replace_generic_ones_and_code_merges_on_top() {
         let mut s = settings(&[
             (OTEL_EXPORTER_OTLP_HEADERS, "a=generic,b=generic,c=generic"),
             (OTEL_EXPORTER_OTLP_TRACES_HEADERS, "b=signal,c=signal"),
@@ -1616,16 +1625,32 @@ mod tests {
         ]);
         s.traces.headers.push(("C".into(), "code".into()));
         let r = resolve(&s).unwrap();
+        // The generic `a` (a credential for the generic endpoint, say) does not reach traces.
         assert_eq!(
             r.traces.unwrap().headers,
             vec![
-                ("a".to_owned(), "generic".to_owned()),
                 ("b".to_owned(), "signal".to_owned()),
                 ("c".to_owned(), "code".to_owned()),
             ]
         );
         let logs = r.logs.unwrap();
+        assert_eq!(logs.headers.len(), 3);
         assert_eq!(logs.headers[1], ("b".to_owned(), "generic".to_owned()));
+    }
+
+    #[test]
+    fn propagators_are_deduplicated_and_percent_escapes_are_two_hex_digits() {
+        let r = resolve(&settings(&[(
+            OTEL_PROPAGATORS,
+            "tracecontext,baggage,tracecontext",
+        )]))
+        .unwrap();
+        assert_eq!(r.propagators.len(), 2, "{:?}", r.propagators);
+        assert!(
+            err(&[(OTEL_RESOURCE_ATTRIBUTES, "k=%+1")])
+                .to_string()
+                .contains(OTEL_RESOURCE_ATTRIBUTES)
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | [`otlp`](TelemetryBuilder::otlp)`(OtlpConfig::new().endpoint(..))` | none: no export. HTTP appends `/v1/traces`, `/v1/logs`, `/v1/metrics` |
 //! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_ENDPOINT` | [`traces`](TelemetryBuilder::traces) / [`logs`](TelemetryBuilder::logs) / [`metrics_export`](TelemetryBuilder::metrics_export) | the generic endpoint; used as given |
 //! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS,METRICS}_PROTOCOL` | [`OtlpConfig::protocol`] | `http/protobuf`; `grpc` supported, `http/json` refused |
-//! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS,METRICS}_HEADERS` | [`OtlpConfig::header`] | none; merged per key with the same precedence |
+//! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS,METRICS}_HEADERS` | [`OtlpConfig::header`] | none; the signal's variable replaces the generic one (as every OTLP option), code-set headers merge per key on top |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS,METRICS}_TIMEOUT` (ms) | [`OtlpConfig::timeout`] | 10000 |
 //! | `OTEL_EXPORTER_OTLP_COMPRESSION`, `..._{TRACES,LOGS,METRICS}_COMPRESSION` | [`OtlpConfig::compression`] | `none`; `gzip` over HTTP (`Content-Encoding`) and gRPC (`grpc-encoding`) |
 //! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` (spans) | [`export_queue_size`](TelemetryBuilder::export_queue_size) (both queues) | 5000 ms, 2048, 512 (at most the queue), 30000 ms (bounds the exporter timeout) |
