@@ -235,9 +235,20 @@ impl EventKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventError {
-    /// Not JSON, or not an event (serde's message names the field, line and column).
+    /// Not JSON, or not an event object (serde's message, with the line and column when read
+    /// from text).
     #[error("invalid deploy event JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A field of the wrong type, or a value it cannot hold (a negative `seq`, a time that is
+    /// not RFC 3339), or a required field missing from an object.
+    #[error("invalid deploy event field `{path}`: {source}")]
+    At {
+        /// Dotted path of the field (`deployment.started_at`, `kind.steps[0]`), or of the
+        /// object missing a field.
+        path: String,
+        /// serde's message.
+        source: serde_json::Error,
+    },
     /// A schema version this crate does not read.
     #[error("unsupported deploy event schema {found} (this build reads schema {SCHEMA_VERSION})")]
     Schema {
@@ -252,6 +263,22 @@ pub enum EventError {
         /// What is wrong with it.
         problem: &'static str,
     },
+}
+
+/// An event from `de`, an error naming the path of the field at fault.
+fn deserialize<'de, D>(de: D) -> Result<Event, EventError>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+{
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let source = e.into_inner();
+        if path.is_empty() || path == "." {
+            EventError::Json(source)
+        } else {
+            EventError::At { path, source }
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -284,7 +311,9 @@ impl Event {
                 found: probe.schema,
             });
         }
-        let event: Event = serde_json::from_str(json)?;
+        let mut de = serde_json::Deserializer::from_str(json);
+        let event = deserialize(&mut de)?;
+        de.end()?;
         event.validate()?;
         Ok(event)
     }
@@ -317,7 +346,7 @@ impl Event {
                 });
             }
         }
-        let event: Event = serde_json::from_value(value)?;
+        let event = deserialize(value)?;
         event.validate()?;
         Ok(event)
     }
@@ -527,6 +556,44 @@ mod tests {
                 trigger: None,
             },
         }
+    }
+
+    #[test]
+    fn errors_name_the_field_at_fault() {
+        let good: serde_json::Value = serde_json::from_str(&started().to_json()).unwrap();
+        for (path, value, named) in [
+            (&["seq"][..], serde_json::json!(-1), "`seq`"),
+            (
+                &["deployment", "started_at"][..],
+                serde_json::json!("yesterday"),
+                "`deployment.started_at`",
+            ),
+            (
+                &["deployment", "project"][..],
+                serde_json::json!(7),
+                "`deployment.project`",
+            ),
+        ] {
+            let mut v = good.clone();
+            let (last, parents) = path.split_last().unwrap();
+            let mut at = &mut v;
+            for p in parents {
+                at = &mut at[*p];
+            }
+            at[*last] = value;
+            let from_value = Event::from_value(v.clone()).unwrap_err().to_string();
+            assert!(from_value.contains(named), "{from_value}");
+            let from_json = Event::from_json(&v.to_string()).unwrap_err().to_string();
+            assert!(from_json.contains(named), "{from_json}");
+        }
+        // A missing field: the object it is missing from, and its name.
+        let mut v = good.clone();
+        v["deployment"].as_object_mut().unwrap().remove("project");
+        let e = Event::from_value(v).unwrap_err().to_string();
+        assert!(e.contains("`deployment`") && e.contains("project"), "{e}");
+        // Not JSON: line and column.
+        let e = Event::from_json("{\"schema\": 1,").unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
     }
 
     #[test]

@@ -1050,6 +1050,11 @@ fn annotations_have_grafanas_shape_and_filter_by_tags() {
     assert_eq!(ids, ["d3", "d1"]);
     let (status, _) = get(&c, &format!("{base}&limit=0"));
     assert_eq!(status, 400);
+    // Thousands of tags are a 400 naming the parameter, not a failed query (500).
+    let many: String = (0..1500).map(|i| format!("&tags=t{i}")).collect();
+    let (status, body) = get(&c, &format!("{base}{many}"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("`tags`"), "{body}");
 }
 
 #[test]

@@ -100,16 +100,17 @@ impl Params {
             .transpose()
     }
 
-    /// An instant: RFC 3339 or Unix milliseconds.
+    /// An instant: RFC 3339 or Unix milliseconds. A `+` offset sent unencoded (a query string
+    /// reads `+` as a space: `...T10:00:00 02:00`) is read as the `+` it was.
     pub(crate) fn time(&self, name: &str) -> Result<Option<OffsetDateTime>, ApiError> {
         self.one(name)?
             .map(|v| {
                 let t = match v.parse::<i64>() {
                     Ok(ms) => OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
                         .ok(),
-                    Err(_) => Some(OffsetDateTime::parse(v, &Rfc3339).map_err(|e| {
+                    Err(_) => Some(parse_rfc3339(v).map_err(|e| {
                         ApiError::bad_request(format!(
-                            "query parameter `{name}`: `{v}` is neither RFC 3339 nor Unix milliseconds ({e})"
+                            "query parameter `{name}`: `{v}` is neither RFC 3339 nor Unix milliseconds ({e}; send a `+` offset as %2B)"
                         ))
                     })?),
                 };
@@ -131,6 +132,25 @@ impl Params {
             ))),
         }
     }
+}
+
+/// RFC 3339, also when the `+` of an offset arrived as a space (`2026-05-01T10:00:00 02:00`).
+fn parse_rfc3339(v: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    OffsetDateTime::parse(v, &Rfc3339).or_else(|e| {
+        let Some((at, offset)) = v.rsplit_once(' ') else {
+            return Err(e);
+        };
+        let looks_like_offset = offset.len() == 5
+            && offset.as_bytes()[2] == b':'
+            && offset
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| i == 2 || b.is_ascii_digit());
+        if !looks_like_offset {
+            return Err(e);
+        }
+        OffsetDateTime::parse(&format!("{at}+{offset}"), &Rfc3339).map_err(|_| e)
+    })
 }
 
 #[cfg(test)]
@@ -156,5 +176,18 @@ mod tests {
                 .number::<u32>("limit")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_unencoded_plus_offset_is_read_as_plus() {
+        let p = Params::parse(Some(
+            "a=2026-05-01T12:00:00+02:00&b=2026-05-01T10:00:00Z&c=2026-05-01T12:00:00 02&d=x 02:00",
+        ));
+        let a = p.time("a").unwrap().unwrap();
+        assert_eq!(a, p.time("b").unwrap().unwrap());
+        for bad in ["c", "d"] {
+            let e = p.time(bad).unwrap_err();
+            assert!(e.message.contains("%2B"), "{}", e.message);
+        }
     }
 }

@@ -245,6 +245,8 @@ pub(crate) async fn annotations(
     State(s): State<Arc<Shared>>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<Annotation>>, ApiError> {
+    /// The most `tags` (and `tag`) parameters one annotations query takes.
+    const MAX_TAGS: usize = 32;
     // Grafana adds parameters of its own (dashboardUID, panelId, type, ...): not checked.
     let p = Params::parse(query.as_deref());
     let now = s.clock.now();
@@ -259,6 +261,13 @@ pub(crate) async fn annotations(
         .chain(p.all("tag"))
         .map(str::to_owned)
         .collect();
+    if tags.len() > MAX_TAGS {
+        // Each tag is a condition of the query: thousands would exceed SQLite's limits.
+        return Err(ApiError::bad_request(format!(
+            "query parameter `tags`: {} given, at most {MAX_TAGS}",
+            tags.len()
+        )));
+    }
     let match_any = p.flag("matchAny")?;
     // Tags are matched in the query, before its limit: older matching deployments are not
     // cut off by newer ones that do not match.
