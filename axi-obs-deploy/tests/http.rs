@@ -376,12 +376,24 @@ fn reconnect_from_beyond_the_replay_window_is_told_what_it_missed() {
         fresh.events(2).iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         [99, 100]
     );
-    let bad = client()
+    // An id that is none of ours: not an error (an `EventSource` given one never reconnects),
+    // but everything kept, after the notice that the window has moved on.
+    let resp = client()
         .get(server.url("/api/deploy/stream"))
         .header("last-event-id", "abc")
         .send()
         .unwrap();
-    assert_eq!(bad.status().as_u16(), 400);
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut foreign = SseClient {
+        reader: BufReader::new(resp),
+    };
+    let notice = foreign.next();
+    assert_eq!(notice.event.as_deref(), Some("missed"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&notice.data).unwrap(),
+        json!({"missed": 50})
+    );
+    assert_eq!(foreign.events(1)[0].0, 51);
 }
 
 #[test]

@@ -27,13 +27,22 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 async fn start() -> (String, LiveStream, tempfile::TempDir) {
+    start_with(|r| r).await
+}
+
+/// Serves the routes as `configure` leaves them.
+async fn start_with(
+    configure: impl FnOnce(DeployRoutes) -> DeployRoutes,
+) -> (String, LiveStream, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let stream = LiveStream::new();
-    let router: axum::Router = DeployRoutes::new(
-        History::open(dir.path().join("deploys.db")).unwrap(),
-        stream.clone(),
+    let router: axum::Router = configure(
+        DeployRoutes::new(
+            History::open(dir.path().join("deploys.db")).unwrap(),
+            stream.clone(),
+        )
+        .unwrap(),
     )
-    .unwrap()
     .into_router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -249,4 +258,83 @@ async fn requests_that_are_not_websocket_version_13_upgrades_are_refused() {
     );
     let (head, _) = handshake(&addr, &bad_param).await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+}
+
+/// A client that completes the upgrade and then neither reads nor answers pings is let go:
+/// its subscription ends (a dead peer holds no task and no socket for long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_answers_no_pings_is_let_go() {
+    let (addr, stream, _dir) = start_with(|r| r.keep_alive(Duration::from_millis(50))).await;
+    let request = format!(
+        "GET /api/deploy/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+    );
+    // Held open, never read from or written to.
+    let (head, _silent) = handshake(&addr, &request).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while stream.stats().subscribers == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A client that answers keeps its connection meanwhile.
+    let mut live = connect(&addr, "").await;
+    while stream.stats().subscribers != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent client was never let go: {:?}",
+            stream.stats()
+        );
+        // Reading answers the server's pings (tungstenite replies on the next flush).
+        let _ = tokio::time::timeout(Duration::from_millis(20), live.next()).await;
+        let _ = live.flush().await;
+    }
+    stream.publish(events(0, 1).remove(0));
+    assert_eq!(next_json(&mut live).await["seq"], 1);
+}
+
+/// A page of another site cannot open the stream through a visitor's browser: an upgrade whose
+/// `Origin` is not the service's own host (nor one allowed) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_other_origins_cannot_open_the_stream() {
+    let (addr, _stream, _dir) =
+        start_with(|r| r.websocket_origins(["https://portal.example.com/"])).await;
+    let upgrade = |host: &str, extra: &str| {
+        format!(
+            "GET /api/deploy/ws HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+        )
+    };
+    for (host, extra, status) in [
+        // Not a browser.
+        (addr.as_str(), "", "101"),
+        // The service's own page.
+        (addr.as_str(), &*format!("Origin: http://{addr}\r\n"), "101"),
+        (
+            "deploy.example.com",
+            "Origin: https://DEPLOY.example.com\r\n",
+            "101",
+        ),
+        // Behind a proxy that does not pass Host on.
+        (
+            addr.as_str(),
+            "Origin: https://deploy.example.com\r\nX-Forwarded-Host: deploy.example.com\r\n",
+            "101",
+        ),
+        // Allowed by configuration.
+        (
+            addr.as_str(),
+            "Origin: https://portal.example.com\r\n",
+            "101",
+        ),
+        // Another site.
+        (addr.as_str(), "Origin: https://evil.example\r\n", "403"),
+        (addr.as_str(), "Origin: null\r\n", "403"),
+    ] {
+        let (head, _) = handshake(&addr, &upgrade(host, extra)).await;
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}")),
+            "{extra:?}: {head}"
+        );
+    }
 }

@@ -23,8 +23,8 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /api/deploy/events` | intake: one event (schema 1) or a JSON array of them, validated as a whole (`400` naming the event and field at fault; `413` past [`max_batch`](DeployRoutes::max_batch) events or [`max_body_bytes`](DeployRoutes::max_body_bytes)). Idempotent by event id: the answer `200 {"received", "stored", "duplicates"}` comes after the events are committed to the history, and a replay stores and streams nothing again. This is what `axi-deploy --endpoint http://HOST` (or the full `http://HOST/api/deploy/events`) posts to. |
-//! | `GET /api/deploy/stream` | Server-Sent Events: `id:` is the [sequence number](crate::stream), `data:` the event's JSON. With `Last-Event-ID` (header, or `?last_event_id=`) the events after it are replayed, else the last [`replay_on_connect`](DeployRoutes::replay_on_connect) (or `?replay=N`), then live. A subscriber that fell out of the replay window gets `event: missed` with `data: {"missed": N}`. Comments keep the connection alive. |
-//! | `GET /api/deploy/ws` | the same stream over WebSocket: one JSON text frame per event, `{"seq": N, "event": {...}}`, or `{"missed": N}`; `?after=SEQ` (as `Last-Event-ID`) or `?replay=N`; see [`ws`] |
+//! | `GET /api/deploy/stream` | Server-Sent Events: `id:` is the [sequence number](crate::stream), `data:` the event's JSON. With `Last-Event-ID` (header, or `?last_event_id=`) the events after it are replayed (an id that is not a sequence number replays everything kept: an error answer would stop an `EventSource` for good), else the last [`replay_on_connect`](DeployRoutes::replay_on_connect) (or `?replay=N`), then live. A subscriber that fell out of the replay window gets `event: missed` with `data: {"missed": N}`. Comments keep the connection alive. |
+//! | `GET /api/deploy/ws` | the same stream over WebSocket: one JSON text frame per event, `{"seq": N, "event": {...}}`, or `{"missed": N}`; `?after=SEQ` (as `Last-Event-ID`) or `?replay=N`; browser pages of other origins than the service's own get 403 unless allowed ([`websocket_origins`](DeployRoutes::websocket_origins)); see [`ws`] |
 //! | `GET /api/deploy/history` | deployments, newest first, as [`History::list`]: `project`, `environment`, `status`, `since`, `until` (RFC 3339 or Unix milliseconds), `limit` (default 50, at most 1000) |
 //! | `GET /api/deploy/stats` | [`History::stats`] as JSON (durations in seconds): `project` and `environment` required; the window is `since`/`until` or the last `days` (default 30) |
 //! | `GET /api/deploy/annotations` | Grafana annotation objects, see below |
@@ -122,6 +122,7 @@ pub struct DeployRoutes {
     max_body_bytes: usize,
     replay_on_connect: usize,
     keep_alive: Duration,
+    ws_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for DeployRoutes {
@@ -132,6 +133,7 @@ impl std::fmt::Debug for DeployRoutes {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("replay_on_connect", &self.replay_on_connect)
             .field("keep_alive", &self.keep_alive)
+            .field("ws_origins", &self.ws_origins)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +180,7 @@ impl DeployRoutes {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             replay_on_connect: crate::stream::DEFAULT_CAPACITY,
             keep_alive: DEFAULT_KEEP_ALIVE,
+            ws_origins: Vec::new(),
         }
     }
 
@@ -257,6 +260,24 @@ impl DeployRoutes {
         self
     }
 
+    /// Web origins (`https://portal.example.com`, as browsers send `Origin`) whose pages may
+    /// open the WebSocket stream, besides the service's own. Browsers let any page open a
+    /// WebSocket to any server (no CORS), so by default an upgrade whose `Origin` names
+    /// another host than its `Host` is refused (403): a page on another site cannot read the
+    /// deploy stream through a visitor's browser. Clients that send no `Origin` (CLIs,
+    /// services) are not affected. `"*"` allows every origin.
+    pub fn websocket_origins<I, O>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = O>,
+        O: Into<String>,
+    {
+        self.ws_origins = origins
+            .into_iter()
+            .map(|o| o.into().trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        self
+    }
+
     /// The router, to `merge` into the application's. Building it starts nothing.
     pub fn into_router<S>(self) -> Router<S>
     where
@@ -273,6 +294,7 @@ impl DeployRoutes {
             max_batch: self.max_batch.get(),
             replay_on_connect: self.replay_on_connect,
             keep_alive: self.keep_alive,
+            ws_origins: self.ws_origins,
         });
         let mut router = Router::new()
             .route(EVENTS_PATH, post(intake::post_events))
@@ -299,4 +321,5 @@ pub(crate) struct Shared {
     max_batch: usize,
     replay_on_connect: usize,
     keep_alive: Duration,
+    ws_origins: Vec<String>,
 }

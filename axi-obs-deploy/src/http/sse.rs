@@ -29,12 +29,17 @@ pub(crate) async fn stream(
                 .map_err(|_| ApiError::bad_request("Last-Event-ID is not text"))
         })
         .transpose()?;
+    // An id that is not one of ours (another server's, a mangled one) replays everything kept,
+    // after a `missed` notice when the window has moved on. Not a 400: an `EventSource` that
+    // gets an error answer never reconnects again.
     let last_id = match header.or(params.one("last_event_id")?) {
-        Some(v) if !v.trim().is_empty() => Some(v.trim().parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "Last-Event-ID `{v}` is not a sequence number of this stream"
-            ))
-        })?),
+        Some(v) if !v.trim().is_empty() => Some(v.trim().parse::<u64>().unwrap_or_else(|_| {
+            tracing::debug!(
+                last_event_id = v,
+                "not a sequence number of this stream; replaying what is kept"
+            );
+            0
+        })),
         _ => None,
     };
     let replay = match last_id {

@@ -18,7 +18,10 @@
 //! from the ring, or told what it missed, and never slows the intake. A ping goes out every
 //! [`keep_alive`](super::DeployRoutes::keep_alive); pings from the client are answered; what the
 //! client sends otherwise is ignored. The connection closes (status 1001, going away) when the
-//! stream is [closed](crate::stream::LiveStream::close).
+//! stream is [closed](crate::stream::LiveStream::close), and when the client has sent nothing,
+//! not even a pong, for three keep-alive intervals. A client that stops reading is dropped once
+//! one write has waited two keep-alive intervals (at least 10 s): a dead or stuck peer holds
+//! neither a task nor a socket for long.
 
 use std::sync::Arc;
 
@@ -58,6 +61,33 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }
 
+/// Whether a browser page of this `Origin` may open the stream: no `Origin` (not a browser),
+/// the service's own host (`Origin`'s host and port equal to `Host`, or to `X-Forwarded-Host`
+/// behind a proxy: a page cannot set either on a WebSocket handshake), or one of `allowed`
+/// (`"*"`: any).
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    if allowed.iter().any(|a| a == "*" || *a == origin) {
+        return true;
+    }
+    let host = origin.split_once("://").map_or(origin.as_str(), |(_, h)| h);
+    [
+        header::HOST,
+        header::HeaderName::from_static("x-forwarded-host"),
+    ]
+    .iter()
+    .flat_map(|name| headers.get_all(name))
+    .filter_map(|v| v.to_str().ok())
+    .flat_map(|v| v.split(','))
+    .any(|h| h.trim().eq_ignore_ascii_case(host))
+}
+
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
         v.to_str()
@@ -79,6 +109,12 @@ pub(crate) async fn websocket(
         return Err(ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
             "this route is a WebSocket: send Connection: Upgrade and Upgrade: websocket",
+        ));
+    }
+    if !origin_allowed(headers, &s.ws_origins) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this page's origin may not open the deploy stream (see DeployRoutes::websocket_origins)",
         ));
     }
     if headers
@@ -163,6 +199,16 @@ fn frame(received: Received) -> String {
 /// How long the closing handshake may take.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Keep-alive intervals without a frame from the client (browsers answer every ping with a
+/// pong) after which the connection is taken for dead and closed.
+const SILENT_INTERVALS: u32 = 3;
+
+/// How long one write may wait for the client to read: the longer of two keep-alive
+/// intervals and 10 s. A client that stops reading is let go, not waited for.
+fn write_timeout(keep_alive: std::time::Duration) -> std::time::Duration {
+    (keep_alive * 2).max(std::time::Duration::from_secs(10))
+}
+
 async fn serve<S>(
     mut ws: WebSocketStream<S>,
     mut sub: Subscription,
@@ -173,11 +219,16 @@ async fn serve<S>(
     let mut ping = tokio::time::interval(keep_alive);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await; // the first tick is immediate
+    let write_timeout = write_timeout(keep_alive);
+    // When a frame last came from the client (its pongs included).
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             received = sub.recv() => match received {
                 Some(r) => {
-                    if ws.send(Message::text(frame(r))).await.is_err() {
+                    let sent = tokio::time::timeout(write_timeout, ws.send(Message::text(frame(r))));
+                    if !matches!(sent.await, Ok(Ok(()))) {
+                        tracing::debug!(target: "axi_obs_deploy", "deploy WebSocket client does not read; closing");
                         return;
                     }
                 }
@@ -200,7 +251,8 @@ async fn serve<S>(
             incoming = ws.next() => match incoming {
                 // Pings are answered by tungstenite on the next write or flush.
                 Some(Ok(Message::Ping(_))) => {
-                    if ws.flush().await.is_err() {
+                    heard = tokio::time::Instant::now();
+                    if !matches!(tokio::time::timeout(write_timeout, ws.flush()).await, Ok(Ok(()))) {
                         return;
                     }
                 }
@@ -211,10 +263,23 @@ async fn serve<S>(
                     return;
                 }
                 None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => heard = tokio::time::Instant::now(),
             },
             _ = ping.tick() => {
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                if heard.elapsed() > keep_alive * SILENT_INTERVALS {
+                    tracing::debug!(target: "axi_obs_deploy", "deploy WebSocket client answers no pings; closing");
+                    let _ = tokio::time::timeout(
+                        CLOSE_WAIT,
+                        ws.close(Some(CloseFrame {
+                            code: CloseCode::Away,
+                            reason: "no answer to pings".into(),
+                        })),
+                    )
+                    .await;
+                    return;
+                }
+                let sent = tokio::time::timeout(write_timeout, ws.send(Message::Ping(Default::default())));
+                if !matches!(sent.await, Ok(Ok(()))) {
                     return;
                 }
             }
