@@ -366,8 +366,8 @@ impl TelemetryBuilder {
         } else {
             r.sampler.clone()
         };
-        let tracer_provider: Option<SdkTracerProvider> =
-            (!r.sdk_disabled).then(|| crate::traces::provider(&sampler, &r.resource, span_queue));
+        let tracer_provider: Option<SdkTracerProvider> = (!r.sdk_disabled)
+            .then(|| crate::traces::provider(&sampler, &r.resource, r.span_limits, span_queue));
         let logger_provider: Option<SdkLoggerProvider> = match (&r.logs, &runtime) {
             (Some(target), Some(rt)) => {
                 let t = transport(target, config::OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)?;

@@ -77,6 +77,19 @@ pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 /// `OTEL_METRIC_EXPORT_TIMEOUT`: the longest one OTLP metric push may take, in milliseconds
 /// (bounds the exporter's timeout).
 pub const OTEL_METRIC_EXPORT_TIMEOUT: &str = "OTEL_METRIC_EXPORT_TIMEOUT";
+/// `OTEL_ATTRIBUTE_COUNT_LIMIT`: attributes per span when `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`
+/// is not set.
+pub const OTEL_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_ATTRIBUTE_COUNT_LIMIT";
+/// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`: attributes kept per span (128).
+pub const OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT";
+/// `OTEL_SPAN_EVENT_COUNT_LIMIT`: events kept per span (128).
+pub const OTEL_SPAN_EVENT_COUNT_LIMIT: &str = "OTEL_SPAN_EVENT_COUNT_LIMIT";
+/// `OTEL_SPAN_LINK_COUNT_LIMIT`: links kept per span (128).
+pub const OTEL_SPAN_LINK_COUNT_LIMIT: &str = "OTEL_SPAN_LINK_COUNT_LIMIT";
+/// `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`: attributes kept per span event (128).
+pub const OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT";
+/// `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT`: attributes kept per span link (128).
+pub const OTEL_LINK_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT";
 /// `OTEL_BSP_SCHEDULE_DELAY`: longest wait of a span before its batch goes out (ms).
 pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 /// `OTEL_BSP_EXPORT_TIMEOUT`: the longest one span export may take (ms; bounds the exporter's
@@ -570,7 +583,44 @@ pub(crate) struct Resolved {
     pub(crate) histogram_buckets: Vec<(String, Vec<f64>)>,
     pub(crate) span_batch: BatchConfig,
     pub(crate) log_batch: BatchConfig,
+    pub(crate) span_limits: SpanLimits,
     pub(crate) shutdown_timeout: Duration,
+}
+
+/// What one span keeps (`OTEL_SPAN_*_COUNT_LIMIT`, `OTEL_{EVENT,LINK}_ATTRIBUTE_COUNT_LIMIT`);
+/// beyond it the SDK drops and counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SpanLimits {
+    pub(crate) attributes: u32,
+    pub(crate) events: u32,
+    pub(crate) links: u32,
+    pub(crate) attributes_per_event: u32,
+    pub(crate) attributes_per_link: u32,
+}
+
+/// The span limits from `env`: 128 each, as the specification's defaults, read here (not by
+/// the SDK from the process's environment, which would bypass [`Env`] and ignore bad values).
+fn resolve_span_limits(env: &Env) -> Result<SpanLimits, ConfigError> {
+    let limit = |names: &[&'static str]| -> Result<u32, ConfigError> {
+        for name in names {
+            if let Some(v) = env.get(name) {
+                return v.trim().parse::<u32>().map_err(|_| {
+                    ConfigError::new(Source::Env(name), &v, "expected a whole number (0 or more)")
+                });
+            }
+        }
+        Ok(128)
+    };
+    Ok(SpanLimits {
+        attributes: limit(&[OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT])?,
+        events: limit(&[OTEL_SPAN_EVENT_COUNT_LIMIT])?,
+        links: limit(&[OTEL_SPAN_LINK_COUNT_LIMIT])?,
+        attributes_per_event: limit(&[
+            OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT,
+            OTEL_ATTRIBUTE_COUNT_LIMIT,
+        ])?,
+        attributes_per_link: limit(&[OTEL_LINK_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT])?,
+    })
 }
 
 /// How a batching export queue behaves (the batch span and log record processors).
@@ -787,6 +837,7 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
     }
 
     let span_batch = resolve_batch(s, &SPAN_BATCH_VARS)?;
+    let span_limits = resolve_span_limits(env)?;
     let log_batch = resolve_batch(s, &LOG_BATCH_VARS)?;
     bound_export_timeout(&mut traces, env, SPAN_BATCH_VARS.export_timeout)?;
     bound_export_timeout(&mut logs, env, LOG_BATCH_VARS.export_timeout)?;
@@ -827,6 +878,7 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
         process_metrics: s.process_metrics.unwrap_or(true),
         histogram_buckets: s.histogram_buckets.clone(),
         span_batch,
+        span_limits,
         log_batch,
         shutdown_timeout: at_most_a_year(
             s.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
@@ -1636,6 +1688,30 @@ mod tests {
         let logs = r.logs.unwrap();
         assert_eq!(logs.headers.len(), 3);
         assert_eq!(logs.headers[1], ("b".to_owned(), "generic".to_owned()));
+    }
+
+    #[test]
+    fn span_limits_come_from_env_with_the_general_fallback() {
+        let r = resolve(&settings(&[
+            (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, "2"),
+            (OTEL_ATTRIBUTE_COUNT_LIMIT, "5"),
+            (OTEL_SPAN_LINK_COUNT_LIMIT, "0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            r.span_limits,
+            SpanLimits {
+                attributes: 2,
+                events: 128,
+                links: 0,
+                attributes_per_event: 5,
+                attributes_per_link: 5,
+            }
+        );
+        let defaults = resolve(&settings(&[])).unwrap().span_limits;
+        assert_eq!(defaults.attributes, 128);
+        let e = err(&[(OTEL_SPAN_EVENT_COUNT_LIMIT, "many")]);
+        assert_eq!(e.setting, Source::Env(OTEL_SPAN_EVENT_COUNT_LIMIT));
     }
 
     #[test]

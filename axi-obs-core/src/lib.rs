@@ -57,6 +57,7 @@
 //! | `OTEL_BLRP_SCHEDULE_DELAY`, `OTEL_BLRP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_EXPORT_TIMEOUT` (log records) | as above | 1000 ms, 2048, 512, 30000 ms |
 //! | `OTEL_{TRACES,LOGS,METRICS}_EXPORTER` | [`OtlpConfig::exporter`] | export iff an endpoint is set; `otlp` without endpoint uses `localhost:4318` (`4317` for gRPC); `none` turns the signal off; `prometheus` (metrics) means pull only |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | [`sampler`](TelemetryBuilder::sampler) | `parentbased_always_on`; ratio within `0..=1`. Without a traces exporter the default is `parentbased_always_off`: spans keep ids for logs and honour a caller's decision, but new traces are not recorded for nobody |
+//! | `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT`, `OTEL_ATTRIBUTE_COUNT_LIMIT` (attribute fallback) | | 128 each; beyond a limit the SDK drops and counts |
 //! | `OTEL_PROPAGATORS` | [`propagators`](TelemetryBuilder::propagators) | `tracecontext,baggage`; `none` allowed |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` (ms) | [`metric_export_interval`](TelemetryBuilder::metric_export_interval) | 60000 |
 //! | `OTEL_METRIC_EXPORT_TIMEOUT` (ms) | | 30000; bounds the metrics exporter's timeout |

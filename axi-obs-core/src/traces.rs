@@ -35,11 +35,19 @@ pub(crate) fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
 pub(crate) fn provider(
     sampler: &Sampler,
     resource: &[(String, String)],
+    limits: crate::config::SpanLimits,
     processor: Option<crate::export::SpanQueue>,
 ) -> SdkTracerProvider {
     let mut b = SdkTracerProvider::builder()
         .with_sampler(sdk_sampler(sampler))
-        .with_resource(sdk_resource(resource));
+        .with_resource(sdk_resource(resource))
+        .with_span_limits(opentelemetry_sdk::trace::SpanLimits {
+            max_attributes_per_span: limits.attributes,
+            max_events_per_span: limits.events,
+            max_links_per_span: limits.links,
+            max_attributes_per_event: limits.attributes_per_event,
+            max_attributes_per_link: limits.attributes_per_link,
+        });
     if let Some(p) = processor {
         b = b.with_span_processor(p);
     }
