@@ -143,6 +143,15 @@ impl ContextFields {
     }
 }
 
+/// Runs `f` on the current OpenTelemetry context; not at all when the thread's locals are being
+/// torn down (an event from a thread-local's `Drop`), where OpenTelemetry's thread-local
+/// access panics, and a panic there aborts the process.
+fn with_current_context(f: impl FnOnce(&opentelemetry::Context)) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        opentelemetry::Context::map_current(f)
+    }));
+}
+
 /// Fields recorded on a span, pre-rendered as JSON values.
 #[derive(Debug, Default)]
 struct SpanFields(Vec<(&'static str, String)>);
@@ -180,19 +189,31 @@ where
         ctx: Context<'_, S>,
     ) {
         let Some(span) = ctx.span(id) else { return };
+        // Rendered before the span's extensions are locked: a value whose `Debug` logs would
+        // otherwise re-enter this layer, which reads the same extensions (a deadlock).
+        let mut recorded = SpanFields::default();
+        values.record(&mut SpanVisitor(&mut recorded));
+        if recorded.0.is_empty() {
+            return;
+        }
         let mut ext = span.extensions_mut();
         match ext.get_mut::<SpanFields>() {
-            Some(fields) => values.record(&mut SpanVisitor(fields)),
+            Some(fields) => {
+                for (name, value) in recorded.0 {
+                    match fields.0.iter_mut().find(|(k, _)| *k == name) {
+                        Some(slot) => slot.1 = value,
+                        None => fields.0.push((name, value)),
+                    }
+                }
+            }
             None => {
-                let mut fields = SpanFields::default();
-                values.record(&mut SpanVisitor(&mut fields));
-                ext.insert(fields);
+                ext.insert(recorded);
             }
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        BUF.with(|buf| {
+        let written = BUF.try_with(|buf| {
             // A log call inside a `Debug` impl of a logged value would re-enter; write that
             // inner event with a fresh buffer instead of panicking on the borrow.
             match buf.try_borrow_mut() {
@@ -200,6 +221,12 @@ where
                 Err(_) => self.write_event(&mut String::new(), event, &ctx),
             }
         });
+        if written.is_err() {
+            // The thread is tearing down its thread-locals (an event from a thread-local's
+            // `Drop`): `with` would panic there, and a panic in a thread-local destructor
+            // aborts the process.
+            self.write_event(&mut String::new(), event, &ctx);
+        }
     }
 }
 
@@ -227,7 +254,7 @@ where
         }
         buf.push_str(&self.service);
 
-        opentelemetry::Context::map_current(|cx| {
+        with_current_context(|cx| {
             let span = cx.span();
             let sc = span.span_context();
             if sc.is_valid() {
@@ -266,7 +293,7 @@ where
             }
         }
         // Read in place (the current context cannot change while this event is written).
-        opentelemetry::Context::map_current(|cx| {
+        with_current_context(|cx| {
             let Some(fields) = cx.get::<ContextFields>() else {
                 return;
             };
@@ -529,10 +556,9 @@ pub(crate) fn push_rfc3339(buf: &mut String, t: SystemTime) {
     }
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
-    PREFIX.with(|cell| {
+    let cached = PREFIX.try_with(|cell| {
         let Ok(mut cached) = cell.try_borrow_mut() else {
-            push_prefix(buf, secs);
-            return;
+            return false;
         };
         if cached.0 != secs {
             cached.1.clear();
@@ -540,7 +566,12 @@ pub(crate) fn push_rfc3339(buf: &mut String, t: SystemTime) {
             cached.0 = secs;
         }
         buf.push_str(&cached.1);
+        true
     });
+    if cached != Ok(true) {
+        // Re-entered, or the thread's locals are being torn down.
+        push_prefix(buf, secs);
+    }
     let micros = d.subsec_micros();
     let mut digits = [b'0'; 6];
     let mut m = micros;
@@ -805,5 +836,38 @@ mod tests {
             tracing::info!("done");
         });
         assert_eq!(lines(&buf)[0]["status"], 200);
+    }
+
+    /// A value whose `Debug` logs, recorded on the span that is current: the inner event is
+    /// written while the field is rendered, without a deadlock on the span's extensions.
+    #[test]
+    fn a_recorded_value_whose_debug_logs_does_not_deadlock() {
+        struct Chatty;
+        impl std::fmt::Debug for Chatty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                tracing::info!("rendering chatty");
+                f.write_str("chatty")
+            }
+        }
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(buf.clone(), []));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!("req", value = tracing::field::Empty, n = 1);
+                let _g = span.enter();
+                span.record("value", tracing::field::debug(&Chatty));
+                tracing::info!("done");
+            });
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("recording the field deadlocked");
+        let lines = lines(&buf);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["message"], "rendering chatty");
+        assert_eq!(lines[1]["value"], "chatty");
+        assert_eq!(lines[1]["n"], 1);
     }
 }

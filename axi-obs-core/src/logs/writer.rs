@@ -114,7 +114,7 @@ fn run(mut out: Box<dyn Write + Send>, shared: &Shared) {
             );
             reported = dropped;
         }
-        let (acks, closed) = {
+        let (acks, closed, lines) = {
             let mut p = shared.lock();
             while p.bytes.is_empty() && p.flushes.is_empty() && !p.closed {
                 let timeout = if idle < IDLE_POLLS {
@@ -133,13 +133,16 @@ fn run(mut out: Box<dyn Write + Send>, shared: &Shared) {
             idle = 0;
             p.waiting = false;
             std::mem::swap(&mut p.bytes, &mut batch);
-            p.lines = 0;
-            (std::mem::take(&mut p.flushes), p.closed)
+            let lines = std::mem::take(&mut p.lines);
+            (std::mem::take(&mut p.flushes), p.closed, lines)
         };
         if !batch.is_empty() {
             // A failing sink (full disk, closed pipe) must not stop the thread: the batch is
-            // lost, the next one is tried.
-            let _ = out.write_all(&batch);
+            // lost, counted as dropped (and reported above on the next turn), and the next one
+            // is tried.
+            if out.write_all(&batch).is_err() {
+                shared.dropped.fetch_add(lines as u64, Ordering::Relaxed);
+            }
             batch.clear();
             if batch.capacity() > 4 * 1024 * 1024 {
                 batch.shrink_to(64 * 1024);
@@ -233,13 +236,20 @@ impl WriterWorker {
     }
 
     /// Flushes and stops the writer thread. Lines logged afterwards are dropped and counted.
-    /// Does not wait past the deadline: a stuck sink cannot hold shutdown.
+    /// Does not wait past the deadline: a stuck sink cannot hold shutdown (lines logged by
+    /// other threads after the flush can still fill a clogged pipe; the thread is then left
+    /// to it, not joined).
     pub(crate) fn shutdown(&mut self, deadline: Instant) -> bool {
         let ok = self.flush(deadline);
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
-        if ok && let Some(t) = self.thread.take() {
-            // The flush above returned, so the thread is not stuck in the sink.
+        if let Some(t) = self.thread.take() {
+            while !t.is_finished() {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let _ = t.join();
         }
         ok
@@ -322,6 +332,75 @@ mod tests {
         }
         // 4 lines buffered while the writer is stuck: the rest were dropped, not waited for.
         assert_eq!(dropped.load(Ordering::Relaxed), 996);
+        drop(release);
+    }
+
+    /// A sink that fails every write (a full disk, a closed pipe).
+    struct Failing;
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_a_failing_sink_loses_are_counted() {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (w, mut worker) = non_blocking(Box::new(Failing), 1024, dropped.clone()).unwrap();
+        for _ in 0..10 {
+            w.make_writer().write_all(b"line\n").unwrap();
+        }
+        assert!(worker.shutdown(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(dropped.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn shutdown_keeps_its_deadline_when_the_sink_clogs_after_the_flush() {
+        // Flushing blocks from the `block_from`-th call on (a pipe that fills up just as the
+        // writer closes).
+        struct ClogsLater {
+            calls: Arc<AtomicU64>,
+            block_from: Arc<AtomicU64>,
+            gate: mpsc::Receiver<()>,
+        }
+        impl Write for ClogsLater {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if n >= self.block_from.load(Ordering::SeqCst) {
+                    let _ = self.gate.recv();
+                }
+                Ok(())
+            }
+        }
+        let (release, gate) = mpsc::channel();
+        let calls = Arc::new(AtomicU64::new(0));
+        let block_from = Arc::new(AtomicU64::new(u64::MAX));
+        let sink = ClogsLater {
+            calls: calls.clone(),
+            block_from: block_from.clone(),
+            gate,
+        };
+        let (w, mut worker) =
+            non_blocking(Box::new(sink), 1024, Arc::new(AtomicU64::new(0))).unwrap();
+        w.make_writer().write_all(b"line\n").unwrap();
+        assert!(worker.flush(Instant::now() + Duration::from_secs(5)));
+        // Shutdown's own flush passes (one more call); the writer then clogs on its last one,
+        // after the flush was acknowledged.
+        block_from.store(calls.load(Ordering::SeqCst) + 2, Ordering::SeqCst);
+        let ok = worker.shutdown(Instant::now() + Duration::from_millis(300));
+        // Returned at its deadline (not joined forever), and said it did not finish.
+        assert!(!ok);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            block_from.load(Ordering::SeqCst),
+            "the writer is clogged in its last flush"
+        );
         drop(release);
     }
 }
