@@ -1,7 +1,10 @@
-//! A flush that gives up while an export is under way leaves its request queued behind that
-//! export. Read late, past its deadline, it must not export what is queued with no time left
-//! (every batch would fail and be lost although the collector is healthy): the items stay
-//! for the normal pipeline and arrive. Its own test process: it installs an export thread.
+//! Flushes and shutdowns that give up while an export is under way.
+//!
+//! A flush that gives up leaves its request queued behind that export. Read late, past its
+//! deadline, it must not export what is queued with no time left (every batch would fail and
+//! be lost although the collector is healthy): the items stay for the normal pipeline and
+//! arrive. A shutdown that gives up stops the export runtime: the items of that export, those
+//! batched and those queued are lost, and must be counted as dropped, not vanish.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axi_obs_core::{Env, OtlpConfig, Protocol, Telemetry};
+use axi_obs_core::{Env, OtlpConfig, Protocol, Telemetry, TelemetryGuard};
 use tracing_subscriber::layer::SubscriberExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,33 +45,7 @@ async fn a_flush_read_after_its_deadline_loses_nothing() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let parts = Telemetry::builder()
-        .env(Env::empty())
-        .service_name("late-flush")
-        .otlp(
-            OtlpConfig::new()
-                .endpoint(format!("http://{addr}"))
-                .protocol(Protocol::HttpProtobuf),
-        )
-        .shutdown_timeout(Duration::from_millis(300))
-        .log_writer(std::io::sink())
-        .build()
-        .unwrap();
-    let metrics = parts.recorder.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(parts.layer));
-    let guard = parts.guard;
-    let emit = |n: usize| {
-        tracing::dispatcher::with_default(&dispatch, || {
-            for i in 0..n {
-                let _s = tracing::info_span!("work", i).entered();
-            }
-        });
-    };
-    // A full batch (512 spans) goes out at once and keeps the exporter busy 1.5 s; 100 more
-    // wait in the queue.
-    emit(512);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    emit(100);
+    let (metrics, guard) = busy_exporter(addr).await;
     let flushed = tokio::task::spawn_blocking(move || {
         let r = guard.force_flush();
         (r, guard)
@@ -78,16 +55,7 @@ async fn a_flush_read_after_its_deadline_loses_nothing() {
     assert!(flushed.0.is_err(), "the flush cannot finish in 300 ms");
     let guard = flushed.1;
 
-    let count = |outcome: &str| {
-        metrics
-            .snapshot()
-            .family("axi_obs_export_items_total")
-            .and_then(|f| {
-                f.series_with(&[("signal", "traces"), ("outcome", outcome)])
-                    .and_then(|s| s.value.as_counter())
-            })
-            .unwrap_or(0)
-    };
+    let count = |outcome: &str| span_items(&metrics, outcome);
     // The 100 go with the next batch (the span batch delay is 5 s), 1.5 s each way.
     let deadline = Instant::now() + Duration::from_secs(15);
     while count("exported") < 612 && count("failed") == 0 {
@@ -104,4 +72,87 @@ async fn a_flush_read_after_its_deadline_loses_nothing() {
     );
     assert_eq!(requests.load(Ordering::Relaxed), 2);
     drop(guard);
+}
+
+/// Telemetry exporting spans to `addr`, with a 300 ms shutdown timeout, after 612 spans: a
+/// full batch (512) that went out at once and keeps the exporter busy, and 100 more that
+/// wait in the queue.
+async fn busy_exporter(
+    addr: std::net::SocketAddr,
+) -> (axi_obs_core::MetricsHandle, TelemetryGuard) {
+    let parts = Telemetry::builder()
+        .env(Env::empty())
+        .service_name("export-deadlines")
+        .otlp(
+            OtlpConfig::new()
+                .endpoint(format!("http://{addr}"))
+                .protocol(Protocol::HttpProtobuf),
+        )
+        .shutdown_timeout(Duration::from_millis(300))
+        .log_writer(std::io::sink())
+        .build()
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(parts.layer));
+    let emit = |n: usize| {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..n {
+                let _s = tracing::info_span!("work", i).entered();
+            }
+        });
+    };
+    emit(512);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    emit(100);
+    (parts.recorder.handle(), parts.guard)
+}
+
+/// `axi_obs_export_items_total{signal="traces",outcome}`.
+fn span_items(metrics: &axi_obs_core::MetricsHandle, outcome: &str) -> u64 {
+    metrics
+        .snapshot()
+        .family("axi_obs_export_items_total")
+        .and_then(|f| {
+            f.series_with(&[("signal", "traces"), ("outcome", outcome)])
+                .and_then(|s| s.value.as_counter())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_of_an_export_cut_short_by_shutdown_are_counted_as_dropped() {
+    // A collector that never answers in time (the exporter's timeout is 10 s, longer than the
+    // 300 ms shutdown).
+    let app = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        ""
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (metrics, mut guard) = busy_exporter(addr).await;
+    let shut = tokio::task::spawn_blocking(move || {
+        let r = guard.shutdown_blocking();
+        (r, guard)
+    })
+    .await
+    .unwrap();
+    assert!(shut.0.is_err(), "the shutdown cannot finish in 300 ms");
+    let count = |outcome: &str| span_items(&metrics, outcome);
+    // The runtime's tasks are dropped as its threads wind down.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count("dropped") + count("failed") + count("exported") < 612 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 612 accounted for (dropped {}, failed {}, exported {})",
+            count("dropped") + count("failed") + count("exported"),
+            count("dropped"),
+            count("failed"),
+            count("exported")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (count("exported"), count("failed"), count("dropped")),
+        (0, 0, 612)
+    );
 }

@@ -5,7 +5,8 @@
 //! side runs as a task on the export runtime, sending a batch when it reaches `max_batch` items
 //! or when `delay` passes, and on flush / shutdown requests.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -128,8 +129,40 @@ struct Batcher<T> {
     reported_drops: u64,
 }
 
+/// The export task's queue, and the items it has taken from it but not yet accounted for
+/// (batched, or in an export under way). If the task is dropped before it accounts for them
+/// (the runtime stopped after a shutdown that timed out, an export still in flight), they are
+/// counted as dropped, with what is still queued: lost, but not silently.
+struct Queue<T> {
+    rx: mpsc::Receiver<T>,
+    held: u64,
+    dropped: Arc<AtomicU64>,
+}
+
+impl<T> Queue<T> {
+    fn try_recv(&mut self) -> Option<T> {
+        let item = self.rx.try_recv().ok()?;
+        self.held += 1;
+        Some(item)
+    }
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        let left = self.held + self.rx.len() as u64;
+        if left > 0 {
+            self.dropped.fetch_add(left, Ordering::Relaxed);
+        }
+    }
+}
+
 impl<T: Send + 'static> Batcher<T> {
-    async fn run(mut self, mut rx: mpsc::Receiver<T>, mut ctrl: mpsc::Receiver<Control>) {
+    async fn run(mut self, rx: mpsc::Receiver<T>, mut ctrl: mpsc::Receiver<Control>) {
+        let mut q = Queue {
+            rx,
+            held: 0,
+            dropped: self.counters.dropped.clone(),
+        };
         let mut batch: Vec<T> = Vec::with_capacity(self.config.max_batch);
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::now() + self.config.delay,
@@ -141,45 +174,48 @@ impl<T: Send + 'static> Batcher<T> {
                 biased;
                 c = ctrl.recv() => match c {
                     Some(Control::Flush(reply, until)) => {
-                        let r = self.drain(&mut rx, &mut batch, Some(until)).await;
+                        let r = self.drain(&mut q, &mut batch, Some(until)).await;
                         let _ = reply.send(r);
                     }
                     Some(Control::Shutdown(reply, until)) => {
-                        rx.close();
-                        let r = self.drain(&mut rx, &mut batch, Some(until)).await;
+                        q.rx.close();
+                        let r = self.drain(&mut q, &mut batch, Some(until)).await;
                         // What the deadline left behind is lost now: counted, not silent.
                         let mut left = batch.len() as u64;
-                        while rx.try_recv().is_ok() {
+                        while q.rx.try_recv().is_ok() {
                             left += 1;
                         }
+                        q.held = 0;
+                        batch.clear();
                         self.counters.dropped.fetch_add(left, Ordering::Relaxed);
                         self.report_drops();
                         let _ = reply.send(r);
                         return;
                     }
                     None => {
-                        rx.close();
-                        let _ = self.drain(&mut rx, &mut batch, None).await;
+                        q.rx.close();
+                        let _ = self.drain(&mut q, &mut batch, None).await;
                         return;
                     }
                 },
-                item = rx.recv() => match item {
+                item = q.rx.recv() => match item {
                     Some(item) => {
+                        q.held += 1;
                         batch.push(item);
                         if batch.len() >= self.config.max_batch {
                             let full = std::mem::replace(&mut batch, Vec::with_capacity(self.config.max_batch));
-                            let _ = self.export(full, None).await;
+                            let _ = self.export_held(&mut q, full, None).await;
                         }
                     }
                     None => {
-                        let _ = self.drain(&mut rx, &mut batch, None).await;
+                        let _ = self.drain(&mut q, &mut batch, None).await;
                         return;
                     }
                 },
                 _ = tick.tick() => {
                     if !batch.is_empty() {
                         let due = std::mem::replace(&mut batch, Vec::with_capacity(self.config.max_batch));
-                        let _ = self.export(due, None).await;
+                        let _ = self.export_held(&mut q, due, None).await;
                     }
                     self.report_drops();
                 }
@@ -195,21 +231,21 @@ impl<T: Send + 'static> Batcher<T> {
     /// lose items a healthy collector would have taken.)
     async fn drain(
         &mut self,
-        rx: &mut mpsc::Receiver<T>,
+        q: &mut Queue<T>,
         batch: &mut Vec<T>,
         until: Option<Instant>,
     ) -> Result<(), String> {
         let past = |until: Option<Instant>| until.is_some_and(|t| Instant::now() >= t);
         let timed_out = || Err("timed out; the rest stays queued".to_owned());
         let mut result = Ok(());
-        while let Ok(item) = rx.try_recv() {
+        while let Some(item) = q.try_recv() {
             batch.push(item);
             if batch.len() >= self.config.max_batch {
                 if past(until) {
                     return timed_out();
                 }
                 let full = std::mem::replace(batch, Vec::with_capacity(self.config.max_batch));
-                if let Err(e) = self.export(full, until).await {
+                if let Err(e) = self.export_held(q, full, until).await {
                     result = Err(e.to_string());
                 }
             }
@@ -218,11 +254,25 @@ impl<T: Send + 'static> Batcher<T> {
             if past(until) {
                 return timed_out();
             }
-            if let Err(e) = self.export(std::mem::take(batch), until).await {
+            if let Err(e) = self.export_held(q, std::mem::take(batch), until).await {
                 result = Err(e.to_string());
             }
         }
         result
+    }
+
+    /// Exports items taken from `q`; they stay held (counted as dropped if this task is dropped
+    /// meanwhile) until the export has counted them itself.
+    async fn export_held(
+        &mut self,
+        q: &mut Queue<T>,
+        items: Vec<T>,
+        until: Option<Instant>,
+    ) -> Result<(), ExportError> {
+        let n = items.len() as u64;
+        let r = self.export(items, until).await;
+        q.held = q.held.saturating_sub(n);
+        r
     }
 
     async fn export(&mut self, items: Vec<T>, until: Option<Instant>) -> Result<(), ExportError> {
