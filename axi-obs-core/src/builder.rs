@@ -405,7 +405,10 @@ impl TelemetryBuilder {
         }
         if let Some(p) = &logger_provider {
             layers.push(Box::new(
-                OpenTelemetryTracingBridge::new(p).with_filter(logs::not_export_feedback()),
+                // An event from a thread-local's `Drop` must not abort through the SDK's
+                // context read (see `Teardown`).
+                logs::Teardown(OpenTelemetryTracingBridge::new(p))
+                    .with_filter(logs::not_export_feedback()),
             ));
         }
         let layer: BoxedLayer = Box::new(layers.with_filter(logs::log_filter(&r.log_filter)));

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axi_obs_core::{Env, LogFormat, Telemetry};
+use axi_obs_core::{Env, LogFormat, OtlpConfig, Telemetry};
 use tracing_subscriber::layer::SubscriberExt;
 
 #[derive(Clone, Default)]
@@ -44,6 +44,10 @@ fn an_event_from_a_thread_local_destructor_is_written() {
     let parts = Telemetry::builder()
         .env(Env::empty())
         .service_name("tls-teardown")
+        // OTLP log export on (to a port nothing listens on): the event also goes through the
+        // OpenTelemetry log bridge, whose context read panics in a thread-local's `Drop`.
+        .otlp(OtlpConfig::new().endpoint("http://127.0.0.1:9"))
+        .shutdown_timeout(Duration::from_millis(300))
         .log_format(LogFormat::Json)
         .log_writer(sink.clone())
         .build()

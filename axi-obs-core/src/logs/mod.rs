@@ -3,6 +3,7 @@
 
 mod json;
 mod keys;
+mod teardown;
 mod writer;
 
 use std::io::IsTerminal;
@@ -14,6 +15,7 @@ use tracing_subscriber::filter::{EnvFilter, FilterFn};
 use tracing_subscriber::{Layer, Registry};
 
 pub use json::{ContextFields, JsonLayer};
+pub(crate) use teardown::Teardown;
 pub use writer::{LineWriter, NonBlocking};
 pub(crate) use writer::{WriterWorker, non_blocking};
 
