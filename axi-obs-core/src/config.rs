@@ -174,11 +174,13 @@ impl Env {
         }
     }
 
-    /// The value of `name`, with empty values treated as unset.
+    /// The value of `name`, with empty values treated as unset. A value that is not UTF-8 is
+    /// read with U+FFFD for its invalid bytes (so a parse error shows it, naming the
+    /// variable), not taken for unset.
     pub fn get(&self, name: &str) -> Option<String> {
         let value = match &self.fixed {
             Some(map) => map.get(name).cloned(),
-            None => std::env::var(name).ok(),
+            None => std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
         }?;
         let trimmed = value.trim();
         if trimmed.is_empty() {
