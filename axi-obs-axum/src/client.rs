@@ -40,6 +40,8 @@ pub struct TracedClient {
     sink: Sink,
     /// Set once `http.client.request.duration` is described to a recorder that keeps it.
     described: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether `url.full` keeps the (redacted) query.
+    record_query: bool,
 }
 
 /// Writes W3C context headers for the OpenTelemetry propagator.
@@ -51,6 +53,13 @@ impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
     /// an empty value (a `tracestate` with no entries) is not sent.
     fn set(&mut self, key: &str, value: String) {
         if value.is_empty() {
+            // Nothing to send; a caller's own value (a stale `tracestate`) must not go out
+            // next to the new `traceparent` either.
+            if key != "baggage"
+                && let Ok(k) = http::HeaderName::from_bytes(key.as_bytes())
+            {
+                self.0.remove(k);
+            }
             return;
         }
         if let (Ok(k), Ok(v)) = (
@@ -86,7 +95,17 @@ impl TracedClient {
             inner: client,
             sink: Sink::Global,
             described: std::sync::Arc::default(),
+            record_query: true,
         }
+    }
+
+    /// Keeps the query string in the client span's `url.full`, with the values of
+    /// credential-like keys `REDACTED` (as the server side's `url.query`). Defaults to on; off
+    /// leaves queries out of client spans entirely (for queries that carry personal data
+    /// under ordinary names).
+    pub fn record_query(mut self, on: bool) -> Self {
+        self.record_query = on;
+        self
     }
 
     /// Records metrics into `recorder` instead of the global one.
@@ -133,7 +152,7 @@ impl TracedClient {
             .unwrap_or(host);
         let host: SharedString = SharedString::from(host.to_owned());
         let port = url.port_or_known_default().unwrap_or_default();
-        let full = scrub_url(url);
+        let full = scrub_url(url, self.record_query);
         let span = tracing::info_span!(
             target: "axi_obs_axum::client",
             "HTTP client request",
@@ -279,13 +298,15 @@ impl Drop for InFlight<'_> {
 /// The URL as semantic conventions record `url.full`: credentials as `REDACTED:REDACTED`,
 /// the values of credential-like query keys as `REDACTED` (as the server side's `url.query`),
 /// no fragment.
-fn scrub_url(url: &reqwest::Url) -> String {
+fn scrub_url(url: &reqwest::Url, query: bool) -> String {
     let mut u = url.clone();
     if !u.username().is_empty() || u.password().is_some() {
         let _ = u.set_username("REDACTED");
         let _ = u.set_password(Some("REDACTED"));
     }
-    if let Some(q) = url.query() {
+    if !query {
+        u.set_query(None);
+    } else if let Some(q) = url.query() {
         u.set_query(Some(&crate::http::redact_query(q)));
     }
     u.set_fragment(None);
@@ -303,6 +324,7 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("traceparent", "00-old".parse().unwrap());
         h.insert("baggage", "tenant=a".parse().unwrap());
+        h.insert("tracestate", "stale=1".parse().unwrap());
         let mut inj = HeaderInjector(&mut h);
         inj.set("traceparent", "00-new".to_owned());
         inj.set("tracestate", String::new());
@@ -312,7 +334,7 @@ mod tests {
         assert_eq!(h["traceparent"], "00-new");
         assert!(
             !h.contains_key("tracestate"),
-            "an empty tracestate is not sent"
+            "an empty tracestate is not sent, nor the caller's stale one"
         );
         let baggage: Vec<_> = h.get_all("baggage").iter().collect();
         assert_eq!(baggage, ["tenant=a", "user=b"]);
@@ -332,7 +354,8 @@ mod tests {
             ),
         ] {
             let u = reqwest::Url::parse(url).unwrap();
-            assert_eq!(super::scrub_url(&u), want, "{url}");
+            assert_eq!(super::scrub_url(&u, true), want, "{url}");
+            assert!(!super::scrub_url(&u, false).contains('?'), "{url}");
         }
     }
 }

@@ -137,7 +137,9 @@ impl ObsRoutes {
     /// longer than `timeout`. Each check runs as its own task, all at once, so a slow one
     /// delays none of the others and `/readyz` answers within the longest timeout even when a
     /// check blocks its thread (a synchronous database ping: on a multi-threaded runtime; make
-    /// checks async all the same). A check that times out is aborted.
+    /// checks async all the same). A check that times out, or whose request was dropped (the
+    /// prober disconnected), is aborted at its next `.await`; a check blocked in synchronous
+    /// code cannot be interrupted and holds its thread until it returns.
     pub fn readiness_check<F, Fut>(
         mut self,
         name: impl Into<String>,
@@ -352,6 +354,15 @@ struct CheckResult {
     error: Option<String>,
 }
 
+/// Aborts its task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
     let results: Vec<CheckResult> =
         futures_util::future::join_all(s.checks.iter().map(|c| async move {
@@ -360,11 +371,12 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
             // (on a multi-threaded runtime), and a check that panics (in the call or while it
             // runs) fails on its own; the others are still reported.
             let run = c.run.clone();
-            let mut task =
-                tokio::spawn(tracing::Instrument::in_current_span(
-                    async move { run().await },
-                ));
-            let outcome = tokio::time::timeout(c.timeout, &mut task).await;
+            // Aborted when this answer is dropped too (the prober gave up and disconnected),
+            // not left running past its timeout.
+            let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(
+                async move { run().await },
+            )));
+            let outcome = tokio::time::timeout(c.timeout, &mut task.0).await;
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
             let (status, error) = match outcome {
                 Ok(Ok(Ok(()))) => ("ok", None),
@@ -377,10 +389,7 @@ async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
                     )),
                 ),
                 Ok(Err(_)) => ("fail", Some("the check was cancelled".to_owned())),
-                Err(_) => {
-                    task.abort();
-                    ("timeout", Some(format!("no answer within {:?}", c.timeout)))
-                }
+                Err(_) => ("timeout", Some(format!("no answer within {:?}", c.timeout))),
             };
             CheckResult {
                 name: c.name.clone(),

@@ -223,6 +223,45 @@ async fn a_blocking_readiness_check_still_times_out() {
     release.send(()).unwrap();
 }
 
+/// A prober that gives up (its own timeout, shorter than the check's) drops the answer: the
+/// check's task is aborted with it, not left running to its own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_checks_end_with_a_dropped_request() {
+    /// Sets the flag when the check's future is dropped (aborted).
+    struct Dropped(Arc<AtomicU8>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicU8::new(0));
+    let d = dropped.clone();
+    let app: Router = ObsRoutes::new()
+        .readiness_check("slow-db", Duration::from_secs(3600), move || {
+            let guard = Dropped(d.clone());
+            async move {
+                let _guard = guard;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            }
+        })
+        .into_router();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        get(&app, req("/readyz").body(Body::empty()).unwrap()),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the prober gave up");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while dropped.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the check still runs after its request was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A check that panics fails alone: the answer is still a 503 listing every check.
 #[tokio::test]
 async fn a_panicking_readiness_check_fails_alone() {

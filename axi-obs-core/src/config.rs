@@ -786,7 +786,17 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
     };
     let log_file = match &s.log_file {
         Some(f) => Some(f.clone()),
-        None => env.get(AXI_LOG_FILE).map(LogFile::new),
+        None => match env.get(AXI_LOG_FILE) {
+            // Read lossily (see `Env::get`): a path with replaced bytes is another file.
+            Some(v) if v.contains('\u{FFFD}') => {
+                return Err(ConfigError::new(
+                    Source::Env(AXI_LOG_FILE),
+                    &v,
+                    "not valid UTF-8: give the path in UTF-8",
+                ));
+            }
+            v => v.map(LogFile::new),
+        },
     };
 
     let (mut traces, mut logs, mut metrics) = if sdk_disabled {
@@ -1690,6 +1700,12 @@ mod tests {
         let logs = r.logs.unwrap();
         assert_eq!(logs.headers.len(), 3);
         assert_eq!(logs.headers[1], ("b".to_owned(), "generic".to_owned()));
+    }
+
+    #[test]
+    fn a_log_file_path_that_was_not_utf8_is_refused() {
+        let e = err(&[(AXI_LOG_FILE, "/var/log/app\u{FFFD}.log")]);
+        assert_eq!(e.setting, Source::Env(AXI_LOG_FILE));
     }
 
     #[test]

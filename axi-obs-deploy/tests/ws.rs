@@ -321,6 +321,13 @@ async fn pages_of_other_origins_cannot_open_the_stream() {
             "Origin: https://deploy.example.com\r\nX-Forwarded-Host: deploy.example.com\r\n",
             "101",
         ),
+        (
+            addr.as_str(),
+            "Origin: https://shop.example\r\nForwarded: for=192.0.2.1;host=shop.example\r\n",
+            "101",
+        ),
+        // Behind a proxy that passes no host on: the service cannot tell.
+        (addr.as_str(), "Origin: https://shop.example\r\n", "403"),
         // Allowed by configuration.
         (
             addr.as_str(),

@@ -389,6 +389,35 @@ impl Drop for State {
     }
 }
 
+/// `s` with `%XX` escapes decoded (invalid ones kept as they are), `+` as a space.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The query string with the values of credential-like keys replaced by `REDACTED`.
 pub(crate) fn redact_query(q: &str) -> String {
     const SENSITIVE: &[&str] = &[
@@ -413,7 +442,8 @@ pub(crate) fn redact_query(q: &str) -> String {
     q.split('&')
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let lower = k.to_ascii_lowercase();
+            // Matched as decoded (`%74oken` is `token`).
+            let lower = percent_decoded(k).to_ascii_lowercase();
             if !v.is_empty() && SENSITIVE.iter().any(|s| lower.contains(s)) {
                 format!("{k}=REDACTED")
             } else {
@@ -435,6 +465,11 @@ mod tests {
         assert_eq!(
             super::redact_query("pwd=hunter2&jwt=eyJ&id_token=x&SESSIONID=1&sort=asc"),
             "pwd=REDACTED&jwt=REDACTED&id_token=REDACTED&SESSIONID=REDACTED&sort=asc"
+        );
+        // Keys are matched decoded.
+        assert_eq!(
+            super::redact_query("%74oken=abc&api%5Fkey=k&q=a%20b"),
+            "%74oken=REDACTED&api%5Fkey=REDACTED&q=a%20b"
         );
     }
 }

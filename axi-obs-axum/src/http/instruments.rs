@@ -41,7 +41,9 @@ pub(crate) enum Sink {
 }
 
 /// Whether `r` keeps what it is given: not `metrics`' no-op fallback (a zero-sized type), which
-/// `metrics::with_recorder` hands out before a global recorder is installed.
+/// `metrics::with_recorder` hands out before a global recorder is installed. A recorder of a
+/// zero-sized type of one's own (one that forwards to statics) looks the same and is not
+/// recorded into; every exporter in use holds state.
 pub(crate) fn keeps_metrics(r: &dyn Recorder) -> bool {
     std::mem::size_of_val(r) != 0
 }
@@ -128,6 +130,8 @@ pub(crate) struct Instruments {
     pub(crate) body_sizes: bool,
     /// Set once the metrics are described to a recorder that keeps them.
     described: AtomicBool,
+    /// Set once the absence of a recorder was reported.
+    warned_no_recorder: AtomicBool,
     /// Registered handles by their label values, so a request costs a hash of a few integers
     /// instead of building and hashing a `metrics::Key` (used without custom labels).
     active: HandleCache<(usize, u8, u8), Gauge>,
@@ -300,6 +304,7 @@ impl Instruments {
             naming,
             body_sizes,
             described: AtomicBool::new(false),
+            warned_no_recorder: AtomicBool::new(false),
             active: HandleCache::default(),
             otel_active: GaugeTable::default(),
             durations: HandleCache::default(),
@@ -317,6 +322,12 @@ impl Instruments {
         }
         let real = self.sink.with(|r| {
             if !keeps_metrics(r) {
+                if !self.warned_no_recorder.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "axi_obs_axum::http",
+                        "no metrics recorder is installed (or a zero-sized one, which looks the same): HTTP metrics are not recorded until one is (axi_obs_core::Telemetry::builder().install())"
+                    );
+                }
                 return false;
             }
             match self.naming {
@@ -458,7 +469,7 @@ impl Instruments {
         seconds: f64,
         body_sizes: (Option<u64>, Option<u64>),
     ) -> Option<Histogram> {
-        if !self.described.load(Ordering::Relaxed) {
+        if !self.describe() {
             // No recorder yet (see `start`): nothing to record into, nothing to cache.
             return None;
         }

@@ -149,7 +149,12 @@ impl<T> Queue<T> {
 
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
-        let left = self.held + self.rx.len() as u64;
+        // Closed first: a producer's send cannot land between the count and the drop.
+        self.rx.close();
+        let mut left = self.held;
+        while self.rx.try_recv().is_ok() {
+            left += 1;
+        }
         if left > 0 {
             self.dropped.fetch_add(left, Ordering::Relaxed);
         }

@@ -7,7 +7,9 @@
 //! in a thread-local destructor aborts the process. The wrapped layer's calls that can reach
 //! the context run under `catch_unwind`: such a span or event is then left out of that layer
 //! (the local log line is still written), and the process lives. A panic costs nothing when
-//! there is none.
+//! there is none. Limits: the panic hook still runs (a "panicked at" line on standard error),
+//! a hook that itself logs through `tracing` panics again and aborts, and with
+//! `panic = "abort"` nothing can be caught.
 //!
 //! Only for layers that need no `downcast_raw` (forwarding it takes `unsafe`, which this
 //! workspace forbids): the OTLP log bridge. tracing-opentelemetry's span layer is reached

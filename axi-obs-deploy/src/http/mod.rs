@@ -265,7 +265,10 @@ impl DeployRoutes {
     /// WebSocket to any server (no CORS), so by default an upgrade whose `Origin` names
     /// another host than its `Host` is refused (403): a page on another site cannot read the
     /// deploy stream through a visitor's browser. Clients that send no `Origin` (CLIs,
-    /// services) are not affected. `"*"` allows every origin.
+    /// services) are not affected. `"*"` allows every origin. Behind a reverse proxy, pass the
+    /// public host on (nginx: `proxy_set_header Host $host;`, or `X-Forwarded-Host` /
+    /// `Forwarded: host=`), or list the public origin here: nginx's default sends its
+    /// upstream's address as `Host`, and the service's own pages would get 403.
     pub fn websocket_origins<I, O>(mut self, origins: I) -> Self
     where
         I: IntoIterator<Item = O>,

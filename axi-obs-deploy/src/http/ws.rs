@@ -63,8 +63,8 @@ pub fn accept_key(key: &str) -> String {
 
 /// Whether a browser page of this `Origin` may open the stream: no `Origin` (not a browser),
 /// the service's own host (`Origin`'s host and port equal to `Host`, or to `X-Forwarded-Host`
-/// behind a proxy: a page cannot set either on a WebSocket handshake), or one of `allowed`
-/// (`"*"`: any).
+/// or `Forwarded: host=` behind a proxy: a page cannot set these on a WebSocket handshake), or
+/// one of `allowed` (`"*"`: any).
 fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
@@ -77,15 +77,23 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
         return true;
     }
     let host = origin.split_once("://").map_or(origin.as_str(), |(_, h)| h);
-    [
-        header::HOST,
-        header::HeaderName::from_static("x-forwarded-host"),
-    ]
-    .iter()
-    .flat_map(|name| headers.get_all(name))
-    .filter_map(|v| v.to_str().ok())
-    .flat_map(|v| v.split(','))
-    .any(|h| h.trim().eq_ignore_ascii_case(host))
+    let same = |h: &str| h.trim().trim_matches('"').eq_ignore_ascii_case(host);
+    let values = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect::<Vec<_>>()
+    };
+    values("host").into_iter().any(same)
+        || values("x-forwarded-host").into_iter().any(same)
+        || values("forwarded").into_iter().any(|element| {
+            element
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .any(|(k, v)| k.trim().eq_ignore_ascii_case("host") && same(v))
+        })
 }
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -206,7 +214,9 @@ const SILENT_INTERVALS: u32 = 3;
 /// How long one write may wait for the client to read: the longer of two keep-alive
 /// intervals and 10 s. A client that stops reading is let go, not waited for.
 fn write_timeout(keep_alive: std::time::Duration) -> std::time::Duration {
-    (keep_alive * 2).max(std::time::Duration::from_secs(10))
+    keep_alive
+        .saturating_mul(2)
+        .max(std::time::Duration::from_secs(10))
 }
 
 async fn serve<S>(
@@ -266,7 +276,7 @@ async fn serve<S>(
                 Some(Ok(_)) => heard = tokio::time::Instant::now(),
             },
             _ = ping.tick() => {
-                if heard.elapsed() > keep_alive * SILENT_INTERVALS {
+                if heard.elapsed() > keep_alive.saturating_mul(SILENT_INTERVALS) {
                     tracing::debug!(target: "axi_obs_deploy", "deploy WebSocket client answers no pings; closing");
                     let _ = tokio::time::timeout(
                         CLOSE_WAIT,
