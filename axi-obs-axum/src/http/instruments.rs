@@ -316,10 +316,14 @@ impl Instruments {
     /// layer is built). Not done until a recorder is installed: a description given to
     /// `metrics`' no-op fallback would be lost, and with it the unit (`_seconds`). Returns
     /// whether a recorder that keeps metrics is there.
+    #[inline]
     fn describe(&self) -> bool {
-        if self.described.load(Ordering::Relaxed) {
-            return true;
-        }
+        self.described.load(Ordering::Relaxed) || self.describe_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn describe_slow(&self) -> bool {
         let real = self.sink.with(|r| {
             if !keeps_metrics(r) {
                 if !self.warned_no_recorder.swap(true, Ordering::Relaxed) {
