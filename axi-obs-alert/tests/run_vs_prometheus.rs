@@ -49,6 +49,13 @@ async fn alerts(client: &reqwest::Client, port: u16) -> Option<AlertSet> {
     )
 }
 
+/// A `prometheus.yml` scraping `target_port` every second, evaluating `rules.yml`.
+fn sensors_config(target_port: u16) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels: {{site: plant-1}}\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: sensors\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firing_alerts_agree_with_prometheus() {
     let Some(prometheus) = axi_obs_core::testing::peer("prometheus") else {
@@ -60,13 +67,7 @@ async fn firing_alerts_agree_with_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
     let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels: {{site: plant-1}}\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: sensors\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, sensors_config(target_port)).unwrap();
 
     let (_prom, prom_port) = start_prometheus(&prometheus, &config, dir.path());
     let ours_port = free_port();
@@ -105,6 +106,27 @@ async fn firing_alerts_agree_with_prometheus() {
     );
     assert!(annotations.contains("LAB on plant-1"), "{annotations}");
 
+    // The lifecycle endpoints answer as Prometheus's (probes copied from it work).
+    for path in ["/-/healthy", "/-/ready"] {
+        let mut answers = Vec::new();
+        for port in [ours_port, prom_port] {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .unwrap();
+            answers.push((r.status().as_u16(), r.text().await.unwrap()));
+        }
+        assert_eq!(answers[0], answers[1], "{path}");
+    }
+    // PUT reloads too (Prometheus registers POST and PUT).
+    let put = client
+        .put(format!("http://127.0.0.1:{ours_port}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+
     // A broken rule file is refused; the running rules keep firing.
     std::fs::write(
         dir.path().join("rules.yml"),
@@ -139,6 +161,34 @@ async fn firing_alerts_agree_with_prometheus() {
         assert!(
             Instant::now() < deadline,
             "the changed rule file was not reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A reload asked over HTTP right after the configuration changed (what config-reloader
+    // sidecars do) restarts the scrapers too: the new target is scraped, its room alerts.
+    let hot_port =
+        serve_metrics("# TYPE temp_celsius gauge\ntemp_celsius{room=\"office\",sensor=\"9\"} 55\n")
+            .await;
+    std::fs::write(&config, sensors_config(hot_port)).unwrap();
+    let reload = client
+        .post(format!("http://127.0.0.1:{ours_port}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = alerts(&client, ours_port).await.unwrap_or_default();
+        if now
+            .iter()
+            .any(|(labels, _, _)| labels.contains("\"room\":\"office\""))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new scrape target was never scraped after the HTTP reload: {now:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

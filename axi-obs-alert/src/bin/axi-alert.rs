@@ -46,7 +46,9 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Run the standalone evaluator: scrape the configured targets, evaluate the rule files,
-    /// answer `/api/v1/alerts` (Prometheus's shape), `/-/ready` and `POST /-/reload`.
+    /// answer `/api/v1/alerts` (Prometheus's shape, `keepFiringSince` included), `/-/healthy`,
+    /// `/-/ready` and `POST`/`PUT /-/reload` (which restarts the scrapers too). No query API:
+    /// point Grafana at a Prometheus, or use `axi-alert query`.
     ///
     /// The configuration is a subset of Prometheus's `prometheus.yml` (`global`,
     /// `rule_files`, `scrape_configs` with `static_configs`, `alerting.alertmanagers`), so

@@ -429,13 +429,24 @@ pub async fn run(
         .name("axi-alert-eval".into())
         .spawn(move || evaluate(&evaluator, saved, remote))
         .map_err(|e| format!("cannot start the evaluation thread: {e}"))?;
-    tokio::spawn(watch(shared.clone(), scrapers));
+    // `/-/reload` asks the watcher, so that every reload (signal, file change, HTTP) takes one
+    // path, scrapers restarted with the new configuration included.
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<ReloadReply>(8);
+    tokio::spawn(watch(shared.clone(), scrapers, reload_rx));
 
     let app = Router::new()
         .route("/api/v1/alerts", get(alerts))
-        .route("/-/ready", get(|| async { "Ready.\n" }))
-        .route("/-/reload", post(reload))
+        .route(
+            "/-/healthy",
+            get(|| async { "Prometheus Server is Healthy.\n" }),
+        )
+        .route(
+            "/-/ready",
+            get(|| async { "Prometheus Server is Ready.\n" }),
+        )
+        .route("/-/reload", post(reload).put(reload))
         .route("/metrics", get(metrics))
+        .layer(axum::Extension(reload_tx))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -472,7 +483,14 @@ async fn shutdown_signal() {
 
 /// Reloads on SIGHUP and when a watched file changes (checked every second); restarts the
 /// scrapers when the configuration changed.
-async fn watch(shared: Arc<Shared>, mut scrapers: scraper::Scrapers) {
+/// Where the watcher answers a reload asked for over HTTP.
+type ReloadReply = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+async fn watch(
+    shared: Arc<Shared>,
+    mut scrapers: scraper::Scrapers,
+    mut asked: tokio::sync::mpsc::Receiver<ReloadReply>,
+) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -488,12 +506,22 @@ async fn watch(shared: Arc<Shared>, mut scrapers: scraper::Scrapers) {
         };
         #[cfg(not(unix))]
         let signalled = std::future::pending::<()>();
+        let mut reply = None;
         let by_signal = tokio::select! {
             () = tick => false,
             () = signalled => true,
+            Some(r) = asked.recv() => {
+                reply = Some(r);
+                true
+            }
         };
         if by_signal || shared.changed_on_disk() {
-            if shared.reload().is_ok() {
+            let result = shared.reload();
+            let ok = result.is_ok();
+            if let Some(r) = reply {
+                let _ = r.send(result);
+            }
+            if ok {
                 scrapers.restart(shared.clone());
             } else {
                 // Remember the failed files' stamps so the reload is not retried every second.
@@ -730,11 +758,45 @@ fn same_group_key(saved: &str, g: &GroupState) -> bool {
     })
 }
 
-async fn reload(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    match shared.reload() {
+/// `POST` or `PUT /-/reload`, as Prometheus: 200 with an empty body, or 500 with the error.
+async fn reload(
+    axum::Extension(watcher): axum::Extension<tokio::sync::mpsc::Sender<ReloadReply>>,
+) -> impl IntoResponse {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let answer = match watcher.send(tx).await {
+        Ok(()) => rx
+            .await
+            .unwrap_or_else(|_| Err("the reload was not done".to_owned())),
+        Err(_) => Err("the configuration watcher has stopped".to_owned()),
+    };
+    match answer {
         Ok(()) => (axum::http::StatusCode::OK, String::new()),
         Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+/// One alert of `/api/v1/alerts`, with Prometheus's fields.
+fn alert_json(alert: &crate::rules::Alert) -> serde_json::Value {
+    let labels: serde_json::Map<String, serde_json::Value> = alert
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.into()))
+        .collect();
+    let mut json = serde_json::json!({
+        "labels": labels,
+        "annotations": alert.annotations,
+        "state": alert.state.as_str(),
+        "activeAt": crate::delivery::rfc3339_millis(alert.active_at),
+        "value": crate::template::gofmt::format_float(alert.value, 'e', -1),
+    });
+    // As Prometheus: only while `keep_firing_for` holds the alert.
+    if let (Some(since), Some(obj)) = (alert.keep_firing_since, json.as_object_mut()) {
+        obj.insert(
+            "keepFiringSince".to_owned(),
+            crate::delivery::rfc3339_millis(since).into(),
+        );
+    }
+    json
 }
 
 /// `/api/v1/alerts` as Prometheus answers it: pending and firing alerts.
@@ -748,18 +810,7 @@ async fn alerts(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
                 if alert.state == AlertState::Inactive {
                     continue;
                 }
-                let labels: serde_json::Map<String, serde_json::Value> = alert
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.to_owned(), v.into()))
-                    .collect();
-                out.push(serde_json::json!({
-                    "labels": labels,
-                    "annotations": alert.annotations,
-                    "state": alert.state.as_str(),
-                    "activeAt": crate::delivery::rfc3339_millis(alert.active_at),
-                    "value": crate::template::gofmt::format_float(alert.value, 'e', -1),
-                }));
+                out.push(alert_json(alert));
             }
         }
     }
@@ -773,6 +824,37 @@ mod tests {
     use super::*;
     use crate::promql::{Engine, MemStorage};
     use crate::rules::TemplateContext;
+
+    #[test]
+    fn alerts_have_prometheus_fields_and_keep_firing_since_only_when_held() {
+        let mut alert = crate::rules::Alert {
+            labels: crate::promql::Labels::from_pairs([("alertname", "Hot"), ("room", "lab")]),
+            annotations: [("summary".to_owned(), "hot".to_owned())].into(),
+            state: AlertState::Firing,
+            value: f64::INFINITY,
+            active_at: 1_700_000_000_000,
+            fired_at: Some(1_700_000_000_000),
+            resolved_at: None,
+            last_sent_at: None,
+            keep_firing_since: None,
+        };
+        let json = alert_json(&alert);
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "labels": {"alertname": "Hot", "room": "lab"},
+                "annotations": {"summary": "hot"},
+                "state": "firing",
+                "activeAt": "2023-11-14T22:13:20.000Z",
+                "value": "+Inf",
+            })
+        );
+        alert.keep_firing_since = Some(1_700_000_060_000);
+        assert_eq!(
+            alert_json(&alert)["keepFiringSince"],
+            "2023-11-14T22:14:20.000Z"
+        );
+    }
 
     fn groups(text: &str) -> Vec<GroupState> {
         let (file, _) = crate::rules::parse(text, Path::new("r.yml")).unwrap();
