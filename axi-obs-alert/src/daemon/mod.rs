@@ -90,7 +90,9 @@ fn read_state(path: &Path) -> Vec<SavedAlert> {
 }
 
 /// Writes the state next to its final name, then renames it over (atomic on POSIX).
-fn write_state(path: &Path, groups: &[GroupState], now: i64) {
+/// The `for` state of every alert, to save: taken under the rules lock, written after it
+/// (the write syncs to disk, which must not hold up the HTTP API).
+fn state_to_save(groups: &[GroupState], now: i64) -> Vec<SavedAlert> {
     let mut saved = Vec::new();
     for g in groups {
         for r in &g.rules {
@@ -109,8 +111,13 @@ fn write_state(path: &Path, groups: &[GroupState], now: i64) {
             }
         }
     }
+    saved
+}
+
+/// Writes `saved` to `path` durably (a temporary file, synced, renamed over it).
+fn write_state(path: &Path, saved: &[SavedAlert]) {
     let tmp = path.with_extension("tmp");
-    let result = serde_json::to_vec(&saved)
+    let result = serde_json::to_vec(saved)
         .map_err(std::io::Error::other)
         .and_then(|bytes| {
             use std::io::Write;
@@ -553,6 +560,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
             Some(r) => prefetch(shared, r, &next_due, now),
             None => HashMap::new(),
         };
+        let mut to_save = None;
         {
             let mut guard = lock(&shared.rules);
             let rules = &mut *guard;
@@ -631,9 +639,12 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                     store.add(series, now, crate::promql::value::stale_nan());
                 }
             }
-            if evaluated && let Some(path) = &shared.options.state_file {
-                write_state(path, &rules.groups, now);
+            if evaluated && shared.options.state_file.is_some() {
+                to_save = Some(state_to_save(&rules.groups, now));
             }
+        }
+        if let (Some(path), Some(saved)) = (&shared.options.state_file, to_save) {
+            write_state(path, &saved);
         }
         let sleep = (wake - now_ms()).clamp(10, 1_000);
         std::thread::sleep(Duration::from_millis(sleep as u64));
