@@ -417,6 +417,16 @@ fn intake_is_idempotent_by_event_id_and_validates_the_whole_request() {
         post(&c, &url, batch),
         (200, json!({"received": 2, "stored": 1, "duplicates": 1}))
     );
+    // The same id with other content: not stored, and said so.
+    let mut reused = serde_json::to_value(&a).unwrap();
+    reused["deployment"]["version"] = json!("9.9.9");
+    assert_eq!(
+        post(&c, &url, reused.to_string()),
+        (
+            200,
+            json!({"received": 1, "stored": 0, "duplicates": 1, "conflicts": 1})
+        )
+    );
 
     // One invalid event refuses the whole request.
     let mut bad = serde_json::to_value(&d).unwrap();

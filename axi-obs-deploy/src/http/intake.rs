@@ -22,6 +22,14 @@ pub(crate) struct Stored {
     pub(crate) stored: usize,
     /// Events whose id was already stored: nothing changed for them.
     pub(crate) duplicates: usize,
+    /// Of the duplicates, those whose content differs from the stored event's (a sender that
+    /// reused an id): not stored either, and logged. Left out when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) conflicts: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 pub(crate) async fn post_events(
@@ -88,25 +96,43 @@ pub(crate) async fn store(
             .unwrap_or_else(PoisonError::into_inner);
         let new = history.insert_each(&events)?;
         let mut stored = 0;
+        let mut conflicts = 0;
         for (event, new) in events.into_iter().zip(new) {
             if !new {
+                // A retry sends the same event again; other content under a stored id is a
+                // sender's bug, said so rather than passed off as a retry.
+                let json = event.to_json();
+                if history.event_json(&event.id)?.is_some_and(|stored| stored != json) {
+                    conflicts += 1;
+                    let (event_id, deployment_id) = (&event.id, &event.deployment.id);
+                    tracing::warn!(
+                        target: "axi_obs_deploy",
+                        event_id = %event_id,
+                        deployment_id = %deployment_id,
+                        source,
+                        "a deploy event reused a stored event id with other content; the stored one is kept"
+                    );
+                }
                 continue;
             }
             stored += 1;
             shared.dispatcher.send(event.clone());
             shared.stream.publish(event);
         }
-        Ok::<_, crate::store::StoreError>(stored)
+        Ok::<_, crate::store::StoreError>((stored, conflicts))
     })
     .await
     .map_err(|e| ApiError::internal("storing deploy events", &e))?
     .map_err(|e| ApiError::internal("storing deploy events", &e))?;
+    let (stored, conflicts) = stored;
     count(source, "stored", stored);
-    count(source, "duplicate", received - stored);
+    count(source, "duplicate", received - stored - conflicts);
+    count(source, "conflict", conflicts);
     Ok(Stored {
         received,
         stored,
         duplicates: received - stored,
+        conflicts,
     })
 }
 

@@ -422,6 +422,21 @@ impl History {
             .map_err(self.err("look up event"))
     }
 
+    /// The stored JSON of the event with this id (its one-line form, as
+    /// [`Event::to_json`] writes it), if there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sql`] naming the file.
+    pub fn event_json(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT json FROM events WHERE id = ?1", [event_id], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(self.err("look up event"))
+    }
+
     /// The stored events of one deployment, in `seq` order.
     ///
     /// # Errors
