@@ -13,7 +13,7 @@
 //! | `axi_deploy_hook_events_dropped_total` | | events not queued for the hooks because the queue was full |
 //! | `axi_deploy_hook_failures_total` | `hook` | hook calls that returned an error or panicked |
 //! | `axi_deploy_stream_events_missed_total` | | live-stream events subscribers missed by falling behind the replay window (feature `stream`) |
-//! | `axi_deploy_intake_events_total` | `source`, `result` | events received over HTTP (feature `http`): `source` is `events` or `github`, `result` is `stored`, `duplicate` or `invalid` |
+//! | `axi_deploy_intake_events_total` | `source`, `result` | events received over HTTP (feature `http`): `source` is `events` or `github`, `result` is `stored`, `duplicate`, `conflict` (a stored id with other content) or `invalid` |
 //! | `axi_deploy_trace_events_dropped_total` | | events [`TraceHook`](crate::trace::TraceHook) left out because too many deployments or steps were open |
 //!
 //! Span attributes (recorded by [`TraceHook`](crate::trace::TraceHook)) are the `SPAN_*`
