@@ -1,5 +1,5 @@
-//! Bodies of unknown size, counted as they pass: [`CountedBody`] for responses (recorded when
-//! sent), [`CountingRequestBody`] for requests (read when the response is recorded).
+//! [`CountedBody`]: a body of unknown size, counted as it passes. A response's count is
+//! recorded when it has been sent; a request's is read when the response is recorded.
 
 use std::any::Any;
 use std::pin::Pin;
@@ -12,33 +12,63 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use metrics::Histogram;
 
+/// Where a [`CountedBody`]'s data bytes go.
+enum Count {
+    /// A response: counted here, recorded in `http.server.response.body.size` once, when the
+    /// body ends, fails, or is dropped unfinished (the client went away: what was handed to
+    /// the server so far).
+    Record {
+        sent: u64,
+        histogram: Option<Histogram>,
+    },
+    /// A request: added to a count the finished request reads.
+    Shared(Arc<AtomicU64>),
+}
+
+impl Count {
+    fn add(&mut self, n: u64) {
+        match self {
+            Count::Record { sent, .. } => *sent += n,
+            Count::Shared(read) => {
+                read.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The body is over: a response's size is what was sent.
+    fn finish(&mut self) {
+        if let Count::Record { sent, histogram } = self
+            && let Some(h) = histogram.take()
+        {
+            h.record(*sent as f64);
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// Passes a streamed response body through, counting its data bytes, and records the
-    /// count in `http.server.response.body.size` once: when the body ends, fails, or is
-    /// dropped unfinished (the client went away: what was handed to the server so far).
+    /// Passes a body through, counting its data bytes (see [`Count`]).
     pub(crate) struct CountedBody {
         #[pin]
         inner: Body,
-        sent: u64,
-        histogram: Option<Histogram>,
+        count: Count,
     }
 
     impl PinnedDrop for CountedBody {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(h) = this.histogram.take() {
-                h.record(*this.sent as f64);
-            }
+            this.project().count.finish();
         }
     }
 }
 
 impl CountedBody {
-    pub(crate) fn new(inner: Body, histogram: Histogram) -> Self {
+    /// A streamed response, recorded into `histogram` once sent.
+    pub(crate) fn response(inner: Body, histogram: Histogram) -> Self {
         Self {
             inner,
-            sent: 0,
-            histogram: Some(histogram),
+            count: Count::Record {
+                sent: 0,
+                histogram: Some(histogram),
+            },
         }
     }
 }
@@ -56,15 +86,11 @@ impl http_body::Body for CountedBody {
         match &polled {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    *this.sent += data.len() as u64;
+                    this.count.add(data.len() as u64);
                 }
             }
-            // The end, or a failure: the size is what was sent.
-            None | Some(Err(_)) => {
-                if let Some(h) = this.histogram.take() {
-                    h.record(*this.sent as f64);
-                }
-            }
+            // The end, or a failure.
+            None | Some(Err(_)) => this.count.finish(),
         }
         Poll::Ready(polled)
     }
@@ -99,52 +125,16 @@ impl ReqSize {
     }
 }
 
-/// Wraps the request's body in a [`CountingRequestBody`] when it is axum's `Body` (as under
+/// Wraps the request's body in a [`CountedBody`] when it is axum's `Body` (as under
 /// `Router::layer`); another body type is left alone and its size not recorded.
 pub(crate) fn count_request_body<B: 'static>(req: &mut http::Request<B>) -> ReqSize {
     let Some(body) = (req.body_mut() as &mut dyn Any).downcast_mut::<Body>() else {
         return ReqSize::Unknown;
     };
     let read = Arc::new(AtomicU64::new(0));
-    *body = Body::new(CountingRequestBody {
+    *body = Body::new(CountedBody {
         inner: std::mem::take(body),
-        read: read.clone(),
+        count: Count::Shared(read.clone()),
     });
     ReqSize::Counted(read)
-}
-
-pin_project_lite::pin_project! {
-    /// Passes a request body through, adding the data bytes read to a shared count.
-    pub(crate) struct CountingRequestBody {
-        #[pin]
-        inner: Body,
-        read: Arc<AtomicU64>,
-    }
-}
-
-impl http_body::Body for CountingRequestBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = self.project();
-        let polled = std::task::ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(frame)) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            this.read.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        Poll::Ready(polled)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }

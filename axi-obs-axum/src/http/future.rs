@@ -268,7 +268,7 @@ impl State {
                 // A streamed body: counted as it is sent, recorded when it ends.
                 let body = std::mem::take(response.body_mut());
                 *response.body_mut() =
-                    Body::new(super::counted_body::CountedBody::new(body, histogram));
+                    Body::new(super::counted_body::CountedBody::response(body, histogram));
             }
         }
         if let Some(msg) = &panic {
