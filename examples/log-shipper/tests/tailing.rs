@@ -322,6 +322,17 @@ async fn batches_too_large_are_sent_in_halves_and_an_event_too_large_alone_is_dr
     assert_eq!(registry["files"][0]["offset"], size);
 }
 
+/// Tails `dir/*.log` into `out`, with `lines` lines (`a 0`, `a 1`, ...) in `a.log`.
+fn start_on_a_backlog(dir: &std::path::Path, out: &Memory, lines: usize) -> common::Running {
+    let glob = dir.join("*.log");
+    let running = start(&yaml(dir, &glob.display().to_string(), ""), out.clone());
+    append(
+        &dir.join("a.log"),
+        &(0..lines).map(|i| format!("a {i}\n")).collect::<String>(),
+    );
+    running
+}
+
 /// During an output outage the tailer waits on the full queue, but still looks for new files:
 /// one created and rotated out of the globs before the outage ends is held open and shipped,
 /// not missed.
@@ -331,16 +342,8 @@ async fn a_file_created_and_rotated_away_during_an_outage_is_not_missed() {
     let out = Memory::default();
     // The output is down until told otherwise.
     out.fail_first.store(usize::MAX, Ordering::SeqCst);
-    let glob = dir.path().join("*.log");
-    let running = start(
-        &yaml(dir.path(), &glob.display().to_string(), ""),
-        out.clone(),
-    );
     // More than the queue (100) and a batch (50) hold: the tailer ends up waiting.
-    append(
-        &dir.path().join("a.log"),
-        &(0..300).map(|i| format!("a {i}\n")).collect::<String>(),
-    );
+    let running = start_on_a_backlog(dir.path(), &out, 300);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Created, written and rotated away (out of the globs) while the tailer waits.
     let b = dir.path().join("b.log");
@@ -374,15 +377,7 @@ async fn a_file_created_and_rotated_away_while_a_backlog_is_read_is_not_missed()
     // 50 events per 5 ms at most: 20,000 lines take about 2 s; a record waits under the
     // 20 ms poll interval.
     out.send_delay_ms.store(5, Ordering::SeqCst);
-    let glob = dir.path().join("*.log");
-    let running = start(
-        &yaml(dir.path(), &glob.display().to_string(), ""),
-        out.clone(),
-    );
-    append(
-        &dir.path().join("a.log"),
-        &(0..20_000).map(|i| format!("a {i}\n")).collect::<String>(),
-    );
+    let running = start_on_a_backlog(dir.path(), &out, 20_000);
     assert!(wait_until(|| out.bodies().len() > 500).await);
     let b = dir.path().join("b.log");
     append(&b, "b 0\n");
