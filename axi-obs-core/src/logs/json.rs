@@ -156,6 +156,16 @@ fn with_current_context(f: impl FnOnce(&opentelemetry::Context)) {
 #[derive(Debug, Default)]
 struct SpanFields(Vec<(&'static str, String)>);
 
+impl SpanFields {
+    /// Sets `name`, replacing an earlier value.
+    fn set(&mut self, name: &'static str, value: String) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
 thread_local! {
     static BUF: RefCell<String> = RefCell::new(String::with_capacity(512));
 }
@@ -200,10 +210,7 @@ where
         match ext.get_mut::<SpanFields>() {
             Some(fields) => {
                 for (name, value) in recorded.0 {
-                    match fields.0.iter_mut().find(|(k, _)| *k == name) {
-                        Some(slot) => slot.1 = value,
-                        None => fields.0.push((name, value)),
-                    }
+                    fields.set(name, value);
                 }
             }
             None => {
@@ -408,10 +415,7 @@ impl SpanVisitor<'_> {
             // tracing-opentelemetry's control fields (span name, kind, status): not log data.
             return;
         }
-        match self.0.0.iter_mut().find(|(k, _)| *k == name) {
-            Some(slot) => slot.1 = value,
-            None => self.0.0.push((name, value)),
-        }
+        self.0.set(name, value);
     }
 }
 
