@@ -48,6 +48,7 @@ mod civil;
 pub mod daemon;
 pub mod delivery;
 pub mod enrich;
+#[cfg(feature = "api")]
 mod exposition;
 pub mod inprocess;
 pub mod promql;

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use axi_obs_alert::promql::{Engine, Labels, MemStorage, Value, format_go_float, parse};
+use axi_obs_alert::promql::{Engine, MemStorage, Value, json, parse};
 use axi_obs_alert::promqltest::{self, FileReport};
 use clap::{Parser, Subcommand};
 
@@ -47,8 +47,14 @@ enum Command {
     },
     /// Run the standalone evaluator: scrape the configured targets, evaluate the rule files,
     /// answer `/api/v1/alerts` (Prometheus's shape, `keepFiringSince` included), `/-/healthy`,
-    /// `/-/ready` and `POST`/`PUT /-/reload` (which restarts the scrapers too). No query API:
-    /// point Grafana at a Prometheus, or use `axi-alert query`.
+    /// `/-/ready` and `POST`/`PUT /-/reload` (which restarts the scrapers too).
+    ///
+    /// Prometheus's query API answers from the samples it holds: `/api/v1/query`,
+    /// `/api/v1/query_range`, `/api/v1/series`, `/api/v1/labels` and
+    /// `/api/v1/label/<name>/values` (GET, or POST with a form body), with Prometheus's
+    /// parameters, errors and status codes, so Grafana's Prometheus data source and `promtool
+    /// query` work against it. Samples are kept as long as the rules read, or `--retention`
+    /// when longer.
     ///
     /// The configuration is a subset of Prometheus's `prometheus.yml` (`global`,
     /// `rule_files`, `scrape_configs` with `static_configs`, `alerting.alertmanagers`), so
@@ -92,6 +98,20 @@ enum Command {
         /// Send a still-firing alert to the Alertmanagers again after this long.
         #[arg(long = "rules.alert.resend-delay", default_value = "1m", value_parser = duration_ms)]
         resend_delay: i64,
+        /// Keep samples at least this long for the query API (memory: about 2 bytes per
+        /// sample, plus 16 per sample of each series' newest 10 minutes). Samples are always
+        /// kept as long as the rules read; 0 keeps only that.
+        #[arg(long, default_value = "0s", value_parser = duration_ms)]
+        retention: i64,
+        /// The longest a query may run (a request's `timeout` can only shorten it).
+        #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_ms)]
+        query_timeout: i64,
+        /// Queries evaluated at once; more wait for a turn within their timeout.
+        #[arg(long = "query.max-concurrency", default_value_t = 20)]
+        query_max_concurrency: usize,
+        /// The most samples one query may hold at once.
+        #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+        query_max_samples: usize,
     },
     /// Run the built-in router as a stand-in for Alertmanager 0.33: the same configuration
     /// file and flags, its HTTP API v2 (alerts, alert groups, silences, receivers, status),
@@ -318,6 +338,10 @@ fn main() -> ExitCode {
             for_outage_tolerance,
             query_url,
             resend_delay,
+            retention,
+            query_timeout,
+            query_max_concurrency,
+            query_max_samples,
         } => run_daemon(
             config,
             listen,
@@ -327,6 +351,14 @@ fn main() -> ExitCode {
                 for_outage_tolerance_ms: for_outage_tolerance,
                 query_url,
                 resend_delay_ms: resend_delay,
+                retention_ms: retention,
+                query: axi_obs_alert::daemon::QueryLimits {
+                    timeout: std::time::Duration::from_millis(
+                        u64::try_from(query_timeout).unwrap_or(0),
+                    ),
+                    max_concurrency: query_max_concurrency,
+                    max_samples: query_max_samples,
+                },
             },
         ),
         #[cfg(feature = "api")]
@@ -356,7 +388,7 @@ fn main() -> ExitCode {
                 let v = Engine::default()
                     .instant(&storage, &e, t)
                     .map_err(|e| ("execution", e.0))?;
-                Ok(value_json(&v, t))
+                Ok(json::value(&v, t))
             })();
             print_answer(&mut out, answer)
         }
@@ -370,7 +402,7 @@ fn main() -> ExitCode {
             let answer = (|| {
                 let s = promqltest::parse_time(&start).map_err(bad_data)?;
                 let e_t = promqltest::parse_time(&end).map_err(bad_data)?;
-                let st = parse_step(&step).map_err(bad_data)?;
+                let st = promqltest::parse_duration_param(&step).map_err(bad_data)?;
                 if e_t < s {
                     return Err(bad_data(
                         "end timestamp must not be before start time".into(),
@@ -381,7 +413,7 @@ fn main() -> ExitCode {
                 let m = Engine::default()
                     .range(&storage, &e, s, e_t, st)
                     .map_err(|e| ("execution", e.0))?;
-                Ok(value_json(&Value::Matrix(m), e_t))
+                Ok(json::value(&Value::Matrix(m), e_t))
             })();
             print_answer(&mut out, answer)
         }
@@ -451,15 +483,11 @@ fn write_report(out: &mut impl Write, r: &FileReport, verbose: bool) -> std::io:
 fn print_answer(out: &mut impl Write, answer: Result<String, (&str, String)>) -> ExitCode {
     match answer {
         Ok(data) => {
-            let _ = writeln!(out, r#"{{"status":"success","data":{data}}}"#);
+            let _ = writeln!(out, "{}", json::success(&data));
             ExitCode::SUCCESS
         }
         Err((kind, msg)) => {
-            let _ = writeln!(
-                out,
-                r#"{{"status":"error","errorType":"{kind}","error":{}}}"#,
-                json_str(&msg)
-            );
+            let _ = writeln!(out, "{}", json::error(kind, &msg));
             ExitCode::from(2)
         }
     }
@@ -488,112 +516,9 @@ fn parse_exposition(text: &str, default_t: i64) -> Result<MemStorage, String> {
     Ok(storage)
 }
 
-fn parse_step(s: &str) -> Result<i64, String> {
-    if let Ok(secs) = s.parse::<f64>()
-        && secs.is_finite()
-    {
-        return Ok((secs * 1000.0).round() as i64);
-    }
-    promqltest::parse_duration(s).map_err(|_| format!("cannot parse {s:?} to a valid duration"))
-}
-
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
-/// Prometheus's `jsonutil.MarshalTimestamp`: seconds with up to three decimals.
-fn format_ts(t: i64) -> String {
-    let sign = if t < 0 { "-" } else { "" };
-    let a = t.unsigned_abs();
-    let frac = a % 1000;
-    if frac == 0 {
-        format!("{sign}{}", a / 1000)
-    } else {
-        format!("{sign}{}.{frac:03}", a / 1000)
-    }
-}
-
-fn point_json(t: i64, v: f64) -> String {
-    format!("[{},\"{}\"]", format_ts(t), format_go_float(v))
-}
-
-fn labels_json(ls: &Labels) -> String {
-    let items: Vec<String> = ls
-        .iter()
-        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
-        .collect();
-    format!("{{{}}}", items.join(","))
-}
-
-/// The `data` object of a query answer; `t` (the evaluation time) stamps string results.
-fn value_json(v: &Value, t: i64) -> String {
-    let (kind, result) = match v {
-        Value::Scalar { t, v } => ("scalar", point_json(*t, *v)),
-        Value::String(s) => ("string", format!("[{},{}]", format_ts(t), json_str(s))),
-        Value::Vector(samples) => {
-            let items: Vec<String> = samples
-                .iter()
-                .map(|s| {
-                    format!(
-                        r#"{{"metric":{},"value":{}}}"#,
-                        labels_json(&s.labels),
-                        point_json(s.t, s.v)
-                    )
-                })
-                .collect();
-            ("vector", format!("[{}]", items.join(",")))
-        }
-        Value::Matrix(series) => {
-            let items: Vec<String> = series
-                .iter()
-                .map(|s| {
-                    let pts: Vec<String> = s.points.iter().map(|p| point_json(p.t, p.v)).collect();
-                    format!(
-                        r#"{{"metric":{},"values":[{}]}}"#,
-                        labels_json(&s.labels),
-                        pts.join(",")
-                    )
-                })
-                .collect();
-            ("matrix", format!("[{}]", items.join(",")))
-        }
-    };
-    format!(r#"{{"resultType":"{kind}","result":{result}}}"#)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axi_obs_alert::promql::Sample;
-
-    #[test]
-    fn formats_like_prometheus() {
-        assert_eq!(format_go_float(2.0), "2");
-        assert_eq!(format_go_float(0.1), "0.1");
-        assert_eq!(format_go_float(1e21), "1000000000000000000000");
-        assert_eq!(format_go_float(1e-7), "0.0000001");
-        assert_eq!(format_go_float(-1.5), "-1.5");
-        assert_eq!(format_go_float(f64::NAN), "NaN");
-        assert_eq!(format_go_float(f64::INFINITY), "+Inf");
-        assert_eq!(format_go_float(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(format_ts(1500), "1.500");
-        assert_eq!(format_ts(1_435_781_451_781), "1435781451.781");
-        assert_eq!(format_ts(60_000), "60");
-        assert_eq!(format_ts(-1005), "-1.005");
-        let v = Value::Vector(vec![Sample {
-            labels: Labels::from_pairs([("__name__", "up"), ("job", "a")]),
-            t: 1500,
-            v: 2.0,
-        }]);
-        assert_eq!(
-            value_json(&v, 1500),
-            r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1.500,"2"]}]}"#
-        );
-        assert_eq!(
-            value_json(&Value::Scalar { t: 0, v: 1.0 }, 0),
-            r#"{"resultType":"scalar","result":[0,"1"]}"#
-        );
-    }
 
     #[test]
     fn parses_times() {
@@ -605,8 +530,8 @@ mod tests {
             Ok(1_709_290_800_250)
         );
         assert!(promqltest::parse_time("yesterday").is_err());
-        assert_eq!(parse_step("15s"), Ok(15_000));
-        assert_eq!(parse_step("0.5"), Ok(500));
+        assert_eq!(promqltest::parse_duration_param("15s"), Ok(15_000));
+        assert_eq!(promqltest::parse_duration_param("0.5"), Ok(500));
     }
 
     #[test]

@@ -13,21 +13,23 @@
 //! ones send what they hold, then stop); at shutdown the queues are sent within 10 s.
 //!
 //! Samples live in a [`MemStorage`] trimmed to the longest range the rules read plus the
-//! lookback. A reload (SIGHUP, `POST /-/reload`, or a changed configuration or rule file)
+//! lookback, or to [`RunOptions::retention_ms`] when longer. Prometheus's query API answers
+//! from it (`/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`), so
+//! Grafana and `promtool query` read it as they read a Prometheus. A reload (SIGHUP, `POST /-/reload`, or a changed configuration or rule file)
 //! that fails keeps the running rules and reports why; alert state carries over for rules
 //! that did not change.
 
 mod config;
 mod group_metrics;
+mod query_api;
 mod remote;
 mod scraper;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -55,6 +57,35 @@ pub struct RunOptions {
     /// A firing alert is sent again to the Alertmanagers after this long
     /// (`--rules.alert.resend-delay`, 1 m).
     pub resend_delay_ms: i64,
+    /// Samples are kept at least this long (ms) for the query API, and always as long as the
+    /// rules read (their longest range and offset, plus the 5-minute lookback and two
+    /// evaluation intervals). Default 0: only what the rules read.
+    pub retention_ms: i64,
+    /// The limits of the query API.
+    pub query: QueryLimits,
+}
+
+/// The limits of `/api/v1/query` and `/api/v1/query_range` (Prometheus's `--query.*` flags).
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// The longest a query may run; a request's `timeout` parameter can only shorten it
+    /// (`--query.timeout`, 2 m).
+    pub timeout: Duration,
+    /// Queries evaluated at once; more wait for a turn within their timeout
+    /// (`--query.max-concurrency`, 20).
+    pub max_concurrency: usize,
+    /// The most samples one query may hold (`--query.max-samples`, 50 million).
+    pub max_samples: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            timeout: Duration::from_secs(120),
+            max_concurrency: 20,
+            max_samples: 50_000_000,
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -65,6 +96,8 @@ impl Default for RunOptions {
             for_outage_tolerance_ms: 60 * 60_000,
             query_url: None,
             resend_delay_ms: 60_000,
+            retention_ms: 0,
+            query: QueryLimits::default(),
         }
     }
 }
@@ -135,10 +168,12 @@ fn write_state(path: &Path, saved: &[SavedAlert]) {
 struct Shared {
     options: RunOptions,
     config_path: PathBuf,
-    store: Mutex<MemStorage>,
+    /// Written by the scrapers and rule evaluation, read by queries.
+    store: RwLock<MemStorage>,
     rules: Mutex<Loaded>,
     /// The rule manager's metrics (taken after `rules` when both are held).
     group_metrics: Mutex<group_metrics::GroupMetrics>,
+    queries: query_api::Queries,
 }
 
 /// The loaded configuration and rule groups.
@@ -237,6 +272,14 @@ async fn join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn now_ms() -> i64 {
@@ -419,9 +462,10 @@ pub async fn run(
         }
     }
     let shared = Arc::new(Shared {
+        queries: query_api::Queries::new(options.query.clone()),
         options,
         config_path,
-        store: Mutex::new(MemStorage::new()),
+        store: RwLock::new(MemStorage::new()),
         rules: Mutex::new(loaded),
         group_metrics: Mutex::default(),
     });
@@ -441,7 +485,7 @@ pub async fn run(
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<ReloadReply>(8);
     tokio::spawn(watch(shared.clone(), scrapers, reload_rx));
 
-    let app = Router::new()
+    let app = query_api::routes()
         .route("/api/v1/alerts", get(alerts))
         .route(
             "/-/healthy",
@@ -548,6 +592,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
     let engine = Engine::default();
     let mut next_due: BTreeMap<String, i64> = BTreeMap::new();
     let mut evaluations: BTreeMap<String, u32> = BTreeMap::new();
+    let mut last_trim = 0;
     loop {
         let now = now_ms();
         let mut wake = now + 1_000;
@@ -569,7 +614,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 external_labels: rules.config.external_labels.clone(),
                 external_url: String::new(),
             };
-            let retention = rules.retention_ms;
+            let retention = rules.retention_ms.max(shared.options.retention_ms);
             for g in rules.groups.iter_mut() {
                 let interval = group_interval_ms(g, default_interval);
                 let offset = group_offset_ms(g);
@@ -582,7 +627,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                         .clone()
                         .default_subquery_step(Duration::from_millis(interval as u64));
                     let started = std::time::Instant::now();
-                    let mut store = lock(&shared.store);
+                    let mut store = write(&shared.store);
                     let outcomes = match &remote {
                         Some(r) => {
                             let ask =
@@ -602,7 +647,6 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                             tracing::warn!(group = %g.group.name, rule = %o.rule, error = %e, "rule evaluation failed");
                         }
                     }
-                    store.drop_before(ts - retention);
                     drop(store);
                     let key = g.key();
                     lock(&shared.group_metrics).evaluated(&group_metrics::Evaluation {
@@ -625,6 +669,11 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 }
                 wake = wake.min(*due);
             }
+            // Trimmed whether or not a group ran (with no rules, scrapes still arrive).
+            if now - last_trim >= 1_000 {
+                write(&shared.store).drop_before(now - retention);
+                last_trim = now;
+            }
             if evaluated && !rules.gone.is_empty() {
                 // After a reload, once groups have run again (new and changed groups run at
                 // once): what no rule wrote again is stale, marked after what they wrote.
@@ -634,7 +683,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                     .flat_map(GroupState::all_written)
                     .collect();
                 let gone = std::mem::take(&mut rules.gone);
-                let mut store = lock(&shared.store);
+                let mut store = write(&shared.store);
                 for series in gone.iter().filter(|l| !written.contains(l)) {
                     store.add(series, now, crate::promql::value::stale_nan());
                 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::{ScrapeConfig, Shared, lock, now_ms};
+use super::{ScrapeConfig, Shared, lock, now_ms, write};
 use crate::promql::Labels;
 use crate::promql::value::stale_nan;
 use crate::scrape::parse_text;
@@ -80,7 +80,7 @@ async fn scrape_loop(
         .await
         .and_then(|text| parse_text(&text));
         let duration = started.elapsed().as_secs_f64();
-        let mut store = lock(&shared.store);
+        let mut store = write(&shared.store);
         let mut current = HashSet::new();
         let (up, scraped) = match body {
             Ok(samples) => {
@@ -100,10 +100,15 @@ async fn scrape_loop(
         for gone in previous.difference(&current) {
             store.add(gone, t, stale_nan());
         }
+        // Prometheus's synthetic series (no metric relabeling here: post-relabeling is what
+        // was scraped; added: series this target did not have in its previous scrape).
+        let added = current.difference(&previous).count();
         for (name, v) in [
             ("up", up),
             ("scrape_duration_seconds", duration),
             ("scrape_samples_scraped", scraped as f64),
+            ("scrape_samples_post_metric_relabeling", scraped as f64),
+            ("scrape_series_added", added as f64),
         ] {
             let mut ls = target.clone();
             ls.set("__name__".into(), name.into());

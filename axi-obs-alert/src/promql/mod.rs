@@ -26,6 +26,7 @@ mod eval;
 mod functions;
 mod fxhash;
 mod grouping;
+pub mod json;
 mod numeric;
 mod series;
 pub mod storage;

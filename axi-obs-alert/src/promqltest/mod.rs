@@ -60,8 +60,8 @@ use promql_parser::parser::{AtModifier, Expr, VectorSelector};
 use regex::Regex;
 
 pub use series::{
-    SeqValue, almost_equal, parse_duration, parse_metric, parse_number, parse_rfc3339_ms,
-    parse_series, parse_time, parse_values,
+    SeqValue, almost_equal, parse_duration, parse_duration_param, parse_metric, parse_number,
+    parse_rfc3339_ms, parse_series, parse_time, parse_values,
 };
 
 use self::parse::{Command, Eval, ExpectMatch, Load};

@@ -72,6 +72,23 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     Ok((total_ns / 1_000_000) as i64)
 }
 
+/// A duration parameter of Prometheus's HTTP API (`step`, `timeout`): float seconds or a
+/// duration such as `15s` or `1h30m`, to milliseconds; the error in Prometheus's words.
+pub fn parse_duration_param(s: &str) -> Result<i64, String> {
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+    {
+        // Go keeps durations in int64 nanoseconds.
+        if (secs * 1e9).abs() >= i64::MAX as f64 {
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
+        }
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    parse_duration(s).map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+}
+
 /// Unix seconds (float) or RFC 3339, to milliseconds.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(secs) = s.parse::<f64>()

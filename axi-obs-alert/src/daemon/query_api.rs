@@ -1,0 +1,473 @@
+//! Prometheus's query API over the daemon's store: `/api/v1/query`, `/api/v1/query_range`,
+//! `/api/v1/series`, `/api/v1/labels` and `/api/v1/label/<name>/values`, by GET or by POST
+//! with a form body, with Prometheus's parameters, answers, error types and status codes. So
+//! Grafana's Prometheus data source, `promtool query` and scripts written for Prometheus read
+//! what `axi-alert run` holds (the scraped samples and the rules' output, as far back as the
+//! retention).
+//!
+//! Queries are evaluated on blocking threads, at most [`QueryLimits::max_concurrency`] at once
+//! (more wait for a turn within their timeout), each within its timeout and sample limit.
+//! They read the store under a shared lock: scrapes and rule evaluations wait only while a
+//! query reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use promql_parser::parser::Expr;
+
+use super::{QueryLimits, Shared, now_ms, read};
+use crate::promql::{self, Engine, Labels, Matcher, Storage as _, Value, json};
+use crate::promqltest::{parse_duration_param, parse_time};
+
+/// What the query API shares: the engine (its compiled-regex cache outlives one query), the
+/// limits and the turns.
+pub(super) struct Queries {
+    engine: Engine,
+    limits: QueryLimits,
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+impl Queries {
+    pub(super) fn new(limits: QueryLimits) -> Queries {
+        Queries {
+            engine: Engine::default().max_samples(limits.max_samples),
+            turns: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrency.max(1))),
+            limits,
+        }
+    }
+}
+
+/// The routes, to merge into the daemon's router.
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+}
+
+/// Prometheus's longest range answer: points per series.
+const MAX_POINTS: i64 = 11_000;
+
+/// An error answer: Prometheus's `errorType` and its HTTP status.
+#[derive(Debug)]
+struct ApiError {
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_data(message: impl Into<String>) -> Self {
+        ApiError {
+            kind: "bad_data",
+            message: message.into(),
+        }
+    }
+
+    /// Prometheus's `invalidParamError`.
+    fn param(name: &str, e: impl std::fmt::Display) -> Self {
+        Self::bad_data(format!("invalid parameter {name:?}: {e}"))
+    }
+
+    fn status(&self) -> StatusCode {
+        match self.kind {
+            "bad_data" => StatusCode::BAD_REQUEST,
+            "execution" => StatusCode::UNPROCESSABLE_ENTITY,
+            "timeout" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+fn answer(result: Result<String, ApiError>) -> Response {
+    let (status, body) = match result {
+        Ok(data) => (StatusCode::OK, json::success(&data)),
+        Err(e) => (e.status(), json::error(e.kind, &e.message)),
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A request's parameters as Go's `Request.ParseForm` reads them: a form body (POST) first,
+/// then the URL's query string.
+struct Params(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let query = req.uri().query().map(str::to_owned);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Params::new(query.as_deref(), &headers, &body))
+    }
+}
+
+impl Params {
+    fn new(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Params {
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim() == "application/x-www-form-urlencoded")
+            });
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        if form {
+            pairs.extend(form_urlencoded::parse(body).into_owned());
+        }
+        pairs.extend(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned());
+        Params(pairs)
+    }
+
+    /// The first value of `name`, or "" (Go's `FormValue`).
+    fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// A time parameter, or `default` when absent (Prometheus's `parseTimeParam`, whose
+    /// errors name the parameter twice).
+    fn time(&self, name: &str, default: i64) -> Result<i64, ApiError> {
+        match self.get(name) {
+            "" => Ok(default),
+            v => parse_time(v).map_err(|e| {
+                ApiError::param(name, format!("invalid time value for '{name}': {e}"))
+            }),
+        }
+    }
+
+    /// The query's time limit: the server's, shortened by a `timeout` parameter.
+    fn timeout(&self, limits: &QueryLimits) -> Result<Duration, ApiError> {
+        match self.get("timeout") {
+            "" => Ok(limits.timeout),
+            v => {
+                let ms = parse_duration_param(v).map_err(|e| ApiError::param("timeout", e))?;
+                Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(limits.timeout))
+            }
+        }
+    }
+}
+
+/// Evaluates on a blocking thread once a turn is free, within `timeout` (waiting included).
+async fn evaluate(
+    shared: Arc<Shared>,
+    timeout: Duration,
+    work: impl FnOnce(&Shared, Engine) -> Result<String, ApiError> + Send + 'static,
+) -> Result<String, ApiError> {
+    let timed_out = || ApiError {
+        kind: "timeout",
+        message: "query timed out in query execution".to_owned(),
+    };
+    let started = std::time::Instant::now();
+    let turn = tokio::time::timeout(timeout, shared.queries.turns.clone().acquire_owned())
+        .await
+        .map_err(|_| ApiError {
+            kind: "timeout",
+            message: "query timed out in query queue".to_owned(),
+        })?
+        .map_err(|_| ApiError {
+            kind: "internal",
+            message: "the query API is shutting down".to_owned(),
+        })?;
+    let left = timeout.saturating_sub(started.elapsed());
+    if left.is_zero() {
+        return Err(timed_out());
+    }
+    let engine = shared.queries.engine.clone().timeout(left);
+    let task = tokio::task::spawn_blocking(move || {
+        // The turn is held until the evaluation ends, even if the client went away.
+        let _turn = turn;
+        work(&shared, engine)
+    });
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(ApiError {
+            kind: "internal",
+            message: format!("query evaluation failed: {e}"),
+        }),
+    }
+}
+
+fn parse_query(text: &str) -> Result<Expr, ApiError> {
+    promql::parse(text).map_err(|e| ApiError::param("query", e))
+}
+
+/// An evaluation error as Prometheus classifies it.
+fn exec_error(e: promql::EvalError) -> ApiError {
+    let kind = if e.0.starts_with("query timed out") {
+        "timeout"
+    } else {
+        "execution"
+    };
+    ApiError { kind, message: e.0 }
+}
+
+/// When a query is evaluated: at one time, or at every step of a range.
+enum When {
+    At(i64),
+    Range { start: i64, end: i64, step: i64 },
+}
+
+/// Parses `query` and `timeout`, evaluates, writes the `data` of the answer.
+async fn run_query(shared: Arc<Shared>, p: &Params, when: When) -> Result<String, ApiError> {
+    let timeout = p.timeout(&shared.queries.limits)?;
+    let expr = parse_query(p.get("query"))?;
+    evaluate(shared, timeout, move |shared, engine| {
+        let store = read(&shared.store);
+        match when {
+            When::At(t) => engine
+                .instant(&*store, &expr, t)
+                .map(|v| json::value(&v, t)),
+            When::Range { start, end, step } => engine
+                .range(&*store, &expr, start, end, step)
+                .map(|m| json::value(&Value::Matrix(m), end)),
+        }
+        .map_err(exec_error)
+    })
+    .await
+}
+
+/// `/api/v1/query`: `query`, `time` (default now), `timeout`.
+async fn query(State(shared): State<Arc<Shared>>, p: Params) -> Response {
+    answer(
+        async {
+            let t = p.time("time", now_ms())?;
+            run_query(shared, &p, When::At(t)).await
+        }
+        .await,
+    )
+}
+
+/// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`.
+async fn query_range(State(shared): State<Arc<Shared>>, p: Params) -> Response {
+    answer(
+        async {
+            let start = parse_time(p.get("start")).map_err(|e| ApiError::param("start", e))?;
+            let end = parse_time(p.get("end")).map_err(|e| ApiError::param("end", e))?;
+            if end < start {
+                return Err(ApiError::param(
+                    "end",
+                    "end timestamp must not be before start time",
+                ));
+            }
+            let step = parse_duration_param(p.get("step")).map_err(|e| ApiError::param("step", e))?;
+            if step <= 0 {
+                return Err(ApiError::param(
+                    "step",
+                    "zero or negative query resolution step widths are not accepted. Try a positive integer",
+                ));
+            }
+            if (end - start) / step > MAX_POINTS {
+                return Err(ApiError::bad_data(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+                ));
+            }
+            run_query(shared, &p, When::Range { start, end, step }).await
+        }
+        .await,
+    )
+}
+
+const NON_EMPTY: &str = "match[] must contain at least one non-empty matcher";
+
+/// The matcher sets of `match[]` values (series selectors), each with at least one matcher
+/// that does not match the empty string, as Prometheus requires.
+fn match_sets(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let mut sets = Vec::with_capacity(values.len());
+    for v in values {
+        // The parser refuses a selector of empty-matching matchers as a query would; say it
+        // as Prometheus's metadata endpoints do.
+        let parsed = promql::parse(v).map_err(|e| {
+            if e.0.contains("must contain at least one non-empty matcher") {
+                ApiError::param("match[]", NON_EMPTY)
+            } else {
+                ApiError::param("match[]", e)
+            }
+        })?;
+        let Expr::VectorSelector(vs) = parsed else {
+            return Err(ApiError::param(
+                "match[]",
+                format!("{v:?} is not a series selector"),
+            ));
+        };
+        let mut ms = Vec::new();
+        if let Some(name) = &vs.name {
+            ms.push(Matcher::equal("__name__", name));
+        }
+        for m in &vs.matchers.matchers {
+            ms.push(Matcher::from_ast(m).map_err(|e| ApiError::param("match[]", e))?);
+        }
+        if ms.iter().all(|m| m.matches("")) {
+            return Err(ApiError::param("match[]", NON_EMPTY));
+        }
+        sets.push(ms);
+    }
+    Ok(sets)
+}
+
+/// The label sets of the series with a sample in `[start, end]` matching any of `sets` (all
+/// series when `sets` is empty), sorted and without repeats.
+fn matching_series(
+    shared: &Shared,
+    sets: &[Vec<Matcher>],
+    start: i64,
+    end: i64,
+) -> std::collections::BTreeSet<Labels> {
+    let store = read(&shared.store);
+    let mut out = std::collections::BTreeSet::new();
+    let all = [Vec::new()];
+    let sets = if sets.is_empty() { &all[..] } else { sets };
+    for ms in sets {
+        // The store's windows are left-open; the API's are closed.
+        store.visit_windows(ms, start.saturating_sub(1), end, &mut |labels, _| {
+            out.insert(labels.clone());
+        });
+    }
+    out
+}
+
+/// `start` and `end` of the metadata endpoints (default: all time) and their `match[]` sets.
+fn metadata_params(p: &Params) -> Result<(i64, i64, Vec<Vec<Matcher>>), ApiError> {
+    let start = p.time("start", i64::MIN)?;
+    let end = p.time("end", i64::MAX)?;
+    let sets = match_sets(&p.all("match[]"))?;
+    Ok((start, end, sets))
+}
+
+fn string_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let items: Vec<String> = items.map(json::string).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// `/api/v1/series`: `match[]` (required, repeated), `start`, `end`.
+async fn series(State(shared): State<Arc<Shared>>, p: Params) -> Response {
+    answer((|| {
+        if p.all("match[]").is_empty() {
+            return Err(ApiError::bad_data("no match[] parameter provided"));
+        }
+        let (start, end, sets) = metadata_params(&p)?;
+        let found = matching_series(&shared, &sets, start, end);
+        let items: Vec<String> = found.iter().map(json::labels).collect();
+        Ok(format!("[{}]", items.join(",")))
+    })())
+}
+
+/// `/api/v1/labels`: the label names of the matching series (all series without `match[]`).
+async fn labels(State(shared): State<Arc<Shared>>, p: Params) -> Response {
+    answer((|| {
+        let (start, end, sets) = metadata_params(&p)?;
+        let found = matching_series(&shared, &sets, start, end);
+        let names: std::collections::BTreeSet<&str> = found
+            .iter()
+            .flat_map(|ls| ls.iter().map(|(k, _)| k))
+            .collect();
+        Ok(string_list(names.into_iter()))
+    })())
+}
+
+/// `/api/v1/label/<name>/values`: the values of one label over the matching series.
+async fn label_values(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    p: Params,
+) -> Response {
+    answer((|| {
+        if name.is_empty() {
+            return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+        }
+        let (start, end, sets) = metadata_params(&p)?;
+        let found = matching_series(&shared, &sets, start, end);
+        let values: std::collections::BTreeSet<&str> =
+            found.iter().filter_map(|ls| ls.get(&name)).collect();
+        Ok(string_list(values.into_iter()))
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_body_comes_before_the_query_string() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded; charset=utf-8"
+                .parse()
+                .unwrap(),
+        );
+        let p = Params::new(Some("query=b&match[]=x"), &h, b"query=a+1&match%5B%5D=y");
+        assert_eq!(p.get("query"), "a 1");
+        assert_eq!(p.all("match[]"), ["y", "x"]);
+        // Not a form: the body is not read.
+        let p = Params::new(Some("query=b"), &HeaderMap::new(), b"query=a");
+        assert_eq!(p.get("query"), "b");
+        assert_eq!(p.get("time"), "");
+    }
+
+    #[test]
+    fn match_sets_need_a_non_empty_matcher() {
+        assert_eq!(match_sets(&["up", "{job=\"a\"}"]).unwrap().len(), 2);
+        for bad in ["{job=~\".*\"}", "rate(up[5m])", "up{"] {
+            let e = match_sets(&[bad]).unwrap_err();
+            assert_eq!(e.kind, "bad_data");
+            assert!(
+                e.message.starts_with("invalid parameter \"match[]\": "),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_get_prometheus_status_codes() {
+        let timeout = exec_error(promql::EvalError(
+            "query timed out in query execution".into(),
+        ));
+        assert_eq!(
+            (timeout.kind, timeout.status()),
+            ("timeout", StatusCode::SERVICE_UNAVAILABLE)
+        );
+        let exec = exec_error(promql::EvalError(
+            "vector cannot contain metrics with the same labelset".into(),
+        ));
+        assert_eq!(
+            (exec.kind, exec.status()),
+            ("execution", StatusCode::UNPROCESSABLE_ENTITY)
+        );
+        assert_eq!(ApiError::bad_data("x").status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn timeouts_only_shorten_the_servers() {
+        let limits = QueryLimits::default();
+        let p = Params(vec![("timeout".into(), "5s".into())]);
+        assert_eq!(p.timeout(&limits).unwrap(), Duration::from_secs(5));
+        let p = Params(vec![("timeout".into(), "1h".into())]);
+        assert_eq!(p.timeout(&limits).unwrap(), limits.timeout);
+        let p = Params(vec![("timeout".into(), "soon".into())]);
+        assert_eq!(
+            p.timeout(&limits).unwrap_err().message,
+            "invalid parameter \"timeout\": cannot parse \"soon\" to a valid duration"
+        );
+    }
+}

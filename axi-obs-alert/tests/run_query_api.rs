@@ -1,0 +1,316 @@
+//! The query API of `axi-alert run` against a real Prometheus 3 given the same configuration
+//! (one scrape job of constant gauges, one recording rule): the same instant and range queries
+//! at the same times give the same answers, the metadata endpoints list the same series,
+//! labels and values, bad requests get the same status, error type and (for parameter errors)
+//! message, and `promtool query`, a Go client of the API, prints the same for both.
+//!
+//! Needs the `prometheus` and `promtool` peers (scripts/install-peers.sh); without them the
+//! test prints a notice and skips, and fails when `AXI_REQUIRE_PEERS=1`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod common;
+
+use common::{free_port, now_ms, poll, serve_metrics, start_prometheus, start_run};
+
+const RULES: &str = "groups:\n  - name: rooms\n    interval: 1s\n    rules:\n      - record: room:temp:max\n        expr: max by (room) (temp_celsius)\n";
+
+const TARGET: &str = "# TYPE temp_celsius gauge\ntemp_celsius{room=\"lab\",sensor=\"1\"} 31.5\ntemp_celsius{room=\"lab\",sensor=\"2\"} 30\ntemp_celsius{room=\"office\",sensor=\"3\"} 21\n# TYPE doors_opened_total counter\ndoors_opened_total{door=\"front\"} 7\n";
+
+/// `(status, body)` of a GET on `port` with `params` (form-encoded into the query string).
+async fn get(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+    params: &[(&str, &str)],
+) -> (u16, Value) {
+    let r = client
+        .get(format!("http://127.0.0.1:{port}{path}?{}", encode(params)))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+    (status, body)
+}
+
+/// An instant vector's samples in label order: Prometheus leaves an aggregation's output in
+/// its groups' first-seen order (only `sort` and range answers promise one), ours sorts.
+fn unordered((status, mut body): (u16, Value)) -> (u16, Value) {
+    if body["data"]["resultType"] == "vector"
+        && let Some(items) = body["data"]["result"].as_array_mut()
+    {
+        items.sort_by_key(|s| s["metric"].to_string());
+    }
+    (status, body)
+}
+
+fn encode(params: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+fn secs(ms: i64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_api_answers_as_prometheus_does() {
+    let Some(prometheus) = axi_obs_core::testing::peer("prometheus") else {
+        return;
+    };
+    let Some(promtool_bin) = axi_obs_core::testing::peer("promtool") else {
+        return;
+    };
+    let target = serve_metrics(TARGET).await;
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: sensors\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+    );
+    let (dir, config_path) = common::run_dir(&[("rules.yml", RULES)], &config);
+    let (_prom, prom) = start_prometheus(&prometheus, &config_path, dir.path());
+    let ours = free_port();
+    let _ours = start_run(&config_path, ours, ["--retention", "1h"]);
+    let client = reqwest::Client::new();
+
+    // Both are ready (Prometheus answers 503 in plain text until then), have scraped and
+    // have evaluated the rule.
+    for (who, port) in [("Prometheus", prom), ("axi-alert run", ours)] {
+        poll(who, Duration::from_secs(60), async || {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/-/ready"))
+                .send()
+                .await
+                .ok()?;
+            if !r.status().is_success() {
+                return None;
+            }
+            let (status, body) = get(
+                &client,
+                port,
+                "/api/v1/query",
+                &[("query", "count(room:temp:max) + count(temp_celsius)")],
+            )
+            .await;
+            (status == 200 && body["data"]["result"][0]["value"][1] == "5").then_some(())
+        })
+        .await;
+    }
+    let first = now_ms();
+    // A few more scrapes, so that a range from `first` on is covered on both sides.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let t = secs(now_ms() - 500);
+    let start = secs(first);
+
+    // Instant queries at one time: the same answers, timestamps included.
+    for q in [
+        "temp_celsius",
+        "max by (room) (temp_celsius)",
+        "temp_celsius > 25",
+        "sum(temp_celsius) / count(temp_celsius)",
+        "room:temp:max",
+        "up",
+        "count by (__name__) ({job=\"sensors\"})",
+        "doors_opened_total",
+        "absent(nothing_here)",
+        "1 + 1",
+        "\"text\"",
+        "nothing_here",
+    ] {
+        let params = [("query", q), ("time", t.as_str())];
+        let theirs = unordered(get(&client, prom, "/api/v1/query", &params).await);
+        let mine = unordered(get(&client, ours, "/api/v1/query", &params).await);
+        assert_eq!(theirs.0, 200, "{q}: {theirs:?}");
+        assert_eq!(mine, theirs, "instant query {q}");
+    }
+    // By POST with a form body, as Grafana sends them.
+    let form = [
+        ("query", "max by (room) (temp_celsius)"),
+        ("time", t.as_str()),
+    ];
+    let mut posted = Vec::new();
+    for port in [prom, ours] {
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(&form))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        posted.push((status, body));
+    }
+    assert_eq!(posted[0].0, 200);
+    assert_eq!(posted[1], posted[0], "POST /api/v1/query");
+
+    // Range queries over a window both have data for.
+    for q in [
+        "max by (room) (temp_celsius)",
+        "room:temp:max",
+        "sum(temp_celsius)",
+        "up",
+        "time() - time()",
+    ] {
+        let params = [
+            ("query", q),
+            ("start", start.as_str()),
+            ("end", t.as_str()),
+            ("step", "1"),
+        ];
+        let theirs = get(&client, prom, "/api/v1/query_range", &params).await;
+        let mine = get(&client, ours, "/api/v1/query_range", &params).await;
+        assert_eq!(theirs.0, 200, "{q}: {theirs:?}");
+        assert_eq!(mine, theirs, "range query {q}");
+    }
+
+    // The metadata endpoints.
+    let window = [("start", start.as_str()), ("end", t.as_str())];
+    for (path, params) in [
+        ("/api/v1/series", vec![("match[]", "temp_celsius")]),
+        (
+            "/api/v1/series",
+            vec![("match[]", "{room=\"lab\"}"), ("match[]", "up")],
+        ),
+        ("/api/v1/labels", vec![]),
+        ("/api/v1/labels", vec![("match[]", "doors_opened_total")]),
+        ("/api/v1/label/__name__/values", vec![]),
+        ("/api/v1/label/room/values", vec![]),
+        (
+            "/api/v1/label/sensor/values",
+            vec![("match[]", "temp_celsius{room=\"lab\"}")],
+        ),
+        ("/api/v1/label/nobody/values", vec![]),
+    ] {
+        let mut params = params;
+        params.extend(window);
+        let theirs = get(&client, prom, path, &params).await;
+        let mine = get(&client, ours, path, &params).await;
+        assert_eq!(theirs.0, 200, "{path} {params:?}: {theirs:?}");
+        assert_eq!(mine, theirs, "{path} {params:?}");
+    }
+
+    // Bad requests: the same status and error type; for parameter errors the same message.
+    let (a, b) = (start.as_str(), t.as_str());
+    // (path, parameters, whether the message is Prometheus's too: parse errors word
+    // differently, promql-parser's against Prometheus's own parser).
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, bool);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "/api/v1/query",
+            vec![("query", "up"), ("time", "yesterday")],
+            true,
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", "up"), ("timeout", "soon")],
+            true,
+        ),
+        ("/api/v1/query", vec![("query", "rate(up[5m]")], false),
+        ("/api/v1/query", vec![], false),
+        (
+            "/api/v1/query",
+            vec![
+                (
+                    "query",
+                    "label_replace(temp_celsius, \"sensor\", \"x\", \"\", \"\")",
+                ),
+                ("time", b),
+            ],
+            true,
+        ),
+        (
+            "/api/v1/query_range",
+            vec![("query", "up"), ("end", b), ("step", "1")],
+            true,
+        ),
+        (
+            "/api/v1/query_range",
+            vec![("query", "up"), ("start", b), ("end", a), ("step", "1")],
+            true,
+        ),
+        (
+            "/api/v1/query_range",
+            vec![("query", "up"), ("start", a), ("end", b), ("step", "0")],
+            true,
+        ),
+        (
+            "/api/v1/query_range",
+            vec![("query", "up"), ("start", a), ("end", b), ("step", "later")],
+            true,
+        ),
+        (
+            "/api/v1/query_range",
+            vec![("query", "up"), ("start", "0"), ("end", b), ("step", "1")],
+            true,
+        ),
+        ("/api/v1/series", vec![], true),
+        ("/api/v1/series", vec![("match[]", "{job=~\".*\"}")], true),
+        ("/api/v1/series", vec![("match[]", "up{")], false),
+        ("/api/v1/labels", vec![("start", "never")], true),
+    ];
+    for (path, params, same_message) in cases {
+        let theirs = get(&client, prom, path, &params).await;
+        let mine = get(&client, ours, path, &params).await;
+        assert_ne!(theirs.0, 200, "{path} {params:?}: {theirs:?}");
+        assert_eq!(
+            (mine.0, &mine.1["status"], &mine.1["errorType"]),
+            (theirs.0, &theirs.1["status"], &theirs.1["errorType"]),
+            "{path} {params:?}: ours {mine:?}, Prometheus {theirs:?}"
+        );
+        if same_message {
+            assert_eq!(mine.1["error"], theirs.1["error"], "{path} {params:?}");
+        } else {
+            let text = mine.1["error"].as_str().unwrap();
+            let param = if path == "/api/v1/series" {
+                "match[]"
+            } else {
+                "query"
+            };
+            assert!(
+                text.starts_with(&format!("invalid parameter \"{param}\": ")),
+                "{path} {params:?}: {text}"
+            );
+        }
+    }
+
+    // promtool, a Go client of the API, reads both alike.
+    let time_arg = format!("--time={t}");
+    let (start_arg, end_arg) = (format!("--start={start}"), format!("--end={t}"));
+    let series_match = "--match=temp_celsius{room=\"lab\"}";
+    let mut calls: Vec<(Vec<&str>, Vec<&str>)> = Vec::new();
+    for expr in ["max by (room) (temp_celsius)", "scalar(sum(up))"] {
+        calls.push((vec!["instant", &time_arg], vec![expr]));
+        calls.push((vec!["range", &start_arg, &end_arg, "--step=2s"], vec![expr]));
+    }
+    calls.push((vec!["series", series_match, &start_arg, &end_arg], vec![]));
+    calls.push((vec!["labels", &start_arg, &end_arg], vec!["room"]));
+    for (flags, args) in calls {
+        let theirs = promtool(&promtool_bin, prom, &flags, &args);
+        let mine = promtool(&promtool_bin, ours, &flags, &args);
+        assert!(!theirs.trim().is_empty(), "{flags:?} {args:?}");
+        assert_eq!(mine, theirs, "promtool query {flags:?} {args:?}");
+    }
+}
+
+/// `promtool query SUBCOMMAND FLAGS... URL ARGS...` against `port`: its output.
+fn promtool(bin: &std::path::Path, port: u16, flags: &[&str], args: &[&str]) -> String {
+    let out = std::process::Command::new(bin)
+        .arg("query")
+        .args(flags)
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool query {flags:?} {args:?} on {port}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
