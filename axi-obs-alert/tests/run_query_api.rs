@@ -17,7 +17,27 @@ mod common;
 
 use common::{free_port, now_ms, poll, serve_metrics, start_prometheus, start_run};
 
-const RULES: &str = "groups:\n  - name: rooms\n    interval: 1s\n    rules:\n      - record: room:temp:max\n        expr: max by (room) (temp_celsius)\n";
+const RULES: &str = r#"groups:
+  - name: rooms
+    interval: 1s
+    rules:
+      - record: room:temp:max
+        expr: max by (room) (temp_celsius)
+      - alert: TooHot
+        expr: room:temp:max > 25
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.room }} is at {{ $value }}"
+      - alert: HotForAnHour
+        expr: room:temp:max  >  25
+        for: 1h
+        keep_firing_for: 5m
+      - record: sensor:renamed
+        expr: label_replace(temp_celsius, "sensor", "x", "", "")
+        labels:
+          team: facilities
+"#;
 
 const TARGET: &str = "# TYPE temp_celsius gauge\ntemp_celsius{room=\"lab\",sensor=\"1\"} 31.5\ntemp_celsius{room=\"lab\",sensor=\"2\"} 30\ntemp_celsius{room=\"office\",sensor=\"3\"} 21\n# TYPE doors_opened_total counter\ndoors_opened_total{door=\"front\"} 7\n";
 
@@ -279,6 +299,31 @@ async fn query_api_answers_as_prometheus_does() {
         }
     }
 
+    // The rules, their health, last errors, states and alerts; the times of evaluation
+    // differ between the two and are checked for their shape only.
+    for params in [
+        vec![],
+        vec![("type", "alert")],
+        vec![("type", "record"), ("match[]", "{team=\"facilities\"}")],
+        vec![("rule_name[]", "TooHot"), ("exclude_alerts", "true")],
+        vec![("rule_group[]", "elsewhere")],
+    ] {
+        let theirs = get(&client, prom, "/api/v1/rules", &params).await;
+        let mine = get(&client, ours, "/api/v1/rules", &params).await;
+        assert_eq!(theirs.0, 200, "{params:?}: {theirs:?}");
+        assert_eq!(
+            rules_without_times(mine),
+            rules_without_times(theirs),
+            "/api/v1/rules {params:?}"
+        );
+    }
+    for params in [vec![("type", "alerts")], vec![("exclude_alerts", "maybe")]] {
+        let theirs = get(&client, prom, "/api/v1/rules", &params).await;
+        let mine = get(&client, ours, "/api/v1/rules", &params).await;
+        assert_eq!(theirs.0, 400, "{params:?}: {theirs:?}");
+        assert_eq!(mine, theirs, "/api/v1/rules {params:?}");
+    }
+
     // promtool, a Go client of the API, reads both alike.
     let time_arg = format!("--time={t}");
     let (start_arg, end_arg) = (format!("--start={start}"), format!("--end={t}"));
@@ -296,6 +341,45 @@ async fn query_api_answers_as_prometheus_does() {
         assert!(!theirs.trim().is_empty(), "{flags:?} {args:?}");
         assert_eq!(mine, theirs, "promtool query {flags:?} {args:?}");
     }
+}
+
+/// An `/api/v1/rules` answer with each `evaluationTime`, `lastEvaluation` and `activeAt`
+/// checked for its type and removed, and alerts in label order.
+fn rules_without_times((status, mut body): (u16, Value)) -> (u16, Value) {
+    fn strip(obj: &mut Value, keys: &[&str]) {
+        for k in keys {
+            let v = obj
+                .as_object_mut()
+                .and_then(|o| o.remove(*k))
+                .unwrap_or_else(|| panic!("no {k} in {obj}"));
+            match *k {
+                "evaluationTime" => assert!(v.is_f64() || v.is_u64(), "{k}: {v}"),
+                _ => assert!(
+                    v.as_str()
+                        .is_some_and(|s| s.len() >= 20 && s.ends_with('Z')),
+                    "{k}: {v}"
+                ),
+            }
+        }
+    }
+    let times = ["evaluationTime", "lastEvaluation"];
+    let groups = body
+        .pointer_mut("/data/groups")
+        .and_then(Value::as_array_mut);
+    for g in groups.into_iter().flatten() {
+        strip(g, &times);
+        let rules = g.get_mut("rules").and_then(Value::as_array_mut);
+        for r in rules.into_iter().flatten() {
+            strip(r, &times);
+            if let Some(alerts) = r.get_mut("alerts").and_then(Value::as_array_mut) {
+                for a in alerts.iter_mut() {
+                    strip(a, &["activeAt"]);
+                }
+                alerts.sort_by_key(|a| a["labels"].to_string());
+            }
+        }
+    }
+    (status, body)
 }
 
 /// `promtool query SUBCOMMAND FLAGS... URL ARGS...` against `port`: its output.

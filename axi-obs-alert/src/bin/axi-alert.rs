@@ -54,7 +54,9 @@ enum Command {
     /// `/api/v1/label/<name>/values` (GET, or POST with a form body), with Prometheus's
     /// parameters, errors and status codes, so Grafana's Prometheus data source and `promtool
     /// query` work against it. Samples are kept as long as the rules read, or `--retention`
-    /// when longer.
+    /// when longer. `/api/v1/rules` lists every group and rule with its query, health, last
+    /// error, evaluation time and (alerting rules) state and alerts, filtered by `type`,
+    /// `rule_name[]`, `rule_group[]`, `file[]`, `match[]` and `exclude_alerts`.
     ///
     /// The configuration is a subset of Prometheus's `prometheus.yml` (`global`,
     /// `rule_files`, `scrape_configs` with `static_configs`, `alerting.alertmanagers`), so

@@ -31,6 +31,27 @@ struct GroupStats {
     missed: u64,
     evaluations: u64,
     failures: u64,
+    /// When the last evaluation started (wall clock, ms), for `/api/v1/rules`.
+    last_started_ms: Option<i64>,
+    /// Each rule's name, error and duration at the last evaluation, in file order.
+    last_rules: Vec<RuleRun>,
+}
+
+/// One rule's last evaluation, as `/api/v1/rules` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct RuleRun {
+    pub name: String,
+    pub error: Option<String>,
+    /// When it started (wall clock, ms).
+    pub started_ms: i64,
+    pub duration: Duration,
+}
+
+/// A group's last evaluation, as `/api/v1/rules` shows it.
+pub(super) struct GroupRun<'a> {
+    pub started_ms: i64,
+    pub duration: Duration,
+    pub rules: &'a [RuleRun],
 }
 
 /// How a family reads its value off a group's statistics (none: no series for the group).
@@ -62,6 +83,8 @@ pub(super) struct Evaluation<'a> {
     pub duration: Duration,
     /// What each rule did.
     pub outcomes: &'a [RuleOutcome],
+    /// When the evaluation started (wall clock, ms).
+    pub started_ms: i64,
 }
 
 impl GroupMetrics {
@@ -86,6 +109,33 @@ impl GroupMetrics {
         s.last_samples = e.outcomes.iter().map(|o| o.samples).sum();
         s.evaluations += e.outcomes.len() as u64;
         s.failures += e.outcomes.iter().filter(|o| o.error.is_some()).count() as u64;
+        s.last_started_ms = Some(e.started_ms);
+        // Rules run one after the other: each started when the ones before it ended.
+        let mut at = Duration::ZERO;
+        s.last_rules = e
+            .outcomes
+            .iter()
+            .map(|o| {
+                let run = RuleRun {
+                    name: o.rule.clone(),
+                    error: o.error.as_ref().map(ToString::to_string),
+                    started_ms: e.started_ms + at.as_millis() as i64,
+                    duration: o.duration,
+                };
+                at += o.duration;
+                run
+            })
+            .collect();
+    }
+
+    /// The group's last evaluation, if it ran since it was loaded.
+    pub(super) fn last_run(&self, key: &str) -> Option<GroupRun<'_>> {
+        let s = self.groups.get(key)?;
+        Some(GroupRun {
+            started_ms: s.last_started_ms?,
+            duration: s.last_duration,
+            rules: &s.last_rules,
+        })
     }
 
     /// Records how long restoring the group's `for` state took.
@@ -223,6 +273,7 @@ mod tests {
             ts,
             duration: Duration::from_millis(3),
             outcomes,
+            started_ms: ts,
         }
     }
 

@@ -14,7 +14,8 @@
 //!
 //! Samples live in a [`MemStorage`] trimmed to the longest range the rules read plus the
 //! lookback, or to [`RunOptions::retention_ms`] when longer. Prometheus's query API answers
-//! from it (`/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`), so
+//! from it (`/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`), and
+//! `/api/v1/rules` lists the groups with each rule's health, last error and alerts, so
 //! Grafana and `promtool query` read it as they read a Prometheus. A reload (SIGHUP, `POST /-/reload`, or a changed configuration or rule file)
 //! that fails keeps the running rules and reports why; alert state carries over for rules
 //! that did not change.
@@ -23,6 +24,7 @@ mod config;
 mod group_metrics;
 mod query_api;
 mod remote;
+mod rules_api;
 mod scraper;
 
 use std::collections::{BTreeMap, HashMap};
@@ -627,6 +629,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                         .clone()
                         .default_subquery_step(Duration::from_millis(interval as u64));
                     let started = std::time::Instant::now();
+                    let started_ms = now_ms();
                     let mut store = write(&shared.store);
                     let outcomes = match &remote {
                         Some(r) => {
@@ -655,6 +658,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                         ts,
                         duration: started.elapsed(),
                         outcomes: &outcomes,
+                        started_ms,
                     });
                     send_alerts(g, &rules.notifier, ts, interval, &shared.options);
                     *due = slot.next;
@@ -846,14 +850,14 @@ fn alert_json(alert: &crate::rules::Alert) -> serde_json::Value {
         "labels": labels,
         "annotations": alert.annotations,
         "state": alert.state.as_str(),
-        "activeAt": crate::delivery::rfc3339_millis(alert.active_at),
+        "activeAt": crate::delivery::rfc3339_nano(alert.active_at),
         "value": crate::template::gofmt::format_float(alert.value, 'e', -1),
     });
     // As Prometheus: only while `keep_firing_for` holds the alert.
     if let (Some(since), Some(obj)) = (alert.keep_firing_since, json.as_object_mut()) {
         obj.insert(
             "keepFiringSince".to_owned(),
-            crate::delivery::rfc3339_millis(since).into(),
+            crate::delivery::rfc3339_nano(since).into(),
         );
     }
     json
@@ -905,14 +909,14 @@ mod tests {
                 "labels": {"alertname": "Hot", "room": "lab"},
                 "annotations": {"summary": "hot"},
                 "state": "firing",
-                "activeAt": "2023-11-14T22:13:20.000Z",
+                "activeAt": "2023-11-14T22:13:20Z",
                 "value": "+Inf",
             })
         );
         alert.keep_firing_since = Some(1_700_000_060_000);
         assert_eq!(
             alert_json(&alert)["keepFiringSince"],
-            "2023-11-14T22:14:20.000Z"
+            "2023-11-14T22:14:20Z"
         );
     }
 

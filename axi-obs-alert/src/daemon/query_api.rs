@@ -51,6 +51,10 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
+        .route(
+            "/api/v1/rules",
+            get(super::rules_api::rules).post(super::rules_api::rules),
+        )
 }
 
 /// Prometheus's longest range answer: points per series.
@@ -58,9 +62,9 @@ const MAX_POINTS: i64 = 11_000;
 
 /// An error answer: Prometheus's `errorType` and its HTTP status.
 #[derive(Debug)]
-struct ApiError {
+pub(super) struct ApiError {
     kind: &'static str,
-    message: String,
+    pub(super) message: String,
 }
 
 impl ApiError {
@@ -72,7 +76,7 @@ impl ApiError {
     }
 
     /// Prometheus's `invalidParamError`.
-    fn param(name: &str, e: impl std::fmt::Display) -> Self {
+    pub(super) fn param(name: &str, e: impl std::fmt::Display) -> Self {
         Self::bad_data(format!("invalid parameter {name:?}: {e}"))
     }
 
@@ -86,7 +90,7 @@ impl ApiError {
     }
 }
 
-fn answer(result: Result<String, ApiError>) -> Response {
+pub(super) fn answer(result: Result<String, ApiError>) -> Response {
     let (status, body) = match result {
         Ok(data) => (StatusCode::OK, json::success(&data)),
         Err(e) => (e.status(), json::error(e.kind, &e.message)),
@@ -96,7 +100,7 @@ fn answer(result: Result<String, ApiError>) -> Response {
 
 /// A request's parameters as Go's `Request.ParseForm` reads them: a form body (POST) first,
 /// then the URL's query string.
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = Response;
@@ -129,15 +133,20 @@ impl Params {
         Params(pairs)
     }
 
+    #[cfg(test)]
+    pub(super) fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Params {
+        Params(pairs.into_iter().collect())
+    }
+
     /// The first value of `name`, or "" (Go's `FormValue`).
-    fn get(&self, name: &str) -> &str {
+    pub(super) fn get(&self, name: &str) -> &str {
         self.0
             .iter()
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.as_str())
     }
 
-    fn all(&self, name: &str) -> Vec<&str> {
+    pub(super) fn all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(k, _)| k == name)
@@ -292,7 +301,7 @@ const NON_EMPTY: &str = "match[] must contain at least one non-empty matcher";
 
 /// The matcher sets of `match[]` values (series selectors), each with at least one matcher
 /// that does not match the empty string, as Prometheus requires.
-fn match_sets(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
+pub(super) fn match_sets(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let mut sets = Vec::with_capacity(values.len());
     for v in values {
         // The parser refuses a selector of empty-matching matchers as a query would; say it

@@ -212,13 +212,8 @@ struct AlertFilter {
 
 /// Go's `strconv.ParseBool`.
 fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(bad(format!(
-            "{name} in query must be of type boolean: {v:?}"
-        ))),
-    }
+    crate::template::gofmt::parse_bool(v)
+        .ok_or_else(|| bad(format!("{name} in query must be of type boolean: {v:?}")))
 }
 
 fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {

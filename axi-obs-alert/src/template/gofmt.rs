@@ -6,6 +6,15 @@ use super::value::Value;
 
 /// Go's `strconv.IsPrint`, approximated without Unicode tables: letters, marks, numbers,
 /// punctuation, symbols and the ASCII space; not controls, other spaces or format characters.
+/// Go's `strconv.ParseBool`: the value, or `None` where Go answers "invalid syntax".
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 pub(crate) fn is_print(c: char) -> bool {
     if c == ' ' {
         return true;
