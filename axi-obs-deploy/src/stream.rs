@@ -2,7 +2,7 @@
 //! (feature `stream`).
 //!
 //! [`LiveStream`] is a [`Hook`] (and can be fed directly with [`publish`](LiveStream::publish)).
-//! Each event gets the next sequence number (from 1, strictly increasing) and goes into a
+//! Each event gets the next sequence number (strictly increasing) and goes into a
 //! bounded ring of the last [`DEFAULT_CAPACITY`] events and into a bounded
 //! broadcast channel. Publishing never blocks: the ring drops its oldest event, and the channel
 //! overwrites what a slow subscriber has not read yet.
@@ -14,6 +14,14 @@
 //! [`Received::Missed`] (and counted in
 //! [`axi_deploy_stream_events_missed_total`](crate::names::STREAM_EVENTS_MISSED_METRIC)),
 //! then continues with the oldest event still kept.
+//!
+//! Sequence numbers carry on across restarts of the process: by default the first one is
+//! the Unix time of the stream's creation in milliseconds × 1,000, plus 1 (below 2^53, so
+//! JavaScript reads them exactly, until the year 2255), so a stream started later numbers
+//! its events above those of an earlier run as long as that run published fewer than 1,000
+//! events per millisecond it lived. A browser that reconnects to the restarted service with
+//! the `Last-Event-ID` of the previous run gets every event of the new run kept, rather than
+//! only those numbered above its old id. [`LiveStreamBuilder::first_seq`] sets the start.
 //!
 //! ```
 //! use axi_obs_deploy::stream::{LiveStream, Received, Replay};
@@ -65,7 +73,8 @@ pub struct StreamItem {
 }
 
 impl StreamItem {
-    /// The sequence number: from 1, strictly increasing within one [`LiveStream`].
+    /// The sequence number: strictly increasing within one [`LiveStream`], and from one run
+    /// of the process to the next (see the [module documentation](self)).
     pub fn seq(&self) -> u64 {
         self.seq
     }
@@ -85,8 +94,8 @@ impl StreamItem {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replay {
     /// Every kept event with a sequence number above this one, then live (SSE
-    /// `Last-Event-ID`). A number ahead of the stream (the stream restarted, its numbers with
-    /// it) replays everything kept.
+    /// `Last-Event-ID`). A number this stream did not give (one of an earlier run of the
+    /// process, below its first, or ahead of its last) replays everything kept.
     After(u64),
     /// The last `n` kept events, then live.
     Last(usize),
@@ -122,6 +131,20 @@ pub struct StreamStats {
 pub struct LiveStreamBuilder {
     capacity: NonZeroUsize,
     channel_capacity: NonZeroUsize,
+    first_seq: Option<u64>,
+}
+
+/// The largest first sequence number: numbers stay below 2^53, exact in JavaScript.
+const MAX_FIRST_SEQ: u64 = (1 << 53) - (1 << 40);
+
+/// The default first sequence number: Unix milliseconds now × 1,000, plus 1.
+fn clock_first_seq() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    ms.saturating_mul(1_000)
+        .saturating_add(1)
+        .min(MAX_FIRST_SEQ)
 }
 
 impl LiveStreamBuilder {
@@ -137,15 +160,25 @@ impl LiveStreamBuilder {
         self
     }
 
+    /// The sequence number of the first event (at least 1). Defaults to the clock's Unix
+    /// time in milliseconds × 1,000, plus 1, so numbers grow from one run of the process to
+    /// the next (see the [module documentation](self)).
+    pub fn first_seq(mut self, seq: u64) -> Self {
+        self.first_seq = Some(seq.clamp(1, MAX_FIRST_SEQ));
+        self
+    }
+
     /// The stream (no thread, no task: publishing and receiving do all the work).
     pub fn build(self) -> LiveStream {
         let (tx, _) = broadcast::channel(self.channel_capacity.get());
+        let first_seq = self.first_seq.unwrap_or_else(clock_first_seq);
         LiveStream {
             inner: Arc::new(Inner {
                 ring: Mutex::new(Ring {
                     items: VecDeque::with_capacity(self.capacity.get().min(4096)),
                     capacity: self.capacity.get(),
-                    next_seq: 1,
+                    first_seq,
+                    next_seq: first_seq,
                     tx: Some(tx),
                 }),
                 subscribers: AtomicUsize::new(0),
@@ -172,6 +205,8 @@ struct Inner {
 struct Ring {
     items: VecDeque<StreamItem>,
     capacity: usize,
+    /// The number of the stream's first event.
+    first_seq: u64,
     next_seq: u64,
     /// `None` once closed.
     tx: Option<broadcast::Sender<StreamItem>>,
@@ -190,10 +225,12 @@ impl Ring {
     }
 
     fn cursor_for(&self, replay: Replay) -> u64 {
+        let start = self.first_seq - 1;
         let last = self.next_seq - 1;
         match replay {
-            Replay::After(seq) if seq <= last => seq,
-            Replay::After(_) => 0,
+            Replay::After(seq) if (start..=last).contains(&seq) => seq,
+            // Not a number of this stream (an earlier run's, or ahead): everything kept.
+            Replay::After(_) => start,
             Replay::Last(n) => {
                 let n = n.min(self.items.len());
                 if n == 0 {
@@ -229,6 +266,7 @@ impl LiveStream {
             capacity: NonZeroUsize::new(DEFAULT_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             channel_capacity: NonZeroUsize::new(DEFAULT_CHANNEL_CAPACITY)
                 .unwrap_or(NonZeroUsize::MIN),
+            first_seq: None,
         }
     }
 
@@ -285,7 +323,8 @@ impl LiveStream {
         ring.items.iter().skip(skip).cloned().collect()
     }
 
-    /// The sequence number of the last event published (0 before the first).
+    /// The sequence number of the last event published (one below
+    /// [`first_seq`](LiveStreamBuilder::first_seq) before the first).
     pub fn last_seq(&self) -> u64 {
         self.ring().next_seq - 1
     }
@@ -293,7 +332,10 @@ impl LiveStream {
     /// What went through so far.
     pub fn stats(&self) -> StreamStats {
         StreamStats {
-            published: self.last_seq(),
+            published: {
+                let ring = self.ring();
+                ring.next_seq - ring.first_seq
+            },
             subscribers: self.inner.subscribers.load(Ordering::Relaxed),
             missed: self.inner.missed.load(Ordering::Relaxed),
         }
@@ -420,11 +462,48 @@ mod tests {
         out
     }
 
+    /// Numbered from 1, for readable expectations.
     fn stream(ring: usize, channel: usize) -> LiveStream {
         LiveStream::builder()
             .capacity(NonZeroUsize::new(ring).unwrap())
             .channel_capacity(NonZeroUsize::new(channel).unwrap())
+            .first_seq(1)
             .build()
+    }
+
+    #[test]
+    fn a_restarted_stream_numbers_on_and_replays_its_whole_run_to_old_clients() {
+        rt().block_on(async {
+            let old = LiveStream::new();
+            let mut old_last = 0;
+            for n in 0..3 {
+                old_last = old.publish(ev(n));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            // The process restarted and published more than the old run had before the
+            // client came back: numbered from 1 each run, `After(3)` would skip 1..=3.
+            let new = LiveStream::new();
+            let first = new.publish(ev(10));
+            assert!(first > old_last, "{first} after {old_last}");
+            assert!(first < 1 << 53, "exact in JavaScript: {first}");
+            for n in 11..15 {
+                new.publish(ev(n));
+            }
+            let mut sub = new.subscribe(Replay::After(old_last));
+            let want: Vec<String> = (first..first + 5).map(|s| s.to_string()).collect();
+            assert_eq!(take(&mut sub, 5).await, want);
+            assert_eq!(new.stats().published, 5);
+            // Only this run's events dropped from the ring count as missed.
+            let small = LiveStream::builder()
+                .capacity(NonZeroUsize::new(2).unwrap())
+                .first_seq(1_000)
+                .build();
+            for n in 0..5 {
+                small.publish(ev(n));
+            }
+            let mut sub = small.subscribe(Replay::After(10));
+            assert_eq!(take(&mut sub, 3).await, ["missed 3", "1003", "1004"]);
+        });
     }
 
     #[test]

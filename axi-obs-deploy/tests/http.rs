@@ -43,7 +43,8 @@ struct Server {
 
 impl Server {
     fn start(configure: impl FnOnce(DeployRoutes) -> DeployRoutes) -> Self {
-        Self::with_stream(LiveStream::new(), configure)
+        // Numbered from 1 (the default starts from the clock), for readable expectations.
+        Self::with_stream(LiveStream::builder().first_seq(1).build(), configure)
     }
 
     fn with_stream(
@@ -342,6 +343,7 @@ fn reconnect_with_last_event_id_misses_nothing_within_the_replay_window() {
 #[test]
 fn reconnect_from_beyond_the_replay_window_is_told_what_it_missed() {
     let stream = LiveStream::builder()
+        .first_seq(1)
         .capacity(NonZeroUsize::new(50).unwrap())
         .build();
     let server = Server::with_stream(stream, |r| r);

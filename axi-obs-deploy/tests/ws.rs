@@ -35,7 +35,8 @@ async fn start_with(
     configure: impl FnOnce(DeployRoutes) -> DeployRoutes,
 ) -> (String, LiveStream, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let stream = LiveStream::new();
+    // Numbered from 1 (the default starts from the clock), for readable expectations.
+    let stream = LiveStream::builder().first_seq(1).build();
     let router: axum::Router = configure(
         DeployRoutes::new(
             History::open(dir.path().join("deploys.db")).unwrap(),
