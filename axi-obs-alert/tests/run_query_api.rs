@@ -148,26 +148,36 @@ async fn query_api_answers_as_prometheus_does() {
         assert_eq!(theirs.0, 200, "{q}: {theirs:?}");
         assert_eq!(mine, theirs, "instant query {q}");
     }
-    // By POST with a form body, as Grafana sends them.
-    let form = [
-        ("query", "max by (room) (temp_celsius)"),
-        ("time", t.as_str()),
-    ];
-    let mut posted = Vec::new();
-    for port in [prom, ours] {
-        let r = client
-            .post(format!("http://127.0.0.1:{port}/api/v1/query"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(encode(&form))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        posted.push((status, body));
+    // By POST with a form body, as Grafana sends them (the media type in any case).
+    for (path, form) in [
+        (
+            "/api/v1/query",
+            vec![
+                ("query", "max by (room) (temp_celsius)"),
+                ("time", t.as_str()),
+            ],
+        ),
+        (
+            "/api/v1/series",
+            vec![("match[]", "temp_celsius"), ("match[]", "up")],
+        ),
+    ] {
+        let mut posted = Vec::new();
+        for port in [prom, ours] {
+            let r = client
+                .post(format!("http://127.0.0.1:{port}{path}"))
+                .header("content-type", "Application/X-WWW-Form-Urlencoded")
+                .body(encode(&form))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            posted.push((status, body));
+        }
+        assert_eq!(posted[0].0, 200, "{path}: {:?}", posted[0]);
+        assert_eq!(posted[1], posted[0], "POST {path}");
     }
-    assert_eq!(posted[0].0, 200);
-    assert_eq!(posted[1], posted[0], "POST /api/v1/query");
 
     // Range queries over a window both have data for.
     for q in [
@@ -206,9 +216,16 @@ async fn query_api_answers_as_prometheus_does() {
             vec![("match[]", "temp_celsius{room=\"lab\"}")],
         ),
         ("/api/v1/label/nobody/values", vec![]),
+        // Without `start` and `end`: all time.
+        ("/api/v1/label/room/values", vec![("start", "")]),
+        ("/api/v1/series", vec![("match[]", "up"), ("start", "")]),
     ] {
         let mut params = params;
-        params.extend(window);
+        if params.iter().any(|(k, _)| *k == "start") {
+            params.retain(|(k, _)| *k != "start");
+        } else {
+            params.extend(window);
+        }
         let theirs = get(&client, prom, path, &params).await;
         let mine = get(&client, ours, path, &params).await;
         assert_eq!(theirs.0, 200, "{path} {params:?}: {theirs:?}");
@@ -323,6 +340,64 @@ async fn query_api_answers_as_prometheus_does() {
         assert_eq!(theirs.0, 400, "{params:?}: {theirs:?}");
         assert_eq!(mine, theirs, "/api/v1/rules {params:?}");
     }
+
+    // Ours alone (Prometheus's answers there are its own edge cases: its time arithmetic
+    // overflows and a range from -1e300 to 1e300 gets one point at 0). Times far outside
+    // any range are taken as the API's limits, so nothing overflows; a time far in the
+    // future is answered; a query that would run for long stops at its timeout.
+    let wide = get(
+        &client,
+        ours,
+        "/api/v1/query_range",
+        &[
+            ("query", "1"),
+            ("start", "-1e300"),
+            ("end", "1e300"),
+            ("step", "1e9"),
+        ],
+    )
+    .await;
+    assert_eq!(wide.0, 400, "{wide:?}");
+    assert!(
+        wide.1["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("exceeded maximum resolution of 11,000 points"),
+        "{wide:?}"
+    );
+    let far = get(
+        &client,
+        ours,
+        "/api/v1/query",
+        &[
+            ("query", "count_over_time(vector(1)[1m:1s])"),
+            ("time", "1e300"),
+        ],
+    )
+    .await;
+    assert_eq!(far.0, 200, "{far:?}");
+    assert_eq!(far.1["data"]["result"][0]["value"][1], "60", "{far:?}");
+    let started = std::time::Instant::now();
+    let long = get(
+        &client,
+        ours,
+        "/api/v1/query",
+        &[
+            ("query", "count_over_time(vector(1)[3y:1ms])"),
+            ("timeout", "200ms"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (long.0, &long.1["errorType"]),
+        (503, &Value::from("timeout")),
+        "{long:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 
     // promtool, a Go client of the API, reads both alike.
     let time_arg = format!("--time={t}");

@@ -60,8 +60,8 @@ pub struct RunOptions {
     /// (`--rules.alert.resend-delay`, 1 m).
     pub resend_delay_ms: i64,
     /// Samples are kept at least this long (ms) for the query API, and always as long as the
-    /// rules read (their longest range and offset, plus the 5-minute lookback and two
-    /// evaluation intervals). Default 0: only what the rules read.
+    /// rules read (their longest range, offset and group `query_offset`, plus the 5-minute
+    /// lookback and two evaluation intervals). Default 0: only what the rules read.
     pub retention_ms: i64,
     /// The limits of the query API.
     pub query: QueryLimits,
@@ -316,10 +316,16 @@ fn load(config_path: &Path) -> Result<Loaded, String> {
     let notifier = Notifier::new(&config)?;
     let mut stamps = vec![(config_path.to_owned(), stamp(config_path))];
     stamps.extend(config.rule_files.iter().map(|f| (f.clone(), stamp(f))));
+    // A group's `query_offset` moves every window of its rules back by that much.
     let longest = groups
         .iter()
-        .flat_map(|g| g.group.rules.iter())
-        .map(|r| longest_range_ms(&r.expr))
+        .flat_map(|g| {
+            let offset = group_offset_ms(g);
+            g.group
+                .rules
+                .iter()
+                .map(move |r| longest_range_ms(&r.expr) + offset)
+        })
         .max()
         .unwrap_or(0);
     Ok(Loaded {

@@ -5,10 +5,11 @@
 //! what `axi-alert run` holds (the scraped samples and the rules' output, as far back as the
 //! retention).
 //!
-//! Queries are evaluated on blocking threads, at most [`QueryLimits::max_concurrency`] at once
-//! (more wait for a turn within their timeout), each within its timeout and sample limit.
-//! They read the store under a shared lock: scrapes and rule evaluations wait only while a
-//! query reads.
+//! Queries and the metadata look-ups are evaluated on blocking threads, at most
+//! [`QueryLimits::max_concurrency`] at once (more wait for a turn within their timeout), each
+//! within its timeout and sample limit. They take the store's read lock for each selection
+//! only (the points are copied out), so scrapes and rule evaluations wait for one
+//! selection at most, never for a whole query or for the answer to be written.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,9 @@ use axum::routing::get;
 use promql_parser::parser::Expr;
 
 use super::{QueryLimits, Shared, now_ms, read};
-use crate::promql::{self, Engine, Labels, Matcher, Storage as _, Value, json};
+use crate::promql::{
+    self, Engine, Labels, Matcher, MemStorage, Point, Series, Storage, Value, json,
+};
 use crate::promqltest::{parse_duration_param, parse_time};
 
 /// What the query API shares: the engine (its compiled-regex cache outlives one query), the
@@ -59,6 +62,40 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
 
 /// Prometheus's longest range answer: points per series.
 const MAX_POINTS: i64 = 11_000;
+
+/// The earliest and latest times the API takes (ms; about ±73 million years): times beyond
+/// are taken as these, so no arithmetic on them can overflow.
+const TIME_LIMIT: i64 = 1 << 61;
+
+/// The store as queries see it: each selection takes the read lock for itself.
+struct SharedStore<'a>(&'a std::sync::RwLock<MemStorage>);
+
+impl Storage for SharedStore<'_> {
+    fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Series> {
+        read(self.0).select(matchers, start, end)
+    }
+
+    fn select_latest(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<(Labels, Point)> {
+        read(self.0).select_latest(matchers, start, end)
+    }
+
+    fn visit_windows(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        visit: &mut dyn FnMut(&Labels, &[Point]),
+    ) {
+        read(self.0).visit_windows(matchers, start, end, visit);
+    }
+}
+
+/// A time parameter as the API takes it (see [`TIME_LIMIT`]).
+fn api_time(name: &str, v: &str) -> Result<i64, ApiError> {
+    parse_time(v)
+        .map(|t| t.clamp(-TIME_LIMIT, TIME_LIMIT))
+        .map_err(|e| ApiError::param(name, e))
+}
 
 /// An error answer: Prometheus's `errorType` and its HTTP status.
 #[derive(Debug)]
@@ -107,7 +144,14 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
         let query = req.uri().query().map(str::to_owned);
-        let headers = req.headers().clone();
+        let mut headers = req.headers().clone();
+        // As Go's `ParseForm`: a body is read for these methods only.
+        if !matches!(
+            *req.method(),
+            axum::http::Method::POST | axum::http::Method::PUT | axum::http::Method::PATCH
+        ) {
+            headers.remove(header::CONTENT_TYPE);
+        }
         let body = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -121,9 +165,10 @@ impl Params {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim() == "application/x-www-form-urlencoded")
+                v.split(';').next().is_some_and(|t| {
+                    t.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                })
             });
         let mut pairs: Vec<(String, String)> = Vec::new();
         if form {
@@ -159,8 +204,11 @@ impl Params {
     fn time(&self, name: &str, default: i64) -> Result<i64, ApiError> {
         match self.get(name) {
             "" => Ok(default),
-            v => parse_time(v).map_err(|e| {
-                ApiError::param(name, format!("invalid time value for '{name}': {e}"))
+            v => api_time(name, v).map_err(|e| {
+                let inner = e
+                    .message
+                    .trim_start_matches(&format!("invalid parameter {name:?}: "));
+                ApiError::param(name, format!("invalid time value for '{name}': {inner}"))
             }),
         }
     }
@@ -208,9 +256,12 @@ async fn evaluate(
         let _turn = turn;
         work(&shared, engine)
     });
-    match task.await {
-        Ok(r) => r,
-        Err(e) => Err(ApiError {
+    // The engine stops itself at the deadline; this bounds the answer's wait all the same
+    // (the JSON writing, a selection that takes long).
+    match tokio::time::timeout(left + Duration::from_secs(1), task).await {
+        Err(_) => Err(timed_out()),
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(ApiError {
             kind: "internal",
             message: format!("query evaluation failed: {e}"),
         }),
@@ -242,13 +293,11 @@ async fn run_query(shared: Arc<Shared>, p: &Params, when: When) -> Result<String
     let timeout = p.timeout(&shared.queries.limits)?;
     let expr = parse_query(p.get("query"))?;
     evaluate(shared, timeout, move |shared, engine| {
-        let store = read(&shared.store);
+        let store = SharedStore(&shared.store);
         match when {
-            When::At(t) => engine
-                .instant(&*store, &expr, t)
-                .map(|v| json::value(&v, t)),
+            When::At(t) => engine.instant(&store, &expr, t).map(|v| json::value(&v, t)),
             When::Range { start, end, step } => engine
-                .range(&*store, &expr, start, end, step)
+                .range(&store, &expr, start, end, step)
                 .map(|m| json::value(&Value::Matrix(m), end)),
         }
         .map_err(exec_error)
@@ -271,8 +320,8 @@ async fn query(State(shared): State<Arc<Shared>>, p: Params) -> Response {
 async fn query_range(State(shared): State<Arc<Shared>>, p: Params) -> Response {
     answer(
         async {
-            let start = parse_time(p.get("start")).map_err(|e| ApiError::param("start", e))?;
-            let end = parse_time(p.get("end")).map_err(|e| ApiError::param("end", e))?;
+            let start = api_time("start", p.get("start"))?;
+            let end = api_time("end", p.get("end"))?;
             if end < start {
                 return Err(ApiError::param(
                     "end",
@@ -335,32 +384,58 @@ pub(super) fn match_sets(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiError>
 }
 
 /// The label sets of the series with a sample in `[start, end]` matching any of `sets` (all
-/// series when `sets` is empty), sorted and without repeats.
+/// series when `sets` is empty), sorted and without repeats. Only each series' newest sample
+/// in the window is looked at (no decoding when the window ends after it).
 fn matching_series(
     shared: &Shared,
     sets: &[Vec<Matcher>],
     start: i64,
     end: i64,
 ) -> std::collections::BTreeSet<Labels> {
-    let store = read(&shared.store);
+    let store = SharedStore(&shared.store);
     let mut out = std::collections::BTreeSet::new();
     let all = [Vec::new()];
     let sets = if sets.is_empty() { &all[..] } else { sets };
     for ms in sets {
         // The store's windows are left-open; the API's are closed.
-        store.visit_windows(ms, start.saturating_sub(1), end, &mut |labels, _| {
-            out.insert(labels.clone());
-        });
+        for (labels, _) in store.select_latest(ms, start - 1, end) {
+            out.insert(labels);
+        }
     }
     out
 }
 
-/// `start` and `end` of the metadata endpoints (default: all time) and their `match[]` sets.
-fn metadata_params(p: &Params) -> Result<(i64, i64, Vec<Vec<Matcher>>), ApiError> {
-    let start = p.time("start", i64::MIN)?;
-    let end = p.time("end", i64::MAX)?;
-    let sets = match_sets(&p.all("match[]"))?;
-    Ok((start, end, sets))
+/// A metadata request: `start` and `end` (default: all time) and the `match[]` sets.
+struct Metadata {
+    start: i64,
+    end: i64,
+    sets: Vec<Vec<Matcher>>,
+}
+
+impl Metadata {
+    fn parse(p: &Params) -> Result<Metadata, ApiError> {
+        Ok(Metadata {
+            start: p.time("start", -TIME_LIMIT)?,
+            end: p.time("end", TIME_LIMIT)?,
+            sets: match_sets(&p.all("match[]"))?,
+        })
+    }
+
+    /// Finds the matching series on a blocking thread, with the queries' turns and
+    /// timeout, and writes the answer's `data` from them.
+    async fn answer(
+        self,
+        shared: Arc<Shared>,
+        write: impl FnOnce(&std::collections::BTreeSet<Labels>) -> String + Send + 'static,
+    ) -> Result<String, ApiError> {
+        let timeout = shared.queries.limits.timeout;
+        evaluate(shared, timeout, move |shared, _| {
+            Ok(write(&matching_series(
+                shared, &self.sets, self.start, self.end,
+            )))
+        })
+        .await
+    }
 }
 
 fn string_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
@@ -370,28 +445,38 @@ fn string_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 
 /// `/api/v1/series`: `match[]` (required, repeated), `start`, `end`.
 async fn series(State(shared): State<Arc<Shared>>, p: Params) -> Response {
-    answer((|| {
-        if p.all("match[]").is_empty() {
-            return Err(ApiError::bad_data("no match[] parameter provided"));
+    answer(
+        async {
+            if p.all("match[]").is_empty() {
+                return Err(ApiError::bad_data("no match[] parameter provided"));
+            }
+            Metadata::parse(&p)?
+                .answer(shared, |found| {
+                    let items: Vec<String> = found.iter().map(json::labels).collect();
+                    format!("[{}]", items.join(","))
+                })
+                .await
         }
-        let (start, end, sets) = metadata_params(&p)?;
-        let found = matching_series(&shared, &sets, start, end);
-        let items: Vec<String> = found.iter().map(json::labels).collect();
-        Ok(format!("[{}]", items.join(",")))
-    })())
+        .await,
+    )
 }
 
 /// `/api/v1/labels`: the label names of the matching series (all series without `match[]`).
 async fn labels(State(shared): State<Arc<Shared>>, p: Params) -> Response {
-    answer((|| {
-        let (start, end, sets) = metadata_params(&p)?;
-        let found = matching_series(&shared, &sets, start, end);
-        let names: std::collections::BTreeSet<&str> = found
-            .iter()
-            .flat_map(|ls| ls.iter().map(|(k, _)| k))
-            .collect();
-        Ok(string_list(names.into_iter()))
-    })())
+    answer(
+        async {
+            Metadata::parse(&p)?
+                .answer(shared, |found| {
+                    let names: std::collections::BTreeSet<&str> = found
+                        .iter()
+                        .flat_map(|ls| ls.iter().map(|(k, _)| k))
+                        .collect();
+                    string_list(names.into_iter())
+                })
+                .await
+        }
+        .await,
+    )
 }
 
 /// `/api/v1/label/<name>/values`: the values of one label over the matching series.
@@ -400,16 +485,21 @@ async fn label_values(
     Path(name): Path<String>,
     p: Params,
 ) -> Response {
-    answer((|| {
-        if name.is_empty() {
-            return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    answer(
+        async {
+            if name.is_empty() {
+                return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+            }
+            Metadata::parse(&p)?
+                .answer(shared, move |found| {
+                    let values: std::collections::BTreeSet<&str> =
+                        found.iter().filter_map(|ls| ls.get(&name)).collect();
+                    string_list(values.into_iter())
+                })
+                .await
         }
-        let (start, end, sets) = metadata_params(&p)?;
-        let found = matching_series(&shared, &sets, start, end);
-        let values: std::collections::BTreeSet<&str> =
-            found.iter().filter_map(|ls| ls.get(&name)).collect();
-        Ok(string_list(values.into_iter()))
-    })())
+        .await,
+    )
 }
 
 #[cfg(test)]

@@ -95,13 +95,17 @@ impl<'a> Evaluator<'a> {
         }
         let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
         let mut t = self.start;
+        // The answer's points count towards the sample limit, as in Prometheus.
+        let mut points = 0;
         while t <= self.end {
-            self.loaded.set(0);
+            self.loaded.set(points);
             match self.eval(expr, t)? {
                 Value::Scalar { v, .. } => {
-                    out.entry(Labels::new()).or_default().push(Point { t, v })
+                    out.entry(Labels::new()).or_default().push(Point { t, v });
+                    points += 1;
                 }
                 Value::Vector(samples) => {
+                    points += samples.len();
                     for s in samples {
                         out.entry(s.labels).or_default().push(Point { t, v: s.v });
                     }
@@ -113,7 +117,12 @@ impl<'a> Evaluator<'a> {
                     )));
                 }
             }
-            t += self.step;
+            self.loaded.set(0);
+            self.check_limits(points)?;
+            let Some(next) = t.checked_add(self.step) else {
+                break;
+            };
+            t = next;
         }
         Ok(out
             .into_iter()
@@ -299,18 +308,21 @@ impl<'a> Evaluator<'a> {
         }
         let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
         while ts <= end {
-            match self.eval(&sq.expr, ts)? {
+            let added = match self.eval(&sq.expr, ts)? {
                 Value::Vector(v) => {
+                    let n = v.len();
                     for s in v {
                         out.entry(s.labels)
                             .or_default()
                             .push(Point { t: ts, v: s.v });
                     }
+                    n
                 }
                 Value::Scalar { v, .. } => {
                     out.entry(Labels::new())
                         .or_default()
                         .push(Point { t: ts, v });
+                    1
                 }
                 other => {
                     return Err(EvalError::new(format!(
@@ -318,14 +330,18 @@ impl<'a> Evaluator<'a> {
                         other.type_name()
                     )));
                 }
-            }
-            ts += step;
+            };
+            // Every step: a long subquery is stopped by the limits as it grows, not after.
+            self.check_limits(added)?;
+            let Some(next) = ts.checked_add(step) else {
+                break;
+            };
+            ts = next;
         }
         let series: Vec<Series> = out
             .into_iter()
             .map(|(labels, points)| Series { labels, points })
             .collect();
-        self.check_limits(series.iter().map(|s| s.points.len()).sum())?;
         Ok((series, start, end))
     }
 

@@ -268,3 +268,51 @@ impl Engine {
         eval::Evaluator::new(self, storage, start, end, step).range(expr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_subquery_stops_at_the_timeout_as_it_runs() {
+        // About 10^11 steps: checked only at its end, it would run for hours.
+        let e = parse("count_over_time(vector(1)[3y:1ms])").unwrap();
+        let err = Engine::default()
+            .timeout(Duration::from_millis(50))
+            .instant(&MemStorage::new(), &e, 0)
+            .unwrap_err();
+        assert_eq!(err.0, "query timed out in query execution");
+    }
+
+    #[test]
+    fn range_answers_count_towards_the_sample_limit() {
+        // 1,001 points of output, nothing loaded from the store.
+        let e = parse("vector(1)").unwrap();
+        let engine = Engine::default().max_samples(1_000);
+        let err = engine
+            .range(&MemStorage::new(), &e, 0, 1_000_000, 1_000)
+            .unwrap_err();
+        assert!(
+            err.0
+                .starts_with("query processing would load too many samples"),
+            "{err}"
+        );
+        assert!(
+            engine
+                .range(&MemStorage::new(), &e, 0, 999_000, 1_000)
+                .is_ok()
+        );
+        // Subquery output too.
+        let sq = parse("count_over_time(vector(1)[2000s:1s])").unwrap();
+        assert!(engine.instant(&MemStorage::new(), &sq, 0).is_err());
+    }
+
+    #[test]
+    fn a_range_ending_at_the_last_time_ends() {
+        let e = parse("vector(1)").unwrap();
+        let m = Engine::default()
+            .range(&MemStorage::new(), &e, i64::MAX - 2_500, i64::MAX, 1_000)
+            .unwrap();
+        assert_eq!(m[0].points.len(), 3);
+    }
+}

@@ -193,6 +193,10 @@ const DEFAULT_TAIL: Duration = Duration::from_secs(10 * 60);
 /// Matcher sets cached at most; when full the cache is emptied and starts over.
 const SELECTION_CACHE_CAPACITY: usize = 4096;
 
+/// Series ids cached at most over all sets (4 bytes each: 16 MiB), so that many distinct
+/// queries over many series (from the query API, say) cannot grow the cache without bound.
+const SELECTION_CACHE_IDS: usize = 1 << 22;
+
 /// Matcher sets and the ids of the series they select (sorted by label rank).
 #[derive(Debug, Default)]
 struct SelectionCache(Mutex<FxMap<Vec<Matcher>, Arc<[u32]>>>);
@@ -372,8 +376,12 @@ impl MemStorage {
         let ranks = self.ranks();
         ids.sort_unstable_by_key(|id| ranks[*id as usize]);
         let ids: Arc<[u32]> = ids.into();
+        if ids.len() > SELECTION_CACHE_IDS {
+            return ids;
+        }
         let mut cache = self.selections.lock();
-        if cache.len() >= SELECTION_CACHE_CAPACITY {
+        let held: usize = cache.values().map(|v| v.len()).sum();
+        if cache.len() >= SELECTION_CACHE_CAPACITY || held + ids.len() > SELECTION_CACHE_IDS {
             cache.clear();
         }
         cache.insert(matchers.to_vec(), ids.clone());
