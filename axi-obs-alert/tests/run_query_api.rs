@@ -59,13 +59,20 @@ async fn get(
     (status, body)
 }
 
-/// An instant vector's samples in label order: Prometheus leaves an aggregation's output in
-/// its groups' first-seen order (only `sort` and range answers promise one), ours sorts.
+/// An instant vector's samples, and `/api/v1/series`'s label sets, in label order:
+/// Prometheus leaves an aggregation's output in its groups' first-seen order (only `sort` and
+/// range answers promise one) and the series of a single `match[]` in the order they were
+/// created; ours sorts both.
 fn unordered((status, mut body): (u16, Value)) -> (u16, Value) {
     if body["data"]["resultType"] == "vector"
         && let Some(items) = body["data"]["result"].as_array_mut()
     {
         items.sort_by_key(|s| s["metric"].to_string());
+    }
+    if let Some(items) = body.get_mut("data").and_then(Value::as_array_mut)
+        && items.iter().all(Value::is_object)
+    {
+        items.sort_by_key(Value::to_string);
     }
     (status, body)
 }
@@ -89,8 +96,10 @@ async fn query_api_answers_as_prometheus_does() {
         return;
     };
     let target = serve_metrics(TARGET).await;
+    // A second job whose target does not answer (nothing listens on its port).
+    let nobody = free_port();
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: sensors\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: sensors\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n        labels: {{site: plant-1}}\n  - job_name: gone\n    scrape_interval: 2s\n    scrape_timeout: 1500ms\n    metrics_path: /probe\n    static_configs:\n      - targets: ['localhost:{nobody}']\n"
     );
     let (dir, config_path) = common::run_dir(&[("rules.yml", RULES)], &config);
     let (_prom, prom) = start_prometheus(&prometheus, &config_path, dir.path());
@@ -98,8 +107,8 @@ async fn query_api_answers_as_prometheus_does() {
     let _ours = start_run(&config_path, ours, ["--retention", "1h"]);
     let client = reqwest::Client::new();
 
-    // Both are ready (Prometheus answers 503 in plain text until then), have scraped and
-    // have evaluated the rule.
+    // Both are ready (Prometheus answers 503 in plain text until then), have scraped both
+    // targets and have evaluated the rule.
     for (who, port) in [("Prometheus", prom), ("axi-alert run", ours)] {
         poll(who, Duration::from_secs(60), async || {
             let r = client
@@ -114,10 +123,13 @@ async fn query_api_answers_as_prometheus_does() {
                 &client,
                 port,
                 "/api/v1/query",
-                &[("query", "count(room:temp:max) + count(temp_celsius)")],
+                &[(
+                    "query",
+                    "count(room:temp:max) + count(temp_celsius) + count(up)",
+                )],
             )
             .await;
-            (status == 200 && body["data"]["result"][0]["value"][1] == "5").then_some(())
+            (status == 200 && body["data"]["result"][0]["value"][1] == "7").then_some(())
         })
         .await;
     }
@@ -173,7 +185,7 @@ async fn query_api_answers_as_prometheus_does() {
                 .unwrap();
             let status = r.status().as_u16();
             let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-            posted.push((status, body));
+            posted.push(unordered((status, body)));
         }
         assert_eq!(posted[0].0, 200, "{path}: {:?}", posted[0]);
         assert_eq!(posted[1], posted[0], "POST {path}");
@@ -226,8 +238,8 @@ async fn query_api_answers_as_prometheus_does() {
         } else {
             params.extend(window);
         }
-        let theirs = get(&client, prom, path, &params).await;
-        let mine = get(&client, ours, path, &params).await;
+        let theirs = unordered(get(&client, prom, path, &params).await);
+        let mine = unordered(get(&client, ours, path, &params).await);
         assert_eq!(theirs.0, 200, "{path} {params:?}: {theirs:?}");
         assert_eq!(mine, theirs, "{path} {params:?}");
     }
@@ -339,6 +351,21 @@ async fn query_api_answers_as_prometheus_does() {
         let mine = get(&client, ours, "/api/v1/rules", &params).await;
         assert_eq!(theirs.0, 400, "{params:?}: {theirs:?}");
         assert_eq!(mine, theirs, "/api/v1/rules {params:?}");
+    }
+
+    // The targets, their labels, URLs and health; when and how long the last scrape took
+    // differ between the two and are checked for their shape, the last error of the target
+    // that does not answer for being there (the words are Go's or reqwest's).
+    for params in [
+        vec![],
+        vec![("state", "active")],
+        vec![("state", "dropped")],
+        vec![("scrapePool", "gone")],
+    ] {
+        let theirs = targets_without_times(get(&client, prom, "/api/v1/targets", &params).await);
+        let mine = targets_without_times(get(&client, ours, "/api/v1/targets", &params).await);
+        assert_eq!(theirs.0, 200, "{params:?}: {theirs:?}");
+        assert_eq!(mine, theirs, "/api/v1/targets {params:?}");
     }
 
     // Ours alone (Prometheus's answers there are its own edge cases: its time arithmetic
@@ -453,6 +480,26 @@ fn rules_without_times((status, mut body): (u16, Value)) -> (u16, Value) {
                 alerts.sort_by_key(|a| a["labels"].to_string());
             }
         }
+    }
+    (status, body)
+}
+
+/// An `/api/v1/targets` answer with `lastScrape` and `lastScrapeDuration` checked for their
+/// type and removed, and `lastError` replaced by whether there is one.
+fn targets_without_times((status, mut body): (u16, Value)) -> (u16, Value) {
+    let targets = body
+        .pointer_mut("/data/activeTargets")
+        .and_then(Value::as_array_mut);
+    for t in targets.into_iter().flatten() {
+        let o = t.as_object_mut().unwrap();
+        let last = o.remove("lastScrape").unwrap();
+        assert!(last.as_str().is_some_and(|s| s.ends_with('Z')), "{last}");
+        assert!(o.remove("lastScrapeDuration").unwrap().is_number());
+        let error = o.remove("lastError").unwrap();
+        o.insert(
+            "lastError".into(),
+            Value::from(!error.as_str().unwrap().is_empty()),
+        );
     }
     (status, body)
 }

@@ -138,6 +138,11 @@ pub mod otel {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::config::host_name;
+
+    /// An error and its sources, joined with `: `.
+    pub fn error_chain(e: &dyn std::error::Error) -> String {
+        crate::error_chain(e)
+    }
     pub use crate::fast_hash::FxHasher;
     pub use crate::hex::hex16;
 }

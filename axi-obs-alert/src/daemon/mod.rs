@@ -15,7 +15,8 @@
 //! Samples live in a [`MemStorage`] trimmed to the longest range the rules read plus the
 //! lookback, or to [`RunOptions::retention_ms`] when longer. Prometheus's query API answers
 //! from it (`/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`), and
-//! `/api/v1/rules` lists the groups with each rule's health, last error and alerts, so
+//! `/api/v1/rules` lists the groups with each rule's health, last error and alerts, and
+//! `/api/v1/targets` each scrape target's health, so
 //! Grafana and `promtool query` read it as they read a Prometheus. A reload (SIGHUP, `POST /-/reload`, or a changed configuration or rule file)
 //! that fails keeps the running rules and reports why; alert state carries over for rules
 //! that did not change.
@@ -26,6 +27,7 @@ mod query_api;
 mod remote;
 mod rules_api;
 mod scraper;
+mod targets_api;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -176,6 +178,8 @@ struct Shared {
     /// The rule manager's metrics (taken after `rules` when both are held).
     group_metrics: Mutex<group_metrics::GroupMetrics>,
     queries: query_api::Queries,
+    /// The scrape targets' states, replaced when the scrapers restart.
+    targets: Mutex<Vec<scraper::Target>>,
 }
 
 /// The loaded configuration and rule groups.
@@ -471,6 +475,7 @@ pub async fn run(
     }
     let shared = Arc::new(Shared {
         queries: query_api::Queries::new(options.query.clone()),
+        targets: Mutex::default(),
         options,
         config_path,
         store: RwLock::new(MemStorage::new()),

@@ -46,7 +46,8 @@ impl Queries {
     }
 }
 
-/// The routes, to merge into the daemon's router.
+/// The routes of the query API and of the rules and targets endpoints, to merge into the
+/// daemon's router.
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/api/v1/query", get(query).post(query))
@@ -58,6 +59,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             "/api/v1/rules",
             get(super::rules_api::rules).post(super::rules_api::rules),
         )
+        .route("/api/v1/targets", get(super::targets_api::targets))
 }
 
 /// Prometheus's longest range answer: points per series.

@@ -3,8 +3,8 @@
 //! static labels; conflicting scraped labels renamed `exported_*` unless `honor_labels`), and
 //! staleness markers for series that disappear or whose target goes down.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -19,25 +19,66 @@ pub(super) struct Scrapers {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// A target as `/api/v1/targets` shows it: its configuration and its last scrape.
+#[derive(Debug, Clone)]
+pub(super) struct TargetState {
+    pub job: String,
+    /// `host:port`.
+    pub address: String,
+    pub url: String,
+    pub metrics_path: String,
+    /// The target's labels (`job`, `instance`, its static labels).
+    pub labels: Labels,
+    /// Its static labels alone.
+    pub static_labels: BTreeMap<String, String>,
+    pub interval_ms: i64,
+    pub timeout_ms: i64,
+    /// When the last scrape started (ms), if there was one.
+    pub last_scrape_ms: Option<i64>,
+    pub last_duration: f64,
+    pub last_error: String,
+    pub up: Option<bool>,
+}
+
+/// One target's state, written by its scrape loop; a restart gives new ones, so a loop
+/// that was stopped cannot write into its successor's.
+pub(super) type Target = Arc<Mutex<TargetState>>;
+
 impl Scrapers {
     pub(super) fn start(shared: Arc<Shared>) -> Scrapers {
         let jobs = lock(&shared.rules).config.scrape_configs.clone();
         let client = reqwest::Client::new();
         let mut tasks = Vec::new();
+        let mut states = Vec::new();
         for job in jobs {
             for (target, labels) in &job.targets {
                 let mut base = Labels::from_pairs(labels.clone());
                 base.set("job".into(), job.job_name.clone());
                 base.set("instance".into(), target.clone());
+                let state: Target = Arc::new(Mutex::new(TargetState {
+                    job: job.job_name.clone(),
+                    address: target.clone(),
+                    url: format!("http://{target}{}", job.metrics_path),
+                    metrics_path: job.metrics_path.clone(),
+                    labels: base,
+                    static_labels: labels.clone(),
+                    interval_ms: job.interval_ms,
+                    timeout_ms: job.timeout_ms,
+                    last_scrape_ms: None,
+                    last_duration: 0.0,
+                    last_error: String::new(),
+                    up: None,
+                }));
+                states.push(state.clone());
                 tasks.push(tokio::spawn(scrape_loop(
                     shared.clone(),
                     client.clone(),
                     job.clone(),
-                    format!("http://{target}{}", job.metrics_path),
-                    base,
+                    state,
                 )));
             }
         }
+        *lock(&shared.targets) = states;
         Scrapers { tasks }
     }
 
@@ -53,9 +94,12 @@ async fn scrape_loop(
     shared: Arc<Shared>,
     client: reqwest::Client,
     job: ScrapeConfig,
-    url: String,
-    target: Labels,
+    state: Target,
 ) {
+    let (url, target) = {
+        let s = lock(&state);
+        (s.url.clone(), s.labels.clone())
+    };
     let mut previous: HashSet<Labels> = HashSet::new();
     let interval = Duration::from_millis(job.interval_ms as u64);
     let mut ticker = tokio::time::interval(interval);
@@ -71,15 +115,24 @@ async fn scrape_loop(
                 .timeout(Duration::from_millis(job.timeout_ms as u64))
                 .send()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| axi_obs_core::__private::error_chain(&e))?;
             if !resp.status().is_success() {
-                return Err(format!("HTTP {}", resp.status()));
+                return Err(format!("server returned HTTP status {}", resp.status()));
             }
-            resp.text().await.map_err(|e| e.to_string())
+            resp.text()
+                .await
+                .map_err(|e| axi_obs_core::__private::error_chain(&e))
         }
         .await
         .and_then(|text| parse_text(&text));
         let duration = started.elapsed().as_secs_f64();
+        {
+            let mut s = lock(&state);
+            s.last_scrape_ms = Some(t);
+            s.last_duration = duration;
+            s.up = Some(body.is_ok());
+            s.last_error = body.as_ref().err().cloned().unwrap_or_default();
+        }
         let mut store = write(&shared.store);
         let mut current = HashSet::new();
         let (up, scraped) = match body {

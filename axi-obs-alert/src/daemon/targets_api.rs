@@ -1,0 +1,152 @@
+//! `/api/v1/targets` as Prometheus answers it: every scrape target with its labels, URL,
+//! health, last error, and when and how long it was last scraped; Grafana, the portal and
+//! scripts written for Prometheus read scrape health from it. `state` (`active`, `dropped`,
+//! `any`) and `scrapePool` filter as in Prometheus 3.5. Targets are never dropped here
+//! (`static_configs` without relabeling), so the dropped list is always empty.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::query_api::{Params, answer};
+use super::scraper::TargetState;
+use super::{Shared, lock};
+use crate::delivery::rfc3339_nano;
+
+/// Go's zero `time.Time` in JSON: a target not scraped yet.
+const NEVER: &str = "0001-01-01T00:00:00Z";
+
+/// Prometheus's `model.Duration` text: `15s`, `1m30s`, `2h`, `90d` (years and weeks only when
+/// exact).
+pub(super) fn model_duration(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut ms = ms;
+    let mut out = String::new();
+    for (unit, mult, exact) in [
+        ("y", 365 * 86_400_000, true),
+        ("w", 7 * 86_400_000, true),
+        ("d", 86_400_000, false),
+        ("h", 3_600_000, false),
+        ("m", 60_000, false),
+        ("s", 1_000, false),
+        ("ms", 1, false),
+    ] {
+        if exact && ms % mult != 0 {
+            continue;
+        }
+        let v = ms / mult;
+        if v > 0 {
+            out.push_str(&format!("{v}{unit}"));
+            ms -= v * mult;
+        }
+    }
+    out
+}
+
+/// The scrape URL as seen from elsewhere: a loopback host is replaced by this machine's name
+/// (Prometheus's `globalUrl`; with the name of the port this server listens on, the URL of
+/// this server as its clients reach it).
+fn global_url(t: &TargetState, host: &str) -> String {
+    let (target_host, port) = match t.address.rsplit_once(':') {
+        Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']'), p),
+        None => (t.address.as_str(), ""),
+    };
+    if matches!(target_host, "127.0.0.1" | "localhost" | "::1") {
+        format!("http://{host}:{port}{}", t.metrics_path)
+    } else {
+        t.url.clone()
+    }
+}
+
+fn target_json(t: &TargetState, host: &str) -> Value {
+    let mut discovered: BTreeMap<String, String> = t.static_labels.clone();
+    discovered.insert("__address__".into(), t.address.clone());
+    discovered.insert("__metrics_path__".into(), t.metrics_path.clone());
+    discovered.insert("__scheme__".into(), "http".into());
+    discovered.insert("__scrape_interval__".into(), model_duration(t.interval_ms));
+    discovered.insert("__scrape_timeout__".into(), model_duration(t.timeout_ms));
+    discovered.insert("job".into(), t.job.clone());
+    let labels: BTreeMap<&str, &str> = t.labels.iter().collect();
+    json!({
+        "discoveredLabels": discovered,
+        "labels": labels,
+        "scrapePool": t.job,
+        "scrapeUrl": t.url,
+        "globalUrl": global_url(t, host),
+        "lastError": t.last_error,
+        "lastScrape": t.last_scrape_ms.map_or_else(|| NEVER.to_owned(), rfc3339_nano),
+        "lastScrapeDuration": t.last_duration,
+        "health": match t.up {
+            None => "unknown",
+            Some(true) => "up",
+            Some(false) => "down",
+        },
+        "scrapeInterval": model_duration(t.interval_ms),
+        "scrapeTimeout": model_duration(t.timeout_ms),
+    })
+}
+
+/// `GET /api/v1/targets`.
+pub(super) async fn targets(State(shared): State<Arc<Shared>>, p: Params) -> Response {
+    let state = p.get("state").to_ascii_lowercase();
+    let pool = p.get("scrapePool");
+    let active = matches!(state.as_str(), "" | "any" | "active");
+    let dropped = matches!(state.as_str(), "" | "any" | "dropped");
+    let host = axi_obs_core::__private::host_name().unwrap_or_else(|| "localhost".into());
+    let all: Vec<TargetState> = lock(&shared.targets)
+        .iter()
+        .map(|t| lock(t).clone())
+        .collect();
+    // Counted over every pool, whatever `scrapePool` asks (as Prometheus).
+    let counts = dropped.then(|| {
+        all.iter()
+            .map(|t| (t.job.clone(), 0))
+            .collect::<BTreeMap<String, u32>>()
+    });
+    let mut targets: Vec<TargetState> = all
+        .into_iter()
+        .filter(|t| pool.is_empty() || t.job == pool)
+        .collect();
+    // By scrape pool, as Prometheus lists them (configuration order within one).
+    targets.sort_by(|a, b| a.job.cmp(&b.job));
+    // As Prometheus: both lists always there (empty when not asked for), the counts only
+    // with the dropped targets.
+    let list: Vec<Value> = if active {
+        targets.iter().map(|t| target_json(t, &host)).collect()
+    } else {
+        Vec::new()
+    };
+    let data = json!({
+        "activeTargets": list,
+        "droppedTargets": [],
+        "droppedTargetCounts": counts,
+    });
+    answer(Ok(data.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_prometheus_writes_them() {
+        for (ms, text) in [
+            (0, "0s"),
+            (1_000, "1s"),
+            (15_000, "15s"),
+            (90_000, "1m30s"),
+            (3_600_000, "1h"),
+            (1_500, "1s500ms"),
+            (90 * 86_400_000, "90d"),
+            (14 * 86_400_000, "2w"),
+            (365 * 86_400_000, "1y"),
+        ] {
+            assert_eq!(model_duration(ms), text, "{ms}");
+        }
+    }
+}
