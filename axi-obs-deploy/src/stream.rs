@@ -19,9 +19,13 @@
 //! the Unix time of the stream's creation in milliseconds × 1,000, plus 1 (below 2^53, so
 //! JavaScript reads them exactly, until the year 2255), so a stream started later numbers
 //! its events above those of an earlier run as long as that run published fewer than 1,000
-//! events per millisecond it lived. A browser that reconnects to the restarted service with
-//! the `Last-Event-ID` of the previous run gets every event of the new run kept, rather than
-//! only those numbered above its old id. [`LiveStreamBuilder::first_seq`] sets the start.
+//! events per millisecond it lived and the clock was not set back between the two by more
+//! than the earlier run lasted (then the new numbers start lower; the server still treats
+//! an id of the earlier run as not its own). A browser that reconnects to the restarted
+//! service with the `Last-Event-ID` of the previous run gets every event of the new run
+//! kept, rather than only those numbered above its old id; what the previous run published
+//! after that id and before it stopped is not known to the new run and is not reported as
+//! missed (the deployment history has it). [`LiveStreamBuilder::first_seq`] sets the start.
 //!
 //! ```
 //! use axi_obs_deploy::stream::{LiveStream, Received, Replay};
@@ -74,7 +78,8 @@ pub struct StreamItem {
 
 impl StreamItem {
     /// The sequence number: strictly increasing within one [`LiveStream`], and from one run
-    /// of the process to the next (see the [module documentation](self)).
+    /// of the process to the next unless the clock was set back (see the
+    /// [module documentation](self)).
     pub fn seq(&self) -> u64 {
         self.seq
     }

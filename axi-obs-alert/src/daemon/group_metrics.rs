@@ -128,6 +128,13 @@ impl GroupMetrics {
             .collect();
     }
 
+    /// Forgets the last results of a group's rules (a reload changed them).
+    pub(super) fn forget_rules(&mut self, key: &str) {
+        if let Some(s) = self.groups.get_mut(key) {
+            s.last_rules.clear();
+        }
+    }
+
     /// The group's last evaluation, if it ran since it was loaded.
     pub(super) fn last_run(&self, key: &str) -> Option<GroupRun<'_>> {
         let s = self.groups.get(key)?;
@@ -275,6 +282,23 @@ mod tests {
             outcomes,
             started_ms: ts,
         }
+    }
+
+    #[test]
+    fn rules_are_forgotten_and_the_group_kept() {
+        let mut m = GroupMetrics::default();
+        let outcomes = [outcome(2, false), outcome(0, true)];
+        m.evaluated(&eval("r.yml;g", 1_000_000, &outcomes));
+        let run = m.last_run("r.yml;g").unwrap();
+        assert_eq!(run.rules.len(), 2);
+        assert_eq!(
+            run.rules[1].started_ms,
+            1_000_000 + run.rules[0].duration.as_millis() as i64
+        );
+        m.forget_rules("r.yml;g");
+        let run = m.last_run("r.yml;g").unwrap();
+        assert!(run.rules.is_empty());
+        assert_eq!(run.started_ms, 1_000_000);
     }
 
     #[test]

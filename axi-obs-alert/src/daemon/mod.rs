@@ -390,9 +390,28 @@ impl Shared {
                     // The old senders send what they hold and stop when dropped below.
                     fresh.notifier.start();
                 }
+                // A group whose rules changed shows its rules as not evaluated yet until it
+                // runs again (Prometheus builds new rules for it); the group's own record stays.
+                let changed: Vec<String> = fresh
+                    .groups
+                    .iter()
+                    .filter(|g| {
+                        current
+                            .groups
+                            .iter()
+                            .find(|o| o.same_group(g))
+                            .is_some_and(|o| !same_rules(o, g))
+                    })
+                    .map(GroupState::key)
+                    .collect();
                 *current = fresh;
                 let keys: Vec<String> = current.groups.iter().map(GroupState::key).collect();
-                lock(&self.group_metrics).retain(keys.iter().map(String::as_str));
+                let mut metrics = lock(&self.group_metrics);
+                metrics.retain(keys.iter().map(String::as_str));
+                for key in &changed {
+                    metrics.forget_rules(key);
+                }
+                drop(metrics);
                 tracing::info!(groups = current.groups.len(), "rules loaded");
                 Ok(())
             }
@@ -407,6 +426,19 @@ impl Shared {
     fn changed_on_disk(&self) -> bool {
         lock(&self.rules).stamps.iter().any(|(p, s)| stamp(p) != *s)
     }
+}
+
+/// Whether two loads of a group define the same rules, in the same order.
+fn same_rules(a: &GroupState, b: &GroupState) -> bool {
+    a.group.rules.len() == b.group.rules.len()
+        && a.group.rules.iter().zip(&b.group.rules).all(|(x, y)| {
+            x.kind == y.kind
+                && x.expr_text == y.expr_text
+                && x.labels == y.labels
+                && x.annotations == y.annotations
+                && x.for_ == y.for_
+                && x.keep_firing_for == y.keep_firing_for
+        })
 }
 
 /// Alert state, and the series each rule wrote, move to the reloaded rule with the same
@@ -875,21 +907,31 @@ fn alert_json(alert: &crate::rules::Alert) -> serde_json::Value {
 }
 
 /// `/api/v1/alerts` as Prometheus answers it: pending and firing alerts.
-async fn alerts(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let rules = lock(&shared.rules);
-    let mut out = Vec::new();
-    for g in &rules.groups {
-        for r in &g.rules {
-            let RuleState::Alerting(a) = r else { continue };
-            for alert in a.alerts() {
-                if alert.state == AlertState::Inactive {
-                    continue;
+/// On a blocking thread: the rules are locked for a whole round of evaluation, which must
+/// not hold up the runtime's workers.
+async fn alerts(State(shared): State<Arc<Shared>>) -> axum::response::Response {
+    let listed = tokio::task::spawn_blocking(move || {
+        let rules = lock(&shared.rules);
+        let mut out = Vec::new();
+        for g in &rules.groups {
+            for r in &g.rules {
+                let RuleState::Alerting(a) = r else { continue };
+                for alert in a.alerts() {
+                    if alert.state == AlertState::Inactive {
+                        continue;
+                    }
+                    out.push(alert_json(alert));
                 }
-                out.push(alert_json(alert));
             }
         }
+        out
+    })
+    .await;
+    match listed {
+        Ok(out) => axum::Json(serde_json::json!({"status": "success", "data": {"alerts": out}}))
+            .into_response(),
+        Err(e) => query_api::answer(Err(query_api::ApiError::internal(e))),
     }
-    axum::Json(serde_json::json!({"status": "success", "data": {"alerts": out}}))
 }
 
 #[cfg(test)]
@@ -937,6 +979,20 @@ mod tests {
             .into_iter()
             .map(|g| GroupState::new(g).from_file(Path::new("r.yml")))
             .collect()
+    }
+
+    #[test]
+    fn a_group_whose_rules_changed_is_told_apart() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n";
+        let a = groups(text);
+        assert!(same_rules(&a[0], &groups(text)[0]));
+        for changed in [
+            text.replace("up == 0", "up == 1"),
+            text.replace("expr: up == 0", "expr: up == 0\n        for: 5m"),
+            format!("{text}      - record: r\n        expr: up\n"),
+        ] {
+            assert!(!same_rules(&a[0], &groups(&changed)[0]), "{changed}");
+        }
     }
 
     #[test]

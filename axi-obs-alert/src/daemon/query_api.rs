@@ -107,6 +107,14 @@ pub(super) struct ApiError {
 }
 
 impl ApiError {
+    /// A failure of the server itself (a task that panicked).
+    pub(super) fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError {
+            kind: "internal",
+            message: e.to_string(),
+        }
+    }
+
     fn bad_data(message: impl Into<String>) -> Self {
         ApiError {
             kind: "bad_data",
@@ -263,10 +271,7 @@ async fn evaluate(
     match tokio::time::timeout(left + Duration::from_secs(1), task).await {
         Err(_) => Err(timed_out()),
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(ApiError {
-            kind: "internal",
-            message: format!("query evaluation failed: {e}"),
-        }),
+        Ok(Err(e)) => Err(ApiError::internal(format!("query evaluation failed: {e}"))),
     }
 }
 

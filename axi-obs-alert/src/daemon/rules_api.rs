@@ -44,7 +44,8 @@ impl Filter {
                 format!("not supported value {typ:?}"),
             ));
         }
-        let exclude_alerts = match p.get("exclude_alerts") {
+        // Lower-cased first, as Prometheus does (`TRUE`, `True` and `tRuE` alike).
+        let exclude_alerts = match p.get("exclude_alerts").to_ascii_lowercase().as_str() {
             "" => false,
             v => parse_bool(v).ok_or_else(|| {
                 ApiError::param(
@@ -212,9 +213,10 @@ fn group_json(
     })
 }
 
-/// `GET` or `POST /api/v1/rules`.
+/// `GET` or `POST /api/v1/rules`. On a blocking thread: the rules are locked for a whole
+/// round of evaluation, which must not hold up the runtime's workers.
 pub(super) async fn rules(State(shared): State<Arc<Shared>>, p: Params) -> Response {
-    answer((|| {
+    let answered = tokio::task::spawn_blocking(move || {
         let f = Filter::parse(&p)?;
         let rules = lock(&shared.rules);
         let metrics = lock(&shared.group_metrics);
@@ -227,7 +229,9 @@ pub(super) async fn rules(State(shared): State<Arc<Shared>>, p: Params) -> Respo
             .filter(|g| g["rules"].as_array().is_some_and(|r| !r.is_empty()))
             .collect();
         Ok(json!({ "groups": groups }).to_string())
-    })())
+    })
+    .await;
+    answer(answered.unwrap_or_else(|e| Err(ApiError::internal(e))))
 }
 
 #[cfg(test)]

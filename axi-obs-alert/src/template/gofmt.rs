@@ -4,8 +4,6 @@
 use super::gotime;
 use super::value::Value;
 
-/// Go's `strconv.IsPrint`, approximated without Unicode tables: letters, marks, numbers,
-/// punctuation, symbols and the ASCII space; not controls, other spaces or format characters.
 /// Go's `strconv.ParseBool`: the value, or `None` where Go answers "invalid syntax".
 pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     match v {
@@ -15,6 +13,8 @@ pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// Go's `strconv.IsPrint`, approximated without Unicode tables: letters, marks, numbers,
+/// punctuation, symbols and the ASCII space; not controls, other spaces or format characters.
 pub(crate) fn is_print(c: char) -> bool {
     if c == ' ' {
         return true;
