@@ -39,7 +39,7 @@ const RULES: &str = r#"groups:
           team: facilities
 "#;
 
-const TARGET: &str = "# TYPE temp_celsius gauge\ntemp_celsius{room=\"lab\",sensor=\"1\"} 31.5\ntemp_celsius{room=\"lab\",sensor=\"2\"} 30\ntemp_celsius{room=\"office\",sensor=\"3\"} 21\n# TYPE doors_opened_total counter\ndoors_opened_total{door=\"front\"} 7\n";
+const TARGET: &str = "# HELP temp_celsius Room temperature \\\\ one sensor,\\nin degrees.\n# TYPE temp_celsius gauge\n# HELP doors_opened_total Doors opened.\ntemp_celsius{room=\"lab\",sensor=\"1\"} 31.5\ntemp_celsius{room=\"lab\",sensor=\"2\"} 30\ntemp_celsius{room=\"office\",sensor=\"3\"} 21\n# TYPE doors_opened_total counter\ndoors_opened_total{door=\"front\"} 7\n";
 
 /// `(status, body)` of a GET on `port` with `params` (form-encoded into the query string).
 async fn get(
@@ -366,6 +366,39 @@ async fn query_api_answers_as_prometheus_does() {
         let mine = targets_without_times(get(&client, ours, "/api/v1/targets", &params).await);
         assert_eq!(theirs.0, 200, "{params:?}: {theirs:?}");
         assert_eq!(mine, theirs, "/api/v1/targets {params:?}");
+    }
+
+    // The metric families' TYPE and HELP (Prometheus keeps no more than one list per
+    // family here, so `limit` gives the same family count, not necessarily the same one).
+    for params in [
+        vec![],
+        vec![("metric", "temp_celsius")],
+        vec![("metric", "nothing_here")],
+        vec![("limit_per_metric", "1")],
+    ] {
+        let theirs = get(&client, prom, "/api/v1/metadata", &params).await;
+        let mine = get(&client, ours, "/api/v1/metadata", &params).await;
+        assert_eq!(theirs.0, 200, "{params:?}: {theirs:?}");
+        if params.is_empty() {
+            assert_eq!(
+                theirs.1["data"]["temp_celsius"][0]["help"],
+                "Room temperature \\ one sensor,\nin degrees.",
+                "{theirs:?}"
+            );
+        }
+        assert_eq!(mine, theirs, "/api/v1/metadata {params:?}");
+    }
+    let theirs = get(&client, prom, "/api/v1/metadata", &[("limit", "1")]).await;
+    let mine = get(&client, ours, "/api/v1/metadata", &[("limit", "1")]).await;
+    assert_eq!(
+        mine.1["data"].as_object().unwrap().len(),
+        theirs.1["data"].as_object().unwrap().len()
+    );
+    for bad in [("limit", "x"), ("limit_per_metric", "y")] {
+        let theirs = get(&client, prom, "/api/v1/metadata", &[bad]).await;
+        let mine = get(&client, ours, "/api/v1/metadata", &[bad]).await;
+        assert_eq!(theirs.0, 400, "{bad:?}: {theirs:?}");
+        assert_eq!(mine, theirs, "/api/v1/metadata {bad:?}");
     }
 
     // Ours alone (Prometheus's answers there are its own edge cases: its time arithmetic

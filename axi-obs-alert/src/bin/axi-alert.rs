@@ -57,7 +57,8 @@ enum Command {
     /// when longer. `/api/v1/rules` lists every group and rule with its query, health, last
     /// error, evaluation time and (alerting rules) state and alerts, filtered by `type`,
     /// `rule_name[]`, `rule_group[]`, `file[]`, `match[]` and `exclude_alerts`.
-    /// `/api/v1/targets` shows each scrape target's health, last error and last scrape.
+    /// `/api/v1/targets` shows each scrape target's health, last error and last scrape, and
+    /// `/api/v1/metadata` the `# TYPE` and `# HELP` of what the targets expose.
     ///
     /// The configuration is a subset of Prometheus's `prometheus.yml` (`global`,
     /// `rule_files`, `scrape_configs` with `static_configs`, `alerting.alertmanagers`), so

@@ -60,6 +60,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             get(super::rules_api::rules).post(super::rules_api::rules),
         )
         .route("/api/v1/targets", get(super::targets_api::targets))
+        .route("/api/v1/metadata", get(super::targets_api::metadata))
 }
 
 /// Prometheus's longest range answer: points per series.
@@ -115,7 +116,7 @@ impl ApiError {
         }
     }
 
-    fn bad_data(message: impl Into<String>) -> Self {
+    pub(super) fn bad_data(message: impl Into<String>) -> Self {
         ApiError {
             kind: "bad_data",
             message: message.into(),

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::{ScrapeConfig, Shared, lock, now_ms, write};
 use crate::promql::Labels;
 use crate::promql::value::stale_nan;
-use crate::scrape::parse_text;
+use crate::scrape::{FamilyMetadata, parse_metadata, parse_text};
 
 /// The running scrape loops.
 pub(super) struct Scrapers {
@@ -38,6 +38,8 @@ pub(super) struct TargetState {
     pub last_duration: f64,
     pub last_error: String,
     pub up: Option<bool>,
+    /// The `# TYPE` and `# HELP` of the metric families of the last successful scrape.
+    pub metadata: BTreeMap<String, FamilyMetadata>,
 }
 
 /// One target's state, written by its scrape loop; a restart gives new ones, so a loop
@@ -68,6 +70,7 @@ impl Scrapers {
                     last_duration: 0.0,
                     last_error: String::new(),
                     up: None,
+                    metadata: BTreeMap::new(),
                 }));
                 states.push(state.clone());
                 tasks.push(tokio::spawn(scrape_loop(
@@ -108,7 +111,7 @@ async fn scrape_loop(
         ticker.tick().await;
         let t = now_ms();
         let started = Instant::now();
-        let body = async {
+        let mut body = async {
             let resp = client
                 .get(&url)
                 .header("accept", "text/plain;version=0.0.4")
@@ -124,7 +127,7 @@ async fn scrape_loop(
                 .map_err(|e| axi_obs_core::__private::error_chain(&e))
         }
         .await
-        .and_then(|text| parse_text(&text));
+        .and_then(|text| Ok((parse_text(&text)?, parse_metadata(&text))));
         let duration = started.elapsed().as_secs_f64();
         {
             let mut s = lock(&state);
@@ -132,11 +135,14 @@ async fn scrape_loop(
             s.last_duration = duration;
             s.up = Some(body.is_ok());
             s.last_error = body.as_ref().err().cloned().unwrap_or_default();
+            if let Ok((_, metadata)) = &mut body {
+                s.metadata = std::mem::take(metadata);
+            }
         }
         let mut store = write(&shared.store);
         let mut current = HashSet::new();
         let (up, scraped) = match body {
-            Ok(samples) => {
+            Ok((samples, _)) => {
                 let n = samples.len();
                 for s in samples {
                     let labels = with_target_labels(s.labels, &target, job.honor_labels);

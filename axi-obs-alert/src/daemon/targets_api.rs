@@ -3,6 +3,10 @@
 //! scripts written for Prometheus read scrape health from it. `state` (`active`, `dropped`,
 //! `any`) and `scrapePool` filter as in Prometheus 3.5. Targets are never dropped here
 //! (`static_configs` without relabeling), so the dropped list is always empty.
+//!
+//! `/api/v1/metadata` lists the `# TYPE` and `# HELP` of the metric families the targets
+//! exposed at their last scrape (Grafana's query builder shows them), with Prometheus's
+//! `metric`, `limit` and `limit_per_metric`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::query_api::{Params, answer};
+use super::query_api::{ApiError, Params, answer};
 use super::scraper::TargetState;
 use super::{Shared, lock};
 use crate::delivery::rfc3339_nano;
@@ -127,6 +131,53 @@ pub(super) async fn targets(State(shared): State<Arc<Shared>>, p: Params) -> Res
         "droppedTargetCounts": counts,
     });
     answer(Ok(data.to_string()))
+}
+
+/// A count parameter (`limit`, `limit_per_metric`): a number, or none when absent.
+fn count_param(p: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+    match p.get(name) {
+        "" => Ok(None),
+        v => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_data(format!("{name} must be a number"))),
+    }
+}
+
+/// `GET /api/v1/metadata`.
+pub(super) async fn metadata(State(shared): State<Arc<Shared>>, p: Params) -> Response {
+    answer((|| {
+        // As Prometheus: negative means no limit; `limit_per_metric` 0 too.
+        let limit = count_param(&p, "limit")?.filter(|n| *n >= 0);
+        let per_metric = count_param(&p, "limit_per_metric")?.filter(|n| *n > 0);
+        let metric = p.get("metric");
+        let mut families: BTreeMap<String, std::collections::BTreeSet<(String, String)>> =
+            BTreeMap::new();
+        for t in lock(&shared.targets).iter() {
+            let t = lock(t);
+            for (name, m) in &t.metadata {
+                if metric.is_empty() || metric == name {
+                    families
+                        .entry(name.clone())
+                        .or_default()
+                        .insert((m.kind.clone(), m.help.clone()));
+                }
+            }
+        }
+        let mut data = serde_json::Map::new();
+        for (name, set) in families {
+            if limit.is_some_and(|l| data.len() as i64 >= l) {
+                break;
+            }
+            let list: Vec<Value> = set
+                .into_iter()
+                .take(per_metric.map_or(usize::MAX, |n| n as usize))
+                .map(|(kind, help)| json!({"type": kind, "help": help, "unit": ""}))
+                .collect();
+            data.insert(name, list.into());
+        }
+        Ok(Value::Object(data).to_string())
+    })())
 }
 
 #[cfg(test)]

@@ -49,6 +49,75 @@ pub fn parse_text(text: &str) -> Result<Vec<ScrapedSample>, String> {
     Ok(out)
 }
 
+/// What a `# TYPE` and `# HELP` pair says of one metric family.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FamilyMetadata {
+    /// `counter`, `gauge`, `histogram`, `summary`, or `unknown` (`untyped`, or no `# TYPE`).
+    pub kind: String,
+    /// The help text, unescaped (`\\` and `\n`).
+    pub help: String,
+}
+
+/// The `# TYPE` and `# HELP` lines of exposition text, by metric family name (as Prometheus's
+/// scrape keeps them for `/api/v1/metadata`). Other comments are skipped; a family with
+/// neither line has no entry.
+pub fn parse_metadata(text: &str) -> std::collections::BTreeMap<String, FamilyMetadata> {
+    let mut out: std::collections::BTreeMap<String, FamilyMetadata> =
+        std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix('#') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let (keyword, rest) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+        if keyword != "TYPE" && keyword != "HELP" {
+            continue;
+        }
+        let rest = rest.trim_start();
+        let (name, value) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+        if name.is_empty() {
+            continue;
+        }
+        let entry = out
+            .entry(name.to_owned())
+            .or_insert_with(|| FamilyMetadata {
+                kind: "unknown".into(),
+                help: String::new(),
+            });
+        if keyword == "TYPE" {
+            entry.kind = match value.trim() {
+                "untyped" | "" => "unknown".into(),
+                t => t.to_owned(),
+            };
+        } else {
+            entry.help = unescape_help(value);
+        }
+    }
+    out
+}
+
+/// The text format's escapes in `# HELP`: `\\` and `\n`; any other backslash stays.
+fn unescape_help(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 fn split_sample(line: &str) -> Result<(Labels, &str), String> {
     // The series part ends at the first space outside braces and quotes.
     let mut in_braces = false;
@@ -95,5 +164,17 @@ mod tests {
         assert_eq!(got[1].value, f64::INFINITY);
         assert_eq!(got[1].timestamp, Some(1_700_000_000_000));
         assert!(parse_text("up 1 2 3").unwrap_err().starts_with("line 1:"));
+    }
+
+    #[test]
+    fn metadata_of_type_and_help_lines() {
+        let text = "# HELP up Whether \\\\ the\\ntarget is up.\n# TYPE up gauge\n# TYPE raw untyped\n# HELP only_help x\n# just a comment\nup 1\nno_meta 2\n";
+        let m = parse_metadata(text);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m["up"].kind, "gauge");
+        assert_eq!(m["up"].help, "Whether \\ the\ntarget is up.");
+        assert_eq!(m["raw"].kind, "unknown");
+        assert_eq!(m["only_help"].kind, "unknown");
+        assert_eq!(m["only_help"].help, "x");
     }
 }

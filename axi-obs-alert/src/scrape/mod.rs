@@ -2,4 +2,4 @@
 
 mod exposition;
 
-pub use exposition::{ScrapedSample, parse_text};
+pub use exposition::{FamilyMetadata, ScrapedSample, parse_metadata, parse_text};
