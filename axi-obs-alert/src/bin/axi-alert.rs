@@ -54,7 +54,7 @@ enum Command {
     /// `/api/v1/label/<name>/values` (GET, or POST with a form body), with Prometheus's
     /// parameters, errors and status codes, so Grafana's Prometheus data source and `promtool
     /// query` work against it. Samples are kept as long as the rules read, or `--retention`
-    /// when longer. `/api/v1/rules` lists every group and rule with its query, health, last
+    /// (1 h) when longer. `/api/v1/rules` lists every group and rule with its query, health, last
     /// error, evaluation time and (alerting rules) state and alerts, filtered by `type`,
     /// `rule_name[]`, `rule_group[]`, `file[]`, `match[]` and `exclude_alerts`.
     /// `/api/v1/targets` shows each scrape target's health, last error and last scrape, and
@@ -102,10 +102,11 @@ enum Command {
         /// Send a still-firing alert to the Alertmanagers again after this long.
         #[arg(long = "rules.alert.resend-delay", default_value = "1m", value_parser = duration_ms)]
         resend_delay: i64,
-        /// Keep samples at least this long for the query API (memory: about 2 bytes per
-        /// sample, plus 16 per sample of each series' newest 10 minutes). Samples are always
-        /// kept as long as the rules read; 0 keeps only that.
-        #[arg(long, default_value = "0s", value_parser = duration_ms)]
+        /// Keep samples at least this long for the query API, so a dashboard's last hour is
+        /// there (memory: about 2 bytes per sample, plus 16 per sample of each series' newest
+        /// 10 minutes; 10,000 series scraped every 15 s take about 11 MB for the hour).
+        /// Samples are always kept as long as the rules read; 0 keeps only that.
+        #[arg(long, default_value = "1h", value_parser = duration_ms)]
         retention: i64,
         /// The longest a query may run (a request's `timeout` can only shorten it).
         #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_ms)]

@@ -63,7 +63,8 @@ pub struct RunOptions {
     pub resend_delay_ms: i64,
     /// Samples are kept at least this long (ms) for the query API, and always as long as the
     /// rules read (their longest range, offset and group `query_offset`, plus the 5-minute
-    /// lookback and two evaluation intervals). Default 0: only what the rules read.
+    /// lookback and two evaluation intervals). Default 1 h (a dashboard's last hour); 0 keeps
+    /// only what the rules read.
     pub retention_ms: i64,
     /// The limits of the query API.
     pub query: QueryLimits,
@@ -100,7 +101,7 @@ impl Default for RunOptions {
             for_outage_tolerance_ms: 60 * 60_000,
             query_url: None,
             resend_delay_ms: 60_000,
-            retention_ms: 0,
+            retention_ms: 60 * 60_000,
             query: QueryLimits::default(),
         }
     }
