@@ -99,7 +99,7 @@ async fn query_api_answers_as_prometheus_does() {
     // A second job whose target does not answer (nothing listens on its port).
     let nobody = free_port();
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: sensors\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n        labels: {{site: plant-1}}\n  - job_name: gone\n    scrape_interval: 2s\n    scrape_timeout: 1500ms\n    metrics_path: /probe\n    static_configs:\n      - targets: ['localhost:{nobody}']\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: sensors\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n        labels: {{site: plant-1, instance: lab-sensors, __param_module: basic}}\n  - job_name: gone\n    scrape_interval: 2s\n    scrape_timeout: 1500ms\n    metrics_path: /probe\n    static_configs:\n      - targets: ['localhost:{nobody}']\n"
     );
     let (dir, config_path) = common::run_dir(&[("rules.yml", RULES)], &config);
     let (_prom, prom) = start_prometheus(&prometheus, &config_path, dir.path());
@@ -353,7 +353,8 @@ async fn query_api_answers_as_prometheus_does() {
         assert_eq!(mine, theirs, "/api/v1/rules {params:?}");
     }
 
-    // The targets, their labels, URLs and health; when and how long the last scrape took
+    // The targets (a static `instance` renaming one, a `__param_` in its URL), their labels,
+    // URLs and health; when and how long the last scrape took
     // differ between the two and are checked for their shape, the last error of the target
     // that does not answer for being there (the words are Go's or reqwest's).
     for params in [
@@ -367,6 +368,22 @@ async fn query_api_answers_as_prometheus_does() {
         assert_eq!(theirs.0, 200, "{params:?}: {theirs:?}");
         assert_eq!(mine, theirs, "/api/v1/targets {params:?}");
     }
+
+    // A reload that leaves the scrape configuration alone leaves the targets alone: their
+    // health, last scrape and metadata are still there right after it.
+    let reload = client
+        .post(format!("http://127.0.0.1:{ours}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    let after = get(&client, ours, "/api/v1/targets", &[]).await;
+    for t in after.1["data"]["activeTargets"].as_array().unwrap() {
+        assert_ne!(t["health"], "unknown", "{t}");
+        assert_ne!(t["lastScrape"], "0001-01-01T00:00:00Z", "{t}");
+    }
+    let meta = get(&client, ours, "/api/v1/metadata", &[]).await;
+    assert!(meta.1["data"]["temp_celsius"].is_array(), "{meta:?}");
 
     // The metric families' TYPE and HELP (Prometheus keeps no more than one list per
     // family here, so `limit` gives the same family count, not necessarily the same one).

@@ -362,7 +362,21 @@ impl Config {
             }
             let mut targets = Vec::new();
             for st in s.static_configs {
+                if let Some(scheme) = st.labels.get("__scheme__")
+                    && scheme != "http"
+                {
+                    return Err(at(format!(
+                        "{ctx}: label __scheme__ {scheme:?} is not supported (only http)"
+                    )));
+                }
+                // Prometheus keeps one target per address and label set in a job.
                 for t in st.targets {
+                    if targets
+                        .iter()
+                        .any(|(seen, labels)| *seen == t && *labels == st.labels)
+                    {
+                        continue;
+                    }
                     if t.contains('/') || !t.contains(':') {
                         return Err(at(format!("{ctx}: target {t:?} is not host:port")));
                     }

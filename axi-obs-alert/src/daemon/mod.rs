@@ -179,8 +179,8 @@ struct Shared {
     /// The rule manager's metrics (taken after `rules` when both are held).
     group_metrics: Mutex<group_metrics::GroupMetrics>,
     queries: query_api::Queries,
-    /// The scrape targets' states, replaced when the scrapers restart.
-    targets: Mutex<Vec<scraper::Target>>,
+    /// The scrape jobs and their targets' states, replaced when the scrapers restart.
+    targets: Mutex<scraper::Pools>,
 }
 
 /// The loaded configuration and rule groups.

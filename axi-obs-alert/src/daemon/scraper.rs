@@ -14,9 +14,58 @@ use crate::promql::Labels;
 use crate::promql::value::stale_nan;
 use crate::scrape::{FamilyMetadata, parse_metadata, parse_text};
 
-/// The running scrape loops.
+/// The running scrape loops and the jobs they run.
 pub(super) struct Scrapers {
     tasks: Vec<JoinHandle<()>>,
+    jobs: Vec<ScrapeConfig>,
+}
+
+/// The scrape pools as `/api/v1/targets` and `/api/v1/metadata` show them.
+#[derive(Debug, Default)]
+pub(super) struct Pools {
+    /// Every job's name, targets or not.
+    pub jobs: Vec<String>,
+    pub targets: Vec<Target>,
+}
+
+/// Scrapes after which a family no longer exposed loses its metadata (Prometheus's scrape
+/// cache keeps it that long).
+const METADATA_SCRAPES: u64 = 10;
+
+/// The `# TYPE` and `# HELP` a target exposed, kept as Prometheus's scrape cache keeps them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct MetadataCache {
+    /// By family name; shared with readers, copied when a scrape changes it.
+    pub families: Arc<BTreeMap<String, FamilyMetadata>>,
+    /// The successful scrape each family was last seen in.
+    last_seen: BTreeMap<String, u64>,
+    scrapes: u64,
+}
+
+impl MetadataCache {
+    /// Takes in a successful scrape's metadata; families not seen for
+    /// [`METADATA_SCRAPES`] scrapes with a body are dropped.
+    fn update(&mut self, scraped: BTreeMap<String, FamilyMetadata>, empty_body: bool) {
+        if empty_body {
+            return;
+        }
+        self.scrapes += 1;
+        let families = Arc::make_mut(&mut self.families);
+        for (name, m) in scraped {
+            self.last_seen.insert(name.clone(), self.scrapes);
+            if families.get(&name) != Some(&m) {
+                families.insert(name, m);
+            }
+        }
+        let now = self.scrapes;
+        self.last_seen.retain(|name, seen| {
+            let keep = now - *seen <= METADATA_SCRAPES;
+            if !keep {
+                families.remove(name);
+            }
+            keep
+        });
+    }
 }
 
 /// A target as `/api/v1/targets` shows it: its configuration and its last scrape.
@@ -38,8 +87,59 @@ pub(super) struct TargetState {
     pub last_duration: f64,
     pub last_error: String,
     pub up: Option<bool>,
-    /// The `# TYPE` and `# HELP` of the metric families of the last successful scrape.
-    pub metadata: BTreeMap<String, FamilyMetadata>,
+    /// The `# TYPE` and `# HELP` of the metric families it exposes.
+    pub metadata: MetadataCache,
+}
+
+impl TargetState {
+    /// Takes over what an earlier loop of the same target saw (a reload restarted it).
+    fn carry_over(&mut self, old: &TargetState) {
+        self.last_scrape_ms = old.last_scrape_ms;
+        self.last_duration = old.last_duration;
+        self.last_error = old.last_error.clone();
+        self.up = old.up;
+        self.metadata = old.metadata.clone();
+    }
+}
+
+/// A static target's labels and scrape URL as Prometheus derives them: static `job` and
+/// `instance` labels win over the job name and the address; `__metrics_path__` and
+/// `__param_<name>` change the URL; other labels starting with `__` are dropped.
+fn target_labels_and_url(
+    job: &ScrapeConfig,
+    address: &str,
+    statics: &BTreeMap<String, String>,
+) -> (Labels, String, String) {
+    let mut labels = Labels::from_pairs(
+        statics
+            .iter()
+            .filter(|(k, _)| !k.starts_with("__"))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    if labels.get("job").is_none() {
+        labels.set("job".into(), job.job_name.clone());
+    }
+    if labels.get("instance").is_none() {
+        labels.set("instance".into(), address.to_owned());
+    }
+    let path = statics
+        .get("__metrics_path__")
+        .cloned()
+        .unwrap_or_else(|| job.metrics_path.clone());
+    let params: Vec<(&str, &str)> = statics
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("__param_")?, v.as_str())))
+        .collect();
+    let mut url = format!("http://{address}{path}");
+    if !params.is_empty() {
+        url.push(if path.contains('?') { '&' } else { '?' });
+        url.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params)
+                .finish(),
+        );
+    }
+    (labels, url, path)
 }
 
 /// One target's state, written by its scrape loop; a restart gives new ones, so a loop
@@ -47,31 +147,43 @@ pub(super) struct TargetState {
 pub(super) type Target = Arc<Mutex<TargetState>>;
 
 impl Scrapers {
+    /// Starts a loop per target of the configured jobs. A target that had a loop before (same
+    /// job and address) keeps what that loop saw: its health, last scrape and metadata.
     pub(super) fn start(shared: Arc<Shared>) -> Scrapers {
         let jobs = lock(&shared.rules).config.scrape_configs.clone();
+        let previous: Vec<TargetState> = lock(&shared.targets)
+            .targets
+            .iter()
+            .map(|t| lock(t).clone())
+            .collect();
         let client = reqwest::Client::new();
         let mut tasks = Vec::new();
         let mut states = Vec::new();
-        for job in jobs {
-            for (target, labels) in &job.targets {
-                let mut base = Labels::from_pairs(labels.clone());
-                base.set("job".into(), job.job_name.clone());
-                base.set("instance".into(), target.clone());
-                let state: Target = Arc::new(Mutex::new(TargetState {
+        for job in &jobs {
+            for (target, statics) in &job.targets {
+                let (labels, url, metrics_path) = target_labels_and_url(job, target, statics);
+                let mut state = TargetState {
                     job: job.job_name.clone(),
                     address: target.clone(),
-                    url: format!("http://{target}{}", job.metrics_path),
-                    metrics_path: job.metrics_path.clone(),
-                    labels: base,
-                    static_labels: labels.clone(),
+                    url,
+                    metrics_path,
+                    labels,
+                    static_labels: statics.clone(),
                     interval_ms: job.interval_ms,
                     timeout_ms: job.timeout_ms,
                     last_scrape_ms: None,
                     last_duration: 0.0,
                     last_error: String::new(),
                     up: None,
-                    metadata: BTreeMap::new(),
-                }));
+                    metadata: MetadataCache::default(),
+                };
+                if let Some(old) = previous
+                    .iter()
+                    .find(|o| o.job == state.job && o.address == state.address)
+                {
+                    state.carry_over(old);
+                }
+                let state: Target = Arc::new(Mutex::new(state));
                 states.push(state.clone());
                 tasks.push(tokio::spawn(scrape_loop(
                     shared.clone(),
@@ -81,11 +193,19 @@ impl Scrapers {
                 )));
             }
         }
-        *lock(&shared.targets) = states;
-        Scrapers { tasks }
+        *lock(&shared.targets) = Pools {
+            jobs: jobs.iter().map(|j| j.job_name.clone()).collect(),
+            targets: states,
+        };
+        Scrapers { tasks, jobs }
     }
 
+    /// After a reload: the loops start again only if `scrape_configs` changed (a change to
+    /// the rules leaves scraping alone, as in Prometheus).
     pub(super) fn restart(&mut self, shared: Arc<Shared>) {
+        if lock(&shared.rules).config.scrape_configs == self.jobs {
+            return;
+        }
         for t in self.tasks.drain(..) {
             t.abort();
         }
@@ -127,7 +247,10 @@ async fn scrape_loop(
                 .map_err(|e| axi_obs_core::__private::error_chain(&e))
         }
         .await
-        .and_then(|text| Ok((parse_text(&text)?, parse_metadata(&text))));
+        .and_then(|text| {
+            let metadata = parse_metadata(&text)?;
+            Ok((parse_text(&text)?, metadata, text.trim().is_empty()))
+        });
         let duration = started.elapsed().as_secs_f64();
         {
             let mut s = lock(&state);
@@ -135,14 +258,14 @@ async fn scrape_loop(
             s.last_duration = duration;
             s.up = Some(body.is_ok());
             s.last_error = body.as_ref().err().cloned().unwrap_or_default();
-            if let Ok((_, metadata)) = &mut body {
-                s.metadata = std::mem::take(metadata);
+            if let Ok((_, metadata, empty)) = &mut body {
+                s.metadata.update(std::mem::take(metadata), *empty);
             }
         }
         let mut store = write(&shared.store);
         let mut current = HashSet::new();
         let (up, scraped) = match body {
-            Ok((samples, _)) => {
+            Ok((samples, _, _)) => {
                 let n = samples.len();
                 for s in samples {
                     let labels = with_target_labels(s.labels, &target, job.honor_labels);
@@ -208,5 +331,65 @@ mod tests {
         let l = with_target_labels(scraped, &target, true);
         assert_eq!(l.get("job"), Some("inner"));
         assert_eq!(l.get("instance"), Some("h:1"));
+    }
+
+    fn job() -> ScrapeConfig {
+        ScrapeConfig {
+            job_name: "node".into(),
+            interval_ms: 15_000,
+            timeout_ms: 10_000,
+            metrics_path: "/metrics".into(),
+            honor_labels: false,
+            targets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn static_labels_name_the_target_and_shape_its_url() {
+        let statics = BTreeMap::from([
+            ("instance".to_owned(), "db-1".to_owned()),
+            ("__metrics_path__".to_owned(), "/probe".to_owned()),
+            ("__param_module".to_owned(), "http 2xx".to_owned()),
+            ("__meta_x".to_owned(), "dropped".to_owned()),
+            ("site".to_owned(), "a".to_owned()),
+        ]);
+        let (labels, url, path) = target_labels_and_url(&job(), "10.0.0.1:9100", &statics);
+        assert_eq!(labels.get("instance"), Some("db-1"));
+        assert_eq!(labels.get("job"), Some("node"));
+        assert_eq!(labels.get("site"), Some("a"));
+        assert_eq!(labels.get("__meta_x"), None);
+        assert_eq!(labels.get("__metrics_path__"), None);
+        assert_eq!(path, "/probe");
+        assert_eq!(url, "http://10.0.0.1:9100/probe?module=http+2xx");
+        let (labels, url, _) = target_labels_and_url(&job(), "h:1", &BTreeMap::new());
+        assert_eq!(labels.get("instance"), Some("h:1"));
+        assert_eq!(url, "http://h:1/metrics");
+    }
+
+    #[test]
+    fn metadata_outlives_ten_scrapes_without_its_family() {
+        let meta = |names: &[&str]| -> BTreeMap<String, FamilyMetadata> {
+            names
+                .iter()
+                .map(|n| {
+                    let m = FamilyMetadata {
+                        kind: "gauge".into(),
+                        help: String::new(),
+                    };
+                    ((*n).to_owned(), m)
+                })
+                .collect()
+        };
+        let mut c = MetadataCache::default();
+        c.update(meta(&["a", "b"]), false);
+        for _ in 0..10 {
+            c.update(meta(&["a"]), false);
+            // An empty body does not count.
+            c.update(BTreeMap::new(), true);
+        }
+        assert!(c.families.contains_key("b"));
+        c.update(meta(&["a"]), false);
+        assert!(!c.families.contains_key("b"));
+        assert!(c.families.contains_key("a"));
     }
 }

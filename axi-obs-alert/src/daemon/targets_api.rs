@@ -20,6 +20,13 @@ use super::scraper::TargetState;
 use super::{Shared, lock};
 use crate::delivery::rfc3339_nano;
 
+/// This machine's name, read once (the host of `globalUrl`).
+fn host_name() -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| axi_obs_core::__private::host_name().unwrap_or_else(|| "localhost".into()))
+        .clone()
+}
+
 /// Go's zero `time.Time` in JSON: a target not scraped yet.
 const NEVER: &str = "0001-01-01T00:00:00Z";
 
@@ -61,20 +68,29 @@ fn global_url(t: &TargetState, host: &str) -> String {
         None => (t.address.as_str(), ""),
     };
     if matches!(target_host, "127.0.0.1" | "localhost" | "::1") {
-        format!("http://{host}:{port}{}", t.metrics_path)
+        // The path and query of the scrape URL, after `http://address`.
+        let rest = t
+            .url
+            .strip_prefix("http://")
+            .and_then(|u| u.strip_prefix(t.address.as_str()))
+            .unwrap_or(&t.metrics_path);
+        format!("http://{host}:{port}{rest}")
     } else {
         t.url.clone()
     }
 }
 
 fn target_json(t: &TargetState, host: &str) -> Value {
-    let mut discovered: BTreeMap<String, String> = t.static_labels.clone();
-    discovered.insert("__address__".into(), t.address.clone());
-    discovered.insert("__metrics_path__".into(), t.metrics_path.clone());
-    discovered.insert("__scheme__".into(), "http".into());
-    discovered.insert("__scrape_interval__".into(), model_duration(t.interval_ms));
-    discovered.insert("__scrape_timeout__".into(), model_duration(t.timeout_ms));
-    discovered.insert("job".into(), t.job.clone());
+    // The pool's defaults, under the target's own static labels.
+    let mut discovered: BTreeMap<String, String> = BTreeMap::from([
+        ("__address__".into(), t.address.clone()),
+        ("__metrics_path__".into(), t.metrics_path.clone()),
+        ("__scheme__".into(), "http".into()),
+        ("__scrape_interval__".into(), model_duration(t.interval_ms)),
+        ("__scrape_timeout__".into(), model_duration(t.timeout_ms)),
+        ("job".into(), t.job.clone()),
+    ]);
+    discovered.extend(t.static_labels.clone());
     let labels: BTreeMap<&str, &str> = t.labels.iter().collect();
     json!({
         "discoveredLabels": discovered,
@@ -101,15 +117,18 @@ pub(super) async fn targets(State(shared): State<Arc<Shared>>, p: Params) -> Res
     let pool = p.get("scrapePool");
     let active = matches!(state.as_str(), "" | "any" | "active");
     let dropped = matches!(state.as_str(), "" | "any" | "dropped");
-    let host = axi_obs_core::__private::host_name().unwrap_or_else(|| "localhost".into());
-    let all: Vec<TargetState> = lock(&shared.targets)
-        .iter()
-        .map(|t| lock(t).clone())
-        .collect();
-    // Counted over every pool, whatever `scrapePool` asks (as Prometheus).
+    let host = host_name();
+    let (jobs, all): (Vec<String>, Vec<TargetState>) = {
+        let pools = lock(&shared.targets);
+        (
+            pools.jobs.clone(),
+            pools.targets.iter().map(|t| lock(t).clone()).collect(),
+        )
+    };
+    // Counted over every pool, targets or not, whatever `scrapePool` asks (as Prometheus).
     let counts = dropped.then(|| {
-        all.iter()
-            .map(|t| (t.job.clone(), 0))
+        jobs.into_iter()
+            .map(|j| (j, 0))
             .collect::<BTreeMap<String, u32>>()
     });
     let mut targets: Vec<TargetState> = all
@@ -151,17 +170,25 @@ pub(super) async fn metadata(State(shared): State<Arc<Shared>>, p: Params) -> Re
         let limit = count_param(&p, "limit")?.filter(|n| *n >= 0);
         let per_metric = count_param(&p, "limit_per_metric")?.filter(|n| *n > 0);
         let metric = p.get("metric");
-        let mut families: BTreeMap<String, std::collections::BTreeSet<(String, String)>> =
+        // The targets' maps are shared, not copied: the locks are held only to take them.
+        let maps: Vec<_> = lock(&shared.targets)
+            .targets
+            .iter()
+            .map(|t| lock(t).metadata.families.clone())
+            .collect();
+        let mut families: BTreeMap<&str, std::collections::BTreeSet<(&str, &str)>> =
             BTreeMap::new();
-        for t in lock(&shared.targets).iter() {
-            let t = lock(t);
-            for (name, m) in &t.metadata {
-                if metric.is_empty() || metric == name {
-                    families
-                        .entry(name.clone())
-                        .or_default()
-                        .insert((m.kind.clone(), m.help.clone()));
-                }
+        for map in &maps {
+            let wanted: Vec<(&String, &crate::scrape::FamilyMetadata)> = if metric.is_empty() {
+                map.iter().collect()
+            } else {
+                map.get_key_value(metric).into_iter().collect()
+            };
+            for (name, m) in wanted {
+                families
+                    .entry(name.as_str())
+                    .or_default()
+                    .insert((m.kind.as_str(), m.help.as_str()));
             }
         }
         let mut data = serde_json::Map::new();
@@ -174,7 +201,7 @@ pub(super) async fn metadata(State(shared): State<Arc<Shared>>, p: Params) -> Re
                 .take(per_metric.map_or(usize::MAX, |n| n as usize))
                 .map(|(kind, help)| json!({"type": kind, "help": help, "unit": ""}))
                 .collect();
-            data.insert(name, list.into());
+            data.insert(name.to_owned(), list.into());
         }
         Ok(Value::Object(data).to_string())
     })())

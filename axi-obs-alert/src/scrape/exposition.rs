@@ -59,15 +59,25 @@ pub struct FamilyMetadata {
 }
 
 /// The `# TYPE` and `# HELP` lines of exposition text, by metric family name (as Prometheus's
-/// scrape keeps them for `/api/v1/metadata`). Other comments are skipped; a family with
-/// neither line has no entry.
-pub fn parse_metadata(text: &str) -> std::collections::BTreeMap<String, FamilyMetadata> {
+/// scrape keeps them for `/api/v1/metadata`). Other comments (`#HELP` without a space is one)
+/// are skipped; a family with neither line has no entry.
+///
+/// # Errors
+///
+/// A `# TYPE` line without a type or with one the text format does not have, as Prometheus
+/// refuses the whole scrape for it (`invalid metric type "..."`).
+pub fn parse_metadata(
+    text: &str,
+) -> Result<std::collections::BTreeMap<String, FamilyMetadata>, String> {
     let mut out: std::collections::BTreeMap<String, FamilyMetadata> =
         std::collections::BTreeMap::new();
     for line in text.lines() {
         let Some(rest) = line.trim_start().strip_prefix('#') else {
             continue;
         };
+        if !rest.starts_with([' ', '\t']) {
+            continue;
+        }
         let rest = rest.trim_start();
         let (keyword, rest) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
         if keyword != "TYPE" && keyword != "HELP" {
@@ -75,6 +85,11 @@ pub fn parse_metadata(text: &str) -> std::collections::BTreeMap<String, FamilyMe
         }
         let rest = rest.trim_start();
         let (name, value) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+        // A quoted (UTF-8) name, without its quotes.
+        let name = name
+            .strip_prefix('"')
+            .and_then(|n| n.strip_suffix('"'))
+            .unwrap_or(name);
         if name.is_empty() {
             continue;
         }
@@ -85,15 +100,16 @@ pub fn parse_metadata(text: &str) -> std::collections::BTreeMap<String, FamilyMe
                 help: String::new(),
             });
         if keyword == "TYPE" {
-            entry.kind = match value.trim() {
-                "untyped" | "" => "unknown".into(),
-                t => t.to_owned(),
+            entry.kind = match value {
+                "untyped" => "unknown".into(),
+                "counter" | "gauge" | "histogram" | "summary" => value.to_owned(),
+                other => return Err(format!("invalid metric type {other:?}")),
             };
         } else {
             entry.help = unescape_help(value);
         }
     }
-    out
+    Ok(out)
 }
 
 /// The text format's escapes in `# HELP`: `\\` and `\n`; any other backslash stays.
@@ -169,12 +185,18 @@ mod tests {
     #[test]
     fn metadata_of_type_and_help_lines() {
         let text = "# HELP up Whether \\\\ the\\ntarget is up.\n# TYPE up gauge\n# TYPE raw untyped\n# HELP only_help x\n# just a comment\nup 1\nno_meta 2\n";
-        let m = parse_metadata(text);
+        let m = parse_metadata(text).unwrap();
         assert_eq!(m.len(), 3);
         assert_eq!(m["up"].kind, "gauge");
         assert_eq!(m["up"].help, "Whether \\ the\ntarget is up.");
         assert_eq!(m["raw"].kind, "unknown");
         assert_eq!(m["only_help"].kind, "unknown");
         assert_eq!(m["only_help"].help, "x");
+        // As Prometheus's parser: a type it does not know, or none, fails the scrape; a
+        // comment is not a HELP.
+        for bad in ["# TYPE x bogus\n", "# TYPE x\n", "# TYPE x gauge \n"] {
+            assert!(parse_metadata(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_metadata("#HELP x y\n").unwrap().is_empty());
     }
 }
