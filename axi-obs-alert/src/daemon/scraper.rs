@@ -1,7 +1,11 @@
 //! Scraping static targets as Prometheus does: the text format, `up`,
-//! `scrape_duration_seconds`, `scrape_samples_scraped`, target labels (`job`, `instance`, the
-//! static labels; conflicting scraped labels renamed `exported_*` unless `honor_labels`), and
-//! staleness markers for series that disappear or whose target goes down.
+//! `scrape_duration_seconds`, `scrape_samples_scraped`, `scrape_samples_post_metric_relabeling`,
+//! `scrape_series_added`, target labels (`job`, `instance` and the static labels, a static
+//! `job` or `instance` winning; `__metrics_path__` and `__param_<name>` shaping the URL, other
+//! `__` labels dropped; conflicting scraped labels renamed `exported_*` unless
+//! `honor_labels`), staleness markers for series that disappear or whose target goes down,
+//! and each target's health, last scrape and `# TYPE`/`# HELP` for `/api/v1/targets` and
+//! `/api/v1/metadata`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
