@@ -94,10 +94,8 @@ impl Storage for SharedStore<'_> {
 }
 
 /// A time parameter as the API takes it (see [`TIME_LIMIT`]).
-fn api_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    parse_time(v)
-        .map(|t| t.clamp(-TIME_LIMIT, TIME_LIMIT))
-        .map_err(|e| ApiError::param(name, e))
+fn api_time(v: &str) -> Result<i64, String> {
+    parse_time(v).map(|t| t.clamp(-TIME_LIMIT, TIME_LIMIT))
 }
 
 /// An error answer: Prometheus's `errorType` and its HTTP status.
@@ -215,11 +213,8 @@ impl Params {
     fn time(&self, name: &str, default: i64) -> Result<i64, ApiError> {
         match self.get(name) {
             "" => Ok(default),
-            v => api_time(name, v).map_err(|e| {
-                let inner = e
-                    .message
-                    .trim_start_matches(&format!("invalid parameter {name:?}: "));
-                ApiError::param(name, format!("invalid time value for '{name}': {inner}"))
+            v => api_time(v).map_err(|e| {
+                ApiError::param(name, format!("invalid time value for '{name}': {e}"))
             }),
         }
     }
@@ -328,8 +323,8 @@ async fn query(State(shared): State<Arc<Shared>>, p: Params) -> Response {
 async fn query_range(State(shared): State<Arc<Shared>>, p: Params) -> Response {
     answer(
         async {
-            let start = api_time("start", p.get("start"))?;
-            let end = api_time("end", p.get("end"))?;
+            let start = api_time(p.get("start")).map_err(|e| ApiError::param("start", e))?;
+            let end = api_time(p.get("end")).map_err(|e| ApiError::param("end", e))?;
             if end < start {
                 return Err(ApiError::param(
                     "end",
