@@ -328,6 +328,179 @@ async fn query_api_answers_as_prometheus_does() {
         }
     }
 
+    // `limit` (series, label names or values past it left out, with Prometheus's warning;
+    // scalars untouched), a query's own `lookback_delta`, exemplars (none on either side),
+    // the query formatter, and their parameter errors.
+    let far_later = secs(now_ms() + 20 * 60_000);
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "/api/v1/query",
+            vec![("query", "temp_celsius"), ("time", b), ("limit", "2")],
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", "temp_celsius"), ("time", b), ("limit", "3")],
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", "temp_celsius"), ("time", b), ("limit", "0")],
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", "1 + 1"), ("time", b), ("limit", "1")],
+        ),
+        (
+            "/api/v1/query_range",
+            vec![
+                ("query", "temp_celsius"),
+                ("start", a),
+                ("end", b),
+                ("step", "1"),
+                ("limit", "1"),
+            ],
+        ),
+        // 20 minutes on, the default 5-minute lookback finds nothing; an hour's finds the
+        // latest samples. Zero or negative: the server's.
+        (
+            "/api/v1/query",
+            vec![("query", "temp_celsius"), ("time", &far_later)],
+        ),
+        (
+            "/api/v1/query",
+            vec![
+                ("query", "temp_celsius"),
+                ("time", &far_later),
+                ("lookback_delta", "1h"),
+            ],
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", "up"), ("time", b), ("lookback_delta", "-5")],
+        ),
+        (
+            "/api/v1/query_exemplars",
+            vec![("query", "temp_celsius"), ("start", a), ("end", b)],
+        ),
+        ("/api/v1/query_exemplars", vec![("query", "up")]),
+        ("/api/v1/format_query", vec![("query", "sum(up)by(job)")]),
+        (
+            "/api/v1/format_query",
+            vec![(
+                "query",
+                "sum without(instance)(rate(node_cpu_seconds_total{mode!=\"idle\",instance=~\"web-.*\"}[5m])) / on(job) group_left(team) count by(job,team)(node_cpu_seconds_total{mode=\"idle\"}) * 100 > 80",
+            )],
+        ),
+        (
+            "/api/v1/format_query",
+            vec![(
+                "query",
+                "max_over_time((rate(x[1m]) > bool 0)[10m:] offset 5m)",
+            )],
+        ),
+    ];
+    for (path, params) in cases {
+        let theirs = unordered(get(&client, prom, path, &params).await);
+        let mine = unordered(get(&client, ours, path, &params).await);
+        assert_eq!(theirs.0, 200, "{path} {params:?}: {theirs:?}");
+        assert_eq!(mine, theirs, "{path} {params:?}");
+    }
+    // The metadata endpoints under a limit: Prometheus's index hands out a limited list in
+    // its own order (label values in map order), so which ones are kept differs; the count
+    // and the warning do not. Ours keeps the first of its sorted answer.
+    for (path, params) in [
+        ("/api/v1/labels", vec![("limit", "2")]),
+        ("/api/v1/label/__name__/values", vec![("limit", "1")]),
+        (
+            "/api/v1/series",
+            vec![
+                ("match[]", "temp_celsius"),
+                ("match[]", "up"),
+                ("limit", "+2"),
+            ],
+        ),
+    ] {
+        let theirs = get(&client, prom, path, &params).await;
+        let mine = get(&client, ours, path, &params).await;
+        assert_eq!(theirs.0, 200, "{path} {params:?}: {theirs:?}");
+        let count = |v: &Value| v["data"].as_array().map(Vec::len);
+        assert_eq!(
+            (mine.0, count(&mine.1), &mine.1["warnings"]),
+            (theirs.0, count(&theirs.1), &theirs.1["warnings"]),
+            "{path} {params:?}: ours {mine:?}, Prometheus {theirs:?}"
+        );
+        let unlimited: Vec<(&str, &str)> = params
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "limit")
+            .collect();
+        let all = get(&client, ours, path, &unlimited).await;
+        let n = count(&mine.1).unwrap();
+        assert_eq!(
+            mine.1["data"].as_array().unwrap()[..],
+            all.1["data"].as_array().unwrap()[..n],
+            "{path} {params:?}"
+        );
+    }
+    for (path, params, same_message) in [
+        (
+            "/api/v1/query",
+            vec![("query", "up"), ("limit", "-1")],
+            true,
+        ),
+        ("/api/v1/labels", vec![("limit", "ten")], true),
+        (
+            "/api/v1/label/room/values",
+            vec![("limit", "99999999999999999999")],
+            true,
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", "up"), ("lookback_delta", "soon")],
+            true,
+        ),
+        (
+            "/api/v1/query_exemplars",
+            vec![("query", "up"), ("start", b), ("end", a)],
+            true,
+        ),
+        (
+            "/api/v1/query_exemplars",
+            vec![("query", "up"), ("start", "never")],
+            true,
+        ),
+        ("/api/v1/query_exemplars", vec![("query", "up{")], false),
+        ("/api/v1/format_query", vec![("query", "up{")], false),
+    ] {
+        let theirs = get(&client, prom, path, &params).await;
+        let mine = get(&client, ours, path, &params).await;
+        assert_eq!(theirs.0, 400, "{path} {params:?}: {theirs:?}");
+        assert_eq!(
+            (mine.0, &mine.1["errorType"]),
+            (theirs.0, &theirs.1["errorType"]),
+            "{path} {params:?}: ours {mine:?}, Prometheus {theirs:?}"
+        );
+        if same_message {
+            assert_eq!(mine.1["error"], theirs.1["error"], "{path} {params:?}");
+        }
+    }
+    // Build information: Prometheus's fields, the API's release, and who answers.
+    let theirs = get(&client, prom, "/api/v1/status/buildinfo", &[]).await;
+    let mine = get(&client, ours, "/api/v1/status/buildinfo", &[]).await;
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v["data"].as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!((mine.0, keys(&mine.1)), (theirs.0, keys(&theirs.1)));
+    assert!(
+        theirs.1["data"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("3."),
+        "{theirs:?}"
+    );
+    assert_eq!(mine.1["data"]["version"], "3.5.0");
+
     // The rules, their health, last errors, states and alerts; the times of evaluation
     // differ between the two and are checked for their shape only.
     for params in [

@@ -52,9 +52,12 @@ enum Command {
     /// Prometheus's query API answers from the samples it holds: `/api/v1/query`,
     /// `/api/v1/query_range`, `/api/v1/series`, `/api/v1/labels` and
     /// `/api/v1/label/<name>/values` (GET, or POST with a form body), with Prometheus's
-    /// parameters, errors and status codes, so Grafana's Prometheus data source and `promtool
-    /// query` work against it. Samples are kept as long as the rules read, or `--retention`
-    /// (1 h) when longer. `/api/v1/rules` lists every group and rule with its query, health, last
+    /// parameters (`limit` and `lookback_delta` included), errors and status codes, so
+    /// Grafana's Prometheus data source and `promtool query` work against it;
+    /// `/api/v1/format_query` lays a query out as Prometheus does, `/api/v1/query_exemplars`
+    /// answers an empty list (no exemplars are kept) and `/api/v1/status/buildinfo` names the
+    /// Prometheus API release answered (3.5.0). Samples are kept as long as the rules read,
+    /// or `--retention` (1 h) when longer. `/api/v1/rules` lists every group and rule with its query, health, last
     /// error, evaluation time and (alerting rules) state and alerts, filtered by `type`,
     /// `rule_name[]`, `rule_group[]`, `file[]`, `match[]` and `exclude_alerts`.
     /// `/api/v1/targets` shows each scrape target's health, last error and last scrape, and
@@ -118,6 +121,10 @@ enum Command {
         /// The most samples one query may hold at once.
         #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
         query_max_samples: usize,
+        /// How far back an instant selector looks for a series' latest sample, in queries
+        /// and rules (a query's `lookback_delta` parameter overrides it; 0: the default).
+        #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_ms)]
+        query_lookback_delta: i64,
     },
     /// Run the built-in router as a stand-in for Alertmanager 0.33: the same configuration
     /// file and flags, its HTTP API v2 (alerts, alert groups, silences, receivers, status),
@@ -348,6 +355,7 @@ fn main() -> ExitCode {
             query_timeout,
             query_max_concurrency,
             query_max_samples,
+            query_lookback_delta,
         } => run_daemon(
             config,
             listen,
@@ -364,6 +372,13 @@ fn main() -> ExitCode {
                     ),
                     max_concurrency: query_max_concurrency,
                     max_samples: query_max_samples,
+                    // As Prometheus: 0 is the default.
+                    lookback_delta: std::time::Duration::from_millis(
+                        u64::try_from(query_lookback_delta)
+                            .ok()
+                            .filter(|ms| *ms > 0)
+                            .unwrap_or(300_000),
+                    ),
                 },
             },
         ),

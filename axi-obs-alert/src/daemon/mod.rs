@@ -14,7 +14,8 @@
 //!
 //! Samples live in a [`MemStorage`] trimmed to the longest range the rules read plus the
 //! lookback, or to [`RunOptions::retention_ms`] when longer. Prometheus's query API answers
-//! from it (`/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`), and
+//! from it (`/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`,
+//! `format_query`, `query_exemplars`, `status/buildinfo`), and
 //! `/api/v1/rules` lists the groups with each rule's health, last error and alerts, and
 //! `/api/v1/targets` each scrape target's health, so
 //! Grafana and `promtool query` read it as they read a Prometheus. A reload (SIGHUP, `POST /-/reload`, or a changed configuration or rule file)
@@ -27,6 +28,7 @@ mod query_api;
 mod remote;
 mod rules_api;
 mod scraper;
+mod status_api;
 mod targets_api;
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,8 +64,8 @@ pub struct RunOptions {
     /// (`--rules.alert.resend-delay`, 1 m).
     pub resend_delay_ms: i64,
     /// Samples are kept at least this long (ms) for the query API, and always as long as the
-    /// rules read (their longest range, offset and group `query_offset`, plus the 5-minute
-    /// lookback and two evaluation intervals). Default 1 h (a dashboard's last hour); 0 keeps
+    /// rules read (their longest range, offset and group `query_offset`, plus the lookback
+    /// ([`QueryLimits::lookback_delta`]) and two evaluation intervals). Default 1 h (a dashboard's last hour); 0 keeps
     /// only what the rules read.
     pub retention_ms: i64,
     /// The limits of the query API.
@@ -81,6 +83,10 @@ pub struct QueryLimits {
     pub max_concurrency: usize,
     /// The most samples one query may hold (`--query.max-samples`, 50 million).
     pub max_samples: usize,
+    /// How far back an instant selector looks for a series' latest sample, in queries and
+    /// in rule evaluations (`--query.lookback-delta`, 5 m); a query's `lookback_delta`
+    /// parameter overrides it for that query.
+    pub lookback_delta: Duration,
 }
 
 impl Default for QueryLimits {
@@ -89,6 +95,7 @@ impl Default for QueryLimits {
             timeout: Duration::from_secs(120),
             max_concurrency: 20,
             max_samples: 50_000_000,
+            lookback_delta: Duration::from_secs(300),
         }
     }
 }
@@ -189,7 +196,8 @@ struct Loaded {
     groups: Vec<GroupState>,
     /// Modification times of the configuration and rule files when loaded.
     stamps: Vec<(PathBuf, Option<SystemTime>)>,
-    /// How far back the rules read (ms): the retention of the store.
+    /// How far back the rules read (ms), not counting the lookback: with it, the retention
+    /// of the store.
     retention_ms: i64,
     /// The last reload error, if the last reload failed.
     last_error: Option<String>,
@@ -334,7 +342,7 @@ fn load(config_path: &Path) -> Result<Loaded, String> {
         .max()
         .unwrap_or(0);
     Ok(Loaded {
-        retention_ms: longest + 5 * 60_000 + 2 * config.evaluation_interval_ms,
+        retention_ms: longest + 2 * config.evaluation_interval_ms,
         config,
         groups,
         stamps,
@@ -635,7 +643,9 @@ async fn watch(
 /// group's name and file; see [`crate::rules::slot`]); restores saved `for` state after each
 /// group's second evaluation and saves the state after every round that evaluated.
 fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::RemotePrometheus>) {
-    let engine = Engine::default();
+    let lookback = shared.options.query.lookback_delta;
+    let lookback_ms = i64::try_from(lookback.as_millis()).unwrap_or(i64::MAX / 4);
+    let engine = Engine::default().lookback(lookback);
     let mut next_due: BTreeMap<String, i64> = BTreeMap::new();
     let mut evaluations: BTreeMap<String, u32> = BTreeMap::new();
     let mut last_trim = 0;
@@ -660,7 +670,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 external_labels: rules.config.external_labels.clone(),
                 external_url: String::new(),
             };
-            let retention = rules.retention_ms.max(shared.options.retention_ms);
+            let retention = (rules.retention_ms + lookback_ms).max(shared.options.retention_ms);
             for g in rules.groups.iter_mut() {
                 let interval = group_interval_ms(g, default_interval);
                 let offset = group_offset_ms(g);
@@ -931,7 +941,7 @@ async fn alerts(State(shared): State<Arc<Shared>>) -> axum::response::Response {
     match listed {
         Ok(out) => axum::Json(serde_json::json!({"status": "success", "data": {"alerts": out}}))
             .into_response(),
-        Err(e) => query_api::answer(Err(query_api::ApiError::internal(e))),
+        Err(e) => query_api::answer(Err::<String, _>(query_api::ApiError::internal(e))),
     }
 }
 

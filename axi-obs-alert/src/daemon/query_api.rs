@@ -5,6 +5,14 @@
 //! what `axi-alert run` holds (the scraped samples and the rules' output, as far back as the
 //! retention).
 //!
+//! `limit` cuts an answer to that many series (queries), label names, values or series
+//! (metadata), with Prometheus's warning `results truncated due to limit`; ours keeps the
+//! first in label order, where Prometheus's index may keep others. `lookback_delta` sets a
+//! query's own lookback (zero or negative: the server's `--query.lookback-delta`). Also
+//! answered: `/api/v1/format_query` (promql-parser's port of Prometheus's formatter; it
+//! writes `+Inf` as `Inf`), `/api/v1/query_exemplars` (always an empty list: no exemplars are
+//! kept) and `/api/v1/status/buildinfo` (see `status_api`).
+//!
 //! Queries and the metadata look-ups are evaluated on blocking threads, at most
 //! [`QueryLimits::max_concurrency`] at once (more wait for a turn within their timeout), each
 //! within its timeout and sample limit. They take the store's read lock for each selection
@@ -27,6 +35,7 @@ use crate::promql::{
     self, Engine, Labels, Matcher, MemStorage, Point, Series, Storage, Value, json,
 };
 use crate::promqltest::{parse_duration_param, parse_time};
+use crate::template::gofmt;
 
 /// What the query API shares: the engine (its compiled-regex cache outlives one query), the
 /// limits and the turns.
@@ -39,7 +48,9 @@ pub(super) struct Queries {
 impl Queries {
     pub(super) fn new(limits: QueryLimits) -> Queries {
         Queries {
-            engine: Engine::default().max_samples(limits.max_samples),
+            engine: Engine::default()
+                .max_samples(limits.max_samples)
+                .lookback(limits.lookback_delta),
             turns: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrency.max(1))),
             limits,
         }
@@ -55,6 +66,15 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
+        .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route(
+            "/api/v1/status/buildinfo",
+            get(super::status_api::buildinfo),
+        )
         .route(
             "/api/v1/rules",
             get(super::rules_api::rules).post(super::rules_api::rules),
@@ -136,9 +156,31 @@ impl ApiError {
     }
 }
 
-pub(super) fn answer(result: Result<String, ApiError>) -> Response {
-    let (status, body) = match result {
-        Ok(data) => (StatusCode::OK, json::success(&data)),
+/// What a successful request answers: the JSON of `data`, and warnings (Prometheus's
+/// `warnings`: the answer stands, but is not all there is).
+pub(super) struct Data {
+    json: String,
+    warnings: Vec<&'static str>,
+}
+
+impl From<String> for Data {
+    fn from(json: String) -> Data {
+        Data {
+            json,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The warning of an answer cut to the request's `limit`, in Prometheus's words.
+const TRUNCATED: &str = "results truncated due to limit";
+
+pub(super) fn answer(result: Result<impl Into<Data>, ApiError>) -> Response {
+    let (status, body) = match result.map(Into::into) {
+        Ok(data) => (
+            StatusCode::OK,
+            json::success_with_warnings(&data.json, &data.warnings),
+        ),
         Err(e) => (e.status(), json::error(e.kind, &e.message)),
     };
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -219,6 +261,36 @@ impl Params {
         }
     }
 
+    /// The `limit` parameter: at most this many series, label names or values in the answer
+    /// (0, the default: no limit).
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            "" => Ok(0),
+            v => {
+                let n = gofmt::atoi(v).map_err(|e| ApiError::param("limit", e))?;
+                usize::try_from(n)
+                    .map_err(|_| ApiError::param("limit", "limit must be non-negative"))
+            }
+        }
+    }
+
+    /// The `lookback_delta` parameter: the query's own lookback, `None` for the server's
+    /// (also when it is zero or negative, as in Prometheus).
+    fn lookback(&self) -> Result<Option<Duration>, ApiError> {
+        match self.get("lookback_delta") {
+            "" => Ok(None),
+            v => {
+                let ms = parse_duration_param(v).map_err(|e| {
+                    ApiError::bad_data(format!("error parsing lookback delta duration: {e}"))
+                })?;
+                Ok(u64::try_from(ms)
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis))
+            }
+        }
+    }
+
     /// The query's time limit: the server's, shortened by a `timeout` parameter.
     fn timeout(&self, limits: &QueryLimits) -> Result<Duration, ApiError> {
         match self.get("timeout") {
@@ -232,11 +304,11 @@ impl Params {
 }
 
 /// Evaluates on a blocking thread once a turn is free, within `timeout` (waiting included).
-async fn evaluate(
+async fn evaluate<T: Send + 'static>(
     shared: Arc<Shared>,
     timeout: Duration,
-    work: impl FnOnce(&Shared, Engine) -> Result<String, ApiError> + Send + 'static,
-) -> Result<String, ApiError> {
+    work: impl FnOnce(&Shared, Engine) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let timed_out = || ApiError {
         kind: "timeout",
         message: "query timed out in query execution".to_owned(),
@@ -291,19 +363,47 @@ enum When {
     Range { start: i64, end: i64, step: i64 },
 }
 
-/// Parses `query` and `timeout`, evaluates, writes the `data` of the answer.
-async fn run_query(shared: Arc<Shared>, p: &Params, when: When) -> Result<String, ApiError> {
+/// Parses `query`, `timeout`, `limit` and `lookback_delta`, evaluates, writes the `data` of
+/// the answer.
+async fn run_query(shared: Arc<Shared>, p: &Params, when: When) -> Result<Data, ApiError> {
     let timeout = p.timeout(&shared.queries.limits)?;
     let expr = parse_query(p.get("query"))?;
+    let limit = p.limit()?;
+    let lookback = p.lookback()?;
     evaluate(shared, timeout, move |shared, engine| {
+        let engine = match lookback {
+            Some(d) => engine.lookback(d),
+            None => engine,
+        };
         let store = SharedStore(&shared.store);
-        match when {
-            When::At(t) => engine.instant(&store, &expr, t).map(|v| json::value(&v, t)),
-            When::Range { start, end, step } => engine
-                .range(&store, &expr, start, end, step)
-                .map(|m| json::value(&Value::Matrix(m), end)),
-        }
-        .map_err(exec_error)
+        let (value, t) = match when {
+            When::At(t) => (engine.instant(&store, &expr, t), t),
+            When::Range { start, end, step } => (
+                engine
+                    .range(&store, &expr, start, end, step)
+                    .map(Value::Matrix),
+                end,
+            ),
+        };
+        let mut value = value.map_err(exec_error)?;
+        // Series past the limit are left out (in the answer's order: by labels); scalars and
+        // strings are not series.
+        let truncated = limit > 0
+            && match &mut value {
+                Value::Vector(v) if v.len() > limit => {
+                    v.truncate(limit);
+                    true
+                }
+                Value::Matrix(m) if m.len() > limit => {
+                    m.truncate(limit);
+                    true
+                }
+                _ => false,
+            };
+        Ok(Data {
+            json: json::value(&value, t),
+            warnings: truncated.then_some(TRUNCATED).into_iter().collect(),
+        })
     })
     .await
 }
@@ -347,6 +447,31 @@ async fn query_range(State(shared): State<Arc<Shared>>, p: Params) -> Response {
         }
         .await,
     )
+}
+
+/// `/api/v1/query_exemplars`: `query`, `start`, `end`. Always an empty list once the
+/// parameters are valid: the scraper keeps no exemplars (a Prometheus without
+/// `--enable-feature=exemplar-storage` answers the same), so Grafana's exemplar toggle shows
+/// none instead of failing.
+async fn query_exemplars(p: Params) -> Response {
+    answer((|| {
+        let start = p.time("start", -TIME_LIMIT)?;
+        let end = p.time("end", TIME_LIMIT)?;
+        if end < start {
+            return Err(ApiError::bad_data(
+                "end timestamp must not be before start timestamp",
+            ));
+        }
+        // Prometheus words this parse error without naming the parameter.
+        promql::parse(p.get("query")).map_err(|e| ApiError::bad_data(e.0))?;
+        Ok("[]".to_owned())
+    })())
+}
+
+/// `/api/v1/format_query`: `query` laid out as Prometheus's formatter does (one line when it
+/// fits in 100 characters, otherwise split and indented by nesting).
+async fn format_query(p: Params) -> Response {
+    answer(parse_query(p.get("query")).map(|e| json::string(&e.prettify())))
 }
 
 const NON_EMPTY: &str = "match[] must contain at least one non-empty matcher";
@@ -408,11 +533,13 @@ fn matching_series(
     out
 }
 
-/// A metadata request: `start` and `end` (default: all time) and the `match[]` sets.
+/// A metadata request: `start` and `end` (default: all time), the `match[]` sets and the
+/// `limit`.
 struct Metadata {
     start: i64,
     end: i64,
     sets: Vec<Vec<Matcher>>,
+    limit: usize,
 }
 
 impl Metadata {
@@ -421,29 +548,30 @@ impl Metadata {
             start: p.time("start", -TIME_LIMIT)?,
             end: p.time("end", TIME_LIMIT)?,
             sets: match_sets(&p.all("match[]"))?,
+            limit: p.limit()?,
         })
     }
 
     /// Finds the matching series on a blocking thread, with the queries' turns and
-    /// timeout, and writes the answer's `data` from them.
+    /// timeout; `items` turns them into the answer's list (each item as JSON, in order),
+    /// which is cut to the limit.
     async fn answer(
         self,
         shared: Arc<Shared>,
-        write: impl FnOnce(&std::collections::BTreeSet<Labels>) -> String + Send + 'static,
-    ) -> Result<String, ApiError> {
+        items: impl FnOnce(&std::collections::BTreeSet<Labels>) -> Vec<String> + Send + 'static,
+    ) -> Result<Data, ApiError> {
         let timeout = shared.queries.limits.timeout;
         evaluate(shared, timeout, move |shared, _| {
-            Ok(write(&matching_series(
-                shared, &self.sets, self.start, self.end,
-            )))
+            let mut items = items(&matching_series(shared, &self.sets, self.start, self.end));
+            let truncated = self.limit > 0 && items.len() > self.limit;
+            items.truncate(if truncated { self.limit } else { items.len() });
+            Ok(Data {
+                json: format!("[{}]", items.join(",")),
+                warnings: truncated.then_some(TRUNCATED).into_iter().collect(),
+            })
         })
         .await
     }
-}
-
-fn string_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    let items: Vec<String> = items.map(json::string).collect();
-    format!("[{}]", items.join(","))
 }
 
 /// `/api/v1/series`: `match[]` (required, repeated), `start`, `end`.
@@ -454,10 +582,7 @@ async fn series(State(shared): State<Arc<Shared>>, p: Params) -> Response {
                 return Err(ApiError::bad_data("no match[] parameter provided"));
             }
             Metadata::parse(&p)?
-                .answer(shared, |found| {
-                    let items: Vec<String> = found.iter().map(json::labels).collect();
-                    format!("[{}]", items.join(","))
-                })
+                .answer(shared, |found| found.iter().map(json::labels).collect())
                 .await
         }
         .await,
@@ -474,7 +599,7 @@ async fn labels(State(shared): State<Arc<Shared>>, p: Params) -> Response {
                         .iter()
                         .flat_map(|ls| ls.iter().map(|(k, _)| k))
                         .collect();
-                    string_list(names.into_iter())
+                    names.into_iter().map(json::string).collect()
                 })
                 .await
         }
@@ -497,7 +622,7 @@ async fn label_values(
                 .answer(shared, move |found| {
                     let values: std::collections::BTreeSet<&str> =
                         found.iter().filter_map(|ls| ls.get(&name)).collect();
-                    string_list(values.into_iter())
+                    values.into_iter().map(json::string).collect()
                 })
                 .await
         }
@@ -557,6 +682,37 @@ mod tests {
             ("execution", StatusCode::UNPROCESSABLE_ENTITY)
         );
         assert_eq!(ApiError::bad_data("x").status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn limit_and_lookback_parameters() {
+        let p = |k: &str, v: &str| Params(vec![(k.into(), v.into())]);
+        assert_eq!(Params(vec![]).limit().unwrap(), 0);
+        assert_eq!(p("limit", "+3").limit().unwrap(), 3);
+        assert_eq!(
+            p("limit", "-1").limit().unwrap_err().message,
+            "invalid parameter \"limit\": limit must be non-negative"
+        );
+        assert_eq!(
+            p("limit", "1.5").limit().unwrap_err().message,
+            "invalid parameter \"limit\": strconv.Atoi: parsing \"1.5\": invalid syntax"
+        );
+        assert_eq!(Params(vec![]).lookback().unwrap(), None);
+        assert_eq!(
+            p("lookback_delta", "90s").lookback().unwrap(),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            p("lookback_delta", "0.25").lookback().unwrap(),
+            Some(Duration::from_millis(250))
+        );
+        // Zero or negative: the server's own.
+        assert_eq!(p("lookback_delta", "0").lookback().unwrap(), None);
+        assert_eq!(p("lookback_delta", "-5").lookback().unwrap(), None);
+        assert_eq!(
+            p("lookback_delta", "-1s").lookback().unwrap_err().message,
+            "error parsing lookback delta duration: cannot parse \"-1s\" to a valid duration"
+        );
     }
 
     #[test]

@@ -89,6 +89,19 @@ pub fn success(data: &str) -> String {
     format!(r#"{{"status":"success","data":{data}}}"#)
 }
 
+/// `{"status":"success","data":DATA,"warnings":[...]}`, without `warnings` when there are
+/// none.
+pub fn success_with_warnings(data: &str, warnings: &[&str]) -> String {
+    if warnings.is_empty() {
+        return success(data);
+    }
+    let warnings: Vec<String> = warnings.iter().map(|w| string(w)).collect();
+    format!(
+        r#"{{"status":"success","data":{data},"warnings":[{}]}}"#,
+        warnings.join(",")
+    )
+}
+
 /// `{"status":"error","errorType":KIND,"error":MESSAGE}`.
 pub fn error(kind: &str, message: &str) -> String {
     format!(

@@ -13,6 +13,18 @@ pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// Go's `strconv.Atoi` on a 64-bit platform: an optional sign and decimal digits. The error
+/// is Go's text (`strconv.Atoi: parsing "x": invalid syntax`, or `value out of range`).
+pub(crate) fn atoi(v: &str) -> Result<i64, String> {
+    let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
+    let err = |why: &str| format!("strconv.Atoi: parsing {}: {why}", quote(v));
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err("invalid syntax"));
+    }
+    // Only digits and a sign are left, so the one failure is the range.
+    v.parse::<i64>().map_err(|_| err("value out of range"))
+}
+
 /// Go's `strconv.IsPrint`, approximated without Unicode tables: letters, marks, numbers,
 /// punctuation, symbols and the ASCII space; not controls, other spaces or format characters.
 pub(crate) fn is_print(c: char) -> bool {
@@ -759,4 +771,28 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
         out.push(')');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn atoi_takes_what_go_takes() {
+        assert_eq!(super::atoi("+12"), Ok(12));
+        assert_eq!(super::atoi("-0"), Ok(0));
+        assert_eq!(super::atoi("007"), Ok(7));
+        assert_eq!(
+            super::atoi("1_000").unwrap_err(),
+            r#"strconv.Atoi: parsing "1_000": invalid syntax"#
+        );
+        for bad in ["", "+", " 1", "1.0", "0x10"] {
+            assert!(
+                super::atoi(bad).unwrap_err().ends_with("invalid syntax"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            super::atoi("-99999999999999999999").unwrap_err(),
+            r#"strconv.Atoi: parsing "-99999999999999999999": value out of range"#
+        );
+    }
 }
