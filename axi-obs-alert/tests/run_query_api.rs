@@ -333,6 +333,8 @@ async fn query_api_answers_as_prometheus_does() {
     // the query formatter, and their parameter errors.
     let far_later = secs(now_ms() + 20 * 60_000);
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        // Prometheus keeps the first series in its storage's order, the order they were
+        // created in: the target exposes them in label order, so both keep the same two.
         (
             "/api/v1/query",
             vec![("query", "temp_celsius"), ("time", b), ("limit", "2")],
@@ -382,6 +384,11 @@ async fn query_api_answers_as_prometheus_does() {
             vec![("query", "temp_celsius"), ("start", a), ("end", b)],
         ),
         ("/api/v1/query_exemplars", vec![("query", "up")]),
+        // Formatted though this engine does not evaluate native histograms.
+        (
+            "/api/v1/format_query",
+            vec![("query", "histogram_count(rate(x[5m]))")],
+        ),
         ("/api/v1/format_query", vec![("query", "sum(up)by(job)")]),
         (
             "/api/v1/format_query",
@@ -470,6 +477,27 @@ async fn query_api_answers_as_prometheus_does() {
         ),
         ("/api/v1/query_exemplars", vec![("query", "up{")], false),
         ("/api/v1/format_query", vec![("query", "up{")], false),
+        // Several bad parameters: the same one named, as Prometheus checks them in order.
+        (
+            "/api/v1/query",
+            vec![("query", "up{"), ("time", "never"), ("limit", "-1")],
+            true,
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", "up{"), ("lookback_delta", "soon")],
+            true,
+        ),
+        (
+            "/api/v1/query_range",
+            vec![("query", "up"), ("start", "never"), ("limit", "x")],
+            true,
+        ),
+        (
+            "/api/v1/labels",
+            vec![("start", "never"), ("match[]", "up{"), ("limit", "-2")],
+            true,
+        ),
     ] {
         let theirs = get(&client, prom, path, &params).await;
         let mine = get(&client, ours, path, &params).await;
@@ -482,6 +510,18 @@ async fn query_api_answers_as_prometheus_does() {
         if same_message {
             assert_eq!(mine.1["error"], theirs.1["error"], "{path} {params:?}");
         }
+    }
+    // Exemplars of a query without a selector: 204 No Content from both.
+    for port in [prom, ours] {
+        let r = client
+            .get(format!(
+                "http://127.0.0.1:{port}/api/v1/query_exemplars?query=vector(1)"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204, "port {port}");
+        assert_eq!(r.text().await.unwrap(), "", "port {port}");
     }
     // Build information: Prometheus's fields, the API's release, and who answers.
     let theirs = get(&client, prom, "/api/v1/status/buildinfo", &[]).await;

@@ -145,6 +145,11 @@ pub mod __private {
     }
     pub use crate::fast_hash::FxHasher;
     pub use crate::hex::hex16;
+
+    /// `s` as a label value of the text exposition: `\`, `"` and newlines escaped.
+    pub fn escape_label_value(out: &mut String, s: &str) {
+        crate::metrics::escape_label_value(out, s);
+    }
 }
 
 /// The `metrics` facade this crate records, re-exported for version alignment.

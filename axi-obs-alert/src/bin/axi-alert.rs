@@ -56,8 +56,10 @@ enum Command {
     /// Grafana's Prometheus data source and `promtool query` work against it;
     /// `/api/v1/format_query` lays a query out as Prometheus does, `/api/v1/query_exemplars`
     /// answers an empty list (no exemplars are kept) and `/api/v1/status/buildinfo` names the
-    /// Prometheus API release answered (3.5.0). Samples are kept as long as the rules read,
-    /// or `--retention` (1 h) when longer. `/api/v1/rules` lists every group and rule with its query, health, last
+    /// Prometheus API release answered (3.5.0). `/federate?match[]=SELECTOR` serves the
+    /// latest sample of each matching series with `external_labels` added, as Prometheus's
+    /// federation does, for a central Prometheus to scrape with `honor_labels: true`.
+    /// Samples are kept as long as the rules read, or `--retention` (1 h) when longer. `/api/v1/rules` lists every group and rule with its query, health, last
     /// error, evaluation time and (alerting rules) state and alerts, filtered by `type`,
     /// `rule_name[]`, `rule_group[]`, `file[]`, `match[]` and `exclude_alerts`.
     /// `/api/v1/targets` shows each scrape target's health, last error and last scrape, and
@@ -121,8 +123,9 @@ enum Command {
         /// The most samples one query may hold at once.
         #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
         query_max_samples: usize,
-        /// How far back an instant selector looks for a series' latest sample, in queries
-        /// and rules (a query's `lookback_delta` parameter overrides it; 0: the default).
+        /// How far back an instant selector looks for a series' latest sample, in queries,
+        /// `/federate` and rules (a query's `lookback_delta` parameter overrides it; rules
+        /// answered by `--query-url` use that Prometheus's own; 0: the default).
         #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_ms)]
         query_lookback_delta: i64,
     },

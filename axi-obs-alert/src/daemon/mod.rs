@@ -15,7 +15,8 @@
 //! Samples live in a [`MemStorage`] trimmed to the longest range the rules read plus the
 //! lookback, or to [`RunOptions::retention_ms`] when longer. Prometheus's query API answers
 //! from it (`/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`,
-//! `format_query`, `query_exemplars`, `status/buildinfo`), and
+//! `format_query`, `query_exemplars`, `status/buildinfo`), `/federate` serves the latest
+//! samples of the selected series to a Prometheus that federates from it, and
 //! `/api/v1/rules` lists the groups with each rule's health, last error and alerts, and
 //! `/api/v1/targets` each scrape target's health, so
 //! Grafana and `promtool query` read it as they read a Prometheus. A reload (SIGHUP, `POST /-/reload`, or a changed configuration or rule file)
@@ -23,6 +24,7 @@
 //! that did not change.
 
 mod config;
+mod federate;
 mod group_metrics;
 mod query_api;
 mod remote;
@@ -670,7 +672,10 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 external_labels: rules.config.external_labels.clone(),
                 external_url: String::new(),
             };
-            let retention = (rules.retention_ms + lookback_ms).max(shared.options.retention_ms);
+            let retention = rules
+                .retention_ms
+                .saturating_add(lookback_ms)
+                .max(shared.options.retention_ms);
             for g in rules.groups.iter_mut() {
                 let interval = group_interval_ms(g, default_interval);
                 let offset = group_offset_ms(g);

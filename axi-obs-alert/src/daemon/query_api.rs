@@ -57,6 +57,13 @@ impl Queries {
     }
 }
 
+impl Queries {
+    /// The server's query timeout (`--query.timeout`).
+    pub(super) fn timeout(&self) -> Duration {
+        self.limits.timeout
+    }
+}
+
 /// The routes of the query API and of the rules and targets endpoints, to merge into the
 /// daemon's router.
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -71,6 +78,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             get(query_exemplars).post(query_exemplars),
         )
         .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route("/federate", get(super::federate::federate))
         .route(
             "/api/v1/status/buildinfo",
             get(super::status_api::buildinfo),
@@ -91,7 +99,7 @@ const MAX_POINTS: i64 = 11_000;
 const TIME_LIMIT: i64 = 1 << 61;
 
 /// The store as queries see it: each selection takes the read lock for itself.
-struct SharedStore<'a>(&'a std::sync::RwLock<MemStorage>);
+pub(super) struct SharedStore<'a>(pub(super) &'a std::sync::RwLock<MemStorage>);
 
 impl Storage for SharedStore<'_> {
     fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Series> {
@@ -156,11 +164,21 @@ impl ApiError {
     }
 }
 
-/// What a successful request answers: the JSON of `data`, and warnings (Prometheus's
-/// `warnings`: the answer stands, but is not all there is).
+/// What a successful request answers: the JSON of `data` (none: 204 No Content), and
+/// warnings (Prometheus's `warnings`: the answer stands, but is not all there is).
 pub(super) struct Data {
     json: String,
     warnings: Vec<&'static str>,
+}
+
+impl Data {
+    /// A success without `data` (answered 204 No Content).
+    fn none() -> Data {
+        Data {
+            json: String::new(),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 impl From<String> for Data {
@@ -177,6 +195,8 @@ const TRUNCATED: &str = "results truncated due to limit";
 
 pub(super) fn answer(result: Result<impl Into<Data>, ApiError>) -> Response {
     let (status, body) = match result.map(Into::into) {
+        // Prometheus's answer to a success without data: no content at all.
+        Ok(data) if data.json.is_empty() => return StatusCode::NO_CONTENT.into_response(),
         Ok(data) => (
             StatusCode::OK,
             json::success_with_warnings(&data.json, &data.warnings),
@@ -283,10 +303,16 @@ impl Params {
                 let ms = parse_duration_param(v).map_err(|e| {
                     ApiError::bad_data(format!("error parsing lookback delta duration: {e}"))
                 })?;
-                Ok(u64::try_from(ms)
+                // In nanoseconds, as Go holds it: any positive duration is the query's own,
+                // even one under a millisecond (whose window then holds nothing).
+                let ns = match v.parse::<f64>() {
+                    Ok(secs) if secs.is_finite() => (secs * 1e9) as i64,
+                    _ => ms.saturating_mul(1_000_000),
+                };
+                Ok(u64::try_from(ns)
                     .ok()
-                    .filter(|ms| *ms > 0)
-                    .map(Duration::from_millis))
+                    .filter(|ns| *ns > 0)
+                    .map(Duration::from_nanos))
             }
         }
     }
@@ -304,7 +330,7 @@ impl Params {
 }
 
 /// Evaluates on a blocking thread once a turn is free, within `timeout` (waiting included).
-async fn evaluate<T: Send + 'static>(
+pub(super) async fn evaluate<T: Send + 'static>(
     shared: Arc<Shared>,
     timeout: Duration,
     work: impl FnOnce(&Shared, Engine) -> Result<T, ApiError> + Send + 'static,
@@ -363,13 +389,18 @@ enum When {
     Range { start: i64, end: i64, step: i64 },
 }
 
-/// Parses `query`, `timeout`, `limit` and `lookback_delta`, evaluates, writes the `data` of
-/// the answer.
-async fn run_query(shared: Arc<Shared>, p: &Params, when: When) -> Result<Data, ApiError> {
+/// Parses `timeout`, `lookback_delta` and `query` (in Prometheus's order, so a request with
+/// several bad parameters names the same one), evaluates, writes the `data` of the answer
+/// cut to `limit`.
+async fn run_query(
+    shared: Arc<Shared>,
+    p: &Params,
+    limit: usize,
+    when: When,
+) -> Result<Data, ApiError> {
     let timeout = p.timeout(&shared.queries.limits)?;
-    let expr = parse_query(p.get("query"))?;
-    let limit = p.limit()?;
     let lookback = p.lookback()?;
+    let expr = parse_query(p.get("query"))?;
     evaluate(shared, timeout, move |shared, engine| {
         let engine = match lookback {
             Some(d) => engine.lookback(d),
@@ -412,8 +443,9 @@ async fn run_query(shared: Arc<Shared>, p: &Params, when: When) -> Result<Data, 
 async fn query(State(shared): State<Arc<Shared>>, p: Params) -> Response {
     answer(
         async {
+            let limit = p.limit()?;
             let t = p.time("time", now_ms())?;
-            run_query(shared, &p, When::At(t)).await
+            run_query(shared, &p, limit, When::At(t)).await
         }
         .await,
     )
@@ -423,6 +455,7 @@ async fn query(State(shared): State<Arc<Shared>>, p: Params) -> Response {
 async fn query_range(State(shared): State<Arc<Shared>>, p: Params) -> Response {
     answer(
         async {
+            let limit = p.limit()?;
             let start = api_time(p.get("start")).map_err(|e| ApiError::param("start", e))?;
             let end = api_time(p.get("end")).map_err(|e| ApiError::param("end", e))?;
             if end < start {
@@ -443,7 +476,7 @@ async fn query_range(State(shared): State<Arc<Shared>>, p: Params) -> Response {
                     "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
                 ));
             }
-            run_query(shared, &p, When::Range { start, end, step }).await
+            run_query(shared, &p, limit, When::Range { start, end, step }).await
         }
         .await,
     )
@@ -462,16 +495,28 @@ async fn query_exemplars(p: Params) -> Response {
                 "end timestamp must not be before start timestamp",
             ));
         }
-        // Prometheus words this parse error without naming the parameter.
-        promql::parse(p.get("query")).map_err(|e| ApiError::bad_data(e.0))?;
-        Ok("[]".to_owned())
+        // Prometheus words this parse error without naming the parameter, and answers a
+        // query without selectors with 204 No Content.
+        let expr = promql::parse_syntax(p.get("query")).map_err(|e| ApiError::bad_data(e.0))?;
+        let mut selectors = Vec::new();
+        crate::promqltest::collect_selectors(&expr, &mut selectors);
+        Ok(if selectors.is_empty() {
+            Data::none()
+        } else {
+            Data::from("[]".to_owned())
+        })
     })())
 }
 
 /// `/api/v1/format_query`: `query` laid out as Prometheus's formatter does (one line when it
 /// fits in 100 characters, otherwise split and indented by nesting).
 async fn format_query(p: Params) -> Response {
-    answer(parse_query(p.get("query")).map(|e| json::string(&e.prettify())))
+    // Only read, not evaluated: anything Prometheus parses is formatted.
+    answer(
+        promql::parse_syntax(p.get("query"))
+            .map(|e| json::string(&e.prettify()))
+            .map_err(|e| ApiError::param("query", e)),
+    )
 }
 
 const NON_EMPTY: &str = "match[] must contain at least one non-empty matcher";
@@ -544,11 +589,13 @@ struct Metadata {
 
 impl Metadata {
     fn parse(p: &Params) -> Result<Metadata, ApiError> {
+        // In Prometheus's order: a request with several bad parameters names the same one.
+        let limit = p.limit()?;
         Ok(Metadata {
             start: p.time("start", -TIME_LIMIT)?,
             end: p.time("end", TIME_LIMIT)?,
             sets: match_sets(&p.all("match[]"))?,
-            limit: p.limit()?,
+            limit,
         })
     }
 
@@ -705,6 +752,11 @@ mod tests {
         assert_eq!(
             p("lookback_delta", "0.25").lookback().unwrap(),
             Some(Duration::from_millis(250))
+        );
+        // Under a millisecond: its own all the same (a window that holds nothing), as in Go.
+        assert_eq!(
+            p("lookback_delta", "0.0004").lookback().unwrap(),
+            Some(Duration::from_micros(400))
         );
         // Zero or negative: the server's own.
         assert_eq!(p("lookback_delta", "0").lookback().unwrap(), None);

@@ -224,9 +224,11 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Vec<Sample>> {
         let matchers = self.compiled(vs)?;
         let reference = self.reference_time(&vs.at, &vs.offset, t);
-        let latest =
-            self.storage
-                .select_latest(&matchers, reference - self.engine.lookback_ms, reference);
+        let latest = self.storage.select_latest(
+            &matchers,
+            reference.saturating_sub(self.engine.lookback_ms),
+            reference,
+        );
         self.check_limits(latest.len())?;
         Ok(latest
             .into_iter()

@@ -62,6 +62,14 @@ pub struct ParseError(pub String);
 /// but the parser accepts (`or` between matchers) and what this engine does not evaluate
 /// (experimental functions), so a query never gets a silently wrong answer.
 pub fn parse(query: &str) -> Result<Expr, ParseError> {
+    let expr = parse_syntax(query)?;
+    check_supported(&expr)?;
+    Ok(expr)
+}
+
+/// `query` parsed, without [`parse`]'s check that this engine evaluates everything in it:
+/// for what only reads a query (formatting it, taking its selectors).
+pub fn parse_syntax(query: &str) -> Result<Expr, ParseError> {
     if has_invalid_byte_escape(query) {
         // Go keeps `"\xff"` as a lone invalid UTF-8 byte, which a Rust string cannot hold;
         // promql-parser would silently read it as `ÿ`.
@@ -70,9 +78,7 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
                 .into(),
         ));
     }
-    let expr = promql_parser::parser::parse(query).map_err(ParseError)?;
-    check_supported(&expr)?;
-    Ok(expr)
+    promql_parser::parser::parse(query).map_err(ParseError)
 }
 
 /// Whether a quoted string in `query` holds `\x80`..`\xff` (backslash-escaped, not raw).
@@ -221,9 +227,12 @@ impl Default for Engine {
 }
 
 impl Engine {
-    /// How far back an instant selector looks for the latest sample (default 5 m).
+    /// How far back an instant selector looks for the latest sample (default 5 m; whole
+    /// milliseconds, the rest dropped; at most 2^61 ms, so no window arithmetic overflows).
     pub fn lookback(mut self, d: Duration) -> Self {
-        self.lookback_ms = d.as_millis() as i64;
+        self.lookback_ms = i64::try_from(d.as_millis())
+            .unwrap_or(i64::MAX)
+            .min(1 << 61);
         self
     }
 

@@ -325,7 +325,7 @@ fn nhcb_base(labels: &Labels) -> Option<Labels> {
     Some(out)
 }
 
-fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
+pub(crate) fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
     match expr {
         Expr::Aggregate(a) => {
             collect_selectors(&a.expr, out);

@@ -16,13 +16,26 @@ pub(crate) fn parse_bool(v: &str) -> Option<bool> {
 /// Go's `strconv.Atoi` on a 64-bit platform: an optional sign and decimal digits. The error
 /// is Go's text (`strconv.Atoi: parsing "x": invalid syntax`, or `value out of range`).
 pub(crate) fn atoi(v: &str) -> Result<i64, String> {
+    let negative = v.starts_with('-');
     let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
     let err = |why: &str| format!("strconv.Atoi: parsing {}: {why}", quote(v));
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() {
         return Err(err("invalid syntax"));
     }
-    // Only digits and a sign are left, so the one failure is the range.
-    v.parse::<i64>().map_err(|_| err("value out of range"))
+    // Digit by digit as Go does: an overflow is reported where it happens, even when a bad
+    // character follows.
+    let limit = i128::from(i64::MAX) + i128::from(negative);
+    let mut n: i128 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(err("invalid syntax"));
+        }
+        n = n * 10 + i128::from(b - b'0');
+        if n > limit {
+            return Err(err("value out of range"));
+        }
+    }
+    Ok(i64::try_from(if negative { -n } else { n }).unwrap_or(i64::MIN))
 }
 
 /// Go's `strconv.IsPrint`, approximated without Unicode tables: letters, marks, numbers,
@@ -794,5 +807,12 @@ mod tests {
             super::atoi("-99999999999999999999").unwrap_err(),
             r#"strconv.Atoi: parsing "-99999999999999999999": value out of range"#
         );
+        assert!(
+            super::atoi("99999999999999999999x")
+                .unwrap_err()
+                .ends_with("value out of range")
+        );
+        assert_eq!(super::atoi("-9223372036854775808"), Ok(i64::MIN));
+        assert!(super::atoi("9223372036854775808").is_err());
     }
 }

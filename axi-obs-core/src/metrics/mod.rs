@@ -28,6 +28,7 @@ use std::sync::atomic::Ordering;
 pub use naming::MetricKind;
 pub(crate) use recorder::RecorderOptions;
 pub use recorder::{MetricsRecorder, OVERFLOW_LABEL, SERIES_OVERFLOW_METRIC};
+pub(crate) use render::escape_label_value;
 pub use render::{CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE, render_families};
 pub use storage::{DEFAULT_BUCKETS, HistogramSnapshot, SEMCONV_DURATION_BUCKETS};
 

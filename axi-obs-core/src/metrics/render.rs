@@ -316,7 +316,8 @@ fn escape_help(out: &mut String, s: &str, om: bool) {
     }
 }
 
-fn escape_label_value(out: &mut String, s: &str) {
+/// `s` as a label value of the text exposition: `\`, `"` and newlines escaped.
+pub(crate) fn escape_label_value(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -1,0 +1,201 @@
+//! `GET /federate`: the latest sample of every series matching the `match[]` selectors, in
+//! Prometheus's text format, as Prometheus's federation endpoint serves it. A central
+//! Prometheus scrapes it with `honor_labels: true` to pull the rules' output (or anything
+//! the daemon holds) into its own storage:
+//!
+//! ```yaml
+//! - job_name: axi-alert-federate
+//!   honor_labels: true
+//!   metrics_path: /federate
+//!   params:
+//!     'match[]': ['{__name__=~"job:.*"}']
+//!   static_configs:
+//!     - targets: ['rules-host:9095']
+//! ```
+//!
+//! As in Prometheus 3.5: a series' newest sample within the lookback (`--query.lookback-delta`)
+//! is served with its own timestamp, unless it is a staleness marker; every family is
+//! `untyped`; the configuration's `external_labels`, and an empty `instance`, are added to
+//! each series that lacks them (after its own labels); labels with empty values are left
+//! out; no `match[]` serves nothing. Names outside the classic character set are escaped to
+//! underscores, as the `escaping=underscores` of the content type says.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::query_api::{Params, SharedStore, evaluate, match_sets};
+use super::{Shared, lock, now_ms};
+use crate::promql::value::is_stale;
+use crate::promql::{Labels, Point, Storage};
+use crate::template::gofmt;
+
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8; escaping=underscores";
+
+/// `GET /federate`.
+pub(super) async fn federate(State(shared): State<Arc<Shared>>, p: Params) -> Response {
+    let sets = match match_sets(&p.all("match[]")) {
+        Ok(sets) => sets,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.message).into_response(),
+    };
+    let external = lock(&shared.rules).config.external_labels.clone();
+    let lookback_ms =
+        i64::try_from(shared.options.query.lookback_delta.as_millis()).unwrap_or(i64::MAX / 4);
+    let timeout = shared.queries.timeout();
+    let body = evaluate(shared, timeout, move |shared, _| {
+        let now = now_ms();
+        let store = SharedStore(&shared.store);
+        // Each series once (the sets may overlap), ordered by name, then labels.
+        let mut latest: BTreeMap<(String, Labels), Point> = BTreeMap::new();
+        for ms in &sets {
+            // The window is closed at both ends, as Prometheus's querier's.
+            for (labels, point) in
+                store.select_latest(ms, now.saturating_sub(lookback_ms).saturating_sub(1), now)
+            {
+                if !is_stale(point.v) {
+                    let name = labels.name().unwrap_or_default().to_owned();
+                    latest.insert((name, labels), point);
+                }
+            }
+        }
+        Ok(write_families(&latest, &external))
+    })
+    .await;
+    match body {
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.message).into_response(),
+    }
+}
+
+/// The text exposition of `latest`, one `untyped` family per name.
+fn write_families(
+    latest: &BTreeMap<(String, Labels), Point>,
+    external: &BTreeMap<String, String>,
+) -> String {
+    let mut external: Vec<(&str, &str)> = external
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if !external.iter().any(|(k, _)| *k == "instance") {
+        external.push(("instance", ""));
+        external.sort_unstable();
+    }
+    let mut out = String::new();
+    let mut family = None;
+    for ((name, labels), point) in latest {
+        if name.is_empty() {
+            // Prometheus ignores nameless series here too.
+            continue;
+        }
+        let name = escape_name(name);
+        if family.as_deref() != Some(name.as_str()) {
+            let _ = writeln!(out, "# TYPE {name} untyped");
+            family = Some(name.clone());
+        }
+        out.push_str(&name);
+        let own: Vec<(&str, &str)> = labels
+            .iter()
+            .filter(|(k, v)| *k != "__name__" && !v.is_empty())
+            .collect();
+        let added = external
+            .iter()
+            .filter(|(k, _)| !own.iter().any(|(o, _)| o == k))
+            .copied();
+        let mut sep = '{';
+        for (k, v) in own.iter().copied().chain(added) {
+            out.push(sep);
+            sep = ',';
+            out.push_str(&escape_name(k));
+            out.push_str("=\"");
+            axi_obs_core::__private::escape_label_value(&mut out, v);
+            out.push('"');
+        }
+        if sep == ',' {
+            out.push('}');
+        }
+        let _ = writeln!(out, " {} {}", float(point.v), point.t);
+    }
+    out
+}
+
+/// Go's exposition of a float (`expfmt`'s `writeFloat`).
+fn float(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else {
+        gofmt::format_float(v, 'g', -1)
+    }
+}
+
+/// A metric or label name under `escaping=underscores`: unchanged when it is a classic name,
+/// else each character outside `[a-zA-Z_:]` (and digits after the first) becomes `_`.
+fn escape_name(name: &str) -> String {
+    let ok = |i: usize, c: char| {
+        c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+    };
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| if ok(i, c) { c } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn families_sorted_external_labels_appended_after_own() {
+        let mut latest = BTreeMap::new();
+        for (ls, v, t) in [
+            (
+                vec![("__name__", "up"), ("job", "b"), ("instance", "h:1")],
+                1.0,
+                5,
+            ),
+            (
+                vec![("__name__", "up"), ("job", "a"), ("instance", "h:2")],
+                0.0,
+                6,
+            ),
+            (
+                vec![("__name__", "job:up:sum"), ("job", "a"), ("empty", "")],
+                1.5e-7,
+                7,
+            ),
+            (
+                vec![("__name__", "w"), ("region", "us"), ("q", "a\"b\\c\nd")],
+                f64::NAN,
+                8,
+            ),
+            (vec![("__name__", "na.me"), ("1x", "v")], f64::INFINITY, 9),
+        ] {
+            let l = labels(&ls);
+            latest.insert((l.name().unwrap().to_owned(), l), Point { t, v });
+        }
+        let external = BTreeMap::from([("region".to_owned(), "eu".to_owned())]);
+        assert_eq!(
+            write_families(&latest, &external),
+            "# TYPE job:up:sum untyped\n\
+             job:up:sum{job=\"a\",instance=\"\",region=\"eu\"} 1.5e-07 7\n\
+             # TYPE na_me untyped\n\
+             na_me{_x=\"v\",instance=\"\",region=\"eu\"} +Inf 9\n\
+             # TYPE up untyped\n\
+             up{instance=\"h:1\",job=\"b\",region=\"eu\"} 1 5\n\
+             up{instance=\"h:2\",job=\"a\",region=\"eu\"} 0 6\n\
+             # TYPE w untyped\n\
+             w{q=\"a\\\"b\\\\c\\nd\",region=\"us\",instance=\"\"} NaN 8\n"
+        );
+    }
+}
