@@ -38,9 +38,10 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8; escaping=u
 
 /// `GET /federate`.
 pub(super) async fn federate(State(shared): State<Arc<Shared>>, p: Params) -> Response {
-    let sets = match match_sets(&p.all("match[]")) {
+    // Plain text, a line each, as Go's `http.Error` writes them.
+    let sets = match p.form_error().and_then(|()| match_sets(&p.all("match[]"))) {
         Ok(sets) => sets,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.message).into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{}\n", e.message)).into_response(),
     };
     let external = lock(&shared.rules).config.external_labels.clone();
     let lookback_ms =
@@ -67,7 +68,7 @@ pub(super) async fn federate(State(shared): State<Arc<Shared>>, p: Params) -> Re
     .await;
     match body {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.message).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", e.message)).into_response(),
     }
 }
 

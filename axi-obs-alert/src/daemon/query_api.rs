@@ -207,8 +207,13 @@ pub(super) fn answer(result: Result<impl Into<Data>, ApiError>) -> Response {
 }
 
 /// A request's parameters as Go's `Request.ParseForm` reads them: a form body (POST) first,
-/// then the URL's query string.
-pub(super) struct Params(Vec<(String, String)>);
+/// then the URL's query string. A pair Go cannot decode (a bad `%` escape, a `;` in it) is
+/// left out, and the first such error kept: most of Prometheus's endpoints ignore it (Go's
+/// `FormValue`), a few refuse the request for it ([`Params::form_error`]).
+pub(super) struct Params {
+    pairs: Vec<(String, String)>,
+    form_error: Option<String>,
+}
 
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = Response;
@@ -242,28 +247,47 @@ impl Params {
                 })
             });
         let mut pairs: Vec<(String, String)> = Vec::new();
-        if form {
-            pairs.extend(form_urlencoded::parse(body).into_owned());
+        let body_error = if form {
+            go_parse_query(body, &mut pairs)
+        } else {
+            None
+        };
+        let query_error = go_parse_query(query.unwrap_or("").as_bytes(), &mut pairs);
+        Params {
+            pairs,
+            form_error: body_error.or(query_error),
         }
-        pairs.extend(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned());
-        Params(pairs)
     }
 
     #[cfg(test)]
     pub(super) fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Params {
-        Params(pairs.into_iter().collect())
+        Params {
+            pairs: pairs.into_iter().collect(),
+            form_error: None,
+        }
+    }
+
+    /// Prometheus's refusal of a request whose form Go could not decode (`/api/v1/series`,
+    /// `/api/v1/rules`; `/federate` says the same in plain text).
+    pub(super) fn form_error(&self) -> Result<(), ApiError> {
+        match &self.form_error {
+            Some(e) => Err(ApiError::bad_data(format!(
+                "error parsing form values: {e}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The first value of `name`, or "" (Go's `FormValue`).
     pub(super) fn get(&self, name: &str) -> &str {
-        self.0
+        self.pairs
             .iter()
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.as_str())
     }
 
     pub(super) fn all(&self, name: &str) -> Vec<&str> {
-        self.0
+        self.pairs
             .iter()
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -327,6 +351,66 @@ impl Params {
             }
         }
     }
+}
+
+/// Go's `url.ParseQuery` into `pairs`: `&`-separated `key=value`, `+` a space, `%XX` a
+/// byte. A pair with a `;` or a bad escape is skipped; returns the error Go returns (the
+/// first bad escape; a `;` after it replaces it, as in Go).
+fn go_parse_query(s: &[u8], pairs: &mut Vec<(String, String)>) -> Option<String> {
+    let mut error = None;
+    for pair in s.split(|b| *b == b'&') {
+        if pair.contains(&b';') {
+            error = Some("invalid semicolon separator in query".to_owned());
+            continue;
+        }
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        match (go_unescape(k), go_unescape(v)) {
+            (Ok(k), Ok(v)) => pairs.push((k, v)),
+            (Err(e), _) | (_, Err(e)) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    error
+}
+
+/// Go's `url.QueryUnescape`.
+fn go_unescape(s: &[u8]) -> Result<String, String> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => match (
+                s.get(i + 1).and_then(|b| hex(*b)),
+                s.get(i + 2).and_then(|b| hex(*b)),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                _ => {
+                    let bad = String::from_utf8_lossy(&s[i..(i + 3).min(s.len())]).into_owned();
+                    return Err(format!("invalid URL escape {}", gofmt::quote(&bad)));
+                }
+            },
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Evaluates on a blocking thread once a turn is free, within `timeout` (waiting included).
@@ -625,6 +709,7 @@ impl Metadata {
 async fn series(State(shared): State<Arc<Shared>>, p: Params) -> Response {
     answer(
         async {
+            p.form_error()?;
             if p.all("match[]").is_empty() {
                 return Err(ApiError::bad_data("no match[] parameter provided"));
             }
@@ -700,6 +785,34 @@ mod tests {
     }
 
     #[test]
+    fn forms_are_read_as_go_reads_them() {
+        let mut pairs = Vec::new();
+        assert_eq!(
+            go_parse_query(b"a=1&b=%zz&c=x+y%21&&d&e=%4", &mut pairs),
+            Some("invalid URL escape \"%zz\"".to_owned())
+        );
+        let want = [("a", "1"), ("c", "x y!"), ("d", "")];
+        let got: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, want);
+        // A `;` makes the pair wrong and is the error Go reports, even after a bad escape.
+        let mut pairs = Vec::new();
+        assert_eq!(
+            go_parse_query(b"q=%zz&a=1;b=2&k=v", &mut pairs),
+            Some("invalid semicolon separator in query".to_owned())
+        );
+        assert_eq!(pairs, [("k".to_owned(), "v".to_owned())]);
+        let p = Params::new(Some("match[]=up&x=%zz"), &HeaderMap::new(), b"");
+        assert_eq!(p.get("match[]"), "up");
+        assert_eq!(
+            p.form_error().unwrap_err().message,
+            "error parsing form values: invalid URL escape \"%zz\""
+        );
+    }
+
+    #[test]
     fn match_sets_need_a_non_empty_matcher() {
         assert_eq!(match_sets(&["up", "{job=\"a\"}"]).unwrap().len(), 2);
         for bad in ["{job=~\".*\"}", "rate(up[5m])", "up{"] {
@@ -733,8 +846,8 @@ mod tests {
 
     #[test]
     fn limit_and_lookback_parameters() {
-        let p = |k: &str, v: &str| Params(vec![(k.into(), v.into())]);
-        assert_eq!(Params(vec![]).limit().unwrap(), 0);
+        let p = |k: &str, v: &str| Params::from_pairs(vec![(k.into(), v.into())]);
+        assert_eq!(Params::from_pairs(vec![]).limit().unwrap(), 0);
         assert_eq!(p("limit", "+3").limit().unwrap(), 3);
         assert_eq!(
             p("limit", "-1").limit().unwrap_err().message,
@@ -744,7 +857,7 @@ mod tests {
             p("limit", "1.5").limit().unwrap_err().message,
             "invalid parameter \"limit\": strconv.Atoi: parsing \"1.5\": invalid syntax"
         );
-        assert_eq!(Params(vec![]).lookback().unwrap(), None);
+        assert_eq!(Params::from_pairs(vec![]).lookback().unwrap(), None);
         assert_eq!(
             p("lookback_delta", "90s").lookback().unwrap(),
             Some(Duration::from_secs(90))
@@ -770,11 +883,11 @@ mod tests {
     #[test]
     fn timeouts_only_shorten_the_servers() {
         let limits = QueryLimits::default();
-        let p = Params(vec![("timeout".into(), "5s".into())]);
+        let p = Params::from_pairs(vec![("timeout".into(), "5s".into())]);
         assert_eq!(p.timeout(&limits).unwrap(), Duration::from_secs(5));
-        let p = Params(vec![("timeout".into(), "1h".into())]);
+        let p = Params::from_pairs(vec![("timeout".into(), "1h".into())]);
         assert_eq!(p.timeout(&limits).unwrap(), limits.timeout);
-        let p = Params(vec![("timeout".into(), "soon".into())]);
+        let p = Params::from_pairs(vec![("timeout".into(), "soon".into())]);
         assert_eq!(
             p.timeout(&limits).unwrap_err().message,
             "invalid parameter \"timeout\": cannot parse \"soon\" to a valid duration"

@@ -217,6 +217,7 @@ fn group_json(
 /// round of evaluation, which must not hold up the runtime's workers.
 pub(super) async fn rules(State(shared): State<Arc<Shared>>, p: Params) -> Response {
     let answered = tokio::task::spawn_blocking(move || {
+        p.form_error()?;
         let f = Filter::parse(&p)?;
         let rules = lock(&shared.rules);
         let metrics = lock(&shared.group_metrics);
