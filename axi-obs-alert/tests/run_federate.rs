@@ -135,10 +135,36 @@ async fn federation_reads_as_prometheus_and_feeds_one() {
         without_timestamps(&mine_both.2).0,
         without_timestamps(&theirs_both.2).0
     );
+    // A selector whose matchers all match the empty string (refused by queries, taken here):
+    // the same series, values and times aside (the scrape durations differ).
+    let empty_matching = format!("http://127.0.0.1:{ours}/federate?match[]={{sensor=~\"2|\"}}");
+    let series_of = |page: &str| -> Vec<String> {
+        page.lines()
+            .map(|l| match l.starts_with('#') {
+                true => l.to_owned(),
+                false => l.rsplitn(3, ' ').nth(2).unwrap().to_owned(),
+            })
+            .collect()
+    };
+    let theirs_all = text(
+        &client,
+        &empty_matching.replace(&ours.to_string(), &prom.to_string()),
+    )
+    .await;
+    let mine_all = text(&client, &empty_matching).await;
+    assert_eq!((mine_all.0, theirs_all.0), (200, 200), "{theirs_all:?}");
+    assert_eq!(series_of(&mine_all.2), series_of(&theirs_all.2));
+    assert!(
+        mine_all.2.contains("room:temp:max{room=\"lab\""),
+        "{}",
+        mine_all.2
+    );
+
     // No `match[]`: nothing; a bad one: 400 (the words are the parsers' own).
     for url in [
         "http://127.0.0.1:{}/federate",
         "http://127.0.0.1:{}/federate?match[]=up{",
+        "http://127.0.0.1:{}/federate?match[]=up%20offset%205m",
         "http://127.0.0.1:{}/federate?match[]=up&x=%zz",
     ] {
         let theirs = text(&client, &url.replace("{}", &prom.to_string())).await;

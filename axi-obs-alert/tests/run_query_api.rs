@@ -477,6 +477,12 @@ async fn query_api_answers_as_prometheus_does() {
         ),
         ("/api/v1/query_exemplars", vec![("query", "up{")], false),
         ("/api/v1/format_query", vec![("query", "up{")], false),
+        // Refused by Prometheus without feature flags, though only formatted.
+        (
+            "/api/v1/format_query",
+            vec![("query", "up{a=\"b\" or c=\"d\"}")],
+            false,
+        ),
         // Several bad parameters: the same one named, as Prometheus checks them in order.
         (
             "/api/v1/query",

@@ -375,12 +375,9 @@ fn main() -> ExitCode {
                     ),
                     max_concurrency: query_max_concurrency,
                     max_samples: query_max_samples,
-                    // As Prometheus: 0 is the default.
+                    // 0: the default, which `run` puts in its place.
                     lookback_delta: std::time::Duration::from_millis(
-                        u64::try_from(query_lookback_delta)
-                            .ok()
-                            .filter(|ms| *ms > 0)
-                            .unwrap_or(300_000),
+                        u64::try_from(query_lookback_delta).unwrap_or(0),
                     ),
                 },
             },

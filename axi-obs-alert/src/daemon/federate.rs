@@ -28,10 +28,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::query_api::{Params, SharedStore, evaluate, match_sets};
+use super::query_api::{Params, SharedStore, evaluate};
 use super::{Shared, lock, now_ms};
 use crate::promql::value::is_stale;
-use crate::promql::{Labels, Point, Storage};
+use crate::promql::{self, Expr, Labels, Matcher, Point, Storage};
 use crate::template::gofmt;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8; escaping=underscores";
@@ -39,30 +39,22 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8; escaping=u
 /// `GET /federate`.
 pub(super) async fn federate(State(shared): State<Arc<Shared>>, p: Params) -> Response {
     // Plain text, a line each, as Go's `http.Error` writes them.
-    let sets = match p.form_error().and_then(|()| match_sets(&p.all("match[]"))) {
+    let sets = match p.form_error().map_err(|e| e.message).and_then(|()| {
+        p.all("match[]")
+            .iter()
+            .map(|s| selector(s))
+            .collect::<Result<Vec<_>, _>>()
+    }) {
         Ok(sets) => sets,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{}\n", e.message)).into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let external = lock(&shared.rules).config.external_labels.clone();
     let lookback_ms =
         i64::try_from(shared.options.query.lookback_delta.as_millis()).unwrap_or(i64::MAX / 4);
     let timeout = shared.queries.timeout();
     let body = evaluate(shared, timeout, move |shared, _| {
-        let now = now_ms();
-        let store = SharedStore(&shared.store);
-        // Each series once (the sets may overlap), ordered by name, then labels.
-        let mut latest: BTreeMap<(String, Labels), Point> = BTreeMap::new();
-        for ms in &sets {
-            // The window is closed at both ends, as Prometheus's querier's.
-            for (labels, point) in
-                store.select_latest(ms, now.saturating_sub(lookback_ms).saturating_sub(1), now)
-            {
-                if !is_stale(point.v) {
-                    let name = labels.name().unwrap_or_default().to_owned();
-                    latest.insert((name, labels), point);
-                }
-            }
-        }
+        // On the blocking thread: a round of rule evaluation holds this lock throughout.
+        let external = lock(&shared.rules).config.external_labels.clone();
+        let latest = latest_samples(&SharedStore(&shared.store), &sets, now_ms(), lookback_ms);
         Ok(write_families(&latest, &external))
     })
     .await;
@@ -70,6 +62,66 @@ pub(super) async fn federate(State(shared): State<Arc<Shared>>, p: Params) -> Re
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", e.message)).into_response(),
     }
+}
+
+/// A `match[]` selector as Prometheus's federation reads it (`ParseMetricSelector`): a
+/// metric name and label matchers, nothing else (no offset, no `@`), and, unlike a query's
+/// selector, matchers that all match the empty string are allowed (`{job=~".*"}`: every
+/// series).
+fn selector(text: &str) -> Result<Vec<Matcher>, String> {
+    let parsed = match promql::parse_syntax(text) {
+        Ok(e) => e,
+        // promql-parser refuses a selector without a non-empty matcher as a query's; parse
+        // it again with one (trailing commas are allowed) and take that one out.
+        Err(e) if e.0.contains("at least one non-empty matcher") => {
+            let inner = text.trim_start().strip_prefix('{').ok_or(e.0.clone())?;
+            let padded = format!("{{{PAD}=\"x\",{inner}");
+            promql::parse_syntax(&padded).map_err(|_| e.0)?
+        }
+        Err(e) => return Err(e.0),
+    };
+    let Expr::VectorSelector(vs) = parsed else {
+        return Err(format!("{text:?} is not a series selector"));
+    };
+    if vs.offset.is_some() || vs.at.is_some() {
+        return Err(format!(
+            "{text:?} is not a series selector (no offset or @ here)"
+        ));
+    }
+    let mut ms = Vec::new();
+    if let Some(name) = &vs.name {
+        ms.push(Matcher::equal("__name__", name));
+    }
+    for m in vs.matchers.matchers.iter().filter(|m| m.name != PAD) {
+        ms.push(Matcher::from_ast(m)?);
+    }
+    Ok(ms)
+}
+
+/// The matcher [`selector`] adds to parse a selector of empty-matching matchers.
+const PAD: &str = "__axi_federate_pad__";
+
+/// Each series matching any of `sets` (once, however many match it) with its newest sample
+/// in `[now - lookback, now]` unless that is a staleness marker, ordered by name, then
+/// labels.
+fn latest_samples(
+    store: &dyn Storage,
+    sets: &[Vec<Matcher>],
+    now: i64,
+    lookback_ms: i64,
+) -> BTreeMap<(String, Labels), Point> {
+    let mut latest = BTreeMap::new();
+    // Closed at both ends, as Prometheus's querier's window (the store's is left-open).
+    let start = now.saturating_sub(lookback_ms).saturating_sub(1);
+    for ms in sets {
+        for (labels, point) in store.select_latest(ms, start, now) {
+            if !is_stale(point.v) {
+                let name = labels.name().unwrap_or_default().to_owned();
+                latest.insert((name, labels), point);
+            }
+        }
+    }
+    latest
 }
 
 /// The text exposition of `latest`, one `untyped` family per name.
@@ -147,6 +199,61 @@ fn escape_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::promql::MemStorage;
+    use crate::promql::value::stale_nan;
+
+    #[test]
+    fn window_is_closed_and_stale_series_are_left_out() {
+        let mut store = MemStorage::new();
+        let now = 1_000_000;
+        let lookback = 300_000;
+        let at = |name: &str| labels(&[("__name__", name), ("job", "j")]);
+        store.add(&at("edge"), now - lookback, 1.0);
+        store.add(&at("before"), now - lookback - 1, 1.0);
+        store.add(&at("future"), now + 1, 1.0);
+        store.add(&at("newest"), now - 10, 1.0);
+        store.add(&at("newest"), now, 2.0);
+        store.add(&at("gone"), now - 20, 1.0);
+        store.add(&at("gone"), now - 10, stale_nan());
+        let all = vec![selector("{job=\"j\"}").unwrap()];
+        let got: Vec<(String, i64, f64)> = latest_samples(&store, &all, now, lookback)
+            .into_iter()
+            .map(|((name, _), p)| (name, p.t, p.v))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("edge".to_owned(), now - lookback, 1.0),
+                ("newest".to_owned(), now, 2.0)
+            ]
+        );
+        // Overlapping sets: each series once.
+        let two = vec![
+            selector("edge").unwrap(),
+            selector("{job=~\".*\"}").unwrap(),
+        ];
+        assert_eq!(latest_samples(&store, &two, now, lookback).len(), 2);
+    }
+
+    #[test]
+    fn selectors_as_federation_reads_them() {
+        // Every matcher may match the empty string here.
+        let ms = selector("{job=~\".*\"}").unwrap();
+        assert_eq!(ms.len(), 1);
+        assert!(ms[0].matches(""));
+        assert_eq!(selector("{}").unwrap().len(), 0);
+        assert_eq!(selector("up{job=\"a\",}").unwrap().len(), 2);
+        for bad in [
+            "up offset 5m",
+            "up @ 10",
+            "rate(up[5m])",
+            "up{",
+            "{x=~\".*\"",
+            "1",
+        ] {
+            assert!(selector(bad).is_err(), "{bad}");
+        }
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         Labels::from_pairs(

@@ -85,9 +85,10 @@ pub struct QueryLimits {
     pub max_concurrency: usize,
     /// The most samples one query may hold (`--query.max-samples`, 50 million).
     pub max_samples: usize,
-    /// How far back an instant selector looks for a series' latest sample, in queries and
-    /// in rule evaluations (`--query.lookback-delta`, 5 m); a query's `lookback_delta`
-    /// parameter overrides it for that query.
+    /// How far back an instant selector looks for a series' latest sample, in queries,
+    /// `/federate` and rule evaluations (`--query.lookback-delta`, 5 m; zero is taken as
+    /// that default, as in Prometheus); a query's `lookback_delta` parameter overrides it for
+    /// that query.
     pub lookback_delta: Duration,
 }
 
@@ -497,8 +498,12 @@ fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) -> Vec<crate::pr
 pub async fn run(
     config_path: PathBuf,
     listen: std::net::SocketAddr,
-    options: RunOptions,
+    mut options: RunOptions,
 ) -> Result<(), String> {
+    if options.query.lookback_delta.is_zero() {
+        // As Prometheus's engine: no lookback is the default one.
+        options.query.lookback_delta = QueryLimits::default().lookback_delta;
+    }
     let mut loaded = load(&config_path)?;
     loaded.notifier.start();
     let saved = options

@@ -62,14 +62,21 @@ pub struct ParseError(pub String);
 /// but the parser accepts (`or` between matchers) and what this engine does not evaluate
 /// (experimental functions), so a query never gets a silently wrong answer.
 pub fn parse(query: &str) -> Result<Expr, ParseError> {
-    let expr = parse_syntax(query)?;
-    check_supported(&expr)?;
+    let expr = parse_expr(query)?;
+    check_supported(&expr, true)?;
     Ok(expr)
 }
 
-/// `query` parsed, without [`parse`]'s check that this engine evaluates everything in it:
-/// for what only reads a query (formatting it, taking its selectors).
+/// `query` parsed and checked as Prometheus 3 without feature flags accepts it, but not for
+/// what this engine evaluates (native-histogram functions pass): for what only reads a
+/// query (formatting it, taking its selectors).
 pub fn parse_syntax(query: &str) -> Result<Expr, ParseError> {
+    let expr = parse_expr(query)?;
+    check_supported(&expr, false)?;
+    Ok(expr)
+}
+
+fn parse_expr(query: &str) -> Result<Expr, ParseError> {
     if has_invalid_byte_escape(query) {
         // Go keeps `"\xff"` as a lone invalid UTF-8 byte, which a Rust string cannot hold;
         // promql-parser would silently read it as `ÿ`.
@@ -107,7 +114,9 @@ fn has_invalid_byte_escape(query: &str) -> bool {
     false
 }
 
-fn check_supported(expr: &Expr) -> Result<(), ParseError> {
+/// What Prometheus refuses without feature flags, and with `evaluated` what this engine
+/// cannot evaluate.
+fn check_supported(expr: &Expr, evaluated: bool) -> Result<(), ParseError> {
     let unsupported = |what: String| Err(ParseError(format!("unsupported: {what}")));
     match expr {
         Expr::Aggregate(a) => {
@@ -115,24 +124,24 @@ fn check_supported(expr: &Expr) -> Result<(), ParseError> {
             if matches!(a.op.id(), T_LIMITK | T_LIMIT_RATIO) {
                 return unsupported(format!("the experimental aggregation {}", a.op));
             }
-            check_supported(&a.expr)?;
+            check_supported(&a.expr, evaluated)?;
             if let Some(p) = &a.param {
-                check_supported(p)?;
+                check_supported(p, evaluated)?;
             }
             Ok(())
         }
-        Expr::Unary(u) => check_supported(&u.expr),
+        Expr::Unary(u) => check_supported(&u.expr, evaluated),
         Expr::Binary(b) => {
             if let Some(m) = &b.modifier
                 && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
             {
                 return unsupported("the experimental fill modifiers".into());
             }
-            check_supported(&b.lhs)?;
-            check_supported(&b.rhs)
+            check_supported(&b.lhs, evaluated)?;
+            check_supported(&b.rhs, evaluated)
         }
-        Expr::Paren(p) => check_supported(&p.expr),
-        Expr::Subquery(s) => check_supported(&s.expr),
+        Expr::Paren(p) => check_supported(&p.expr, evaluated),
+        Expr::Subquery(s) => check_supported(&s.expr, evaluated),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
         Expr::VectorSelector(vs) => check_selector(vs),
         Expr::MatrixSelector(ms) => check_selector(&ms.vs),
@@ -140,7 +149,8 @@ fn check_supported(expr: &Expr) -> Result<(), ParseError> {
             if c.func.experimental {
                 return unsupported(format!("the experimental function {}()", c.func.name));
             }
-            if c.func.name.starts_with("histogram_")
+            if evaluated
+                && c.func.name.starts_with("histogram_")
                 && !matches!(c.func.name, "histogram_quantile" | "histogram_fraction")
             {
                 return unsupported(format!(
@@ -148,7 +158,10 @@ fn check_supported(expr: &Expr) -> Result<(), ParseError> {
                     c.func.name
                 ));
             }
-            c.args.args.iter().try_for_each(|a| check_supported(a))
+            c.args
+                .args
+                .iter()
+                .try_for_each(|a| check_supported(a, evaluated))
         }
         Expr::Extension(_) => unsupported("extension expressions".into()),
     }

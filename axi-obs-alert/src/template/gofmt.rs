@@ -22,20 +22,21 @@ pub(crate) fn atoi(v: &str) -> Result<i64, String> {
     if digits.is_empty() {
         return Err(err("invalid syntax"));
     }
-    // Digit by digit as Go does: an overflow is reported where it happens, even when a bad
-    // character follows.
-    let limit = i128::from(i64::MAX) + i128::from(negative);
-    let mut n: i128 = 0;
+    // Digit by digit as Go's `ParseUint` does: passing the largest unsigned 64-bit number is
+    // reported where it happens, even when a bad character follows; the signed range is
+    // checked once all the digits are read.
+    let mut n: u128 = 0;
     for b in digits.bytes() {
         if !b.is_ascii_digit() {
             return Err(err("invalid syntax"));
         }
-        n = n * 10 + i128::from(b - b'0');
-        if n > limit {
+        n = n * 10 + u128::from(b - b'0');
+        if n > u128::from(u64::MAX) {
             return Err(err("value out of range"));
         }
     }
-    Ok(i64::try_from(if negative { -n } else { n }).unwrap_or(i64::MIN))
+    let n = i128::try_from(n).unwrap_or(i128::MAX);
+    i64::try_from(if negative { -n } else { n }).map_err(|_| err("value out of range"))
 }
 
 /// Go's `strconv.IsPrint`, approximated without Unicode tables: letters, marks, numbers,
@@ -807,8 +808,19 @@ mod tests {
             super::atoi("-99999999999999999999").unwrap_err(),
             r#"strconv.Atoi: parsing "-99999999999999999999": value out of range"#
         );
+        // Past the unsigned range mid-string: out of range; within it, the bad character.
         assert!(
             super::atoi("99999999999999999999x")
+                .unwrap_err()
+                .ends_with("value out of range")
+        );
+        assert!(
+            super::atoi("9999999999999999999x")
+                .unwrap_err()
+                .ends_with("invalid syntax")
+        );
+        assert!(
+            super::atoi("-9223372036854775809")
                 .unwrap_err()
                 .ends_with("value out of range")
         );
