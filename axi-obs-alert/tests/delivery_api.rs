@@ -639,3 +639,172 @@ async fn reload_by_post_and_sighup_keeps_alerts_silences_and_the_log() {
         println!("promtool not found: /metrics not checked by promtool");
     }
 }
+
+/// Routes muted or activated by time intervals: always in one (a spec without fields), never
+/// in the other (a past year), one in a zone's weekday of today. Written for both sides.
+const TIME_CONFIG: &str = r#"route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  routes:
+  - matchers: [team="muted"]
+    mute_time_intervals: [always]
+    routes:
+    - matchers: [tier="child"]
+  - matchers: [team="inactive"]
+    active_time_intervals: [never]
+  - matchers: [team="active"]
+    active_time_intervals: [never, always]
+  - matchers: [team="unmuted"]
+    mute_time_intervals: [never]
+  - matchers: [team="today"]
+    active_time_intervals: [today-in-shanghai]
+  - matchers: [team="not-today"]
+    active_time_intervals: [other-days-in-shanghai]
+receivers:
+- name: hook
+  webhook_configs: [{url: "URL"}]
+time_intervals:
+- name: always
+  time_intervals: [{}]
+- name: never
+  time_intervals:
+  - years: ['1999']
+    months: ['january:december']
+    days_of_month: ['1:31']
+- name: today-in-shanghai
+  time_intervals:
+  - weekdays: [TODAY]
+    location: Asia/Shanghai
+- name: other-days-in-shanghai
+  time_intervals:
+  - weekdays: [OTHERS]
+    location: Asia/Shanghai
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_intervals_mute_and_activate_routes_as_in_alertmanager() {
+    let (Some(am_bin), Some(amtool_bin)) = (peer("alertmanager"), peer("amtool")) else {
+        return;
+    };
+    // A receiver keeping what each side delivers, by path.
+    type Got = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+    let got: Got = Got::default();
+    let g = got.clone();
+    let hook = serve(axum::Router::new().route(
+        "/{side}",
+        axum::routing::post(
+            move |axum::extract::Path(side): axum::extract::Path<String>,
+                  axum::Json(v): axum::Json<Value>| {
+                let g = g.clone();
+                async move {
+                    let name = v["groupLabels"]["alertname"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned();
+                    g.lock().expect("lock").push((side, name));
+                    "ok"
+                }
+            },
+        ),
+    ))
+    .await;
+    // The weekday in Shanghai a few seconds from now (both sides decide within them).
+    let days = axi_obs_alert::delivery::timeinterval::WEEKDAYS;
+    let shanghai = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(5))
+        .expect("time")
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone"));
+    let today = usize::try_from(shanghai.weekday().to_sunday_zero_offset()).expect("day");
+    let others: Vec<&str> = (0..7).filter(|d| *d != today).map(|d| days[d]).collect();
+    let text = TIME_CONFIG
+        .replace("TODAY", days[today])
+        .replace("OTHERS", &others.join(", "));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ports = Vec::new();
+    let mut kills = Vec::new();
+    for side in ["am", "ours"] {
+        let config = dir.path().join(format!("{side}.yml"));
+        std::fs::write(
+            &config,
+            text.replace("URL", &format!("http://127.0.0.1:{hook}/{side}")),
+        )
+        .expect("config");
+        if side == "am" {
+            // Alertmanager's own check takes it.
+            let out = Command::new(&amtool_bin)
+                .arg("check-config")
+                .arg(&config)
+                .output()
+                .expect("amtool");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            let port = free_port();
+            kills.push(start_alertmanager(
+                &am_bin,
+                &config,
+                &dir.path().join("am"),
+                port,
+                "",
+            ));
+            ports.push(port);
+        } else {
+            let (kill, port) = start_ours(&config, &dir.path().join("ours"));
+            kills.push(kill);
+            ports.push(port);
+        }
+    }
+    let http = reqwest::Client::new();
+    let alerts: Vec<Value> = [
+        ("Muted", "muted", ""),
+        ("MutedChild", "muted", "child"),
+        ("Inactive", "inactive", ""),
+        ("Active", "active", ""),
+        ("Unmuted", "unmuted", ""),
+        ("Today", "today", ""),
+        ("NotToday", "not-today", ""),
+    ]
+    .iter()
+    .map(|(name, team, tier)| {
+        let mut labels = serde_json::json!({"alertname": name, "team": team});
+        if !tier.is_empty() {
+            labels["tier"] = (*tier).into();
+        }
+        serde_json::json!({"labels": labels})
+    })
+    .collect();
+    for port in &ports {
+        wait_ready(*port).await;
+        let r = http
+            .post(format!("http://127.0.0.1:{port}/api/v2/alerts"))
+            .header("content-type", "application/json")
+            .body(Value::from(alerts.clone()).to_string())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+    }
+    // group_wait is 1 s; give both time to flush every group.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = got.lock().expect("lock").clone();
+    let names = |side: &str| {
+        let mut v: Vec<String> = got
+            .iter()
+            .filter(|(s, _)| s == side)
+            .map(|(_, n)| n.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("ours"), names("am"), "all: {got:?}");
+    // A child route does not take its parent's intervals.
+    assert_eq!(
+        names("am"),
+        ["Active", "MutedChild", "Today", "Unmuted"],
+        "{got:?}"
+    );
+    drop(kills);
+}

@@ -900,3 +900,77 @@ fn a_reload_during_a_delivery_does_not_flush_the_group_twice() {
     assert_eq!(later.len(), 1);
     assert!(later[0].jobs.is_empty(), "X was already notified");
 }
+
+#[tokio::test]
+async fn time_intervals_mute_and_activate_routes() {
+    let (hook, url) = Hook::start(&[]).await;
+    // T0 is Thursday 2026-01-01 00:00 UTC; the interval is its first ten minutes, also
+    // written in Shanghai's time (08:00–08:10) to check the zone is applied.
+    let yaml = format!(
+        r#"
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 30s
+  group_interval: 5m
+  repeat_interval: 1h
+  routes:
+  - matchers: ['team="night"']
+    mute_time_intervals: [first-ten-minutes]
+  - matchers: ['team="day"']
+    active_time_intervals: [first-ten-minutes]
+    routes:
+    - matchers: ['tier="child"']
+receivers:
+- name: hook
+  webhook_configs:
+  - url: {url}
+time_intervals:
+- name: first-ten-minutes
+  time_intervals:
+  - times: [{{start_time: '08:00', end_time: '08:10'}}]
+    weekdays: [thursday]
+    location: Asia/Shanghai
+"#
+    );
+    let cfg = Config::parse(&yaml, Path::new("am.yml")).expect("config");
+    let n = notifier();
+    let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("dispatcher");
+    d.insert(
+        alert(&[("alertname", "Night"), ("team", "night")], T0, FAR),
+        T0,
+    );
+    d.insert(alert(&[("alertname", "Day"), ("team", "day")], T0, FAR), T0);
+    // A child of an active-time route: intervals are not inherited, so it always sends.
+    d.insert(
+        alert(
+            &[("alertname", "Child"), ("team", "day"), ("tier", "child")],
+            T0,
+            FAR,
+        ),
+        T0,
+    );
+    // In the interval: the muted route sends nothing, the active one sends.
+    let sent = run_until(&mut d, &n, &hook, T0 + 30 * S).await;
+    let mut first = summary(&sent);
+    first.sort();
+    assert_eq!(
+        first,
+        vec![
+            row(30, "Child", "first notification", 1),
+            row(30, "Day", "first notification", 1)
+        ]
+    );
+    assert!(
+        run_until(&mut d, &n, &hook, T0 + 5 * MIN + 30 * S)
+            .await
+            .is_empty()
+    );
+    // Out of it (00:10:30): the muted route's group is notified for the first time (nothing
+    // was logged while muted); the active one is now outside its interval.
+    let sent = run_until(&mut d, &n, &hook, T0 + 10 * MIN + 30 * S).await;
+    assert_eq!(
+        summary(&sent),
+        vec![row(630, "Night", "first notification", 1)]
+    );
+}

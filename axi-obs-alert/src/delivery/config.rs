@@ -2,7 +2,7 @@
 //!
 //! Every field not listed here is refused with an error that names it and its `file:line`,
 //! so a receiver type we cannot deliver to (`slack_configs`, `pagerduty_configs`, ...) or an option
-//! we would not honour (`mute_time_intervals`, `http_config`, ...) is never silently ignored.
+//! we would not honour (`http_config`, ...) is never silently ignored.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 pub use super::email_config::{EmailConfig, TlsConfig};
 use super::matcher::{MatchOp, Matcher};
 use super::remediation::RemediationConfig;
+use super::timeinterval::TimeInterval;
 
 /// Alertmanager's default `group_wait`.
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
@@ -156,6 +157,23 @@ pub struct Config {
     /// route that names them. None configured (the default): the feature is off.
     #[serde(default)]
     pub remediations: Vec<RemediationConfig>,
+    /// Named time intervals, for routes' `mute_time_intervals` and `active_time_intervals`.
+    #[serde(default)]
+    pub time_intervals: Vec<TimeInterval>,
+    /// The same, under Alertmanager's deprecated top-level name.
+    #[serde(default)]
+    pub mute_time_intervals: Vec<TimeInterval>,
+}
+
+impl Config {
+    /// Every named time interval (the deprecated list's first), by name.
+    pub fn named_time_intervals(&self) -> BTreeMap<String, TimeInterval> {
+        self.mute_time_intervals
+            .iter()
+            .chain(&self.time_intervals)
+            .map(|t| (t.name.clone(), t.clone()))
+            .collect()
+    }
 }
 
 /// `global:`.
@@ -248,6 +266,13 @@ pub struct RouteConfig {
     /// Names of the [`remediations`](Config::remediations) to run for alerts this route
     /// takes (ours). Unset inherits the parent's; `[]` turns them off.
     pub remediations: Option<Vec<String>>,
+    /// Time intervals during which this route sends nothing (not inherited).
+    #[serde(default)]
+    pub mute_time_intervals: Vec<String>,
+    /// Time intervals outside which this route sends nothing (none: always active; not
+    /// inherited).
+    #[serde(default)]
+    pub active_time_intervals: Vec<String>,
 }
 
 /// `inhibit_rules[]`: mutes target alerts while a matching source alert fires.
@@ -530,7 +555,37 @@ impl Config {
                 Some("continue:"),
             ));
         }
+        let mut intervals = HashSet::new();
+        for (list, what) in [
+            (&self.mute_time_intervals, "mute time interval"),
+            (&self.time_intervals, "time interval"),
+        ] {
+            for t in list {
+                if t.name.is_empty() {
+                    return Err(fail(format!("missing name in {what}"), Some("name:")));
+                }
+                if !intervals.insert(t.name.as_str()) {
+                    return Err(fail(
+                        format!("{what} {:?} is not unique", t.name),
+                        Some(&t.name),
+                    ));
+                }
+            }
+        }
+        if !root.mute_time_intervals.is_empty() {
+            return Err(fail(
+                "root route must not have any mute time intervals".into(),
+                Some("mute_time_intervals:"),
+            ));
+        }
+        if !root.active_time_intervals.is_empty() {
+            return Err(fail(
+                "root route must not have any active time intervals".into(),
+                Some("active_time_intervals:"),
+            ));
+        }
         check_route(root, &names).map_err(|(m, needle)| fail(m, Some(&needle)))?;
+        check_time_intervals(root, &intervals).map_err(|(m, needle)| fail(m, Some(&needle)))?;
         super::remediation::validate(&self.remediations, root, text, path)?;
         for rule in &self.inhibit_rules {
             for l in &rule.equal {
@@ -544,6 +599,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Every interval a route names is defined (Alertmanager's `checkTimeInterval`).
+fn check_time_intervals(r: &RouteConfig, defined: &HashSet<&str>) -> Result<(), (String, String)> {
+    for name in r.active_time_intervals.iter().chain(&r.mute_time_intervals) {
+        if !defined.contains(name.as_str()) {
+            return Err((
+                format!("undefined time interval {name:?} used in route"),
+                name.clone(),
+            ));
+        }
+    }
+    r.routes
+        .iter()
+        .try_for_each(|c| check_time_intervals(c, defined))
 }
 
 /// Checks a route node and its children; the error carries a text to find the line by.
@@ -643,6 +713,47 @@ mod tests {
     }
 
     #[test]
+    fn time_intervals_are_defined_unique_and_not_on_the_root() {
+        let base = "receivers: [{name: a}]\ntime_intervals:\n- name: nights\n  time_intervals: [{times: [{start_time: '00:00', end_time: '06:00'}]}]\nmute_time_intervals:\n- name: old\n  time_intervals: [{weekdays: [sunday]}]\n";
+        let cfg = parse(&format!(
+            "route:\n  receiver: a\n  routes:\n  - mute_time_intervals: [nights]\n    active_time_intervals: [old]\n{base}"
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.named_time_intervals().keys().collect::<Vec<_>>(),
+            ["nights", "old"]
+        );
+        for (route, words) in [
+            (
+                "route:\n  receiver: a\n  routes:\n  - routes:\n    - mute_time_intervals: [days]\n",
+                "undefined time interval \"days\" used in route",
+            ),
+            (
+                "route:\n  receiver: a\n  mute_time_intervals: [nights]\n",
+                "root route must not have any mute time intervals",
+            ),
+            (
+                "route:\n  receiver: a\n  active_time_intervals: [nights]\n",
+                "root route must not have any active time intervals",
+            ),
+        ] {
+            let e = parse(&format!("{route}{base}")).unwrap_err();
+            assert!(e.message.contains(words), "{e}");
+        }
+        let twice = format!("route:\n  receiver: a\n{base}- name: nights\n  time_intervals: []\n")
+            .replace(
+                "mute_time_intervals:\n- name: old",
+                "mute_time_intervals:\n- name: nights",
+            );
+        let e = parse(&twice).unwrap_err();
+        assert!(e.message.contains("is not unique"), "{e}");
+        // A bad spec names its line.
+        let e = parse("route:\n  receiver: a\nreceivers: [{name: a}]\ntime_intervals:\n- name: x\n  time_intervals:\n  - weekdays: [funday]\n").unwrap_err();
+        assert!(e.message.contains("funday is not a valid weekday"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    #[test]
     fn defaults() {
         let c = parse("route:\n  receiver: a\nreceivers:\n- name: a\n").unwrap();
         assert_eq!(c.global.resolve_timeout.0, DEFAULT_RESOLVE_TIMEOUT);
@@ -662,9 +773,9 @@ mod tests {
 
     #[test]
     fn unknown_route_field_is_named() {
-        let e = parse("route:\n  receiver: a\n  mute_time_intervals: [x]\nreceivers:\n- name: a\n")
-            .unwrap_err();
-        assert!(e.message.contains("mute_time_intervals"), "{e}");
+        let e =
+            parse("route:\n  receiver: a\n  mute_times: [x]\nreceivers:\n- name: a\n").unwrap_err();
+        assert!(e.message.contains("mute_times"), "{e}");
         assert_eq!(e.line, Some(3));
     }
 

@@ -23,6 +23,7 @@ use super::remediation::{RemediationOutcome, RemediationRun, Remediations};
 use super::route::{Route, RouteOpts};
 use super::silence::Silences;
 use super::state::{self, AlertRecord};
+use super::timeinterval::TimeInterval;
 
 /// The default cap on aggregation groups.
 pub const DEFAULT_MAX_GROUPS: usize = 10_000;
@@ -169,6 +170,20 @@ pub struct Inserted {
     pub refused: usize,
 }
 
+/// Whether a route sends at `now_ms`: in none of its mute intervals and, when it names
+/// active ones, in one of them (Alertmanager's time-mute and time-active stages). A muted
+/// flush sends nothing and logs nothing; its resolved alerts leave the group all the same,
+/// as in Alertmanager.
+fn sends_at(intervals: &BTreeMap<String, TimeInterval>, opts: &RouteOpts, now_ms: i64) -> bool {
+    let within = |names: &[String]| {
+        names
+            .iter()
+            .any(|n| intervals.get(n).is_some_and(|t| t.contains(now_ms)))
+    };
+    !within(&opts.mute_time_intervals)
+        && (opts.active_time_intervals.is_empty() || within(&opts.active_time_intervals))
+}
+
 /// One integration's share of a flush: what to send and what to log once it is sent.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -296,6 +311,8 @@ pub struct GroupStatus {
 #[derive(Debug)]
 pub struct Dispatcher {
     tree: Route,
+    /// The named time intervals routes mute or activate by.
+    time_intervals: BTreeMap<String, TimeInterval>,
     receivers: HashMap<String, Receiver>,
     receiver_names: Vec<String>,
     inhibitor: Inhibitor,
@@ -337,6 +354,7 @@ impl Dispatcher {
         super::notify::describe_metrics();
         let mut d = Dispatcher {
             tree: Route::from_config(route),
+            time_intervals: config.named_time_intervals(),
             receivers: config
                 .receivers
                 .iter()
@@ -616,6 +634,7 @@ impl Dispatcher {
             }
             let mut jobs = Vec::new();
             if !kept.is_empty()
+                && sends_at(&self.time_intervals, &g.opts, now_ms)
                 && let Some(r) = self.receivers.get(receiver)
             {
                 let mut notified: Option<Vec<AmAlert>> = None;
@@ -927,6 +946,7 @@ impl Dispatcher {
             }
         }
         self.tree = Route::from_config(route);
+        self.time_intervals = config.named_time_intervals();
         self.receivers = config
             .receivers
             .iter()

@@ -4,9 +4,13 @@
 //! Present in this slice:
 //!
 //! - [`Config`]: Alertmanager's YAML (`global` with `resolve_timeout` and `smtp_*`, the
-//!   `route` tree, `inhibit_rules`, `receivers` with `webhook_configs`, `email_configs` and
-//!   our `dingtalk_configs` / `wecom_configs`), read strictly: every other field or receiver
-//!   type is an error naming it with `file:line:column`.
+//!   `route` tree, `inhibit_rules`, `time_intervals`, `receivers` with `webhook_configs`,
+//!   `email_configs` and our `dingtalk_configs` / `wecom_configs`), read strictly: every
+//!   other field or receiver type is an error naming it with `file:line:column`.
+//! - [`timeinterval`]: Alertmanager's time intervals; a route's `mute_time_intervals` and
+//!   `active_time_intervals` (its own, not inherited) decide at each flush whether it sends
+//!   (a real Alertmanager 0.33 given the same intervals notifies the same groups, in
+//!   `tests/delivery_api.rs`).
 //! - [`Route`]: routing as `dispatch/route.go` (matchers in Alertmanager's syntax and the
 //!   legacy `match` / `match_re`, `continue`, inherited `group_by` and timers with the
 //!   defaults 30 s / 5 m / 4 h), route keys and group keys (`{}/{env="prod"}:{alertname="X"}`).
@@ -182,6 +186,7 @@ mod server;
 mod silence;
 mod smtp;
 mod state;
+pub mod timeinterval;
 
 pub use alertmanager::{
     ALERTS_PATH, AlertmanagerAuth, AlertmanagerSender, DEFAULT_QUEUE_CAPACITY,

@@ -28,6 +28,10 @@ pub struct RouteOpts {
     /// Names of the remediation actions run for alerts this route takes (inherited; `[]`
     /// in the configuration turns them off).
     pub remediations: Vec<String>,
+    /// Time intervals during which the route sends nothing (its own, not inherited).
+    pub mute_time_intervals: Vec<String>,
+    /// Time intervals outside which the route sends nothing (its own; none: always).
+    pub active_time_intervals: Vec<String>,
 }
 
 /// A node of the routing tree.
@@ -80,6 +84,8 @@ impl Route {
             group_interval: DEFAULT_GROUP_INTERVAL,
             repeat_interval: DEFAULT_REPEAT_INTERVAL,
             remediations: Vec::new(),
+            mute_time_intervals: Vec::new(),
+            active_time_intervals: Vec::new(),
         };
         Route::build(cfg, &defaults, None)
     }
@@ -113,6 +119,11 @@ impl Route {
         if let Some(names) = &cfg.remediations {
             opts.remediations.clone_from(names);
         }
+        // As Alertmanager: a route's own, never its parent's.
+        opts.mute_time_intervals
+            .clone_from(&cfg.mute_time_intervals);
+        opts.active_time_intervals
+            .clone_from(&cfg.active_time_intervals);
         let mut matchers = Vec::new();
         for (k, v) in &cfg.match_ {
             // Equality matchers cannot fail to build.
