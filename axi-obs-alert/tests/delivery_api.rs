@@ -709,12 +709,17 @@ async fn time_intervals_mute_and_activate_routes_as_in_alertmanager() {
         ),
     ))
     .await;
-    // The weekday in Shanghai a few seconds from now (both sides decide within them).
+    // The weekday in Shanghai for the next seconds, in which both sides decide: within 30 s
+    // of its midnight, wait until the new day has begun.
     let days = axi_obs_alert::delivery::timeinterval::WEEKDAYS;
-    let shanghai = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(5))
-        .expect("time")
-        .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone"));
+    let zone = jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone");
+    let now = jiff::Timestamp::now().to_zoned(zone.clone());
+    let left = 86_400
+        - (i64::from(now.hour()) * 3600 + i64::from(now.minute()) * 60 + i64::from(now.second()));
+    if left < 30 {
+        tokio::time::sleep(Duration::from_secs(left.unsigned_abs() + 1)).await;
+    }
+    let shanghai = jiff::Timestamp::now().to_zoned(zone);
     let today = usize::try_from(shanghai.weekday().to_sunday_zero_offset()).expect("day");
     let others: Vec<&str> = (0..7).filter(|d| *d != today).map(|d| days[d]).collect();
     let text = TIME_CONFIG

@@ -901,8 +901,29 @@ fn a_reload_during_a_delivery_does_not_flush_the_group_twice() {
     assert!(later[0].jobs.is_empty(), "X was already notified");
 }
 
-#[tokio::test]
-async fn time_intervals_mute_and_activate_routes() {
+#[test]
+fn time_intervals_mute_and_activate_routes() {
+    let cap = Capture::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    cap.run(|| rt.block_on(time_intervals_flow()));
+    // Counted as Alertmanager counts them: each flush of the muted group (00:00:30,
+    // 00:05:30) and the active-time group's flush outside its interval (00:10:30).
+    let reason = |r| {
+        counter(
+            &cap,
+            "alertmanager_notifications_suppressed_total",
+            &[("reason", r)],
+        )
+    };
+    assert_eq!(reason("mute_time_interval"), 2);
+    assert_eq!(reason("active_time_interval"), 1);
+    assert_eq!(reason("silence"), 0);
+}
+
+async fn time_intervals_flow() {
     let (hook, url) = Hook::start(&[]).await;
     // T0 is Thursday 2026-01-01 00:00 UTC; the interval is its first ten minutes, also
     // written in Shanghai's time (08:00–08:10) to check the zone is applied.

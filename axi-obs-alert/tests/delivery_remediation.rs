@@ -889,3 +889,26 @@ async fn shutdown_gives_a_running_program_the_grace_then_kills_it() {
     }
     assert_eq!(d.remediations().queued(), 0);
 }
+
+#[test]
+fn a_route_muted_by_its_time_intervals_runs_no_action() {
+    // The `service="api"` route muted for the first hour of 2026 (T0 is its first instant).
+    let tree = TREE.replace(
+        "    remediations: [restart]\n    routes:",
+        "    remediations: [restart]\n    mute_time_intervals: [new-year]\n    routes:",
+    );
+    let cfg = parse(&format!(
+        "{ACTIONS}{tree}time_intervals:\n- name: new-year\n  time_intervals:\n  - years: ['2026']\n    months: [january]\n    days_of_month: ['1']\n    times: [{{start_time: '00:00', end_time: '01:00'}}]\n"
+    ));
+    let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("dispatcher");
+    d.insert(api("Down"), T0);
+    assert!(taken(&mut d).is_empty(), "muted: no run");
+    // An hour later the route is not muted: a new alert's action runs.
+    let later = alert(
+        &[("alertname", "Later"), ("service", "api")],
+        T0 + 3_600_000,
+        FAR,
+    );
+    d.insert(later, T0 + 3_600_000);
+    assert_eq!(taken(&mut d), runs(&[("restart", "Later")]));
+}

@@ -170,18 +170,38 @@ pub struct Inserted {
     pub refused: usize,
 }
 
-/// Whether a route sends at `now_ms`: in none of its mute intervals and, when it names
-/// active ones, in one of them (Alertmanager's time-mute and time-active stages). A muted
-/// flush sends nothing and logs nothing; its resolved alerts leave the group all the same,
-/// as in Alertmanager.
-fn sends_at(intervals: &BTreeMap<String, TimeInterval>, opts: &RouteOpts, now_ms: i64) -> bool {
+/// Why a route sends nothing at `now_ms`, if it does not: outside all of its active
+/// intervals (when it names some), or in one of its mute intervals; checked in that order,
+/// as Alertmanager's time-active and time-mute stages run. A muted flush sends nothing and
+/// logs nothing; its resolved alerts leave the group all the same, as in Alertmanager.
+fn time_muted(
+    intervals: &BTreeMap<String, TimeInterval>,
+    opts: &RouteOpts,
+    now_ms: i64,
+) -> Option<&'static str> {
     let within = |names: &[String]| {
         names
             .iter()
             .any(|n| intervals.get(n).is_some_and(|t| t.contains(now_ms)))
     };
-    !within(&opts.mute_time_intervals)
-        && (opts.active_time_intervals.is_empty() || within(&opts.active_time_intervals))
+    if !opts.active_time_intervals.is_empty() && !within(&opts.active_time_intervals) {
+        Some("active_time_interval")
+    } else if within(&opts.mute_time_intervals) {
+        Some("mute_time_interval")
+    } else {
+        None
+    }
+}
+
+/// Counts alerts a flush did not notify, by why.
+fn suppressed(reason: &'static str, n: usize) {
+    if n > 0 {
+        metrics::counter!(
+            super::notify::METRIC_NOTIFICATIONS_SUPPRESSED_TOTAL,
+            super::notify::LABEL_REASON => reason
+        )
+        .increment(n as u64);
+    }
 }
 
 /// One integration's share of a flush: what to send and what to log once it is sent.
@@ -615,13 +635,19 @@ impl Dispatcher {
             let mut kept: Vec<&AmAlert> = Vec::new();
             let mut resolved_alerts = Vec::new();
             let mut muted = 0;
+            let (mut inhibited, mut silenced) = (0, 0);
             for (fp, a) in &g.alerts {
                 let is_resolved = a.resolved_at(now_ms);
                 if is_resolved {
                     resolved_alerts.push(a.clone());
                 }
-                if self.inhibitor.mutes(&a.labels, now_ms) || self.silences.mutes(&a.labels, now_ms)
-                {
+                if self.inhibitor.mutes(&a.labels, now_ms) {
+                    inhibited += 1;
+                    muted += 1;
+                    continue;
+                }
+                if self.silences.mutes(&a.labels, now_ms) {
+                    silenced += 1;
                     muted += 1;
                     continue;
                 }
@@ -632,9 +658,17 @@ impl Dispatcher {
                 }
                 kept.push(a);
             }
+            // Counted as Alertmanager's stages count: inhibition first; a route outside its
+            // time stops the rest (the silenced alerts count as muted by time then).
+            suppressed("inhibition", inhibited);
+            let time = time_muted(&self.time_intervals, &g.opts, now_ms);
+            match time {
+                Some(reason) => suppressed(reason, silenced + kept.len()),
+                None => suppressed("silence", silenced),
+            }
             let mut jobs = Vec::new();
             if !kept.is_empty()
-                && sends_at(&self.time_intervals, &g.opts, now_ms)
+                && time.is_none()
                 && let Some(r) = self.receivers.get(receiver)
             {
                 let mut notified: Option<Vec<AmAlert>> = None;
@@ -983,12 +1017,14 @@ impl Dispatcher {
     }
 
     /// Decides the remediations of an alert just received (held by a group): none when it
-    /// is resolved or muted.
+    /// is resolved or muted, and none from a route muted by its time intervals then (a
+    /// maintenance window mutes its route's actions as it mutes its notifications).
     fn remediate(&mut self, alert: &AmAlert, fp: Fingerprint, now_ms: i64) {
         if alert.resolved_at(now_ms) || self.is_muted(&alert.labels, now_ms) {
             return;
         }
-        let routes = self.tree.matches(&alert.labels);
+        let mut routes = self.tree.matches(&alert.labels);
+        routes.retain(|r| time_muted(&self.time_intervals, &r.opts, now_ms).is_none());
         self.remediation.trigger(&routes, alert, fp, now_ms);
     }
 

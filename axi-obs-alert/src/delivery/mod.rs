@@ -10,7 +10,8 @@
 //! - [`timeinterval`]: Alertmanager's time intervals; a route's `mute_time_intervals` and
 //!   `active_time_intervals` (its own, not inherited) decide at each flush whether it sends
 //!   (a real Alertmanager 0.33 given the same intervals notifies the same groups, in
-//!   `tests/delivery_api.rs`).
+//!   `tests/delivery_api.rs`), counted in `alertmanager_notifications_suppressed_total` by
+//!   reason (with inhibitions and silences); a muted route runs no remediation action.
 //! - [`Route`]: routing as `dispatch/route.go` (matchers in Alertmanager's syntax and the
 //!   legacy `match` / `match_re`, `continue`, inherited `group_by` and timers with the
 //!   defaults 30 s / 5 m / 4 h), route keys and group keys (`{}/{env="prod"}:{alertname="X"}`).
@@ -116,8 +117,9 @@
 //! `auth_secret_file` are refused at load), `threading`, `html/template`'s contextual
 //! escaping beyond HTML-escaping the data (URL and CSS contexts), and Alertmanager's
 //! template functions other than `join` (`stringSlice`, `date`, `tz`, `since`, `toJson`,
-//! ...); YAML merge keys, `templates:` files, time
-//! intervals (the API's `mutedBy` is always empty), clustering; for remediation actions,
+//! ...); YAML merge keys, `templates:` files, the API's view of time muting (`mutedBy` is
+//! always empty and `/api/v2/alerts/groups` takes no `muted` filter), clustering; for
+//! remediation actions,
 //! `https://` URLs and killing the children a program leaves behind (only the program
 //! itself is killed at its timeout).
 //!
@@ -228,7 +230,8 @@ pub use notify::{
     Integration, LABEL_INTEGRATION, LABEL_REASON, METRIC_ALERT_LIMIT_REACHED_TOTAL,
     METRIC_GROUP_LIMIT_REACHED_TOTAL, METRIC_NOTIFICATION_LATENCY_SECONDS,
     METRIC_NOTIFICATION_REQUESTS_FAILED_TOTAL, METRIC_NOTIFICATION_REQUESTS_TOTAL,
-    METRIC_NOTIFICATIONS_FAILED_TOTAL, METRIC_NOTIFICATIONS_TOTAL, Notifier, RetryPolicy,
+    METRIC_NOTIFICATIONS_FAILED_TOTAL, METRIC_NOTIFICATIONS_SUPPRESSED_TOTAL,
+    METRIC_NOTIFICATIONS_TOTAL, Notifier, RetryPolicy, SUPPRESSED_REASONS,
 };
 pub use remediation::{
     ANNOTATION_REMEDIATION, DEFAULT_REMEDIATION_COOLDOWN, DEFAULT_REMEDIATION_MAX_RUNS,

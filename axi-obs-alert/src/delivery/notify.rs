@@ -30,6 +30,17 @@ pub const METRIC_GROUP_LIMIT_REACHED_TOTAL: &str =
     "alertmanager_dispatcher_aggregation_group_limit_reached_total";
 /// Alerts refused because their aggregation group was full (counter; ours).
 pub const METRIC_ALERT_LIMIT_REACHED_TOTAL: &str = "axi_alert_dispatcher_alert_limit_reached_total";
+/// Alerts of a flush not notified, by why (counter; label `reason`: `inhibition`,
+/// `silence`, `active_time_interval`, `mute_time_interval`).
+pub const METRIC_NOTIFICATIONS_SUPPRESSED_TOTAL: &str =
+    "alertmanager_notifications_suppressed_total";
+/// The `reason` values of [`METRIC_NOTIFICATIONS_SUPPRESSED_TOTAL`], Alertmanager's.
+pub const SUPPRESSED_REASONS: [&str; 4] = [
+    "silence",
+    "inhibition",
+    "mute_time_interval",
+    "active_time_interval",
+];
 /// Label key: the integration (`webhook`, `email`, `dingtalk`, `wecom`).
 pub const LABEL_INTEGRATION: &str = "integration";
 /// Label key: why a notification failed.
@@ -62,6 +73,15 @@ pub(crate) fn describe_metrics() {
         metrics::Unit::Seconds,
         "The latency of notifications in seconds."
     );
+    metrics::describe_counter!(
+        METRIC_NOTIFICATIONS_SUPPRESSED_TOTAL,
+        "The total number of notifications suppressed for being silenced, inhibited, outside of active time intervals or within muted time intervals."
+    );
+    // Every reason from the start, at 0, as Alertmanager shows them.
+    for reason in SUPPRESSED_REASONS {
+        metrics::counter!(METRIC_NOTIFICATIONS_SUPPRESSED_TOTAL, LABEL_REASON => reason)
+            .increment(0);
+    }
     metrics::describe_counter!(
         METRIC_GROUP_LIMIT_REACHED_TOTAL,
         "Number of times when dispatcher failed to create new aggregation group due to limit."

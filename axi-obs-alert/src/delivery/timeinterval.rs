@@ -72,7 +72,7 @@ impl IntervalSpec {
             return false;
         }
         if let Some(days) = &self.days_of_month {
-            let in_month = i32::from(t.days_in_month());
+            let in_month = days_in_month(&t);
             let day = i32::from(t.day());
             let found = days.iter().any(|r| {
                 let resolve = |d: i32| if d < 0 { in_month + d + 1 } else { d };
@@ -98,6 +98,25 @@ impl IntervalSpec {
                 i32::from(t.weekday().to_sunday_zero_offset()),
             )
             && within(&pairs(&self.years), i32::from(t.year()))
+    }
+}
+
+/// The month's length as Alertmanager's `daysInMonth` takes it: whole days of 24 hours from
+/// its first midnight to the next month's, in the zone. A month in which the clocks spring
+/// forward is a day short there (31 March in New York counts as day 31 of a 30-day
+/// month), and this keeps to it, so a configuration matches the same instants in both.
+fn days_in_month(t: &jiff::Zoned) -> i32 {
+    let calendar = i32::from(t.days_in_month());
+    let hours = t
+        .first_of_month()
+        .and_then(|d| d.start_of_day())
+        .and_then(|start| {
+            let next = start.checked_add(jiff::Span::new().months(1))?;
+            Ok(start.duration_until(&next).as_secs() / 3600)
+        });
+    match hours {
+        Ok(h) => i32::try_from(h / 24).unwrap_or(calendar),
+        Err(_) => calendar,
     }
 }
 
@@ -312,16 +331,30 @@ impl RangeKind for MonthKind {
             .ok_or_else(|| format!("{s} is not a valid month"))
     }
 
-    fn check(begin: i32, end: i32, text: &str) -> Result<(), String> {
-        for m in [begin, end] {
-            if !(1..=12).contains(&m) {
-                return Err(format!("{text} is not a valid month: out of range"));
-            }
-        }
+    fn check(begin: i32, end: i32, _: &str) -> Result<(), String> {
+        // Alertmanager checks the order only: a month number outside 1..12 loads there (and
+        // never matches), so it loads here too.
         if begin > end {
-            return Err(format!("end month {end} is before start month {begin}"));
+            return Err(format!(
+                "end month {} is before start month {}",
+                go_month(end),
+                go_month(begin)
+            ));
         }
         Ok(())
+    }
+}
+
+/// Go's `time.Month.String`: `March`, or `%!Month(13)` out of range.
+fn go_month(m: i32) -> String {
+    match usize::try_from(m - 1).ok().and_then(|i| MONTHS.get(i)) {
+        Some(name) => {
+            let mut c = name.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        }
+        None => format!("%!Month({m})"),
     }
 }
 
@@ -356,11 +389,15 @@ impl<'de> Deserialize<'de> for Location {
         let name = String::deserialize(d)?;
         let zone = match name.as_str() {
             "" | "UTC" => Ok(jiff::tz::TimeZone::UTC),
-            "Local" => jiff::tz::TimeZone::try_system()
-                .map_err(|e| format!("the machine's time zone: {e}")),
-            other => {
-                jiff::tz::TimeZone::get(other).map_err(|_| format!("unknown time zone {other}"))
-            }
+            // Go falls back to UTC where the machine names no zone (no `TZ`, no
+            // `/etc/localtime`, as in a minimal container).
+            "Local" => Ok(jiff::tz::TimeZone::system()),
+            // Spelled exactly, as Go's `LoadLocation` reads file names (jiff would take
+            // `asia/shanghai` too).
+            other => jiff::tz::TimeZone::get(other)
+                .ok()
+                .filter(|z| z.iana_name() == Some(other))
+                .ok_or_else(|| format!("unknown time zone {other}")),
         }
         .map_err(serde::de::Error::custom)?;
         Ok(Location { name, zone })
@@ -435,6 +472,24 @@ mod tests {
     }
 
     #[test]
+    fn month_length_is_alertmanagers_in_daylight_saving_zones() {
+        // March 2024 in New York loses an hour: Alertmanager counts 30 days, so day -1 is
+        // the 30th and the 31st is past the month's end.
+        let last = spec("days_of_month: ['-1']\nlocation: America/New_York");
+        assert!(last.contains(utc("2024-03-30T16:00:00Z")));
+        assert!(!last.contains(utc("2024-03-31T16:00:00Z")));
+        // In UTC March has its 31 days.
+        let utc_last = spec("days_of_month: ['-1']");
+        assert!(utc_last.contains(utc("2024-03-31T16:00:00Z")));
+        // A month that gains an hour keeps its length (721 hours are still 30 days).
+        let nov = spec("days_of_month: ['-1']\nlocation: America/New_York");
+        assert!(nov.contains(utc("2024-11-30T16:00:00Z")));
+        // An out-of-range month loads, as in Alertmanager, and never matches.
+        let never = spec("months: ['13']");
+        assert!(!never.contains(utc("2024-12-31T12:00:00Z")));
+    }
+
+    #[test]
     fn locations_shift_the_fields() {
         // 09:00–17:00 in Shanghai (UTC+8) is 01:00–09:00 UTC.
         let s = spec("times: [{start_time: '09:00', end_time: '17:00'}]\nlocation: Asia/Shanghai");
@@ -492,16 +547,20 @@ mod tests {
                 "end day -25 is always before start day 10",
             ),
             ("months: [smarch]", "smarch is not a valid month"),
-            ("months: ['13']", "13 is not a valid month: out of range"),
             (
                 "months: ['may:march']",
-                "end month 3 is before start month 5",
+                "end month March is before start month May",
+            ),
+            (
+                "months: ['13:2']",
+                "end month February is before start month %!Month(13)",
             ),
             (
                 "years: ['2025:2020']",
                 "end year 2020 is before start year 2025",
             ),
             ("location: Mars/Olympus", "unknown time zone Mars/Olympus"),
+            ("location: asia/shanghai", "unknown time zone asia/shanghai"),
             ("hours: ['1']", "unknown field `hours`"),
         ] {
             let e = refused(yaml);
