@@ -805,6 +805,39 @@ async fn time_intervals_mute_and_activate_routes_as_in_alertmanager() {
         v
     };
     assert_eq!(names("ours"), names("am"), "all: {got:?}");
+    // The API shows what muted each group at its last flush (`mutedBy`, state
+    // `suppressed`; `muted=false` leaves those groups out), and nothing of it on the alerts
+    // themselves, as Alertmanager does; the times each side took aside.
+    fn timeless(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for k in ["startsAt", "endsAt", "updatedAt"] {
+                    m.remove(k);
+                }
+                m.values_mut().for_each(timeless);
+            }
+            Value::Array(a) => a.iter_mut().for_each(timeless),
+            _ => {}
+        }
+    }
+    for path in [
+        "/api/v2/alerts/groups",
+        "/api/v2/alerts/groups?muted=false",
+        "/api/v2/alerts?filter=team%3D%22muted%22",
+    ] {
+        let mut answers = Vec::new();
+        for port in &ports {
+            let mut v = get_json(*port, path, &[]).await;
+            timeless(&mut v);
+            answers.push(v);
+        }
+        assert_eq!(answers[1], answers[0], "{path}: ours, then Alertmanager's");
+    }
+    let groups = get_json(ports[1], "/api/v2/alerts/groups", &[])
+        .await
+        .to_string();
+    assert!(groups.contains(r#""mutedBy":["always"]"#), "{groups}");
+    assert!(groups.contains(r#""mutedBy":["never"]"#), "{groups}");
     // A child route does not take its parent's intervals.
     assert_eq!(
         names("am"),

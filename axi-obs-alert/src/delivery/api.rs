@@ -288,7 +288,9 @@ impl AlertFilter {
     }
 }
 
-fn alert_json(a: &AlertStatus) -> Value {
+/// An alert as the API shows it; `muted_by`: the time intervals muting its group (only the
+/// groups endpoint shows them, as Alertmanager's does).
+fn alert_json(a: &AlertStatus, muted_by: &[String]) -> Value {
     let mut v = json!({
         "annotations": a.alert.annotations,
         "endsAt": rfc3339_millis(a.alert.ends_at.unwrap_or(0)),
@@ -297,9 +299,9 @@ fn alert_json(a: &AlertStatus) -> Value {
         "startsAt": rfc3339_millis(a.alert.starts_at),
         "status": {
             "inhibitedBy": a.inhibited_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "mutedBy": [],
+            "mutedBy": muted_by,
             "silencedBy": a.silenced_by,
-            "state": a.state(),
+            "state": if muted_by.is_empty() { a.state() } else { "suppressed" },
         },
         "updatedAt": rfc3339_millis(a.updated_at),
         "labels": a.alert.labels,
@@ -320,7 +322,7 @@ async fn get_alerts(
         alerts
             .iter()
             .filter(|a| filter.keeps(a))
-            .map(alert_json)
+            .map(|a| alert_json(a, &[]))
             .collect(),
     )))
 }
@@ -330,9 +332,17 @@ async fn get_groups(
     RawQuery(q): RawQuery,
 ) -> Result<axum::Json<Value>, ApiError> {
     let filter = AlertFilter::parse(q.as_deref())?;
+    // `muted=false` leaves out the groups muted by time intervals.
+    let mut muted = true;
+    for (k, v) in query_pairs(q.as_deref()) {
+        if k == "muted" {
+            muted = parse_bool(&k, &v)?;
+        }
+    }
     let groups: Vec<GroupStatus> = s.runner.inspect(|d, now| d.groups(now)).await?;
     let out = groups
         .iter()
+        .filter(|g| muted || g.muted_by.is_empty())
         .filter(|g| {
             filter
                 .receiver
@@ -344,7 +354,7 @@ async fn get_groups(
                 .alerts
                 .iter()
                 .filter(|a| filter.keeps(a))
-                .map(alert_json)
+                .map(|a| alert_json(a, &g.muted_by))
                 .collect();
             (!alerts.is_empty()).then(|| {
                 json!({

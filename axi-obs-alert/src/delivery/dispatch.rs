@@ -170,27 +170,27 @@ pub struct Inserted {
     pub refused: usize,
 }
 
-/// Why a route sends nothing at `now_ms`, if it does not: outside all of its active
-/// intervals (when it names some), or in one of its mute intervals; checked in that order,
-/// as Alertmanager's time-active and time-mute stages run. A muted flush sends nothing and
-/// logs nothing; its resolved alerts leave the group all the same, as in Alertmanager.
+/// Why a route sends nothing at `now_ms`, if it does not, and the intervals that say so:
+/// outside all of its active intervals (when it names some; all of them), or in some of its
+/// mute intervals (those); checked in that order, as Alertmanager's time-active and
+/// time-mute stages run. A muted flush sends nothing and logs nothing; its resolved alerts
+/// leave the group all the same, as in Alertmanager.
 fn time_muted(
     intervals: &BTreeMap<String, TimeInterval>,
     opts: &RouteOpts,
     now_ms: i64,
-) -> Option<&'static str> {
-    let within = |names: &[String]| {
-        names
-            .iter()
-            .any(|n| intervals.get(n).is_some_and(|t| t.contains(now_ms)))
-    };
-    if !opts.active_time_intervals.is_empty() && !within(&opts.active_time_intervals) {
-        Some("active_time_interval")
-    } else if within(&opts.mute_time_intervals) {
-        Some("mute_time_interval")
-    } else {
-        None
+) -> Option<(&'static str, Vec<String>)> {
+    let contains = |n: &String| intervals.get(n).is_some_and(|t| t.contains(now_ms));
+    if !opts.active_time_intervals.is_empty() && !opts.active_time_intervals.iter().any(contains) {
+        return Some(("active_time_interval", opts.active_time_intervals.clone()));
     }
+    let muting: Vec<String> = opts
+        .mute_time_intervals
+        .iter()
+        .filter(|n| contains(n))
+        .cloned()
+        .collect();
+    (!muting.is_empty()).then_some(("mute_time_interval", muting))
 }
 
 /// Counts alerts a flush did not notify, by why.
@@ -262,6 +262,8 @@ struct Group {
     alerts: BTreeMap<Fingerprint, AmAlert>,
     next_flush_ms: i64,
     has_flushed: bool,
+    /// The time intervals that muted the group at its last flush (none: not muted).
+    muted_by: Vec<String>,
 }
 
 /// An alert as Alertmanager's API v2 shows it (`gettableAlert`), computed at the time
@@ -302,6 +304,9 @@ pub struct GroupStatus {
     pub receiver: String,
     /// The group's alerts that are not resolved, in notification order.
     pub alerts: Vec<AlertStatus>,
+    /// The time intervals that muted the group at its last flush: the active ones it was
+    /// outside of, or the mute ones it was in (none: not muted).
+    pub muted_by: Vec<String>,
 }
 
 /// The built-in router: aggregation groups with their timers, inhibition, silences, the
@@ -551,6 +556,7 @@ impl Dispatcher {
                 labels: r.group_labels(&new.labels),
                 alerts: BTreeMap::new(),
                 has_flushed: false,
+                muted_by: Vec::new(),
             });
             if admit(
                 group,
@@ -662,10 +668,15 @@ impl Dispatcher {
             // time stops the rest (the silenced alerts count as muted by time then).
             suppressed("inhibition", inhibited);
             let time = time_muted(&self.time_intervals, &g.opts, now_ms);
-            match time {
-                Some(reason) => suppressed(reason, silenced + kept.len()),
+            match &time {
+                Some((reason, _)) => suppressed(reason, silenced + kept.len()),
                 None => suppressed("silence", silenced),
             }
+            // What the API shows until the next flush, as Alertmanager's marker.
+            g.muted_by = time
+                .as_ref()
+                .map(|(_, names)| names.clone())
+                .unwrap_or_default();
             let mut jobs = Vec::new();
             if !kept.is_empty()
                 && time.is_none()
@@ -926,6 +937,7 @@ impl Dispatcher {
                 Some(GroupStatus {
                     labels: g.labels.clone(),
                     receiver: receiver.clone(),
+                    muted_by: g.muted_by.clone(),
                     alerts: alerts
                         .iter()
                         .map(|a| self.status_of(a.fingerprint(), a, now_ms))

@@ -12,6 +12,9 @@
 //!   (a real Alertmanager 0.33 given the same intervals notifies the same groups, in
 //!   `tests/delivery_api.rs`), counted in `alertmanager_notifications_suppressed_total` by
 //!   reason (with inhibitions and silences); a muted route runs no remediation action.
+//!   `/api/v2/alerts/groups` shows the intervals that muted a group at its last flush
+//!   (`mutedBy`, state `suppressed`) and `muted=false` leaves such groups out, as in
+//!   Alertmanager.
 //! - [`Route`]: routing as `dispatch/route.go` (matchers in Alertmanager's syntax and the
 //!   legacy `match` / `match_re`, `continue`, inherited `group_by` and timers with the
 //!   defaults 30 s / 5 m / 4 h), route keys and group keys (`{}/{env="prod"}:{alertname="X"}`).
@@ -117,9 +120,7 @@
 //! `auth_secret_file` are refused at load), `threading`, `html/template`'s contextual
 //! escaping beyond HTML-escaping the data (URL and CSS contexts), and Alertmanager's
 //! template functions other than `join` (`stringSlice`, `date`, `tz`, `since`, `toJson`,
-//! ...); YAML merge keys, `templates:` files, the API's view of time muting (`mutedBy` is
-//! always empty and `/api/v2/alerts/groups` takes no `muted` filter), clustering; for
-//! remediation actions,
+//! ...); YAML merge keys, `templates:` files, clustering; for remediation actions,
 //! `https://` URLs and killing the children a program leaves behind (only the program
 //! itself is killed at its timeout).
 //!
