@@ -384,6 +384,22 @@ async fn query_api_answers_as_prometheus_does() {
             vec![("query", "temp_celsius"), ("start", a), ("end", b)],
         ),
         ("/api/v1/query_exemplars", vec![("query", "up")]),
+        // Prometheus's own text of its earliest and latest times, which clients send for
+        // "all time".
+        (
+            "/api/v1/labels",
+            vec![
+                ("start", "-292273086-05-16T16:47:06Z"),
+                ("end", "292277025-08-18T07:12:54.999999999Z"),
+            ],
+        ),
+        (
+            "/api/v1/query",
+            vec![
+                ("query", "temp_celsius"),
+                ("time", "292277025-08-18T07:12:54.999999999Z"),
+            ],
+        ),
         // Formatted though this engine does not evaluate native histograms.
         (
             "/api/v1/format_query",

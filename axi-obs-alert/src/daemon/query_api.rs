@@ -121,9 +121,19 @@ impl Storage for SharedStore<'_> {
     }
 }
 
+/// Prometheus's earliest and latest times as it formats them (Go's `time.Time` text of
+/// years beyond four digits, which its parser cannot read back): clients send them for "all
+/// time", and Prometheus takes these two strings as its limits.
+const MIN_TIME_TEXT: &str = "-292273086-05-16T16:47:06Z";
+const MAX_TIME_TEXT: &str = "292277025-08-18T07:12:54.999999999Z";
+
 /// A time parameter as the API takes it (see [`TIME_LIMIT`]).
 fn api_time(v: &str) -> Result<i64, String> {
-    parse_time(v).map(|t| t.clamp(-TIME_LIMIT, TIME_LIMIT))
+    match v {
+        MIN_TIME_TEXT => Ok(-TIME_LIMIT),
+        MAX_TIME_TEXT => Ok(TIME_LIMIT),
+        v => parse_time(v).map(|t| t.clamp(-TIME_LIMIT, TIME_LIMIT)),
+    }
 }
 
 /// An error answer: Prometheus's `errorType` and its HTTP status.
