@@ -126,6 +126,30 @@ async fn federation_reads_as_prometheus_and_feeds_one() {
         my_stamps.iter().all(|t| (now - 10_000..=now).contains(t)),
         "{my_stamps:?}"
     );
+    // Gzipped when asked, as Prometheus's scrapers ask: the same page once unpacked.
+    let mut unpacked = Vec::new();
+    for port in [prom, ours] {
+        let r = client
+            .get(page(port))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap()),
+            Some("gzip"),
+            "port {port}"
+        );
+        let bytes = r.bytes().await.unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+            .unwrap();
+        unpacked.push(without_timestamps(&text).0);
+    }
+    assert_eq!(unpacked[1], unpacked[0]);
+    assert_eq!(unpacked[1], my_lines);
     // Several `match[]`, overlapping: each series once.
     let both =
         format!("http://127.0.0.1:{ours}/federate?match[]=temp_celsius&match[]={{room=\"lab\"}}");

@@ -1,11 +1,11 @@
 //! The operational routes: `/metrics`, `/healthz`, `/readyz`, `/version`.
 
 use std::future::Future;
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axi_obs_core::__private::{gzip_if_accepted, media_ranges};
 use axi_obs_core::MetricsHandle;
 use axi_obs_core::metrics::{CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 use axum::Router;
@@ -222,26 +222,14 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
         Format::OpenMetrics => (handle.render_openmetrics(), OPENMETRICS_CONTENT_TYPE),
         Format::Text => (handle.render(), CONTENT_TYPE),
     };
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(accepts_gzip);
-    let mut response = if gzip {
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::fast(),
-        );
-        match enc.write_all(body.as_bytes()).and_then(|()| enc.finish()) {
-            Ok(bytes) => {
-                let mut r = Response::new(Body::from(bytes));
-                r.headers_mut()
-                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                r
-            }
-            Err(_) => Response::new(Body::from(body)),
+    let mut response = match gzip_if_accepted(&headers, body.as_bytes()) {
+        Some(bytes) => {
+            let mut r = Response::new(Body::from(bytes));
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r
         }
-    } else {
-        Response::new(Body::from(body))
+        None => Response::new(Body::from(body)),
     };
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -270,29 +258,6 @@ enum Format {
     OpenMetrics,
 }
 
-/// One media range of an `Accept` or `Accept-Encoding` header: the value before the first
-/// `;`, its quality (`q`, 1 when absent) and its `version` parameter.
-fn media_ranges(header: &str) -> impl Iterator<Item = (&str, f32, Option<&str>)> {
-    header.split(',').filter_map(|part| {
-        let mut params = part.split(';').map(str::trim);
-        let range = params.next().filter(|r| !r.is_empty())?;
-        let (mut q, mut version) = (1.0_f32, None);
-        for param in params {
-            let Some((name, value)) = param.split_once('=') else {
-                continue;
-            };
-            let value = value.trim().trim_matches('"');
-            if name.trim().eq_ignore_ascii_case("q") {
-                // An unreadable quality counts as "not acceptable".
-                q = value.parse().unwrap_or(0.0);
-            } else if name.trim().eq_ignore_ascii_case("version") {
-                version = Some(value);
-            }
-        }
-        Some((range, q, version))
-    })
-}
-
 /// The format the client prefers among those we write: the acceptable range with the highest
 /// quality (the first of equals), as Prometheus's own `expfmt.Negotiate` picks. OpenMetrics
 /// only for the versions we write; text when nothing we write was asked for.
@@ -317,21 +282,6 @@ fn negotiate(accept: &str) -> Format {
         }
     }
     best.map_or(Format::Text, |(_, f)| f)
-}
-
-/// True when `Accept-Encoding` allows gzip: named (or `x-gzip`) with a non-zero quality, or
-/// not named and `*` allowed.
-fn accepts_gzip(enc: &str) -> bool {
-    let mut any = None;
-    for (coding, q, _) in media_ranges(enc) {
-        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
-            return q > 0.0;
-        }
-        if coding == "*" {
-            any = Some(q > 0.0);
-        }
-    }
-    any.unwrap_or(false)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -463,16 +413,6 @@ mod tests {
         assert_eq!(negotiate("application/openmetrics-text;q=high"), Text);
         // Nothing we write asked for: text.
         assert_eq!(negotiate("application/json"), Text);
-
-        assert!(accepts_gzip("gzip, deflate"));
-        assert!(accepts_gzip("br;q=1.0, gzip;q=0.8"));
-        assert!(accepts_gzip("*"));
-        assert!(accepts_gzip("X-GZIP"));
-        assert!(!accepts_gzip("gzip;q=0, *"));
-        assert!(!accepts_gzip("*;q=0"));
-        assert!(!accepts_gzip("gzip;q=0, identity"));
-        assert!(!accepts_gzip("identity"));
-        assert!(!accepts_gzip(""));
     }
 
     #[test]

@@ -18,14 +18,15 @@
 //! `untyped`; the configuration's `external_labels`, and an empty `instance`, are added to
 //! each series that lacks them (after its own labels); labels with empty values are left
 //! out; no `match[]` serves nothing. Names outside the classic character set are escaped to
-//! underscores, as the `escaping=underscores` of the content type says.
+//! underscores, as the `escaping=underscores` of the content type says. The page is gzipped
+//! when the client accepts it, as Prometheus's is.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::query_api::{Params, SharedStore, evaluate};
@@ -36,8 +37,12 @@ use crate::template::gofmt;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8; escaping=underscores";
 
-/// `GET /federate`.
-pub(super) async fn federate(State(shared): State<Arc<Shared>>, p: Params) -> Response {
+/// `GET /federate`; gzipped when the client takes it (Prometheus's scrapers do).
+pub(super) async fn federate(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    p: Params,
+) -> Response {
     // Plain text, a line each, as Go's `http.Error` writes them.
     let sets = match p.form_error().map_err(|e| e.message).and_then(|()| {
         p.all("match[]")
@@ -59,7 +64,17 @@ pub(super) async fn federate(State(shared): State<Arc<Shared>>, p: Params) -> Re
     })
     .await;
     match body {
-        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Ok(text) => {
+            let ctype = (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            let vary = (header::VARY, HeaderValue::from_static("Accept-Encoding"));
+            match axi_obs_core::__private::gzip_if_accepted(&headers, text.as_bytes()) {
+                Some(zipped) => {
+                    let gzip = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    ([ctype, vary, gzip], zipped).into_response()
+                }
+                None => ([ctype, vary], text).into_response(),
+            }
+        }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", e.message)).into_response(),
     }
 }
