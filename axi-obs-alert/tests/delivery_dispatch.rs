@@ -982,6 +982,16 @@ time_intervals:
             row(30, "Day", "first notification", 1)
         ]
     );
+    // The API shows what muted the group at its flush.
+    let muted_by = |d: &Dispatcher, name: &str| {
+        d.groups(T0 + MIN)
+            .into_iter()
+            .find(|g| g.labels.get("alertname").map(String::as_str) == Some(name))
+            .map(|g| g.muted_by)
+    };
+    let interval = Some(vec!["first-ten-minutes".to_owned()]);
+    assert_eq!(muted_by(&d, "Night"), interval);
+    assert_eq!(muted_by(&d, "Day"), Some(vec![]));
     assert!(
         run_until(&mut d, &n, &hook, T0 + 5 * MIN + 30 * S)
             .await
@@ -994,4 +1004,9 @@ time_intervals:
         summary(&sent),
         vec![row(630, "Night", "first notification", 1)]
     );
+    // Now the active-time route is the muted one, and stays shown so across a reload.
+    assert_eq!(muted_by(&d, "Night"), Some(vec![]));
+    assert_eq!(muted_by(&d, "Day"), interval);
+    d.reconfigure(&cfg, T0 + 11 * MIN).expect("reload");
+    assert_eq!(muted_by(&d, "Day"), interval);
 }

@@ -211,7 +211,11 @@ struct AlertFilter {
 }
 
 /// Go's `strconv.ParseBool`.
-fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
+/// A boolean query parameter; an empty value is `default`, as in Alertmanager.
+fn parse_bool(name: &str, v: &str, default: bool) -> Result<bool, ApiError> {
+    if v.is_empty() {
+        return Ok(default);
+    }
     crate::template::gofmt::parse_bool(v)
         .ok_or_else(|| bad(format!("{name} in query must be of type boolean: {v:?}")))
 }
@@ -242,12 +246,12 @@ impl AlertFilter {
         let mut filters = Vec::new();
         for (k, v) in query_pairs(q) {
             match k.as_str() {
-                "active" => f.active = parse_bool(&k, &v)?,
-                "silenced" => f.silenced = parse_bool(&k, &v)?,
-                "inhibited" => f.inhibited = parse_bool(&k, &v)?,
+                "active" => f.active = parse_bool(&k, &v, true)?,
+                "silenced" => f.silenced = parse_bool(&k, &v, true)?,
+                "inhibited" => f.inhibited = parse_bool(&k, &v, true)?,
                 // Nothing is ever unprocessed here: the state is computed when asked.
                 "unprocessed" => {
-                    parse_bool(&k, &v)?;
+                    parse_bool(&k, &v, true)?;
                 }
                 "filter" => filters.push(v),
                 "receiver" if !v.is_empty() => {
@@ -336,7 +340,7 @@ async fn get_groups(
     let mut muted = true;
     for (k, v) in query_pairs(q.as_deref()) {
         if k == "muted" {
-            muted = parse_bool(&k, &v)?;
+            muted = parse_bool(&k, &v, true)?;
         }
     }
     let groups: Vec<GroupStatus> = s.runner.inspect(|d, now| d.groups(now)).await?;
@@ -651,6 +655,20 @@ async fn post_silence(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_boolean_is_the_default() {
+        let Ok(f) = AlertFilter::parse(Some("active=&silenced=false&inhibited=")) else {
+            panic!("refused");
+        };
+        assert!(f.active && !f.silenced && f.inhibited);
+        assert!(matches!(super::parse_bool("muted", "", true), Ok(true)));
+        assert!(matches!(
+            super::parse_bool("muted", "false", true),
+            Ok(false)
+        ));
+        assert!(super::parse_bool("muted", "maybe", true).is_err());
+    }
 
     #[test]
     fn status_shows_no_secret() {

@@ -672,11 +672,14 @@ impl Dispatcher {
                 Some((reason, _)) => suppressed(reason, silenced + kept.len()),
                 None => suppressed("silence", silenced),
             }
-            // What the API shows until the next flush, as Alertmanager's marker.
-            g.muted_by = time
-                .as_ref()
-                .map(|(_, names)| names.clone())
-                .unwrap_or_default();
+            // What the API shows until the next flush, as Alertmanager's marker; its time
+            // stages run only for a flush with alerts left after inhibition.
+            if inhibited < g.alerts.len() {
+                g.muted_by = time
+                    .as_ref()
+                    .map(|(_, names)| names.clone())
+                    .unwrap_or_default();
+            }
             let mut jobs = Vec::new();
             if !kept.is_empty()
                 && time.is_none()
@@ -986,7 +989,13 @@ impl Dispatcher {
     pub fn reconfigure(&mut self, config: &Config, now_ms: i64) -> Result<(), DispatchError> {
         let route = config.route.as_ref().ok_or(DispatchError::NoRoute)?;
         let mut held: BTreeMap<Fingerprint, AmAlert> = BTreeMap::new();
-        for g in std::mem::take(&mut self.groups).into_values() {
+        // What muted each group, shown until its next flush even across a reload, as
+        // Alertmanager keeps its marker.
+        let mut muted_by = BTreeMap::new();
+        for (id, g) in std::mem::take(&mut self.groups) {
+            if !g.muted_by.is_empty() {
+                muted_by.insert(id, g.muted_by);
+            }
             for (fp, a) in g.alerts {
                 held.entry(fp).or_insert(a);
             }
@@ -1011,6 +1020,11 @@ impl Dispatcher {
             if self.insert(alert, now_ms).groups > 0 {
                 self.updated
                     .insert(fp, updated.get(&fp).copied().unwrap_or(now_ms));
+            }
+        }
+        for (id, names) in muted_by {
+            if let Some(g) = self.groups.get_mut(&id) {
+                g.muted_by = names;
             }
         }
         self.remediation.configure(&config.remediations);
