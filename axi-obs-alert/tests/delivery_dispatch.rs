@@ -1010,3 +1010,53 @@ time_intervals:
     d.reconfigure(&cfg, T0 + 11 * MIN).expect("reload");
     assert_eq!(muted_by(&d, "Day"), interval);
 }
+
+#[tokio::test]
+async fn a_flush_with_every_alert_inhibited_keeps_what_muted_its_group() {
+    let (hook, url) = Hook::start(&[]).await;
+    // The `team="x"` route is muted for the first ten minutes; its only alert gets
+    // inhibited at 00:01 by a critical alert on the root route.
+    let cfg = Config::parse(
+        &format!(
+            "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 30s\n  group_interval: 5m\n  repeat_interval: 1h\n  routes:\n  - matchers: ['team=\"x\"']\n    mute_time_intervals: [early]\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {url}\ninhibit_rules:\n- source_matchers: [severity=\"critical\"]\n  target_matchers: [severity=\"warning\"]\ntime_intervals:\n- name: early\n  time_intervals:\n  - times: [{{start_time: '00:00', end_time: '00:10'}}]\n"
+        ),
+        Path::new("am.yml"),
+    )
+    .expect("config");
+    let n = notifier();
+    let mut d = Dispatcher::new(&cfg, DispatcherOptions::default(), T0).expect("dispatcher");
+    d.insert(
+        alert(
+            &[("alertname", "W"), ("team", "x"), ("severity", "warning")],
+            T0,
+            FAR,
+        ),
+        T0,
+    );
+    let muted_by = |d: &Dispatcher| {
+        d.groups(T0)
+            .into_iter()
+            .find(|g| g.labels.get("alertname").map(String::as_str) == Some("W"))
+            .map(|g| g.muted_by)
+    };
+    let early = Some(vec!["early".to_owned()]);
+    assert!(run_until(&mut d, &n, &hook, T0 + 30 * S).await.is_empty());
+    assert_eq!(muted_by(&d), early);
+    d.insert(
+        alert(
+            &[("alertname", "C"), ("severity", "critical")],
+            T0 + MIN,
+            FAR,
+        ),
+        T0 + MIN,
+    );
+    // 00:10:30: out of the interval, but every alert of the group is inhibited, so the time
+    // stages do not run and the group still shows what muted it last.
+    let sent = run_until(&mut d, &n, &hook, T0 + 10 * MIN + 30 * S).await;
+    assert!(
+        sent.iter()
+            .all(|(_, b)| b["groupLabels"]["alertname"] == "C"),
+        "{sent:?}"
+    );
+    assert_eq!(muted_by(&d), early);
+}
