@@ -638,6 +638,29 @@ async fn reload_by_post_and_sighup_keeps_alerts_silences_and_the_log() {
     } else {
         println!("promtool not found: /metrics not checked by promtool");
     }
+    // Gzipped for a scraper that takes it.
+    let r = http
+        .get(format!("{base}/metrics"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(
+        r.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().expect("ascii")),
+        Some("gzip")
+    );
+    let bytes = r.bytes().await.expect("body");
+    let mut unpacked = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut unpacked)
+        .expect("gzip");
+    assert!(
+        unpacked
+            .lines()
+            .any(|l| l == r#"alertmanager_notifications_total{integration="webhook"} 3"#),
+        "{unpacked}"
+    );
 }
 
 /// Routes muted or activated by time intervals: always in one (a spec without fields), never

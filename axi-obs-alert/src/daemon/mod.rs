@@ -861,20 +861,17 @@ fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &R
     }
 }
 
-/// `GET /metrics`: the telemetry registry (when installed) and the rule manager's metrics.
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+/// `GET /metrics`: the telemetry registry (when installed) and the rule manager's metrics,
+/// gzipped when the scraper takes it.
+async fn metrics(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     let mut families = axi_obs_core::global_metrics()
         .map(|m| m.snapshot_with_extras().families)
         .unwrap_or_default();
     families.extend(lock(&shared.group_metrics).families());
-    let text = axi_obs_core::metrics::render_families(&families);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axi_obs_core::metrics::CONTENT_TYPE,
-        )],
-        text,
-    )
+    crate::exposition::page(&headers, axi_obs_core::metrics::render_families(&families))
 }
 
 /// Whether a saved group key (`file;name`) names `g` once its path is cleaned: a state file
