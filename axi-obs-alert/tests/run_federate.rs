@@ -162,13 +162,17 @@ async fn federation_reads_as_prometheus_and_feeds_one() {
     // A selector whose matchers all match the empty string (refused by queries, taken here):
     // the same series, values and times aside (the scrape durations differ).
     let empty_matching = format!("http://127.0.0.1:{ours}/federate?match[]={{sensor=~\"2|\"}}");
+    // As sets: past a dozen series Go's unstable sort by name may reorder a family's.
     let series_of = |page: &str| -> Vec<String> {
-        page.lines()
+        let mut lines: Vec<String> = page
+            .lines()
             .map(|l| match l.starts_with('#') {
                 true => l.to_owned(),
                 false => l.rsplitn(3, ' ').nth(2).unwrap().to_owned(),
             })
-            .collect()
+            .collect();
+        lines.sort();
+        lines
     };
     let theirs_all = text(
         &client,
