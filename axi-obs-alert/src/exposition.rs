@@ -10,17 +10,14 @@ use axum::response::{IntoResponse, Response};
 /// installed (the library used without `axi_obs_core::Telemetry`).
 pub(crate) async fn metrics(headers: HeaderMap) -> Response {
     match axi_obs_core::global_metrics() {
-        Some(m) => page(&headers, m.render()),
+        Some(m) => page(&headers, axi_obs_core::metrics::CONTENT_TYPE, m.render()),
         None => (StatusCode::NOT_FOUND, "no metrics registry installed\n").into_response(),
     }
 }
 
-/// A Prometheus text page, gzipped when `headers` accept it.
-pub(crate) fn page(headers: &HeaderMap, text: String) -> Response {
-    let ctype = (
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(axi_obs_core::metrics::CONTENT_TYPE),
-    );
+/// A Prometheus text page of `content_type`, gzipped when `headers` accept it.
+pub(crate) fn page(headers: &HeaderMap, content_type: &'static str, text: String) -> Response {
+    let ctype = (header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     let vary = (header::VARY, HeaderValue::from_static("Accept-Encoding"));
     match axi_obs_core::__private::gzip_if_accepted(headers, text.as_bytes()) {
         Some(zipped) => {

@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::query_api::{Params, SharedStore, evaluate};
@@ -53,8 +53,7 @@ pub(super) async fn federate(
         Ok(sets) => sets,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let lookback_ms =
-        i64::try_from(shared.options.query.lookback_delta.as_millis()).unwrap_or(i64::MAX / 4);
+    let lookback_ms = shared.options.query.lookback_ms();
     let timeout = shared.queries.timeout();
     let body = evaluate(shared, timeout, move |shared, _| {
         // On the blocking thread: a round of rule evaluation holds this lock throughout.
@@ -64,17 +63,7 @@ pub(super) async fn federate(
     })
     .await;
     match body {
-        Ok(text) => {
-            let ctype = (header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-            let vary = (header::VARY, HeaderValue::from_static("Accept-Encoding"));
-            match axi_obs_core::__private::gzip_if_accepted(&headers, text.as_bytes()) {
-                Some(zipped) => {
-                    let gzip = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                    ([ctype, vary, gzip], zipped).into_response()
-                }
-                None => ([ctype, vary], text).into_response(),
-            }
-        }
+        Ok(text) => crate::exposition::page(&headers, CONTENT_TYPE, text),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", e.message)).into_response(),
     }
 }

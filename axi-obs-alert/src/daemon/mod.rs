@@ -92,6 +92,13 @@ pub struct QueryLimits {
     pub lookback_delta: Duration,
 }
 
+impl QueryLimits {
+    /// [`QueryLimits::lookback_delta`] in milliseconds, for window arithmetic.
+    pub(crate) fn lookback_ms(&self) -> i64 {
+        i64::try_from(self.lookback_delta.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+}
+
 impl Default for QueryLimits {
     fn default() -> Self {
         QueryLimits {
@@ -650,9 +657,8 @@ async fn watch(
 /// group's name and file; see [`crate::rules::slot`]); restores saved `for` state after each
 /// group's second evaluation and saves the state after every round that evaluated.
 fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::RemotePrometheus>) {
-    let lookback = shared.options.query.lookback_delta;
-    let lookback_ms = i64::try_from(lookback.as_millis()).unwrap_or(i64::MAX / 4);
-    let engine = Engine::default().lookback(lookback);
+    let lookback_ms = shared.options.query.lookback_ms();
+    let engine = Engine::default().lookback(shared.options.query.lookback_delta);
     let mut next_due: BTreeMap<String, i64> = BTreeMap::new();
     let mut evaluations: BTreeMap<String, u32> = BTreeMap::new();
     let mut last_trim = 0;
@@ -871,7 +877,11 @@ async fn metrics(
         .map(|m| m.snapshot_with_extras().families)
         .unwrap_or_default();
     families.extend(lock(&shared.group_metrics).families());
-    crate::exposition::page(&headers, axi_obs_core::metrics::render_families(&families))
+    crate::exposition::page(
+        &headers,
+        axi_obs_core::metrics::CONTENT_TYPE,
+        axi_obs_core::metrics::render_families(&families),
+    )
 }
 
 /// Whether a saved group key (`file;name`) names `g` once its path is cleaned: a state file
