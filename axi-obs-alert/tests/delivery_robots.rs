@@ -64,19 +64,25 @@ async fn receiver() -> (String, Log) {
         .route(
             "/dingtalk",
             axum::routing::post(
-                move |Query(q): Query<HashMap<String, String>>,
-                      axum::Json(body): axum::Json<Value>| {
+                move |Query(q): Query<HashMap<String, String>>, raw: axum::body::Bytes| {
                     let ok = dingtalk_accepts(&q);
+                    // DingTalk refuses a body over 20,000 bytes ("body 大小不合法"); its
+                    // errcode for that is not in what we could read, and any non-zero one
+                    // is a failure.
+                    let fits = raw.len() <= 20_000;
+                    let body: Value = serde_json::from_slice(&raw).expect("JSON body");
                     l1.lock().expect("lock").push(Received {
                         path: "/dingtalk".into(),
                         query: q,
                         body,
                     });
                     async move {
-                        if ok {
-                            axum::Json(json!({"errcode": 0, "errmsg": "ok"}))
-                        } else {
+                        if !ok {
                             axum::Json(json!({"errcode": 310000, "errmsg": "sign not match"}))
+                        } else if !fits {
+                            axum::Json(json!({"errcode": 1, "errmsg": "body 大小不合法"}))
+                        } else {
+                            axum::Json(json!({"errcode": 0, "errmsg": "ok"}))
                         }
                     }
                 },
@@ -88,16 +94,23 @@ async fn receiver() -> (String, Log) {
                 move |Query(q): Query<HashMap<String, String>>,
                       axum::Json(body): axum::Json<Value>| {
                     let ok = q.get("key").map(String::as_str) == Some(WECOM_KEY);
+                    let fits = body["markdown"]["content"]
+                        .as_str()
+                        .is_some_and(|c| c.len() <= 4096);
                     l2.lock().expect("lock").push(Received {
                         path: "/wecom".into(),
                         query: q,
                         body,
                     });
                     async move {
-                        if ok {
-                            axum::Json(json!({"errcode": 0, "errmsg": "ok"}))
-                        } else {
+                        if !ok {
                             axum::Json(json!({"errcode": 93000, "errmsg": "invalid webhook url"}))
+                        } else if !fits {
+                            axum::Json(
+                                json!({"errcode": 40058, "errmsg": "markdown.content exceed max length 4096"}),
+                            )
+                        } else {
+                            axum::Json(json!({"errcode": 0, "errmsg": "ok"}))
                         }
                     }
                 },
@@ -435,4 +448,64 @@ async fn the_robot_limit_is_kept_by_batching() {
             .map(|t| t.matches("\n\n---\n\n").count()),
         Some(2)
     );
+}
+
+/// An alert storm on a rate-limited robot: the waiting notifications go out as one batched
+/// message far over the robot's size limit. Cut to the limit, with its mentions kept, it is
+/// accepted (the receivers refuse what the real robots refuse), and every delivery reports
+/// success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_batch_over_the_size_limit_is_cut_and_accepted() {
+    use axi_obs_alert::delivery::{Integration, Notifier, RetryPolicy};
+    let (base, log) = receiver().await;
+    let rs = receivers(&base, SECRET, WECOM_KEY);
+    let mut ding = rs[0].dingtalk_configs[0].clone();
+    let mut wecom = rs[0].wecom_configs[0].clone();
+    // Each message alone fits (~4,700 bytes for DingTalk, ~1,300 for WeCom); five together
+    // do not.
+    ding.message = Some("- {{ .CommonLabels.alertname }} 磁盘 \"/data\" 使用率 95%\n".repeat(100));
+    wecom.message = Some("{{ .CommonLabels.alertname }} 磁盘".repeat(100));
+    let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default())
+        .with_robot_limit(1, std::time::Duration::from_millis(500));
+    let mut tasks = tokio::task::JoinSet::new();
+    for integration in [Integration::DingTalk(ding), Integration::WeCom(wecom)] {
+        for i in 0..6 {
+            let mut n = notification(false);
+            n.alerts[0]
+                .labels
+                .insert("alertname".into(), format!("Storm{i}"));
+            let (notifier, integration) = (notifier.clone(), integration.clone());
+            tasks.spawn(async move { notifier.deliver(&integration, &n).await });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        let r = done.expect("task");
+        assert!(matches!(r, Ok(Delivered::Sent)), "{r:?}");
+    }
+    let got = log.lock().expect("lock").clone();
+    let ding: Vec<&Received> = got.iter().filter(|r| r.path == "/dingtalk").collect();
+    let wecom: Vec<&Received> = got.iter().filter(|r| r.path == "/wecom").collect();
+    // One message alone, then the other five as one batch, for each robot.
+    assert_eq!((ding.len(), wecom.len()), (2, 2), "{got:#?}");
+    let batch = ding
+        .iter()
+        .find(|r| {
+            r.body["markdown"]["title"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("(+4 more)"))
+        })
+        .unwrap_or_else(|| panic!("no DingTalk batch in {ding:#?}"));
+    let text = batch.body["markdown"]["text"].as_str().expect("text");
+    assert!(batch.body.to_string().len() <= 20_000);
+    // The first section's mention survived the cut, so none is appended after the mark.
+    assert!(text.ends_with('…'), "{text}");
+    assert!(text.contains("\n@13800000000 "), "{text}");
+    let batch = wecom
+        .iter()
+        .map(|r| r.body["markdown"]["content"].as_str().expect("content"))
+        .find(|c| c.contains("---"))
+        .unwrap_or_else(|| panic!("no WeCom batch in {wecom:#?}"));
+    assert!(batch.len() <= 4096);
+    assert!(batch.ends_with('…'), "{batch}");
+    assert!(batch.contains("<@zhangsan>"), "{batch}");
 }

@@ -27,8 +27,17 @@ pub const DEFAULT_MESSAGE: &str = r#"{{ range .Alerts }}### [{{ .Status | toUppe
 /// The User-Agent of our requests.
 pub const USER_AGENT: &str = concat!("axi-obs-alert/", env!("CARGO_PKG_VERSION"));
 
-/// WeCom's limit for a markdown message, in bytes.
+/// WeCom's limit for a markdown message's content, in bytes: a longer one is refused with
+/// `errcode` 40058 ("markdown.content exceed max length 4096").
 pub const WECOM_MARKDOWN_MAX_BYTES: usize = 4096;
+
+/// DingTalk's limit for a whole robot request body, in bytes: a longer one is refused ("body
+/// 大小不合法 … 请保持大小在 20000bytes 以内").
+pub const DINGTALK_BODY_MAX_BYTES: usize = 20_000;
+
+/// What a cut message text ends with, before the mentions it keeps (as Alertmanager ends
+/// the texts it truncates).
+const CUT_MARK: &str = "…";
 
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
@@ -232,11 +241,13 @@ pub fn dingtalk_body(
             text.push_str(&format!("@{m} "));
         }
     }
-    Ok(Some(json!({
+    let mut body = json!({
         "msgtype": "markdown",
         "markdown": {"title": title, "text": text},
         "at": {"atMobiles": cfg.at_mobiles, "isAtAll": cfg.at_all},
-    })))
+    });
+    fit_robot_body(&mut body);
+    Ok(Some(body))
 }
 
 /// The robot URL with `timestamp` and `sign` appended when a secret is set.
@@ -289,8 +300,8 @@ pub async fn send_dingtalk(
     post_robot(client, &dingtalk_url(cfg, n.now_ms), &body).await
 }
 
-/// The WeCom request body: a markdown message cut to [`WECOM_MARKDOWN_MAX_BYTES`] on a
-/// character boundary, mentions appended as `<@userid>` after the cut (kept whole).
+/// The WeCom request body: a markdown message with mentions appended as `<@userid>`, fitted
+/// to [`WECOM_MARKDOWN_MAX_BYTES`] (see [`fit_robot_body`]).
 ///
 /// # Errors
 ///
@@ -310,37 +321,142 @@ pub fn wecom_body(
         &data,
         n.now_ms,
     )?;
-    // The mentions go after the text and must survive the cut: the text is cut to what
-    // they leave of the limit (whole mentions only, should they alone exceed it).
-    let mut mentions = String::new();
     for id in &cfg.mentioned_list {
-        let tag = format!("<@{id}>");
-        if mentions.len() + tag.len() > WECOM_MARKDOWN_MAX_BYTES {
+        content.push_str(&format!("<@{id}>"));
+    }
+    let mut body = json!({"msgtype": "markdown", "markdown": {"content": content}});
+    fit_robot_body(&mut body);
+    Ok(Some(body))
+}
+
+/// Fits a robot's markdown message to what the robot accepts, so that a long message (a big
+/// group, or a batch made while the robot's rate limit was reached) arrives cut instead of
+/// being refused whole: DingTalk's text while the serialized body is over
+/// [`DINGTALK_BODY_MAX_BYTES`], WeCom's content while over [`WECOM_MARKDOWN_MAX_BYTES`].
+///
+/// A cut text ends with `…` on a character boundary, followed by the mentions it lost (a
+/// DingTalk `@mobile` of `at.atMobiles`, which must stand in the text to notify; a WeCom
+/// `<@userid>`), whole mentions only should they alone exceed the limit. A body that fits is
+/// left as it is; one that is not a robot markdown message too.
+pub fn fit_robot_body(body: &mut serde_json::Value) {
+    let markdown = &body["markdown"];
+    if let Some(text) = markdown.get("text").and_then(serde_json::Value::as_str) {
+        let total = body.to_string().len();
+        if total <= DINGTALK_BODY_MAX_BYTES {
+            return;
+        }
+        // Everything but the text's own characters, its quotes included.
+        let rest = total - text.chars().map(json_char_len).sum::<usize>();
+        let mentions: Vec<String> = body["at"]["atMobiles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .map(|m| format!("@{m} "))
+            .collect();
+        let cut = cut_keeping_mentions(
+            text,
+            DINGTALK_BODY_MAX_BYTES.saturating_sub(rest),
+            &mentions,
+            json_char_len,
+        );
+        tracing::warn!(
+            integration = "dingtalk",
+            bytes = total,
+            limit = DINGTALK_BODY_MAX_BYTES,
+            "robot message cut to the robot's limit"
+        );
+        body["markdown"]["text"] = serde_json::Value::String(cut);
+    } else if let Some(content) = markdown.get("content").and_then(serde_json::Value::as_str) {
+        if content.len() <= WECOM_MARKDOWN_MAX_BYTES {
+            return;
+        }
+        let mut mentions: Vec<String> = Vec::new();
+        let mut rest = content;
+        while let Some(start) = rest.find("<@") {
+            let Some(len) = rest[start..].find('>') else {
+                break;
+            };
+            let tag = &rest[start..=start + len];
+            if !mentions.iter().any(|m| m == tag) {
+                mentions.push(tag.to_string());
+            }
+            rest = &rest[start + len + 1..];
+        }
+        let cut =
+            cut_keeping_mentions(content, WECOM_MARKDOWN_MAX_BYTES, &mentions, char::len_utf8);
+        tracing::warn!(
+            integration = "wecom",
+            bytes = content.len(),
+            limit = WECOM_MARKDOWN_MAX_BYTES,
+            "robot message cut to the robot's limit"
+        );
+        body["markdown"]["content"] = serde_json::Value::String(cut);
+    }
+}
+
+/// How many bytes `c` takes in a JSON string as serde_json writes it: `"`, `\` and the
+/// control characters with a short escape take 2, the other control characters 6 (`\u00XX`),
+/// everything else its UTF-8 length.
+fn json_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        '\0'..='\u{1f}' => 6,
+        _ => c.len_utf8(),
+    }
+}
+
+/// The longest start of `text` that, with [`CUT_MARK`] and the `mentions` it does not hold
+/// after it, costs at most `budget` (`cost` per character). Room is first kept for every
+/// mention, then only for those that start lacks: a longer start lacks no more of them, so
+/// the result never exceeds the budget.
+fn cut_keeping_mentions(
+    text: &str,
+    budget: usize,
+    mentions: &[String],
+    cost: fn(char) -> usize,
+) -> String {
+    let str_cost = |s: &str| s.chars().map(cost).sum::<usize>();
+    let room = budget.saturating_sub(str_cost(CUT_MARK));
+    // Whole mentions only, as many as fit beside the mark.
+    let mut fitting: Vec<&str> = Vec::new();
+    let mut left = room;
+    for m in mentions {
+        let c = str_cost(m);
+        if c > left {
             break;
         }
-        mentions.push_str(&tag);
+        left -= c;
+        fitting.push(m);
     }
-    cut_on_char_boundary(&mut content, WECOM_MARKDOWN_MAX_BYTES - mentions.len());
-    content.push_str(&mentions);
-    Ok(Some(
-        json!({"msgtype": "markdown", "markdown": {"content": content}}),
-    ))
-}
-
-/// Cuts a WeCom markdown content to [`WECOM_MARKDOWN_MAX_BYTES`] on a character boundary.
-pub(crate) fn cut_to_wecom_limit(content: &mut String) {
-    cut_on_char_boundary(content, WECOM_MARKDOWN_MAX_BYTES);
-}
-
-/// Cuts `content` to at most `max` bytes on a character boundary.
-fn cut_on_char_boundary(content: &mut String, max: usize) {
-    if content.len() > max {
-        let mut cut = max;
-        while !content.is_char_boundary(cut) {
-            cut -= 1;
+    let start = |room: usize| {
+        let (mut kept, mut spent) = (0, 0);
+        for (i, c) in text.char_indices() {
+            spent += cost(c);
+            if spent > room {
+                break;
+            }
+            kept = i + c.len_utf8();
         }
-        content.truncate(cut);
+        &text[..kept]
+    };
+    let lacked = |kept: &str, among: &[&'_ str]| -> Vec<String> {
+        among
+            .iter()
+            .filter(|m| !kept.contains(m.trim_end()))
+            .map(|m| (*m).to_string())
+            .collect()
+    };
+    let first = start(left);
+    let lacking = lacked(first, &fitting);
+    let lacking: Vec<&str> = lacking.iter().map(String::as_str).collect();
+    let kept = start(room - lacking.iter().map(|m| str_cost(m)).sum::<usize>());
+    let mut out = kept.to_string();
+    out.push_str(CUT_MARK);
+    for m in lacked(kept, &lacking) {
+        out.push_str(&m);
     }
+    out
 }
 
 /// Posts a robot message body and checks the robot's `errcode`.
@@ -435,12 +551,83 @@ mod tests {
         long.message = Some("é".repeat(3000));
         let body = wecom_body(&long, &note()).unwrap().unwrap();
         let content = body["markdown"]["content"].as_str().unwrap();
-        // The text is cut (on a boundary of the two-byte characters), the mention kept.
-        assert!(content.ends_with("é<@u1>"), "{content}");
+        // The text is cut (on a boundary of the two-byte characters) and marked, the mention
+        // kept.
+        assert!(content.ends_with("é…<@u1>"), "{content}");
         assert!(
             (WECOM_MARKDOWN_MAX_BYTES - 1..=WECOM_MARKDOWN_MAX_BYTES).contains(&content.len()),
             "{}",
             content.len()
+        );
+    }
+
+    #[test]
+    fn a_long_dingtalk_body_is_cut_to_the_limit_keeping_its_mentions() {
+        let mut cfg: DingTalkConfig =
+            serde_norway::from_str("access_token: t\nat_mobiles: ['13800000000', '13900000000']\n")
+                .unwrap();
+        // Quotes and newlines take two bytes each once serialized; the limit is on the body.
+        cfg.message = Some("告警 \"disk\"\n".repeat(2000));
+        let body = dingtalk_body(&cfg, &note()).unwrap().unwrap();
+        let len = body.to_string().len();
+        assert!(
+            (DINGTALK_BODY_MAX_BYTES - 6..=DINGTALK_BODY_MAX_BYTES).contains(&len),
+            "{len}"
+        );
+        let text = body["markdown"]["text"].as_str().unwrap();
+        assert!(text.starts_with("告警 \"disk\"\n告警"), "{text}");
+        assert!(text.ends_with("…@13800000000 @13900000000 "), "{text}");
+        assert_eq!(body["at"]["atMobiles"][1], "13900000000");
+        // A body that fits is left alone.
+        cfg.message = Some("short".into());
+        let body = dingtalk_body(&cfg, &note()).unwrap().unwrap();
+        assert_eq!(
+            body["markdown"]["text"],
+            "short\n@13800000000 @13900000000 "
+        );
+    }
+
+    #[test]
+    fn fitting_keeps_the_mentions_a_cut_would_lose_and_only_those() {
+        // A WeCom batch: the first section's mention survives the cut, the second's is
+        // appended after the mark.
+        let content = format!("a<@u1>{}<@u2>", "x".repeat(5000));
+        let mut body = json!({"msgtype": "markdown", "markdown": {"content": content}});
+        fit_robot_body(&mut body);
+        let content = body["markdown"]["content"].as_str().unwrap();
+        assert_eq!(content.len(), WECOM_MARKDOWN_MAX_BYTES);
+        assert!(content.starts_with("a<@u1>xxx"));
+        assert!(content.ends_with("x…<@u2>"), "{content}");
+        assert_eq!(content.matches("<@u1>").count(), 1);
+        // Mentions that alone exceed the limit: as many whole ones as fit.
+        let many: String = (0..1000).map(|i| format!("<@user{i:04}>")).collect();
+        let mut body = json!({"msgtype": "markdown", "markdown": {"content": many}});
+        fit_robot_body(&mut body);
+        let content = body["markdown"]["content"].as_str().unwrap();
+        assert!(
+            content.len() <= WECOM_MARKDOWN_MAX_BYTES,
+            "{}",
+            content.len()
+        );
+        assert!(content.contains("…<@user0000><@user0001>"), "{content}");
+        assert!(content.ends_with('>'), "{content}");
+        // Not a robot markdown message: untouched.
+        let mut other = json!({"text": "x".repeat(30_000)});
+        let before = other.clone();
+        fit_robot_body(&mut other);
+        assert_eq!(other, before);
+    }
+
+    #[test]
+    fn json_lengths_are_serde_jsons() {
+        let s: String = (0u32..0x90)
+            .filter_map(char::from_u32)
+            .chain(['é', '告', '😀'])
+            .collect();
+        let serialized = serde_json::Value::String(s.clone()).to_string();
+        assert_eq!(
+            s.chars().map(json_char_len).sum::<usize>() + 2,
+            serialized.len()
         );
     }
 

@@ -22,7 +22,9 @@
 //! - [`WebhookMessage`]: the webhook payload version 4, field for field as Alertmanager
 //!   0.33.1 sends it, and [`send_webhook`]; [`send_dingtalk`] (signed markdown, `errcode`
 //!   checked) and [`send_wecom`] (markdown), rendered with the crate's Go
-//!   [`template`](crate::template) engine over Alertmanager's template data.
+//!   [`template`](crate::template) engine over Alertmanager's template data. A robot message
+//!   over the robot's size limit (DingTalk's 20,000-byte body, WeCom's 4,096-byte content)
+//!   is cut with `…`, keeping its mentions ([`fit_robot_body`]), instead of being refused.
 //! - Mail ([`EmailConfig`], [`send_email`]): Alertmanager 0.33's `email_configs` with its
 //!   defaults (`send_resolved: false`, `require_tls: true`, `hello: localhost`, the
 //!   `email.default.html` body (our own compact HTML) and Alertmanager's
@@ -216,9 +218,9 @@ pub use email::{
 pub use email_config::{DEFAULT_EMAIL_HTML, DEFAULT_EMAIL_SUBJECT, DEFAULT_SMTP_HELLO};
 pub use inhibit::Inhibitor;
 pub use integrations::{
-    DEFAULT_MESSAGE, DEFAULT_TITLE, Delivered, DeliveryError, USER_AGENT, WECOM_MARKDOWN_MAX_BYTES,
-    dingtalk_body, dingtalk_sign, dingtalk_url, send_dingtalk, send_webhook, send_wecom,
-    wecom_body,
+    DEFAULT_MESSAGE, DEFAULT_TITLE, DINGTALK_BODY_MAX_BYTES, Delivered, DeliveryError, USER_AGENT,
+    WECOM_MARKDOWN_MAX_BYTES, dingtalk_body, dingtalk_sign, dingtalk_url, fit_robot_body,
+    send_dingtalk, send_webhook, send_wecom, wecom_body,
 };
 pub use matcher::{MatchOp, Matcher, matchers_string, sort_matchers};
 pub use model::{

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::integrations::{Delivered, DeliveryError, cut_to_wecom_limit, post_robot};
+use super::integrations::{Delivered, DeliveryError, fit_robot_body, post_robot};
 
 /// The robots' documented limit: messages per [`DEFAULT_ROBOT_WINDOW`].
 pub const DEFAULT_ROBOT_MESSAGES: usize = 20;
@@ -191,8 +191,9 @@ impl Drop for LeadGuard<'_> {
 
 /// One robot message made of several (`msgtype: markdown`): DingTalk's texts joined, its
 /// title the first one's with the count of the others, its mentions merged; WeCom's contents
-/// joined and cut to [`WECOM_MARKDOWN_MAX_BYTES`](super::WECOM_MARKDOWN_MAX_BYTES) on a
-/// character boundary.
+/// joined. The result is fitted to the robot's limit
+/// ([`fit_robot_body`](super::fit_robot_body)): a batch made during a storm is the message
+/// most likely to exceed it.
 pub(crate) fn merge(bodies: &[Value]) -> Value {
     let Some(first) = bodies.first() else {
         return Value::Null;
@@ -227,10 +228,9 @@ pub(crate) fn merge(bodies: &[Value]) -> Value {
                 .any(|b| b["at"]["isAtAll"].as_bool() == Some(true)),
         );
     } else {
-        let mut content = texts("content");
-        cut_to_wecom_limit(&mut content);
-        out["markdown"]["content"] = Value::String(content);
+        out["markdown"]["content"] = Value::String(texts("content"));
     }
+    fit_robot_body(&mut out);
     out
 }
 
