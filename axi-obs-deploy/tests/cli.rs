@@ -34,12 +34,48 @@ impl Env {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_axi-deploy"));
-        c.args(args)
-            .env_remove("AXI_DEPLOY_ENDPOINT")
+        c.args(args);
+        self.envs(&mut c);
+        c
+    }
+
+    /// `axi-deploy ARGS` run in a new pseudo-terminal (Python's `pty` module: a new session
+    /// whose controlling terminal it is, in the foreground): once the command prints `ready`,
+    /// Ctrl-C (0x03) is typed. Prints what the terminal showed and exits with the code.
+    fn in_terminal_with_ctrl_c(&self, args: &[&str]) -> Output {
+        const PTY: &str = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen, typed, deadline = b"", False, time.time() + 30
+while time.time() < deadline:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+    if not typed and b"ready" in seen:
+        os.write(fd, b"\x03")
+        typed = True
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+        let mut c = Command::new("python3");
+        c.args(["-c", PTY, env!("CARGO_BIN_EXE_axi-deploy")])
+            .args(args);
+        self.envs(&mut c);
+        c.output().unwrap()
+    }
+
+    fn envs(&self, c: &mut Command) {
+        c.env_remove("AXI_DEPLOY_ENDPOINT")
             .env("AXI_DEPLOY_DB", self.db())
             .env("AXI_DEPLOY_SPOOL", self.spool())
             .env("HOME", self.dir.path());
-        c
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -493,32 +529,11 @@ fn run_ends_with_its_command_even_when_a_background_process_holds_the_output() {
 #[test]
 fn a_terminated_run_passes_the_signal_on_and_records_the_cancellation() {
     let env = Env::new();
-    let mut child = env
-        .cmd(&pev(
-            "run",
-            &[
-                "--",
-                "sh",
-                "-c",
-                "trap 'echo got-term; exit 143' TERM; echo ready; while :; do sleep 0.1; done",
-            ],
-        ))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the command to be up (its first line passes through).
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    let kill = Command::new("kill")
-        .args(["-s", "TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    let status = child.wait().unwrap();
+    let (status, rest) = signalled(
+        &env,
+        "trap 'echo got-term; exit 143' TERM; echo ready; while :; do sleep 0.1; done",
+        "TERM",
+    );
     assert!(
         rest.contains("got-term"),
         "the command got the signal: {rest:?}"
@@ -528,6 +543,79 @@ fn a_terminated_run_passes_the_signal_on_and_records_the_cancellation() {
     assert_eq!(d.status, Status::Cancelled);
     assert!(
         d.error.as_deref().unwrap_or_default().contains("SIGTERM"),
+        "{:?}",
+        d.error
+    );
+}
+
+/// Runs `axi-deploy run -- sh -c SCRIPT` in a process group of its own (so never in a
+/// terminal's foreground), sends it `signal` once SCRIPT has printed `ready`, and returns
+/// its exit status and the output after `ready`.
+fn signalled(env: &Env, script: &str, signal: &str) -> (std::process::ExitStatus, String) {
+    use std::os::unix::process::CommandExt as _;
+    let mut child = env
+        .cmd(&pev("run", &["--", "sh", "-c", script]))
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the command to be up (its first line passes through).
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let kill = Command::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    (child.wait().unwrap(), rest)
+}
+
+/// The command counts the SIGINTs it gets over two seconds, then exits 3.
+const COUNT_INTS: &str = "n=0; trap 'n=$((n+1))' INT; echo ready; i=0; \
+    while [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; echo ints=$n; exit 3";
+
+/// Ctrl-C in a terminal: the terminal sends SIGINT to its whole foreground process group,
+/// `axi-deploy run` and its command alike, so `run` does not pass it on: the command gets
+/// it once, not twice (a second interrupt tells many programs to quit without cleaning up).
+/// The deployment is still recorded as cancelled.
+#[test]
+fn ctrl_c_in_a_terminal_reaches_the_command_once() {
+    let env = Env::new();
+    let out = env.in_terminal_with_ctrl_c(&pev("run", &["--", "sh", "-c", COUNT_INTS]));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("ints=1"), "{shown:?} {}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{shown:?}");
+    let d = last(&env);
+    assert_eq!(d.status, Status::Cancelled);
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("received SIGINT from the terminal"),
+        "{:?}",
+        d.error
+    );
+}
+
+/// SIGINT sent to `axi-deploy run` alone (no terminal in the foreground: `run` in a process
+/// group of its own) is passed on to the command, once.
+#[test]
+fn a_sigint_sent_to_run_alone_is_passed_on_once() {
+    let env = Env::new();
+    let (status, rest) = signalled(&env, COUNT_INTS, "INT");
+    assert_eq!(status.code(), Some(3));
+    assert!(rest.contains("ints=1"), "{rest:?}");
+    let d = last(&env);
+    assert_eq!(d.status, Status::Cancelled);
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("received SIGINT and passed it on"),
         "{:?}",
         d.error
     );

@@ -45,7 +45,9 @@ succeeds or fails with it. Each step keeps the last --tail-lines lines of its ou
 (lines longer than 64 KiB are kept in pieces).
 
 SIGTERM or SIGINT to axi-deploy is passed on to the command, and the deployment is recorded
-as cancelled when the command has ended; axi-deploy exits with the command's code. A
+as cancelled when the command has ended; axi-deploy exits with the command's code. Ctrl-C
+in a terminal is not passed on: the terminal sends it to the command too, and a second
+interrupt tells many programs to quit without cleaning up. A
 process the command leaves in the background (`nohup svc &`) is not waited for: its output
 is still read for 2 s after the command exits.
 
@@ -731,6 +733,25 @@ fn signals() -> Result<std::sync::mpsc::Receiver<rustix::process::Signal>> {
     Ok(rx)
 }
 
+/// Whether a SIGINT that reached us was, as far as can be told, the terminal's (Ctrl-C): the
+/// terminal sends it to its whole foreground process group, so when the command shares our
+/// group and that group is in the foreground, the command has it already. Passing it on
+/// would deliver it twice, and to many programs a second interrupt means "stop cleaning up,
+/// quit now". A SIGINT sent to our pid alone (`kill -INT`, a CI runner) while we are in the
+/// terminal's foreground is mistaken for the terminal's and not passed on; uv decides the
+/// same way (with a coarser test: whether stdin is a terminal).
+fn from_the_terminal(command: rustix::process::Pid) -> bool {
+    let ours = rustix::process::getpgrp();
+    if rustix::process::getpgid(Some(command)).ok() != Some(ours) {
+        return false;
+    }
+    // Opening /dev/tty fails when we have no controlling terminal.
+    std::fs::File::open("/dev/tty")
+        .ok()
+        .and_then(|tty| rustix::termios::tcgetpgrp(&tty).ok())
+        == Some(ours)
+}
+
 fn signal_name(sig: rustix::process::Signal) -> &'static str {
     if sig == rustix::process::Signal::INT {
         "SIGINT"
@@ -837,10 +858,16 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
             if exited.is_some() {
                 continue;
             }
-            received.get_or_insert(sig);
-            if let Some(pid) = pid {
-                let _ = rustix::process::kill_process(pid, sig);
+            let Some(pid) = pid else {
+                received.get_or_insert((sig, false));
+                continue;
+            };
+            if sig == rustix::process::Signal::INT && from_the_terminal(pid) {
+                received.get_or_insert((sig, false));
+                continue;
             }
+            let _ = rustix::process::kill_process(pid, sig);
+            received.get_or_insert((sig, true));
         }
         match &exited {
             Some(_) if pump_done => break,
@@ -876,11 +903,18 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         format!("command killed by signal {}", code - 128)
     };
     let kind = match received {
-        Some(sig) => EventKind::Cancelled {
-            reason: Some(format!(
-                "axi-deploy received {} and passed it on; {ended}",
-                signal_name(sig)
-            )),
+        Some((sig, passed_on)) => EventKind::Cancelled {
+            reason: Some(if passed_on {
+                format!(
+                    "axi-deploy received {} and passed it on; {ended}",
+                    signal_name(sig)
+                )
+            } else {
+                format!(
+                    "axi-deploy and the command received {} from the terminal; {ended}",
+                    signal_name(sig)
+                )
+            }),
         },
         None if status.success() => EventKind::Succeeded,
         None => EventKind::Failed { reason: ended },
