@@ -461,23 +461,36 @@ async fn a_storm_batch_over_the_size_limit_is_cut_and_accepted() {
     let rs = receivers(&base, SECRET, WECOM_KEY);
     let mut ding = rs[0].dingtalk_configs[0].clone();
     let mut wecom = rs[0].wecom_configs[0].clone();
-    // Each message alone fits (~4,700 bytes for DingTalk, ~1,300 for WeCom); five together
-    // do not.
+    // Each message alone fits (about 4,100 bytes for DingTalk, 1,300 for WeCom); five
+    // together do not.
     ding.message = Some("- {{ .CommonLabels.alertname }} 磁盘 \"/data\" 使用率 95%\n".repeat(100));
     wecom.message = Some("{{ .CommonLabels.alertname }} 磁盘".repeat(100));
+    // The last notification to each robot mentions someone else: its section is the one
+    // the cut takes away, so its mention must come back after the mark.
+    let mut ding_other = ding.clone();
+    ding_other.at_mobiles = vec!["13900000000".into()];
+    let mut wecom_other = wecom.clone();
+    wecom_other.mentioned_list = vec!["lisi".into()];
+    // A window long enough for every waiting delivery to join the batch on a busy machine.
     let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default())
-        .with_robot_limit(1, std::time::Duration::from_millis(500));
+        .with_robot_limit(1, std::time::Duration::from_secs(2));
+    let deliver = |tasks: &mut tokio::task::JoinSet<_>, integration: &Integration, i: usize| {
+        let mut n = notification(false);
+        n.alerts[0]
+            .labels
+            .insert("alertname".into(), format!("Storm{i}"));
+        let (notifier, integration) = (notifier.clone(), integration.clone());
+        tasks.spawn(async move { notifier.deliver(&integration, &n).await });
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for integration in [Integration::DingTalk(ding), Integration::WeCom(wecom)] {
-        for i in 0..6 {
-            let mut n = notification(false);
-            n.alerts[0]
-                .labels
-                .insert("alertname".into(), format!("Storm{i}"));
-            let (notifier, integration) = (notifier.clone(), integration.clone());
-            tasks.spawn(async move { notifier.deliver(&integration, &n).await });
+        for i in 0..5 {
+            deliver(&mut tasks, &integration, i);
         }
     }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    deliver(&mut tasks, &Integration::DingTalk(ding_other), 5);
+    deliver(&mut tasks, &Integration::WeCom(wecom_other), 5);
     while let Some(done) = tasks.join_next().await {
         let r = done.expect("task");
         assert!(matches!(r, Ok(Delivered::Sent)), "{r:?}");
@@ -496,16 +509,20 @@ async fn a_storm_batch_over_the_size_limit_is_cut_and_accepted() {
         })
         .unwrap_or_else(|| panic!("no DingTalk batch in {ding:#?}"));
     let text = batch.body["markdown"]["text"].as_str().expect("text");
-    assert!(batch.body.to_string().len() <= 20_000);
-    // The first section's mention survived the cut, so none is appended after the mark.
-    assert!(text.ends_with('…'), "{text}");
+    let len = batch.body.to_string().len();
+    assert!((20_000 - 6..=20_000).contains(&len), "{len}");
     assert!(text.contains("\n@13800000000 "), "{text}");
+    assert!(text.ends_with("…@13900000000 "), "{text}");
+    assert_eq!(
+        batch.body["at"]["atMobiles"],
+        json!(["13800000000", "13900000000"])
+    );
     let batch = wecom
         .iter()
         .map(|r| r.body["markdown"]["content"].as_str().expect("content"))
         .find(|c| c.contains("---"))
         .unwrap_or_else(|| panic!("no WeCom batch in {wecom:#?}"));
-    assert!(batch.len() <= 4096);
-    assert!(batch.ends_with('…'), "{batch}");
+    assert!((4096 - 3..=4096).contains(&batch.len()), "{}", batch.len());
     assert!(batch.contains("<@zhangsan>"), "{batch}");
+    assert!(batch.ends_with("…<@lisi>"), "{batch}");
 }

@@ -336,8 +336,9 @@ pub fn wecom_body(
 ///
 /// A cut text ends with `…` on a character boundary, followed by the mentions it lost (a
 /// DingTalk `@mobile` of `at.atMobiles`, which must stand in the text to notify; a WeCom
-/// `<@userid>`), whole mentions only should they alone exceed the limit. A body that fits is
-/// left as it is; one that is not a robot markdown message too.
+/// `<@userid>`), whole mentions only should they alone exceed the limit. A DingTalk title is
+/// cut too when it would take more than half of the room. A body that fits is left as it
+/// is; one that is not a robot markdown message too.
 pub fn fit_robot_body(body: &mut serde_json::Value) {
     let markdown = &body["markdown"];
     if let Some(text) = markdown.get("text").and_then(serde_json::Value::as_str) {
@@ -345,8 +346,18 @@ pub fn fit_robot_body(body: &mut serde_json::Value) {
         if total <= DINGTALK_BODY_MAX_BYTES {
             return;
         }
-        // Everything but the text's own characters, its quotes included.
-        let rest = total - text.chars().map(json_char_len).sum::<usize>();
+        let json_len = |s: &str| s.chars().map(json_char_len).sum::<usize>();
+        let title = markdown["title"].as_str().unwrap_or_default();
+        // What the text and the title may take: everything but their own characters (their
+        // quotes included) is kept.
+        let room = DINGTALK_BODY_MAX_BYTES.saturating_sub(total - json_len(text) - json_len(title));
+        // The title is kept whole unless it would take more than half of that.
+        let title = (json_len(title) > room / 2)
+            .then(|| cut_keeping_mentions(title, room / 2, &[], json_char_len));
+        let title_len = title.as_deref().map_or_else(
+            || json_len(markdown["title"].as_str().unwrap_or_default()),
+            json_len,
+        );
         let mentions: Vec<String> = body["at"]["atMobiles"]
             .as_array()
             .into_iter()
@@ -354,37 +365,38 @@ pub fn fit_robot_body(body: &mut serde_json::Value) {
             .filter_map(serde_json::Value::as_str)
             .map(|m| format!("@{m} "))
             .collect();
-        let cut = cut_keeping_mentions(
-            text,
-            DINGTALK_BODY_MAX_BYTES.saturating_sub(rest),
-            &mentions,
-            json_char_len,
-        );
-        tracing::warn!(
-            integration = "dingtalk",
-            bytes = total,
-            limit = DINGTALK_BODY_MAX_BYTES,
-            "robot message cut to the robot's limit"
-        );
+        let cut = cut_keeping_mentions(text, room - title_len, &mentions, json_char_len);
         body["markdown"]["text"] = serde_json::Value::String(cut);
+        if let Some(title) = title {
+            body["markdown"]["title"] = serde_json::Value::String(title);
+        }
+        let now = body.to_string().len();
+        if now > DINGTALK_BODY_MAX_BYTES {
+            tracing::error!(
+                integration = "dingtalk",
+                bytes = now,
+                limit = DINGTALK_BODY_MAX_BYTES,
+                "robot message over the robot's limit even with no text: its mention list \
+                 alone is too long"
+            );
+        } else {
+            tracing::warn!(
+                integration = "dingtalk",
+                bytes = total,
+                limit = DINGTALK_BODY_MAX_BYTES,
+                "robot message cut to the robot's limit"
+            );
+        }
     } else if let Some(content) = markdown.get("content").and_then(serde_json::Value::as_str) {
         if content.len() <= WECOM_MARKDOWN_MAX_BYTES {
             return;
         }
-        let mut mentions: Vec<String> = Vec::new();
-        let mut rest = content;
-        while let Some(start) = rest.find("<@") {
-            let Some(len) = rest[start..].find('>') else {
-                break;
-            };
-            let tag = &rest[start..=start + len];
-            if !mentions.iter().any(|m| m == tag) {
-                mentions.push(tag.to_string());
-            }
-            rest = &rest[start + len + 1..];
-        }
-        let cut =
-            cut_keeping_mentions(content, WECOM_MARKDOWN_MAX_BYTES, &mentions, char::len_utf8);
+        let cut = cut_keeping_mentions(
+            content,
+            WECOM_MARKDOWN_MAX_BYTES,
+            &wecom_mentions(content),
+            char::len_utf8,
+        );
         tracing::warn!(
             integration = "wecom",
             bytes = content.len(),
@@ -393,6 +405,29 @@ pub fn fit_robot_body(body: &mut serde_json::Value) {
         );
         body["markdown"]["content"] = serde_json::Value::String(cut);
     }
+}
+
+/// The WeCom mentions in `content`, each once, in order: `<@userid>` with a user id of 1 to
+/// 64 bytes without `<`, `>` or white space (an unclosed `<@` is text, not a mention).
+fn wecom_mentions(content: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut from = 0;
+    while let Some(at) = content[from..].find("<@") {
+        let start = from + at;
+        let id = &content[start + 2..];
+        let end = id.find(|c: char| c == '>' || c == '<' || c.is_whitespace());
+        match end {
+            Some(n @ 1..=64) if id[n..].starts_with('>') => {
+                let tag = &content[start..start + n + 3];
+                if !out.iter().any(|m| m == tag) {
+                    out.push(tag.to_string());
+                }
+                from = start + n + 3;
+            }
+            _ => from = start + 2,
+        }
+    }
+    out
 }
 
 /// How many bytes `c` takes in a JSON string as serde_json writes it: `"`, `\` and the
@@ -417,14 +452,16 @@ fn cut_keeping_mentions(
     cost: fn(char) -> usize,
 ) -> String {
     let str_cost = |s: &str| s.chars().map(cost).sum::<usize>();
-    let room = budget.saturating_sub(str_cost(CUT_MARK));
+    let Some(room) = budget.checked_sub(str_cost(CUT_MARK)) else {
+        return String::new();
+    };
     // Whole mentions only, as many as fit beside the mark.
     let mut fitting: Vec<&str> = Vec::new();
     let mut left = room;
     for m in mentions {
         let c = str_cost(m);
         if c > left {
-            break;
+            continue;
         }
         left -= c;
         fitting.push(m);
@@ -611,6 +648,39 @@ mod tests {
         );
         assert!(content.contains("…<@user0000><@user0001>"), "{content}");
         assert!(content.ends_with('>'), "{content}");
+        // An unclosed `<@` is text: the real mentions after it are still found and kept.
+        let content = format!("<@oops {} <@u3>{}", "y".repeat(100), "z".repeat(5000));
+        let mut body = json!({"msgtype": "markdown", "markdown": {"content": content}});
+        fit_robot_body(&mut body);
+        let content = body["markdown"]["content"].as_str().unwrap();
+        assert!(content.ends_with("z…"), "{content}");
+        assert_eq!(content.matches("<@u3>").count(), 1);
+        assert_eq!(
+            wecom_mentions("<@a><@b c> <@> <@a> <@d"),
+            vec!["<@a>".to_string()]
+        );
+        // A DingTalk title that would take most of the room is cut to half of it.
+        let mut body = json!({"msgtype": "markdown",
+            "markdown": {"title": "t".repeat(30_000), "text": "x".repeat(30_000)},
+            "at": {"atMobiles": ["138"], "isAtAll": false}});
+        fit_robot_body(&mut body);
+        let len = body.to_string().len();
+        assert!(
+            (DINGTALK_BODY_MAX_BYTES - 6..=DINGTALK_BODY_MAX_BYTES).contains(&len),
+            "{len}"
+        );
+        let title = body["markdown"]["title"].as_str().unwrap();
+        let text = body["markdown"]["text"].as_str().unwrap();
+        assert!(
+            title.ends_with('…') && title.len() < 10_000,
+            "{}",
+            title.len()
+        );
+        assert!(
+            text.ends_with("…@138 ") && text.len() > 9_000,
+            "{}",
+            text.len()
+        );
         // Not a robot markdown message: untouched.
         let mut other = json!({"text": "x".repeat(30_000)});
         let before = other.clone();
