@@ -44,12 +44,18 @@ impl Env {
     /// Ctrl-C (0x03) is typed. Prints what the terminal showed and exits with the code.
     fn in_terminal_with_ctrl_c(&self, args: &[&str]) -> Output {
         const PTY: &str = r#"
-import os, pty, sys, time
+import os, pty, select, sys, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:])
 seen, typed, deadline = b"", False, time.time() + 30
-while time.time() < deadline:
+while True:
+    left = deadline - time.time()
+    if left <= 0:
+        os.kill(pid, 9)
+        sys.exit("the command did not end within 30 s: " + repr(seen))
+    if not select.select([fd], [], [], left)[0]:
+        continue
     try:
         chunk = os.read(fd, 4096)
     except OSError:
@@ -62,13 +68,14 @@ while time.time() < deadline:
         typed = True
 _, status = os.waitpid(pid, 0)
 sys.stdout.write(seen.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
+sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 "#;
         let mut c = Command::new("python3");
         c.args(["-c", PTY, env!("CARGO_BIN_EXE_axi-deploy")])
             .args(args);
         self.envs(&mut c);
-        c.output().unwrap()
+        c.output()
+            .expect("python3, whose pty module gives these tests a terminal")
     }
 
     fn envs(&self, c: &mut Command) {
@@ -595,7 +602,25 @@ fn ctrl_c_in_a_terminal_reaches_the_command_once() {
         d.error
             .as_deref()
             .unwrap_or_default()
-            .contains("received SIGINT from the terminal"),
+            .contains("received SIGINT, taken as the terminal's Ctrl-C"),
+        "{:?}",
+        d.error
+    );
+
+    // A command that Ctrl-C ends at once (no handler) may be reaped before `run` has read
+    // its own SIGINT: the deployment is still recorded as cancelled, not failed.
+    let out = env.in_terminal_with_ctrl_c(&pev(
+        "run",
+        &["--", "sh", "-c", "echo ready; exec sleep 30"],
+    ));
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stdout));
+    let d = last(&env);
+    assert_eq!(d.status, Status::Cancelled, "{:?}", d.error);
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("command killed by signal 2"),
         "{:?}",
         d.error
     );

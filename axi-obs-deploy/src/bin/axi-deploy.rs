@@ -47,7 +47,8 @@ succeeds or fails with it. Each step keeps the last --tail-lines lines of its ou
 SIGTERM or SIGINT to axi-deploy is passed on to the command, and the deployment is recorded
 as cancelled when the command has ended; axi-deploy exits with the command's code. Ctrl-C
 in a terminal is not passed on: the terminal sends it to the command too, and a second
-interrupt tells many programs to quit without cleaning up. A
+interrupt tells many programs to quit without cleaning up. (So a SIGINT sent to axi-deploy
+alone while it runs in a terminal's foreground is not passed on either: send SIGTERM.) A
 process the command leaves in the background (`nohup svc &`) is not waited for: its output
 is still read for 2 s after the command exits.
 
@@ -735,14 +736,17 @@ fn signals() -> Result<std::sync::mpsc::Receiver<rustix::process::Signal>> {
 
 /// Whether a SIGINT that reached us was, as far as can be told, the terminal's (Ctrl-C): the
 /// terminal sends it to its whole foreground process group, so when the command shares our
-/// group and that group is in the foreground, the command has it already. Passing it on
-/// would deliver it twice, and to many programs a second interrupt means "stop cleaning up,
-/// quit now". A SIGINT sent to our pid alone (`kill -INT`, a CI runner) while we are in the
-/// terminal's foreground is mistaken for the terminal's and not passed on; uv decides the
-/// same way (with a coarser test: whether stdin is a terminal).
-fn from_the_terminal(command: rustix::process::Pid) -> bool {
+/// group (`command` is `None` once it has been reaped) and that group is in the foreground,
+/// the command has it already. Passing it on would deliver it twice, and to many programs a
+/// second interrupt means "stop cleaning up, quit now". A SIGINT sent to our pid alone
+/// (`kill -INT`) while we are in the terminal's foreground is mistaken for the terminal's and
+/// not passed on (the help says to send SIGTERM); uv decides the same way, with a coarser
+/// test (whether stdin is a terminal).
+fn from_the_terminal(command: Option<rustix::process::Pid>) -> bool {
     let ours = rustix::process::getpgrp();
-    if rustix::process::getpgid(Some(command)).ok() != Some(ours) {
+    if let Some(command) = command
+        && rustix::process::getpgid(Some(command)).ok() != Some(ours)
+    {
         return false;
     }
     // Opening /dev/tty fails when we have no controlling terminal.
@@ -750,6 +754,38 @@ fn from_the_terminal(command: rustix::process::Pid) -> bool {
         .ok()
         .and_then(|tty| rustix::termios::tcgetpgrp(&tty).ok())
         == Some(ours)
+}
+
+/// A signal `run` received, and whether it passed it on to the command.
+#[derive(Clone, Copy)]
+struct Received {
+    signal: rustix::process::Signal,
+    passed_on: bool,
+}
+
+/// Handles a signal that reached `run`: passes it on to the command while it has not been
+/// reaped (`pid`), unless it is the terminal's Ctrl-C, which the command got as well. A
+/// signal after the command was reaped is kept only when it is that Ctrl-C (it is likely what
+/// ended the command).
+fn on_signal(
+    sig: rustix::process::Signal,
+    pid: Option<rustix::process::Pid>,
+    reaped: bool,
+) -> Option<Received> {
+    let from_terminal = sig == rustix::process::Signal::INT && from_the_terminal(pid);
+    if reaped || pid.is_none() {
+        return from_terminal.then_some(Received {
+            signal: sig,
+            passed_on: false,
+        });
+    }
+    if !from_terminal && let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+    Some(Received {
+        signal: sig,
+        passed_on: !from_terminal,
+    })
 }
 
 fn signal_name(sig: rustix::process::Signal) -> &'static str {
@@ -847,27 +883,17 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
-        // Checked before signals are passed on: the command's pid is only ours to signal
-        // until it has been reaped.
+        // Signals first: until the command is reaped (below, on this thread only), its pid is
+        // ours to signal, and a Ctrl-C that ends it at once is still seen as what ended it.
+        while let Ok(sig) = signals.try_recv() {
+            if let Some(r) = on_signal(sig, pid, exited.is_some()) {
+                received.get_or_insert(r);
+            }
+        }
         if exited.is_none()
             && let Some(status) = child.try_wait().context("waiting for the command")?
         {
             exited = Some((status, std::time::Instant::now()));
-        }
-        while let Ok(sig) = signals.try_recv() {
-            if exited.is_some() {
-                continue;
-            }
-            let Some(pid) = pid else {
-                received.get_or_insert((sig, false));
-                continue;
-            };
-            if sig == rustix::process::Signal::INT && from_the_terminal(pid) {
-                received.get_or_insert((sig, false));
-                continue;
-            }
-            let _ = rustix::process::kill_process(pid, sig);
-            received.get_or_insert((sig, true));
         }
         match &exited {
             Some(_) if pump_done => break,
@@ -888,6 +914,16 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
     let Some((status, _)) = exited else {
         bail!("the command's exit was not seen");
     };
+    // A command killed by the terminal's Ctrl-C can be reaped before our own SIGINT has come
+    // through the listener thread: it is waited for, briefly.
+    if received.is_none() && status.code().is_none() {
+        while let Ok(sig) = signals.recv_timeout(Duration::from_millis(100)) {
+            if let Some(r) = on_signal(sig, pid, true) {
+                received = Some(r);
+                break;
+            }
+        }
+    }
     let code = match status.code() {
         Some(c) => c,
         None => {
@@ -903,16 +939,17 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         format!("command killed by signal {}", code - 128)
     };
     let kind = match received {
-        Some((sig, passed_on)) => EventKind::Cancelled {
-            reason: Some(if passed_on {
+        Some(r) => EventKind::Cancelled {
+            reason: Some(if r.passed_on {
                 format!(
                     "axi-deploy received {} and passed it on; {ended}",
-                    signal_name(sig)
+                    signal_name(r.signal)
                 )
             } else {
                 format!(
-                    "axi-deploy and the command received {} from the terminal; {ended}",
-                    signal_name(sig)
+                    "axi-deploy received {}, taken as the terminal's Ctrl-C (which the command \
+                     receives too), and did not pass it on; {ended}",
+                    signal_name(r.signal)
                 )
             }),
         },
