@@ -51,12 +51,14 @@ impl TelemetryGuard {
     pub fn force_flush(&self) -> Result<(), ShutdownError> {
         let inner = self.inner.as_ref().ok_or(ShutdownError::AlreadyShutdown)?;
         let deadline = Instant::now() + inner.timeout;
-        let mut errors = Vec::new();
-        for export in &inner.exports {
-            if let Err(e) = export.flush(left(deadline)) {
-                errors.push(e);
-            }
-        }
+        // Every export is asked first, then waited on: they flush at the same time, so a
+        // slow or unreachable collector for one signal does not use up the others' time.
+        let pending: Vec<_> = inner
+            .exports
+            .iter()
+            .map(|e| e.begin_flush(deadline))
+            .collect();
+        let errors: Vec<String> = pending.into_iter().filter_map(|p| p.wait().err()).collect();
         if let Some(w) = &inner.writer
             && !w.flush(deadline.max(Instant::now() + LOCAL_LOG_MINIMUM))
         {
@@ -110,12 +112,13 @@ impl Inner {
         if let Some(w) = &self.writer {
             let _ = w.flush(Instant::now() + LOCAL_LOG_MINIMUM.min(self.timeout));
         }
-        let mut errors = Vec::new();
-        for export in std::mem::take(&mut self.exports) {
-            if let Err(e) = export.shutdown(left(deadline)) {
-                errors.push(e);
-            }
-        }
+        // Every export is asked first, then waited on: they drain at the same time, so a slow
+        // or unreachable collector for one signal does not use up the others' time.
+        let pending: Vec<_> = std::mem::take(&mut self.exports)
+            .iter()
+            .map(|e| e.begin_shutdown(deadline))
+            .collect();
+        let errors: Vec<String> = pending.into_iter().filter_map(|p| p.wait().err()).collect();
         // The providers' processors are the export tasks just stopped: this only marks the
         // providers shut down (their requests find the tasks gone and return at once).
         if let Some(p) = self.tracer_provider.take() {

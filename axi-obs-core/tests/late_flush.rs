@@ -4,7 +4,8 @@
 //! deadline, it must not export what is queued with no time left (every batch would fail and
 //! be lost although the collector is healthy): the items stay for the normal pipeline and
 //! arrive. A shutdown that gives up stops the export runtime: the items of that export, those
-//! batched and those queued are lost, and must be counted as dropped, not vanish.
+//! batched and those queued are lost, and must be counted as dropped, not vanish. And one
+//! signal's collector too slow for the deadline does not take the other signals' time.
 
 #![allow(clippy::unwrap_used)]
 
@@ -108,11 +109,16 @@ async fn busy_exporter(
 
 /// `axi_obs_export_items_total{signal="traces",outcome}`.
 fn span_items(metrics: &axi_obs_core::MetricsHandle, outcome: &str) -> u64 {
+    items(metrics, "traces", outcome)
+}
+
+/// `axi_obs_export_items_total{signal,outcome}`.
+fn items(metrics: &axi_obs_core::MetricsHandle, signal: &str, outcome: &str) -> u64 {
     metrics
         .snapshot()
         .family("axi_obs_export_items_total")
         .and_then(|f| {
-            f.series_with(&[("signal", "traces"), ("outcome", outcome)])
+            f.series_with(&[("signal", signal), ("outcome", outcome)])
                 .and_then(|s| s.value.as_counter())
         })
         .unwrap_or(0)
@@ -154,5 +160,67 @@ async fn items_of_an_export_cut_short_by_shutdown_are_counted_as_dropped() {
     assert_eq!(
         (count("exported"), count("failed"), count("dropped")),
         (0, 0, 612)
+    );
+}
+
+/// Spans go to a collector that never answers in time, logs to a healthy one that takes
+/// 300 ms per request. Shutdown asks every export at once: the logs drain within the
+/// deadline while the spans time out. (Asked one after the other, the spans used the whole
+/// deadline, the logs got a millisecond, and every log record was lost.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_collector_for_spans_does_not_starve_the_logs_at_shutdown() {
+    let app = axum::Router::new()
+        .route(
+            "/v1/logs",
+            axum::routing::post(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }),
+        )
+        .fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            ""
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let parts = Telemetry::builder()
+        // The log batch delay is long: only the shutdown can send the records.
+        .env(Env::from_pairs([("OTEL_BLRP_SCHEDULE_DELAY", "60000")]))
+        .service_name("slow-spans")
+        .traces(OtlpConfig::new().endpoint(format!("http://{addr}/v1/traces")))
+        .logs(OtlpConfig::new().endpoint(format!("http://{addr}/v1/logs")))
+        .shutdown_timeout(Duration::from_secs(2))
+        .log_writer(std::io::sink())
+        .build()
+        .unwrap();
+    let metrics = parts.recorder.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(parts.layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..50 {
+            let _s = tracing::info_span!("work", i).entered();
+            tracing::info!(i, "did some work");
+        }
+    });
+    let mut guard = parts.guard;
+    let started = Instant::now();
+    let shut = tokio::task::spawn_blocking(move || guard.shutdown_blocking())
+        .await
+        .unwrap();
+    assert!(shut.is_err(), "the spans cannot be delivered in time");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (
+            items(&metrics, "logs", "exported"),
+            items(&metrics, "logs", "dropped")
+        ),
+        (50, 0)
     );
 }

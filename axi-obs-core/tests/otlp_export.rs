@@ -23,7 +23,8 @@ async fn roundtrip(protocol: Protocol) {
             OtlpConfig::new()
                 .endpoint(receiver.endpoint())
                 .protocol(protocol)
-                .header("x-api-key", "secret-key"),
+                .header("x-api-key", "secret-key")
+                .header("x-tenant-bin", "tenant-7"),
         )
         .log_writer(std::io::sink())
         .build()
@@ -117,6 +118,18 @@ async fn roundtrip(protocol: Protocol) {
         headers
             .iter()
             .all(|h| h.get("x-api-key").map(|v| v == "secret-key") == Some(true))
+    );
+    // A `-bin` header is gRPC binary metadata (base64 on the wire, as grpc-go sends it);
+    // over HTTP it is an ordinary header.
+    let tenant = match protocol {
+        Protocol::Grpc => "dGVuYW50LTc",
+        _ => "tenant-7",
+    };
+    assert!(
+        headers
+            .iter()
+            .all(|h| h.get("x-tenant-bin").map(|v| v == tenant) == Some(true)),
+        "{headers:?}"
     );
 }
 

@@ -45,36 +45,67 @@ impl ControlHandle {
         (Self { tx }, rx)
     }
 
-    fn request(
-        &self,
-        make: fn(Reply, Instant) -> Control,
-        timeout: Duration,
-    ) -> Result<(), String> {
+    /// Sends a request whose export is to end by `deadline`, without waiting for it: several
+    /// tasks sent theirs first, then waited on, work on them at the same time.
+    fn send(&self, make: fn(Reply, Instant) -> Control, deadline: Instant) -> Pending {
         let (reply_tx, reply_rx) = std_mpsc::channel();
-        match self.tx.try_send(make(reply_tx, Instant::now() + timeout)) {
-            Ok(()) => {}
+        match self.tx.try_send(make(reply_tx, deadline)) {
+            Ok(()) => Pending::Sent(reply_rx, deadline),
             // Already shut down: nothing left to export.
-            Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Pending::Done(Ok(())),
             // A burst of control requests: this one did not run, and says so.
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err("not run: too many flush and shutdown requests queued".to_owned());
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => Pending::Done(Err(
+                "not run: too many flush and shutdown requests queued".to_owned(),
+            )),
         }
-        match reply_rx.recv_timeout(timeout) {
-            Ok(r) => r,
-            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(format!("timed out after {timeout:?}")),
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => Ok(()),
-        }
+    }
+
+    /// Starts exporting everything queued so far, to end by `deadline`.
+    pub(crate) fn begin_flush(&self, deadline: Instant) -> Pending {
+        self.send(Control::Flush, deadline)
+    }
+
+    /// Starts exporting everything queued and stopping the task, to end by `deadline`.
+    pub(crate) fn begin_shutdown(&self, deadline: Instant) -> Pending {
+        self.send(Control::Shutdown, deadline)
     }
 
     /// Exports everything queued so far; waits at most `timeout`.
     pub(crate) fn flush(&self, timeout: Duration) -> Result<(), String> {
-        self.request(Control::Flush, timeout)
+        self.begin_flush(Instant::now() + timeout).wait()
     }
 
     /// Exports everything queued and stops the task; waits at most `timeout`.
     pub(crate) fn shutdown(&self, timeout: Duration) -> Result<(), String> {
-        self.request(Control::Shutdown, timeout)
+        self.begin_shutdown(Instant::now() + timeout).wait()
+    }
+}
+
+/// A flush or shutdown request sent to an export task, its answer not yet waited for.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    Sent(std_mpsc::Receiver<Result<(), String>>, Instant),
+    Done(Result<(), String>),
+}
+
+impl Pending {
+    /// The task's answer, waited for until the request's deadline (at least 1 ms).
+    pub(crate) fn wait(self) -> Result<(), String> {
+        match self {
+            Pending::Done(r) => r,
+            Pending::Sent(reply, deadline) => {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                match reply.recv_timeout(left) {
+                    Ok(r) => r,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                        Err("timed out at its deadline".to_owned())
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => Ok(()),
+                }
+            }
+        }
     }
 }
 

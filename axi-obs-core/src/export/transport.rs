@@ -249,7 +249,17 @@ impl Transport {
                     })?;
                 let mut metadata = tonic::metadata::MetadataMap::new();
                 for (k, v) in &target.headers {
-                    if let (Ok(k), Ok(v)) = (
+                    // Validated during configuration. A `-bin` key is gRPC binary metadata:
+                    // the value's bytes go base64-encoded, as grpc-go sends such a header
+                    // from `OTEL_EXPORTER_OTLP_HEADERS`.
+                    if k.ends_with("-bin") {
+                        if let Ok(k) = tonic::metadata::MetadataKey::from_bytes(k.as_bytes()) {
+                            metadata.insert_bin(
+                                k,
+                                tonic::metadata::MetadataValue::from_bytes(v.as_bytes()),
+                            );
+                        }
+                    } else if let (Ok(k), Ok(v)) = (
                         tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
                         tonic::metadata::MetadataValue::try_from(v.as_str()),
                     ) {
