@@ -13,7 +13,9 @@
 //! the file survive a crash of the machine (of the file and of its folder: under a
 //! millisecond on an idle SSD, tens of milliseconds on a busy disk) run at most once per
 //! [`SYNC_INTERVAL`], as Filebeat flushes its registry: after a power loss at most that much
-//! acknowledged work is sent again. So the disk does not set the pace.
+//! acknowledged work is sent again. So the disk does not set the pace. At shutdown the
+//! registry is written (and synced) whatever happened: it also holds the files found since
+//! the last acknowledgement, which a restart with `start_at: end` would otherwise skip.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -168,9 +170,8 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     let kind = output.kind();
-    // When the registry file was last made durable; unsynced acknowledgements pending.
+    // When the registry file was last made durable.
     let mut last_sync = tokio::time::Instant::now();
-    let mut unsynced = false;
     let mut batch: Vec<Record> = Vec::with_capacity(settings.max_events);
     'outer: loop {
         // Wait for a first record, then fill the batch until it is full or max_wait passed.
@@ -237,7 +238,6 @@ pub async fn run(
                             // the next start does not send them again.
                             if start > 0 {
                                 acknowledge(&registry, &batch[..start]);
-                                unsynced = true;
                             }
                             break 'outer;
                         }
@@ -253,11 +253,11 @@ pub async fn run(
         if sync {
             last_sync = tokio::time::Instant::now();
         }
-        unsynced = !sync;
     }
-    if unsynced {
-        report_write(persist(&registry, &registry_path, true).await);
-    }
+    // Always, not only after acknowledgements: the files found since the last write (a new
+    // file while the output was down) must be known at the next start, or `start_at: end`
+    // would skip what they hold.
+    report_write(persist(&registry, &registry_path, true).await);
     stop.store(true, Ordering::Relaxed);
     // Closing the queue releases a tailer blocked on a full queue.
     drop(rx);

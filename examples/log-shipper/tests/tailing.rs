@@ -398,3 +398,42 @@ async fn a_file_created_and_rotated_away_while_a_backlog_is_read_is_not_missed()
     assert_eq!(counts.len(), 20_001);
     assert!(counts.values().all(|n| *n == 1));
 }
+
+/// `start_at: end` skips what files held at the first scan, not what later ones hold. A file
+/// created while the output is down, then a graceful stop before anything was acknowledged:
+/// the registry written at shutdown knows the file, so the next start reads it from its
+/// start instead of skipping it as a file never seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_found_during_an_outage_is_read_whole_after_a_restart_with_start_at_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let glob = dir.path().join("*.log").display().to_string();
+    let config = yaml(dir.path(), &glob, "    start_at: end\n");
+    append(&dir.path().join("old.log"), "skipped by start_at: end\n");
+    let down = Memory::default();
+    down.fail_first.store(usize::MAX, Ordering::SeqCst);
+    let running = start(&config, down.clone());
+    // Past the first scan (20 ms polls), a new file.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let new = dir.path().join("new.log");
+    append(
+        &new,
+        &(0..10).map(|i| format!("n {i}\n")).collect::<String>(),
+    );
+    assert!(wait_until(|| down.failures.load(Ordering::SeqCst) >= 2).await);
+    running.stop().await;
+    assert!(down.bodies().is_empty());
+
+    let out = Memory::default();
+    let running = start(&config, out.clone());
+    assert!(
+        wait_until(|| out.bodies().len() >= 10).await,
+        "{:?}",
+        out.bodies()
+    );
+    running.stop().await;
+    let bodies = out.bodies();
+    assert_eq!(
+        bodies,
+        (0..10).map(|i| format!("n {i}")).collect::<Vec<_>>()
+    );
+}
