@@ -388,6 +388,29 @@ async fn whole_request_answers_keep_or_refuse_the_batch() {
             "{status}: {e:?}"
         );
     }
+    // The same problems on each item of a 200 answer (no right on this index, an index that
+    // may not be created): kept and retried too, not dropped as a bad event would be.
+    for (status, kind) in [
+        (401, "security_exception"),
+        (403, "security_exception"),
+        (404, "index_not_found_exception"),
+    ] {
+        let endpoint = bulk_server(move |body: String| async move {
+            let items: Vec<J> = body
+                .lines()
+                .step_by(2)
+                .map(|_| json!({"create": {"status": status, "error": {"type": kind, "reason": "no"}}}))
+                .collect();
+            let reply = json!({"took": 1, "errors": true, "items": items});
+            (StatusCode::OK, reply.to_string())
+        })
+        .await;
+        let e = bulk("logs", &endpoint).send(&batch()).await.unwrap_err();
+        assert!(
+            matches!(&e, SendError::Retryable { message, .. } if message.starts_with("6 of 6")),
+            "{status}: {e:?}"
+        );
+    }
     // Malformed, as far as the server is concerned: refused for good.
     let endpoint = bulk_server(|_| async { (StatusCode::BAD_REQUEST, "bad".to_owned()) }).await;
     let e = bulk("logs", &endpoint).send(&batch()).await.unwrap_err();

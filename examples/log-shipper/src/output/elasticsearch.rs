@@ -416,9 +416,23 @@ impl ElasticsearchBulk {
                 .unwrap_or(0);
             match status {
                 200..=299 | 409 => state.settled[*i] = true,
-                429 | 500..=599 => {
+                // 401/403/404 on an item are the cluster's, not the event's: an API key
+                // without rights on a new daily index, an index that may not be auto-created.
+                // Kept and retried until that is fixed, as the same answers to the whole
+                // request are (Filebeat drops them).
+                401 | 403 | 404 | 429 | 500..=599 => {
                     retry += 1;
                     first_retry.get_or_insert(status);
+                    if matches!(status, 401 | 403 | 404) {
+                        let error = result.and_then(|r| r.get("error"));
+                        tracing::warn!(
+                            status,
+                            index = %self.index(&batch[*i]),
+                            error_type = error.and_then(|e| e.get("type")).and_then(J::as_str).unwrap_or(""),
+                            reason = error.and_then(|e| e.get("reason")).and_then(J::as_str).unwrap_or(""),
+                            "Elasticsearch cannot store into this index for now; kept and retried"
+                        );
+                    }
                 }
                 _ => {
                     state.settled[*i] = true;
