@@ -140,6 +140,35 @@ impl Registry {
     ///
     /// If the file exists but cannot be read or parsed.
     pub fn load(path: &Path) -> Result<Self, RegistryError> {
+        let entries = match Self::read(path) {
+            Ok(entries) => entries,
+            // After a power loss, a file replaced without `fsync` can be empty or hold
+            // garbage (XFS): the last synced copy is at most a second older.
+            Err(e @ RegistryError::Invalid { .. }) => {
+                let synced = synced_copy(path);
+                match Self::read(&synced) {
+                    Ok(entries) if synced.exists() => {
+                        tracing::warn!(
+                            error = %e,
+                            using = %synced.display(),
+                            "registry unreadable (a crash of the machine?): using its last synced copy; \
+                             at most a second of acknowledged events is sent again"
+                        );
+                        entries
+                    }
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            entries,
+        })
+    }
+
+    /// The entries of the registry file `path`; none when it does not exist.
+    fn read(path: &Path) -> Result<HashMap<(u64, u64), Entry>, RegistryError> {
         let mut entries = HashMap::new();
         match std::fs::read_to_string(path) {
             Ok(text) => {
@@ -161,10 +190,7 @@ impl Registry {
                 });
             }
         }
-        Ok(Self {
-            path: path.to_owned(),
-            entries,
-        })
+        Ok(entries)
     }
 
     /// The file this registry is persisted to.
@@ -258,9 +284,10 @@ impl Registry {
 
     /// Writes `json` (from [`to_json`](Self::to_json)) to `path` atomically: a temporary file
     /// in the same folder, then `rename`. With `sync`, the file is `fsync`ed before the rename
-    /// and the folder after it, so the new content also survives a crash of the machine;
-    /// without, it survives a crash of the process (the kernel keeps it). Blocking: call it
-    /// off async runtime threads.
+    /// and the folder after it, so the new content also survives a crash of the machine, and
+    /// it is also linked as `PATH.synced`, the copy [`load`](Self::load) falls back to when a
+    /// crash of the machine left `path` unreadable; without, it survives a crash of the
+    /// process (the kernel keeps it). Blocking: call it off async runtime threads.
     ///
     /// # Errors
     ///
@@ -286,6 +313,16 @@ impl Registry {
                 f.sync_all().map_err(err)?;
             }
         }
+        if sync {
+            // The synced content under a second name, which later unsynced writes (new files
+            // renamed over `path`) leave alone.
+            let mut link = tmp.clone().into_os_string();
+            link.push(".synced");
+            let link = PathBuf::from(link);
+            let _ = std::fs::remove_file(&link);
+            std::fs::hard_link(&tmp, &link).map_err(err)?;
+            std::fs::rename(&link, synced_copy(path)).map_err(err)?;
+        }
         std::fs::rename(&tmp, path).map_err(err)?;
         if sync {
             std::fs::File::open(&dir)
@@ -304,6 +341,13 @@ impl Registry {
     pub fn save(&self) -> Result<(), RegistryError> {
         Self::write_atomically(&self.path, &self.to_json(), true)
     }
+}
+
+/// Where the registry at `path` keeps its last synced copy: `PATH.synced`.
+fn synced_copy(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".synced");
+    PathBuf::from(p)
 }
 
 #[cfg(test)]
@@ -355,6 +399,36 @@ mod tests {
         assert_eq!(e.fingerprint, Fingerprint::of(b"y"));
         assert_eq!(e.path, Path::new("/a.log"));
         assert!(!dir.path().join("reg.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_registry_left_unreadable_by_a_crash_falls_back_to_its_last_synced_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reg.json");
+        let mut r = Registry::load(&path).unwrap();
+        r.track(key(0), Path::new("/a.log"), Fingerprint::of(b"x"), 0);
+        assert!(r.ack(Position {
+            key: key(0),
+            end: 10
+        }));
+        Registry::write_atomically(&path, &r.to_json(), true).unwrap();
+        assert!(r.ack(Position {
+            key: key(0),
+            end: 20
+        }));
+        Registry::write_atomically(&path, &r.to_json(), false).unwrap();
+        // Both readable: the newest wins.
+        assert_eq!(Registry::load(&path).unwrap().get(1, 2).unwrap().offset, 20);
+        // The unsynced file came back empty, or with garbage: the synced copy is used.
+        for broken in ["", "\0\0\0\0"] {
+            std::fs::write(&path, broken).unwrap();
+            assert_eq!(Registry::load(&path).unwrap().get(1, 2).unwrap().offset, 10);
+        }
+        // Without a readable copy, the error names the registry.
+        std::fs::write(synced_copy(&path), "{").unwrap();
+        let e = Registry::load(&path).unwrap_err().to_string();
+        assert!(e.contains("reg.json is not valid"), "{e}");
+        assert!(!dir.path().join("reg.json.tmp.synced").exists());
     }
 
     #[test]
