@@ -1365,37 +1365,53 @@ fn parse_exporter(value: &str, signal: Signal, var: &'static str) -> Result<Expo
     Ok(if otlp { Exporter::Otlp } else { Exporter::None })
 }
 
+/// `url` with the user and password it may carry (`http://user:token@host`) replaced by
+/// `***`: what error messages and logs show of an endpoint.
+pub(crate) fn redact_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+    match authority.rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// Checks that `url` is an absolute `http`/`https` URL with a host, and returns it trimmed.
+/// Errors show it without the credentials it may carry.
 fn validate_endpoint(url: &str, setting: Source) -> Result<String, ConfigError> {
     let url = url.trim();
+    let shown = redact_userinfo(url);
     let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
-        ConfigError::new(setting.clone(), url, e.to_string())
+        ConfigError::new(setting.clone(), &shown, e.to_string())
     })?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         Some(other) => {
             return Err(ConfigError::new(
                 setting,
-                url,
+                &shown,
                 format!("unsupported URL scheme {other:?}; expected http or https"),
             ));
         }
         None => {
             return Err(ConfigError::new(
                 setting,
-                url,
+                &shown,
                 "not an absolute URL; expected e.g. http://localhost:4318",
             ));
         }
     }
     match uri.host() {
         Some(h) if !h.is_empty() => {}
-        _ => return Err(ConfigError::new(setting, url, "the URL has no host")),
+        _ => return Err(ConfigError::new(setting, &shown, "the URL has no host")),
     }
     if uri.scheme_str() == Some("https") {
         return Err(ConfigError::new(
             setting,
-            url,
+            &shown,
             "https endpoints need TLS, which this build of axi-obs-core does not include; \
              export to a local collector over http",
         ));
@@ -1414,6 +1430,36 @@ fn join_endpoint(base: &str, protocol: Protocol, signal: Signal) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn endpoint_credentials_never_reach_an_error_message() {
+        assert_eq!(
+            redact_userinfo("http://user:tok@collector:4318/v1/traces?x=@"),
+            "http://***@collector:4318/v1/traces?x=@"
+        );
+        assert_eq!(
+            redact_userinfo("http://collector:4318/a@b"),
+            "http://collector:4318/a@b"
+        );
+        assert_eq!(redact_userinfo("collector:4318"), "collector:4318");
+        let e = validate_endpoint(
+            "ftp://user:tok@collector",
+            Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("tok"), "{e}");
+        assert!(e.contains("ftp://***@collector"), "{e}");
+        // The URL itself keeps them: they are the user's to send.
+        assert_eq!(
+            validate_endpoint(
+                "http://user:tok@collector:4318",
+                Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT)
+            )
+            .unwrap(),
+            "http://user:tok@collector:4318"
+        );
+    }
+
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {

@@ -98,6 +98,8 @@ impl ExportError {
 pub(crate) struct Transport {
     kind: Kind,
     url: String,
+    /// `url` as errors and logs show it: without the credentials it may carry.
+    shown: String,
     timeout: Duration,
     compression: Compression,
 }
@@ -196,6 +198,7 @@ impl Transport {
     /// connection task is spawned there); it connects lazily, so nothing dials out yet.
     pub(crate) fn new(target: &OtlpTarget) -> Result<Self, ExportError> {
         let url = target.endpoint.clone();
+        let shown = crate::config::redact_userinfo(&url);
         let kind = match target.protocol {
             Protocol::HttpProtobuf => {
                 let mut headers = http::HeaderMap::new();
@@ -228,7 +231,7 @@ impl Transport {
                     .pool_idle_timeout(Duration::from_secs(60))
                     .build()
                     .map_err(|e| ExportError::Http {
-                        url: url.clone(),
+                        url: shown.clone(),
                         message: e.to_string(),
                     })?;
                 Kind::Http { client, headers }
@@ -237,14 +240,14 @@ impl Transport {
             Protocol::Grpc => {
                 let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
                     .map_err(|e| ExportError::Endpoint {
-                        url: url.clone(),
+                        url: shown.clone(),
                         message: e.to_string(),
                     })?
                     .timeout(target.timeout)
                     .connect_timeout(target.timeout)
                     .user_agent(concat!("axi-obs/", env!("CARGO_PKG_VERSION")))
                     .map_err(|e| ExportError::Endpoint {
-                        url: url.clone(),
+                        url: shown.clone(),
                         message: e.to_string(),
                     })?;
                 let mut metadata = tonic::metadata::MetadataMap::new();
@@ -273,11 +276,12 @@ impl Transport {
             }
             // Refused during configuration already (`Protocol::available`).
             #[cfg(not(feature = "otlp-grpc"))]
-            Protocol::Grpc => return Err(ExportError::NoGrpc { url }),
+            Protocol::Grpc => return Err(ExportError::NoGrpc { url: shown }),
         };
         Ok(Self {
             kind,
             url,
+            shown,
             timeout: target.timeout,
             compression: target.compression,
         })
@@ -356,8 +360,9 @@ impl Transport {
                     ExportError::Timeout(self.timeout)
                 } else {
                     ExportError::Http {
-                        url: self.url.clone(),
-                        message: crate::error_chain(&e),
+                        url: self.shown.clone(),
+                        // reqwest's own text repeats the URL, named already.
+                        message: crate::error_chain(&e.without_url()),
                     }
                 }
             })?;
@@ -376,7 +381,7 @@ impl Transport {
         } else {
             Err(ExportError::HttpStatus {
                 status: status.as_u16(),
-                url: self.url.clone(),
+                url: self.shown.clone(),
                 retry_after,
             })
         }
@@ -432,7 +437,7 @@ impl Transport {
         };
         result.map_err(|s| ExportError::Grpc {
             code: s.code(),
-            url: self.url.clone(),
+            url: self.shown.clone(),
             message: s.message().to_owned(),
         })
     }
@@ -464,6 +469,31 @@ fn jittered(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    /// An export error (here: nothing listens) names the endpoint without its credentials;
+    /// reqwest's own text, which repeats the URL, is left out.
+    #[tokio::test]
+    async fn export_errors_show_the_endpoint_without_its_credentials() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(9);
+        let target = crate::config::OtlpTarget {
+            endpoint: format!("http://user:s3cret@127.0.0.1:{port}/v1/traces"),
+            protocol: crate::config::Protocol::HttpProtobuf,
+            headers: Vec::new(),
+            timeout: Duration::from_millis(300),
+            compression: crate::config::Compression::None,
+        };
+        let transport = super::Transport::new(&target).unwrap_or_else(|e| panic!("{e}"));
+        let request = super::Request::Traces(Default::default());
+        let e = match transport.send(request, None).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("nothing listens on port {port}"),
+        };
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains(&format!("http://***@127.0.0.1:{port}")), "{e}");
+    }
 
     #[test]
     fn jitter_stays_within_half_to_one_and_a_half_and_varies() {
