@@ -170,6 +170,9 @@ thread_local! {
     static BUF: RefCell<String> = RefCell::new(String::with_capacity(512));
 }
 
+/// The largest line buffer a thread keeps between events; a longer line's buffer is freed.
+const MAX_KEPT_LINE_CAPACITY: usize = 64 * 1024;
+
 impl<S, W> Layer<S> for JsonLayer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -224,7 +227,14 @@ where
             // A log call inside a `Debug` impl of a logged value would re-enter; write that
             // inner event with a fresh buffer instead of panicking on the borrow.
             match buf.try_borrow_mut() {
-                Ok(mut buf) => self.write_event(&mut buf, event, &ctx),
+                Ok(mut buf) => {
+                    self.write_event(&mut buf, event, &ctx);
+                    // One huge line must not stay allocated on every thread that wrote one.
+                    if buf.capacity() > MAX_KEPT_LINE_CAPACITY {
+                        buf.clear();
+                        buf.shrink_to(512);
+                    }
+                }
                 Err(_) => self.write_event(&mut String::new(), event, &ctx),
             }
         });
@@ -649,6 +659,27 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
+    }
+
+    #[test]
+    fn a_huge_line_does_not_stay_allocated_on_its_thread() {
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::new(buf.clone(), []));
+        let capacity = std::thread::spawn(move || {
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::info!(blob = %"x".repeat(1 << 20), "huge");
+                let after_huge = BUF.with(|b| b.borrow().capacity());
+                tracing::info!("small");
+                (after_huge, BUF.with(|b| b.borrow().capacity()))
+            })
+        })
+        .join()
+        .unwrap();
+        assert!(capacity.0 <= MAX_KEPT_LINE_CAPACITY, "{capacity:?}");
+        assert!(capacity.1 <= MAX_KEPT_LINE_CAPACITY, "{capacity:?}");
+        let lines = lines(&buf);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["blob"].as_str().map(str::len), Some(1 << 20));
     }
 
     #[test]
