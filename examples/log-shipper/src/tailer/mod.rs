@@ -296,7 +296,10 @@ impl Tailer {
                         t.path = Arc::from(path.to_string_lossy().as_ref());
                         lock(&self.registry).update(t.key, &path, t.fingerprint);
                     }
-                    if t.file.is_none() && meta.len() != t.lines.read_pos() {
+                    // Reopened when its size changed since it was last read: not merely
+                    // because it ends in an unfinished line, which closing left to read
+                    // again (that reopened it every scan, re-reading the line).
+                    if t.file.is_none() && meta.len() != t.size {
                         match File::open(&path) {
                             Ok(f) => {
                                 t.file = Some(f);
@@ -645,6 +648,57 @@ mod tests {
 
     use super::*;
     use crate::registry::Fingerprint;
+
+    /// A file closed as inactive while it ends in an unfinished line stays closed until it
+    /// changes; then the line is read whole.
+    #[test]
+    fn a_file_closed_on_an_unfinished_line_stays_closed_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "done\npartial").unwrap();
+        let meta = std::fs::metadata(&log).unwrap();
+        let k = (meta.dev(), meta.ino());
+        let registry = Registry::load(&dir.path().join("registry.json")).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let input = InputSpec {
+            name: "app".into(),
+            service: "app".into(),
+            paths: vec![log.display().to_string()],
+            exclude: Vec::new(),
+            parser: crate::parse::Parser::Text,
+            access: None,
+            max_line_bytes: 1024,
+            fingerprint_bytes: 1024,
+            close_inactive: Duration::from_millis(50),
+            start_at: StartAt::Beginning,
+            multiline: None,
+        };
+        let mut tailer = Tailer::new(
+            vec![input],
+            Arc::new(Mutex::new(registry)),
+            tx,
+            Arc::default(),
+        );
+        tailer.poll().unwrap();
+        assert!(tailer.files[&k].file.is_some());
+        std::thread::sleep(Duration::from_millis(80));
+        tailer.poll().unwrap();
+        assert!(tailer.files[&k].file.is_none(), "closed as inactive");
+        for _ in 0..3 {
+            tailer.poll().unwrap();
+            assert!(
+                tailer.files[&k].file.is_none(),
+                "reopened although unchanged"
+            );
+        }
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut f, b" end\n").unwrap();
+        tailer.poll().unwrap();
+        let bodies: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|r| r.body)
+            .collect();
+        assert_eq!(bodies, ["done", "partial end"]);
+    }
 
     /// An inode the registry knows with other content is a new file: its acknowledgements
     /// carry a new generation, so those still on their way for the old content are refused.
