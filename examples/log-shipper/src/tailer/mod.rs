@@ -649,6 +649,23 @@ mod tests {
     use super::*;
     use crate::registry::Fingerprint;
 
+    /// An input reading `path` as plain text.
+    fn text_input(path: &Path, close_inactive: Duration) -> InputSpec {
+        InputSpec {
+            name: "app".into(),
+            service: "app".into(),
+            paths: vec![path.display().to_string()],
+            exclude: Vec::new(),
+            parser: crate::parse::Parser::Text,
+            access: None,
+            max_line_bytes: 1024,
+            fingerprint_bytes: 1024,
+            close_inactive,
+            start_at: StartAt::Beginning,
+            multiline: None,
+        }
+    }
+
     /// A file closed as inactive while it ends in an unfinished line stays closed until it
     /// changes; then the line is read whole.
     #[test]
@@ -660,19 +677,7 @@ mod tests {
         let k = (meta.dev(), meta.ino());
         let registry = Registry::load(&dir.path().join("registry.json")).unwrap();
         let (tx, mut rx) = mpsc::channel(16);
-        let input = InputSpec {
-            name: "app".into(),
-            service: "app".into(),
-            paths: vec![log.display().to_string()],
-            exclude: Vec::new(),
-            parser: crate::parse::Parser::Text,
-            access: None,
-            max_line_bytes: 1024,
-            fingerprint_bytes: 1024,
-            close_inactive: Duration::from_millis(50),
-            start_at: StartAt::Beginning,
-            multiline: None,
-        };
+        let input = text_input(&log, Duration::from_millis(50));
         let mut tailer = Tailer::new(
             vec![input],
             Arc::new(Mutex::new(registry)),
@@ -718,19 +723,7 @@ mod tests {
         registry.track(old, &log, Fingerprint::of(b"old content"), 3);
         let registry = Arc::new(Mutex::new(registry));
         let (tx, _rx) = mpsc::channel(16);
-        let input = InputSpec {
-            name: "app".into(),
-            service: "app".into(),
-            paths: vec![log.display().to_string()],
-            exclude: Vec::new(),
-            parser: crate::parse::Parser::Text,
-            access: None,
-            max_line_bytes: 1024,
-            fingerprint_bytes: 1024,
-            close_inactive: Duration::from_secs(60),
-            start_at: StartAt::Beginning,
-            multiline: None,
-        };
+        let input = text_input(&log, Duration::from_secs(60));
         let mut tailer = Tailer::new(vec![input], registry.clone(), tx, Arc::default());
         tailer.discover(0, &log);
         let mut reg = lock(&registry);
