@@ -18,8 +18,9 @@
 //! A file is recognised on restart by device, inode and the fingerprint of its first
 //! `fingerprint_len` bytes; the same inode with other content is a new file read from 0.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -332,6 +333,20 @@ impl Registry {
         Ok(())
     }
 
+    /// Removes the entries of files that are gone from disk, Filebeat's `clean_removed`:
+    /// those not in `tracked` (the files being read) whose path no longer exists or now holds
+    /// another file. Called after the first scan, so that the entries of files deleted while
+    /// the shipper was down do not stay forever (and a short fingerprint of theirs cannot
+    /// match a new file on a reused inode). Returns how many were removed.
+    pub fn clean_removed(&mut self, tracked: &HashSet<(u64, u64)>) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|k, e| {
+            tracked.contains(k)
+                || std::fs::metadata(&e.path).is_ok_and(|m| (m.dev(), m.ino()) == (e.dev, e.ino))
+        });
+        before - self.entries.len()
+    }
+
     /// Persists the registry atomically and durably (see
     /// [`write_atomically`](Self::write_atomically)).
     ///
@@ -399,6 +414,44 @@ mod tests {
         assert_eq!(e.fingerprint, Fingerprint::of(b"y"));
         assert_eq!(e.path, Path::new("/a.log"));
         assert!(!dir.path().join("reg.json.tmp").exists());
+    }
+
+    #[test]
+    fn entries_of_files_gone_from_disk_are_removed_after_the_first_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("kept.log");
+        let replaced = dir.path().join("replaced.log");
+        std::fs::write(&kept, "a\n").unwrap();
+        std::fs::write(&replaced, "b\n").unwrap();
+        let id = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.dev(), m.ino())
+        };
+        let key = |(dev, ino): (u64, u64)| FileKey {
+            dev,
+            ino,
+            generation: 0,
+        };
+        let mut r = Registry::load(&dir.path().join("reg.json")).unwrap();
+        let fp = Fingerprint::of(b"x");
+        r.track(key(id(&kept)), &kept, fp, 2);
+        r.track(key(id(&replaced)), &replaced, fp, 2);
+        // Deleted while the shipper was down.
+        r.track(key((1, 1)), &dir.path().join("deleted.log"), fp, 2);
+        // A tracked file is kept even where its path no longer leads to it (rotated).
+        r.track(key((1, 2)), &dir.path().join("rotated.log"), fp, 2);
+        // Another file renamed over the path (both existed at once: another inode).
+        let old_replaced = id(&replaced);
+        let other = dir.path().join("other");
+        std::fs::write(&other, "new file\n").unwrap();
+        std::fs::rename(&other, &replaced).unwrap();
+        assert_ne!(id(&replaced), old_replaced);
+        let tracked: HashSet<(u64, u64)> = [(1, 2)].into();
+        assert_eq!(r.clean_removed(&tracked), 2);
+        assert!(r.get(id(&kept).0, id(&kept).1).is_some());
+        assert!(r.get(1, 2).is_some());
+        assert!(r.get(1, 1).is_none());
+        assert!(r.get(old_replaced.0, old_replaced.1).is_none());
     }
 
     #[test]

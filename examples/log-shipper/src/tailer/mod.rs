@@ -236,6 +236,16 @@ impl Tailer {
     /// [`Stopped`] when the pipeline is gone or stopping.
     pub fn poll(&mut self) -> Result<(), Stopped> {
         self.scan();
+        if self.first_scan {
+            let tracked: HashSet<(u64, u64)> = self.files.keys().copied().collect();
+            let removed = lock(&self.registry).clean_removed(&tracked);
+            if removed > 0 {
+                tracing::info!(
+                    entries = removed,
+                    "registry entries of files gone from disk removed"
+                );
+            }
+        }
         self.first_scan = false;
         // Files that left the globs (rotated away, deleted) first: finish the old file before
         // the new one.
@@ -703,6 +713,34 @@ mod tests {
             .map(|r| r.body)
             .collect();
         assert_eq!(bodies, ["done", "partial end"]);
+    }
+
+    /// The first poll leaves out of the registry the files deleted while the shipper was
+    /// down; the files it reads stay.
+    #[test]
+    fn the_first_poll_cleans_the_registry_of_deleted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "line\n").unwrap();
+        let mut registry = Registry::load(&dir.path().join("registry.json")).unwrap();
+        let gone = FileKey {
+            dev: 1,
+            ino: 1,
+            generation: 0,
+        };
+        registry.track(gone, &dir.path().join("gone.log"), Fingerprint::of(b"x"), 5);
+        let registry = Arc::new(Mutex::new(registry));
+        let (tx, _rx) = mpsc::channel(16);
+        let mut tailer = Tailer::new(
+            vec![text_input(&log, Duration::from_secs(60))],
+            registry.clone(),
+            tx,
+            Arc::default(),
+        );
+        tailer.poll().unwrap();
+        let reg = lock(&registry);
+        assert!(reg.get(1, 1).is_none());
+        assert_eq!(reg.entries().count(), 1);
     }
 
     /// An inode the registry knows with other content is a new file: its acknowledgements
