@@ -138,6 +138,10 @@ pub struct Record {
     pub path: Arc<str>,
     /// Where the line ended, for the registry.
     pub position: Position,
+    /// When the file was created, nanoseconds since the Unix epoch, where the file system
+    /// keeps a birth time (`statx`): it tells a file recreated on a reused inode from the one
+    /// before, whose lines sit at the same offsets.
+    pub file_birth_unix_nano: Option<u64>,
     /// When the event happened (from the line), nanoseconds since the Unix epoch.
     pub time_unix_nano: Option<u64>,
     /// When the line was read, nanoseconds since the Unix epoch.

@@ -28,6 +28,7 @@ fn record(end: u64, time: Option<u64>, body: &str) -> Record {
             },
             end,
         },
+        file_birth_unix_nano: None,
         time_unix_nano: time,
         // 2026-11-26T10:00:05Z.
         observed_unix_nano: 1_795_687_205_000_000_000,
@@ -176,7 +177,7 @@ fn parsed_fields_never_clash_with_the_shippers_own() {
 }
 
 #[test]
-fn ids_depend_on_file_offset_text_and_parsed_time_only() {
+fn ids_depend_on_file_birth_offset_text_and_parsed_time_only() {
     let a = record(100, Some(1), "x");
     let mut again = a.clone();
     // Read again after a restart: another observation time and generation.
@@ -189,6 +190,13 @@ fn ids_depend_on_file_offset_text_and_parsed_time_only() {
     other_text.body = "y".into();
     let mut other_inode = a.clone();
     other_inode.position.key.ino += 1;
+    // A file created again on the same inode (deleted, then a new one): its birth time.
+    let mut born = a.clone();
+    born.file_birth_unix_nano = Some(1_795_687_000_000_000_000);
+    let mut reborn = born.clone();
+    reborn.file_birth_unix_nano = Some(1_795_687_100_000_000_000);
+    assert_ne!(ElasticsearchBulk::id(&born), ElasticsearchBulk::id(&reborn));
+    assert_ne!(ElasticsearchBulk::id(&a), ElasticsearchBulk::id(&born));
     // The same message at the same offset of a file refilled after copytruncate: its time.
     let mut other_time = a.clone();
     other_time.time_unix_nano = Some(2);

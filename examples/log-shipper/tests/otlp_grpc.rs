@@ -106,6 +106,7 @@ async fn an_unreachable_receiver_is_retried() {
             },
             end: 2,
         },
+        file_birth_unix_nano: None,
         time_unix_nano: None,
         observed_unix_nano: 1,
         level: None,

@@ -206,6 +206,7 @@ fn record(body: &str, end: u64) -> Record {
             },
             end,
         },
+        file_birth_unix_nano: None,
         time_unix_nano: None,
         observed_unix_nano: 1,
         level: None,

@@ -218,14 +218,19 @@ impl ElasticsearchBulk {
     }
 
     /// The deterministic `_id` of an event: 32 hex digits of FNV-1a 128 over the file's
-    /// device and inode, the offset where the line ends, the line's text and the time parsed
-    /// from it (if any). Reading the same line again gives the same id; a file truncated and
-    /// refilled (copytruncate) with the same message at the same offset, a JSON line whose
-    /// text is its `message` alone, differs by its time.
+    /// device, inode and birth time (where the file system keeps one), the offset where the
+    /// line ends, the line's text and the time parsed from it (if any). Reading the same line
+    /// again gives the same id; a file deleted and created again on the same inode (a job's
+    /// log, each run) differs by its birth time; a file truncated and refilled (copytruncate)
+    /// with the same message at the same offset, a JSON line whose text is its `message`
+    /// alone, differs by its time.
     pub fn id(r: &Record) -> String {
         let mut h = Fnv128::new();
         h.write(&r.position.key.dev.to_le_bytes());
         h.write(&r.position.key.ino.to_le_bytes());
+        if let Some(birth) = r.file_birth_unix_nano {
+            h.write(&birth.to_le_bytes());
+        }
         h.write(&r.position.end.to_le_bytes());
         h.write(r.body.as_bytes());
         if let Some(t) = r.time_unix_nano {

@@ -255,6 +255,7 @@ mod tests {
                 },
                 end: i * 10,
             },
+            file_birth_unix_nano: None,
             time_unix_nano: Some(1_764_151_200_000_000_000 + i),
             observed_unix_nano: 1_764_151_201_000_000_000,
             level: Some(Level::Info),

@@ -82,6 +82,8 @@ pub struct Stopped;
 struct Tracked {
     input: usize,
     key: FileKey,
+    /// The file's birth time, where the file system keeps one (see [`Record`]).
+    birth: Option<u64>,
     path: Arc<str>,
     file: Option<File>,
     lines: LineSplitter,
@@ -350,6 +352,11 @@ impl Tailer {
         };
         let Ok(meta) = file.metadata() else { return };
         let (dev, ino, size) = (meta.dev(), meta.ino(), meta.len());
+        let birth = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| u64::try_from(d.as_nanos()).ok());
         let fp_len = size.min(input.fingerprint_bytes as u64);
         let Ok(fp) = fingerprint(&file, fp_len) else {
             return;
@@ -393,6 +400,7 @@ impl Tailer {
             Tracked {
                 input: idx,
                 key,
+                birth,
                 path: Arc::from(path.to_string_lossy().as_ref()),
                 file: Some(file),
                 lines: LineSplitter::new(input.max_line_bytes, start),
@@ -596,6 +604,7 @@ impl Tailer {
                 key: t.key,
                 end: line.end,
             },
+            file_birth_unix_nano: t.birth,
             time_unix_nano: parsed.time_unix_nano,
             observed_unix_nano: observed,
             level: parsed.level,
@@ -709,10 +718,16 @@ mod tests {
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         std::io::Write::write_all(&mut f, b" end\n").unwrap();
         tailer.poll().unwrap();
-        let bodies: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|r| r.body)
-            .collect();
+        let records: Vec<Record> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let bodies: Vec<&str> = records.iter().map(|r| r.body.as_str()).collect();
         assert_eq!(bodies, ["done", "partial end"]);
+        // Each record carries the file's birth time, where the file system keeps one.
+        let birth = std::fs::metadata(&log)
+            .unwrap()
+            .created()
+            .ok()
+            .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+        assert!(records.iter().all(|r| r.file_birth_unix_nano == birth));
     }
 
     /// The first poll leaves out of the registry the files deleted while the shipper was
