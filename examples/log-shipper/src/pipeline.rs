@@ -254,16 +254,17 @@ pub async fn run(
             last_sync = tokio::time::Instant::now();
         }
     }
-    // Always, not only after acknowledgements: the files found since the last write (a new
-    // file while the output was down) must be known at the next start, or `start_at: end`
-    // would skip what they hold.
-    report_write(persist(&registry, &registry_path, true).await);
     stop.store(true, Ordering::Relaxed);
     // Closing the queue releases a tailer blocked on a full queue.
     drop(rx);
+    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+    // Always, not only after acknowledgements, and once the tailer has stopped: the files
+    // found since the last write (a new file while the output was down) must be known at the
+    // next start, or `start_at: end` would skip what they hold.
+    report_write(persist(&registry, &registry_path, true).await);
     // A tailer that panicked ended the run as if shut down: say so, so the process exits
     // with an error and a supervisor restarts it.
-    if let Ok(Err(panic)) = tokio::task::spawn_blocking(move || thread.join()).await {
+    if let Ok(Err(panic)) = joined {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())

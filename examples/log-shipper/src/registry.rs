@@ -141,25 +141,29 @@ impl Registry {
     ///
     /// If the file exists but cannot be read or parsed.
     pub fn load(path: &Path) -> Result<Self, RegistryError> {
+        let synced = synced_copy(path);
         let entries = match Self::read(path) {
+            // The registry's first synced write may have been lost with its rename (a crash
+            // of the machine) while its copy was kept.
+            Ok(entries) if entries.is_empty() && !path.exists() && synced.exists() => {
+                tracing::warn!(using = %synced.display(), "registry missing: using its last synced copy");
+                Self::read(&synced)?
+            }
             Ok(entries) => entries,
             // After a power loss, a file replaced without `fsync` can be empty or hold
             // garbage (XFS): the last synced copy is at most a second older.
-            Err(e @ RegistryError::Invalid { .. }) => {
-                let synced = synced_copy(path);
-                match Self::read(&synced) {
-                    Ok(entries) if synced.exists() => {
-                        tracing::warn!(
-                            error = %e,
-                            using = %synced.display(),
-                            "registry unreadable (a crash of the machine?): using its last synced copy; \
-                             at most a second of acknowledged events is sent again"
-                        );
-                        entries
-                    }
-                    _ => return Err(e),
+            Err(e @ RegistryError::Invalid { .. }) => match Self::read(&synced) {
+                Ok(entries) if synced.exists() => {
+                    tracing::warn!(
+                        error = %e,
+                        using = %synced.display(),
+                        "registry unreadable (a crash of the machine?): using its last synced copy; \
+                         at most a second of acknowledged events is sent again"
+                    );
+                    entries
                 }
-            }
+                _ => return Err(e),
+            },
             Err(e) => return Err(e),
         };
         Ok(Self {
@@ -307,6 +311,9 @@ impl Registry {
         tmp_name.push(".tmp");
         let tmp = dir.join(tmp_name);
         {
+            // A temporary file left by a crash may be the synced copy's other name: written
+            // in place, it would change that copy too.
+            let _ = std::fs::remove_file(&tmp);
             let mut f = std::fs::File::create(&tmp).map_err(err)?;
             f.write_all(json).map_err(err)?;
             f.write_all(b"\n").map_err(err)?;
@@ -321,8 +328,17 @@ impl Registry {
             link.push(".synced");
             let link = PathBuf::from(link);
             let _ = std::fs::remove_file(&link);
-            std::fs::hard_link(&tmp, &link).map_err(err)?;
-            std::fs::rename(&link, synced_copy(path)).map_err(err)?;
+            match std::fs::hard_link(&tmp, &link) {
+                Ok(()) => std::fs::rename(&link, synced_copy(path)).map_err(err)?,
+                // A file system without hard links (vfat, some FUSE and CIFS mounts): the
+                // registry itself is still written, without the copy.
+                Err(e) => {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        tracing::warn!(path = %path.display(), error = %e, "no synced copy of the registry kept (hard links refused)");
+                    });
+                }
+            }
         }
         std::fs::rename(&tmp, path).map_err(err)?;
         if sync {
@@ -340,9 +356,14 @@ impl Registry {
     /// match a new file on a reused inode). Returns how many were removed.
     pub fn clean_removed(&mut self, tracked: &HashSet<(u64, u64)>) -> usize {
         let before = self.entries.len();
+        // Only what is surely gone: a path that does not exist or holds another file. Any
+        // other error (permissions, a mount not there yet) keeps the entry.
         self.entries.retain(|k, e| {
             tracked.contains(k)
-                || std::fs::metadata(&e.path).is_ok_and(|m| (m.dev(), m.ino()) == (e.dev, e.ino))
+                || match std::fs::metadata(&e.path) {
+                    Ok(m) => (m.dev(), m.ino()) == (e.dev, e.ino),
+                    Err(err) => err.kind() != std::io::ErrorKind::NotFound,
+                }
         });
         before - self.entries.len()
     }
@@ -446,8 +467,11 @@ mod tests {
         std::fs::write(&other, "new file\n").unwrap();
         std::fs::rename(&other, &replaced).unwrap();
         assert_ne!(id(&replaced), old_replaced);
+        // A path that cannot be looked at (here: under a regular file) is not "gone".
+        r.track(key((1, 3)), &kept.join("child.log"), fp, 2);
         let tracked: HashSet<(u64, u64)> = [(1, 2)].into();
         assert_eq!(r.clean_removed(&tracked), 2);
+        assert!(r.get(1, 3).is_some());
         assert!(r.get(id(&kept).0, id(&kept).1).is_some());
         assert!(r.get(1, 2).is_some());
         assert!(r.get(1, 1).is_none());
@@ -477,6 +501,16 @@ mod tests {
             std::fs::write(&path, broken).unwrap();
             assert_eq!(Registry::load(&path).unwrap().get(1, 2).unwrap().offset, 10);
         }
+        // The registry missing (its first synced rename lost), the copy there: the copy.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(Registry::load(&path).unwrap().get(1, 2).unwrap().offset, 10);
+        // A temporary file a crash left behind, still the synced copy's other name: the next
+        // write does not change the copy through it.
+        let tmp = dir.path().join("reg.json.tmp");
+        std::fs::hard_link(synced_copy(&path), &tmp).unwrap();
+        Registry::write_atomically(&path, &r.to_json(), false).unwrap();
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(Registry::load(&path).unwrap().get(1, 2).unwrap().offset, 10);
         // Without a readable copy, the error names the registry.
         std::fs::write(synced_copy(&path), "{").unwrap();
         let e = Registry::load(&path).unwrap_err().to_string();

@@ -84,6 +84,8 @@ struct Tracked {
     key: FileKey,
     /// The file's birth time, where the file system keeps one (see [`Record`]).
     birth: Option<u64>,
+    /// Its modification time when last read: with the size, what tells a closed file changed.
+    modified: Option<std::time::SystemTime>,
     path: Arc<str>,
     file: Option<File>,
     lines: LineSplitter,
@@ -308,10 +310,12 @@ impl Tailer {
                         t.path = Arc::from(path.to_string_lossy().as_ref());
                         lock(&self.registry).update(t.key, &path, t.fingerprint);
                     }
-                    // Reopened when its size changed since it was last read: not merely
-                    // because it ends in an unfinished line, which closing left to read
-                    // again (that reopened it every scan, re-reading the line).
-                    if t.file.is_none() && meta.len() != t.size {
+                    // Reopened when its size or modification time changed since it was last
+                    // read: not merely because it ends in an unfinished line, which closing
+                    // left to read again (that reopened it every scan, re-reading the line).
+                    if t.file.is_none()
+                        && (meta.len() != t.size || meta.modified().ok() != t.modified)
+                    {
                         match File::open(&path) {
                             Ok(f) => {
                                 t.file = Some(f);
@@ -352,11 +356,7 @@ impl Tailer {
         };
         let Ok(meta) = file.metadata() else { return };
         let (dev, ino, size) = (meta.dev(), meta.ino(), meta.len());
-        let birth = meta
-            .created()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| u64::try_from(d.as_nanos()).ok());
+        let birth = birth_of(&meta);
         let fp_len = size.min(input.fingerprint_bytes as u64);
         let Ok(fp) = fingerprint(&file, fp_len) else {
             return;
@@ -401,6 +401,7 @@ impl Tailer {
                 input: idx,
                 key,
                 birth,
+                modified: meta.modified().ok(),
                 path: Arc::from(path.to_string_lossy().as_ref()),
                 file: Some(file),
                 lines: LineSplitter::new(input.max_line_bytes, start),
@@ -439,12 +440,19 @@ impl Tailer {
             return Ok(true);
         };
         let input = &self.inputs[t.input];
-        let size = file.metadata().map(|m| m.len()).unwrap_or(t.size);
+        let meta = file.metadata().ok();
+        let size = meta.as_ref().map_or(t.size, std::fs::Metadata::len);
         t.size = size;
+        t.modified = meta.as_ref().and_then(|m| m.modified().ok());
+        // Another birth time: deleted and created again on the same inode (reopened after
+        // being closed as inactive), even with the same first bytes and a larger size.
+        let birth = meta.as_ref().and_then(birth_of);
+        let reborn = birth.is_some() && t.birth.is_some() && birth != t.birth;
         let truncated = size < t.lines.read_pos();
         let rewritten = !truncated
-            && t.fingerprint.len > 0
-            && fingerprint(file, t.fingerprint.len).ok() != Some(t.fingerprint);
+            && (reborn
+                || t.fingerprint.len > 0
+                    && fingerprint(file, t.fingerprint.len).ok() != Some(t.fingerprint));
         let fingerprint_bytes = input.fingerprint_bytes as u64;
         if truncated || rewritten {
             tracing::info!(path = %t.path, size, read = t.lines.read_pos(), "file truncated or rewritten: reading from the start");
@@ -457,6 +465,7 @@ impl Tailer {
                 return Err(Stopped);
             }
             t.key.generation = t.key.generation.wrapping_add(1);
+            t.birth = birth.or(t.birth);
             t.lines.reset(0);
             t.fingerprint = fingerprint(file, size.min(fingerprint_bytes)).unwrap_or_default();
             lock(&self.registry).track(t.key, Path::new(&*t.path), t.fingerprint, 0);
@@ -661,6 +670,14 @@ impl Tailer {
     }
 }
 
+/// A file's birth time in nanoseconds since the Unix epoch, where the file system keeps one.
+fn birth_of(meta: &std::fs::Metadata) -> Option<u64> {
+    meta.created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_nanos()).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt as _;
@@ -728,6 +745,54 @@ mod tests {
             .ok()
             .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
         assert!(records.iter().all(|r| r.file_birth_unix_nano == birth));
+    }
+
+    /// A closed file rewritten in place to the same size (so only its modification time
+    /// tells) is reopened and read again; one whose birth time changed (deleted and created
+    /// again on the same inode) is read from its start as a new file.
+    #[test]
+    fn closed_files_rewritten_to_the_same_size_or_reborn_are_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "aaaa\n").unwrap();
+        let meta = std::fs::metadata(&log).unwrap();
+        let k = (meta.dev(), meta.ino());
+        let registry = Registry::load(&dir.path().join("registry.json")).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut tailer = Tailer::new(
+            vec![text_input(&log, Duration::from_millis(50))],
+            Arc::new(Mutex::new(registry)),
+            tx,
+            Arc::default(),
+        );
+        tailer.poll().unwrap();
+        std::thread::sleep(Duration::from_millis(80));
+        tailer.poll().unwrap();
+        assert!(tailer.files[&k].file.is_none(), "closed as inactive");
+        // The same inode, the same size, other content.
+        std::fs::write(&log, "bbbb\n").unwrap();
+        tailer.poll().unwrap();
+        let bodies: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|r| r.body)
+            .collect();
+        assert_eq!(bodies, ["aaaa", "bbbb"]);
+        // Born again on this inode with the same first line and more: read from the start,
+        // under a new generation.
+        let generation = tailer.files[&k].key.generation;
+        if let Some(birth) = tailer.files[&k].birth {
+            tailer.files.get_mut(&k).unwrap().birth = Some(birth - 1);
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            std::io::Write::write_all(&mut f, b"cccc\n").unwrap();
+            tailer.poll().unwrap();
+            let bodies: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|r| r.body)
+                .collect();
+            assert_eq!(bodies, ["bbbb", "cccc"]);
+            assert_eq!(tailer.files[&k].key.generation, generation + 1);
+            assert_eq!(tailer.files[&k].birth, Some(birth));
+        } else {
+            println!("this file system keeps no birth times: the rebirth half is not run");
+        }
     }
 
     /// The first poll leaves out of the registry the files deleted while the shipper was
