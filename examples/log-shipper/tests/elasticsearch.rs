@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use log_shipper::output::{Delivered, ElasticsearchBulk, Output, SendError};
+use log_shipper::output::{Delivered, ElasticsearchBulk, ITEM_REFUSALS, Output, SendError};
 use log_shipper::record::{FileKey, Level, Position, Record, Value};
 use serde_json::{Value as J, json};
 
@@ -413,11 +413,16 @@ async fn whole_request_answers_keep_or_refuse_the_batch() {
             (StatusCode::OK, reply.to_string())
         })
         .await;
-        let e = bulk("logs", &endpoint).send(&batch()).await.unwrap_err();
-        assert!(
-            matches!(&e, SendError::Retryable { message, .. } if message.starts_with("6 of 6")),
-            "{status}: {e:?}"
-        );
+        let mut out = bulk("logs", &endpoint);
+        for _ in 1..ITEM_REFUSALS {
+            let e = out.send(&batch()).await.unwrap_err();
+            assert!(
+                matches!(&e, SendError::Retryable { message, .. } if message.starts_with("6 of 6")),
+                "{status}: {e:?}"
+            );
+        }
+        // Not forever: an event no one may store must not stop every input.
+        assert_eq!(out.send(&batch()).await.unwrap(), Delivered { dropped: 6 });
     }
     // Malformed, as far as the server is concerned: refused for good.
     let endpoint = bulk_server(|_| async { (StatusCode::BAD_REQUEST, "bad".to_owned()) }).await;

@@ -104,11 +104,16 @@ pub struct ElasticsearchBulk {
     retry: Option<RetryState>,
 }
 
+/// How many 401, 403 or 404 answers an item gets before it is dropped as refused for good.
+pub const ITEM_REFUSALS: u8 = 10;
+
 #[derive(Debug)]
 struct RetryState {
     /// Identifies the batch: its length and the positions of its first and last event.
     batch: (usize, Position, Position),
     settled: Vec<bool>,
+    /// How many times each item was answered 401, 403 or 404.
+    refusals: Vec<u8>,
     /// How many of the settled items were refused for good (reported once, when the batch
     /// is done).
     dropped: usize,
@@ -301,6 +306,7 @@ impl ElasticsearchBulk {
             _ => RetryState {
                 batch: ident,
                 settled: vec![false; batch.len()],
+                refusals: vec![0; batch.len()],
                 dropped: 0,
                 chunk: batch.len(),
             },
@@ -413,6 +419,9 @@ impl ElasticsearchBulk {
         }
         let mut retry = 0usize;
         let mut first_retry = None;
+        // Items this index refuses (401/403/404), said once per answer.
+        let mut refused: Option<(u64, String, String)> = None;
+        let mut refused_count = 0usize;
         for (i, item) in pending.iter().zip(&reply.items) {
             let result = item.values().next();
             let status = result
@@ -421,23 +430,31 @@ impl ElasticsearchBulk {
                 .unwrap_or(0);
             match status {
                 200..=299 | 409 => state.settled[*i] = true,
-                // 401/403/404 on an item are the cluster's, not the event's: an API key
-                // without rights on a new daily index, an index that may not be auto-created.
-                // Kept and retried until that is fixed, as the same answers to the whole
-                // request are (Filebeat drops them).
-                401 | 403 | 404 | 429 | 500..=599 => {
+                // 401/403/404 on an item are mostly the cluster's, not the event's: an API key
+                // without rights on a new daily index, an index that may not be
+                // auto-created. Retried (Filebeat drops them at once), but not forever: one
+                // event sent to an index nobody may create (a bogus parsed year) would stop
+                // every input. After ITEM_REFUSALS answers it is dropped like a bad event.
+                401 | 403 | 404 if state.refusals[*i] + 1 < ITEM_REFUSALS => {
+                    state.refusals[*i] += 1;
                     retry += 1;
                     first_retry.get_or_insert(status);
-                    if matches!(status, 401 | 403 | 404) {
+                    refused_count += 1;
+                    refused.get_or_insert_with(|| {
                         let error = result.and_then(|r| r.get("error"));
-                        tracing::warn!(
-                            status,
-                            index = %self.index(&batch[*i]),
-                            error_type = error.and_then(|e| e.get("type")).and_then(J::as_str).unwrap_or(""),
-                            reason = error.and_then(|e| e.get("reason")).and_then(J::as_str).unwrap_or(""),
-                            "Elasticsearch cannot store into this index for now; kept and retried"
-                        );
-                    }
+                        let text = |k: &str| {
+                            error
+                                .and_then(|e| e.get(k))
+                                .and_then(J::as_str)
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        (status, text("type"), text("reason"))
+                    });
+                }
+                429 | 500..=599 => {
+                    retry += 1;
+                    first_retry.get_or_insert(status);
                 }
                 _ => {
                     state.settled[*i] = true;
@@ -453,6 +470,15 @@ impl ElasticsearchBulk {
                     );
                 }
             }
+        }
+        if let Some((status, error_type, reason)) = refused {
+            tracing::warn!(
+                status,
+                items = refused_count,
+                error_type,
+                reason,
+                "Elasticsearch cannot store these events for now; kept and retried (dropped after {ITEM_REFUSALS} such answers)"
+            );
         }
         if retry == 0 {
             return Ok(Once::Done);

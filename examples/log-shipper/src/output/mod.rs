@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use elasticsearch::{ElasticsearchBulk, ElasticsearchConfigError};
+pub use elasticsearch::{ElasticsearchBulk, ElasticsearchConfigError, ITEM_REFUSALS};
 pub use otlp::{OtlpConfigError, OtlpHttp};
 pub use otlp_grpc::{OtlpGrpc, OtlpGrpcConfigError};
 pub use stdout::JsonLines;
