@@ -340,7 +340,7 @@ impl TelemetryBuilder {
             export::transport(rt, target).map_err(|e| {
                 InitError::Config(ConfigError::new(
                     Source::Env(setting),
-                    target.endpoint.clone(),
+                    config::redact_userinfo(&target.endpoint),
                     e.to_string(),
                 ))
             })

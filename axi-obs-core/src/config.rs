@@ -1366,21 +1366,40 @@ fn parse_exporter(value: &str, signal: Signal, var: &'static str) -> Result<Expo
 }
 
 /// `url` with the user and password it may carry (`http://user:token@host`) replaced by
-/// `***`: what error messages and logs show of an endpoint.
+/// `***`: what error messages and logs show of an endpoint. A URL that does not parse loses
+/// everything before its last `@`, so a password holding `/`, `?` or `#`, or a URL without a
+/// scheme, is hidden too.
 pub(crate) fn redact_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[scheme_end..];
     let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
-    match authority.rfind('@') {
+    // No `@` in the authority, but it is not `host[:digits]` (`u:p` of `http://u:p/ss@host`)
+    // or the URL does not parse: the `@` further on may end a password.
+    let odd_port = has_odd_port(authority);
+    let at = match authority.rfind('@') {
+        Some(at) => Some(at),
+        None if odd_port || url.parse::<http::Uri>().is_err() => rest.rfind('@'),
+        None => None,
+    };
+    match at {
         Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
         None => url.to_owned(),
     }
 }
 
-/// Checks that `url` is an absolute `http`/`https` URL with a host, and returns it trimmed.
-/// Errors show it without the credentials it may carry.
+/// Whether `authority` (`[userinfo@]host[:port]`) ends in a `:port` that is not digits.
+fn has_odd_port(authority: &str) -> bool {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    match host_port.rsplit_once(':') {
+        // An IPv6 address's own colons are inside the brackets.
+        Some((host, _)) if host.starts_with('[') && !host.ends_with(']') => false,
+        Some((_, port)) => !port.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+/// Checks that `url` is an absolute `http`/`https` URL with a host and a numeric port (if
+/// any), and returns it trimmed. Errors show it without the credentials it may carry.
 fn validate_endpoint(url: &str, setting: Source) -> Result<String, ConfigError> {
     let url = url.trim();
     let shown = redact_userinfo(url);
@@ -1407,6 +1426,14 @@ fn validate_endpoint(url: &str, setting: Source) -> Result<String, ConfigError> 
     match uri.host() {
         Some(h) if !h.is_empty() => {}
         _ => return Err(ConfigError::new(setting, &shown, "the URL has no host")),
+    }
+    if uri.authority().is_some_and(|a| has_odd_port(a.as_str())) {
+        return Err(ConfigError::new(
+            setting,
+            &shown,
+            "the port is not a number (a password holding `/`, `?` or `#` must be \
+             percent-encoded)",
+        ));
     }
     if uri.scheme_str() == Some("https") {
         return Err(ConfigError::new(
@@ -1441,6 +1468,25 @@ mod tests {
             "http://collector:4318/a@b"
         );
         assert_eq!(redact_userinfo("collector:4318"), "collector:4318");
+        assert_eq!(
+            redact_userinfo("http://[::1]:4318/v1"),
+            "http://[::1]:4318/v1"
+        );
+        // Not a URL that parses: everything before the last `@` goes.
+        assert_eq!(
+            redact_userinfo("http://u:p/ss@host:4318"),
+            "http://***@host:4318"
+        );
+        assert_eq!(
+            redact_userinfo("user:tok@collector:4318"),
+            "***@collector:4318"
+        );
+        for bad in ["user:tok@collector:4318", "http://u:p/ss@host:4318"] {
+            let e = validate_endpoint(bad, Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT))
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("tok") && !e.contains("p/ss"), "{e}");
+        }
         let e = validate_endpoint(
             "ftp://user:tok@collector",
             Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT),
