@@ -198,12 +198,27 @@ pub struct ProcessCheck {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum ProcessMatch {
-    /// The process name (`/proc/<pid>/comm`, at most 15 characters), exactly.
+    /// The process name (`/proc/<pid>/comm`, at most 15 characters), exactly. A longer one
+    /// could never match (the kernel keeps only its first 15): refused when the file is read.
+    #[serde(deserialize_with = "comm_name")]
     Comm(String),
     /// A regular expression searched in the full command line (arguments joined by spaces).
     Cmdline(Pattern),
     /// A file holding the pid.
     Pidfile(PathBuf),
+}
+
+/// A `comm` name: 1 to 15 bytes, as the kernel keeps them.
+fn comm_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.len() {
+        1..=15 => Ok(s),
+        0 => Err(serde::de::Error::custom("comm is empty")),
+        n => Err(serde::de::Error::custom(format!(
+            "comm {s:?} is {n} bytes: the kernel keeps a process name's first 15 only, so it \
+             could never match; use {{ cmdline: ... }} for longer names"
+        ))),
+    }
 }
 
 /// A regular expression, compiled when the file is read (so a bad one is reported with its
@@ -532,6 +547,13 @@ mod tests {
             parse("processes:\n  - name: x\n    match: { cmdline: '(unclosed' }\n").unwrap_err();
         assert!(e.to_string().contains("invalid regular expression"), "{e}");
         assert_eq!(e.line, Some(3));
+
+        // The kernel keeps 15 bytes of a process name: a longer comm could never match.
+        let e = parse("processes:\n  - name: x\n    match: { comm: my-application-server }\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("first 15 only"), "{e}");
+        assert_eq!(e.line, Some(3));
+        assert!(parse("processes:\n  - name: x\n    match: { comm: 123456789012345 }\n").is_ok());
 
         let e = parse("collectors: [cpu, gpu]\n").unwrap_err();
         assert!(

@@ -215,12 +215,24 @@ impl Node {
         let mut status = Vec::with_capacity(self.collectors.len());
         for c in &self.collectors {
             let started = Instant::now();
-            let result = c.collect(&self.paths, &mut out);
+            // A collector that panics (a bug, a file of a shape never seen) fails alone, as
+            // one that returns an error: the scrape goes on with the others.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.collect(&self.paths, &mut out)
+            }));
             let seconds = started.elapsed().as_secs_f64();
-            if let Err(e) = &result {
-                tracing::debug!(collector = c.name(), error = %e, "collector failed");
-            }
-            status.push((c.name(), result.is_ok(), seconds));
+            let ok = match &result {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::debug!(collector = c.name(), error = %e, "collector failed");
+                    false
+                }
+                Err(_) => {
+                    tracing::error!(collector = c.name(), "collector panicked");
+                    false
+                }
+            };
+            status.push((c.name(), ok, seconds));
         }
         for (name, ok, seconds) in status {
             out.add(
@@ -244,5 +256,35 @@ impl Node {
     /// [`gather`](Self::gather) rendered as Prometheus text.
     pub fn render(&self) -> String {
         axi_obs_core::metrics::render_families(&self.gather())
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    struct Panics;
+
+    impl Collector for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+
+        fn collect(&self, _: &Paths, _: &mut Families) -> Result<(), CollectError> {
+            panic!("a shape never seen");
+        }
+    }
+
+    /// A collector that panics fails alone: its success is 0, the others' families are there.
+    #[test]
+    fn a_panicking_collector_fails_alone() {
+        let mut node = Node::with_collectors(Paths::default(), &["loadavg"]);
+        node.add(Box::new(Panics));
+        let text = node.render();
+        assert!(
+            text.contains("node_scrape_collector_success{collector=\"panics\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("node_load1 "), "{text}");
     }
 }

@@ -144,10 +144,20 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Node metrics, gathered on a blocking thread (they read files), then the collector's own.
-async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    let mut body = tokio::task::spawn_blocking(move || node.render())
-        .await
-        .unwrap_or_default();
+async fn metrics(State(node): State<Arc<Node>>) -> axum::response::Response {
+    let mut body = match tokio::task::spawn_blocking(move || node.render()).await {
+        Ok(body) => body,
+        // A 500, not an empty page: Prometheus marks the target down (`up` 0) instead of
+        // every node series going stale without a word.
+        Err(e) => {
+            tracing::error!(error = %e, "gathering the node metrics failed");
+            return (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("gathering the node metrics failed: {e}\n"),
+            )
+                .into_response();
+        }
+    };
     if let Some(m) = axi_obs_core::global_metrics() {
         // Appended in place: the node metrics (about 50 kB) are not copied again.
         body.push_str(&m.render());
@@ -159,6 +169,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
         )],
         body,
     )
+        .into_response()
 }
 
 async fn shutdown_signal() {
