@@ -140,9 +140,32 @@ pub const DEFAULT_LOG_FILTER: &str = "info";
 /// [`Env::process`] (the default) reads the process environment. Tests and applications that
 /// want no environment influence use [`Env::empty`] or a fixed map with [`Env::from_pairs`], so
 /// nothing has to mutate the (process-global, `unsafe` to change) environment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     fixed: Option<BTreeMap<String, String>>,
+}
+
+/// Shows a fixed environment with the values that may hold credentials (`*_HEADERS`, and the
+/// user and password of `*_ENDPOINT` URLs) hidden.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.fixed {
+            None => f.write_str("Env::process()"),
+            Some(map) => f
+                .debug_map()
+                .entries(map.iter().map(|(k, v)| {
+                    let shown = if k.ends_with("_HEADERS") {
+                        "***".to_owned()
+                    } else if k.ends_with("_ENDPOINT") {
+                        redact_userinfo(v)
+                    } else {
+                        v.clone()
+                    };
+                    (k, shown)
+                }))
+                .finish(),
+        }
+    }
 }
 
 impl Env {
@@ -481,8 +504,9 @@ pub enum Exporter {
     None,
 }
 
-/// OTLP settings for one signal (or for all of them), as set in code.
-#[derive(Clone, Debug, Default)]
+/// OTLP settings for one signal (or for all of them), as set in code. `Debug` hides the
+/// credentials, as [`OtlpTarget`]'s does.
+#[derive(Clone, Default)]
 pub(crate) struct OtlpSettings {
     pub(crate) endpoint: Option<String>,
     pub(crate) protocol: Option<Protocol>,
@@ -490,6 +514,19 @@ pub(crate) struct OtlpSettings {
     pub(crate) timeout: Option<Duration>,
     pub(crate) compression: Option<Compression>,
     pub(crate) exporter: Option<Exporter>,
+}
+
+impl std::fmt::Debug for OtlpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpSettings")
+            .field("endpoint", &self.endpoint.as_deref().map(redact_userinfo))
+            .field("protocol", &self.protocol)
+            .field("headers", &HeaderNames(&self.headers))
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .field("exporter", &self.exporter)
+            .finish()
+    }
 }
 
 /// Everything set in code through the builder. Resolved against the environment by [`resolve`].
@@ -525,8 +562,9 @@ pub(crate) struct Settings {
     pub(crate) shutdown_timeout: Option<Duration>,
 }
 
-/// A resolved, validated OTLP destination for one signal.
-#[derive(Clone, Debug, PartialEq)]
+/// A resolved, validated OTLP destination for one signal. Its `Debug` shows the endpoint
+/// without credentials and the header names without their values.
+#[derive(Clone, PartialEq)]
 pub struct OtlpTarget {
     /// The full URL: for HTTP including the `/v1/<signal>` path, for gRPC the server address.
     pub endpoint: String,
@@ -538,6 +576,29 @@ pub struct OtlpTarget {
     pub timeout: Duration,
     /// How request bodies are compressed.
     pub compression: Compression,
+}
+
+impl std::fmt::Debug for OtlpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpTarget")
+            .field("endpoint", &redact_userinfo(&self.endpoint))
+            .field("protocol", &self.protocol)
+            .field("headers", &HeaderNames(&self.headers))
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .finish()
+    }
+}
+
+/// Headers as `Debug` shows them: names only, values (tokens, keys) hidden.
+struct HeaderNames<'a>(&'a [(String, String)]);
+
+impl std::fmt::Debug for HeaderNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, _)| (k, "***")))
+            .finish()
+    }
 }
 
 /// Compression of OTLP request bodies (`OTEL_EXPORTER_OTLP_COMPRESSION`).
@@ -1457,6 +1518,40 @@ fn join_endpoint(base: &str, protocol: Protocol, signal: Signal) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_output_hides_credentials() {
+        let env = Env::from_pairs([
+            (OTEL_EXPORTER_OTLP_HEADERS, "authorization=Bearer%20s3cret"),
+            (
+                OTEL_EXPORTER_OTLP_ENDPOINT,
+                "http://user:s3cret@collector:4318",
+            ),
+            (OTEL_SERVICE_NAME, "shop"),
+        ]);
+        let settings = OtlpSettings {
+            endpoint: Some("http://user:s3cret@collector:4318".into()),
+            headers: vec![("x-api-key".into(), "s3cret".into())],
+            ..OtlpSettings::default()
+        };
+        let target = OtlpTarget {
+            endpoint: "http://user:s3cret@collector:4318/v1/traces".into(),
+            protocol: Protocol::HttpProtobuf,
+            headers: vec![("x-api-key".into(), "s3cret".into())],
+            timeout: Duration::from_secs(10),
+            compression: Compression::None,
+        };
+        for shown in [
+            format!("{env:?}"),
+            format!("{settings:?}"),
+            format!("{target:?}"),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("collector:4318"), "{shown}");
+        }
+        assert!(format!("{env:?}").contains("shop"));
+        assert!(format!("{target:?}").contains("x-api-key"));
+    }
+
     #[test]
     fn endpoint_credentials_never_reach_an_error_message() {
         assert_eq!(
