@@ -6,7 +6,7 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use crate::error::ShutdownError;
-use crate::export::{ControlHandle, ExportRuntime};
+use crate::export::{ControlHandle, ExportRuntime, all_at_once};
 use crate::logs::WriterWorker;
 
 /// Flushes and shuts down telemetry when dropped or on [`shutdown`](Self::shutdown).
@@ -51,14 +51,7 @@ impl TelemetryGuard {
     pub fn force_flush(&self) -> Result<(), ShutdownError> {
         let inner = self.inner.as_ref().ok_or(ShutdownError::AlreadyShutdown)?;
         let deadline = Instant::now() + inner.timeout;
-        // Every export is asked first, then waited on: they flush at the same time, so a
-        // slow or unreachable collector for one signal does not use up the others' time.
-        let pending: Vec<_> = inner
-            .exports
-            .iter()
-            .map(|e| e.begin_flush(deadline))
-            .collect();
-        let errors: Vec<String> = pending.into_iter().filter_map(|p| p.wait().err()).collect();
+        let errors = all_at_once(&inner.exports, |e| e.begin_flush(deadline));
         if let Some(w) = &inner.writer
             && !w.flush(deadline.max(Instant::now() + LOCAL_LOG_MINIMUM))
         {
@@ -112,13 +105,9 @@ impl Inner {
         if let Some(w) = &self.writer {
             let _ = w.flush(Instant::now() + LOCAL_LOG_MINIMUM.min(self.timeout));
         }
-        // Every export is asked first, then waited on: they drain at the same time, so a slow
-        // or unreachable collector for one signal does not use up the others' time.
-        let pending: Vec<_> = std::mem::take(&mut self.exports)
-            .iter()
-            .map(|e| e.begin_shutdown(deadline))
-            .collect();
-        let errors: Vec<String> = pending.into_iter().filter_map(|p| p.wait().err()).collect();
+        let errors = all_at_once(&std::mem::take(&mut self.exports), |e| {
+            e.begin_shutdown(deadline)
+        });
         // The providers' processors are the export tasks just stopped: this only marks the
         // providers shut down (their requests find the tasks gone and return at once).
         if let Some(p) = self.tracer_provider.take() {

@@ -347,17 +347,15 @@ pub fn fit_robot_body(body: &mut serde_json::Value) {
             return;
         }
         let json_len = |s: &str| s.chars().map(json_char_len).sum::<usize>();
-        let title = markdown["title"].as_str().unwrap_or_default();
+        let whole_title = markdown["title"].as_str().unwrap_or_default();
         // What the text and the title may take: everything but their own characters (their
         // quotes included) is kept.
-        let room = DINGTALK_BODY_MAX_BYTES.saturating_sub(total - json_len(text) - json_len(title));
+        let room =
+            DINGTALK_BODY_MAX_BYTES.saturating_sub(total - json_len(text) - json_len(whole_title));
         // The title is kept whole unless it would take more than half of that.
-        let title = (json_len(title) > room / 2)
-            .then(|| cut_keeping_mentions(title, room / 2, &[], json_char_len));
-        let title_len = title.as_deref().map_or_else(
-            || json_len(markdown["title"].as_str().unwrap_or_default()),
-            json_len,
-        );
+        let title = (json_len(whole_title) > room / 2)
+            .then(|| cut_keeping_mentions(whole_title, room / 2, &[], json_char_len));
+        let title_len = json_len(title.as_deref().unwrap_or(whole_title));
         let mentions: Vec<String> = body["at"]["atMobiles"]
             .as_array()
             .into_iter()
@@ -477,23 +475,23 @@ fn cut_keeping_mentions(
         }
         &text[..kept]
     };
-    let lacked = |kept: &str, among: &[&'_ str]| -> Vec<String> {
-        among
-            .iter()
-            .filter(|m| !kept.contains(m.trim_end()))
-            .map(|m| (*m).to_string())
-            .collect()
-    };
-    let first = start(left);
-    let lacking = lacked(first, &fitting);
-    let lacking: Vec<&str> = lacking.iter().map(String::as_str).collect();
+    let lacking = lacked(start(left), &fitting);
     let kept = start(room - lacking.iter().map(|m| str_cost(m)).sum::<usize>());
     let mut out = kept.to_string();
     out.push_str(CUT_MARK);
     for m in lacked(kept, &lacking) {
-        out.push_str(&m);
+        out.push_str(m);
     }
     out
+}
+
+/// The mentions among `among` that `kept` does not hold.
+fn lacked<'m>(kept: &str, among: &[&'m str]) -> Vec<&'m str> {
+    among
+        .iter()
+        .copied()
+        .filter(|m| !kept.contains(m.trim_end()))
+        .collect()
 }
 
 /// Posts a robot message body and checks the robot's `errcode`.

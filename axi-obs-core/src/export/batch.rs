@@ -81,6 +81,17 @@ impl ControlHandle {
     }
 }
 
+/// Sends `begin` (a flush or a shutdown, to end by one deadline) to every export task
+/// first, then waits for each answer: the tasks work at the same time, so a collector that
+/// does not answer for one signal does not use up the others' time. Returns the errors.
+pub(crate) fn all_at_once(
+    exports: &[ControlHandle],
+    begin: impl Fn(&ControlHandle) -> Pending,
+) -> Vec<String> {
+    let pending: Vec<Pending> = exports.iter().map(begin).collect();
+    pending.into_iter().filter_map(|p| p.wait().err()).collect()
+}
+
 /// A flush or shutdown request sent to an export task, its answer not yet waited for.
 #[derive(Debug)]
 pub(crate) enum Pending {

@@ -20,7 +20,7 @@ use opentelemetry_sdk::logs::{LogBatch, LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
 
 use batch::BatchHandle;
-pub(crate) use batch::ControlHandle;
+pub(crate) use batch::{ControlHandle, all_at_once};
 pub(crate) use transport::{ExportError, Transport};
 
 use crate::config::{OtlpTarget, Resolved, Signal};

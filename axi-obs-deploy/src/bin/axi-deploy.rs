@@ -773,19 +773,21 @@ fn on_signal(
     reaped: bool,
 ) -> Option<Received> {
     let from_terminal = sig == rustix::process::Signal::INT && from_the_terminal(pid);
-    if reaped || pid.is_none() {
-        return from_terminal.then_some(Received {
+    match pid {
+        Some(pid) if !reaped => {
+            if !from_terminal {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+            Some(Received {
+                signal: sig,
+                passed_on: !from_terminal,
+            })
+        }
+        _ => from_terminal.then_some(Received {
             signal: sig,
             passed_on: false,
-        });
+        }),
     }
-    if !from_terminal && let Some(pid) = pid {
-        let _ = rustix::process::kill_process(pid, sig);
-    }
-    Some(Received {
-        signal: sig,
-        passed_on: !from_terminal,
-    })
 }
 
 fn signal_name(sig: rustix::process::Signal) -> &'static str {

@@ -145,7 +145,7 @@ impl Registry {
         let entries = match Self::read(path) {
             // The registry's first synced write may have been lost with its rename (a crash
             // of the machine) while its copy was kept.
-            Ok(entries) if entries.is_empty() && !path.exists() && synced.exists() => {
+            Ok(_) if !path.exists() && synced.exists() => {
                 tracing::warn!(using = %synced.display(), "registry missing: using its last synced copy");
                 Self::read(&synced)?
             }

@@ -702,6 +702,24 @@ mod tests {
         }
     }
 
+    /// A tailer of `log` alone (its registry beside it), its queue, and the file's
+    /// (device, inode).
+    fn tail_alone(
+        log: &Path,
+        close_inactive: Duration,
+    ) -> (Tailer, mpsc::Receiver<Record>, (u64, u64)) {
+        let meta = std::fs::metadata(log).unwrap();
+        let registry = Registry::load(&log.with_file_name("registry.json")).unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let tailer = Tailer::new(
+            vec![text_input(log, close_inactive)],
+            Arc::new(Mutex::new(registry)),
+            tx,
+            Arc::default(),
+        );
+        (tailer, rx, (meta.dev(), meta.ino()))
+    }
+
     /// A file closed as inactive while it ends in an unfinished line stays closed until it
     /// changes; then the line is read whole.
     #[test]
@@ -709,17 +727,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
         std::fs::write(&log, "done\npartial").unwrap();
-        let meta = std::fs::metadata(&log).unwrap();
-        let k = (meta.dev(), meta.ino());
-        let registry = Registry::load(&dir.path().join("registry.json")).unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let input = text_input(&log, Duration::from_millis(50));
-        let mut tailer = Tailer::new(
-            vec![input],
-            Arc::new(Mutex::new(registry)),
-            tx,
-            Arc::default(),
-        );
+        let (mut tailer, mut rx, k) = tail_alone(&log, Duration::from_millis(50));
         tailer.poll().unwrap();
         assert!(tailer.files[&k].file.is_some());
         std::thread::sleep(Duration::from_millis(80));
@@ -739,11 +747,7 @@ mod tests {
         let bodies: Vec<&str> = records.iter().map(|r| r.body.as_str()).collect();
         assert_eq!(bodies, ["done", "partial end"]);
         // Each record carries the file's birth time, where the file system keeps one.
-        let birth = std::fs::metadata(&log)
-            .unwrap()
-            .created()
-            .ok()
-            .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+        let birth = birth_of(&std::fs::metadata(&log).unwrap());
         assert!(records.iter().all(|r| r.file_birth_unix_nano == birth));
     }
 
@@ -755,16 +759,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
         std::fs::write(&log, "aaaa\n").unwrap();
-        let meta = std::fs::metadata(&log).unwrap();
-        let k = (meta.dev(), meta.ino());
-        let registry = Registry::load(&dir.path().join("registry.json")).unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let mut tailer = Tailer::new(
-            vec![text_input(&log, Duration::from_millis(50))],
-            Arc::new(Mutex::new(registry)),
-            tx,
-            Arc::default(),
-        );
+        let (mut tailer, mut rx, k) = tail_alone(&log, Duration::from_millis(50));
         tailer.poll().unwrap();
         std::thread::sleep(Duration::from_millis(80));
         tailer.poll().unwrap();
