@@ -11,8 +11,10 @@
 //! | `axi_port_listening` | `name`, `port` | 1 when a TCP socket (IPv4 or IPv6) listens on the port |
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use crate::bounded::{Bounded, Unanswered};
 use crate::collectors::USER_HZ;
 use crate::config::{PortCheck, ProcessCheck, ProcessMatch};
 use crate::{CollectError, Collector, Families, Paths, read};
@@ -21,6 +23,8 @@ use crate::{CollectError, Collector, Families, Paths, read};
 #[derive(Debug, Clone)]
 struct Proc {
     pid: u32,
+    /// The kernel's name for it (`/proc/<pid>/stat`'s second field, what `comm` holds).
+    comm: String,
     start_ticks: u64,
     cpu_ticks: u64,
     rss_pages: u64,
@@ -56,11 +60,39 @@ impl Seen {
     }
 }
 
+/// How long reading one command line may take. Reading it makes the kernel lock the process's
+/// memory map, so the read waits while the process is stuck in uninterruptible sleep holding it
+/// (a page fault on a dead NFS server): the reason `ps` hangs. A normal read takes microseconds.
+const CMDLINE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How long all the command lines a scrape reads may take together.
+const CMDLINE_BUDGET: Duration = Duration::from_secs(3);
+
+/// How old a process must be before its command line is kept instead of read at every scrape.
+/// A new process shows its parent's command line until it has called `exec`, and many programs
+/// rewrite theirs just after starting (nginx and PostgreSQL workers, PM2's apps): a line read
+/// in those first moments would stay wrong for the process's whole life.
+const CMDLINE_SETTLED_SECONDS: f64 = 10.0;
+
 /// Watches configured processes.
+///
+/// A scrape lists `/proc` once for all checks and reads each process's `stat` (its `comm`, start,
+/// CPU time and resident memory). Command lines are read only for `cmdline` checks, and once per
+/// process (by pid and start time) after its first [`CMDLINE_SETTLED_SECONDS`]. Those reads are
+/// bounded: a process whose command line is not read within [`CMDLINE_TIMEOUT`] (or what is left of
+/// the scrape's [`CMDLINE_BUDGET`]) is left out of that scrape, and skipped at once by later ones
+/// until the hung read returns, instead of hanging the scrape. A process watched since before it
+/// hung is not affected: its command line is already known.
 #[derive(Debug)]
 pub struct Processes {
     checks: Vec<ProcessCheck>,
     seen: Mutex<HashMap<String, Seen>>,
+    /// Command lines of settled processes, by pid and start time; only those seen at the last
+    /// scan are kept.
+    cmdlines: Mutex<HashMap<(u32, u64), Arc<str>>>,
+    reads: Bounded,
+    /// [`CMDLINE_TIMEOUT`] and [`CMDLINE_BUDGET`].
+    limits: (Duration, Duration),
 }
 
 impl Processes {
@@ -69,52 +101,115 @@ impl Processes {
         Self {
             checks,
             seen: Mutex::default(),
+            cmdlines: Mutex::default(),
+            reads: Bounded::new("cmdline"),
+            limits: (CMDLINE_TIMEOUT, CMDLINE_BUDGET),
         }
+    }
+
+    #[cfg(test)]
+    fn with_cmdline_limits(mut self, per_read: Duration, budget: Duration) -> Self {
+        self.limits = (per_read, budget);
+        self
+    }
+
+    /// The command line of `p` (arguments joined by spaces), from the cache or read within
+    /// what is left until `deadline`; `None` when it could not be read.
+    fn cmdline(
+        &self,
+        paths: &Paths,
+        p: &Proc,
+        age_seconds: f64,
+        deadline: Instant,
+    ) -> Option<Arc<str>> {
+        let key = (p.pid, p.start_ticks);
+        let lock = || self.cmdlines.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(line) = lock().get(&key) {
+            return Some(line.clone());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let timeout = left.min(self.limits.0);
+        let path = paths.proc(&format!("{}/cmdline", p.pid));
+        let read = self.reads.call(
+            &format!("{}/{}", p.pid, p.start_ticks),
+            timeout,
+            move || std::fs::read(path),
+        );
+        let raw = match read {
+            Ok(Ok(raw)) => raw,
+            // Gone since the scan, or not ours to read.
+            Ok(Err(_)) => return None,
+            Err(Unanswered::Timeout(t)) => {
+                tracing::warn!(
+                    pid = p.pid,
+                    comm = %p.comm,
+                    timeout = ?t,
+                    "command line not read in time (the process may be in uninterruptible \
+                     sleep): it is left out, and skipped until the read returns"
+                );
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(pid = p.pid, error = ?e, "command line not read");
+                return None;
+            }
+        };
+        let line: Arc<str> = String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim_end()
+            .into();
+        if age_seconds >= CMDLINE_SETTLED_SECONDS {
+            lock().insert(key, line.clone());
+        }
+        Some(line)
     }
 }
 
-fn read_proc(paths: &Paths, pid: u32) -> Option<Proc> {
-    let stat = std::fs::read_to_string(paths.proc(&format!("{pid}/stat"))).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
+/// A process from the text of its `/proc/<pid>/stat`.
+fn parse_stat(pid: u32, stat: &str) -> Option<Proc> {
+    // The name is in parentheses and may itself hold them: up to the last `)`.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
     // Field N of /proc/<pid>/stat is f[N - 3].
     let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
     Some(Proc {
         pid,
+        comm,
         cpu_ticks: field(14)? + field(15)?,
         start_ticks: field(22)?,
         rss_pages: field(24)?,
     })
 }
 
-fn matches(paths: &Paths, matcher: &ProcessMatch) -> Vec<u32> {
-    if let ProcessMatch::Pidfile(file) = matcher {
-        let pid = std::fs::read_to_string(file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        return pid
-            .filter(|pid| paths.proc(&pid.to_string()).exists())
-            .into_iter()
-            .collect();
-    }
+fn read_proc(paths: &Paths, pid: u32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(paths.proc(&format!("{pid}/stat"))).ok()?;
+    parse_stat(pid, &stat)
+}
+
+/// Every process under `/proc`, in no particular order.
+fn scan(paths: &Paths) -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir(&paths.proc) else {
         return Vec::new();
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| match matcher {
-            ProcessMatch::Comm(name) => std::fs::read_to_string(paths.proc(&format!("{pid}/comm")))
-                .map(|c| c.trim_end() == name)
-                .unwrap_or(false),
-            ProcessMatch::Cmdline(pattern) => std::fs::read(paths.proc(&format!("{pid}/cmdline")))
-                .map(|raw| {
-                    let line = String::from_utf8_lossy(&raw).replace('\0', " ");
-                    pattern.0.is_match(line.trim_end())
-                })
-                .unwrap_or(false),
-            ProcessMatch::Pidfile(_) => false,
-        })
+        .filter_map(|pid| read_proc(paths, pid))
         .collect()
+}
+
+/// The process named by a pid file, if it runs.
+fn from_pidfile(paths: &Paths, file: &std::path::Path) -> Option<Proc> {
+    let pid = std::fs::read_to_string(file)
+        .ok()?
+        .trim()
+        .parse::<u32>()
+        .ok()?;
+    read_proc(paths, pid)
 }
 
 impl Collector for Processes {
@@ -129,12 +224,67 @@ impl Collector for Processes {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0);
         let page = rustix::param::page_size() as f64;
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let deadline = Instant::now() + self.limits.1;
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        // One scan of `/proc` for every check; none when only pid files are watched.
+        let all = if self
+            .checks
+            .iter()
+            .any(|c| !matches!(c.matcher, ProcessMatch::Pidfile(_)))
+        {
+            scan(paths)
+        } else {
+            Vec::new()
+        };
+        // Each process's command line, read at most once per scrape whatever the number of
+        // `cmdline` checks.
+        let mut lines: Vec<Option<Option<Arc<str>>>> = vec![None; all.len()];
+        let mut matched: Vec<Vec<Proc>> = Vec::with_capacity(self.checks.len());
         for check in &self.checks {
-            let procs: Vec<Proc> = matches(paths, &check.matcher)
-                .into_iter()
-                .filter_map(|pid| read_proc(paths, pid))
-                .collect();
+            let procs = match &check.matcher {
+                ProcessMatch::Pidfile(file) => from_pidfile(paths, file).into_iter().collect(),
+                ProcessMatch::Comm(name) => {
+                    all.iter().filter(|p| &p.comm == name).cloned().collect()
+                }
+                ProcessMatch::Cmdline(pattern) => {
+                    let mut procs = Vec::new();
+                    for (i, p) in all.iter().enumerate() {
+                        let line = lines[i].get_or_insert_with(|| {
+                            let age = now_unix - (boot + p.start_ticks as f64 / USER_HZ);
+                            self.cmdline(paths, p, age, deadline)
+                        });
+                        if line.as_deref().is_some_and(|l| pattern.0.is_match(l)) {
+                            procs.push(p.clone());
+                        }
+                    }
+                    procs
+                }
+            };
+            matched.push(procs);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                budget = ?self.limits.1,
+                "command lines took the whole budget to read (processes in uninterruptible \
+                 sleep?): those not read are left out of this scrape"
+            );
+        }
+        // Only processes still there keep their cached command line.
+        {
+            let live: std::collections::HashSet<(u32, u64)> =
+                all.iter().map(|p| (p.pid, p.start_ticks)).collect();
+            if !all.is_empty() {
+                self.cmdlines
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|k, _| live.contains(k));
+            }
+        }
+        // No file is read while the state is locked.
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        for (check, procs) in self.checks.iter().zip(matched) {
             let oldest = procs.iter().map(|p| p.start_ticks).min();
             let state = seen.entry(check.name.clone()).or_default();
             if let Some(now) = oldest {
@@ -245,6 +395,7 @@ mod tests {
     fn process_cpu_never_goes_down_when_a_process_ends() {
         let p = |pid, start, cpu| Proc {
             pid,
+            comm: String::new(),
             start_ticks: start,
             cpu_ticks: cpu,
             rss_pages: 0,
@@ -257,6 +408,167 @@ mod tests {
         assert_eq!(seen.count_cpu(&[p(1, 10, 130), p(3, 30, 10)]), 190);
         // Pid 1 reused by another process (another start): a new process.
         assert_eq!(seen.count_cpu(&[p(1, 99, 5), p(3, 30, 10)]), 195);
+    }
+
+    #[test]
+    fn stat_gives_name_start_cpu_and_memory_even_with_parentheses_in_the_name() {
+        let mut fields = vec!["0"; 22];
+        fields[0] = "S";
+        fields[11] = "7"; // utime (field 14)
+        fields[12] = "5"; // stime
+        fields[19] = "4242"; // starttime (field 22)
+        fields[21] = "99"; // rss (field 24)
+        let stat = format!("123 (my (odd) name) {}\n", fields.join(" "));
+        let p = parse_stat(123, &stat).unwrap();
+        assert_eq!(p.comm, "my (odd) name");
+        assert_eq!((p.cpu_ticks, p.start_ticks, p.rss_pages), (12, 4242, 99));
+        assert!(parse_stat(1, "1 (short) S 0").is_none());
+    }
+
+    /// A `/proc` of three processes, under `dir`: the boot time 1,000 s ago, and one process
+    /// per `(pid, comm, seconds since boot it started at)`.
+    fn fake_proc(dir: &std::path::Path, procs: &[(u32, &str, f64)]) -> Paths {
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 1_000;
+        let proc = dir.join("proc");
+        std::fs::create_dir_all(&proc).unwrap();
+        std::fs::write(proc.join("stat"), format!("cpu 0 0 0 0\nbtime {boot}\n")).unwrap();
+        for (pid, comm, started) in procs {
+            let mut fields = vec!["0".to_owned(); 22];
+            fields[0] = "S".into();
+            fields[19] = ((started * USER_HZ) as u64).to_string();
+            fields[21] = "10".into();
+            std::fs::create_dir_all(proc.join(pid.to_string())).unwrap();
+            std::fs::write(
+                proc.join(format!("{pid}/stat")),
+                format!("{pid} ({comm}) {}\n", fields.join(" ")),
+            )
+            .unwrap();
+        }
+        Paths {
+            proc,
+            ..Paths::default()
+        }
+    }
+
+    fn checks(yaml: &str) -> Vec<ProcessCheck> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            processes: Vec<ProcessCheck>,
+        }
+        serde_norway::from_str::<File>(yaml).unwrap().processes
+    }
+
+    fn up(node: &crate::Node, name: &str) -> f64 {
+        up_in(&node.render(), name)
+    }
+
+    fn scraped(processes: &Processes, paths: &Paths) -> String {
+        let mut out = Families::default();
+        processes.collect(paths, &mut out).unwrap();
+        axi_obs_core::metrics::render_families(&out.into_vec())
+    }
+
+    fn up_in(text: &str, name: &str) -> f64 {
+        let line = format!("axi_process_up{{name=\"{name}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// A command line whose read hangs (a process in uninterruptible sleep; here a FIFO no one
+    /// writes to) costs one scrape its timeout, is skipped at once by the next ones, and does not
+    /// keep the other processes from being found.
+    #[test]
+    fn a_command_line_that_cannot_be_read_does_not_hang_the_scrape() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = fake_proc(
+            dir.path(),
+            &[
+                (100, "stuck", 10.0),
+                (200, "demo-service", 10.0),
+                (300, "nginx", 10.0),
+            ],
+        );
+        let fifo = paths.proc("100/cmdline");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::write(paths.proc("200/cmdline"), "demo-service\0--listen\0:8080\0").unwrap();
+        std::fs::write(paths.proc("300/cmdline"), "nginx: master process\0").unwrap();
+        let processes = Processes::new(checks(
+            "processes:\n  - { name: api, match: { cmdline: 'demo-service .*--listen' } }\n  - { name: stuck, match: { cmdline: 'never' } }\n  - { name: web, match: { comm: nginx } }\n",
+        ))
+        .with_cmdline_limits(Duration::from_millis(100), Duration::from_secs(30));
+        let mut node = crate::Node::with_collectors(paths.clone(), &[]);
+        node.add(Box::new(processes));
+        let node = Arc::new(node);
+        // Without the bound, the scrape never returns: it runs on a thread of its own here, so
+        // that the test fails instead of hanging.
+        let scrape = |node: &Arc<crate::Node>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let node = node.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send((up(&node, "api"), up(&node, "stuck"), up(&node, "web")));
+            });
+            rx.recv_timeout(Duration::from_secs(20))
+                .expect("the scrape hung on a command line that cannot be read")
+        };
+        assert_eq!(scrape(&node), (1.0, 0.0, 1.0));
+        // The read still hangs: skipped at once, no second thread waits on it.
+        assert_eq!(scrape(&node), (1.0, 0.0, 1.0));
+        // A writer opens the FIFO and closes it: the hung read returns (end of file).
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+        assert_eq!(scrape(&node), (1.0, 0.0, 1.0));
+    }
+
+    /// A settled process's command line is read once; a young one's at every scrape (it may
+    /// still be its parent's, or be rewritten), and a process gone takes its line out of the
+    /// cache.
+    #[test]
+    fn command_lines_are_kept_once_settled_and_forgotten_when_the_process_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = fake_proc(dir.path(), &[(200, "node", 10.0), (300, "nginx", 999.5)]);
+        std::fs::write(paths.proc("200/cmdline"), "node\0/srv/api/main.js\0").unwrap();
+        // Just forked from the master: the master's line, rewritten a moment later.
+        std::fs::write(paths.proc("300/cmdline"), "nginx: master process\0").unwrap();
+        let processes = Processes::new(checks(
+            "processes:\n  - { name: api, match: { cmdline: 'main\\.js' } }\n  - { name: master, match: { cmdline: '^nginx: master' } }\n",
+        ));
+        let cached = |p: &Processes| {
+            let mut keys: Vec<u32> = p.cmdlines.lock().unwrap().keys().map(|k| k.0).collect();
+            keys.sort_unstable();
+            keys
+        };
+        let text = scraped(&processes, &paths);
+        assert_eq!((up_in(&text, "api"), up_in(&text, "master")), (1.0, 1.0));
+        assert_eq!(
+            cached(&processes),
+            vec![200],
+            "only the settled process is kept"
+        );
+        std::fs::write(paths.proc("200/cmdline"), "something else\0").unwrap();
+        std::fs::write(paths.proc("300/cmdline"), "nginx: worker process\0").unwrap();
+        // The settled line is not read again; the young one is, and no longer matches.
+        let text = scraped(&processes, &paths);
+        assert_eq!((up_in(&text, "api"), up_in(&text, "master")), (1.0, 0.0));
+        std::fs::remove_dir_all(paths.proc("200")).unwrap();
+        let text = scraped(&processes, &paths);
+        assert_eq!(up_in(&text, "api"), 0.0);
+        assert!(
+            cached(&processes).is_empty(),
+            "an ended process's line is dropped"
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@
 //! `node_scrape_collector_duration_seconds{collector}`, as node_exporter does. A collector that
 //! fails (a file missing on this kernel) reports success 0 and the others go on.
 
+mod bounded;
 pub mod checks;
 pub mod collectors;
 pub mod command;

@@ -1,5 +1,6 @@
 //! Mounted filesystems: sizes and inodes from `statvfs`, read-only state, mount info.
 
+use crate::bounded::{Bounded, Unanswered};
 use crate::{CollectError, Collector, Families, Paths, read};
 
 /// `node_filesystem_{size,free,avail}_bytes`, `node_filesystem_files`,
@@ -8,18 +9,22 @@ use crate::{CollectError, Collector, Families, Paths, read};
 /// PID 1 (the host's view, as node_exporter reads it), excluding node_exporter's default
 /// pseudo-filesystem types and mount points.
 ///
-/// A network or FUSE filesystem is asked on a thread of its own, for at most 5 s (node_exporter's
+/// A filesystem of any type but the local ones known to answer at once (network, FUSE ...) is
+/// asked on a thread of its own, for at most 5 s (node_exporter's
 /// `--collector.filesystem.mount-timeout`): a hung NFS server costs one parked thread, reports
 /// `device_error` and is skipped until that call returns, instead of stalling every scrape.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Filesystem {
-    /// Mount points whose last statistics call has not returned: when it started, and how
-    /// long it may take before the mount counts as unresponsive.
-    in_flight: std::sync::Arc<
-        std::sync::Mutex<
-            std::collections::HashMap<String, (std::time::Instant, std::time::Duration)>,
-        >,
-    >,
+    /// Statistics calls that may hang, by mount point.
+    calls: Bounded,
+}
+
+impl Default for Filesystem {
+    fn default() -> Self {
+        Self {
+            calls: Bounded::new("statvfs"),
+        }
+    }
 }
 
 /// How long a network filesystem may take to answer.
@@ -54,72 +59,18 @@ fn may_hang(fstype: &str) -> bool {
 }
 
 impl Filesystem {
-    /// `call` on a thread of its own, waiting at most `timeout`. While an earlier call for
-    /// `key` runs, this one waits for it to return (a concurrent scrape of a slow mount), and
-    /// once that call has run past its timeout, `key` is skipped as unresponsive until it
-    /// returns (node_exporter's stuck-mount rule).
-    fn bounded<R: Send + 'static>(
-        &self,
-        key: &str,
-        timeout: std::time::Duration,
-        call: impl FnOnce() -> R + Send + 'static,
-    ) -> Result<R, String> {
-        // Marked before the call, unmarked by the call's thread when it returns. (The map is
-        // plain data: a panic elsewhere leaves it usable.)
-        let lock = || {
-            self.in_flight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        let waiting = std::time::Instant::now();
-        loop {
-            let mut in_flight = lock();
-            match in_flight.get(key) {
-                None => {
-                    in_flight.insert(key.to_owned(), (std::time::Instant::now(), timeout));
-                    break;
-                }
-                Some((started, allowed)) if started.elapsed() >= *allowed => {
-                    return Err("mount point is in an unresponsive state".into());
-                }
-                Some(_) => {
-                    drop(in_flight);
-                    if waiting.elapsed() >= timeout {
-                        return Err(format!("no answer within {timeout:?}"));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-            }
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stuck, key_owned) = (self.in_flight.clone(), key.to_owned());
-        let spawned = std::thread::Builder::new()
-            .name("statvfs".into())
-            .spawn(move || {
-                let r = call();
-                stuck
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&key_owned);
-                let _ = tx.send(r);
-            });
-        if let Err(e) = spawned {
-            lock().remove(key);
-            return Err(format!("cannot start a thread: {e}"));
-        }
-        // A call that first waited for another one gets only what is left of its timeout:
-        // one scrape never spends more than `timeout` on a mount.
-        let left = timeout.saturating_sub(waiting.elapsed());
-        rx.recv_timeout(left)
-            .map_err(|_| format!("no answer within {timeout:?}"))
-    }
-
     fn statvfs(&self, path: std::path::PathBuf, m: &Mount) -> Result<rustix::fs::StatVfs, String> {
         if may_hang(&m.fstype) {
-            self.bounded(&m.mountpoint, MOUNT_TIMEOUT, move || {
-                rustix::fs::statvfs(path.as_path())
-            })?
-            .map_err(|e| e.to_string())
+            self.calls
+                .call(&m.mountpoint, MOUNT_TIMEOUT, move || {
+                    rustix::fs::statvfs(path.as_path())
+                })
+                .map_err(|e| match e {
+                    Unanswered::Unresponsive => "mount point is in an unresponsive state".into(),
+                    Unanswered::Timeout(t) => format!("no answer within {t:?}"),
+                    Unanswered::NoThread(e) => format!("cannot start a thread: {e}"),
+                })?
+                .map_err(|e| e.to_string())
         } else {
             rustix::fs::statvfs(path.as_path()).map_err(|e| e.to_string())
         }
@@ -386,55 +337,6 @@ mod tests {
         for t in ["ext4", "xfs", "btrfs", "tmpfs", "vfat"] {
             assert!(!may_hang(t), "{t}");
         }
-    }
-
-    #[test]
-    fn a_call_that_hangs_times_out_and_its_mount_is_skipped_until_it_returns() {
-        let fs = Filesystem::default();
-        // Short for the call that hangs; long for those that answer (a loaded machine may
-        // take a while to start their threads).
-        let quick = std::time::Duration::from_millis(50);
-        let ample = std::time::Duration::from_secs(10);
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        let hung = fs.bounded("/mnt/nfs", quick, move || wait.recv().is_ok());
-        assert!(hung.unwrap_err().contains("no answer"));
-        // Still hanging: skipped at once, no second thread.
-        let skipped = fs.bounded("/mnt/nfs", ample, || true);
-        assert_eq!(
-            skipped.unwrap_err(),
-            "mount point is in an unresponsive state"
-        );
-        // Other mounts are not held up.
-        assert_eq!(fs.bounded("/mnt/other", ample, || 7), Ok(7));
-        // The hung call returns: the mount is asked again.
-        release.send(()).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match fs.bounded("/mnt/nfs", ample, || true) {
-                Ok(true) => break,
-                _ => {
-                    assert!(std::time::Instant::now() < deadline, "never asked again");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn concurrent_scrapes_of_a_slow_mount_both_get_its_answer() {
-        let fs = std::sync::Arc::new(Filesystem::default());
-        let ample = std::time::Duration::from_secs(10);
-        let slow = |fs: std::sync::Arc<Filesystem>| {
-            std::thread::spawn(move || {
-                fs.bounded("/mnt/nfs", ample, || {
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    1
-                })
-            })
-        };
-        let (a, b) = (slow(fs.clone()), slow(fs.clone()));
-        assert_eq!(a.join().unwrap(), Ok(1));
-        assert_eq!(b.join().unwrap(), Ok(1));
     }
 
     #[test]
