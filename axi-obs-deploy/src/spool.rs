@@ -172,8 +172,18 @@ impl Spool {
             remaining: files.len(),
             ..FlushReport::default()
         };
+        // Another process may flush the same spool at the same time (two CI jobs on one
+        // runner): a file gone under us was taken by it, and is skipped. (Both may deliver the
+        // same event; the receiver keeps one, by its id.)
         for path in files {
-            let text = fs::read_to_string(&path).map_err(io(&path, "read event"))?;
+            let text = match fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    report.remaining -= 1;
+                    continue;
+                }
+                Err(e) => return Err(io(&path, "read event")(e)),
+            };
             let event = match Event::from_json(text.trim_end()) {
                 Ok(e) => e,
                 Err(_) => {
@@ -194,7 +204,11 @@ impl Spool {
                 report.error = Some(e.to_string());
                 break;
             }
-            fs::remove_file(&path).map_err(io(&path, "delete delivered event"))?;
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path, "delete delivered event")(e)),
+            }
             report.delivered += 1;
             report.remaining -= 1;
         }
@@ -205,7 +219,11 @@ impl Spool {
         let bad = self.dir.join(QUARANTINE_DIR);
         fs::create_dir_all(&bad).map_err(io(&bad, "create quarantine directory"))?;
         let target = bad.join(path.file_name().unwrap_or_default());
-        fs::rename(path, &target).map_err(io(path, "quarantine unreadable event"))
+        match fs::rename(path, &target) {
+            // Taken by another process flushing the same spool.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r.map_err(io(path, "quarantine unreadable event")),
+        }
     }
 }
 
@@ -279,5 +297,56 @@ mod tests {
                 .to_string_lossy()
                 .ends_with(&format!("{}.json", events[1].id))
         );
+    }
+
+    /// Two processes flushing one spool: files the other one delivered (deleted) or
+    /// quarantined under this one's feet are skipped, not an error that would send this one's
+    /// own events to the spool.
+    #[test]
+    fn files_taken_by_another_flushing_process_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let events = [ev(0, 1), ev(1, 2), ev(2, 3), ev(3, 4)];
+        for e in &events {
+            spool.put(e).unwrap();
+        }
+        let files = spool.pending().unwrap();
+        let mut seen = Vec::new();
+        let report = spool
+            .flush_with(
+                |e| {
+                    seen.push(e.id.clone());
+                    match seen.len() {
+                        // The other process delivers this one too and deletes it first, and
+                        // takes the next file before it is read.
+                        1 => {
+                            std::fs::remove_file(&files[0]).unwrap();
+                            std::fs::remove_file(&files[1]).unwrap();
+                            Ok(())
+                        }
+                        // Refused for good, and quarantined by the other process first.
+                        2 => {
+                            std::fs::remove_file(&files[2]).unwrap();
+                            Err("refused")
+                        }
+                        _ => Ok(()),
+                    }
+                },
+                |_| true,
+            )
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                events[0].id.clone(),
+                events[2].id.clone(),
+                events[3].id.clone()
+            ]
+        );
+        assert_eq!(
+            (report.delivered, report.quarantined, report.remaining),
+            (2, 1, 0)
+        );
+        assert!(spool.pending().unwrap().is_empty());
     }
 }

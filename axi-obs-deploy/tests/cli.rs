@@ -704,6 +704,43 @@ fn start_with_a_bad_id_records_nothing() {
     assert!(none.is_none(), "{none:?}");
 }
 
+/// With the local history, a deployment id reused for another environment is said with the
+/// field, and not spooled to be refused again at every later invocation.
+#[test]
+fn a_deployment_id_reused_for_another_environment_is_refused_and_not_spooled() {
+    let env = Env::new();
+    let run = |e: &str| {
+        env.run(&[
+            "run",
+            "--project",
+            "p",
+            "--env",
+            e,
+            "--version",
+            "1",
+            "--id",
+            "pipe-9",
+            "--",
+            "true",
+        ])
+    };
+    let out = run("staging");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run("prod");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("pipe-9") && err.contains("environment \"prod\"") && err.contains("reused"),
+        "{err}"
+    );
+    assert!(env.spooled().is_empty(), "{:?}", env.spooled());
+    let history = History::open(env.db()).unwrap();
+    let d = history.get("pipe-9").unwrap().unwrap();
+    assert_eq!(
+        (d.environment.as_str(), d.status),
+        ("staging", Status::Succeeded)
+    );
+}
+
 #[test]
 fn an_unusable_spool_does_not_stop_delivery_to_a_working_endpoint() {
     let env = Env::new();

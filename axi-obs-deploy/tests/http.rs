@@ -465,6 +465,68 @@ fn intake_is_idempotent_by_event_id_and_validates_the_whole_request() {
     assert!(server.history().events("many").unwrap().is_empty());
 }
 
+/// A deployment id reused for another environment (a CI pipeline's id, say) is refused with
+/// 409 naming the event and the field, instead of folding the second deployment into the first
+/// and losing it from the history.
+#[test]
+fn a_deployment_id_reused_for_another_environment_is_refused() {
+    let server = Server::start(|r| r);
+    let c = client();
+    let url = server.url("/api/deploy/events");
+    let staging = Event::new(
+        dref("pipeline-77", "shop-api", "staging"),
+        0,
+        from_unix_ms(T0),
+        EventKind::Succeeded,
+    );
+    assert_eq!(post(&c, &url, staging.to_json()).0, 200);
+    let prod = [
+        Event::new(
+            dref("pipeline-78", "shop-api", "prod"),
+            0,
+            from_unix_ms(T0),
+            EventKind::Succeeded,
+        ),
+        Event::new(
+            dref("pipeline-77", "shop-api", "prod"),
+            0,
+            from_unix_ms(T0 + 1),
+            EventKind::Succeeded,
+        ),
+    ];
+    let (status, answer) = post(&c, &url, serde_json::to_string(&prod).unwrap());
+    assert_eq!(status, 409, "{answer}");
+    let msg = answer["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&prod[1].id)
+            && msg.contains("environment \"prod\"")
+            && msg.contains("environment \"staging\""),
+        "{msg}"
+    );
+    // Nothing of the request is stored or streamed; the first deployment is unchanged.
+    let history = server.history();
+    assert!(history.events("pipeline-78").unwrap().is_empty());
+    assert_eq!(
+        ids(&history.events("pipeline-77").unwrap()),
+        std::slice::from_ref(&staging.id)
+    );
+    assert_eq!(
+        history.get("pipeline-77").unwrap().unwrap().environment,
+        "staging"
+    );
+    assert_eq!(server.streamed_ids(), [staging.id]);
+    // Another version under the same id is refused too; the same deployment's later events
+    // are not.
+    let mut other_version = dref("pipeline-77", "shop-api", "staging");
+    other_version.version = "2.0.0".into();
+    let e = Event::new(other_version, 1, from_unix_ms(T0 + 2), EventKind::Succeeded);
+    assert_eq!(post(&c, &url, e.to_json()).0, 409);
+    let mut later_start = dref("pipeline-77", "shop-api", "staging");
+    later_start.started_at = from_unix_ms(T0 + 5);
+    let e = Event::new(later_start, 1, from_unix_ms(T0 + 6), EventKind::Succeeded);
+    assert_eq!(post(&c, &url, e.to_json()).0, 200);
+}
+
 // ---- GitHub ----
 
 const SECRET: &str = "It's a Secret to Everybody";

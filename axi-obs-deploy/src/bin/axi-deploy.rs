@@ -485,10 +485,11 @@ impl<'a> Sink<'a> {
                     let body = resp.text().unwrap_or_default();
                     let body: String = body.trim().chars().take(512).collect();
                     let message = format!("POST {url}: HTTP {status}: {body}");
-                    // Refused for good: the event itself is at fault, and sending it again
-                    // would be refused again. (A 404 or 401 is a wrong URL or token: spooled,
-                    // for when that is fixed.)
-                    if matches!(status.as_u16(), 400 | 413 | 422) {
+                    // Refused for good: the event itself is at fault (409: its deployment id
+                    // is stored for another project, environment or version), and sending it
+                    // again would be refused again. (A 404 or 401 is a wrong URL or token:
+                    // spooled, for when that is fixed.)
+                    if matches!(status.as_u16(), 400 | 409 | 413 | 422) {
                         return Err(Refused(message).into());
                     }
                     bail!(message);
@@ -502,8 +503,14 @@ impl<'a> Sink<'a> {
                 let Some(history) = &mut self.history else {
                     bail!("no history");
                 };
-                history.insert(event)?;
-                Ok(())
+                match history.insert(event) {
+                    // A deployment id reused for another project, environment or version:
+                    // refused again at every retry, so not spooled.
+                    Err(e @ axi_obs_deploy::store::StoreError::DeploymentMismatch { .. }) => {
+                        Err(Refused(e.to_string()).into())
+                    }
+                    r => r.map(drop).map_err(Into::into),
+                }
             }
         }
     }

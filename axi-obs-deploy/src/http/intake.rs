@@ -100,18 +100,29 @@ pub(crate) async fn store(
         for (event, new) in events.into_iter().zip(new) {
             if !new {
                 // A retry sends the same event again; other content under a stored id is a
-                // sender's bug, said so rather than passed off as a retry.
+                // sender's bug, said so rather than passed off as a retry. (The batch is
+                // committed: a failed look-up here must not keep the new events after this
+                // one from the stream and the hooks, so it is logged, not returned.)
                 let json = event.to_json();
-                if history.event_json(&event.id)?.is_some_and(|stored| stored != json) {
-                    conflicts += 1;
-                    let (event_id, deployment_id) = (&event.id, &event.deployment.id);
-                    tracing::warn!(
+                match history.event_json(&event.id) {
+                    Ok(Some(stored)) if stored != json => {
+                        conflicts += 1;
+                        let (event_id, deployment_id) = (&event.id, &event.deployment.id);
+                        tracing::warn!(
+                            target: "axi_obs_deploy",
+                            event_id = %event_id,
+                            deployment_id = %deployment_id,
+                            source,
+                            "a deploy event reused a stored event id with other content; the stored one is kept"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
                         target: "axi_obs_deploy",
-                        event_id = %event_id,
-                        deployment_id = %deployment_id,
-                        source,
-                        "a deploy event reused a stored event id with other content; the stored one is kept"
-                    );
+                        event_id = %event.id,
+                        error = %e,
+                        "cannot compare a duplicate deploy event with the stored one"
+                    ),
                 }
                 continue;
             }
@@ -123,7 +134,24 @@ pub(crate) async fn store(
     })
     .await
     .map_err(|e| ApiError::internal("storing deploy events", &e))?
-    .map_err(|e| ApiError::internal("storing deploy events", &e))?;
+    .map_err(|e| match e {
+        // The sender's mistake, refused for good (a retry would be refused again): said with
+        // the event and the field, and nothing of the request stored.
+        crate::store::StoreError::DeploymentMismatch { mismatch, .. } => {
+            count(source, "conflict", received);
+            tracing::warn!(
+                target: "axi_obs_deploy",
+                event_id = %mismatch.event_id,
+                deployment_id = %mismatch.deploy_id,
+                field = mismatch.field,
+                source,
+                "deploy events refused: a deployment id reused for another {}",
+                mismatch.field
+            );
+            ApiError::new(StatusCode::CONFLICT, mismatch.to_string())
+        }
+        e => ApiError::internal("storing deploy events", &e),
+    })?;
     let (stored, conflicts) = stored;
     count(source, "stored", stored);
     count(source, "duplicate", received - stored - conflicts);

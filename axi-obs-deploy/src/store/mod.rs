@@ -122,6 +122,17 @@ pub enum StoreError {
         /// The version found.
         found: u32,
     },
+    /// An event names a deployment id already stored for another project, environment or
+    /// version (a deployment id reused, such as a CI pipeline's id for two environments):
+    /// refused, so that neither deployment is folded into the other. Nothing of the batch is
+    /// stored then.
+    #[error("deploy history {}: {mismatch}", path.display())]
+    DeploymentMismatch {
+        /// The database file.
+        path: PathBuf,
+        /// What differs.
+        mismatch: Box<DeploymentMismatch>,
+    },
     /// A stored value this build cannot read.
     #[error("deploy history {}: deployment {deploy_id}: {problem}", path.display())]
     Corrupt {
@@ -132,6 +143,26 @@ pub enum StoreError {
         /// What is wrong.
         problem: String,
     },
+}
+
+/// An event whose deployment id is stored with other identifying fields.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "event {event_id} names deployment {deploy_id} with {field} {got:?}, but deployment \
+     {deploy_id} is stored with {field} {stored:?}: a deployment id must not be reused for \
+     another project, environment or version"
+)]
+pub struct DeploymentMismatch {
+    /// The event's id.
+    pub event_id: String,
+    /// The deployment id both use.
+    pub deploy_id: String,
+    /// `project`, `environment` or `version`.
+    pub field: &'static str,
+    /// The stored deployment's value.
+    pub stored: String,
+    /// The event's value.
+    pub got: String,
 }
 
 /// Which deployments [`History::list`] returns. Newest first by start time.
@@ -338,7 +369,7 @@ impl History {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Sql`] naming the file; nothing is stored then.
+    /// As [`insert_each`](Self::insert_each); nothing is stored then.
     pub fn insert(&mut self, event: &Event) -> Result<bool, StoreError> {
         Ok(self.insert_batch(std::slice::from_ref(event))? == 1)
     }
@@ -348,7 +379,7 @@ impl History {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Sql`] naming the file; nothing is stored then.
+    /// As [`insert_each`](Self::insert_each); nothing is stored then.
     pub fn insert_batch(&mut self, events: &[Event]) -> Result<usize, StoreError> {
         Ok(self.insert_each(events)?.into_iter().filter(|&n| n).count())
     }
@@ -359,7 +390,9 @@ impl History {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Sql`] naming the file; nothing is stored then.
+    /// [`StoreError::Sql`] naming the file; [`StoreError::DeploymentMismatch`] when an event
+    /// names a deployment id stored (or first seen in `events`) with another project,
+    /// environment or version. Nothing is stored then.
     pub fn insert_each(&mut self, events: &[Event]) -> Result<Vec<bool>, StoreError> {
         let path = self.path.clone();
         let tx = self
@@ -368,7 +401,17 @@ impl History {
             .map_err(sql(&path, "begin insert"))?;
         let mut new = Vec::with_capacity(events.len());
         for event in events {
-            new.push(apply(&tx, event).map_err(sql(&path, "insert event"))?);
+            new.push(apply(&tx, event).map_err(|e| match e {
+                Applied::Sql(source) => StoreError::Sql {
+                    path: path.clone(),
+                    op: "insert event",
+                    source,
+                },
+                Applied::Mismatch(mismatch) => StoreError::DeploymentMismatch {
+                    path: path.clone(),
+                    mismatch: Box::new(mismatch),
+                },
+            })?);
         }
         tx.commit().map_err(sql(&path, "commit insert"))?;
         Ok(new)
@@ -732,8 +775,23 @@ fn read_deployment(r: &Row<'_>) -> rusqlite::Result<DeployRow> {
     })
 }
 
-/// Stores one event and folds it into its deployment; `false` for a duplicate id.
-fn apply(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<bool> {
+/// Why [`apply`] stored nothing.
+enum Applied {
+    Sql(rusqlite::Error),
+    Mismatch(DeploymentMismatch),
+}
+
+impl From<rusqlite::Error> for Applied {
+    fn from(e: rusqlite::Error) -> Self {
+        Applied::Sql(e)
+    }
+}
+
+/// Stores one event and folds it into its deployment; `false` for a duplicate id. An event
+/// whose deployment id is stored for another project, environment or version is refused (the
+/// caller rolls the transaction back). The start time may differ: producers derive it, and
+/// GitHub gives a run's first webhook without `run_started_at`.
+fn apply(tx: &rusqlite::Transaction<'_>, e: &Event) -> Result<bool, Applied> {
     let d = &e.deployment;
     let inserted = tx
         .prepare_cached(
@@ -750,6 +808,28 @@ fn apply(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<bool> {
         ])?;
     if inserted == 0 {
         return Ok(false);
+    }
+    let stored: Option<(String, String, String)> = tx
+        .prepare_cached("SELECT project, environment, version FROM deployments WHERE id = ?1")?
+        .query_row(params![d.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((project, environment, version)) = stored {
+        let differs = [
+            ("project", project, &d.project),
+            ("environment", environment, &d.environment),
+            ("version", version, &d.version),
+        ]
+        .into_iter()
+        .find(|(_, stored, got)| stored != *got);
+        if let Some((field, stored, got)) = differs {
+            return Err(Applied::Mismatch(DeploymentMismatch {
+                event_id: e.id.clone(),
+                deploy_id: d.id.clone(),
+                field,
+                stored,
+                got: got.clone(),
+            }));
+        }
     }
     tx.prepare_cached(
         "INSERT OR IGNORE INTO deployments (id, project, environment, version, started_ms, status)
