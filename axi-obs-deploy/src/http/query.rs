@@ -198,9 +198,14 @@ pub(crate) struct Annotation {
 
 impl Annotation {
     fn new(d: Deployment, now: OffsetDateTime) -> Self {
-        let end = d.finished_at.unwrap_or(now).max(d.started_at);
+        // One never finished (its runner killed) is drawn for a day at most, not until now.
+        let longest = d.started_at + time::Duration::milliseconds(crate::store::MAX_REGION_MS);
+        let end = d.finished_at.unwrap_or(now.min(longest)).max(d.started_at);
         let title = format!("{} {} → {}", d.project, d.version, d.environment);
         let mut text = format!("{title}: {}", d.status.as_str().replace('_', " "));
+        if d.finished_at.is_none() && now > longest {
+            text.push_str(", no end recorded after a day");
+        }
         if d.finished_at.is_some() {
             text.push_str(&format!(
                 " in {}",
@@ -333,6 +338,18 @@ mod tests {
         assert_eq!(
             (a.time_end, a.text.contains("in progress")),
             (1_714_557_605_000, true)
+        );
+        // Abandoned (its runner killed) a week ago: drawn for a day, not until now.
+        let week = 7 * 24 * 3_600_000;
+        let a = Annotation::new(
+            deployment(Status::InProgress, None),
+            from_unix_ms(1_714_557_600_000 + week),
+        );
+        assert_eq!(a.time_end, 1_714_557_600_000 + 24 * 3_600_000);
+        assert!(
+            a.text.contains("in progress, no end recorded after a day"),
+            "{}",
+            a.text
         );
         assert_eq!(human(3_725), "1h02m");
         assert_eq!(human(125), "2m05s");

@@ -90,8 +90,9 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX deployments_by_start ON deployments (started_ms);",
 ];
 
-/// The longest a deployment is taken to run when matching annotation ranges (a day).
-const MAX_REGION_MS: i64 = 24 * 3_600_000;
+/// The longest a deployment is taken to run when matching annotation ranges, and drawn as
+/// running (a day): one never finished (its runner killed) does not run "until now".
+pub(crate) const MAX_REGION_MS: i64 = 24 * 3_600_000;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
