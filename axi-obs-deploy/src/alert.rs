@@ -156,7 +156,8 @@ impl LastDeployEnricher {
             .project(project)
             .until(active + time::Duration::milliseconds(1))
             .since(active - self.max_age)
-            .limit(1);
+            .limit(1)
+            .without_steps();
         if let Some(env) = environment {
             filter = filter.environment(env);
         }

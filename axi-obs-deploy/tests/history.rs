@@ -533,3 +533,40 @@ fn overlapping_ranges_take_unfinished_deployments_as_running_for_at_most_a_day()
         .collect();
     assert_eq!(ids, ["running", "across"]);
 }
+
+/// A deployment keeps its first `MAX_STEPS` steps (a script printing step markers in a loop
+/// cannot make every read of it unbounded); the later steps' events are still stored. Lists
+/// can leave steps out.
+#[test]
+fn a_deployment_keeps_at_most_max_steps_steps_and_lists_can_leave_them_out() {
+    use axi_obs_deploy::event::StepRef;
+    use axi_obs_deploy::store::MAX_STEPS;
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::open(dir.path().join("d.db")).unwrap();
+    let d = dref("loop", "shop", "prod", DAY);
+    let mut events = vec![started(&d, None)];
+    for i in 0..=MAX_STEPS {
+        events.push(Event::new(
+            d.clone(),
+            i + 1,
+            from_unix_ms(DAY + i64::from(i)),
+            EventKind::StepStarted {
+                step: StepRef {
+                    index: i,
+                    name: format!("step {i}"),
+                },
+            },
+        ));
+    }
+    assert_eq!(h.insert_batch(&events).unwrap(), events.len());
+    let got = h.get("loop").unwrap().unwrap();
+    assert_eq!(got.steps.len(), MAX_STEPS as usize);
+    assert_eq!(got.steps.last().unwrap().index, MAX_STEPS - 1);
+    assert_eq!(h.events("loop").unwrap().len(), events.len());
+    let listed = h.list(&Filter::default().project("shop")).unwrap();
+    assert_eq!(listed[0].steps.len(), MAX_STEPS as usize);
+    let bare = h
+        .list(&Filter::default().project("shop").without_steps())
+        .unwrap();
+    assert_eq!((bare[0].id.as_str(), bare[0].steps.len()), ("loop", 0));
+}

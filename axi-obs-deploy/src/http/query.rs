@@ -281,7 +281,9 @@ pub(crate) async fn annotations(
     let mut filter = Filter::default()
         .overlapping(from, to, now)
         .limit(limit)
-        .tags(tags, match_any);
+        .tags(tags, match_any)
+        // An annotation shows none of them; Grafana asks at every refresh.
+        .without_steps();
     if let Some(v) = p.one("project")? {
         filter = filter.project(v);
     }

@@ -90,6 +90,11 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX deployments_by_start ON deployments (started_ms);",
 ];
 
+/// The most steps a deployment keeps (indices `0..MAX_STEPS`): a script printing step markers
+/// in a loop would otherwise make every read of the deployment (and `/history`) unbounded. The
+/// events of later steps are stored all the same ([`History::events`]).
+pub const MAX_STEPS: u32 = 1_000;
+
 /// The longest a deployment is taken to run when matching annotation ranges, and drawn as
 /// running (a day): one never finished (its runner killed) does not run "until now".
 pub(crate) const MAX_REGION_MS: i64 = 24 * 3_600_000;
@@ -182,6 +187,8 @@ pub struct Filter {
     /// status must equal.
     tags: Vec<String>,
     tags_any: bool,
+    /// Whether each deployment comes with its steps.
+    steps: bool,
 }
 
 impl Default for Filter {
@@ -196,6 +203,7 @@ impl Default for Filter {
             limit: 50,
             tags: Vec::new(),
             tags_any: false,
+            steps: true,
         }
     }
 }
@@ -258,6 +266,14 @@ impl Filter {
     pub fn tags(mut self, tags: Vec<String>, any: bool) -> Self {
         self.tags = tags;
         self.tags_any = any;
+        self
+    }
+
+    /// Deployments without their steps (`steps` left empty): one query instead of one more
+    /// per deployment, and no step output read, for callers that show only the deployment
+    /// (annotations, alert enrichment). Defaults to with steps.
+    pub fn without_steps(mut self) -> Self {
+        self.steps = false;
         self
     }
 }
@@ -521,7 +537,7 @@ impl History {
             )
             .optional()
             .map_err(self.err("read deployment"))?;
-        row.map(|r| self.finish_row(r)).transpose()
+        row.map(|r| self.finish_row(r, true)).transpose()
     }
 
     /// Deployments matching `filter`, newest first, with their steps.
@@ -595,7 +611,9 @@ impl History {
             .map_err(self.err("list"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err("list"))?;
-        rows.into_iter().map(|r| self.finish_row(r)).collect()
+        rows.into_iter()
+            .map(|r| self.finish_row(r, filter.steps))
+            .collect()
     }
 
     /// The most recently started deployment of `project` (in `environment`, if given), any
@@ -671,14 +689,12 @@ impl History {
         Ok(stats::compute(project, environment, since, until, &records))
     }
 
-    fn finish_row(&self, row: DeployRow) -> Result<Deployment, StoreError> {
-        let corrupt = |problem: String| StoreError::Corrupt {
-            path: self.path.clone(),
-            deploy_id: row.id.clone(),
-            problem,
-        };
-        let status = Status::parse(&row.status)
-            .ok_or_else(|| corrupt(format!("status `{}`", row.status)))?;
+    /// The steps of deployment `id`, by index.
+    fn steps(
+        &self,
+        id: &str,
+        corrupt: &dyn Fn(String) -> StoreError,
+    ) -> Result<Vec<Step>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -687,7 +703,7 @@ impl History {
             )
             .map_err(self.err("read steps"))?;
         let steps = stmt
-            .query_map([&row.id], |r| {
+            .query_map([id], |r| {
                 Ok((
                     Step {
                         index: r.get(0)?,
@@ -704,14 +720,29 @@ impl History {
             .map_err(self.err("read steps"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err("read steps"))?;
-        let steps = steps
+        steps
             .into_iter()
             .map(|(mut step, status)| {
                 step.status = StepStatus::parse(&status)
                     .ok_or_else(|| corrupt(format!("step status `{status}`")))?;
                 Ok(step)
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .collect()
+    }
+
+    fn finish_row(&self, row: DeployRow, with_steps: bool) -> Result<Deployment, StoreError> {
+        let corrupt = |problem: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            deploy_id: row.id.clone(),
+            problem,
+        };
+        let status = Status::parse(&row.status)
+            .ok_or_else(|| corrupt(format!("status `{}`", row.status)))?;
+        let steps = if with_steps {
+            self.steps(&row.id, &corrupt)?
+        } else {
+            Vec::new()
+        };
         Ok(Deployment {
             id: row.id,
             project: row.project,
@@ -863,6 +894,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, e: &Event) -> Result<bool, Applied> {
                 trigger
             ])?;
         }
+        EventKind::StepStarted { step } | EventKind::StepFinished { step, .. }
+            if step.index >= MAX_STEPS => {}
         EventKind::StepStarted { step } => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO steps (deploy_id, idx, name, started_ms, status)
