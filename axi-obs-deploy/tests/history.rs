@@ -570,3 +570,92 @@ fn a_deployment_keeps_at_most_max_steps_steps_and_lists_can_leave_them_out() {
         .unwrap();
     assert_eq!((bare[0].id.as_str(), bare[0].steps.len()), ("loop", 0));
 }
+
+/// An incident that began before the window (its first failure before `since`) is not one of
+/// the window's: its restore inside the window is not counted, nor timed from a later failure.
+#[test]
+fn an_incident_that_began_before_the_window_is_not_timed_from_its_later_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::open(dir.path().join("d.db")).unwrap();
+    let since = 10 * DAY;
+    deploy(
+        &mut h,
+        "ok",
+        "prod",
+        since - 3 * H,
+        Some((since - 3 * H + S, Status::Succeeded)),
+        None,
+    );
+    deploy(
+        &mut h,
+        "f1",
+        "prod",
+        since - 2 * H,
+        Some((since - H, Status::Failed)),
+        None,
+    );
+    deploy(
+        &mut h,
+        "c",
+        "prod",
+        since - H,
+        Some((since - H / 2, Status::Cancelled)),
+        None,
+    );
+    deploy(
+        &mut h,
+        "f2",
+        "prod",
+        since,
+        Some((since + H, Status::Failed)),
+        None,
+    );
+    deploy(
+        &mut h,
+        "fix",
+        "prod",
+        since + 2 * H,
+        Some((since + 3 * H, Status::Succeeded)),
+        None,
+    );
+    let s = h
+        .stats(
+            "shop",
+            "prod",
+            from_unix_ms(since),
+            from_unix_ms(since + DAY),
+        )
+        .unwrap();
+    assert_eq!((s.succeeded, s.failed, s.cancelled), (1, 1, 0));
+    assert_eq!(s.dora.time_to_restore_p50, None, "{s:?}");
+    assert_eq!(s.dora.unrestored_incidents, 0);
+    // One that begins in the window is timed from its first failure.
+    deploy(
+        &mut h,
+        "f3",
+        "prod",
+        since + 4 * H,
+        Some((since + 5 * H, Status::Failed)),
+        None,
+    );
+    deploy(
+        &mut h,
+        "fix2",
+        "prod",
+        since + 6 * H,
+        Some((since + 7 * H, Status::Succeeded)),
+        None,
+    );
+    let s = h
+        .stats(
+            "shop",
+            "prod",
+            from_unix_ms(since),
+            from_unix_ms(since + DAY),
+        )
+        .unwrap();
+    assert_eq!(
+        s.dora.time_to_restore_p50,
+        Some(Duration::from_secs(2 * 3600))
+    );
+}

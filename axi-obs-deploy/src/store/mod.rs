@@ -672,6 +672,25 @@ impl History {
             .map_err(self.err("stats"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err("stats"))?;
+        // The last success or failure before the window: whether an incident was already
+        // under way when it began (its first failure is then before `since`, and its restore
+        // is not one of the window's).
+        let before: Option<(String, i64, Option<i64>, Option<i64>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT status, started_ms, finished_ms, commit_time_ms FROM deployments
+                 WHERE project = ?1 AND environment = ?2 AND finished_ms < ?3
+                   AND status IN ('succeeded', 'failed', 'rolled_back')
+                 ORDER BY finished_ms DESC, id DESC LIMIT 1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![project, environment, unix_ms(since)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+            })
+            .map_err(self.err("stats"))?;
+        let rows: Vec<_> = before.into_iter().chain(rows).collect();
         let mut records = Vec::with_capacity(rows.len());
         for (status, started, finished, commit) in rows {
             let status = Status::parse(&status).ok_or_else(|| StoreError::Corrupt {

@@ -98,7 +98,8 @@ fn ratio(num: u64, den: u64) -> Option<f64> {
 }
 
 /// `records` hold every deployment finished at or after `since` (and the unfinished ones
-/// started before `until`), sorted by finish time.
+/// started before `until`), sorted by finish time, after the last success or failure finished
+/// before `since` (if any: it tells whether an incident began before the window).
 pub(super) fn compute(
     project: &str,
     environment: &str,
