@@ -461,8 +461,9 @@ fn same_rules(a: &GroupState, b: &GroupState) -> bool {
 }
 
 /// Alert state, and the series each rule wrote, move to the reloaded rule with the same
-/// group, name and expression. Returns the series of rules that are gone (or changed), which
-/// get staleness markers, as Prometheus's rule manager marks them on a reload.
+/// group, kind, name and labels (whatever its expression). Returns the series of rules that
+/// are gone, which get staleness markers, as Prometheus's rule manager marks them on a
+/// reload; a kept rule's series it no longer writes are marked at its next evaluation.
 fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) -> Vec<crate::promql::Labels> {
     let mut carried: std::collections::HashSet<&crate::promql::Labels> =
         std::collections::HashSet::new();
@@ -477,10 +478,10 @@ fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) -> Vec<crate::pr
             let def = &g.group.rules[i];
             let Some(j) = (0..prev.rules.len()).find(|&j| {
                 let pdef = &prev.group.rules[j];
-                !used[j]
-                    && pdef.kind == def.kind
-                    && pdef.labels == def.labels
-                    && pdef.expr_text == def.expr_text
+                // Prometheus's `Group.CopyState` matches by name and labels: a changed
+                // expression (a threshold tuned) keeps its alerts, so a firing one is not
+                // resolved and paged again after `for`.
+                !used[j] && pdef.kind == def.kind && pdef.labels == def.labels
             }) else {
                 continue;
             };
@@ -1093,6 +1094,28 @@ groups:
         // A group gone altogether: all of its series.
         let gone = carry_over_state(&old, &mut []);
         assert_eq!(gone.len(), 4);
+    }
+
+    /// A changed expression keeps the rule's firing alerts (Prometheus matches rules by name
+    /// and labels), so tuning a threshold does not resolve and re-page them.
+    #[test]
+    fn a_changed_expression_keeps_the_alerts_of_its_rule() {
+        let old = evaluated(
+            "groups:\n  - name: g\n    rules:\n      - alert: High\n        expr: vector(1) > 0.5\n        for: 5m\n",
+        );
+        let RuleState::Alerting(before) = &old[0].rules[0] else {
+            unreachable!()
+        };
+        assert_eq!(before.alerts().len(), 1);
+        let mut new = groups(
+            "groups:\n  - name: g\n    rules:\n      - alert: High\n        expr: vector(1) > 0.4\n        for: 5m\n",
+        );
+        assert!(carry_over_state(&old, &mut new).is_empty());
+        let RuleState::Alerting(after) = &new[0].rules[0] else {
+            unreachable!()
+        };
+        assert_eq!(after.alerts(), before.alerts());
+        assert_eq!(new[0].written(0).count(), old[0].written(0).count());
     }
 
     /// Two rules of one name (different labels) each keep their own series over a reload.
