@@ -326,10 +326,24 @@ impl Config {
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut rule_files = Vec::new();
+        // As Prometheus: an entry that names no file is left out (with a warning here; it is
+        // silent there), and a file named twice (`rules/*.yml` and `rules/a.yml`) is loaded
+        // once, so each of its groups exists once.
+        let mut rule_files: Vec<PathBuf> = Vec::new();
         for pattern in &raw.rule_files {
             let matched = crate::rules::glob::rule_files(base, pattern).map_err(at)?;
-            rule_files.extend(matched);
+            if matched.is_empty() {
+                tracing::warn!(
+                    config = %path.display(),
+                    pattern = %pattern,
+                    "rule_files entry names no file; it is left out"
+                );
+            }
+            for f in matched {
+                if !rule_files.contains(&f) {
+                    rule_files.push(f);
+                }
+            }
         }
         let mut scrape_configs = Vec::new();
         let mut jobs = std::collections::HashSet::new();
@@ -415,11 +429,20 @@ mod tests {
 
     #[test]
     fn a_prometheus_config_subset() {
-        let text = "global:\n  scrape_interval: 5s\n  evaluation_interval: 10s\n  external_labels: {env: prod}\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: api\n    static_configs:\n      - targets: ['127.0.0.1:8080']\n        labels: {team: core}\n";
-        let c = Config::parse(text, Path::new("/etc/axi/prometheus.yml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["rules.yml", "other.yml"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        // A file named twice is loaded once; an entry naming no file is left out (as
+        // Prometheus's `filepath.Glob` leaves it out).
+        let text = "global:\n  scrape_interval: 5s\n  evaluation_interval: 10s\n  external_labels: {env: prod}\nrule_files: [rules.yml, '*.yml', missing.yml, 'none-*.yml']\nscrape_configs:\n  - job_name: api\n    static_configs:\n      - targets: ['127.0.0.1:8080']\n        labels: {team: core}\n";
+        let c = Config::parse(text, &dir.path().join("prometheus.yml")).unwrap();
         assert_eq!(c.scrape_interval_ms, 5_000);
         assert_eq!(c.scrape_configs[0].timeout_ms, 5_000);
-        assert_eq!(c.rule_files, [PathBuf::from("/etc/axi/rules.yml")]);
+        assert_eq!(
+            c.rule_files,
+            [dir.path().join("rules.yml"), dir.path().join("other.yml")]
+        );
         assert_eq!(c.scrape_configs[0].targets[0].1["team"], "core");
     }
 

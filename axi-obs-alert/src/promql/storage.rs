@@ -271,6 +271,12 @@ impl MemStorage {
         self.series[id as usize].append(t, v, self.tail_ms);
     }
 
+    /// The newest point of the series with exactly `labels`.
+    pub(crate) fn newest(&self, labels: &Labels) -> Option<super::value::Point> {
+        let id = *self.by_labels.get(labels)?;
+        self.series[id as usize].newest()
+    }
+
     fn insert_series(&mut self, labels: Labels) -> u32 {
         let strings = &mut self.strings;
         let labels = labels.interned(|s| match strings.get(s) {

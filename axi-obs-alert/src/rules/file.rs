@@ -139,7 +139,7 @@ struct RawFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGroup {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     name: String,
     #[serde(default)]
     interval: Option<String>,
@@ -147,7 +147,7 @@ struct RawGroup {
     query_offset: Option<String>,
     #[serde(default)]
     limit: usize,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_map")]
     labels: BTreeMap<String, String>,
     #[serde(default)]
     rules: Vec<RawRule>,
@@ -156,20 +156,73 @@ struct RawGroup {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_text")]
     record: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_text")]
     alert: Option<String>,
     #[serde(default)]
     expr: Option<serde_norway::Value>,
-    #[serde(default, rename = "for")]
+    #[serde(default, rename = "for", deserialize_with = "opt_text")]
     for_: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "opt_text")]
     keep_firing_for: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_map")]
     labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_map")]
     annotations: BTreeMap<String, String>,
+}
+
+/// A YAML scalar read as text, as Go's yaml.v3 decodes any scalar into a string field:
+/// Prometheus loads `labels: {priority: 1}`, `page: true` or `for: 0`, and so do we. (The
+/// number's text is Rust's: `1e3` reads as `1000`, where Go keeps what was written.) A null
+/// is empty, as in Go.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar(String::new()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Scalar::deserialize(d).map(|s| s.0)
+}
+
+fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<Scalar>::deserialize(d).map(|s| s.map(|s| s.0))
+}
+
+fn text_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    BTreeMap::<String, Scalar>::deserialize(d)
+        .map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
 /// Reads and validates a rule file.
@@ -370,10 +423,11 @@ fn check_rule(r: RawRule) -> Result<Rule, Vec<String>> {
         if !r.annotations.is_empty() {
             errs.push("invalid field 'annotations' in recording rule".into());
         }
-        if r.for_.is_some() {
+        // Prometheus checks `r.For != 0`: `for: 0s` is allowed.
+        if for_.is_some_and(|d| !d.is_zero()) {
             errs.push("invalid field 'for' in recording rule".into());
         }
-        if r.keep_firing_for.is_some() {
+        if keep_firing_for.is_some_and(|d| !d.is_zero()) {
             errs.push("invalid field 'keep_firing_for' in recording rule".into());
         }
         if !is_valid_metric_name(name) {
@@ -517,6 +571,65 @@ mod tests {
         assert!(parse_duration("30m1h").is_err());
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("1.5h").is_err());
+    }
+
+    /// Scalars that are not strings load as Prometheus loads them (yaml.v3 decodes any scalar
+    /// into a string field), and `for: 0s` is allowed on a recording rule (Prometheus refuses
+    /// only a non-zero one).
+    #[test]
+    fn numbers_booleans_and_zero_durations_load_as_in_prometheus() {
+        let text = "groups:
+  - name: 2024
+    labels: { tier: 1 }
+    rules:
+      - alert: A
+        expr: up == 0
+        for: 0
+        keep_firing_for: 0
+        labels: { priority: 1, page: true, ratio: 0.5, empty: }
+        annotations: { runbook: 42 }
+      - record: job:up:sum
+        expr: sum(up)
+        for: 0s
+        keep_firing_for: 0s
+";
+        let (file, _) = parse(text, Path::new("r.yml")).unwrap();
+        let g = &file.groups[0];
+        assert_eq!(g.name, "2024");
+        assert_eq!(g.labels["tier"], "1");
+        let a = &g.rules[0];
+        assert_eq!(
+            [
+                &a.labels["priority"],
+                &a.labels["page"],
+                &a.labels["ratio"],
+                &a.labels["empty"]
+            ],
+            ["1", "true", "0.5", ""]
+        );
+        assert_eq!(a.annotations["runbook"], "42");
+        assert_eq!(
+            (a.for_, a.keep_firing_for),
+            (Duration::ZERO, Duration::ZERO)
+        );
+        // A non-zero `for` on a recording rule is still refused.
+        let bad = text.replace("for: 0s", "for: 1m");
+        let errs = parse(&bad, Path::new("r.yml")).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("invalid field 'for' in recording rule")),
+            "{errs:?}"
+        );
+        // A sequence where text is expected is an error.
+        let errs = parse(
+            &text.replace("runbook: 42", "runbook: [1]"),
+            Path::new("r.yml"),
+        )
+        .unwrap_err();
+        assert!(
+            errs[0].message.contains("a string, number or boolean"),
+            "{errs:?}"
+        );
     }
 
     #[test]

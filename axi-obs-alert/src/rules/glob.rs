@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// The files one entry names: the path itself when it has no wildcard, else the files in its
-/// folder whose names match, sorted.
+/// The files one entry names: the path itself when it has no wildcard and exists, else the
+/// files in its folder whose names match, sorted. As Go's `filepath.Glob`, which Prometheus
+/// and promtool use: a path that does not exist names no file (the caller warns).
 ///
 /// Paths are cleaned as Go's `filepath.Join` cleans them (`./a/../rules.yml` is
 /// `rules.yml`): a group's file path is part of its identity and of its evaluation slot,
@@ -20,7 +21,11 @@ pub(crate) fn rule_files(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, Str
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if !name.contains(['*', '?']) {
-        return Ok(vec![full]);
+        return Ok(if std::fs::symlink_metadata(&full).is_ok() {
+            vec![full]
+        } else {
+            Vec::new()
+        });
     }
     // A pattern in the working directory (`*.yml`, `./*.yml` cleaned) has an empty parent.
     let dir = match full.parent() {
@@ -102,9 +107,15 @@ mod tests {
         ] {
             assert_eq!(clean(Path::new(given)), Path::new(cleaned), "{given}");
         }
+        // Tests run in the package's folder.
         assert_eq!(
-            rule_files(Path::new("."), "rules.yml").unwrap(),
-            [PathBuf::from("rules.yml")]
+            rule_files(Path::new("."), "Cargo.toml").unwrap(),
+            [PathBuf::from("Cargo.toml")]
+        );
+        assert!(
+            rule_files(Path::new("."), "no-such-rules.yml")
+                .unwrap()
+                .is_empty()
         );
     }
 

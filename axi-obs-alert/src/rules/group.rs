@@ -314,17 +314,38 @@ impl GroupState {
                 }
             };
             self.failed[i] = false;
-            let now: HashSet<Labels> = samples.iter().map(|s| s.labels.clone()).collect();
+            // As Prometheus's storage: a sample at a timestamp another rule already wrote with
+            // another value is refused (`duplicate sample for timestamp`, the rule's error;
+            // the first value stays), and a staleness marker where a value was written is
+            // dropped (the series now comes from a different rule).
+            let mut now: HashSet<Labels> = HashSet::with_capacity(samples.len());
+            let mut duplicate = None;
             for s in &samples {
+                if let Some(p) = store.newest(&s.labels)
+                    && p.t == s.t
+                    && p.v.to_bits() != s.v.to_bits()
+                {
+                    duplicate.get_or_insert_with(|| {
+                        promql::EvalError::new(format!(
+                            "duplicate sample for timestamp; overrides not allowed: existing {}, new value {} for {}",
+                            p.v, s.v, s.labels
+                        ))
+                    });
+                    continue;
+                }
                 store.add(&s.labels, s.t, s.v);
+                now.insert(s.labels.clone());
             }
             for gone in self.previous[i].difference(&now) {
+                if store.newest(gone).is_some_and(|p| p.t == query_ts) {
+                    continue;
+                }
                 store.add(gone, query_ts, stale_nan());
             }
             outcomes.push(RuleOutcome {
                 rule: name,
-                samples: samples.len(),
-                error: None,
+                samples: now.len(),
+                error: duplicate,
                 duration: started.elapsed(),
             });
             self.previous[i] = now;
@@ -441,6 +462,53 @@ groups:
         );
         assert_eq!(recorded[0].labels.get("team"), Some("core"));
         assert_eq!(recorded[0].points.last().unwrap().v, 1.0);
+    }
+
+    /// Two rules writing one series at one time: the first value stays and the second rule
+    /// reports Prometheus's duplicate-sample error; a staleness marker for a series another
+    /// rule wrote at that time is dropped, so handing a series from one rule to another does
+    /// not make it vanish for an interval.
+    #[test]
+    fn colliding_rule_outputs_keep_the_first_value_and_say_so() {
+        let text = "
+groups:
+  - name: g
+    rules:
+      - record: x
+        expr: vector(1)
+      - record: x
+        expr: vector(2)
+      - record: y
+        expr: vector(time()) >= 120
+      - record: y
+        expr: vector(time()) < 120
+";
+        let (file, _) = parse(text, Path::new("r.yml")).unwrap();
+        let mut g = GroupState::new(file.groups[0].clone());
+        let mut store = MemStorage::new();
+        let engine = Engine::default();
+        let newest = |store: &MemStorage, name: &str| {
+            store
+                .newest(&Labels::from_pairs([("__name__", name)]))
+                .unwrap()
+        };
+        for ts in [60_000, 120_000] {
+            let out = g.eval(&engine, &mut store, ts, 0, &TemplateContext::default());
+            assert_eq!(newest(&store, "x").v, 1.0);
+            assert!(out[0].error.is_none(), "{out:?}");
+            let e = out[1]
+                .error
+                .as_ref()
+                .map(|e| e.0.as_str())
+                .unwrap_or_default();
+            assert!(e.starts_with("duplicate sample for timestamp"), "{out:?}");
+            assert_eq!(out[1].samples, 0);
+            assert!(out[2].error.is_none() && out[3].error.is_none(), "{out:?}");
+        }
+        // At 120 s the first `y` rule takes the series over: its value, not the second rule's
+        // staleness marker, is the series' point at 120 s.
+        let y = newest(&store, "y");
+        assert_eq!((y.t, y.v), (120_000, 120.0));
     }
 
     /// A failed evaluation writes nothing, marks nothing stale and sends nothing; the next
