@@ -94,7 +94,9 @@ enum Command {
         /// Prometheus does from `ALERTS_FOR_STATE` (none: restarts start `for` again).
         #[arg(long)]
         state_file: Option<PathBuf>,
-        /// Rules with a shorter `for` are not restored; at least this remains after a restore.
+        /// Rules with a shorter `for` are not restored; at least this remains after a restore,
+        /// and a saved state whose alert is not active yet (its expression needs more scrapes)
+        /// waits this long for it.
         #[arg(long, default_value = "10m", value_parser = duration_ms)]
         for_grace_period: i64,
         /// Saved state older than this is ignored.

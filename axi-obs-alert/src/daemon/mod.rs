@@ -490,6 +490,7 @@ fn carry_over_state(old: &[GroupState], new: &mut [GroupState]) -> Vec<crate::pr
                 (&mut g.rules[i], &prev.rules[j])
             {
                 a.active = pa.active.clone();
+                a.carry_late_restore(pa);
             }
             g.carry_written(i, prev.written(j).cloned());
             carried.extend(prev.written(j));

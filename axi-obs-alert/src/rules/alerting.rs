@@ -78,6 +78,10 @@ pub struct AlertingState {
     /// Whether `for` state has been restored after a start (only then are `ALERTS` and
     /// `ALERTS_FOR_STATE` written).
     pub restored: bool,
+    /// Saved states no alert matched when they were restored, each waiting for its alert to
+    /// become active; with the grace period, the outage tolerance and the restore's time.
+    late_restore: Vec<(Labels, i64, i64)>,
+    restore_limits: (i64, i64, i64),
 }
 
 impl AlertingState {
@@ -97,7 +101,15 @@ impl AlertingState {
             annotations,
             active: HashMap::new(),
             restored: true,
+            late_restore: Vec::new(),
+            restore_limits: (0, 0, 0),
         }
+    }
+
+    /// Takes over what `previous` (the same rule before a reload) still waits to restore.
+    pub(crate) fn carry_late_restore(&mut self, previous: &AlertingState) {
+        self.late_restore.clone_from(&previous.late_restore);
+        self.restore_limits = previous.restore_limits;
     }
 
     /// Advances the life-cycle with the expression's result at `ts` and returns the samples
@@ -153,6 +165,8 @@ impl AlertingState {
                     existing.annotations = a.annotations;
                 }
                 _ => {
+                    let mut a = a;
+                    self.restore_late(&mut a, ts);
                     self.active.insert(labels, a);
                 }
             }
@@ -244,35 +258,67 @@ impl AlertingState {
         if self.for_ms < grace_ms {
             return;
         }
+        self.restore_limits = (grace_ms, outage_tolerance_ms, ts);
+        let mut used = vec![false; saved.len()];
         for a in self.active.values_mut() {
             if a.state == AlertState::Inactive {
                 continue;
             }
-            let Some(&(_, down_at, active_at)) = saved
+            let Some(i) = saved
                 .iter()
-                .find(|(l, down_at, _)| *l == a.labels && *down_at >= ts - outage_tolerance_ms)
+                .position(|(l, down_at, _)| *l == a.labels && *down_at >= ts - outage_tolerance_ms)
             else {
                 continue;
             };
-            // Prometheus keeps whole seconds here.
-            let (down_at, active_at) = (down_at / 1000 * 1000, active_at / 1000 * 1000);
-            let remaining = self.for_ms - (down_at - active_at);
-            a.active_at = if remaining <= 0 {
-                active_at
-            } else if remaining < grace_ms {
-                ts + grace_ms - self.for_ms
-            } else {
-                active_at + (ts - down_at)
-            };
+            used[i] = true;
+            let (_, down_at, active_at) = saved[i];
+            a.active_at = restored_active_at(self.for_ms, grace_ms, ts, down_at, active_at);
+        }
+        // Prometheus reads the state from its TSDB, which also holds the data the rules read
+        // from before the restart, so the alerts are active again at once. This evaluator's
+        // store starts empty: an alert whose expression needs history (`rate(x[5m])` needs two
+        // scrapes) becomes active only later. Its saved state waits for it, for at most the
+        // grace period after the restore (a warm-up, not a later episode of the alert) and
+        // within the outage tolerance.
+        self.late_restore = saved
+            .iter()
+            .zip(used)
+            .filter(|((_, down_at, _), used)| !used && *down_at >= ts - outage_tolerance_ms)
+            .map(|(s, _)| s.clone())
+            .collect();
+    }
+
+    /// Restores `a`, an alert that became active at `ts`, from a saved state that waited for
+    /// it (see [`restore_for_state`](Self::restore_for_state)).
+    fn restore_late(&mut self, a: &mut Alert, ts: i64) {
+        if self.late_restore.is_empty() {
+            return;
+        }
+        let (grace_ms, outage_tolerance_ms, restored_at) = self.restore_limits;
+        if ts > restored_at + grace_ms {
+            self.late_restore.clear();
+            return;
+        }
+        self.late_restore
+            .retain(|(_, down_at, _)| *down_at >= ts - outage_tolerance_ms);
+        if let Some(i) = self
+            .late_restore
+            .iter()
+            .position(|(l, _, _)| *l == a.labels)
+        {
+            let (_, down_at, active_at) = self.late_restore.swap_remove(i);
+            a.active_at = restored_active_at(self.for_ms, grace_ms, ts, down_at, active_at);
         }
     }
 
     /// What to save so that [`AlertingState::restore_for_state`] can restore after a restart:
-    /// (labels, now, active_at) for every pending and firing alert.
+    /// (labels, now, active_at) for every pending and firing alert, and the saved states still
+    /// waiting for their alert as they were saved.
     pub fn for_state(&self, now: i64) -> Vec<(Labels, i64, i64)> {
         self.alerts()
             .into_iter()
             .map(|a| (a.labels.clone(), now, a.active_at))
+            .chain(self.late_restore.iter().cloned())
             .collect()
     }
 
@@ -285,6 +331,22 @@ impl AlertingState {
             .collect();
         v.sort_by(|a, b| a.labels.cmp(&b.labels));
         v
+    }
+}
+
+/// The `active_at` of an alert restored at `ts` from the state saved at `down_at`, as
+/// Prometheus's `RestoreForState` computes it: the time it had spent pending before the
+/// restart counts, the downtime does not, and at least `grace_ms` remains before it fires.
+fn restored_active_at(for_ms: i64, grace_ms: i64, ts: i64, down_at: i64, active_at: i64) -> i64 {
+    // Prometheus keeps whole seconds here.
+    let (down_at, active_at) = (down_at / 1000 * 1000, active_at / 1000 * 1000);
+    let remaining = for_ms - (down_at - active_at);
+    if remaining <= 0 {
+        active_at
+    } else if remaining < grace_ms {
+        ts + grace_ms - for_ms
+    } else {
+        active_at + (ts - down_at)
     }
 }
 
@@ -472,6 +534,65 @@ mod tests {
         );
         assert_eq!(r.active[&ls].active_at, restart);
         assert!(r.restored);
+    }
+
+    /// The store starts empty after a restart: an alert whose expression needs two scrapes
+    /// (a `rate`) is not active at the restore. Its saved state waits for it for the grace
+    /// period, so a firing alert fires again at once instead of waiting its `for` again; an
+    /// alert that appears only after the grace period starts afresh.
+    #[test]
+    fn a_saved_state_waits_for_its_alert_during_the_grace_period() {
+        let min = 60_000;
+        let (restart, grace, tolerance) = (100 * min, 10 * min, 60 * min);
+        let rule = || {
+            let mut r =
+                AlertingState::new("Down".into(), 30 * min, 0, BTreeMap::new(), BTreeMap::new());
+            r.restored = false;
+            r
+        };
+        // The alert's label set, as the rule makes it.
+        let ls = {
+            let mut r = rule();
+            r.eval(vec![sample("a", 0.0)], 0, 0, 0, &no_templates)
+                .unwrap();
+            r.active.keys().next().unwrap().clone()
+        };
+        // Firing for 50 minutes when it went down.
+        let saved = [(ls.clone(), restart - min, restart - 50 * min)];
+
+        let mut r = rule();
+        r.eval(vec![], restart, restart, 0, &no_templates).unwrap();
+        r.restore_for_state(&saved, restart, grace, tolerance);
+        assert!(r.active.is_empty());
+        r.eval(vec![sample("a", 0.0)], restart + min, 0, 0, &no_templates)
+            .unwrap();
+        assert_eq!(r.active[&ls].state, AlertState::Firing);
+        assert_eq!(r.active[&ls].active_at, restart - 50 * min);
+
+        // First seen after the grace period: a new episode, pending from now.
+        let mut r = rule();
+        r.eval(vec![], restart, restart, 0, &no_templates).unwrap();
+        r.restore_for_state(&saved, restart, grace, tolerance);
+        let late = restart + grace + min;
+        r.eval(vec![sample("a", 0.0)], late, 0, 0, &no_templates)
+            .unwrap();
+        assert_eq!(
+            (r.active[&ls].state, r.active[&ls].active_at),
+            (AlertState::Pending, late)
+        );
+
+        // A reload in between keeps what waits, and a second restart before the alert
+        // appears saves it as it was saved.
+        let mut r = rule();
+        r.eval(vec![], restart, restart, 0, &no_templates).unwrap();
+        r.restore_for_state(&saved, restart, grace, tolerance);
+        assert_eq!(r.for_state(restart + 2 * min), saved);
+        let mut reloaded = rule();
+        reloaded.carry_late_restore(&r);
+        reloaded
+            .eval(vec![sample("a", 0.0)], restart + min, 0, 0, &no_templates)
+            .unwrap();
+        assert_eq!(reloaded.active[&ls].state, AlertState::Firing);
     }
 
     #[test]
