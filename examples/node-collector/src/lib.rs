@@ -190,9 +190,18 @@ impl Node {
 
     /// Only the named collectors (unknown names are ignored).
     pub fn with_collectors(paths: Paths, names: &[&str]) -> Self {
+        Self::with_exclusions(paths, names, &collectors::Exclusions::default())
+    }
+
+    /// Only the named collectors, leaving out the devices and mounts `exclusions` names.
+    pub fn with_exclusions(
+        paths: Paths,
+        names: &[&str],
+        exclusions: &collectors::Exclusions,
+    ) -> Self {
         Self {
             paths,
-            collectors: collectors::all()
+            collectors: collectors::all_with(exclusions)
                 .into_iter()
                 .filter(|c| names.contains(&c.name()))
                 .collect(),

@@ -46,6 +46,31 @@ struct Args {
     /// documentation for its format). Without it: every collector, no checks.
     #[arg(long, env = "AXI_NODE_CONFIG")]
     config: Option<PathBuf>,
+
+    /// Mount points the filesystem collector leaves out: a regular expression, matched
+    /// anywhere (anchor it). Replaces node_exporter's default,
+    /// ^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/).
+    #[arg(long = "collector.filesystem.mount-points-exclude", value_name = "REGEX", value_parser = regex::Regex::new)]
+    mount_points_exclude: Option<regex::Regex>,
+
+    /// Filesystem types the filesystem collector leaves out. Replaces node_exporter's default
+    /// (the pseudo filesystems: autofs, bpf, cgroup, overlay, proc, sysfs, tracefs ...).
+    #[arg(long = "collector.filesystem.fs-types-exclude", value_name = "REGEX", value_parser = regex::Regex::new)]
+    fs_types_exclude: Option<regex::Regex>,
+
+    /// Block devices the diskstats collector leaves out. Replaces node_exporter's default,
+    /// ^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$ (partitions and virtual devices).
+    #[arg(long = "collector.diskstats.device-exclude", value_name = "REGEX", value_parser = regex::Regex::new)]
+    disk_devices_exclude: Option<regex::Regex>,
+
+    /// Network interfaces the netdev collector leaves out (default: none), such as
+    /// containers' ^(veth|cali).* interfaces, which come and go with every container.
+    #[arg(long = "collector.netdev.device-exclude", value_name = "REGEX", value_parser = regex::Regex::new)]
+    netdev_exclude: Option<regex::Regex>,
+
+    /// Network interfaces the netclass collector leaves out (default: none).
+    #[arg(long = "collector.netclass.ignored-devices", value_name = "REGEX", value_parser = regex::Regex::new)]
+    netclass_ignored: Option<regex::Regex>,
 }
 
 // Feature `mimalloc` (off by default): see the crate's Cargo.toml.
@@ -90,7 +115,14 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| all.iter().map(|s| (*s).to_owned()).collect())
     };
     let names: Vec<&str> = chosen.iter().map(String::as_str).collect();
-    let mut node = Node::with_collectors(paths.clone(), &names);
+    let exclusions = node_collector::collectors::Exclusions {
+        mount_points: args.mount_points_exclude.clone(),
+        fs_types: args.fs_types_exclude.clone(),
+        disk_devices: args.disk_devices_exclude.clone(),
+        netdev_devices: args.netdev_exclude.clone(),
+        netclass_devices: args.netclass_ignored.clone(),
+    };
+    let mut node = Node::with_exclusions(paths.clone(), &names, &exclusions);
     let telemetry = axi_obs_core::Telemetry::builder()
         .default_service_name("axi-node-collector")
         .service_version(env!("CARGO_PKG_VERSION"))

@@ -319,6 +319,25 @@ fn listening_ports() {
 
 /// The binary reads `--config` and reports configuration errors with file and line.
 #[test]
+fn a_bad_exclusion_expression_is_refused_naming_the_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_axi-node-collector"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--collector.netdev.device-exclude",
+            "^(veth",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--collector.netdev.device-exclude") && err.contains("regex parse error"),
+        "{err}"
+    );
+}
+
+#[test]
 fn binary_reports_config_errors_with_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("node.yml");

@@ -7,8 +7,19 @@ use crate::{CollectError, Collector, Families, Paths, read};
 /// flushes, I/Os in progress and I/O time. Partitions and virtual devices are ignored as
 /// node_exporter's default `--collector.diskstats.device-exclude` does:
 /// `^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$`.
-#[derive(Debug)]
-pub struct DiskStats;
+///
+/// Another exclusion replaces that one ([`DiskStats::excluding`]).
+#[derive(Debug, Default)]
+pub struct DiskStats {
+    exclude: Option<regex::Regex>,
+}
+
+impl DiskStats {
+    /// Leaving out the devices `exclude` matches instead of node_exporter's default ones.
+    pub fn excluding(exclude: Option<regex::Regex>) -> Self {
+        Self { exclude }
+    }
+}
 
 /// Bytes per sector in `/proc/diskstats` (always 512, whatever the device's sector size).
 const SECTOR: f64 = 512.0;
@@ -21,7 +32,7 @@ impl Collector for DiskStats {
     fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
         let path = paths.proc("diskstats");
         let text = read(path.clone())?;
-        parse_diskstats(&text, &path, out)
+        parse_diskstats_excluding(&text, &path, out, self.exclude.as_ref())
     }
 }
 
@@ -35,13 +46,28 @@ pub fn parse_diskstats(
     path: &std::path::Path,
     out: &mut Families,
 ) -> Result<(), CollectError> {
+    parse_diskstats_excluding(text, path, out, None)
+}
+
+/// [`parse_diskstats`] leaving out the devices `exclude` matches (node_exporter's default
+/// ones when `None`).
+///
+/// # Errors
+///
+/// As [`parse_diskstats`].
+pub(crate) fn parse_diskstats_excluding(
+    text: &str,
+    path: &std::path::Path,
+    out: &mut Families,
+    exclude: Option<&regex::Regex>,
+) -> Result<(), CollectError> {
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 14 {
             continue;
         }
         let dev = f[2];
-        if excluded(dev) {
+        if exclude.map_or_else(|| excluded(dev), |re| re.is_match(dev)) {
             continue;
         }
         let v = |i: usize| -> Result<f64, CollectError> {

@@ -17,13 +17,41 @@ use crate::{CollectError, Collector, Families, Paths, read};
 pub struct Filesystem {
     /// Statistics calls that may hang, by mount point.
     calls: Bounded,
+    /// Replace node_exporter's default exclusions when given.
+    mount_points_exclude: Option<regex::Regex>,
+    fs_types_exclude: Option<regex::Regex>,
 }
 
 impl Default for Filesystem {
     fn default() -> Self {
+        Self::excluding(None, None)
+    }
+}
+
+impl Filesystem {
+    /// Leaving out the mount points and filesystem types the expressions match, instead of
+    /// node_exporter's default ones (each `None` keeps its default).
+    pub fn excluding(mount_points: Option<regex::Regex>, fs_types: Option<regex::Regex>) -> Self {
         Self {
             calls: Bounded::new("statvfs"),
+            mount_points_exclude: mount_points,
+            fs_types_exclude: fs_types,
         }
+    }
+
+    fn excluded_type(&self, fstype: &str) -> bool {
+        match &self.fs_types_exclude {
+            Some(re) => re.is_match(fstype),
+            None => EXCLUDED_TYPES.contains(&fstype),
+        }
+    }
+
+    fn excluded(&self, m: &Mount) -> bool {
+        self.excluded_type(&m.fstype)
+            || match &self.mount_points_exclude {
+                Some(re) => re.is_match(&m.mountpoint),
+                None => excluded_mount(&m.mountpoint),
+            }
     }
 }
 
@@ -199,7 +227,7 @@ impl Collector for Filesystem {
         // Last first: of mounts stacked on one point, the last one mounted is the one visible
         // there (what `statvfs` measures), and the one reported.
         for m in parse_mounts(&text).into_iter().rev() {
-            if EXCLUDED_TYPES.contains(&m.fstype.as_str()) || excluded_mount(&m.mountpoint) {
+            if self.excluded(&m) {
                 continue;
             }
             if !seen.insert(m.mountpoint.clone()) {
@@ -292,7 +320,7 @@ impl Collector for Filesystem {
                 }
                 let mountpoint = unescape(l[4]);
                 let fstype = r[0];
-                if !seen.contains(&mountpoint) || EXCLUDED_TYPES.contains(&fstype) {
+                if !seen.contains(&mountpoint) || self.excluded_type(fstype) {
                     continue;
                 }
                 if !seen_info.insert(mountpoint.clone()) {

@@ -14,6 +14,18 @@ use crate::{CollectError, Collector, Families, Paths};
 #[derive(Default)]
 pub struct NetClass {
     open: Mutex<HashMap<String, Device>>,
+    exclude: Option<regex::Regex>,
+}
+
+impl NetClass {
+    /// Leaving out the interfaces `exclude` matches (node_exporter's
+    /// `--collector.netclass.ignored-devices`).
+    pub fn excluding(exclude: Option<regex::Regex>) -> Self {
+        Self {
+            open: Mutex::default(),
+            exclude,
+        }
+    }
 }
 
 impl std::fmt::Debug for NetClass {
@@ -204,6 +216,9 @@ impl Collector for NetClass {
         let mut listed = std::collections::HashSet::new();
         for entry in dir.flatten() {
             let dev = entry.file_name().to_string_lossy().into_owned();
+            if self.exclude.as_ref().is_some_and(|re| re.is_match(&dev)) {
+                continue;
+            }
             let path = entry.path();
             // Gone since the listing: nothing to report for it.
             let Ok(ino) = rustix::fs::stat(&path).map(|st| st.st_ino) else {

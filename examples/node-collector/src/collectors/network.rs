@@ -4,9 +4,18 @@ use super::num;
 use crate::{CollectError, Collector, Families, Paths, read};
 
 /// `node_network_{receive,transmit}_*_total{device}` from `/proc/net/dev`, plus
-/// `receive_nohandler` from `/sys/class/net`.
-#[derive(Debug)]
-pub struct NetDev;
+/// `receive_nohandler` from `/sys/class/net`. Every device by default, as node_exporter.
+#[derive(Debug, Default)]
+pub struct NetDev {
+    exclude: Option<regex::Regex>,
+}
+
+impl NetDev {
+    /// Leaving out the devices `exclude` matches.
+    pub fn excluding(exclude: Option<regex::Regex>) -> Self {
+        Self { exclude }
+    }
+}
 
 /// `node_sockstat_*` from `/proc/net/sockstat` and `sockstat6`.
 #[derive(Debug)]
@@ -96,8 +105,9 @@ impl Collector for NetDev {
     fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
         let path = paths.proc("net/dev");
         let text = read(path.clone())?;
-        parse_netdev(&text, &path, out)?;
-        for dev in netdev_devices(&text) {
+        let excluded = |dev: &str| self.exclude.as_ref().is_some_and(|re| re.is_match(dev));
+        parse_netdev_excluding(&text, &path, out, &excluded)?;
+        for dev in netdev_devices(&text).filter(|d| !excluded(d)) {
             let sys = paths.sys(&format!("class/net/{dev}/statistics/rx_nohandler"));
             if let Ok(s) = read(sys)
                 && let Ok(n) = s.trim().parse::<f64>()
@@ -133,11 +143,23 @@ pub fn parse_netdev(
     path: &std::path::Path,
     out: &mut Families,
 ) -> Result<(), CollectError> {
+    parse_netdev_excluding(text, path, out, &|_| false)
+}
+
+fn parse_netdev_excluding(
+    text: &str,
+    path: &std::path::Path,
+    out: &mut Families,
+    excluded: &dyn Fn(&str) -> bool,
+) -> Result<(), CollectError> {
     for line in text.lines().skip(2) {
         let Some((dev, rest)) = line.split_once(':') else {
             continue;
         };
         let dev = dev.trim();
+        if excluded(dev) {
+            continue;
+        }
         let mut v = rest.split_whitespace();
         let labels = [("device", dev)];
         for (name, help) in RECEIVE.iter().chain(TRANSMIT.iter()) {
