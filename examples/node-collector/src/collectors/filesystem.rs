@@ -152,6 +152,22 @@ fn excluded_mount(mountpoint: &str) -> bool {
         || strictly_under("var/lib/containers/storage")
 }
 
+/// A mount point as the host names it: without the `--path.rootfs` prefix when the collector
+/// runs in a container that sees the host's root there (`/host/boot` is `/boot`; `/host` is
+/// `/`), as node_exporter strips it. Other mount points are kept.
+fn strip_rootfs(root: &std::path::Path, mountpoint: String) -> String {
+    let root = root.to_string_lossy();
+    let root = root.trim_end_matches('/');
+    if root.is_empty() {
+        return mountpoint;
+    }
+    match mountpoint.strip_prefix(root) {
+        Some("") => "/".to_owned(),
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => mountpoint,
+    }
+}
+
 /// One line of a mounts file (`/proc/<pid>/mounts`), with `\040`-style escapes decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
@@ -226,7 +242,8 @@ impl Collector for Filesystem {
         let mut seen = std::collections::HashSet::new();
         // Last first: of mounts stacked on one point, the last one mounted is the one visible
         // there (what `statvfs` measures), and the one reported.
-        for m in parse_mounts(&text).into_iter().rev() {
+        for mut m in parse_mounts(&text).into_iter().rev() {
+            m.mountpoint = strip_rootfs(&paths.root, m.mountpoint);
             if self.excluded(&m) {
                 continue;
             }
@@ -318,7 +335,7 @@ impl Collector for Filesystem {
                 if l.len() < 5 || r.len() < 2 {
                     continue;
                 }
-                let mountpoint = unescape(l[4]);
+                let mountpoint = strip_rootfs(&paths.root, unescape(l[4]));
                 let fstype = r[0];
                 if !seen.contains(&mountpoint) || self.excluded_type(fstype) {
                     continue;
@@ -396,6 +413,23 @@ mod tests {
             .is_some(),
             "{:?}",
             size.series
+        );
+    }
+
+    #[test]
+    fn the_rootfs_prefix_is_stripped_from_mount_points() {
+        let host = std::path::Path::new("/host/");
+        for (given, host_name) in [
+            ("/host", "/"),
+            ("/host/boot", "/boot"),
+            ("/hostile", "/hostile"),
+            ("/etc/hosts", "/etc/hosts"),
+        ] {
+            assert_eq!(strip_rootfs(host, given.to_owned()), host_name, "{given}");
+        }
+        assert_eq!(
+            strip_rootfs(std::path::Path::new("/"), "/boot".into()),
+            "/boot"
         );
     }
 
