@@ -312,6 +312,12 @@ impl Config {
             g.scrape_timeout.as_deref(),
             10_000.min(scrape_interval_ms),
         )?;
+        if scrape_timeout_ms > scrape_interval_ms {
+            // Prometheus refuses it (`GlobalConfig.UnmarshalYAML`) rather than clamping it.
+            return Err(at(
+                "global scrape timeout greater than scrape interval".to_owned()
+            ));
+        }
         let evaluation_interval_ms = dur(
             "global.evaluation_interval",
             g.evaluation_interval.as_deref(),
@@ -444,6 +450,26 @@ mod tests {
             [dir.path().join("rules.yml"), dir.path().join("other.yml")]
         );
         assert_eq!(c.scrape_configs[0].targets[0].1["team"], "core");
+    }
+
+    #[test]
+    fn a_global_timeout_longer_than_the_interval_is_refused() {
+        let e = Config::parse(
+            "global:\n  scrape_interval: 10s\n  scrape_timeout: 20s\n",
+            Path::new("p.yml"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("global scrape timeout greater than scrape interval"),
+            "{e}"
+        );
+        // Left out, it is the default 10 s, or the interval when that is shorter.
+        let c = Config::parse(
+            "global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: a\n",
+            Path::new("p.yml"),
+        )
+        .unwrap();
+        assert_eq!(c.scrape_timeout_ms, 5_000);
     }
 
     #[test]

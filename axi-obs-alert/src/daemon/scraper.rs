@@ -1,4 +1,5 @@
-//! Scraping static targets as Prometheus does: the text format, `up`,
+//! Scraping static targets as Prometheus does: the text format or OpenMetrics (by the answer's
+//! `Content-Type`), `up`,
 //! `scrape_duration_seconds`, `scrape_samples_scraped`, `scrape_samples_post_metric_relabeling`,
 //! `scrape_series_added`, target labels (`job`, `instance` and the static labels, a static
 //! `job` or `instance` winning; `__metrics_path__` and `__param_<name>` shaping the URL, other
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::{ScrapeConfig, Shared, lock, now_ms, write};
 use crate::promql::Labels;
 use crate::promql::value::stale_nan;
-use crate::scrape::{FamilyMetadata, parse_metadata, parse_text};
+use crate::scrape::{FamilyMetadata, Format, parse_metadata_as, parse_samples};
 
 /// The running scrape loops and the jobs they run.
 pub(super) struct Scrapers {
@@ -246,14 +247,27 @@ async fn scrape_loop(
             if !resp.status().is_success() {
                 return Err(format!("server returned HTTP status {}", resp.status()));
             }
-            resp.text()
+            // As Prometheus, the parser follows the answer's `Content-Type` (Rust's
+            // prometheus-client answers OpenMetrics whatever was asked).
+            let format = Format::of_content_type(
+                resp.headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let text = resp
+                .text()
                 .await
-                .map_err(|e| axi_obs_core::__private::error_chain(&e))
+                .map_err(|e| axi_obs_core::__private::error_chain(&e))?;
+            Ok((text, format))
         }
         .await
-        .and_then(|text| {
-            let metadata = parse_metadata(&text)?;
-            Ok((parse_text(&text)?, metadata, text.trim().is_empty()))
+        .and_then(|(text, format)| {
+            let metadata = parse_metadata_as(&text, format)?;
+            Ok((
+                parse_samples(&text, format)?,
+                metadata,
+                text.trim().is_empty(),
+            ))
         });
         let duration = started.elapsed().as_secs_f64();
         {
@@ -266,56 +280,124 @@ async fn scrape_loop(
                 s.metadata.update(std::mem::take(metadata), *empty);
             }
         }
-        let mut store = write(&shared.store);
-        let mut current = HashSet::new();
-        let (up, scraped) = match body {
-            Ok((samples, _, _)) => {
-                let n = samples.len();
-                for s in samples {
-                    let labels = with_target_labels(s.labels, &target, job.honor_labels);
-                    store.add(&labels, s.timestamp.unwrap_or(t), s.value);
-                    current.insert(labels);
-                }
-                (1.0, n)
-            }
+        let samples = match body {
+            Ok((samples, _, _)) => Some(samples),
             Err(e) => {
                 tracing::warn!(target = %url, error = %e, "scrape failed");
-                (0.0, 0)
+                None
             }
         };
-        for gone in previous.difference(&current) {
-            store.add(gone, t, stale_nan());
-        }
-        // Prometheus's synthetic series (no metric relabeling here: post-relabeling is what
-        // was scraped; added: series this target did not have in its previous scrape).
-        let added = current.difference(&previous).count();
-        for (name, v) in [
-            ("up", up),
-            ("scrape_duration_seconds", duration),
-            ("scrape_samples_scraped", scraped as f64),
-            ("scrape_samples_post_metric_relabeling", scraped as f64),
-            ("scrape_series_added", added as f64),
-        ] {
-            let mut ls = target.clone();
-            ls.set("__name__".into(), name.into());
-            store.add(&ls, t, v);
-        }
-        previous = current;
+        // The store's lock is held by rule evaluation for a whole group: waited for on the
+        // blocking pool, not on one of the runtime's few workers (which also serve the API,
+        // the notifications and the other scrapes).
+        let (shared_now, target_now, honor) = (shared.clone(), target.clone(), job.honor_labels);
+        let appended = tokio::task::spawn_blocking(move || {
+            let mut store = write(&shared_now.store);
+            append(
+                &mut store,
+                samples,
+                previous,
+                &target_now,
+                honor,
+                t,
+                duration,
+            )
+        })
+        .await;
+        // A panic while appending: the next scrape starts afresh.
+        previous = appended.unwrap_or_default();
     }
 }
 
-/// Target labels win over scraped ones, which are kept as `exported_<name>`; with
-/// `honor_labels` the scraped ones win.
+/// Writes one scrape's samples (`None`: the scrape failed) with its target labels, staleness
+/// markers for the series of `previous` it no longer has, and Prometheus's synthetic series,
+/// as Prometheus's scrape loop appends them; returns the series to mark stale next time.
+///
+/// - A series repeated in one scrape keeps its first value (Prometheus refuses the rest with
+///   `duplicate sample for timestamp`).
+/// - A sample with its own timestamp is not tracked for staleness (as Prometheus without
+///   `track_timestamps_staleness`), and is dropped when it is not newer than the series'
+///   newest point or more than 10 minutes ahead of the scrape (out of order, too far in the
+///   future).
+fn append(
+    store: &mut crate::promql::MemStorage,
+    samples: Option<Vec<crate::scrape::ScrapedSample>>,
+    previous: HashSet<Labels>,
+    target: &Labels,
+    honor_labels: bool,
+    t: i64,
+    duration: f64,
+) -> HashSet<Labels> {
+    /// How far ahead of the scrape a sample's own timestamp may be (Prometheus's
+    /// `maxAheadTime`).
+    const MAX_AHEAD_MS: i64 = 10 * 60_000;
+    let mut current = HashSet::new();
+    let mut seen = HashSet::new();
+    let up = samples.is_some();
+    let scraped = samples.as_ref().map_or(0, Vec::len);
+    for s in samples.into_iter().flatten() {
+        let labels = with_target_labels(s.labels, target, honor_labels);
+        if !seen.insert(labels.clone()) {
+            continue;
+        }
+        match s.timestamp {
+            None => {
+                store.add(&labels, t, s.value);
+                current.insert(labels);
+            }
+            Some(ts) => {
+                let newer = store.newest(&labels).is_none_or(|p| ts > p.t);
+                if newer && ts <= t + MAX_AHEAD_MS {
+                    store.add(&labels, ts, s.value);
+                }
+            }
+        }
+    }
+    for gone in previous.difference(&current) {
+        store.add(gone, t, stale_nan());
+    }
+    // Prometheus's synthetic series (no metric relabeling here: post-relabeling is what
+    // was scraped; added: series this target did not have in its previous scrape).
+    let added = current.difference(&previous).count();
+    for (name, v) in [
+        ("up", if up { 1.0 } else { 0.0 }),
+        ("scrape_duration_seconds", duration),
+        ("scrape_samples_scraped", scraped as f64),
+        ("scrape_samples_post_metric_relabeling", scraped as f64),
+        ("scrape_series_added", added as f64),
+    ] {
+        let mut ls = target.clone();
+        ls.set("__name__".into(), name.into());
+        store.add(&ls, t, v);
+    }
+    current
+}
+
+/// Target labels win over scraped ones, which are kept as `exported_<name>` (or
+/// `exported_exported_<name>` ... when that is taken, shortest names first, as Prometheus's
+/// `resolveConflictingExposedLabels`); with `honor_labels` the scraped ones win.
 fn with_target_labels(scraped: Labels, target: &Labels, honor: bool) -> Labels {
     let mut out = scraped;
+    let mut conflicting: Vec<(String, String)> = Vec::new();
     for (k, v) in target.iter() {
         match out.get(k).map(str::to_owned) {
             Some(_) if honor => {}
             Some(existing) => {
-                out.set(format!("exported_{k}"), existing);
+                conflicting.push((k.to_owned(), existing));
                 out.set(k.to_owned(), v.to_owned());
             }
             None => out.set(k.to_owned(), v.to_owned()),
+        }
+    }
+    conflicting.sort_by_key(|(k, _)| k.len());
+    for (k, v) in conflicting {
+        let mut name = k;
+        loop {
+            name = format!("exported_{name}");
+            if out.get(&name).is_none_or(str::is_empty) {
+                out.set(name, v);
+                break;
+            }
         }
     }
     out
@@ -335,6 +417,113 @@ mod tests {
         let l = with_target_labels(scraped, &target, true);
         assert_eq!(l.get("job"), Some("inner"));
         assert_eq!(l.get("instance"), Some("h:1"));
+        // `exported_job` already exposed: the conflict goes one prefix further.
+        let scraped = Labels::from_pairs([("__name__", "m"), ("job", "x"), ("exported_job", "y")]);
+        let l = with_target_labels(scraped, &target, false);
+        assert_eq!(
+            (
+                l.get("job"),
+                l.get("exported_job"),
+                l.get("exported_exported_job")
+            ),
+            (Some("api"), Some("y"), Some("x"))
+        );
+    }
+
+    /// As Prometheus's scrape loop appends: a series repeated in one scrape keeps its first
+    /// value; samples with their own timestamps are not marked stale when they disappear and
+    /// are dropped when out of order or too far ahead; a series that disappears gets a
+    /// staleness marker.
+    #[test]
+    fn a_scrape_appends_as_prometheus_does() {
+        use crate::scrape::parse_text;
+        let target = Labels::from_pairs([("job", "api"), ("instance", "h:1")]);
+        let mut store = crate::promql::MemStorage::new();
+        let series = |name: &str| {
+            let mut l = Labels::from_pairs([("__name__", name)]);
+            for (k, v) in target.iter() {
+                l.set(k.to_owned(), v.to_owned());
+            }
+            l
+        };
+        let body = "dup 1\ndup 5\ngone 1\nown_ts 7 50000\n";
+        let prev = append(
+            &mut store,
+            Some(parse_text(body).unwrap()),
+            HashSet::new(),
+            &target,
+            false,
+            60_000,
+            0.1,
+        );
+        assert_eq!(store.newest(&series("dup")).unwrap().v, 1.0);
+        assert_eq!(store.newest(&series("own_ts")).unwrap().t, 50_000);
+        assert_eq!(prev.len(), 2, "{prev:?}");
+        // Next scrape: `gone` and `own_ts` are missing, `own_ts` is back with an older and a
+        // far-future timestamp.
+        let body = "dup 2\n";
+        let prev = append(
+            &mut store,
+            Some(parse_text(body).unwrap()),
+            prev,
+            &target,
+            false,
+            120_000,
+            0.1,
+        );
+        assert!(crate::promql::value::is_stale(
+            store.newest(&series("gone")).unwrap().v
+        ));
+        assert_eq!(
+            store.newest(&series("own_ts")).unwrap().t,
+            50_000,
+            "not marked stale"
+        );
+        let body = "dup 3\nown_ts 8 40000\n";
+        append(
+            &mut store,
+            Some(parse_text(body).unwrap()),
+            prev.clone(),
+            &target,
+            false,
+            180_000,
+            0.1,
+        );
+        assert_eq!(
+            store.newest(&series("own_ts")).unwrap().v,
+            7.0,
+            "out of order dropped"
+        );
+        let body = "dup 3\nown_ts 9 999999999\n";
+        append(
+            &mut store,
+            Some(parse_text(body).unwrap()),
+            prev,
+            &target,
+            false,
+            240_000,
+            0.1,
+        );
+        assert_eq!(
+            store.newest(&series("own_ts")).unwrap().v,
+            7.0,
+            "too far ahead dropped"
+        );
+        // A failed scrape: everything it had goes stale, `up` is 0.
+        let prev = append(
+            &mut store,
+            None,
+            HashSet::from([series("dup")]),
+            &target,
+            false,
+            300_000,
+            0.1,
+        );
+        assert!(prev.is_empty());
+        assert!(crate::promql::value::is_stale(
+            store.newest(&series("dup")).unwrap().v
+        ));
+        assert_eq!(store.newest(&series("up")).unwrap().v, 0.0);
     }
 
     fn job() -> ScrapeConfig {

@@ -2,4 +2,7 @@
 
 mod exposition;
 
-pub use exposition::{FamilyMetadata, ScrapedSample, parse_metadata, parse_text};
+pub use exposition::{
+    FamilyMetadata, Format, ScrapedSample, parse_metadata, parse_metadata_as, parse_samples,
+    parse_text,
+};

@@ -63,16 +63,16 @@ impl Seen {
 /// How long reading one command line may take. Reading it makes the kernel lock the process's
 /// memory map, so the read waits while the process is stuck in uninterruptible sleep holding it
 /// (a page fault on a dead NFS server): the reason `ps` hangs. A normal read takes microseconds.
-const CMDLINE_TIMEOUT: Duration = Duration::from_millis(250);
+pub const CMDLINE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// How long all the command lines a scrape reads may take together.
-const CMDLINE_BUDGET: Duration = Duration::from_secs(3);
+pub const CMDLINE_BUDGET: Duration = Duration::from_secs(3);
 
 /// How old a process must be before its command line is kept instead of read at every scrape.
 /// A new process shows its parent's command line until it has called `exec`, and many programs
 /// rewrite theirs just after starting (nginx and PostgreSQL workers, PM2's apps): a line read
 /// in those first moments would stay wrong for the process's whole life.
-const CMDLINE_SETTLED_SECONDS: f64 = 10.0;
+pub const CMDLINE_SETTLED_SECONDS: f64 = 10.0;
 
 /// Watches configured processes.
 ///
