@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axi_obs_core::__private::{gzip_if_accepted, media_ranges};
+use axi_obs_core::__private::{gzip_if_accepted, joined, media_ranges};
 use axi_obs_core::MetricsHandle;
 use axi_obs_core::metrics::{CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE};
 use axum::Router;
@@ -19,11 +19,114 @@ use serde::Serialize;
 type CheckFn =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// One run of a check, boxed.
+type RunFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// One run of a check, shared by every `/readyz` request that arrives while it runs.
+type CheckRun = futures_util::future::Shared<RunFuture>;
+
+/// The last run of a check (weakly: the requests awaiting it hold it) and its task.
+type LastRun = Option<(
+    futures_util::future::WeakShared<RunFuture>,
+    tokio::task::AbortHandle,
+)>;
+
 #[derive(Clone)]
 struct Check {
     name: String,
     timeout: Duration,
     run: CheckFn,
+    /// The last run (held by the requests awaiting it: dropped, and its task aborted, when
+    /// they all are) and its task: at most one run per check, whatever the number of
+    /// probers, and no new one while the last one's task has not returned.
+    in_flight: Arc<std::sync::Mutex<LastRun>>,
+}
+
+/// How one run of a check ended.
+#[derive(Clone, Debug)]
+struct Outcome {
+    status: &'static str,
+    error: Option<String>,
+    latency_ms: f64,
+}
+
+impl Check {
+    /// The run in flight, or a new one: the check on a task of its own (a check that blocks
+    /// its thread cannot hold up this request's timer on a runtime with more than one worker,
+    /// and one that panics fails alone), bounded by its timeout, aborted at its next `.await`
+    /// once the run is over or every prober gave up.
+    fn run(&self) -> CheckRun {
+        use futures_util::FutureExt;
+        let mut slot = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((run, task)) = slot.as_ref() {
+            if let Some(run) = run.upgrade() {
+                return run;
+            }
+            if !task.is_finished() {
+                // Timed out and still running (blocked in synchronous code, or not at an
+                // `.await` yet): reported, not run again, so a blocked check holds one thread,
+                // not one more per probe.
+                let stuck: RunFuture = Box::pin(std::future::ready(Outcome {
+                    status: "timeout",
+                    error: Some(format!(
+                        "its previous run, over its {:?}, has not returned yet",
+                        self.timeout
+                    )),
+                    latency_ms: 0.0,
+                }));
+                return stuck.shared();
+            }
+        }
+        let (check, timeout) = (self.run.clone(), self.timeout);
+        let started = Instant::now();
+        let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
+            check().await
+        }));
+        let abort = task.abort_handle();
+        let run: RunFuture = Box::pin(async move {
+            let mut task = AbortOnDrop(task);
+            let outcome = tokio::time::timeout(timeout, &mut task.0).await;
+            let latency = started.elapsed();
+            if outcome.is_err() {
+                // Aborted now, and given a moment to end, so that the next probe finds it
+                // finished (it was at an `.await`) rather than still running (blocked).
+                task.0.abort();
+                let _ = tokio::time::timeout(Duration::from_millis(100), &mut task.0).await;
+            }
+            let (status, error) = match outcome {
+                // Answered, but after its timeout (its thread was blocked, and with it the
+                // timer): a timeout all the same.
+                Ok(_) if latency > timeout => (
+                    "timeout",
+                    Some(format!("answered after {latency:?}, over its {timeout:?}")),
+                ),
+                Ok(Ok(Ok(()))) => ("ok", None),
+                Ok(Ok(Err(e))) => ("fail", Some(e)),
+                Ok(Err(e)) if e.is_panic() => (
+                    "fail",
+                    Some(format!(
+                        "the check panicked: {}",
+                        crate::http::panic_message(e.into_panic())
+                    )),
+                ),
+                Ok(Err(_)) => ("fail", Some("the check was cancelled".to_owned())),
+                Err(_) => ("timeout", Some(format!("no answer within {timeout:?}"))),
+            };
+            Outcome {
+                status,
+                error,
+                latency_ms: latency.as_secs_f64() * 1000.0,
+            }
+        });
+        let run = run.shared();
+        if let Some(weak) = run.downgrade() {
+            *slot = Some((weak, abort));
+        }
+        run
+    }
 }
 
 /// What `/version` answers; build it with [`version_info!`](crate::version_info).
@@ -136,10 +239,13 @@ impl ObsRoutes {
     /// Adds a readiness check: `/readyz` fails while `check` returns `Err`, panics, or takes
     /// longer than `timeout`. Each check runs as its own task, all at once, so a slow one
     /// delays none of the others and `/readyz` answers within the longest timeout even when a
-    /// check blocks its thread (a synchronous database ping: on a multi-threaded runtime; make
-    /// checks async all the same). A check that times out, or whose request was dropped (the
-    /// prober disconnected), is aborted at its next `.await`; a check blocked in synchronous
-    /// code cannot be interrupted and holds its thread until it returns.
+    /// check blocks its thread (a synchronous database ping: on a runtime with more than one
+    /// worker thread; make checks async all the same). At most one run of a check is in
+    /// flight: requests that arrive while it runs share its outcome, so many probers during a
+    /// slow database make one ping, not one each. A run that times out is aborted at its next
+    /// `.await`; one that answers after its timeout (its thread was blocked) counts as timed
+    /// out; one blocked in synchronous code cannot be interrupted and holds its thread until
+    /// it returns, and requests meanwhile report it as timed out without running it again.
     pub fn readiness_check<F, Fut>(
         mut self,
         name: impl Into<String>,
@@ -154,6 +260,7 @@ impl ObsRoutes {
             name: name.into(),
             timeout,
             run: Arc::new(move || Box::pin(check())),
+            in_flight: Arc::default(),
         });
         self
     }
@@ -214,11 +321,8 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> Response {
         )
             .into_response();
     };
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let (body, content_type) = match negotiate(accept) {
+    let accept = joined(&headers, header::ACCEPT);
+    let (body, content_type) = match negotiate(&accept) {
         Format::OpenMetrics => (handle.render_openmetrics(), OPENMETRICS_CONTENT_TYPE),
         Format::Text => (handle.render(), CONTENT_TYPE),
     };
@@ -258,30 +362,41 @@ enum Format {
     OpenMetrics,
 }
 
-/// The format the client prefers among those we write: the acceptable range with the highest
-/// quality (the first of equals), as Prometheus's own `expfmt.Negotiate` picks. OpenMetrics
-/// only for the versions we write; text when nothing we write was asked for.
+/// The format the client prefers among those we write. Each format's quality is that of the
+/// most specific range that matches it (RFC 9110, section 12.5.1: `text/plain;q=0, */*`
+/// refuses text and takes OpenMetrics); the highest non-zero quality wins, text on a tie.
+/// OpenMetrics only for the versions we write; text when nothing we write was asked for.
 fn negotiate(accept: &str) -> Format {
-    let mut best: Option<(f32, Format)> = None;
+    // (specificity, quality) of the best-matching range so far, per format.
+    let mut text: Option<(u8, f32)> = None;
+    let mut open_metrics: Option<(u8, f32)> = None;
+    let take = |slot: &mut Option<(u8, f32)>, specificity: u8, q: f32| match slot {
+        Some((s, best)) if *s == specificity => *best = best.max(q),
+        Some((s, _)) if *s > specificity => {}
+        _ => *slot = Some((specificity, q)),
+    };
     for (range, q, version) in media_ranges(accept) {
-        let format = if range.eq_ignore_ascii_case("application/openmetrics-text") {
-            match version {
-                None | Some("1.0.0" | "0.0.1") => Format::OpenMetrics,
-                Some(_) => continue,
+        if range.eq_ignore_ascii_case("application/openmetrics-text") {
+            if matches!(version, None | Some("1.0.0" | "0.0.1")) {
+                take(&mut open_metrics, 2, q);
             }
-        } else if range.eq_ignore_ascii_case("text/plain")
-            || range.eq_ignore_ascii_case("text/*")
-            || range == "*/*"
-        {
-            Format::Text
-        } else {
-            continue;
-        };
-        if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
-            best = Some((q, format));
+        } else if range.eq_ignore_ascii_case("text/plain") {
+            take(&mut text, 2, q);
+        } else if range.eq_ignore_ascii_case("text/*") {
+            take(&mut text, 1, q);
+        } else if range.eq_ignore_ascii_case("application/*") {
+            take(&mut open_metrics, 1, q);
+        } else if range == "*/*" {
+            take(&mut text, 0, q);
+            take(&mut open_metrics, 0, q);
         }
     }
-    best.map_or(Format::Text, |(_, f)| f)
+    let q = |slot: Option<(u8, f32)>| slot.map_or(0.0, |(_, q)| q);
+    if q(open_metrics) > q(text) {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -314,38 +429,16 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
+    // Every check at once; probes that overlap share each check's run (fifty probers during
+    // a slow database make one ping, not fifty).
     let results: Vec<CheckResult> =
         futures_util::future::join_all(s.checks.iter().map(|c| async move {
-            let started = Instant::now();
-            // Its own task: a check that blocks its thread cannot hold up this one's timer
-            // (on a multi-threaded runtime), and a check that panics (in the call or while it
-            // runs) fails on its own; the others are still reported.
-            let run = c.run.clone();
-            // Aborted when this answer is dropped too (the prober gave up and disconnected),
-            // not left running past its timeout.
-            let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(
-                async move { run().await },
-            )));
-            let outcome = tokio::time::timeout(c.timeout, &mut task.0).await;
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let (status, error) = match outcome {
-                Ok(Ok(Ok(()))) => ("ok", None),
-                Ok(Ok(Err(e))) => ("fail", Some(e)),
-                Ok(Err(e)) if e.is_panic() => (
-                    "fail",
-                    Some(format!(
-                        "the check panicked: {}",
-                        crate::http::panic_message(e.into_panic())
-                    )),
-                ),
-                Ok(Err(_)) => ("fail", Some("the check was cancelled".to_owned())),
-                Err(_) => ("timeout", Some(format!("no answer within {:?}", c.timeout))),
-            };
+            let o = c.run().await;
             CheckResult {
                 name: c.name.clone(),
-                status,
-                latency_ms,
-                error,
+                status: o.status,
+                latency_ms: o.latency_ms,
+                error: o.error,
             }
         }))
         .await;
@@ -413,6 +506,16 @@ mod tests {
         assert_eq!(negotiate("application/openmetrics-text;q=high"), Text);
         // Nothing we write asked for: text.
         assert_eq!(negotiate("application/json"), Text);
+        // The most specific range sets a format's quality: text refused, or ranked lower,
+        // by a range more specific than the wildcard that allows it.
+        assert_eq!(negotiate("text/plain;q=0, */*"), OpenMetrics);
+        assert_eq!(negotiate("text/*;q=0.1, */*;q=0.5"), OpenMetrics);
+        assert_eq!(negotiate("*/*"), Text);
+        assert_eq!(negotiate("application/*"), OpenMetrics);
+        assert_eq!(
+            negotiate("text/plain;q=0.5, application/openmetrics-text;q=0.5"),
+            Text
+        );
     }
 
     #[test]

@@ -262,6 +262,131 @@ async fn readiness_checks_end_with_a_dropped_request() {
     }
 }
 
+/// Probes that overlap share one run of each check: fifty probers during a slow database
+/// make one ping, not fifty (each would take a connection the handlers need).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_probes_share_one_run_of_a_check() {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = runs.clone();
+    let app: Router = ObsRoutes::new()
+        .readiness_check("database", Duration::from_secs(5), move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(())
+            }
+        })
+        .into_router();
+    let probes = (0..50).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            get(&app, req("/readyz").body(Body::empty()).unwrap())
+                .await
+                .0
+        })
+    });
+    for status in futures_util::future::join_all(probes).await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // Once it has answered, the next probe runs it again.
+    let (status, _, _) = get(&app, req("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+/// With one worker thread, a check that blocks it also blocks the timer: it answers late,
+/// and that is a timeout, not "ok". While a timed-out run has not returned, probes say so
+/// without running the check again (a blocked check holds one thread, not one per probe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_late_or_stuck_check_is_a_timeout_and_is_not_run_twice() {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Arc::new(std::sync::Mutex::new(released));
+    let r = runs.clone();
+    let app: Router = ObsRoutes::new()
+        .readiness_check("sync-ping", Duration::from_millis(100), move || {
+            let n = r.fetch_add(1, Ordering::SeqCst);
+            let released = released.clone();
+            async move {
+                if n == 0 {
+                    // Blocks the only worker for 500 ms, as a synchronous client would.
+                    std::thread::sleep(Duration::from_millis(500));
+                } else {
+                    let _ = released
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(Duration::from_secs(30));
+                }
+                Ok(())
+            }
+        })
+        .into_router();
+    let probe = |app: Router| async move {
+        let (_, _, body) =
+            tokio::spawn(
+                async move { get(&app, req("/readyz").body(Body::empty()).unwrap()).await },
+            )
+            .await
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    let body = probe(app.clone()).await;
+    assert_eq!(body["checks"][0]["status"], "timeout", "{body}");
+    assert!(
+        body["checks"][0]["latency_ms"].as_f64().unwrap() >= 500.0,
+        "{body}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    drop(release);
+}
+
+/// While a timed-out run is still blocked, probes report it without running it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_check_is_not_run_again_until_it_returns() {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Arc::new(std::sync::Mutex::new(released));
+    let r = runs.clone();
+    let app: Router = ObsRoutes::new()
+        .readiness_check("sync-ping", Duration::from_millis(100), move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            let released = released.clone();
+            async move {
+                let _ = released
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+                Ok(())
+            }
+        })
+        .into_router();
+    let ready = |app: Router| async move {
+        let (_, _, body) = get(&app, req("/readyz").body(Body::empty()).unwrap()).await;
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    let body = ready(app.clone()).await;
+    assert_eq!(body["checks"][0]["status"], "timeout", "{body}");
+    let body = ready(app.clone()).await;
+    assert_eq!(body["checks"][0]["status"], "timeout", "{body}");
+    assert!(
+        body["checks"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("has not returned"),
+        "{body}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // It returns: the next probe runs it again.
+    release.send(()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while runs.load(Ordering::SeqCst) < 2 {
+        assert!(std::time::Instant::now() < deadline, "never run again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = ready(app.clone()).await;
+    }
+}
+
 /// A check that panics fails alone: the answer is still a 503 listing every check.
 #[tokio::test]
 async fn a_panicking_readiness_check_fails_alone() {

@@ -25,6 +25,20 @@ pub fn media_ranges(header: &str) -> impl Iterator<Item = (&str, f32, Option<&st
     })
 }
 
+/// The values of every field line of `name`, joined with commas: repeated lines form one
+/// list (RFC 9110, section 5.3), so `Accept-Encoding: br` then `Accept-Encoding: gzip`
+/// accepts gzip.
+pub fn joined(headers: &http::HeaderMap, name: http::header::HeaderName) -> String {
+    let mut out = String::new();
+    for v in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(v);
+    }
+    out
+}
+
 /// True when `Accept-Encoding` allows gzip: named (or `x-gzip`) with a non-zero quality, or
 /// not named and `*` allowed.
 pub fn accepts_gzip(enc: &str) -> bool {
@@ -43,11 +57,7 @@ pub fn accepts_gzip(enc: &str) -> bool {
 /// `body` gzipped (fast level, as scrape pages are written once per scrape) when `headers`
 /// accept gzip; `None` when they do not (or compressing failed): send it as it is.
 pub fn gzip_if_accepted(headers: &http::HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
-    let accepted = headers
-        .get(http::header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(accepts_gzip);
-    if !accepted {
+    if !accepts_gzip(&joined(headers, http::header::ACCEPT_ENCODING)) {
         return None;
     }
     let mut enc = flate2::write::GzEncoder::new(
@@ -60,6 +70,17 @@ pub fn gzip_if_accepted(headers: &http::HeaderMap, body: &[u8]) -> Option<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Repeated `Accept-Encoding` lines are one list: gzip in the second line counts.
+    #[test]
+    fn repeated_header_lines_form_one_list() {
+        let mut h = http::HeaderMap::new();
+        h.append(http::header::ACCEPT_ENCODING, "br".parse().unwrap());
+        h.append(http::header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+        assert_eq!(joined(&h, http::header::ACCEPT_ENCODING), "br,gzip");
+        assert!(gzip_if_accepted(&h, b"page").is_some());
+        assert!(gzip_if_accepted(&http::HeaderMap::new(), b"page").is_none());
+    }
 
     #[test]
     fn gzip_is_taken_as_http_says() {

@@ -144,7 +144,7 @@ pub mod __private {
     pub fn error_chain(e: &dyn std::error::Error) -> String {
         crate::error_chain(e)
     }
-    pub use crate::encoding::{accepts_gzip, gzip_if_accepted, media_ranges};
+    pub use crate::encoding::{accepts_gzip, gzip_if_accepted, joined, media_ranges};
     pub use crate::fast_hash::FxHasher;
     pub use crate::hex::hex16;
 
