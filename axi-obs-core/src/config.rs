@@ -110,11 +110,13 @@ pub const OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
 /// `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`: log records per export request, at most the queue size.
 pub const OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
 /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`: only `cumulative` (what is pushed);
-/// `delta` and `lowmemory` are refused, not ignored.
+/// `delta` and `lowmemory` are refused, not ignored, when metrics are pushed (and not read
+/// when they are not).
 pub const OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: &str =
     "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
 /// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`: only
-/// `explicit_bucket_histogram`; `base2_exponential_bucket_histogram` is refused, not ignored.
+/// `explicit_bucket_histogram`; `base2_exponential_bucket_histogram` is refused, not ignored,
+/// when metrics are pushed.
 pub const OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: &str =
     "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
 /// `RUST_LOG`: the log filter, in `tracing-subscriber` `EnvFilter` syntax.
@@ -899,7 +901,12 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
             ));
         }
         Some(d) => at_most_a_year(d, Source::Code("metric_export_interval"))?,
-        None => match env.get(OTEL_METRIC_EXPORT_INTERVAL) {
+        // Read only when metrics are pushed: a variable set for every service of a host (a
+        // cluster's delta preference, say) must not stop one that only serves `/metrics`.
+        None => match env
+            .get(OTEL_METRIC_EXPORT_INTERVAL)
+            .filter(|_| metrics.is_some())
+        {
             Some(v) => parse_millis(&v, Source::Env(OTEL_METRIC_EXPORT_INTERVAL))?,
             None => DEFAULT_METRIC_EXPORT_INTERVAL,
         },
@@ -915,18 +922,20 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
     bound_export_timeout(&mut traces, env, SPAN_BATCH_VARS.export_timeout)?;
     bound_export_timeout(&mut logs, env, LOG_BATCH_VARS.export_timeout)?;
     bound_export_timeout(&mut metrics, env, OTEL_METRIC_EXPORT_TIMEOUT)?;
-    only_value(
-        env,
-        OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
-        "cumulative",
-        "only cumulative temporality is exported (delta and lowmemory are not supported)",
-    )?;
-    only_value(
-        env,
-        OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
-        "explicit_bucket_histogram",
-        "only explicit bucket histograms are exported (exponential histograms are not supported)",
-    )?;
+    if metrics.is_some() {
+        only_value(
+            env,
+            OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+            "cumulative",
+            "only cumulative temporality is exported (delta and lowmemory are not supported)",
+        )?;
+        only_value(
+            env,
+            OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+            "explicit_bucket_histogram",
+            "only explicit bucket histograms are exported (exponential histograms are not supported)",
+        )?;
+    }
 
     Ok(Resolved {
         sdk_disabled,
@@ -1746,6 +1755,27 @@ mod tests {
                 ),
             ]))
             .is_ok()
+        );
+        // Metric push settings are read only when metrics are pushed: a host-wide delta
+        // preference does not stop a service that only serves `/metrics`, or a disabled SDK.
+        let unused = [
+            (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, "delta"),
+            (
+                OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+                "base2_exponential_bucket_histogram",
+            ),
+            (OTEL_METRIC_EXPORT_INTERVAL, "soon"),
+        ];
+        assert!(resolve(&settings(&unused)).is_ok());
+        let mut disabled = unused.to_vec();
+        disabled.extend([endpoint, (OTEL_SDK_DISABLED, "true")]);
+        assert!(resolve(&settings(&disabled)).is_ok());
+        let mut no_metrics = unused.to_vec();
+        no_metrics.extend([endpoint, (OTEL_METRICS_EXPORTER, "none")]);
+        assert!(
+            resolve(&settings(&no_metrics)).is_ok(),
+            "{:?}",
+            resolve(&settings(&no_metrics)).err()
         );
     }
 
