@@ -8,7 +8,7 @@
 //!
 //! | what | how |
 //! |---|---|
-//! | histograms | always explicit buckets, never summaries; durations in seconds get the semantic-convention bounds `0.005 … 10`, others the OpenTelemetry default bounds, or configure per metric |
+//! | histograms | always explicit buckets, never summaries; durations in seconds get the semantic-convention bounds `0.005 … 10`, others the OpenTelemetry default bounds, or configure per metric; the bounds are chosen at a histogram's first series and kept for its later ones (so describe a histogram's unit before its first record) |
 //! | cardinality | at most `series_cap` label sets per metric (default 2000), then one `otel_metric_overflow="true"` series |
 //! | process | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_start_time_seconds`, `process_threads` (Linux) |
 //! | metadata | `target_info` with the resource attributes; `service_build_info` with name, version and revision |

@@ -36,6 +36,10 @@ type Descriptions = RwLock<HashMap<String, Description>>;
 pub(crate) struct CellStorage {
     descriptions: Arc<Descriptions>,
     pub(crate) explicit: RwLock<HashMap<String, Arc<[f64]>>>,
+    /// The bounds the unit or the name chose at a histogram's first series, kept for its
+    /// later series: a `describe_histogram!` (with its unit) may come after the first record,
+    /// and one family must keep one set of `le` bounds for `histogram_quantile`.
+    chosen: RwLock<HashMap<String, Arc<[f64]>>>,
     semconv: Arc<[f64]>,
     default: Arc<[f64]>,
 }
@@ -44,6 +48,14 @@ impl CellStorage {
     fn bounds_for(&self, name: &str) -> Arc<[f64]> {
         if let Some(b) = self
             .explicit
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return b.clone();
+        }
+        if let Some(b) = self
+            .chosen
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
@@ -64,11 +76,17 @@ impl CellStorage {
                     || name.ends_with("_duration")
             }
         };
-        if seconds {
+        let bounds = if seconds {
             self.semconv.clone()
         } else {
             self.default.clone()
-        }
+        };
+        self.chosen
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name.to_owned())
+            .or_insert(bounds)
+            .clone()
     }
 }
 
@@ -141,6 +159,7 @@ impl MetricsRecorder {
                     .map(|(name, b)| (name, Arc::from(b)))
                     .collect(),
             ),
+            chosen: RwLock::default(),
             semconv: Arc::from(SEMCONV_DURATION_BUCKETS),
             default: Arc::from(DEFAULT_BUCKETS),
         };
@@ -439,5 +458,29 @@ pub(crate) mod tests {
         assert_eq!(bounds("work.time"), SEMCONV_DURATION_BUCKETS);
         assert_eq!(bounds("db_query_seconds"), SEMCONV_DURATION_BUCKETS);
         assert_eq!(bounds("custom"), vec![1.0, 2.0]);
+    }
+
+    /// A histogram described (with its unit) after its first record keeps the buckets its
+    /// first series got for every later series: one family, one set of `le` bounds.
+    #[test]
+    fn a_late_description_does_not_split_a_histograms_buckets() {
+        let rec = recorder(10);
+        metrics::with_local_recorder(&rec, || {
+            metrics::histogram!("job.time", "q" => "a").record(0.3);
+            metrics::describe_histogram!("job.time", Unit::Seconds, "job time");
+            metrics::histogram!("job.time", "q" => "b").record(0.3);
+        });
+        let snap = rec.handle().snapshot();
+        let family = snap.family("job.time").unwrap();
+        assert_eq!(family.series.len(), 2);
+        let all: Vec<Vec<f64>> = family
+            .series
+            .iter()
+            .map(|s| match &s.value {
+                super::super::Value::Histogram(h) => h.bounds.to_vec(),
+                _ => panic!("not a histogram"),
+            })
+            .collect();
+        assert_eq!(all[0], all[1]);
     }
 }
