@@ -28,20 +28,21 @@ pub fn render_families(families: &[Family]) -> String {
     render_as(families, Format::Prometheus)
 }
 
-/// Says once per family (per process) that it was left out of the page for a name clash.
-fn warn_clash(family: &str) {
+/// Why a family was left out of the page.
+const SAMPLE_NAME_CLASH: &str = "a metric's name is another metric's sample name (a histogram `x` writes `x_count`, `x_sum`, `x_bucket`); it is left out of /metrics";
+const KIND_CLASH: &str = "two metrics of different kinds (a counter and a gauge, say) have one Prometheus name; the second is left out of /metrics";
+const FAMILY_CLASH: &str = "two metrics have one OpenMetrics family name (a counter `x`, written `x_total`, and a gauge `x`); the second is left out of the OpenMetrics page";
+
+/// Says once per family and reason (per process) that it was left out of the page.
+fn warn_clash(family: &str, why: &'static str) {
     static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     let first = WARNED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(family.to_owned());
+        .insert(format!("{family}\0{why}"));
     if first {
-        tracing::warn!(
-            target: "axi_obs_core::metrics",
-            family,
-            "a metric's name is another metric's sample name (a histogram `x` writes `x_count`, `x_sum`, `x_bucket`); it is left out of /metrics"
-        );
+        tracing::warn!(target: "axi_obs_core::metrics", family, "{why}");
     }
 }
 
@@ -59,6 +60,8 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
         let group = groups.entry(name).or_default();
         if group.first().is_none_or(|g| g.kind == f.kind) {
             group.push(f);
+        } else {
+            warn_clash(&f.name, KIND_CLASH);
         }
     }
     // The family name each group is written under: OpenMetrics names a counter family without
@@ -82,9 +85,12 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
         } else {
             &name
         };
-        written
-            .entry(family.to_owned())
-            .or_insert((name, is_info, families));
+        match written.entry(family.to_owned()) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert((name, is_info, families));
+            }
+            std::collections::btree_map::Entry::Occupied(_) => warn_clash(&name, FAMILY_CLASH),
+        }
     }
     // Nor may a family's name or samples be another family's samples (a histogram `jobs`
     // writes `jobs_count`, which a gauge `jobs_count` would write again): of two that clash,
@@ -100,7 +106,7 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
             _ => vec![name.clone()],
         };
         if names.iter().any(|n| taken.contains(n)) {
-            warn_clash(family);
+            warn_clash(family, SAMPLE_NAME_CLASH);
             return false;
         }
         taken.extend(names);
@@ -400,6 +406,43 @@ work_duration_seconds_count{http_route="/x"} 2
             assert!(text.contains("# TYPE jobs histogram") && text.contains("jobs_sum_other 1"));
             assert!(text.contains("jobs_sum_total 2"), "{text}");
         }
+    }
+
+    /// A counter and a gauge of one name: both are on the text page (`x_total`, `x`), but
+    /// OpenMetrics names both families `x` and keeps one; the other is left out with a
+    /// warning, not silently. A gauge named like a counter's samples is left out with one.
+    #[test]
+    fn metrics_left_out_for_a_name_clash_are_said_so() {
+        let rec = recorder(100);
+        metrics::with_local_recorder(&rec, || {
+            metrics::counter!("connections").increment(1);
+            metrics::gauge!("connections").set(3.0);
+            metrics::counter!("tasks").increment(1);
+            metrics::gauge!("tasks_total").set(5.0);
+        });
+        let families = rec.handle().snapshot().families;
+        let capture = crate::testing::Capture::new();
+        let (text, om) = capture.run(|| {
+            (
+                super::render_as(&families, super::Format::Prometheus),
+                super::render_as(&families, super::Format::OpenMetrics),
+            )
+        });
+        assert!(
+            text.contains("connections_total 1") && text.contains("\nconnections 3"),
+            "{text}"
+        );
+        assert_eq!(om.matches("# TYPE connections ").count(), 1, "{om}");
+        let logs = capture.log_text();
+        assert!(
+            logs.contains("one OpenMetrics family name") && logs.contains("connections"),
+            "{logs}"
+        );
+        assert!(!text.contains("tasks_total 5"), "{text}");
+        assert!(
+            logs.contains("different kinds") && logs.contains("tasks_total"),
+            "{logs}"
+        );
     }
 
     #[test]
