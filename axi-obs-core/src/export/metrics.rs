@@ -93,7 +93,9 @@ pub(crate) fn to_request(
                                 start_time_unix_nano: start,
                                 time_unix_nano: now,
                                 count: h.count,
-                                sum: Some(h.sum),
+                                // Left out after a negative value (or an infinite sum),
+                                // as the OTLP field's definition says.
+                                sum: h.sum_is_meaningful().then_some(h.sum),
                                 bucket_counts: h.counts.clone(),
                                 explicit_bounds: h.bounds.to_vec(),
                                 ..Default::default()
@@ -205,5 +207,38 @@ async fn run(
             },
             _ = tick.tick() => { let _ = push(None).await; }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A histogram that recorded a negative value is pushed without a sum (OTLP's
+    /// `HistogramDataPoint.sum` "should not be filled out" then); one that did not keeps it.
+    #[test]
+    fn a_histogram_with_a_negative_value_is_pushed_without_a_sum() {
+        let rec = crate::metrics::tests::recorder(10);
+        metrics::with_local_recorder(&rec, || {
+            metrics::histogram!("deviation").record(-3.0);
+            metrics::histogram!("deviation").record(5.0);
+            metrics::histogram!("size").record(5.0);
+        });
+        let (req, _) = to_request(&rec.handle().snapshot(), &[], SystemTime::UNIX_EPOCH);
+        let sums: Vec<(String, Option<f64>)> = req.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .filter_map(|m| match &m.data {
+                Some(metric::Data::Histogram(h)) => Some((m.name.clone(), h.data_points[0].sum)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sums,
+            [
+                ("deviation".to_owned(), None),
+                ("size".to_owned(), Some(5.0))
+            ]
+        );
     }
 }

@@ -172,9 +172,10 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
                         out.push_str(itoa::Buffer::new().format(cumulative));
                         out.push('\n');
                     }
-                    // OpenMetrics: a histogram with negative thresholds has no sum, and a sum is
-                    // never NaN or negative (observations of +Inf and -Inf make it NaN).
-                    if !om || (h.bounds.iter().all(|b| *b >= 0.0) && h.sum >= 0.0) {
+                    // OpenMetrics: a histogram with negative thresholds or observations has no
+                    // sum (it would not be a counter), and a sum is never NaN or negative
+                    // (observations of +Inf and -Inf make it NaN).
+                    if !om || (h.bounds.iter().all(|b| *b >= 0.0) && !h.negative && h.sum >= 0.0) {
                         sample(&mut out, name, "_sum", &labels, None);
                         push_float(&mut out, h.sum);
                         out.push('\n');

@@ -6,7 +6,7 @@
 //! unbounded-growth trap of sample-keeping histograms does not exist here).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use metrics::HistogramFn;
 
@@ -31,6 +31,9 @@ pub(crate) struct HistogramCell {
     buckets: Box<[AtomicU64]>,
     /// The sum of observations, as `f64` bits.
     sum: AtomicU64,
+    /// Whether a negative value was recorded: then the sum says nothing about the
+    /// distribution, and OTLP and OpenMetrics leave it out.
+    negative: AtomicBool,
 }
 
 impl HistogramCell {
@@ -40,6 +43,7 @@ impl HistogramCell {
             bounds,
             buckets,
             sum: AtomicU64::new(0f64.to_bits()),
+            negative: AtomicBool::new(false),
         }
     }
 
@@ -54,6 +58,7 @@ impl HistogramCell {
             count: counts.iter().sum(),
             counts,
             sum: f64::from_bits(self.sum.load(Ordering::Relaxed)),
+            negative: self.negative.load(Ordering::Relaxed),
         }
     }
 }
@@ -73,6 +78,9 @@ impl HistogramFn for HistogramCell {
         // First bound >= value: Prometheus buckets are `le` (less than or equal). A branch-free
         // count beats a binary search on the 10-20 bounds histograms have.
         let idx = self.bounds.iter().filter(|b| **b < value).count();
+        if value < 0.0 {
+            self.negative.store(true, Ordering::Relaxed);
+        }
         self.buckets[idx].fetch_add(count as u64, Ordering::Relaxed);
         let add = value * count as f64;
         let mut current = self.sum.load(Ordering::Relaxed);
@@ -100,6 +108,18 @@ pub struct HistogramSnapshot {
     pub count: u64,
     /// Sum of observations.
     pub sum: f64,
+    /// Whether a negative value was recorded (the sum is then left out of OTLP and
+    /// OpenMetrics, as both say).
+    pub negative: bool,
+}
+
+impl HistogramSnapshot {
+    /// Whether the sum may be exported: no negative value recorded and the sum finite (OTLP's
+    /// `HistogramDataPoint.sum` "should not be filled out" otherwise; OpenMetrics allows no
+    /// negative or NaN sum).
+    pub fn sum_is_meaningful(&self) -> bool {
+        !self.negative && self.sum.is_finite()
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +137,18 @@ mod tests {
         assert_eq!(s.counts, vec![2, 2, 4]);
         assert_eq!(s.count, 8);
         assert!((s.sum - (0.05 + 0.1 + 0.5 + 1.0 + 3.0 + 6.0)).abs() < 1e-9);
+        assert!(s.sum_is_meaningful());
+        // One negative value: the sum (still 2 here) is no longer a counter.
+        let h = HistogramCell::new(Arc::from(vec![0.1, 1.0]));
+        h.record(-3.0);
+        h.record(5.0);
+        let s = h.snapshot();
+        assert_eq!(
+            (s.sum, s.negative, s.sum_is_meaningful()),
+            (2.0, true, false)
+        );
+        let h = HistogramCell::new(Arc::from(vec![0.1, 1.0]));
+        h.record(f64::INFINITY);
+        assert!(!h.snapshot().sum_is_meaningful());
     }
 }
