@@ -41,12 +41,25 @@ pub(crate) fn to_request(
     start: SystemTime,
 ) -> (ExportMetricsServiceRequest, u64) {
     let now = nanos(snapshot.time.unwrap_or_else(SystemTime::now));
-    let start = nanos(start);
+    let recorder_start = nanos(start);
+    // The process's CPU time counts from the process's start, not the recorder's: a
+    // cumulative point's start time is when its accumulation began.
+    let process_start = snapshot
+        .families
+        .iter()
+        .find(|f| f.name == "process_start_time_seconds")
+        .and_then(|f| f.series.first()?.value.as_gauge())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| (s * 1e9) as u64);
     let mut points = 0u64;
     let metrics = snapshot
         .families
         .iter()
         .map(|f| {
+            let start = match process_start {
+                Some(p) if f.name == "process_cpu_seconds_total" => p.min(recorder_start),
+                _ => recorder_start,
+            };
             let attrs = |labels: &[(String, String)]| -> Vec<KeyValue> {
                 labels.iter().map(|(k, v)| kv(k, v)).collect()
             };
@@ -238,6 +251,50 @@ mod tests {
             [
                 ("deviation".to_owned(), None),
                 ("size".to_owned(), Some(5.0))
+            ]
+        );
+    }
+
+    /// The process's CPU time is pushed with the process's start as its start time (it has
+    /// counted since then), other sums with the recorder's.
+    #[test]
+    fn process_cpu_counts_from_the_process_start() {
+        use crate::metrics::{Family, Series, Snapshot};
+        let family = |name: &str, kind: MetricKind, v: f64| Family {
+            name: name.into(),
+            kind,
+            unit: None,
+            help: None,
+            series: vec![Series {
+                labels: Vec::new(),
+                value: Value::Gauge(v),
+            }],
+        };
+        let snapshot = Snapshot {
+            families: vec![
+                family("process_cpu_seconds_total", MetricKind::Counter, 20.0),
+                family("process_start_time_seconds", MetricKind::Gauge, 1_000.0),
+                family("work_total", MetricKind::Counter, 1.0),
+            ],
+            time: Some(UNIX_EPOCH + std::time::Duration::from_secs(5_000)),
+        };
+        let recorder_start = UNIX_EPOCH + std::time::Duration::from_secs(2_000);
+        let (req, _) = to_request(&snapshot, &[], recorder_start);
+        let starts: Vec<(String, u64)> = req.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .filter_map(|m| match &m.data {
+                Some(metric::Data::Sum(s)) => {
+                    Some((m.name.clone(), s.data_points[0].start_time_unix_nano))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                ("process_cpu_seconds_total".to_owned(), 1_000_000_000_000),
+                ("work_total".to_owned(), 2_000_000_000_000)
             ]
         );
     }
