@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use metrics::{
-    Counter, CounterFn, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString,
-    Unit,
+    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
 };
 use metrics_util::registry::{Registry, Storage};
 
@@ -30,6 +29,9 @@ pub(crate) struct Description {
 }
 
 type Descriptions = RwLock<HashMap<String, Description>>;
+
+/// Metrics at their series cap: their overflow series' key and their overflow counter.
+type Full = RwLock<HashMap<(MetricKind, KeyName), (Key, Arc<AtomicU64>)>>;
 
 /// Storage that picks histogram buckets by metric name and unit.
 #[derive(Debug)]
@@ -113,6 +115,10 @@ pub(crate) struct Inner {
     pub(crate) descriptions: Arc<Descriptions>,
     /// Number of series per (kind, metric name); touched only when a series is created.
     cardinality: Mutex<HashMap<(MetricKind, KeyName), usize>>,
+    /// Metrics at their cap, with their overflow series' key and their overflow counter:
+    /// read (shared) before `cardinality` is locked, so a flood of new label sets on a full
+    /// metric does not serialize every thread on that one lock.
+    full: Full,
     cap: usize,
     overflow_warn: RateLimit,
     pub(crate) start_time: SystemTime,
@@ -167,6 +173,7 @@ impl MetricsRecorder {
             registry: Registry::new(storage),
             descriptions,
             cardinality: Mutex::default(),
+            full: RwLock::default(),
             cap: opts.series_cap,
             overflow_warn: RateLimit::every_secs(10),
             start_time: SystemTime::now(),
@@ -264,6 +271,17 @@ impl MetricsRecorder {
         get_or_create: impl Fn(&Key) -> H,
         exists: impl Fn(&Key) -> bool,
     ) -> H {
+        if let Some((overflow, folded)) = self
+            .inner
+            .full
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(kind, key.name_shared()))
+        {
+            folded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.warn_overflow(key.name());
+            return get_or_create(overflow);
+        }
         let mut counts = self
             .inner
             .cardinality
@@ -281,16 +299,23 @@ impl MetricsRecorder {
         let overflow = Key::from_parts(key.name_shared(), vec![Label::new(OVERFLOW_LABEL, "true")]);
         let handle = get_or_create(&overflow);
         drop(counts);
-        self.note_overflow(key.name());
+        let counter_key = Key::from_parts(
+            SERIES_OVERFLOW_METRIC,
+            vec![Label::new("metric", key.name().to_owned())],
+        );
+        let folded = self.internal_counter(&counter_key);
+        folded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner
+            .full
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((kind, key.name_shared()))
+            .or_insert((overflow, folded));
+        self.warn_overflow(key.name());
         handle
     }
 
-    fn note_overflow(&self, name: &str) {
-        let counter_key = Key::from_parts(
-            SERIES_OVERFLOW_METRIC,
-            vec![Label::new("metric", name.to_owned())],
-        );
-        self.internal_counter(&counter_key).increment(1);
+    fn warn_overflow(&self, name: &str) {
         if self.inner.overflow_warn.allow() {
             tracing::warn!(
                 target: "axi_obs_core::metrics",
@@ -402,6 +427,43 @@ pub(crate) mod tests {
 
     /// Regression: concurrent first registrations of one label set used to count it once per
     /// thread, filling the cap with phantom series.
+    /// Once a metric is at its cap, new label sets go to its overflow series without the
+    /// registry-wide cardinality lock (a flood of unique label values must not serialize every
+    /// thread, nor the first registration of unrelated metrics).
+    #[test]
+    fn a_full_metric_folds_new_label_sets_without_the_cardinality_lock() {
+        let rec = recorder(1);
+        metrics::with_local_recorder(&rec, || {
+            metrics::counter!("c", "k" => "first").increment(1);
+            metrics::counter!("c", "k" => "second").increment(1);
+        });
+        let held = rec.inner.cardinality.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = rec.clone();
+        std::thread::spawn(move || {
+            metrics::with_local_recorder(&r, || {
+                metrics::counter!("c", "k" => "third").increment(1);
+            });
+            let _ = tx.send(());
+        });
+        let answered = rx.recv_timeout(std::time::Duration::from_secs(20));
+        drop(held);
+        assert!(answered.is_ok(), "blocked on the cardinality lock");
+        let snap = rec.handle().snapshot();
+        let overflow = snap
+            .family("c")
+            .unwrap()
+            .series
+            .iter()
+            .find(|s| s.labels == vec![(OVERFLOW_LABEL.to_owned(), "true".to_owned())])
+            .unwrap()
+            .value
+            .as_counter();
+        assert_eq!(overflow, Some(2));
+        let folded = &snap.family(SERIES_OVERFLOW_METRIC).unwrap().series[0];
+        assert_eq!(folded.value.as_counter(), Some(2));
+    }
+
     #[test]
     fn concurrent_registrations_of_one_series_count_once() {
         let rec = recorder(2);
