@@ -19,10 +19,28 @@ use crate::promql::Labels;
 use crate::promql::value::stale_nan;
 use crate::scrape::{FamilyMetadata, Format, parse_metadata_as, parse_samples};
 
-/// The running scrape loops and the jobs they run.
+/// The running scrape loops, one per target, with the job settings each runs with.
 pub(super) struct Scrapers {
-    tasks: Vec<JoinHandle<()>>,
+    loops: Vec<Loop>,
     jobs: Vec<ScrapeConfig>,
+}
+
+/// One target's scrape loop.
+struct Loop {
+    /// The job's settings but its targets: a change restarts the loop.
+    settings: ScrapeConfig,
+    address: String,
+    statics: BTreeMap<String, String>,
+    state: Target,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Scrapers {
+    fn drop(&mut self) {
+        for l in &self.loops {
+            l.task.abort();
+        }
+    }
 }
 
 /// The scrape pools as `/api/v1/targets` and `/api/v1/metadata` show them.
@@ -94,6 +112,10 @@ pub(super) struct TargetState {
     pub up: Option<bool>,
     /// The `# TYPE` and `# HELP` of the metric families it exposes.
     pub metadata: MetadataCache,
+    /// The series its last scrape wrote without their own timestamps: what the next one marks
+    /// stale if they are gone, and what a removed target's are marked with. `None` once the
+    /// target is removed: a scrape still in flight then writes nothing.
+    series: Arc<Mutex<Option<HashSet<Labels>>>>,
 }
 
 impl TargetState {
@@ -104,6 +126,7 @@ impl TargetState {
         self.last_error = old.last_error.clone();
         self.up = old.up;
         self.metadata = old.metadata.clone();
+        self.series = old.series.clone();
     }
 }
 
@@ -151,25 +174,60 @@ fn target_labels_and_url(
 /// that was stopped cannot write into its successor's.
 pub(super) type Target = Arc<Mutex<TargetState>>;
 
+/// A job's settings without its targets.
+fn settings(job: &ScrapeConfig) -> ScrapeConfig {
+    ScrapeConfig {
+        targets: Vec::new(),
+        ..job.clone()
+    }
+}
+
 impl Scrapers {
-    /// Starts a loop per target of the configured jobs. A target that had a loop before (same
-    /// job and address) keeps what that loop saw: its health, last scrape and metadata.
+    /// Starts a loop per target of the configured jobs.
     pub(super) fn start(shared: Arc<Shared>) -> Scrapers {
+        let mut scrapers = Scrapers {
+            loops: Vec::new(),
+            jobs: Vec::new(),
+        };
+        scrapers.apply(&shared);
+        scrapers
+    }
+
+    /// After a reload, as Prometheus's scrape manager applies a configuration: the loop of a
+    /// target whose job settings and labels are unchanged goes on untouched; a changed one is
+    /// restarted keeping what it saw (its health, metadata, and the series it marks stale when
+    /// they disappear); a target removed from a job that remains gets staleness markers for its
+    /// series and `up` at once; the targets of a job removed whole are stopped without markers
+    /// (their series age out), as Prometheus stops a scrape pool. A change to the rules alone
+    /// leaves scraping alone.
+    pub(super) fn restart(&mut self, shared: Arc<Shared>) {
+        if lock(&shared.rules).config.scrape_configs == self.jobs {
+            return;
+        }
+        self.apply(&shared);
+    }
+
+    fn apply(&mut self, shared: &Arc<Shared>) {
         let jobs = lock(&shared.rules).config.scrape_configs.clone();
-        let previous: Vec<TargetState> = lock(&shared.targets)
-            .targets
-            .iter()
-            .map(|t| lock(t).clone())
-            .collect();
         let client = reqwest::Client::new();
-        let mut tasks = Vec::new();
-        let mut states = Vec::new();
+        let mut old = std::mem::take(&mut self.loops);
+        let mut loops = Vec::new();
         for job in &jobs {
-            for (target, statics) in &job.targets {
-                let (labels, url, metrics_path) = target_labels_and_url(job, target, statics);
+            let settings = settings(job);
+            for (address, statics) in &job.targets {
+                let same_target =
+                    |l: &Loop| l.settings.job_name == job.job_name && l.address == *address;
+                if let Some(i) = old
+                    .iter()
+                    .position(|l| same_target(l) && l.settings == settings && l.statics == *statics)
+                {
+                    loops.push(old.swap_remove(i));
+                    continue;
+                }
+                let (labels, url, metrics_path) = target_labels_and_url(job, address, statics);
                 let mut state = TargetState {
                     job: job.job_name.clone(),
-                    address: target.clone(),
+                    address: address.clone(),
                     url,
                     metrics_path,
                     labels,
@@ -181,42 +239,94 @@ impl Scrapers {
                     last_error: String::new(),
                     up: None,
                     metadata: MetadataCache::default(),
+                    series: Arc::new(Mutex::new(Some(HashSet::new()))),
                 };
-                if let Some(old) = previous
-                    .iter()
-                    .find(|o| o.job == state.job && o.address == state.address)
-                {
-                    state.carry_over(old);
+                // A target whose job's settings (or its own labels) changed: restarted, keeping
+                // what its loop saw.
+                if let Some(i) = old.iter().position(same_target) {
+                    let previous = old.swap_remove(i);
+                    previous.task.abort();
+                    state.carry_over(&lock(&previous.state));
                 }
                 let state: Target = Arc::new(Mutex::new(state));
-                states.push(state.clone());
-                tasks.push(tokio::spawn(scrape_loop(
+                let task = tokio::spawn(scrape_loop(
                     shared.clone(),
                     client.clone(),
                     job.clone(),
+                    state.clone(),
+                ));
+                loops.push(Loop {
+                    settings: settings.clone(),
+                    address: address.clone(),
+                    statics: statics.clone(),
                     state,
-                )));
+                    task,
+                });
             }
+        }
+        // Targets no longer configured.
+        let now = now_ms();
+        for gone in old {
+            gone.task.abort();
+            let (target, series, scraped) = {
+                let s = lock(&gone.state);
+                (
+                    s.labels.clone(),
+                    s.series.clone(),
+                    s.last_scrape_ms.is_some(),
+                )
+            };
+            let job_remains = jobs.iter().any(|j| j.job_name == gone.settings.job_name);
+            end_of_run(
+                shared,
+                &target,
+                &series,
+                (job_remains && scraped).then_some(now),
+            );
         }
         *lock(&shared.targets) = Pools {
             jobs: jobs.iter().map(|j| j.job_name.clone()).collect(),
-            targets: states,
+            targets: loops.iter().map(|l| l.state.clone()).collect(),
         };
-        Scrapers { tasks, jobs }
-    }
-
-    /// After a reload: the loops start again only if `scrape_configs` changed (a change to
-    /// the rules leaves scraping alone, as in Prometheus).
-    pub(super) fn restart(&mut self, shared: Arc<Shared>) {
-        if lock(&shared.rules).config.scrape_configs == self.jobs {
-            return;
-        }
-        for t in self.tasks.drain(..) {
-            t.abort();
-        }
-        *self = Scrapers::start(shared);
+        self.loops = loops;
+        self.jobs = jobs;
     }
 }
+
+/// Ends a stopped target: a scrape of it still in flight writes nothing from now on, and with
+/// `stale_at`, its series and its synthetic ones (`up` ...) get staleness markers then, as
+/// Prometheus's `endOfRunStaleness` writes them for a target removed from its job.
+fn end_of_run(
+    shared: &Shared,
+    target: &Labels,
+    series: &Mutex<Option<HashSet<Labels>>>,
+    stale_at: Option<i64>,
+) {
+    // Under the store's lock, as scrapes append: one in flight either wrote before (its
+    // series are marked) or finds the target stopped.
+    let mut store = write(&shared.store);
+    let series = lock(series).take().unwrap_or_default();
+    let Some(t) = stale_at else {
+        return;
+    };
+    for s in series {
+        store.add(&s, t, stale_nan());
+    }
+    for name in SYNTHETIC {
+        let mut ls = target.clone();
+        ls.set("__name__".into(), name.into());
+        store.add(&ls, t, stale_nan());
+    }
+}
+
+/// Prometheus's synthetic series of every scrape.
+const SYNTHETIC: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
 
 async fn scrape_loop(
     shared: Arc<Shared>,
@@ -228,7 +338,7 @@ async fn scrape_loop(
         let s = lock(&state);
         (s.url.clone(), s.labels.clone())
     };
-    let mut previous: HashSet<Labels> = HashSet::new();
+    let series = lock(&state).series.clone();
     let interval = Duration::from_millis(job.interval_ms as u64);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -291,9 +401,16 @@ async fn scrape_loop(
         // blocking pool, not on one of the runtime's few workers (which also serve the API,
         // the notifications and the other scrapes).
         let (shared_now, target_now, honor) = (shared.clone(), target.clone(), job.honor_labels);
-        let appended = tokio::task::spawn_blocking(move || {
+        let series_now = series.clone();
+        // A panic while appending leaves the set empty: the next scrape starts afresh.
+        let _ = tokio::task::spawn_blocking(move || {
             let mut store = write(&shared_now.store);
-            append(
+            let mut series = lock(&series_now);
+            // The target was removed meanwhile: nothing more of it is written.
+            let Some(previous) = series.take() else {
+                return;
+            };
+            let current = append(
                 &mut store,
                 samples,
                 previous,
@@ -301,11 +418,10 @@ async fn scrape_loop(
                 honor,
                 t,
                 duration,
-            )
+            );
+            *series = Some(current);
         })
         .await;
-        // A panic while appending: the next scrape starts afresh.
-        previous = appended.unwrap_or_default();
     }
 }
 
@@ -359,13 +475,14 @@ fn append(
     // Prometheus's synthetic series (no metric relabeling here: post-relabeling is what
     // was scraped; added: series this target did not have in its previous scrape).
     let added = current.difference(&previous).count();
-    for (name, v) in [
-        ("up", if up { 1.0 } else { 0.0 }),
-        ("scrape_duration_seconds", duration),
-        ("scrape_samples_scraped", scraped as f64),
-        ("scrape_samples_post_metric_relabeling", scraped as f64),
-        ("scrape_series_added", added as f64),
-    ] {
+    let values = [
+        if up { 1.0 } else { 0.0 },
+        duration,
+        scraped as f64,
+        scraped as f64,
+        added as f64,
+    ];
+    for (name, v) in SYNTHETIC.into_iter().zip(values) {
         let mut ls = target.clone();
         ls.set("__name__".into(), name.into());
         store.add(&ls, t, v);
