@@ -334,20 +334,37 @@ where
         .filter(|_| is_redirect(resp.status()))
         .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
     let t = Instant::now();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
+    // Read frame by frame and counted; kept only to match `body_pattern`, and then only up to
+    // MAX_MATCHED_BODY: a probe of a URL that answers gigabytes costs no memory.
+    let mut body = resp.into_body();
+    let mut kept: Vec<u8> = Vec::new();
+    let mut length = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            length += data.len() as u64;
+            if p.body_pattern.is_some() {
+                if kept.len() + data.len() > MAX_MATCHED_BODY {
+                    return Err(format!(
+                        "body: over {MAX_MATCHED_BODY} bytes, too large to match body_pattern"
+                    ));
+                }
+                kept.extend_from_slice(data);
+            }
+        }
+    }
     o.transfer += t.elapsed();
-    o.content_length = body.len() as u64;
+    o.content_length = length;
     if let Some(pattern) = &p.body_pattern {
-        o.failed_regex = !pattern.0.is_match(&String::from_utf8_lossy(&body));
+        o.failed_regex = !pattern.0.is_match(&String::from_utf8_lossy(&kept));
     }
     conn.abort();
     Ok(location)
 }
+
+/// The most of a body kept to match a probe's `body_pattern` (16 MiB); a longer body fails
+/// the probe. Without a pattern, bodies are only counted.
+pub const MAX_MATCHED_BODY: usize = 16 << 20;
 
 impl Collector for Probes {
     fn name(&self) -> &'static str {

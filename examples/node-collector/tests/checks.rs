@@ -131,6 +131,55 @@ async fn probes_against_local_servers() {
     println!("gather with 7 probes took {:?}", started.elapsed());
 }
 
+/// A body is counted as it streams, not held: a probe of a URL answering 20 MiB counts it all;
+/// with a `body_pattern` it is kept to be matched, up to 16 MiB, and a larger one fails the
+/// probe instead of growing the collector's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_are_counted_and_only_kept_to_be_matched_within_a_limit() {
+    use axum::routing::get;
+    const SIZE: usize = 20 << 20;
+    let big = || async {
+        let chunk = bytes::Bytes::from(vec![b'x'; 64 << 10]);
+        let chunks = (0..SIZE / (64 << 10)).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+    };
+    let app = axum::Router::new().route("/big", get(big));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let yaml = format!(
+        "probes:
+  - name: counted
+    interval: 1h
+    http: {{ url: 'http://{addr}/big', timeout: 20s }}
+  - name: matched
+    interval: 1h
+    http: {{ url: 'http://{addr}/big', body_pattern: 'x', timeout: 20s }}
+"
+    );
+    let probes = Probes::start(config(&yaml).probes);
+    assert!(
+        probes
+            .wait_for(&["counted", "matched"], Duration::from_secs(30))
+            .await
+    );
+    let mut node = Node::with_collectors(Paths::default(), &[]);
+    node.add(Box::new(probes));
+    let f = node.gather();
+    assert_eq!(
+        value(&f, "probe_success", &[("probe", "counted")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&f, "probe_http_content_length", &[("probe", "counted")]),
+        Some(SIZE as f64)
+    );
+    assert_eq!(
+        value(&f, "probe_success", &[("probe", "matched")]),
+        Some(0.0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_are_followed_as_blackbox_exporter_follows_them() {
     use axum::response::Redirect;
