@@ -340,7 +340,11 @@ async fn scrape_loop(
     };
     let series = lock(&state).series.clone();
     let interval = Duration::from_millis(job.interval_ms as u64);
-    let mut ticker = tokio::time::interval(interval);
+    // As Prometheus, each target scrapes at its own offset in the interval, from a hash of
+    // the target: targets spread over the interval, and a restart keeps each on its phase.
+    let first =
+        tokio::time::Instant::now() + scrape_offset(&url, &target, job.interval_ms, now_ms());
+    let mut ticker = tokio::time::interval_at(first, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticker.tick().await;
@@ -423,6 +427,20 @@ async fn scrape_loop(
         })
         .await;
     }
+}
+
+/// How long from `now_ms` until the target's next slot: the instant of each interval (counted
+/// from the Unix epoch) at the offset a hash of its URL and labels gives.
+fn scrape_offset(url: &str, target: &Labels, interval_ms: i64, now_ms: i64) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let interval = interval_ms.max(1) as u64;
+    // A fixed-key hash: the same target gets the same phase in every process.
+    let mut h = std::hash::DefaultHasher::new();
+    url.hash(&mut h);
+    target.to_string().hash(&mut h);
+    let phase = h.finish() % interval;
+    let into = now_ms.rem_euclid(interval as i64) as u64;
+    Duration::from_millis((phase + interval - into) % interval)
 }
 
 /// Writes one scrape's samples (`None`: the scrape failed) with its target labels, staleness
@@ -544,6 +562,27 @@ mod tests {
                 l.get("exported_exported_job")
             ),
             (Some("api"), Some("y"), Some("x"))
+        );
+    }
+
+    /// Each target has its phase in the interval, the same at every start; targets spread.
+    #[test]
+    fn targets_scrape_at_a_stable_offset_of_their_own() {
+        let a = Labels::from_pairs([("job", "api"), ("instance", "a:1")]);
+        let b = Labels::from_pairs([("job", "api"), ("instance", "b:1")]);
+        let slot = |url: &str, l: &Labels, now: i64| {
+            now + scrape_offset(url, l, 15_000, now).as_millis() as i64
+        };
+        let (ta, tb) = (
+            slot("http://a:1/metrics", &a, 1_000_000),
+            slot("http://b:1/metrics", &b, 1_000_000),
+        );
+        assert!((1_000_000..1_015_000).contains(&ta));
+        assert_ne!(ta % 15_000, tb % 15_000, "two targets, two phases");
+        // Later (another start): the same phase.
+        assert_eq!(
+            slot("http://a:1/metrics", &a, 1_234_567) % 15_000,
+            ta % 15_000
         );
     }
 

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use axi_obs_deploy::event::{from_unix_ms, unix_ms};
@@ -779,7 +779,10 @@ fn on_signal(
     pid: Option<rustix::process::Pid>,
     reaped: bool,
 ) -> Option<Received> {
-    let from_terminal = sig == rustix::process::Signal::INT && from_the_terminal(pid);
+    // Once the command is reaped its pid names no process (or another one): only our group's
+    // place in the terminal can tell.
+    let command = pid.filter(|_| !reaped);
+    let from_terminal = sig == rustix::process::Signal::INT && from_the_terminal(command);
     match pid {
         Some(pid) if !reaped => {
             if !from_terminal {
@@ -924,9 +927,13 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         bail!("the command's exit was not seen");
     };
     // A command killed by the terminal's Ctrl-C can be reaped before our own SIGINT has come
-    // through the listener thread: it is waited for, briefly.
+    // through the listener thread: it is waited for, up to a second (on a loaded machine the
+    // listener thread took over 100 ms to run; only a command that died of a signal we did
+    // not see waits).
     if received.is_none() && status.code().is_none() {
-        while let Ok(sig) = signals.recv_timeout(Duration::from_millis(100)) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while let Ok(sig) = signals.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             if let Some(r) = on_signal(sig, pid, true) {
                 received = Some(r);
                 break;
