@@ -61,7 +61,7 @@
 //! | `OTEL_PROPAGATORS` | [`propagators`](TelemetryBuilder::propagators) | `tracecontext,baggage`; `none` allowed |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` (ms) | [`metric_export_interval`](TelemetryBuilder::metric_export_interval) | 60000 |
 //! | `OTEL_METRIC_EXPORT_TIMEOUT` (ms) | | 30000; bounds the metrics exporter's timeout |
-//! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` | | `cumulative` and `explicit_bucket_histogram`, the only ones exported: other values are errors, not ignored |
+//! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` | | `cumulative` and `explicit_bucket_histogram`, the only ones exported: other values are errors when metrics are pushed over OTLP (not read otherwise) |
 //! | `RUST_LOG` | [`log_filter`](TelemetryBuilder::log_filter) (wins) / [`default_log_filter`](TelemetryBuilder::default_log_filter) (loses) | `info`; `h2`, `hyper`, `hyper_util`, `tonic`, `reqwest`, `opentelemetry*` capped at `warn` unless named (their modules only: `hyperion` or `reqwest_tracing` are not capped) |
 //! | `AXI_LOG_FORMAT` | [`log_format`](TelemetryBuilder::log_format) | `compact` on a terminal, else `json` |
 //! | `AXI_LOG_FILE` | [`log_file`](TelemetryBuilder::log_file) | standard output; a file is rotated daily, 7 kept |

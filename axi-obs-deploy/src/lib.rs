@@ -47,7 +47,7 @@
 //! * [`store`] (feature `sqlite`): the SQLite history (WAL, migrations, idempotent by event id),
 //!   list and filter, "last deployment of X", success rate, p50/p95 duration and the four
 //!   DORA figures.
-//! * [`session`] and [`spool`] (feature `cli`): what the `axi-deploy` CLI is made of: events
+//! * [`session`] and [`spool`] (the latter with feature `cli`): what the `axi-deploy` CLI is made of: events
 //!   built across processes, `##[step] NAME` marker lines, and the on-disk spool delivered
 //!   at-least-once.
 //! * [`stream`] (feature `stream`): [`LiveStream`](stream::LiveStream), a hook that keeps the
