@@ -402,6 +402,20 @@ async fn bad_requests_are_refused_with_alertmanagers_statuses() {
     .await;
     assert_eq!(alerts.as_array().expect("array").len(), 1, "{alerts:#}");
     assert_eq!(alerts[0]["labels"]["alertname"], "Ok");
+    // A batch bigger than axum's 2 MiB default is taken whole: 256 alerts (Prometheus's
+    // batch) with 12 KiB of annotations each.
+    let batch: Vec<Value> = (0..256)
+        .map(|i| {
+            serde_json::json!({
+                "labels": {"alertname": "Big", "i": i.to_string()},
+                "annotations": {"description": "x".repeat(12 << 10)},
+            })
+        })
+        .collect();
+    let body = serde_json::to_string(&batch).expect("json");
+    assert!(body.len() > 3 << 20);
+    let r = post("/alerts", &body).await.expect("post");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 
     let r = http
         .get(format!("{base}/alerts?active=maybe"))

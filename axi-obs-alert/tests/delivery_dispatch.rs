@@ -91,6 +91,17 @@ receivers:
     Config::parse(&yaml, Path::new("am.yml")).expect("config")
 }
 
+/// Options persisting to a state file in a new directory (removed when the guard drops).
+fn with_state_file() -> (tempfile::TempDir, impl Fn() -> DispatcherOptions) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    let opts = move || DispatcherOptions {
+        state_file: Some(state.clone()),
+        ..DispatcherOptions::default()
+    };
+    (dir, opts)
+}
+
 fn notifier() -> Notifier {
     Notifier::new(
         reqwest::Client::new(),
@@ -383,12 +394,7 @@ async fn inhibition_mutes_targets_while_a_source_fires() {
 
 #[tokio::test]
 async fn silences_mute_until_expired_and_persist() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("state.json");
-    let opts = || DispatcherOptions {
-        state_file: Some(state.clone()),
-        ..DispatcherOptions::default()
-    };
+    let (_dir, opts) = with_state_file();
     let (hook, url) = Hook::start(&[]).await;
     let cfg = config(&url, "");
     let n = notifier();
@@ -435,12 +441,7 @@ async fn silences_mute_until_expired_and_persist() {
 
 #[tokio::test]
 async fn restart_from_the_persisted_log_does_not_renotify() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("nflog.json");
-    let opts = || DispatcherOptions {
-        state_file: Some(state.clone()),
-        ..DispatcherOptions::default()
-    };
+    let (_dir, opts) = with_state_file();
     let (hook, url) = Hook::start(&[]).await;
     let cfg = config(&url, "");
     let n = notifier();
@@ -662,12 +663,7 @@ fn n_default() -> Notifier {
 
 #[tokio::test]
 async fn runner_delivers_on_the_wall_clock_and_hands_back_its_state() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("state.json");
-    let opts = || DispatcherOptions {
-        state_file: Some(state.clone()),
-        ..DispatcherOptions::default()
-    };
+    let (_dir, opts) = with_state_file();
     let (hook, url) = Hook::start(&[]).await;
     let yaml = format!(
         "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n- name: hook\n  webhook_configs:\n  - url: {url}\n"
@@ -721,12 +717,7 @@ async fn runner_delivers_on_the_wall_clock_and_hands_back_its_state() {
 
 #[tokio::test]
 async fn alerts_survive_a_restart_and_what_was_not_delivered_is_sent() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("state.json");
-    let opts = || DispatcherOptions {
-        state_file: Some(state.clone()),
-        ..DispatcherOptions::default()
-    };
+    let (_dir, opts) = with_state_file();
     // The receiver fails every attempt of the first flush (two groups, five attempts each).
     let (hook, url) = Hook::start(&[500; 10]).await;
     let cfg = config(&url, "");
@@ -764,6 +755,61 @@ async fn alerts_survive_a_restart_and_what_was_not_delivered_is_sent() {
     assert_eq!(sent[0].1["status"], "resolved");
     // Y was notified before the restarts and is not notified again.
     assert_eq!(d.alert_count(), 1);
+}
+
+#[tokio::test]
+async fn an_alert_whose_presumed_end_passed_during_a_long_restart_still_fires() {
+    let (_dir, opts) = with_state_file();
+    let (hook, url) = Hook::start(&[]).await;
+    let cfg = config(&url, "");
+    let n = notifier();
+    // As Prometheus sends a firing alert: its end presumed 4 minutes after each sending.
+    let mut d = Dispatcher::new(&cfg, opts(), T0).expect("dispatcher");
+    d.insert(alert(&[("alertname", "X")], T0, T0 + 4 * MIN), T0);
+    d.insert(alert(&[("alertname", "Y")], T0, T0 + 4 * MIN), T0);
+    assert_eq!(run_until(&mut d, &n, &hook, T0 + 30 * S).await.len(), 2);
+    // Y resolves and the resolution is received (its end is before its receipt).
+    d.insert(alert(&[("alertname", "Y")], T0, T0 + MIN), T0 + MIN);
+    d.persist().expect("persist");
+    drop(d);
+    // Down for ten minutes: both ends passed, but only Y is known to have resolved.
+    let now = T0 + 11 * MIN;
+    let mut d = Dispatcher::new(&cfg, opts(), now).expect("restart");
+    let firing = d.alerts(now);
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    assert_eq!(firing[0].alert.labels["alertname"], "X");
+    // resolve_timeout (5m) from the restart.
+    assert_eq!(firing[0].alert.ends_at, Some(now + 5 * MIN));
+    let sent = run_until(&mut d, &n, &hook, now).await;
+    assert_eq!(
+        summary(&sent),
+        vec![row(660, "Y", "all alerts resolved", 1)]
+    );
+    // The sender re-sends X still firing: nothing more is sent.
+    d.insert(
+        alert(&[("alertname", "X")], T0, now + 30 * MIN),
+        now + 30 * S,
+    );
+    assert!(
+        run_until(&mut d, &n, &hook, now + 20 * MIN)
+            .await
+            .is_empty()
+    );
+    // Down again past that end, and the sender is gone for good: X resolves by its
+    // timeout.
+    d.persist().expect("persist");
+    drop(d);
+    let later = now + 40 * MIN;
+    let mut d = Dispatcher::new(&cfg, opts(), later).expect("restart");
+    assert!(
+        run_until(&mut d, &n, &hook, later + 4 * MIN)
+            .await
+            .is_empty()
+    );
+    let sent = run_until(&mut d, &n, &hook, later + 10 * MIN).await;
+    assert_eq!(summary(&sent).len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1["status"], "resolved");
+    assert_eq!(sent[0].1["groupLabels"]["alertname"], "X");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +20,12 @@ use super::matcher::Matcher;
 use super::model::{AmAlert, LabelSet, parse_rfc3339, rfc3339_millis};
 use super::runner::{Runner, RunnerError};
 use super::silence::{MatcherRecord, Silence, SilenceError, SilenceState};
+
+/// The largest `POST /api/v2/alerts` body taken (32 MiB); a larger one is answered 413.
+/// Alertmanager reads any size; Prometheus sends at most 256 alerts a request, which stays
+/// far below this even with annotations of tens of kilobytes each (axum's own 2 MiB
+/// default does not).
+pub const MAX_POSTED_ALERTS_BYTES: usize = 32 << 20;
 
 /// What `GET /api/v2/status` reports besides the runner's state.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +76,12 @@ pub(crate) fn api_router_with(runner: Runner, started_ms: i64, config_text: Conf
     Router::new()
         .route("/api/v2/status", get(status))
         .route("/api/v2/receivers", get(receivers))
-        .route("/api/v2/alerts", get(get_alerts).post(post_alerts))
+        .route(
+            "/api/v2/alerts",
+            get(get_alerts)
+                .post(post_alerts)
+                .layer(DefaultBodyLimit::max(MAX_POSTED_ALERTS_BYTES)),
+        )
         .route("/api/v2/alerts/groups", get(get_groups))
         .route("/api/v2/silences", get(get_silences).post(post_silence))
         .route(
@@ -256,7 +267,7 @@ impl AlertFilter {
                 "filter" => filters.push(v),
                 "receiver" if !v.is_empty() => {
                     f.receiver = Some(
-                        regex::Regex::new(&format!("^(?:{v})$"))
+                        regex::Regex::new(&format!("^(?:{})$", crate::goregex::go_syntax(&v)))
                             .map_err(|e| bad(format!("failed to parse receiver param: {e}")))?,
                     );
                 }

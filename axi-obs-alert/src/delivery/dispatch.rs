@@ -425,8 +425,22 @@ impl Dispatcher {
         // never flushed flushes at once, and the restored notification log decides what
         // is sent, so nothing notified before the restart is sent twice and nothing
         // pending (a firing alert not yet delivered, a resolution) is lost.
+        //
+        // An alert still firing when last received whose presumed end (the sender's
+        // `endsAt`, some minutes ahead) passed while this process was down is not known to
+        // have resolved: its sender stopped re-sending it to us only because we were gone.
+        // It gets `resolve_timeout` from now, as an alert received without an end does; a
+        // sender still firing it re-sends it long before, and one that saw it resolve sends
+        // the resolution (Prometheus re-sends resolved alerts for 15 minutes).
+        let presumed_end = now_ms.saturating_add(ms(self.resolve_timeout));
         for record in snap.alerts {
-            let (alert, updated_at) = record.into_alert();
+            let (mut alert, updated_at) = record.into_alert();
+            if let Some(end) = alert.ends_at
+                && end > updated_at
+                && end <= now_ms
+            {
+                alert.ends_at = Some(presumed_end);
+            }
             let fp = alert.fingerprint();
             if self.insert(alert, now_ms).groups > 0 {
                 self.updated.insert(fp, updated_at);

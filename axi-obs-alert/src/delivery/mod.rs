@@ -89,10 +89,14 @@
 //! - Durability: the state file holds the notification log, the silences and the alerts
 //!   the groups hold. After a restart, even after `kill -9`, the alerts are back in their
 //!   groups and the restored log decides what is sent: a notification that was not
-//!   delivered (firing or resolved) is sent, one that was logged is not sent again.
+//!   delivered (firing or resolved) is sent, one that was logged is not sent again. An
+//!   alert that was firing when last received and whose `endsAt` passed during the
+//!   downtime is not taken as resolved: it gets `resolve_timeout` from the restart, time
+//!   for its sender to re-send it or its resolution.
 //! - `api_router` (feature `api`, on by default): Alertmanager's HTTP API v2
 //!   (`/api/v2/alerts` GET and POST, `/alerts/groups`, `/silences` GET and POST,
 //!   `/silence/{id}` GET and DELETE, `/receivers`, `/status`, `/-/healthy`, `/-/ready`)
+//!   (`POST /api/v2/alerts` bodies up to [`MAX_POSTED_ALERTS_BYTES`], 32 MiB)
 //!   in Alertmanager 0.33's JSON shapes and error statuses, so the real `amtool` lists
 //!   alerts and manages silences against it; `serve` runs it all as
 //!   `axi-alert alertmanager`, with Alertmanager's flags and its own `/metrics` (the
@@ -200,7 +204,10 @@ pub use alertmanager::{
     PostableAlert, SenderError, SenderOptions, alerts_to_send, generator_url, group_alerts_to_send,
 };
 #[cfg(feature = "api")]
-pub use api::{ApiInfo, METRIC_ALERTS_INVALID_TOTAL, METRIC_ALERTS_RECEIVED_TOTAL, api_router};
+pub use api::{
+    ApiInfo, MAX_POSTED_ALERTS_BYTES, METRIC_ALERTS_INVALID_TOTAL, METRIC_ALERTS_RECEIVED_TOTAL,
+    api_router,
+};
 pub use config::{
     Config, ConfigError, DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, DEFAULT_REPEAT_INTERVAL,
     DEFAULT_RESOLVE_TIMEOUT, DINGTALK_ROBOT_URL, DingTalkConfig, EmailConfig, GlobalConfig,
