@@ -379,11 +379,33 @@ pub struct WeComConfig {
     pub url: Option<Secret>,
     /// The robot key, used with the public robot endpoint.
     pub key: Option<Secret>,
-    /// User ids to mention (`@all` for everyone), as `<@userid>` in the markdown.
+    /// User ids to mention, as `<@userid>` in the markdown. Not `@all`: WeCom mentions
+    /// everyone only in text messages, so the configuration is refused with it.
     #[serde(default)]
     pub mentioned_list: Vec<String>,
     /// Markdown body template. Defaults to [`super::DEFAULT_MESSAGE`].
     pub message: Option<String>,
+}
+
+/// A WeCom user id as a markdown message can mention it (`<@userid>`): 1 to 64 bytes
+/// without `<`, `>` or white space, and not `@all`, which WeCom honours only in text
+/// messages' `mentioned_list` and which a markdown message would show as plain text.
+fn check_wecom_mention(id: &str) -> Result<(), String> {
+    if id == "@all" {
+        return Err(
+            "\"@all\" cannot be mentioned: WeCom mentions everyone only in text \
+                    messages, and this integration sends markdown (where `<@userid>` \
+                    mentions one user); list user ids instead"
+                .into(),
+        );
+    }
+    if id.is_empty() || id.len() > 64 || id.contains(['<', '>']) || id.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "{id:?} is not a WeCom user id (1 to 64 bytes without '<', '>' or white space)"
+        ));
+    }
+    Ok(())
 }
 
 impl DingTalkConfig {
@@ -523,6 +545,14 @@ impl Config {
                 }
                 check_templates(&[&w.message])
                     .map_err(|m| fail(format!("receiver {:?}: {m}", r.name), Some("message:")))?;
+                for id in &w.mentioned_list {
+                    check_wecom_mention(id).map_err(|m| {
+                        fail(
+                            format!("receiver {:?}: wecom_configs mentioned_list: {m}", r.name),
+                            Some("mentioned_list"),
+                        )
+                    })?;
+                }
             }
         }
         let Some(root) = &self.route else {
@@ -844,7 +874,7 @@ mod tests {
             "{e}"
         );
         let c = parse(
-            "route:\n  receiver: a\nreceivers:\n- name: a\n  wecom_configs:\n  - key: k1\n    mentioned_list: ['@all']\n",
+            "route:\n  receiver: a\nreceivers:\n- name: a\n  wecom_configs:\n  - key: k1\n    mentioned_list: [zhangsan]\n",
         )
         .unwrap();
         assert_eq!(
@@ -855,5 +885,26 @@ mod tests {
             format!("{:?}", c.receivers[0].wecom_configs[0].key),
             "Some(<secret>)"
         );
+    }
+
+    #[test]
+    fn wecom_mentions_are_user_ids_not_at_all() {
+        let yaml = |m: &str| {
+            format!(
+                "route:\n  receiver: a\nreceivers:\n- name: a\n  wecom_configs:\n  - key: k1\n    mentioned_list: [{m}]\n"
+            )
+        };
+        let e = parse(&yaml("'@all'")).unwrap_err();
+        assert!(e.message.contains("\"@all\" cannot be mentioned"), "{e}");
+        assert!(
+            e.message.starts_with("receiver \"a\": wecom_configs"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(7), "{e}");
+        let e = parse(&yaml("'a b'")).unwrap_err();
+        assert!(e.message.contains("is not a WeCom user id"), "{e}");
+        let e = parse(&yaml("''")).unwrap_err();
+        assert!(e.message.contains("is not a WeCom user id"), "{e}");
+        assert!(parse(&yaml("zhangsan, lisi")).is_ok());
     }
 }
