@@ -50,6 +50,7 @@ pub mod delivery;
 pub mod enrich;
 #[cfg(feature = "api")]
 mod exposition;
+mod goregex;
 pub mod inprocess;
 pub mod promql;
 pub mod promqltest;

@@ -62,7 +62,8 @@ impl PartialEq for Matcher {
 impl Eq for Matcher {}
 
 impl Matcher {
-    /// A matcher; regular expressions are anchored as `^(?:value)$`.
+    /// A matcher; regular expressions are anchored as `^(?:value)$`, with Go's ASCII
+    /// `\d \w \s \b` (Alertmanager compiles them with Go's `regexp`).
     ///
     /// # Errors
     ///
@@ -70,7 +71,7 @@ impl Matcher {
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
         let re = match op {
             MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$"))
+                Regex::new(&format!("^(?:{})$", crate::goregex::go_syntax(value)))
                     .map_err(|e| format!("invalid regular expression {value:?}: {e}"))?,
             ),
             MatchOp::Equal | MatchOp::NotEqual => None,
@@ -313,6 +314,17 @@ pub fn matchers_string(ms: &[Matcher]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_alertmanager() {
+        let labels = |v: &str| LabelSet::from([("a".to_string(), v.to_string())]);
+        let m = Matcher::new("a", MatchOp::Regex, r"\d+").expect("matcher");
+        assert!(m.matches(&labels("42")));
+        assert!(!m.matches(&labels("٤٢")));
+        let m = Matcher::new("a", MatchOp::NotRegex, r"[\w-]+").expect("matcher");
+        assert!(!m.matches(&labels("api-1")));
+        assert!(m.matches(&labels("café")));
+    }
 
     #[test]
     fn parses_all_forms() {

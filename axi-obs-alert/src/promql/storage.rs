@@ -118,7 +118,8 @@ fn anchored(source: &str, parsed: &Regex) -> Result<Regex, String> {
         .strip_prefix("^(?:")
         .and_then(|s| s.strip_suffix(")$"))
         .unwrap_or(source);
-    Regex::new(&format!("^(?s:{inner})$")).map_err(|e| format!("illegal regex {source:?}: {e}"))
+    Regex::new(&format!("^(?s:{})$", crate::goregex::go_syntax(inner)))
+        .map_err(|e| format!("illegal regex {source:?}: {e}"))
 }
 
 /// A source of samples.
@@ -511,6 +512,13 @@ mod tests {
         assert!(!m.matches("fooo"));
         assert!(m.matches("fo\n"));
         assert!(re("a", "a|b").matches("b"));
+    }
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_prometheus() {
+        assert!(re("a", r"\d+").matches("42"));
+        assert!(!re("a", r"\d+").matches("٤٢"));
+        assert!(!re("a", r"\w+").matches("café"));
     }
 
     #[test]

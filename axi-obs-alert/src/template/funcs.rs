@@ -153,7 +153,7 @@ static FUNCS: &[FuncDef] = &[
     }),
     def!("reReplaceAll", [S, S, S], None, |_, a| {
         let pat = as_str(&a[0]);
-        let re = regex::Regex::new(&pat)
+        let re = regex::Regex::new(&crate::goregex::go_syntax(&pat))
             .map_err(|e| format!("regexp: Compile({}): {}", quote(&pat), regex_error(&e)))?;
         Ok(Value::String(
             re.replace_all(&as_str(&a[2]), as_str(&a[1]).as_str())
@@ -162,7 +162,8 @@ static FUNCS: &[FuncDef] = &[
     }),
     def!("safeHtml", [S], None, |_, a| Ok(a[0].clone())),
     def!("match", [S, S], None, |_, a| {
-        let re = regex::Regex::new(&as_str(&a[0])).map_err(|e| regex_error(&e))?;
+        let re = regex::Regex::new(&crate::goregex::go_syntax(&as_str(&a[0])))
+            .map_err(|e| regex_error(&e))?;
         Ok(Value::Bool(re.is_match(&as_str(&a[1]))))
     }),
     def!("title", [S], None, |_, a| Ok(Value::String(title(

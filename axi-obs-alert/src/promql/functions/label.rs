@@ -25,7 +25,7 @@ pub(super) fn replace(
     src: &str,
     regex: &str,
 ) -> Result<Vec<Sample>> {
-    let re = Regex::new(&format!("^(?s:{regex})$")).map_err(|_| {
+    let re = Regex::new(&format!("^(?s:{})$", crate::goregex::go_syntax(regex))).map_err(|_| {
         EvalError::new(format!(
             "invalid regular expression in label_replace(): {regex}"
         ))
