@@ -87,8 +87,8 @@ enum Command {
         /// The configuration file.
         #[arg(long)]
         config: PathBuf,
-        /// HTTP address.
-        #[arg(long, default_value = "127.0.0.1:9095")]
+        /// HTTP address: `host:port`, or `:port` for every interface.
+        #[arg(long, default_value = "127.0.0.1:9095", value_parser = listen_address)]
         listen: std::net::SocketAddr,
         /// Save alert `for` state here after every evaluation and restore it at start, as
         /// Prometheus does from `ALERTS_FOR_STATE` (none: restarts start `for` again).
@@ -148,8 +148,13 @@ enum Command {
         /// Alertmanager's configuration file.
         #[arg(long = "config.file", default_value = "alertmanager.yml")]
         config_file: PathBuf,
-        /// Address of the HTTP API.
-        #[arg(long = "web.listen-address", default_value = "127.0.0.1:9093")]
+        /// Address of the HTTP API: `host:port`, or `:port` for every interface (as in
+        /// Alertmanager's own units, `--web.listen-address=:9093`).
+        #[arg(
+            long = "web.listen-address",
+            default_value = "127.0.0.1:9093",
+            value_parser = listen_address
+        )]
         listen: std::net::SocketAddr,
         /// Directory for the persisted state (created when missing).
         #[arg(long = "storage.path", default_value = "data/")]
@@ -232,6 +237,28 @@ enum Command {
 
 fn duration_ms(s: &str) -> Result<i64, String> {
     promqltest::parse_duration(s)
+}
+
+/// A listen address as Go's `net.Listen` takes it: `host:port` (an IP address or a name,
+/// the first address it resolves to) or `:port`, which is every IPv4 interface here.
+fn listen_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?}: the port must be a number from 0 to 65535"))?;
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+    }
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    if !s.contains(':') {
+        return Err(format!("{s:?}: expected host:port or :port"));
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?}: the name resolves to no address"))
 }
 
 fn run_daemon(
@@ -555,6 +582,36 @@ mod tests {
         assert!(promqltest::parse_time("yesterday").is_err());
         assert_eq!(promqltest::parse_duration_param("15s"), Ok(15_000));
         assert_eq!(promqltest::parse_duration_param("0.5"), Ok(500));
+    }
+
+    #[test]
+    fn listen_addresses_as_go_takes_them() {
+        assert_eq!(
+            listen_address(":9093").map(|a| a.to_string()),
+            Ok("0.0.0.0:9093".into())
+        );
+        assert_eq!(
+            listen_address("127.0.0.1:9093").map(|a| a.to_string()),
+            Ok("127.0.0.1:9093".into())
+        );
+        assert_eq!(
+            listen_address("[::1]:9093").map(|a| a.to_string()),
+            Ok("[::1]:9093".into())
+        );
+        let local = listen_address("localhost:9093").expect("localhost");
+        assert!(local.ip().is_loopback(), "{local}");
+        assert_eq!(local.port(), 9093);
+        assert!(
+            listen_address(":http")
+                .unwrap_err()
+                .contains("the port must be a number")
+        );
+        assert!(
+            listen_address("9093")
+                .unwrap_err()
+                .contains("expected host:port")
+        );
+        assert!(listen_address(":70000").is_err());
     }
 
     #[test]
