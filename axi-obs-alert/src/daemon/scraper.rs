@@ -264,25 +264,25 @@ impl Scrapers {
                 });
             }
         }
-        // Targets no longer configured.
+        // Targets no longer configured: ended on the blocking pool, as the store's lock may
+        // be held for a while (a rule round reading, a big scrape writing), and this runs on
+        // the reload task.
         let now = now_ms();
+        let mut ended = Vec::with_capacity(old.len());
         for gone in old {
             gone.task.abort();
-            let (target, series, scraped) = {
-                let s = lock(&gone.state);
-                (
-                    s.labels.clone(),
-                    s.series.clone(),
-                    s.last_scrape_ms.is_some(),
-                )
-            };
+            let s = lock(&gone.state);
             let job_remains = jobs.iter().any(|j| j.job_name == gone.settings.job_name);
-            end_of_run(
-                shared,
-                &target,
-                &series,
-                (job_remains && scraped).then_some(now),
-            );
+            let stale_at = (job_remains && s.last_scrape_ms.is_some()).then_some(now);
+            ended.push((s.labels.clone(), s.series.clone(), stale_at));
+        }
+        if !ended.is_empty() {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                for (target, series, stale_at) in ended {
+                    end_of_run(&shared, &target, &series, stale_at);
+                }
+            });
         }
         *lock(&shared.targets) = Pools {
             jobs: jobs.iter().map(|j| j.job_name.clone()).collect(),
