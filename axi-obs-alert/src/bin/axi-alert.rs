@@ -67,7 +67,9 @@ enum Command {
     ///
     /// The configuration is a subset of Prometheus's `prometheus.yml` (`global`,
     /// `rule_files`, `scrape_configs` with `static_configs`, `alerting.alertmanagers`), so
-    /// the same file works for both. SIGHUP, `POST /-/reload` or a change to the
+    /// the same file works for both. Scrapes ask for gzip; `body_size_limit` (64 MiB when
+    /// unset or 0, where Prometheus has none) and `sample_limit` fail a scrape that exceeds
+    /// them, as in Prometheus. SIGHUP, `POST /-/reload` or a change to the
     /// configuration or a rule file reloads; a bad reload keeps the running rules and logs
     /// why.
     ///

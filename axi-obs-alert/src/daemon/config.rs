@@ -57,7 +57,18 @@ pub struct ScrapeConfig {
     pub honor_labels: bool,
     /// Targets (`host:port`) with their extra labels.
     pub targets: Vec<(String, BTreeMap<String, String>)>,
+    /// `body_size_limit`: the largest page taken, in bytes after decompression; a larger
+    /// one fails the scrape ("body size limit exceeded"). Unset or 0:
+    /// [`DEFAULT_BODY_SIZE_LIMIT`] (Prometheus: no limit).
+    pub body_size_limit: u64,
+    /// `sample_limit`: the most samples a scrape may bring; more fail the whole scrape
+    /// ("sample limit exceeded"), as in Prometheus. 0: no limit.
+    pub sample_limit: u64,
 }
+
+/// The body size limit of a scrape job that sets none (64 MiB): bounded, where Prometheus
+/// reads any size, and far above the few megabytes a large exporter serves.
+pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 64 << 20;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,6 +258,8 @@ struct RawGlobal {
     scrape_interval: Option<String>,
     scrape_timeout: Option<String>,
     evaluation_interval: Option<String>,
+    body_size_limit: Option<String>,
+    sample_limit: Option<u64>,
     #[serde(default)]
     external_labels: BTreeMap<String, String>,
 }
@@ -261,6 +274,8 @@ struct RawScrape {
     scheme: Option<String>,
     #[serde(default)]
     honor_labels: bool,
+    body_size_limit: Option<String>,
+    sample_limit: Option<u64>,
     #[serde(default)]
     static_configs: Vec<RawStatic>,
 }
@@ -331,6 +346,14 @@ impl Config {
                 return Err(at(format!("{what} must be greater than 0")));
             }
         }
+        let bytes = |what: &str, v: Option<&str>, default: u64| -> Result<u64, String> {
+            match v {
+                None => Ok(default),
+                Some(s) => parse_base2_bytes(s).map_err(|e| at(format!("{what}: {e}"))),
+            }
+        };
+        let body_size_limit = bytes("global.body_size_limit", g.body_size_limit.as_deref(), 0)?;
+        let sample_limit = g.sample_limit.unwrap_or(0);
         let base = path.parent().unwrap_or(Path::new("."));
         // As Prometheus: an entry that names no file is left out (with a warning here; it is
         // silent there), and a file named twice (`rules/*.yml` and `rules/a.yml`) is loaded
@@ -403,6 +426,14 @@ impl Config {
                     targets.push((t, st.labels.clone()));
                 }
             }
+            let body_size_limit = match bytes(
+                &format!("{ctx}.body_size_limit"),
+                s.body_size_limit.as_deref(),
+                body_size_limit,
+            )? {
+                0 => DEFAULT_BODY_SIZE_LIMIT,
+                n => n,
+            };
             scrape_configs.push(ScrapeConfig {
                 job_name: s.job_name,
                 interval_ms,
@@ -410,6 +441,8 @@ impl Config {
                 metrics_path: s.metrics_path.unwrap_or_else(|| "/metrics".into()),
                 honor_labels: s.honor_labels,
                 targets,
+                body_size_limit,
+                sample_limit: s.sample_limit.unwrap_or(sample_limit),
             });
         }
         let mut alertmanagers = Vec::new();
@@ -429,9 +462,82 @@ impl Config {
     }
 }
 
+/// A size as Prometheus reads `body_size_limit` (`units.Base2Bytes`): `0`, or a number
+/// (decimals allowed) followed by a unit, `B`, `KB`, `MB`, `GB`, `TB`, `PB`, `EB` or the
+/// same with `iB`, every one a power of 1024.
+fn parse_base2_bytes(s: &str) -> Result<u64, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?}: missing unit (B, KB, MB, GB, ...)"))?;
+    let (number, unit) = s.split_at(split);
+    let power = match unit {
+        "B" => 0,
+        "KB" | "KiB" => 1,
+        "MB" | "MiB" => 2,
+        "GB" | "GiB" => 3,
+        "TB" | "TiB" => 4,
+        "PB" | "PiB" => 5,
+        "EB" | "EiB" => 6,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (B, KB, MB, GB, ...)")),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: {number:?} is not a number"))?;
+    let bytes = n * 1024f64.powi(power);
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?}: too large"));
+    }
+    Ok(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_size_and_sample_limits_as_prometheus_reads_them() {
+        assert_eq!(parse_base2_bytes("0"), Ok(0));
+        assert_eq!(parse_base2_bytes("512B"), Ok(512));
+        assert_eq!(parse_base2_bytes("10MB"), Ok(10 << 20));
+        assert_eq!(parse_base2_bytes("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_base2_bytes("1.5KB"), Ok(1536));
+        assert!(
+            parse_base2_bytes("100")
+                .unwrap_err()
+                .contains("missing unit")
+        );
+        assert!(
+            parse_base2_bytes("1mb")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        let c = Config::parse(
+            "global:\n  body_size_limit: 1MB\n  sample_limit: 50\nscrape_configs:\n  - job_name: a\n  - job_name: b\n    body_size_limit: 0\n    sample_limit: 0\n  - job_name: c\n    body_size_limit: 2KB\n",
+            Path::new("p.yml"),
+        )
+        .unwrap();
+        let limits: Vec<(u64, u64)> = c
+            .scrape_configs
+            .iter()
+            .map(|j| (j.body_size_limit, j.sample_limit))
+            .collect();
+        assert_eq!(
+            limits,
+            [(1 << 20, 50), (DEFAULT_BODY_SIZE_LIMIT, 0), (2048, 50)]
+        );
+        let e = Config::parse(
+            "scrape_configs:\n  - job_name: a\n    body_size_limit: lots\n",
+            Path::new("p.yml"),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("p.yml: scrape_configs[0] (a).body_size_limit: "),
+            "{e}"
+        );
+    }
 
     #[test]
     fn a_prometheus_config_subset() {

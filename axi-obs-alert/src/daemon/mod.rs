@@ -42,7 +42,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-pub use config::{AlertmanagerConfig, Config, ScrapeConfig};
+pub use config::{AlertmanagerConfig, Config, DEFAULT_BODY_SIZE_LIMIT, ScrapeConfig};
 
 use crate::delivery::{AlertmanagerSender, SenderOptions, group_alerts_to_send};
 use crate::promql::{Engine, MemStorage};

@@ -350,38 +350,13 @@ async fn scrape_loop(
         ticker.tick().await;
         let t = now_ms();
         let started = Instant::now();
-        let mut body = async {
-            let resp = client
-                .get(&url)
-                .header("accept", "text/plain;version=0.0.4")
-                .timeout(Duration::from_millis(job.timeout_ms as u64))
-                .send()
-                .await
-                .map_err(|e| axi_obs_core::__private::error_chain(&e))?;
-            if !resp.status().is_success() {
-                return Err(format!("server returned HTTP status {}", resp.status()));
-            }
-            // As Prometheus, the parser follows the answer's `Content-Type` (Rust's
-            // prometheus-client answers OpenMetrics whatever was asked).
-            let format = Format::of_content_type(
-                resp.headers()
-                    .get(reqwest::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok()),
-            );
-            let text = resp
-                .text()
-                .await
-                .map_err(|e| axi_obs_core::__private::error_chain(&e))?;
-            Ok((text, format))
-        }
-        .await
-        .and_then(|(text, format)| {
+        let mut body = fetch(&client, &url, &job).await.and_then(|(text, format)| {
             let metadata = parse_metadata_as(&text, format)?;
-            Ok((
-                parse_samples(&text, format)?,
-                metadata,
-                text.trim().is_empty(),
-            ))
+            let samples = parse_samples(&text, format)?;
+            if job.sample_limit > 0 && samples.len() as u64 > job.sample_limit {
+                return Err("sample limit exceeded".to_owned());
+            }
+            Ok((samples, metadata, text.trim().is_empty()))
         });
         let duration = started.elapsed().as_secs_f64();
         {
@@ -427,6 +402,63 @@ async fn scrape_loop(
         })
         .await;
     }
+}
+
+/// One scrape's page and its format, as Prometheus asks for it: `Accept-Encoding: gzip`
+/// (most exporters then compress), the body read as it streams and refused past the job's
+/// `body_size_limit`, counted after decompression (so a small compressed page cannot expand
+/// without bound), with Prometheus's error text.
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    job: &ScrapeConfig,
+) -> Result<(String, Format), String> {
+    use std::io::Read as _;
+    const TOO_BIG: &str = "body size limit exceeded";
+    let chain = |e: reqwest::Error| axi_obs_core::__private::error_chain(&e);
+    let mut resp = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, "text/plain;version=0.0.4")
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .timeout(Duration::from_millis(job.timeout_ms as u64))
+        .send()
+        .await
+        .map_err(chain)?;
+    if !resp.status().is_success() {
+        return Err(format!("server returned HTTP status {}", resp.status()));
+    }
+    // As Prometheus, the parser follows the answer's `Content-Type` (Rust's
+    // prometheus-client answers OpenMetrics whatever was asked).
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+    };
+    let format = Format::of_content_type(header(reqwest::header::CONTENT_TYPE));
+    let gzip = header(reqwest::header::CONTENT_ENCODING)
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
+    let limit = job.body_size_limit;
+    let mut raw = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(chain)? {
+        if (raw.len() + chunk.len()) as u64 > limit {
+            return Err(TOO_BIG.to_owned());
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    let bytes = if gzip {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| format!("decompressing the response: {e}"))?;
+        if out.len() as u64 > limit {
+            return Err(TOO_BIG.to_owned());
+        }
+        out
+    } else {
+        raw
+    };
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), format))
 }
 
 /// How long from `now_ms` until the target's next slot: the instant of each interval (counted
@@ -690,6 +722,8 @@ mod tests {
             metrics_path: "/metrics".into(),
             honor_labels: false,
             targets: Vec::new(),
+            body_size_limit: super::super::DEFAULT_BODY_SIZE_LIMIT,
+            sample_limit: 0,
         }
     }
 

@@ -66,16 +66,26 @@ pub(crate) async fn api_alerts(
     client: &reqwest::Client,
     port: u16,
 ) -> Option<Vec<serde_json::Value>> {
+    let body = get_json(client, port, "/api/v1/alerts").await?;
+    body["data"]["alerts"].as_array().cloned()
+}
+
+/// The JSON that a server on loopback `port` answers `GET path` (with its query) with, or
+/// `None` while it does not answer with JSON.
+pub(crate) async fn get_json(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+) -> Option<serde_json::Value> {
     let text = client
-        .get(format!("http://127.0.0.1:{port}/api/v1/alerts"))
+        .get(format!("http://127.0.0.1:{port}{path}"))
         .send()
         .await
         .ok()?
         .text()
         .await
         .ok()?;
-    let body: serde_json::Value = serde_json::from_str(&text).ok()?;
-    body["data"]["alerts"].as_array().cloned()
+    serde_json::from_str(&text).ok()
 }
 
 /// Serves `body` as `/metrics` on a loopback port; returns the port.
