@@ -133,3 +133,43 @@ fn the_cli_exits_1_and_prints_where() {
         "{text}"
     );
 }
+
+/// Recording-rule names as Prometheus 3 reads them (any UTF-8, but no braces), each file's
+/// verdict the same as promtool's.
+#[test]
+fn utf8_recording_rule_names_as_promtool_reads_them() {
+    let Some(promtool) = axi_obs_core::testing::peer("promtool") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, ok) in [
+        ("http.server.requests:rate5m", true),
+        ("with space", true),
+        ("1abc", true),
+        ("Höhe", true),
+        ("a{b=\\\"c\\\"}", false),
+        ("sum(x)}", false),
+    ] {
+        let f = dir.path().join("r.yml");
+        std::fs::write(
+            &f,
+            format!("groups:\n- name: g\n  rules:\n  - record: \"{name}\"\n    expr: up\n"),
+        )
+        .expect("write");
+        let theirs = Command::new(&promtool)
+            .args(["check", "rules"])
+            .arg(&f)
+            .output()
+            .expect("run promtool");
+        let ours = axi_obs_alert::rules::load(&f);
+        assert_eq!(theirs.status.success(), ok, "promtool on {name:?}");
+        assert_eq!(ours.is_ok(), ok, "{name:?}: {ours:?}");
+        if let Err(errs) = ours {
+            assert!(
+                errs.iter()
+                    .any(|e| e.to_string().contains("braces present")),
+                "{errs:?}"
+            );
+        }
+    }
+}

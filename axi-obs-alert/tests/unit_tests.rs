@@ -111,3 +111,59 @@ fn failures_say_what_differs() {
     assert!(errs[0].contains("alertname: Down, time: 1m30s"), "{errs:?}");
     assert!(errs[0].contains("got:[]"), "{errs:?}");
 }
+
+/// A recording rule with a UTF-8 name (Prometheus 3), read back by a quoted selector and by
+/// an alert: passes here as under promtool.
+#[test]
+fn utf8_recording_rule_names_are_recorded_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), RULES).unwrap();
+    let test = dir.path().join("test.yml");
+    std::fs::write(&test, TEST).unwrap();
+    assert_eq!(run_file(&test), Outcome::Passed);
+    if let Some(promtool) = axi_obs_core::testing::peer("promtool") {
+        let out = Command::new(promtool)
+            .args(["test", "rules"])
+            .arg(&test)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    // The alert reads the recorded series: with a threshold it does not reach, it fails.
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        RULES.replace("> 0.5", "> 1.5"),
+    )
+    .unwrap();
+    assert!(matches!(run_file(&test), Outcome::Failed(_)));
+}
+
+const RULES: &str = r#"groups:
+- name: g
+  interval: 1m
+  rules:
+  - record: "http.requests:rate5m"
+    expr: sum(rate({"http.requests_total"}[5m]))
+  - alert: Busy
+    expr: '{"http.requests:rate5m"} > 0.5'
+"#;
+
+const TEST: &str = r#"rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+- interval: 1m
+  input_series:
+  - series: '{"http.requests_total", job="a"}'
+    values: 0+60x20
+  promql_expr_test:
+  - expr: '{"http.requests:rate5m"}'
+    eval_time: 10m
+    exp_samples:
+    - labels: '{__name__="http.requests:rate5m"}'
+      value: 1
+  alert_rule_test:
+  - eval_time: 10m
+    alertname: Busy
+    exp_alerts:
+    - exp_labels: {}
+"#;

@@ -430,7 +430,13 @@ fn check_rule(r: RawRule) -> Result<Rule, Vec<String>> {
         if keep_firing_for.is_some_and(|d| !d.is_zero()) {
             errs.push("invalid field 'keep_firing_for' in recording rule".into());
         }
-        if !is_valid_metric_name(name) {
+        // As Prometheus 3's `rulefmt`: any UTF-8 name, but braces are taken for an
+        // expression written in the wrong field.
+        if name.contains(['{', '}']) {
+            errs.push(format!(
+                "braces present in the recording rule name; should it be in expr?: {name}"
+            ));
+        } else if name.is_empty() {
             errs.push(format!("invalid recording rule name: {name}"));
         }
     }
@@ -543,16 +549,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Prometheus 3 accepts any UTF-8 label name except the empty one.
 fn is_valid_label_name(s: &str) -> bool {
     !s.is_empty()
-}
-
-/// Prometheus 3 accepts any UTF-8 metric name except the empty one, but a recording rule's
-/// name must be a legacy-valid metric name to be queried without quoting; promtool accepts
-/// what parses as a metric name.
-fn is_valid_metric_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().enumerate().all(|(i, c)| {
-            c == '_' || c == ':' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
-        })
 }
 
 #[cfg(test)]
