@@ -309,9 +309,10 @@ impl TelemetryBuilder {
     ///
     /// # Errors
     ///
-    /// [`InitError::Config`] for an invalid setting (naming it and its value),
-    /// [`InitError::LogFile`] if the log file cannot be written, [`InitError::Runtime`] if a
-    /// thread cannot start.
+    /// [`InitError::Config`] for an invalid value set in code, naming the method and the value
+    /// (an environment variable whose value cannot be used is ignored: see
+    /// [`Telemetry::env_warnings`]); [`InitError::LogFile`] if the log file cannot be written;
+    /// [`InitError::Runtime`] if a thread cannot start.
     pub fn build(self) -> Result<Telemetry, InitError> {
         let r = config::resolve(&self.s)?;
 
@@ -429,6 +430,7 @@ impl TelemetryBuilder {
             tracer_provider,
             logger_provider,
             guard,
+            env_warnings: r.env_warnings,
         })
     }
 
@@ -455,7 +457,8 @@ impl TelemetryBuilder {
     ///
     /// # Panics
     ///
-    /// If the configuration is invalid or telemetry is already installed.
+    /// If a value set in code is invalid, the log file cannot be opened, or telemetry is already
+    /// installed. An environment value that cannot be used is logged and ignored instead.
     pub fn install(self) -> TelemetryGuard {
         match self.try_install() {
             Ok(guard) => guard,
@@ -502,6 +505,11 @@ pub struct Telemetry {
     pub logger_provider: Option<SdkLoggerProvider>,
     /// Flushes and shuts everything down.
     pub guard: TelemetryGuard,
+    /// The environment variables that were ignored because their values could not be used
+    /// (each naming the variable, its value and why), as the OpenTelemetry specification
+    /// asks: a bad `OTEL_*` value does not stop the service. `install` logs each as a
+    /// warning once the subscriber is set; with `build`, log them yourself.
+    pub env_warnings: Vec<ConfigError>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -536,6 +544,14 @@ impl Telemetry {
             .map_err(|_| InitError::AlreadyInstalled("another global tracing subscriber is set"))?;
         // Route `log` records into tracing; another logger may already own `log`.
         let _ = tracing_log::LogTracer::init();
+        for w in &self.env_warnings {
+            tracing::warn!(
+                setting = %w.setting,
+                value = %w.value,
+                reason = %w.reason,
+                "axi-obs: environment variable ignored: its value cannot be used"
+            );
+        }
         if let Some(p) = self.tracer_provider {
             opentelemetry::global::set_tracer_provider(p);
         }
@@ -550,7 +566,8 @@ impl Telemetry {
 ///
 /// # Panics
 ///
-/// If the environment holds an invalid value or telemetry is already installed; use
+/// If telemetry is already installed (an environment value that cannot be used is ignored
+/// with a warning, not a panic); use
 /// [`try_init`] to handle that.
 pub fn init() -> TelemetryGuard {
     Telemetry::builder().install()
@@ -586,17 +603,27 @@ mod tests {
 
     #[test]
     fn bad_configuration_is_an_error_not_a_panic() {
+        // From code: an error naming the method.
         let e = Telemetry::builder()
+            .env(Env::empty())
+            .shutdown_timeout(Duration::MAX)
+            .build()
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("shutdown_timeout"), "{msg}");
+        // From the environment: ignored, and said.
+        let t = Telemetry::builder()
             .env(Env::from_pairs([
                 (config::OTEL_EXPORTER_OTLP_PROTOCOL, "carrier-pigeon"),
                 (config::OTEL_EXPORTER_OTLP_ENDPOINT, "http://localhost:1"),
             ]))
             .build()
-            .unwrap_err();
-        let msg = e.to_string();
+            .unwrap();
+        let msg = t.env_warnings[0].to_string();
         assert!(
             msg.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && msg.contains("carrier-pigeon"),
             "{msg}"
         );
+        assert!(t.tracer_provider.is_some());
     }
 }

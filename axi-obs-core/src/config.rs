@@ -110,13 +110,13 @@ pub const OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
 /// `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`: log records per export request, at most the queue size.
 pub const OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
 /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`: only `cumulative` (what is pushed);
-/// `delta` and `lowmemory` are refused, not ignored, when metrics are pushed (and not read
-/// when they are not).
+/// `delta` and `lowmemory` are refused when metrics are pushed (from the environment: ignored
+/// with a warning; not read when metrics are not pushed).
 pub const OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: &str =
     "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
 /// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`: only
-/// `explicit_bucket_histogram`; `base2_exponential_bucket_histogram` is refused, not ignored,
-/// when metrics are pushed.
+/// `explicit_bucket_histogram`; `base2_exponential_bucket_histogram` is refused when metrics
+/// are pushed (from the environment: ignored with a warning).
 pub const OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: &str =
     "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
 /// `RUST_LOG`: the log filter, in `tracing-subscriber` `EnvFilter` syntax.
@@ -145,6 +145,8 @@ pub const DEFAULT_LOG_FILTER: &str = "info";
 #[derive(Clone, Default)]
 pub struct Env {
     fixed: Option<BTreeMap<String, String>>,
+    /// Variables read as unset: their values could not be used (see [`resolve`]).
+    ignored: Vec<&'static str>,
 }
 
 /// Shows a fixed environment with the values that may hold credentials (`*_HEADERS`, and the
@@ -173,13 +175,14 @@ impl std::fmt::Debug for Env {
 impl Env {
     /// Reads the process environment. This is the default.
     pub fn process() -> Self {
-        Self { fixed: None }
+        Self::default()
     }
 
     /// An environment with no variables set.
     pub fn empty() -> Self {
         Self {
             fixed: Some(BTreeMap::new()),
+            ignored: Vec::new(),
         }
     }
 
@@ -196,6 +199,7 @@ impl Env {
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
             ),
+            ignored: Vec::new(),
         }
     }
 
@@ -203,6 +207,9 @@ impl Env {
     /// read with U+FFFD for its invalid bytes (so a parse error shows it, naming the
     /// variable), not taken for unset.
     pub fn get(&self, name: &str) -> Option<String> {
+        if self.ignored.contains(&name) {
+            return None;
+        }
         let value = match &self.fixed {
             Some(map) => map.get(name).cloned(),
             None => std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
@@ -650,6 +657,8 @@ pub(crate) struct Resolved {
     pub(crate) log_batch: BatchConfig,
     pub(crate) span_limits: SpanLimits,
     pub(crate) shutdown_timeout: Duration,
+    /// The environment variables ignored because their values could not be used.
+    pub(crate) env_warnings: Vec<ConfigError>,
 }
 
 /// What one span keeps (`OTEL_SPAN_*_COUNT_LIMIT`, `OTEL_{EVENT,LINK}_ATTRIBUTE_COUNT_LIMIT`);
@@ -729,8 +738,15 @@ pub const DEFAULT_MAX_EXPORT_BATCH: usize = 512;
 
 /// One batch processor's settings: the queue bound from code (`export_queue_size`, for both
 /// processors) or its variable, the batch size and delay from the variables, each checked.
-fn resolve_batch(s: &Settings, vars: &BatchVars) -> Result<BatchConfig, ConfigError> {
-    let env = &s.env;
+fn resolve_batch(
+    s: &Settings,
+    vars: &BatchVars,
+    exported: bool,
+) -> Result<BatchConfig, ConfigError> {
+    // The variables of a signal not exported are not read: set for every service of a host,
+    // they must not make noise in one that does not export it.
+    let empty = Env::empty();
+    let env = if exported { &s.env } else { &empty };
     let max_queue = match (s.queue_size, env.get(vars.max_queue)) {
         (Some(n), _) => (n, Source::Code("export_queue_size")),
         (None, Some(v)) => (
@@ -749,15 +765,9 @@ fn resolve_batch(s: &Settings, vars: &BatchVars) -> Result<BatchConfig, ConfigEr
     let max_queue = max_queue.0.max(1);
     let max_batch = match env.get(vars.max_batch) {
         Some(v) => {
-            let n = parse_count(&v, Source::Env(vars.max_batch))?;
-            if n > max_queue {
-                return Err(ConfigError::new(
-                    Source::Env(vars.max_batch),
-                    v,
-                    format!("must be at most the queue size ({max_queue})"),
-                ));
-            }
-            n
+            // At most the queue, as the SDKs clamp it (the queue may be set in code, the
+            // batch size for a whole host).
+            parse_count(&v, Source::Env(vars.max_batch))?.min(max_queue)
         }
         None => DEFAULT_MAX_EXPORT_BATCH.min(max_queue),
     };
@@ -791,17 +801,17 @@ fn bound_export_timeout(
     env: &Env,
     var: &'static str,
 ) -> Result<(), ConfigError> {
-    if let Some(v) = env.get(var) {
-        let limit = parse_millis(&v, Source::Env(var))?;
-        if let Some(t) = target {
-            t.timeout = t.timeout.min(limit);
-        }
+    // Read only for a signal exported, as the batch variables.
+    if let Some(t) = target
+        && let Some(v) = env.get(var)
+    {
+        t.timeout = t.timeout.min(parse_millis(&v, Source::Env(var))?);
     }
     Ok(())
 }
 
 /// Checks a variable that has one supported value (`accepted`, case-insensitive): anything
-/// else is refused with `why`, never ignored.
+/// else is refused with `why` (an error that [`resolve`] turns into a warning).
 fn only_value(env: &Env, var: &'static str, accepted: &str, why: &str) -> Result<(), ConfigError> {
     match env.get(var) {
         Some(v) if !v.eq_ignore_ascii_case(accepted) => {
@@ -820,7 +830,35 @@ pub const DEFAULT_LOG_BUFFER_LINES: usize = 65_536;
 /// Default deadline for flushing and shutting down every provider.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Resolves `s`, an environment variable whose value cannot be used taken as unset, as the
+/// OpenTelemetry specification asks (an unknown or unsupported value, a malformed boolean,
+/// number or list is ignored with a warning): a variable set for a whole host or injected by
+/// an operator cannot stop a service from starting. Each variable ignored is in
+/// [`Resolved::env_warnings`], with why. A value set in code that cannot be used is an error.
 pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
+    let mut s = std::borrow::Cow::Borrowed(s);
+    let mut ignored = Vec::new();
+    // Each round ignores one more variable, so this ends.
+    loop {
+        match resolve_strict(&s) {
+            Ok(mut r) => {
+                r.env_warnings = ignored;
+                return Ok(r);
+            }
+            Err(e) => match e.setting {
+                Source::Env(var) if s.env.get(var).is_some() => {
+                    s.to_mut().env.ignored.push(var);
+                    ignored.push(e);
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+}
+
+/// Resolves `s`; any value that cannot be used, set in code or in the environment, is an
+/// error naming where it was set.
+fn resolve_strict(s: &Settings) -> Result<Resolved, ConfigError> {
     let env = &s.env;
     let sdk_disabled = match s.sdk_disabled {
         Some(v) => v,
@@ -916,9 +954,9 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
         validate_buckets(name, bounds)?;
     }
 
-    let span_batch = resolve_batch(s, &SPAN_BATCH_VARS)?;
+    let span_batch = resolve_batch(s, &SPAN_BATCH_VARS, traces.is_some())?;
     let span_limits = resolve_span_limits(env)?;
-    let log_batch = resolve_batch(s, &LOG_BATCH_VARS)?;
+    let log_batch = resolve_batch(s, &LOG_BATCH_VARS, logs.is_some())?;
     bound_export_timeout(&mut traces, env, SPAN_BATCH_VARS.export_timeout)?;
     bound_export_timeout(&mut logs, env, LOG_BATCH_VARS.export_timeout)?;
     bound_export_timeout(&mut metrics, env, OTEL_METRIC_EXPORT_TIMEOUT)?;
@@ -966,6 +1004,7 @@ pub(crate) fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
             s.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
             Source::Code("shutdown_timeout"),
         )?,
+        env_warnings: Vec::new(),
     })
 }
 
@@ -1612,11 +1651,93 @@ mod tests {
 
     use super::*;
 
+    /// The tests of what is refused and why resolve strictly: every value that cannot be
+    /// used is an error. What `super::resolve` makes of a bad environment variable (ignored
+    /// with a warning) is tested on its own below.
+    fn resolve(s: &Settings) -> Result<Resolved, ConfigError> {
+        resolve_strict(s)
+    }
+
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         Settings {
             env: Env::from_pairs(pairs.iter().copied()),
             ..Settings::default()
         }
+    }
+
+    #[test]
+    fn environment_values_that_cannot_be_used_are_ignored_with_a_warning() {
+        let endpoint = (OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4318");
+        // What an operator may inject, or a host set for every service: none of it stops
+        // the service.
+        let r = super::resolve(&settings(&[
+            endpoint,
+            (OTEL_SDK_DISABLED, "1"),
+            (OTEL_PROPAGATORS, "tracecontext,baggage,b3"),
+            (OTEL_EXPORTER_OTLP_PROTOCOL, "http/json"),
+            (OTEL_TRACES_SAMPLER, "parentbased_traceidratio"),
+            (OTEL_TRACES_SAMPLER_ARG, "half"),
+            (OTEL_BSP_SCHEDULE_DELAY, "soon"),
+            (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, "delta"),
+            (OTEL_RESOURCE_ATTRIBUTES, "team=core,broken"),
+            (OTEL_SERVICE_NAME, "api"),
+        ]))
+        .unwrap();
+        let mut ignored: Vec<String> = r
+            .env_warnings
+            .iter()
+            .map(|e| e.setting.to_string())
+            .collect();
+        ignored.sort();
+        assert_eq!(
+            ignored,
+            [
+                OTEL_BSP_SCHEDULE_DELAY,
+                OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+                OTEL_EXPORTER_OTLP_PROTOCOL,
+                OTEL_PROPAGATORS,
+                OTEL_RESOURCE_ATTRIBUTES,
+                OTEL_SDK_DISABLED,
+                OTEL_TRACES_SAMPLER_ARG,
+            ]
+        );
+        // Each as if unset: the defaults, and what the other variables say.
+        assert!(!r.sdk_disabled);
+        assert_eq!(
+            r.propagators,
+            vec![Propagator::TraceContext, Propagator::Baggage]
+        );
+        assert_eq!(
+            r.traces.as_ref().map(|t| t.protocol),
+            Some(Protocol::HttpProtobuf)
+        );
+        assert_eq!(
+            r.sampler,
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(1.0)))
+        );
+        assert_eq!(r.span_batch.delay, Duration::from_secs(5));
+        assert!(r.resource.contains(&("service.name".into(), "api".into())));
+        assert!(!r.resource.iter().any(|(k, _)| k == "team"));
+        // Each warning says why, as the error would.
+        let why = r
+            .env_warnings
+            .iter()
+            .find(|e| e.setting == Source::Env(OTEL_TRACES_SAMPLER_ARG))
+            .unwrap()
+            .to_string();
+        assert!(why.contains("\"half\""), "{why}");
+        // A value set in code is still an error.
+        let mut s = settings(&[endpoint, (OTEL_SDK_DISABLED, "yes")]);
+        s.shutdown_timeout = Some(Duration::MAX);
+        let e = super::resolve(&s).unwrap_err();
+        assert_eq!(e.setting, Source::Code("shutdown_timeout"));
+        // Nothing to ignore, nothing to warn about.
+        assert!(
+            super::resolve(&settings(&[endpoint]))
+                .unwrap()
+                .env_warnings
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1721,12 +1842,15 @@ mod tests {
         s.queue_size = Some(64);
         assert_eq!(resolve(&s).unwrap().span_batch.max_queue, 64);
 
+        // A batch larger than the queue is clamped to it, as the SDKs do.
+        let r = resolve(&settings(&[
+            endpoint,
+            (OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "4096"),
+        ]))
+        .unwrap();
+        assert_eq!(r.span_batch.max_batch, 2048);
+
         for (var, value, says) in [
-            (
-                OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
-                "4096",
-                "at most the queue size (2048)",
-            ),
             (OTEL_BLRP_MAX_QUEUE_SIZE, "0", "positive whole number"),
             (OTEL_BLRP_SCHEDULE_DELAY, "soon", "milliseconds"),
             (OTEL_BSP_EXPORT_TIMEOUT, "0", "positive"),
@@ -1767,6 +1891,13 @@ mod tests {
             (OTEL_METRIC_EXPORT_INTERVAL, "soon"),
         ];
         assert!(resolve(&settings(&unused)).is_ok());
+        // So are a signal's batch variables: not read when it is not exported.
+        let r = resolve(&settings(&[
+            (OTEL_BSP_SCHEDULE_DELAY, "soon"),
+            (OTEL_BLRP_EXPORT_TIMEOUT, "0"),
+        ]))
+        .unwrap();
+        assert!(r.traces.is_none() && r.logs.is_none());
         let mut disabled = unused.to_vec();
         disabled.extend([endpoint, (OTEL_SDK_DISABLED, "true")]);
         assert!(resolve(&settings(&disabled)).is_ok());

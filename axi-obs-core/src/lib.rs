@@ -39,8 +39,13 @@
 //! # Configuration
 //!
 //! Precedence for every setting: **code > signal-specific environment variable > generic
-//! environment variable > default**. Empty variables count as unset. Invalid values are
-//! errors naming the setting and the value, never silently ignored.
+//! environment variable > default**. Empty variables count as unset. An environment variable
+//! whose value cannot be used (an unknown or unsupported value, a malformed number, boolean
+//! or list) is read as unset, as the OpenTelemetry specification requires, and never
+//! silently: [`TelemetryBuilder::install`] logs a warning naming it, its value and why, and
+//! [`TelemetryBuilder::build`] returns them in [`Telemetry::env_warnings`]. A value set in
+//! code that cannot be used is a [`ConfigError`] naming the builder method. "Refused" below
+//! means exactly that.
 //!
 //! | variable | builder | default |
 //! |---|---|---|
@@ -49,11 +54,11 @@
 //! | `OTEL_RESOURCE_ATTRIBUTES` | [`resource_attribute`](TelemetryBuilder::resource_attribute), [`service_version`](TelemetryBuilder::service_version), [`service_namespace`](TelemetryBuilder::service_namespace), [`environment`](TelemetryBuilder::environment) | `telemetry.sdk.*`, `host.name` |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | [`otlp`](TelemetryBuilder::otlp)`(OtlpConfig::new().endpoint(..))` | none: no export. HTTP appends `/v1/traces`, `/v1/logs`, `/v1/metrics` |
 //! | `OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_ENDPOINT` | [`traces`](TelemetryBuilder::traces) / [`logs`](TelemetryBuilder::logs) / [`metrics_export`](TelemetryBuilder::metrics_export) | the generic endpoint; used as given |
-//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS,METRICS}_PROTOCOL` | [`OtlpConfig::protocol`] | `http/protobuf`; `grpc` supported, `http/json` refused |
+//! | `OTEL_EXPORTER_OTLP_PROTOCOL`, `..._{TRACES,LOGS,METRICS}_PROTOCOL` | [`OtlpConfig::protocol`] | `http/protobuf`; `grpc` supported, `http/json` refused (from the environment: ignored with a warning) |
 //! | `OTEL_EXPORTER_OTLP_HEADERS`, `..._{TRACES,LOGS,METRICS}_HEADERS` | [`OtlpConfig::header`] | none; the signal's variable replaces the generic one (as every OTLP option), code-set headers merge per key on top |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT`, `..._{TRACES,LOGS,METRICS}_TIMEOUT` (ms) | [`OtlpConfig::timeout`] | 10000 |
 //! | `OTEL_EXPORTER_OTLP_COMPRESSION`, `..._{TRACES,LOGS,METRICS}_COMPRESSION` | [`OtlpConfig::compression`] | `none`; `gzip` over HTTP (`Content-Encoding`) and gRPC (`grpc-encoding`) |
-//! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` (spans) | [`export_queue_size`](TelemetryBuilder::export_queue_size) (both queues) | 5000 ms, 2048, 512 (at most the queue), 30000 ms (bounds the exporter timeout) |
+//! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT` (spans) | [`export_queue_size`](TelemetryBuilder::export_queue_size) (both queues) | 5000 ms, 2048, 512 (clamped to the queue), 30000 ms (bounds the exporter timeout); read only when spans are exported |
 //! | `OTEL_BLRP_SCHEDULE_DELAY`, `OTEL_BLRP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_EXPORT_TIMEOUT` (log records) | as above | 1000 ms, 2048, 512, 30000 ms |
 //! | `OTEL_{TRACES,LOGS,METRICS}_EXPORTER` | [`OtlpConfig::exporter`] | export iff an endpoint is set; `otlp` without endpoint uses `localhost:4318` (`4317` for gRPC); `none` turns the signal off; `prometheus` (metrics) means pull only |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | [`sampler`](TelemetryBuilder::sampler) | `parentbased_always_on`; ratio within `0..=1`. Without a traces exporter the default is `parentbased_always_off`: spans keep ids for logs and honour a caller's decision, but new traces are not recorded for nobody |
@@ -61,7 +66,7 @@
 //! | `OTEL_PROPAGATORS` | [`propagators`](TelemetryBuilder::propagators) | `tracecontext,baggage`; `none` allowed |
 //! | `OTEL_METRIC_EXPORT_INTERVAL` (ms) | [`metric_export_interval`](TelemetryBuilder::metric_export_interval) | 60000 |
 //! | `OTEL_METRIC_EXPORT_TIMEOUT` (ms) | | 30000; bounds the metrics exporter's timeout |
-//! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` | | `cumulative` and `explicit_bucket_histogram`, the only ones exported: other values are errors when metrics are pushed over OTLP (not read otherwise) |
+//! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` | | `cumulative` and `explicit_bucket_histogram`, the only ones exported: other values are refused when metrics are pushed over OTLP (not read otherwise) |
 //! | `RUST_LOG` | [`log_filter`](TelemetryBuilder::log_filter) (wins) / [`default_log_filter`](TelemetryBuilder::default_log_filter) (loses) | `info`; `h2`, `hyper`, `hyper_util`, `tonic`, `reqwest`, `opentelemetry*` capped at `warn` unless named (their modules only: `hyperion` or `reqwest_tracing` are not capped) |
 //! | `AXI_LOG_FORMAT` | [`log_format`](TelemetryBuilder::log_format) | `compact` on a terminal, else `json` |
 //! | `AXI_LOG_FILE` | [`log_file`](TelemetryBuilder::log_file) | standard output; a file is rotated daily, 7 kept |
@@ -91,8 +96,8 @@
 //! | `https-client` | no | [`https`]: an HTTP client for `http://` and `https://` alike (hyper-util over hyper-rustls, configured from [`tls`]); implies `tls` |
 //!
 //! TLS for OTLP endpoints is not built in: export to a local collector (the usual
-//! single-server setup) over plain HTTP or gRPC; `https://` endpoints are refused with an
-//! error saying so.
+//! single-server setup) over plain HTTP or gRPC; `https://` endpoints are refused, saying
+//! so.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

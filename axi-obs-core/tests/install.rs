@@ -6,13 +6,32 @@
 
 use axi_obs_core::{Env, InitError, Telemetry};
 
+/// A writer keeping what it is given.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[test]
 fn second_install_is_an_error_and_install_panics_clearly() {
+    let lines = Lines::default();
+    // An environment value that cannot be used does not stop the install: it is logged.
     let builder = || {
         Telemetry::builder()
-            .env(Env::empty())
+            .env(Env::from_pairs([
+                ("OTEL_PROPAGATORS", "tracecontext,b3"),
+                ("AXI_LOG_FORMAT", "json"),
+            ]))
             .service_name("install-test")
-            .log_writer(std::io::sink())
+            .log_writer(lines.clone())
     };
     let guard = builder().try_install().expect("first install");
     assert!(axi_obs_core::global_metrics().is_some());
@@ -20,7 +39,8 @@ fn second_install_is_an_error_and_install_panics_clearly() {
     metrics::counter!("installed_total").increment(1);
     let page = axi_obs_core::global_metrics().unwrap().render();
     assert!(page.contains("installed_total 1"), "{page}");
-    // The global propagator is W3C trace context + baggage.
+    // The global propagator is W3C trace context + baggage (the default: the variable was
+    // ignored).
     let fields: Vec<String> =
         opentelemetry::global::get_text_map_propagator(|p| p.fields().map(str::to_owned).collect());
     assert!(fields.contains(&"traceparent".to_owned()) && fields.contains(&"baggage".to_owned()));
@@ -36,6 +56,18 @@ fn second_install_is_an_error_and_install_panics_clearly() {
         "{msg}"
     );
     drop(guard);
+    let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let warning = logged
+        .lines()
+        .find(|l| l.contains("environment variable ignored"))
+        .unwrap_or_else(|| panic!("no warning in {logged}"));
+    assert!(
+        warning.contains("\"WARN\"")
+            && warning.contains("OTEL_PROPAGATORS")
+            && warning.contains("tracecontext,b3")
+            && warning.contains("b3"),
+        "{warning}"
+    );
 }
 
 #[test]
