@@ -154,8 +154,10 @@ impl Drop for TelemetryGuard {
         if let Some(inner) = self.inner.take()
             && let Err(e) = inner.shutdown()
         {
-            // Logging is being shut down; standard error is what is left.
-            eprintln!("axi-obs: {e}");
+            // Logging is being shut down; standard error is what is left. Not `eprintln!`,
+            // which panics when standard error is gone (a closed pipe), here in `Drop`.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "axi-obs: {e}");
         }
     }
 }

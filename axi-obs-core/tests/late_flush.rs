@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use axi_obs_core::{Env, OtlpConfig, Protocol, Telemetry, TelemetryGuard};
 use tracing_subscriber::layer::SubscriberExt;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flush_read_after_its_deadline_loses_nothing() {
-    // A collector that takes 1.5 s per trace export, then accepts it.
+/// A collector that takes `delay` per trace export, then accepts it; returns its address and
+/// the count of trace exports it accepted.
+async fn slow_collector(delay: Duration) -> (std::net::SocketAddr, Arc<AtomicU64>) {
     let requests = Arc::new(AtomicU64::new(0));
     let seen = requests.clone();
     let app = axum::Router::new()
@@ -27,7 +27,7 @@ async fn a_flush_read_after_its_deadline_loses_nothing() {
             axum::routing::post(move || {
                 let seen = seen.clone();
                 async move {
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    tokio::time::sleep(delay).await;
                     seen.fetch_add(1, Ordering::Relaxed);
                     (
                         [("content-type", "application/x-protobuf")],
@@ -45,7 +45,62 @@ async fn a_flush_read_after_its_deadline_loses_nothing() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, requests)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_starts_no_export_it_has_no_time_left_for() {
+    let (addr, _) = slow_collector(Duration::from_millis(300)).await;
+    let parts = Telemetry::builder()
+        .env(Env::empty())
+        .service_name("flush-margin")
+        .otlp(
+            OtlpConfig::new()
+                .endpoint(format!("http://{addr}"))
+                .protocol(Protocol::HttpProtobuf),
+        )
+        .export_queue_size(std::num::NonZeroUsize::new(8192).unwrap())
+        .shutdown_timeout(Duration::from_millis(1450))
+        .log_writer(std::io::sink())
+        .build()
+        .unwrap();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(parts.layer));
+    // Eight full batches: the first goes out at once, the flush finds seven.
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..4096 {
+            let _s = tracing::info_span!("work", i).entered();
+        }
+    });
+    let metrics = parts.recorder.handle();
+    let guard = parts.guard;
+    let flushed = tokio::task::spawn_blocking(move || (guard.force_flush(), guard))
+        .await
+        .unwrap();
+    // Read after the first export (300 ms), the flush has about 1.15 s: two exports, and not
+    // a third it has 0.55 s left for (a 300 ms export needs twice that). Had it started,
+    // the deadline would have cut the fourth short and lost its 512 spans.
+    assert!(flushed.0.is_err(), "eight exports of 300 ms in 1.45 s");
+    let guard = flushed.1;
+    let count = |outcome: &str| span_items(&metrics, outcome);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count("exported") < 4096 && count("failed") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "exported {} of 4096",
+            count("exported")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (count("exported"), count("failed"), count("dropped")),
+        (4096, 0, 0)
+    );
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_read_after_its_deadline_loses_nothing() {
+    let (addr, requests) = slow_collector(Duration::from_millis(1500)).await;
     let (metrics, guard) = busy_exporter(addr).await;
     let flushed = tokio::task::spawn_blocking(move || {
         let r = guard.force_flush();

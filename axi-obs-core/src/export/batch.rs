@@ -25,6 +25,21 @@ pub(crate) enum Control {
     Shutdown(Reply, Instant),
 }
 
+/// The deadline of a [`Batcher::drain`], and whose it is.
+#[derive(Clone, Copy, Debug)]
+enum Deadline {
+    Flush(Instant),
+    Shutdown(Instant),
+}
+
+impl Deadline {
+    fn instant(self) -> Instant {
+        match self {
+            Deadline::Flush(t) | Deadline::Shutdown(t) => t,
+        }
+    }
+}
+
 /// What the application side holds: the item queue and the control channel.
 #[derive(Debug)]
 pub(crate) struct BatchHandle<T> {
@@ -113,7 +128,11 @@ impl Pending {
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {
                         Err("timed out at its deadline".to_owned())
                     }
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => Ok(()),
+                    // The task ended without answering: the runtime was stopped (a shutdown
+                    // that timed out), and what this request was for was counted as dropped.
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                        Err("the export task stopped before doing it".to_owned())
+                    }
                 }
             }
         }
@@ -139,6 +158,7 @@ impl<T: Send + 'static> BatchHandle<T> {
             fail_warn: RateLimit::every_secs(10),
             drop_warn: RateLimit::every_secs(10),
             reported_drops: 0,
+            last_export: Duration::ZERO,
         };
         runtime.spawn(task.run(rx, ctrl_rx));
         Self {
@@ -169,6 +189,9 @@ struct Batcher<T> {
     fail_warn: RateLimit,
     drop_warn: RateLimit,
     reported_drops: u64,
+    /// How long the last successful export took: a flush starts no export it has less than
+    /// twice this left for.
+    last_export: Duration,
 }
 
 /// The export task's queue, and the items it has taken from it but not yet accounted for
@@ -221,12 +244,12 @@ impl<T: Send + 'static> Batcher<T> {
                 biased;
                 c = ctrl.recv() => match c {
                     Some(Control::Flush(reply, until)) => {
-                        let r = self.drain(&mut q, &mut batch, Some(until)).await;
+                        let r = self.drain(&mut q, &mut batch, Some(Deadline::Flush(until))).await;
                         let _ = reply.send(r);
                     }
                     Some(Control::Shutdown(reply, until)) => {
                         q.rx.close();
-                        let r = self.drain(&mut q, &mut batch, Some(until)).await;
+                        let r = self.drain(&mut q, &mut batch, Some(Deadline::Shutdown(until))).await;
                         // What the deadline left behind is lost now: counted, not silent.
                         let mut left = batch.len() as u64;
                         while q.rx.try_recv().is_ok() {
@@ -270,25 +293,27 @@ impl<T: Send + 'static> Batcher<T> {
         }
     }
 
-    /// Exports what is batched plus everything queued now, giving up at `until`.
+    /// Exports what is batched plus everything queued now, giving up at the deadline.
     ///
-    /// No export starts after `until`: what is left stays batched and queued for the normal
-    /// pipeline. (A flush whose caller gave up while an export was under way is read here
-    /// late, past its deadline; exporting then, with no time left, would fail every batch and
-    /// lose items a healthy collector would have taken.)
+    /// No export starts after the deadline: what is left stays batched and queued for the
+    /// normal pipeline. (A flush whose caller gave up while an export was under way is read
+    /// here late, past its deadline; exporting then, with no time left, would fail every batch
+    /// and lose items a healthy collector would have taken.) A flush also starts none it has
+    /// less than twice the last export's duration left for, which would likely be cut short
+    /// and its items lost; a shutdown tries while any time is left, as what it leaves is lost.
     async fn drain(
         &mut self,
         q: &mut Queue<T>,
         batch: &mut Vec<T>,
-        until: Option<Instant>,
+        deadline: Option<Deadline>,
     ) -> Result<(), String> {
-        let past = |until: Option<Instant>| until.is_some_and(|t| Instant::now() >= t);
+        let until = deadline.map(Deadline::instant);
         let timed_out = || Err("timed out; the rest stays queued".to_owned());
         let mut result = Ok(());
         while let Some(item) = q.try_recv() {
             batch.push(item);
             if batch.len() >= self.config.max_batch {
-                if past(until) {
+                if self.no_time_to_export(deadline) {
                     return timed_out();
                 }
                 let full = std::mem::replace(batch, Vec::with_capacity(self.config.max_batch));
@@ -298,7 +323,7 @@ impl<T: Send + 'static> Batcher<T> {
             }
         }
         if !batch.is_empty() {
-            if past(until) {
+            if self.no_time_to_export(deadline) {
                 return timed_out();
             }
             if let Err(e) = self.export_held(q, std::mem::take(batch), until).await {
@@ -306,6 +331,18 @@ impl<T: Send + 'static> Batcher<T> {
             }
         }
         result
+    }
+
+    /// Whether an export started now is not to be started, for `deadline` (see [`drain`]).
+    ///
+    /// [`drain`]: Batcher::drain
+    fn no_time_to_export(&self, deadline: Option<Deadline>) -> bool {
+        let margin = match deadline {
+            None => return false,
+            Some(Deadline::Flush(_)) => self.last_export * 2,
+            Some(Deadline::Shutdown(_)) => Duration::ZERO,
+        };
+        deadline.is_some_and(|d| Instant::now() + margin >= d.instant())
     }
 
     /// Exports items taken from `q`; they stay held (counted as dropped if this task is dropped
@@ -327,6 +364,7 @@ impl<T: Send + 'static> Batcher<T> {
         let started = Instant::now();
         match self.transport.send((self.encode)(items), until).await {
             Ok(rejected) => {
+                self.last_export = started.elapsed();
                 let refused = rejected.items.min(n);
                 self.counters
                     .exported
