@@ -100,16 +100,16 @@ async fn a_partial_success_counts_the_refused_items_as_failed() {
     assert_eq!(arrivals.lock().unwrap().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_is_waited_for() {
+/// How long after a refusal with `status` and `Retry-After: value()` the exporter retried
+/// (the collector accepts the retry).
+async fn retried_after(
+    status: axum::http::StatusCode,
+    value: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Duration {
     use axum::response::IntoResponse;
-    let (addr, arrivals) = collector(|n| {
+    let (addr, arrivals) = collector(move |n| {
         if n == 0 {
-            (
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                [("retry-after", "2")],
-            )
-                .into_response()
+            (status, [("retry-after", value())]).into_response()
         } else {
             protobuf(Vec::new())
         }
@@ -118,9 +118,27 @@ async fn retry_after_is_waited_for() {
     assert_eq!(export_spans(addr, 5).await, (5, 0));
     let arrivals = arrivals.lock().unwrap().clone();
     assert_eq!(arrivals.len(), 2, "one refusal, one retry");
-    let gap = arrivals[1] - arrivals[0];
+    arrivals[1] - arrivals[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_waited_for() {
+    let gap = retried_after(axum::http::StatusCode::TOO_MANY_REQUESTS, || "2".into()).await;
     assert!(
         gap >= Duration::from_secs(2),
         "retried after {gap:?}, sooner than the 2 s asked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_as_an_http_date_is_waited_for() {
+    // Three seconds ahead, to the second: at least two from now.
+    let gap = retried_after(axum::http::StatusCode::SERVICE_UNAVAILABLE, || {
+        httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3))
+    })
+    .await;
+    assert!(
+        gap >= Duration::from_secs(2),
+        "retried after {gap:?}, sooner than the date asked"
     );
 }

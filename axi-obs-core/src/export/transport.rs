@@ -4,7 +4,7 @@
 //! Retries follow the OTLP specification: HTTP 429, 502, 503, 504 and connection failures;
 //! gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, `ABORTED`, `CANCELLED`,
 //! `OUT_OF_RANGE`, `DATA_LOSS`. Backoff doubles from 100 ms, never shorter than an HTTP
-//! `Retry-After` (seconds); no attempt starts after the timeout, so one batch never holds the
+//! `Retry-After` (seconds or an HTTP date); no attempt starts after the timeout, so one batch never holds the
 //! pipeline longer than the configured export timeout. A partial success in the answer (items
 //! the collector refused) is read and reported, not retried, as the specification says.
 
@@ -36,7 +36,7 @@ pub(crate) enum ExportError {
     HttpStatus {
         status: u16,
         url: String,
-        /// The server's `Retry-After` (seconds form), on 429 and 503.
+        /// The server's `Retry-After` (seconds or HTTP date), on 429 and 503.
         retry_after: Option<Duration>,
     },
     #[error("request to {url} failed: {message}")]
@@ -371,11 +371,19 @@ impl Transport {
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            // Beyond an hour is past any export deadline anyway.
-            .map(|secs| Duration::from_secs(secs.min(3600)));
-        // Read the body: the partial success it may hold, and the connection is reusable.
-        let reply = res.bytes().await.unwrap_or_default();
+            .and_then(parse_retry_after);
+        // Read the body: the partial success it may hold, and the connection is reusable. An
+        // answer larger than any OTLP reply is not one (an endpoint pointed at the wrong
+        // server): it is not kept, and the connection is dropped.
+        let mut res = res;
+        let mut reply = Vec::new();
+        while let Ok(Some(chunk)) = res.chunk().await {
+            if reply.len() + chunk.len() > MAX_REPLY_BYTES {
+                reply.clear();
+                break;
+            }
+            reply.extend_from_slice(&chunk);
+        }
         if status.is_success() {
             Ok(request.rejected_in(&reply))
         } else {
@@ -466,9 +474,46 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.5 + unit)
 }
 
+/// The most of a collector's HTTP answer read: an OTLP reply holds at most a partial
+/// success message.
+const MAX_REPLY_BYTES: usize = 1 << 20;
+
+/// `Retry-After` in either of its forms (RFC 9110 §10.2.3): seconds, or an HTTP date (the
+/// time until it; a date past is no wait). Beyond an hour is past any export deadline
+/// anyway.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let wait = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(v)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(wait.min(Duration::from_secs(3600)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn retry_after_in_both_forms() {
+        use super::parse_retry_after;
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("86400"), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        let ahead = std::time::SystemTime::now() + Duration::from_secs(120);
+        let wait = parse_retry_after(&httpdate::fmt_http_date(ahead)).unwrap();
+        assert!(
+            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
 
     /// An export error (here: nothing listens) names the endpoint without its credentials;
     /// reqwest's own text, which repeats the URL, is left out.
