@@ -531,6 +531,55 @@ fn run_ends_with_its_command_even_when_a_background_process_holds_the_output() {
     assert_eq!(last(&env).status, Status::Succeeded);
 }
 
+/// The cleanup recipe: `finish --if-open` after a `run` that ended closes nothing and
+/// succeeds (the job stays green, the deployment keeps its outcome); without `--if-open`, a
+/// deployment not open here is an error.
+#[test]
+fn finish_if_open_after_a_run_that_ended_does_nothing() {
+    let env = Env::new();
+    let out = env.run(&pev("run", &["--id", "job-7", "--", "true"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cleanup = ["finish", "--id", "job-7", "--status", "failed", "--if-open"];
+    let out = env.run(&cleanup);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not open here"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(last(&env).status, Status::Succeeded);
+    let out = env.run(&cleanup[..5]);
+    assert!(!out.status.success());
+    // A run that was killed leaves it open: the same step closes it.
+    let out = env.run(&pev("start", &["--id", "job-8"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = env.run(&["finish", "--id", "job-8", "--status", "failed", "--if-open"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(last(&env).status, Status::Failed);
+}
+
+/// A process the command leaves in the background still writes after `run` has ended: the
+/// output pipe is left to a drainer instead of closed under it (SIGPIPE at its next write).
+#[test]
+fn a_background_process_outlives_run_and_can_still_write() {
+    let env = Env::new();
+    let marker = env.dir.path().join("alive");
+    let script = format!(
+        "(sleep 3; echo late; echo still; touch '{}') & echo started",
+        marker.display()
+    );
+    let out = env.run(&pev("run", &["--", "sh", "-c", &script]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background process died writing after run ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// SIGTERM to `axi-deploy run` reaches the command, and the deployment is recorded as
 /// cancelled instead of being left in progress.
 #[test]

@@ -50,7 +50,9 @@ in a terminal is not passed on: the terminal sends it to the command too, and a 
 interrupt tells many programs to quit without cleaning up. (So a SIGINT sent to axi-deploy
 alone while it runs in a terminal's foreground is not passed on either: send SIGTERM.) A
 process the command leaves in the background (`nohup svc &`) is not waited for: its output
-is still read for 2 s after the command exits.
+is still read for 2 s after the command exits, then read and discarded by a small process
+left for it (`axi-deploy` re-run, ending when the output ends), so the process does not die of
+a broken pipe at its next write. Redirect its output (`nohup svc >svc.log 2>&1 &`) to keep it.
 
 Example:
   axi-deploy run --project shop-api --env prod --version 1.4.2 --commit $GIT_SHA -- ./deploy.sh
@@ -102,6 +104,10 @@ enum Cmd {
     /// Delete from the local history the deployments that ended more than DAYS days ago
     /// (and those never ended that started then), with their events and steps.
     Prune(PruneArgs),
+    /// Read standard input to its end and discard it: what `run` leaves holding the output
+    /// of a process the command left in the background.
+    #[command(name = "__drain", hide = true)]
+    Drain,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +191,11 @@ struct FinishArgs {
     /// The version now running (required for rolled-back).
     #[arg(long, value_name = "VERSION")]
     to_version: Option<String>,
+    /// Do nothing, with a note, when the deployment is not open here (a `run` that ended
+    /// closed it): for a cleanup step that runs after every job, `always()` or
+    /// `after_script`, to close a deployment whose `run` was killed.
+    #[arg(long)]
+    if_open: bool,
 }
 
 #[derive(Debug, Args)]
@@ -240,8 +251,13 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
+    // Needs no state directory.
+    if let Cmd::Drain = cli.command {
+        return drain();
+    }
     let paths = Paths::resolve(&cli.global)?;
     match cli.command {
+        Cmd::Drain => drain(),
         Cmd::Run(args) => run(&paths, args),
         Cmd::Start(target) => {
             let (session, started) = Session::start(spec(target), now());
@@ -262,6 +278,14 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(sink.exit_code())
         }
         Cmd::Finish(args) => {
+            if args.if_open && !session_path(&paths, &args.id)?.exists() {
+                writeln!(
+                    std::io::stderr().lock(),
+                    "axi-deploy: deployment {} is not open here: nothing to finish",
+                    args.id
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut session = load_session(&paths, &args.id)?;
             let kind = match args.status {
                 Outcome::Succeeded => EventKind::Succeeded,
@@ -707,6 +731,29 @@ fn pump<R: Read + Send + 'static>(
     })
 }
 
+/// `__drain`: standard input read to its end and discarded.
+fn drain() -> Result<ExitCode> {
+    std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `axi-deploy __drain` reading `output` to its end, in a process group of its own (no
+/// terminal signal reaches it), not waited for: it ends when the last process holding the
+/// pipe's write end does.
+fn leave_to_a_drainer(output: std::io::PipeReader) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("finding axi-deploy's own executable")?;
+    Command::new(&exe)
+        .arg("__drain")
+        .stdin(output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {} __drain", exe.display()))?;
+    Ok(())
+}
+
 /// SIGTERM and SIGINT, from a thread listening for them (the process then no longer dies of
 /// them: `run` passes them on to the command and records the cancellation). The handlers are
 /// in place when this returns.
@@ -860,6 +907,8 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         .and_then(rustix::process::Pid::from_raw);
     // Bounded: if recording falls behind, the pump waits (and the command's pipe fills).
     let (tx, rx) = std::sync::mpsc::sync_channel::<String>(1024);
+    // Kept for a process the command leaves in the background, holding the output.
+    let mut leftover = reader.try_clone().ok();
     let pump = pump(reader, std::io::stdout(), tx);
 
     let mut tail = OutputTail::new(args.tail_lines);
@@ -910,10 +959,19 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         match &exited {
             Some(_) if pump_done => break,
             // A process the command left behind holds the pipe: what is already queued is
-            // recorded, then the pipe is left to it.
+            // recorded, then the pipe is left to a drainer, so that the process's next write
+            // does not kill it with SIGPIPE once this one has exited.
             Some((_, at)) if at.elapsed() >= DRAIN_AFTER_EXIT => {
                 for line in rx.try_iter().take(1024) {
                     handle(line);
+                }
+                if let Some(output) = leftover.take()
+                    && let Err(e) = leave_to_a_drainer(output)
+                {
+                    sink.warn(format_args!(
+                        "{e:#}: a process the command left in the background may die of a \
+                         broken pipe at its next write"
+                    ));
                 }
                 break;
             }
