@@ -145,6 +145,18 @@ pub mod otel {
 pub mod __private {
     pub use crate::config::host_name;
 
+    /// `url` as logs and errors show it: the user and password it may carry replaced by
+    /// `***` (`http://***@host/`), and its query too (`?***`), which webhook and robot URLs
+    /// use for tokens (`?access_token=`, `?key=`).
+    pub fn redact_url(url: &str) -> String {
+        let mut shown = crate::config::redact_userinfo(url);
+        if let Some(q) = shown.find('?') {
+            let end = shown[q..].find('#').map_or(shown.len(), |f| q + f);
+            shown.replace_range(q + 1..end, "***");
+        }
+        shown
+    }
+
     /// An error and its sources, joined with `: `.
     pub fn error_chain(e: &dyn std::error::Error) -> String {
         crate::error_chain(e)
@@ -171,4 +183,18 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_are_shown_without_credentials_or_query() {
+        use super::__private::redact_url;
+        assert_eq!(
+            redact_url("http://u:p@host:80/hook?access_token=abc#frag"),
+            "http://***@host:80/hook?***#frag"
+        );
+        assert_eq!(redact_url("http://host/hook"), "http://host/hook");
+        assert_eq!(redact_url("http://host/?key=1&x=2"), "http://host/?***");
+    }
 }

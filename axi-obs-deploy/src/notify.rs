@@ -119,17 +119,18 @@ pub enum NotifyError {
     /// The request failed (connection, timeout).
     #[error("POST {url}: {source}")]
     Send {
-        /// The webhook.
-        url: reqwest::Url,
-        /// What failed.
+        /// The webhook as logs may show it: without the credentials and query (tokens) its
+        /// URL may carry.
+        url: String,
+        /// What failed (without the URL).
         #[source]
         source: reqwest::Error,
     },
     /// The webhook answered with a status other than 2xx.
     #[error("POST {url}: HTTP {status}")]
     Status {
-        /// The webhook.
-        url: reqwest::Url,
+        /// The webhook as logs may show it (see [`NotifyError::Send`]).
+        url: String,
         /// Its answer.
         status: reqwest::StatusCode,
     },
@@ -195,17 +196,23 @@ impl NotifyHook {
             .body(body)
             .send()
             .map_err(|source| NotifyError::Send {
-                url: self.url.clone(),
-                source,
+                url: shown(&self.url),
+                source: source.without_url(),
             })?;
         if !resp.status().is_success() {
             return Err(NotifyError::Status {
-                url: self.url.clone(),
+                url: shown(&self.url),
                 status: resp.status(),
             });
         }
         Ok(())
     }
+}
+
+/// `url` as errors show it: webhook URLs carry tokens (in the path of some, the query of
+/// most), so the query and any credentials are hidden.
+fn shown(url: &reqwest::Url) -> String {
+    axi_obs_core::__private::redact_url(url.as_str())
 }
 
 impl Hook for NotifyHook {

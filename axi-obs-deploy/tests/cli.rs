@@ -89,8 +89,22 @@ sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(s
         self.cmd(args).output().unwrap()
     }
 
+    /// The events waiting in the spools of every destination.
     fn spooled(&self) -> Vec<Event> {
-        spooled(&self.spool())
+        self.destination_spools()
+            .iter()
+            .flat_map(|d| spooled(d))
+            .collect()
+    }
+
+    /// The spool folders of the destinations (not the sessions' `active`).
+    fn destination_spools(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.spool())
+            .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        dirs.retain(|d| d.is_dir() && !d.ends_with("active"));
+        dirs.sort();
+        dirs
     }
 }
 
@@ -312,6 +326,11 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_on(0)
+    }
+
+    /// A server on loopback `port` (0: any free one).
+    fn start_on(port: u16) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -334,7 +353,7 @@ impl Server {
             }),
         );
         let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
             .unwrap();
         let url = format!("http://{}/events", listener.local_addr().unwrap());
         rt.spawn(async move { axum::serve(listener, app).await });
@@ -417,7 +436,14 @@ fn endpoint_down_spools_then_flush_delivers_each_event_exactly_once() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(env.spooled().len(), 6);
 
-    let server = Server::start();
+    // Up again, where it was: the spool of that endpoint is delivered.
+    let port: u16 = down
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/events")
+        .parse()
+        .unwrap();
+    let server = Server::start_on(port);
+    assert_eq!(server.url, down);
     let out = env
         .cmd(&["flush", "--endpoint", &server.url])
         .output()
@@ -987,8 +1013,117 @@ fn a_spooled_event_refused_for_good_does_not_block_the_others() {
         text(&out.stdout)
     );
     assert!(env.spooled().is_empty());
-    assert_eq!(
-        std::fs::read_dir(env.spool().join("bad")).unwrap().count(),
-        2
+    let [spool] = &env.destination_spools()[..] else {
+        panic!("one destination: {:?}", env.destination_spools())
+    };
+    assert_eq!(std::fs::read_dir(spool.join("bad")).unwrap().count(), 2);
+}
+
+/// An endpoint answering with a redirect has not taken the event (following it would turn
+/// the POST into a GET, whose 200 passed for a delivery): it is spooled, and the message
+/// says where the redirect points.
+#[test]
+fn a_redirect_is_not_a_delivery() {
+    let env = Env::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/events",
+            axum::routing::post(|| async {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [("location", "/login?next=events")],
+                )
+            }),
+        )
+        .route("/login", axum::routing::get(|| async { "sign in" }));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    std::thread::spawn(move || rt.block_on(async { axum::serve(listener, app).await }));
+    let out = env
+        .cmd(&pev("start", &[]))
+        .env("AXI_DEPLOY_ENDPOINT", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("HTTP 302") && said.contains("redirected to /login?***"),
+        "{said}"
     );
+    assert_eq!(env.spooled().len(), 1);
+}
+
+/// Events spooled for one destination wait for it: an invocation with another endpoint, or
+/// with none (the local history), neither delivers nor loses them; one with theirs does.
+/// Credentials and tokens in the endpoint do not reach the messages.
+#[test]
+fn spooled_events_wait_for_their_own_destination() {
+    let env = Env::new();
+    let (a, b) = (Server::start(), Server::start());
+    a.status.store(500, Ordering::SeqCst);
+    let secret_a = a.url.replacen("http://", "http://deployer:s3cret@", 1) + "?token=t0k";
+    let out = env
+        .cmd(&pev("start", &["--id", "dep-a"]))
+        .env("AXI_DEPLOY_ENDPOINT", &secret_a)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(said.contains("HTTP 500") && said.contains("***"), "{said}");
+    assert!(!said.contains("s3cret") && !said.contains("t0k"), "{said}");
+    assert_eq!(env.spooled().len(), 1);
+    // Another endpoint, then the local history: their own events go through, A's wait.
+    let out = env
+        .cmd(&pev("start", &["--id", "dep-b"]))
+        .env("AXI_DEPLOY_ENDPOINT", &b.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ids = |s: &Server| -> Vec<String> {
+        s.received()
+            .iter()
+            .map(|e| e.deployment.id.clone())
+            .collect()
+    };
+    assert_eq!(ids(&b), ["dep-b"]);
+    let out = env.run(&pev("start", &["--id", "dep-local"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let local: Vec<String> = History::open(env.db())
+        .unwrap()
+        .list(&Filter::default())
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(local, ["dep-local"]);
+    let spools = env.destination_spools();
+    assert_eq!(spools.len(), 3, "{spools:?}");
+    let noted = std::fs::read_to_string(
+        spools
+            .iter()
+            .find(|d| !spooled(d).is_empty())
+            .unwrap()
+            .join("destination"),
+    )
+    .unwrap();
+    assert!(
+        noted.contains("***@127.0.0.1") && !noted.contains("s3cret"),
+        "{noted}"
+    );
+    // A is back: its own invocation delivers what waited for it.
+    a.status.store(200, Ordering::SeqCst);
+    let out = env
+        .cmd(&["flush"])
+        .env("AXI_DEPLOY_ENDPOINT", &secret_a)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(ids(&a), ["dep-a"]);
+    assert!(env.spooled().is_empty());
 }

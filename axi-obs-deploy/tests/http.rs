@@ -969,7 +969,14 @@ fn cli_flush_against_the_router_delivers_each_spooled_event_exactly_once() {
     assert_eq!(status, 200);
 
     let endpoint = server.url("/api/deploy/events");
+    // The right URL alone finds nothing: the events wait for the one they were sent to.
     let out = cli(&["flush"], &endpoint);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "delivered 0, remaining 0"
+    );
+    // Taken from the wrong URL's spool, to the right one.
+    let out = cli(&["flush", "--from", &wrong], &endpoint);
     assert!(
         out.status.success(),
         "{}",
@@ -991,10 +998,18 @@ fn cli_flush_against_the_router_delivers_each_spooled_event_exactly_once() {
     assert_eq!((d.status, d.steps.len()), (Status::Succeeded, 2));
 }
 
+/// The events waiting in `dir`, the spool, for every destination (each has a folder).
 fn spooled(dir: &std::path::Path) -> Vec<Event> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
+    let list = |d: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(d)
+            .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    let mut files: Vec<_> = list(dir)
+        .iter()
+        .filter(|d| d.is_dir() && !d.ends_with("active"))
+        .flat_map(|d| list(d))
+        .collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "json"));
     files.sort();
     files

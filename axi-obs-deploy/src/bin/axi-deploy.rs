@@ -10,6 +10,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use axi_obs_core::__private::redact_url;
 use axi_obs_deploy::event::{from_unix_ms, unix_ms};
 use axi_obs_deploy::session::{OutputTail, Session, intake_url, parse_marker};
 use axi_obs_deploy::spool::Spool;
@@ -95,8 +96,9 @@ enum Cmd {
     Step(StepArgs),
     /// Record the end of a started deployment.
     Finish(FinishArgs),
-    /// Deliver spooled events (to the endpoint, or the local history without one).
-    Flush,
+    /// Deliver the events spooled for this destination (the endpoint, or the local history
+    /// without one); those spooled for another wait for it.
+    Flush(FlushArgs),
     /// List deployments from the local history, newest first.
     History(HistoryArgs),
     /// Success rate, durations and DORA figures from the local history.
@@ -108,6 +110,14 @@ enum Cmd {
     /// of a process the command left in the background.
     #[command(name = "__drain", hide = true)]
     Drain,
+}
+
+#[derive(Debug, Args)]
+struct FlushArgs {
+    /// Deliver the events spooled for this other endpoint instead: those that waited for a
+    /// wrong URL (a 404), once the right one is given with --endpoint.
+    #[arg(long, value_name = "URL")]
+    from: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -310,9 +320,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("removing {}", state.display()))?;
             Ok(sink.exit_code())
         }
-        Cmd::Flush => {
+        Cmd::Flush(args) => {
             let mut sink = Sink::new(&paths);
-            let spool = sink.spool()?;
+            let spool = match &args.from {
+                None => sink.spool()?,
+                Some(url) => {
+                    let from = Paths {
+                        endpoint: Some(intake_url(url)),
+                        spool: paths.spool.clone(),
+                        db: paths.db.clone(),
+                    };
+                    Spool::open(from.events_spool()?.0)?
+                }
+            };
             let report = spool.flush_with(|e| sink.deliver(e), refused)?;
             let mut out = std::io::stdout().lock();
             writeln!(
@@ -409,6 +429,33 @@ impl Paths {
             .as_deref()
             .context("no history file: pass --db or set AXI_DEPLOY_DB (HOME is not set)")
     }
+
+    /// The spool of this invocation's destination: a folder of the spool per endpoint, or per
+    /// local history file, so that events spooled for one are never delivered to another
+    /// (two pipelines of one user sharing the default spool, one with an endpoint and one
+    /// without, say). Named by a stable hash of the destination; its `destination` file says
+    /// which one it is.
+    fn events_spool(&self) -> Result<(PathBuf, String)> {
+        let (kind, destination) = match &self.endpoint {
+            Some(url) => ("to", url.clone()),
+            None => {
+                let db = self.db()?;
+                let db = std::path::absolute(db).unwrap_or_else(|_| db.to_owned());
+                ("history", db.display().to_string())
+            }
+        };
+        let dir = self
+            .spool()?
+            .join(format!("{kind}-{:016x}", fnv1a(destination.as_bytes())));
+        Ok((dir, destination))
+    }
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same across releases (a spool outlives them).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn data_dir() -> Option<PathBuf> {
@@ -477,7 +524,15 @@ impl<'a> Sink<'a> {
     }
 
     fn spool(&self) -> Result<Spool> {
-        Ok(Spool::open(self.paths.spool()?)?)
+        let (dir, destination) = self.paths.events_spool()?;
+        let spool = Spool::open(dir)?;
+        // For whoever looks into the spool: which destination its events wait for (an
+        // endpoint's credentials left out).
+        let note = spool.dir().join("destination");
+        if !note.exists() {
+            let _ = std::fs::write(&note, format!("{}\n", redact_url(&destination)));
+        }
+        Ok(spool)
     }
 
     /// Delivers one event now: POST to the endpoint, or insert into the local history.
@@ -489,6 +544,10 @@ impl<'a> Sink<'a> {
                         reqwest::blocking::Client::builder()
                             .connect_timeout(Duration::from_secs(3))
                             .timeout(Duration::from_secs(10))
+                            // A redirect would turn the POST into a body-less GET, whose 2xx
+                            // (a proxy's landing page) would pass for a delivery: a 3xx is a
+                            // failure naming where it points, and the event is spooled.
+                            .redirect(reqwest::redirect::Policy::none())
                             .build()
                             .context("building the HTTP client")?,
                     );
@@ -502,13 +561,23 @@ impl<'a> Sink<'a> {
                     .header("idempotency-key", &event.id)
                     .body(event.to_json())
                     .send()
-                    .with_context(|| format!("POST {url}"))?;
+                    // Without the credentials or token the URL may carry.
+                    .with_context(|| format!("POST {}", redact_url(url)))?;
                 let status = resp.status();
+                let location = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .filter(|_| status.is_redirection())
+                    .map(|l| redact_url(&String::from_utf8_lossy(l.as_bytes())));
                 if !status.is_success() {
                     // The server names the field at fault: show it.
                     let body = resp.text().unwrap_or_default();
                     let body: String = body.trim().chars().take(512).collect();
-                    let message = format!("POST {url}: HTTP {status}: {body}");
+                    let body = match location {
+                        Some(to) => format!("redirected to {to}: give that URL instead"),
+                        None => body,
+                    };
+                    let message = format!("POST {}: HTTP {status}: {body}", redact_url(url));
                     // Refused for good: the event itself is at fault (409: its deployment id
                     // is stored for another project, environment or version), and sending it
                     // again would be refused again. (A 404 or 401 is a wrong URL or token:
