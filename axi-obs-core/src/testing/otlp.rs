@@ -92,6 +92,23 @@ impl OtlpReceiver {
     ///
     /// If the port cannot be bound.
     pub async fn start(protocol: Protocol) -> std::io::Result<Self> {
+        Self::start_limited(protocol, None).await
+    }
+
+    /// As [`start`](Self::start), refusing requests over `max_message_bytes` as a receiver
+    /// with that limit does: over gRPC, tonic's own `max_decoding_message_size` (an
+    /// `OUT_OF_RANGE` status); over HTTP, 413.
+    ///
+    /// # Errors
+    ///
+    /// If the port cannot be bound.
+    pub async fn start_limited(
+        protocol: Protocol,
+        max_message_bytes: Option<usize>,
+    ) -> std::io::Result<Self> {
+        // tonic's and axum's defaults: 4 MiB, 2 MiB.
+        let grpc_limit = max_message_bytes.unwrap_or(4 << 20);
+        let http_limit = max_message_bytes.unwrap_or(2 << 20);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let store = Arc::new(Store::default());
@@ -100,9 +117,21 @@ impl OtlpReceiver {
             Protocol::Grpc => {
                 let svc = Grpc(store.clone());
                 let server = tonic::transport::Server::builder()
-                    .add_service(TraceServiceServer::new(svc.clone()).accept_compressed(GZIP))
-                    .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(GZIP))
-                    .add_service(MetricsServiceServer::new(svc).accept_compressed(GZIP))
+                    .add_service(
+                        TraceServiceServer::new(svc.clone())
+                            .accept_compressed(GZIP)
+                            .max_decoding_message_size(grpc_limit),
+                    )
+                    .add_service(
+                        LogsServiceServer::new(svc.clone())
+                            .accept_compressed(GZIP)
+                            .max_decoding_message_size(grpc_limit),
+                    )
+                    .add_service(
+                        MetricsServiceServer::new(svc)
+                            .accept_compressed(GZIP)
+                            .max_decoding_message_size(grpc_limit),
+                    )
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(listener),
                         async {
@@ -116,6 +145,7 @@ impl OtlpReceiver {
                     .route("/v1/traces", axum::routing::post(http_traces))
                     .route("/v1/logs", axum::routing::post(http_logs))
                     .route("/v1/metrics", axum::routing::post(http_metrics))
+                    .layer(axum::extract::DefaultBodyLimit::max(http_limit))
                     .with_state(store.clone());
                 tokio::spawn(async move {
                     let _ = axum::serve(listener, app)

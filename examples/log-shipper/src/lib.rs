@@ -17,6 +17,7 @@
 //! * [`config`]: the YAML file.
 
 pub mod access;
+pub mod budget;
 pub mod config;
 pub mod hll;
 pub mod names;

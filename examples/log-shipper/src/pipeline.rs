@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::access::{AccessMetrics, PathPattern};
+use crate::budget::{self, Budget};
 use crate::config::{Config, Format};
 use crate::names;
 use crate::output::{Output, SendError};
@@ -49,6 +50,8 @@ pub struct Settings {
     pub max_wait: Duration,
     /// Bound of the queue between tailer and output, in events.
     pub queue_events: usize,
+    /// Bound of the events read and not yet shipped, in bytes (see [`crate::budget`]).
+    pub queue_bytes: u64,
     /// First retry wait.
     pub initial_backoff: Duration,
     /// Longest retry wait.
@@ -62,6 +65,7 @@ impl From<&Config> for Settings {
             max_events: c.batch.max_events,
             max_wait: c.batch.max_wait,
             queue_events: c.batch.queue_events,
+            queue_bytes: c.batch.queue_bytes,
             initial_backoff: c.retry.initial_backoff,
             max_backoff: c.retry.max_backoff,
         }
@@ -161,7 +165,9 @@ pub async fn run(
     let registry = Arc::new(Mutex::new(registry));
     let (tx, mut rx) = mpsc::channel::<Record>(settings.queue_events.max(1));
     let stop = Arc::new(AtomicBool::new(false));
-    let tailer = Tailer::new(inputs, registry.clone(), tx, stop.clone());
+    let budget = Budget::new(settings.queue_bytes);
+    let tailer =
+        Tailer::new(inputs, registry.clone(), tx, stop.clone()).with_budget(budget.clone());
     let poll = settings.poll_interval;
     let thread = std::thread::Builder::new()
         .name("axi-log-tailer".into())
@@ -247,6 +253,8 @@ pub async fn run(
             }
         }
         acknowledge(&registry, &batch);
+        // Shipped or dropped: their bytes are the tailer's to read again.
+        budget.give(batch.iter().map(budget::weight).sum());
         batch.clear();
         let sync = last_sync.elapsed() >= SYNC_INTERVAL;
         report_write(persist(&registry, &registry_path, sync).await);

@@ -291,6 +291,36 @@ async fn retries_under_backpressure_deliver_everything_once_in_order() {
     assert!(out.batches.lock().unwrap().iter().all(|n| *n <= 50));
 }
 
+/// `queue_bytes` bounds the bytes read ahead of the output and in the batch being sent: with
+/// 4 KiB, no batch holds more than 4 KiB of events (about ten of these lines, where the
+/// event bounds allow 50), the tailer waits for the output to give them back, and every
+/// line arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bytes_read_ahead_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = Memory::default();
+    out.send_delay_ms.store(20, Ordering::SeqCst);
+    let yaml = yaml(dir.path(), &log.display().to_string(), "")
+        .replace("queue_events: 100", "queue_events: 100, queue_bytes: 4096");
+    let running = start(&yaml, out.clone());
+    let want: Vec<String> = (0..200)
+        .map(|i| format!("{i:04} {}", "y".repeat(195)))
+        .collect();
+    append(&log, &(want.join("\n") + "\n"));
+    assert!(wait_until(|| out.bodies().len() >= 200).await);
+    running.stop().await;
+    assert_eq!(out.bodies(), want);
+    let records = out.records.lock().unwrap().clone();
+    let weight = log_shipper::budget::weight(&records[0]);
+    let most = (4096 / weight) as usize;
+    let batches = out.batches.lock().unwrap().clone();
+    assert!(
+        batches.iter().all(|n| *n <= most),
+        "at most {most} events of {weight} bytes a batch: {batches:?}"
+    );
+}
+
 /// An output that finds batches too large (a collector's message size limit) gets them in
 /// halves: everything arrives once, in order, no part sent twice; an event too large alone
 /// is dropped and counted, and the file's offset still moves past it.

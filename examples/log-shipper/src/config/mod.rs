@@ -54,6 +54,7 @@
 //!   max_events: 2048                 # events per request
 //!   max_wait: 1s                     # a partial batch leaves after this long
 //!   queue_events: 4096               # read-ahead; reading pauses while full
+//!   queue_bytes: 67108864            # and while read-ahead + batch in flight hold 64 MiB
 //! retry:
 //!   initial_backoff: 100ms           # doubles per failed attempt ...
 //!   max_backoff: 30s                 # ... up to this; retried until it succeeds
@@ -357,6 +358,11 @@ pub struct BatchConfig {
     /// Events read ahead of the output; reading pauses while this many wait. Defaults to 4096.
     #[serde(default = "default_queue")]
     pub queue_events: usize,
+    /// Bytes of events read ahead of the output and in the batch being sent; reading pauses
+    /// while they hold this many. Defaults to 64 MiB (67108864). An event larger alone is
+    /// read when nothing else is held.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: u64,
 }
 
 impl Default for BatchConfig {
@@ -365,6 +371,7 @@ impl Default for BatchConfig {
             max_events: default_max_events(),
             max_wait: default_max_wait(),
             queue_events: default_queue(),
+            queue_bytes: default_queue_bytes(),
         }
     }
 }
@@ -437,6 +444,9 @@ fn default_max_wait() -> Duration {
 }
 fn default_queue() -> usize {
     4096
+}
+fn default_queue_bytes() -> u64 {
+    crate::budget::DEFAULT_QUEUE_BYTES
 }
 fn default_initial_backoff() -> Duration {
     Duration::from_millis(100)
@@ -632,10 +642,10 @@ impl Config {
             }
         }
         let b = &config.batch;
-        if b.max_events == 0 || b.queue_events == 0 || b.max_wait.is_zero() {
+        if b.max_events == 0 || b.queue_events == 0 || b.queue_bytes == 0 || b.max_wait.is_zero() {
             return Err(err(
                 line_of(text, "batch"),
-                "batch: max_events, queue_events and max_wait must be positive".into(),
+                "batch: max_events, queue_events, queue_bytes and max_wait must be positive".into(),
             ));
         }
         let r = &config.retry;

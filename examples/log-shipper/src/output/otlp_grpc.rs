@@ -136,11 +136,13 @@ fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
         status.message()
     );
     match status.code() {
-        // A message over the receiver's size limit (grpc-go: "received message larger than
-        // max"): a smaller batch passes. Other exhaustion (a rate limit, an HTTP/2
+        // A message over the receiver's size limit: a smaller batch passes. grpc-go answers
+        // RESOURCE_EXHAUSTED "received message larger than max", grpc-java
+        // RESOURCE_EXHAUSTED "... exceeds maximum size", tonic (Rust receivers) OUT_OF_RANGE
+        // "decoded message length too large". Other exhaustion (a rate limit, an HTTP/2
         // ENHANCE_YOUR_CALM) is retried with backoff below.
-        Code::ResourceExhausted
-            if !has_retry_info(status) && status.message().contains("larger than max") =>
+        Code::ResourceExhausted | Code::OutOfRange
+            if !has_retry_info(status) && names_a_size_limit(status.message()) =>
         {
             SendError::TooLarge { message }
         }
@@ -157,6 +159,15 @@ fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
         },
         _ => SendError::Rejected { message },
     }
+}
+
+/// Whether a gRPC error message says a message was over a size limit, in the words of the
+/// gRPC implementations receivers are built on.
+fn names_a_size_limit(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["larger than max", "length too large", "exceeds maximum"]
+        .iter()
+        .any(|s| m.contains(s))
 }
 
 /// `google.rpc.Status` as sent in `grpc-status-details-bin`: only its details.
@@ -223,6 +234,22 @@ mod tests {
             classify(&without, "e"),
             SendError::TooLarge { .. }
         ));
+        // tonic's (a Rust receiver's) and grpc-java's words for it.
+        for (code, said) in [
+            (
+                Code::OutOfRange,
+                "Error, decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes",
+            ),
+            (
+                Code::ResourceExhausted,
+                "gRPC message exceeds maximum size 4194304: 5000000",
+            ),
+        ] {
+            assert!(matches!(
+                classify(&tonic::Status::new(code, said), "e"),
+                SendError::TooLarge { .. }
+            ));
+        }
         let limited = tonic::Status::new(Code::ResourceExhausted, "ingestion rate limit exceeded");
         assert!(matches!(
             classify(&limited, "e"),

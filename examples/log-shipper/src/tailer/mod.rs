@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::access::AccessMetrics;
+use crate::budget::{self, Budget};
 use crate::names;
 use crate::parse::Parser;
 use crate::record::{FileKey, Position, Record, now_unix_nano};
@@ -112,6 +113,11 @@ pub struct Tailer {
     /// The file being read (taken out of `files` meanwhile), so that a scan made while the
     /// queue is full does not take it for a new file.
     busy: Option<(u64, u64)>,
+    /// The bytes of events queued and not yet shipped (see [`crate::budget`]).
+    budget: Budget,
+    /// Whether the last pass left a file unread past [`MAX_READ_PER_PASS`]: the next pass
+    /// then starts at once.
+    behind: bool,
     first_scan: bool,
     chunk: Vec<u8>,
     /// How often the globs are expanded, also while the queue is full.
@@ -183,6 +189,10 @@ fn fingerprint(file: &File, len: u64) -> std::io::Result<Fingerprint> {
     Ok(Fingerprint::of(&buf))
 }
 
+/// The most of one file read in one pass (1 MiB): files are read in turn, so each gets its
+/// share (as Vector's `max_read_bytes`, Filebeat's harvester per file).
+pub const MAX_READ_PER_PASS: u64 = 1 << 20;
+
 impl Tailer {
     /// A tailer over `inputs`, resuming from `registry`, sending records to `tx`. It stops
     /// when `stop` is set or `tx` is closed.
@@ -208,11 +218,21 @@ impl Tailer {
             stop,
             files: HashMap::new(),
             busy: None,
+            budget: Budget::unbounded(),
+            behind: false,
             first_scan: true,
             chunk: vec![0; 64 * 1024],
             interval: Duration::from_secs(1),
             last_scan: Instant::now(),
         }
+    }
+
+    /// Bounds the bytes of the events it has queued and the output has not yet given back
+    /// (by default, only the count of events in the queue is bounded).
+    #[must_use]
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Polls every `interval` until stopped. Blocking: run it on its own thread.
@@ -221,6 +241,10 @@ impl Tailer {
         while !self.stop.load(Ordering::Relaxed) {
             if self.poll().is_err() {
                 return;
+            }
+            // Files left unread past the per-pass bound: read on at once.
+            if self.behind {
+                continue;
             }
             let deadline = Instant::now() + interval;
             while Instant::now() < deadline {
@@ -233,12 +257,15 @@ impl Tailer {
     }
 
     /// One pass: expand the globs, notice new, renamed, truncated and deleted files, read
-    /// every open file to its current end.
+    /// every open file to its current end, or [`MAX_READ_PER_PASS`] of it (then
+    /// [`behind`](Self::behind) says so, and the next pass reads on): one file with a large
+    /// backlog, or growing faster than it is shipped, does not keep the others unread.
     ///
     /// # Errors
     ///
     /// [`Stopped`] when the pipeline is gone or stopping.
     pub fn poll(&mut self) -> Result<(), Stopped> {
+        self.behind = false;
         self.scan();
         if self.first_scan {
             let tracked: HashSet<(u64, u64)> = self.files.keys().copied().collect();
@@ -251,8 +278,8 @@ impl Tailer {
             }
         }
         self.first_scan = false;
-        // Files that left the globs (rotated away, deleted) first: finish the old file before
-        // the new one.
+        // Files that left the globs (rotated away, deleted) first: in each pass the old file
+        // is read before the new one.
         let mut order: Vec<((u64, u64), bool, Arc<str>)> = self
             .files
             .iter()
@@ -525,7 +552,13 @@ impl Tailer {
         }
     }
 
-    /// Reads `t` to its current end. Returns the number of bytes read.
+    /// Whether the last [`poll`](Self::poll) left a file unread past [`MAX_READ_PER_PASS`].
+    pub fn behind(&self) -> bool {
+        self.behind
+    }
+
+    /// Reads `t` to its current end, or [`MAX_READ_PER_PASS`] of it (whole chunks). Returns
+    /// the number of bytes read.
     fn read_available(&mut self, t: &mut Tracked) -> Result<u64, Stopped> {
         let Some(file) = t.file.take() else {
             return Ok(0);
@@ -535,6 +568,10 @@ impl Tailer {
         let result = loop {
             if self.stop.load(Ordering::Relaxed) {
                 break Err(Stopped);
+            }
+            if total >= MAX_READ_PER_PASS {
+                self.behind = true;
+                break Ok(());
             }
             let n = match file.read_at(&mut chunk, t.lines.read_pos()) {
                 Ok(0) => break Ok(()),
@@ -629,6 +666,15 @@ impl Tailer {
         // the output takes them again), not missed.
         // The scan is due an interval after the last one, whether one long wait or many short
         // ones (an output that is slow but moving) fill it.
+        // The bytes first: reading pauses while the events read ahead and not yet shipped
+        // hold the whole budget, with the same scans meanwhile.
+        let weight = budget::weight(&record);
+        while !self.budget.take(weight, self.last_scan + self.interval) {
+            if self.stop.load(Ordering::Relaxed) || self.tx.is_closed() {
+                return false;
+            }
+            self.scan();
+        }
         let mut record = record;
         loop {
             let due = self.last_scan + self.interval;
@@ -718,6 +764,46 @@ mod tests {
             Arc::default(),
         );
         (tailer, rx, (meta.dev(), meta.ino()))
+    }
+
+    /// A file with a large backlog is read [`MAX_READ_PER_PASS`] a pass: another file's line
+    /// is read in the first pass, not after the whole backlog; the backlog follows in the
+    /// next passes, every line once.
+    #[test]
+    fn a_large_backlog_does_not_keep_other_files_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = format!("{}\n", "x".repeat(99));
+        let lines = 3 * (MAX_READ_PER_PASS as usize) / line.len();
+        std::fs::write(dir.path().join("a-big.log"), line.repeat(lines)).unwrap();
+        std::fs::write(dir.path().join("b-small.log"), "urgent\n").unwrap();
+        let registry = Registry::load(&dir.path().join("registry.json")).unwrap();
+        let (tx, mut rx) = mpsc::channel(2 * lines);
+        let glob = dir.path().join("*.log");
+        let mut tailer = Tailer::new(
+            vec![text_input(&glob, Duration::from_secs(60))],
+            Arc::new(Mutex::new(registry)),
+            tx,
+            Arc::default(),
+        );
+        let mut passes = Vec::new();
+        loop {
+            tailer.poll().unwrap();
+            let read: Vec<Record> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+            passes.push(read);
+            if !tailer.behind() {
+                break;
+            }
+        }
+        let first = &passes[0];
+        assert!(first.iter().any(|r| r.body == "urgent"));
+        let big = |p: &Vec<Record>| p.iter().filter(|r| r.body.starts_with('x')).count();
+        assert!(
+            big(first) < lines / 2,
+            "{} of {lines} in the first pass",
+            big(first)
+        );
+        assert!(passes.len() >= 3, "{} passes", passes.len());
+        assert_eq!(passes.iter().map(big).sum::<usize>(), lines);
     }
 
     /// A file closed as inactive while it ends in an unfinished line stays closed until it
