@@ -584,6 +584,37 @@ fn finish_if_open_after_a_run_that_ended_does_nothing() {
     assert_eq!(last(&env).status, Status::Failed);
 }
 
+/// A retried job that reuses the deployment id: its run is refused at the start and nothing
+/// of it is recorded (the first run's outcome and steps stay as they were); `start` with
+/// that id fails and leaves nothing open.
+#[test]
+fn a_second_run_under_one_id_is_refused_and_records_nothing() {
+    let env = Env::new();
+    let run = |script: &str| env.run(&pev("run", &["--id", "job-3", "--", "sh", "-c", script]));
+    let out = run("echo '##[step] deploy'; exit 1");
+    assert_eq!(out.status.code(), Some(1));
+    let events = || {
+        History::open(env.db())
+            .unwrap()
+            .events("job-3")
+            .unwrap()
+            .len()
+    };
+    let before = events();
+    let out = run("echo '##[step] deploy again'");
+    assert_eq!(out.status.code(), Some(0), "the command's code");
+    let said = text(&out.stderr);
+    assert!(said.contains("starts deployment job-3 again"), "{said}");
+    assert_eq!(events(), before, "nothing of the second run");
+    assert_eq!(last(&env).status, Status::Failed);
+    let out = env.run(&pev("start", &["--id", "job-3"]));
+    assert!(!out.status.success());
+    assert!(text(&out.stdout).is_empty());
+    let out = env.run(&["finish", "--id", "job-3", "--status", "succeeded"]);
+    assert!(!out.status.success(), "not open");
+    assert_eq!(last(&env).status, Status::Failed);
+}
+
 /// A process the command leaves in the background still writes after `run` has ended: the
 /// output pipe is left to a drainer instead of closed under it (SIGPIPE at its next write).
 #[test]

@@ -527,6 +527,49 @@ fn a_deployment_id_reused_for_another_environment_is_refused() {
     assert_eq!(post(&c, &url, e.to_json()).0, 200);
 }
 
+/// A second run under one deployment id (a retried CI job reusing it) is refused at its
+/// `started` event with 409, instead of its outcome being dropped under the first run's; the
+/// first run's own `started` event sent again is not.
+#[test]
+fn a_second_start_of_a_deployment_id_is_refused() {
+    let server = Server::start(|r| r);
+    let c = client();
+    let url = server.url("/api/deploy/events");
+    let started = || EventKind::Started {
+        commit: None,
+        commit_time: None,
+        actor: None,
+        trigger: None,
+    };
+    let d = dref("pipeline-9", "shop-api", "prod");
+    let first = Event::new(d.clone(), 0, from_unix_ms(T0), started());
+    let failed = Event::new(
+        d.clone(),
+        1,
+        from_unix_ms(T0 + 1),
+        EventKind::Failed {
+            reason: "boom".into(),
+        },
+    );
+    for e in [&first, &failed, &first] {
+        assert_eq!(post(&c, &url, e.to_json()).0, 200);
+    }
+    let retry = Event::new(d, 0, from_unix_ms(T0 + 60_000), started());
+    let (status, answer) = post(&c, &url, retry.to_json());
+    assert_eq!(status, 409, "{answer}");
+    let msg = answer["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&retry.id)
+            && msg.contains("starts deployment pipeline-9 again")
+            && msg.contains(&first.id),
+        "{msg}"
+    );
+    assert_eq!(
+        ids(&server.history().events("pipeline-9").unwrap()),
+        [first.id.clone(), failed.id.clone()]
+    );
+}
+
 // ---- GitHub ----
 
 const SECRET: &str = "It's a Secret to Everybody";

@@ -276,7 +276,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             save_session(&paths, &session)?;
             let mut sink = Sink::new(&paths);
             sink.record(&[started]);
-            writeln!(std::io::stdout().lock(), "{}", session.deployment.id)?;
+            let id = &session.deployment.id;
+            if sink.refused_starts.contains(id) {
+                // Not open: `step` and `finish` must not record into the run that holds the id.
+                let _ = std::fs::remove_file(session_path(&paths, id)?);
+                return Ok(ExitCode::FAILURE);
+            }
+            writeln!(std::io::stdout().lock(), "{id}")?;
             Ok(sink.exit_code())
         }
         Cmd::Step(args) => {
@@ -505,6 +511,9 @@ struct Sink<'a> {
     down: bool,
     flushed: bool,
     lost: bool,
+    /// Deployments whose `started` event was refused for good (an id another run used):
+    /// their later events are not recorded either, or they would land in that other run.
+    refused_starts: Vec<String>,
 }
 
 impl<'a> Sink<'a> {
@@ -516,6 +525,7 @@ impl<'a> Sink<'a> {
             down: false,
             flushed: false,
             lost: false,
+            refused_starts: Vec::new(),
         }
     }
 
@@ -644,6 +654,10 @@ impl<'a> Sink<'a> {
             }
         }
         for event in events {
+            if self.refused_starts.contains(&event.deployment.id) {
+                self.lost = true;
+                continue;
+            }
             // An event the server would refuse (an empty `--version`, say): said now, with the
             // field, instead of spooled and refused again later.
             if let Err(e) = event.validate() {
@@ -660,6 +674,13 @@ impl<'a> Sink<'a> {
                     Err(e) if refused(&e) => {
                         self.warn(format_args!("{e:#}; event {} not recorded", event.id));
                         self.lost = true;
+                        if matches!(event.kind, EventKind::Started { .. }) {
+                            self.warn(format_args!(
+                                "nothing more of deployment {} is recorded by this run",
+                                event.deployment.id
+                            ));
+                            self.refused_starts.push(event.deployment.id.clone());
+                        }
                         continue;
                     }
                     Err(e) => {

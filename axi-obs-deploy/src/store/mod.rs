@@ -151,25 +151,54 @@ pub enum StoreError {
     },
 }
 
-/// An event whose deployment id is stored with other identifying fields.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "event {event_id} names deployment {deploy_id} with {field} {got:?}, but deployment \
-     {deploy_id} is stored with {field} {stored:?}: a deployment id must not be reused for \
-     another project, environment or version"
-)]
+/// An event whose deployment id is stored for another deployment: with other identifying
+/// fields, or started by another `started` event (a retried CI job reusing the id).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeploymentMismatch {
     /// The event's id.
     pub event_id: String,
     /// The deployment id both use.
     pub deploy_id: String,
-    /// `project`, `environment` or `version`.
+    /// `project`, `environment`, `version`, or [`START_EVENT`].
     pub field: &'static str,
-    /// The stored deployment's value.
+    /// The stored deployment's value (for [`START_EVENT`]: the id of the event that started
+    /// it).
     pub stored: String,
-    /// The event's value.
+    /// The event's value (for [`START_EVENT`]: its own id).
     pub got: String,
 }
+
+/// [`DeploymentMismatch::field`] of a second `started` event for one deployment id.
+pub const START_EVENT: &str = "start event";
+
+impl std::fmt::Display for DeploymentMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            event_id,
+            deploy_id,
+            field,
+            stored,
+            got,
+        } = self;
+        if *field == START_EVENT {
+            write!(
+                f,
+                "event {event_id} starts deployment {deploy_id} again, which event {stored} \
+                 started: each run needs a deployment id of its own (a retried CI job too: \
+                 include the attempt, $CI_JOB_ID or $GITHUB_RUN_ID-$GITHUB_RUN_ATTEMPT)"
+            )
+        } else {
+            write!(
+                f,
+                "event {event_id} names deployment {deploy_id} with {field} {got:?}, but \
+                 deployment {deploy_id} is stored with {field} {stored:?}: a deployment id must \
+                 not be reused for another project, environment or version"
+            )
+        }
+    }
+}
+
+impl std::error::Error for DeploymentMismatch {}
 
 /// Which deployments [`History::list`] returns. Newest first by start time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -880,6 +909,25 @@ fn apply(tx: &rusqlite::Transaction<'_>, e: &Event) -> Result<bool, Applied> {
                 stored,
                 got: got.clone(),
             }));
+        }
+        // Another run under the same id (a retried job): its outcome would be lost under
+        // the first run's, and its steps mixed with them.
+        if matches!(e.kind, EventKind::Started { .. }) {
+            let first: Option<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM events WHERE deploy_id = ?1 AND type = 'started' AND id != ?2",
+                )?
+                .query_row(params![d.id, e.id], |r| r.get(0))
+                .optional()?;
+            if let Some(first) = first {
+                return Err(Applied::Mismatch(DeploymentMismatch {
+                    event_id: e.id.clone(),
+                    deploy_id: d.id.clone(),
+                    field: START_EVENT,
+                    stored: first,
+                    got: e.id.clone(),
+                }));
+            }
         }
     }
     tx.prepare_cached(
