@@ -19,7 +19,7 @@ use log_shipper::registry::Registry;
 /// and create, copytruncate, deletion) by device, inode and a fingerprint of their first bytes.
 /// Offsets are kept in a registry file, written atomically and advanced only after the output
 /// acknowledged the events: a restart or `kill -9` loses nothing, and re-sends at most the
-/// batch that was in flight and the 4 acknowledged before it.
+/// batch that was in flight.
 ///
 /// GET /metrics on --listen serves the access metrics (nginx_http_requests_total{vhost,
 /// method,status_class}, nginx_http_path_requests_total, nginx_http_response_bytes_total,

@@ -234,7 +234,11 @@ pub async fn run(
                     message,
                     retry_after,
                 }) => {
-                    let wait = retry_after.unwrap_or(backoff).min(settings.max_backoff);
+                    // Spread (±50 %), so that many shippers do not retry in step when a
+                    // receiver comes back; a server's Retry-After is kept as given.
+                    let wait = retry_after
+                        .unwrap_or_else(|| jittered(backoff))
+                        .min(settings.max_backoff);
                     tracing::warn!(error = %message, retry_in = ?wait, events = part.len(), "send failed; retrying");
                     metrics::counter!(names::SEND_RETRIES, names::OUTPUT => kind).increment(1);
                     tokio::select! {
@@ -324,5 +328,30 @@ fn report_write(
             tracing::error!(error = %e, "registry writer failed");
             metrics::counter!(names::REGISTRY_ERRORS).increment(1);
         }
+    }
+}
+
+/// `d` times a factor in 0.5..1.5, from a randomly keyed hash.
+fn jittered(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(d.as_nanos());
+    let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    d.mul_f64(0.5 + unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_are_spread() {
+        let d = Duration::from_millis(100);
+        let waits: std::collections::HashSet<Duration> = (0..20).map(|_| jittered(d)).collect();
+        assert!(waits.len() > 1, "{waits:?}");
+        assert!(
+            waits.iter().all(|w| *w >= d / 2 && *w < d * 3 / 2),
+            "{waits:?}"
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! same folder, `fsync`, `rename`, `fsync` of the folder), so after a crash or `kill -9` it
 //! holds either the previous or the new state, never a torn one, and never an offset past a
 //! line the output has not confirmed: at-least-once delivery. Lines re-read after a crash are
-//! at most those of the batch in flight and of the few acknowledged while a write was running
-//! (see [`pipeline`](crate::pipeline)).
+//! at most those of the batch in flight: the registry is written after each batch, before
+//! the next is sent (see [`pipeline`](crate::pipeline)).
 //!
 //! The file is JSON:
 //!

@@ -12,7 +12,6 @@ use axi_obs_core::Protocol;
 use axi_obs_core::testing::{OtlpReceiver, attr, value_string};
 use common::{ChildGuard, append, free_port};
 use log_shipper::output::{OtlpGrpc, Output, SendError};
-use log_shipper::record::{FileKey, Position, Record};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_ships_every_line_over_grpc() {
@@ -143,28 +142,7 @@ async fn an_unreachable_receiver_is_retried() {
         Vec::new(),
     )
     .unwrap();
-    let record = Record {
-        input: "app".into(),
-        service: "app".into(),
-        path: "/tmp/a.log".into(),
-        position: Position {
-            key: FileKey {
-                dev: 1,
-                ino: 2,
-                generation: 0,
-            },
-            end: 2,
-        },
-        file_birth_unix_nano: None,
-        time_unix_nano: None,
-        observed_unix_nano: 1,
-        level: None,
-        body: "a".into(),
-        attributes: Vec::new(),
-        trace_id: None,
-        span_id: None,
-        truncated: false,
-    };
+    let record = common::record("a");
     let e = out.send(&[record]).await.unwrap_err();
     assert!(matches!(e, SendError::Retryable { .. }), "{e:?}");
 }

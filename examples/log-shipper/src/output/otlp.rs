@@ -143,7 +143,11 @@ impl OtlpHttp {
         if status.as_u16() == 413 {
             return Err(SendError::TooLarge { message });
         }
-        if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
+        // 429, 502, 503 and 504 are the OTLP specification's retryable statuses. 401, 403
+        // and 404 are retried too, where the specification drops the batch: a credential or a
+        // URL is the operator's to fix, and dropping would throw away every line read until
+        // then (as this shipper's Elasticsearch output, and Filebeat's, hold them).
+        if matches!(status.as_u16(), 401 | 403 | 404 | 429 | 502 | 503 | 504) {
             let retry_after = retry_after(&response.headers);
             Err(SendError::Retryable {
                 message,

@@ -146,6 +146,12 @@ fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
         {
             SendError::TooLarge { message }
         }
+        // As for OTLP over HTTP's 401 and 403, a credential to fix: held and retried, not
+        // dropped (the specification calls them permanent).
+        Code::Unauthenticated | Code::PermissionDenied => SendError::Retryable {
+            message,
+            retry_after: None,
+        },
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::ResourceExhausted
@@ -255,13 +261,12 @@ mod tests {
             classify(&limited, "e"),
             SendError::Retryable { .. }
         ));
-        for c in [
-            Code::InvalidArgument,
-            Code::Unauthenticated,
-            Code::PermissionDenied,
-            Code::Unimplemented,
-        ] {
+        for c in [Code::InvalidArgument, Code::Unimplemented] {
             assert!(!retryable(c), "{c:?}");
+        }
+        // A credential to fix: held, not dropped.
+        for c in [Code::Unauthenticated, Code::PermissionDenied] {
+            assert!(retryable(c), "{c:?}");
         }
     }
 }

@@ -202,3 +202,30 @@ pub fn sum_by(text: &str, metric: &str, label: &str) -> BTreeMap<String, f64> {
     }
     out
 }
+
+/// A plain record with `body`, of a file that does not exist.
+pub fn record(body: &str) -> log_shipper::record::Record {
+    use log_shipper::record::{FileKey, Position, Record};
+    Record {
+        input: "app".into(),
+        service: "app".into(),
+        path: "/tmp/a.log".into(),
+        position: Position {
+            key: FileKey {
+                dev: 1,
+                ino: 2,
+                generation: 0,
+            },
+            end: 2,
+        },
+        file_birth_unix_nano: None,
+        time_unix_nano: None,
+        observed_unix_nano: 1,
+        level: None,
+        body: body.into(),
+        attributes: Vec::new(),
+        trace_id: None,
+        span_id: None,
+        truncated: false,
+    }
+}
