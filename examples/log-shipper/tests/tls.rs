@@ -20,7 +20,7 @@ use common::{ChildGuard, append, counts, free_port, start_with, sum_by, wait_unt
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use log_shipper::output::{ElasticsearchBulk, OtlpGrpc, OtlpHttp, Output, SendError, TlsOptions};
-use log_shipper::record::{FileKey, Position, Record};
+use log_shipper::record::Record;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -194,28 +194,9 @@ fn with_ca(path: &Path) -> TlsOptions {
 }
 
 fn record(body: &str, end: u64) -> Record {
-    Record {
-        input: "app".into(),
-        service: "app".into(),
-        path: "/tmp/a.log".into(),
-        position: Position {
-            key: FileKey {
-                dev: 1,
-                ino: 2,
-                generation: 0,
-            },
-            end,
-        },
-        file_birth_unix_nano: None,
-        time_unix_nano: None,
-        observed_unix_nano: 1,
-        level: None,
-        body: body.into(),
-        attributes: Vec::new(),
-        trace_id: None,
-        span_id: None,
-        truncated: false,
-    }
+    let mut r = common::record(body);
+    r.position.end = end;
+    r
 }
 
 fn shipper_yaml(dir: &Path, log: &Path, endpoint: &str, tls: &str) -> String {
