@@ -1201,6 +1201,46 @@ fn annotations_have_grafanas_shape_and_filter_by_tags() {
     assert!(body.to_string().contains("`tags`"), "{body}");
 }
 
+/// The history lists steps without their output tails (up to 16 KiB each) unless asked
+/// with `output=true`, which takes at most 20 deployments a request.
+#[test]
+fn history_leaves_step_output_out_unless_asked() {
+    let server = Server::start(|r| r);
+    let c = client();
+    let d = dref("d-out", "shop-api", "prod");
+    let step = StepRef {
+        index: 0,
+        name: "build".into(),
+    };
+    let events = [
+        EventKind::StepStarted { step: step.clone() },
+        EventKind::StepFinished {
+            step,
+            started_at: from_unix_ms(T0),
+            status: axi_obs_deploy::event::StepStatus::Succeeded,
+            error: None,
+            output_tail: Some("compiled 42 crates\n".into()),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, k)| Event::new(d.clone(), i as u32, from_unix_ms(T0 + i as i64), k))
+    .collect::<Vec<_>>();
+    let body = serde_json::to_string(&events).unwrap();
+    assert_eq!(post(&c, &server.url("/api/deploy/events"), body).0, 200);
+    let (_, list) = get(&c, &server.url("/api/deploy/history"));
+    assert_eq!(list[0]["steps"][0]["name"], "build");
+    assert_eq!(list[0]["steps"][0]["output_tail"], Value::Null, "{list}");
+    let (_, full) = get(&c, &server.url("/api/deploy/history?output=true&limit=20"));
+    assert_eq!(full[0]["steps"][0]["output_tail"], "compiled 42 crates\n");
+    let (status, _) = get(&c, &server.url("/api/deploy/history?output=true"));
+    assert_eq!(status, 200, "20 by default with the output");
+    for query in ["output=true&limit=21", "output=yes"] {
+        let (status, err) = get(&c, &server.url(&format!("/api/deploy/history?{query}")));
+        assert_eq!(status, 400, "{query}: {err}");
+    }
+}
+
 #[test]
 fn history_and_stats_answer_json_and_name_bad_parameters() {
     let server = seeded();

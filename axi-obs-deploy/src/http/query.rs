@@ -16,6 +16,8 @@ use crate::store::{Filter, History, Stats, StoreError};
 
 /// Most deployments one history or annotations request returns.
 const MAX_LIMIT: u32 = 1_000;
+/// The largest `limit` of a history request with the steps' output (`output=true`).
+const MAX_LIMIT_WITH_OUTPUT: u32 = 20;
 
 async fn with_history<T: Send + 'static>(
     s: &Arc<Shared>,
@@ -57,8 +59,28 @@ pub(crate) async fn history(
         "since",
         "until",
         "limit",
+        "output",
     ])?;
-    let mut filter = Filter::default().limit(limit(&p, 50)?);
+    let output = match p.one("output")? {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter `output`: `{v}` is not true or false"
+            )));
+        }
+    };
+    let n = limit(&p, if output { MAX_LIMIT_WITH_OUTPUT } else { 50 })?;
+    // Each step keeps up to 16 KiB of output: with it, few deployments a request.
+    if output && n > MAX_LIMIT_WITH_OUTPUT {
+        return Err(ApiError::bad_request(format!(
+            "query parameter `limit` must be at most {MAX_LIMIT_WITH_OUTPUT} with `output=true`"
+        )));
+    }
+    let mut filter = Filter::default().limit(n);
+    if !output {
+        filter = filter.without_step_output();
+    }
     if let Some(v) = p.one("project")? {
         filter = filter.project(v);
     }

@@ -218,6 +218,8 @@ pub struct Filter {
     tags_any: bool,
     /// Whether each deployment comes with its steps.
     steps: bool,
+    /// Whether the steps come with their output tails.
+    step_output: bool,
 }
 
 impl Default for Filter {
@@ -233,6 +235,7 @@ impl Default for Filter {
             tags: Vec::new(),
             tags_any: false,
             steps: true,
+            step_output: true,
         }
     }
 }
@@ -303,6 +306,14 @@ impl Filter {
     /// (annotations, alert enrichment). Defaults to with steps.
     pub fn without_steps(mut self) -> Self {
         self.steps = false;
+        self
+    }
+
+    /// Steps without their output tails (`output_tail` left `None`): a list of many
+    /// deployments stays small (each step keeps up to 16 KiB of output). Defaults to with
+    /// them.
+    pub fn without_step_output(mut self) -> Self {
+        self.step_output = false;
         self
     }
 }
@@ -566,7 +577,7 @@ impl History {
             )
             .optional()
             .map_err(self.err("read deployment"))?;
-        row.map(|r| self.finish_row(r, true)).transpose()
+        row.map(|r| self.finish_row(r, true, true)).transpose()
     }
 
     /// Deployments matching `filter`, newest first, with their steps.
@@ -641,7 +652,7 @@ impl History {
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err("list"))?;
         rows.into_iter()
-            .map(|r| self.finish_row(r, filter.steps))
+            .map(|r| self.finish_row(r, filter.steps, filter.step_output))
             .collect()
     }
 
@@ -737,21 +748,23 @@ impl History {
         Ok(stats::compute(project, environment, since, until, &records))
     }
 
-    /// The steps of deployment `id`, by index.
+    /// The steps of deployment `id`, by index, with their output tails or not.
     fn steps(
         &self,
         id: &str,
+        with_output: bool,
         corrupt: &dyn Fn(String) -> StoreError,
     ) -> Result<Vec<Step>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT idx, name, started_ms, finished_ms, status, output_tail, error
+                "SELECT idx, name, started_ms, finished_ms, status,
+                    CASE WHEN ?2 THEN output_tail END, error
                  FROM steps WHERE deploy_id = ?1 ORDER BY idx",
             )
             .map_err(self.err("read steps"))?;
         let steps = stmt
-            .query_map([id], |r| {
+            .query_map(params![id, with_output], |r| {
                 Ok((
                     Step {
                         index: r.get(0)?,
@@ -778,7 +791,12 @@ impl History {
             .collect()
     }
 
-    fn finish_row(&self, row: DeployRow, with_steps: bool) -> Result<Deployment, StoreError> {
+    fn finish_row(
+        &self,
+        row: DeployRow,
+        with_steps: bool,
+        with_output: bool,
+    ) -> Result<Deployment, StoreError> {
         let corrupt = |problem: String| StoreError::Corrupt {
             path: self.path.clone(),
             deploy_id: row.id.clone(),
@@ -787,7 +805,7 @@ impl History {
         let status = Status::parse(&row.status)
             .ok_or_else(|| corrupt(format!("status `{}`", row.status)))?;
         let steps = if with_steps {
-            self.steps(&row.id, &corrupt)?
+            self.steps(&row.id, with_output, &corrupt)?
         } else {
             Vec::new()
         };
