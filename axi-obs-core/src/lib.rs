@@ -115,6 +115,7 @@ pub mod https;
 pub mod internal;
 pub mod logs;
 pub mod metrics;
+mod rpc_status;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
@@ -164,6 +165,7 @@ pub mod __private {
     pub use crate::encoding::{accepts_gzip, gzip_if_accepted, joined, media_ranges};
     pub use crate::fast_hash::FxHasher;
     pub use crate::hex::hex16;
+    pub use crate::rpc_status::{retry_info, with_retry_info};
 
     /// `s` as a label value of the text exposition: `\`, `"` and newlines escaped.
     pub fn escape_label_value(out: &mut String, s: &str) {

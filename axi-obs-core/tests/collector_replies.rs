@@ -49,14 +49,28 @@ fn protobuf(body: Vec<u8>) -> axum::response::Response {
     ([("content-type", "application/x-protobuf")], body).into_response()
 }
 
-/// Exports `spans` spans to `addr`, shuts down, and returns the trace counters by outcome.
+/// Exports `spans` spans to `addr` over OTLP/HTTP, shuts down, and returns the trace
+/// counters by outcome.
 async fn export_spans(addr: std::net::SocketAddr, spans: usize) -> (u64, u64) {
+    export_spans_with(addr, Protocol::HttpProtobuf, spans).await
+}
+
+/// As [`export_spans`], over `protocol`.
+async fn export_spans_with(
+    addr: std::net::SocketAddr,
+    protocol: Protocol,
+    spans: usize,
+) -> (u64, u64) {
     let parts = Telemetry::builder()
-        .env(Env::from_pairs([("OTEL_TRACES_SAMPLER", "always_on")]))
+        .env(Env::from_pairs([
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ]))
         .otlp(
             OtlpConfig::new()
                 .endpoint(format!("http://{addr}"))
-                .protocol(Protocol::HttpProtobuf),
+                .protocol(protocol),
         )
         .shutdown_timeout(Duration::from_secs(8))
         .log_writer(std::io::sink())
@@ -140,5 +154,59 @@ async fn retry_after_as_an_http_date_is_waited_for() {
     assert!(
         gap >= Duration::from_secs(2),
         "retried after {gap:?}, sooner than the date asked"
+    );
+}
+
+/// A gRPC collector answering its first trace export with `RESOURCE_EXHAUSTED` and a
+/// `google.rpc.RetryInfo` of 1.5 s: retried (the OTLP specification's condition for that
+/// code), and no sooner than the delay asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_exhausted_with_a_retry_info_is_retried_after_its_delay() {
+    use axi_obs_core::testing::proto::collector::trace::v1::ExportTraceServiceRequest;
+    use axi_obs_core::testing::proto::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+
+    struct Busy(Arc<Mutex<Vec<Instant>>>);
+    #[tonic::async_trait]
+    impl TraceService for Busy {
+        async fn export(
+            &self,
+            _: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let n = {
+                let mut seen = self.0.lock().unwrap();
+                seen.push(Instant::now());
+                seen.len() - 1
+            };
+            if n > 0 {
+                return Ok(tonic::Response::new(ExportTraceServiceResponse::default()));
+            }
+            Err(tonic::Status::with_details(
+                tonic::Code::ResourceExhausted,
+                "over quota, back in 1.5 s",
+                axi_obs_core::__private::with_retry_info(
+                    tonic::Code::ResourceExhausted as i32,
+                    Duration::from_millis(1500),
+                )
+                .into(),
+            ))
+        }
+    }
+
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(Busy(arrivals.clone())))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+    tokio::spawn(server);
+    assert_eq!(export_spans_with(addr, Protocol::Grpc, 5).await, (5, 0));
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 2, "one refusal, one retry");
+    let gap = arrivals[1] - arrivals[0];
+    assert!(
+        gap >= Duration::from_millis(1500),
+        "retried after {gap:?}, sooner than the 1.5 s asked"
     );
 }

@@ -2,10 +2,11 @@
 //! export timeout.
 //!
 //! Retries follow the OTLP specification: HTTP 429, 502, 503, 504 and connection failures;
-//! gRPC `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, `ABORTED`, `CANCELLED`,
-//! `OUT_OF_RANGE`, `DATA_LOSS`. Backoff doubles from 100 ms, never shorter than an HTTP
-//! `Retry-After` (seconds or an HTTP date); no attempt starts after the timeout, so one batch never holds the
-//! pipeline longer than the configured export timeout. A partial success in the answer (items
+//! gRPC `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `ABORTED`, `CANCELLED`, `OUT_OF_RANGE`,
+//! `DATA_LOSS`, and `RESOURCE_EXHAUSTED` when its status carries a `google.rpc.RetryInfo`.
+//! Backoff doubles from 100 ms, never shorter than an HTTP `Retry-After` (seconds or an HTTP
+//! date) or a gRPC `RetryInfo` delay; no attempt starts after the timeout, so one batch never
+//! holds the pipeline longer than the configured export timeout. A partial success in the answer (items
 //! the collector refused) is read and reported, not retried, as the specification says.
 
 use std::time::{Duration, Instant};
@@ -47,6 +48,8 @@ pub(crate) enum ExportError {
         code: tonic::Code,
         url: String,
         message: String,
+        /// The server's `google.rpc.RetryInfo` delay, when its status carries one.
+        retry_delay: Option<Duration>,
     },
     #[cfg(feature = "otlp-grpc")]
     #[error("invalid gRPC endpoint {url}: {message}")]
@@ -63,6 +66,8 @@ impl ExportError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ExportError::HttpStatus { retry_after, .. } => *retry_after,
+            #[cfg(feature = "otlp-grpc")]
+            ExportError::Grpc { retry_delay, .. } => *retry_delay,
             _ => None,
         }
     }
@@ -73,17 +78,19 @@ impl ExportError {
             ExportError::Http { .. } => true,
             #[cfg(feature = "otlp-grpc")]
             // The OTLP specification's retryable codes. `RESOURCE_EXHAUSTED` is retryable only
-            // when the server says recovery is possible (`RetryInfo`), which is not read here:
-            // it is not retried.
-            ExportError::Grpc { code, .. } => matches!(
-                code,
+            // when the server says recovery is possible, with a `RetryInfo`.
+            ExportError::Grpc {
+                code, retry_delay, ..
+            } => match code {
+                tonic::Code::ResourceExhausted => retry_delay.is_some(),
                 tonic::Code::Unavailable
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::Aborted
-                    | tonic::Code::Cancelled
-                    | tonic::Code::OutOfRange
-                    | tonic::Code::DataLoss
-            ),
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Aborted
+                | tonic::Code::Cancelled
+                | tonic::Code::OutOfRange
+                | tonic::Code::DataLoss => true,
+                _ => false,
+            },
             #[cfg(feature = "otlp-grpc")]
             ExportError::Endpoint { .. } => false,
             #[cfg(not(feature = "otlp-grpc"))]
@@ -447,6 +454,7 @@ impl Transport {
             code: s.code(),
             url: self.shown.clone(),
             message: s.message().to_owned(),
+            retry_delay: crate::rpc_status::retry_info(s.details()),
         })
     }
 }

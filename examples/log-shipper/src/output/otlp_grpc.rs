@@ -135,6 +135,8 @@ fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
         status.code(),
         status.message()
     );
+    // The server's own delay before a retry, when its status carries a RetryInfo.
+    let retry_delay = axi_obs_core::__private::retry_info(status.details());
     match status.code() {
         // A message over the receiver's size limit: a smaller batch passes. grpc-go answers
         // RESOURCE_EXHAUSTED "received message larger than max", grpc-java
@@ -142,7 +144,7 @@ fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
         // "decoded message length too large". Other exhaustion (a rate limit, an HTTP/2
         // ENHANCE_YOUR_CALM) is retried with backoff below.
         Code::ResourceExhausted | Code::OutOfRange
-            if !has_retry_info(status) && names_a_size_limit(status.message()) =>
+            if retry_delay.is_none() && names_a_size_limit(status.message()) =>
         {
             SendError::TooLarge { message }
         }
@@ -161,7 +163,7 @@ fn classify(status: &tonic::Status, endpoint: &str) -> SendError {
         | Code::DataLoss
         | Code::Unknown => SendError::Retryable {
             message,
-            retry_after: None,
+            retry_after: retry_delay,
         },
         _ => SendError::Rejected { message },
     }
@@ -174,29 +176,6 @@ fn names_a_size_limit(message: &str) -> bool {
     ["larger than max", "length too large", "exceeds maximum"]
         .iter()
         .any(|s| m.contains(s))
-}
-
-/// `google.rpc.Status` as sent in `grpc-status-details-bin`: only its details.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<RpcAny>,
-}
-
-/// `google.protobuf.Any`: only its type.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-}
-
-/// Whether the status carries a `google.rpc.RetryInfo` detail.
-fn has_retry_info(status: &tonic::Status) -> bool {
-    <RpcStatus as prost::Message>::decode(status.details()).is_ok_and(|s| {
-        s.details
-            .iter()
-            .any(|d| d.type_url.ends_with("google.rpc.RetryInfo"))
-    })
 }
 
 impl Output for OtlpGrpc {
@@ -225,13 +204,23 @@ mod tests {
             assert!(retryable(c), "{c:?}");
         }
         // RESOURCE_EXHAUSTED: retried with a RetryInfo, else a batch too large.
-        let retry_info = prost::Message::encode_to_vec(&RpcStatus {
-            details: vec![RpcAny {
-                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-            }],
-        });
-        let with = tonic::Status::with_details(Code::ResourceExhausted, "busy", retry_info.into());
-        assert!(matches!(classify(&with, "e"), SendError::Retryable { .. }));
+        // (Its delay is the wait before the retry.)
+        let retry_info = axi_obs_core::__private::with_retry_info(
+            Code::ResourceExhausted as i32,
+            std::time::Duration::from_secs(3),
+        );
+        let with = tonic::Status::with_details(
+            Code::ResourceExhausted,
+            "message larger than max, but try again",
+            retry_info.into(),
+        );
+        assert!(matches!(
+            classify(&with, "e"),
+            SendError::Retryable {
+                retry_after: Some(d),
+                ..
+            } if d == std::time::Duration::from_secs(3)
+        ));
         let without = tonic::Status::new(
             Code::ResourceExhausted,
             "grpc: received message larger than max (5000000 vs. 4194304)",
