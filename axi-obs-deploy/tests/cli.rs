@@ -615,6 +615,58 @@ fn a_second_run_under_one_id_is_refused_and_records_nothing() {
     assert_eq!(last(&env).status, Status::Failed);
 }
 
+/// An endpoint that takes connections and never answers (each POST waits for its 10 s
+/// timeout) does not hold up the command: its output goes through at once, the events are
+/// spooled behind it. (Recording ran in the loop reading the output: the pipe filled, and the
+/// command waited on its writes while a POST waited for its answer.)
+#[test]
+fn a_hanging_endpoint_does_not_hold_up_the_commands_output() {
+    let env = Env::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let ended = env.dir.path().join("ended");
+    // 1.2 MB of output, far more than a pipe holds, after a step marker.
+    let script = format!(
+        "echo '##[step] build'; seq 1 200000; date +%s%N > '{}'",
+        ended.display()
+    );
+    let started = std::time::SystemTime::now();
+    let out = env
+        .cmd(&pev("run", &["--", "sh", "-c", &script]))
+        .env("AXI_DEPLOY_ENDPOINT", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ended_ns: u128 = std::fs::read_to_string(&ended)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let took = std::time::Duration::from_nanos(
+        (ended_ns
+            - started
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()) as u64,
+    );
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "the command took {took:?}: it waited for the endpoint"
+    );
+    assert!(text(&out.stdout).contains("\n200000\n"));
+    let kinds: Vec<_> = env.spooled().iter().map(|e| e.kind.type_name()).collect();
+    assert_eq!(
+        kinds,
+        ["started", "step_started", "step_finished", "succeeded"]
+    );
+}
+
 /// A process the command leaves in the background still writes after `run` has ended: the
 /// output pipe is left to a drainer instead of closed under it (SIGPIPE at its next write).
 #[test]

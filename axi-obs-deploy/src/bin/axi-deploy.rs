@@ -499,6 +499,11 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 /// Whether a delivery failed for good: the event goes to the spool's `bad/`, not back in line.
+/// A warning on standard error.
+fn warn(msg: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "axi-deploy: warning: {msg}");
+}
+
 fn refused(e: &anyhow::Error) -> bool {
     e.downcast_ref::<Refused>().is_some()
 }
@@ -530,7 +535,7 @@ impl<'a> Sink<'a> {
     }
 
     fn warn(&self, msg: std::fmt::Arguments<'_>) {
-        let _ = writeln!(std::io::stderr().lock(), "axi-deploy: warning: {msg}");
+        warn(msg);
     }
 
     fn spool(&self) -> Result<Spool> {
@@ -945,16 +950,37 @@ fn signal_name(sig: rustix::process::Signal) -> &'static str {
     }
 }
 
+/// Events waiting for `run`'s recorder thread, in hand-overs (one per step change): far more
+/// than a deployment has steps; a full queue makes the loop wait.
+const RECORDER_QUEUE: usize = 4096;
+
 fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
+    std::thread::scope(|scope| run_recording_on(scope, paths, args))
+}
+
+/// `run`, recording on a thread of `scope`: the loop that reads the command's output hands
+/// the events over and goes on, so a slow or unreachable endpoint (up to 10 s a POST, and
+/// the spool delivered first) never holds up the command's output or a signal passed on.
+fn run_recording_on<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    paths: &'scope Paths,
+    args: RunArgs,
+) -> Result<ExitCode> {
     let (mut session, started) = Session::start(spec(args.target), now());
-    let mut sink = Sink::new(paths);
+    let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(RECORDER_QUEUE);
+    let recorder = scope.spawn(move || {
+        let mut sink = Sink::new(paths);
+        for events in events_rx {
+            sink.record(&events);
+        }
+    });
     // Saved as `start` saves it (and again at each step), removed at the end: if this process
     // is killed (SIGKILL at a CI timeout), `axi-deploy finish --id ID` can still close the
     // deployment instead of it staying in progress.
     let session_file = match save_session(paths, &session) {
         Ok(()) => session_path(paths, &session.deployment.id).ok(),
         Err(e) => {
-            sink.warn(format_args!(
+            warn(format_args!(
                 "{e:#}: if this run is killed, `axi-deploy finish` cannot close it"
             ));
             None
@@ -965,7 +991,8 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
             let _ = std::fs::remove_file(path);
         }
     };
-    sink.record(&[started]);
+    // The recorder ends only when this side hangs up: a send fails only if it panicked.
+    let _ = events_tx.send(vec![started]);
 
     let program = &args.command[0];
     // One pipe for stdout and stderr (as `2>&1`), so lines keep their order and land in the
@@ -986,8 +1013,9 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         Ok(c) => c,
         Err(e) => {
             let reason = format!("cannot start `{}`: {e}", program.to_string_lossy());
-            sink.warn(format_args!("{reason}"));
-            sink.record(&session.finish(EventKind::Failed { reason }, None, now()));
+            warn(format_args!("{reason}"));
+            let last = session.finish(EventKind::Failed { reason }, None, now());
+            hand_over_last(events_tx, recorder, last);
             forget();
             return Ok(ExitCode::from(127));
         }
@@ -1006,12 +1034,12 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         let mut stepped = false;
         if let Some(name) = parse_marker(&line) {
             let events = session.begin_step(name, tail.take(), now());
-            sink.record(&events);
+            let _ = events_tx.send(events);
             stepped = true;
         } else {
             if session.open_step.is_none() {
                 let events = session.begin_step(&args.first_step, None, now());
-                sink.record(&events);
+                let _ = events_tx.send(events);
                 stepped = true;
             }
             tail.push(&line);
@@ -1058,7 +1086,7 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
                 if let Some(output) = leftover.take()
                     && let Err(e) = leave_to_a_drainer(output)
                 {
-                    sink.warn(format_args!(
+                    warn(format_args!(
                         "{e:#}: a process the command left in the background may die of a \
                          broken pipe at its next write"
                     ));
@@ -1120,9 +1148,22 @@ fn run(paths: &Paths, args: RunArgs) -> Result<ExitCode> {
         None if status.success() => EventKind::Succeeded,
         None => EventKind::Failed { reason: ended },
     };
-    sink.record(&session.finish(kind, tail.take(), now()));
+    let last = session.finish(kind, tail.take(), now());
+    hand_over_last(events_tx, recorder, last);
     forget();
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Hands `run`'s last events to its recorder and waits for it to have recorded (or spooled)
+/// everything.
+fn hand_over_last(
+    events_tx: std::sync::mpsc::SyncSender<Vec<Event>>,
+    recorder: std::thread::ScopedJoinHandle<'_, ()>,
+    last: Vec<Event>,
+) {
+    let _ = events_tx.send(last);
+    drop(events_tx);
+    let _ = recorder.join();
 }
 
 fn fmt_time(t: OffsetDateTime) -> String {
