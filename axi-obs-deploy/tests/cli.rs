@@ -667,6 +667,46 @@ fn a_hanging_endpoint_does_not_hold_up_the_commands_output() {
     );
 }
 
+/// The spool of one destination holds at most 10,000 events: beyond them an event is lost,
+/// said so, and the invocation fails (a wrong URL nobody fixes must not fill the disk).
+#[test]
+fn a_destinations_spool_is_bounded() {
+    let env = Env::new();
+    let down = down_url();
+    let start = || {
+        env.cmd(&pev("start", &[]))
+            .env("AXI_DEPLOY_ENDPOINT", &down)
+            .output()
+            .unwrap()
+    };
+    assert!(start().status.success());
+    let [spool] = &env.destination_spools()[..] else {
+        panic!("{:?}", env.destination_spools())
+    };
+    let first = spooled_files(spool).remove(0);
+    for i in 0..9_999 {
+        std::fs::copy(&first, spool.join(format!("9{i:015}-copy.json"))).unwrap();
+    }
+    let out = start();
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("10000 events already wait") && said.contains("lost"),
+        "{said}"
+    );
+    assert_eq!(spooled_files(spool).len(), 10_000);
+}
+
+fn spooled_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// A process the command leaves in the background still writes after `run` has ended: the
 /// output pipe is left to a drainer instead of closed under it (SIGPIPE at its next write).
 #[test]

@@ -499,6 +499,10 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 /// Whether a delivery failed for good: the event goes to the spool's `bad/`, not back in line.
+/// The most events spooled for one destination: beyond it new events are lost, said so, and
+/// the invocation exits non-zero.
+const MAX_SPOOLED: usize = 10_000;
+
 /// A warning on standard error.
 fn warn(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "axi-deploy: warning: {msg}");
@@ -516,6 +520,8 @@ struct Sink<'a> {
     down: bool,
     flushed: bool,
     lost: bool,
+    /// Events waiting in this destination's spool, once counted.
+    spooled: Option<usize>,
     /// Deployments whose `started` event was refused for good (an id another run used):
     /// their later events are not recorded either, or they would land in that other run.
     refused_starts: Vec<String>,
@@ -531,6 +537,7 @@ impl<'a> Sink<'a> {
             flushed: false,
             lost: false,
             refused_starts: Vec::new(),
+            spooled: None,
         }
     }
 
@@ -694,7 +701,7 @@ impl<'a> Sink<'a> {
                     }
                 }
             }
-            if let Err(e) = self.spool().and_then(|s| Ok(s.put(event)?)) {
+            if let Err(e) = self.spool_event(event) {
                 self.warn(format_args!(
                     "event {} of deployment {} lost: {e:#}",
                     event.id, event.deployment.id
@@ -702,6 +709,26 @@ impl<'a> Sink<'a> {
                 self.lost = true;
             }
         }
+    }
+
+    /// Spools `event`, unless [`MAX_SPOOLED`] events already wait for this destination (a
+    /// wrong URL that nobody fixes must not fill the disk).
+    fn spool_event(&mut self, event: &Event) -> Result<()> {
+        let spool = self.spool()?;
+        let waiting = match self.spooled {
+            Some(n) => n,
+            None => spool.pending()?.len(),
+        };
+        if waiting >= MAX_SPOOLED {
+            bail!(
+                "{waiting} events already wait in {} (at most {MAX_SPOOLED}): is the endpoint \
+                 right? `axi-deploy flush` says why they are not delivered",
+                spool.dir().display()
+            );
+        }
+        spool.put(event)?;
+        self.spooled = Some(waiting + 1);
+        Ok(())
     }
 
     fn exit_code(&self) -> ExitCode {
