@@ -707,6 +707,43 @@ fn spooled_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Steps opened at once by parallel jobs each get a step of their own: `step` holds the
+/// session's lock across its read, change and write (two of them took the same index, and
+/// one step was lost).
+#[test]
+fn parallel_steps_are_all_recorded() {
+    let env = Env::new();
+    let out = env.run(&pev("start", &["--id", "par-1"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let n = 12;
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            env.cmd(&["step", "--id", "par-1", &format!("job {i}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = env.run(&["finish", "--id", "par-1", "--status", "succeeded"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let d = last(&env);
+    let mut names: Vec<String> = d.steps.iter().map(|s| s.name.clone()).collect();
+    names.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("job {i}")).collect();
+    want.sort();
+    assert_eq!(names, want);
+    let left: Vec<_> = std::fs::read_dir(env.spool().join("active"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// A process the command leaves in the background still writes after `run` has ended: the
 /// output pipe is left to a drainer instead of closed under it (SIGPIPE at its next write).
 #[test]

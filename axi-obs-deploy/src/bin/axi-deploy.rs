@@ -286,6 +286,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(sink.exit_code())
         }
         Cmd::Step(args) => {
+            let _lock = lock_session(&paths, &args.id)?;
             let mut session = load_session(&paths, &args.id)?;
             let events = session.begin_step(&args.name, None, now());
             let mut sink = Sink::new(&paths);
@@ -302,6 +303,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 )?;
                 return Ok(ExitCode::SUCCESS);
             }
+            let lock = lock_session(&paths, &args.id)?;
             let mut session = load_session(&paths, &args.id)?;
             let kind = match args.status {
                 Outcome::Succeeded => EventKind::Succeeded,
@@ -324,6 +326,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let state = session_path(&paths, &args.id)?;
             std::fs::remove_file(&state)
                 .with_context(|| format!("removing {}", state.display()))?;
+            // Closed: its lock goes too (one waiting on it finds the session gone).
+            let _ = std::fs::remove_file(state.with_extension("lock"));
+            drop(lock);
             Ok(sink.exit_code())
         }
         Cmd::Flush(args) => {
@@ -769,6 +774,34 @@ fn save_session(paths: &Paths, session: &Session) -> Result<()> {
         Ok(())
     };
     write().with_context(|| format!("writing {}", path.display()))
+}
+
+/// Locks deployment `id`'s session for this process (`flock`, released when the file is
+/// dropped), waiting for another invocation holding it: `step` and `finish` read, change and
+/// write the session, and two of them at once (parallel CI jobs) would otherwise both take
+/// the same step index, one of the steps lost.
+fn lock_session(paths: &Paths, id: &str) -> Result<std::fs::File> {
+    let path = session_path(paths, id)?.with_extension("lock");
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+    };
+    let file = match open() {
+        Ok(f) => f,
+        // A deployment not open here has no folder yet: `load_session` says so.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path.parent().context("state path has no directory")?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            open().with_context(|| format!("opening {}", path.display()))?
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
 }
 
 fn load_session(paths: &Paths, id: &str) -> Result<Session> {
