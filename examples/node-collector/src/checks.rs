@@ -86,6 +86,11 @@ pub const CMDLINE_SETTLED_SECONDS: f64 = 10.0;
 #[derive(Debug)]
 pub struct Processes {
     checks: Vec<ProcessCheck>,
+    /// Held for a whole collection: scrapes served in parallel (two Prometheus replicas) take
+    /// turns, so each applies its reading of `/proc` after the one before it. Interleaved,
+    /// an older reading applied last reset the CPU baselines back (the next scrape counted
+    /// that time again) and counted one restart several times.
+    turn: Mutex<()>,
     seen: Mutex<HashMap<String, Seen>>,
     /// Command lines of settled processes, by pid and start time; only those seen at the last
     /// scan are kept.
@@ -100,6 +105,7 @@ impl Processes {
     pub fn new(checks: Vec<ProcessCheck>) -> Self {
         Self {
             checks,
+            turn: Mutex::default(),
             seen: Mutex::default(),
             cmdlines: Mutex::default(),
             reads: Bounded::new("cmdline"),
@@ -218,6 +224,8 @@ impl Collector for Processes {
     }
 
     fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
+        // Bounded: a turn reads for at most the command-line budget.
+        let _turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
         let boot = read(paths.proc("stat"))?
             .lines()
             .find_map(|l| l.strip_prefix("btime "))
@@ -454,6 +462,19 @@ mod tests {
         }
     }
 
+    /// A FIFO at `path`: a read of it hangs until a writer opens it, as a command line of a
+    /// process in uninterruptible sleep does.
+    fn make_fifo(path: &std::path::Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+
     fn checks(yaml: &str) -> Vec<ProcessCheck> {
         #[derive(serde::Deserialize)]
         struct File {
@@ -496,14 +517,7 @@ mod tests {
             ],
         );
         let fifo = paths.proc("100/cmdline");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        make_fifo(&fifo);
         std::fs::write(paths.proc("200/cmdline"), "demo-service\0--listen\0:8080\0").unwrap();
         std::fs::write(paths.proc("300/cmdline"), "nginx: master process\0").unwrap();
         let processes = Processes::new(checks(
@@ -530,6 +544,61 @@ mod tests {
         // A writer opens the FIFO and closes it: the hung read returns (end of file).
         drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
         assert_eq!(scrape(&node), (1.0, 0.0, 1.0));
+    }
+
+    /// Scrapes served in parallel each apply their own reading, in turn: one that read
+    /// `/proc` first and waits on a command line, then a later one, then a third, count the
+    /// CPU once (10, 20, 20 s). (Here the second scrape also waits on the first's hung read of
+    /// the same command line, so this order holds even without the `turn` lock: the test
+    /// checks the outcome, not the race the lock closes, which needs the second scrape to
+    /// finish first.)
+    #[test]
+    fn parallel_scrapes_take_turns_and_count_cpu_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = fake_proc(dir.path(), &[(100, "stuck", 10.0), (200, "worker", 10.0)]);
+        let fifo = paths.proc("100/cmdline");
+        make_fifo(&fifo);
+        // The worker's user CPU: field 14 of its stat, in ticks.
+        let set_cpu = |seconds: f64| {
+            let stat = paths.proc("200/stat");
+            let text = std::fs::read_to_string(&stat).unwrap();
+            let (head, rest) = text.split_once(") ").unwrap();
+            let mut fields: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+            fields[11] = ((seconds * USER_HZ) as u64).to_string();
+            std::fs::write(&stat, format!("{head}) {}\n", fields.join(" "))).unwrap();
+        };
+        set_cpu(10.0);
+        let processes = Arc::new(
+            Processes::new(checks(
+                "processes:\n  - { name: stuck, match: { cmdline: never } }\n  - { name: worker, match: { comm: worker } }\n",
+            ))
+            .with_cmdline_limits(Duration::from_secs(1), Duration::from_secs(30)),
+        );
+        let cpu = |text: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix("axi_process_cpu_seconds_total{name=\"worker\"} "))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let scrape = || {
+            let (p, paths) = (processes.clone(), paths.clone());
+            std::thread::spawn(move || scraped(&p, &paths))
+        };
+        // A reads 10 s, then waits on the FIFO (up to its 1 s timeout).
+        let a = scrape();
+        std::thread::sleep(Duration::from_millis(300));
+        set_cpu(20.0);
+        let b = scrape();
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(
+            (cpu(&a), cpu(&b)),
+            (10.0, 20.0),
+            "in turn, each its own reading"
+        );
+        assert_eq!(cpu(&scraped(&processes, &paths)), 20.0);
+        // The hung read returns.
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
     }
 
     /// A settled process's command line is read once; a young one's at every scrape (it may

@@ -25,6 +25,11 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:9100", env = "AXI_NODE_LISTEN")]
     listen: SocketAddr,
 
+    /// Scrapes gathered at once, at most (node_exporter's --web.max-requests); more are
+    /// answered 503 at once, so hung reads cannot pile threads up without bound. 0: no limit.
+    #[arg(long = "web.max-requests", default_value_t = 40)]
+    max_requests: usize,
+
     /// Where /proc is (node_exporter's --path.procfs), e.g. /host/proc in a container.
     #[arg(long, default_value = "/proc")]
     procfs: PathBuf,
@@ -152,9 +157,17 @@ async fn main() -> anyhow::Result<()> {
         node.add(Box::new(systemd));
     }
     let node = Arc::new(node);
+    let limit = match args.max_requests {
+        0 => tokio::sync::Semaphore::MAX_PERMITS,
+        n => n,
+    };
+    let scrapes = Scrapes {
+        node: node.clone(),
+        slots: Arc::new(tokio::sync::Semaphore::new(limit)),
+    };
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(node.clone())
+        .with_state(scrapes)
         .merge(
             axi_obs_axum::ObsRoutes::new()
                 .without_metrics_route()
@@ -175,9 +188,31 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `/metrics` gathers from, and its slots for scrapes at once.
+#[derive(Clone)]
+struct Scrapes {
+    node: Arc<Node>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
 /// Node metrics, gathered on a blocking thread (they read files), then the collector's own.
-async fn metrics(State(node): State<Arc<Node>>) -> axum::response::Response {
-    let mut body = match tokio::task::spawn_blocking(move || node.render()).await {
+/// Beyond `--web.max-requests` scrapes at once, 503, as node_exporter answers.
+async fn metrics(State(s): State<Scrapes>) -> axum::response::Response {
+    let Ok(slot) = s.slots.clone().try_acquire_owned() else {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too many scrapes at once (--web.max-requests)\n",
+        )
+            .into_response();
+    };
+    let node = s.node;
+    // The slot is held until the gathering thread is done, even if the scraper gave up.
+    let gathered = tokio::task::spawn_blocking(move || {
+        let body = node.render();
+        drop(slot);
+        body
+    });
+    let mut body = match gathered.await {
         Ok(body) => body,
         // A 500, not an empty page: Prometheus marks the target down (`up` 0) instead of
         // every node series going stale without a word.
@@ -219,5 +254,29 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past `--web.max-requests` scrapes at once, 503 at once; a slot free again, 200.
+    #[tokio::test]
+    async fn scrapes_beyond_the_limit_are_answered_503() {
+        let node = Arc::new(Node::with_collectors(Paths::default(), &[]));
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let held = slots.clone().try_acquire_owned().unwrap();
+        let scrapes = Scrapes { node, slots };
+        let r = metrics(State(scrapes.clone())).await;
+        assert_eq!(r.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        drop(held);
+        let r = metrics(State(scrapes.clone())).await;
+        assert_eq!(r.status(), axum::http::StatusCode::OK);
+        assert_eq!(
+            scrapes.slots.available_permits(),
+            1,
+            "the slot is given back"
+        );
     }
 }

@@ -13,8 +13,12 @@ pub struct Cpu {
     last: std::sync::Mutex<std::collections::HashMap<String, Vec<f64>>>,
 }
 
-/// How far back a CPU time may go before it counts as a reset (node_exporter's value).
+/// How far back a CPU's idle time may go before the CPU counts as reset (node_exporter's
+/// value).
 pub(crate) const JUMP_BACK_SECONDS: f64 = 3.0;
+
+/// The place of `idle` among a CPU's modes.
+const IDLE: usize = 3;
 
 /// `node_boot_time_seconds`, `node_context_switches_total`, `node_forks_total`,
 /// `node_intr_total`, `node_procs_running`, `node_procs_blocked`.
@@ -38,11 +42,17 @@ impl Collector for Cpu {
             .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // As node_exporter's `updateCPUStats`: a CPU whose idle time went back by
+        // JUMP_BACK_SECONDS or more was reset (offline and back): all its modes are taken as
+        // they are. Otherwise no mode goes back (iowait on NO_HZ kernels, steal on some
+        // hypervisors): each keeps the larger of its last and its new value.
         for (cpu, values) in &mut cpus {
             if let Some(prev) = last.get(*cpu) {
-                for (v, p) in values.iter_mut().zip(prev) {
-                    if *v < *p && *p - *v <= JUMP_BACK_SECONDS {
-                        *v = *p;
+                let reset = matches!((values.get(IDLE), prev.get(IDLE)),
+                    (Some(v), Some(p)) if p - v >= JUMP_BACK_SECONDS);
+                if !reset {
+                    for (v, p) in values.iter_mut().zip(prev) {
+                        *v = v.max(*p);
                     }
                 }
             }
@@ -250,6 +260,46 @@ softirq 1 2 3
         // 900 s back: the CPU was reset (offline and back), taken as is.
         write(10_000);
         assert_eq!(idle(&cpu), 100.0);
+    }
+
+    /// Another mode than idle never goes back, however far (node_exporter holds it); only
+    /// idle going back 3 s or more resets the CPU, every mode with it.
+    #[test]
+    fn only_idle_going_back_resets_a_cpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            proc: dir.path().to_owned(),
+            ..Paths::default()
+        };
+        let write = |idle: u64, iowait: u64| {
+            std::fs::write(
+                dir.path().join("stat"),
+                format!("cpu0 1 0 0 {idle} {iowait} 0 0 0\n"),
+            )
+            .unwrap();
+        };
+        let mode = |c: &Cpu, mode: &str| {
+            let mut f = Families::default();
+            c.collect(&paths, &mut f).unwrap();
+            f.get("node_cpu_seconds_total")
+                .unwrap()
+                .series_with(&[("cpu", "0"), ("mode", mode)])
+                .unwrap()
+                .value
+                .as_gauge()
+                .unwrap()
+        };
+        let cpu = Cpu::default();
+        write(100_000, 50_000);
+        assert_eq!(mode(&cpu, "iowait"), 500.0);
+        // iowait 400 s back (NO_HZ accounting), idle moving on: held, not a reset.
+        write(100_100, 10_000);
+        assert_eq!(mode(&cpu, "iowait"), 500.0);
+        write(100_200, 60_000);
+        assert_eq!(mode(&cpu, "iowait"), 600.0);
+        // Idle 900 s back: a reset, iowait taken as it is too.
+        write(10_000, 100);
+        assert_eq!((mode(&cpu, "idle"), mode(&cpu, "iowait")), (100.0, 1.0));
     }
 
     #[test]
