@@ -157,7 +157,9 @@ impl AlertingState {
                 },
             );
         }
-        let present: Vec<Labels> = current.keys().cloned().collect();
+        // A set: a rule over 10,000 series would otherwise compare every active alert with
+        // every result (quadratic, under the store's and the rules' locks).
+        let present: std::collections::HashSet<Labels> = current.keys().cloned().collect();
         for (labels, a) in current {
             match self.active.get_mut(&labels) {
                 Some(existing) if existing.state != AlertState::Inactive => {
