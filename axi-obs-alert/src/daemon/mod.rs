@@ -146,10 +146,19 @@ fn read_state(path: &Path) -> Vec<SavedAlert> {
 
 /// Writes the state next to its final name, then renames it over (atomic on POSIX).
 /// The `for` state of every alert, to save: taken under the rules lock, written after it
-/// (the write syncs to disk, which must not hold up the HTTP API).
-fn state_to_save(groups: &[GroupState], now: i64) -> Vec<SavedAlert> {
+/// (the write syncs to disk, which must not hold up the HTTP API). A group whose saved state
+/// is still `pending` (not restored yet: that happens at its second evaluation) keeps it as
+/// it was saved, as Prometheus writes no `ALERTS_FOR_STATE` before a rule is restored: its
+/// alerts' `activeAt` is the restart's until then, and a second restart in that window
+/// would otherwise lose the progress of every `for`.
+fn state_to_save(groups: &[GroupState], now: i64, pending: &[SavedAlert]) -> Vec<SavedAlert> {
     let mut saved = Vec::new();
     for g in groups {
+        let waiting: Vec<&SavedAlert> = pending.iter().filter(|s| belongs(&s.group, g)).collect();
+        if !waiting.is_empty() {
+            saved.extend(waiting.into_iter().cloned());
+            continue;
+        }
         for r in &g.rules {
             if let RuleState::Alerting(a) = r {
                 for (labels, saved_at, active_at) in a.for_state(now) {
@@ -765,7 +774,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 }
             }
             if evaluated && shared.options.state_file.is_some() {
-                to_save = Some(state_to_save(&rules.groups, now));
+                to_save = Some(state_to_save(&rules.groups, now, &saved));
             }
         }
         if let (Some(path), Some(saved)) = (&shared.options.state_file, to_save) {
@@ -845,14 +854,16 @@ fn send_alerts(g: &mut GroupState, notifier: &Notifier, ts: i64, interval_ms: i6
 }
 
 /// Prometheus's `RestoreForState` for one group, from the saved state.
+/// Whether state saved under `key` is group `g`'s: saved under the group's key
+/// (`file;name`), or, in a state file written before keys had it, the name alone.
+fn belongs(key: &str, g: &GroupState) -> bool {
+    key == g.key() || key == g.group.name || same_group_key(key, g)
+}
+
 fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &RunOptions) {
-    // Saved under the group's key (`file;name`); a state file written before keys had the
-    // name alone.
-    let key = g.key();
-    let mine_key = |k: &str| k == key || k == g.group.name || same_group_key(k, g);
     let mine: Vec<(crate::promql::Labels, i64, i64)> = saved
         .iter()
-        .filter(|s| mine_key(&s.group))
+        .filter(|s| belongs(&s.group, g))
         .map(|s| {
             (
                 crate::promql::Labels::from_pairs(s.labels.clone()),
@@ -861,7 +872,7 @@ fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &R
             )
         })
         .collect();
-    saved.retain(|s| !mine_key(&s.group));
+    saved.retain(|s| !belongs(&s.group, g));
     for r in &mut g.rules {
         if let RuleState::Alerting(a) = r {
             a.restore_for_state(&mine, ts, o.for_grace_period_ms, o.for_outage_tolerance_ms);
@@ -1141,5 +1152,29 @@ groups:
             assert_eq!(series.len(), 1);
             assert_eq!(series[0].get("shard"), Some(shard));
         }
+    }
+
+    /// Until a group is restored (its second evaluation), the state saved for it is written
+    /// back as it was, not its alerts' `activeAt` of the restart: a second restart in that
+    /// window keeps the progress of every `for`.
+    #[test]
+    fn state_waiting_for_its_restore_is_saved_again_as_it_was() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: vector(1) > 0\n        for: 30m\n";
+        let groups = evaluated(text);
+        let waiting = vec![SavedAlert {
+            group: groups[0].key(),
+            labels: BTreeMap::from([("alertname".to_owned(), "A".to_owned())]),
+            saved_at: 50_000,
+            active_at: -1_200_000,
+        }];
+        let saved = state_to_save(&groups, 61_000, &waiting);
+        assert_eq!(saved.len(), 1);
+        assert_eq!(
+            (saved[0].saved_at, saved[0].active_at),
+            (50_000, -1_200_000)
+        );
+        // Restored (nothing waiting): the alerts as they are.
+        let saved = state_to_save(&groups, 61_000, &[]);
+        assert_eq!((saved[0].saved_at, saved[0].active_at), (61_000, 60_000));
     }
 }
