@@ -1,15 +1,17 @@
 //! The state of configured systemd units in node_exporter's systemd collector shape, read with
-//! `systemctl show --property=ActiveState,Type UNIT...` in the background on the collector's
+//! `systemctl show --property=ActiveState,Type,LoadState UNIT...` in the background on the collector's
 //! own schedule (never during a scrape; killed past its timeout).
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|
 //! | `node_systemd_unit_state` | `name`, `state`, `type` | one series per state (`active`, `activating`, `deactivating`, `inactive`, `failed`), 1 for the unit's current one |
+//! | `axi_systemd_unit_loaded` | `name` | 1 when systemd has the unit loaded; 0 for a unit it does not know (a typo in the name, a unit not installed), which then has no `node_systemd_unit_state` series, as node_exporter lists only loaded units (`systemctl show` would call it `inactive`) |
 //! | `axi_systemd_scrape_success` | | 1 when the last `systemctl show` ran and parsed |
 //! | `axi_systemd_scrape_duration_seconds` | | how long it took |
 //!
 //! As in node_exporter, `type` is the unit's `Type` for `.service` and `.mount` units (`simple`,
-//! `forking`, `notify`, `ext4`...) and empty for the others. It runs only when systemd is the
+//! `forking`, `notify`, `ext4`...; a name without a suffix is a service, as systemctl reads it)
+//! and empty for the others. It runs only when systemd is the
 //! init system (`/run/systemd/system` exists under the root filesystem, as `sd_booted()`
 //! checks) and units are listed.
 
@@ -34,6 +36,8 @@ pub struct UnitState {
     pub active_state: String,
     /// The `type` label (see the module docs).
     pub kind: String,
+    /// Whether systemd has the unit loaded (`LoadState=loaded`; true when not reported).
+    pub loaded: bool,
 }
 
 /// Parses `systemctl show` output for `units` (one `KEY=value` block per unit, in the order of
@@ -63,7 +67,9 @@ pub fn parse_show(output: &str, units: &[String]) -> Result<Vec<UnitState>, Stri
             };
             let active_state =
                 prop("ActiveState").ok_or_else(|| format!("{name}: no ActiveState"))?;
-            let kind = if name.ends_with(".service") || name.ends_with(".mount") {
+            let service_or_mount =
+                name.ends_with(".service") || name.ends_with(".mount") || !name.contains('.');
+            let kind = if service_or_mount {
                 prop("Type").unwrap_or_default()
             } else {
                 String::new()
@@ -72,6 +78,7 @@ pub fn parse_show(output: &str, units: &[String]) -> Result<Vec<UnitState>, Stri
                 name: name.clone(),
                 active_state,
                 kind,
+                loaded: prop("LoadState").is_none_or(|l| l == "loaded"),
             })
         })
         .collect()
@@ -104,7 +111,7 @@ impl Systemd {
         command::spawn_schedule(config.interval, cache.clone(), move || {
             let (program, path, units) = (program.clone(), path.clone(), units.clone());
             async move {
-                let mut args = vec!["show", "--property=ActiveState,Type"];
+                let mut args = vec!["show", "--property=ActiveState,Type,LoadState"];
                 args.extend(units.iter().map(String::as_str));
                 let out = command::run(&program, &args, &path, timeout).await?;
                 parse_show(&String::from_utf8_lossy(&out), &units).map_err(|detail| {
@@ -150,6 +157,15 @@ impl Collector for Systemd {
             return Ok(());
         };
         for unit in units {
+            out.gauge(
+                "axi_systemd_unit_loaded",
+                "1 when systemd has the unit loaded; 0 for a unit it does not know (a typo, a unit not installed).",
+                &[("name", unit.name.as_str())],
+                f64::from(u8::from(unit.loaded)),
+            );
+            if !unit.loaded {
+                continue;
+            }
             for state in STATES {
                 out.gauge(
                     "node_systemd_unit_state",
@@ -191,20 +207,33 @@ mod tests {
                 UnitState {
                     name: "nginx.service".into(),
                     active_state: "active".into(),
-                    kind: "notify".into()
+                    kind: "notify".into(),
+                    loaded: true
                 },
                 UnitState {
                     name: "backup.timer".into(),
                     active_state: "failed".into(),
-                    kind: String::new()
+                    kind: String::new(),
+                    loaded: true
                 },
                 UnitState {
                     name: "data.mount".into(),
                     active_state: "inactive".into(),
-                    kind: "ext4".into()
+                    kind: "ext4".into(),
+                    loaded: true
                 },
             ]
         );
+    }
+
+    /// A name without a suffix is a service (systemctl reads `nginx` as `nginx.service`), so
+    /// it gets its `Type`; a unit systemd does not know is not loaded.
+    #[test]
+    fn bare_names_are_services_and_unknown_units_are_not_loaded() {
+        let out = "Type=notify\nActiveState=active\nLoadState=loaded\n\nType=simple\nActiveState=inactive\nLoadState=not-found\n";
+        let got = parse_show(out, &units(&["nginx", "ngnix.service"])).unwrap();
+        assert_eq!((got[0].kind.as_str(), got[0].loaded), ("notify", true));
+        assert!(!got[1].loaded);
     }
 
     #[test]

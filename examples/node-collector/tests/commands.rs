@@ -183,7 +183,8 @@ for u in "$@"; do
     nginx.service) printf 'Type=notify\nActiveState=active\n' ;;
     api.service) printf 'Type=simple\nActiveState=failed\n' ;;
     backup.timer) printf 'ActiveState=activating\n' ;;
-    *) printf 'Type=simple\nActiveState=inactive\n' ;;
+    gone.service) printf 'Type=simple\nActiveState=inactive\nLoadState=not-found\n' ;;
+    *) printf 'Type=simple\nActiveState=inactive\nLoadState=loaded\n' ;;
   esac
 done
 "#;
@@ -207,7 +208,7 @@ async fn systemd_unit_states_in_node_exporter_shape() {
         std::fs::read_to_string(dir.path().join("args"))
             .unwrap()
             .trim(),
-        "show --property=ActiveState,Type nginx.service api.service backup.timer gone.service"
+        "show --property=ActiveState,Type,LoadState nginx.service api.service backup.timer gone.service"
     );
     let f = node_with(systemd).gather();
     assert_eq!(value(&f, "axi_systemd_scrape_success", &[]), Some(1.0));
@@ -223,7 +224,6 @@ async fn systemd_unit_states_in_node_exporter_shape() {
         ("nginx.service", "active"),
         ("api.service", "failed"),
         ("backup.timer", "activating"),
-        ("gone.service", "inactive"),
     ] {
         for s in node_collector::systemd::STATES {
             assert_eq!(
@@ -237,7 +237,14 @@ async fn systemd_unit_states_in_node_exporter_shape() {
         .iter()
         .find(|f| f.name == "node_systemd_unit_state")
         .unwrap();
-    assert_eq!(fam.series.len(), 4 * 5);
+    // A unit systemd does not know (`LoadState=not-found`) has no state, as node_exporter
+    // lists only loaded units; it says so in `axi_systemd_unit_loaded`.
+    assert_eq!(fam.series.len(), 3 * 5);
+    let loaded = |name: &str| value(&f, "axi_systemd_unit_loaded", &[("name", name)]);
+    assert_eq!(
+        (loaded("nginx.service"), loaded("gone.service")),
+        (Some(1.0), Some(0.0))
+    );
     assert_eq!(fam.help.as_deref(), Some("Systemd unit"));
     let type_of = |unit: &str| {
         fam.series
