@@ -88,10 +88,26 @@ pub async fn run(
     path: &OsStr,
     timeout: Duration,
 ) -> Result<Vec<u8>, CommandError> {
+    run_with_env(program, args, path, &[], timeout).await
+}
+
+/// As [`run`], with `env` set for the command too.
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_with_env(
+    program: &Path,
+    args: &[&str],
+    path: &OsStr,
+    env: &[(&str, &OsStr)],
+    timeout: Duration,
+) -> Result<Vec<u8>, CommandError> {
     let command = program.display().to_string();
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .env("PATH", path)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

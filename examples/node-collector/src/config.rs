@@ -127,6 +127,12 @@ pub struct Pm2Config {
     /// How long one run may take before it is killed. Defaults to 5 s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// The `PM2_HOME` of the daemon to read: that of the user running the apps
+    /// (`/home/deploy/.pm2`). Defaults to the collector's own `$PM2_HOME`, else `~/.pm2`.
+    /// `pm2 jlist` is not run while its `rpc.sock` is missing: it would start an empty
+    /// daemon of its own there and report no process.
+    #[serde(default)]
+    pub home: Option<std::path::PathBuf>,
 }
 
 impl Default for Pm2Config {
@@ -136,6 +142,7 @@ impl Default for Pm2Config {
             command: default_pm2(),
             interval: default_command_interval(),
             timeout: default_timeout(),
+            home: None,
         }
     }
 }

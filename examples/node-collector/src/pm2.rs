@@ -12,7 +12,10 @@
 //! | `axi_pm2_scrape_success` | | 1 when the last `pm2 jlist` ran and parsed |
 //! | `axi_pm2_scrape_duration_seconds` | | how long it took |
 //!
-//! With `enabled: auto` (the default) this runs only when `pm2` is on the `PATH` at start.
+//! With `enabled: auto` (the default) this runs only when `pm2` is on the `PATH` at start. It
+//! reads the daemon of `home` (`PM2_HOME`, given to `pm2`; by default the collector's own
+//! `$PM2_HOME` or `~/.pm2`), and does not run `pm2 jlist` while that daemon's `rpc.sock` is
+//! missing: pm2 would start an empty daemon of its own there and report no process.
 //! PM2 keeps `id` unique, so the series count is the PM2 process count, capped at
 //! [`MAX_PROCESSES`].
 
@@ -120,14 +123,34 @@ impl Pm2 {
             (_, Some(p)) => p,
             (Enabled::Yes, None) => PathBuf::from(&config.command),
         };
-        tracing::info!(command = %program.display(), interval = ?config.interval, "watching PM2");
+        let home = config
+            .home
+            .clone()
+            .or_else(|| std::env::var_os("PM2_HOME").map(PathBuf::from))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pm2")))
+            .unwrap_or_else(|| PathBuf::from(".pm2"));
+        tracing::info!(command = %program.display(), home = %home.display(), interval = ?config.interval, "watching PM2");
         let cache: Cache<Vec<Pm2Process>> = Cache::default();
         let path: OsString = path.to_owned();
         let timeout = config.timeout;
         command::spawn_schedule(config.interval, cache.clone(), move || {
-            let (program, path) = (program.clone(), path.clone());
+            let (program, path, home) = (program.clone(), path.clone(), home.clone());
             async move {
-                let out = command::run(&program, &["jlist"], &path, timeout).await?;
+                // No daemon there: `pm2 jlist` would start an empty one of its own and report
+                // no process, for good.
+                if !home.join("rpc.sock").exists() {
+                    return Err(CommandError::Spawn {
+                        command: program.display().to_string(),
+                        detail: format!(
+                            "no PM2 daemon at {} (no rpc.sock): not run, as it would start an \
+                             empty daemon of its own; set pm2.home to the PM2_HOME of the user \
+                             running the apps",
+                            home.display()
+                        ),
+                    });
+                }
+                let env = [("PM2_HOME", home.as_os_str())];
+                let out = command::run_with_env(&program, &["jlist"], &path, &env, timeout).await?;
                 parse_jlist(&out).map_err(|detail| CommandError::Parse {
                     command: program.display().to_string(),
                     detail,

@@ -27,6 +27,15 @@ fn fake(dir: &Path, name: &str, script: &str) -> OsString {
     std::env::join_paths([bin, PathBuf::from("/usr/bin"), PathBuf::from("/bin")]).unwrap()
 }
 
+/// A PM2 home with a daemon's socket (a plain file stands in for it), as the `home:`
+/// setting of a `pm2:` configuration.
+fn pm2_home(dir: &Path) -> String {
+    let home = dir.join("pm2-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("rpc.sock"), "").unwrap();
+    format!("home: '{}'", home.display())
+}
+
 fn node_with(c: impl node_collector::Collector + 'static) -> Node {
     let mut node = Node::with_collectors(Paths::default(), &[]);
     node.add(Box::new(c));
@@ -41,13 +50,26 @@ async fn pm2_processes_from_jlist() {
         dir.path(),
         "pm2",
         &format!(
-            "#!/bin/sh\n[ \"$1\" = jlist ] || exit 2\ncat '{}'\n",
+            "#!/bin/sh\n[ \"$1\" = jlist ] || exit 2\necho \"$PM2_HOME\" > '{}'\ncat '{}'\n",
+            dir.path().join("pm2_home_seen").display(),
             fixture.display()
         ),
     );
+    let home = pm2_home(dir.path());
     // `auto` (the default) finds it on the PATH.
-    let pm2 = Pm2::start(&config("pm2: { interval: 1h }\n").pm2, &path).expect("pm2 found");
+    let pm2 = Pm2::start(
+        &config(&format!("pm2: {{ interval: 1h, {home} }}\n")).pm2,
+        &path,
+    )
+    .expect("pm2 found");
     assert!(pm2.wait_ready(Duration::from_secs(10)).await);
+    // The daemon's home is given to pm2.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("pm2_home_seen"))
+            .unwrap()
+            .trim(),
+        dir.path().join("pm2-home").display().to_string()
+    );
     let f = node_with(pm2).gather();
     let p = |name: &str, id: &str, metric: &str| value(&f, metric, &[("name", name), ("id", id)]);
     assert_eq!(value(&f, "axi_pm2_scrape_success", &[]), Some(1.0));
@@ -93,7 +115,12 @@ async fn pm2_malformed_output_and_missing_command_are_failed_scrapes() {
         "pm2",
         "#!/bin/sh\necho '[PM2] Spawning PM2 daemon'\necho '[{\"name\": \"api\", \"pm_id\": '\n",
     );
-    let pm2 = Pm2::start(&config("pm2: { interval: 1h }\n").pm2, &path).unwrap();
+    let home = pm2_home(dir.path());
+    let pm2 = Pm2::start(
+        &config(&format!("pm2: {{ interval: 1h, {home} }}\n")).pm2,
+        &path,
+    )
+    .unwrap();
     assert!(pm2.wait_ready(Duration::from_secs(10)).await);
     let f = node_with(pm2).gather();
     assert_eq!(value(&f, "axi_pm2_scrape_success", &[]), Some(0.0));
@@ -113,6 +140,33 @@ async fn pm2_malformed_output_and_missing_command_are_failed_scrapes() {
     assert_eq!(value(&f, "axi_pm2_scrape_success", &[]), Some(0.0));
 }
 
+/// No PM2 daemon in the home (no `rpc.sock`): `pm2 jlist` is not run, since it would start an
+/// empty daemon of its own there and report no process for good; the scrape says it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pm2_is_not_run_without_a_daemon_to_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let path = fake(
+        dir.path(),
+        "pm2",
+        &format!("#!/bin/sh\ntouch '{}'\necho '[]'\n", ran.display()),
+    );
+    let home = dir.path().join("empty-home");
+    let pm2 = Pm2::start(
+        &config(&format!(
+            "pm2: {{ interval: 1h, home: '{}' }}\n",
+            home.display()
+        ))
+        .pm2,
+        &path,
+    )
+    .unwrap();
+    assert!(pm2.wait_ready(Duration::from_secs(10)).await);
+    let f = node_with(pm2).gather();
+    assert_eq!(value(&f, "axi_pm2_scrape_success", &[]), Some(0.0));
+    assert!(!ran.exists(), "pm2 was run and would have started a daemon");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_pm2_is_killed_at_the_timeout_and_scrapes_do_not_wait() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,7 +179,12 @@ async fn a_hanging_pm2_is_killed_at_the_timeout_and_scrapes_do_not_wait() {
             pidfile.display()
         ),
     );
-    let pm2 = Pm2::start(&config("pm2: { interval: 1h, timeout: 5s }\n").pm2, &path).unwrap();
+    let home = pm2_home(dir.path());
+    let pm2 = Pm2::start(
+        &config(&format!("pm2: {{ interval: 1h, timeout: 5s, {home} }}\n")).pm2,
+        &path,
+    )
+    .unwrap();
     let node = node_with(pm2.clone());
     // While pm2 hangs, a scrape answers at once with what is cached: nothing yet.
     let deadline = Instant::now() + Duration::from_secs(10);
