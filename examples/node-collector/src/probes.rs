@@ -8,7 +8,8 @@
 //! | `probe_duration_seconds` | `probe`, `target` | how long the last run took |
 //! | `probe_dns_lookup_time_seconds` | `probe`, `target` | name resolution time |
 //! | `probe_http_status_code` | `probe`, `target` | HTTP status (0 when none arrived) |
-//! | `probe_http_content_length` | `probe`, `target` | body length |
+//! | `probe_http_content_length` | `probe`, `target` | the response's `Content-Length`, -1 without one (chunked) |
+//! | `probe_http_uncompressed_body_length` | `probe`, `target` | body bytes read |
 //! | `probe_http_duration_seconds` | `probe`, `target`, `phase` (resolve, connect, tls, processing, transfer) | time per phase, summed over redirects |
 //! | `probe_http_redirects` | `probe`, `target` | redirects received (see below) |
 //! | `probe_failed_due_to_regex` | `probe`, `target` | 1 when the body did not match `body_pattern` |
@@ -69,8 +70,11 @@ pub struct Outcome {
     pub transfer: Duration,
     /// HTTP status, 0 when none.
     pub status: u16,
-    /// Body length.
-    pub content_length: u64,
+    /// The response's `Content-Length`, -1 when it has none (chunked), as blackbox_exporter's
+    /// `probe_http_content_length`.
+    pub content_length: i64,
+    /// Body bytes read (`probe_http_uncompressed_body_length`).
+    pub body_length: u64,
     /// The body did not match the pattern.
     pub failed_regex: bool,
     /// Redirect responses received (blackbox_exporter's `probe_http_redirects`).
@@ -328,6 +332,11 @@ where
         .map_err(|e| format!("request: {e}"))?;
     o.processing += t.elapsed();
     o.status = resp.status().as_u16();
+    o.content_length = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok())
+        .unwrap_or(-1);
     let location = resp
         .headers()
         .get(http::header::LOCATION)
@@ -354,7 +363,7 @@ where
         }
     }
     o.transfer += t.elapsed();
-    o.content_length = length;
+    o.body_length = length;
     if let Some(pattern) = &p.body_pattern {
         o.failed_regex = !pattern.0.is_match(&String::from_utf8_lossy(&kept));
     }
@@ -408,6 +417,12 @@ impl Collector for Probes {
                     "Length of http content response",
                     &l,
                     o.content_length as f64,
+                );
+                out.gauge(
+                    "probe_http_uncompressed_body_length",
+                    "Length of uncompressed response body",
+                    &l,
+                    o.body_length as f64,
                 );
                 out.gauge(
                     "probe_failed_due_to_regex",

@@ -87,6 +87,14 @@ async fn probes_against_local_servers() {
         value(&f, "probe_http_content_length", &[("probe", "healthy")]),
         Some(9.0)
     );
+    assert_eq!(
+        value(
+            &f,
+            "probe_http_uncompressed_body_length",
+            &[("probe", "healthy")]
+        ),
+        Some(9.0)
+    );
     assert_eq!(success("regex-miss"), 0.0);
     assert_eq!(
         value(&f, "probe_failed_due_to_regex", &[("probe", "regex-miss")]),
@@ -170,8 +178,17 @@ async fn large_bodies_are_counted_and_only_kept_to_be_matched_within_a_limit() {
         value(&f, "probe_success", &[("probe", "counted")]),
         Some(1.0)
     );
+    // Streamed (chunked): no Content-Length, as blackbox_exporter reports it; the bytes read.
     assert_eq!(
         value(&f, "probe_http_content_length", &[("probe", "counted")]),
+        Some(-1.0)
+    );
+    assert_eq!(
+        value(
+            &f,
+            "probe_http_uncompressed_body_length",
+            &[("probe", "counted")]
+        ),
         Some(SIZE as f64)
     );
     assert_eq!(
