@@ -52,10 +52,7 @@ fn routes() -> Router {
                 "unreachable"
             }),
         )
-        .route(
-            "/id",
-            get(|Extension(id): Extension<RequestId>| async move { id.to_string() }),
-        )
+        .route("/id", get(|id: RequestId| async move { id.to_string() }))
         .route("/metrics", get(|| async { "metrics page" }))
         .route(
             "/slow",
@@ -362,6 +359,114 @@ async fn request_ids_are_kept_or_generated_and_echoed() {
     )
     .await;
     assert_eq!(res.headers()["x-correlation-id"], "corr-1");
+}
+
+/// A handler (and a layer inside `ObsLayer`) gets the id through the extractor and
+/// `RequestId::current`, across `.await`s, with no extension unless asked for one.
+#[tokio::test(flavor = "current_thread")]
+async fn handlers_and_inner_layers_get_the_request_id() {
+    let cap = Capture::new();
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    let app = || {
+        Router::new()
+            .route(
+                "/seen",
+                get(
+                    |id: RequestId, ext: Option<Extension<RequestId>>| async move {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        let after_await = RequestId::current().map(|c| c.to_string());
+                        format!(
+                            "{id} {} {}",
+                            after_await.as_deref().unwrap_or("none"),
+                            ext.map_or("no-extension".to_owned(), |e| e.0.to_string())
+                        )
+                    },
+                ),
+            )
+            .route(
+                "/metrics",
+                get(|id: Option<RequestId>| async move { format!("{id:?}") }),
+            )
+            .route("/healthz", get(|_id: RequestId| async { "unreachable" }))
+            // Inside the observing layer (added before it): sees the id too.
+            .layer(axum::middleware::from_fn(
+                |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                    let id = RequestId::current();
+                    let mut res = next.run(req).await;
+                    if let Some(id) = id {
+                        res.headers_mut()
+                            .insert("x-inner-saw", id.header_value().clone());
+                    }
+                    res
+                },
+            ))
+    };
+    let plain = app().layer(obs(&cap));
+    let res = send(
+        &plain,
+        Request::get("/seen")
+            .header("x-request-id", "r-7")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.headers()["x-inner-saw"], "r-7");
+    assert_eq!(text(res).await, "r-7 r-7 no-extension");
+    let res = send(&plain, get_req("/seen")).await;
+    let generated = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(res.headers()["x-inner-saw"], generated.as_str());
+    assert_eq!(
+        text(res).await,
+        format!("{generated} {generated} no-extension")
+    );
+    // Only inside a request.
+    assert_eq!(RequestId::current(), None);
+
+    // Not observed (excluded): `Option<RequestId>` is `None`, `RequestId` a 500 that says why.
+    let res = send(&plain, get_req("/metrics")).await;
+    assert_eq!(text(res).await, "None");
+    let res = send(&plain, get_req("/healthz")).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = text(res).await;
+    assert!(body.contains("not behind axi_obs_axum::ObsLayer"), "{body}");
+
+    // On request, in the extensions too.
+    let with_extension = app().layer(obs(&cap).request_id_extension(true));
+    let res = send(
+        &with_extension,
+        Request::get("/seen")
+            .header("x-request-id", "r-8")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(text(res).await, "r-8 r-8 r-8");
+}
+
+/// Wrapping a service directly: code its `call` runs (before its future) sees the id too.
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrapped_services_call_sees_the_request_id() {
+    use tower::Layer as _;
+    let cap = Capture::new();
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    let svc = obs(&cap).layer(tower::service_fn(|_req: Request<Body>| {
+        let in_call = RequestId::current().map(|id| id.to_string());
+        async move {
+            Ok::<_, std::convert::Infallible>(Response::new(Body::from(
+                in_call.unwrap_or_else(|| "none".to_owned()),
+            )))
+        }
+    }));
+    let res = svc
+        .oneshot(
+            Request::get("/x")
+                .header("x-request-id", "c-1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(res).await, "c-1");
 }
 
 #[tokio::test(flavor = "current_thread")]

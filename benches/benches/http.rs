@@ -119,6 +119,12 @@ fn layers(c: &mut Criterion) {
         "axi-obs: metrics + request id",
         base().layer(metrics_only(&recorder)),
     );
+    // The id also in the request's extensions (opt-in: the map grows on its fourth entry).
+    run(
+        &mut g,
+        "axi-obs: metrics + request id in extensions",
+        base().layer(metrics_only(&recorder).request_id_extension(true)),
+    );
     // A label from the request (a tenant, say) on the duration metric, through the hook.
     run(
         &mut g,

@@ -101,6 +101,11 @@ where
             .as_ref()
             .and_then(|s| s.cx.clone())
             .map(opentelemetry::Context::attach);
+        // And its id, for the `RequestId` extractor and `RequestId::current`.
+        let _id = this
+            .state
+            .as_ref()
+            .map(|s| crate::request_id::enter(&s.request_id));
         let polled = match this.inner.as_pin_mut() {
             Some(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
                 Ok(p) => Ok(ready!(p)),

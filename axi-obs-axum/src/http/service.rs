@@ -68,7 +68,9 @@ where
         let slot = Box::<State>::new_uninit();
         let start = cfg.clock.now();
         let request_id = cfg.request_id.resolve(req.headers());
-        req.extensions_mut().insert(request_id.clone());
+        if cfg.request_id.extension {
+            req.extensions_mut().insert(request_id.clone());
+        }
 
         let method = method_label(req.method());
         let matched = req
@@ -206,6 +208,7 @@ where
         );
         let future = {
             let _attached = state.cx.clone().map(opentelemetry::Context::attach);
+            let _id = crate::request_id::enter(&state.request_id);
             call_catching(&mut self.inner, req)
         };
         ResponseFuture::new(future, Some(state))

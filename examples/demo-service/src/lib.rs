@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axi_obs_axum::client::TracedClient;
-use axi_obs_axum::{ObsLayer, ObsRoutes};
+use axi_obs_axum::{ObsLayer, ObsRoutes, RequestId};
 use axi_obs_core::MetricsHandle;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -258,8 +258,18 @@ async fn get_product(
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty))]
 async fn create_order(
     State(state): State<AppState>,
+    // `None` only when the demo runs without the layer (`--no-obs`).
+    request_id: Option<RequestId>,
     Json(req): Json<NewOrder>,
 ) -> Result<(StatusCode, Json<Order>), (StatusCode, Json<serde_json::Value>)> {
+    // Error bodies name the request id: what a user quotes to support, and what finds the
+    // request's log lines and trace.
+    let error = |reason: &str| {
+        Json(serde_json::json!({
+            "error": reason,
+            "request_id": request_id.as_ref().map(RequestId::as_str),
+        }))
+    };
     let reject = |reason: &str| {
         metrics::counter!(names::ORDERS, "status" => "rejected").increment(1);
         tracing::warn!(
@@ -268,10 +278,7 @@ async fn create_order(
             reason,
             "order rejected"
         );
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(serde_json::json!({ "error": reason })),
-        )
+        (StatusCode::UNPROCESSABLE_ENTITY, error(reason))
     };
     let Some(product) = state.products.iter().find(|p| p.id == req.product_id) else {
         return Err(reject("unknown product"));
@@ -291,7 +298,7 @@ async fn create_order(
         tracing::error!(order_id = id, "payment provider unavailable");
         return Err((
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "error": "payment provider unavailable" })),
+            error("payment provider unavailable"),
         ));
     }
 
