@@ -2,7 +2,8 @@
 //!
 //! [`InProcessRules`] reads the metrics the service records through axi-obs-core (or any
 //! source of Prometheus text you give it) on its own thread every interval, keeps them in a
-//! bounded [`MemStorage`], and evaluates Prometheus rule files over them. Alerts are read with
+//! bounded [`MemStorage`], and evaluates Prometheus rule files over them: each group every
+//! interval, or on its own `interval:`, querying `query_offset:` in the past when it has one. Alerts are read with
 //! [`InProcessRules::alerts`] or pushed to a callback after every round, and delivered as
 //! Prometheus delivers them (firing alerts again after the resend delay, resolved ones once,
 //! Prometheus's `endsAt`): to real Alertmanagers
@@ -108,17 +109,19 @@ impl Delivery {
         self.alertmanagers.is_empty() && self.router.is_none()
     }
 
-    /// Picks what each alerting rule sends after the round at `t` (Prometheus's
-    /// `sendAlerts`: firing alerts again after the resend delay, resolved ones once) and
-    /// hands it to every Alertmanager sender (queued, never blocking) and to the router.
-    fn send(&self, groups: &mut [GroupState], t: i64, interval: Duration) {
+    /// Picks what each alerting rule of the groups evaluated at `t` sends (Prometheus's
+    /// `sendAlerts` after a group's evaluation: firing alerts again after the resend delay,
+    /// resolved ones once; `endsAt` from the group's interval) and hands it to every
+    /// Alertmanager sender (queued, never blocking) and to the router.
+    fn send<'a>(&self, evaluated: impl Iterator<Item = (&'a mut GroupState, Duration)>, t: i64) {
         if self.is_empty() {
             return;
         }
         let resend = self.resend_delay.unwrap_or(DEFAULT_RESEND_DELAY);
-        let batch: Vec<_> = groups
-            .iter_mut()
-            .flat_map(|g| group_alerts_to_send(g, t, interval, resend, &self.external_url))
+        let batch: Vec<_> = evaluated
+            .flat_map(|(g, interval)| {
+                group_alerts_to_send(g, t, interval, resend, &self.external_url)
+            })
             .collect();
         if batch.is_empty() {
             return;
@@ -200,7 +203,10 @@ impl InProcessBuilder {
         self
     }
 
-    /// How often metrics are read and rules evaluated (default 15 s; at least 10 ms).
+    /// How often metrics are read, and how often groups without an `interval:` of their own
+    /// are evaluated (default 15 s; at least 10 ms). A group with its own `interval:` is
+    /// evaluated on that (at the first read at or after each due time, when it is longer
+    /// than this one), and queries `query_offset:` in the past when it has one.
     pub fn interval(mut self, d: Duration) -> Self {
         self.interval = d.max(Duration::from_millis(10));
         self
@@ -309,54 +315,79 @@ impl InProcessBuilder {
         let labels = Labels::from_pairs(self.labels);
         let interval = self.interval;
         let templates = self.templates;
-        let retention = retention_ms(&groups) + 2 * interval.as_millis() as i64;
+        // Each group's interval (its own, else the reading interval) and query offset.
+        let every: Vec<Duration> = groups
+            .iter()
+            .map(|g| {
+                g.group
+                    .interval
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(interval)
+            })
+            .collect();
+        let offsets: Vec<i64> = groups
+            .iter()
+            .map(|g| g.group.query_offset.map_or(0, |d| d.as_millis() as i64))
+            .collect();
+        let retention = retention_ms(&groups)
+            + 2 * every.iter().max().copied().unwrap_or(interval).as_millis() as i64;
         let thread = std::thread::Builder::new()
             .name("axi-alert-inprocess".into())
             .spawn(move || {
-                let engine = Engine::default().default_subquery_step(interval);
+                let engine = Engine::default();
                 let mut store = MemStorage::new();
                 let mut previous: HashSet<Labels> = HashSet::new();
+                let mut schedule = Schedule::new(interval, &every);
                 loop {
                     let t = now_ms();
-                    previous = read(&mut source, &labels, &mut store, t, &previous);
-                    for g in &mut groups {
-                        for o in g.eval(&engine, &mut store, t, 0, &templates) {
-                            if let Some(e) = o.error {
-                                tracing::warn!(group = %g.group.name, rule = %o.rule, error = %e, "rule evaluation failed");
-                            }
+                    if schedule.read_due(t) {
+                        previous = read(&mut source, &labels, &mut store, t, &previous);
+                    }
+                    let due = schedule.groups_due(t);
+                    if due.iter().any(|d| *d) {
+                        evaluate(
+                            &mut groups,
+                            &due,
+                            &every,
+                            &offsets,
+                            &engine,
+                            &mut store,
+                            t,
+                            &templates,
+                        );
+                        store.drop_before(t - retention);
+                        // Enriched in place (a rule re-expands its annotations every
+                        // evaluation), so the alerts sent carry the added annotations too.
+                        if !enrichers.is_empty() {
+                            let active = evaluated(&mut groups, &every, &due)
+                                .flat_map(|(g, _)| g.rules.iter_mut())
+                                .filter_map(|r| match r {
+                                    RuleState::Alerting(a) => Some(a.active.values_mut()),
+                                    RuleState::Recording { .. } => None,
+                                });
+                            crate::enrich::apply(
+                                &mut enrichers,
+                                active.flatten().filter(|a| a.state != AlertState::Inactive),
+                            );
                         }
-                    }
-                    store.drop_before(t - retention);
-                    // Enriched in place (a rule re-expands its annotations every round), so
-                    // the alerts sent carry the added annotations too.
-                    if !enrichers.is_empty() {
-                        let active = groups.iter_mut().flat_map(|g| g.rules.iter_mut()).filter_map(
-                            |r| match r {
-                                RuleState::Alerting(a) => Some(a.active.values_mut()),
+                        delivery.send(evaluated(&mut groups, &every, &due), t);
+                        let now: Vec<Alert> = groups
+                            .iter()
+                            .flat_map(|g| g.rules.iter())
+                            .filter_map(|r| match r {
+                                RuleState::Alerting(a) => Some(a.alerts()),
                                 RuleState::Recording { .. } => None,
-                            },
-                        );
-                        crate::enrich::apply(
-                            &mut enrichers,
-                            active.flatten().filter(|a| a.state != AlertState::Inactive),
-                        );
+                            })
+                            .flatten()
+                            .cloned()
+                            .collect();
+                        if let Some(f) = on_alerts.as_mut() {
+                            f(&now);
+                        }
+                        *shared.lock().unwrap_or_else(|e| e.into_inner()) = now;
                     }
-                    delivery.send(&mut groups, t, interval);
-                    let now: Vec<Alert> = groups
-                        .iter()
-                        .flat_map(|g| g.rules.iter())
-                        .filter_map(|r| match r {
-                            RuleState::Alerting(a) => Some(a.alerts()),
-                            RuleState::Recording { .. } => None,
-                        })
-                        .flatten()
-                        .cloned()
-                        .collect();
-                    if let Some(f) = on_alerts.as_mut() {
-                        f(&now);
-                    }
-                    *shared.lock().unwrap_or_else(|e| e.into_inner()) = now;
-                    match stopped.recv_timeout(interval) {
+                    let wait = schedule.next(t) - now_ms();
+                    match stopped.recv_timeout(Duration::from_millis(wait.max(1) as u64)) {
                         Err(RecvTimeoutError::Timeout) => {}
                         _ => return,
                     }
@@ -378,6 +409,104 @@ impl InProcessBuilder {
             thread: Some(thread),
         })
     }
+}
+
+/// When the metrics are read next and when each group is evaluated next (ms).
+struct Schedule {
+    read_every: i64,
+    next_read: i64,
+    group_every: Vec<i64>,
+    next_due: Vec<i64>,
+}
+
+impl Schedule {
+    /// Reading and every group due at once.
+    fn new(read_every: Duration, group_every: &[Duration]) -> Schedule {
+        Schedule {
+            read_every: read_every.as_millis().max(1) as i64,
+            next_read: i64::MIN,
+            group_every: group_every
+                .iter()
+                .map(|d| d.as_millis().max(1) as i64)
+                .collect(),
+            next_due: vec![i64::MIN; group_every.len()],
+        }
+    }
+
+    /// Whether to read at `t`; if so, the next read is one interval on (or one interval from
+    /// `t` after a stall longer than that, rather than a burst of catching up).
+    fn read_due(&mut self, t: i64) -> bool {
+        advance(&mut self.next_read, self.read_every, t)
+    }
+
+    /// Which groups to evaluate at `t`, each then due one of its intervals on.
+    fn groups_due(&mut self, t: i64) -> Vec<bool> {
+        self.next_due
+            .iter_mut()
+            .zip(&self.group_every)
+            .map(|(due, every)| advance(due, *every, t))
+            .collect()
+    }
+
+    /// The next time anything is due.
+    fn next(&self, t: i64) -> i64 {
+        self.next_due
+            .iter()
+            .copied()
+            .fold(self.next_read, i64::min)
+            .max(t + 1)
+    }
+}
+
+/// Whether `*due` has come at `t`; if so, moves it one `every` on (from `t` when that is
+/// still not after `t`).
+fn advance(due: &mut i64, every: i64, t: i64) -> bool {
+    if *due > t {
+        return false;
+    }
+    let next = due.saturating_add(every);
+    *due = if next > t { next } else { t + every };
+    true
+}
+
+/// Evaluates the groups `due` at `t`, each querying at `t` minus its query offset, with its
+/// interval as the subqueries' default step.
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    groups: &mut [GroupState],
+    due: &[bool],
+    every: &[Duration],
+    offsets: &[i64],
+    engine: &Engine,
+    store: &mut MemStorage,
+    t: i64,
+    templates: &TemplateContext,
+) {
+    for (((g, due), every), offset) in groups.iter_mut().zip(due).zip(every).zip(offsets) {
+        if !due {
+            continue;
+        }
+        let engine = engine.clone().default_subquery_step(*every);
+        for o in g.eval(&engine, store, t, *offset, templates) {
+            if let Some(e) = o.error {
+                tracing::warn!(group = %g.group.name, rule = %o.rule, error = %e, "rule evaluation failed");
+            }
+        }
+    }
+}
+
+/// The groups `due` this round, with their intervals.
+fn evaluated<'a>(
+    groups: &'a mut [GroupState],
+    every: &'a [Duration],
+    due: &'a [bool],
+) -> impl Iterator<Item = (&'a mut GroupState, Duration)> {
+    groups
+        .iter_mut()
+        .zip(every.iter().copied())
+        .zip(due)
+        .filter(|(_, due)| **due)
+        .map(|(g, _)| g)
 }
 
 /// Reads one round of samples; series that disappeared get a staleness marker. Returns the
@@ -425,4 +554,38 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_reads_and_evaluates_each_group_on_its_interval() {
+        let ms = Duration::from_millis;
+        let mut s = Schedule::new(ms(100), &[ms(100), ms(250)]);
+        // Everything at once at the start.
+        assert!(s.read_due(1_000));
+        assert_eq!(s.groups_due(1_000), [true, true]);
+        assert_eq!(s.next(1_000), 1_100);
+        assert!(!s.read_due(1_099));
+        assert_eq!(s.groups_due(1_099), [false, false]);
+        // On time: one interval on from the last due time, not from when it ran.
+        assert!(s.read_due(1_104));
+        assert_eq!(s.groups_due(1_104), [true, false]);
+        assert_eq!(s.next(1_104), 1_200);
+        assert!(s.read_due(1_250));
+        assert_eq!(s.groups_due(1_250), [true, true]);
+        assert_eq!(s.next(1_250), 1_300);
+        // An overdue read is due at once.
+        assert_eq!(s.next(1_320), 1_321);
+        // After a stall of many intervals: once, then one interval from then (no burst).
+        assert!(s.read_due(5_000));
+        assert_eq!(s.groups_due(5_000), [true, true]);
+        assert!(!s.read_due(5_001));
+        assert_eq!(s.groups_due(5_001), [false, false]);
+        assert_eq!(s.next(5_001), 5_100);
+        // Nothing is ever due in the past.
+        assert_eq!(s.next(9_000), 9_001);
+    }
 }

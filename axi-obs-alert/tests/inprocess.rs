@@ -117,3 +117,86 @@ fn the_registry_of_the_installed_telemetry_is_the_default_source() {
     assert_eq!(firing[0].labels.get("alertname"), Some("PaymentsFailing"));
     assert_eq!(firing[0].value, 5.0);
 }
+
+/// A group's own `interval:` and `query_offset:` are kept: the slow group is evaluated only
+/// once per its interval (its `time()` moves by at least that much between evaluations, while
+/// the group on the reading interval moves in smaller steps), and the offset group queries an
+/// hour in the past.
+#[test]
+fn groups_keep_their_own_interval_and_query_offset() {
+    let seen: Arc<std::sync::Mutex<Vec<Vec<Alert>>>> = Arc::default();
+    let s = seen.clone();
+    let rules = InProcessRules::builder()
+        .rules_yaml(
+            "groups:
+  - name: fast
+    rules:
+      - alert: Fast
+        expr: vector(time())
+  - name: slow
+    interval: 300ms
+    rules:
+      - alert: Slow
+        expr: vector(time())
+  - name: behind
+    query_offset: 1h
+    rules:
+      - alert: Behind
+        expr: vector(time())
+",
+        )
+        .interval(Duration::from_millis(20))
+        .source(String::new)
+        .on_alerts(move |a| s.lock().unwrap().push(a.to_vec()))
+        .start()
+        .unwrap();
+    let value = |round: &[Alert], name: &str| {
+        round
+            .iter()
+            .find(|a| a.labels.get("alertname") == Some(name))
+            .map(|a| a.value)
+    };
+    let distinct = |name: &str| {
+        let mut v: Vec<f64> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| value(r, name))
+            .collect();
+        v.dedup();
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while distinct("Slow").len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow group ran less than 4 times"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(rules);
+    let slow = distinct("Slow");
+    for w in slow.windows(2) {
+        assert!(
+            w[1] - w[0] >= 0.299,
+            "slow group evaluated too soon: {slow:?}"
+        );
+    }
+    let fast = distinct("Fast");
+    assert!(
+        fast.len() > slow.len() && fast.windows(2).any(|w| w[1] - w[0] < 0.299),
+        "the fast group did not run on the reading interval: {fast:?}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let behind = distinct("Behind");
+    assert!(!behind.is_empty());
+    for v in &behind {
+        assert!(
+            (now - v - 3600.0).abs() < 60.0,
+            "query_offset: queried at {v}, now {now}"
+        );
+    }
+}
