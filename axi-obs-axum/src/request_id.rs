@@ -18,16 +18,17 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 /// # let _: axum::routing::MethodRouter = axum::routing::get(handler);
 /// ```
 ///
-/// The layer makes the id current while the request's handler, and every layer added to the
-/// router before [`ObsLayer`](crate::ObsLayer), runs: the extractor and
-/// [`RequestId::current`] read it there, with no entry in the request's extensions (adding
-/// one costs about 0.1 µs a request, as axum's map grows on its fourth entry). For code
-/// that reads `Extension<RequestId>` or `request.extensions()`, or a service inside the layer
-/// that moves the request to a task of its own (tower's `Buffer`), turn on
-/// [`ObsLayer::request_id_extension`](crate::ObsLayer::request_id_extension).
+/// The layer makes the id current while it polls the request's future: the handler with its
+/// extractors, and every layer added to the router before [`ObsLayer`](crate::ObsLayer). The
+/// extractor and [`RequestId::current`] read it there, with no entry in the request's
+/// extensions (adding one costs about 0.1 µs a request, as axum's map grows on its fourth
+/// entry). `Extension<RequestId>` and `request.extensions()` find nothing unless
+/// [`ObsLayer::request_id_extension`](crate::ObsLayer::request_id_extension) is on; turn it
+/// on too for a service inside the layer that runs the handler on a task of its own (tower's
+/// `Buffer`, a middleware that spawns), where the extractor then finds the extension.
 ///
-/// Extracting it on a path the layer does not observe ([`ObsLayer::exclude_paths`](crate::ObsLayer::exclude_paths),
-/// or a route added after the layer) is answered `500` ([`MissingRequestId`]); extract
+/// Extracting it where no layer observes the request ([`ObsLayer::exclude_paths`](crate::ObsLayer::exclude_paths),
+/// a route added after the layer) is answered `500` ([`MissingRequestId`]); extract
 /// `Option<RequestId>` to handle that case yourself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestId(pub(crate) HeaderValue);
@@ -44,10 +45,12 @@ impl RequestId {
         &self.0
     }
 
-    /// The id of the request being served on this thread: `Some` inside the layer (in the
-    /// handler, in its extractors, in layers added before [`ObsLayer`](crate::ObsLayer), in
-    /// code they call, across their `.await`s), `None` elsewhere. A task the handler spawns
-    /// runs outside the request: extract the id first and move it into the task.
+    /// The id of the request whose future the layer is polling on this thread: `Some` in
+    /// the handler, its extractors, layers added before [`ObsLayer`](crate::ObsLayer) and code
+    /// they call, across their `.await`s; `None` elsewhere. That includes a task the handler
+    /// spawns, a streamed response body (polled by the server after the handler returned),
+    /// and `Drop` code of a handler whose client went away: extract the id first and move it
+    /// there.
     ///
     /// ```
     /// fn audit(what: &str) {

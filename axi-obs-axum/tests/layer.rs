@@ -443,6 +443,125 @@ async fn handlers_and_inner_layers_get_the_request_id() {
     assert_eq!(text(res).await, "r-8 r-8 r-8");
 }
 
+/// A middleware that runs the rest of the request on a task of its own takes the handler out
+/// of the layer's poll: the extractor then finds the id only in the extensions, when asked for.
+#[tokio::test(flavor = "current_thread")]
+async fn a_handler_on_another_task_reads_the_id_from_the_extension() {
+    let cap = Capture::new();
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    let app = || {
+        Router::new()
+            .route(
+                "/spawned",
+                get(|id: Option<RequestId>| async move {
+                    id.map_or("none".to_owned(), |id| id.to_string())
+                }),
+            )
+            .layer(axum::middleware::from_fn(
+                |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                    tokio::spawn(next.run(req)).await.unwrap()
+                },
+            ))
+    };
+    let req = || {
+        Request::get("/spawned")
+            .header("x-request-id", "t-1")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let res = send(&app().layer(obs(&cap)), req()).await;
+    assert_eq!(text(res).await, "none");
+    let res = send(&app().layer(obs(&cap).request_id_extension(true)), req()).await;
+    assert_eq!(text(res).await, "t-1");
+}
+
+/// Two layers, each with its own id: the inner one's is current inside it, the outer one's
+/// again once the inner layer's poll returns, and none after a panicking handler.
+#[tokio::test(flavor = "current_thread")]
+async fn nested_layers_each_make_their_own_id_current() {
+    let cap = Capture::new();
+    let _g = tracing::dispatcher::set_default(&cap.dispatch());
+    let inner = obs(&cap).request_id_header(http::HeaderName::from_static("x-inner-id"));
+    let app = routes()
+        .route(
+            "/nested",
+            get(|id: RequestId| async move { id.to_string() }),
+        )
+        .layer(inner)
+        // Between the two layers: sees the outer id before and after the inner layer ran.
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let before = RequestId::current().map(|i| i.to_string());
+                let mut res = next.run(req).await;
+                let after = RequestId::current().map(|i| i.to_string());
+                res.headers_mut().insert(
+                    "x-between",
+                    format!("{before:?} {after:?}").parse().unwrap(),
+                );
+                res
+            },
+        ))
+        .layer(obs(&cap));
+    let res = send(
+        &app,
+        Request::get("/nested")
+            .header("x-request-id", "outer-1")
+            .header("x-inner-id", "inner-1")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        res.headers()["x-between"],
+        "Some(\"outer-1\") Some(\"outer-1\")"
+    );
+    assert_eq!(text(res).await, "inner-1");
+    let res = send(&app, get_req("/panic")).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(RequestId::current(), None);
+}
+
+/// Many requests at once on a multi-threaded runtime, each handler suspended several times
+/// (and possibly resumed on another worker): each sees its own id, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_each_see_their_own_id() {
+    let cap = Capture::new();
+    let app = Router::new()
+        .route(
+            "/own",
+            get(|id: RequestId| async move {
+                let mut seen = vec![id.to_string()];
+                for _ in 0..5 {
+                    tokio::task::yield_now().await;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    seen.push(RequestId::current().map_or("none".to_owned(), |i| i.to_string()));
+                }
+                seen.join(",")
+            }),
+        )
+        .layer(obs(&cap));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let app = app.clone();
+        tasks.spawn(async move {
+            let id = format!("req-{i}");
+            let res = send(
+                &app,
+                Request::get("/own")
+                    .header("x-request-id", id.as_str())
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+            (id, text(res).await)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (id, body) = done.unwrap();
+        assert_eq!(body, [id.as_str(); 6].join(","));
+    }
+}
+
 /// Wrapping a service directly: code its `call` runs (before its future) sees the id too.
 #[tokio::test(flavor = "current_thread")]
 async fn a_wrapped_services_call_sees_the_request_id() {

@@ -242,8 +242,9 @@ impl ObsLayer {
 
     /// Paths (exact, without query, as the client sent them) excluded from metrics, spans and
     /// logs. Defaults to `/metrics`, `/healthz`, `/readyz`; pass an empty list to observe
-    /// everything. An excluded request passes through untouched: it gets no request id (a
-    /// handler there extracting [`RequestId`](crate::RequestId) is answered `500`), but a panic
+    /// everything. An excluded request passes through untouched: this layer gives it no request id
+    /// (a handler there extracting [`RequestId`](crate::RequestId) is answered `500`, unless
+    /// an outer `ObsLayer` observes the request), but a panic
     /// in its handler still becomes a `500`.
     pub fn exclude_paths<I, S>(self, paths: I) -> Self
     where
