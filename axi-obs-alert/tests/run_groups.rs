@@ -35,3 +35,54 @@ async fn groups_of_one_name_in_two_files_are_both_evaluated() {
     .await;
     assert_eq!(names, ["FromA", "FromB"]);
 }
+
+/// The last evaluation timestamp `axi-alert run` on `port` reports for its one group.
+async fn last_evaluation(client: &reqwest::Client, port: u16) -> Option<f64> {
+    let page = common::get_text(client, port, "/metrics").await?;
+    page.lines()
+        .find(|l| l.starts_with("prometheus_rule_group_last_evaluation_timestamp_seconds{"))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A reload that lengthens a group's interval does not evaluate it at the new interval's
+/// latest slot when that lies before its last evaluation (an hour's slot almost always does):
+/// as Prometheus's restarted group, it waits for the next slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_longer_interval_after_a_reload_never_evaluates_in_the_past() {
+    let rules = |interval: &str| {
+        format!(
+            "groups:\n  - name: g\n    interval: {interval}\n    rules:\n      - record: one\n        expr: vector(1)\n"
+        )
+    };
+    let (dir, config) = common::run_dir(
+        &[("r.yml", &rules("1s"))],
+        "global:\n  evaluation_interval: 1s\nrule_files: [r.yml]\n",
+    );
+    let port = free_port();
+    let _run = start_run(&config, port, Vec::<String>::new());
+    let client = reqwest::Client::new();
+    let before = poll("an evaluation", Duration::from_secs(30), async || {
+        last_evaluation(&client, port).await
+    })
+    .await;
+    std::fs::write(dir.path().join("r.yml"), rules("1h")).unwrap();
+    let reload = client
+        .post(format!("http://127.0.0.1:{port}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    // The old interval's next slot comes within a second of the reload.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < watch_until {
+        let last = last_evaluation(&client, port).await.unwrap();
+        assert!(
+            last >= before,
+            "evaluated at {last} after evaluating at {before}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

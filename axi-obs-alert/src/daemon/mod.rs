@@ -672,6 +672,8 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
     let engine = Engine::default().lookback(shared.options.query.lookback_delta);
     let mut next_due: BTreeMap<String, i64> = BTreeMap::new();
     let mut evaluations: BTreeMap<String, u32> = BTreeMap::new();
+    // Each group's last evaluation timestamp.
+    let mut last_ts: BTreeMap<String, i64> = BTreeMap::new();
     let mut last_trim = 0;
     loop {
         let now = now_ms();
@@ -703,8 +705,15 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 let offset = group_offset_ms(g);
                 // A group new to the loop runs at once, at its latest slot.
                 let due = next_due.entry(g.key()).or_insert(now);
-                if *due <= now {
-                    let slot = g.slot(now, interval);
+                let slot = (*due <= now).then(|| g.slot(now, interval));
+                if let Some(slot) = slot
+                    && last_ts.get(&g.key()).is_some_and(|last| slot.ts <= *last)
+                {
+                    // A reload changed the group's interval: the new interval's latest slot
+                    // can lie before the last evaluation. As Prometheus's restarted group,
+                    // wait for the next slot instead of evaluating in the past.
+                    *due = slot.next;
+                } else if let Some(slot) = slot {
                     let ts = slot.ts;
                     let engine = engine
                         .clone()
@@ -743,6 +752,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                     });
                     send_alerts(g, &rules.notifier, ts, interval, &shared.options);
                     *due = slot.next;
+                    last_ts.insert(key.clone(), ts);
                     evaluated = true;
                     let n = evaluations.entry(key.clone()).or_insert(0);
                     *n += 1;

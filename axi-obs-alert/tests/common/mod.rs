@@ -77,15 +77,20 @@ pub(crate) async fn get_json(
     port: u16,
     path: &str,
 ) -> Option<serde_json::Value> {
-    let text = client
+    serde_json::from_str(&get_text(client, port, path).await?).ok()
+}
+
+/// The body a server on loopback `port` answers `GET path` with, or `None` while it does not
+/// answer.
+pub(crate) async fn get_text(client: &reqwest::Client, port: u16, path: &str) -> Option<String> {
+    client
         .get(format!("http://127.0.0.1:{port}{path}"))
         .send()
         .await
         .ok()?
         .text()
         .await
-        .ok()?;
-    serde_json::from_str(&text).ok()
+        .ok()
 }
 
 /// Serves `body` as `/metrics` on a loopback port; returns the port.
