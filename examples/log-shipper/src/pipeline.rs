@@ -121,6 +121,13 @@ pub fn input_specs(config: &Config) -> Result<Vec<InputSpec>, String> {
                 access: (i.format == Format::Nginx && i.access_metrics).then(|| access.clone()),
                 parser,
                 max_line_bytes: i.max_line_bytes,
+                encoding: i
+                    .encoding
+                    .as_deref()
+                    .map(crate::config::encoding)
+                    .transpose()
+                    .map_err(|e| format!("inputs[{}].encoding: {e}", i.name))?
+                    .flatten(),
                 fingerprint_bytes: i.fingerprint_bytes,
                 close_inactive: i.close_inactive,
                 start_at: i.start_at,

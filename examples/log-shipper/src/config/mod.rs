@@ -12,6 +12,9 @@
 //!     service: docs-site             # service.name of the records; default the input name
 //!     access_metrics: true           # nginx only; default true
 //!     max_line_bytes: 1048576        # longer lines are cut (and counted); default 1 MiB
+//!     encoding: utf-8                # the files' character set (a WHATWG label: gbk, gb18030,
+//!                                    # big5, shift_jis, euc-kr, windows-1252, ...); lines are
+//!                                    # decoded to UTF-8 as read; UTF-16 is refused
 //!     fingerprint_bytes: 1024        # identity = device + inode + hash of these first bytes
 //!     close_inactive: 5m             # close a file at its end after this long without data
 //!     start_at: beginning            # beginning | end, for files without a registry entry
@@ -158,6 +161,10 @@ pub struct Input {
     /// Longest line kept whole, in bytes. Defaults to 1 MiB.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: usize,
+    /// The files' character set, a WHATWG encoding label (`gbk`, `gb18030`, `big5`,
+    /// `shift_jis`, `euc-kr`, `windows-1252`, ...). Defaults to UTF-8.
+    #[serde(default)]
+    pub encoding: Option<String>,
     /// Bytes hashed for the file identity. Defaults to 1024.
     #[serde(default = "default_fingerprint")]
     pub fingerprint_bytes: usize,
@@ -666,3 +673,30 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests;
+
+/// The encoding named by `label` (a WHATWG label, as browsers read them); `None` for UTF-8,
+/// which needs no decoding.
+///
+/// # Errors
+///
+/// An unknown label, and an encoding whose text is not split into lines at `\n` bytes
+/// (UTF-16, the replacement encoding).
+pub fn encoding(label: &str) -> Result<Option<&'static encoding_rs::Encoding>, String> {
+    let e = encoding_rs::Encoding::for_label(label.trim().as_bytes()).ok_or_else(|| {
+        format!(
+            "unknown encoding {label:?} (a WHATWG label: utf-8, gbk, gb18030, big5, shift_jis, \
+             euc-jp, euc-kr, windows-1252, iso-8859-2, koi8-r, ...)"
+        )
+    })?;
+    if e == encoding_rs::UTF_8 {
+        return Ok(None);
+    }
+    if !e.is_ascii_compatible() || e == encoding_rs::REPLACEMENT {
+        return Err(format!(
+            "encoding {label:?} ({}) is not supported: files are split into lines at newline \
+             bytes, which only ASCII-compatible encodings keep",
+            e.name()
+        ));
+    }
+    Ok(Some(e))
+}

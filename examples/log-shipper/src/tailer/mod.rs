@@ -62,8 +62,11 @@ pub struct InputSpec {
     pub parser: Parser,
     /// Access metrics, for nginx inputs.
     pub access: Option<Arc<AccessMetrics>>,
-    /// Longest line kept whole, bytes.
+    /// Longest line kept whole, bytes (as read, before decoding).
     pub max_line_bytes: usize,
+    /// The files' character set when not UTF-8: lines are decoded to UTF-8 as read, before
+    /// multiline joining and parsing.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
     /// Bytes hashed for the identity.
     pub fingerprint_bytes: usize,
     /// Close a file at its end after this long without data.
@@ -610,8 +613,16 @@ impl Tailer {
 
     /// Counts one line read and passes it through the input's multiline joining (if any)
     /// to [`emit`](Self::emit); false when the pipeline is gone.
-    fn deliver(&mut self, t: &mut Tracked, line: Line, observed: u64) -> bool {
+    fn deliver(&mut self, t: &mut Tracked, mut line: Line, observed: u64) -> bool {
         self.lines_read[t.input].increment(1);
+        if let Some(encoding) = self.inputs[t.input].encoding {
+            // Malformed sequences become U+FFFD, as invalid UTF-8 does below.
+            if let std::borrow::Cow::Owned(text) =
+                encoding.decode_without_bom_handling(&line.bytes).0
+            {
+                line.bytes = text.into_bytes();
+            }
+        }
         let event = match t.joiner.as_mut() {
             Some(j) => j.push(line, Instant::now()),
             None => Some(line),
@@ -741,6 +752,7 @@ mod tests {
             parser: crate::parse::Parser::Text,
             access: None,
             max_line_bytes: 1024,
+            encoding: None,
             fingerprint_bytes: 1024,
             close_inactive,
             start_at: StartAt::Beginning,

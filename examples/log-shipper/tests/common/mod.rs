@@ -150,13 +150,18 @@ pub fn counts(bodies: &[String]) -> BTreeMap<String, usize> {
 
 /// Appends `text` to `path` (creating it), flushed.
 pub fn append(path: &Path, text: &str) {
+    append_bytes(path, text.as_bytes());
+}
+
+/// Appends `bytes` to `path` (creating it), flushed.
+pub fn append_bytes(path: &Path, bytes: &[u8]) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
+    f.write_all(bytes).unwrap();
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped.
