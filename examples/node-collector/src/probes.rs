@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `probe_success` | `probe`, `target` | 1 when the last run succeeded |
 //! | `probe_duration_seconds` | `probe`, `target` | how long the last run took |
-//! | `probe_dns_lookup_time_seconds` | `probe`, `target` | name resolution time |
+//! | `probe_dns_lookup_time_seconds` | `probe`, `target` | the target's name resolution time (not the redirects') |
 //! | `probe_http_status_code` | `probe`, `target` | HTTP status (0 when none arrived) |
 //! | `probe_http_content_length` | `probe`, `target` | the response's `Content-Length`, -1 without one (chunked) |
 //! | `probe_http_uncompressed_body_length` | `probe`, `target` | body bytes read |
@@ -56,8 +56,11 @@ pub struct Outcome {
     pub success: bool,
     /// Whole run.
     pub duration: Duration,
-    /// Name resolution.
+    /// Name resolution, summed over redirects (`probe_http_duration_seconds{phase="resolve"}`).
     pub resolve: Duration,
+    /// The target's own name resolution: the first request's, as blackbox_exporter's
+    /// `probe_dns_lookup_time_seconds` (redirects' lookups count in `resolve` only).
+    pub dns_lookup: Duration,
     /// TCP connect.
     pub connect: Duration,
     /// TLS handshake (zero for plain HTTP).
@@ -151,6 +154,7 @@ async fn run_tcp(p: &TcpProbe) -> Outcome {
         let t = Instant::now();
         let addrs: Vec<_> = tokio::net::lookup_host(&p.address).await?.collect();
         o.resolve = t.elapsed();
+        o.dns_lookup = o.resolve;
         let addr = addrs
             .first()
             .copied()
@@ -264,7 +268,11 @@ async fn http_phases(
         .map_err(|e| format!("resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("resolve {host}: no address"))?;
-    o.resolve += t.elapsed();
+    let lookup = t.elapsed();
+    o.resolve += lookup;
+    if o.redirects == 0 {
+        o.dns_lookup = lookup;
+    }
     let t = Instant::now();
     let stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -403,7 +411,7 @@ impl Collector for Probes {
                 "probe_dns_lookup_time_seconds",
                 "Returns the time taken for probe dns lookup in seconds",
                 &l,
-                o.resolve.as_secs_f64(),
+                o.dns_lookup.as_secs_f64(),
             );
             if *is_http {
                 out.gauge(

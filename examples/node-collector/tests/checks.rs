@@ -258,6 +258,19 @@ async fn redirects_are_followed_as_blackbox_exporter_follows_them() {
     assert_eq!(get("probe_http_status_code", "chain"), 200.0);
     assert_eq!(get("probe_failed_due_to_regex", "chain"), 0.0);
     assert_eq!(get("probe_http_content_length", "chain"), 9.0);
+    // As blackbox_exporter: the DNS lookup time is the target's alone; the resolve phase sums
+    // the three requests' lookups.
+    let resolve = value(
+        &f,
+        "probe_http_duration_seconds",
+        &[("probe", "chain"), ("phase", "resolve")],
+    )
+    .unwrap();
+    let dns = get("probe_dns_lookup_time_seconds", "chain");
+    assert!(
+        dns > 0.0 && dns < resolve,
+        "dns {dns}, resolve phase {resolve}"
+    );
     // The target label stays the configured URL.
     assert!(
         value(
