@@ -210,3 +210,47 @@ async fn resource_exhausted_with_a_retry_info_is_retried_after_its_delay() {
         "retried after {gap:?}, sooner than the 1.5 s asked"
     );
 }
+
+/// A collector (or whatever the endpoint really is) answering 200 with a body that never
+/// ends: the exporter reads at most 1 MiB of it and lets go of the connection, instead of
+/// reading (and holding) it until the export times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_reply_is_read_no_further_than_a_mebibyte() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let written = Arc::new(AtomicU64::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counter = written.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (mut rx, mut tx) = socket.into_split();
+                // The request is read and ignored.
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 16 * 1024];
+                    while matches!(rx.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ntransfer-encoding: chunked\r\n\r\n";
+                if tx.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                while tx.write_all(chunk.as_bytes()).await.is_ok() {
+                    counter.fetch_add(0x10000, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert_eq!(export_spans(addr, 5).await, (5, 0));
+    let written = written.load(Ordering::Relaxed);
+    // 1 MiB read, plus what the two sockets' buffers took before the client let go.
+    assert!(
+        written < 64 << 20,
+        "{written} bytes of the reply were sent before the exporter let go"
+    );
+}
