@@ -50,34 +50,75 @@ async fn gbk_lines_arrive_as_utf8_and_multiline_patterns_match_the_decoded_text(
     assert_eq!(records[2].position.end, bytes.len() as u64);
 }
 
+/// `max_line_bytes` counts the file's bytes, also for joined events: a GBK event of 40 bytes
+/// (59 in UTF-8) fits a 40-byte limit whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_count_the_files_bytes_not_the_decoded_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = Memory::default();
+    let running = start(
+        &yaml(
+            dir.path(),
+            &log.display().to_string(),
+            "    encoding: gbk
+    max_line_bytes: 40
+    multiline: { pattern: '^ ', match: after, timeout: 50ms }
+",
+        ),
+        out.clone(),
+    );
+    // 19 + 1 (the joining newline) + 20 bytes in GBK: 40. Each Chinese character is two bytes
+    // in GBK and three in UTF-8.
+    let whole = "错误：连接超时了啊
+ 详情：订单四十二号码";
+    let (gbk, _, _) = encoding_rs::GBK.encode(whole);
+    assert_eq!(gbk.len(), 40);
+    assert_eq!(whole.len(), 59);
+    let mut bytes = gbk.into_owned();
+    bytes.extend_from_slice(b"\nnext\n");
+    append_bytes(&log, &bytes);
+    assert!(
+        wait_until(|| out.bodies().len() == 2).await,
+        "{:?}",
+        out.bodies()
+    );
+    running.stop().await;
+    assert_eq!(out.bodies(), [whole, "next"]);
+    let records = out.records.lock().unwrap();
+    assert!(!records[0].truncated, "{:?}", records[0]);
+}
+
 #[test]
 fn unknown_and_unsplittable_encodings_are_refused_with_where() {
     let dir = tempfile::tempdir().unwrap();
     let check = |label: &str| {
-        let config = Config::parse(
-            &yaml(
-                dir.path(),
-                "/tmp/x.log",
-                &format!("    encoding: {label}\n"),
-            ),
-            Path::new("test.yml"),
-        )
-        .unwrap();
-        log_shipper::pipeline::input_specs(&config).map(|specs| specs[0].encoding.map(|e| e.name()))
+        let text = yaml(
+            dir.path(),
+            "/tmp/x.log",
+            &format!("    encoding: {label}\n"),
+        );
+        Config::parse(&text, Path::new("test.yml"))
+            .map_err(|e| e.to_string())
+            .and_then(|config| log_shipper::pipeline::input_specs(&config))
+            .map(|specs| specs[0].encoding.map(|e| e.name()))
     };
     assert_eq!(check("GBK").unwrap(), Some("GBK"));
     assert_eq!(check("gb2312").unwrap(), Some("GBK"));
     assert_eq!(check("shift_jis").unwrap(), Some("Shift_JIS"));
     assert_eq!(check("latin1").unwrap(), Some("windows-1252"));
     assert_eq!(check("utf-8").unwrap(), None);
-    let e = check("klingon").unwrap_err().to_string();
+    // Refused when the configuration is read (so `--check-config` says so), naming the line.
+    let e = check("klingon").unwrap_err();
     assert!(
-        e.starts_with("inputs[app].encoding: unknown encoding \"klingon\""),
+        e.starts_with("test.yml:6: inputs[app].encoding: unknown encoding \"klingon\""),
         "{e}"
     );
-    let e = check("utf-16le").unwrap_err().to_string();
+    let e = check("utf-16le").unwrap_err();
     assert!(
-        e.starts_with("inputs[app].encoding: encoding \"utf-16le\" (UTF-16LE) is not supported"),
+        e.contains("inputs[app].encoding: encoding \"utf-16le\" (UTF-16LE) is not supported"),
         "{e}"
     );
+    let e = check("iso-2022-jp").unwrap_err();
+    assert!(e.contains("is not supported"), "{e}");
 }

@@ -14,7 +14,8 @@
 //!     max_line_bytes: 1048576        # longer lines are cut (and counted); default 1 MiB
 //!     encoding: utf-8                # the files' character set (a WHATWG label: gbk, gb18030,
 //!                                    # big5, shift_jis, euc-kr, windows-1252, ...); lines are
-//!                                    # decoded to UTF-8 as read; UTF-16 is refused
+//!                                    # decoded to UTF-8 as read; UTF-16 and ISO-2022-JP
+//!                                    # are refused
 //!     fingerprint_bytes: 1024        # identity = device + inode + hash of these first bytes
 //!     close_inactive: 5m             # close a file at its end after this long without data
 //!     start_at: beginning            # beginning | end, for files without a registry entry
@@ -162,7 +163,8 @@ pub struct Input {
     #[serde(default = "default_max_line")]
     pub max_line_bytes: usize,
     /// The files' character set, a WHATWG encoding label (`gbk`, `gb18030`, `big5`,
-    /// `shift_jis`, `euc-kr`, `windows-1252`, ...). Defaults to UTF-8.
+    /// `shift_jis`, `euc-kr`, `windows-1252`, ...; not UTF-16 or ISO-2022-JP). Defaults to
+    /// UTF-8.
     #[serde(default)]
     pub encoding: Option<String>,
     /// Bytes hashed for the file identity. Defaults to 1024.
@@ -560,6 +562,14 @@ impl Config {
             if input.close_inactive.is_zero() {
                 return Err(field("close_inactive", "must be positive".into()));
             }
+            if let Some(label) = &input.encoding {
+                encoding(label).map_err(|e| {
+                    err(
+                        line_of(text, "encoding").or(line),
+                        format!("inputs[{}].encoding: {e}", input.name),
+                    )
+                })?;
+            }
             if let Some(m) = &input.multiline {
                 m.spec().map_err(|e| {
                     err(
@@ -680,7 +690,7 @@ mod tests;
 /// # Errors
 ///
 /// An unknown label, and an encoding whose text is not split into lines at `\n` bytes
-/// (UTF-16, the replacement encoding).
+/// (UTF-16, ISO-2022-JP, the replacement encoding).
 pub fn encoding(label: &str) -> Result<Option<&'static encoding_rs::Encoding>, String> {
     let e = encoding_rs::Encoding::for_label(label.trim().as_bytes()).ok_or_else(|| {
         format!(

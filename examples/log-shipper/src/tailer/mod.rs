@@ -64,8 +64,8 @@ pub struct InputSpec {
     pub access: Option<Arc<AccessMetrics>>,
     /// Longest line kept whole, bytes (as read, before decoding).
     pub max_line_bytes: usize,
-    /// The files' character set when not UTF-8: lines are decoded to UTF-8 as read, before
-    /// multiline joining and parsing.
+    /// The files' character set when not UTF-8: events are decoded to UTF-8 before parsing
+    /// (multiline patterns match the decoded text; limits count the file's bytes).
     pub encoding: Option<&'static encoding_rs::Encoding>,
     /// Bytes hashed for the identity.
     pub fingerprint_bytes: usize,
@@ -613,19 +613,18 @@ impl Tailer {
 
     /// Counts one line read and passes it through the input's multiline joining (if any)
     /// to [`emit`](Self::emit); false when the pipeline is gone.
-    fn deliver(&mut self, t: &mut Tracked, mut line: Line, observed: u64) -> bool {
+    fn deliver(&mut self, t: &mut Tracked, line: Line, observed: u64) -> bool {
         self.lines_read[t.input].increment(1);
-        if let Some(encoding) = self.inputs[t.input].encoding {
-            // Malformed sequences become U+FFFD, as invalid UTF-8 does below.
-            if let std::borrow::Cow::Owned(text) =
-                encoding.decode_without_bom_handling(&line.bytes).0
-            {
-                line.bytes = text.into_bytes();
+        let event = match (t.joiner.as_mut(), self.inputs[t.input].encoding) {
+            // The pattern is matched against the decoded text; the event keeps the file's
+            // bytes (so `max_line_bytes` counts those), decoded whole in `emit`.
+            (Some(j), Some(encoding)) => {
+                let text = encoding.decode_without_bom_handling(&line.bytes).0;
+                let continuation = j.is_continuation(text.as_bytes());
+                j.push_as(line, continuation, Instant::now())
             }
-        }
-        let event = match t.joiner.as_mut() {
-            Some(j) => j.push(line, Instant::now()),
-            None => Some(line),
+            (Some(j), None) => j.push(line, Instant::now()),
+            (None, _) => Some(line),
         };
         match event {
             Some(event) => self.emit(t, event, observed),
@@ -641,9 +640,17 @@ impl Tailer {
             metrics::counter!(names::LINES_TRUNCATED, names::INPUT => name.to_string())
                 .increment(1);
         }
-        let text = match String::from_utf8(line.bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        let text = match input.encoding {
+            // Malformed sequences become U+FFFD, as invalid UTF-8 does below.
+            Some(encoding) => match encoding.decode_without_bom_handling(&line.bytes).0 {
+                std::borrow::Cow::Owned(text) => text,
+                // ASCII only: the bytes are the text.
+                std::borrow::Cow::Borrowed(_) => String::from_utf8(line.bytes).unwrap_or_default(),
+            },
+            None => match String::from_utf8(line.bytes) {
+                Ok(s) => s,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            },
         };
         let parsed = input.parser.parse_observed(text, |access| {
             if let Some(m) = &input.access {

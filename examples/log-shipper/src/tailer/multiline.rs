@@ -114,6 +114,17 @@ impl Joiner {
     /// Takes a line read at `now`; returns the event it completed, if any.
     pub(crate) fn push(&mut self, line: Line, now: Instant) -> Option<Line> {
         let continuation = self.spec.is_continuation(&line.bytes);
+        self.push_as(line, continuation, now)
+    }
+
+    /// Whether `text` is a continuation line by the pattern.
+    pub(crate) fn is_continuation(&self, text: &[u8]) -> bool {
+        self.spec.is_continuation(text)
+    }
+
+    /// As [`push`](Self::push), with whether the line is a continuation decided by the
+    /// caller (from its text decoded to UTF-8, while the event keeps the file's bytes).
+    pub(crate) fn push_as(&mut self, line: Line, continuation: bool, now: Instant) -> Option<Line> {
         match self.spec.r#match {
             Match::After => {
                 if continuation && self.lines > 0 {
