@@ -204,11 +204,11 @@ impl InProcessBuilder {
     }
 
     /// How often metrics are read, and how often groups without an `interval:` of their own
-    /// are evaluated (default 15 s; at least 10 ms). A group with its own `interval:` is
-    /// evaluated on that (at the first read at or after each due time, when it is longer
-    /// than this one), and queries `query_offset:` in the past when it has one.
+    /// are evaluated (default 15 s; at least 10 ms). A group with its own `interval:` (at
+    /// least 10 ms) is evaluated on that, over the samples read last, and queries
+    /// `query_offset:` in the past when it has one (samples are kept long enough for it).
     pub fn interval(mut self, d: Duration) -> Self {
-        self.interval = d.max(Duration::from_millis(10));
+        self.interval = d.max(MIN_INTERVAL);
         self
     }
 
@@ -322,14 +322,16 @@ impl InProcessBuilder {
                 g.group
                     .interval
                     .filter(|d| !d.is_zero())
-                    .unwrap_or(interval)
+                    .map_or(interval, |d| d.max(MIN_INTERVAL))
             })
             .collect();
         let offsets: Vec<i64> = groups
             .iter()
             .map(|g| g.group.query_offset.map_or(0, |d| d.as_millis() as i64))
             .collect();
+        // What the rules read reaches back the longest range and query offset.
         let retention = retention_ms(&groups)
+            + offsets.iter().copied().max().unwrap_or(0)
             + 2 * every.iter().max().copied().unwrap_or(interval).as_millis() as i64;
         let thread = std::thread::Builder::new()
             .name("axi-alert-inprocess".into())
@@ -340,6 +342,7 @@ impl InProcessBuilder {
                 let mut schedule = Schedule::new(interval, &every);
                 loop {
                     let t = now_ms();
+                    schedule.observe(t);
                     if schedule.read_due(t) {
                         previous = read(&mut source, &labels, &mut store, t, &previous);
                     }
@@ -386,7 +389,8 @@ impl InProcessBuilder {
                         }
                         *shared.lock().unwrap_or_else(|e| e.into_inner()) = now;
                     }
-                    let wait = schedule.next(t) - now_ms();
+                    // At most one reading interval, whatever the wall clock does.
+                    let wait = (schedule.next(t) - now_ms()).min(schedule.read_every);
                     match stopped.recv_timeout(Duration::from_millis(wait.max(1) as u64)) {
                         Err(RecvTimeoutError::Timeout) => {}
                         _ => return,
@@ -411,12 +415,17 @@ impl InProcessBuilder {
     }
 }
 
-/// When the metrics are read next and when each group is evaluated next (ms).
+/// The shortest reading or evaluation interval.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// When the metrics are read next and when each group is evaluated next (ms, wall clock).
 struct Schedule {
     read_every: i64,
     next_read: i64,
     group_every: Vec<i64>,
     next_due: Vec<i64>,
+    /// The wall clock when last observed.
+    last_seen: i64,
 }
 
 impl Schedule {
@@ -430,7 +439,20 @@ impl Schedule {
                 .map(|d| d.as_millis().max(1) as i64)
                 .collect(),
             next_due: vec![i64::MIN; group_every.len()],
+            last_seen: i64::MIN,
         }
+    }
+
+    /// Takes the wall clock at `t`: when it went back (a correction), every due time moves
+    /// back as far, so the cadence goes on instead of waiting for the old times to come again.
+    fn observe(&mut self, t: i64) {
+        if t < self.last_seen {
+            let back = self.last_seen - t;
+            for due in std::iter::once(&mut self.next_read).chain(&mut self.next_due) {
+                *due = due.saturating_sub(back);
+            }
+        }
+        self.last_seen = t;
     }
 
     /// Whether to read at `t`; if so, the next read is one interval on (or one interval from
@@ -587,5 +609,22 @@ mod tests {
         assert_eq!(s.next(5_001), 5_100);
         // Nothing is ever due in the past.
         assert_eq!(s.next(9_000), 9_001);
+    }
+
+    #[test]
+    fn a_wall_clock_set_back_keeps_the_cadence() {
+        let ms = Duration::from_millis;
+        let mut s = Schedule::new(ms(100), &[ms(300)]);
+        s.observe(10_000);
+        assert!(s.read_due(10_000));
+        assert_eq!(s.groups_due(10_000), [true]);
+        s.observe(10_050);
+        // Set back an hour: the next read is still 50 ms away, the group's 250 ms.
+        s.observe(10_050 - 3_600_000);
+        let t = 10_050 - 3_600_000;
+        assert_eq!(s.next(t), t + 50);
+        assert!(!s.read_due(t + 49));
+        assert!(s.read_due(t + 50));
+        assert_eq!(s.groups_due(t + 250), [true]);
     }
 }

@@ -200,3 +200,34 @@ fn groups_keep_their_own_interval_and_query_offset() {
         );
     }
 }
+
+/// A group an hour behind (`query_offset: 1h`) finds the samples of an hour ago, those of
+/// earlier rounds included: they are kept that long (samples carrying their own timestamps,
+/// an hour old, stand in for an hour's wait).
+#[test]
+fn samples_are_kept_as_long_as_a_query_offset_reaches_back() {
+    let rules = InProcessRules::builder()
+        .rules_yaml(
+            "groups:
+  - name: behind
+    query_offset: 1h
+    rules:
+      - alert: HourAgo
+        expr: count_over_time(backlog[1m]) > 3
+",
+        )
+        .interval(Duration::from_millis(20))
+        .source(|| {
+            let hour_ago = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                - 3_600_000;
+            format!("# TYPE backlog gauge\nbacklog 42 {hour_ago}\n")
+        })
+        .start()
+        .unwrap();
+    let firing = wait_for(&rules, "the hour-old sample's alert", |a| !a.is_empty());
+    assert_eq!(firing[0].labels.get("alertname"), Some("HourAgo"));
+    assert!(firing[0].value > 3.0, "{:?}", firing[0]);
+}

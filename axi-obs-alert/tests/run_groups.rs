@@ -47,42 +47,101 @@ async fn last_evaluation(client: &reqwest::Client, port: u16) -> Option<f64> {
         .ok()
 }
 
+/// `axi-alert run` over one group `g` (one recording rule) evaluated every `interval`, after
+/// its first evaluation: the running process, its folder, its port and that evaluation's time.
+struct OneGroup {
+    _run: common::Kill,
+    dir: tempfile::TempDir,
+    port: u16,
+    client: reqwest::Client,
+    first: f64,
+}
+
+fn one_group_rules(interval: &str) -> String {
+    format!(
+        "groups:\n  - name: g\n    interval: {interval}\n    rules:\n      - record: one\n        expr: vector(1)\n"
+    )
+}
+
+impl OneGroup {
+    async fn start(interval: &str) -> OneGroup {
+        let (dir, config) = common::run_dir(
+            &[("r.yml", &one_group_rules(interval))],
+            "global:\n  evaluation_interval: 1s\nrule_files: [r.yml]\n",
+        );
+        let port = free_port();
+        let run = start_run(&config, port, Vec::<String>::new());
+        let client = reqwest::Client::new();
+        // A new group runs at once, at its latest slot.
+        let first = poll(
+            "the first evaluation",
+            Duration::from_secs(30),
+            async || last_evaluation(&client, port).await,
+        )
+        .await;
+        OneGroup {
+            _run: run,
+            dir,
+            port,
+            client,
+            first,
+        }
+    }
+
+    /// Rewrites the group with `interval` and reloads.
+    async fn reload_with(&self, interval: &str) {
+        std::fs::write(self.dir.path().join("r.yml"), one_group_rules(interval)).unwrap();
+        let reload = self
+            .client
+            .post(format!("http://127.0.0.1:{}/-/reload", self.port))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reload.status(), 200);
+    }
+
+    async fn last_evaluation(&self) -> Option<f64> {
+        last_evaluation(&self.client, self.port).await
+    }
+}
+
 /// A reload that lengthens a group's interval does not evaluate it at the new interval's
 /// latest slot when that lies before its last evaluation (an hour's slot almost always does):
 /// as Prometheus's restarted group, it waits for the next slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_longer_interval_after_a_reload_never_evaluates_in_the_past() {
-    let rules = |interval: &str| {
-        format!(
-            "groups:\n  - name: g\n    interval: {interval}\n    rules:\n      - record: one\n        expr: vector(1)\n"
-        )
-    };
-    let (dir, config) = common::run_dir(
-        &[("r.yml", &rules("1s"))],
-        "global:\n  evaluation_interval: 1s\nrule_files: [r.yml]\n",
-    );
-    let port = free_port();
-    let _run = start_run(&config, port, Vec::<String>::new());
-    let client = reqwest::Client::new();
-    let before = poll("an evaluation", Duration::from_secs(30), async || {
-        last_evaluation(&client, port).await
-    })
-    .await;
-    std::fs::write(dir.path().join("r.yml"), rules("1h")).unwrap();
-    let reload = client
-        .post(format!("http://127.0.0.1:{port}/-/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reload.status(), 200);
+    let run = OneGroup::start("1s").await;
+    let before = run.last_evaluation().await.unwrap();
+    run.reload_with("1h").await;
     // The old interval's next slot comes within a second of the reload.
     let watch_until = std::time::Instant::now() + Duration::from_secs(3);
     while std::time::Instant::now() < watch_until {
-        let last = last_evaluation(&client, port).await.unwrap();
+        let last = run.last_evaluation().await.unwrap();
         assert!(
             last >= before,
             "evaluated at {last} after evaluating at {before}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A reload that shortens a group's interval (1h to 1s) evaluates it on the new interval at
+/// once, not at the old interval's next slot an hour away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shorter_interval_after_a_reload_applies_at_once() {
+    let run = OneGroup::start("1h").await;
+    run.reload_with("1s").await;
+    let mut seen = Vec::new();
+    poll(
+        "evaluations every second",
+        Duration::from_secs(15),
+        async || {
+            let last = run.last_evaluation().await?;
+            if seen.last() != Some(&last) && last > run.first {
+                seen.push(last);
+            }
+            (seen.len() >= 3).then_some(())
+        },
+    )
+    .await;
 }

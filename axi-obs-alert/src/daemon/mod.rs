@@ -672,8 +672,9 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
     let engine = Engine::default().lookback(shared.options.query.lookback_delta);
     let mut next_due: BTreeMap<String, i64> = BTreeMap::new();
     let mut evaluations: BTreeMap<String, u32> = BTreeMap::new();
-    // Each group's last evaluation timestamp.
+    // Each group's last evaluation timestamp, and the interval it was scheduled with.
     let mut last_ts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut scheduled_every: BTreeMap<String, i64> = BTreeMap::new();
     let mut last_trim = 0;
     loop {
         let now = now_ms();
@@ -704,6 +705,14 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 let interval = group_interval_ms(g, default_interval);
                 let offset = group_offset_ms(g);
                 // A group new to the loop runs at once, at its latest slot.
+                // A reload changed the interval: due at once, not at the old interval's next
+                // slot (an hour away after shortening 1h to 1s), on the new interval's slots.
+                if scheduled_every
+                    .insert(g.key(), interval)
+                    .is_some_and(|before| before != interval)
+                {
+                    next_due.insert(g.key(), now);
+                }
                 let due = next_due.entry(g.key()).or_insert(now);
                 let slot = (*due <= now).then(|| g.slot(now, interval));
                 if let Some(slot) = slot
