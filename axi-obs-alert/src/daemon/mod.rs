@@ -676,8 +676,16 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
     let mut last_ts: BTreeMap<String, i64> = BTreeMap::new();
     let mut scheduled_every: BTreeMap<String, i64> = BTreeMap::new();
     let mut last_trim = 0;
+    let mut last_now = i64::MIN;
     loop {
         let now = now_ms();
+        if now < last_now {
+            // The wall clock was set back: the schedule moves back as far, instead of waiting
+            // for the old due times (and for slots after the last evaluations) to come again.
+            shift_back(&mut next_due, &mut last_ts, last_now - now);
+            last_trim = last_trim.min(now);
+        }
+        last_now = now;
         let mut wake = now + 1_000;
         let mut evaluated = false;
         // With a remote Prometheus, the due groups' queries are asked before the rules and the
@@ -801,6 +809,17 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
         }
         let sleep = (wake - now_ms()).clamp(10, 1_000);
         std::thread::sleep(Duration::from_millis(sleep as u64));
+    }
+}
+
+/// Moves every group's due time and last evaluation timestamp `back` milliseconds earlier.
+fn shift_back(
+    next_due: &mut BTreeMap<String, i64>,
+    last_ts: &mut BTreeMap<String, i64>,
+    back: i64,
+) {
+    for t in next_due.values_mut().chain(last_ts.values_mut()) {
+        *t = t.saturating_sub(back);
     }
 }
 
