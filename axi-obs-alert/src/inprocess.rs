@@ -336,7 +336,9 @@ impl InProcessBuilder {
         let thread = std::thread::Builder::new()
             .name("axi-alert-inprocess".into())
             .spawn(move || {
-                let engine = Engine::default();
+                // Subqueries without a step take the reading interval, as Prometheus's take the
+                // global `evaluation_interval` (not the group's).
+                let engine = Engine::default().default_subquery_step(interval);
                 let mut store = MemStorage::new();
                 let mut previous: HashSet<Labels> = HashSet::new();
                 let mut schedule = Schedule::new(interval, &every);
@@ -351,7 +353,6 @@ impl InProcessBuilder {
                         evaluate(
                             &mut groups,
                             &due,
-                            &every,
                             &offsets,
                             &engine,
                             &mut store,
@@ -491,25 +492,21 @@ fn advance(due: &mut i64, every: i64, t: i64) -> bool {
     true
 }
 
-/// Evaluates the groups `due` at `t`, each querying at `t` minus its query offset, with its
-/// interval as the subqueries' default step.
-#[allow(clippy::too_many_arguments)]
+/// Evaluates the groups `due` at `t`, each querying at `t` minus its query offset.
 fn evaluate(
     groups: &mut [GroupState],
     due: &[bool],
-    every: &[Duration],
     offsets: &[i64],
     engine: &Engine,
     store: &mut MemStorage,
     t: i64,
     templates: &TemplateContext,
 ) {
-    for (((g, due), every), offset) in groups.iter_mut().zip(due).zip(every).zip(offsets) {
+    for ((g, due), offset) in groups.iter_mut().zip(due).zip(offsets) {
         if !due {
             continue;
         }
-        let engine = engine.clone().default_subquery_step(*every);
-        for o in g.eval(&engine, store, t, *offset, templates) {
+        for o in g.eval(engine, store, t, *offset, templates) {
             if let Some(e) = o.error {
                 tracing::warn!(group = %g.group.name, rule = %o.rule, error = %e, "rule evaluation failed");
             }

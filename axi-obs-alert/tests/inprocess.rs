@@ -231,3 +231,25 @@ fn samples_are_kept_as_long_as_a_query_offset_reaches_back() {
     assert_eq!(firing[0].labels.get("alertname"), Some("HourAgo"));
     assert!(firing[0].value > 3.0, "{:?}", firing[0]);
 }
+
+/// A subquery without a step takes the reading interval (Prometheus's global
+/// `evaluation_interval`), not the group's: 100 ms at a 20 ms step holds 5 points.
+#[test]
+fn subqueries_without_a_step_take_the_reading_interval() {
+    let rules = InProcessRules::builder()
+        .rules_yaml(
+            "groups:
+  - name: slow
+    interval: 1s
+    rules:
+      - alert: Points
+        expr: count_over_time(vector(1)[100ms:])
+",
+        )
+        .interval(Duration::from_millis(20))
+        .source(String::new)
+        .start()
+        .unwrap();
+    let firing = wait_for(&rules, "the subquery's alert", |a| !a.is_empty());
+    assert_eq!(firing[0].value, 5.0, "{:?}", firing[0]);
+}

@@ -145,3 +145,31 @@ async fn a_shorter_interval_after_a_reload_applies_at_once() {
     )
     .await;
 }
+
+/// A subquery without a step takes the global `evaluation_interval` (1 s here), as in
+/// Prometheus, not the group's (10 s): `[3s:]` holds three points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subqueries_without_a_step_take_the_global_evaluation_interval() {
+    let (_dir, config) = common::run_dir(
+        &[(
+            "r.yml",
+            "groups:\n  - name: g\n    interval: 10s\n    rules:\n      - record: points\n        expr: count_over_time(vector(1)[3s:])\n",
+        )],
+        "global:\n  evaluation_interval: 1s\nrule_files: [r.yml]\n",
+    );
+    let port = free_port();
+    let _run = start_run(&config, port, Vec::<String>::new());
+    let client = reqwest::Client::new();
+    let value = poll(
+        "the recorded point count",
+        Duration::from_secs(30),
+        async || {
+            let body = common::get_json(&client, port, "/api/v1/query?query=points").await?;
+            body["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    assert_eq!(value, "3");
+}

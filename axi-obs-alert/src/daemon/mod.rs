@@ -734,7 +734,7 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                     let ts = slot.ts;
                     let engine = engine
                         .clone()
-                        .default_subquery_step(Duration::from_millis(interval as u64));
+                        .default_subquery_step(Duration::from_millis(default_interval as u64));
                     let started = std::time::Instant::now();
                     let started_ms = now_ms();
                     let mut store = write(&shared.store);
