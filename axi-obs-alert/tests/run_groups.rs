@@ -173,3 +173,32 @@ async fn subqueries_without_a_step_take_the_global_evaluation_interval() {
     .await;
     assert_eq!(value, "3");
 }
+
+/// The query API's subqueries without a step take the global `evaluation_interval` too, as
+/// Prometheus's do, and a reload's new one: `[3s:]` holds three points at 1 s, one at 3 s
+/// (instead of the engine's default of a minute, which holds at most one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_apis_subqueries_take_the_global_evaluation_interval() {
+    let config = |interval: &str| format!("global:\n  evaluation_interval: {interval}\n");
+    let (dir, path) = common::run_dir(&[], &config("1s"));
+    let port = free_port();
+    let _run = start_run(&path, port, Vec::<String>::new());
+    let client = reqwest::Client::new();
+    let points = async || {
+        let q = "/api/v1/query?query=count_over_time(vector(1)%5B3s:%5D)&time=1000";
+        let body = common::get_json(&client, port, q).await?;
+        body["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let at_1s = poll("the query API", Duration::from_secs(30), points).await;
+    assert_eq!(at_1s, "3");
+    std::fs::write(dir.path().join("prometheus.yml"), config("3s")).unwrap();
+    let reload = client
+        .post(format!("http://127.0.0.1:{port}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    assert_eq!(points().await.as_deref(), Some("1"));
+}

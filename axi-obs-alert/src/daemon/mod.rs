@@ -433,6 +433,8 @@ impl Shared {
                     .map(GroupState::key)
                     .collect();
                 *current = fresh;
+                self.queries
+                    .set_evaluation_interval(current.config.evaluation_interval_ms);
                 let keys: Vec<String> = current.groups.iter().map(GroupState::key).collect();
                 let mut metrics = lock(&self.group_metrics);
                 metrics.retain(keys.iter().map(String::as_str));
@@ -540,7 +542,10 @@ pub async fn run(
         }
     }
     let shared = Arc::new(Shared {
-        queries: query_api::Queries::new(options.query.clone()),
+        queries: query_api::Queries::new(
+            options.query.clone(),
+            loaded.config.evaluation_interval_ms,
+        ),
         targets: Mutex::default(),
         options,
         config_path,

@@ -43,17 +43,27 @@ pub(super) struct Queries {
     engine: Engine,
     limits: QueryLimits,
     turns: Arc<tokio::sync::Semaphore>,
+    /// The step of subqueries written without one (ms): the global `evaluation_interval`, as
+    /// Prometheus's engine takes it; set again by every reload.
+    subquery_step_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Queries {
-    pub(super) fn new(limits: QueryLimits) -> Queries {
+    pub(super) fn new(limits: QueryLimits, evaluation_interval_ms: i64) -> Queries {
         Queries {
             engine: Engine::default()
                 .max_samples(limits.max_samples)
                 .lookback(limits.lookback_delta),
             turns: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrency.max(1))),
             limits,
+            subquery_step_ms: std::sync::atomic::AtomicI64::new(evaluation_interval_ms),
         }
+    }
+
+    /// Takes the global `evaluation_interval` of a (re)loaded configuration.
+    pub(super) fn set_evaluation_interval(&self, ms: i64) {
+        self.subquery_step_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -448,7 +458,16 @@ pub(super) async fn evaluate<T: Send + 'static>(
     if left.is_zero() {
         return Err(timed_out());
     }
-    let engine = shared.queries.engine.clone().timeout(left);
+    let step = shared
+        .queries
+        .subquery_step_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let engine = shared
+        .queries
+        .engine
+        .clone()
+        .default_subquery_step(Duration::from_millis(step.max(1) as u64))
+        .timeout(left);
     let task = tokio::task::spawn_blocking(move || {
         // The turn is held until the evaluation ends, even if the client went away.
         let _turn = turn;
