@@ -91,13 +91,7 @@ impl OneGroup {
     /// Rewrites the group with `interval` and reloads.
     async fn reload_with(&self, interval: &str) {
         std::fs::write(self.dir.path().join("r.yml"), one_group_rules(interval)).unwrap();
-        let reload = self
-            .client
-            .post(format!("http://127.0.0.1:{}/-/reload", self.port))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reload.status(), 200);
+        common::reload(&self.client, self.port).await;
     }
 
     async fn last_evaluation(&self) -> Option<f64> {
@@ -194,11 +188,6 @@ async fn the_query_apis_subqueries_take_the_global_evaluation_interval() {
     let at_1s = poll("the query API", Duration::from_secs(30), points).await;
     assert_eq!(at_1s, "3");
     std::fs::write(dir.path().join("prometheus.yml"), config("3s")).unwrap();
-    let reload = client
-        .post(format!("http://127.0.0.1:{port}/-/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reload.status(), 200);
+    common::reload(&client, port).await;
     assert_eq!(points().await.as_deref(), Some("1"));
 }

@@ -649,12 +649,7 @@ async fn query_api_answers_as_prometheus_does() {
 
     // A reload that leaves the scrape configuration alone leaves the targets alone: their
     // health, last scrape and metadata are still there right after it.
-    let reload = client
-        .post(format!("http://127.0.0.1:{ours}/-/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reload.status(), 200);
+    common::reload(&client, ours).await;
     let after = get(&client, ours, "/api/v1/targets", &[]).await;
     for t in after.1["data"]["activeTargets"].as_array().unwrap() {
         assert_ne!(t["health"], "unknown", "{t}");

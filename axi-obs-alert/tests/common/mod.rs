@@ -80,6 +80,17 @@ pub(crate) async fn get_json(
     serde_json::from_str(&get_text(client, port, path).await?).ok()
 }
 
+/// `POST /-/reload` to `axi-alert run` (or Prometheus) on `port`; panics unless it answers 200.
+#[allow(dead_code)]
+pub(crate) async fn reload(client: &reqwest::Client, port: u16) {
+    let reload = client
+        .post(format!("http://127.0.0.1:{port}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+}
+
 /// The body a server on loopback `port` answers `GET path` with, or `None` while it does not
 /// answer.
 pub(crate) async fn get_text(client: &reqwest::Client, port: u16, path: &str) -> Option<String> {
