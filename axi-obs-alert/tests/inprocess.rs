@@ -253,3 +253,51 @@ fn subqueries_without_a_step_take_the_reading_interval() {
     let firing = wait_for(&rules, "the subquery's alert", |a| !a.is_empty());
     assert_eq!(firing[0].value, 5.0, "{:?}", firing[0]);
 }
+
+/// A sample older than its series' newest (a wall clock set back, a source's own timestamps
+/// going back) is dropped, as Prometheus's head drops it: it never lands among the others.
+#[test]
+fn samples_older_than_their_series_newest_are_dropped() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    let names: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+    let n = names.clone();
+    let first = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 1_000;
+    let rules = InProcessRules::builder()
+        .rules_yaml(
+            "groups:
+  - name: g
+    rules:
+      - alert: One
+        expr: count_over_time(level[1h]) == 1
+      - alert: More
+        expr: count_over_time(level[1h]) > 1
+",
+        )
+        .interval(Duration::from_millis(20))
+        .source(move || {
+            let t = if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                first
+            } else {
+                first - 10_000
+            };
+            format!("# TYPE level gauge\nlevel 5 {t}\n")
+        })
+        .on_alerts(move |alerts| {
+            let mut n = n.lock().unwrap();
+            for a in alerts {
+                n.insert(a.labels.get("alertname").unwrap_or_default().to_owned());
+            }
+        })
+        .start()
+        .unwrap();
+    wait_for(&rules, "ten reads", |_| calls.load(Ordering::SeqCst) >= 10);
+    drop(rules);
+    let names = names.lock().unwrap();
+    assert!(names.contains("One"), "{names:?}");
+    assert!(!names.contains("More"), "{names:?}");
+}

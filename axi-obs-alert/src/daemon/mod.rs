@@ -697,6 +697,22 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
         // store are locked: a slow answer must not hold the locks the HTTP API and the
         // scrapers take. (Its rules see only the remote data, so asking all of a group's
         // queries first gives what asking them in turn would.)
+        // A reload changed a group's interval: due at once, not at the old interval's next
+        // slot (an hour away after shortening 1h to 1s), on the new interval's slots. Before
+        // the prefetch, which asks the queries of the groups due.
+        {
+            let rules = lock(&shared.rules);
+            let default_interval = rules.config.evaluation_interval_ms;
+            for g in &rules.groups {
+                let interval = group_interval_ms(g, default_interval);
+                if scheduled_every
+                    .insert(g.key(), interval)
+                    .is_some_and(|before| before != interval)
+                {
+                    next_due.insert(g.key(), now);
+                }
+            }
+        }
         let answers = match &remote {
             Some(r) => prefetch(shared, r, &next_due, now),
             None => HashMap::new(),
@@ -718,14 +734,6 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 let interval = group_interval_ms(g, default_interval);
                 let offset = group_offset_ms(g);
                 // A group new to the loop runs at once, at its latest slot.
-                // A reload changed the interval: due at once, not at the old interval's next
-                // slot (an hour away after shortening 1h to 1s), on the new interval's slots.
-                if scheduled_every
-                    .insert(g.key(), interval)
-                    .is_some_and(|before| before != interval)
-                {
-                    next_due.insert(g.key(), now);
-                }
                 let due = next_due.entry(g.key()).or_insert(now);
                 let slot = (*due <= now).then(|| g.slot(now, interval));
                 if let Some(slot) = slot

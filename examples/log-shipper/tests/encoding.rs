@@ -121,4 +121,13 @@ fn unknown_and_unsplittable_encodings_are_refused_with_where() {
     );
     let e = check("iso-2022-jp").unwrap_err();
     assert!(e.contains("is not supported"), "{e}");
+    // The bad label's own line, not the first `encoding:` of the file.
+    let two = "registry: /tmp/r.json\ninputs:\n  - name: a\n    paths: [/tmp/a.log]\n    encoding: gbk\n  - name: b\n    paths: [/tmp/b.log]\n    encoding: klingon\noutput:\n  stdout: {}\n";
+    let e = Config::parse(two, Path::new("two.yml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("two.yml:8: inputs[b].encoding: unknown encoding"),
+        "{e}"
+    );
 }

@@ -13,9 +13,10 @@
 //!     access_metrics: true           # nginx only; default true
 //!     max_line_bytes: 1048576        # longer lines are cut (and counted); default 1 MiB
 //!     encoding: utf-8                # the files' character set (a WHATWG label: gbk, gb18030,
-//!                                    # big5, shift_jis, euc-kr, windows-1252, ...); lines are
-//!                                    # decoded to UTF-8 as read; UTF-16 and ISO-2022-JP
-//!                                    # are refused
+//!                                    # big5, shift_jis, euc-kr, windows-1252, ...); events are
+//!                                    # shipped as UTF-8, multiline patterns match the decoded
+//!                                    # text, max_line_bytes counts the file's bytes; UTF-16
+//!                                    # and ISO-2022-JP are refused
 //!     fingerprint_bytes: 1024        # identity = device + inode + hash of these first bytes
 //!     close_inactive: 5m             # close a file at its end after this long without data
 //!     start_at: beginning            # beginning | end, for files without a registry entry
@@ -565,7 +566,9 @@ impl Config {
             if let Some(label) = &input.encoding {
                 encoding(label).map_err(|e| {
                     err(
-                        line_of(text, "encoding").or(line),
+                        // The label's line (the first holding `encoding: <label>`), else the
+                        // input's.
+                        line_of(text, &format!("encoding: {label}")).or(line),
                         format!("inputs[{}].encoding: {e}", input.name),
                     )
                 })?;
