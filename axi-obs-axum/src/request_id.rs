@@ -69,6 +69,12 @@ impl RequestId {
             .ok()
             .flatten()
     }
+
+    /// The current id, else the one in the request's extensions (put there with
+    /// `ObsLayer::request_id_extension`, read from a task other than the layer's).
+    fn of(parts: &Parts) -> Option<RequestId> {
+        RequestId::current().or_else(|| parts.extensions.get::<RequestId>().cloned())
+    }
 }
 
 impl std::fmt::Display for RequestId {
@@ -111,9 +117,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = MissingRequestId;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        RequestId::current()
-            .or_else(|| parts.extensions.get::<RequestId>().cloned())
-            .ok_or(MissingRequestId(()))
+        RequestId::of(parts).ok_or(MissingRequestId(()))
     }
 }
 
@@ -124,7 +128,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for RequestId {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(RequestId::current().or_else(|| parts.extensions.get::<RequestId>().cloned()))
+        Ok(RequestId::of(parts))
     }
 }
 

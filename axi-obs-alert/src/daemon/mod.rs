@@ -693,10 +693,6 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
         last_now = now;
         let mut wake = now + 1_000;
         let mut evaluated = false;
-        // With a remote Prometheus, the due groups' queries are asked before the rules and the
-        // store are locked: a slow answer must not hold the locks the HTTP API and the
-        // scrapers take. (Its rules see only the remote data, so asking all of a group's
-        // queries first gives what asking them in turn would.)
         // A reload changed a group's interval: due at once, not at the old interval's next
         // slot (an hour away after shortening 1h to 1s), on the new interval's slots. Before
         // the prefetch, which asks the queries of the groups due.
@@ -713,6 +709,10 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 }
             }
         }
+        // With a remote Prometheus, the due groups' queries are asked before the rules and the
+        // store are locked: a slow answer must not hold the locks the HTTP API and the
+        // scrapers take. (Its rules see only the remote data, so asking all of a group's
+        // queries first gives what asking them in turn would.)
         let answers = match &remote {
             Some(r) => prefetch(shared, r, &next_due, now),
             None => HashMap::new(),
@@ -904,13 +904,13 @@ fn send_alerts(g: &mut GroupState, notifier: &Notifier, ts: i64, interval_ms: i6
     }
 }
 
-/// Prometheus's `RestoreForState` for one group, from the saved state.
 /// Whether state saved under `key` is group `g`'s: saved under the group's key
 /// (`file;name`), or, in a state file written before keys had it, the name alone.
 fn belongs(key: &str, g: &GroupState) -> bool {
     key == g.key() || key == g.group.name || same_group_key(key, g)
 }
 
+/// Prometheus's `RestoreForState` for one group, from the saved state.
 fn restore_group(g: &mut GroupState, saved: &mut Vec<SavedAlert>, ts: i64, o: &RunOptions) {
     let mine: Vec<(crate::promql::Labels, i64, i64)> = saved
         .iter()
