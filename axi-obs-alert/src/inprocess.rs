@@ -546,25 +546,19 @@ fn read(
                 for (k, v) in labels.iter() {
                     ls.set(k.to_owned(), v.to_owned());
                 }
-                add_in_order(store, &ls, s.timestamp.unwrap_or(t), s.value);
+                // Out of order (a wall clock set back, a source's own timestamps going
+                // back) or repeated: dropped, as Prometheus's head drops them; otherwise new
+                // samples would land among the old ones and counters would seem to reset.
+                store.add_if_newer(&ls, s.timestamp.unwrap_or(t), s.value);
                 current.insert(ls);
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot read the metrics source"),
     }
     for gone in previous.difference(&current) {
-        add_in_order(store, gone, t, stale_nan());
+        store.add_if_newer(gone, t, stale_nan());
     }
     current
-}
-
-/// Adds a sample unless its series already holds one as new or newer: as Prometheus's head
-/// drops out-of-order and repeated samples. (A wall clock set back would otherwise put new
-/// samples among the old ones, and counters would seem to reset.)
-fn add_in_order(store: &mut MemStorage, labels: &Labels, t: i64, v: f64) {
-    if store.newest(labels).is_none_or(|p| p.t < t) {
-        store.add(labels, t, v);
-    }
 }
 
 fn retention_ms(groups: &[GroupState]) -> i64 {

@@ -512,9 +512,8 @@ fn append(
                 current.insert(labels);
             }
             Some(ts) => {
-                let newer = store.newest(&labels).is_none_or(|p| ts > p.t);
-                if newer && ts <= t + MAX_AHEAD_MS {
-                    store.add(&labels, ts, s.value);
+                if ts <= t + MAX_AHEAD_MS {
+                    store.add_if_newer(&labels, ts, s.value);
                 }
             }
         }

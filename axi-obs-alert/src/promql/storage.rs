@@ -272,6 +272,21 @@ impl MemStorage {
         self.series[id as usize].append(t, v, self.tail_ms);
     }
 
+    /// Adds one point only when it is newer than the series' newest, as Prometheus's head
+    /// appends (an out-of-order or repeated point is dropped); whether it was added.
+    pub(crate) fn add_if_newer(&mut self, labels: &Labels, t: i64, v: f64) -> bool {
+        let id = match self.by_labels.get(labels) {
+            Some(&id) => id,
+            None => self.insert_series(labels.clone()),
+        };
+        let series = &mut self.series[id as usize];
+        if series.newest().is_some_and(|p| p.t >= t) {
+            return false;
+        }
+        series.append(t, v, self.tail_ms);
+        true
+    }
+
     /// The newest point of the series with exactly `labels`.
     pub(crate) fn newest(&self, labels: &Labels) -> Option<super::value::Point> {
         let id = *self.by_labels.get(labels)?;
