@@ -59,7 +59,8 @@ pub struct Outcome {
     /// Name resolution, summed over redirects (`probe_http_duration_seconds{phase="resolve"}`).
     pub resolve: Duration,
     /// The target's own name resolution: the first request's, as blackbox_exporter's
-    /// `probe_dns_lookup_time_seconds` (redirects' lookups count in `resolve` only).
+    /// `probe_dns_lookup_time_seconds` (redirects' lookups count in `resolve` only). Also when
+    /// it failed, or the probe timed out during it: the time it took, or ran until the timeout.
     pub dns_lookup: Duration,
     /// TCP connect.
     pub connect: Duration,
@@ -84,6 +85,36 @@ pub struct Outcome {
     pub redirects: u32,
     /// Why it failed, for the log.
     pub error: Option<String>,
+    /// When the target's own name resolution started, while it runs: a probe that times out
+    /// during it still reports the time spent (blackbox_exporter records the lookup's time
+    /// however it ends).
+    lookup_started: Option<Instant>,
+}
+
+impl Outcome {
+    /// Starts timing the target's own name resolution (see `dns_lookup`).
+    fn lookup_starts(&mut self) -> Instant {
+        let now = Instant::now();
+        self.lookup_started = Some(now);
+        now
+    }
+
+    /// Ends the name resolution started at `t`: `resolve` gains its time, and `dns_lookup` is
+    /// it when it was the target's own.
+    fn lookup_ends(&mut self, t: Instant) {
+        let took = t.elapsed();
+        self.resolve += took;
+        if self.lookup_started.take().is_some() {
+            self.dns_lookup = took;
+        }
+    }
+
+    /// After the run ended, perhaps by its timeout: a lookup still running counts up to now.
+    fn lookup_cut_short(&mut self) {
+        if let Some(t) = self.lookup_started {
+            self.lookup_ends(t);
+        }
+    }
 }
 
 /// The most redirects an HTTP probe follows, as blackbox_exporter (and Go's HTTP client).
@@ -151,10 +182,10 @@ async fn run_tcp(p: &TcpProbe) -> Outcome {
     let started = Instant::now();
     let mut o = Outcome::default();
     let result = tokio::time::timeout(p.timeout, async {
-        let t = Instant::now();
-        let addrs: Vec<_> = tokio::net::lookup_host(&p.address).await?.collect();
-        o.resolve = t.elapsed();
-        o.dns_lookup = o.resolve;
+        let t = o.lookup_starts();
+        let addrs = tokio::net::lookup_host(&p.address).await;
+        o.lookup_ends(t);
+        let addrs: Vec<_> = addrs?.collect();
         let addr = addrs
             .first()
             .copied()
@@ -170,6 +201,7 @@ async fn run_tcp(p: &TcpProbe) -> Outcome {
         Ok(Err(e)) => o.error = Some(e.to_string()),
         Err(_) => o.error = Some(format!("timed out after {:?}", p.timeout)),
     }
+    o.lookup_cut_short();
     o.duration = started.elapsed();
     o
 }
@@ -199,6 +231,7 @@ async fn run_http(p: &HttpProbe, tls: &mut TlsCache) -> Outcome {
         Ok(Err(e)) => o.error = Some(e),
         Err(_) => o.error = Some(format!("timed out after {:?}", p.timeout)),
     }
+    o.lookup_cut_short();
     if o.error.is_none() {
         let status_ok = if p.expect_status.is_empty() {
             (200..300).contains(&o.status)
@@ -261,18 +294,18 @@ async fn http_phases(
     let port = url.port_or_known_default().unwrap_or(80);
     // `probe_http_ssl` and the certificate series describe the last response only.
     o.tls = None;
-    let t = Instant::now();
+    let t = if o.redirects == 0 {
+        o.lookup_starts()
+    } else {
+        Instant::now()
+    };
     let lookup_name = host.trim_start_matches('[').trim_end_matches(']');
-    let addr = tokio::net::lookup_host((lookup_name, port))
-        .await
+    let addrs = tokio::net::lookup_host((lookup_name, port)).await;
+    o.lookup_ends(t);
+    let addr = addrs
         .map_err(|e| format!("resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("resolve {host}: no address"))?;
-    let lookup = t.elapsed();
-    o.resolve += lookup;
-    if o.redirects == 0 {
-        o.dns_lookup = lookup;
-    }
     let t = Instant::now();
     let stream = tokio::net::TcpStream::connect(addr)
         .await

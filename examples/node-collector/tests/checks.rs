@@ -61,6 +61,12 @@ async fn probes_against_local_servers() {
   - name: tcp-closed
     interval: 1h
     tcp: {{ address: '{closed}', timeout: 1s }}
+  - name: http-unresolvable
+    interval: 1h
+    http: {{ url: 'http://no-such-host.invalid/', timeout: 2s }}
+  - name: tcp-unresolvable
+    interval: 1h
+    tcp: {{ address: 'no-such-host.invalid:80', timeout: 2s }}
 "
     );
     let probes = Probes::start(config(&yaml).probes);
@@ -72,6 +78,8 @@ async fn probes_against_local_servers() {
         "slow",
         "tcp-open",
         "tcp-closed",
+        "http-unresolvable",
+        "tcp-unresolvable",
     ];
     assert!(probes.wait_for(&names, Duration::from_secs(10)).await);
     let mut node = Node::with_collectors(Paths::default(), &[]);
@@ -121,6 +129,13 @@ async fn probes_against_local_servers() {
     );
     assert_eq!(success("tcp-open"), 1.0);
     assert_eq!(success("tcp-closed"), 0.0);
+    // A lookup that failed (or hung until the timeout) still reports the time it took, as
+    // blackbox_exporter does: a resolver that is slow to say no shows on the dashboard.
+    for p in ["http-unresolvable", "tcp-unresolvable"] {
+        assert_eq!(success(p), 0.0, "{p}");
+        let dns = value(&f, "probe_dns_lookup_time_seconds", &[("probe", p)]).unwrap();
+        assert!(dns > 0.0 && dns <= 2.5, "{p}: dns lookup {dns} s");
+    }
     let phases: Vec<&str> = ["resolve", "connect", "tls", "processing", "transfer"].to_vec();
     for phase in phases {
         assert!(
@@ -136,7 +151,7 @@ async fn probes_against_local_servers() {
     // A scrape never waits on the network: the slow endpoint is still slow, the gather is not.
     let started = std::time::Instant::now();
     let _ = node.gather();
-    println!("gather with 7 probes took {:?}", started.elapsed());
+    println!("gather with 9 probes took {:?}", started.elapsed());
 }
 
 /// A body is counted as it streams, not held: a probe of a URL answering 20 MiB counts it all;
