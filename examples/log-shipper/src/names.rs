@@ -15,7 +15,9 @@ pub const UNIQUE_VISITORS: &str = "nginx_http_unique_visitors";
 pub const LINES_READ: &str = "log_shipper_lines_read_total";
 /// Bytes read, by `input`.
 pub const BYTES_READ: &str = "log_shipper_read_bytes_total";
-/// Lines longer than the maximum, cut, by `input`.
+/// Events shipped cut short, by `input`: a line longer than `max_line_bytes`, or a multiline
+/// event over its `max_lines` or `max_line_bytes` (each counted once, however many of its lines
+/// were cut; the event carries `log.flags: truncated`).
 pub const LINES_TRUNCATED: &str = "log_shipper_lines_truncated_total";
 /// Lines that did not have the input's format (shipped as text), by `input`.
 pub const PARSE_ERRORS: &str = "log_shipper_parse_errors_total";
@@ -80,7 +82,10 @@ pub fn describe() {
         Unit::Bytes,
         "Bytes read from the inputs' files."
     );
-    describe_counter!(LINES_TRUNCATED, "Lines longer than max_line_bytes, cut.");
+    describe_counter!(
+        LINES_TRUNCATED,
+        "Events shipped cut short: a line over max_line_bytes, or a multiline event over max_lines or max_line_bytes."
+    );
     describe_counter!(
         PARSE_ERRORS,
         "Lines that did not have the input's format, shipped as text."
