@@ -17,7 +17,7 @@ use crate::config::{
     self, Compression, Env, Exporter, LogFile, LogFormat, OtlpSettings, Propagator, Protocol,
     Sampler, Settings,
 };
-use crate::error::{ConfigError, InitError, Source};
+use crate::error::{ConfigError, InitError};
 use crate::export::{self, ExportRuntime, LogQueue, SpanQueue};
 use crate::guard::{self, TelemetryGuard};
 use crate::logs::{self, BoxedLayer};
@@ -333,14 +333,14 @@ impl TelemetryBuilder {
         } else {
             None
         };
-        let transport = |target: &config::OtlpTarget, setting: &'static str| {
+        let transport = |target: &config::OtlpTarget| {
             // Only reached with a runtime: a target implies one was started.
             let rt = runtime.as_ref().ok_or_else(|| {
                 InitError::Runtime(std::io::Error::other("export runtime missing"))
             })?;
             export::transport(rt, target).map_err(|e| {
                 InitError::Config(ConfigError::new(
-                    Source::Env(setting),
+                    target.endpoint_source.clone(),
                     config::redact_userinfo(&target.endpoint),
                     e.to_string(),
                 ))
@@ -352,7 +352,7 @@ impl TelemetryBuilder {
         let mut controls = Vec::new();
         let span_queue = match (&r.traces, &runtime) {
             (Some(target), Some(rt)) => {
-                let t = transport(target, config::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)?;
+                let t = transport(target)?;
                 let q = SpanQueue::start(rt, t, &r.resource, &r, Some(&recorder));
                 controls.push(q.control());
                 Some(q)
@@ -371,7 +371,7 @@ impl TelemetryBuilder {
             .then(|| crate::traces::provider(&sampler, &r.resource, r.span_limits, span_queue));
         let logger_provider: Option<SdkLoggerProvider> = match (&r.logs, &runtime) {
             (Some(target), Some(rt)) => {
-                let t = transport(target, config::OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)?;
+                let t = transport(target)?;
                 let q = LogQueue::start(rt, t, &r.resource, &r, Some(&recorder));
                 controls.push(q.control());
                 Some(
@@ -384,7 +384,7 @@ impl TelemetryBuilder {
             _ => None,
         };
         if let (Some(target), Some(rt)) = (&r.metrics, &runtime) {
-            let t = transport(target, config::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)?;
+            let t = transport(target)?;
             controls.push(export::metrics::start(
                 rt.handle(),
                 t,

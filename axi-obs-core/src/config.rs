@@ -577,6 +577,9 @@ pub(crate) struct Settings {
 pub struct OtlpTarget {
     /// The full URL: for HTTP including the `/v1/<signal>` path, for gRPC the server address.
     pub endpoint: String,
+    /// The setting the endpoint came from (a builder method or a variable), which an error
+    /// about it names.
+    pub endpoint_source: Source,
     /// The wire protocol.
     pub protocol: Protocol,
     /// Headers (gRPC metadata) sent with every export, names lower-cased.
@@ -1348,31 +1351,33 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
         Signal::Metrics => "metrics_endpoint",
     };
     let endpoint = if let Some(e) = &code.endpoint {
-        Some(validate_endpoint(e, method(signal_method))?)
+        let source = method(signal_method);
+        Some((validate_endpoint(e, source.clone())?, source))
     } else if let Some(e) = &s.otlp.endpoint {
-        Some(join_endpoint(
-            &validate_endpoint(e, method("otlp_endpoint"))?,
-            protocol,
-            signal,
-        ))
+        let source = method("otlp_endpoint");
+        let e = validate_endpoint(e, source.clone())?;
+        Some((join_endpoint(&e, protocol, signal), source))
     } else if let Some(e) = env.get(names.endpoint) {
-        Some(validate_endpoint(&e, Source::Env(names.endpoint))?)
+        let source = Source::Env(names.endpoint);
+        Some((validate_endpoint(&e, source.clone())?, source))
     } else if let Some(e) = env.get(OTEL_EXPORTER_OTLP_ENDPOINT) {
-        Some(join_endpoint(
-            &validate_endpoint(&e, Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT))?,
-            protocol,
-            signal,
-        ))
+        let source = Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT);
+        let e = validate_endpoint(&e, source.clone())?;
+        Some((join_endpoint(&e, protocol, signal), source))
     } else if exporter == Some(Exporter::Otlp) {
         let default = match protocol {
             Protocol::Grpc => DEFAULT_GRPC_ENDPOINT,
             Protocol::HttpProtobuf => DEFAULT_HTTP_ENDPOINT,
         };
-        Some(join_endpoint(default, protocol, signal))
+        // The default: the setting that would change it is the signal's endpoint variable.
+        Some((
+            join_endpoint(default, protocol, signal),
+            Source::Env(names.endpoint),
+        ))
     } else {
         None
     };
-    let Some(endpoint) = endpoint else {
+    let Some((endpoint, endpoint_source)) = endpoint else {
         // No endpoint anywhere and no explicit exporter: nothing dials out.
         return Ok(None);
     };
@@ -1441,6 +1446,7 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
 
     Ok(Some(OtlpTarget {
         endpoint,
+        endpoint_source,
         protocol,
         headers: headers.into_iter().collect(),
         timeout,
@@ -1583,6 +1589,7 @@ mod tests {
         };
         let target = OtlpTarget {
             endpoint: "http://user:s3cret@collector:4318/v1/traces".into(),
+            endpoint_source: Source::Env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT),
             protocol: Protocol::HttpProtobuf,
             headers: vec![("x-api-key".into(), "s3cret".into())],
             timeout: Duration::from_secs(10),
@@ -1968,8 +1975,28 @@ mod tests {
             ),
         ]))
         .unwrap();
-        assert_eq!(r.traces.unwrap().endpoint, "http://traces:9999/custom");
-        assert_eq!(r.logs.unwrap().endpoint, "http://generic:4318/v1/logs");
+        let (traces, logs) = (r.traces.unwrap(), r.logs.unwrap());
+        assert_eq!(traces.endpoint, "http://traces:9999/custom");
+        assert_eq!(logs.endpoint, "http://generic:4318/v1/logs");
+        // An error about an endpoint names the setting it came from.
+        assert_eq!(
+            traces.endpoint_source,
+            Source::Env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+        );
+        assert_eq!(
+            logs.endpoint_source,
+            Source::Env(OTEL_EXPORTER_OTLP_ENDPOINT)
+        );
+
+        let mut s = settings(&[(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "http://env:4318")]);
+        s.traces.endpoint = Some("http://code:4318/v1/traces".into());
+        s.otlp.endpoint = Some("http://generic-code:4318".into());
+        let r = resolve(&s).unwrap();
+        let (traces, logs) = (r.traces.unwrap(), r.logs.unwrap());
+        assert_eq!(traces.endpoint, "http://code:4318/v1/traces");
+        assert_eq!(traces.endpoint_source, Source::Code("traces_endpoint"));
+        assert_eq!(logs.endpoint, "http://generic-code:4318/v1/logs");
+        assert_eq!(logs.endpoint_source, Source::Code("otlp_endpoint"));
     }
 
     #[test]

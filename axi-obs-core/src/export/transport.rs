@@ -533,6 +533,7 @@ mod tests {
             .unwrap_or(9);
         let target = crate::config::OtlpTarget {
             endpoint: format!("http://user:s3cret@127.0.0.1:{port}/v1/traces"),
+            endpoint_source: crate::Source::Env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             protocol: crate::config::Protocol::HttpProtobuf,
             headers: Vec::new(),
             timeout: Duration::from_millis(300),
