@@ -176,15 +176,18 @@ fn groups_keep_their_own_interval_and_query_offset() {
     }
     drop(rules);
     let slow = distinct("Slow");
+    // The slow group keeps the cadence of its slots, 300 ms apart, and is evaluated at the
+    // time it actually runs: one that ran late (a busy machine) is followed by a gap as much
+    // shorter. Half the interval still tells it from the 20 ms of the reading interval.
     for w in slow.windows(2) {
         assert!(
-            w[1] - w[0] >= 0.299,
+            w[1] - w[0] >= 0.15,
             "slow group evaluated too soon: {slow:?}"
         );
     }
     let fast = distinct("Fast");
     assert!(
-        fast.len() > slow.len() && fast.windows(2).any(|w| w[1] - w[0] < 0.299),
+        fast.len() > slow.len() && fast.windows(2).any(|w| w[1] - w[0] < 0.15),
         "the fast group did not run on the reading interval: {fast:?}"
     );
     let now = std::time::SystemTime::now()

@@ -161,3 +161,103 @@ async fn run_sends_firing_alerts_to_alertmanager() {
     assert!(sent >= 3.0, "{metrics}");
     common::promtool_check_metrics(&metrics);
 }
+
+/// When a reload changes `alerting.alertmanagers`, the alerts still queued go to the new
+/// Alertmanagers, as from Prometheus's single notification queue: not to the old ones after
+/// they answer (here never), nor only at the next resend a minute later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_queued_when_the_alertmanagers_change_go_to_the_new_ones() {
+    use axum::routing::post;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    // The old Alertmanager takes the first batch and never answers: what comes next waits.
+    let hung_posts = Arc::new(AtomicUsize::new(0));
+    let counted = hung_posts.clone();
+    let hung_port = serve(Router::new().route(
+        "/api/v2/alerts",
+        post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                ""
+            }
+        }),
+    ))
+    .await;
+    // The new one records the names it is sent.
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let names = received.clone();
+    let new_port = serve(Router::new().route(
+        "/api/v2/alerts",
+        post(move |body: axum::body::Bytes| {
+            let alerts: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+            names.lock().unwrap().extend(
+                alerts
+                    .iter()
+                    .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_owned)),
+            );
+            async { "" }
+        }),
+    ))
+    .await;
+
+    let config_for = |am: u16| {
+        format!(
+            "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nalerting:\n  alertmanagers:\n    - timeout: 60s\n      static_configs:\n        - targets: ['127.0.0.1:{am}']\n"
+        )
+    };
+    let (dir, config) = common::run_dir(
+        &[(
+            "rules.yml",
+            "groups:\n  - name: g\n    rules:\n      - alert: First\n        expr: vector(1)\n      - alert: Queued\n        expr: vector(1)\n        for: 2s\n",
+        )],
+        &config_for(hung_port),
+    );
+    let port = free_port();
+    let _run = start_run(&config, port, std::iter::empty::<&str>());
+    let client = reqwest::Client::new();
+    poll(
+        "the first batch on its way",
+        Duration::from_secs(30),
+        async || (hung_posts.load(Ordering::SeqCst) > 0).then_some(()),
+    )
+    .await;
+    // `Queued` fires (and is sent to the notifier) two seconds later, behind the batch.
+    poll("Queued firing", Duration::from_secs(30), async || {
+        let alerts = common::api_alerts(&client, port).await?;
+        alerts
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "Queued" && a["state"] == "firing")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        hung_posts.load(Ordering::SeqCst),
+        1,
+        "one batch, still on its way"
+    );
+
+    std::fs::write(&config, config_for(new_port)).unwrap();
+    common::reload(&client, port).await;
+    poll(
+        "the queued alert at the new Alertmanager",
+        Duration::from_secs(10),
+        async || {
+            received
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|n| n == "Queued")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        hung_posts.load(Ordering::SeqCst),
+        1,
+        "nothing more to the old one"
+    );
+    drop(dir);
+}

@@ -288,6 +288,17 @@ impl Notifier {
         }
     }
 
+    /// The alerts the senders hold and have not sent yet, taken from them. Every sender was
+    /// given the same alerts and sends from the front of its queue, so each holds the end of
+    /// the same sequence: the longest holds every alert some Alertmanager has not been sent.
+    fn take_queued(&self) -> Vec<crate::delivery::PostableAlert> {
+        self.senders
+            .iter()
+            .map(|s| s.take_queued())
+            .max_by_key(Vec::len)
+            .unwrap_or_default()
+    }
+
     fn send(&self, alerts: Vec<crate::delivery::PostableAlert>) {
         if let Some((last, rest)) = self.senders.split_last() {
             for s in rest {
@@ -415,8 +426,18 @@ impl Shared {
                     // The same Alertmanagers: keep the running senders and their queues.
                     fresh.notifier = std::mem::take(&mut current.notifier);
                 } else {
-                    // The old senders send what they hold and stop when dropped below.
+                    // Alerts still queued go to the new Alertmanagers, as from Prometheus's one
+                    // notification queue; the old senders finish a batch on its way and stop
+                    // when dropped below.
+                    let queued = current.notifier.take_queued();
                     fresh.notifier.start();
+                    if !queued.is_empty() {
+                        tracing::info!(
+                            alerts = queued.len(),
+                            "Alertmanagers changed: alerts still queued go to the new ones"
+                        );
+                        fresh.notifier.send(queued);
+                    }
                 }
                 // A group whose rules changed shows its rules as not evaluated yet until it
                 // runs again (Prometheus builds new rules for it); the group's own record stays.
@@ -650,21 +671,33 @@ async fn watch(
                 true
             }
         };
-        if by_signal || shared.changed_on_disk() {
-            let result = shared.reload();
-            let ok = result.is_ok();
-            if let Some(r) = reply {
-                let _ = r.send(result);
+        // Off the runtime's workers: the check reads the files' metadata, a reload reads and
+        // parses every file, and both wait for the rules' lock, which an evaluation round
+        // holds while it runs.
+        let checked = shared.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            if !by_signal && !checked.changed_on_disk() {
+                return None;
             }
-            if ok {
-                scrapers.restart(shared.clone());
-            } else {
+            let result = checked.reload();
+            if result.is_err() {
                 // Remember the failed files' stamps so the reload is not retried every second.
-                let mut r = lock(&shared.rules);
+                let mut r = lock(&checked.rules);
                 for (p, s) in r.stamps.iter_mut() {
                     *s = stamp(p);
                 }
             }
+            Some(result)
+        })
+        .await
+        .unwrap_or_else(|e| Some(Err(format!("the reload failed: {e}"))));
+        let Some(result) = result else { continue };
+        let ok = result.is_ok();
+        if let Some(r) = reply {
+            let _ = r.send(result);
+        }
+        if ok {
+            scrapers.restart(shared.clone());
         }
     }
 }

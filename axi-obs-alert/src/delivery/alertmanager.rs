@@ -411,6 +411,16 @@ impl AlertmanagerSender {
         self.errors.load(Ordering::Relaxed)
     }
 
+    /// Takes the alerts still waiting to be sent (not a batch already on its way), leaving
+    /// the queue empty: for a sender that replaces this one when the Alertmanagers change, as
+    /// Prometheus's single notification queue sends what it holds to the new Alertmanagers.
+    pub fn take_queued(&self) -> Vec<PostableAlert> {
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken: Vec<PostableAlert> = q.drain(..).collect();
+        metrics::gauge!(METRIC_SENDER_QUEUE_LENGTH).set(0.0);
+        taken
+    }
+
     fn next_batch(&self) -> Vec<PostableAlert> {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let n = q.len().min(self.opts.max_batch.get());
