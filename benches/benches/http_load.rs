@@ -7,8 +7,11 @@
 //! routes, under the telemetry the demo installs with no collector configured (JSON logs to
 //! standard output, which goes to `/dev/null`; spans created and sampled out). wrk (the Debian
 //! package) drives `GET /api/products` on loopback with 32 connections, the server pinned to
-//! CPU 0 and wrk to CPU 1; the variants alternate within each round, and the best and median
-//! requests per second of each are printed with the loss against no layer.
+//! CPU 0 and wrk to CPU 1; the variants alternate within each round (each round starting one
+//! variant later), and the best and median requests per second of each are printed with the
+//! loss against no layer, next to the server's CPU time (user and system, from
+//! `/proc/PID/stat`) per request served: the server is CPU-bound on its core, and its CPU per
+//! request moves less than the throughput when something else on the machine takes a share.
 //!
 //! ```text
 //! cargo bench -p axi-obs-benches --bench http_load [-- FILTER...]
@@ -107,13 +110,22 @@ fn main() {
             *name == "none" || filters.is_empty() || filters.iter().any(|f| name.contains(f))
         })
         .collect();
-    let mut results: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    for round in 1..=rounds {
-        for (i, (name, _)) in variants.iter().enumerate() {
+    let mut results: Vec<Vec<Run>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        // Each round starts one variant later: no variant always runs first (on a machine
+        // just idle) or always after the same one.
+        let n = variants.len();
+        for i in (0..n).map(|k| (k + round as usize) % n) {
+            let name = variants[i].0;
             match measure(name, secs) {
-                Ok(rps) => {
-                    eprintln!("round {round}: {name}: {rps:.0} requests/s");
-                    results[i].push(rps);
+                Ok(run) => {
+                    eprintln!(
+                        "round {}: {name}: {:.0} requests/s, {:.2} µs of server CPU per request",
+                        round + 1,
+                        run.rps,
+                        run.cpu_us
+                    );
+                    results[i].push(run);
                 }
                 Err(e) => {
                     eprintln!("http_load: {name}: {e}");
@@ -123,6 +135,15 @@ fn main() {
         }
     }
     report(&variants, &results, secs);
+}
+
+/// One measured run of a variant.
+#[derive(Clone, Copy)]
+struct Run {
+    /// wrk's requests per second.
+    rps: f64,
+    /// The server process's CPU time (user and system) per request served, in µs.
+    cpu_us: f64,
 }
 
 /// A positive whole number from the environment, or `default`.
@@ -140,8 +161,8 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 /// Starts the server of `variant` on CPU 0, warms it up, runs wrk on CPU 1 and returns its
-/// requests per second.
-fn measure(variant: &str, secs: u64) -> Result<f64, String> {
+/// requests per second with the server's CPU time per request.
+fn measure(variant: &str, secs: u64) -> Result<Run, String> {
     let port = axi_obs_benches::free_port();
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let server = Command::new("taskset")
@@ -164,13 +185,46 @@ fn measure(variant: &str, secs: u64) -> Result<f64, String> {
     }
     let url = format!("http://127.0.0.1:{port}/api/products");
     wrk(&url, 2)?;
-    let rps = wrk(&url, secs)?;
+    let pid = server.0.id();
+    let before = cpu_ticks(pid)?;
+    let (rps, requests) = wrk(&url, secs)?;
+    let ticks = cpu_ticks(pid)? - before;
     drop(server);
-    Ok(rps)
+    Ok(Run {
+        rps,
+        cpu_us: ticks as f64 / clock_ticks_per_second() * 1e6 / requests as f64,
+    })
 }
 
-/// Runs wrk (one thread, 32 connections) on CPU 1; its requests per second.
-fn wrk(url: &str, secs: u64) -> Result<f64, String> {
+/// The CPU time process `pid` has used (user and system), in clock ticks: fields 14 and 15 of
+/// `/proc/PID/stat`, counted after the command, which ends in `)`.
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    match (fields.get(11), fields.get(12)) {
+        (Some(u), Some(s)) => Ok(u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0)),
+        _ => Err(format!("/proc/{pid}/stat: unexpected format: {stat}")),
+    }
+}
+
+/// `getconf CLK_TCK` (100 on Linux's common architectures).
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Runs wrk (one thread, 32 connections) on CPU 1; its requests per second and the requests
+/// it completed.
+fn wrk(url: &str, secs: u64) -> Result<(f64, u64), String> {
     let out = Command::new("taskset")
         .args(["-c", "1", "wrk", "-t1", "-c32", &format!("-d{secs}s"), url])
         .output()
@@ -182,32 +236,65 @@ fn wrk(url: &str, secs: u64) -> Result<f64, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    text.lines()
+    let rps = text
+        .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no Requests/sec in wrk's output:\n{text}"))
+        .ok_or_else(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    // "  812345 requests in 8.00s, 190.47MB read"
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("no request count in wrk's output:\n{text}"))?;
+    Ok((rps, requests))
 }
 
-fn report(variants: &[(&str, &str)], results: &[Vec<f64>], secs: u64) {
-    let stats = |v: &[f64]| {
-        let mut v = v.to_vec();
+fn report(variants: &[(&str, &str)], results: &[Vec<Run>], secs: u64) {
+    // The best (highest throughput, least CPU) and the median of a list.
+    let stats = |v: Vec<f64>, higher_is_better: bool| {
+        let mut v = v;
         v.sort_by(f64::total_cmp);
-        (v[v.len() - 1], v[(v.len() - 1) / 2])
+        let best = if higher_is_better {
+            v[v.len() - 1]
+        } else {
+            v[0]
+        };
+        (best, v[(v.len() - 1) / 2])
     };
-    let (base_best, base_median) = stats(&results[0]);
+    let rps = |r: &[Run]| stats(r.iter().map(|r| r.rps).collect(), true);
+    let cpu = |r: &[Run]| stats(r.iter().map(|r| r.cpu_us).collect(), false);
+    let (base_best, base_median) = rps(&results[0]);
+    let (cpu_base_best, cpu_base_median) = cpu(&results[0]);
     println!(
-        "\nGET /api/products, wrk -t1 -c32 -d{secs}s, {} rounds; loss against no layer\n",
+        "\nGET /api/products, wrk -t1 -c32 -d{secs}s, {} rounds; loss against no layer; \
+         server CPU (user + system) per request served\n",
         results[0].len()
     );
-    println!("| variant | best req/s | median req/s | best / median vs none |");
-    println!("|---|---|---|---|");
+    println!(
+        "| variant | best req/s | median req/s | best / median vs none | paired: median of rounds vs that round's none | CPU per request, best / median | CPU added, best / median |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for ((_, what), r) in variants.iter().zip(results) {
-        let (best, median) = stats(r);
+        let (best, median) = rps(r);
+        let (cpu_best, cpu_median) = cpu(r);
         let loss = |x: f64, base: f64| (x / base - 1.0) * 100.0;
+        // Each round's run against the baseline of the same round, which ran minutes (not a
+        // quarter of an hour) apart: slow drifts of the machine's speed cancel.
+        let (_, paired) = stats(
+            r.iter()
+                .zip(&results[0])
+                .map(|(v, base)| loss(v.rps, base.rps))
+                .collect(),
+            true,
+        );
         println!(
-            "| {what} | {best:.0} | {median:.0} | {:+.0} % / {:+.0} % |",
+            "| {what} | {best:.0} | {median:.0} | {:+.0} % / {:+.0} % | {paired:+.0} % | {cpu_best:.2} / {cpu_median:.2} µs | {:+.2} / {:+.2} µs |",
             loss(best, base_best),
-            loss(median, base_median)
+            loss(median, base_median),
+            cpu_best - cpu_base_best,
+            cpu_median - cpu_base_median,
         );
     }
 }
