@@ -17,6 +17,10 @@
 //!
 //! A file is recognised on restart by device, inode and the fingerprint of its first
 //! `fingerprint_len` bytes; the same inode with other content is a new file read from 0.
+//! When the device number changed since (a reboot or a remount can renumber a device), an
+//! entry with the same inode and fingerprint, whose old device and inode no longer exist at
+//! its path, is the same file: the tailer moves the entry to the new device number (see
+//! [`Registry::on_other_devices`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -206,6 +210,28 @@ impl Registry {
     /// The entry for device `dev`, inode `ino`, if any.
     pub fn get(&self, dev: u64, ino: u64) -> Option<&Entry> {
         self.entries.get(&(dev, ino))
+    }
+
+    /// The entries for inode `ino` under a device other than `dev`. A reboot or a remount can
+    /// give a file system another device number (LVM, some cloud volumes, network file
+    /// systems; Filebeat's "files sent again after a reboot"): the tailer matches such an
+    /// entry to the file it finds and [moves](Self::move_device) it to the new number.
+    pub fn on_other_devices(&self, dev: u64, ino: u64) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .values()
+            .filter(move |e| e.ino == ino && e.dev != dev)
+    }
+
+    /// Re-keys the entry of `old_dev`/`ino` to device `dev`, offset and fingerprint kept.
+    /// Nothing happens when there is no such entry or one already exists under `dev`.
+    pub fn move_device(&mut self, old_dev: u64, ino: u64, dev: u64) {
+        if self.entries.contains_key(&(dev, ino)) {
+            return;
+        }
+        if let Some(mut e) = self.entries.remove(&(old_dev, ino)) {
+            e.dev = dev;
+            self.entries.insert((dev, ino), e);
+        }
     }
 
     /// The generation acknowledgements for the file `dev`/`ino` must carry, if it is tracked.
@@ -435,6 +461,39 @@ mod tests {
         assert_eq!(e.fingerprint, Fingerprint::of(b"y"));
         assert_eq!(e.path, Path::new("/a.log"));
         assert!(!dir.path().join("reg.json.tmp").exists());
+    }
+
+    #[test]
+    fn an_entry_moves_to_a_new_device_number_with_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::load(&dir.path().join("reg.json")).unwrap();
+        r.track(key(0), Path::new("/a.log"), Fingerprint::of(b"x"), 0);
+        assert!(r.ack(Position {
+            key: key(0),
+            end: 7
+        }));
+        // Device 1, inode 2 is tracked: device 9 sees it as another device's, device 1 not.
+        assert_eq!(r.on_other_devices(9, 2).count(), 1);
+        assert_eq!(r.on_other_devices(1, 2).count(), 0);
+        assert_eq!(r.on_other_devices(9, 3).count(), 0);
+        r.move_device(1, 2, 9);
+        assert!(r.get(1, 2).is_none());
+        let e = r.get(9, 2).unwrap();
+        assert_eq!((e.dev, e.offset), (9, 7));
+        // An acknowledgement keyed by the new device moves it on.
+        assert!(r.ack(Position {
+            key: FileKey {
+                dev: 9,
+                ino: 2,
+                generation: 0
+            },
+            end: 9
+        }));
+        // A move onto an entry that exists changes nothing.
+        r.track(key(0), Path::new("/b.log"), Fingerprint::of(b"y"), 3);
+        r.move_device(1, 2, 9);
+        assert_eq!(r.get(9, 2).unwrap().offset, 9);
+        assert_eq!(r.get(1, 2).unwrap().offset, 3);
     }
 
     #[test]

@@ -218,6 +218,63 @@ async fn restart_resumes_from_the_registry_without_loss_or_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_the_device_number_changed_resumes_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    // start_at: end as well: a file taken for new would then also lose what was written
+    // while the shipper was down.
+    let config = yaml(
+        dir.path(),
+        &log.display().to_string(),
+        "    start_at: end\n",
+    );
+    append(&log, "before the first start\n");
+    let out = Memory::default();
+    let running = start(&config, out.clone());
+    // The first scan finds the file and starts at its end.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    append(
+        &log,
+        &(0..100).map(|i| format!("a {i}\n")).collect::<String>(),
+    );
+    assert!(wait_until(|| out.bodies().len() == 100).await);
+    running.stop().await;
+
+    // What a reboot that renumbered the device looks like to the registry: same inode, same
+    // path, same content, another st_dev.
+    let reg_path = dir.path().join("registry.json");
+    let mut registry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&reg_path).unwrap()).unwrap();
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&log).unwrap());
+    assert_eq!(registry["files"][0]["dev"], dev);
+    registry["files"][0]["dev"] = (dev + 1).into();
+    std::fs::write(&reg_path, serde_json::to_vec(&registry).unwrap()).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("registry.json.synced"));
+
+    append(
+        &log,
+        &(0..50).map(|i| format!("b {i}\n")).collect::<String>(),
+    );
+    let out = Memory::default();
+    let running = start(&config, out.clone());
+    assert!(wait_until(|| out.bodies().len() >= 50).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    let bodies = out.bodies();
+    assert_eq!(bodies.len(), 50, "{:?}", &bodies[..bodies.len().min(3)]);
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(b, &format!("b {i}"));
+    }
+    // One entry, under the device number the file has now, at its end.
+    let registry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&reg_path).unwrap()).unwrap();
+    let files = registry["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{registry}");
+    assert_eq!(files[0]["dev"], dev);
+    assert_eq!(files[0]["offset"], std::fs::metadata(&log).unwrap().len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_lines_are_cut_and_counted_as_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");

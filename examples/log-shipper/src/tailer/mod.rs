@@ -392,6 +392,26 @@ impl Tailer {
             return;
         };
         let mut registry = lock(&self.registry);
+        if registry.get(dev, ino).is_none()
+            && let Some((old_dev, offset)) = self.moved_from(
+                &registry,
+                &file,
+                path,
+                dev,
+                ino,
+                size,
+                input.fingerprint_bytes,
+            )
+        {
+            tracing::info!(
+                path = %path.display(),
+                old_device = old_dev,
+                device = dev,
+                offset,
+                "device number changed since the registry was written (a reboot or a remount): resuming"
+            );
+            registry.move_device(old_dev, ino, dev);
+        }
         // The generation goes up whenever the content under an inode starts over, so that the
         // acknowledgements still on their way for the old content (a deleted file's last
         // lines) cannot move the new content's offset.
@@ -445,6 +465,40 @@ impl Tailer {
                 size,
             },
         );
+    }
+
+    /// The registry entry, under another device number, of the file `path` just found as
+    /// `dev`/`ino`: its old device and offset. A match has the same inode, the same first
+    /// bytes (a fingerprint of at least one byte), is not a file being read, and its old
+    /// device and inode are no longer at its path (else it is another file system's file
+    /// with the same inode number). It must also have the same path, unless its fingerprint
+    /// is the input's full `fingerprint_bytes` (a file rotated while the shipper was down).
+    /// Several: the one at the same path.
+    #[allow(clippy::too_many_arguments)]
+    fn moved_from(
+        &self,
+        registry: &Registry,
+        file: &File,
+        path: &Path,
+        dev: u64,
+        ino: u64,
+        size: u64,
+        fingerprint_bytes: usize,
+    ) -> Option<(u64, u64)> {
+        registry
+            .on_other_devices(dev, ino)
+            .filter(|e| {
+                e.fingerprint.len > 0
+                    && e.fingerprint.len <= size
+                    && (e.path == path || e.fingerprint.len >= fingerprint_bytes as u64)
+                    && !self.files.contains_key(&(e.dev, e.ino))
+            })
+            .filter(|e| {
+                std::fs::metadata(&e.path).map_or(true, |m| (m.dev(), m.ino()) != (e.dev, e.ino))
+                    && fingerprint(file, e.fingerprint.len).ok() == Some(e.fingerprint)
+            })
+            .min_by_key(|e| e.path != path)
+            .map(|e| (e.dev, e.offset))
     }
 
     /// Checks a tracked file for truncation, reads it to its end, closes it when inactive.
