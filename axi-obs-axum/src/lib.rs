@@ -35,7 +35,9 @@
 //! A request is timed, and counted in `http.server.active_requests`, from the moment it
 //! reaches the layer until its response head is ready: the time a streamed body takes to
 //! reach the client, a WebSocket's or server-sent events' lifetime, is not in the duration. A request dropped before its response
-//! (the client went away, an outer timeout) is still recorded, with `error.type="cancelled"`.
+//! (the client went away, an outer timeout) is still recorded, with `error.type="cancelled"`
+//! on the metric, the log line and the span; the span's status stays unset (not a server
+//! error).
 //!
 //! # Where to put the layer
 //!
@@ -69,6 +71,13 @@
 //!   full template (`/api/users/{id}`); a layer on the inner router sees the same full
 //!   template, and logs and excludes by the full path the client sent (axum's `OriginalUri`),
 //!   not the path without the prefix that the inner router sees.
+//! * `Router::nest_service("/static", ServeDir::new("assets"))`: axum 0.8 gives requests to
+//!   a nested *service* no `MatchedPath` (it keeps their route in a private type), so they are
+//!   recorded as `unmatched` with the fallback's 404s (the layer warns once when such a
+//!   request gets a success). Mount the service as a route of a nested router instead, which
+//!   strips the prefix the same way and has a template:
+//!   `Router::new().nest("/static", Router::new().route_service("/{*path}", ServeDir::new("assets")))`
+//!   is recorded as `http_route="/static/{*path}"`.
 //! * Wrapping the whole `Router` from outside (`tower::ServiceBuilder` around it) runs before
 //!   routing: no `MatchedPath` yet, so every request would be `unmatched`. Don't.
 //! * Client addresses need `into_make_service_with_connect_info::<SocketAddr>()`, or

@@ -40,6 +40,8 @@ pub(crate) struct State {
     pub(crate) client: Option<super::service::ClientAddr>,
     pub(crate) user_agent: Option<HeaderValue>,
     pub(crate) req_body: super::counted_body::ReqSize,
+    /// axum gave the request no `MatchedPath`: a fallback, or a `nest_service` mount.
+    pub(crate) unmatched: bool,
 }
 
 pin_project_lite::pin_project! {
@@ -60,11 +62,34 @@ pin_project_lite::pin_project! {
             // request still counts, so the slowest requests are not missing from the latency
             // histogram and the logs.
             if let Some(state) = this.project().state.take() {
-                state.abandoned("cancelled", "request cancelled before a response");
+                state.abandoned(CANCELLED, "request cancelled before a response");
             }
         }
     }
 }
+
+/// Says once per process that a request with no `MatchedPath` was answered with a success:
+/// axum 0.8 gives requests to a `nest_service` mount (`ServeDir`, say) no `MatchedPath` (it
+/// keeps their route in a private type), so they are recorded as `unmatched` with the
+/// fallback's 404s.
+#[cold]
+fn warn_unmatched_success(status: u16, uri: Option<&http::Uri>) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            http.response.status_code = status,
+            url.path = uri.map(http::Uri::path),
+            "a request axum matched to no route (no MatchedPath) was answered with a success: \
+             probably a nest_service mount, which axum 0.8 gives no MatchedPath; it is recorded \
+             as http.route=\"unmatched\". Mount the service as a route of a nested router \
+             instead (see the axi-obs-axum docs, \"Where to put the layer\")"
+        );
+    }
+}
+
+/// `error.type` of a request dropped before its response (the client went away, or an outer
+/// timeout fired).
+const CANCELLED: &str = "cancelled";
 
 impl<F> ResponseFuture<F> {
     /// The inner service's future, or the panic its `call` raised, and the request's state
@@ -197,6 +222,9 @@ impl State {
         let cfg = &*self.config;
         let status = response.status().as_u16();
         let elapsed = self.elapsed();
+        if self.unmatched && status < 400 {
+            warn_unmatched_success(status, self.uri.as_ref());
+        }
         let server_error = status >= 500;
         let error_type: Option<SharedString> =
             server_error.then(|| SharedString::from(status.to_string()));
@@ -379,7 +407,12 @@ impl State {
         {
             let span = cx.span();
             span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type));
-            span.set_status(Status::error(""));
+            // Error status only for what the server failed at (the spec: 5xx and panics; an
+            // inner service's error stands for a 5xx). A request the client gave up on keeps
+            // its `error.type`, not an error status: disconnects would count as failures.
+            if error_type != CANCELLED {
+                span.set_status(Status::error(""));
+            }
             let _outside = opentelemetry::Context::new().attach();
             span.end_with_timestamp(this.start_time + elapsed);
         }

@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use axi_obs_core::__private::FxHasher;
@@ -67,6 +68,8 @@ pub(crate) struct CustomLabels {
     pub(crate) hook: LabelHook,
     pub(crate) cap: usize,
     seen: Mutex<FxMap<&'static str, FxSet<String>>>,
+    /// Panics of the hook so far (warned of at the 1st, 2nd, 4th, 8th...).
+    panics: AtomicU64,
 }
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
@@ -81,11 +84,27 @@ impl CustomLabels {
             hook,
             cap,
             seen: Mutex::default(),
+            panics: AtomicU64::new(0),
         }
     }
 
+    /// The hook's labels for `view`, capped. A panic of the hook is caught: the request is
+    /// then recorded without custom labels (it still gets its response, metrics and log line).
     pub(crate) fn labels(&self, view: &crate::RequestView<'_>) -> Vec<Label> {
-        let raw = (self.hook)(view);
+        let raw = match std::panic::catch_unwind(AssertUnwindSafe(|| (self.hook)(view))) {
+            Ok(raw) => raw,
+            Err(payload) => {
+                let n = self.panics.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        panic = %super::service::panic_message(payload),
+                        panics = n,
+                        "the custom_labels hook panicked: request recorded without custom labels"
+                    );
+                }
+                return Vec::new();
+            }
+        };
         if raw.is_empty() {
             return Vec::new();
         }

@@ -255,9 +255,12 @@ impl ObsLayer {
         self.edit(|c| c.excluded = paths)
     }
 
-    /// Trusts `X-Forwarded-For` / `X-Forwarded-Proto` (else `Forwarded: for=` / `proto=`) for
-    /// the client address and scheme. Only turn on behind a proxy that sets them (nginx);
-    /// otherwise clients can forge them. Defaults to off: the socket peer address is used.
+    /// Trusts `X-Forwarded-For` / `X-Forwarded-Proto` / `X-Forwarded-Host` (else
+    /// `Forwarded: for=` / `proto=` / `host=`) for the client address, the scheme and the
+    /// span's `server.address`. The `X-Forwarded-*` headers win when both kinds are present: a
+    /// proxy that sets them passes a client's own `Forwarded` through. Only turn on behind a
+    /// proxy that sets them (nginx); otherwise clients can forge them. Defaults to off: the
+    /// socket peer address is used.
     ///
     /// The entry used is the one your proxy added: the last one, or the
     /// [`forwarded_hops`](Self::forwarded_hops)-th from the end behind a chain of proxies.
@@ -312,6 +315,8 @@ impl ObsLayer {
 
     /// Adds labels computed from the request (a tenant, say) to the duration metric. Each
     /// label key keeps at most `cap` distinct values; further values become `_other`.
+    /// A panic in `hook` is caught and logged (at the 1st, 2nd, 4th, 8th... panic): the
+    /// request is served and recorded as usual, without custom labels.
     pub fn custom_labels<F>(self, cap: usize, hook: F) -> Self
     where
         F: Fn(&crate::RequestView<'_>) -> Vec<(&'static str, String)> + Send + Sync + 'static,

@@ -77,6 +77,7 @@ where
             .extensions()
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
+        let no_matched_path = matched.is_none();
         let (mut route, span_name) = cfg.routes.lookup(matched, method, cfg.spans);
         let scheme = scheme(&req, cfg);
         let version = version_label(req.version());
@@ -204,6 +205,7 @@ where
                 client,
                 user_agent,
                 req_body,
+                unmatched: no_matched_path,
             },
         );
         let future = {
@@ -580,16 +582,18 @@ fn span_attributes<B>(r: &SpanRequest<'_, B>) -> Vec<KeyValue> {
 }
 
 /// The host and port the client addressed, as semantic conventions find `server.address` and
-/// `server.port`: a trusted proxy's `Forwarded: host=` or `X-Forwarded-Host` (only with
+/// `server.port`: a trusted proxy's `X-Forwarded-Host` or `Forwarded: host=` (only with
 /// [`trust_forwarded_headers`](super::ObsLayer::trust_forwarded_headers)), else the request
 /// target's authority (HTTP/2's `:authority`, or HTTP/1.1's absolute form), else `Host`.
 fn server_authority<'a, B>(req: &'a Request<B>, cfg: &Config) -> Option<(&'a str, Option<u16>)> {
     let hops = cfg.forwarded_hops;
     let headers = req.headers();
     let forwarded = cfg.trust_forwarded.then(|| {
+        // `X-Forwarded-*` first, as for the client address and the scheme: a proxy that
+        // sets those (nginx) passes a client's own `Forwarded` through untouched.
         [
-            forwarded_param(headers, "host", hops),
             forwarded_entry(headers, "x-forwarded-host", hops),
+            forwarded_param(headers, "host", hops),
         ]
     });
     // The first source that holds a valid host: an empty or malformed proxy value does not
