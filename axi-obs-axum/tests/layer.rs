@@ -79,6 +79,16 @@ fn access_lines(cap: &Capture) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The WARN lines `cap` holds whose message contains `text`.
+fn warnings(cap: &Capture, text: &str) -> Vec<serde_json::Value> {
+    cap.logs()
+        .into_iter()
+        .filter(|l| {
+            l["log.level"] == "WARN" && l["message"].as_str().is_some_and(|m| m.contains(text))
+        })
+        .collect()
+}
+
 async fn text(r: Response<Body>) -> String {
     String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
@@ -805,16 +815,7 @@ async fn a_nested_service_is_unmatched_and_a_nested_route_service_has_its_templa
         page.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/files/{*path}\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 1"),
         "{page}"
     );
-    let warnings: Vec<_> = cap
-        .logs()
-        .into_iter()
-        .filter(|l| {
-            l["log.level"] == "WARN"
-                && l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("nest_service"))
-        })
-        .collect();
+    let warnings = warnings(&cap, "nest_service");
     // Once per process (the static flag may already be set by another test in this binary:
     // none other answers an unmatched request with a success).
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
@@ -1000,16 +1001,7 @@ async fn a_panic_in_the_custom_label_hook_is_caught() {
     let lines = access_lines(&cap);
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(lines[0]["http.request.id"], "hook-panic-1", "{lines:?}");
-    let warnings: Vec<_> = cap
-        .logs()
-        .into_iter()
-        .filter(|l| {
-            l["log.level"] == "WARN"
-                && l["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("custom_labels hook panicked"))
-        })
-        .collect();
+    let warnings = warnings(&cap, "custom_labels hook panicked");
     // Warned at the first and the second panic.
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
