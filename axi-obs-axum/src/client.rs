@@ -27,7 +27,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::http::{Sink, method_label};
+use crate::http::{Sink, env_known_methods, method_label};
 use crate::names::{self, attr};
 
 static META: Metadata<'static> =
@@ -142,7 +142,7 @@ impl TracedClient {
         &self,
         mut request: reqwest::Request,
     ) -> reqwest::Result<reqwest::Response> {
-        let method = method_label(request.method());
+        let method = method_label(request.method(), env_known_methods());
         let url = request.url();
         // `server.address` is the host without the brackets of an IPv6 literal.
         let host = url.host_str().unwrap_or_default();

@@ -23,7 +23,7 @@
 //!
 //! | signal | what |
 //! |---|---|
-//! | metrics | `http.server.request.duration` (Prometheus `http_server_request_duration_seconds`, buckets `0.005 … 10`) with `http_request_method` (unknown methods `_OTHER`), `http_route` (the matched template; `unmatched` otherwise, never the raw path), `http_response_status_code`, `url_scheme`, `network_protocol_version`, `error_type` on 5xx; `http.server.active_requests`; optionally body sizes; optionally [`Naming::AxumPrometheus`] names |
+//! | metrics | `http.server.request.duration` (Prometheus `http_server_request_duration_seconds`, buckets `0.005 … 10`) with `http_request_method` (unknown methods `_OTHER`; the known ones overridable: [`ObsLayer::known_methods`], `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`), `http_route` (the matched template; `unmatched` otherwise, never the raw path), `http_response_status_code`, `url_scheme`, `network_protocol_version`, `error_type` on 5xx; `http.server.active_requests`; optionally body sizes; optionally [`Naming::AxumPrometheus`] names |
 //! | span | `"{method} {route}"`, kind server, parent from `traceparent` / `tracestate` / `baggage`; semconv attributes: `http.request.method` (and `_original`), `url.path`, `url.query` (credential-like values `REDACTED`; [`ObsLayer::span_query`]), `url.scheme`, `http.route`, `network.protocol.version`, `server.address` / `server.port` (trusted forwarded host, else `:authority`, else `Host`), `client.address`, `network.peer.address` / `.port` (with `ConnectInfo`), `user_agent.original`, `http.request.id`, `http.response.status_code`, `error.type`; to the sampler too with [`ObsLayer::sampler_attributes`]; status error only for 5xx and panics; optionally `traceparent` on the response |
 //! | request id | a valid incoming `x-request-id` (1–128 of `A-Za-z0-9-_.:@/+=`) or a new random one; echoed on the response, to the handler as the [`RequestId`] extractor (and [`RequestId::current`]; in the request's extensions with [`ObsLayer::request_id_extension`]), on the span and every log line inside it (`http.request.id`) |
 //! | access log | one event (target `axi_obs_axum::access`): method, route, path without query, status, `event.duration` (ns), request id, trace id (from the span, or the caller's `traceparent` with spans off), client address, user agent; INFO, 5xx at ERROR, 2xx sampling optional. No header but `User-Agent` is ever logged: `Authorization`, `Cookie`, `Set-Cookie`, API keys and query strings (by default) never reach a log |
@@ -99,7 +99,8 @@ mod routes;
 pub mod client;
 
 pub use crate::http::{
-    CUSTOM_LABEL_OVERFLOW, DEFAULT_EXCLUDED, Naming, Obs, ObsLayer, RequestView, ResponseFuture,
+    CUSTOM_LABEL_OVERFLOW, DEFAULT_EXCLUDED, KNOWN_METHODS_ENV, Naming, Obs, ObsLayer, RequestView,
+    ResponseFuture,
 };
 pub use request_id::{MissingRequestId, RequestId};
 pub use routes::{ObsRoutes, VersionInfo};

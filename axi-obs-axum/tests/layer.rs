@@ -960,6 +960,98 @@ async fn custom_labels_are_capped() {
     );
 }
 
+/// Semantic conventions' known-methods override: the methods named are recorded as
+/// themselves, each its own series, span name and in-flight gauge; every other one, default
+/// methods included, is `_OTHER`.
+#[tokio::test(flavor = "current_thread")]
+async fn the_known_methods_can_be_overridden() {
+    let cap = Capture::new();
+    let method = |m: &str| http::Method::from_bytes(m.as_bytes()).unwrap();
+    let app = Router::new()
+        .route("/dav/{*path}", axum::routing::any(|| async { "dav" }))
+        .layer(obs(&cap).access_log(false).known_methods([
+            http::Method::GET,
+            method("PROPFIND"),
+            method("REPORT"),
+        ]));
+    for (m, n) in [
+        ("PROPFIND", 3),
+        ("REPORT", 2),
+        ("GET", 1),
+        ("POST", 1),
+        ("MKCOL", 1),
+    ] {
+        for _ in 0..n {
+            let r = send(
+                &app,
+                Request::builder()
+                    .method(method(m))
+                    .uri("/dav/a/b")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
+    let page = cap.metrics_handle().render();
+    let count = |m: &str| {
+        let prefix = format!(
+            "http_server_request_duration_seconds_count{{http_request_method=\"{m}\",http_response_status_code=\"200\",http_route=\"/dav/{{*path}}\""
+        );
+        page.lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no {m} series in\n{page}"))
+            .to_owned()
+    };
+    assert_eq!(
+        [
+            count("PROPFIND"),
+            count("REPORT"),
+            count("GET"),
+            count("_OTHER")
+        ],
+        ["3", "2", "1", "2"],
+        "{page}"
+    );
+    assert!(
+        !page.contains("\"POST\""),
+        "POST is not in this list: {page}"
+    );
+    for m in ["PROPFIND", "REPORT", "_OTHER"] {
+        assert!(
+            page.contains(&format!(
+                "http_server_active_requests{{http_request_method=\"{m}\",url_scheme=\"http\"}} 0"
+            )),
+            "{m}: {page}"
+        );
+    }
+    let spans = cap.spans();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "PROPFIND /dav/{*path}")
+            .count(),
+        3,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == "HTTP /dav/{*path}").count(),
+        2,
+        "{names:?}"
+    );
+    let mkcol = spans
+        .iter()
+        .find(|s| span_attr(s, "http.request.method_original").as_deref() == Some("MKCOL"))
+        .unwrap();
+    assert_eq!(
+        span_attr(mkcol, "http.request.method").as_deref(),
+        Some("_OTHER")
+    );
+}
+
 /// A panic in the custom-label hook stays in the layer: the request is served by its handler,
 /// counted without custom labels, logged with its request id, and the panic is reported.
 #[tokio::test(flavor = "current_thread")]

@@ -12,6 +12,7 @@ use axi_obs_core::MetricsRecorder;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 
 use super::append_map::AppendMap;
+use super::methods::{METHODS, method_index};
 use crate::names::{self, attr, axum_prometheus as ap};
 
 static META: Metadata<'static> =
@@ -650,41 +651,12 @@ fn status_str(code: u16) -> SharedString {
     }
 }
 
-pub(crate) const METHODS: [&str; 11] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "QUERY",
-    "_OTHER",
-];
-
-pub(crate) fn method_index(m: &str) -> u8 {
-    METHODS
-        .iter()
-        .position(|x| *x == m)
-        .unwrap_or(METHODS.len()) as u8
-}
-
 fn scheme_index(s: &str) -> u8 {
     u8::from(s == "https")
 }
 
 fn version_index(v: &str) -> u8 {
     v.as_bytes().first().copied().unwrap_or(0) ^ v.as_bytes().get(2).copied().unwrap_or(0)
-}
-
-/// The semantic-convention method value: a known method, or `_OTHER`.
-pub(crate) fn method_label(m: &http::Method) -> &'static str {
-    match *m {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::HEAD => "HEAD",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::PATCH => "PATCH",
-        http::Method::CONNECT => "CONNECT",
-        http::Method::TRACE => "TRACE",
-        _ if m.as_str() == "QUERY" => "QUERY",
-        _ => "_OTHER",
-    }
 }
 
 /// `network.protocol.version` for an HTTP version.

@@ -8,6 +8,7 @@ use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::TracerProvider;
 
 use super::instruments::{CustomLabels, Instruments, Naming, Sink};
+use super::methods::{KnownMethods, env_known_methods, known_methods};
 use super::route_table::RouteTable;
 use super::service::Obs;
 use crate::request_id::RequestIdConfig;
@@ -49,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) span_query: bool,
     pub(crate) sampler_attributes: bool,
     pub(crate) custom: Option<Arc<CustomLabels>>,
+    /// A known-methods override (`None`: the default list).
+    pub(crate) known_methods: Option<KnownMethods>,
 }
 
 /// Where server spans come from: the global tracer provider (resolved at the first request, so
@@ -125,6 +128,7 @@ impl ObsLayer {
                 span_query: true,
                 sampler_attributes: false,
                 custom: None,
+                known_methods: env_known_methods().cloned(),
             }),
         }
     }
@@ -311,6 +315,32 @@ impl ObsLayer {
     /// `traceidratio`, `parentbased_*`) do not read attributes; turn this on for one that does.
     pub fn sampler_attributes(self, on: bool) -> Self {
         self.edit(|c| c.sampler_attributes = on)
+    }
+
+    /// The HTTP methods recorded as themselves in `http.request.method` (metrics, span
+    /// attributes, span names); any other is `_OTHER`, with `http.request.method_original` on
+    /// the span. A full override of the default list (`GET`, `HEAD`, `POST`, `PUT`,
+    /// `DELETE`, `CONNECT`, `OPTIONS`, `TRACE`, `PATCH`, `QUERY`), as semantic conventions
+    /// require, not an addition to it: a WebDAV service names the standard methods it serves
+    /// and `PROPFIND`, `REPORT`... The list bounds the label's values.
+    ///
+    /// Defaults to [`OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`](crate::KNOWN_METHODS_ENV)
+    /// when it is set (a comma-separated, case-sensitive list; a value with an entry that is
+    /// not a method token is ignored with a warning), else the default list; the outbound
+    /// `client::TracedClient` follows the variable too. A process keeps at most 32
+    /// methods outside the default list; further ones stay `_OTHER` (with a warning).
+    pub fn known_methods<I>(self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = http::Method>,
+    {
+        let (list, refused) = known_methods(methods);
+        if !refused.is_empty() {
+            tracing::warn!(
+                refused = ?refused,
+                "known_methods: the process's table of methods outside the default list is full; these stay _OTHER"
+            );
+        }
+        self.edit(|c| c.known_methods = Some(list))
     }
 
     /// Adds labels computed from the request (a tenant, say) to the duration metric. Each

@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use metrics::SharedString;
 
 use super::append_map::AppendMap;
-use super::instruments::{METHODS, method_index};
+use super::methods::{METHODS, method_index};
 use crate::names::UNMATCHED_ROUTE;
 
 /// At most this many distinct route templates are interned (an application has far fewer);

@@ -16,8 +16,9 @@ use tower_service::Service;
 
 use super::counted_body::ReqSize;
 use super::future::{ResponseFuture, State};
-use super::instruments::{Active, Labels, method_label, version_label};
+use super::instruments::{Active, Labels, version_label};
 use super::layer::Config;
+use super::methods::method_label;
 use crate::names::{UNMATCHED_ROUTE, attr};
 
 /// The service [`ObsLayer`](super::ObsLayer) wraps around each route.
@@ -72,7 +73,7 @@ where
             req.extensions_mut().insert(request_id.clone());
         }
 
-        let method = method_label(req.method());
+        let method = method_label(req.method(), cfg.known_methods.as_ref());
         let matched = req
             .extensions()
             .get::<MatchedPath>()
