@@ -960,6 +960,54 @@ async fn custom_labels_are_capped() {
     );
 }
 
+/// `url.scheme` of an HTTP/1.1 request (no scheme in its target): `http`, or `https` when
+/// the service terminates TLS itself; an absolute target's or a trusted proxy's wins.
+#[tokio::test(flavor = "current_thread")]
+async fn the_scheme_of_a_request_without_one_follows_the_listener() {
+    let cap = Capture::new();
+    let plain = routes().layer(obs(&cap).access_log(false));
+    let tls = routes().layer(obs(&cap).access_log(false).served_over_tls(true));
+    let trusting = routes().layer(
+        obs(&cap)
+            .access_log(false)
+            .served_over_tls(true)
+            .trust_forwarded_headers(true),
+    );
+    send(&plain, get_req("/users/1")).await;
+    send(&tls, get_req("/users/2")).await;
+    send(&tls, get_req("http://h2c.example/users/3")).await;
+    send(
+        &trusting,
+        Request::get("/users/4")
+            .header("x-forwarded-proto", "http")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let spans = cap.spans();
+    let scheme = |path: &str| {
+        let s = spans
+            .iter()
+            .find(|s| span_attr(s, "url.path").as_deref() == Some(path))
+            .unwrap_or_else(|| panic!("no span for {path}"));
+        span_attr(s, "url.scheme").unwrap()
+    };
+    assert_eq!(
+        [
+            scheme("/users/1"),
+            scheme("/users/2"),
+            scheme("/users/3"),
+            scheme("/users/4")
+        ],
+        ["http", "https", "http", "http"]
+    );
+    let page = cap.metrics_handle().render();
+    assert!(
+        page.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"200\",http_route=\"/users/{id}\",network_protocol_version=\"1.1\",url_scheme=\"https\"} 1"),
+        "{page}"
+    );
+}
+
 /// Semantic conventions' known-methods override: the methods named are recorded as
 /// themselves, each its own series, span name and in-flight gauge; every other one, default
 /// methods included, is `_OTHER`.

@@ -43,6 +43,8 @@ pub(crate) struct Config {
     pub(crate) request_id: RequestIdConfig,
     pub(crate) excluded: Vec<String>,
     pub(crate) trust_forwarded: bool,
+    /// The service terminates TLS itself: a request without a scheme is `https`.
+    pub(crate) tls: bool,
     /// How many proxies append to the forwarded headers (at least 1).
     pub(crate) forwarded_hops: usize,
     pub(crate) traceparent_response: bool,
@@ -122,6 +124,7 @@ impl ObsLayer {
                 request_id: RequestIdConfig::default(),
                 excluded: DEFAULT_EXCLUDED.iter().map(|s| (*s).to_owned()).collect(),
                 trust_forwarded: false,
+                tls: false,
                 forwarded_hops: 1,
                 traceparent_response: false,
                 log_query: false,
@@ -273,6 +276,15 @@ impl ObsLayer {
     /// without quotes, IPv6 brackets or ports.
     pub fn trust_forwarded_headers(self, on: bool) -> Self {
         self.edit(|c| c.trust_forwarded = on)
+    }
+
+    /// The service terminates TLS itself (axum-server with rustls, say): `url.scheme` is
+    /// `https` for requests whose target carries no scheme, which is every HTTP/1.1 request
+    /// (hyper fills it in from HTTP/2's `:scheme`, not for HTTP/1.1). Trusted forwarded
+    /// headers still win. Defaults to off: such requests are `http`, right for a plain
+    /// listener behind a proxy that terminates TLS.
+    pub fn served_over_tls(self, on: bool) -> Self {
+        self.edit(|c| c.tls = on)
     }
 
     /// How many proxies in front of the service append to the forwarded headers (a load

@@ -401,7 +401,10 @@ fn scheme<B>(req: &Request<B>, cfg: &Config) -> &'static str {
     }
     match req.uri().scheme_str() {
         Some("https") => "https",
-        _ => "http",
+        Some(_) => "http",
+        // HTTP/1.1's origin form carries no scheme: the listener's.
+        None if cfg.tls => "https",
+        None => "http",
     }
 }
 
