@@ -154,8 +154,10 @@ impl LastDeployEnricher {
     ) -> Result<Option<Deployment>, crate::store::StoreError> {
         let mut filter = Filter::default()
             .project(project)
-            .until(active + time::Duration::milliseconds(1))
-            .since(active - self.max_age)
+            .until(active.saturating_add(time::Duration::milliseconds(1)))
+            .since(active.saturating_sub(
+                time::Duration::try_from(self.max_age).unwrap_or(time::Duration::MAX),
+            ))
             .limit(1)
             .without_steps();
         if let Some(env) = environment {

@@ -262,9 +262,11 @@ fn start_step_finish_then_history_and_stats_print_what_happened() {
             .success()
     );
     let out = env.run(&["finish", "--id", &id, "--status", "rolled-back"]);
-    assert!(
-        !out.status.success(),
-        "rolled-back without --to-version is refused"
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "rolled-back without --to-version is a usage error: {}",
+        text(&out.stderr)
     );
     assert!(text(&out.stderr).contains("--to-version"));
     let out = env.run(&[
@@ -1216,6 +1218,30 @@ fn a_redirect_is_not_a_delivery() {
         said.contains("HTTP 302") && said.contains("redirected to /login?***"),
         "{said}"
     );
+    assert_eq!(env.spooled().len(), 1);
+}
+
+/// An endpoint that does not answer: the event is spooled, and the message names it without
+/// its credentials or query (reqwest's own error carries the whole URL).
+#[test]
+fn an_unreachable_endpoint_is_named_without_its_token() {
+    let env = Env::new();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://deployer:s3cret@127.0.0.1:{port}/api/deploy/events?token=t0k");
+    let out = env
+        .cmd(&pev("start", &["--id", "dep-down"]))
+        .env("AXI_DEPLOY_ENDPOINT", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(said.contains(&format!("127.0.0.1:{port}")), "{said}");
+    assert!(!said.contains("s3cret") && !said.contains("t0k"), "{said}");
     assert_eq!(env.spooled().len(), 1);
 }
 

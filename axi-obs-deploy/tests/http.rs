@@ -1116,6 +1116,47 @@ fn seeded() -> Server {
     server
 }
 
+/// A deployment at the far end of the accepted range (late in year 9999): its annotation's
+/// one-day cap is computed without overflowing (was a panic of the request's task).
+#[test]
+fn annotations_of_a_deployment_late_in_year_9999_do_not_overflow() {
+    // 9999-12-31T23:00:00Z.
+    const LATE: i64 = 253_402_297_200_000;
+    let server = Server::start(|r| r.clock(ManualClock::at_unix_ms(LATE + 60_000)));
+    let mut d = dref("far", "shop-api", "prod");
+    d.started_at = from_unix_ms(LATE);
+    let events = [
+        Event::new(
+            d.clone(),
+            0,
+            from_unix_ms(LATE),
+            EventKind::Started {
+                commit: None,
+                commit_time: None,
+                actor: None,
+                trigger: None,
+            },
+        ),
+        Event::new(d, 1, from_unix_ms(LATE + 30_000), EventKind::Succeeded),
+    ];
+    let body = serde_json::to_string(&events).unwrap();
+    assert_eq!(
+        post(&client(), &server.url("/api/deploy/events"), body).0,
+        200
+    );
+    let (status, all) = get(
+        &client(),
+        &server.url(&format!(
+            "/api/deploy/annotations?from={}&to={}",
+            LATE - 3_600_000,
+            LATE + 3_599_000
+        )),
+    );
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all[0]["deploymentId"], "far", "{all}");
+    assert_eq!(all[0]["timeEnd"], LATE + 30_000, "{all}");
+}
+
 #[test]
 fn annotations_have_grafanas_shape_and_filter_by_tags() {
     let server = seeded();

@@ -48,12 +48,21 @@ impl RemotePrometheus {
                 .timeout(self.timeout)
                 .send()
                 .await
-                .map_err(|e| format!("querying {url}: {e}"))?;
-            resp.text().await.map_err(|e| format!("reading {url}: {e}"))
+                .map_err(|e| format!("querying {}: {}", shown(&url), e.without_url()))?;
+            resp.text()
+                .await
+                .map_err(|e| format!("reading {}: {}", shown(&url), e.without_url()))
         });
         let body = body.map_err(EvalError)?;
         parse_answer(&body, t).map_err(EvalError)
     }
+}
+
+/// `url` as errors show it: without the user and password it may carry (`--query-url
+/// http://user:pass@prometheus:9090`), which rule errors would otherwise publish on
+/// `/api/v1/rules`.
+fn shown(url: &str) -> String {
+    axi_obs_core::__private::redact_url(url)
 }
 
 /// Reads an `/api/v1/query` answer.
@@ -108,6 +117,23 @@ mod tests {
             crate::delivery::query_escape("rate(x{a=\"b c\"}[5m]) > 1"),
             "rate%28x%7Ba%3D%22b+c%22%7D%5B5m%5D%29+%3E+1"
         );
+    }
+
+    #[test]
+    fn an_unreachable_prometheus_is_named_without_its_credentials() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let remote = RemotePrometheus::new(
+            &format!("http://ruler:s3cret@127.0.0.1:{port}"),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let EvalError(e) = remote.instant("up", 0).unwrap_err();
+        assert!(e.contains(&format!("127.0.0.1:{port}/api/v1/query")), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("ruler"), "{e}");
     }
 
     #[test]

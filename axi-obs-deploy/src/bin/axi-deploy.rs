@@ -199,7 +199,7 @@ struct FinishArgs {
     #[arg(long)]
     reason: Option<String>,
     /// The version now running (required for rolled-back).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", required_if_eq("status", "rolled-back"))]
     to_version: Option<String>,
     /// Do nothing, with a note, when the deployment is not open here (a `run` that ended
     /// closed it): for a cleanup step that runs after every job, `always()` or
@@ -588,7 +588,9 @@ impl<'a> Sink<'a> {
                     .header("idempotency-key", &event.id)
                     .body(event.to_json())
                     .send()
-                    // Without the credentials or token the URL may carry.
+                    // Without the credentials or token the URL may carry: reqwest's error
+                    // holds the whole URL (user info removed, not the query), so it goes.
+                    .map_err(reqwest::Error::without_url)
                     .with_context(|| format!("POST {}", redact_url(url)))?;
                 let status = resp.status();
                 let location = resp

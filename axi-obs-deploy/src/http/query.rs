@@ -221,7 +221,10 @@ pub(crate) struct Annotation {
 impl Annotation {
     fn new(d: Deployment, now: OffsetDateTime) -> Self {
         // One never finished (its runner killed) is drawn for a day at most, not until now.
-        let longest = d.started_at + time::Duration::milliseconds(crate::store::MAX_REGION_MS);
+        // Saturating: a start late in year 9999 (accepted input) must not overflow.
+        let longest = d
+            .started_at
+            .saturating_add(time::Duration::milliseconds(crate::store::MAX_REGION_MS));
         let end = d.finished_at.unwrap_or(now.min(longest)).max(d.started_at);
         let title = format!("{} {} → {}", d.project, d.version, d.environment);
         let mut text = format!("{title}: {}", d.status.as_str().replace('_', " "));
