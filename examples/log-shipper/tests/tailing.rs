@@ -217,6 +217,46 @@ async fn restart_resumes_from_the_registry_without_loss_or_duplicates() {
     assert_eq!(bodies[50], "partial without newline... finished");
 }
 
+/// A file closed for `close_inactive`, then written to and renamed out of the glob before the
+/// next scan (the renamed name is not matched): its last lines are read through its new name,
+/// not lost with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_file_written_and_renamed_before_the_next_scan_loses_no_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    // Scans far apart, so that the write and the rename below fall between two of them.
+    let config = yaml(
+        dir.path(),
+        &log.display().to_string(),
+        "    close_inactive: 100ms\n",
+    )
+    .replace("poll_interval: 20ms", "poll_interval: 500ms");
+    append(
+        &log,
+        &(0..10).map(|i| format!("a {i}\n")).collect::<String>(),
+    );
+    let out = Memory::default();
+    let running = start(&config, out.clone());
+    assert!(wait_until(|| out.bodies().len() == 10).await);
+    // Closed at the first scan at least 100 ms after its last data.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    append(&log, "last 1\nlast 2\n");
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    append(&log, "new 0\n");
+    assert!(
+        wait_until(|| out.bodies().len() >= 13).await,
+        "{:?}",
+        out.bodies()
+    );
+    running.stop().await;
+    let mut bodies = out.bodies();
+    bodies.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("a {i}")).collect();
+    want.extend(["last 1", "last 2", "new 0"].map(String::from));
+    want.sort();
+    assert_eq!(bodies, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_after_the_device_number_changed_resumes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();

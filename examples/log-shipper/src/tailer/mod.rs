@@ -5,7 +5,7 @@
 //!
 //! | what happens to a file | what the tailer does |
 //! |---|---|
-//! | renamed (logrotate `create`), new file at the old path | keeps the renamed file open and reads it to its end (the writer may still append until it reopens), then closes it after `close_inactive` without data; the new file is a new identity, read from 0 |
+//! | renamed (logrotate `create`), new file at the old path | keeps the renamed file open and reads it to its end (the writer may still append until it reopens), then closes it after `close_inactive` without data; the new file is a new identity, read from 0. A file already closed for `close_inactive` that was written to and renamed out of the globs between two scans is found again in its folder by inode and read to its end too |
 //! | renamed to a name the globs still match | the same file (same identity): reading goes on |
 //! | truncated in place (`copytruncate`) | size below the read position, or different first bytes: a new generation read from 0 |
 //! | deleted | read to its end through the open descriptor, closed after `close_inactive` |
@@ -369,9 +369,23 @@ impl Tailer {
             .map(|(k, _)| *k)
             .collect();
         for k in gone {
-            if let Some(t) = self.files.remove(&k) {
-                lock(&self.registry).forget(t.key, t.lines.line_start());
+            let Some(mut t) = self.files.remove(&k) else {
+                continue;
+            };
+            // Closed while quiet, then written to and renamed out of the globs before this
+            // scan (logrotate's rename right after a last line, nginx writing until its
+            // USR1 reopen): found again in its folder by inode, it is read to its end as a
+            // rotated file, then let go of.
+            if let Some((path, file)) = renamed_in_folder(&t.path, k, t.lines.line_start()) {
+                tracing::info!(from = %t.path, to = %path.display(), "closed file renamed out of the inputs with unread lines: reading them");
+                t.path = Arc::from(path.to_string_lossy().as_ref());
+                lock(&self.registry).update(t.key, &path, t.fingerprint);
+                t.file = Some(file);
+                t.last_data = Instant::now();
+                self.files.insert(k, t);
+                continue;
             }
+            lock(&self.registry).forget(t.key, t.lines.line_start());
         }
     }
 
@@ -416,18 +430,25 @@ impl Tailer {
         // acknowledgements still on their way for the old content (a deleted file's last
         // lines) cannot move the new content's offset.
         let known = registry.generation(dev, ino).unwrap_or(0);
+        // The first bytes compared with the registry's: a read error is not other content
+        // (that would ship the file again from 0); the file is found again next scan.
+        let same_start = match registry.get(dev, ino) {
+            Some(e) if e.fingerprint.len <= size => match fingerprint(&file, e.fingerprint.len) {
+                Ok(fp) => fp == e.fingerprint,
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "cannot read");
+                    return;
+                }
+            },
+            _ => false,
+        };
         let (start, generation) = match registry.get(dev, ino) {
             // Same identity: resume, unless it is now shorter than the offset (truncated and
             // refilled), then from 0.
-            Some(e)
-                if e.fingerprint.len <= size
-                    && fingerprint(&file, e.fingerprint.len).ok() == Some(e.fingerprint) =>
-            {
-                match Some(e.offset).filter(|o| *o <= size) {
-                    Some(o) => (o, known),
-                    None => (0, known.wrapping_add(1)),
-                }
-            }
+            Some(e) if same_start => match Some(e.offset).filter(|o| *o <= size) {
+                Some(o) => (o, known),
+                None => (0, known.wrapping_add(1)),
+            },
             Some(_) => {
                 tracing::info!(path = %path.display(), "inode reused by a new file: reading from the start");
                 metrics::counter!(names::FILES_RESTARTED, names::INPUT => input.name.clone())
@@ -533,10 +554,20 @@ impl Tailer {
         let birth = meta.as_ref().and_then(birth_of);
         let reborn = birth.is_some() && t.birth.is_some() && birth != t.birth;
         let truncated = size < t.lines.read_pos();
-        let rewritten = !truncated
-            && (reborn
-                || t.fingerprint.len > 0
-                    && fingerprint(file, t.fingerprint.len).ok() != Some(t.fingerprint));
+        // A read error is not new content: the file is looked at again next pass (taken as
+        // rewritten, a flaky mount would have it shipped again from 0).
+        let same_start = if truncated || reborn || t.fingerprint.len == 0 {
+            true
+        } else {
+            match fingerprint(file, t.fingerprint.len) {
+                Ok(fp) => fp == t.fingerprint,
+                Err(e) => {
+                    tracing::warn!(path = %t.path, error = %e, "read failed");
+                    return Ok(true);
+                }
+            }
+        };
+        let rewritten = !truncated && (reborn || !same_start);
         let fingerprint_bytes = input.fingerprint_bytes as u64;
         if truncated || rewritten {
             tracing::info!(path = %t.path, size, read = t.lines.read_pos(), "file truncated or rewritten: reading from the start");
@@ -789,6 +820,27 @@ impl Tailer {
 }
 
 /// A file's birth time in nanoseconds since the Unix epoch, where the file system keeps one.
+/// The file `dev`/`ino`, last seen at `last_path`, opened under its new name in the same
+/// folder, when it holds more than `read_to` bytes (lines not yet read). `None` when it is
+/// gone (deleted, or moved to another folder) or has nothing unread.
+fn renamed_in_folder(
+    last_path: &str,
+    (dev, ino): (u64, u64),
+    read_to: u64,
+) -> Option<(PathBuf, File)> {
+    use std::os::unix::fs::DirEntryExt as _;
+    let folder = Path::new(last_path).parent()?;
+    let entry = std::fs::read_dir(folder)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| e.ino() == ino)?;
+    let path = entry.path();
+    let file = File::open(&path).ok()?;
+    let meta = file.metadata().ok()?;
+    ((meta.dev(), meta.ino()) == (dev, ino) && meta.is_file() && meta.len() > read_to)
+        .then_some((path, file))
+}
+
 fn birth_of(meta: &std::fs::Metadata) -> Option<u64> {
     meta.created()
         .ok()
