@@ -425,6 +425,8 @@ impl Tailer {
                 "device number changed since the registry was written (a reboot or a remount): resuming"
             );
             registry.move_device(old_dev, ino, dev);
+            // Closed under its old number (a remount while running): that one is this file.
+            self.files.remove(&(old_dev, ino));
         }
         // The generation goes up whenever the content under an inode starts over, so that the
         // acknowledgements still on their way for the old content (a deleted file's last
@@ -490,7 +492,8 @@ impl Tailer {
 
     /// The registry entry, under another device number, of the file `path` just found as
     /// `dev`/`ino`: its old device and offset. A match has the same inode, the same first
-    /// bytes (a fingerprint of at least one byte), is not a file being read, and its old
+    /// bytes (a fingerprint of at least one byte), is not a file being read (one closed as
+    /// inactive is taken over: a remount while running), and its old
     /// device and inode are no longer at its path (else it is another file system's file
     /// with the same inode number). It must also have the same path, unless its fingerprint
     /// is the input's full `fingerprint_bytes` (a file rotated while the shipper was down).
@@ -512,7 +515,12 @@ impl Tailer {
                 e.fingerprint.len > 0
                     && e.fingerprint.len <= size
                     && (e.path == path || e.fingerprint.len >= fingerprint_bytes as u64)
-                    && !self.files.contains_key(&(e.dev, e.ino))
+                    // A file being read keeps its identity; one closed as inactive before a
+                    // remount renumbered its device is taken over.
+                    && !self
+                        .files
+                        .get(&(e.dev, e.ino))
+                        .is_some_and(|t| t.file.is_some())
             })
             .filter(|e| {
                 std::fs::metadata(&e.path).map_or(true, |m| (m.dev(), m.ino()) != (e.dev, e.ino))
@@ -999,6 +1007,49 @@ mod tests {
         } else {
             println!("this file system keeps no birth times: the rebirth half is not run");
         }
+    }
+
+    /// A remount while running that renumbered the device of a file closed as inactive: the
+    /// file found under its new number takes over the closed one and resumes at its offset
+    /// (it was read again from 0).
+    #[test]
+    fn a_closed_file_renumbered_by_a_remount_resumes_at_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "a\n").unwrap();
+        let (mut tailer, mut rx, (dev, ino)) = tail_alone(&log, Duration::from_millis(50));
+        tailer.poll().unwrap();
+        std::thread::sleep(Duration::from_millis(80));
+        tailer.poll().unwrap();
+        assert!(
+            tailer.files[&(dev, ino)].file.is_none(),
+            "closed as inactive"
+        );
+        let first: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|r| r.body)
+            .collect();
+        assert_eq!(first, ["a"]);
+        // Acknowledged, then the device renumbered under the closed file: what the tailer
+        // and the registry knew was device `old`.
+        let old = dev + 1;
+        let mut t = tailer.files.remove(&(dev, ino)).unwrap();
+        assert!(lock(&tailer.registry).ack(Position { key: t.key, end: 2 }));
+        t.key.dev = old;
+        tailer.files.insert((old, ino), t);
+        lock(&tailer.registry).move_device(dev, ino, old);
+
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut f, b"b\n").unwrap();
+        tailer.poll().unwrap();
+        let next: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|r| r.body)
+            .collect();
+        assert_eq!(next, ["b"]);
+        assert!(!tailer.files.contains_key(&(old, ino)));
+        assert!(tailer.files.contains_key(&(dev, ino)));
+        let reg = lock(&tailer.registry);
+        assert!(reg.get(old, ino).is_none());
+        assert_eq!(reg.get(dev, ino).unwrap().offset, 2);
     }
 
     /// The first poll leaves out of the registry the files deleted while the shipper was
