@@ -517,10 +517,10 @@ impl Tailer {
                     && (e.path == path || e.fingerprint.len >= fingerprint_bytes as u64)
                     // A file being read keeps its identity; one closed as inactive before a
                     // remount renumbered its device is taken over.
-                    && !self
+                    && self
                         .files
                         .get(&(e.dev, e.ino))
-                        .is_some_and(|t| t.file.is_some())
+                        .is_none_or(|t| t.file.is_none())
             })
             .filter(|e| {
                 std::fs::metadata(&e.path).map_or(true, |m| (m.dev(), m.ino()) != (e.dev, e.ino))
