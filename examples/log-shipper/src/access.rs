@@ -242,19 +242,33 @@ impl AccessMetrics {
     }
 
     fn vhost_label_cow<'a>(&'a self, a: &'a Access) -> Cow<'a, str> {
-        let host = a.host.as_deref().unwrap_or(&self.default_vhost);
-        // `$host` may carry a port in some formats; the label is the name.
-        let host = host.split(':').next().unwrap_or(host);
+        let Some(host) = a.host.as_deref() else {
+            return Cow::Borrowed(&self.default_vhost);
+        };
+        // `$host` may carry a port in some formats; the label is the name (an IPv6 literal
+        // keeps its brackets).
+        let host = match host.strip_prefix('[') {
+            Some(rest) => rest.find(']').map_or(host, |i| &host[..i + 2]),
+            None => host.split(':').next().unwrap_or(host),
+        };
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(host.to_ascii_lowercase())
         } else {
             Cow::Borrowed(host)
         };
-        if self.vhosts.admit(&host) {
-            host
+        // Not learnt from absolute-form requests (`GET http://any.example/`, sent as to a
+        // proxy: open-proxy scanners), from which nginx takes `$host`: they would fill the
+        // cap before the real names.
+        let known = if !a.absolute_target {
+            self.vhosts.admit(&host)
         } else {
-            Cow::Borrowed(OTHER)
-        }
+            self.vhosts
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&*host)
+        };
+        if known { host } else { Cow::Borrowed(OTHER) }
     }
 
     /// Records one access-log line, read now.
@@ -434,15 +448,29 @@ mod tests {
         assert_eq!(AccessMetrics::method_label(None), "_OTHER");
         assert_eq!(AccessMetrics::status_class(Some(503)), "5xx");
         assert_eq!(AccessMetrics::status_class(Some(99)), OTHER);
-        let m = AccessMetrics::new(vec![], 1, 1, "-");
-        let h = |h: &str| Access {
+        let m = AccessMetrics::new(vec![], 1, 2, "-");
+        let h = |h: &str, absolute_target: bool| Access {
             host: Some(h.into()),
+            absolute_target,
             ..Access::default()
         };
+        // Scanners' absolute-form requests do not take the places of the real hosts.
+        assert_eq!(m.vhost_label(&h("proxy-probe.example", true)), OTHER);
+        assert_eq!(m.vhost_label(&h("scan.example", true)), OTHER);
         assert_eq!(
-            m.vhost_label(&h("Docs.example.com:443")),
+            m.vhost_label(&h("Docs.example.com:443", false)),
             "docs.example.com"
         );
-        assert_eq!(m.vhost_label(&h("other.example.com")), OTHER);
+        assert_eq!(
+            m.vhost_label(&h("docs.example.com", true)),
+            "docs.example.com"
+        );
+        assert_eq!(
+            m.vhost_label(&h("[2001:db8::1]:8080", false)),
+            "[2001:db8::1]"
+        );
+        assert_eq!(m.vhost_label(&h("other.example.com", false)), OTHER);
+        // No `$host` in the format: the default name.
+        assert_eq!(m.vhost_label(&Access::default()), "-");
     }
 }

@@ -56,7 +56,7 @@
 //!   #   tls: { ca_file: /etc/axi/ca.pem }   # as for otlp
 //!   # stdout: {}                     # JSON lines, for debugging
 //! batch:
-//!   max_events: 2048                 # events per request
+//!   max_events: 2048                 # events per request (at most 100000)
 //!   max_wait: 1s                     # a partial batch leaves after this long
 //!   queue_events: 4096               # read-ahead; reading pauses while full
 //!   queue_bytes: 67108864            # and while read-ahead + batch in flight hold 64 MiB
@@ -521,8 +521,13 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for input in &config.inputs {
-            let line = line_of(text, &input.name);
-            let field = |f: &str, m: String| err(line, format!("inputs[{}].{f}: {m}", input.name));
+            // The input's own lines: a field's error points at its key there, else at the
+            // input's `name:` (the first line mentioning a word can be another section's).
+            let block = input_block(text, &input.name);
+            let line = block.map(|b| b.name_line);
+            let key = |k: &str| block.and_then(|b| b.key_line(text, k)).or(line);
+            let field =
+                |f: &str, m: String| err(key(f), format!("inputs[{}].{f}: {m}", input.name));
             if !names.insert(input.name.as_str()) {
                 return Err(field("name", "duplicate input name".into()));
             }
@@ -532,7 +537,7 @@ impl Config {
             for g in input.paths.iter().chain(&input.exclude) {
                 glob::Pattern::new(g).map_err(|e| {
                     err(
-                        line_of(text, g).or(line),
+                        block.and_then(|b| b.line_with(text, g)).or(line),
                         format!("inputs[{}]: invalid glob {g:?}: {e}", input.name),
                     )
                 })?;
@@ -543,7 +548,8 @@ impl Config {
                         input
                             .log_format
                             .as_deref()
-                            .and_then(|f| line_of(text, "log_format").filter(|_| !f.is_empty()))
+                            .filter(|f| !f.is_empty())
+                            .and_then(|_| key("log_format"))
                             .or(line),
                         format!("inputs[{}].log_format: {e}", input.name),
                     )
@@ -566,9 +572,7 @@ impl Config {
             if let Some(label) = &input.encoding {
                 encoding(label).map_err(|e| {
                     err(
-                        // The label's line (the first holding `encoding: <label>`), else the
-                        // input's.
-                        line_of(text, &format!("encoding: {label}")).or(line),
+                        key("encoding"),
                         format!("inputs[{}].encoding: {e}", input.name),
                     )
                 })?;
@@ -576,7 +580,7 @@ impl Config {
             if let Some(m) = &input.multiline {
                 m.spec().map_err(|e| {
                     err(
-                        line_of(text, "multiline").or(line),
+                        key("multiline"),
                         format!("inputs[{}].multiline.{e}", input.name),
                     )
                 })?;
@@ -668,6 +672,18 @@ impl Config {
                 "batch: max_events, queue_events, queue_bytes and max_wait must be positive".into(),
             ));
         }
+        // A batch's buffer is allocated whole: an absurd size would abort the process.
+        for (name, value, max) in [
+            ("max_events", b.max_events, MAX_BATCH_EVENTS),
+            ("queue_events", b.queue_events, MAX_QUEUE_EVENTS),
+        ] {
+            if value > max {
+                return Err(err(
+                    line_of(text, name).or(line_of(text, "batch")),
+                    format!("batch.{name}: {value} is more than the {max} allowed"),
+                ));
+            }
+        }
         let r = &config.retry;
         if r.initial_backoff.is_zero() || r.max_backoff < r.initial_backoff {
             return Err(err(
@@ -679,9 +695,92 @@ impl Config {
     }
 }
 
+/// The most events `batch.max_events` allows: an Elasticsearch bulk request or an OTLP
+/// export of more is far past what either accepts well.
+pub const MAX_BATCH_EVENTS: usize = 100_000;
+
+/// The most events `batch.queue_events` allows (the queue is bounded in bytes too).
+pub const MAX_QUEUE_EVENTS: usize = 10_000_000;
+
 /// The first line (1-based) mentioning `needle`, to point at errors found after parsing.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+/// The lines of one `inputs` item: from the `- ` line that opens it to the next item or the
+/// end of its block (0-based, end excluded), and its `name:` line (1-based).
+#[derive(Clone, Copy, Debug)]
+struct InputBlock {
+    start: usize,
+    end: usize,
+    name_line: usize,
+}
+
+impl InputBlock {
+    /// The line (1-based) in the block whose key is `key` (`key:` first on the line, after
+    /// an item's `- `).
+    fn key_line(self, text: &str, key: &str) -> Option<usize> {
+        self.position(text, |l| yaml_key(l) == Some(key))
+    }
+
+    /// The line (1-based) in the block that holds `needle`.
+    fn line_with(self, text: &str, needle: &str) -> Option<usize> {
+        self.position(text, |l| l.contains(needle))
+    }
+
+    fn position(self, text: &str, f: impl Fn(&str) -> bool) -> Option<usize> {
+        text.lines()
+            .enumerate()
+            .skip(self.start)
+            .take(self.end - self.start)
+            .find(|(_, l)| f(l))
+            .map(|(i, _)| i + 1)
+    }
+}
+
+/// The key of a block-style YAML line (`  key: value`, `- key: value`), if it has one.
+fn yaml_key(line: &str) -> Option<&str> {
+    let t = line.trim_start();
+    let t = t.strip_prefix("- ").map_or(t, str::trim_start);
+    let (k, _) = t.split_once(':')?;
+    let k = k.trim_end();
+    (!k.is_empty() && !k.starts_with('#') && !k.contains(' ')).then_some(k)
+}
+
+/// The block of the input named `name` (its `name:` line with that value, unquoted).
+fn input_block(text: &str, name: &str) -> Option<InputBlock> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let name_at = lines.iter().position(|l| {
+        yaml_key(l) == Some("name")
+            && l.split_once(':').is_some_and(|(_, v)| {
+                let v = v.split(" #").next().unwrap_or(v).trim();
+                v.trim_matches(|c| c == '\'' || c == '"') == name
+            })
+    })?;
+    // The item's opening `- ` line: this one, or the nearest above at a smaller indent.
+    let start = (0..=name_at)
+        .rev()
+        .find(|&i| {
+            lines[i].trim_start().starts_with("- ")
+                && (i == name_at || indent(lines[i]) < indent(lines[name_at]))
+        })
+        .unwrap_or(name_at);
+    let dash = indent(lines[start]);
+    let end = (start + 1..lines.len())
+        .find(|&i| {
+            let l = lines[i];
+            let t = l.trim_start();
+            !t.is_empty()
+                && !t.starts_with('#')
+                && (indent(l) < dash || (indent(l) == dash && t.starts_with('-')))
+        })
+        .unwrap_or(lines.len());
+    Some(InputBlock {
+        start,
+        end,
+        name_line: name_at + 1,
+    })
 }
 
 #[cfg(test)]

@@ -98,6 +98,43 @@ fn an_elasticsearch_output() {
     assert_eq!(e.headers.len(), 1);
 }
 
+/// Errors found after parsing point at the field in its own input, not at the first line
+/// that mentions a word (another input's, or the registry path holding the input's name).
+#[test]
+fn errors_point_at_the_inputs_own_lines() {
+    let text = "registry: /var/lib/app/reg.json\ninputs:\n  - name: web\n    paths: [/var/log/web.log]\n    multiline: { pattern: '^\\s' }\n  - paths: []\n    name: app\noutput:\n  stdout: {}\n";
+    let e = parse(text).unwrap_err();
+    assert!(e.to_string().contains("inputs[app].paths"), "{e}");
+    assert_eq!(e.line, Some(6), "{e}");
+
+    let text = "registry: /r.json\ninputs:\n  - name: a\n    paths: [/a.log]\n    multiline: { pattern: '^\\s' }\n  - name: b\n    paths: [/b.log]\n    encoding: klingon\n    multiline: { pattern: '(' }\noutput:\n  stdout: {}\n";
+    let e = parse(text).unwrap_err();
+    assert!(e.to_string().contains("inputs[b].encoding"), "{e}");
+    assert_eq!(e.line, Some(8), "{e}");
+    let e = parse(&text.replace("    encoding: klingon\n", "")).unwrap_err();
+    assert!(e.to_string().contains("inputs[b].multiline"), "{e}");
+    assert_eq!(e.line, Some(8), "{e}");
+    let e = parse(&text.replace("[/b.log]", "['/b[.log']")).unwrap_err();
+    assert!(e.to_string().contains("invalid glob"), "{e}");
+    assert_eq!(e.line, Some(7), "{e}");
+}
+
+/// An absurd batch size is an error naming it, not an allocation that aborts the process.
+#[test]
+fn absurd_batch_sizes_are_errors() {
+    let with = |b: &str| format!("{MINIMAL}batch:\n  max_wait: 1s\n{b}\n");
+    let e = parse(&with("  max_events: 10000000000")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("batch.max_events: 10000000000 is more than the 100000 allowed"),
+        "{e}"
+    );
+    assert_eq!(e.line, Some(9), "{e}");
+    let e = parse(&with("  queue_events: 18446744073709551615")).unwrap_err();
+    assert!(e.to_string().contains("batch.queue_events"), "{e}");
+    parse(&with("  max_events: 100000")).unwrap();
+}
+
 #[test]
 fn errors_name_file_line_and_field() {
     let e = parse(&MINIMAL.replace("    paths:", "    pathz: [x]\n    paths:")).unwrap_err();
@@ -107,7 +144,8 @@ fn errors_name_file_line_and_field() {
 
     let e = parse(&MINIMAL.replace("[/var/log/app/*.log]", "[]")).unwrap_err();
     assert!(e.to_string().contains("inputs[app].paths"), "{e}");
-    assert_eq!(e.line, Some(3));
+    // The `paths:` line of that input.
+    assert_eq!(e.line, Some(4));
 
     let e = parse(&MINIMAL.replace(
         "    paths:",

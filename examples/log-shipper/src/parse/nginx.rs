@@ -114,6 +114,9 @@ pub struct Access {
     pub upstream_response_time: Option<String>,
     /// `$host` or `$server_name`.
     pub host: Option<String>,
+    /// The request target was in the absolute form (`GET http://host/x`): sent as to a
+    /// proxy, which open-proxy scanners do; nginx then takes `$host` from it.
+    pub absolute_target: bool,
     /// Every other variable, by name without `$`.
     pub other: Vec<(String, String)>,
 }
@@ -267,10 +270,13 @@ impl LogFormat {
                 "time_iso8601" => a.time_unix_nano = parse_rfc3339(raw),
                 "msec" => a.time_unix_nano = parse_msec(raw),
                 "request" => {
-                    let mut it = raw.split(' ');
+                    // nginx's request line: a method of `A-Z`, `_` and `-`, then the target
+                    // and the protocol, separated by one or more spaces.
+                    let mut it = raw.split(' ').filter(|p| !p.is_empty());
                     match (it.next(), it.next(), it.next(), it.next()) {
                         (Some(m), Some(target), Some(proto), None)
-                            if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) =>
+                            if m.bytes()
+                                .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-') =>
                         {
                             a.method = Some(m.to_owned());
                             set_target(&mut a, target);
@@ -302,6 +308,21 @@ impl LogFormat {
 }
 
 fn set_target(a: &mut Access, target: &str) {
+    // The absolute form (`GET http://host/x`, proxies and open-proxy scanners): the path is
+    // what follows the authority.
+    let target = match target.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            a.absolute_target = true;
+            match rest.find(['/', '?']) {
+                Some(i) if rest[i..].starts_with('/') => &rest[i..],
+                Some(i) => return set_target_parts(a, "/", Some(&rest[i + 1..])),
+                None => "/",
+            }
+        }
+        _ => target,
+    };
     match target.split_once('?') {
         Some((p, q)) => {
             a.path = Some(p.to_owned());
@@ -309,6 +330,11 @@ fn set_target(a: &mut Access, target: &str) {
         }
         None => a.path = Some(target.to_owned()),
     }
+}
+
+fn set_target_parts(a: &mut Access, path: &str, query: Option<&str>) {
+    a.path = Some(path.to_owned());
+    a.query = query.map(str::to_owned);
 }
 
 impl Access {
@@ -415,6 +441,54 @@ mod tests {
         );
         assert_eq!(a.time_unix_nano, Some(1_795_658_929_000_000_000));
         assert_eq!(a.request_time, None);
+    }
+
+    /// Request lines nginx accepts: methods with `_` and `-`, several spaces, an absolute
+    /// target (whose path is what follows the authority).
+    #[test]
+    fn request_lines_as_nginx_reads_them() {
+        let parse = |request: &str| {
+            let line =
+                format!(r#"192.0.2.7 - - [26/Nov/2026:02:08:49 +0000] "{request}" 200 1 "-" "-""#);
+            LogFormat::combined().parse(&line).unwrap()
+        };
+        let a = parse("M-SEARCH * HTTP/1.1");
+        assert_eq!(
+            (a.method.as_deref(), a.path.as_deref()),
+            (Some("M-SEARCH"), Some("*"))
+        );
+        let a = parse("VERSION_CONTROL  /x  HTTP/1.1");
+        assert_eq!(
+            (a.method.as_deref(), a.path.as_deref()),
+            (Some("VERSION_CONTROL"), Some("/x"))
+        );
+        assert_eq!(a.protocol.as_deref(), Some("HTTP/1.1"));
+        let a = parse("GET http://www.example.cn/ HTTP/1.1");
+        assert_eq!((a.path.as_deref(), a.query), (Some("/"), None));
+        assert!(a.absolute_target);
+        let a = parse("GET HTTP://proxy.example:8080/a/b?c=d HTTP/1.1");
+        assert_eq!(
+            (a.path.as_deref(), a.query.as_deref()),
+            (Some("/a/b"), Some("c=d"))
+        );
+        let a = parse("GET https://host.example?x=1 HTTP/1.1");
+        assert_eq!(
+            (a.path.as_deref(), a.query.as_deref()),
+            (Some("/"), Some("x=1"))
+        );
+        let a = parse("CONNECT host.example:443 HTTP/1.1");
+        assert_eq!(a.path.as_deref(), Some("host.example:443"));
+        let a = parse("GET /r?to=http://x/ HTTP/1.1");
+        assert!(!a.absolute_target);
+        assert_eq!(
+            (a.path.as_deref(), a.query.as_deref()),
+            (Some("/r"), Some("to=http://x/"))
+        );
+        let a = parse("get /x HTTP/1.1");
+        assert_eq!(
+            (a.method, a.request_line.as_deref()),
+            (None, Some("get /x HTTP/1.1"))
+        );
     }
 
     #[test]
