@@ -456,6 +456,102 @@ impl Event {
     }
 }
 
+/// A name within [`MAX_NAME_LEN`] (its first bytes), and not empty (`unknown`).
+fn fit_name(s: String) -> String {
+    if s.is_empty() {
+        "unknown".to_owned()
+    } else if s.len() > MAX_NAME_LEN {
+        head(&s, MAX_NAME_LEN).to_owned()
+    } else {
+        s
+    }
+}
+
+/// An optional name within [`MAX_NAME_LEN`] (its first bytes).
+fn fit_opt_name(s: Option<String>) -> Option<String> {
+    s.map(|s| match s.len() > MAX_NAME_LEN {
+        true => head(&s, MAX_NAME_LEN).to_owned(),
+        false => s,
+    })
+}
+
+/// A text within [`MAX_TEXT_LEN`]: its first bytes, or its last for an output tail.
+fn fit_text(s: String, keep_end: bool) -> String {
+    match (s.len() > MAX_TEXT_LEN, keep_end) {
+        (false, _) => s,
+        (true, false) => head(&s, MAX_TEXT_LEN).to_owned(),
+        (true, true) => tail_text(&s).to_owned(),
+    }
+}
+
+impl DeploymentRef {
+    /// This reference within what [`Event::validate`] accepts: names cut to
+    /// [`MAX_NAME_LEN`] bytes, an empty one `unknown`. What code that builds events itself
+    /// (the [`Tracker`](crate::Tracker)) applies, so no event it sends can later fail the
+    /// history's reads.
+    #[must_use]
+    pub fn fitted(self) -> Self {
+        Self {
+            id: fit_name(self.id),
+            project: fit_name(self.project),
+            environment: fit_name(self.environment),
+            version: fit_name(self.version),
+            started_at: self.started_at,
+        }
+    }
+}
+
+impl EventKind {
+    /// This kind within what [`Event::validate`] accepts: names cut to [`MAX_NAME_LEN`]
+    /// bytes (an empty required one `unknown`), texts to [`MAX_TEXT_LEN`] (an output tail
+    /// keeps its end, a reason or an error its start).
+    #[must_use]
+    pub fn fitted(self) -> Self {
+        let step = |s: StepRef| StepRef {
+            index: s.index,
+            name: fit_name(s.name),
+        };
+        match self {
+            EventKind::Started {
+                commit,
+                commit_time,
+                actor,
+                trigger,
+            } => EventKind::Started {
+                commit: fit_opt_name(commit),
+                commit_time,
+                actor: fit_opt_name(actor),
+                trigger: fit_opt_name(trigger),
+            },
+            EventKind::StepStarted { step: s } => EventKind::StepStarted { step: step(s) },
+            EventKind::StepFinished {
+                step: s,
+                started_at,
+                status,
+                output_tail,
+                error,
+            } => EventKind::StepFinished {
+                step: step(s),
+                started_at,
+                status,
+                output_tail: output_tail.map(|t| fit_text(t, true)),
+                error: error.map(|t| fit_text(t, false)),
+            },
+            EventKind::Succeeded => EventKind::Succeeded,
+            EventKind::Failed { reason } => EventKind::Failed {
+                reason: fit_text(reason, false),
+            },
+            EventKind::RolledBack { to_version, reason } => EventKind::RolledBack {
+                to_version: fit_name(to_version),
+                reason: reason.map(|r| fit_text(r, false)),
+            },
+            EventKind::Cancelled { reason } => EventKind::Cancelled {
+                reason: reason.map(|r| fit_text(r, false)),
+            },
+        }
+    }
+}
+
 /// The first `max` bytes of `s`, cut at a character boundary.
 pub fn head(s: &str, max: usize) -> &str {
     if s.len() <= max {

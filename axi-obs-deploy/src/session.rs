@@ -181,7 +181,7 @@ impl Session {
         open_step_tail: Option<String>,
         at: OffsetDateTime,
     ) -> Vec<Event> {
-        let kind = fit(kind);
+        let kind = kind.fitted();
         let (status, error) = match &kind {
             EventKind::Succeeded => (StepStatus::Succeeded, None),
             EventKind::Failed { reason } => (StepStatus::Failed, Some(reason.clone())),
@@ -201,26 +201,6 @@ impl Session {
             .collect();
         out.push(self.event(at, kind));
         out
-    }
-}
-
-/// `kind` with its texts cut to what an event may hold ([`MAX_TEXT_LEN`](crate::event::MAX_TEXT_LEN)
-/// for reasons, [`MAX_NAME_LEN`](crate::event::MAX_NAME_LEN) for the version rolled back to).
-fn fit(kind: EventKind) -> EventKind {
-    use crate::event::{MAX_NAME_LEN, MAX_TEXT_LEN, head};
-    let text = |r: String| head(&r, MAX_TEXT_LEN).to_owned();
-    match kind {
-        EventKind::Failed { reason } => EventKind::Failed {
-            reason: text(reason),
-        },
-        EventKind::Cancelled { reason } => EventKind::Cancelled {
-            reason: reason.map(text),
-        },
-        EventKind::RolledBack { to_version, reason } => EventKind::RolledBack {
-            to_version: head(&to_version, MAX_NAME_LEN).to_owned(),
-            reason: reason.map(text),
-        },
-        other => other,
     }
 }
 

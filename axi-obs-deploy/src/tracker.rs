@@ -153,7 +153,10 @@ impl Tracker {
                 environment: spec.environment,
                 version: spec.version,
                 started_at: at,
-            },
+            }
+            // Within the limits the history checks when it reads: an empty project or a
+            // name over 256 bytes would make the deployment unreadable later.
+            .fitted(),
             seq: AtomicU32::new(0),
             next_step: AtomicU32::new(0),
             finished: false,
@@ -245,7 +248,7 @@ impl Deploy {
         self.finish(EventKind::Succeeded);
     }
 
-    /// Finishes as failed, with `reason`.
+    /// Finishes as failed, with `reason` (its last 16 KiB).
     pub fn fail(mut self, reason: impl Into<String>) {
         let reason = tail_text(&reason.into()).to_owned();
         self.finish(EventKind::Failed { reason });
@@ -274,7 +277,7 @@ impl Deploy {
         self.tracker
             .inner
             .dispatcher
-            .send(Event::new(self.dref.clone(), seq, at, kind));
+            .send(Event::new(self.dref.clone(), seq, at, kind.fitted()));
     }
 }
 

@@ -153,6 +153,36 @@ fn finished_deploys_record_rollback_and_cancel() {
     );
 }
 
+/// Whatever the code passes (an empty project, a step name or a rollback's stderr far past
+/// the limits), the tracker sends events the history accepts and can read back.
+#[test]
+fn oversized_or_empty_values_are_fitted_to_what_the_history_accepts() {
+    let clock = ManualClock::at_unix_ms(0);
+    let (tracker, seen) = collecting(&clock);
+    let deploy = tracker.start("", "prod", "v".repeat(300));
+    let id = deploy.id().to_owned();
+    deploy.step("s".repeat(1000)).succeed();
+    let stderr = format!("{}END", "e".repeat(20 * 1024));
+    deploy.roll_back("1".repeat(300), Some(stderr));
+    let events = drained(&tracker, &seen);
+    assert_eq!(events.len(), 4);
+    for e in &events {
+        e.validate().unwrap_or_else(|err| panic!("{err}: {e:?}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut history = axi_obs_deploy::store::History::open(dir.path().join("d.db")).unwrap();
+    for e in &events {
+        history.insert(e).unwrap();
+    }
+    let d = history.get(&id).unwrap().unwrap();
+    assert_eq!(d.project, "unknown");
+    assert_eq!(d.version.len(), 256);
+    assert_eq!(d.steps[0].name.len(), 256);
+    assert_eq!(d.rolled_back_to.as_deref().map(str::len), Some(256));
+    assert_eq!(d.error.as_deref().map(str::len), Some(16 * 1024));
+    assert_eq!(history.events(&id).unwrap().len(), 4);
+}
+
 #[test]
 fn run_step_records_the_error_text_and_returns_it() {
     let clock = ManualClock::at_unix_ms(0);
