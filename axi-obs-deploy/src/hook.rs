@@ -72,12 +72,30 @@ where
 pub struct MetricsHook {
     described: bool,
     /// Deployments seen started and not yet finished, so a duplicate terminal event cannot
-    /// push the in-progress gauge below zero.
-    /// Bounded by [`MetricsHook::MAX_OPEN`].
-    open: HashSet<String>,
+    /// push the in-progress gauge below zero. Bounded by [`MetricsHook::MAX_OPEN`] (the
+    /// oldest let go of first) and by [`MetricsHook::MAX_OPEN_AGE`].
+    open: std::collections::HashMap<String, OpenDeploy>,
+    /// When the open deployments were last checked for age (event time).
+    swept: Option<time::OffsetDateTime>,
     /// Deployments that ended lately: a second terminal event for one (another id, a GitHub
     /// `error` then `success`) is not counted again, as the history keeps the first outcome.
     ended: RecentlyEnded,
+}
+
+/// A deployment counted in progress.
+#[derive(Debug)]
+struct OpenDeploy {
+    started_at: time::OffsetDateTime,
+    project: String,
+    environment: String,
+}
+
+impl OpenDeploy {
+    /// Takes it out of the in-progress gauge.
+    fn close(self) {
+        metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => self.project, "environment" => self.environment)
+            .decrement(1.0);
+    }
 }
 
 /// The ids of the deployments that ended last, at most [`RECENTLY_ENDED`] of them (the
@@ -113,9 +131,39 @@ impl RecentlyEnded {
 }
 
 impl MetricsHook {
-    /// Most deployments tracked as in progress at once; past it, new ones are not added to
-    /// the in-progress gauge (their other metrics are still recorded).
+    /// Most deployments counted in progress at once; past it, the one that started first
+    /// is no longer counted.
     pub const MAX_OPEN: usize = 10_000;
+
+    /// How long a deployment without an end (its runner killed, its cleanup step never run)
+    /// counts in progress: a day, as its annotation is drawn. It then leaves the gauge, so
+    /// a "deploy stuck" alert resolves instead of firing until the process restarts.
+    pub const MAX_OPEN_AGE: time::Duration = time::Duration::hours(24);
+
+    /// Lets go of the deployments open longer than [`MAX_OPEN_AGE`](Self::MAX_OPEN_AGE) at
+    /// `now` (the newest event's time), checked at most once a minute.
+    fn sweep(&mut self, now: time::OffsetDateTime) {
+        if self
+            .swept
+            .is_some_and(|t| now - t < time::Duration::minutes(1))
+        {
+            return;
+        }
+        self.swept = Some(now);
+        let stale: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, o)| now - o.started_at > Self::MAX_OPEN_AGE)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(o) = self.open.remove(&id) {
+                tracing::info!(deploy.id = %id, deploy.project = %o.project, deploy.environment = %o.environment,
+                    "deployment without an end for a day: no longer counted in deploys_in_progress");
+                o.close();
+            }
+        }
+    }
 
     /// A metrics hook.
     pub fn new() -> Self {
@@ -134,14 +182,36 @@ impl Hook for MetricsHook {
             self.described = true;
         }
         let d = &e.deployment;
+        self.sweep(e.at);
         let (p, env) = (d.project.clone(), d.environment.clone());
         match &e.kind {
-            EventKind::Started { .. } => {
-                if self.open.len() < Self::MAX_OPEN && self.open.insert(d.id.clone()) {
-                    metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => p, "environment" => env)
-                        .increment(1.0);
+            // A `started` arriving after its deployment's end (producers out of order) does
+            // not open it again.
+            EventKind::Started { .. }
+                if !self.ended.contains(&d.id) && !self.open.contains_key(&d.id) =>
+            {
+                if self.open.len() >= Self::MAX_OPEN
+                    && let Some(oldest) = self
+                        .open
+                        .iter()
+                        .min_by_key(|(_, o)| o.started_at)
+                        .map(|(id, _)| id.clone())
+                    && let Some(o) = self.open.remove(&oldest)
+                {
+                    o.close();
                 }
+                metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => p.clone(), "environment" => env.clone())
+                    .increment(1.0);
+                self.open.insert(
+                    d.id.clone(),
+                    OpenDeploy {
+                        started_at: d.started_at,
+                        project: p,
+                        environment: env,
+                    },
+                );
             }
+            EventKind::Started { .. } => {}
             EventKind::StepStarted { .. } => {}
             EventKind::StepFinished {
                 step,
@@ -161,9 +231,8 @@ impl Hook for MetricsHook {
                 if !self.ended.insert(&d.id) {
                     return Ok(());
                 }
-                if self.open.remove(&d.id) {
-                    metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => p.clone(), "environment" => env.clone())
-                        .decrement(1.0);
+                if let Some(o) = self.open.remove(&d.id) {
+                    o.close();
                 }
                 metrics::counter!(names::DEPLOYS_TOTAL, "project" => p.clone(),
                     "environment" => env.clone(), "status" => status.as_str())

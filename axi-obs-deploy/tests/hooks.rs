@@ -307,3 +307,55 @@ fn metrics_hook_counts_a_deployment_once_however_many_terminal_events() {
     );
     assert!(snap.family(names::DEPLOY_LAST_SUCCESS).is_none());
 }
+
+/// The in-progress gauge: a `started` arriving after its deployment's end does not open it
+/// again, and a deployment without an end leaves it after a day (its runner killed), so a
+/// "deploy stuck" alert resolves.
+#[test]
+fn the_in_progress_gauge_ignores_late_starts_and_lets_go_after_a_day() {
+    let cap = Capture::new();
+    let dispatcher = Dispatcher::builder()
+        .metrics_recorder(Arc::new(cap.recorder().clone()))
+        .hook(MetricsHook::new())
+        .build()
+        .unwrap();
+    let event = |id: &str, deploy: &str, started: &str, at: &str, kind: &str| {
+        axi_obs_deploy::event::Event::from_json(&format!(
+            r#"{{"schema":1,"id":"{id}","deployment":{{"id":"{deploy}","project":"shop-api","environment":"prod","version":"1","started_at":"{started}"}},"seq":0,"at":"{at}","type":"{kind}","reason":"killed"}}"#
+        ))
+        .unwrap()
+    };
+    let in_progress = || {
+        cap.metrics()
+            .family(names::DEPLOYS_IN_PROGRESS)
+            .and_then(|f| {
+                f.series_with(&[("project", "shop-api"), ("environment", "prod")])
+                    .and_then(|s| s.value.as_gauge())
+            })
+            .unwrap()
+    };
+    let t0 = "2026-05-01T10:00:00Z";
+    // Ended before its start arrived.
+    assert!(dispatcher.send(event(
+        "e1",
+        "early",
+        t0,
+        "2026-05-01T10:05:00Z",
+        "succeeded"
+    )));
+    assert!(dispatcher.send(event("e2", "early", t0, t0, "started")));
+    // Started, never ended.
+    assert!(dispatcher.send(event("e3", "killed", t0, t0, "started")));
+    assert!(dispatcher.flush(DEADLINE));
+    assert_eq!(in_progress(), 1.0);
+    // A day and a bit later, another deployment's start: the killed one is let go of.
+    let later = "2026-05-02T10:30:00Z";
+    assert!(dispatcher.send(event("e4", "next", later, later, "started")));
+    assert!(dispatcher.flush(DEADLINE));
+    assert_eq!(in_progress(), 1.0, "only `next` is in progress");
+    // Its late end counts it, without taking the gauge below the one open deployment.
+    assert!(dispatcher.send(event("e5", "killed", t0, later, "failed")));
+    assert!(dispatcher.send(event("e6", "next", later, later, "succeeded")));
+    assert!(dispatcher.flush(DEADLINE));
+    assert_eq!(in_progress(), 0.0);
+}
