@@ -271,17 +271,22 @@ fn log_hook_writes_one_structured_line_per_transition() {
     assert_eq!(logs[3]["deploy.event"], "rolled_back");
 }
 
+/// A dispatcher with the metrics hook alone, recording into `cap`.
+fn metrics_only(cap: &Capture) -> Dispatcher {
+    Dispatcher::builder()
+        .metrics_recorder(Arc::new(cap.recorder().clone()))
+        .hook(MetricsHook::new())
+        .build()
+        .unwrap()
+}
+
 /// A second terminal event for a deployment that already ended (another event id: a GitHub
 /// `deployment_status` of `error` then `success`) is not counted again: the history keeps the
 /// first outcome, and Prometheus must agree with it.
 #[test]
 fn metrics_hook_counts_a_deployment_once_however_many_terminal_events() {
     let cap = Capture::new();
-    let dispatcher = Dispatcher::builder()
-        .metrics_recorder(Arc::new(cap.recorder().clone()))
-        .hook(MetricsHook::new())
-        .build()
-        .unwrap();
+    let dispatcher = metrics_only(&cap);
     let event = |id: &str, seq: u32, kind: &str| {
         axi_obs_deploy::event::Event::from_json(&format!(
             r#"{{"schema":1,"id":"{id}","deployment":{{"id":"d-1","project":"shop-api","environment":"prod","version":"1","started_at":"2026-05-01T10:00:00Z"}},"seq":{seq},"at":"2026-05-01T10:05:00Z","type":"{kind}","reason":"health check"}}"#
@@ -314,11 +319,7 @@ fn metrics_hook_counts_a_deployment_once_however_many_terminal_events() {
 #[test]
 fn the_in_progress_gauge_ignores_late_starts_and_lets_go_after_a_day() {
     let cap = Capture::new();
-    let dispatcher = Dispatcher::builder()
-        .metrics_recorder(Arc::new(cap.recorder().clone()))
-        .hook(MetricsHook::new())
-        .build()
-        .unwrap();
+    let dispatcher = metrics_only(&cap);
     let event = |id: &str, deploy: &str, started: &str, at: &str, kind: &str| {
         axi_obs_deploy::event::Event::from_json(&format!(
             r#"{{"schema":1,"id":"{id}","deployment":{{"id":"{deploy}","project":"shop-api","environment":"prod","version":"1","started_at":"{started}"}},"seq":0,"at":"{at}","type":"{kind}","reason":"killed"}}"#
