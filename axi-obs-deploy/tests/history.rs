@@ -659,3 +659,49 @@ fn an_incident_that_began_before_the_window_is_not_timed_from_its_later_failure(
         Some(Duration::from_secs(2 * 3600))
     );
 }
+
+/// An event the database refuses for being busy (another process holds its write lock past
+/// the 5 s busy timeout: `axi-deploy prune`, a local-mode CLI) is kept and stored before the
+/// next event, or when the hook is dropped: not lost.
+#[test]
+fn events_refused_while_the_database_is_busy_are_stored_later() {
+    use axi_obs_deploy::hook::Hook as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploys.db");
+    let mut hook = HistoryHook::new(History::open(&path).unwrap());
+    let d = dref("busy-1", "shop-api", "prod", 1_000);
+    let end = Event::new(d.clone(), 1, from_unix_ms(61_000), EventKind::Succeeded);
+
+    let locker = rusqlite::Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    hook.on_event(&started(&d, None)).unwrap();
+    locker.execute_batch("COMMIT").unwrap();
+    assert!(
+        History::open(&path)
+            .unwrap()
+            .get("busy-1")
+            .unwrap()
+            .is_none(),
+        "not stored while busy"
+    );
+    hook.on_event(&end).unwrap();
+    let stored = History::open(&path)
+        .unwrap()
+        .get("busy-1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, Status::Succeeded);
+
+    // Kept while busy, then the hook is dropped (the dispatcher shuts down): stored then.
+    let d2 = dref("busy-2", "shop-api", "prod", 100_000);
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    hook.on_event(&started(&d2, None)).unwrap();
+    locker.execute_batch("COMMIT").unwrap();
+    drop(hook);
+    let stored = History::open(&path)
+        .unwrap()
+        .get("busy-2")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, Status::InProgress);
+}

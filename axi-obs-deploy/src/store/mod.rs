@@ -1037,16 +1037,64 @@ fn apply(tx: &rusqlite::Transaction<'_>, e: &Event) -> Result<bool, Applied> {
     Ok(true)
 }
 
+impl StoreError {
+    /// Whether another connection held the database longer than the busy timeout (a
+    /// `prune`, a local-mode CLI): worth trying again, unlike the other errors.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sql {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            )
+        )
+    }
+}
+
 /// A hook that stores every event in a [`History`] (on the dispatcher's thread).
+///
+/// An event the database refuses for being busy past its timeout (another process writing:
+/// `axi-deploy prune`, a local-mode CLI) is not lost: it is kept, in order, and stored
+/// before the next event, or when the hook is dropped; at most
+/// [`HistoryHook::MAX_PENDING`] are kept (past that, the newest is refused, counted as a
+/// hook failure).
 #[derive(Debug)]
 pub struct HistoryHook {
     history: History,
+    pending: std::collections::VecDeque<Event>,
 }
 
 impl HistoryHook {
+    /// Most events kept while the database is busy.
+    pub const MAX_PENDING: usize = 10_000;
+
     /// Stores into `history`.
     pub fn new(history: History) -> Self {
-        Self { history }
+        Self {
+            history,
+            pending: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Stores the kept events, oldest first, until the database is busy again (`Err`, the
+    /// rest kept). One that fails for another reason is dropped with a warning: retrying
+    /// it would not help.
+    fn store_pending(&mut self) -> Result<(), StoreError> {
+        while let Some(e) = self.pending.front() {
+            match self.history.insert(e) {
+                Ok(_) => {}
+                Err(err) if err.is_busy() => return Err(err),
+                Err(err) => {
+                    tracing::warn!(event.id = %e.id, deploy.id = %e.deployment.id, error = %err,
+                        "deploy event kept while the history was busy could not be stored: dropped");
+                }
+            }
+            self.pending.pop_front();
+        }
+        Ok(())
     }
 }
 
@@ -1056,7 +1104,38 @@ impl Hook for HistoryHook {
     }
 
     fn on_event(&mut self, event: &Event) -> Result<(), HookError> {
-        self.history.insert(event)?;
-        Ok(())
+        let stored = match self.store_pending() {
+            Ok(()) => self.history.insert(event).map(drop),
+            Err(busy) => Err(busy),
+        };
+        match stored {
+            Err(err) if err.is_busy() => {
+                if self.pending.len() >= Self::MAX_PENDING {
+                    return Err(format!(
+                        "{err}; {} events already kept to retry: this one is lost",
+                        Self::MAX_PENDING
+                    )
+                    .into());
+                }
+                tracing::warn!(event.id = %event.id, deploy.id = %event.deployment.id, error = %err,
+                    kept = self.pending.len() + 1,
+                    "deploy history busy: event kept, stored before the next one");
+                self.pending.push_back(event.clone());
+                Ok(())
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
+impl Drop for HistoryHook {
+    /// One last try for the events kept while the database was busy.
+    fn drop(&mut self) {
+        if !self.pending.is_empty()
+            && let Err(err) = self.store_pending()
+        {
+            tracing::warn!(error = %err, lost = self.pending.len(),
+                "deploy history still busy at shutdown: kept events not stored");
+        }
     }
 }
