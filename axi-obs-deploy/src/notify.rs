@@ -146,6 +146,8 @@ pub struct NotifyHook {
     /// Built at the first notification, on the dispatcher's thread: a blocking client must
     /// not be created or dropped inside an async runtime, where hooks are often built.
     client: Option<reqwest::blocking::Client>,
+    /// Deployments already notified of (or filtered out) by their first outcome.
+    ended: crate::hook::RecentlyEnded,
 }
 
 impl NotifyHook {
@@ -160,6 +162,7 @@ impl NotifyHook {
                 .filter(|s| s.is_terminal())
                 .collect(),
             client: None,
+            ended: Default::default(),
         }
     }
 
@@ -224,7 +227,9 @@ impl Hook for NotifyHook {
         let Some(summary) = Summary::from_event(e) else {
             return Ok(());
         };
-        if !self.statuses.contains(&summary.status) {
+        // The first outcome only, as the history keeps it: a second terminal event (a GitHub
+        // `error` then `success`) would announce what the history contradicts.
+        if !self.ended.insert(&e.deployment.id) || !self.statuses.contains(&summary.status) {
             return Ok(());
         }
         Ok(self.post(&e.id, &summary)?)

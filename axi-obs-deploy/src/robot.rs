@@ -97,6 +97,8 @@ pub struct RobotNotifyHook {
     timeout: Duration,
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
+    /// Deployments already announced (or filtered out) by their first outcome.
+    ended: crate::hook::RecentlyEnded,
 }
 
 impl std::fmt::Debug for RobotNotifyHook {
@@ -134,6 +136,7 @@ impl RobotNotifyHook {
             timeout: DEFAULT_TIMEOUT,
             client,
             runtime,
+            ended: Default::default(),
         })
     }
 
@@ -220,7 +223,8 @@ impl Hook for RobotNotifyHook {
         let Some(summary) = Summary::from_event(event) else {
             return Ok(());
         };
-        if !self.statuses.contains(&summary.status) {
+        // The first outcome only, as the history keeps it (see `NotifyHook`).
+        if !self.ended.insert(&event.deployment.id) || !self.statuses.contains(&summary.status) {
             return Ok(());
         }
         let n = notification(&summary, event);

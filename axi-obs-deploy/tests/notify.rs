@@ -155,6 +155,41 @@ fn only_the_chosen_outcomes_are_posted() {
     );
 }
 
+/// Two terminal events for one deployment (a GitHub `deployment_status` of `error`, then
+/// `success`: two event ids): only the first outcome is announced, the one the history keeps.
+#[test]
+fn only_a_deployments_first_outcome_is_posted() {
+    use axi_obs_deploy::event::{DeploymentRef, from_unix_ms};
+    use axi_obs_deploy::{Event, EventKind};
+    let receiver = Receiver::start(StatusCode::OK);
+    let dispatcher = Dispatcher::builder()
+        .hook(NotifyHook::new(receiver.url()))
+        .build()
+        .unwrap();
+    let d = DeploymentRef {
+        id: "gh-7".into(),
+        project: "shop-api".into(),
+        environment: "prod".into(),
+        version: "1.4.2".into(),
+        started_at: from_unix_ms(T0),
+    };
+    let failed = EventKind::Failed {
+        reason: "error".into(),
+    };
+    assert!(dispatcher.send(Event::new(d.clone(), 1, from_unix_ms(T0 + 1_000), failed)));
+    assert!(dispatcher.send(Event::new(
+        d,
+        2,
+        from_unix_ms(T0 + 2_000),
+        EventKind::Succeeded
+    )));
+    assert!(dispatcher.flush(DEADLINE));
+    let bodies = receiver.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let summary: Summary = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(summary.status, Status::Failed);
+}
+
 #[test]
 fn non_2xx_and_unreachable_webhooks_are_hook_failures_not_deploy_failures() {
     let receiver = Receiver::start(StatusCode::INTERNAL_SERVER_ERROR);

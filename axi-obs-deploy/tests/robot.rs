@@ -98,12 +98,21 @@ fn a_failed_deploy_reaches_a_signed_dingtalk_robot_and_a_wecom_robot() {
     let tracker = Tracker::new(Dispatcher::builder().hook(hook).build().unwrap());
     let deploy = tracker.start("shop-api", "prod", "1.4.2");
     let id = deploy.id().to_owned();
+    let dref = deploy.deployment().clone();
     deploy.fail("migration failed");
+    // A second outcome for the same deployment (another event id): the history keeps the
+    // first, and so do the robots.
+    assert!(tracker.dispatcher().send(axi_obs_deploy::Event::new(
+        dref.clone(),
+        9,
+        dref.started_at,
+        axi_obs_deploy::EventKind::Succeeded
+    )));
     assert!(tracker.dispatcher().flush(DEADLINE));
     assert_eq!(tracker.dispatcher().stats().failures, 0);
 
     let ding_got = ding_got.lock().unwrap();
-    assert_eq!(ding_got.len(), 1);
+    assert_eq!(ding_got.len(), 1, "the first outcome only");
     let (q, body) = &ding_got[0];
     assert_eq!(query(q, "access_token"), "T0K");
     let timestamp = query(q, "timestamp");
