@@ -82,6 +82,19 @@ pub struct MetricsHook {
     ended: RecentlyEnded,
 }
 
+/// Whether open deployments are to be checked for age at `now` (event time): at most once
+/// a minute; `swept` remembers the last check.
+pub(crate) fn sweep_due(
+    swept: &mut Option<time::OffsetDateTime>,
+    now: time::OffsetDateTime,
+) -> bool {
+    if swept.is_some_and(|t| now - t < time::Duration::minutes(1)) {
+        return false;
+    }
+    *swept = Some(now);
+    true
+}
+
 /// A deployment counted in progress.
 #[derive(Debug)]
 struct OpenDeploy {
@@ -143,13 +156,9 @@ impl MetricsHook {
     /// Lets go of the deployments open longer than [`MAX_OPEN_AGE`](Self::MAX_OPEN_AGE) at
     /// `now` (the newest event's time), checked at most once a minute.
     fn sweep(&mut self, now: time::OffsetDateTime) {
-        if self
-            .swept
-            .is_some_and(|t| now - t < time::Duration::minutes(1))
-        {
+        if !sweep_due(&mut self.swept, now) {
             return;
         }
-        self.swept = Some(now);
         let stale: Vec<String> = self
             .open
             .iter()

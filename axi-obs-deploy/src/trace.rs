@@ -52,7 +52,9 @@
 //! and each event left out is counted in
 //! [`axi_deploy_trace_events_dropped_total`](crate::names::TRACE_EVENTS_DROPPED_METRIC). When
 //! the hook is dropped (the dispatcher shut down), deployments still open are ended at their
-//! last event, as errors, so their spans are exported rather than lost.
+//! last event, as errors, so their spans are exported rather than lost. A deployment no
+//! event of which came for a day (its runner killed) is ended the same way, as an error
+//! ([`DEPLOY_ABANDONED`]), when a later event of any deployment arrives.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -85,6 +87,10 @@ pub const STEP_UNFINISHED: &str = "step not finished when the deployment ended";
 /// The description of a deployment span ended because the hook was dropped.
 pub const DEPLOY_UNFINISHED: &str = "deployment not finished when tracing stopped";
 
+/// The description of a deployment span ended because no event of it came for
+/// [`MAX_OPEN_AGE`](crate::hook::MetricsHook::MAX_OPEN_AGE) (its runner killed).
+pub const DEPLOY_ABANDONED: &str = "no event of the deployment for a day";
+
 /// Turns deploy events into one OpenTelemetry span per deployment with a child span per step.
 /// See the [module documentation](self).
 pub struct TraceHook {
@@ -93,6 +99,8 @@ pub struct TraceHook {
     open: HashMap<String, OpenDeploy>,
     ended: crate::hook::RecentlyEnded,
     described: bool,
+    /// When the open deployments were last checked for age (event time).
+    swept: Option<OffsetDateTime>,
 }
 
 struct OpenDeploy {
@@ -136,6 +144,7 @@ impl TraceHook {
             open: HashMap::new(),
             ended: crate::hook::RecentlyEnded::default(),
             described: false,
+            swept: None,
         }
     }
 
@@ -174,6 +183,31 @@ impl TraceHook {
 
     fn dropped() {
         metrics::counter!(names::TRACE_EVENTS_DROPPED_METRIC).increment(1);
+    }
+
+    /// Ends, as errors at their last event, the deployments no event of which came for a
+    /// day before `now` (the newest event's time), checked at most once a minute: a killed
+    /// runner's deployment is exported, and does not hold one of the open places for good.
+    fn sweep(&mut self, now: OffsetDateTime) {
+        if !crate::hook::sweep_due(&mut self.swept, now) {
+            return;
+        }
+        let stale: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, o)| now - o.last_at > crate::hook::MetricsHook::MAX_OPEN_AGE)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let tracer = self.tracer();
+        for id in stale {
+            if let Some(open) = self.open.remove(&id) {
+                end_unfinished(&tracer, &id, open, DEPLOY_ABANDONED);
+                self.ended.insert(&id);
+            }
+        }
     }
 
     /// The open deployment of `e`, opened at the deployment's start if it was not; `None` if
@@ -278,6 +312,19 @@ fn end_deploy(
     span.end_with_timestamp(SystemTime::from(at));
 }
 
+/// Ends a deployment that got no end at its last event, as an error saying why.
+fn end_unfinished(tracer: &BoxedTracer, deploy_id: &str, open: OpenDeploy, why: &'static str) {
+    let at = open.last_at;
+    end_deploy(
+        tracer,
+        deploy_id,
+        open,
+        at,
+        SpanStatus::error(why),
+        Vec::new(),
+    );
+}
+
 impl Hook for TraceHook {
     fn name(&self) -> &str {
         "trace"
@@ -291,6 +338,7 @@ impl Hook for TraceHook {
             );
             self.described = true;
         }
+        self.sweep(e.at);
         let Some(open) = self.open_for(e) else {
             return Ok(());
         };
@@ -372,15 +420,7 @@ impl Drop for TraceHook {
             return;
         };
         for (id, open) in self.open.drain() {
-            let at = open.last_at;
-            end_deploy(
-                &tracer,
-                &id,
-                open,
-                at,
-                SpanStatus::error(DEPLOY_UNFINISHED),
-                Vec::new(),
-            );
+            end_unfinished(&tracer, &id, open, DEPLOY_UNFINISHED);
         }
     }
 }

@@ -12,7 +12,7 @@ use axi_obs_deploy::clock::ManualClock;
 use axi_obs_deploy::dispatch::Dispatcher;
 use axi_obs_deploy::event::{DeploymentRef, StepRef, StepStatus, from_unix_ms};
 use axi_obs_deploy::names;
-use axi_obs_deploy::trace::{DEPLOY_UNFINISHED, STEP_UNFINISHED, TraceHook};
+use axi_obs_deploy::trace::{DEPLOY_ABANDONED, DEPLOY_UNFINISHED, STEP_UNFINISHED, TraceHook};
 use axi_obs_deploy::{DeploySpec, Event, EventKind, Tracker};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -296,6 +296,62 @@ fn open_deployments_are_capped_and_the_rest_counted() {
     assert_eq!(attr_str(&spans[1], "deployment.id").as_deref(), Some("d3"));
     assert_eq!(spans[1].status, SpanStatus::error(DEPLOY_UNFINISHED));
     assert_eq!(spans[1].end_time, at(1_000));
+}
+
+/// A deployment no event of which came for a day (its runner killed) is ended at its last
+/// event, as an error, when a later event arrives: exported, and its open place freed.
+#[test]
+fn a_deployment_silent_for_a_day_is_ended_as_abandoned() {
+    let cap = Capture::new();
+    let mut hook = TraceHook::new()
+        .tracer_provider(cap.tracer_provider())
+        .max_open(1.try_into().unwrap());
+    use axi_obs_deploy::hook::Hook as _;
+    const DAY: i64 = 86_400_000;
+    cap.run(|| {
+        hook.on_event(&started("killed")).unwrap();
+        hook.on_event(&step_started("killed", 1, 5_000, 0, "migrate"))
+            .unwrap();
+        // Not a day yet: the cap of one still holds `killed`.
+        hook.on_event(&event(
+            "other",
+            0,
+            5_000 + DAY - 120_000,
+            EventKind::Succeeded,
+        ))
+        .unwrap();
+        // A day after its last event: `killed` is ended, and the next deployment is traced.
+        let next = Event::new(
+            DeploymentRef {
+                started_at: from_unix_ms(5_001 + DAY),
+                ..dref("next")
+            },
+            1,
+            from_unix_ms(5_002 + DAY),
+            EventKind::Succeeded,
+        );
+        hook.on_event(&next).unwrap();
+        // A late event of the abandoned one makes no second trace.
+        hook.on_event(&event("killed", 2, 6_000 + DAY, EventKind::Succeeded))
+            .unwrap();
+    });
+    drop(hook);
+    let spans = cap.spans();
+    let deploys: Vec<_> = spans.iter().filter(|s| s.name == "deploy shop").collect();
+    assert_eq!(deploys.len(), 2, "{:?}", names_of(&spans));
+    let killed = deploys
+        .iter()
+        .find(|s| attr_str(s, "deployment.id").as_deref() == Some("killed"))
+        .unwrap();
+    assert_eq!(killed.status, SpanStatus::error(DEPLOY_ABANDONED));
+    assert_eq!(killed.end_time, at(5_000));
+    let step = by_name(&spans, "migrate");
+    assert_eq!(step.status, SpanStatus::error(STEP_UNFINISHED));
+    assert!(
+        deploys
+            .iter()
+            .any(|s| attr_str(s, "deployment.id").as_deref() == Some("next"))
+    );
 }
 
 #[test]
