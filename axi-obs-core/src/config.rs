@@ -1127,8 +1127,12 @@ pub(crate) fn parse_key_values(
         if secret {
             v.split(',')
                 .map(|item| match item.split_once('=') {
-                    Some((k, _)) => format!("{}=<redacted>", k.trim()),
-                    None => "<redacted>".to_owned(),
+                    // A key that is not a header name may be the credential itself, its
+                    // `Name=` forgotten (`Basic dXNlcjpw...==`): not shown either.
+                    Some((k, _)) if http::HeaderName::from_bytes(k.trim().as_bytes()).is_ok() => {
+                        format!("{}=<redacted>", k.trim())
+                    }
+                    _ => "<redacted>".to_owned(),
                 })
                 .collect::<Vec<_>>()
                 .join(",")
@@ -1381,6 +1385,22 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
         // No endpoint anywhere and no explicit exporter: nothing dials out.
         return Ok(None);
     };
+    // Over gRPC the user and password of a URL are not sent as credentials: tonic would put
+    // them in HTTP/2's `:authority`, in clear text, where proxies and collectors log it.
+    if protocol == Protocol::Grpc
+        && endpoint.split_once("://").is_some_and(|(_, rest)| {
+            rest.split(['/', '?', '#'])
+                .next()
+                .is_some_and(|a| a.contains('@'))
+        })
+    {
+        return Err(ConfigError::new(
+            endpoint_source,
+            redact_userinfo(&endpoint),
+            "a user and password in the URL are not sent over gRPC; give the credential as a header \
+             (OTEL_EXPORTER_OTLP_HEADERS=authorization=Basic%20...)",
+        ));
+    }
     protocol.available(protocol_source)?;
 
     // Headers: the signal's variable replaces the generic one (as every OTLP option: a
@@ -1390,8 +1410,15 @@ fn resolve_target(s: &Settings, signal: Signal) -> Result<Option<OtlpTarget>, Co
     let mut add = |pairs: Vec<(String, String)>, setting: Source| -> Result<(), ConfigError> {
         for (k, v) in pairs {
             let name = k.to_ascii_lowercase();
-            http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ConfigError::new(setting.clone(), &k, "not a valid header name"))?;
+            // Not shown: a key that is no header name may be a credential whose `Name=` was
+            // forgotten (`Basic dXNlcjpw...==` splits at its padding).
+            http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                ConfigError::new(
+                    setting.clone(),
+                    "<redacted>",
+                    "a key is not a valid header name (`Name=value` pairs, comma-separated)",
+                )
+            })?;
             http::HeaderValue::from_str(&v).map_err(|_| {
                 ConfigError::new(
                     setting.clone(),
@@ -2151,6 +2178,61 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(r.traces.unwrap().headers[0].1, "Basic dXNlcjpwYXNz");
+    }
+
+    /// Over gRPC a URL's user and password would travel in `:authority`, not as credentials:
+    /// refused, naming the setting, without the password. Over HTTP they are Basic auth.
+    #[test]
+    fn user_info_in_a_grpc_endpoint_is_refused() {
+        let e = resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
+            (
+                OTEL_EXPORTER_OTLP_ENDPOINT,
+                "http://ingest:s3cret@collector:4317",
+            ),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(OTEL_EXPORTER_OTLP_ENDPOINT), "{e}");
+        assert!(e.contains("not sent over gRPC"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        let r = resolve(&settings(&[(
+            OTEL_EXPORTER_OTLP_ENDPOINT,
+            "http://ingest:s3cret@collector:4318",
+        )]))
+        .unwrap();
+        assert!(r.traces.is_some());
+        // An `@` further on (a path or query) is no user info.
+        resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
+            (
+                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+                "http://collector:4317/x@y",
+            ),
+        ]))
+        .unwrap();
+    }
+
+    /// A credential whose `Name=` was forgotten splits at its base64 padding into a "key":
+    /// the error says what is wrong without showing it.
+    #[test]
+    fn a_header_credential_without_its_name_is_not_shown_in_the_error() {
+        let e = resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_HEADERS, "Basic dXNlcjpwYXNzd29yZA=="),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(OTEL_EXPORTER_OTLP_HEADERS), "{e}");
+        assert!(e.contains("not a valid header name"), "{e}");
+        assert!(!e.contains("dXNlcjpw"), "{e}");
+        let e = resolve(&settings(&[
+            (OTEL_EXPORTER_OTLP_HEADERS, "x-a=1,Basic%20dXNlcjpwYXNz=="),
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://x:4318"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("dXNlcjpw"), "{e}");
     }
 
     #[test]

@@ -33,9 +33,15 @@ pub(crate) struct Inner {
     pub(crate) timeout: Duration,
 }
 
-/// Local log lines get at least this long to reach their file or pipe, even when exports used
-/// up the deadline: they are what explains a failed shutdown.
+/// Local log lines get this long (at most a quarter of the timeout) to reach their file or
+/// pipe after the exports: the exports' deadline is that much earlier than the timeout's, so
+/// the lines that explain a failed export are written and the whole stays within the timeout.
 const LOCAL_LOG_MINIMUM: Duration = Duration::from_millis(250);
+
+/// The exports' deadline within `deadline` (`timeout` from now): the local log's share kept.
+fn exports_deadline(deadline: Instant, timeout: Duration) -> Instant {
+    deadline - LOCAL_LOG_MINIMUM.min(timeout / 4)
+}
 
 impl TelemetryGuard {
     pub(crate) fn new(inner: Inner) -> Self {
@@ -51,9 +57,10 @@ impl TelemetryGuard {
     pub fn force_flush(&self) -> Result<(), ShutdownError> {
         let inner = self.inner.as_ref().ok_or(ShutdownError::AlreadyShutdown)?;
         let deadline = Instant::now() + inner.timeout;
-        let errors = all_at_once(&inner.exports, |e| e.begin_flush(deadline));
+        let exports_by = exports_deadline(deadline, inner.timeout);
+        let errors = all_at_once(&inner.exports, |e| e.begin_flush(exports_by));
         if let Some(w) = &inner.writer
-            && !w.flush(deadline.max(Instant::now() + LOCAL_LOG_MINIMUM))
+            && !w.flush(deadline)
         {
             return Err(ShutdownError::Timeout(inner.timeout));
         }
@@ -105,8 +112,9 @@ impl Inner {
         if let Some(w) = &self.writer {
             let _ = w.flush(Instant::now() + LOCAL_LOG_MINIMUM.min(self.timeout));
         }
+        let exports_by = exports_deadline(deadline, self.timeout);
         let errors = all_at_once(&std::mem::take(&mut self.exports), |e| {
-            e.begin_shutdown(deadline)
+            e.begin_shutdown(exports_by)
         });
         // The providers' processors are the export tasks just stopped: this only marks the
         // providers shut down (their requests find the tasks gone and return at once).
@@ -120,9 +128,9 @@ impl Inner {
             rt.stop();
         }
         let mut timed_out = errors.iter().any(|e| e.contains("timed out"));
-        // Export warnings logged during shutdown get the local-log minimum too.
+        // Export warnings logged during shutdown: the local log's share of the timeout.
         if let Some(mut w) = self.writer.take()
-            && !w.shutdown(deadline.max(Instant::now() + LOCAL_LOG_MINIMUM))
+            && !w.shutdown(deadline)
         {
             timed_out = true;
         }

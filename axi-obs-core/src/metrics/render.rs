@@ -31,6 +31,7 @@ pub fn render_families(families: &[Family]) -> String {
 /// Why a family was left out of the page.
 const SAMPLE_NAME_CLASH: &str = "a metric's name is another metric's sample name (a histogram `x` writes `x_count`, `x_sum`, `x_bucket`); it is left out of /metrics";
 const KIND_CLASH: &str = "two metrics of different kinds (a counter and a gauge, say) have one Prometheus name; the second is left out of /metrics";
+const SERIES_CLASH: &str = "two metrics have one Prometheus name and the same labels (names that differ by `.` and `_`, or by a `_total` suffix); only the first recorded series is written to /metrics (OTLP gets both): rename one";
 const FAMILY_CLASH: &str = "two metrics have one OpenMetrics family name (a counter `x`, written `x_total`, and a gauge `x`); the second is left out of the OpenMetrics page";
 
 /// Says once per family and reason (per process) that it was left out of the page.
@@ -143,7 +144,10 @@ pub(crate) fn render_as(families: &[Family], format: Format) -> String {
         series.sort_by(|a, b| a.0.cmp(&b.0));
         // Names that differ before translation (`a.b` and `a_b`, `jobs` and `jobs_total`) can
         // meet in one family with the same labels: a label set is written once (the first
-        // recorded), as both formats require.
+        // recorded), as both formats require, and the loss is said once.
+        if series.windows(2).any(|w| w[0].0 == w[1].0) {
+            warn_clash(name, SERIES_CLASH);
+        }
         series.dedup_by(|later, earlier| later.0 == earlier.0);
         for (labels, value) in series {
             match value {
@@ -529,6 +533,33 @@ work_duration_seconds_count{http_route="/x"} 2
         assert!(om.contains("odd_seconds_count 2\n"), "{om}");
         // The 0.0.4 text keeps it (NaN is a valid sample there).
         assert!(super::render(&snapshot).contains("odd_seconds_sum NaN\n"));
+    }
+
+    /// Two metrics that meet in one series lose one of them on the page: said, once.
+    #[test]
+    fn a_series_left_out_for_a_name_clash_is_warned_of() {
+        let cap = crate::testing::Capture::new();
+        let _g = tracing::dispatcher::set_default(&cap.dispatch());
+        let rec = recorder(100);
+        metrics::with_local_recorder(&rec, || {
+            metrics::counter!("clash.requests", "method" => "GET").increment(1);
+            metrics::counter!("clash_requests", "method" => "GET").increment(5);
+        });
+        let snapshot = rec.handle().snapshot();
+        let text = super::render(&snapshot);
+        assert_eq!(text.matches("clash_requests_total{").count(), 1, "{text}");
+        let _ = super::render(&snapshot);
+        let warned: Vec<_> = cap
+            .logs()
+            .into_iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("only the first recorded series"))
+            })
+            .collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert_eq!(warned[0]["family"], "clash_requests_total", "{warned:?}");
     }
 
     #[test]
