@@ -94,6 +94,24 @@ pub const METRIC_SENDER_ERRORS_TOTAL: &str = "prometheus_notifications_errors_to
 /// Alerts waiting in the queue (gauge, Prometheus's name).
 pub const METRIC_SENDER_QUEUE_LENGTH: &str = "prometheus_notifications_queue_length";
 
+/// Alerts queued in every sender of the process: [`METRIC_SENDER_QUEUE_LENGTH`] is their
+/// sum, as Prometheus's one queue holds the alerts for all its Alertmanager sets.
+static QUEUED: QueueTally = QueueTally(std::sync::atomic::AtomicI64::new(0));
+
+/// A count of queued alerts over senders.
+#[derive(Debug)]
+struct QueueTally(std::sync::atomic::AtomicI64);
+
+impl QueueTally {
+    /// A sender's queue grew (or shrank) by `delta`: the gauge follows, after each change.
+    fn changed(&self, delta: i64) {
+        if delta != 0 {
+            let now = self.0.fetch_add(delta, Ordering::Relaxed) + delta;
+            metrics::gauge!(METRIC_SENDER_QUEUE_LENGTH).set(now.max(0) as f64);
+        }
+    }
+}
+
 fn describe_sender_metrics() {
     metrics::describe_counter!(
         METRIC_SENDER_DROPPED_TOTAL,
@@ -321,6 +339,16 @@ pub struct AlertmanagerSender {
     sent: AtomicU64,
     errors: AtomicU64,
     wake: tokio::sync::Notify,
+    /// Where its queue's length is summed with the other senders'.
+    tally: &'static QueueTally,
+}
+
+impl Drop for AlertmanagerSender {
+    /// What it still held leaves the queue-length gauge with it.
+    fn drop(&mut self) {
+        let left = self.queue.get_mut().map_or(0, |q| q.len());
+        self.tally.changed(-(left as i64));
+    }
 }
 
 impl AlertmanagerSender {
@@ -361,6 +389,7 @@ impl AlertmanagerSender {
             sent: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
+            tally: &QUEUED,
         })
     }
 
@@ -370,6 +399,7 @@ impl AlertmanagerSender {
     pub fn send(&self, alerts: Vec<PostableAlert>) {
         let cap = self.opts.queue_capacity.get();
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = q.len();
         for mut a in alerts {
             for (k, v) in &self.opts.external_labels {
                 if a.labels.get(k).is_none_or(String::is_empty) {
@@ -383,7 +413,7 @@ impl AlertmanagerSender {
             }
             q.push_back(a);
         }
-        metrics::gauge!(METRIC_SENDER_QUEUE_LENGTH).set(q.len() as f64);
+        self.tally.changed(q.len() as i64 - before as i64);
         drop(q);
         self.wake.notify_one();
     }
@@ -417,13 +447,14 @@ impl AlertmanagerSender {
     pub fn take_queued(&self) -> Vec<PostableAlert> {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let taken: Vec<PostableAlert> = q.drain(..).collect();
-        metrics::gauge!(METRIC_SENDER_QUEUE_LENGTH).set(0.0);
+        self.tally.changed(-(taken.len() as i64));
         taken
     }
 
     fn next_batch(&self) -> Vec<PostableAlert> {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let n = q.len().min(self.opts.max_batch.get());
+        self.tally.changed(-(n as i64));
         q.drain(..n).collect()
     }
 
@@ -591,6 +622,37 @@ mod tests {
             ends_at: None,
             generator_url: String::new(),
         }
+    }
+
+    /// `prometheus_notifications_queue_length` is what every sender holds, after each change:
+    /// a drained queue does not leave its last length behind, nor a sender replaced by another.
+    #[test]
+    fn the_queue_length_follows_every_sender() {
+        let tally: &'static QueueTally =
+            Box::leak(Box::new(QueueTally(std::sync::atomic::AtomicI64::new(0))));
+        let sender = |cap: usize, batch: usize| {
+            let mut o = SenderOptions::new(vec![]);
+            o.queue_capacity = NonZeroUsize::new(cap).unwrap();
+            o.max_batch = NonZeroUsize::new(batch).unwrap();
+            let mut s = AlertmanagerSender::new(o).unwrap();
+            s.tally = tally;
+            s
+        };
+        let total = || tally.0.load(Ordering::Relaxed);
+        let a = sender(3, 2);
+        let b = sender(10, 10);
+        a.send((0..5).map(|i| pa(&i.to_string())).collect());
+        b.send((0..4).map(|i| pa(&i.to_string())).collect());
+        assert_eq!(total(), 3 + 4);
+        assert_eq!(a.next_batch().len(), 2);
+        assert_eq!(total(), 1 + 4);
+        assert_eq!(b.take_queued().len(), 4);
+        assert_eq!(total(), 1);
+        b.send(vec![pa("x")]);
+        drop(b);
+        assert_eq!(total(), 1);
+        drop(a);
+        assert_eq!(total(), 0);
     }
 
     #[test]
