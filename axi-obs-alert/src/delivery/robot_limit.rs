@@ -2,6 +2,12 @@
 //! messages per minute per robot. While a robot's window is full, its notifications wait
 //! together; when a slot frees, they go out as one message (the markdown sections joined,
 //! the mentions merged), and each waiting delivery gets that message's outcome.
+//!
+//! Known limit: a batched message over the robot's size limit is cut
+//! ([`fit_robot_body`](super::fit_robot_body)), and every delivery in it still reports
+//! success, so a notification whose section was cut away is logged as sent (and not sent
+//! again before `repeat_interval`). Splitting such a batch over further slots is not done
+//! yet.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
