@@ -368,6 +368,30 @@ fn resolved_silenced_and_inhibited_alerts_run_nothing() {
     assert_eq!(taken(&mut d), runs(&[("restart", "Silenced")]));
 }
 
+/// One request holding the target before the alert that inhibits it (Prometheus sends a
+/// rule group's alerts together, in rule order): the actions are decided once the whole
+/// request is in, so the inhibited target runs nothing. Alone, one by one, it would have run.
+#[test]
+fn an_inhibiting_alert_later_in_the_same_request_stops_the_run() {
+    let rules = r#"inhibit_rules:
+- source_matchers: [alertname="Outage"]
+  target_matchers: [service="api", alertname="Inhibited"]
+"#;
+    let mut d = Dispatcher::new(&config(rules), DispatcherOptions::default(), T0).expect("d");
+    let out = d.insert_all(
+        vec![api("Inhibited"), alert(&[("alertname", "Outage")], T0, FAR)],
+        T0,
+    );
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|o| o.groups > 0), "{out:?}");
+    assert!(taken(&mut d).is_empty());
+    // The same order, one alert at a time: the target arrives first and runs.
+    let mut d = Dispatcher::new(&config(rules), DispatcherOptions::default(), T0).expect("d");
+    d.insert(api("Inhibited"), T0);
+    d.insert(alert(&[("alertname", "Outage")], T0, FAR), T0);
+    assert_eq!(taken(&mut d), runs(&[("restart", "Inhibited")]));
+}
+
 #[test]
 fn without_remediations_nothing_is_queued() {
     let yaml = plain_tree();

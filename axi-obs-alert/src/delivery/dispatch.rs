@@ -513,7 +513,41 @@ impl Dispatcher {
     /// once for an alert older than `group_wait`. A firing alert that no silence or
     /// inhibition mutes queues the remediation actions its routes name, when their cooldown
     /// and `max_runs` allow ([`take_remediations`](Dispatcher::take_remediations)).
-    pub fn insert(&mut self, mut alert: AmAlert, now_ms: i64) -> Inserted {
+    pub fn insert(&mut self, alert: AmAlert, now_ms: i64) -> Inserted {
+        let (out, remediate) = self.insert_held(alert, now_ms);
+        if let Some((a, fp)) = remediate {
+            self.remediate(&a, fp, now_ms);
+        }
+        out
+    }
+
+    /// [`insert`](Self::insert) for the alerts of one request (Prometheus sends those of
+    /// one rule group's evaluation together): all are taken first, then the remediations are
+    /// decided, so that an inhibiting alert anywhere in the request mutes the actions of the
+    /// alerts it inhibits, whatever their order.
+    pub fn insert_all(&mut self, alerts: Vec<AmAlert>, now_ms: i64) -> Vec<Inserted> {
+        let mut decide = Vec::new();
+        let out = alerts
+            .into_iter()
+            .map(|a| {
+                let (out, remediate) = self.insert_held(a, now_ms);
+                decide.extend(remediate);
+                out
+            })
+            .collect();
+        for (a, fp) in decide {
+            self.remediate(&a, fp, now_ms);
+        }
+        out
+    }
+
+    /// Takes the alert into its groups; the copy to decide remediations on when it is held
+    /// and actions are configured.
+    fn insert_held(
+        &mut self,
+        mut alert: AmAlert,
+        now_ms: i64,
+    ) -> (Inserted, Option<(AmAlert, Fingerprint)>) {
         if alert.ends_at.is_none() {
             alert.ends_at = Some(now_ms.saturating_add(ms(self.resolve_timeout)));
         }
@@ -532,11 +566,9 @@ impl Dispatcher {
         if out.groups > 0 {
             self.updated.insert(fp, now_ms);
             self.dirty = true;
-            if let Some(a) = remediate {
-                self.remediate(&a, fp, now_ms);
-            }
+            return (out, remediate.map(|a| (a, fp)));
         }
-        out
+        (out, None)
     }
 
     fn admission(&self, alert: &AmAlert, fp: Fingerprint, now_ms: i64) -> Admission {

@@ -154,10 +154,7 @@ impl Runner {
                     // reply) or when every handle is dropped (nobody waits).
                     let stop = match cmd {
                         Some(Command::Alerts(alerts)) => {
-                            let now = clock.now_ms();
-                            for a in alerts {
-                                dispatcher.insert(a, now);
-                            }
+                            dispatcher.insert_all(alerts, clock.now_ms());
                             None
                         }
                         Some(Command::With(f)) => {

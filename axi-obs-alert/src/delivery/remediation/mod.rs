@@ -14,10 +14,11 @@
 //! Safety: a program is started directly (argv, no shell) and its arguments are fixed in
 //! the configuration; the alert (labels written by whoever can post alerts) only ever
 //! reaches it as JSON on stdin. A silenced or inhibited alert triggers nothing, so a
-//! silence during maintenance stops automatic restarts. Known limit: the decision is made
-//! when the alert arrives, not after its group's `group_wait` as Alertmanager applies
-//! inhibition; an inhibiting alert that arrives after the target (its rule in a group
-//! evaluated later) does not stop a run already decided. Nothing runs unless the
+//! silence during maintenance stops automatic restarts. The decision is made once the
+//! request that brings the alert is in ([`Dispatcher::insert_all`](super::Dispatcher::insert_all):
+//! an inhibiting alert anywhere in it counts). Known limit: not after the group's
+//! `group_wait`, as Alertmanager applies inhibition to notifications; an inhibiting alert
+//! that comes in a later request does not stop a run already decided. Nothing runs unless the
 //! configuration has `remediations` and a route names them.
 
 use std::collections::BTreeSet;
