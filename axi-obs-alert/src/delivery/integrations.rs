@@ -340,6 +340,30 @@ pub fn wecom_body(
 /// cut too when it would take more than half of the room. A body that fits is left as it
 /// is; one that is not a robot markdown message too.
 pub fn fit_robot_body(body: &mut serde_json::Value) {
+    if robot_body_fits(body) {
+        return;
+    }
+    cut_robot_body(body);
+}
+
+/// Whether a robot markdown message is within its robot's limit as it is (DingTalk: the
+/// whole body; WeCom: the content). Anything else counts as fitting.
+pub(crate) fn robot_body_fits(body: &serde_json::Value) -> bool {
+    let markdown = &body["markdown"];
+    if markdown
+        .get("text")
+        .and_then(serde_json::Value::as_str)
+        .is_some()
+    {
+        body.to_string().len() <= DINGTALK_BODY_MAX_BYTES
+    } else if let Some(content) = markdown.get("content").and_then(serde_json::Value::as_str) {
+        content.len() <= WECOM_MARKDOWN_MAX_BYTES
+    } else {
+        true
+    }
+}
+
+fn cut_robot_body(body: &mut serde_json::Value) {
     let markdown = &body["markdown"];
     if let Some(text) = markdown.get("text").and_then(serde_json::Value::as_str) {
         let total = body.to_string().len();

@@ -3,11 +3,10 @@
 //! together; when a slot frees, they go out as one message (the markdown sections joined,
 //! the mentions merged), and each waiting delivery gets that message's outcome.
 //!
-//! Known limit: a batched message over the robot's size limit is cut
-//! ([`fit_robot_body`](super::fit_robot_body)), and every delivery in it still reports
-//! success, so a notification whose section was cut away is logged as sent (and not sent
-//! again before `repeat_interval`). Splitting such a batch over further slots is not done
-//! yet.
+//! A batch holds as many waiting notifications as fit whole within the robot's size limit;
+//! the others are told to try again ([`DeliveryError::Batched`], retryable) and go in the
+//! next slot's message, so no notification is cut away and still logged as sent. Only a
+//! single notification over the limit is cut ([`fit_robot_body`](super::fit_robot_body)).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::integrations::{Delivered, DeliveryError, fit_robot_body, post_robot};
+use super::integrations::{Delivered, DeliveryError, fit_robot_body, post_robot, robot_body_fits};
 
 /// The robots' documented limit: messages per [`DEFAULT_ROBOT_WINDOW`].
 pub const DEFAULT_ROBOT_MESSAGES: usize = 20;
@@ -152,13 +151,23 @@ pub(crate) async fn send_limited(
             let (bodies, reporters): (Vec<Value>, Vec<_>) =
                 limits.take_batch(key).into_iter().unzip();
             guard.armed = false;
-            let result = post_robot(client, &url(), &merge(&bodies)).await;
+            // The leader's own body is the first: a batch always holds it.
+            let fit = fitting_prefix(&bodies);
+            let result = post_robot(client, &url(), &merge(&bodies[..fit])).await;
             let outcome: Outcome = match &result {
                 Ok(_) => Ok(()),
                 Err(e) => Err((e.is_retryable(), e.to_string())),
             };
-            for r in reporters {
+            let mut reporters = reporters.into_iter();
+            for r in reporters.by_ref().take(fit) {
                 let _ = r.send(outcome.clone());
+            }
+            for r in reporters {
+                let _ = r.send(Err((
+                    true,
+                    "no room left in the batched message (the robot's size limit): sent in the next one"
+                        .into(),
+                )));
             }
             rx
         }
@@ -201,6 +210,23 @@ impl Drop for LeadGuard<'_> {
 /// ([`fit_robot_body`](super::fit_robot_body)): a batch made during a storm is the message
 /// most likely to exceed it.
 pub(crate) fn merge(bodies: &[Value]) -> Value {
+    let mut out = join(bodies);
+    fit_robot_body(&mut out);
+    out
+}
+
+/// How many of `bodies`, from the first, make one message within the robot's limit without
+/// a cut: at least one when there is one (a single body over the limit is cut when sent).
+fn fitting_prefix(bodies: &[Value]) -> usize {
+    (2..=bodies.len())
+        .take_while(|&k| robot_body_fits(&join(&bodies[..k])))
+        .last()
+        .unwrap_or(1)
+        .min(bodies.len())
+}
+
+/// The bodies as one message, not yet fitted to the robot's limit.
+fn join(bodies: &[Value]) -> Value {
     let Some(first) = bodies.first() else {
         return Value::Null;
     };
@@ -236,7 +262,6 @@ pub(crate) fn merge(bodies: &[Value]) -> Value {
     } else {
         out["markdown"]["content"] = Value::String(texts("content"));
     }
-    fit_robot_body(&mut out);
     out
 }
 
