@@ -345,13 +345,7 @@ impl ObsLayer {
     where
         I: IntoIterator<Item = http::Method>,
     {
-        let (list, refused) = known_methods(methods);
-        if !refused.is_empty() {
-            tracing::warn!(
-                refused = ?refused,
-                "known_methods: the process's table of methods outside the default list is full; these stay _OTHER"
-            );
-        }
+        let list = known_methods(methods);
         self.edit(|c| c.known_methods = Some(list))
     }
 

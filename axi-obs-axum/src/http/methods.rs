@@ -112,13 +112,19 @@ fn default_label(m: &http::Method) -> &'static str {
 
 /// The override for `methods`: each method once, in the order given. A method outside the
 /// default list takes a slot of the process-wide table; once its [`MAX_EXTRA_METHODS`] are
-/// taken, further ones stay `_OTHER` and are returned as the second value.
-pub(crate) fn known_methods(
-    methods: impl IntoIterator<Item = http::Method>,
-) -> (KnownMethods, Vec<http::Method>) {
-    known_methods_in(&EXTRA, methods)
+/// taken, further ones stay `_OTHER`, with a warning naming them.
+pub(crate) fn known_methods(methods: impl IntoIterator<Item = http::Method>) -> KnownMethods {
+    let (list, refused) = known_methods_in(&EXTRA, methods);
+    if !refused.is_empty() {
+        tracing::warn!(
+            refused = ?refused,
+            "more than {MAX_EXTRA_METHODS} known methods outside the default list in this process: these stay _OTHER"
+        );
+    }
+    list
 }
 
+/// [`known_methods`] in `table`; the methods it had no slot for as the second value.
 fn known_methods_in(
     table: &Table,
     methods: impl IntoIterator<Item = http::Method>,
@@ -151,17 +157,7 @@ pub(crate) fn env_known_methods() -> Option<&'static KnownMethods> {
         .get_or_init(|| {
             let value = std::env::var(KNOWN_METHODS_ENV).ok()?;
             match parse_known_methods(&value) {
-                Ok(Some(methods)) => {
-                    let (list, refused) = known_methods(methods);
-                    if !refused.is_empty() {
-                        tracing::warn!(
-                            variable = KNOWN_METHODS_ENV,
-                            refused = ?refused,
-                            "more than {MAX_EXTRA_METHODS} methods outside the default list: these stay _OTHER"
-                        );
-                    }
-                    Some(list)
-                }
+                Ok(Some(methods)) => Some(known_methods(methods)),
                 Ok(None) => None,
                 Err(bad) => {
                     tracing::warn!(
@@ -199,12 +195,15 @@ mod tests {
         assert_eq!(method_label(&http::Method::GET, None), "GET");
         let propfind = http::Method::from_bytes(b"PROPFIND").unwrap();
         assert_eq!(method_label(&propfind, None), "_OTHER");
-        let (list, refused) = known_methods([
-            http::Method::GET,
-            propfind.clone(),
-            http::Method::GET,
-            http::Method::from_bytes(b"REPORT").unwrap(),
-        ]);
+        let (list, refused) = known_methods_in(
+            &EXTRA,
+            [
+                http::Method::GET,
+                propfind.clone(),
+                http::Method::GET,
+                http::Method::from_bytes(b"REPORT").unwrap(),
+            ],
+        );
         assert!(refused.is_empty());
         assert_eq!(&*list, ["GET", "PROPFIND", "REPORT"]);
         assert_eq!(method_label(&propfind, Some(&list)), "PROPFIND");
