@@ -104,10 +104,14 @@ struct OpenDeploy {
 }
 
 impl OpenDeploy {
+    /// Its series of the in-progress gauge.
+    fn gauge(&self) -> metrics::Gauge {
+        metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => self.project.clone(), "environment" => self.environment.clone())
+    }
+
     /// Takes it out of the in-progress gauge.
     fn close(self) {
-        metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => self.project, "environment" => self.environment)
-            .decrement(1.0);
+        self.gauge().decrement(1.0);
     }
 }
 
@@ -159,18 +163,13 @@ impl MetricsHook {
         if !sweep_due(&mut self.swept, now) {
             return;
         }
-        let stale: Vec<String> = self
+        for (id, o) in self
             .open
-            .iter()
-            .filter(|(_, o)| now - o.started_at > Self::MAX_OPEN_AGE)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in stale {
-            if let Some(o) = self.open.remove(&id) {
-                tracing::info!(deploy.id = %id, deploy.project = %o.project, deploy.environment = %o.environment,
-                    "deployment without an end for a day: no longer counted in deploys_in_progress");
-                o.close();
-            }
+            .extract_if(|_, o| now - o.started_at > Self::MAX_OPEN_AGE)
+        {
+            tracing::info!(deploy.id = %id, deploy.project = %o.project, deploy.environment = %o.environment,
+                "deployment without an end for a day: no longer counted in deploys_in_progress");
+            o.close();
         }
     }
 
@@ -209,16 +208,13 @@ impl Hook for MetricsHook {
                 {
                     o.close();
                 }
-                metrics::gauge!(names::DEPLOYS_IN_PROGRESS, "project" => p.clone(), "environment" => env.clone())
-                    .increment(1.0);
-                self.open.insert(
-                    d.id.clone(),
-                    OpenDeploy {
-                        started_at: d.started_at,
-                        project: p,
-                        environment: env,
-                    },
-                );
+                let open = OpenDeploy {
+                    started_at: d.started_at,
+                    project: p,
+                    environment: env,
+                };
+                open.gauge().increment(1.0);
+                self.open.insert(d.id.clone(), open);
             }
             EventKind::Started { .. } => {}
             EventKind::StepStarted { .. } => {}

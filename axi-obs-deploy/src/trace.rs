@@ -192,21 +192,14 @@ impl TraceHook {
         if !crate::hook::sweep_due(&mut self.swept, now) {
             return;
         }
-        let stale: Vec<String> = self
-            .open
-            .iter()
-            .filter(|(_, o)| now - o.last_at > crate::hook::MetricsHook::MAX_OPEN_AGE)
-            .map(|(id, _)| id.clone())
-            .collect();
-        if stale.is_empty() {
+        let quiet = |o: &OpenDeploy| now - o.last_at > crate::hook::MetricsHook::MAX_OPEN_AGE;
+        if !self.open.values().any(quiet) {
             return;
         }
         let tracer = self.tracer();
-        for id in stale {
-            if let Some(open) = self.open.remove(&id) {
-                end_unfinished(&tracer, &id, open, DEPLOY_ABANDONED);
-                self.ended.insert(&id);
-            }
+        for (id, open) in self.open.extract_if(|_, o| quiet(o)) {
+            end_unfinished(&tracer, &id, open, DEPLOY_ABANDONED);
+            self.ended.insert(&id);
         }
     }
 
