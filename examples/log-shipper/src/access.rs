@@ -94,6 +94,17 @@ impl Capped {
         }
     }
 
+    /// Whether `value` is one of the set's, adding it when `learn` and there is room.
+    fn has(&self, value: &str, learn: bool) -> bool {
+        if learn {
+            return self.admit(value);
+        }
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(value)
+    }
+
     fn admit(&self, value: &str) -> bool {
         let mut seen = self
             .seen
@@ -219,17 +230,10 @@ impl AccessMetrics {
             return Cow::Borrowed(p.as_str());
         }
         let normalized = normalize_cow(path);
-        let learn = matches!(a.status, Some(200..=399));
-        let known = if learn {
-            self.paths.admit(&normalized)
-        } else {
-            self.paths
-                .seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(&*normalized)
-        };
-        if known {
+        if self
+            .paths
+            .has(&normalized, matches!(a.status, Some(200..=399)))
+        {
             normalized
         } else {
             Cow::Borrowed(OTHER)
@@ -259,16 +263,11 @@ impl AccessMetrics {
         // Not learnt from absolute-form requests (`GET http://any.example/`, sent as to a
         // proxy: open-proxy scanners), from which nginx takes `$host`: they would fill the
         // cap before the real names.
-        let known = if !a.absolute_target {
-            self.vhosts.admit(&host)
+        if self.vhosts.has(&host, !a.absolute_target) {
+            host
         } else {
-            self.vhosts
-                .seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(&*host)
-        };
-        if known { host } else { Cow::Borrowed(OTHER) }
+            Cow::Borrowed(OTHER)
+        }
     }
 
     /// Records one access-log line, read now.

@@ -315,26 +315,23 @@ fn set_target(a: &mut Access, target: &str) {
             if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
         {
             a.absolute_target = true;
-            match rest.find(['/', '?']) {
-                Some(i) if rest[i..].starts_with('/') => &rest[i..],
-                Some(i) => return set_target_parts(a, "/", Some(&rest[i + 1..])),
-                None => "/",
-            }
+            &rest[rest.find(['/', '?']).unwrap_or(rest.len())..]
         }
         _ => target,
     };
-    match target.split_once('?') {
-        Some((p, q)) => {
-            a.path = Some(p.to_owned());
-            a.query = Some(q.to_owned());
-        }
-        None => a.path = Some(target.to_owned()),
-    }
-}
-
-fn set_target_parts(a: &mut Access, path: &str, query: Option<&str>) {
+    let (path, query) = target
+        .split_once('?')
+        .map_or((target, None), |(p, q)| (p, Some(q)));
+    // An absolute target's path may be empty (`http://host?x`): the root.
+    let path = if path.is_empty() && a.absolute_target {
+        "/"
+    } else {
+        path
+    };
     a.path = Some(path.to_owned());
-    a.query = query.map(str::to_owned);
+    if let Some(q) = query {
+        a.query = Some(q.to_owned());
+    }
 }
 
 impl Access {

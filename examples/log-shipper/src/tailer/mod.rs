@@ -407,15 +407,8 @@ impl Tailer {
         };
         let mut registry = lock(&self.registry);
         if registry.get(dev, ino).is_none()
-            && let Some((old_dev, offset)) = self.moved_from(
-                &registry,
-                &file,
-                path,
-                dev,
-                ino,
-                size,
-                input.fingerprint_bytes,
-            )
+            && let Some((old_dev, offset)) =
+                self.moved_from(&registry, &file, &meta, path, input.fingerprint_bytes)
         {
             tracing::info!(
                 path = %path.display(),
@@ -491,26 +484,24 @@ impl Tailer {
     }
 
     /// The registry entry, under another device number, of the file `path` just found as
-    /// `dev`/`ino`: its old device and offset. A match has the same inode, the same first
+    /// `meta` (opened as `file`): its old device and offset. A match has the same inode, the same first
     /// bytes (a fingerprint of at least one byte), is not a file being read (one closed as
     /// inactive is taken over: a remount while running), and its old
     /// device and inode are no longer at its path (else it is another file system's file
     /// with the same inode number). It must also have the same path, unless its fingerprint
     /// is the input's full `fingerprint_bytes` (a file rotated while the shipper was down).
     /// Several: the one at the same path.
-    #[allow(clippy::too_many_arguments)]
     fn moved_from(
         &self,
         registry: &Registry,
         file: &File,
+        meta: &std::fs::Metadata,
         path: &Path,
-        dev: u64,
-        ino: u64,
-        size: u64,
         fingerprint_bytes: usize,
     ) -> Option<(u64, u64)> {
+        let size = meta.len();
         registry
-            .on_other_devices(dev, ino)
+            .on_other_devices(meta.dev(), meta.ino())
             .filter(|e| {
                 e.fingerprint.len > 0
                     && e.fingerprint.len <= size
