@@ -57,8 +57,18 @@ pub(crate) enum ExportError {
     #[cfg(not(feature = "otlp-grpc"))]
     #[error("OTLP over gRPC to {url} is not in this build (axi-obs-core's `otlp-grpc` feature)")]
     NoGrpc { url: String },
-    #[error("export timed out after {0:?}")]
-    Timeout(Duration),
+    /// No answer in time: `after` is how long the export had been trying; `cut_short`
+    /// when a flush or shutdown deadline came before the export timeout.
+    #[error("export timed out after {after:?}{}", cut_note(*.cut_short))]
+    Timeout { after: Duration, cut_short: bool },
+}
+
+fn cut_note(cut_short: bool) -> &'static str {
+    if cut_short {
+        ", cut short by the flush or shutdown deadline"
+    } else {
+        ""
+    }
 }
 
 impl ExportError {
@@ -95,7 +105,7 @@ impl ExportError {
             ExportError::Endpoint { .. } => false,
             #[cfg(not(feature = "otlp-grpc"))]
             ExportError::NoGrpc { .. } => false,
-            ExportError::Timeout(_) => false,
+            ExportError::Timeout { .. } => false,
         }
     }
 }
@@ -301,10 +311,9 @@ impl Transport {
         request: Request,
         until: Option<Instant>,
     ) -> Result<Rejected, ExportError> {
-        let deadline = match until {
-            Some(u) => u.min(Instant::now() + self.timeout),
-            None => Instant::now() + self.timeout,
-        };
+        let started = Instant::now();
+        let full = started + self.timeout;
+        let deadline = until.map_or(full, |u| u.min(full));
         let body = match self.kind {
             Kind::Http { .. } => match self.compression {
                 Compression::None => request.encode(),
@@ -327,6 +336,13 @@ impl Transport {
             };
             match attempt {
                 Ok(rejected) => return Ok(rejected),
+                // Said as the whole export's time, not the attempt's.
+                Err(ExportError::Timeout { .. }) => {
+                    return Err(ExportError::Timeout {
+                        after: round_ms(started.elapsed()),
+                        cut_short: deadline < full,
+                    });
+                }
                 Err(e) if e.retryable() => {
                     // Exponential, with jitter (as the OTLP specification asks), so exporters
                     // that failed together do not retry together; never sooner than the
@@ -364,7 +380,11 @@ impl Transport {
             .await
             .map_err(|e| {
                 if e.is_timeout() {
-                    ExportError::Timeout(self.timeout)
+                    // The whole export's time is put in by `send`.
+                    ExportError::Timeout {
+                        after: left,
+                        cut_short: false,
+                    }
                 } else {
                     ExportError::Http {
                         url: self.shown.clone(),
@@ -457,6 +477,11 @@ impl Transport {
             retry_delay: crate::rpc_status::retry_info(s.details()),
         })
     }
+}
+
+/// `d` to whole milliseconds, as an error says it.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
 /// `body` gzipped (default level), for `Content-Encoding: gzip`.
