@@ -193,8 +193,10 @@ fn parse_stat(pid: u32, stat: &str) -> Option<Proc> {
 }
 
 fn read_proc(paths: &Paths, pid: u32) -> Option<Proc> {
-    let stat = std::fs::read_to_string(paths.proc(&format!("{pid}/stat"))).ok()?;
-    parse_stat(pid, &stat)
+    // Bytes: a `comm` that is not UTF-8 (the kernel writes the name as it is) reads as
+    // U+FFFD rather than hiding the process.
+    let stat = std::fs::read(paths.proc(&format!("{pid}/stat"))).ok()?;
+    parse_stat(pid, &String::from_utf8_lossy(&stat))
 }
 
 /// Every process under `/proc`, in no particular order.

@@ -127,6 +127,17 @@ pub enum CollectError {
 /// Reads a file, naming it in the error. /proc and /sys files report a size of 0, so the
 /// size probe `read_to_string` makes (`statx`, `lseek`) is skipped: read until end of file.
 pub fn read(path: PathBuf) -> Result<String, CollectError> {
+    let bytes = read_bytes(path.clone())?;
+    String::from_utf8(bytes).map_err(|e| CollectError::Parse {
+        path,
+        detail: format!("not UTF-8: {e}"),
+    })
+}
+
+/// [`read`] without the UTF-8 check: for files the kernel writes names into as they are
+/// (mount points, interface names), which one name that is not UTF-8 must not make
+/// unreadable.
+pub fn read_bytes(path: PathBuf) -> Result<Vec<u8>, CollectError> {
     use std::io::Read;
     let io = |source| CollectError::Io {
         path: path.clone(),
@@ -143,9 +154,15 @@ pub fn read(path: PathBuf) -> Result<String, CollectError> {
             Err(e) => return Err(io(e)),
         }
     }
-    String::from_utf8(bytes).map_err(|e| CollectError::Parse {
-        path: path.clone(),
-        detail: format!("not UTF-8: {e}"),
+    Ok(bytes)
+}
+
+/// [`read_bytes`] as text, bytes that are not UTF-8 read as U+FFFD.
+pub fn read_lossy(path: PathBuf) -> Result<String, CollectError> {
+    let bytes = read_bytes(path)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
 }
 

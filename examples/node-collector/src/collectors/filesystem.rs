@@ -1,7 +1,7 @@
 //! Mounted filesystems: sizes and inodes from `statvfs`, read-only state, mount info.
 
 use crate::bounded::{Bounded, Unanswered};
-use crate::{CollectError, Collector, Families, Paths, read};
+use crate::{CollectError, Collector, Families, Paths, read_bytes};
 
 /// `node_filesystem_{size,free,avail}_bytes`, `node_filesystem_files`,
 /// `node_filesystem_files_free`, `node_filesystem_readonly`, `node_filesystem_device_error`
@@ -173,19 +173,22 @@ fn strip_rootfs(root: &std::path::Path, mountpoint: String) -> String {
 pub struct Mount {
     /// The mounted device (`/dev/vda1`, `tmpfs`): the `device` label.
     pub device: String,
-    /// Where it is mounted: the `mountpoint` label.
+    /// Where it is mounted: the `mountpoint` label (bytes that are not UTF-8 read as
+    /// U+FFFD).
     pub mountpoint: String,
+    /// Where it is mounted, as the kernel has it (any bytes): the path `statvfs` is given.
+    pub path: std::path::PathBuf,
     /// The filesystem type: the `fstype` label.
     pub fstype: String,
     /// Whether the options include `ro`.
     pub readonly: bool,
 }
 
-/// A mount field with the kernel's octal escapes (`\040` for a space) undone, as bytes, then
-/// read as UTF-8 (a name that is not UTF-8 keeps U+FFFD for its bad bytes).
-fn unescape(s: &str) -> String {
-    let mut out: Vec<u8> = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
+/// A mount field with the kernel's octal escapes (`\040` for a space) undone. The kernel
+/// escapes only space, tab, newline and backslash; any other byte is written as it is, UTF-8
+/// or not.
+fn unescape(b: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\'
@@ -205,23 +208,42 @@ fn unescape(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    out
+}
+
+/// Bytes as a label value: UTF-8, with U+FFFD for bytes that are not.
+fn label(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The mounts listed in the text of `/proc/<pid>/mounts`, in file order; lines with fewer than
 /// four fields are skipped.
 pub fn parse_mounts(text: &str) -> Vec<Mount> {
-    text.lines()
+    parse_mount_bytes(text.as_bytes())
+}
+
+/// [`parse_mounts`] of the file's bytes: a name that is not UTF-8 (written by the kernel as
+/// it is) loses no other mount; its labels read U+FFFD for the bad bytes, and its
+/// [`Mount::path`] keeps them.
+pub(crate) fn parse_mount_bytes(bytes: &[u8]) -> Vec<Mount> {
+    use std::os::unix::ffi::OsStringExt as _;
+    bytes
+        .split(|b| *b == b'\n')
         .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
+            let f: Vec<&[u8]> = line
+                .split(u8::is_ascii_whitespace)
+                .filter(|f| !f.is_empty())
+                .collect();
             if f.len() < 4 {
                 return None;
             }
+            let mountpoint = unescape(f[1]);
             Some(Mount {
-                device: unescape(f[0]),
-                mountpoint: unescape(f[1]),
-                fstype: f[2].to_owned(),
-                readonly: f[3].split(',').any(|o| o == "ro"),
+                device: label(&unescape(f[0])),
+                mountpoint: label(&mountpoint),
+                path: std::ffi::OsString::from_vec(mountpoint).into(),
+                fstype: label(f[2]),
+                readonly: f[3].split(|b| *b == b',').any(|o| o == b"ro"),
             })
         })
         .collect()
@@ -234,15 +256,15 @@ impl Collector for Filesystem {
 
     fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
         let mounts_path = paths.proc("1/mounts");
-        let text = match read(mounts_path) {
+        let text = match read_bytes(mounts_path) {
             Ok(t) => t,
             // Without access to PID 1 (an unprivileged container), our own view.
-            Err(_) => read(paths.proc("self/mounts"))?,
+            Err(_) => read_bytes(paths.proc("self/mounts"))?,
         };
         let mut seen = std::collections::HashSet::new();
         // Last first: of mounts stacked on one point, the last one mounted is the one visible
         // there (what `statvfs` measures), and the one reported.
-        for mut m in parse_mounts(&text).into_iter().rev() {
+        for mut m in parse_mount_bytes(&text).into_iter().rev() {
             m.mountpoint = strip_rootfs(&paths.root, m.mountpoint);
             if self.excluded(&m) {
                 continue;
@@ -258,7 +280,13 @@ impl Collector for Filesystem {
                     ("mountpoint".into(), m.mountpoint.clone()),
                 ]
             };
-            match self.statvfs(paths.root(&m.mountpoint), &m) {
+            // The kernel's path: under the root file system's prefix already, or put there.
+            let path = if m.path.starts_with(&paths.root) {
+                m.path.clone()
+            } else {
+                paths.root.join(m.path.strip_prefix("/").unwrap_or(&m.path))
+            };
+            match self.statvfs(path, &m) {
                 Ok(st) => {
                     let l = labels("");
                     let l: Vec<(&str, &str)> =
@@ -321,30 +349,35 @@ impl Collector for Filesystem {
             }
         }
         // Mount information (device numbers) from mountinfo, for the same mounts.
-        if let Ok(info) =
-            read(paths.proc("1/mountinfo")).or_else(|_| read(paths.proc("self/mountinfo")))
+        if let Ok(info) = read_bytes(paths.proc("1/mountinfo"))
+            .or_else(|_| read_bytes(paths.proc("self/mountinfo")))
         {
             let mut seen_info = std::collections::HashSet::new();
-            // Last first, as above: the top of a stack of mounts.
-            for line in info.lines().rev() {
-                let Some((left, right)) = line.split_once(" - ") else {
+            // Last first, as above: the top of a stack of mounts. Fields as bytes, as in the
+            // mounts file: a name that is not UTF-8 is written as it is.
+            for line in info.split(|b| *b == b'\n').rev() {
+                let fields: Vec<&[u8]> = line
+                    .split(u8::is_ascii_whitespace)
+                    .filter(|f| !f.is_empty())
+                    .collect();
+                let Some(sep) = fields.iter().position(|f| *f == b"-") else {
                     continue;
                 };
-                let l: Vec<&str> = left.split_whitespace().collect();
-                let r: Vec<&str> = right.split_whitespace().collect();
+                let (l, r) = (&fields[..sep], &fields[sep + 1..]);
                 if l.len() < 5 || r.len() < 2 {
                     continue;
                 }
-                let mountpoint = strip_rootfs(&paths.root, unescape(l[4]));
-                let fstype = r[0];
-                if !seen.contains(&mountpoint) || self.excluded_type(fstype) {
+                let mountpoint = strip_rootfs(&paths.root, label(&unescape(l[4])));
+                let fstype = label(r[0]);
+                if !seen.contains(&mountpoint) || self.excluded_type(&fstype) {
                     continue;
                 }
                 if !seen_info.insert(mountpoint.clone()) {
                     continue;
                 }
-                let (major, minor) = l[2].split_once(':').unwrap_or((l[2], ""));
-                let device = unescape(r[1]);
+                let numbers = label(l[2]);
+                let (major, minor) = numbers.split_once(':').unwrap_or((&numbers, ""));
+                let device = label(&unescape(r[1]));
                 out.gauge(
                     "node_filesystem_mount_info",
                     "Filesystem mount information.",
@@ -413,6 +446,64 @@ mod tests {
             .is_some(),
             "{:?}",
             size.series
+        );
+    }
+
+    /// The kernel writes bytes other than space, tab, newline and backslash as they are: a
+    /// mount point that is not UTF-8 is reported (its label with U+FFFD, its statistics read
+    /// through its real path), and the other mounts with it.
+    #[test]
+    fn a_mount_point_that_is_not_utf8_loses_nothing() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let proc = dir.path().join("proc");
+        std::fs::create_dir_all(proc.join("1")).unwrap();
+        let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        std::fs::create_dir_all(dir.path().join("mnt").join(latin1)).unwrap();
+        std::fs::write(
+            proc.join("1/mounts"),
+            b"/dev/sdb1 /mnt/caf\xe9 ext4 rw 0 0\n/dev/sda1 / ext4 rw 0 0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            proc.join("1/mountinfo"),
+            b"36 35 8:17 / /mnt/caf\xe9 rw,noatime shared:1 - ext4 /dev/sdb1 rw\n\
+              25 1 8:1 / / rw - ext4 /dev/sda1 rw\n",
+        )
+        .unwrap();
+        let paths = Paths {
+            proc,
+            root: dir.path().to_owned(),
+            ..Paths::default()
+        };
+        let mut f = Families::default();
+        Filesystem::default().collect(&paths, &mut f).unwrap();
+        let size = f.get("node_filesystem_size_bytes").unwrap();
+        assert_eq!(size.series.len(), 2, "{:?}", size.series);
+        for (device, mountpoint) in [("/dev/sda1", "/"), ("/dev/sdb1", "/mnt/caf\u{fffd}")] {
+            assert!(
+                size.series_with(&[
+                    ("device", device),
+                    ("device_error", ""),
+                    ("fstype", "ext4"),
+                    ("mountpoint", mountpoint),
+                ])
+                .is_some(),
+                "{mountpoint}: {:?}",
+                size.series
+            );
+        }
+        let info = f.get("node_filesystem_mount_info").unwrap();
+        assert!(
+            info.series_with(&[
+                ("device", "/dev/sdb1"),
+                ("major", "8"),
+                ("minor", "17"),
+                ("mountpoint", "/mnt/caf\u{fffd}"),
+            ])
+            .is_some(),
+            "{:?}",
+            info.series
         );
     }
 

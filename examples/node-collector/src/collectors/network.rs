@@ -1,7 +1,7 @@
 //! Network devices and the kernel's socket and protocol counters.
 
 use super::num;
-use crate::{CollectError, Collector, Families, Paths, read};
+use crate::{CollectError, Collector, Families, Paths, read, read_lossy};
 
 /// `node_network_{receive,transmit}_*_total{device}` from `/proc/net/dev`, plus
 /// `receive_nohandler` from `/sys/class/net`. Every device by default, as node_exporter.
@@ -104,7 +104,7 @@ impl Collector for NetDev {
 
     fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
         let path = paths.proc("net/dev");
-        let text = read(path.clone())?;
+        let text = read_lossy(path.clone())?;
         let excluded = |dev: &str| self.exclude.as_ref().is_some_and(|re| re.is_match(dev));
         parse_netdev_excluding(&text, &path, out, &excluded)?;
         for dev in netdev_devices(&text).filter(|d| !excluded(d)) {
@@ -334,6 +334,34 @@ fn selected(proto: &str, field: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An interface name that is not UTF-8 (`ip link add $'\xff' type dummy`) does not make
+    /// `/proc/net/dev` unreadable: the others are reported, it with U+FFFD.
+    #[test]
+    fn an_interface_name_that_is_not_utf8_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc = dir.path().join("proc");
+        std::fs::create_dir_all(proc.join("net")).unwrap();
+        let mut text = b"Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n".to_vec();
+        text.extend_from_slice(b"    lo: 100 1 0 0 0 0 0 0 200 2 0 0 0 0 0 0\n");
+        text.extend_from_slice(b"  x\xff: 300 3 0 0 0 0 0 0 400 4 0 0 0 0 0 0\n");
+        std::fs::write(proc.join("net/dev"), text).unwrap();
+        let paths = Paths {
+            proc,
+            sys: dir.path().join("sys"),
+            ..Paths::default()
+        };
+        let mut f = Families::default();
+        NetDev::excluding(None).collect(&paths, &mut f).unwrap();
+        let rx = f.get("node_network_receive_bytes_total").unwrap();
+        for device in ["lo", "x\u{fffd}"] {
+            assert!(
+                rx.series_with(&[("device", device)]).is_some(),
+                "{device}: {:?}",
+                rx.series
+            );
+        }
+    }
 
     #[test]
     fn sockstat_names() {
