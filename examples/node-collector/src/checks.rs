@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `axi_process_up` | `name` | 1 while at least one matching process runs |
 //! | `axi_process_count` | `name` | matching processes |
-//! | `axi_process_restarts_total` | `name` | times the process was replaced (its oldest start time changed) or came back after being down |
+//! | `axi_process_restarts_total` | `name` | times the process was replaced (its oldest start time changed, also across scrapes that found it down) |
 //! | `axi_process_cpu_seconds_total` | `name` | user + system CPU of the matching processes, counted across scrapes so that a process ending does not lower it (the CPU a process used between its last scrape and its end is not seen) |
 //! | `axi_process_resident_memory_bytes` | `name` | resident memory of the matching processes |
 //! | `axi_process_start_time_seconds` | `name` | start of the oldest matching process |
@@ -28,35 +28,59 @@ struct Proc {
     start_ticks: u64,
     cpu_ticks: u64,
     rss_pages: u64,
+    /// Where its code starts (`stat` field 26; 0 when not ours to see): changes when it calls
+    /// `exec` (address space layout randomisation puts a new program elsewhere), with `comm`.
+    start_code: u64,
 }
 
 #[derive(Debug, Default)]
 struct Seen {
-    /// Oldest start (ticks since boot) at the previous scrape; `None` when it was down.
-    oldest: Option<u64>,
-    /// Whether it was ever up (a first start is not a restart).
-    ever_up: bool,
+    /// Start (ticks since boot) of the oldest matching process when one was last seen; `None`
+    /// before the first (a first start is not a restart).
+    last_start: Option<u64>,
     restarts: u64,
     /// CPU ticks counted so far, over every matching process seen.
     cpu_ticks: u64,
-    /// Each matching process's CPU ticks at the previous scrape, by pid and start (a reused
-    /// pid is another process).
-    cpu_by_proc: HashMap<(u32, u64), u64>,
+    /// Each matching process's CPU ticks when last seen, by pid and start (a reused pid is
+    /// another process), and the scrapes since that missed it.
+    cpu_by_proc: HashMap<(u32, u64), (u64, u8)>,
 }
 
+/// Scrapes a matching process can be missed by (a pid file caught mid-rewrite, a command line
+/// not read in time) while `/proc` cannot say it still runs, before its CPU baseline goes.
+/// Seen again within them, only what it used since is added, not its whole life again.
+const MISSED_SCRAPES_KEPT: u8 = 5;
+
 impl Seen {
-    /// Adds what `procs` used since the previous scrape (all of it for a process not seen
-    /// before) and returns the total: a counter that a process ending cannot lower.
-    fn count_cpu(&mut self, procs: &[Proc]) -> u64 {
-        let mut now = HashMap::with_capacity(procs.len());
+    /// Adds what `procs` used since it was last seen (all of it for a process not seen
+    /// before) and returns the total: a counter that a process ending cannot lower. The
+    /// baselines of processes not matched this time are kept while `alive` says they still
+    /// run, else for [`MISSED_SCRAPES_KEPT`] scrapes.
+    fn count_cpu(&mut self, procs: &[Proc], alive: impl Fn(&(u32, u64)) -> bool) -> u64 {
+        for entry in self.cpu_by_proc.values_mut() {
+            entry.1 = entry.1.saturating_add(1);
+        }
         for p in procs {
             let key = (p.pid, p.start_ticks);
-            let before = self.cpu_by_proc.get(&key).copied().unwrap_or(0);
+            let before = self.cpu_by_proc.get(&key).map_or(0, |e| e.0);
             self.cpu_ticks += p.cpu_ticks.saturating_sub(before);
-            now.insert(key, p.cpu_ticks);
+            self.cpu_by_proc.insert(key, (p.cpu_ticks.max(before), 0));
         }
-        self.cpu_by_proc = now;
+        self.cpu_by_proc
+            .retain(|k, (_, missed)| *missed == 0 || *missed <= MISSED_SCRAPES_KEPT || alive(k));
         self.cpu_ticks
+    }
+
+    /// Notes the oldest matching process's start this scrape (`None`: none matched) and
+    /// counts a restart when it is another process than the one last seen. A scrape that
+    /// missed the process (not down; found again with the same start) is no restart.
+    fn note_start(&mut self, oldest: Option<u64>) {
+        if let Some(now) = oldest {
+            if self.last_start.is_some_and(|before| before != now) {
+                self.restarts += 1;
+            }
+            self.last_start = Some(now);
+        }
     }
 }
 
@@ -67,6 +91,22 @@ pub const CMDLINE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// How long all the command lines a scrape reads may take together.
 pub const CMDLINE_BUDGET: Duration = Duration::from_secs(3);
+
+/// A settled process's command line, and what its `stat` said when it was read: another
+/// `comm` or code address means the process has called `exec` since (a start script that
+/// ends in `exec node main.js`), and the line is read again.
+#[derive(Debug)]
+struct Cmdline {
+    line: Arc<str>,
+    comm: String,
+    start_code: u64,
+}
+
+impl Cmdline {
+    fn still_of(&self, p: &Proc) -> bool {
+        self.comm == p.comm && self.start_code == p.start_code
+    }
+}
 
 /// How old a process must be before its command line is kept instead of read at every scrape.
 /// A new process shows its parent's command line until it has called `exec`, and many programs
@@ -94,7 +134,7 @@ pub struct Processes {
     seen: Mutex<HashMap<String, Seen>>,
     /// Command lines of settled processes, by pid and start time; only those seen at the last
     /// scan are kept.
-    cmdlines: Mutex<HashMap<(u32, u64), Arc<str>>>,
+    cmdlines: Mutex<HashMap<(u32, u64), Cmdline>>,
     reads: Bounded,
     /// [`CMDLINE_TIMEOUT`] and [`CMDLINE_BUDGET`].
     limits: (Duration, Duration),
@@ -130,8 +170,10 @@ impl Processes {
     ) -> Option<Arc<str>> {
         let key = (p.pid, p.start_ticks);
         let lock = || self.cmdlines.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(line) = lock().get(&key) {
-            return Some(line.clone());
+        if let Some(kept) = lock().get(&key)
+            && kept.still_of(p)
+        {
+            return Some(kept.line.clone());
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -168,7 +210,14 @@ impl Processes {
             .trim_end()
             .into();
         if age_seconds >= CMDLINE_SETTLED_SECONDS {
-            lock().insert(key, line.clone());
+            lock().insert(
+                key,
+                Cmdline {
+                    line: line.clone(),
+                    comm: p.comm.clone(),
+                    start_code: p.start_code,
+                },
+            );
         }
         Some(line)
     }
@@ -189,6 +238,7 @@ fn parse_stat(pid: u32, stat: &str) -> Option<Proc> {
         cpu_ticks: field(14)? + field(15)?,
         start_ticks: field(22)?,
         rss_pages: field(24)?,
+        start_code: field(26).unwrap_or(0),
     })
 }
 
@@ -282,28 +332,20 @@ impl Collector for Processes {
             );
         }
         // Only processes still there keep their cached command line.
-        {
-            let live: std::collections::HashSet<(u32, u64)> =
-                all.iter().map(|p| (p.pid, p.start_ticks)).collect();
-            if !all.is_empty() {
-                self.cmdlines
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .retain(|k, _| live.contains(k));
-            }
+        let live: std::collections::HashSet<(u32, u64)> =
+            all.iter().map(|p| (p.pid, p.start_ticks)).collect();
+        if !all.is_empty() {
+            self.cmdlines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|k, _| live.contains(k));
         }
         // No file is read while the state is locked.
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         for (check, procs) in self.checks.iter().zip(matched) {
             let oldest = procs.iter().map(|p| p.start_ticks).min();
             let state = seen.entry(check.name.clone()).or_default();
-            if let Some(now) = oldest {
-                if state.ever_up && state.oldest != Some(now) {
-                    state.restarts += 1;
-                }
-                state.ever_up = true;
-            }
-            state.oldest = oldest;
+            state.note_start(oldest);
             let l = [("name", check.name.as_str())];
             out.gauge(
                 "axi_process_up",
@@ -327,7 +369,7 @@ impl Collector for Processes {
                 "axi_process_cpu_seconds_total",
                 "User and system CPU time of the matching processes, in seconds.",
                 &l,
-                state.count_cpu(&procs) as f64 / USER_HZ,
+                state.count_cpu(&procs, |k| live.contains(k)) as f64 / USER_HZ,
             );
             out.gauge(
                 "axi_process_resident_memory_bytes",
@@ -409,15 +451,59 @@ mod tests {
             start_ticks: start,
             cpu_ticks: cpu,
             rss_pages: 0,
+            start_code: 0,
         };
+        let gone = |_: &(u32, u64)| false;
         let mut seen = Seen::default();
-        assert_eq!(seen.count_cpu(&[p(1, 10, 100), p(2, 20, 50)]), 150);
+        assert_eq!(seen.count_cpu(&[p(1, 10, 100), p(2, 20, 50)], gone), 150);
         // Worker 2 exits: the total does not drop.
-        assert_eq!(seen.count_cpu(&[p(1, 10, 120)]), 170);
+        assert_eq!(seen.count_cpu(&[p(1, 10, 120)], gone), 170);
         // A new worker counts with all it used.
-        assert_eq!(seen.count_cpu(&[p(1, 10, 130), p(3, 30, 10)]), 190);
+        assert_eq!(seen.count_cpu(&[p(1, 10, 130), p(3, 30, 10)], gone), 190);
         // Pid 1 reused by another process (another start): a new process.
-        assert_eq!(seen.count_cpu(&[p(1, 99, 5), p(3, 30, 10)]), 195);
+        assert_eq!(seen.count_cpu(&[p(1, 99, 5), p(3, 30, 10)], gone), 195);
+    }
+
+    /// A scrape that misses a process that still runs (its pid file caught mid-rewrite, its
+    /// command line not read in time) neither counts its whole CPU time again when it is
+    /// found the next time nor calls that a restart.
+    #[test]
+    fn a_missed_scrape_is_neither_a_restart_nor_cpu_counted_twice() {
+        let p = |pid, start, cpu| Proc {
+            pid,
+            comm: String::new(),
+            start_ticks: start,
+            cpu_ticks: cpu,
+            rss_pages: 0,
+            start_code: 0,
+        };
+        let alive = |k: &(u32, u64)| *k == (1, 10);
+        let mut seen = Seen::default();
+        seen.note_start(Some(10));
+        assert_eq!(seen.count_cpu(&[p(1, 10, 100)], alive), 100);
+        // Missed for more scrapes than a process not known to run is remembered.
+        for _ in 0..=MISSED_SCRAPES_KEPT {
+            seen.note_start(None);
+            assert_eq!(seen.count_cpu(&[], alive), 100);
+        }
+        seen.note_start(Some(10));
+        assert_eq!(seen.count_cpu(&[p(1, 10, 110)], alive), 110);
+        assert_eq!(seen.restarts, 0);
+        // Replaced (another start): a restart, and the new process's CPU counts whole.
+        seen.note_start(Some(50));
+        assert_eq!(seen.count_cpu(&[p(2, 50, 7)], alive), 117);
+        assert_eq!(seen.restarts, 1);
+        // Down for a while, then back as a new process: one restart more.
+        seen.note_start(None);
+        seen.note_start(Some(90));
+        assert_eq!(seen.restarts, 2);
+        // Without `/proc` saying it runs (a pid-file check), a missed process is remembered
+        // for a few scrapes only: the baselines stay bounded.
+        let gone = |_: &(u32, u64)| false;
+        for _ in 0..=MISSED_SCRAPES_KEPT {
+            seen.count_cpu(&[], gone);
+        }
+        assert!(seen.cpu_by_proc.is_empty(), "{:?}", seen.cpu_by_proc);
     }
 
     #[test]
@@ -601,6 +687,27 @@ mod tests {
         assert_eq!(cpu(&scraped(&processes, &paths)), 20.0);
         // The hung read returns.
         drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    }
+
+    /// A start script that runs for a while and then `exec`s the service keeps its pid and
+    /// start time; its kept command line is read again once `stat` shows another program.
+    #[test]
+    fn a_kept_command_line_is_read_again_after_exec() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = fake_proc(dir.path(), &[(200, "bash", 10.0)]);
+        std::fs::write(
+            paths.proc("200/cmdline"),
+            "/bin/bash\0/usr/local/bin/start-api\0",
+        )
+        .unwrap();
+        let processes = Processes::new(checks(
+            "processes:\n  - { name: api, match: { cmdline: 'main\\.js' } }\n",
+        ));
+        assert_eq!(up_in(&scraped(&processes, &paths), "api"), 0.0);
+        // `exec node /srv/api/main.js`: same pid and start, another `comm`.
+        fake_proc(dir.path(), &[(200, "node", 10.0)]);
+        std::fs::write(paths.proc("200/cmdline"), "node\0/srv/api/main.js\0").unwrap();
+        assert_eq!(up_in(&scraped(&processes, &paths), "api"), 1.0);
     }
 
     /// A settled process's command line is read once; a young one's at every scrape (it may
