@@ -85,7 +85,60 @@ fn parse_expr(query: &str) -> Result<Expr, ParseError> {
                 .into(),
         ));
     }
-    promql_parser::parser::parse(query).map_err(ParseError)
+    // promql-parser panics on a duration written as a number it cannot hold (`up offset
+    // 1e300`, `rate(up[Inf])`): a query from the API or a template must not take its thread
+    // down.
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(query))
+        .map_err(|_| ParseError(format!("{DURATION_OUT_OF_RANGE} in {query:?}")))?
+        .map_err(ParseError)?;
+    check_durations(&parsed)?;
+    Ok(parsed)
+}
+
+/// The error of a duration Prometheus cannot hold (an `int64` of nanoseconds: about 292
+/// years), or not a finite positive number.
+const DURATION_OUT_OF_RANGE: &str = "duration out of range";
+
+/// Refuses durations beyond what Prometheus holds (which the evaluation's millisecond
+/// arithmetic would wrap).
+fn check_durations(expr: &Expr) -> Result<(), ParseError> {
+    use promql_parser::parser::Offset;
+    let check = |d: &std::time::Duration| {
+        if d.as_nanos() > i64::MAX as u128 {
+            Err(ParseError(format!("{DURATION_OUT_OF_RANGE}: {d:?}")))
+        } else {
+            Ok(())
+        }
+    };
+    let offset = |o: &Option<Offset>| match o {
+        Some(Offset::Pos(d) | Offset::Neg(d)) => check(d),
+        None => Ok(()),
+    };
+    match expr {
+        Expr::Aggregate(a) => {
+            check_durations(&a.expr)?;
+            a.param.as_deref().map_or(Ok(()), check_durations)
+        }
+        Expr::Unary(u) => check_durations(&u.expr),
+        Expr::Binary(b) => {
+            check_durations(&b.lhs)?;
+            check_durations(&b.rhs)
+        }
+        Expr::Paren(p) => check_durations(&p.expr),
+        Expr::Subquery(s) => {
+            check(&s.range)?;
+            s.step.as_ref().map_or(Ok(()), check)?;
+            offset(&s.offset)?;
+            check_durations(&s.expr)
+        }
+        Expr::VectorSelector(vs) => offset(&vs.offset),
+        Expr::MatrixSelector(ms) => {
+            check(&ms.range)?;
+            offset(&ms.vs.offset)
+        }
+        Expr::Call(c) => c.args.args.iter().try_for_each(|a| check_durations(a)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
+    }
 }
 
 /// Whether a quoted string in `query` holds `\x80`..`\xff` (backslash-escaped, not raw).
@@ -294,6 +347,71 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Durations written as numbers the parser cannot hold are a parse error, as in
+    /// Prometheus, not a panic that takes down the thread that parsed them (an API handler,
+    /// the rule evaluation running a template's query); durations past an `int64` of
+    /// nanoseconds are refused, not wrapped.
+    #[test]
+    fn durations_out_of_range_are_parse_errors() {
+        for q in [
+            "up offset 1e300",
+            "up[5m:1e300]",
+            "up offset NaN",
+            "up offset 300y",
+            "sum(rate(up[1m] offset 4294967295y))",
+            "max_over_time(up[10m:1m] offset -300y)",
+            "up[300y:1m]",
+        ] {
+            let err = parse(q).expect_err(q);
+            assert!(err.0.contains(DURATION_OUT_OF_RANGE), "{q}: {}", err.0);
+        }
+        assert!(parse("rate(up[Inf])").is_err());
+        for q in ["up offset 290y", "rate(up[5m])", "up[1h:1m] offset -1d"] {
+            parse(q).unwrap_or_else(|e| panic!("{q}: {}", e.0));
+        }
+    }
+
+    /// Behaviour Prometheus 3 has that its own test files do not pin down.
+    #[test]
+    fn label_names_regex_braces_and_k_bounds_as_prometheus() {
+        let script = r#"
+load 5m
+  version{job="a"} 6
+  http_requests{path="/users/42"} 1
+  x{a="1"} 1
+
+# UTF-8 label names are valid in Prometheus 3; only an empty one is not.
+eval instant at 0 count_values("app-version", version)
+  {"app-version"="6"} 1
+
+eval instant at 0 count_values("", version)
+  expect fail msg: invalid label name ""
+
+# Go reads a brace that starts no repetition as a literal.
+eval instant at 0 label_replace(http_requests, "route", "$1", "path", "/users/{id}|/users/(.*)")
+  http_requests{path="/users/42", route="42"} 1
+
+eval instant at 0 topk(-1, x)
+
+eval instant at 0 topk(-1e19, x)
+  expect fail msg: Scalar value -1e+19 underflows int64
+
+eval instant at 0 bottomk(1e19, x)
+  expect fail msg: Scalar value 1e+19 overflows int64
+
+eval instant at 0 topk(9e18, x)
+  x{a="1"} 1
+"#;
+        let report = crate::promqltest::run_str("inline", script);
+        assert!(
+            report.ok() && report.unsupported.is_empty(),
+            "{report}: {:#?} {:#?}",
+            report.failed,
+            report.unsupported
+        );
+        assert_eq!(report.passed, 7);
+    }
 
     #[test]
     fn a_long_subquery_stops_at_the_timeout_as_it_runs() {
