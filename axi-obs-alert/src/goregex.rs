@@ -12,10 +12,11 @@
 use std::borrow::Cow;
 
 /// `pattern` with Go's ASCII meaning of `\d \D \w \W \s \S` (inside and outside
-/// bracketed classes) and `\b \B` made explicit for Rust's `regex`. A pattern without a
-/// backslash is returned as it is.
+/// bracketed classes) and `\b \B` made explicit for Rust's `regex`, and a `{` that starts no
+/// repetition (`{n}`, `{n,}`, `{n,m}`) escaped: Go reads it as a literal (`/users/{id}`), Rust
+/// refuses the pattern. A pattern without a backslash or `{` is returned as it is.
 pub(crate) fn go_syntax(pattern: &str) -> Cow<'_, str> {
-    if !pattern.contains('\\') {
+    if !pattern.contains(['\\', '{']) {
         return Cow::Borrowed(pattern);
     }
     let mut out = String::with_capacity(pattern.len() + 16);
@@ -36,7 +37,25 @@ pub(crate) fn go_syntax(pattern: &str) -> Cow<'_, str> {
                     None => {
                         out.push('\\');
                         out.push(e);
+                        // `\p{Greek}`, `\x{263a}`: the braces are the escape's, copied whole.
+                        if matches!(e, 'p' | 'P' | 'x') && chars.peek() == Some(&'{') {
+                            for b in chars.by_ref() {
+                                out.push(b);
+                                if b == '}' {
+                                    break;
+                                }
+                            }
+                        }
                     }
+                }
+            }
+            '{' if !in_class => {
+                let rest: String = chars.clone().take_while(|c| *c != '}').collect();
+                let closed = chars.clone().nth(rest.chars().count()) == Some('}');
+                if closed && is_repeat(&rest) {
+                    out.push('{');
+                } else {
+                    out.push_str("\\{");
                 }
             }
             '[' if !in_class => {
@@ -68,6 +87,16 @@ pub(crate) fn go_syntax(pattern: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Whether `inner` (between `{` and `}`) is a repetition count as Go's parser takes one:
+/// `n`, `n,` or `n,m`, in decimal digits.
+fn is_repeat(inner: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match inner.split_once(',') {
+        None => digits(inner),
+        Some((n, m)) => digits(n) && (m.is_empty() || digits(m)),
+    }
 }
 
 /// The ASCII form of the Perl class `\{e}` (outside or inside a bracketed class), or
@@ -154,5 +183,28 @@ mod tests {
         assert!(!re(r"[]\d]+").is_match("١"));
         assert!(re(r"[[:alpha:]\d]+").is_match("ab12"));
         assert!(re(r"\pL+").is_match("café"));
+        assert!(re(r"\p{Greek}+").is_match("αβ"));
+        assert!(re(r"\x{263a}").is_match("\u{263a}"));
+    }
+
+    /// Go reads a `{` that starts no repetition as a literal (Prometheus and Alertmanager
+    /// users write route templates like `/users/{id}` into regexes); repetitions stay.
+    #[test]
+    fn a_brace_that_starts_no_repetition_is_a_literal_as_in_go() {
+        assert!(re("/users/{id}").is_match("/users/{id}"));
+        assert!(re("/users/{id}|/users/(.*)").is_match("/users/42"));
+        assert!(re("a{").is_match("a{"));
+        assert!(re("a{,2}").is_match("a{,2}"));
+        assert!(re("{}").is_match("{}"));
+        assert!(re("x{1,}y{x}").is_match("xxy{x}"));
+        assert!(re("[{]").is_match("{"));
+        for (p, yes, no) in [
+            ("a{2}", "aa", "a"),
+            ("a{1,}", "aaa", ""),
+            ("a{1,2}", "aa", "aaa"),
+        ] {
+            assert!(re(p).is_match(yes), "{p}");
+            assert!(!re(p).is_match(no), "{p}");
+        }
     }
 }

@@ -420,7 +420,9 @@ impl<'a> Evaluator<'a> {
         let count_values_label = if id == T_COUNT_VALUES {
             match a.param.as_deref().map(|p| self.eval(p, t)).transpose()? {
                 Some(Value::String(s)) => {
-                    if !is_valid_label_name(&s) {
+                    // Prometheus 3 takes any UTF-8 label name (`app-version`); only an empty
+                    // one is refused (a Rust string is always UTF-8).
+                    if s.is_empty() {
                         return Err(EvalError::new(format!("invalid label name {s:?}")));
                     }
                     Some(s)
@@ -455,8 +457,19 @@ impl<'a> Evaluator<'a> {
                 if k.is_nan() {
                     return Err(EvalError::new("Parameter value is NaN"));
                 }
-                if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&k) {
-                    return Err(EvalError::new(format!("Scalar value {k} overflows int64")));
+                // Prometheus's bounds and words (the value as Go's `%v` writes it).
+                const TWO_TO_63: f64 = 9_223_372_036_854_775_808.0;
+                if k <= -TWO_TO_63 {
+                    return Err(EvalError::new(format!(
+                        "Scalar value {} underflows int64",
+                        crate::template::gofmt::format_float(k, 'g', -1)
+                    )));
+                }
+                if k >= TWO_TO_63 {
+                    return Err(EvalError::new(format!(
+                        "Scalar value {} overflows int64",
+                        crate::template::gofmt::format_float(k, 'g', -1)
+                    )));
                 }
                 let k = k as i64;
                 if k < 1 {
@@ -903,11 +916,4 @@ fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
         (false, true) => std::cmp::Ordering::Less,
         _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
     }
-}
-
-pub(crate) fn is_valid_label_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .enumerate()
-            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
 }
