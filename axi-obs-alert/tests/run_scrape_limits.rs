@@ -45,6 +45,22 @@ async fn serve_gzip(text: String) -> u16 {
     .await
 }
 
+/// Serves the `X-Prometheus-Scrape-Timeout-Seconds` it was sent as `told_timeout_seconds`.
+async fn serve_timeout_header() -> u16 {
+    serve(Router::new().route(
+        "/metrics",
+        get(|headers: HeaderMap| async move {
+            let told = headers
+                .get("x-prometheus-scrape-timeout-seconds")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("NaN")
+                .to_owned();
+            format!("told_timeout_seconds {told}\n")
+        }),
+    ))
+    .await
+}
+
 async fn serve_plain(text: String) -> u16 {
     serve(Router::new().route("/metrics", get(move || async move { text.clone() }))).await
 }
@@ -85,6 +101,21 @@ async fn gzip_pages_and_the_body_and_sample_limits() {
         ("bomb", serve_gzip(padded).await, "body_size_limit: 1KB"),
         ("many", serve_plain(many.clone()).await, "sample_limit: 3"),
         ("enough", serve_plain(many).await, "sample_limit: 5"),
+        // Exactly the limit: Prometheus fails a page that reaches it.
+        (
+            "exact",
+            serve_plain(format!(
+                "{work}{}",
+                "#".repeat(1024 - work.len() - 1) + "\n"
+            ))
+            .await,
+            "body_size_limit: 1KB",
+        ),
+        (
+            "timeout",
+            serve_timeout_header().await,
+            "scrape_timeout: 750ms",
+        ),
     ];
     let mut config =
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n".to_owned();
@@ -110,10 +141,18 @@ async fn gzip_pages_and_the_body_and_sample_limits() {
             row("big", "down", "body size limit exceeded"),
             row("bomb", "down", "body size limit exceeded"),
             row("enough", "up", ""),
+            row("exact", "down", "body size limit exceeded"),
             row("gz", "up", ""),
             row("many", "down", "sample limit exceeded"),
+            row("timeout", "up", ""),
         ]
     );
+    // The timeout the target was told, as Prometheus tells it (blackbox_exporter fits its
+    // probe into it).
+    let body = get_json(&client, port, "/api/v1/query?query=told_timeout_seconds")
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["result"][0]["value"][1], "0.75", "{body}");
     // The compressed page's samples are in the store.
     let body = get_json(&client, port, "/api/v1/query?query=work_total")
         .await

@@ -405,9 +405,10 @@ async fn scrape_loop(
 }
 
 /// One scrape's page and its format, as Prometheus asks for it: `Accept-Encoding: gzip`
-/// (most exporters then compress), the body read as it streams and refused past the job's
-/// `body_size_limit`, counted after decompression (so a small compressed page cannot expand
-/// without bound), with Prometheus's error text.
+/// (most exporters then compress) and `X-Prometheus-Scrape-Timeout-Seconds` (blackbox_exporter
+/// and others fit their own work into it), the body read as it streams and refused when it
+/// reaches the job's `body_size_limit`, counted after decompression (so a small compressed
+/// page cannot expand without bound), with Prometheus's error text.
 async fn fetch(
     client: &reqwest::Client,
     url: &str,
@@ -420,6 +421,10 @@ async fn fetch(
         .get(url)
         .header(reqwest::header::ACCEPT, "text/plain;version=0.0.4")
         .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .header(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            crate::template::gofmt::format_float(job.timeout_ms as f64 / 1000.0, 'f', -1),
+        )
         .timeout(Duration::from_millis(job.timeout_ms as u64))
         .send()
         .await
@@ -437,10 +442,13 @@ async fn fetch(
     let format = Format::of_content_type(header(reqwest::header::CONTENT_TYPE));
     let gzip = header(reqwest::header::CONTENT_ENCODING)
         .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
+    // Prometheus fails a page that reaches the limit (`n >= limit` of what it read). A
+    // compressed page is bounded by the limit too (it is held whole before it is expanded).
     let limit = job.body_size_limit;
+    let most_held = if gzip { limit } else { limit.saturating_sub(1) };
     let mut raw = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(chain)? {
-        if (raw.len() + chunk.len()) as u64 > limit {
+        if (raw.len() + chunk.len()) as u64 > most_held {
             return Err(TOO_BIG.to_owned());
         }
         raw.extend_from_slice(&chunk);
@@ -451,7 +459,7 @@ async fn fetch(
             .take(limit.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| format!("decompressing the response: {e}"))?;
-        if out.len() as u64 > limit {
+        if out.len() as u64 >= limit {
             return Err(TOO_BIG.to_owned());
         }
         out
