@@ -211,6 +211,15 @@ impl AlertingState {
                 a.state = AlertState::Firing;
                 a.fired_at = Some(ts);
             }
+            // A firing alert whose rule was reloaded with a longer `for` has not held long
+            // enough now: pending again, as Prometheus 3.12 does (an alert is not left firing
+            // on a hold it no longer meets).
+            if a.state == AlertState::Firing && ts - a.active_at < self.for_ms {
+                a.state = AlertState::Pending;
+                a.fired_at = None;
+                a.last_sent_at = None;
+                a.keep_firing_since = None;
+            }
             if self.restored {
                 let mut alerts = a.labels.clone();
                 alerts.set("__name__".into(), "ALERTS".into());
@@ -414,6 +423,31 @@ mod tests {
         r.eval(vec![], 181_000 + RESOLVED_RETENTION_MS, 0, 0, &no_templates)
             .unwrap();
         assert!(r.active.is_empty());
+    }
+
+    /// A rule reloaded with a longer `for` (the daemon carries the alerts over) sends its
+    /// firing alert back to pending until it has held that long.
+    #[test]
+    fn a_longer_for_on_reload_sends_a_firing_alert_back_to_pending() {
+        let mut r = AlertingState::new("Down".into(), 0, 0, BTreeMap::new(), BTreeMap::new());
+        r.eval(vec![sample("a", 0.0)], 0, 0, 0, &no_templates)
+            .unwrap();
+        assert_eq!(states(&r), [("a".into(), "firing")]);
+        let mut longer =
+            AlertingState::new("Down".into(), 1_800_000, 0, BTreeMap::new(), BTreeMap::new());
+        longer.active = std::mem::take(&mut r.active);
+        let out = longer
+            .eval(vec![sample("a", 0.0)], 60_000, 60_000, 0, &no_templates)
+            .unwrap();
+        assert_eq!(states(&longer), [("a".into(), "pending")]);
+        assert_eq!(out[0].labels.get("alertstate"), Some("pending"));
+        let a = longer.active.values().next().unwrap();
+        assert_eq!((a.active_at, a.fired_at, a.last_sent_at), (0, None, None));
+        // Held long enough: firing again.
+        longer
+            .eval(vec![sample("a", 0.0)], 1_800_000, 1_800_000, 0, &no_templates)
+            .unwrap();
+        assert_eq!(states(&longer), [("a".into(), "firing")]);
     }
 
     #[test]
