@@ -191,3 +191,42 @@ async fn the_query_apis_subqueries_take_the_global_evaluation_interval() {
     common::reload(&client, port).await;
     assert_eq!(points().await.as_deref(), Some("1"));
 }
+
+/// A rule file added where a `rule_files` glob looks is loaded on its own, without a signal,
+/// as Prometheus's auto-reload sees it; one removed takes its group away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_file_added_under_a_glob_is_loaded_without_a_signal() {
+    let rules = |alert: &str| {
+        format!(
+            "groups:\n  - name: {alert}\n    interval: 1s\n    rules:\n      - alert: {alert}\n        expr: vector(1)\n"
+        )
+    };
+    let (dir, config) = common::run_dir(
+        &[("a.rules.yml", &rules("FromA"))],
+        "global:\n  evaluation_interval: 1s\nrule_files: ['*.rules.yml']\n",
+    );
+    let port = free_port();
+    let _run = start_run(&config, port, Vec::<String>::new());
+    let client = reqwest::Client::new();
+    let names = async |want: usize| {
+        poll(
+            "the rule files' alerts",
+            Duration::from_secs(30),
+            async || {
+                let alerts = common::api_alerts(&client, port).await?;
+                let mut names: Vec<String> = alerts
+                    .iter()
+                    .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_owned))
+                    .collect();
+                names.sort();
+                (names.len() == want).then_some(names)
+            },
+        )
+        .await
+    };
+    assert_eq!(names(1).await, ["FromA"]);
+    std::fs::write(dir.path().join("b.rules.yml"), rules("FromB")).unwrap();
+    assert_eq!(names(2).await, ["FromA", "FromB"]);
+    std::fs::remove_file(dir.path().join("a.rules.yml")).unwrap();
+    assert_eq!(names(1).await, ["FromB"]);
+}

@@ -23,10 +23,43 @@ pub struct Config {
     pub external_labels: BTreeMap<String, String>,
     /// Rule files (globs expanded).
     pub rule_files: Vec<PathBuf>,
+    /// `rule_files` as written, with the directory they are relative to: expanded again
+    /// ([`Config::expand_rule_files`]) to see a file added under a glob.
+    pub rule_file_patterns: (PathBuf, Vec<String>),
     /// Scrape jobs.
     pub scrape_configs: Vec<ScrapeConfig>,
     /// `alerting.alertmanagers`: where firing and resolved alerts are sent.
     pub alertmanagers: Vec<AlertmanagerConfig>,
+}
+
+/// The files `patterns` name under `base`, each once, in order. As Prometheus: an entry that
+/// names no file is left out (warned of when `config` names the file being loaded; it is
+/// silent there), and a file named twice (`rules/*.yml` and `rules/a.yml`) is loaded once, so
+/// each of its groups exists once.
+fn expand_rule_files(
+    base: &Path,
+    patterns: &[String],
+    config: Option<&Path>,
+) -> Result<Vec<PathBuf>, String> {
+    let mut rule_files: Vec<PathBuf> = Vec::new();
+    for pattern in patterns {
+        let matched = crate::rules::glob::rule_files(base, pattern)?;
+        if matched.is_empty()
+            && let Some(config) = config
+        {
+            tracing::warn!(
+                config = %config.display(),
+                pattern = %pattern,
+                "rule_files entry names no file; it is left out"
+            );
+        }
+        for f in matched {
+            if !rule_files.contains(&f) {
+                rule_files.push(f);
+            }
+        }
+    }
+    Ok(rule_files)
 }
 
 /// One `alerting.alertmanagers[]` entry: Alertmanagers sharing the same settings.
@@ -355,25 +388,7 @@ impl Config {
         let body_size_limit = bytes("global.body_size_limit", g.body_size_limit.as_deref(), 0)?;
         let sample_limit = g.sample_limit.unwrap_or(0);
         let base = path.parent().unwrap_or(Path::new("."));
-        // As Prometheus: an entry that names no file is left out (with a warning here; it is
-        // silent there), and a file named twice (`rules/*.yml` and `rules/a.yml`) is loaded
-        // once, so each of its groups exists once.
-        let mut rule_files: Vec<PathBuf> = Vec::new();
-        for pattern in &raw.rule_files {
-            let matched = crate::rules::glob::rule_files(base, pattern).map_err(at)?;
-            if matched.is_empty() {
-                tracing::warn!(
-                    config = %path.display(),
-                    pattern = %pattern,
-                    "rule_files entry names no file; it is left out"
-                );
-            }
-            for f in matched {
-                if !rule_files.contains(&f) {
-                    rule_files.push(f);
-                }
-            }
-        }
+        let rule_files = expand_rule_files(base, &raw.rule_files, Some(path)).map_err(at)?;
         let mut scrape_configs = Vec::new();
         let mut jobs = std::collections::HashSet::new();
         for (i, s) in raw.scrape_configs.into_iter().enumerate() {
@@ -456,9 +471,21 @@ impl Config {
             evaluation_interval_ms,
             external_labels: raw.global.external_labels,
             rule_files,
+            rule_file_patterns: (base.to_owned(), raw.rule_files),
             scrape_configs,
             alertmanagers,
         })
+    }
+
+    /// The rule files the configuration's `rule_files` name now (a file may have been added
+    /// under a glob since it was loaded).
+    ///
+    /// # Errors
+    ///
+    /// An invalid pattern.
+    pub fn expand_rule_files(&self) -> Result<Vec<PathBuf>, String> {
+        let (base, patterns) = &self.rule_file_patterns;
+        expand_rule_files(base, patterns, None)
     }
 }
 

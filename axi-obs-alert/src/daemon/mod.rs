@@ -474,8 +474,16 @@ impl Shared {
         }
     }
 
+    /// Whether the configuration or a rule file changed since the last load or failed
+    /// reload, or the `rule_files` globs now name other files (one added, as Prometheus's
+    /// auto-reload sees it, or removed).
     fn changed_on_disk(&self) -> bool {
-        lock(&self.rules).stamps.iter().any(|(p, s)| stamp(p) != *s)
+        let r = lock(&self.rules);
+        r.stamps.iter().any(|(p, s)| stamp(p) != *s)
+            || r.config.expand_rule_files().is_ok_and(|now| {
+                now.len() + 1 != r.stamps.len()
+                    || now.iter().any(|f| !r.stamps.iter().any(|(p, _)| p == f))
+            })
     }
 }
 
@@ -681,11 +689,18 @@ async fn watch(
             }
             let result = checked.reload();
             if result.is_err() {
-                // Remember the failed files' stamps so the reload is not retried every second.
+                // Remember the failed files' stamps, and the files the globs name now, so the
+                // reload is not retried every second.
                 let mut r = lock(&checked.rules);
-                for (p, s) in r.stamps.iter_mut() {
-                    *s = stamp(p);
-                }
+                let now = r.config.expand_rule_files().unwrap_or_default();
+                let config_path = checked.config_path.clone();
+                r.stamps = std::iter::once(config_path)
+                    .chain(now)
+                    .map(|p| {
+                        let s = stamp(&p);
+                        (p, s)
+                    })
+                    .collect();
             }
             Some(result)
         })

@@ -433,8 +433,13 @@ mod tests {
         r.eval(vec![sample("a", 0.0)], 0, 0, 0, &no_templates)
             .unwrap();
         assert_eq!(states(&r), [("a".into(), "firing")]);
-        let mut longer =
-            AlertingState::new("Down".into(), 1_800_000, 0, BTreeMap::new(), BTreeMap::new());
+        let mut longer = AlertingState::new(
+            "Down".into(),
+            1_800_000,
+            0,
+            BTreeMap::new(),
+            BTreeMap::new(),
+        );
         longer.active = std::mem::take(&mut r.active);
         let out = longer
             .eval(vec![sample("a", 0.0)], 60_000, 60_000, 0, &no_templates)
@@ -445,7 +450,13 @@ mod tests {
         assert_eq!((a.active_at, a.fired_at, a.last_sent_at), (0, None, None));
         // Held long enough: firing again.
         longer
-            .eval(vec![sample("a", 0.0)], 1_800_000, 1_800_000, 0, &no_templates)
+            .eval(
+                vec![sample("a", 0.0)],
+                1_800_000,
+                1_800_000,
+                0,
+                &no_templates,
+            )
             .unwrap();
         assert_eq!(states(&longer), [("a".into(), "firing")]);
     }
