@@ -182,6 +182,9 @@ pub trait Collector: Send + Sync {
 pub struct Node {
     paths: Paths,
     collectors: Vec<Box<dyn Collector>>,
+    /// The error each failing collector last logged, so a collector failing the same way at
+    /// every scrape is warned of once (and again when its error changes), not every 15 s.
+    failing: std::sync::Mutex<std::collections::HashMap<&'static str, String>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -202,6 +205,7 @@ impl Node {
         Self {
             paths,
             collectors: collectors::all(),
+            failing: Default::default(),
         }
     }
 
@@ -222,6 +226,7 @@ impl Node {
                 .into_iter()
                 .filter(|c| names.contains(&c.name()))
                 .collect(),
+            failing: Default::default(),
         }
     }
 
@@ -251,7 +256,7 @@ impl Node {
             let ok = match &result {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
-                    tracing::debug!(collector = c.name(), error = %e, "collector failed");
+                    self.log_failure(c.name(), e);
                     false
                 }
                 Err(_) => {
@@ -259,6 +264,12 @@ impl Node {
                     false
                 }
             };
+            if ok {
+                self.failing
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(c.name());
+            }
             status.push((c.name(), ok, seconds));
         }
         for (name, ok, seconds) in status {
@@ -278,6 +289,30 @@ impl Node {
             );
         }
         out.into_vec()
+    }
+
+    /// Logs a collector's failure: a file this host does not have (no `/proc/pressure`, no
+    /// conntrack module) at debug, as node_exporter's "no data"; anything else (a file of a
+    /// shape not understood, a read refused) as a warning, once until the error changes or
+    /// the collector succeeds again (`node_scrape_collector_success` says it at every scrape).
+    fn log_failure(&self, collector: &'static str, e: &CollectError) {
+        if let CollectError::Io { source, .. } = e
+            && source.kind() == std::io::ErrorKind::NotFound
+        {
+            tracing::debug!(collector, error = %e, "collector has no data on this host");
+            return;
+        }
+        let text = e.to_string();
+        let mut failing = self
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failing.get(collector) == Some(&text) {
+            tracing::debug!(collector, error = %e, "collector failed");
+            return;
+        }
+        tracing::warn!(collector, error = %e, "collector failed (node_scrape_collector_success 0)");
+        failing.insert(collector, text);
     }
 
     /// [`gather`](Self::gather) rendered as Prometheus text.
@@ -313,5 +348,83 @@ mod panic_tests {
             "{text}"
         );
         assert!(text.contains("node_load1 "), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod failure_log_tests {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use super::*;
+
+    /// Fails as its `mode` says: 0 a file of an unknown shape, 1 a file this host lacks,
+    /// 2 another shape, 3 success.
+    struct Flaky(AtomicU8);
+
+    impl Collector for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+
+        fn collect(&self, _: &Paths, _: &mut Families) -> Result<(), CollectError> {
+            let path = PathBuf::from("/proc/flaky");
+            match self.0.load(Ordering::Relaxed) {
+                0 => Err(CollectError::Parse {
+                    path,
+                    detail: "\"x\" is not a number".into(),
+                }),
+                1 => Err(CollectError::Io {
+                    path,
+                    source: std::io::ErrorKind::NotFound.into(),
+                }),
+                2 => Err(CollectError::Parse {
+                    path,
+                    detail: "\"y\" is not a number".into(),
+                }),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// A collector that fails is warned of, once while it fails the same way (it is in
+    /// `node_scrape_collector_success` at every scrape), again when its error changes or after
+    /// it recovered; a file the host does not have is no warning.
+    #[test]
+    fn a_failing_collector_is_warned_of_once_per_error() {
+        let capture = axi_obs_core::testing::Capture::new();
+        let mut node = Node::with_collectors(Paths::default(), &[]);
+        let mode = std::sync::Arc::new(Flaky(AtomicU8::new(0)));
+        struct Shared(std::sync::Arc<Flaky>);
+        impl Collector for Shared {
+            fn name(&self) -> &'static str {
+                self.0.name()
+            }
+            fn collect(&self, p: &Paths, o: &mut Families) -> Result<(), CollectError> {
+                self.0.collect(p, o)
+            }
+        }
+        node.add(Box::new(Shared(mode.clone())));
+        let warnings = || {
+            capture
+                .logs()
+                .iter()
+                .filter(|l| l["log.level"] == "WARN" && l["collector"] == "flaky")
+                .count()
+        };
+        capture.run(|| {
+            for m in [0, 0, 0] {
+                mode.0.store(m, Ordering::Relaxed);
+                node.gather();
+            }
+        });
+        assert_eq!(warnings(), 1, "{}", capture.log_text());
+        capture.run(|| {
+            for m in [1, 1, 2, 2, 3, 2] {
+                mode.0.store(m, Ordering::Relaxed);
+                node.gather();
+            }
+        });
+        // Not for the missing file; once for the new error, once after the recovery.
+        assert_eq!(warnings(), 3, "{}", capture.log_text());
     }
 }
