@@ -41,7 +41,10 @@ pub struct UnitState {
 }
 
 /// Parses `systemctl show` output for `units` (one `KEY=value` block per unit, in the order of
-/// the arguments, separated by blank lines).
+/// the arguments, separated by blank lines). A unit is named by its `Id` when the block has
+/// one, as node_exporter names it: `nginx` is `nginx.service`, an alias (`sshd.service` on
+/// Debian) its unit's own name (`ssh.service`); a unit configured twice under two of its
+/// names is reported once.
 ///
 /// # Errors
 ///
@@ -55,18 +58,22 @@ pub fn parse_show(output: &str, units: &[String]) -> Result<Vec<UnitState>, Stri
     if blocks.len() != units.len() {
         return Err(format!("{} blocks for {} units", blocks.len(), units.len()));
     }
-    units
+    let mut seen = std::collections::HashSet::new();
+    let parsed: Result<Vec<UnitState>, String> = units
         .iter()
         .zip(blocks)
-        .map(|(name, block)| {
+        .map(|(given, block)| {
             let prop = |key: &str| {
                 block
                     .lines()
                     .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
                     .map(str::to_owned)
             };
+            let name = prop("Id")
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| given.clone());
             let active_state =
-                prop("ActiveState").ok_or_else(|| format!("{name}: no ActiveState"))?;
+                prop("ActiveState").ok_or_else(|| format!("{given}: no ActiveState"))?;
             let service_or_mount =
                 name.ends_with(".service") || name.ends_with(".mount") || !name.contains('.');
             let kind = if service_or_mount {
@@ -75,13 +82,17 @@ pub fn parse_show(output: &str, units: &[String]) -> Result<Vec<UnitState>, Stri
                 String::new()
             };
             Ok(UnitState {
-                name: name.clone(),
+                name,
                 active_state,
                 kind,
                 loaded: prop("LoadState").is_none_or(|l| l == "loaded"),
             })
         })
-        .collect()
+        .collect();
+    Ok(parsed?
+        .into_iter()
+        .filter(|u| seen.insert(u.name.clone()))
+        .collect())
 }
 
 /// Runs `systemctl show` in the background and renders its last result.
@@ -111,7 +122,7 @@ impl Systemd {
         command::spawn_schedule(config.interval, cache.clone(), move || {
             let (program, path, units) = (program.clone(), path.clone(), units.clone());
             async move {
-                let mut args = vec!["show", "--property=ActiveState,Type,LoadState"];
+                let mut args = vec!["show", "--property=Id,ActiveState,Type,LoadState"];
                 args.extend(units.iter().map(String::as_str));
                 let out = command::run(&program, &args, &path, timeout).await?;
                 parse_show(&String::from_utf8_lossy(&out), &units).map_err(|detail| {
@@ -234,6 +245,19 @@ mod tests {
         let got = parse_show(out, &units(&["nginx", "ngnix.service"])).unwrap();
         assert_eq!((got[0].kind.as_str(), got[0].loaded), ("notify", true));
         assert!(!got[1].loaded);
+    }
+
+    /// Units are named by their `Id`, as node_exporter names them: a bare name is its
+    /// `.service`, an alias its unit, and two names of one unit give one unit.
+    #[test]
+    fn units_are_named_by_their_id() {
+        let out = "Id=nginx.service\nType=notify\nActiveState=active\nLoadState=loaded\n\n\
+                   Id=ssh.service\nType=notify\nActiveState=active\nLoadState=loaded\n\n\
+                   Id=nginx.service\nType=notify\nActiveState=active\nLoadState=loaded\n";
+        let got = parse_show(out, &units(&["nginx", "sshd.service", "nginx.service"])).unwrap();
+        let names: Vec<&str> = got.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["nginx.service", "ssh.service"]);
+        assert_eq!(got[0].kind, "notify");
     }
 
     #[test]

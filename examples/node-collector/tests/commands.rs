@@ -239,7 +239,7 @@ for u in "$@"; do
   [ $first = 1 ] || echo
   first=0
   case $u in
-    nginx.service) printf 'Type=notify\nActiveState=active\n' ;;
+    nginx.service) printf 'Id=nginx.service\nType=notify\nActiveState=active\n' ;;
     api.service) printf 'Type=simple\nActiveState=failed\n' ;;
     backup.timer) printf 'ActiveState=activating\n' ;;
     gone.service) printf 'Type=simple\nActiveState=inactive\nLoadState=not-found\n' ;;
@@ -267,7 +267,7 @@ async fn systemd_unit_states_in_node_exporter_shape() {
         std::fs::read_to_string(dir.path().join("args"))
             .unwrap()
             .trim(),
-        "show --property=ActiveState,Type,LoadState nginx.service api.service backup.timer gone.service"
+        "show --property=Id,ActiveState,Type,LoadState nginx.service api.service backup.timer gone.service"
     );
     let f = node_with(systemd).gather();
     assert_eq!(value(&f, "axi_systemd_scrape_success", &[]), Some(1.0));
