@@ -353,11 +353,17 @@ impl Config {
         }
         let config: Config = serde_norway::from_str(text)
             .map_err(|e| err(e.location().map(|l| l.line()), e.to_string()))?;
+        let locate = Locate::new(text);
         if let Some(cs) = &config.collectors {
-            for c in cs {
+            for (i, c) in cs.iter().enumerate() {
                 if !known_collectors.contains(&c.as_str()) {
+                    let line = locate.item("collectors", i).map(|b| {
+                        locate
+                            .line_in(b, |l| l.contains(c.as_str()))
+                            .unwrap_or(Locate::start(b))
+                    });
                     return Err(err(
-                        line_of(text, c),
+                        line,
                         format!(
                             "collectors: unknown collector {c:?}; known: {}",
                             known_collectors.join(", ")
@@ -367,8 +373,9 @@ impl Config {
             }
         }
         let mut names = std::collections::HashSet::new();
-        for p in &config.probes {
-            let line = line_of(text, &p.name);
+        for (i, p) in config.probes.iter().enumerate() {
+            let item = locate.item("probes", i);
+            let line = item.map(Locate::start);
             if !names.insert(("probe", p.name.clone())) {
                 return Err(err(line, format!("probes: duplicate name {:?}", p.name)));
             }
@@ -398,7 +405,7 @@ impl Config {
                             if let Some(ca) = &h.ca_file {
                                 crate::tls::read_ca_file(ca).map_err(|e| {
                                     err(
-                                        line_of(text, "ca_file").or(line),
+                                        item.and_then(|b| locate.key_in(b, "ca_file")).or(line),
                                         format!("probes[{}].http.{e}", p.name),
                                     )
                                 })?;
@@ -440,18 +447,18 @@ impl Config {
                 ));
             }
         }
-        for p in &config.processes {
+        for (i, p) in config.processes.iter().enumerate() {
             if !names.insert(("process", p.name.clone())) {
                 return Err(err(
-                    line_of(text, &p.name),
+                    locate.item("processes", i).map(Locate::start),
                     format!("processes: duplicate name {:?}", p.name),
                 ));
             }
         }
-        for p in &config.ports {
+        for (i, p) in config.ports.iter().enumerate() {
             if !names.insert(("port", p.name.clone())) {
                 return Err(err(
-                    line_of(text, &p.name),
+                    locate.item("ports", i).map(Locate::start),
                     format!("ports: duplicate name {:?}", p.name),
                 ));
             }
@@ -470,13 +477,20 @@ impl Config {
                 config.systemd.timeout,
             ),
         ] {
-            let line = line_of(text, &format!("{section}:"));
+            let section_block = locate.section(section);
+            let line = section_block.map(Locate::start);
+            let key = |k: &str| section_block.and_then(|b| locate.key_in(b, k)).or(line);
             if command.trim().is_empty() {
-                return Err(err(line, format!("{section}.command: empty")));
+                return Err(err(key("command"), format!("{section}.command: empty")));
             }
             if interval.is_zero() || timeout.is_zero() {
+                let which = if interval.is_zero() {
+                    "interval"
+                } else {
+                    "timeout"
+                };
                 return Err(err(
-                    line,
+                    key(which),
                     format!("{section}: interval and timeout must be positive"),
                 ));
             }
@@ -486,8 +500,13 @@ impl Config {
                 || unit.starts_with('-')
                 || unit.chars().any(|c| c.is_whitespace() || c.is_control())
             {
+                let block = locate.section("systemd");
                 return Err(err(
-                    line_of(text, unit).or_else(|| line_of(text, "units:")),
+                    block.and_then(|b| {
+                        locate
+                            .line_in(b, |l| l.contains(unit.as_str()) && !unit.is_empty())
+                            .or_else(|| locate.key_in(b, "units"))
+                    }),
                     format!("systemd.units: {unit:?} is not a unit name"),
                 ));
             }
@@ -496,9 +515,96 @@ impl Config {
     }
 }
 
-/// The first line (1-based) mentioning `needle`, to point errors found after parsing.
-fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+/// Where things are in the file, to point errors found after parsing at their own lines: a
+/// top-level section's block, the items of its list (block style, `- ` lines), and lines in
+/// them. Flow-style lists (`probes: [{...}]`) are found as their section's line.
+struct Locate<'t> {
+    lines: Vec<&'t str>,
+}
+
+/// Lines `start..end` (0-based) of the file.
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    start: usize,
+    end: usize,
+}
+
+impl<'t> Locate<'t> {
+    fn new(text: &'t str) -> Self {
+        Self {
+            lines: text.lines().collect(),
+        }
+    }
+
+    fn indent(l: &str) -> usize {
+        l.len() - l.trim_start().len()
+    }
+
+    fn significant(l: &str) -> bool {
+        let t = l.trim_start();
+        !t.is_empty() && !t.starts_with('#')
+    }
+
+    /// The top-level `section:` line and the lines under it.
+    fn section(&self, section: &str) -> Option<Block> {
+        let start = self.lines.iter().position(|l| {
+            Self::indent(l) == 0
+                && l.strip_prefix(section)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+        })?;
+        let end = (start + 1..self.lines.len())
+            .find(|&i| Self::significant(self.lines[i]) && Self::indent(self.lines[i]) == 0)
+            .unwrap_or(self.lines.len());
+        Some(Block { start, end })
+    }
+
+    /// The `index`-th item (0-based) of the list under `section`, or the section itself
+    /// when its items are not on lines of their own.
+    fn item(&self, section: &str, index: usize) -> Option<Block> {
+        let sec = self.section(section)?;
+        let dashes: Vec<usize> = (sec.start + 1..sec.end)
+            .filter(|&i| self.lines[i].trim_start().starts_with('-'))
+            .collect();
+        let Some(&first) = dashes.first() else {
+            return Some(sec);
+        };
+        let dash = Self::indent(self.lines[first]);
+        let items: Vec<usize> = dashes
+            .into_iter()
+            .filter(|&i| Self::indent(self.lines[i]) == dash)
+            .collect();
+        let Some(&start) = items.get(index) else {
+            return Some(sec);
+        };
+        let end = items.get(index + 1).copied().unwrap_or(sec.end);
+        Some(Block { start, end })
+    }
+
+    /// The first line (1-based) of `block` that `f` accepts.
+    fn line_in(&self, block: Block, f: impl Fn(&str) -> bool) -> Option<usize> {
+        (block.start..block.end)
+            .find(|&i| f(self.lines[i]))
+            .map(|i| i + 1)
+    }
+
+    /// The line (1-based) in `block` that holds the key `key` (`key:` after a space, `{`,
+    /// `,`, `- ` or at the start of the line).
+    fn key_in(&self, block: Block, key: &str) -> Option<usize> {
+        let pattern = format!("{key}:");
+        self.line_in(block, |l| {
+            l.match_indices(&pattern).any(|(at, _)| {
+                l[..at]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| matches!(c, ' ' | '{' | ',' | '-' | '\t'))
+            })
+        })
+    }
+
+    /// The first line (1-based) of `block`.
+    fn start(block: Block) -> usize {
+        block.start + 1
+    }
 }
 
 #[cfg(test)]
@@ -622,6 +728,31 @@ mod tests {
         );
         let e = parse("systemd:\n  unit: [a.service]\n").unwrap_err();
         assert!(e.to_string().contains("unit") && e.line == Some(2), "{e}");
+    }
+
+    /// An error in the third probe points at the third probe, not at the first line that
+    /// mentions its name or the field: a duplicate name at the duplicate, a bad `ca_file` at
+    /// that probe's `ca_file`, a name shared with a process at the probe.
+    #[test]
+    fn errors_point_at_their_own_entry() {
+        let text = "processes:\n  - name: api\n    match: { comm: api }\nprobes:\n  - name: ok\n    http:\n      url: 'https://a/'\n      ca_file: /etc/ssl/certs/ca-certificates.crt\n  - name: api\n    tcp: { address: 'a:1' }\n  - name: bad\n    http:\n      url: 'https://b/'\n      ca_file: /nonexistent/ca.pem\n";
+        let e = parse(text).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        // Lines: 8 is the first probe's ca_file (the system's bundle), 14 the third's.
+        assert_eq!(e.line, Some(14), "{e}");
+        let e = parse(
+            "probes:\n  - name: a\n    tcp: { address: 'a:1' }\n  - name: b\n    tcp: { address: 'b:1' }\n  - name: a\n    tcp: { address: 'c:1' }\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("duplicate name \"a\""), "{e}");
+        assert_eq!(e.line, Some(6), "{e}");
+        let e = parse(
+            "ports:\n  - name: web\n    port: 80\nprocesses:\n  - name: web\n    match: { comm: nginx }\n  - name: web\n    match: { comm: nginx }\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        let e = parse("systemd:\n  command: systemctl\n  interval: 0s\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
     }
 
     #[test]
