@@ -21,6 +21,7 @@
 //! | `netstat` | `node_netstat_*` (node_exporter's default field selection) |
 //! | `vmstat` | `node_vmstat_*` (node_exporter's default field selection) |
 //! | `pressure` | `node_pressure_*_seconds_total` (PSI, where the kernel has it) |
+//! | `schedstat` | `node_schedstat_{running,waiting}_seconds_total{cpu}`, `node_schedstat_timeslices_total{cpu}` (where the kernel keeps scheduler statistics) |
 //! | `entropy` | `node_entropy_available_bits`, `node_entropy_pool_size_bits` |
 //! | `udp_queues` | `node_udp_queues{ip,queue}` |
 //! | `uname`, `os`, `time` | `node_uname_info`, `node_os_info`, `node_os_version`, `node_time_seconds`, `node_time_clocksource_*_info` |

@@ -23,6 +23,7 @@ pub use crate::collectors::filesystem::{Mount, parse_mounts as mounts};
 pub use crate::collectors::kernel::parse_loadavg as loadavg;
 pub use crate::collectors::memory::parse_meminfo as meminfo;
 pub use crate::collectors::network::parse_netdev as netdev;
+pub use crate::collectors::schedstat::parse_schedstat as schedstat;
 pub use crate::collectors::stat::{parse_cpu as cpu, parse_stat as stat};
 pub use crate::collectors::udp_queues::parse_udp_queues as udp_queues;
 

@@ -7,6 +7,7 @@ pub(crate) mod kernel;
 pub(crate) mod memory;
 mod netclass;
 pub(crate) mod network;
+pub(crate) mod schedstat;
 pub(crate) mod stat;
 mod system;
 pub(crate) mod udp_queues;
@@ -20,6 +21,7 @@ pub use kernel::{Entropy, FileFd, KernelHung, LoadAvg, Pressure, Selinux};
 pub use memory::{MemInfo, VmStat};
 pub use netclass::NetClass;
 pub use network::{Arp, NetDev, NetStat, SockStat, SoftNet};
+pub use schedstat::Schedstat;
 pub use stat::{Cpu, Stat};
 pub use system::{Os, Time, Uname};
 pub use udp_queues::UdpQueues;
@@ -79,6 +81,7 @@ pub fn all_with(exclusions: &Exclusions) -> Vec<Box<dyn Collector>> {
         Box::new(NetStat),
         Box::new(Os),
         Box::new(Pressure),
+        Box::new(Schedstat),
         Box::new(Selinux),
         Box::new(SockStat),
         Box::new(SoftNet),
