@@ -16,7 +16,7 @@
 //! | `softnet` | `node_softnet_*{cpu}` |
 //! | `arp` | `node_arp_entries{device}` |
 //! | `conntrack` | `node_nf_conntrack_entries`, `node_nf_conntrack_entries_limit`, `node_nf_conntrack_stat_*` |
-//! | `kernel_hung`, `selinux` | `node_kernel_hung_tasks_total`, `node_selinux_enabled` |
+//! | `kernel_hung`, `selinux` | `node_kernel_hung_tasks_total`, `node_selinux_enabled`, `node_selinux_current_mode`, `node_selinux_config_mode` (where SELinux is on) |
 //! | `sockstat` | `node_sockstat_*` |
 //! | `netstat` | `node_netstat_*` (node_exporter's default field selection) |
 //! | `vmstat` | `node_vmstat_*` (node_exporter's default field selection) |

@@ -167,7 +167,8 @@ impl Collector for Pressure {
 #[derive(Debug)]
 pub struct KernelHung;
 
-/// `node_selinux_enabled` (and nothing else when SELinux is off, as node_exporter).
+/// `node_selinux_enabled`, and where SELinux is on `node_selinux_current_mode` and
+/// `node_selinux_config_mode` (nothing else when it is off, as node_exporter).
 #[derive(Debug)]
 pub struct Selinux;
 
@@ -195,13 +196,87 @@ impl Collector for Selinux {
     }
 
     fn collect(&self, paths: &Paths, out: &mut Families) -> Result<(), CollectError> {
-        let enabled = paths.sys("fs/selinux/enforce").exists();
+        let enforce = paths.sys("fs/selinux/enforce");
+        let enabled = enforce.exists();
         out.gauge(
             "node_selinux_enabled",
             "SELinux is enabled, 1 is true, 0 is false",
             &[],
             if enabled { 1.0 } else { 0.0 },
         );
+        if !enabled {
+            return Ok(());
+        }
+        // As node_exporter (through go-selinux): the mode in force now, 1 enforcing and 0
+        // permissive; the configured one, from `/etc/selinux/config`, -1 when disabled there
+        // (or not said).
+        let text = read(enforce.clone())?;
+        out.gauge(
+            "node_selinux_current_mode",
+            "Current SELinux enforcement mode",
+            &[],
+            num(text.trim(), &enforce)?,
+        );
+        let configured = read(paths.root("etc/selinux/config")).ok().and_then(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().strip_prefix("SELINUX="))
+                .next_back()
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        });
+        out.gauge(
+            "node_selinux_config_mode",
+            "Configured SELinux enforcement mode",
+            &[],
+            match configured.as_deref() {
+                Some("enforcing") => 1.0,
+                Some("permissive") => 0.0,
+                _ => -1.0,
+            },
+        );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge(f: &Families, name: &str) -> Option<f64> {
+        f.get(name)?.series.first()?.value.as_gauge()
+    }
+
+    /// SELinux on: the mode in force and the configured one, as node_exporter reports them;
+    /// off: only `node_selinux_enabled` 0.
+    #[test]
+    fn selinux_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            sys: dir.path().join("sys"),
+            root: dir.path().to_owned(),
+            ..Paths::default()
+        };
+        let mut f = Families::default();
+        Selinux.collect(&paths, &mut f).unwrap();
+        assert_eq!(gauge(&f, "node_selinux_enabled"), Some(0.0));
+        assert!(f.get("node_selinux_current_mode").is_none());
+
+        std::fs::create_dir_all(dir.path().join("sys/fs/selinux")).unwrap();
+        std::fs::write(dir.path().join("sys/fs/selinux/enforce"), "0").unwrap();
+        let mut f = Families::default();
+        Selinux.collect(&paths, &mut f).unwrap();
+        assert_eq!(gauge(&f, "node_selinux_enabled"), Some(1.0));
+        assert_eq!(gauge(&f, "node_selinux_current_mode"), Some(0.0));
+        // No configuration file: disabled there.
+        assert_eq!(gauge(&f, "node_selinux_config_mode"), Some(-1.0));
+
+        std::fs::create_dir_all(dir.path().join("etc/selinux")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/selinux/config"),
+            "# SELINUX= can take one of these three values:\nSELINUX=enforcing\nSELINUXTYPE=targeted\n",
+        )
+        .unwrap();
+        let mut f = Families::default();
+        Selinux.collect(&paths, &mut f).unwrap();
+        assert_eq!(gauge(&f, "node_selinux_config_mode"), Some(1.0));
     }
 }
