@@ -211,64 +211,100 @@ impl Scrapers {
         let jobs = lock(&shared.rules).config.scrape_configs.clone();
         let client = reqwest::Client::new();
         let mut old = std::mem::take(&mut self.loops);
-        let mut loops = Vec::new();
-        for job in &jobs {
-            let settings = settings(job);
-            for (address, statics) in &job.targets {
-                let same_target =
-                    |l: &Loop| l.settings.job_name == job.job_name && l.address == *address;
-                if let Some(i) = old
+        // Every configured target, in order, with its loop when one runs unchanged. Those are
+        // claimed first, for all targets: a target added before others on the same address (a
+        // blackbox_exporter probing several hosts) must not take another's loop.
+        let wanted: Vec<(
+            &ScrapeConfig,
+            ScrapeConfig,
+            &String,
+            &BTreeMap<String, String>,
+        )> = jobs
+            .iter()
+            .flat_map(|job| {
+                job.targets
                     .iter()
-                    .position(|l| same_target(l) && l.settings == settings && l.statics == *statics)
-                {
-                    loops.push(old.swap_remove(i));
-                    continue;
-                }
-                let (labels, url, metrics_path) = target_labels_and_url(job, address, statics);
-                let mut state = TargetState {
-                    job: job.job_name.clone(),
-                    address: address.clone(),
-                    url,
-                    metrics_path,
-                    labels,
-                    static_labels: statics.clone(),
-                    interval_ms: job.interval_ms,
-                    timeout_ms: job.timeout_ms,
-                    last_scrape_ms: None,
-                    last_duration: 0.0,
-                    last_error: String::new(),
-                    up: None,
-                    metadata: MetadataCache::default(),
-                    series: Arc::new(Mutex::new(Some(HashSet::new()))),
-                };
-                // A target whose job's settings (or its own labels) changed: restarted, keeping
-                // what its loop saw.
-                if let Some(i) = old.iter().position(same_target) {
-                    let previous = old.swap_remove(i);
-                    previous.task.abort();
-                    state.carry_over(&lock(&previous.state));
-                }
-                let state: Target = Arc::new(Mutex::new(state));
-                let task = tokio::spawn(scrape_loop(
-                    shared.clone(),
-                    client.clone(),
-                    job.clone(),
-                    state.clone(),
-                ));
-                loops.push(Loop {
-                    settings: settings.clone(),
-                    address: address.clone(),
-                    statics: statics.clone(),
-                    state,
-                    task,
-                });
+                    .map(move |(address, statics)| (job, settings(job), address, statics))
+            })
+            .collect();
+        let mut unchanged: Vec<Option<Loop>> = wanted
+            .iter()
+            .map(|(job, settings, address, statics)| {
+                let i = old.iter().position(|l| {
+                    l.settings.job_name == job.job_name
+                        && l.address == **address
+                        && l.settings == *settings
+                        && l.statics == **statics
+                })?;
+                Some(old.swap_remove(i))
+            })
+            .collect();
+        let now = now_ms();
+        // Targets restarted under other labels: their `up` and other synthetic series (under
+        // the old labels) get staleness markers, as for a target gone.
+        let mut relabelled = Vec::new();
+        let mut loops = Vec::new();
+        for (slot, (job, settings, address, statics)) in unchanged.iter_mut().zip(&wanted) {
+            if let Some(l) = slot.take() {
+                loops.push(l);
+                continue;
             }
+            let (job, address, statics) = (*job, *address, *statics);
+            let (labels, url, metrics_path) = target_labels_and_url(job, address, statics);
+            let mut state = TargetState {
+                job: job.job_name.clone(),
+                address: address.clone(),
+                url,
+                metrics_path,
+                labels,
+                static_labels: statics.clone(),
+                interval_ms: job.interval_ms,
+                timeout_ms: job.timeout_ms,
+                last_scrape_ms: None,
+                last_duration: 0.0,
+                last_error: String::new(),
+                up: None,
+                metadata: MetadataCache::default(),
+                series: Arc::new(Mutex::new(Some(HashSet::new()))),
+            };
+            // A target whose job's settings (or its own labels) changed: restarted, keeping
+            // what its loop saw. Only a loop no configured target runs unchanged is taken.
+            if let Some(i) = old
+                .iter()
+                .position(|l| l.settings.job_name == job.job_name && l.address == *address)
+            {
+                let previous = old.swap_remove(i);
+                previous.task.abort();
+                let before = lock(&previous.state);
+                state.carry_over(&before);
+                if before.labels != state.labels && before.last_scrape_ms.is_some() {
+                    relabelled.push(before.labels.clone());
+                }
+            }
+            let state: Target = Arc::new(Mutex::new(state));
+            let task = tokio::spawn(scrape_loop(
+                shared.clone(),
+                client.clone(),
+                job.clone(),
+                state.clone(),
+            ));
+            loops.push(Loop {
+                settings: settings.clone(),
+                address: address.clone(),
+                statics: statics.clone(),
+                state,
+                task,
+            });
         }
         // Targets no longer configured: ended on the blocking pool, as the store's lock may
         // be held for a while (a rule round reading, a big scrape writing), and this runs on
         // the reload task.
-        let now = now_ms();
-        let mut ended = Vec::with_capacity(old.len());
+        let mut ended = Vec::with_capacity(old.len() + relabelled.len());
+        for labels in relabelled {
+            // No series of its own to mark (the restarted loop carries them and marks those it
+            // no longer sees): only the synthetic ones.
+            ended.push((labels, Arc::new(Mutex::new(None)), Some(now)));
+        }
         for gone in old {
             gone.task.abort();
             let s = lock(&gone.state);
