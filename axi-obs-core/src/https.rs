@@ -136,6 +136,7 @@ pub struct Reply {
 pub struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
+    max_body: usize,
 }
 
 impl HttpClient {
@@ -145,7 +146,21 @@ impl HttpClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        Self { client, timeout }
+        Self {
+            client,
+            timeout,
+            max_body: usize::MAX,
+        }
+    }
+
+    /// Reads at most `bytes` of an answer's body: the rest is not read (the connection is
+    /// closed), and [`Reply::body`] holds the first `bytes`. For a peer whose answer only
+    /// matters as a status or a short error text (a webhook receiver, a chat robot): one that
+    /// answers without end cannot grow memory. Defaults to no limit.
+    #[must_use]
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
     }
 
     /// Sends `request` and reads the whole answer.
@@ -162,12 +177,26 @@ impl HttpClient {
                 .request(request)
                 .await
                 .map_err(|e| HttpError::Request(crate::error_chain(&e)))?;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| HttpError::Body(crate::error_chain(&e)))?
-                .to_bytes();
+            let (parts, mut body) = response.into_parts();
+            let body = if self.max_body == usize::MAX {
+                body.collect()
+                    .await
+                    .map_err(|e| HttpError::Body(crate::error_chain(&e)))?
+                    .to_bytes()
+            } else {
+                let mut kept = Vec::new();
+                while kept.len() < self.max_body {
+                    let Some(frame) = body.frame().await else {
+                        break;
+                    };
+                    let frame = frame.map_err(|e| HttpError::Body(crate::error_chain(&e)))?;
+                    if let Ok(data) = frame.into_data() {
+                        let room = self.max_body - kept.len();
+                        kept.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                }
+                Bytes::from(kept)
+            };
             Ok(Reply {
                 status: parts.status,
                 headers: parts.headers,
@@ -202,6 +231,45 @@ impl HttpClient {
             http::HeaderValue::from_static(content_type),
         );
         self.request(request).await
+    }
+}
+
+/// An [`HttpClient`] for synchronous code (a deploy hook, a CLI): requests run to completion
+/// on a current-thread runtime of its own.
+///
+/// Build and drop it outside an async runtime (a runtime cannot be dropped inside another):
+/// on the thread that uses it, when it first needs it.
+#[derive(Debug)]
+pub struct BlockingHttpClient {
+    runtime: tokio::runtime::Runtime,
+    client: HttpClient,
+}
+
+impl BlockingHttpClient {
+    /// `client` (see [`HttpClient::new`]) with a runtime to run it on. The client is built
+    /// inside the runtime's context.
+    ///
+    /// # Errors
+    ///
+    /// When the runtime cannot start.
+    pub fn new(client: impl FnOnce() -> HttpClient) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let client = {
+            let _enter = runtime.enter();
+            client()
+        };
+        Ok(Self { runtime, client })
+    }
+
+    /// [`HttpClient::request`], waited for.
+    ///
+    /// # Errors
+    ///
+    /// As [`HttpClient::request`].
+    pub fn request(&self, request: http::Request<Bytes>) -> Result<Reply, HttpError> {
+        self.runtime.block_on(self.client.request(request))
     }
 }
 
@@ -240,5 +308,36 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, HttpError::Request(_)), "{e}");
         assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+    }
+
+    /// A peer that answers without end: with `max_body`, the client keeps the first bytes
+    /// and returns, well before its timeout, instead of reading (and holding) all it is sent.
+    #[tokio::test]
+    async fn an_endless_answer_is_read_up_to_the_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let _ = conn
+                .write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n",
+                )
+                .await;
+            let chunk = format!("400\r\n{}\r\n", "x".repeat(1024));
+            while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        let tls = ClientTls::new().client_config().unwrap();
+        let client =
+            HttpClient::new(Connector::new(tls).build(), Duration::from_secs(30)).max_body(100);
+        let uri: http::Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let reply = client
+            .post(&uri, &http::HeaderMap::new(), "text/plain", Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(reply.status, http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(reply.body.len(), 100);
     }
 }

@@ -21,6 +21,7 @@
 //! [`run`](Capture::run) (the subscriber and recorder are thread-scoped defaults).
 
 mod otlp;
+mod pki;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -37,6 +38,7 @@ pub use opentelemetry_sdk::trace::SpanData as CapturedSpan;
 pub use otlp::{
     OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, attr, hex, proto, value_string,
 };
+pub use pki::TestPki;
 
 /// Collects what code under test emits. See the [module documentation](self).
 #[derive(Debug)]
