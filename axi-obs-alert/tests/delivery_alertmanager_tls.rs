@@ -34,30 +34,16 @@ const PASSWORD_BCRYPT: &str = "$2b$04$axiobsalerttestsaltxyuiAj63OkVm2yBhvfoN08V
 /// A CA and a server certificate for [`SERVER_NAME`] signed by it, as PEM files in `dir`:
 /// (ca.pem, server.pem, server-key.pem).
 fn pki(dir: &std::path::Path) -> (String, String, String) {
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "axi-obs test CA");
-    ca.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()]).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = leaf
-        .signed_by(&key, &rcgen::Issuer::from_params(&ca, &ca_key))
-        .unwrap();
-    let write = |name: &str, text: String| {
+    let pki = axi_obs_core::testing::TestPki::new(&[SERVER_NAME]);
+    let write = |name: &str, text: &str| {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
     (
-        write("ca.pem", ca_cert.pem()),
-        write("server.pem", cert.pem()),
-        write("server-key.pem", key.serialize_pem()),
+        write("ca.pem", &pki.ca_pem),
+        write("server.pem", &pki.cert_pem),
+        write("server-key.pem", &pki.key_pem),
     )
 }
 

@@ -216,7 +216,10 @@ async fn real_alertmanager_and_our_router_deliver_the_same_bodies() {
         now_ms(),
     )
     .expect("dispatcher");
-    let n = Notifier::new(http.clone(), RetryPolicy::default());
+    let n = Notifier::new(
+        axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
+        RetryPolicy::default(),
+    );
 
     // The same silence on both sides.
     let t = now_ms();

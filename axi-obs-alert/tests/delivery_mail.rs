@@ -104,7 +104,7 @@ impl Sink {
 
 fn notifier() -> Notifier {
     Notifier::new(
-        reqwest::Client::new(),
+        axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
         RetryPolicy {
             initial_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(4),

@@ -158,14 +158,14 @@ fn configuration_errors_name_the_problem_and_where() {
             9,
         ),
         (
-            format!("remediations:\n- name: a\n  url: https://h/\n{route}"),
-            "url must start with http:// (https is not supported: the workspace's reqwest has no TLS backend)",
+            format!("remediations:\n- name: a\n  url: ftp://h/\n{route}"),
+            r#"remediation "a": url is not a valid http:// or https:// URL"#,
             3,
             3,
         ),
         (
             format!("remediations:\n- name: a\n  url: 'http://[::1/'\n{route}"),
-            r#"remediation "a": url is not a valid URL"#,
+            r#"remediation "a": url is not a valid http:// or https:// URL"#,
             3,
             3,
         ),
@@ -747,7 +747,10 @@ receivers:
             let cfg = parse(&yaml);
             let now = SystemClock.now_ms();
             let d = Dispatcher::new(&cfg, DispatcherOptions::default(), now).expect("d");
-            let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default());
+            let notifier = Notifier::new(
+                axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
+                RetryPolicy::default(),
+            );
             let (runner, task) = Runner::spawn(d, notifier, SystemClock, 16);
             let far = now + 60 * MIN;
             let sent = ["Ok", "Fail", "Slow", "Url", "Quiet"]
@@ -862,7 +865,10 @@ async fn shutdown_gives_a_running_program_the_grace_then_kills_it() {
     );
     let now = SystemClock.now_ms();
     let d = Dispatcher::new(&parse(&yaml), DispatcherOptions::default(), now).expect("d");
-    let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default());
+    let notifier = Notifier::new(
+        axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
+        RetryPolicy::default(),
+    );
     let (runner, task) = Runner::spawn(d, notifier, SystemClock, 4);
     assert!(
         runner

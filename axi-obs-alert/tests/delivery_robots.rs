@@ -216,7 +216,7 @@ fn last(log: &Log, path: &str) -> Option<Received> {
 async fn dingtalk_markdown_is_signed_and_accepted() {
     let (base, log) = receiver().await;
     let rcv = receivers(&base, SECRET, WECOM_KEY);
-    let client = reqwest::Client::new();
+    let client = axi_obs_alert::delivery::http_client().expect("the delivery HTTP client");
     let n = notification(false);
     let out = send_dingtalk(&client, &rcv[0].dingtalk_configs[0], &n)
         .await
@@ -245,7 +245,7 @@ async fn dingtalk_errcode_is_a_failure() {
     let (base, log) = receiver().await;
     let rcv = receivers(&base, "SECwrong", WECOM_KEY);
     let err = send_dingtalk(
-        &reqwest::Client::new(),
+        &axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
         &rcv[0].dingtalk_configs[0],
         &notification(false),
     )
@@ -262,7 +262,7 @@ async fn dingtalk_errcode_is_a_failure() {
 #[tokio::test]
 async fn wecom_markdown_with_mentions() {
     let (base, log) = receiver().await;
-    let client = reqwest::Client::new();
+    let client = axi_obs_alert::delivery::http_client().expect("the delivery HTTP client");
     let rcv = receivers(&base, SECRET, WECOM_KEY);
     let n = notification(true);
     assert_eq!(
@@ -293,7 +293,7 @@ async fn wecom_markdown_with_mentions() {
 #[tokio::test]
 async fn webhook_posts_v4_and_reports_failures() {
     let (base, log) = receiver().await;
-    let client = reqwest::Client::new();
+    let client = axi_obs_alert::delivery::http_client().expect("the delivery HTTP client");
     let rcv = receivers(&base, SECRET, WECOM_KEY);
     let hooks = &rcv[0].webhook_configs;
 
@@ -358,7 +358,7 @@ async fn an_endless_answer_is_read_only_in_part() {
     let sent = tokio::time::timeout(
         std::time::Duration::from_secs(30),
         send_webhook(
-            &reqwest::Client::new(),
+            &axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
             &rcv[0].webhook_configs[0],
             &notification(false),
         ),
@@ -378,7 +378,7 @@ async fn network_errors_are_retryable() {
         .port();
     let rcv = receivers(&format!("http://127.0.0.1:{port}"), SECRET, WECOM_KEY);
     let err = send_webhook(
-        &reqwest::Client::new(),
+        &axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
         &rcv[0].webhook_configs[0],
         &notification(false),
     )
@@ -397,8 +397,11 @@ async fn the_robot_limit_is_kept_by_batching() {
     let (base, log) = receiver().await;
     let rs = receivers(&base, SECRET, WECOM_KEY);
     let ding = rs[0].dingtalk_configs[0].clone();
-    let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default())
-        .with_robot_limit(2, std::time::Duration::from_millis(500));
+    let notifier = Notifier::new(
+        axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
+        RetryPolicy::default(),
+    )
+    .with_robot_limit(2, std::time::Duration::from_millis(500));
     let integration = Integration::DingTalk(ding);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..5 {
@@ -472,8 +475,11 @@ async fn a_storm_over_the_size_limit_is_split_over_slots_not_cut() {
     let mut wecom_other = wecom.clone();
     wecom_other.mentioned_list = vec!["lisi".into()];
     // A window long enough for every waiting delivery to join the batch on a busy machine.
-    let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default())
-        .with_robot_limit(1, std::time::Duration::from_secs(2));
+    let notifier = Notifier::new(
+        axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
+        RetryPolicy::default(),
+    )
+    .with_robot_limit(1, std::time::Duration::from_secs(2));
     let deliver = |tasks: &mut tokio::task::JoinSet<_>, integration: &Integration, i: usize| {
         let mut n = notification(false);
         n.alerts[0]

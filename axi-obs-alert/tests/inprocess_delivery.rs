@@ -69,7 +69,10 @@ async fn fired_alerts_reach_alertmanager_and_the_router_then_resolve() {
     )
     .unwrap();
     let dispatcher = Dispatcher::new(&cfg, DispatcherOptions::default(), 0).unwrap();
-    let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default());
+    let notifier = Notifier::new(
+        axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
+        RetryPolicy::default(),
+    );
     let (runner, router_task) = Runner::spawn(dispatcher, notifier, SystemClock, 64);
     let sender = Arc::new(AlertmanagerSender::new(SenderOptions::new(vec![base.clone()])).unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

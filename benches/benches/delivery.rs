@@ -346,7 +346,10 @@ fn http(c: &mut Criterion) {
         ..DispatcherOptions::default()
     };
     let d = Dispatcher::new(&cfg, opts, now_ms()).unwrap();
-    let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default());
+    let notifier = Notifier::new(
+        axi_obs_alert::delivery::http_client().expect("the delivery HTTP client"),
+        RetryPolicy::default(),
+    );
     let (runner, _task) = {
         let _guard = server_rt.enter();
         Runner::spawn(d, notifier, SystemClock, 1024)

@@ -1,6 +1,7 @@
 //! Sending one notification through one integration with retries and exponential backoff,
 //! counted in Alertmanager's metric names.
 
+use axi_obs_core::https::{Connector, HttpClient};
 use std::time::{Duration, Instant};
 
 use super::config::{DingTalkConfig, EmailConfig, WeComConfig, WebhookConfig};
@@ -191,19 +192,44 @@ fn failure_reason(e: &DeliveryError) -> &'static str {
     }
 }
 
+/// How long one request of [`http_client`] may take at most. Deliveries are bounded more
+/// tightly by their flush (Alertmanager's: the group interval, at least 10 s), and remediation
+/// URLs by their action's `timeout`; this only ends what nothing else would.
+pub const HTTP_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The HTTP client of deliveries and remediation URLs: `http://` and `https://` (rustls with
+/// the ring provider, the host's trust store), answers read up to 64 KiB (a receiver's error
+/// text, a robot's reply), each request at most [`HTTP_CLIENT_TIMEOUT`]. DingTalk and WeCom
+/// robots are `https://` only.
+///
+/// # Errors
+///
+/// When rustls refuses the configuration (never with the system trust store alone).
+pub fn http_client() -> Result<HttpClient, axi_obs_core::tls::TlsError> {
+    let tls = axi_obs_core::tls::ClientTls::new().client_config()?;
+    Ok(HttpClient::new(
+        Connector::new(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .build(),
+        HTTP_CLIENT_TIMEOUT,
+    )
+    .max_body(super::integrations::MAX_REPLY_BYTES))
+}
+
 /// Sends notifications with retries (`RetryStage`): network errors, 5xx, 429 and robot rate
 /// limits are retried with backoff; 4xx and other errors fail at once and are logged.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    client: reqwest::Client,
+    client: HttpClient,
     retry: RetryPolicy,
     smtp_timeout: Duration,
     robots: RobotLimits,
 }
 
 impl Notifier {
-    /// A notifier using `client` (its timeouts apply to each request) and `retry`.
-    pub fn new(client: reqwest::Client, retry: RetryPolicy) -> Notifier {
+    /// A notifier using `client` (see [`http_client`]; its timeout applies to each request)
+    /// and `retry`.
+    pub fn new(client: HttpClient, retry: RetryPolicy) -> Notifier {
         describe_metrics();
         Notifier {
             client,
@@ -230,7 +256,7 @@ impl Notifier {
     }
 
     /// The HTTP client (remediation URLs use it too).
-    pub(crate) fn client(&self) -> &reqwest::Client {
+    pub(crate) fn client(&self) -> &HttpClient {
         &self.client
     }
 

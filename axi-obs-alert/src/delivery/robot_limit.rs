@@ -8,6 +8,7 @@
 //! next slot's message, so no notification is cut away and still logged as sent. Only a
 //! single notification over the limit is cut ([`fit_robot_body`](super::fit_robot_body)).
 
+use axi_obs_core::https::HttpClient;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -131,7 +132,7 @@ impl RobotLimits {
 /// of sending (DingTalk's signature carries a timestamp).
 pub(crate) async fn send_limited(
     limits: &RobotLimits,
-    client: &reqwest::Client,
+    client: &HttpClient,
     key: &str,
     body: Value,
     url: impl Fn() -> String,

@@ -56,15 +56,15 @@ enum Command {
 /// A handle to a running dispatcher. Dropping every handle stops the task too.
 ///
 /// ```no_run
-/// # async fn demo(d: axi_obs_alert::delivery::Dispatcher) {
-/// use axi_obs_alert::delivery::{Notifier, RetryPolicy, Runner, SystemClock};
+/// # async fn demo(d: axi_obs_alert::delivery::Dispatcher) -> Result<(), Box<dyn std::error::Error>> {
+/// use axi_obs_alert::delivery::{Notifier, RetryPolicy, Runner, SystemClock, http_client};
 ///
-/// let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default());
+/// let notifier = Notifier::new(http_client()?, RetryPolicy::default());
 /// let (runner, task) = Runner::spawn(d, notifier, SystemClock, 1024);
 /// // runner.send(alerts).await; ...
 /// runner.shutdown().await;
-/// let dispatcher = task.await.unwrap();
-/// # }
+/// let dispatcher = task.await?;
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct Runner {

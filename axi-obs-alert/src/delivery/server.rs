@@ -50,6 +50,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTPS client of the receivers could not be set up.
+    #[error("the receivers' HTTPS client: {0}")]
+    Tls(#[from] axi_obs_core::tls::TlsError),
     /// `--web.external-url` is not an http or https URL.
     #[error("external URL {0:?}: the scheme must be http or https")]
     ExternalUrl(String),
@@ -89,7 +92,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         now,
     )?;
     let restored = dispatcher.alert_count();
-    let notifier = Notifier::new(reqwest::Client::new(), RetryPolicy::default());
+    let notifier = Notifier::new(crate::delivery::http_client()?, RetryPolicy::default());
     let (runner, task) = Runner::spawn(dispatcher, notifier, SystemClock, DEFAULT_RUNNER_CAPACITY);
     let shared: ConfigText = std::sync::Arc::new(config_text.into());
     let reloader = Reloader {

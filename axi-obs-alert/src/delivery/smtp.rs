@@ -507,8 +507,6 @@ async fn client_config(tls: &TlsConfig) -> Result<ClientConfig, SmtpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axi_obs_core::tls::provider;
-    use rustls::pki_types::PrivateKeyDer;
     use tokio::net::TcpListener;
 
     /// One connection: `(expected line prefix, reply)` in order. An empty prefix sends the
@@ -744,31 +742,11 @@ mod tests {
     }
 
     fn pki(dir: &std::path::Path) -> (tokio_rustls::TlsAcceptor, String) {
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["mx.test".to_owned()]).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
-        let cert = leaf.signed_by(&key, &issuer).unwrap();
-        let cfg = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .unwrap();
+        let pki = axi_obs_core::testing::TestPki::new(&["mx.test"]);
         let ca_file = dir.join("ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        std::fs::write(&ca_file, &pki.ca_pem).unwrap();
         (
-            tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
+            tokio_rustls::TlsAcceptor::from(pki.server_config()),
             ca_file.display().to_string(),
         )
     }
@@ -890,7 +868,7 @@ mod tests {
             external_url: String::new(),
         };
         let notifier = Notifier::new(
-            reqwest::Client::new(),
+            crate::delivery::http_client().expect("the delivery HTTP client"),
             RetryPolicy {
                 initial_backoff: Duration::from_millis(1),
                 max_backoff: Duration::from_millis(1),

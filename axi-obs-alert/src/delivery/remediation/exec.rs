@@ -139,7 +139,7 @@ impl RemediationRun {
     /// [`REMEDIATION_OUTPUT_LIMIT`] bytes each; killed at the timeout) or POSTs the payload
     /// to the URL with `client` (2xx is success), and says how it went. Never fails: every
     /// error is an outcome.
-    pub async fn execute(self, client: &reqwest::Client) -> RemediationOutcome {
+    pub async fn execute(self, client: &axi_obs_core::https::HttpClient) -> RemediationOutcome {
         let start = Instant::now();
         let timeout = self.config.timeout.0;
         let (result, stdout, stderr) = match (&self.config.command, &self.config.url) {
@@ -278,45 +278,50 @@ fn exit_status(st: std::process::ExitStatus) -> String {
 }
 
 async fn call_url(
-    client: &reqwest::Client,
+    client: &axi_obs_core::https::HttpClient,
     url: &str,
     body: Vec<u8>,
     timeout: Duration,
 ) -> (RemediationResult, String) {
-    let request = client
-        .post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::USER_AGENT, crate::delivery::USER_AGENT)
-        .timeout(timeout)
-        .body(body);
+    use axi_obs_core::https::HttpError;
+    // Checked at load; the URL may hold a token: never echoed.
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return (
+            RemediationResult::Failed {
+                status: "request failed".into(),
+                detail: "the action's URL is not a valid URL".into(),
+            },
+            String::new(),
+        );
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(crate::delivery::USER_AGENT),
+    );
     let answer = tokio::time::timeout(timeout, async {
-        let r = request.send().await?;
-        let status = r.status();
-        let mut text = r.text().await.unwrap_or_default();
-        if text.len() > REMEDIATION_OUTPUT_LIMIT {
-            let mut cut = REMEDIATION_OUTPUT_LIMIT;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
+        let r = client
+            .post(&uri, &headers, "application/json", body)
+            .await?;
+        let kept = &r.body[..r.body.len().min(REMEDIATION_OUTPUT_LIMIT)];
+        let mut text = String::from_utf8_lossy(kept).into_owned();
+        // A character cut at the limit reads as U+FFFD: dropped.
+        if kept.len() < r.body.len() && text.ends_with('\u{fffd}') {
+            text.pop();
         }
-        Ok::<_, reqwest::Error>((status, text))
+        Ok::<_, HttpError>((r.status, text))
     })
     .await;
     match answer {
-        Err(_) => (
+        Err(_) | Ok(Err(HttpError::Timeout(_))) => (
             RemediationResult::TimedOut { after: timeout },
             String::new(),
         ),
-        Ok(Err(e)) if e.is_timeout() => (
-            RemediationResult::TimedOut { after: timeout },
-            String::new(),
-        ),
-        // The URL may hold a token: errors are printed without it.
+        // The URL may hold a token: the client's errors do not print it.
         Ok(Err(e)) => (
             RemediationResult::Failed {
                 status: "request failed".into(),
-                detail: excerpt(&e.without_url().to_string()),
+                detail: excerpt(&e.to_string()),
             },
             String::new(),
         ),

@@ -209,17 +209,13 @@ pub(super) fn validate(
                 }
             }
             (None, Some(url)) => {
-                if reqwest::Url::parse(&url.0).is_err() {
-                    // The URL may hold a token: never echo it.
-                    return Err(fail(what("url is not a valid URL"), "url", here));
-                }
-                if !url.0.starts_with("http://") {
-                    // The URL may hold a token: never echo it.
+                // The URL may hold a token: never echo it.
+                let valid = url.0.parse::<http::Uri>().is_ok_and(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+                });
+                if !valid {
                     return Err(fail(
-                        what(
-                            "url must start with http:// (https is not supported: the \
-                             workspace's reqwest has no TLS backend)",
-                        ),
+                        what("url is not a valid http:// or https:// URL"),
                         "url",
                         here,
                     ));
