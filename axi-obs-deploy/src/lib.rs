@@ -75,10 +75,10 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `sqlite` | yes | [`store`]: the SQLite history (SQLite compiled in) |
-//! | `cli` | yes | the `axi-deploy` binary, [`spool`] (adds clap, anyhow, reqwest) |
+//! | `cli` | yes | the `axi-deploy` binary, [`spool`] (adds clap, anyhow, axi-obs-core's HTTPS client) |
 //! | `stream` | with `http` | [`stream`]: the live stream hook (adds tokio's `sync`) |
 //! | `http` | yes | [`http`]: the axum routes (adds axum, hmac, sha2, and for the WebSocket hyper-util, sha1, tungstenite; implies `sqlite`, `stream`) |
-//! | `notify` | yes | [`notify`]: [`NotifyHook`](notify::NotifyHook), a JSON summary per finished deployment posted to a webhook (adds reqwest) |
+//! | `notify` | yes | [`notify`]: [`NotifyHook`](notify::NotifyHook), a JSON summary per finished deployment posted to a webhook (`http://` or `https://`; adds axi-obs-core's HTTPS client) |
 //! | `alert` | no | [`alert`]: deploy-aware alert annotations; [`robot`]: DingTalk / WeCom deploy notifications (adds axi-obs-alert; implies `sqlite`, `notify`) |
 //!
 //! Library users who only track deploys in a service can use `default-features = false`

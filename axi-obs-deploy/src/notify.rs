@@ -32,6 +32,7 @@
 
 use std::time::Duration;
 
+use axi_obs_core::https::{BlockingHttpClient, Connector, HttpClient};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -113,10 +114,10 @@ impl Summary {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotifyError {
-    /// The HTTP client could not be built.
+    /// The HTTP client could not be built (its runtime or its TLS configuration).
     #[error("cannot build the notification HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
-    /// The request failed (connection, timeout).
+    Client(String),
+    /// The request failed (connection, TLS, timeout).
     #[error("POST {url}: {source}")]
     Send {
         /// The webhook as logs may show it: without the credentials and query (tokens) its
@@ -124,7 +125,7 @@ pub enum NotifyError {
         url: String,
         /// What failed (without the URL).
         #[source]
-        source: reqwest::Error,
+        source: axi_obs_core::https::HttpError,
     },
     /// The webhook answered with a status other than 2xx.
     #[error("POST {url}: HTTP {status}")]
@@ -132,7 +133,7 @@ pub enum NotifyError {
         /// The webhook as logs may show it (see [`NotifyError::Send`]).
         url: String,
         /// Its answer.
-        status: reqwest::StatusCode,
+        status: http::StatusCode,
     },
 }
 
@@ -140,20 +141,21 @@ pub enum NotifyError {
 /// [module documentation](self).
 #[derive(Debug)]
 pub struct NotifyHook {
-    url: reqwest::Url,
+    url: http::Uri,
     timeout: Duration,
     statuses: Vec<Status>,
     /// Built at the first notification, on the dispatcher's thread: a blocking client must
     /// not be created or dropped inside an async runtime, where hooks are often built.
-    client: Option<reqwest::blocking::Client>,
+    client: Option<BlockingHttpClient>,
     /// Deployments already notified of (or filtered out) by their first outcome.
     ended: crate::hook::RecentlyEnded,
 }
 
 impl NotifyHook {
-    /// A hook posting to `url` for every outcome (succeeded, failed, rolled back, cancelled),
-    /// with a [`DEFAULT_TIMEOUT`] per POST.
-    pub fn new(url: reqwest::Url) -> Self {
+    /// A hook posting to `url` (`http://` or `https://`, the host's trust store) for every
+    /// outcome (succeeded, failed, rolled back, cancelled), with a [`DEFAULT_TIMEOUT`] per
+    /// POST.
+    pub fn new(url: http::Uri) -> Self {
         Self {
             url,
             timeout: DEFAULT_TIMEOUT,
@@ -183,29 +185,47 @@ impl NotifyHook {
     fn post(&mut self, id: &str, summary: &Summary) -> Result<(), NotifyError> {
         let client = match self.client.take() {
             Some(client) => client,
-            None => reqwest::blocking::Client::builder()
-                .timeout(self.timeout)
-                .connect_timeout(self.timeout)
-                .build()
-                .map_err(NotifyError::Client)?,
+            None => {
+                let tls = axi_obs_core::tls::ClientTls::new()
+                    .client_config()
+                    .map_err(|e| NotifyError::Client(e.to_string()))?;
+                let timeout = self.timeout;
+                BlockingHttpClient::new(|| {
+                    HttpClient::new(
+                        Connector::new(tls).connect_timeout(timeout).build(),
+                        timeout,
+                    )
+                    // Only the status matters.
+                    .max_body(4096)
+                })
+                .map_err(|e| NotifyError::Client(e.to_string()))?
+            }
         };
         let client = self.client.insert(client);
         // A struct of strings, numbers and a formatted timestamp always serializes.
         let body = serde_json::to_string(summary).unwrap_or_default();
-        let resp = client
-            .post(self.url.clone())
-            .header("content-type", "application/json")
-            .header("idempotency-key", id)
-            .body(body)
-            .send()
+        let mut request = http::Request::new(bytes::Bytes::from(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = self.url.clone();
+        let headers = request.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        if let Ok(id) = http::HeaderValue::from_str(id) {
+            headers.insert("idempotency-key", id);
+        }
+        // The client's errors never hold the URL.
+        let reply = client
+            .request(request)
             .map_err(|source| NotifyError::Send {
                 url: shown(&self.url),
-                source: source.without_url(),
+                source,
             })?;
-        if !resp.status().is_success() {
+        if !reply.status.is_success() {
             return Err(NotifyError::Status {
                 url: shown(&self.url),
-                status: resp.status(),
+                status: reply.status,
             });
         }
         Ok(())
@@ -214,8 +234,8 @@ impl NotifyHook {
 
 /// `url` as errors show it: webhook URLs carry tokens (in the path of some, the query of
 /// most), so the query and any credentials are hidden.
-fn shown(url: &reqwest::Url) -> String {
-    axi_obs_core::__private::redact_url(url.as_str())
+fn shown(url: &http::Uri) -> String {
+    axi_obs_core::__private::redact_url(&url.to_string())
 }
 
 impl Hook for NotifyHook {

@@ -71,9 +71,9 @@ pub enum RobotError {
     /// The hook's Tokio runtime could not start.
     #[error("cannot start the robot hook's runtime")]
     Runtime(#[source] std::io::Error),
-    /// The HTTP client could not be built.
-    #[error("cannot build the robot hook's HTTP client")]
-    Client(#[source] reqwest::Error),
+    /// The HTTPS client could not be built.
+    #[error("cannot build the robot hook's HTTPS client")]
+    Client(#[source] axi_obs_core::tls::TlsError),
 }
 
 /// Why a notification was not delivered (the hook's error).
@@ -95,7 +95,7 @@ pub struct RobotNotifyHook {
     robots: Vec<Robot>,
     statuses: Vec<Status>,
     timeout: Duration,
-    client: reqwest::Client,
+    client: axi_obs_core::https::HttpClient,
     runtime: tokio::runtime::Runtime,
     /// Deployments already announced (or filtered out) by their first outcome.
     ended: crate::hook::RecentlyEnded,
@@ -122,9 +122,8 @@ impl RobotNotifyHook {
             .enable_all()
             .build()
             .map_err(RobotError::Runtime)?;
-        let client = reqwest::Client::builder()
-            .build()
-            .map_err(RobotError::Client)?;
+        // The robots are `https://` only.
+        let client = axi_obs_alert::delivery::http_client().map_err(RobotError::Client)?;
         Ok(Self {
             robots: Vec::new(),
             statuses: vec![

@@ -1313,3 +1313,93 @@ fn spooled_events_wait_for_their_own_destination() {
     assert_eq!(ids(&a), ["dep-a"]);
     assert!(env.spooled().is_empty());
 }
+
+/// An `https://` endpoint asking for basic auth (the credentials given in the URL): the
+/// event is delivered with the host's trust store plus a CA given by `SSL_CERT_FILE`, the
+/// credentials go as `Authorization: Basic`; without that CA the certificate is refused and
+/// the event spooled.
+#[test]
+fn an_https_endpoint_with_basic_auth_gets_the_event() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new();
+    let pki = axi_obs_core::testing::TestPki::new(&["localhost"]);
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
+    let ca_file = env.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let head = loop {
+                    let n = tls.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(String::from_utf8_lossy(&buf[..end]).to_lowercase());
+                    }
+                };
+                let Some(head) = head else { continue };
+                let authorized = head.contains("authorization: basic zgvwbg95zxi6cznjcmv0");
+                seen.lock().unwrap().push(head);
+                let (status, body) = if authorized {
+                    ("200 OK", r#"{"received":1,"stored":1,"duplicates":0}"#)
+                } else {
+                    ("401 Unauthorized", "no")
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+    });
+    let url = format!("https://deployer:s3cret@localhost:{port}/api/deploy/events");
+    let out = env
+        .cmd(&pev("start", &["--id", "dep-tls"]))
+        .env("AXI_DEPLOY_ENDPOINT", &url)
+        .env("SSL_CERT_FILE", &ca_file)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(env.spooled().is_empty(), "{}", text(&out.stderr));
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        heads[0].starts_with("post /api/deploy/events "),
+        "{heads:?}"
+    );
+    assert!(heads[0].contains("idempotency-key: "), "{heads:?}");
+    assert!(!heads[0].contains("s3cret"), "{heads:?}");
+
+    // The host's trust store alone does not vouch for the test CA.
+    let out = env
+        .cmd(&pev("start", &["--id", "dep-tls-2"]))
+        .env("AXI_DEPLOY_ENDPOINT", &url)
+        .env("SSL_CERT_FILE", "/nonexistent/ca.pem")
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    let said = text(&out.stderr);
+    assert!(said.contains("certificate"), "{said}");
+    assert!(!said.contains("s3cret"), "{said}");
+    assert_eq!(env.spooled().len(), 1, "{said}");
+}

@@ -68,7 +68,7 @@ impl Receiver {
         }
     }
 
-    fn url(&self) -> reqwest::Url {
+    fn url(&self) -> axum::http::Uri {
         format!("http://{}/hook", self.addr).parse().unwrap()
     }
 

@@ -28,7 +28,8 @@ Where events go:
   Without an endpoint, events go straight into the local SQLite history (--db).
 
 Defaults: --db $XDG_DATA_HOME/axi-deploy/history.db, --spool $XDG_DATA_HOME/axi-deploy/spool
-(XDG_DATA_HOME defaults to ~/.local/share). Plain http:// endpoints only.
+(XDG_DATA_HOME defaults to ~/.local/share). http:// and https:// endpoints (the host's trust
+store; add a private CA with SSL_CERT_FILE); user:password@ in the URL is sent as basic auth.
 
 Exit codes: `run` exits with the command's code (128 + signal if it was killed, 127 if it
 could not start); failing to record never changes it, it is reported on stderr. Other
@@ -513,13 +514,59 @@ fn warn(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "axi-deploy: warning: {msg}");
 }
 
+/// The POST of one event's JSON to `url`, with its id as `Idempotency-Key`; a
+/// `user:password@` in the URL becomes basic auth (and leaves the URL).
+fn post_request(url: &str, id: &str, body: String) -> Result<http::Request<bytes::Bytes>> {
+    let uri: http::Uri = url.parse().context("not a URL")?;
+    let mut parts = uri.into_parts();
+    let mut auth = None;
+    if let Some(a) = &parts.authority
+        && let Some((user_info, host)) = a.as_str().rsplit_once('@')
+    {
+        let decode = |s: &str| {
+            form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+        let credentials = format!("{}:{}", decode(user), decode(password));
+        use base64::Engine as _;
+        auth = Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        ));
+        parts.authority = Some(host.parse().context("not a URL")?);
+    }
+    let uri = http::Uri::from_parts(parts).context("not a URL")?;
+    let mut request = http::Request::new(bytes::Bytes::from(body));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        "idempotency-key",
+        http::HeaderValue::from_str(id).context("the event id is no header value")?,
+    );
+    if let Some(a) = auth {
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&a).context("the credentials are no header value")?,
+        );
+    }
+    Ok(request)
+}
+
 fn refused(e: &anyhow::Error) -> bool {
     e.downcast_ref::<Refused>().is_some()
 }
 
 struct Sink<'a> {
     paths: &'a Paths,
-    http: Option<reqwest::blocking::Client>,
+    http: Option<axi_obs_core::https::BlockingHttpClient>,
     history: Option<History>,
     /// After one failed delivery, later events of this invocation go straight to the spool.
     down: bool,
@@ -567,40 +614,43 @@ impl<'a> Sink<'a> {
         match &self.paths.endpoint {
             Some(url) => {
                 if self.http.is_none() {
+                    // No redirect is followed: one would turn the POST into a body-less GET,
+                    // whose 2xx (a proxy's landing page) would pass for a delivery. A 3xx is a
+                    // failure naming where it points, and the event is spooled.
+                    let tls = axi_obs_core::tls::ClientTls::new()
+                        .client_config()
+                        .context("the HTTPS client's TLS configuration")?;
                     self.http = Some(
-                        reqwest::blocking::Client::builder()
-                            .connect_timeout(Duration::from_secs(3))
-                            .timeout(Duration::from_secs(10))
-                            // A redirect would turn the POST into a body-less GET, whose 2xx
-                            // (a proxy's landing page) would pass for a delivery: a 3xx is a
-                            // failure naming where it points, and the event is spooled.
-                            .redirect(reqwest::redirect::Policy::none())
-                            .build()
-                            .context("building the HTTP client")?,
+                        axi_obs_core::https::BlockingHttpClient::new(|| {
+                            axi_obs_core::https::HttpClient::new(
+                                axi_obs_core::https::Connector::new(tls)
+                                    .connect_timeout(Duration::from_secs(3))
+                                    .build(),
+                                Duration::from_secs(10),
+                            )
+                            .max_body(64 * 1024)
+                        })
+                        .context("starting the HTTP client")?,
                     );
                 }
                 let Some(client) = &self.http else {
                     bail!("no HTTP client");
                 };
-                let resp = client
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", &event.id)
-                    .body(event.to_json())
-                    .send()
-                    // Without the credentials or token the URL may carry: reqwest's error
-                    // holds the whole URL (user info removed, not the query), so it goes.
-                    .map_err(reqwest::Error::without_url)
+                // The client's errors never hold the URL, which may carry a token.
+                let request = post_request(url, &event.id, event.to_json())
                     .with_context(|| format!("POST {}", redact_url(url)))?;
-                let status = resp.status();
+                let resp = client
+                    .request(request)
+                    .with_context(|| format!("POST {}", redact_url(url)))?;
+                let status = resp.status;
                 let location = resp
-                    .headers()
-                    .get(reqwest::header::LOCATION)
+                    .headers
+                    .get(http::header::LOCATION)
                     .filter(|_| status.is_redirection())
                     .map(|l| redact_url(&String::from_utf8_lossy(l.as_bytes())));
                 if !status.is_success() {
                     // The server names the field at fault: show it.
-                    let body = resp.text().unwrap_or_default();
+                    let body = String::from_utf8_lossy(&resp.body);
                     let body: String = body.trim().chars().take(512).collect();
                     let body = match location {
                         Some(to) => format!("redirected to {to}: give that URL instead"),
