@@ -282,6 +282,9 @@ impl<'a> State<'a> {
         let val = self.eval_pipeline(dot, &b.pipe)?;
         let mark = self.vars.len();
         let mut items: Vec<(Value, Value)> = Vec::new();
+        // Counting ranges (`range 5`) go lazily, as in Go: `range 200000000` with a `break`
+        // allocates nothing.
+        let mut counted: Option<Box<dyn Iterator<Item = (Value, Value)>>> = None;
         match &val {
             Value::List(l) => {
                 for (i, v) in l.iter().enumerate() {
@@ -310,9 +313,7 @@ impl<'a> State<'a> {
                         "can't use {n} to iterate over more than one variable"
                     )));
                 }
-                for i in 0..*n {
-                    items.push((Value::Int(i), Value::Int(i)));
-                }
+                counted = Some(Box::new((0..*n).map(|i| (Value::Int(i), Value::Int(i)))));
             }
             Value::Uint(n) => {
                 if b.pipe.decl.len() > 1 {
@@ -320,9 +321,7 @@ impl<'a> State<'a> {
                         "can't use {n} to iterate over more than one variable"
                     )));
                 }
-                for i in 0..*n {
-                    items.push((Value::Uint(i), Value::Uint(i)));
-                }
+                counted = Some(Box::new((0..*n).map(|i| (Value::Uint(i), Value::Uint(i)))));
             }
             other => {
                 return Err(self.errorf(format!(
@@ -331,7 +330,10 @@ impl<'a> State<'a> {
                 )));
             }
         }
-        let r = if items.is_empty() {
+        let mut items = counted
+            .unwrap_or_else(|| Box::new(items.into_iter()))
+            .peekable();
+        let r = if items.peek().is_none() {
             match &b.else_list {
                 Some(e) => self.walk_list(dot, e),
                 None => Ok(Flow::Normal),

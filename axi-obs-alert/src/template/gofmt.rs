@@ -283,6 +283,32 @@ struct Flags {
     prec: Option<usize>,
 }
 
+/// `digits` with zeros in front up to `width` characters, in one move.
+fn zero_fill(digits: &mut String, width: usize) {
+    if digits.len() < width {
+        digits.insert_str(0, &"0".repeat(width - digits.len()));
+    }
+}
+
+/// Go's `tooLarge`: a width or precision beyond this is refused (a format asking for a
+/// gigabyte of padding is a mistake or an attack, not a layout).
+const MAX_WIDTH: usize = 1_000_000;
+
+/// Go's `parsenum`: the decimal number at `chars[start..]` and where it ends; `None` and the
+/// end of the format when it grows too large (Go then reports the verb as missing).
+fn parse_num(chars: &[char], start: usize) -> (Option<usize>, usize) {
+    let mut num: usize = 0;
+    let mut i = start;
+    while i < chars.len() && chars[i].is_ascii_digit() {
+        if num > MAX_WIDTH {
+            return (None, chars.len());
+        }
+        num = num * 10 + (chars[i] as usize - '0' as usize);
+        i += 1;
+    }
+    ((i > start).then_some(num), i)
+}
+
 fn pad(out: &mut String, s: &str, f: &Flags) {
     let n = s.chars().count();
     let w = f.width.unwrap_or(0);
@@ -361,9 +387,7 @@ fn fmt_integer(out: &mut String, neg: bool, mag: u128, verb: char, f: &Flags) {
         if p == 0 && mag == 0 {
             digits.clear();
         }
-        while digits.len() < p {
-            digits.insert(0, '0');
-        }
+        zero_fill(&mut digits, p);
     } else if f.zero
         && !f.minus
         && let Some(w) = f.width
@@ -372,9 +396,7 @@ fn fmt_integer(out: &mut String, neg: bool, mag: u128, verb: char, f: &Flags) {
         if neg || f.plus || f.space {
             w = w.saturating_sub(1);
         }
-        while digits.len() < w {
-            digits.insert(0, '0');
-        }
+        zero_fill(&mut digits, w);
     }
     let mut prefix = String::new();
     if neg {
@@ -700,7 +722,11 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
         // width
         if i < chars.len() && chars[i] == '*' {
             i += 1;
-            match args.get(arg_num).and_then(arg_int) {
+            match args
+                .get(arg_num)
+                .and_then(arg_int)
+                .filter(|w| w.unsigned_abs() <= MAX_WIDTH as u64)
+            {
                 Some(w) => {
                     if w < 0 {
                         f.minus = true;
@@ -712,14 +738,9 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             }
             arg_num += 1;
         } else {
-            let start = i;
-            while i < chars.len() && chars[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i > start {
-                let s: String = chars[start..i].iter().collect();
-                f.width = s.parse().ok();
-            }
+            let (width, next) = parse_num(&chars, i);
+            f.width = width;
+            i = next;
         }
         // precision
         if i < chars.len() && chars[i] == '.' {
@@ -728,17 +749,14 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             if i < chars.len() && chars[i] == '*' {
                 i += 1;
                 match args.get(arg_num).and_then(arg_int) {
-                    Some(p) if p >= 0 => f.prec = Some(p as usize),
+                    Some(p) if p >= 0 && p as u64 <= MAX_WIDTH as u64 => f.prec = Some(p as usize),
                     _ => out.push_str("%!(BADPREC)"),
                 }
                 arg_num += 1;
             } else {
-                let start = i;
-                while i < chars.len() && chars[i].is_ascii_digit() {
-                    i += 1;
-                }
-                let s: String = chars[start..i].iter().collect();
-                f.prec = Some(s.parse().unwrap_or(0));
+                let (prec, next) = parse_num(&chars, i);
+                f.prec = Some(prec.unwrap_or(0));
+                i = next;
             }
         }
         parse_index(&mut i, &mut arg_num, &mut good_arg_num, &mut reordered);

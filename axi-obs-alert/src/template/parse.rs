@@ -242,10 +242,19 @@ pub(crate) struct Parser<'a> {
     peek_count: usize,
     vars: Vec<String>,
     range_depth: usize,
+    /// Parenthesized pipelines and control structures (`if`, `range`, `with`, an `else if`)
+    /// open around the token being parsed: parsing and executing recurse this deep.
+    nesting: usize,
     action_line: usize,
     funcs: &'a HashSet<&'static str>,
     trees: TreeSet,
 }
+
+/// Most parenthesized pipelines and control structures one inside another. Go allows 10,000
+/// parentheses (its stacks grow); parsing and executing here recurse on a fixed thread stack,
+/// so a template nested deeper (a mistake, or a rule file written to crash its reader) is an
+/// error rather than a stack overflow that ends the process. No real template comes near.
+pub(crate) const MAX_NESTING: usize = 100;
 
 type PResult<T> = Result<T, String>;
 
@@ -278,6 +287,7 @@ pub(crate) fn parse(
         peek_count: 0,
         vars: vec!["$".to_string()],
         range_depth: 0,
+        nesting: 0,
         action_line: 0,
         funcs,
         trees: TreeSet::new(),
@@ -524,6 +534,18 @@ impl Parser<'_> {
     }
 
     fn control(&mut self, context: &str) -> PResult<Branch> {
+        if self.nesting >= MAX_NESTING {
+            return self.errorf(format!(
+                "max nesting depth exceeded ({MAX_NESTING} if, range, with and parentheses)"
+            ));
+        }
+        self.nesting += 1;
+        let branch = self.control_body(context);
+        self.nesting -= 1;
+        branch
+    }
+
+    fn control_body(&mut self, context: &str) -> PResult<Branch> {
         let nvars = self.vars.len();
         let pipe = self.pipeline(context, Tok::RightDelim)?;
         if context == "range" {
@@ -793,9 +815,15 @@ impl Parser<'_> {
                     .or_else(|e| self.errorf(e))?;
                 Arg::Number { pos, num }
             }
-            Tok::LeftParen => Arg::Pipe(Box::new(
-                self.pipeline("parenthesized pipeline", Tok::RightParen)?,
-            )),
+            Tok::LeftParen => {
+                if self.nesting >= MAX_NESTING {
+                    return self.errorf("max expression depth exceeded".into());
+                }
+                self.nesting += 1;
+                let pipe = self.pipeline("parenthesized pipeline", Tok::RightParen);
+                self.nesting -= 1;
+                Arg::Pipe(Box::new(pipe?))
+            }
             Tok::String | Tok::RawString => {
                 let text = unquote(&token.val).or_else(|e| self.errorf(e))?;
                 Arg::Str {

@@ -550,3 +550,77 @@ fn alertmanager_kv_pairs_alerts_and_join() {
     let e = run("{{ join \",\" 1 }}", &Value::Nil).unwrap_err();
     assert!(e.contains("expected []string"), "{e}");
 }
+
+/// Go refuses a width or precision beyond a million (`tooLarge`): a format asking for a
+/// gigabyte of padding is answered with Go's markers at once, not built. Zero padding up to
+/// the limit is one move, not a character at a time.
+#[test]
+fn huge_widths_are_refused_as_go_refuses_them() {
+    assert_eq!(
+        sprintf("%999999999d", &[Value::Int(1)]),
+        "%!(NOVERB)%!(EXTRA int=1)"
+    );
+    assert_eq!(
+        sprintf("%*d", &[Value::Int(999_999_999), Value::Int(1)]),
+        "%!(BADWIDTH)1"
+    );
+    assert_eq!(
+        sprintf("%.*f", &[Value::Int(2_000_000), Value::Float(1.0)]),
+        "%!(BADPREC)1.000000"
+    );
+    let padded = sprintf("%01000000d", &[Value::Int(7)]);
+    assert_eq!(padded.len(), 1_000_000);
+    assert!(padded.ends_with("07") && padded.starts_with("000"));
+    let precise = sprintf("%.1000000d", &[Value::Int(-7)]);
+    assert_eq!(precise.len(), 1_000_001);
+    assert_eq!(
+        sprintf(
+            "%5d|%-4d|%.3d",
+            &[Value::Int(42), Value::Int(7), Value::Int(5)]
+        ),
+        "   42|7   |005"
+    );
+}
+
+/// Nesting beyond [`parse::MAX_NESTING`] is a parse error naming the template (Go's words
+/// for parentheses), not a stack overflow that ends the process; up to it, templates parse
+/// and run on a 2 MiB thread (what the evaluation thread and Tokio's workers have).
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let n = parse::MAX_NESTING;
+    let ok_parens = format!("{{{{{}1{}}}}}", "(".repeat(n), ")".repeat(n));
+    let deep_parens = format!("{{{{{}1{}}}}}", "(".repeat(n + 1), ")".repeat(n + 1));
+    let ok_ifs = format!("{}x{}", "{{if 1}}".repeat(n), "{{end}}".repeat(n));
+    let deep_ifs = format!("{}x{}", "{{if 1}}".repeat(n + 1), "{{end}}".repeat(n + 1));
+    let huge = format!("{{{{{}1{}}}}}", "(".repeat(20_000), ")".repeat(20_000));
+    let results = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            [ok_parens, deep_parens, ok_ifs, deep_ifs, huge]
+                .iter()
+                .map(|t| run(t, &Value::Nil))
+                .collect::<Vec<_>>()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(results[0].as_deref(), Ok("1"));
+    let e = results[1].as_ref().unwrap_err();
+    assert!(
+        e.contains("template: test:1: max expression depth exceeded"),
+        "{e}"
+    );
+    assert_eq!(results[2].as_deref(), Ok("x"));
+    let e = results[3].as_ref().unwrap_err();
+    assert!(e.contains("max nesting depth exceeded"), "{e}");
+    assert!(results[4].is_err());
+}
+
+/// A counting `range` runs lazily, as Go's: two hundred million iterations ended by `break`
+/// at the first cost nothing.
+#[test]
+fn a_counting_range_is_lazy() {
+    assert_eq!(ok("{{range 200000000}}{{.}}{{break}}{{end}}"), "0");
+    assert_eq!(ok("{{range $i := 3}}{{$i}}{{end}}"), "012");
+    assert_eq!(ok("{{range 0}}x{{else}}none{{end}}"), "none");
+}
