@@ -26,4 +26,4 @@ fi
 
 cd "$root"
 cargo build --profile dist --target "$target" -p node-collector --features mimalloc >&2
-echo "$root/target/$target/dist/axi-node-collector"
+echo "${CARGO_TARGET_DIR:-$root/target}/$target/dist/axi-node-collector"

@@ -16,9 +16,19 @@ set -euo pipefail
 dir=${1:-${AXI_PEERS_DIR:-$HOME/.cache/axi-obs-peers}}
 bin=$dir/root/usr/bin
 need=(prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter otel-python aiosmtpd-python nginx)
+# Debian's Alertmanager reads its built-in templates from this absolute path; link it when we
+# may (root in CI), else Alertmanager tests will say what is missing. On every run: a cache
+# restored from elsewhere has the packages but not the link.
+link_templates() {
+  if [[ -d $dir/root/usr/share/prometheus/alertmanager && ! -e /usr/share/prometheus/alertmanager/default.tmpl ]] \
+    && mkdir -p /usr/share/prometheus 2>/dev/null; then
+    ln -sfn "$dir/root/usr/share/prometheus/alertmanager" /usr/share/prometheus/alertmanager || true
+  fi
+}
 have_all=1
 for b in "${need[@]}"; do [[ -x $bin/$b ]] || have_all=0; done
 if [[ $have_all == 1 ]]; then
+  link_templates
   echo "$bin"; exit 0
 fi
 install_python_sdk() {
@@ -73,6 +83,7 @@ LIST
 debs_present=1
 for b in prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter; do [[ -x $bin/$b ]] || debs_present=0; done
 if [[ $debs_present == 1 ]]; then
+  link_templates
   install_python_sdk
   install_aiosmtpd
   install_nginx
@@ -91,11 +102,7 @@ apt-get "${o[@]}" -qq update >&2
 for f in "$dir"/debs/*.deb; do dpkg -x "$f" "$dir/root"; done
 ln -sf prometheus-alertmanager "$bin/alertmanager"
 ln -sf prometheus-node-exporter "$bin/node_exporter"
-# Debian's Alertmanager reads its built-in templates from this absolute path; link it when we
-# may (root in CI), else Alertmanager tests will say what is missing.
-if [[ ! -e /usr/share/prometheus/alertmanager/default.tmpl ]] && mkdir -p /usr/share/prometheus 2>/dev/null; then
-  ln -sfn "$dir/root/usr/share/prometheus/alertmanager" /usr/share/prometheus/alertmanager || true
-fi
+link_templates
 for b in prometheus promtool alertmanager node_exporter; do
   "$bin/$b" --version 2>&1 | head -1 >&2
 done

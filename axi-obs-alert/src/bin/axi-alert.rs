@@ -23,8 +23,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "axi-alert",
     version,
-    about = "Prometheus-compatible alerting tools: run PromQL conformance files and evaluate queries \
-             with axi-obs-alert's PromQL engine"
+    about = "Prometheus-compatible alerting on axi-obs-alert's PromQL engine: check and unit-test \
+             rule files, evaluate queries and PromQL conformance files, run the rule evaluator \
+             (`run`) and the Alertmanager-compatible router (`alertmanager`)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,7 +52,8 @@ enum Command {
     ///
     /// Prometheus's query API answers from the samples it holds: `/api/v1/query`,
     /// `/api/v1/query_range`, `/api/v1/series`, `/api/v1/labels` and
-    /// `/api/v1/label/<name>/values` (GET, or POST with a form body), with Prometheus's
+    /// `/api/v1/label/<name>/values` (GET, or POST with a form body; label values GET only,
+    /// as in Prometheus), with Prometheus's
     /// parameters (`limit` and `lookback_delta` included), errors and status codes, so
     /// Grafana's Prometheus data source and `promtool query` work against it;
     /// `/api/v1/format_query` lays a query out as Prometheus does, `/api/v1/query_exemplars`
@@ -138,7 +140,8 @@ enum Command {
     /// so Prometheus, `amtool` and Grafana talk to it as to Alertmanager.
     ///
     /// Alerts are grouped, inhibited, silenced, deduplicated against the notification log
-    /// and delivered to webhook, DingTalk and WeCom receivers with retries. The
+    /// and delivered to webhook, email, DingTalk and WeCom receivers with retries (`http://`
+    /// and `https://`, the host's trust store; a private CA through `SSL_CERT_FILE`). The
     /// notification log, the silences and the alerts are written atomically to
     /// `STORAGE/axi-router-state.json` after every change, so a restart (even after
     /// `kill -9`) forgets no alert and sends nothing twice that was logged as sent.
@@ -173,9 +176,9 @@ enum Command {
     ///
     /// Each file names rule files (relative to itself), input series in the expanding
     /// notation, and expected firing alerts (labels, expanded annotations) and PromQL
-    /// results at given times. Prints `file: SUCCESS` or `file: FAILED:` with each mismatch,
-    /// and `file: UNSUPPORTED: reason` for files that need native histograms. Exits with
-    /// status 1 when any file failed or was unsupported.
+    /// results at given times. Prints, as promtool does, `Unit Testing: FILE` and then
+    /// `  SUCCESS`, `  FAILED:` with each mismatch, or `  UNSUPPORTED: reason` for files that
+    /// need native histograms. Exits with status 1 when any file failed or was unsupported.
     Test {
         /// Unit-test files.
         #[arg(required = true)]

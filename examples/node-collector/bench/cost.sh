@@ -23,7 +23,8 @@ command -v curl >/dev/null || { echo "cost.sh: curl is needed" >&2; exit 1; }
 
 # Our collectors, by node_exporter's collector names.
 comparable=(arp conntrack cpu diskstats entropy filefd filesystem kernel_hung loadavg meminfo
-  netclass netdev netstat os pressure selinux sockstat softnet stat time udp_queues uname vmstat)
+  netclass netdev netstat os pressure schedstat selinux sockstat softnet stat time udp_queues uname
+  vmstat)
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }

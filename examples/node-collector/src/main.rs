@@ -16,8 +16,9 @@ use node_collector::{Node, Paths};
 /// /sys at each scrape, so node_exporter dashboards work unchanged.
 ///
 /// GET /metrics returns the node metrics followed by the collector's own (process, HTTP);
-/// /healthz, /readyz and /version come from axi-obs-axum. Logs are JSON lines on standard
-/// output (AXI_LOG_FORMAT, RUST_LOG and the OTEL_* variables apply).
+/// /healthz, /readyz and /version come from axi-obs-axum. Logs go to standard output: JSON
+/// lines, or compact text when it is a terminal (AXI_LOG_FORMAT chooses; RUST_LOG and the
+/// OTEL_* variables apply).
 #[derive(Debug, Parser)]
 #[command(name = "axi-node-collector", version, about, long_about)]
 struct Args {
