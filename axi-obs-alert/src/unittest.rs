@@ -10,8 +10,8 @@
 //! run after the last evaluation; `for` state restoring is off. `start_timestamp` (newer
 //! than promtool 3.5) moves the whole test group in time.
 
+use crate::daemon::model_duration;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -295,7 +295,7 @@ fn run_group(
                 .unwrap_or_default();
             return Err(GroupError::Failed(vec![format!(
                 "an item under alert_rule_test misses required attribute alertname at eval_time {}{in_group}",
-                go_duration(t)
+                model_duration(t)
             )]));
         }
         alert_tests.entry(t).or_default().push(a);
@@ -328,7 +328,7 @@ fn run_group(
                     eval_errors.push(format!(
                         "    rule: {}, time: {}, err: {e}",
                         outcome.rule,
-                        go_duration(ts - base)
+                        go_duration(ts)
                     ));
                 }
             }
@@ -358,7 +358,7 @@ fn run_group(
                 errors.push(format!(
                     "    expr: {:?}, time: {}, err: {e}",
                     p.expr,
-                    go_duration(t)
+                    model_duration(t)
                 ));
                 continue;
             }
@@ -370,7 +370,7 @@ fn run_group(
                 errors.push(format!(
                     "    expr: {:?}, time: {}, err: rule result is not a vector or scalar",
                     p.expr,
-                    go_duration(t)
+                    model_duration(t)
                 ));
                 continue;
             }
@@ -378,7 +378,7 @@ fn run_group(
                 errors.push(format!(
                     "    expr: {:?}, time: {}, err: {e}",
                     p.expr,
-                    go_duration(t)
+                    model_duration(t)
                 ));
                 continue;
             }
@@ -403,7 +403,7 @@ fn run_group(
             errors.push(format!(
                 "    expr: {:?}, time: {}, err: {e}",
                 p.expr,
-                go_duration(t)
+                model_duration(t)
             ));
             continue;
         }
@@ -423,7 +423,7 @@ fn run_group(
             errors.push(format!(
                 "{test_name}    expr: {:?}, time: {},\n        exp: {}\n        got: {}",
                 p.expr,
-                go_duration(t),
+                model_duration(t),
                 samples_string(&expected),
                 samples_string(&got)
             ));
@@ -437,7 +437,23 @@ fn within_one_ulp(a: f64, b: f64) -> bool {
     a == b || a.next_up() == b || a.next_down() == b
 }
 
-type AlertView = (Labels, Vec<(String, String)>);
+/// An alert's labels and annotations, each sorted by name, empty values kept: promtool
+/// compares what the rule made with `labels.FromMap` of what the test expects, which keeps an
+/// expected empty value (so `exp_labels: {severity: ""}` never matches an alert without one),
+/// and Prometheus keeps an annotation that expanded to nothing.
+type AlertView = (Vec<(String, String)>, Vec<(String, String)>);
+
+/// `pairs` sorted by name, the last of a repeated name kept.
+fn sorted_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let map: BTreeMap<String, String> = pairs.into_iter().collect();
+    map.into_iter().collect()
+}
+
+/// Go's `labels.Labels.String()` of `pairs`: `{a="1", b=""}`.
+fn pairs_go_string(pairs: &[(String, String)]) -> String {
+    let body: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", body.join(", "))
+}
 
 fn check_alerts(
     states: &[GroupState],
@@ -455,12 +471,13 @@ fn check_alerts(
                 for alert in a.alerts() {
                     if alert.state == AlertState::Firing {
                         got.push((
-                            alert.labels.clone(),
-                            alert
-                                .annotations
-                                .iter()
-                                .map(|(k, v)| (k.clone(), v.clone()))
-                                .collect(),
+                            sorted_pairs(
+                                alert
+                                    .labels
+                                    .iter()
+                                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+                            ),
+                            sorted_pairs(alert.annotations.clone()),
                         ));
                     }
                 }
@@ -471,28 +488,24 @@ fn check_alerts(
         .exp_alerts
         .iter()
         .map(|a| {
-            let mut labels = Labels::from_pairs(a.exp_labels.clone());
-            labels.set("alertname".into(), test.alertname.clone());
+            let labels = a
+                .exp_labels
+                .clone()
+                .into_iter()
+                .chain([("alertname".to_owned(), test.alertname.clone())]);
             (
-                labels,
-                a.exp_annotations
-                    .iter()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                sorted_pairs(labels),
+                sorted_pairs(a.exp_annotations.clone()),
             )
         })
         .collect();
-    for (_, ann) in &mut got {
-        ann.retain(|(_, v)| !v.is_empty());
-    }
     got.sort();
     expected.sort();
     if got != expected {
         errors.push(format!(
             "{test_name}    alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
             test.alertname,
-            go_duration(t),
+            model_duration(t),
             alerts_string(&expected),
             alerts_string(&got)
         ));
@@ -503,18 +516,19 @@ fn alerts_string(alerts: &[AlertView]) -> String {
     if alerts.is_empty() {
         return "[]".into();
     }
-    let mut s = String::from("[\n");
-    for (i, (labels, ann)) in alerts.iter().enumerate() {
-        let ann = Labels::from_pairs(ann.clone());
-        let _ = write!(
-            s,
-            "            {i}:\n              Labels:{}\n              Annotations:{}\n",
-            labels.go_string(),
-            ann.go_string()
-        );
-    }
-    s.push_str("            ]");
-    s
+    // promtool's layout: entries separated by a comma, each indented under the list's.
+    let entries: Vec<String> = alerts
+        .iter()
+        .enumerate()
+        .map(|(i, (labels, ann))| {
+            format!(
+                "            {i}:\n              Labels:{}\n              Annotations:{}",
+                pairs_go_string(labels),
+                pairs_go_string(ann)
+            )
+        })
+        .collect();
+    format!("[\n{}\n            ]", entries.join(",\n"))
 }
 
 fn samples_string(samples: &[(Labels, f64)]) -> String {
@@ -523,12 +537,19 @@ fn samples_string(samples: &[(Labels, f64)]) -> String {
     }
     samples
         .iter()
-        .map(|(l, v)| format!("{} {v:E}", l.go_string()))
+        .map(|(l, v)| {
+            format!(
+                "{} {}",
+                l.go_string(),
+                crate::template::gofmt::format_float(*v, 'E', -1)
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Go's `time.Duration.String()` of a duration in milliseconds: `0s`, `1m0s`, `1h2m3.5s`.
+/// Go's `time.Duration.String()` of a duration in milliseconds (promtool's rule-error times;
+/// its eval times are `model.Duration`s, [`model_duration`]): `0s`, `1m0s`, `1h2m3.5s`.
 pub(crate) fn go_duration(ms: i64) -> String {
     crate::template::gotime::duration_string(ms.saturating_mul(1_000_000))
 }

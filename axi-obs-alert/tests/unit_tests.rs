@@ -167,3 +167,124 @@ tests:
     exp_alerts:
     - exp_labels: {}
 "#;
+
+/// The failure texts are promtool's: eval times as Prometheus durations (`5m`, `1d`, not Go's
+/// `5m0s`), sample values in Go's `%E` (`1E+00`), alerts separated by commas. Compared with
+/// promtool's own output when it is here.
+#[test]
+fn failure_texts_are_promtools() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: up == 0\n",
+    )
+    .unwrap();
+    let test = dir.path().join("test.yml");
+    std::fs::write(
+        &test,
+        "rule_files: [rules.yml]\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'up{instance=\"a\"}'\n        values: '0x10'\n      - series: 'up{instance=\"b\"}'\n        values: '0x10'\n    alert_rule_test:\n      - eval_time: 5m\n        alertname: Down\n        exp_alerts: []\n    promql_expr_test:\n      - expr: up\n        eval_time: 5m\n        exp_samples:\n          - labels: 'up{instance=\"a\"}'\n            value: 0.5\n",
+    )
+    .unwrap();
+    let Outcome::Failed(errs) = run_file(&test) else {
+        panic!("expected a failure")
+    };
+    let text = errs.join("\n");
+    assert!(text.contains("alertname: Down, time: 5m, "), "{text}");
+    assert!(text.contains("Annotations:{},\n            1:"), "{text}");
+    assert!(text.contains("expr: \"up\", time: 5m,"), "{text}");
+    assert!(
+        text.contains("exp: {__name__=\"up\", instance=\"a\"} 5E-01"),
+        "{text}"
+    );
+    assert!(
+        text.contains("got: {__name__=\"up\", instance=\"a\"} 0E+00"),
+        "{text}"
+    );
+    if let Some(promtool) = axi_obs_core::testing::peer("promtool") {
+        let out = Command::new(promtool)
+            .args(["test", "rules"])
+            .arg(&test)
+            .output()
+            .unwrap();
+        let theirs = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        for piece in [
+            "alertname: Down, time: 5m, ",
+            "Annotations:{},\n            1:",
+            "expr: \"up\", time: 5m,",
+            "5E-01",
+            "0E+00",
+        ] {
+            assert!(
+                theirs.contains(piece),
+                "promtool does not print {piece:?}:\n{theirs}"
+            );
+        }
+    }
+}
+
+/// Empty values count, as in promtool: an annotation that expands to nothing is part of the
+/// alert (a test that leaves it out fails), and an expected empty label or annotation the
+/// alert does not have is a mismatch. Each verdict is also promtool's, when it is here.
+#[test]
+fn empty_labels_and_annotations_count_as_in_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: up == 0\n        labels: { severity: page }\n        annotations:\n          summary: '{{ $labels.nope }}'\n          runbook: 'see wiki'\n",
+    )
+    .unwrap();
+    let cases = [
+        // (exp_labels, exp_annotations, passes)
+        (
+            "{ severity: page }",
+            "{ summary: '', runbook: 'see wiki' }",
+            true,
+        ),
+        ("{ severity: page }", "{ runbook: 'see wiki' }", false),
+        (
+            "{ severity: page }",
+            "{ summary: '', runbook: 'see wiki', extra: '' }",
+            false,
+        ),
+        (
+            "{ severity: page, team: '' }",
+            "{ summary: '', runbook: 'see wiki' }",
+            false,
+        ),
+    ];
+    let promtool = axi_obs_core::testing::peer("promtool");
+    for (i, (labels, annotations, passes)) in cases.into_iter().enumerate() {
+        let test = dir.path().join(format!("test{i}.yml"));
+        std::fs::write(
+            &test,
+            format!(
+                "rule_files: [rules.yml]\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'up{{instance=\"a\"}}'\n        values: '0x3'\n    alert_rule_test:\n      - eval_time: 1m\n        alertname: Down\n        exp_alerts:\n          - exp_labels: {labels}\n            exp_annotations: {annotations}\n"
+            ),
+        )
+        .unwrap();
+        let ours = run_file(&test);
+        let with_instance = std::fs::read_to_string(&test)
+            .unwrap()
+            .replace("severity: page", "severity: page, instance: a");
+        std::fs::write(&test, with_instance).unwrap();
+        let ours_full = run_file(&test);
+        assert!(
+            matches!(ours, Outcome::Failed(_)),
+            "case {i}: the instance label is missing from the expectation: {ours:?}"
+        );
+        assert_eq!(
+            matches!(ours_full, Outcome::Passed),
+            passes,
+            "case {i}: {labels} {annotations}: {ours_full:?}"
+        );
+        if let Some(promtool) = &promtool {
+            let out = Command::new(promtool)
+                .args(["test", "rules"])
+                .arg(&test)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.success(), passes, "case {i}: promtool: {out:?}");
+        }
+    }
+}

@@ -32,6 +32,7 @@ mod rules_api;
 mod scraper;
 mod status_api;
 mod targets_api;
+pub(crate) use targets_api::model_duration;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

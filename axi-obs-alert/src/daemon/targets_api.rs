@@ -32,7 +32,7 @@ const NEVER: &str = "0001-01-01T00:00:00Z";
 
 /// Prometheus's `model.Duration` text: `15s`, `1m30s`, `2h`, `90d` (years and weeks only when
 /// exact).
-pub(super) fn model_duration(ms: i64) -> String {
+pub(crate) fn model_duration(ms: i64) -> String {
     if ms == 0 {
         return "0s".into();
     }
