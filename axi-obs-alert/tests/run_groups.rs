@@ -230,3 +230,41 @@ async fn a_rule_file_added_under_a_glob_is_loaded_without_a_signal() {
     std::fs::remove_file(dir.path().join("a.rules.yml")).unwrap();
     assert_eq!(names(1).await, ["FromB"]);
 }
+
+/// A reload that removes every rule leaves no group to run: the series its rules wrote
+/// (`ALERTS`, recorded series) are still marked stale, two evaluation intervals later, as
+/// Prometheus marks a removed group's series, not left answering for the lookback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_of_removed_rules_go_stale_with_no_group_left() {
+    let (dir, config) = common::run_dir(
+        &[(
+            "r.yml",
+            "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Always\n        expr: vector(1)\n      - record: one\n        expr: vector(1)\n",
+        )],
+        "global:\n  evaluation_interval: 1s\nrule_files: [r.yml]\n",
+    );
+    let port = free_port();
+    let _run = start_run(&config, port, Vec::<String>::new());
+    let client = reqwest::Client::new();
+    let count = async |q: &str| -> Option<usize> {
+        let body = common::get_json(&client, port, &format!("/api/v1/query?query={q}")).await?;
+        Some(body["data"]["result"].as_array()?.len())
+    };
+    poll("the rules' series", Duration::from_secs(30), async || {
+        (count("ALERTS").await? == 1 && count("one").await? == 1).then_some(())
+    })
+    .await;
+    std::fs::write(
+        &config,
+        "global:\n  evaluation_interval: 1s\nrule_files: []\n",
+    )
+    .unwrap();
+    common::reload(&client, port).await;
+    poll(
+        "the removed rules' series stale",
+        Duration::from_secs(15),
+        async || (count("ALERTS").await? == 0 && count("one").await? == 0).then_some(()),
+    )
+    .await;
+    drop(dir);
+}

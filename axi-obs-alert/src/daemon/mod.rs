@@ -222,8 +222,12 @@ struct Loaded {
     /// The last reload error, if the last reload failed.
     last_error: Option<String>,
     /// Series of rules a reload dropped or changed: marked stale after the next round of
-    /// evaluations, unless a rule wrote them again.
+    /// evaluations, unless a rule wrote them again, or two evaluation intervals after the
+    /// reload when no group runs by then (a reload that removed every rule), as Prometheus
+    /// marks a removed group's series.
     gone: Vec<crate::promql::Labels>,
+    /// When `gone` was filled (ms).
+    gone_at: i64,
     /// The senders of `alerting.alertmanagers`.
     notifier: Notifier,
 }
@@ -379,6 +383,7 @@ fn load(config_path: &Path) -> Result<Loaded, String> {
         stamps,
         last_error: None,
         gone: Vec::new(),
+        gone_at: 0,
         notifier,
     })
 }
@@ -419,6 +424,11 @@ impl Shared {
             Ok(mut fresh) => {
                 let mut current = lock(&self.rules);
                 fresh.gone = carry_over_state(&current.groups, &mut fresh.groups);
+                fresh.gone_at = if current.gone.is_empty() {
+                    now_ms()
+                } else {
+                    current.gone_at
+                };
                 // Marks a previous reload left for this round are kept too.
                 fresh.gone.append(&mut current.gone);
                 if fresh.config.alertmanagers == current.config.alertmanagers
@@ -848,9 +858,11 @@ fn evaluate(shared: &Shared, mut saved: Vec<SavedAlert>, remote: Option<remote::
                 write(&shared.store).drop_before(now - retention);
                 last_trim = now;
             }
-            if evaluated && !rules.gone.is_empty() {
+            let gone_due = now - rules.gone_at >= 2 * default_interval;
+            if (evaluated || gone_due) && !rules.gone.is_empty() {
                 // After a reload, once groups have run again (new and changed groups run at
-                // once): what no rule wrote again is stale, marked after what they wrote.
+                // once), or two intervals later if none has: what no rule wrote again is
+                // stale, marked after what they wrote.
                 let written: std::collections::HashSet<&crate::promql::Labels> = rules
                     .groups
                     .iter()
