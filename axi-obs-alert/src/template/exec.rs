@@ -226,6 +226,12 @@ impl<'a> State<'a> {
     fn print_value(&mut self, v: &Value) {
         match v {
             Value::Nil => self.out.push_str("<no value>"),
+            // Go prints what a pointer points to in an action (`printableValue`): a sample
+            // from `query` is `{map[...] 11}` there, `&{...}` only through `print`/`printf`.
+            Value::Sample(_) => {
+                let s = gofmt::sprint_value(v);
+                self.out.push_str(s.strip_prefix('&').unwrap_or(&s));
+            }
             _ => {
                 let s = gofmt::sprint_value(v);
                 self.out.push_str(&s);
@@ -627,11 +633,10 @@ impl<'a> State<'a> {
             }
             Arg::Str { text, .. } if pt == Pt::Str => return Ok(Value::String(text.clone())),
             Arg::Number { num, .. } if pt == Pt::Duration => {
+                // Any integral constant, `1e9` and `60.0` too (Go's `IsInt`).
                 return match num.int {
-                    Some(i) if !num.text.contains(['.', 'e', 'E']) || num.is_char => {
-                        Ok(Value::Duration(i))
-                    }
-                    _ => Err(self.errorf(format!("expected integer; found {arg}"))),
+                    Some(i) => Ok(Value::Duration(i)),
+                    None => Err(self.errorf(format!("expected integer; found {arg}"))),
                 };
             }
             Arg::Str { .. } | Arg::Number { .. } | Arg::Bool { .. } => {

@@ -624,3 +624,40 @@ fn a_counting_range_is_lazy() {
     assert_eq!(ok("{{range $i := 3}}{{$i}}{{end}}"), "012");
     assert_eq!(ok("{{range 0}}x{{else}}none{{end}}"), "none");
 }
+
+/// An action prints the sample a pointer holds, as Go's `printableValue` does (`{...}`);
+/// `print` keeps Go's `&{...}`.
+#[test]
+fn an_action_prints_a_sample_without_its_pointer() {
+    let query = |_: &str| {
+        Ok(vec![QuerySample {
+            labels: BTreeMap::from([
+                ("__name__".to_owned(), "metric".to_owned()),
+                ("instance".to_owned(), "a".to_owned()),
+            ]),
+            value: 11.0,
+        }])
+    };
+    let env = env().with_query(&query);
+    let run = |t: &str| expand("test", t, &Value::Nil, &env).unwrap();
+    assert_eq!(
+        run("{{ query \"metric\" | first }}"),
+        "{map[__name__:metric instance:a] 11}"
+    );
+    assert_eq!(
+        run("{{ range query \"metric\" }}{{ . }}{{ end }}"),
+        "{map[__name__:metric instance:a] 11}"
+    );
+    assert_eq!(
+        run("{{ print (query \"metric\" | first) }}"),
+        "&{map[__name__:metric instance:a] 11}"
+    );
+}
+
+/// A duration parameter takes any integral constant, as Go's `evalInteger` (`IsInt`).
+#[test]
+fn integral_float_constants_are_durations() {
+    assert_eq!(ok("{{ ((0 | toTime).Add 1e9).Unix }}"), "1");
+    assert_eq!(ok("{{ (1800 | toDuration).Round 6e10 }}"), "30m0s");
+    assert!(err("{{ (1800 | toDuration).Round 1.5 }}").contains("expected integer"));
+}
