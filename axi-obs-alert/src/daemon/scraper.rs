@@ -386,14 +386,24 @@ async fn scrape_loop(
         ticker.tick().await;
         let t = now_ms();
         let started = Instant::now();
-        let mut body = fetch(&client, &url, &job).await.and_then(|(text, format)| {
-            let metadata = parse_metadata_as(&text, format)?;
-            let samples = parse_samples(&text, format)?;
-            if job.sample_limit > 0 && samples.len() as u64 > job.sample_limit {
-                return Err("sample limit exceeded".to_owned());
-            }
-            Ok((samples, metadata, text.trim().is_empty()))
-        });
+        // Expanding and parsing a page (up to `body_size_limit`, 64 MiB by default) is CPU
+        // work: on the blocking pool, not on one of the runtime's few workers, which serve the
+        // API and the other scrapes meanwhile.
+        let (limit, sample_limit) = (job.body_size_limit, job.sample_limit);
+        let mut body = match fetch(&client, &url, &job).await {
+            Ok(page) => tokio::task::spawn_blocking(move || {
+                let (text, format) = page.decode(limit)?;
+                let metadata = parse_metadata_as(&text, format)?;
+                let samples = parse_samples(&text, format)?;
+                if sample_limit > 0 && samples.len() as u64 > sample_limit {
+                    return Err("sample limit exceeded".to_owned());
+                }
+                Ok((samples, metadata, text.trim().is_empty()))
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("reading the page failed: {e}"))),
+            Err(e) => Err(e),
+        };
         let duration = started.elapsed().as_secs_f64();
         {
             let mut s = lock(&state);
@@ -445,13 +455,7 @@ async fn scrape_loop(
 /// and others fit their own work into it), the body read as it streams and refused when it
 /// reaches the job's `body_size_limit`, counted after decompression (so a small compressed
 /// page cannot expand without bound), with Prometheus's error text.
-async fn fetch(
-    client: &reqwest::Client,
-    url: &str,
-    job: &ScrapeConfig,
-) -> Result<(String, Format), String> {
-    use std::io::Read as _;
-    const TOO_BIG: &str = "body size limit exceeded";
+async fn fetch(client: &reqwest::Client, url: &str, job: &ScrapeConfig) -> Result<Page, String> {
     let chain = |e: reqwest::Error| axi_obs_core::__private::error_chain(&e);
     let mut resp = client
         .get(url)
@@ -489,20 +493,43 @@ async fn fetch(
         }
         raw.extend_from_slice(&chunk);
     }
-    let bytes = if gzip {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut out)
-            .map_err(|e| format!("decompressing the response: {e}"))?;
-        if out.len() as u64 >= limit {
-            return Err(TOO_BIG.to_owned());
-        }
-        out
-    } else {
-        raw
-    };
-    Ok((String::from_utf8_lossy(&bytes).into_owned(), format))
+    Ok(Page { raw, gzip, format })
+}
+
+/// Prometheus's error for a page that reaches `body_size_limit`.
+const TOO_BIG: &str = "body size limit exceeded";
+
+/// A page as it came, before it is expanded and read.
+struct Page {
+    raw: Vec<u8>,
+    gzip: bool,
+    format: Format,
+}
+
+impl Page {
+    /// The page's text (expanded when compressed, refused when that reaches `limit`) and
+    /// format.
+    fn decode(self, limit: u64) -> Result<(String, Format), String> {
+        use std::io::Read as _;
+        let bytes = if self.gzip {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&self.raw[..])
+                .take(limit.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| format!("decompressing the response: {e}"))?;
+            if out.len() as u64 >= limit {
+                return Err(TOO_BIG.to_owned());
+            }
+            out
+        } else {
+            self.raw
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        Ok((text, self.format))
+    }
 }
 
 /// How long from `now_ms` until the target's next slot: the instant of each interval (counted
