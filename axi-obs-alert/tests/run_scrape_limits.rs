@@ -38,7 +38,14 @@ async fn serve_gzip(text: String) -> u16 {
                 if !asked {
                     return StatusCode::NOT_ACCEPTABLE.into_response();
                 }
-                ([(header::CONTENT_ENCODING, "gzip")], body).into_response()
+                (
+                    [
+                        (header::CONTENT_ENCODING, "gzip"),
+                        (header::CONTENT_TYPE, "text/plain; version=0.0.4"),
+                    ],
+                    body,
+                )
+                    .into_response()
             }
         }),
     ))
@@ -56,6 +63,19 @@ async fn serve_timeout_header() -> u16 {
                 .unwrap_or("NaN")
                 .to_owned();
             format!("told_timeout_seconds {told}\n")
+        }),
+    ))
+    .await
+}
+
+/// Serves `text` with no `Content-Type` at all.
+async fn serve_untyped(text: &'static str) -> u16 {
+    serve(Router::new().route(
+        "/metrics",
+        get(move || async move {
+            let mut r = text.into_response();
+            r.headers_mut().remove(header::CONTENT_TYPE);
+            r
         }),
     ))
     .await
@@ -116,6 +136,13 @@ async fn gzip_pages_and_the_body_and_sample_limits() {
             serve_timeout_header().await,
             "scrape_timeout: 750ms",
         ),
+        // Prometheus 3 fails a page without a Content-Type unless the job names a fallback.
+        ("untyped", serve_untyped("work_total 7\n").await, ""),
+        (
+            "untyped-fallback",
+            serve_untyped("work_total 7\n").await,
+            "fallback_scrape_protocol: PrometheusText0.0.4",
+        ),
     ];
     let mut config =
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n".to_owned();
@@ -145,6 +172,12 @@ async fn gzip_pages_and_the_body_and_sample_limits() {
             row("gz", "up", ""),
             row("many", "down", "sample limit exceeded"),
             row("timeout", "up", ""),
+            row(
+                "untyped",
+                "down",
+                "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target"
+            ),
+            row("untyped-fallback", "up", ""),
         ]
     );
     // The timeout the target was told, as Prometheus tells it (blackbox_exporter fits its

@@ -97,6 +97,11 @@ pub struct ScrapeConfig {
     /// `sample_limit`: the most samples a scrape may bring; more fail the whole scrape
     /// ("sample limit exceeded"), as in Prometheus. 0: no limit.
     pub sample_limit: u64,
+    /// `fallback_scrape_protocol`: how to read a page whose `Content-Type` is missing or not
+    /// one Prometheus reads (`PrometheusText0.0.4`, `PrometheusText1.0.0`,
+    /// `OpenMetricsText0.0.1`, `OpenMetricsText1.0.0`); without it such a page fails the
+    /// scrape, as in Prometheus 3.
+    pub fallback_format: Option<crate::scrape::Format>,
 }
 
 /// The body size limit of a scrape job that sets none (64 MiB): bounded, where Prometheus
@@ -309,6 +314,7 @@ struct RawScrape {
     honor_labels: bool,
     body_size_limit: Option<String>,
     sample_limit: Option<u64>,
+    fallback_scrape_protocol: Option<String>,
     #[serde(default)]
     static_configs: Vec<RawStatic>,
 }
@@ -441,6 +447,25 @@ impl Config {
                     targets.push((t, st.labels.clone()));
                 }
             }
+            use crate::scrape::Format;
+            let fallback_format = match s.fallback_scrape_protocol.as_deref() {
+                None => None,
+                Some("PrometheusText0.0.4" | "PrometheusText1.0.0") => Some(Format::Text),
+                Some("OpenMetricsText0.0.1" | "OpenMetricsText1.0.0") => Some(Format::OpenMetrics),
+                Some("PrometheusProto") => {
+                    return Err(at(format!(
+                        "{ctx}.fallback_scrape_protocol: PrometheusProto is not read by this \
+                         evaluator (it asks for text)"
+                    )));
+                }
+                Some(other) => {
+                    return Err(at(format!(
+                        "{ctx}.fallback_scrape_protocol: unknown protocol {other:?} (expected \
+                         PrometheusText0.0.4, PrometheusText1.0.0, OpenMetricsText0.0.1 or \
+                         OpenMetricsText1.0.0)"
+                    )));
+                }
+            };
             let body_size_limit = match bytes(
                 &format!("{ctx}.body_size_limit"),
                 s.body_size_limit.as_deref(),
@@ -458,6 +483,7 @@ impl Config {
                 targets,
                 body_size_limit,
                 sample_limit: s.sample_limit.unwrap_or(sample_limit),
+                fallback_format,
             });
         }
         let mut alertmanagers = Vec::new();

@@ -479,7 +479,7 @@ async fn fetch(client: &reqwest::Client, url: &str, job: &ScrapeConfig) -> Resul
             .get(name)
             .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
     };
-    let format = Format::of_content_type(header(reqwest::header::CONTENT_TYPE));
+    let format = Format::for_scrape(header(reqwest::header::CONTENT_TYPE), job.fallback_format)?;
     let gzip = header(reqwest::header::CONTENT_ENCODING)
         .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
     // Prometheus fails a page that reaches the limit (`n >= limit` of what it read). A
@@ -794,6 +794,7 @@ mod tests {
             targets: Vec::new(),
             body_size_limit: super::super::DEFAULT_BODY_SIZE_LIMIT,
             sample_limit: 0,
+            fallback_format: None,
         }
     }
 

@@ -24,7 +24,51 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format of a response with this `Content-Type`, as Prometheus chooses its parser.
+    /// The format of a scraped page as Prometheus 3 chooses its parser (`extractMediaType`):
+    /// by the media type of its `Content-Type`, `fallback` (the job's
+    /// `fallback_scrape_protocol`) when that is missing or not one Prometheus reads; without
+    /// a fallback such a page fails the scrape, with Prometheus's error.
+    ///
+    /// # Errors
+    ///
+    /// A missing, unreadable or unsupported media type and no fallback; the protobuf format,
+    /// which this reader does not parse.
+    pub fn for_scrape(
+        content_type: Option<&str>,
+        fallback: Option<Format>,
+    ) -> Result<Self, String> {
+        let media = content_type.map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+        match media.as_deref() {
+            Some("text/plain") => Ok(Format::Text),
+            Some("application/openmetrics-text") => Ok(Format::OpenMetrics),
+            Some("application/vnd.google.protobuf") => Err(
+                "received the protobuf exposition format, which this evaluator does not read \
+                 (it asks for text)"
+                    .to_owned(),
+            ),
+            None | Some("") => fallback.ok_or_else(|| {
+                "non-compliant scrape target sending blank Content-Type and no \
+                 fallback_scrape_protocol specified for target"
+                    .to_owned()
+            }),
+            Some(_) => fallback.ok_or_else(|| {
+                format!(
+                    "received unsupported Content-Type {:?} and no fallback_scrape_protocol \
+                     specified for target",
+                    content_type.unwrap_or_default()
+                )
+            }),
+        }
+    }
+
+    /// The format of a response with this `Content-Type`, leniently: OpenMetrics when it
+    /// says so, else the text format.
     pub fn of_content_type(content_type: Option<&str>) -> Self {
         match content_type {
             Some(ct)
@@ -51,8 +95,20 @@ pub fn parse_text(text: &str) -> Result<Vec<ScrapedSample>, String> {
 /// seconds, turned into ms, and exemplars are left out.
 pub fn parse_samples(text: &str, format: Format) -> Result<Vec<ScrapedSample>, String> {
     let mut out = Vec::new();
+    let mut eof = false;
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
+        if eof {
+            // OpenMetrics: nothing follows `# EOF`.
+            if line.is_empty() {
+                continue;
+            }
+            return Err(format!("line {}: unexpected data after # EOF", i + 1));
+        }
+        if format == Format::OpenMetrics && line == "# EOF" {
+            eof = true;
+            continue;
+        }
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -94,6 +150,9 @@ pub fn parse_samples(text: &str, format: Format) -> Result<Vec<ScrapedSample>, S
             value,
             timestamp,
         });
+    }
+    if format == Format::OpenMetrics && !eof {
+        return Err("data does not end with # EOF".to_owned());
     }
     Ok(out)
 }
@@ -406,6 +465,50 @@ mod tests {
         // The text parser refuses the same page.
         assert!(parse_metadata(text).is_err());
         assert!(parse_text(text).is_err());
+    }
+
+    /// Prometheus 3 picks the parser by the media type, and fails a page whose type is
+    /// missing or unknown unless the job names a fallback; OpenMetrics must end with `# EOF`.
+    #[test]
+    fn scraped_pages_are_read_as_their_content_type_says() {
+        let om = Some(Format::OpenMetrics);
+        for (ct, want) in [
+            ("text/plain; version=0.0.4; charset=utf-8", Format::Text),
+            ("Text/Plain", Format::Text),
+            (
+                "application/openmetrics-text; version=1.0.0",
+                Format::OpenMetrics,
+            ),
+        ] {
+            assert_eq!(Format::for_scrape(Some(ct), None), Ok(want), "{ct}");
+        }
+        let e = Format::for_scrape(None, None).unwrap_err();
+        assert!(
+            e.contains("blank Content-Type and no fallback_scrape_protocol"),
+            "{e}"
+        );
+        let e = Format::for_scrape(Some("application/octet-stream"), None).unwrap_err();
+        assert!(
+            e.contains("unsupported Content-Type \"application/octet-stream\""),
+            "{e}"
+        );
+        assert_eq!(Format::for_scrape(None, om), Ok(Format::OpenMetrics));
+        assert_eq!(
+            Format::for_scrape(Some("text/html"), om),
+            Ok(Format::OpenMetrics)
+        );
+        assert!(Format::for_scrape(Some("application/vnd.google.protobuf"), om).is_err());
+
+        assert!(parse_samples("m 1\n# EOF\n", Format::OpenMetrics).is_ok());
+        let e = parse_samples("m 1\n", Format::OpenMetrics).unwrap_err();
+        assert!(e.contains("# EOF"), "{e}");
+        let e = parse_samples("m 1\n# EOF\nm 2\n", Format::OpenMetrics).unwrap_err();
+        assert!(e.contains("line 3: unexpected data after # EOF"), "{e}");
+        // The text format has no `# EOF`: a comment there.
+        assert_eq!(
+            parse_samples("m 1\n# EOF\n", Format::Text).unwrap().len(),
+            1
+        );
     }
 
     #[test]
