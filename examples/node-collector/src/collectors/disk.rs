@@ -1,6 +1,6 @@
 //! `/proc/diskstats` as node_exporter's `diskstats` collector reports it.
 
-use super::num;
+use super::num_at;
 use crate::{CollectError, Collector, Families, Paths, read};
 
 /// `node_disk_*{device}`: completed, merged, bytes and time of reads, writes, discards and
@@ -61,7 +61,7 @@ pub(crate) fn parse_diskstats_excluding(
     out: &mut Families,
     exclude: Option<&regex::Regex>,
 ) -> Result<(), CollectError> {
-    for line in text.lines() {
+    for (n, line) in text.lines().enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 14 {
             continue;
@@ -72,7 +72,9 @@ pub(crate) fn parse_diskstats_excluding(
         }
         let v = |i: usize| -> Result<f64, CollectError> {
             match f.get(i) {
-                Some(s) => num(s, path),
+                Some(s) => num_at(s, path, || {
+                    format!("line {}, {dev}, field {}", n + 1, i + 1)
+                }),
                 None => Ok(0.0),
             }
         };
@@ -236,6 +238,23 @@ mod tests {
         for no in ["sda", "vda", "nvme0n1", "dm-0", "md0", "sr0", "mmcblk0"] {
             assert!(!excluded(no), "{no}");
         }
+    }
+
+    /// A value that is no number is named with its line, device and field, so the line at
+    /// fault in a new kernel's format can be found.
+    #[test]
+    fn a_bad_value_names_its_line_device_and_field() {
+        let mut f = Families::default();
+        let e = parse_diskstats(
+            " 254 0 vda 1 2 3 4 5 6 7 8 9 10 11\n   8 0 sda 1 x 3 4 5 6 7 8 9 10 11\n",
+            std::path::Path::new("/proc/diskstats"),
+            &mut f,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unexpected content in /proc/diskstats: line 2, sda, field 5: \"x\" is not a number"
+        );
     }
 
     #[test]

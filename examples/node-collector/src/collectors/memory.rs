@@ -1,6 +1,6 @@
 //! `/proc/meminfo` and `/proc/vmstat`.
 
-use super::num;
+use super::num_at;
 use crate::{CollectError, Collector, Families, Paths, read};
 
 /// `node_memory_<Field>_bytes` for the `/proc/meminfo` fields node_exporter reports
@@ -105,7 +105,7 @@ pub fn parse_meminfo(
         }
         let mut parts = rest.split_whitespace();
         let Some(value) = parts.next() else { continue };
-        let mut v = num(value, path)?;
+        let mut v = num_at(value, path, || key.to_owned())?;
         name.clear();
         name.push_str(PREFIX);
         // `Active(anon)` -> `Active_anon`.
@@ -145,7 +145,7 @@ impl Collector for VmStat {
                 &format!("node_vmstat_{key}"),
                 &format!("/proc/vmstat information field {key}."),
                 &[],
-                num(value.trim(), &path)?,
+                num_at(value.trim(), &path, || key.to_owned())?,
             );
         }
         Ok(())

@@ -101,6 +101,21 @@ pub(crate) fn num(s: &str, path: &std::path::Path) -> Result<f64, crate::Collect
     })
 }
 
+/// [`num`], the error naming where in the file too (`line 4, sda, field 6`).
+pub(crate) fn num_at(
+    s: &str,
+    path: &std::path::Path,
+    place: impl FnOnce() -> String,
+) -> Result<f64, crate::CollectError> {
+    num(s, path).map_err(|e| match e {
+        crate::CollectError::Parse { path, detail } => crate::CollectError::Parse {
+            path,
+            detail: format!("{}: {detail}", place()),
+        },
+        other => other,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

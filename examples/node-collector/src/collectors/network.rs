@@ -1,6 +1,6 @@
 //! Network devices and the kernel's socket and protocol counters.
 
-use super::num;
+use super::num_at;
 use crate::{CollectError, Collector, Families, Paths, read, read_lossy};
 
 /// `node_network_{receive,transmit}_*_total{device}` from `/proc/net/dev`, plus
@@ -167,7 +167,12 @@ fn parse_netdev_excluding(
                 path: path.to_owned(),
                 detail: format!("short line for {dev}"),
             })?;
-            out.counter(name, help, &labels, num(value, path)?);
+            out.counter(
+                name,
+                help,
+                &labels,
+                num_at(value, path, || format!("{dev}, {name}"))?,
+            );
         }
     }
     Ok(())
@@ -206,7 +211,7 @@ pub(crate) fn parse_sockstat(
         let f: Vec<&str> = rest.split_whitespace().collect();
         for pair in f.chunks(2) {
             let [key, value] = pair else { continue };
-            let v = num(value, path)?;
+            let v = num_at(value, path, || format!("{proto} {key}"))?;
             if proto == "sockets" {
                 if *key == "used" {
                     out.gauge(
@@ -291,7 +296,7 @@ fn emit(
         &format!("node_netstat_{proto}_{field}"),
         &format!("Statistic {proto}{field}."),
         &[],
-        num(value, path)?,
+        num_at(value, path, || format!("{proto} {field}"))?,
     );
     Ok(())
 }
