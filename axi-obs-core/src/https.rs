@@ -119,6 +119,80 @@ pub enum HttpError {
     Timeout(Duration),
 }
 
+/// `request` with the user information of its URL moved into `Authorization: Basic`.
+fn user_info_as_basic_auth(mut request: http::Request<Bytes>) -> http::Request<Bytes> {
+    let Some((user_info, host)) = request
+        .uri()
+        .authority()
+        .and_then(|a| a.as_str().rsplit_once('@'))
+        .map(|(u, h)| (u.to_owned(), h.to_owned()))
+    else {
+        return request;
+    };
+    let mut parts = request.uri().clone().into_parts();
+    let Ok(host) = host.parse::<http::uri::Authority>() else {
+        return request;
+    };
+    parts.authority = Some(host);
+    let Ok(uri) = http::Uri::from_parts(parts) else {
+        return request;
+    };
+    *request.uri_mut() = uri;
+    if !request.headers().contains_key(http::header::AUTHORIZATION) {
+        let (user, password) = user_info.split_once(':').unwrap_or((&user_info, ""));
+        let mut credentials = percent_decoded(user);
+        credentials.push(b':');
+        credentials.extend(percent_decoded(password));
+        if let Ok(v) = http::HeaderValue::from_str(&format!("Basic {}", base64(&credentials))) {
+            request.headers_mut().insert(http::header::AUTHORIZATION, v);
+        }
+    }
+    request
+}
+
+/// `s` with `%XX` escapes decoded (a `%` not followed by two hex digits kept as it is).
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h * 16 + l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding (RFC 4648), for `Authorization: Basic`.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// An answer, body read.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -163,14 +237,16 @@ impl HttpClient {
         self
     }
 
-    /// Sends `request` and reads the whole answer.
+    /// Sends `request` and reads the whole answer. A `user:password@` in its URL is sent as
+    /// `Authorization: Basic` (percent-decoded, as browsers, curl, reqwest and Go do) and left
+    /// out of the request line, unless the request has its own `Authorization`.
     ///
     /// # Errors
     ///
     /// A connection, TLS or protocol failure, or no answer within the timeout. A status that
     /// is not 2xx is a [`Reply`], not an error.
     pub async fn request(&self, request: http::Request<Bytes>) -> Result<Reply, HttpError> {
-        let request = request.map(Full::new);
+        let request = user_info_as_basic_auth(request).map(Full::new);
         let exchange = async {
             let response = self
                 .client
@@ -235,7 +311,9 @@ impl HttpClient {
 }
 
 /// An [`HttpClient`] for synchronous code (a deploy hook, a CLI): requests run to completion
-/// on a current-thread runtime of its own.
+/// on a current-thread runtime of its own. No connection is kept between requests: the
+/// runtime runs only inside [`request`](Self::request), so nothing would see a server close
+/// an idle kept-alive connection, and the next request would fail on it.
 ///
 /// Build and drop it outside an async runtime (a runtime cannot be dropped inside another):
 /// on the thread that uses it, when it first needs it.
@@ -246,21 +324,35 @@ pub struct BlockingHttpClient {
 }
 
 impl BlockingHttpClient {
-    /// `client` (see [`HttpClient::new`]) with a runtime to run it on. The client is built
-    /// inside the runtime's context.
+    /// A client over `connector` whose requests take at most `timeout`, with a runtime to
+    /// run it on.
     ///
     /// # Errors
     ///
     /// When the runtime cannot start.
-    pub fn new(client: impl FnOnce() -> HttpClient) -> std::io::Result<Self> {
+    pub fn new(
+        connector: HttpsConnector<HttpConnector>,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let client = {
-            let _enter = runtime.enter();
-            client()
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
+        let client = HttpClient {
+            client,
+            timeout,
+            max_body: usize::MAX,
         };
         Ok(Self { runtime, client })
+    }
+
+    /// See [`HttpClient::max_body`].
+    #[must_use]
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.client.max_body = bytes;
+        self
     }
 
     /// [`HttpClient::request`], waited for.
@@ -339,5 +431,49 @@ mod tests {
             .unwrap();
         assert_eq!(reply.status, http::StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(reply.body.len(), 100);
+    }
+
+    /// User information in a URL is basic auth, percent-decoded (`%40` is `@`, a raw `&` is
+    /// itself), and leaves the URL; a request's own `Authorization` wins.
+    #[test]
+    fn user_info_becomes_basic_auth() {
+        let req = |uri: &str| {
+            let mut r = http::Request::new(Bytes::new());
+            *r.uri_mut() = uri.parse().unwrap();
+            r
+        };
+        let auth = |r: &http::Request<Bytes>| {
+            r.headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let r = user_info_as_basic_auth(req("https://deployer:s3cret@host:8443/hook?x=1"));
+        assert_eq!(r.uri().to_string(), "https://host:8443/hook?x=1");
+        assert_eq!(auth(&r).as_deref(), Some("Basic ZGVwbG95ZXI6czNjcmV0"));
+        // `a&b@c` as the password: `&` raw, `@` escaped.
+        let r = user_info_as_basic_auth(req("http://u:a&b%40c@[::1]:80/"));
+        assert_eq!(r.uri().to_string(), "http://[::1]:80/");
+        assert_eq!(auth(&r).as_deref(), Some("Basic dTphJmJAYw=="));
+        let r = user_info_as_basic_auth(req("http://user@host/"));
+        assert_eq!(auth(&r).as_deref(), Some("Basic dXNlcjo="));
+        let mut own = req("http://u:p@host/");
+        own.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer t"),
+        );
+        let r = user_info_as_basic_auth(own);
+        assert_eq!(auth(&r).as_deref(), Some("Bearer t"));
+        assert_eq!(r.uri().to_string(), "http://host/");
+        let r = user_info_as_basic_auth(req("http://host/"));
+        assert_eq!(auth(&r), None);
+        for (data, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+        ] {
+            assert_eq!(base64(data.as_bytes()), want);
+        }
     }
 }

@@ -32,7 +32,7 @@
 
 use std::time::Duration;
 
-use axi_obs_core::https::{BlockingHttpClient, Connector, HttpClient};
+use axi_obs_core::https::{BlockingHttpClient, Connector};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -190,15 +190,13 @@ impl NotifyHook {
                     .client_config()
                     .map_err(|e| NotifyError::Client(e.to_string()))?;
                 let timeout = self.timeout;
-                BlockingHttpClient::new(|| {
-                    HttpClient::new(
-                        Connector::new(tls).connect_timeout(timeout).build(),
-                        timeout,
-                    )
-                    // Only the status matters.
-                    .max_body(4096)
-                })
+                BlockingHttpClient::new(
+                    Connector::new(tls).connect_timeout(timeout).build(),
+                    timeout,
+                )
                 .map_err(|e| NotifyError::Client(e.to_string()))?
+                // Only the status matters.
+                .max_body(4096)
             }
         };
         let client = self.client.insert(client);

@@ -29,7 +29,8 @@ Where events go:
 
 Defaults: --db $XDG_DATA_HOME/axi-deploy/history.db, --spool $XDG_DATA_HOME/axi-deploy/spool
 (XDG_DATA_HOME defaults to ~/.local/share). http:// and https:// endpoints (the host's trust
-store; add a private CA with SSL_CERT_FILE); user:password@ in the URL is sent as basic auth.
+store, or the bundle SSL_CERT_FILE names instead: give it the system CAs and a private one);
+user:password@ in the URL is sent as basic auth.
 
 Exit codes: `run` exits with the command's code (128 + signal if it was killed, 127 if it
 could not start); failing to record never changes it, it is reported on stderr. Other
@@ -514,31 +515,10 @@ fn warn(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "axi-deploy: warning: {msg}");
 }
 
-/// The POST of one event's JSON to `url`, with its id as `Idempotency-Key`; a
-/// `user:password@` in the URL becomes basic auth (and leaves the URL).
+/// The POST of one event's JSON to `url`, with its id as `Idempotency-Key` (a
+/// `user:password@` in the URL is sent as basic auth by the client).
 fn post_request(url: &str, id: &str, body: String) -> Result<http::Request<bytes::Bytes>> {
     let uri: http::Uri = url.parse().context("not a URL")?;
-    let mut parts = uri.into_parts();
-    let mut auth = None;
-    if let Some(a) = &parts.authority
-        && let Some((user_info, host)) = a.as_str().rsplit_once('@')
-    {
-        let decode = |s: &str| {
-            form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
-        let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
-        let credentials = format!("{}:{}", decode(user), decode(password));
-        use base64::Engine as _;
-        auth = Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(credentials)
-        ));
-        parts.authority = Some(host.parse().context("not a URL")?);
-    }
-    let uri = http::Uri::from_parts(parts).context("not a URL")?;
     let mut request = http::Request::new(bytes::Bytes::from(body));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri;
@@ -551,12 +531,6 @@ fn post_request(url: &str, id: &str, body: String) -> Result<http::Request<bytes
         "idempotency-key",
         http::HeaderValue::from_str(id).context("the event id is no header value")?,
     );
-    if let Some(a) = auth {
-        headers.insert(
-            http::header::AUTHORIZATION,
-            http::HeaderValue::from_str(&a).context("the credentials are no header value")?,
-        );
-    }
     Ok(request)
 }
 
@@ -621,16 +595,14 @@ impl<'a> Sink<'a> {
                         .client_config()
                         .context("the HTTPS client's TLS configuration")?;
                     self.http = Some(
-                        axi_obs_core::https::BlockingHttpClient::new(|| {
-                            axi_obs_core::https::HttpClient::new(
-                                axi_obs_core::https::Connector::new(tls)
-                                    .connect_timeout(Duration::from_secs(3))
-                                    .build(),
-                                Duration::from_secs(10),
-                            )
-                            .max_body(64 * 1024)
-                        })
-                        .context("starting the HTTP client")?,
+                        axi_obs_core::https::BlockingHttpClient::new(
+                            axi_obs_core::https::Connector::new(tls)
+                                .connect_timeout(Duration::from_secs(3))
+                                .build(),
+                            Duration::from_secs(10),
+                        )
+                        .context("starting the HTTP client")?
+                        .max_body(64 * 1024),
                     );
                 }
                 let Some(client) = &self.http else {
