@@ -1,8 +1,8 @@
 //! Webhook, DingTalk and WeCom receivers over `https://` (the robots are HTTPS only): the
 //! notifier's client speaks TLS with the host's trust store. The test trusts a CA made here
-//! the way an operator adds one, through `SSL_CERT_FILE` (read by `rustls-native-certs` as by
-//! OpenSSL); the store is read once per process, so the test runs itself again as a child with
-//! that variable set. A receiver whose certificate the store does not vouch for is a failure.
+//! through `SSL_CERT_FILE`, which names the bundle trusted instead of the system's (read by
+//! `rustls-native-certs` as by OpenSSL); the store is read once per process, so the test runs
+//! itself again as a child with that variable set. A receiver whose certificate the store does not vouch for is a failure.
 
 #![allow(clippy::unwrap_used)]
 

@@ -141,7 +141,8 @@ enum Command {
     ///
     /// Alerts are grouped, inhibited, silenced, deduplicated against the notification log
     /// and delivered to webhook, email, DingTalk and WeCom receivers with retries (`http://`
-    /// and `https://`, the host's trust store; a private CA through `SSL_CERT_FILE`). The
+    /// and `https://`, the host's trust store; `SSL_CERT_FILE` names a bundle to trust
+    /// instead, the system's CAs and a private one together). The
     /// notification log, the silences and the alerts are written atomically to
     /// `STORAGE/axi-router-state.json` after every change, so a restart (even after
     /// `kill -9`) forgets no alert and sends nothing twice that was logged as sent.

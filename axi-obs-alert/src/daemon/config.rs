@@ -10,8 +10,10 @@ use serde::{Deserialize, Deserializer};
 use crate::delivery::{AlertmanagerAuth, DEFAULT_TIMEOUT, TlsConfig};
 use crate::rules::parse_duration;
 
-/// A loaded configuration, durations in milliseconds, paths resolved against the file.
+/// A loaded configuration, durations in milliseconds, paths resolved against the file. Read
+/// it; it is made by [`Config::load`] (fields are added as Prometheus settings are).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// Default scrape interval (Prometheus default 1 m).
     pub scrape_interval_ms: i64,
@@ -75,8 +77,10 @@ pub struct AlertmanagerConfig {
     pub tls: Option<TlsConfig>,
 }
 
-/// One scrape job with static targets.
+/// One scrape job with static targets (made by [`Config::load`]; fields are added as
+/// Prometheus settings are).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ScrapeConfig {
     /// `job_name`, the `job` label.
     pub job_name: String,

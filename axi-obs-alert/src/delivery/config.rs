@@ -714,12 +714,19 @@ fn is_legacy_label_name(s: &str) -> bool {
             .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
 }
 
+/// An `http://` or `https://` URL the delivery client can send to (checked as it will be
+/// parsed: a space or a character outside URLs, not percent-encoded, is refused here rather
+/// than at every delivery).
 fn check_http_url(url: &str, what: &str) -> Result<(), String> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        // The URL may hold a token: never echo it.
-        Err(format!("{what}: unsupported scheme (want http or https)"))
+    // The URL may hold a token: never echo it.
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("{what}: unsupported scheme (want http or https)"));
+    }
+    match url.parse::<http::Uri>() {
+        Ok(u) if u.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        _ => Err(format!(
+            "{what}: not a valid URL (characters such as spaces must be percent-encoded)"
+        )),
     }
 }
 
@@ -861,6 +868,34 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
         assert!(e.message.contains("regular expression"), "{e}");
+    }
+
+    /// A receiver URL the client could not send to is refused at load, naming the field and
+    /// not the URL (it may hold a token).
+    #[test]
+    fn receiver_urls_are_checked_at_load() {
+        for (field, url) in [
+            ("webhook_configs", "https://hooks.example/x y"),
+            (
+                "dingtalk_configs",
+                "https://oapi.dingtalk.com/robot/send?access_token=a b",
+            ),
+            ("wecom_configs", "https:///nohost"),
+        ] {
+            let e = parse(&format!(
+                "route:\n  receiver: a\nreceivers:\n- name: a\n  {field}:\n  - url: '{url}'\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.message.contains(&format!("{field} url: not a valid URL")),
+                "{e}"
+            );
+            assert!(
+                !e.message.contains("example") && !e.message.contains("access_token"),
+                "{e}"
+            );
+        }
+        parse("route:\n  receiver: a\nreceivers:\n- name: a\n  webhook_configs:\n  - url: 'https://u:p%40ss@hooks.example:8443/x?token=t%20k'\n").unwrap();
     }
 
     #[test]

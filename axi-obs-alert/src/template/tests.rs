@@ -593,12 +593,31 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let ok_ifs = format!("{}x{}", "{{if 1}}".repeat(n), "{{end}}".repeat(n));
     let deep_ifs = format!("{}x{}", "{{if 1}}".repeat(n + 1), "{{end}}".repeat(n + 1));
     let huge = format!("{{{{{}1{}}}}}", "(".repeat(20_000), ")".repeat(20_000));
+    // A flat value mapping: a long `else if` chain is no nesting.
+    let chain = |n: usize| {
+        let mut t = String::from("{{if eq . 0}}zero");
+        for i in 1..n {
+            t.push_str(&format!("{{{{else if eq . {i}}}}}v{i}"));
+        }
+        t.push_str("{{else}}other{{end}}");
+        t
+    };
+    let (long_chain, too_long_chain) = (
+        chain(parse::MAX_ELSE_CHAIN),
+        chain(parse::MAX_ELSE_CHAIN + 2),
+    );
     let results = std::thread::Builder::new()
         .stack_size(2 << 20)
         .spawn(move || {
+            let last = Value::Int(parse::MAX_ELSE_CHAIN as i64 - 1);
+            let chained = [
+                run(&long_chain, &last),
+                run(&too_long_chain, &Value::Int(0)),
+            ];
             [ok_parens, deep_parens, ok_ifs, deep_ifs, huge]
                 .iter()
                 .map(|t| run(t, &Value::Nil))
+                .chain(chained)
                 .collect::<Vec<_>>()
         })
         .unwrap()
@@ -614,6 +633,12 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let e = results[3].as_ref().unwrap_err();
     assert!(e.contains("max nesting depth exceeded"), "{e}");
     assert!(results[4].is_err());
+    assert_eq!(
+        results[5].as_deref(),
+        Ok(format!("v{}", parse::MAX_ELSE_CHAIN - 1).as_str())
+    );
+    let e = results[6].as_ref().unwrap_err();
+    assert!(e.contains("too many else if branches"), "{e}");
 }
 
 /// A counting `range` runs lazily, as Go's: two hundred million iterations ended by `break`

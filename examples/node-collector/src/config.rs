@@ -735,10 +735,16 @@ mod tests {
     /// that probe's `ca_file`, a name shared with a process at the probe.
     #[test]
     fn errors_point_at_their_own_entry() {
-        let text = "processes:\n  - name: api\n    match: { comm: api }\nprobes:\n  - name: ok\n    http:\n      url: 'https://a/'\n      ca_file: /etc/ssl/certs/ca-certificates.crt\n  - name: api\n    tcp: { address: 'a:1' }\n  - name: bad\n    http:\n      url: 'https://b/'\n      ca_file: /nonexistent/ca.pem\n";
-        let e = parse(text).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, axi_obs_core::testing::TestPki::new(&["a"]).ca_pem).unwrap();
+        let text = format!(
+            "processes:\n  - name: api\n    match: {{ comm: api }}\nprobes:\n  - name: ok\n    http:\n      url: 'https://a/'\n      ca_file: {}\n  - name: api\n    tcp: {{ address: 'a:1' }}\n  - name: bad\n    http:\n      url: 'https://b/'\n      ca_file: /nonexistent/ca.pem\n",
+            ca.display()
+        );
+        let e = parse(&text).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
-        // Lines: 8 is the first probe's ca_file (the system's bundle), 14 the third's.
+        // Lines: 8 is the first probe's ca_file (a readable CA), 14 the third's.
         assert_eq!(e.line, Some(14), "{e}");
         let e = parse(
             "probes:\n  - name: a\n    tcp: { address: 'a:1' }\n  - name: b\n    tcp: { address: 'b:1' }\n  - name: a\n    tcp: { address: 'c:1' }\n",
