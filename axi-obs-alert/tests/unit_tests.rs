@@ -84,6 +84,18 @@ fn verdicts_agree_with_promtool() {
     );
 }
 
+/// `promtool test rules FILE`'s output, when promtool is here.
+fn promtool_test(file: &std::path::Path) -> Option<std::process::Output> {
+    let promtool = axi_obs_core::testing::peer("promtool")?;
+    Some(
+        Command::new(promtool)
+            .args(["test", "rules"])
+            .arg(file)
+            .output()
+            .expect("run promtool"),
+    )
+}
+
 #[test]
 fn failures_say_what_differs() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,12 +133,7 @@ fn utf8_recording_rule_names_are_recorded_and_read_back() {
     let test = dir.path().join("test.yml");
     std::fs::write(&test, TEST).unwrap();
     assert_eq!(run_file(&test), Outcome::Passed);
-    if let Some(promtool) = axi_obs_core::testing::peer("promtool") {
-        let out = Command::new(promtool)
-            .args(["test", "rules"])
-            .arg(&test)
-            .output()
-            .unwrap();
+    if let Some(out) = promtool_test(&test) {
         assert!(out.status.success(), "{out:?}");
     }
     // The alert reads the recorded series: with a threshold it does not reach, it fails.
@@ -200,12 +207,7 @@ fn failure_texts_are_promtools() {
         text.contains("got: {__name__=\"up\", instance=\"a\"} 0E+00"),
         "{text}"
     );
-    if let Some(promtool) = axi_obs_core::testing::peer("promtool") {
-        let out = Command::new(promtool)
-            .args(["test", "rules"])
-            .arg(&test)
-            .output()
-            .unwrap();
+    if let Some(out) = promtool_test(&test) {
         let theirs = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         for piece in [
@@ -253,7 +255,6 @@ fn empty_labels_and_annotations_count_as_in_promtool() {
             false,
         ),
     ];
-    let promtool = axi_obs_core::testing::peer("promtool");
     for (i, (labels, annotations, passes)) in cases.into_iter().enumerate() {
         let test = dir.path().join(format!("test{i}.yml"));
         std::fs::write(
@@ -278,12 +279,7 @@ fn empty_labels_and_annotations_count_as_in_promtool() {
             passes,
             "case {i}: {labels} {annotations}: {ours_full:?}"
         );
-        if let Some(promtool) = &promtool {
-            let out = Command::new(promtool)
-                .args(["test", "rules"])
-                .arg(&test)
-                .output()
-                .unwrap();
+        if let Some(out) = promtool_test(&test) {
             assert_eq!(out.status.success(), passes, "case {i}: promtool: {out:?}");
         }
     }

@@ -297,17 +297,28 @@ impl HttpClient {
         content_type: &'static str,
         body: Vec<u8>,
     ) -> Result<Reply, HttpError> {
-        let mut request = http::Request::new(Bytes::from(body));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = uri.clone();
-        let h = request.headers_mut();
-        h.clone_from(headers);
-        h.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(content_type),
-        );
-        self.request(request).await
+        self.request(post_request(uri, headers, content_type, body))
+            .await
     }
+}
+
+/// A POST of `body` to `uri` with `headers` and `Content-Type: content_type`.
+fn post_request(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> http::Request<Bytes> {
+    let mut request = http::Request::new(Bytes::from(body));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri.clone();
+    let h = request.headers_mut();
+    h.clone_from(headers);
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    request
 }
 
 /// An [`HttpClient`] for synchronous code (a deploy hook, a CLI): requests run to completion
@@ -362,6 +373,21 @@ impl BlockingHttpClient {
     /// As [`HttpClient::request`].
     pub fn request(&self, request: http::Request<Bytes>) -> Result<Reply, HttpError> {
         self.runtime.block_on(self.client.request(request))
+    }
+
+    /// [`HttpClient::post`], waited for.
+    ///
+    /// # Errors
+    ///
+    /// As [`HttpClient::request`].
+    pub fn post(
+        &self,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<Reply, HttpError> {
+        self.request(post_request(uri, headers, content_type, body))
     }
 }
 

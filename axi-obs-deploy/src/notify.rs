@@ -202,20 +202,13 @@ impl NotifyHook {
         let client = self.client.insert(client);
         // A struct of strings, numbers and a formatted timestamp always serializes.
         let body = serde_json::to_string(summary).unwrap_or_default();
-        let mut request = http::Request::new(bytes::Bytes::from(body));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = self.url.clone();
-        let headers = request.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
+        let mut headers = http::HeaderMap::new();
         if let Ok(id) = http::HeaderValue::from_str(id) {
             headers.insert("idempotency-key", id);
         }
         // The client's errors never hold the URL.
         let reply = client
-            .request(request)
+            .post(&self.url, &headers, "application/json", body.into_bytes())
             .map_err(|source| NotifyError::Send {
                 url: shown(&self.url),
                 source,

@@ -118,23 +118,30 @@ pub enum Delivered {
 /// The most of a receiver's answer that is read.
 pub(crate) const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-async fn post_json(
+/// POSTs `body` as JSON to `url` with our `User-Agent` (deliveries and remediation URLs);
+/// `None` when `url` is no URL (never shown: it may hold a token; checked at load already).
+pub(crate) async fn send_json(
     client: &HttpClient,
     url: &str,
     body: Vec<u8>,
-) -> Result<Vec<u8>, DeliveryError> {
-    // The URL may hold a token: never echoed.
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| DeliveryError::Http("the receiver's URL is not a valid URL".into()))?;
+) -> Option<Result<axi_obs_core::https::Reply, axi_obs_core::https::HttpError>> {
+    let uri: http::Uri = url.parse().ok()?;
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::USER_AGENT,
         http::HeaderValue::from_static(USER_AGENT),
     );
-    let reply = client
-        .post(&uri, &headers, "application/json", body)
+    Some(client.post(&uri, &headers, "application/json", body).await)
+}
+
+async fn post_json(
+    client: &HttpClient,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, DeliveryError> {
+    let reply = send_json(client, url, body)
         .await
+        .ok_or_else(|| DeliveryError::Http("the receiver's URL is not a valid URL".into()))?
         .map_err(|e| DeliveryError::Http(e.to_string()))?;
     let status = reply.status;
     // What a receiver answers is read up to a bound (an error text, a robot's small JSON

@@ -515,25 +515,6 @@ fn warn(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "axi-deploy: warning: {msg}");
 }
 
-/// The POST of one event's JSON to `url`, with its id as `Idempotency-Key` (a
-/// `user:password@` in the URL is sent as basic auth by the client).
-fn post_request(url: &str, id: &str, body: String) -> Result<http::Request<bytes::Bytes>> {
-    let uri: http::Uri = url.parse().context("not a URL")?;
-    let mut request = http::Request::new(bytes::Bytes::from(body));
-    *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = uri;
-    let headers = request.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        "idempotency-key",
-        http::HeaderValue::from_str(id).context("the event id is no header value")?,
-    );
-    Ok(request)
-}
-
 fn refused(e: &anyhow::Error) -> bool {
     e.downcast_ref::<Refused>().is_some()
 }
@@ -608,12 +589,25 @@ impl<'a> Sink<'a> {
                 let Some(client) = &self.http else {
                     bail!("no HTTP client");
                 };
-                // The client's errors never hold the URL, which may carry a token.
-                let request = post_request(url, &event.id, event.to_json())
-                    .with_context(|| format!("POST {}", redact_url(url)))?;
+                // The client's errors never hold the URL, which may carry a token (a
+                // `user:password@` in it is sent as basic auth).
+                let post = || format!("POST {}", redact_url(url));
+                let uri: http::Uri = url.parse().context("not a URL").with_context(post)?;
+                let mut headers = http::HeaderMap::new();
+                headers.insert(
+                    "idempotency-key",
+                    http::HeaderValue::from_str(&event.id)
+                        .context("the event id is no header value")
+                        .with_context(post)?,
+                );
                 let resp = client
-                    .request(request)
-                    .with_context(|| format!("POST {}", redact_url(url)))?;
+                    .post(
+                        &uri,
+                        &headers,
+                        "application/json",
+                        event.to_json().into_bytes(),
+                    )
+                    .with_context(post)?;
                 let status = resp.status;
                 let location = resp
                     .headers

@@ -443,16 +443,20 @@ impl Collector for Ports {
 mod tests {
     use super::*;
 
-    #[test]
-    fn process_cpu_never_goes_down_when_a_process_ends() {
-        let p = |pid, start, cpu| Proc {
+    /// A process of `pid` started at `start` ticks that has used `cpu` ticks.
+    fn p(pid: u32, start: u64, cpu: u64) -> Proc {
+        Proc {
             pid,
             comm: String::new(),
             start_ticks: start,
             cpu_ticks: cpu,
             rss_pages: 0,
             start_code: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn process_cpu_never_goes_down_when_a_process_ends() {
         let gone = |_: &(u32, u64)| false;
         let mut seen = Seen::default();
         assert_eq!(seen.count_cpu(&[p(1, 10, 100), p(2, 20, 50)], gone), 150);
@@ -469,14 +473,6 @@ mod tests {
     /// found the next time nor calls that a restart.
     #[test]
     fn a_missed_scrape_is_neither_a_restart_nor_cpu_counted_twice() {
-        let p = |pid, start, cpu| Proc {
-            pid,
-            comm: String::new(),
-            start_ticks: start,
-            cpu_ticks: cpu,
-            rss_pages: 0,
-            start_code: 0,
-        };
         let alive = |k: &(u32, u64)| *k == (1, 10);
         let mut seen = Seen::default();
         seen.note_start(Some(10));

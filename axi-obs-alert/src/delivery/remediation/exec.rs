@@ -284,35 +284,29 @@ async fn call_url(
     timeout: Duration,
 ) -> (RemediationResult, String) {
     use axi_obs_core::https::HttpError;
-    // Checked at load; the URL may hold a token: never echoed.
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return (
-            RemediationResult::Failed {
-                status: "request failed".into(),
-                detail: "the action's URL is not a valid URL".into(),
-            },
-            String::new(),
-        );
-    };
-    let mut headers = http::HeaderMap::new();
-    headers.insert(
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(crate::delivery::USER_AGENT),
-    );
     let answer = tokio::time::timeout(timeout, async {
-        let r = client
-            .post(&uri, &headers, "application/json", body)
-            .await?;
+        let Some(sent) = crate::delivery::integrations::send_json(client, url, body).await else {
+            // Checked at load; the URL may hold a token: never echoed.
+            return Ok(None);
+        };
+        let r = sent?;
         let kept = &r.body[..r.body.len().min(REMEDIATION_OUTPUT_LIMIT)];
         let mut text = String::from_utf8_lossy(kept).into_owned();
         // A character cut at the limit reads as U+FFFD: dropped.
         if kept.len() < r.body.len() && text.ends_with('\u{fffd}') {
             text.pop();
         }
-        Ok::<_, HttpError>((r.status, text))
+        Ok::<_, HttpError>(Some((r.status, text)))
     })
     .await;
     match answer {
+        Ok(Ok(None)) => (
+            RemediationResult::Failed {
+                status: "request failed".into(),
+                detail: "the action's URL is not a valid URL".into(),
+            },
+            String::new(),
+        ),
         Err(_) | Ok(Err(HttpError::Timeout(_))) => (
             RemediationResult::TimedOut { after: timeout },
             String::new(),
@@ -325,13 +319,13 @@ async fn call_url(
             },
             String::new(),
         ),
-        Ok(Ok((status, text))) if status.is_success() => (
+        Ok(Ok(Some((status, text)))) if status.is_success() => (
             RemediationResult::Succeeded {
                 status: format!("HTTP {}", status.as_u16()),
             },
             text,
         ),
-        Ok(Ok((status, text))) => (
+        Ok(Ok(Some((status, text)))) => (
             RemediationResult::Failed {
                 status: format!("HTTP {}", status.as_u16()),
                 detail: excerpt(&text),
